@@ -1,0 +1,79 @@
+package log
+
+import (
+	"errors"
+	"fmt"
+)
+
+// Sentinel errors. Compare with errors.Is; the typed errors below match the
+// sentinel of their kind.
+var (
+	// ErrCorruption reports stored or streamed data that fails its checks
+	// (checksum, version, offset, density, framing). [*CorruptionError]
+	// matches it.
+	ErrCorruption = errors.New("log: corruption")
+	// ErrClosed reports use of a [DB] (or anything obtained from it) after
+	// [DB.Close].
+	ErrClosed = errors.New("log: closed")
+	// ErrOffsetOutOfRange reports a read outside [low watermark, high
+	// watermark]. [*OffsetOutOfRangeError] matches it.
+	ErrOffsetOutOfRange = errors.New("log: offset out of range")
+	// ErrInvalidOptions reports an [Options] value that fails
+	// [Options.Validate].
+	ErrInvalidOptions = errors.New("log: invalid options")
+	// ErrInvalidArgument reports an argument outside its documented domain
+	// (for example a non-positive read limit).
+	ErrInvalidArgument = errors.New("log: invalid argument")
+	// ErrInvalidTenant reports a tenant id that is not 1..255 bytes.
+	ErrInvalidTenant = errors.New("log: invalid tenant")
+	// ErrRecordTooLarge reports a record body above the per-record limit.
+	ErrRecordTooLarge = errors.New("log: record too large")
+	// ErrStaleAppliedIndex reports a Commit whose applied index is not above
+	// the partition's applied index.
+	ErrStaleAppliedIndex = errors.New("log: stale applied index")
+	// ErrBatchDone reports use of a [Batch] after Commit or Abort.
+	ErrBatchDone = errors.New("log: batch already committed or aborted")
+	// ErrBatchConflict reports a Commit of a batch built against a partition
+	// state that changed since [Partition.NewBatch] (another batch was
+	// committed, or the partition was restored or dropped). It means the
+	// single-writer contract was broken; nothing was written.
+	ErrBatchConflict = errors.New("log: batch conflicts with a newer partition state")
+	// ErrRestoreIncomplete reports a write or snapshot on a partition whose
+	// last [Partition.Restore] (or [Partition.Drop]) failed or is still
+	// running; restore (or drop) again before writing to it.
+	ErrRestoreIncomplete = errors.New("log: partition restore incomplete")
+)
+
+// CorruptionError names the partition and offset at which stored data failed
+// a check. For failures not tied to one record (a meta value, the tenant
+// index) Offset is the nearest offset known and Reason says which key.
+type CorruptionError struct {
+	Partition uint64
+	Offset    uint64
+	Reason    string
+}
+
+// Error implements error.
+func (e *CorruptionError) Error() string {
+	return fmt.Sprintf("log: corruption in partition %d at offset %d: %s", e.Partition, e.Offset, e.Reason)
+}
+
+// Is reports whether target is [ErrCorruption].
+func (e *CorruptionError) Is(target error) bool { return target == ErrCorruption }
+
+// OffsetOutOfRangeError reports a read from an offset outside
+// [Low, High] (High itself is a valid, empty, read position).
+type OffsetOutOfRangeError struct {
+	Partition uint64
+	Requested uint64
+	Low       uint64
+	High      uint64
+}
+
+// Error implements error.
+func (e *OffsetOutOfRangeError) Error() string {
+	return fmt.Sprintf("log: offset %d out of range [%d, %d] in partition %d", e.Requested, e.Low, e.High, e.Partition)
+}
+
+// Is reports whether target is [ErrOffsetOutOfRange].
+func (e *OffsetOutOfRangeError) Is(target error) bool { return target == ErrOffsetOutOfRange }

@@ -1,0 +1,222 @@
+package log
+
+import (
+	"bufio"
+	"encoding/binary"
+	"fmt"
+	"hash"
+	"hash/crc32"
+	"io"
+
+	"github.com/cockroachdb/pebble/v2"
+)
+
+// Snapshot stream format (see the package documentation). The version byte
+// is persisted and sent to peers: new versions get new numbers.
+const (
+	snapshotMagic            = "HLOGSNAP"
+	snapshotVersion1    byte = 1
+	snapshotHeaderBytes      = len(snapshotMagic) + 1 + 8
+	snapshotTagEntry    byte = 'E'
+	snapshotTagTrailer  byte = 'T'
+
+	// snapshotBufferBytes sizes the buffered writer and reader of a stream.
+	snapshotBufferBytes = 64 << 10
+	// snapshotEntriesPerCloseCheck is how many entries a stream moves between
+	// two looks at DB.closing.
+	snapshotEntriesPerCloseCheck = 256
+)
+
+// Snapshot is a point-in-time image of one partition, taken by
+// [Partition.Snapshot]. WriteTo may run on any goroutine, concurrently with
+// later commits to the partition (they do not show in the image). WriteTo
+// and Close must not run concurrently with each other. Close must be called;
+// DB.Close releases snapshots still open.
+type Snapshot struct {
+	partition      *Partition
+	pebbleSnapshot *pebble.Snapshot
+	appliedIndex   uint64
+}
+
+var _ io.WriterTo = (*Snapshot)(nil)
+
+// Snapshot makes Pebble durable (DB.Sync) and takes a point-in-time image of
+// the partition. Writer only (it runs on the FSM goroutine, so the image
+// holds exactly the batches committed so far).
+func (p *Partition) Snapshot() (*Snapshot, error) {
+	if err := p.db.acquire(); err != nil {
+		return nil, err
+	}
+	defer p.db.release()
+	if p.restoring.Load() {
+		return nil, fmt.Errorf("log: partition %d: snapshot: %w", p.id, ErrRestoreIncomplete)
+	}
+	if err := p.db.syncLocked(); err != nil {
+		return nil, err
+	}
+	ps := p.db.pebble.NewSnapshot()
+	applied, _, err := p.getUint64(ps, metaApplied)
+	if err != nil {
+		_ = ps.Close()
+		return nil, err
+	}
+	s := &Snapshot{partition: p, pebbleSnapshot: ps, appliedIndex: applied}
+	p.db.mu.Lock()
+	p.db.mu.snapshots[s] = struct{}{}
+	p.db.mu.Unlock()
+	return s, nil
+}
+
+// AppliedIndex returns the applied index recorded in the image.
+func (s *Snapshot) AppliedIndex() uint64 { return s.appliedIndex }
+
+// open reports whether s is still registered (neither closed nor released
+// by DB.Close). db.lifecycle must be read-held.
+func (s *Snapshot) openLocked() bool {
+	db := s.partition.db
+	db.mu.Lock()
+	defer db.mu.Unlock()
+	_, ok := db.mu.snapshots[s]
+	return ok
+}
+
+// Close releases the image. A second Close, or a Close after DB.Close,
+// returns nil.
+func (s *Snapshot) Close() error {
+	db := s.partition.db
+	if err := db.acquire(); err != nil {
+		return nil // DB.Close released it.
+	}
+	defer db.release()
+	db.mu.Lock()
+	_, ok := db.mu.snapshots[s]
+	delete(db.mu.snapshots, s)
+	db.mu.Unlock()
+	if !ok {
+		return nil
+	}
+	if err := s.pebbleSnapshot.Close(); err != nil {
+		return fmt.Errorf("log: close snapshot of partition %d: %w", s.partition.id, err)
+	}
+	return nil
+}
+
+// WriteTo streams every key and value of the partition's image in the
+// snapshot stream format (version 1) and returns the bytes written. It
+// holds one entry at a time in memory, besides a fixed-size buffer. Each
+// record is checked before it is sent; a failure is a *CorruptionError. If
+// the DB is closing, WriteTo stops with ErrClosed.
+func (s *Snapshot) WriteTo(w io.Writer) (int64, error) {
+	p := s.partition
+	db := p.db
+	if err := db.acquire(); err != nil {
+		return 0, err
+	}
+	defer db.release()
+	if !s.openLocked() {
+		return 0, fmt.Errorf("log: snapshot of partition %d is closed: %w", p.id, ErrClosed)
+	}
+
+	lower, upper := partitionBounds(p.id)
+	iter, err := s.pebbleSnapshot.NewIter(&pebble.IterOptions{LowerBound: lower, UpperBound: upper})
+	if err != nil {
+		return 0, fmt.Errorf("log: partition %d: snapshot: %w", p.id, err)
+	}
+	defer iter.Close()
+
+	sw := newSnapshotWriter(w)
+	sw.header(s.appliedIndex)
+	var count uint64
+	restoringKey := appendMetaKey(nil, p.id, metaRestoring)
+	for valid := iter.First(); valid; valid = iter.Next() {
+		if count%snapshotEntriesPerCloseCheck == 0 && db.closing.Load() {
+			return sw.written, ErrClosed
+		}
+		key := iter.Key()
+		if string(key) == string(restoringKey) {
+			continue
+		}
+		value, err := iter.ValueAndErr()
+		if err != nil {
+			return sw.written, fmt.Errorf("log: partition %d: snapshot read: %w", p.id, err)
+		}
+		if offset, ok := parseRecordKey(p.id, key); ok {
+			if _, err := parseRecordValue(p.id, offset, value); err != nil {
+				return sw.written, err
+			}
+		}
+		sw.entry(key[partitionPrefixBytes:], value)
+		count++
+		if sw.err != nil {
+			return sw.written, sw.err
+		}
+	}
+	if err := iter.Error(); err != nil {
+		return sw.written, fmt.Errorf("log: partition %d: snapshot read: %w", p.id, err)
+	}
+	sw.trailer(count)
+	return sw.written, sw.err
+}
+
+// snapshotWriter frames a snapshot stream, keeping its CRC and byte count.
+// The first error sticks and makes later calls no-ops.
+type snapshotWriter struct {
+	buf     *bufio.Writer
+	crc     hash.Hash32
+	written int64
+	err     error
+	scratch [9]byte
+}
+
+func newSnapshotWriter(w io.Writer) *snapshotWriter {
+	sw := &snapshotWriter{crc: crc32.New(castagnoli)}
+	sw.buf = bufio.NewWriterSize(countingWriter{w: w, n: &sw.written}, snapshotBufferBytes)
+	return sw
+}
+
+// write sends b through the CRC and the buffer.
+func (sw *snapshotWriter) write(b []byte) {
+	if sw.err != nil {
+		return
+	}
+	sw.crc.Write(b) // hash.Hash.Write never fails
+	_, sw.err = sw.buf.Write(b)
+}
+
+func (sw *snapshotWriter) header(appliedIndex uint64) {
+	sw.write([]byte(snapshotMagic))
+	sw.write([]byte{snapshotVersion1})
+	sw.write(binary.BigEndian.AppendUint64(sw.scratch[:0], appliedIndex))
+}
+
+func (sw *snapshotWriter) entry(key, value []byte) {
+	sw.write([]byte{snapshotTagEntry})
+	sw.write(binary.BigEndian.AppendUint32(sw.scratch[:0], uint32(len(key))))
+	sw.write(key)
+	sw.write(binary.BigEndian.AppendUint32(sw.scratch[:0], uint32(len(value))))
+	sw.write(value)
+}
+
+func (sw *snapshotWriter) trailer(count uint64) {
+	sw.write([]byte{snapshotTagTrailer})
+	sw.write(binary.BigEndian.AppendUint64(sw.scratch[:0], count))
+	if sw.err != nil {
+		return
+	}
+	_, sw.err = sw.buf.Write(binary.BigEndian.AppendUint32(sw.scratch[:0], sw.crc.Sum32()))
+	if sw.err == nil {
+		sw.err = sw.buf.Flush()
+	}
+}
+
+// countingWriter counts the bytes its writer accepted.
+type countingWriter struct {
+	w io.Writer
+	n *int64
+}
+
+func (c countingWriter) Write(b []byte) (int, error) {
+	n, err := c.w.Write(b)
+	*c.n += int64(n)
+	return n, err
+}
