@@ -1,0 +1,43 @@
+package raft
+
+import (
+	"time"
+
+	hraft "github.com/hashicorp/raft"
+)
+
+// DefaultConfig returns the hashicorp/raft configuration of a Herald group
+// (it passes hraft.ValidateConfig). Why these values:
+//
+//   - HeartbeatTimeout and ElectionTimeout 1 s (hraft's defaults, not lower):
+//     a node hosts one group per partition replica, and each leader sends a
+//     heartbeat to each follower every HeartbeatTimeout/10, so the heartbeat
+//     rate grows with the number of groups; 1 s keeps it at 10/s per
+//     follower per group while failover still takes 1–2 s. Shorter timeouts
+//     also turn fsync and GC stalls on a loaded small machine into spurious
+//     elections. Tests that want faster elections lower them.
+//   - LeaderLeaseTimeout 500 ms: below HeartbeatTimeout, as required.
+//   - CommitTimeout 50 ms: followers learn the commit index (and apply) at
+//     most this late when no new entries flow.
+//   - MaxAppendEntries 512 and BatchApplyCh: the leader-side batcher gives
+//     Raft few large commands; up to 512 go in one append and one fsync.
+//     MuxOptions.MaxMessageBytes must exceed 512 times the largest command.
+//   - SnapshotInterval 120 s, SnapshotThreshold 8192, TrailingLogs 10240:
+//     hraft's defaults; a follower at most TrailingLogs behind catches up
+//     from the log instead of a snapshot.
+//   - LogLevel INFO (the logger is set by OpenGroup).
+func DefaultConfig(nodeID string) *hraft.Config {
+	c := hraft.DefaultConfig()
+	c.LocalID = hraft.ServerID(nodeID)
+	c.HeartbeatTimeout = 1000 * time.Millisecond
+	c.ElectionTimeout = 1000 * time.Millisecond
+	c.LeaderLeaseTimeout = 500 * time.Millisecond
+	c.CommitTimeout = 50 * time.Millisecond
+	c.MaxAppendEntries = 512
+	c.BatchApplyCh = true
+	c.SnapshotInterval = 120 * time.Second
+	c.SnapshotThreshold = 8192
+	c.TrailingLogs = 10240
+	c.LogLevel = "INFO"
+	return c
+}

@@ -1,0 +1,279 @@
+package raft
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	hraft "github.com/hashicorp/raft"
+	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
+	"go.etcd.io/bbolt"
+)
+
+const (
+	// DefaultSnapshotRetain is how many snapshots a group keeps on disk.
+	DefaultSnapshotRetain = 2
+	// logCacheEntries is how many recent log entries a group keeps in memory
+	// in front of raft-boltdb (one full append's worth).
+	logCacheEntries = 512
+	// boltOpenTimeout bounds waiting for the file lock of raft.db, so that a
+	// second opener (a bug, or a stale process) fails instead of hanging.
+	boltOpenTimeout = 5 * time.Second
+	// raftDBFile is the name of a group's raft-boltdb file within its Dir.
+	raftDBFile = "raft.db"
+)
+
+// IndexedFSM is an FSM that persists the index of the last entry it applied
+// together with its data, so that its state survives a restart without a
+// snapshot restore (OpenGroup sets NoSnapshotRestoreOnStart for it).
+//
+// Contract: on restart Raft replays the entries after the newest snapshot,
+// which may include entries the FSM has already applied; Apply must skip
+// entries at or below AppliedIndex. Restore must leave AppliedIndex equal to
+// the snapshot's index. AppliedIndex is called before Raft starts and must be
+// safe to call concurrently with Apply.
+type IndexedFSM interface {
+	hraft.FSM
+	// AppliedIndex is the index of the last entry whose effects are durable
+	// in the FSM's own store (0 when it has none).
+	AppliedIndex() uint64
+}
+
+// GroupConfig describes one Raft group replica on this node.
+type GroupConfig struct {
+	GroupID uint64
+	NodeID  string
+	// Dir is this group's directory: raft.db (raft-boltdb, fsynced on every
+	// append) and snapshots/. Created if missing.
+	Dir string
+	FSM hraft.FSM
+	// Transport is the group's transport, from Mux.Transport(GroupID).
+	// OpenGroup takes ownership of it: Group.Close closes it, and so does a
+	// failing OpenGroup.
+	Transport *Transport
+	// Logger receives the group's logs (rate limited, see NewHCLogger).
+	// Default: slog.Default().
+	Logger *slog.Logger
+	// Config is copied; nil means DefaultConfig(NodeID). LocalID is always
+	// NodeID, and Logger is always the group's.
+	Config *hraft.Config
+	// SnapshotRetain is how many snapshots to keep; default 2.
+	SnapshotRetain int
+}
+
+// Validate reports every problem with c at once, each wrapping
+// ErrInvalidOptions. Zero Logger, Config and SnapshotRetain are valid
+// (defaults).
+func (c *GroupConfig) Validate() error {
+	var errs []error
+	bad := func(format string, args ...any) {
+		errs = append(errs, fmt.Errorf("%w: GroupConfig."+format, append([]any{ErrInvalidOptions}, args...)...))
+	}
+	if c.NodeID == "" {
+		bad("NodeID is required")
+	}
+	if c.Dir == "" {
+		bad("Dir is required")
+	}
+	if c.FSM == nil {
+		bad("FSM is required")
+	}
+	if c.Transport == nil {
+		bad("Transport is required")
+	} else if c.Transport.GroupID() != c.GroupID {
+		bad("Transport carries group %d, not GroupID %d", c.Transport.GroupID(), c.GroupID)
+	}
+	if c.SnapshotRetain < 0 {
+		bad("SnapshotRetain %d must not be negative", c.SnapshotRetain)
+	}
+	if c.Config != nil && c.NodeID != "" {
+		conf := *c.Config
+		conf.LocalID = hraft.ServerID(c.NodeID)
+		if err := hraft.ValidateConfig(&conf); err != nil {
+			bad("Config: %w", err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// Group is one open Raft group replica: hashicorp/raft over raft-boltdb, a
+// file snapshot store and a Transport. Its methods are safe for concurrent
+// use; Raft() gives the hraft API (Apply, Barrier, ...) directly.
+type Group struct {
+	id        uint64
+	raft      *hraft.Raft
+	transport *Transport
+	store     *raftboltdb.BoltStore
+	logs      hraft.LogStore
+	snapshots hraft.SnapshotStore
+	logger    *slog.Logger
+
+	closeOnce sync.Once
+	closeErr  error
+}
+
+// OpenGroup opens (creating if new) the group replica described by cfg and
+// starts Raft. For an IndexedFSM it sets NoSnapshotRestoreOnStart and, before
+// Raft starts, restores the newest snapshot into the FSM if the FSM is behind
+// it (its store lost data or is new), failing with ErrFSMBehindSnapshot if
+// the FSM is still behind afterwards. A new group has no configuration until
+// BootstrapIfNew or a leader's AppendEntries gives it one.
+func OpenGroup(cfg GroupConfig) (g *Group, err error) {
+	if cfg.Transport != nil {
+		defer func() {
+			if err != nil {
+				_ = cfg.Transport.Close()
+			}
+		}()
+	}
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	logger := cfg.Logger
+	if logger == nil {
+		logger = slog.Default()
+	}
+	logger = logger.With("group", cfg.GroupID)
+	retain := cfg.SnapshotRetain
+	if retain == 0 {
+		retain = DefaultSnapshotRetain
+	}
+	var conf hraft.Config
+	if cfg.Config != nil {
+		conf = *cfg.Config
+	} else {
+		conf = *DefaultConfig(cfg.NodeID)
+	}
+	conf.LocalID = hraft.ServerID(cfg.NodeID)
+	hclogger := newHCLogger(logger, "raft", cfg.Transport.mux.logLimiter)
+	conf.Logger = hclogger
+
+	if err := os.MkdirAll(cfg.Dir, 0o750); err != nil {
+		return nil, fmt.Errorf("raft: group %d: %w", cfg.GroupID, err)
+	}
+	store, err := raftboltdb.New(raftboltdb.Options{
+		Path:        filepath.Join(cfg.Dir, raftDBFile),
+		BoltOptions: &bbolt.Options{Timeout: boltOpenTimeout, FreelistType: bbolt.FreelistArrayType},
+		NoSync:      false, // never: the Raft log is the durability source
+	})
+	if err != nil {
+		return nil, fmt.Errorf("raft: group %d: open %s: %w", cfg.GroupID, raftDBFile, err)
+	}
+	defer func() {
+		if err != nil {
+			_ = store.Close()
+		}
+	}()
+	logs, err := hraft.NewLogCache(logCacheEntries, store)
+	if err != nil {
+		return nil, fmt.Errorf("raft: group %d: log cache: %w", cfg.GroupID, err)
+	}
+	snapshots, err := hraft.NewFileSnapshotStoreWithLogger(cfg.Dir, retain, hclogger)
+	if err != nil {
+		return nil, fmt.Errorf("raft: group %d: snapshot store: %w", cfg.GroupID, err)
+	}
+	if fsm, ok := cfg.FSM.(IndexedFSM); ok {
+		conf.NoSnapshotRestoreOnStart = true
+		if err := catchUpFSM(fsm, snapshots, logger); err != nil {
+			return nil, fmt.Errorf("raft: group %d: %w", cfg.GroupID, err)
+		}
+	}
+	r, err := hraft.NewRaft(&conf, cfg.FSM, logs, store, snapshots, cfg.Transport)
+	if err != nil {
+		return nil, fmt.Errorf("raft: group %d: start: %w", cfg.GroupID, err)
+	}
+	return &Group{
+		id:        cfg.GroupID,
+		raft:      r,
+		transport: cfg.Transport,
+		store:     store,
+		logs:      logs,
+		snapshots: snapshots,
+		logger:    logger,
+	}, nil
+}
+
+// catchUpFSM restores the newest snapshot into fsm if fsm's applied index is
+// below it. With NoSnapshotRestoreOnStart Raft trusts the FSM to hold at
+// least the newest snapshot's state and replays only the entries after it.
+func catchUpFSM(fsm IndexedFSM, snapshots hraft.SnapshotStore, logger *slog.Logger) error {
+	metas, err := snapshots.List()
+	if err != nil {
+		return fmt.Errorf("list snapshots: %w", err)
+	}
+	if len(metas) == 0 {
+		return nil
+	}
+	newest := metas[0] // List sorts newest first
+	applied := fsm.AppliedIndex()
+	if applied >= newest.Index {
+		return nil
+	}
+	logger.Warn("raft: fsm is behind the newest snapshot; restoring it",
+		"fsm_applied_index", applied, "snapshot_id", newest.ID, "snapshot_index", newest.Index, "snapshot_bytes", newest.Size)
+	_, rc, err := snapshots.Open(newest.ID)
+	if err != nil {
+		return fmt.Errorf("open snapshot %s: %w", newest.ID, err)
+	}
+	defer rc.Close()
+	if err := fsm.Restore(rc); err != nil {
+		return fmt.Errorf("restore snapshot %s: %w", newest.ID, err)
+	}
+	if got := fsm.AppliedIndex(); got < newest.Index {
+		return fmt.Errorf("%w: applied index %d after restoring snapshot %s at index %d",
+			ErrFSMBehindSnapshot, got, newest.ID, newest.Index)
+	}
+	logger.Info("raft: restored fsm from snapshot", "snapshot_id", newest.ID, "snapshot_index", newest.Index)
+	return nil
+}
+
+// ID is the group's id.
+func (g *Group) ID() uint64 { return g.id }
+
+// Raft is the group's hashicorp/raft instance.
+func (g *Group) Raft() *hraft.Raft { return g.raft }
+
+// BootstrapIfNew bootstraps the group with servers if this replica has no
+// Raft state yet (hraft.HasExistingState is false), and does nothing
+// otherwise. Every replica of a new group calls it with the same servers; an
+// election follows. A replica that meanwhile got state from a leader is not
+// new: hraft.ErrCantBootstrap is not an error here.
+func (g *Group) BootstrapIfNew(servers []hraft.Server) error {
+	existing, err := hraft.HasExistingState(g.logs, g.store, g.snapshots)
+	if err != nil {
+		return fmt.Errorf("raft: group %d: existing state: %w", g.id, err)
+	}
+	if existing {
+		return nil
+	}
+	err = g.raft.BootstrapCluster(hraft.Configuration{Servers: servers}).Error()
+	if errors.Is(err, hraft.ErrCantBootstrap) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("raft: group %d: bootstrap: %w", g.id, err)
+	}
+	g.logger.Info("raft: group bootstrapped", "servers", len(servers))
+	return nil
+}
+
+// Close shuts Raft down (waiting for it), closes the transport and the
+// raft-boltdb store. Idempotent: later calls return the first result.
+func (g *Group) Close() error {
+	g.closeOnce.Do(func() {
+		var errs []error
+		if err := g.raft.Shutdown().Error(); err != nil {
+			errs = append(errs, fmt.Errorf("raft: group %d: shutdown: %w", g.id, err))
+		}
+		errs = append(errs, g.transport.Close())
+		if err := g.store.Close(); err != nil {
+			errs = append(errs, fmt.Errorf("raft: group %d: close %s: %w", g.id, raftDBFile, err))
+		}
+		g.closeErr = errors.Join(errs...)
+	})
+	return g.closeErr
+}
