@@ -1,0 +1,324 @@
+package partition
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	hraft "github.com/hashicorp/raft"
+
+	"github.com/heraldlog/herald/partition/partitionpb"
+)
+
+// BatcherOptions bound the leader-side batcher.
+type BatcherOptions struct {
+	// QueueCallsMax bounds produce calls waiting to be batched; a caller
+	// blocks (until its context ends) when the queue is full.
+	QueueCallsMax int
+	// BatchRecordsMax and BatchBytesMax cap one Raft entry. A single call
+	// larger than the caps still goes, alone.
+	BatchRecordsMax int
+	BatchBytesMax   int
+	// InflightMax bounds Raft applies in flight at once. While all slots are
+	// busy, arriving calls queue up and leave together in the next entry:
+	// this is what makes one fsync carry many events under load.
+	InflightMax int
+	// Linger is how long to wait for more calls when a batch is not full
+	// and slots are free; 0 sends at once (lowest latency when idle).
+	Linger time.Duration
+	// EnqueueTimeout bounds how long raft.Apply may wait to enqueue.
+	EnqueueTimeout time.Duration
+}
+
+// DefaultBatcherOptions are the defaults, chosen so that one 128-byte-event
+// entry stays well under the transport's message limit.
+func DefaultBatcherOptions() BatcherOptions {
+	return BatcherOptions{
+		QueueCallsMax:   4096,
+		BatchRecordsMax: 8192,
+		BatchBytesMax:   4 << 20,
+		InflightMax:     4,
+		Linger:          0,
+		EnqueueTimeout:  5 * time.Second,
+	}
+}
+
+// Validate reports every problem at once.
+func (o *BatcherOptions) Validate() error {
+	var errs []error
+	if o.QueueCallsMax <= 0 {
+		errs = append(errs, errors.New("partition: QueueCallsMax must be positive"))
+	}
+	if o.BatchRecordsMax <= 0 {
+		errs = append(errs, errors.New("partition: BatchRecordsMax must be positive"))
+	}
+	if o.BatchBytesMax <= 0 {
+		errs = append(errs, errors.New("partition: BatchBytesMax must be positive"))
+	}
+	if o.InflightMax <= 0 {
+		errs = append(errs, errors.New("partition: InflightMax must be positive"))
+	}
+	if o.Linger < 0 {
+		errs = append(errs, errors.New("partition: Linger must not be negative"))
+	}
+	if o.EnqueueTimeout <= 0 {
+		errs = append(errs, errors.New("partition: EnqueueTimeout must be positive"))
+	}
+	return errors.Join(errs...)
+}
+
+// Batcher gathers concurrent produce calls on a partition leader into one
+// raft.Apply each, with up to InflightMax applies in flight.
+//
+// Submit may be called from any goroutine. One goroutine (run) owns batch
+// formation; one goroutine per in-flight apply waits for its future. Close
+// stops both and fails every queued call with ErrClosed.
+type Batcher struct {
+	raft    *hraft.Raft
+	opts    BatcherOptions
+	logger  *slog.Logger
+	metrics *Metrics
+	groupID uint64
+	now     func() time.Time
+
+	queue    chan *produceCall
+	inflight chan struct{}
+	stop     chan struct{} // closed by Close: no new work
+	done     chan struct{} // closed by Close once run and every waiter returned
+	wg       sync.WaitGroup
+	once     sync.Once
+}
+
+type produceCall struct {
+	records []*partitionpb.AppendRecord
+	bytes   int
+	result  chan callResult // buffered 1: the waiter never blocks
+}
+
+type callResult struct {
+	assigned []Assigned
+	err      error
+}
+
+// NewBatcher starts a batcher proposing to r.
+func NewBatcher(groupID uint64, r *hraft.Raft, opts BatcherOptions, logger *slog.Logger, metrics *Metrics) (*Batcher, error) {
+	if err := opts.Validate(); err != nil {
+		return nil, err
+	}
+	b := &Batcher{
+		raft:     r,
+		opts:     opts,
+		logger:   logger,
+		metrics:  metrics,
+		groupID:  groupID,
+		now:      time.Now,
+		queue:    make(chan *produceCall, opts.QueueCallsMax),
+		inflight: make(chan struct{}, opts.InflightMax),
+		stop:     make(chan struct{}),
+		done:     make(chan struct{}),
+	}
+	b.wg.Add(1)
+	go b.run()
+	return b, nil
+}
+
+// Submit proposes records and waits until they are committed on a quorum
+// and applied here, returning each record's offset and tenant sequence in
+// order. Errors: ErrNotLeader (not proposed), ErrClosed (not proposed),
+// ErrUnknownOutcome (proposed; may or may not commit).
+func (b *Batcher) Submit(ctx context.Context, records []*partitionpb.AppendRecord) ([]Assigned, error) {
+	select {
+	case <-b.stop:
+		return nil, ErrClosed
+	default:
+	}
+	if b.raft.State() != hraft.Leader {
+		return nil, ErrNotLeader
+	}
+	call := &produceCall{records: records, result: make(chan callResult, 1)}
+	for _, r := range records {
+		call.bytes += len(r.Event) + len(r.TenantId)
+	}
+	select {
+	case b.queue <- call:
+	case <-b.stop:
+		return nil, ErrClosed
+	case <-ctx.Done():
+		return nil, ctx.Err() // not queued: nothing proposed
+	}
+	select {
+	case res := <-call.result:
+		return res.assigned, res.err
+	case <-ctx.Done():
+		return nil, fmt.Errorf("%w: %w", ErrUnknownOutcome, ctx.Err())
+	case <-b.done:
+		// Every call run took has its result by now; one still without a
+		// result was queued after run stopped and was never proposed.
+		select {
+		case res := <-call.result:
+			return res.assigned, res.err
+		default:
+			return nil, ErrClosed
+		}
+	}
+}
+
+// Close stops the batcher and waits for in-flight applies to finish.
+func (b *Batcher) Close() {
+	b.once.Do(func() {
+		close(b.stop)
+		b.wg.Wait()
+		close(b.done)
+	})
+	<-b.done
+}
+
+func (b *Batcher) run() {
+	defer b.wg.Done()
+	defer b.failQueued()
+	var carry *produceCall // a call that did not fit the previous batch
+	for {
+		first := carry
+		carry = nil
+		if first == nil {
+			select {
+			case first = <-b.queue:
+			case <-b.stop:
+				return
+			}
+		}
+		// Waiting for a free slot is where calls pile up and batch.
+		select {
+		case b.inflight <- struct{}{}:
+		case <-b.stop:
+			first.result <- callResult{err: ErrClosed}
+			return
+		}
+		calls, leftover := b.gather(first)
+		b.propose(calls)
+		carry = leftover
+	}
+}
+
+// gather takes first plus whatever else is queued, up to the caps, waiting
+// up to Linger for more when the batch is not full. A call that would
+// overflow the caps is returned as leftover to lead the next batch, so
+// calls keep their arrival order.
+func (b *Batcher) gather(first *produceCall) (calls []*produceCall, leftover *produceCall) {
+	calls = []*produceCall{first}
+	records, size := len(first.records), first.bytes
+	var linger <-chan time.Time
+	if b.opts.Linger > 0 {
+		t := time.NewTimer(b.opts.Linger)
+		defer t.Stop()
+		linger = t.C
+	}
+	for records < b.opts.BatchRecordsMax && size < b.opts.BatchBytesMax {
+		var c *produceCall
+		select {
+		case c = <-b.queue:
+		default:
+			if linger == nil {
+				return calls, nil
+			}
+			select {
+			case c = <-b.queue:
+			case <-linger:
+				return calls, nil
+			case <-b.stop:
+				return calls, nil
+			}
+		}
+		if records+len(c.records) > b.opts.BatchRecordsMax || size+c.bytes > b.opts.BatchBytesMax {
+			return calls, c
+		}
+		calls = append(calls, c)
+		records += len(c.records)
+		size += c.bytes
+	}
+	return calls, nil
+}
+
+// propose sends one Raft entry for calls; it owns one inflight slot, which
+// the waiter goroutine releases.
+func (b *Batcher) propose(calls []*produceCall) {
+	cmd := &partitionpb.AppendCommand{ProducedAtUnixNano: b.now().UnixNano()}
+	for _, c := range calls {
+		cmd.Records = append(cmd.Records, c.records...)
+	}
+	data, err := encodeAppend(cmd)
+	if err != nil {
+		b.finish(calls, nil, fmt.Errorf("partition %d: encode: %w", b.groupID, err))
+		<-b.inflight
+		return
+	}
+	start := b.now()
+	future := b.raft.Apply(data, b.opts.EnqueueTimeout)
+	b.metrics.observeBatch(len(cmd.Records), len(data))
+	b.wg.Add(1)
+	go func() {
+		defer b.wg.Done()
+		defer func() { <-b.inflight }()
+		err := future.Error()
+		b.metrics.observeApply(b.now().Sub(start), err)
+		if err != nil {
+			b.finish(calls, nil, classifyApplyError(err))
+			return
+		}
+		res, ok := future.Response().(*appendResult)
+		if !ok || res == nil {
+			b.finish(calls, nil, fmt.Errorf("%w: partition %d: entry applied without a result", ErrUnknownOutcome, b.groupID))
+			return
+		}
+		if res.err != nil {
+			b.finish(calls, nil, res.err)
+			return
+		}
+		b.finish(calls, res.assigned, nil)
+	}()
+}
+
+// finish hands each call its slice of the assigned positions, or the error.
+func (b *Batcher) finish(calls []*produceCall, assigned []Assigned, err error) {
+	i := 0
+	for _, c := range calls {
+		if err != nil {
+			c.result <- callResult{err: err}
+			continue
+		}
+		n := len(c.records)
+		if i+n > len(assigned) {
+			c.result <- callResult{err: fmt.Errorf("%w: partition %d: %d positions for %d records", ErrUnknownOutcome, b.groupID, len(assigned), i+n)}
+			continue
+		}
+		c.result <- callResult{assigned: assigned[i : i+n : i+n]}
+		i += n
+	}
+}
+
+func (b *Batcher) failQueued() {
+	for {
+		select {
+		case c := <-b.queue:
+			c.result <- callResult{err: ErrClosed}
+		default:
+			return
+		}
+	}
+}
+
+// classifyApplyError separates "never proposed" from "fate unknown".
+func classifyApplyError(err error) error {
+	switch {
+	case errors.Is(err, hraft.ErrNotLeader), errors.Is(err, hraft.ErrEnqueueTimeout),
+		errors.Is(err, hraft.ErrLeadershipTransferInProgress):
+		// Answered before the entry reached the log.
+		return fmt.Errorf("%w: %v", ErrNotLeader, err)
+	default:
+		// ErrLeadershipLost, ErrRaftShutdown, ...: it may be in the log.
+		return fmt.Errorf("%w: %v", ErrUnknownOutcome, err)
+	}
+}

@@ -1,0 +1,142 @@
+package partition
+
+import (
+	"fmt"
+	"io"
+	"log/slog"
+
+	hraft "github.com/hashicorp/raft"
+
+	heraldlog "github.com/heraldlog/herald/log"
+)
+
+// Assigned is where the FSM put one appended record.
+type Assigned struct {
+	Offset   uint64
+	Sequence uint64
+}
+
+// appendResult is the FSM's response to one append entry, read by the
+// batcher from the ApplyFuture on the leader.
+type appendResult struct {
+	assigned []Assigned
+	err      error
+}
+
+// FSM is one partition replica's state machine: it applies committed append
+// commands to the partition's Pebble log, assigning offsets and tenant
+// sequences in log order.
+//
+// hashicorp/raft calls ApplyBatch, Apply, Snapshot and Restore from one
+// goroutine; FSMSnapshot.Persist runs concurrently with later applies. Apply
+// is idempotent by Raft index: entries at or below the applied index stored
+// with the data (a restart replays them) are skipped.
+type FSM struct {
+	groupID uint64
+	log     *heraldlog.Partition
+	logger  *slog.Logger
+	// onApply is called after each committed batch with the new high
+	// watermark; it must not block (it wakes subscribers).
+	onApply func(highWatermark uint64)
+}
+
+var (
+	_ hraft.BatchingFSM = (*FSM)(nil)
+)
+
+// NewFSM returns the state machine of a partition over its log.
+func NewFSM(groupID uint64, log *heraldlog.Partition, logger *slog.Logger, onApply func(uint64)) *FSM {
+	if onApply == nil {
+		onApply = func(uint64) {}
+	}
+	return &FSM{groupID: groupID, log: log, logger: logger, onApply: onApply}
+}
+
+// AppliedIndex is the Raft index of the last entry whose effects are in the
+// log; it is stored in the same Pebble batch as the data.
+func (f *FSM) AppliedIndex() uint64 { return f.log.AppliedIndex() }
+
+// Apply applies one entry.
+func (f *FSM) Apply(l *hraft.Log) interface{} {
+	return f.ApplyBatch([]*hraft.Log{l})[0]
+}
+
+// ApplyBatch applies committed entries in one Pebble batch whose applied
+// index is the last entry's. A storage failure here cannot be skipped (the
+// replicas would diverge), so it panics and stops the node loudly.
+func (f *FSM) ApplyBatch(logs []*hraft.Log) []interface{} {
+	results := make([]interface{}, len(logs))
+	applied := f.log.AppliedIndex()
+	batch := f.log.NewBatch()
+	last := applied
+	for i, l := range logs {
+		if l.Index <= applied {
+			continue // replayed after a restart: already in the log
+		}
+		last = l.Index
+		if l.Type != hraft.LogCommand {
+			continue
+		}
+		cmd, err := decodeCommand(l.Data)
+		if err != nil {
+			panic(fmt.Sprintf("partition %d: raft index %d: %v", f.groupID, l.Index, err))
+		}
+		assigned := make([]Assigned, len(cmd.Records))
+		for j, rec := range cmd.Records {
+			offset, seq, err := batch.Append(rec.TenantId, cmd.ProducedAtUnixNano, rec.Event)
+			if err != nil {
+				panic(fmt.Sprintf("partition %d: raft index %d: append: %v", f.groupID, l.Index, err))
+			}
+			assigned[j] = Assigned{Offset: offset, Sequence: seq}
+		}
+		results[i] = &appendResult{assigned: assigned}
+	}
+	if last == applied {
+		batch.Abort()
+		return results
+	}
+	if err := batch.Commit(last); err != nil {
+		panic(fmt.Sprintf("partition %d: commit through raft index %d: %v", f.groupID, last, err))
+	}
+	f.onApply(f.log.HighWatermark())
+	return results
+}
+
+// Snapshot captures the partition at the current applied index. Pebble is
+// made durable first, so the snapshot never runs ahead of what a restart
+// finds on disk.
+func (f *FSM) Snapshot() (hraft.FSMSnapshot, error) {
+	snap, err := f.log.Snapshot()
+	if err != nil {
+		return nil, fmt.Errorf("partition %d: snapshot: %w", f.groupID, err)
+	}
+	return &fsmSnapshot{snap: snap}, nil
+}
+
+// Restore replaces the partition's contents with a snapshot stream.
+func (f *FSM) Restore(rc io.ReadCloser) error {
+	defer rc.Close()
+	if err := f.log.Restore(rc); err != nil {
+		return fmt.Errorf("partition %d: restore: %w", f.groupID, err)
+	}
+	f.logger.Info("restored partition from snapshot", "group", f.groupID,
+		"applied_index", f.log.AppliedIndex(), "high_watermark", f.log.HighWatermark())
+	f.onApply(f.log.HighWatermark())
+	return nil
+}
+
+type fsmSnapshot struct {
+	snap *heraldlog.Snapshot
+}
+
+// Persist streams the snapshot into the sink; it runs concurrently with
+// later applies, reading a Pebble point-in-time snapshot.
+func (s *fsmSnapshot) Persist(sink hraft.SnapshotSink) error {
+	if _, err := s.snap.WriteTo(sink); err != nil {
+		_ = sink.Cancel()
+		return err
+	}
+	return sink.Close()
+}
+
+func (s *fsmSnapshot) Release() { _ = s.snap.Close() }

@@ -1,0 +1,70 @@
+package partition
+
+import (
+	"errors"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Metrics are shared by every replica on a node. All methods are safe on a
+// nil *Metrics (tests may pass none).
+type Metrics struct {
+	batchRecords prometheus.Histogram
+	batchBytes   prometheus.Histogram
+	applyLatency prometheus.Histogram
+	applyErrors  *prometheus.CounterVec
+}
+
+// NewMetrics makes the partition metrics; register Collectors() once.
+func NewMetrics() *Metrics {
+	return &Metrics{
+		batchRecords: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "herald_batcher_entry_records",
+			Help:    "Records per Raft entry proposed by partition leaders.",
+			Buckets: prometheus.ExponentialBuckets(1, 4, 8),
+		}),
+		batchBytes: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "herald_batcher_entry_bytes",
+			Help:    "Bytes per Raft entry proposed by partition leaders.",
+			Buckets: prometheus.ExponentialBuckets(256, 4, 8),
+		}),
+		applyLatency: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "herald_batcher_apply_seconds",
+			Help:    "Time from raft.Apply to commit on a quorum and apply on the leader.",
+			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 14),
+		}),
+		applyErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "herald_batcher_apply_errors_total",
+			Help: "Raft applies that failed, by kind (not_leader: never proposed; unknown: fate unknown).",
+		}, []string{"kind"}),
+	}
+}
+
+// Collectors returns the metrics to register.
+func (m *Metrics) Collectors() []prometheus.Collector {
+	return []prometheus.Collector{m.batchRecords, m.batchBytes, m.applyLatency, m.applyErrors}
+}
+
+func (m *Metrics) observeBatch(records, bytes int) {
+	if m == nil {
+		return
+	}
+	m.batchRecords.Observe(float64(records))
+	m.batchBytes.Observe(float64(bytes))
+}
+
+func (m *Metrics) observeApply(d time.Duration, err error) {
+	if m == nil {
+		return
+	}
+	if err == nil {
+		m.applyLatency.Observe(d.Seconds())
+		return
+	}
+	kind := "unknown"
+	if errors.Is(classifyApplyError(err), ErrNotLeader) {
+		kind = "not_leader"
+	}
+	m.applyErrors.WithLabelValues(kind).Inc()
+}

@@ -1,0 +1,173 @@
+package partition
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strconv"
+
+	hraft "github.com/hashicorp/raft"
+
+	heraldlog "github.com/heraldlog/herald/log"
+	heraldraft "github.com/heraldlog/herald/raft"
+	"github.com/heraldlog/herald/partition/partitionpb"
+)
+
+// ReplicaConfig is what a node needs to open one replica of a partition.
+type ReplicaConfig struct {
+	GroupID uint64
+	NodeID  string
+	// Dir holds the group's Raft log (raft-boltdb) and snapshots.
+	Dir       string
+	Log       *heraldlog.Partition
+	Transport *heraldraft.Transport
+	// Servers is the group's initial configuration; every replica of a new
+	// group bootstraps the same one. Ignored when the group has state.
+	Servers []hraft.Server
+	Logger  *slog.Logger
+	Metrics *Metrics
+	Batcher BatcherOptions
+	// Raft overrides the Raft configuration; nil uses raft.DefaultConfig.
+	Raft *hraft.Config
+}
+
+// Validate reports every problem at once.
+func (c *ReplicaConfig) Validate() error {
+	var errs []error
+	if c.GroupID == 0 {
+		errs = append(errs, errors.New("partition: group id 0 is the controller's"))
+	}
+	if c.NodeID == "" || c.Dir == "" {
+		errs = append(errs, errors.New("partition: node id and dir are required"))
+	}
+	if c.Log == nil || c.Transport == nil {
+		errs = append(errs, errors.New("partition: log and transport are required"))
+	}
+	if len(c.Servers) == 0 {
+		errs = append(errs, errors.New("partition: at least one server is required"))
+	}
+	if err := c.Batcher.Validate(); err != nil {
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
+}
+
+// Replica is one node's replica of one partition: its Raft group, its FSM
+// over the node's Pebble log, and (when leader) its batcher.
+//
+// All methods are safe for concurrent use. Close must be called once the
+// replica is no longer needed; calls after Close fail with ErrClosed.
+type Replica struct {
+	cfg      ReplicaConfig
+	group    *heraldraft.Group
+	fsm      *FSM
+	batcher  *Batcher
+	notifier *notifier
+}
+
+// OpenReplica opens (or creates and bootstraps) a replica.
+func OpenReplica(cfg ReplicaConfig) (*Replica, error) {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	r := &Replica{cfg: cfg, notifier: newNotifier()}
+	logger := cfg.Logger.With("group", cfg.GroupID)
+	r.fsm = NewFSM(cfg.GroupID, cfg.Log, logger, func(uint64) { r.notifier.notify() })
+	group, err := heraldraft.OpenGroup(heraldraft.GroupConfig{
+		GroupID:   cfg.GroupID,
+		NodeID:    cfg.NodeID,
+		Dir:       cfg.Dir,
+		FSM:       r.fsm,
+		Transport: cfg.Transport,
+		Logger:    cfg.Logger, // OpenGroup adds the group attribute
+		Config:    cfg.Raft,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("partition %d: open raft group: %w", cfg.GroupID, err)
+	}
+	r.group = group
+	if err := group.BootstrapIfNew(cfg.Servers); err != nil {
+		_ = group.Close()
+		return nil, fmt.Errorf("partition %d: bootstrap: %w", cfg.GroupID, err)
+	}
+	b, err := NewBatcher(cfg.GroupID, group.Raft(), cfg.Batcher, logger, cfg.Metrics)
+	if err != nil {
+		_ = group.Close()
+		return nil, err
+	}
+	r.batcher = b
+	return r, nil
+}
+
+// GroupID is the partition's cluster-wide Raft group id.
+func (r *Replica) GroupID() uint64 { return r.cfg.GroupID }
+
+// Log is the partition's log on this node; any replica may serve reads
+// below its high watermark (only committed entries are applied).
+func (r *Replica) Log() *heraldlog.Partition { return r.cfg.Log }
+
+// Raft exposes the group, for leadership transfer and status.
+func (r *Replica) Raft() *hraft.Raft { return r.group.Raft() }
+
+// IsLeader reports whether this replica currently leads.
+func (r *Replica) IsLeader() bool { return r.group.Raft().State() == hraft.Leader }
+
+// Leader returns the current leader's address and id as this replica knows them.
+func (r *Replica) Leader() (addr, id string) {
+	a, i := r.group.Raft().LeaderWithID()
+	return string(a), string(i)
+}
+
+// Produce proposes records (already validated and encoded) and waits for
+// commit on a quorum and apply here. See Batcher.Submit for the errors.
+func (r *Replica) Produce(ctx context.Context, records []*partitionpb.AppendRecord) ([]Assigned, error) {
+	return r.batcher.Submit(ctx, records)
+}
+
+// Changed returns a channel closed the next time the log grows: take it
+// before reading the high watermark, then wait on it.
+func (r *Replica) Changed() <-chan struct{} { return r.notifier.wait() }
+
+// Status is a replica's Raft and log position.
+type Status struct {
+	State         string
+	LeaderID      string
+	Term          uint64
+	CommitIndex   uint64
+	AppliedIndex  uint64
+	LastLogIndex  uint64
+	HighWatermark uint64
+	LowWatermark  uint64
+}
+
+// Status reads the replica's current status.
+func (r *Replica) Status() Status {
+	rf := r.group.Raft()
+	stats := rf.Stats()
+	_, leaderID := rf.LeaderWithID()
+	parse := func(k string) uint64 {
+		v, _ := strconv.ParseUint(stats[k], 10, 64)
+		return v
+	}
+	return Status{
+		State:         rf.State().String(),
+		LeaderID:      string(leaderID),
+		Term:          parse("term"),
+		CommitIndex:   rf.CommitIndex(),
+		AppliedIndex:  r.cfg.Log.AppliedIndex(),
+		LastLogIndex:  rf.LastIndex(),
+		HighWatermark: r.cfg.Log.HighWatermark(),
+		LowWatermark:  r.cfg.Log.LowWatermark(),
+	}
+}
+
+// Close stops the batcher (failing queued calls with ErrClosed) and shuts
+// the Raft group down. The log partition stays open: it belongs to the node.
+func (r *Replica) Close() error {
+	r.batcher.Close()
+	return r.group.Close()
+}
