@@ -1,0 +1,225 @@
+// Package heraldtest runs a fake Herald cluster in the test process: real
+// gRPC servers on 127.0.0.1 serving heraldpb.Herald from one shared
+// in-memory state, whose answers (leaders, errors, delays) a test controls.
+// It exercises clients — the SDK, the CLI — without Raft or storage; it
+// says nothing about the real server's behaviour.
+package heraldtest
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc"
+
+	"github.com/heraldlog/herald/client"
+	"github.com/heraldlog/herald/client/heraldpb"
+)
+
+// Handler answers one RPC in place of the fake's default behaviour. req is
+// the request message (for example *heraldpb.ProduceRequest); returning
+// an error sends client.Status(err).
+type Handler func(ctx context.Context, req any) (any, error)
+
+// Cluster is a fake cluster. Its methods are safe for concurrent use with
+// the RPCs it serves.
+type Cluster struct {
+	Nodes []*Node
+
+	mu struct {
+		sync.Mutex
+		topics           map[string]*topic
+		controllerLeader int // node index; -1 for none
+	}
+}
+
+// topic is one topic's state; guarded by Cluster.mu.
+type topic struct {
+	config  *heraldpb.TopicConfig
+	leaders []int // node index per partition; -1 for none
+	logs    [][]*heraldpb.Event
+	created time.Time
+}
+
+// Node is one fake node: a gRPC server with its own overrides.
+type Node struct {
+	ID, Addr string
+
+	cluster *Cluster
+	server  *grpc.Server
+	stop    sync.Once
+
+	mu struct {
+		sync.Mutex
+		handlers map[string]Handler
+		calls    map[string]int
+	}
+}
+
+// NewCluster starts n nodes (ids n1..nN) on 127.0.0.1:0; node 0 leads the
+// controller. They stop at the end of the test.
+func NewCluster(tb testing.TB, n int) *Cluster {
+	tb.Helper()
+	c := &Cluster{}
+	c.mu.topics = make(map[string]*topic)
+	for i := range n {
+		lis, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			tb.Fatalf("heraldtest: listen: %v", err)
+		}
+		node := &Node{ID: fmt.Sprintf("n%d", i+1), Addr: lis.Addr().String(), cluster: c}
+		node.mu.handlers = make(map[string]Handler)
+		node.mu.calls = make(map[string]int)
+		node.server = grpc.NewServer(grpc.UnaryInterceptor(node.intercept))
+		heraldpb.RegisterHeraldServer(node.server, &service{node: node})
+		c.Nodes = append(c.Nodes, node)
+		go func() { _ = node.server.Serve(lis) }() // ends when Stop closes the listener
+	}
+	tb.Cleanup(func() {
+		for _, node := range c.Nodes {
+			node.Stop()
+		}
+	})
+	return c
+}
+
+// Addrs returns every node's address.
+func (c *Cluster) Addrs() []string {
+	addrs := make([]string, len(c.Nodes))
+	for i, n := range c.Nodes {
+		addrs[i] = n.Addr
+	}
+	return addrs
+}
+
+// CreateTopic declares a topic whose partition p is led by node
+// leaders[p % len(leaders)] (by index; -1 for no leader); with no leaders
+// given, partitions are spread round-robin.
+func (c *Cluster) CreateTopic(name string, partitions uint32, leaders ...int) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.createLocked(&heraldpb.TopicConfig{Name: name, Partitions: partitions, ReplicationFactor: uint32(len(c.Nodes))}, leaders)
+}
+
+func (c *Cluster) createLocked(cfg *heraldpb.TopicConfig, leaders []int) *topic {
+	t := &topic{config: cfg, leaders: make([]int, cfg.GetPartitions()), logs: make([][]*heraldpb.Event, cfg.GetPartitions()), created: time.Now()}
+	for p := range t.leaders {
+		if len(leaders) > 0 {
+			t.leaders[p] = leaders[p%len(leaders)]
+		} else {
+			t.leaders[p] = p % len(c.Nodes)
+		}
+	}
+	c.mu.topics[cfg.GetName()] = t
+	return t
+}
+
+// SetLeader makes node (an index; -1 for none) the leader of a partition.
+func (c *Cluster) SetLeader(topicName string, partition uint32, node int) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.mu.topics[topicName].leaders[partition] = node
+}
+
+// SetControllerLeader makes node (an index; -1 for none) the controller leader.
+func (c *Cluster) SetControllerLeader(node int) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.mu.controllerLeader = node
+}
+
+// Events returns a copy of a partition's log.
+func (c *Cluster) Events(topicName string, partition uint32) []*heraldpb.Event {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	t, ok := c.mu.topics[topicName]
+	if !ok {
+		return nil
+	}
+	return append([]*heraldpb.Event(nil), t.logs[partition]...)
+}
+
+// Handle makes the node answer method (the RPC's short name, "Produce")
+// with h instead of the default; a nil h restores the default.
+func (n *Node) Handle(method string, h Handler) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if h == nil {
+		delete(n.mu.handlers, method)
+		return
+	}
+	n.mu.handlers[method] = h
+}
+
+// Calls returns how many times method reached the node.
+func (n *Node) Calls(method string) int {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.mu.calls[method]
+}
+
+// Stop stops the node at once: its connections drop and its port refuses
+// new ones. It is idempotent.
+func (n *Node) Stop() {
+	n.stop.Do(n.server.Stop)
+}
+
+// intercept counts calls, applies overrides and converts errors the way
+// the real server does, with client.Status.
+func (n *Node) intercept(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
+	method := info.FullMethod[strings.LastIndex(info.FullMethod, "/")+1:]
+	n.mu.Lock()
+	n.mu.calls[method]++
+	h := n.mu.handlers[method]
+	n.mu.Unlock()
+	var (
+		resp any
+		err  error
+	)
+	if h != nil {
+		resp, err = h(ctx, req)
+	} else {
+		resp, err = handler(ctx, req)
+	}
+	if err != nil {
+		return nil, client.Status(err).Err()
+	}
+	return resp, nil
+}
+
+// index returns the node's position in the cluster.
+func (n *Node) index() int {
+	for i, m := range n.cluster.Nodes {
+		if m == n {
+			return i
+		}
+	}
+	return -1
+}
+
+// Default answers req with the node's default behaviour, so that a Handler
+// can fail some calls and serve the rest.
+func (n *Node) Default(ctx context.Context, req any) (any, error) {
+	s := &service{node: n}
+	switch r := req.(type) {
+	case *heraldpb.CreateTopicRequest:
+		return s.CreateTopic(ctx, r)
+	case *heraldpb.ListTopicsRequest:
+		return s.ListTopics(ctx, r)
+	case *heraldpb.DescribeTopicRequest:
+		return s.DescribeTopic(ctx, r)
+	case *heraldpb.MetadataRequest:
+		return s.Metadata(ctx, r)
+	case *heraldpb.ProduceRequest:
+		return s.Produce(ctx, r)
+	case *heraldpb.FetchRequest:
+		return s.Fetch(ctx, r)
+	case *heraldpb.ClusterStatusRequest:
+		return s.ClusterStatus(ctx, r)
+	}
+	return nil, fmt.Errorf("heraldtest: no default for %T", req)
+}

@@ -1,0 +1,216 @@
+package client
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"google.golang.org/grpc/codes"
+
+	"github.com/heraldlog/herald/client/heraldpb"
+)
+
+// leaderHopsMax bounds the NOT_LEADER redirects followed at once, without
+// a backoff, between two retries: two nodes that each name the other (a
+// stale view during an election) must not bounce a request forever.
+const leaderHopsMax = 3
+
+// call is one logical request, attempted until it succeeds, fails for good,
+// or runs out of retries or context.
+type call struct {
+	op string // for logs and errors: "produce to orders/2"
+	// topic and partition name the partition a call is for, when bound:
+	// attempts go to its cached leader first, and what the call learns
+	// about the leader updates the cache.
+	topic     string
+	partition uint32
+	bound     bool
+	// mutating calls must not be resent once they may have reached a
+	// server and their outcome is unknown.
+	mutating bool
+	// do makes one attempt on the given server.
+	do func(ctx context.Context, hc heraldpb.HeraldClient) error
+}
+
+// run attempts cl until it succeeds or fails for good. Each attempt gets
+// RequestTimeout; retries (at most MaxRetries) wait with backoff, except
+// NOT_LEADER redirects to a newly named leader, which go at once (at most
+// leaderHopsMax in a row).
+//
+// What is retried:
+//   - a request that never left this process (no server reachable, the
+//     connection not up): on another server, after a backoff;
+//   - NO_LEADER and NOT_LEADER: definite refusals, nothing was applied;
+//   - for reads only, any transient failure after sending (Unavailable,
+//     DeadlineExceeded of an attempt, ResourceExhausted, Aborted).
+//
+// A mutating call that may have reached a server and did not get a
+// definite refusal fails with an error wrapping ErrUnknownOutcome.
+func (c *Client) run(ctx context.Context, cl call) error {
+	var (
+		hint  string // an address named by NOT_LEADER, tried next
+		tried string // the address of the last attempt
+		hops  int
+	)
+	for retry, attempts := 0, 1; ; attempts++ {
+		addr := hint
+		hint = ""
+		if addr == "" && cl.bound {
+			addr = c.meta.leader(cl.topic, cl.partition)
+		}
+		if addr == "" {
+			addr = c.meta.nextServer(tried)
+		}
+		tried = addr
+
+		sent, err := c.attempt(ctx, addr, cl.do)
+		if err == nil {
+			return nil
+		}
+		ambiguous := sent && cl.mutating && !refused(err)
+		if ctx.Err() != nil {
+			// The caller gave up (or its deadline passed) mid-attempt.
+			if ambiguous {
+				return unknownOutcome(cl.op, addr, err)
+			}
+			if errorReason(err) != heraldpb.ErrorReason_ERROR_REASON_UNSPECIFIED {
+				return err
+			}
+			return fmt.Errorf("client: %s via %s: %w", cl.op, addr, ctxErr(ctx, err))
+		}
+
+		var notLeader *NotLeaderError
+		switch {
+		case errors.As(err, &notLeader):
+			if cl.bound {
+				c.meta.setLeader(cl.topic, cl.partition, notLeader.LeaderAddr)
+			}
+			if notLeader.LeaderAddr == "" {
+				c.refresh(ctx, cl.topic)
+			} else if notLeader.LeaderAddr != addr && hops < leaderHopsMax {
+				hops++
+				hint = notLeader.LeaderAddr
+				c.log.DebugContext(ctx, "herald: following leader", "op", cl.op, "from", addr, "to", hint)
+				continue
+			}
+		case errors.Is(err, ErrNoLeader):
+			c.forget(cl, addr)
+		case !sent && transient(err):
+			c.forget(cl, addr)
+		case ambiguous:
+			return unknownOutcome(cl.op, addr, err)
+		case !cl.mutating && transient(err):
+			c.forget(cl, addr)
+		default:
+			return annotate(cl.op, addr, err)
+		}
+
+		if retry >= c.cfg.MaxRetries {
+			return fmt.Errorf("client: %s: gave up after %d attempts: %w", cl.op, attempts, annotate(cl.op, addr, err))
+		}
+		delay := c.backoff.delay(retry)
+		c.log.DebugContext(ctx, "herald: retrying", "op", cl.op, "addr", addr, "retry", retry+1, "backoff", delay, "err", err)
+		if werr := sleep(ctx, delay); werr != nil {
+			return fmt.Errorf("client: %s: %w; last attempt: %w", cl.op, werr, annotate(cl.op, addr, err))
+		}
+		retry++
+		hops = 0
+	}
+}
+
+// attempt makes one attempt of do on addr and reports whether the request
+// may have reached the server.
+func (c *Client) attempt(ctx context.Context, addr string, do func(context.Context, heraldpb.HeraldClient) error) (sent bool, err error) {
+	hc, err := c.pool.client(addr)
+	if err != nil {
+		return false, err
+	}
+	attemptCtx, cancel := context.WithTimeout(ctx, c.cfg.RequestTimeout)
+	defer cancel()
+	attemptCtx, flag := withSentFlag(attemptCtx)
+	err = FromStatus(do(attemptCtx, hc))
+	return flag.Load(), err
+}
+
+// forget drops a bound call's cached leader after addr failed it.
+func (c *Client) forget(cl call, addr string) {
+	if cl.bound {
+		c.meta.forgetLeader(cl.topic, cl.partition, addr)
+	}
+}
+
+// refused reports whether err is an answer by which the server certainly
+// did not apply the request.
+func refused(err error) bool {
+	switch errorReason(err) {
+	case heraldpb.ErrorReason_UNKNOWN_OUTCOME, heraldpb.ErrorReason_CORRUPTION:
+		return false
+	case heraldpb.ErrorReason_ERROR_REASON_UNSPECIFIED:
+	default:
+		return true
+	}
+	switch errorCode(err) {
+	case codes.InvalidArgument, codes.NotFound, codes.AlreadyExists, codes.PermissionDenied,
+		codes.Unauthenticated, codes.FailedPrecondition, codes.OutOfRange, codes.ResourceExhausted,
+		codes.Unimplemented:
+		return true
+	}
+	return false
+}
+
+// transient reports whether err may go away by itself.
+func transient(err error) bool {
+	if errorReason(err) == heraldpb.ErrorReason_NO_LEADER {
+		return true
+	}
+	if errorReason(err) != heraldpb.ErrorReason_ERROR_REASON_UNSPECIFIED {
+		return false
+	}
+	switch errorCode(err) {
+	case codes.Unavailable, codes.DeadlineExceeded, codes.ResourceExhausted, codes.Aborted:
+		return true
+	}
+	return false
+}
+
+// unknownOutcome wraps err, from a write that may have been applied, so
+// that it matches ErrUnknownOutcome.
+func unknownOutcome(op, addr string, err error) error {
+	if errors.Is(err, ErrUnknownOutcome) {
+		return fmt.Errorf("client: %s via %s: %w", op, addr, err)
+	}
+	return fmt.Errorf("client: %s via %s: %w (%w)", op, addr, ErrUnknownOutcome, err)
+}
+
+// annotate adds the operation and address to an error that does not say
+// them itself (Herald errors do).
+func annotate(op, addr string, err error) error {
+	if errorReason(err) != heraldpb.ErrorReason_ERROR_REASON_UNSPECIFIED || errors.Is(err, ErrClosed) {
+		return err
+	}
+	return fmt.Errorf("client: %s via %s: %w", op, addr, err)
+}
+
+// ctxErr joins the context's error with the attempt's.
+func ctxErr(ctx context.Context, err error) error {
+	if errors.Is(err, ctx.Err()) {
+		return err
+	}
+	return fmt.Errorf("%w (%w)", ctx.Err(), err)
+}
+
+// sleep waits d or until ctx is done.
+func sleep(ctx context.Context, d time.Duration) error {
+	if d <= 0 {
+		return ctx.Err()
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
