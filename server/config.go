@@ -1,0 +1,89 @@
+package server
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"sort"
+	"strings"
+)
+
+// Config is one node's configuration. The zero value is not usable: NodeID,
+// DataDir, GRPCAddr and HTTPAddr are required; Peers is required to
+// bootstrap a new cluster and ignored when DataDir already holds one.
+type Config struct {
+	// NodeID names this node in the cluster (n1, n2, ...). It is the Raft
+	// server id of every group on the node and never changes.
+	NodeID string
+	// DataDir holds everything the node persists: pebble/ (the partition
+	// logs) and raft/ (one raft-boltdb file and snapshot store per group).
+	DataDir string
+	// GRPCAddr is the one gRPC listen address for clients and peers; it is
+	// also the address advertised to peers, so it must be reachable by them.
+	GRPCAddr string
+	// HTTPAddr serves /metrics, /healthz and /readyz.
+	HTTPAddr string
+	// Peers maps node id to gRPC address for every initial node, this one
+	// included. It bootstraps the controller group on first start.
+	Peers map[string]string
+	// Logger receives the node's structured logs; nil means slog.Default().
+	Logger *slog.Logger
+	// GRPCListener and HTTPListener, when set, are used instead of listening
+	// on GRPCAddr and HTTPAddr (tests bind :0 first to learn the ports).
+	GRPCListener net.Listener
+	HTTPListener net.Listener
+}
+
+// ParsePeers parses "n1=127.0.0.1:7701,n2=127.0.0.1:7702".
+func ParsePeers(s string) (map[string]string, error) {
+	peers := make(map[string]string)
+	if strings.TrimSpace(s) == "" {
+		return peers, nil
+	}
+	for _, part := range strings.Split(s, ",") {
+		id, addr, ok := strings.Cut(strings.TrimSpace(part), "=")
+		if !ok || id == "" || addr == "" {
+			return nil, fmt.Errorf("server: bad peer %q: want id=host:port", part)
+		}
+		if _, dup := peers[id]; dup {
+			return nil, fmt.Errorf("server: peer %q listed twice", id)
+		}
+		peers[id] = addr
+	}
+	return peers, nil
+}
+
+// Validate reports every problem with the configuration at once.
+func (c *Config) Validate() error {
+	var errs []error
+	if c.NodeID == "" {
+		errs = append(errs, errors.New("server: node id is required"))
+	}
+	if c.DataDir == "" {
+		errs = append(errs, errors.New("server: data dir is required"))
+	}
+	for name, addr := range map[string]string{"grpc": c.GRPCAddr, "http": c.HTTPAddr} {
+		if _, _, err := net.SplitHostPort(addr); err != nil {
+			errs = append(errs, fmt.Errorf("server: %s address %q: %w", name, addr, err))
+		}
+	}
+	if len(c.Peers) > 0 {
+		if addr, ok := c.Peers[c.NodeID]; !ok {
+			errs = append(errs, fmt.Errorf("server: peers do not include this node %q", c.NodeID))
+		} else if addr != c.GRPCAddr {
+			errs = append(errs, fmt.Errorf("server: peers give %s the address %s but --grpc is %s", c.NodeID, addr, c.GRPCAddr))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// sortedPeerIDs returns the peer ids in a stable order.
+func (c *Config) sortedPeerIDs() []string {
+	ids := make([]string, 0, len(c.Peers))
+	for id := range c.Peers {
+		ids = append(ids, id)
+	}
+	sort.Strings(ids)
+	return ids
+}

@@ -1,0 +1,68 @@
+package server
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+// startHTTP serves /metrics, /healthz (the process is up) and /readyz (the
+// controller has a leader and every replica assigned here is open).
+func (n *Node) startHTTP() error {
+	reg := n.registry
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	reg.MustRegister(n.metrics.collectors()...)
+	reg.MustRegister(n.partitionMetrics.Collectors()...)
+	reg.MustRegister(n.mux.Collectors()...)
+	reg.MustRegister(newPartitionCollector(n))
+
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
+	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) {
+		fmt.Fprintln(w, "ok")
+	})
+	mux.HandleFunc("/readyz", func(w http.ResponseWriter, _ *http.Request) {
+		if err := n.ready(); err != nil {
+			http.Error(w, err.Error(), http.StatusServiceUnavailable)
+			return
+		}
+		fmt.Fprintln(w, "ready")
+	})
+	lis := n.cfg.HTTPListener
+	if lis == nil {
+		var err error
+		if lis, err = net.Listen("tcp", n.cfg.HTTPAddr); err != nil {
+			return fmt.Errorf("server: listen http: %w", err)
+		}
+	}
+	n.httpLis = lis
+	n.httpServer = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	n.wg.Add(1)
+	go func() {
+		defer n.wg.Done()
+		if err := n.httpServer.Serve(lis); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			n.logger.Error("http server stopped", "err", err)
+		}
+	}()
+	return nil
+}
+
+func (n *Node) ready() error {
+	if id, _ := n.controllerLeader(); id == "" {
+		return errors.New("no controller leader")
+	}
+	for _, a := range n.controllerFSM.assignedTo(n.cfg.NodeID) {
+		if n.replica(a.Partition.GroupID) == nil {
+			return fmt.Errorf("replica of %s/%d not open", a.Topic, a.Partition.Index)
+		}
+	}
+	return nil
+}
+
+var _ prometheus.Collector = (*partitionCollector)(nil)

@@ -1,0 +1,127 @@
+package server
+
+import (
+	"context"
+	"strconv"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/status"
+
+	"github.com/heraldlog/herald/client"
+)
+
+// nodeMetrics are the node's own Prometheus metrics.
+type nodeMetrics struct {
+	rpcs           *prometheus.CounterVec
+	rpcSeconds     *prometheus.HistogramVec
+	producedEvents *prometheus.CounterVec
+	fetchedEvents  *prometheus.CounterVec
+	forwarded      *prometheus.CounterVec
+}
+
+func newNodeMetrics() *nodeMetrics {
+	return &nodeMetrics{
+		rpcs: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "herald_rpc_requests_total",
+			Help: "Unary gRPC requests served, by method and status code.",
+		}, []string{"method", "code"}),
+		rpcSeconds: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "herald_rpc_duration_seconds",
+			Help:    "Unary gRPC request duration, by method.",
+			Buckets: prometheus.ExponentialBuckets(0.0002, 2, 16),
+		}, []string{"method"}),
+		producedEvents: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "herald_produced_events_total",
+			Help: "Events acknowledged to producers by this node, by topic.",
+		}, []string{"topic"}),
+		fetchedEvents: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "herald_fetched_events_total",
+			Help: "Events returned by fetches served from this node's replicas, by topic.",
+		}, []string{"topic"}),
+		forwarded: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "herald_forwarded_requests_total",
+			Help: "Requests this node forwarded to a leader or replica, by method.",
+		}, []string{"method"}),
+	}
+}
+
+func (m *nodeMetrics) collectors() []prometheus.Collector {
+	return []prometheus.Collector{m.rpcs, m.rpcSeconds, m.producedEvents, m.fetchedEvents, m.forwarded}
+}
+
+// unaryInterceptor records request counts and latency. It runs outside
+// errorInterceptor so it sees the final status code.
+func (m *nodeMetrics) unaryInterceptor(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
+	start := time.Now()
+	resp, err := handler(ctx, req)
+	method := shortMethod(info.FullMethod)
+	m.rpcSeconds.WithLabelValues(method).Observe(time.Since(start).Seconds())
+	m.rpcs.WithLabelValues(method, status.Code(err).String()).Inc()
+	return resp, err
+}
+
+// errorInterceptor converts the handlers' typed errors into gRPC statuses
+// in the one place that maps them (client.Status).
+func errorInterceptor(ctx context.Context, req any, _ *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
+	resp, err := handler(ctx, req)
+	if err != nil {
+		if _, ok := status.FromError(err); ok {
+			return nil, err
+		}
+		return nil, client.Status(err).Err()
+	}
+	return resp, nil
+}
+
+func shortMethod(full string) string {
+	for i := len(full) - 1; i >= 0; i-- {
+		if full[i] == '/' {
+			return full[i+1:]
+		}
+	}
+	return full
+}
+
+// partitionCollector exports each local replica's position at scrape time.
+type partitionCollector struct {
+	node          *Node
+	highWatermark *prometheus.Desc
+	commitIndex   *prometheus.Desc
+	appliedIndex  *prometheus.Desc
+	leader        *prometheus.Desc
+}
+
+func newPartitionCollector(n *Node) *partitionCollector {
+	labels := []string{"group"}
+	return &partitionCollector{
+		node:          n,
+		highWatermark: prometheus.NewDesc("herald_partition_high_watermark", "Next offset to be assigned, per local replica.", labels, nil),
+		commitIndex:   prometheus.NewDesc("herald_partition_commit_index", "Raft commit index, per local replica.", labels, nil),
+		appliedIndex:  prometheus.NewDesc("herald_partition_applied_index", "Raft index applied to the log, per local replica.", labels, nil),
+		leader:        prometheus.NewDesc("herald_partition_is_leader", "1 when the local replica leads its partition.", labels, nil),
+	}
+}
+
+func (c *partitionCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- c.highWatermark
+	ch <- c.commitIndex
+	ch <- c.appliedIndex
+	ch <- c.leader
+}
+
+func (c *partitionCollector) Collect(ch chan<- prometheus.Metric) {
+	for _, r := range c.node.replicasSnapshot() {
+		g := strconv.FormatUint(r.GroupID(), 10)
+		st := r.Status()
+		leader := 0.0
+		if st.State == "Leader" {
+			leader = 1
+		}
+		ch <- prometheus.MustNewConstMetric(c.highWatermark, prometheus.GaugeValue, float64(st.HighWatermark), g)
+		ch <- prometheus.MustNewConstMetric(c.commitIndex, prometheus.GaugeValue, float64(st.CommitIndex), g)
+		ch <- prometheus.MustNewConstMetric(c.appliedIndex, prometheus.GaugeValue, float64(st.AppliedIndex), g)
+		ch <- prometheus.MustNewConstMetric(c.leader, prometheus.GaugeValue, leader, g)
+	}
+}

@@ -1,0 +1,276 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sort"
+	"sync"
+	"time"
+
+	hraft "github.com/hashicorp/raft"
+	"github.com/prometheus/client_golang/prometheus"
+	"google.golang.org/grpc"
+
+	"github.com/heraldlog/herald/client/heraldpb"
+	heraldlog "github.com/heraldlog/herald/log"
+	"github.com/heraldlog/herald/partition"
+	heraldraft "github.com/heraldlog/herald/raft"
+)
+
+// Node is one running Herald node: one Pebble log, one gRPC server for
+// clients and peers (the Herald API, NodeInternal and the Raft transport),
+// one HTTP server, the controller group and the partition replicas the
+// controller assigned here.
+//
+// Start it with StartNode and stop it with Close; in between every method
+// is safe for concurrent use.
+type Node struct {
+	cfg    Config
+	logger *slog.Logger
+
+	db         *heraldlog.DB
+	mux        *heraldraft.Mux
+	grpcServer *grpc.Server
+	grpcLis    net.Listener
+	httpServer *http.Server
+	httpLis    net.Listener
+
+	controllerFSM *controllerFSM
+	controller    *heraldraft.Group
+
+	peers            *peerPool
+	metrics          *nodeMetrics
+	partitionMetrics *partition.Metrics
+	registry         *prometheus.Registry
+
+	mu struct {
+		sync.Mutex
+		replicas map[uint64]*partition.Replica // by group id
+		closed   bool
+	}
+
+	stop chan struct{}
+	wg   sync.WaitGroup
+}
+
+// StartNode opens the node's storage, starts serving and joins (or
+// bootstraps) the cluster. It returns once the node is serving; the
+// controller may not have a leader yet.
+func StartNode(cfg Config) (_ *Node, err error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	logger := cfg.Logger
+	if logger == nil {
+		logger = slog.Default()
+	}
+	logger = logger.With("node", cfg.NodeID)
+	n := &Node{
+		cfg:              cfg,
+		logger:           logger,
+		stop:             make(chan struct{}),
+		metrics:          newNodeMetrics(),
+		partitionMetrics: partition.NewMetrics(),
+		registry:         prometheus.NewRegistry(),
+	}
+	n.mu.replicas = make(map[uint64]*partition.Replica)
+	defer func() {
+		if err != nil {
+			n.Close()
+		}
+	}()
+
+	if err := os.MkdirAll(filepath.Join(cfg.DataDir, "raft"), 0o755); err != nil {
+		return nil, fmt.Errorf("server: data dir: %w", err)
+	}
+	n.db, err = heraldlog.Open(heraldlog.Options{Dir: filepath.Join(cfg.DataDir, "pebble"), Logger: logger})
+	if err != nil {
+		return nil, fmt.Errorf("server: open log: %w", err)
+	}
+	n.mux, err = heraldraft.NewMux(heraldraft.MuxOptions{LocalAddr: cfg.GRPCAddr, Logger: logger})
+	if err != nil {
+		return nil, err
+	}
+	n.peers = newPeerPool()
+
+	opts := append(heraldraft.ServerOptions(grpcMessageBytesMax),
+		grpc.ChainUnaryInterceptor(n.metrics.unaryInterceptor, errorInterceptor))
+	n.grpcServer = grpc.NewServer(opts...)
+	n.mux.Register(n.grpcServer)
+	heraldpb.RegisterHeraldServer(n.grpcServer, &heraldService{node: n})
+	heraldpb.RegisterNodeInternalServer(n.grpcServer, &internalService{node: n})
+	if n.grpcLis = cfg.GRPCListener; n.grpcLis == nil {
+		if n.grpcLis, err = net.Listen("tcp", cfg.GRPCAddr); err != nil {
+			return nil, fmt.Errorf("server: listen grpc: %w", err)
+		}
+	}
+	n.wg.Add(1)
+	go func() {
+		defer n.wg.Done()
+		if err := n.grpcServer.Serve(n.grpcLis); err != nil && !errors.Is(err, grpc.ErrServerStopped) {
+			n.logger.Error("grpc server stopped", "err", err)
+		}
+	}()
+
+	if err := n.openController(); err != nil {
+		return nil, err
+	}
+	if err := n.startHTTP(); err != nil {
+		return nil, err
+	}
+	n.wg.Add(1)
+	go n.reconcileLoop()
+	n.logger.Info("node started", "grpc", cfg.GRPCAddr, "http", cfg.HTTPAddr, "data", cfg.DataDir)
+	return n, nil
+}
+
+// grpcMessageBytesMax bounds one gRPC message, above the largest Raft
+// append (4 MiB batches, several per append) and the largest fetch (16 MiB).
+const grpcMessageBytesMax = 64 << 20
+
+func (n *Node) openController() error {
+	fsm := newControllerFSM()
+	tr, err := n.mux.Transport(controllerGroupID)
+	if err != nil {
+		return err
+	}
+	group, err := heraldraft.OpenGroup(heraldraft.GroupConfig{
+		GroupID:   controllerGroupID,
+		NodeID:    n.cfg.NodeID,
+		Dir:       filepath.Join(n.cfg.DataDir, "raft", "g0"),
+		FSM:       fsm,
+		Transport: tr,
+		Logger:    n.logger,
+	})
+	if err != nil {
+		_ = tr.Close()
+		return fmt.Errorf("server: open controller: %w", err)
+	}
+	n.controllerFSM, n.controller = fsm, group
+	if len(n.cfg.Peers) > 0 {
+		var servers []hraft.Server
+		for _, id := range n.cfg.sortedPeerIDs() {
+			servers = append(servers, hraft.Server{Suffrage: hraft.Voter, ID: hraft.ServerID(id), Address: hraft.ServerAddress(n.cfg.Peers[id])})
+		}
+		if err := group.BootstrapIfNew(servers); err != nil {
+			return fmt.Errorf("server: bootstrap controller: %w", err)
+		}
+	}
+	return nil
+}
+
+// Addr is the node's gRPC address.
+func (n *Node) Addr() string { return n.grpcLis.Addr().String() }
+
+// HTTPAddr is the node's HTTP address.
+func (n *Node) HTTPAddr() string { return n.httpLis.Addr().String() }
+
+// nodes returns the cluster's nodes (id -> gRPC address) from the
+// controller's configuration.
+func (n *Node) nodes() map[string]string {
+	out := make(map[string]string)
+	f := n.controller.Raft().GetConfiguration()
+	if err := f.Error(); err != nil {
+		return out
+	}
+	for _, s := range f.Configuration().Servers {
+		out[string(s.ID)] = string(s.Address)
+	}
+	return out
+}
+
+func (n *Node) sortedNodeIDs() []string {
+	nodes := n.nodes()
+	ids := make([]string, 0, len(nodes))
+	for id := range nodes {
+		ids = append(ids, id)
+	}
+	sort.Strings(ids)
+	return ids
+}
+
+// replica returns the local replica of a group, if open.
+func (n *Node) replica(groupID uint64) *partition.Replica {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.mu.replicas[groupID]
+}
+
+func (n *Node) replicasSnapshot() []*partition.Replica {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	out := make([]*partition.Replica, 0, len(n.mu.replicas))
+	for _, r := range n.mu.replicas {
+		out = append(out, r)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].GroupID() < out[j].GroupID() })
+	return out
+}
+
+// controllerLeader returns the controller leader's id and address as known here.
+func (n *Node) controllerLeader() (id, addr string) {
+	a, i := n.controller.Raft().LeaderWithID()
+	return string(i), string(a)
+}
+
+// Close stops the node: background loops, replicas, the controller, the
+// servers and storage, in that order. It is safe to call more than once.
+func (n *Node) Close() {
+	n.mu.Lock()
+	if n.mu.closed {
+		n.mu.Unlock()
+		return
+	}
+	n.mu.closed = true
+	replicas := n.mu.replicas
+	n.mu.replicas = map[uint64]*partition.Replica{}
+	n.mu.Unlock()
+
+	close(n.stop)
+	if n.httpServer != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		_ = n.httpServer.Shutdown(ctx)
+		cancel()
+	}
+	// Stop accepting RPCs first so that no handler races the shutdown of
+	// the replicas it would use; give in-flight ones a moment.
+	if n.grpcServer != nil {
+		done := make(chan struct{})
+		go func() { n.grpcServer.GracefulStop(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(time.Second):
+			n.grpcServer.Stop()
+			<-done
+		}
+	}
+	n.wg.Wait()
+	for gid, r := range replicas {
+		if err := r.Close(); err != nil {
+			n.logger.Warn("closing replica", "group", gid, "err", err)
+		}
+	}
+	if n.controller != nil {
+		if err := n.controller.Close(); err != nil {
+			n.logger.Warn("closing controller", "err", err)
+		}
+	}
+	if n.mux != nil {
+		_ = n.mux.Close()
+	}
+	if n.peers != nil {
+		n.peers.close()
+	}
+	if n.db != nil {
+		if err := n.db.Close(); err != nil {
+			n.logger.Warn("closing log", "err", err)
+		}
+	}
+	n.logger.Info("node stopped")
+}

@@ -1,0 +1,90 @@
+package server
+
+import (
+	"context"
+	"sync"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/metadata"
+
+	"github.com/heraldlog/herald/client"
+	"github.com/heraldlog/herald/client/heraldpb"
+)
+
+// forwardedKey marks a request one node forwarded to another, so that the
+// receiver answers NOT_LEADER instead of forwarding again (no loops).
+const forwardedKey = "herald-forwarded"
+
+// peerPool holds one client connection per peer address for forwarded
+// requests and status calls (the Raft transport keeps its own).
+type peerPool struct {
+	mu struct {
+		sync.Mutex
+		conns  map[string]*grpc.ClientConn
+		closed bool
+	}
+}
+
+func newPeerPool() *peerPool {
+	p := &peerPool{}
+	p.mu.conns = make(map[string]*grpc.ClientConn)
+	return p
+}
+
+func (p *peerPool) conn(addr string) (*grpc.ClientConn, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.mu.closed {
+		return nil, errNodeClosed
+	}
+	if c, ok := p.mu.conns[addr]; ok {
+		return c, nil
+	}
+	c, err := grpc.NewClient(addr,
+		grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithStatsHandler(client.SentTracker()),
+		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(grpcMessageBytesMax), grpc.MaxCallSendMsgSize(grpcMessageBytesMax)))
+	if err != nil {
+		return nil, err
+	}
+	p.mu.conns[addr] = c
+	return c, nil
+}
+
+func (p *peerPool) herald(addr string) (heraldpb.HeraldClient, error) {
+	c, err := p.conn(addr)
+	if err != nil {
+		return nil, err
+	}
+	return heraldpb.NewHeraldClient(c), nil
+}
+
+func (p *peerPool) internal(addr string) (heraldpb.NodeInternalClient, error) {
+	c, err := p.conn(addr)
+	if err != nil {
+		return nil, err
+	}
+	return heraldpb.NewNodeInternalClient(c), nil
+}
+
+func (p *peerPool) close() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.mu.closed = true
+	for _, c := range p.mu.conns {
+		_ = c.Close()
+	}
+	p.mu.conns = nil
+}
+
+// isForwarded reports whether the incoming request was forwarded by a peer.
+func isForwarded(ctx context.Context) bool {
+	md, ok := metadata.FromIncomingContext(ctx)
+	return ok && len(md.Get(forwardedKey)) > 0
+}
+
+// forwardContext marks an outgoing request as forwarded.
+func forwardContext(ctx context.Context) context.Context {
+	return metadata.AppendToOutgoingContext(ctx, forwardedKey, "1")
+}

@@ -1,0 +1,143 @@
+package server
+
+import (
+	"fmt"
+	"path/filepath"
+	"time"
+
+	hraft "github.com/hashicorp/raft"
+
+	"github.com/heraldlog/herald/partition"
+)
+
+// Reconciler timing: how often the assigned replicas are rechecked even
+// without a registry change, and how often leadership is rebalanced.
+const (
+	reconcileInterval      = time.Second
+	rebalanceInterval      = 2 * time.Second
+	rebalanceLeaderAgeMin  = time.Second
+	leadershipTransferWait = 3 * time.Second
+)
+
+// reconcileLoop opens the partition replicas the controller assigns to
+// this node and moves leadership to each partition's preferred replica.
+// It is owned by the Node and exits when the node stops.
+func (n *Node) reconcileLoop() {
+	defer n.wg.Done()
+	tick := time.NewTicker(reconcileInterval)
+	defer tick.Stop()
+	lastRebalance := time.Now()
+	leaderSince := make(map[uint64]time.Time)
+	for {
+		select {
+		case <-n.stop:
+			return
+		case <-n.controllerFSM.changed:
+		case <-tick.C:
+		}
+		n.reconcile()
+		if time.Since(lastRebalance) >= rebalanceInterval {
+			lastRebalance = time.Now()
+			n.rebalance(leaderSince)
+		}
+	}
+}
+
+// reconcile opens every assigned replica that is not open yet. Failures are
+// logged and retried on the next pass.
+func (n *Node) reconcile() {
+	nodes := n.nodes()
+	for _, a := range n.controllerFSM.assignedTo(n.cfg.NodeID) {
+		if n.replica(a.Partition.GroupID) != nil {
+			continue
+		}
+		select {
+		case <-n.stop:
+			return
+		default:
+		}
+		if err := n.openReplica(a, nodes); err != nil {
+			n.logger.Warn("cannot open replica yet", "topic", a.Topic, "partition", a.Partition.Index, "group", a.Partition.GroupID, "err", err)
+		}
+	}
+}
+
+func (n *Node) openReplica(a assignment, nodes map[string]string) error {
+	p := a.Partition
+	var servers []hraft.Server
+	for _, id := range p.Replicas {
+		addr, ok := nodes[id]
+		if !ok {
+			return fmt.Errorf("replica node %s has no known address", id)
+		}
+		servers = append(servers, hraft.Server{Suffrage: hraft.Voter, ID: hraft.ServerID(id), Address: hraft.ServerAddress(addr)})
+	}
+	lp, err := n.db.Partition(p.GroupID)
+	if err != nil {
+		return err
+	}
+	tr, err := n.mux.Transport(p.GroupID)
+	if err != nil {
+		return err
+	}
+	r, err := partition.OpenReplica(partition.ReplicaConfig{
+		GroupID:   p.GroupID,
+		NodeID:    n.cfg.NodeID,
+		Dir:       filepath.Join(n.cfg.DataDir, "raft", fmt.Sprintf("g%d", p.GroupID)),
+		Log:       lp,
+		Transport: tr,
+		Servers:   servers,
+		Logger:    n.logger.With("topic", a.Topic, "partition", p.Index),
+		Metrics:   n.partitionMetrics,
+		Batcher:   partition.DefaultBatcherOptions(),
+	})
+	if err != nil {
+		_ = tr.Close()
+		return err
+	}
+	n.mu.Lock()
+	if n.mu.closed {
+		n.mu.Unlock()
+		return r.Close()
+	}
+	n.mu.replicas[p.GroupID] = r
+	n.mu.Unlock()
+	n.logger.Info("opened replica", "topic", a.Topic, "partition", p.Index, "group", p.GroupID,
+		"applied_index", lp.AppliedIndex(), "high_watermark", lp.HighWatermark())
+	return nil
+}
+
+// rebalance hands leadership of partitions led here to their preferred
+// replica (the first in the placement) when this node is not it, so that
+// leaders spread over the nodes. A transfer that fails (preferred replica
+// down or behind) is simply tried again later.
+func (n *Node) rebalance(leaderSince map[uint64]time.Time) {
+	preferred := make(map[uint64]string)
+	for _, a := range n.controllerFSM.assignedTo(n.cfg.NodeID) {
+		preferred[a.Partition.GroupID] = a.Partition.Replicas[0]
+	}
+	nodes := n.nodes()
+	for _, r := range n.replicasSnapshot() {
+		gid := r.GroupID()
+		if !r.IsLeader() {
+			delete(leaderSince, gid)
+			continue
+		}
+		since, ok := leaderSince[gid]
+		if !ok {
+			leaderSince[gid] = time.Now()
+			continue
+		}
+		want := preferred[gid]
+		if want == "" || want == n.cfg.NodeID || time.Since(since) < rebalanceLeaderAgeMin {
+			continue
+		}
+		f := r.Raft().LeadershipTransferToServer(hraft.ServerID(want), hraft.ServerAddress(nodes[want]))
+		if err := f.Error(); err != nil {
+			n.logger.Debug("leadership transfer failed", "group", gid, "to", want, "err", err)
+			continue
+		}
+		delete(leaderSince, gid)
+		n.logger.Info("moved partition leadership to preferred replica", "group", gid, "to", want)
+	}
+}

@@ -1,0 +1,224 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"google.golang.org/protobuf/proto"
+
+	"github.com/heraldlog/herald/client"
+	"github.com/heraldlog/herald/client/heraldpb"
+	heraldlog "github.com/heraldlog/herald/log"
+	"github.com/heraldlog/herald/partition"
+)
+
+// Fetch limits.
+const (
+	fetchEventsDefault = 500
+	fetchEventsMax     = 10_000
+	fetchBytesDefault  = 4 << 20
+	fetchBytesMax      = 16 << 20
+	// fetchScanRecordsMax bounds the records one tenant-filtered offset
+	// scan reads, however few of them belong to the tenant.
+	fetchScanRecordsMax = 50_000
+)
+
+func (s *heraldService) Fetch(ctx context.Context, req *heraldpb.FetchRequest) (*heraldpb.FetchResponse, error) {
+	n := s.node
+	t, err := n.lookupTopic(ctx, req.GetTopic())
+	if err != nil {
+		return nil, err
+	}
+	if int(req.GetPartition()) >= len(t.Partitions) {
+		return nil, client.PartitionNotFound(t.Name, req.GetPartition())
+	}
+	if _, ok := req.GetStart().(*heraldpb.FetchRequest_Sequence); ok && req.GetTenantId() == "" {
+		return nil, client.InvalidArgument("tenant_id", "a fetch from a tenant sequence needs tenant_id")
+	}
+	p := t.Partitions[req.GetPartition()]
+	r := n.replica(p.GroupID)
+	latest := req.GetPosition() == heraldpb.StartPosition_LATEST
+	if r != nil && (!latest || r.IsLeader()) {
+		resp, err := readReplica(r, p.Index, req)
+		if err == nil {
+			n.metrics.fetchedEvents.WithLabelValues(t.Name).Add(float64(len(resp.Events)))
+		}
+		return resp, err
+	}
+	if isForwarded(ctx) {
+		if r != nil {
+			addr, id := r.Leader()
+			return nil, client.NotLeader(id, addr)
+		}
+		return nil, client.NotLeader("", "")
+	}
+	// Forward: to the leader for "latest", else to any replica that answers.
+	var targets []string
+	if r != nil {
+		if addr, _ := r.Leader(); addr != "" {
+			targets = append(targets, addr)
+		}
+	}
+	nodes := n.nodes()
+	for _, id := range p.Replicas {
+		if id != n.cfg.NodeID && nodes[id] != "" {
+			targets = append(targets, nodes[id])
+		}
+	}
+	var lastErr error = client.NoLeader(fmt.Sprintf("partition %d of %s", p.Index, t.Name))
+	for _, addr := range targets {
+		hc, err := n.peers.herald(addr)
+		if err != nil {
+			lastErr = err
+			continue
+		}
+		n.metrics.forwarded.WithLabelValues("Fetch").Inc()
+		resp, err := hc.Fetch(forwardContext(ctx), req)
+		if err == nil {
+			return resp, nil
+		}
+		lastErr = client.FromStatus(err)
+		var nl *client.NotLeaderError
+		if !errors.Is(lastErr, client.ErrUnavailable) && !errors.As(lastErr, &nl) && !errors.Is(lastErr, client.ErrNoLeader) {
+			return nil, lastErr
+		}
+	}
+	return nil, lastErr
+}
+
+// readReplica serves a fetch from the local replica's log. Only committed
+// entries are ever applied, so everything below the replica's high
+// watermark may be served by any replica.
+func readReplica(r *partition.Replica, index uint32, req *heraldpb.FetchRequest) (*heraldpb.FetchResponse, error) {
+	lg := r.Log()
+	maxEvents := int(req.GetMaxEvents())
+	if maxEvents == 0 {
+		maxEvents = fetchEventsDefault
+	}
+	maxEvents = min(maxEvents, fetchEventsMax)
+	maxBytes := int(req.GetMaxBytes())
+	if maxBytes == 0 {
+		maxBytes = fetchBytesDefault
+	}
+	maxBytes = min(maxBytes, fetchBytesMax)
+
+	resp := &heraldpb.FetchResponse{}
+	tenant := req.GetTenantId()
+	var records []heraldlog.Record
+	var err error
+	switch start := req.GetStart().(type) {
+	case *heraldpb.FetchRequest_Sequence:
+		records, err = lg.ReadTenant(tenant, max(start.Sequence, 1), maxEvents, maxBytes)
+		resp.NextSequence = max(start.Sequence, 1)
+	case *heraldpb.FetchRequest_Offset:
+		records, resp.NextOffset, err = readOffsets(lg, start.Offset, tenant, maxEvents, maxBytes)
+	case *heraldpb.FetchRequest_Position:
+		switch start.Position {
+		case heraldpb.StartPosition_LATEST:
+			resp.NextOffset = lg.HighWatermark()
+			if tenant != "" {
+				resp.NextSequence, err = lg.NextSequence(tenant)
+			}
+		case heraldpb.StartPosition_EARLIEST:
+			if tenant != "" {
+				records, err = lg.ReadTenant(tenant, 1, maxEvents, maxBytes)
+				resp.NextSequence = 1
+			} else {
+				records, resp.NextOffset, err = readOffsets(lg, lg.LowWatermark(), "", maxEvents, maxBytes)
+			}
+		default:
+			return nil, client.InvalidArgument("position", "unknown start position %v", start.Position)
+		}
+	default:
+		return nil, client.InvalidArgument("start", "a fetch needs a start: offset, sequence or position")
+	}
+	if err != nil {
+		return nil, logError(err)
+	}
+	resp.HighWatermark = lg.HighWatermark()
+	resp.LowWatermark = lg.LowWatermark()
+	for _, rec := range records {
+		ev, err := decodeRecord(rec, index)
+		if err != nil {
+			return nil, err
+		}
+		resp.Events = append(resp.Events, ev)
+	}
+	if len(records) > 0 {
+		last := records[len(records)-1]
+		if tenant != "" {
+			resp.NextSequence = last.Sequence + 1
+		}
+		if resp.NextOffset < last.Offset+1 {
+			resp.NextOffset = last.Offset + 1
+		}
+	}
+	return resp, nil
+}
+
+// readOffsets reads from an offset, keeping only tenant's records when
+// tenant is set; it returns where the next read should start.
+func readOffsets(lg *heraldlog.Partition, from uint64, tenant string, maxEvents, maxBytes int) ([]heraldlog.Record, uint64, error) {
+	if tenant == "" {
+		recs, err := lg.Read(from, maxEvents, maxBytes)
+		next := from
+		if len(recs) > 0 {
+			next = recs[len(recs)-1].Offset + 1
+		}
+		return recs, next, err
+	}
+	var out []heraldlog.Record
+	next, scanned, bytes := from, 0, 0
+	for len(out) < maxEvents && scanned < fetchScanRecordsMax && bytes < maxBytes {
+		page, err := lg.Read(next, min(1000, fetchScanRecordsMax-scanned), maxBytes)
+		if err != nil {
+			return nil, next, err
+		}
+		if len(page) == 0 {
+			break
+		}
+		for _, rec := range page {
+			next = rec.Offset + 1
+			scanned++
+			if rec.Tenant != tenant {
+				continue
+			}
+			out = append(out, rec)
+			bytes += len(rec.Body)
+			if len(out) == maxEvents || bytes >= maxBytes {
+				return out, next, nil
+			}
+		}
+	}
+	return out, next, nil
+}
+
+// decodeRecord turns a stored record back into the wire event, with the
+// server-assigned fields taken from the record header.
+func decodeRecord(rec heraldlog.Record, partitionIndex uint32) (*heraldpb.Event, error) {
+	ev := &heraldpb.Event{}
+	if err := proto.Unmarshal(rec.Body, ev); err != nil {
+		return nil, client.Corruption(0, rec.Offset, "undecodable event body: %v", err)
+	}
+	ev.Offset = rec.Offset
+	ev.Sequence = rec.Sequence
+	ev.ProducedAtUnixNano = rec.TimestampUnixNano
+	ev.Partition = partitionIndex
+	ev.TenantId = rec.Tenant
+	return ev, nil
+}
+
+// logError maps log errors to the wire errors.
+func logError(err error) error {
+	var oor *heraldlog.OffsetOutOfRangeError
+	var ce *heraldlog.CorruptionError
+	switch {
+	case errors.As(err, &oor):
+		return client.OffsetOutOfRange(oor.Requested, oor.Low, oor.High)
+	case errors.As(err, &ce):
+		return client.Corruption(ce.Partition, ce.Offset, "%s", ce.Reason)
+	default:
+		return err
+	}
+}

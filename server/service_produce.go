@@ -1,0 +1,229 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+
+	"github.com/google/uuid"
+	hraft "github.com/hashicorp/raft"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/heraldlog/herald/client"
+	"github.com/heraldlog/herald/client/heraldpb"
+	"github.com/heraldlog/herald/partition"
+	"github.com/heraldlog/herald/partition/partitionpb"
+)
+
+// produceEventsMax bounds the events of one produce request.
+const produceEventsMax = 100_000
+
+var deterministic = proto.MarshalOptions{Deterministic: true}
+
+func (s *heraldService) Produce(ctx context.Context, req *heraldpb.ProduceRequest) (*heraldpb.ProduceResponse, error) {
+	n := s.node
+	t, err := n.lookupTopic(ctx, req.GetTopic())
+	if err != nil {
+		return nil, err
+	}
+	events := req.GetEvents()
+	if len(events) == 0 {
+		return nil, client.InvalidArgument("events", "a produce request needs at least one event")
+	}
+	if len(events) > produceEventsMax {
+		return nil, client.InvalidArgument("events", "%d events in one request; the limit is %d", len(events), produceEventsMax)
+	}
+	// Validate everything before anything is proposed: a bad event fails
+	// the whole request and nothing is written.
+	byPartition := make(map[uint32][]int)
+	for i, ev := range events {
+		if err := validateEvent(i, ev, t.MaxEventBytes); err != nil {
+			return nil, err
+		}
+		if ev.EventId == "" {
+			id, err := uuid.NewV7()
+			if err != nil {
+				return nil, err
+			}
+			ev.EventId = id.String()
+		}
+		p := client.PartitionForTenant(ev.TenantId, uint32(len(t.Partitions)))
+		byPartition[p] = append(byPartition[p], i)
+	}
+
+	results := make([]*heraldpb.ProduceResult, len(events))
+	var (
+		wg       sync.WaitGroup
+		mu       sync.Mutex
+		firstErr error
+	)
+	for pidx, idxs := range byPartition {
+		wg.Add(1)
+		go func(p partitionRecord, idxs []int) {
+			defer wg.Done()
+			sub := make([]*heraldpb.Event, len(idxs))
+			for j, i := range idxs {
+				sub[j] = events[i]
+			}
+			assigned, err := n.produceToPartition(ctx, t.Name, p, sub)
+			mu.Lock()
+			defer mu.Unlock()
+			if err != nil {
+				if firstErr == nil {
+					firstErr = err
+				}
+				return
+			}
+			for j, i := range idxs {
+				results[i] = &heraldpb.ProduceResult{
+					Partition: p.Index,
+					Offset:    assigned[j].Offset,
+					Sequence:  assigned[j].Sequence,
+					EventId:   events[i].EventId,
+				}
+			}
+		}(t.Partitions[pidx], idxs)
+	}
+	wg.Wait()
+	if firstErr != nil {
+		// Some partitions may have committed: that is an unknown outcome
+		// for the request as a whole unless every part failed cleanly.
+		return nil, firstErr
+	}
+	n.metrics.producedEvents.WithLabelValues(t.Name).Add(float64(len(events)))
+	return &heraldpb.ProduceResponse{Results: results}, nil
+}
+
+// validateEvent checks one event of a produce request.
+func validateEvent(i int, ev *heraldpb.Event, maxEventBytes uint64) error {
+	if ev == nil {
+		return client.InvalidArgument(fmt.Sprintf("events[%d]", i), "event %d is empty", i)
+	}
+	if ev.TenantId == "" {
+		return client.InvalidArgument(fmt.Sprintf("events[%d].tenant_id", i), "event %d has no tenant_id", i)
+	}
+	if len(ev.TenantId) > tenantBytesMax {
+		return client.InvalidArgument(fmt.Sprintf("events[%d].tenant_id", i), "tenant_id of event %d is %d bytes; the limit is %d", i, len(ev.TenantId), tenantBytesMax)
+	}
+	if uint64(len(ev.Payload)) > maxEventBytes {
+		return client.PayloadTooLarge(uint64(len(ev.Payload)), maxEventBytes)
+	}
+	if env := proto.Size(ev) - len(ev.Payload); env > envelopeBytesMax {
+		return client.InvalidArgument(fmt.Sprintf("events[%d]", i), "envelope of event %d (everything but the payload) is %d bytes; the limit is %d", i, env, envelopeBytesMax)
+	}
+	return nil
+}
+
+// produceToPartition appends events to one partition: through the local
+// replica when it leads, else by forwarding to the leader (at most two
+// hops: a forwarded request is never forwarded again).
+func (n *Node) produceToPartition(ctx context.Context, topic string, p partitionRecord, events []*heraldpb.Event) ([]partition.Assigned, error) {
+	forwarded := isForwarded(ctx)
+	if r := n.replica(p.GroupID); r != nil {
+		if r.IsLeader() {
+			assigned, err := r.Produce(ctx, encodeRecords(events))
+			if err == nil {
+				return assigned, nil
+			}
+			if !errors.Is(err, partition.ErrNotLeader) {
+				return nil, partitionError(err)
+			}
+			// Lost leadership before proposing: safe to send to the new leader.
+		}
+		addr, id := r.Leader()
+		if addr == "" {
+			return nil, client.NoLeader(fmt.Sprintf("partition %d of %s", p.Index, topic))
+		}
+		if forwarded || id == n.cfg.NodeID {
+			return nil, client.NotLeader(id, addr)
+		}
+		return n.forwardProduce(ctx, topic, addr, events)
+	}
+	if forwarded {
+		return nil, client.NotLeader("", "")
+	}
+	// No replica here: send to the preferred leader, which forwards once
+	// more to the actual leader if needed.
+	addr := n.nodes()[p.Replicas[0]]
+	if addr == "" {
+		return nil, client.NoLeader(fmt.Sprintf("partition %d of %s", p.Index, topic))
+	}
+	return n.forwardProduce(ctx, topic, addr, events)
+}
+
+func (n *Node) forwardProduce(ctx context.Context, topic, addr string, events []*heraldpb.Event) ([]partition.Assigned, error) {
+	n.metrics.forwarded.WithLabelValues("Produce").Inc()
+	hc, err := n.peers.herald(addr)
+	if err != nil {
+		return nil, err
+	}
+	fctx, sent := client.TrackSent(forwardContext(ctx))
+	resp, err := hc.Produce(fctx, &heraldpb.ProduceRequest{Topic: topic, Events: events})
+	if err != nil {
+		err = client.FromStatus(err)
+		var nl *client.NotLeaderError
+		switch {
+		case errors.As(err, &nl), errors.Is(err, client.ErrNoLeader), errors.Is(err, client.ErrUnknownOutcome):
+			return nil, err
+		case errors.Is(err, client.ErrUnavailable) && !sent():
+			// Never left this node (the leader it knows is down): nothing
+			// was written, the caller may retry once a new leader is known.
+			return nil, client.NoLeader(fmt.Sprintf("partition leader %s unreachable", addr))
+		case errors.Is(err, client.ErrUnavailable):
+			// The peer may have received it before the connection broke.
+			return nil, client.UnknownOutcome("forwarding to %s: %v", addr, err)
+		default:
+			return nil, err
+		}
+	}
+	if len(resp.GetResults()) != len(events) {
+		return nil, client.UnknownOutcome("leader %s returned %d results for %d events", addr, len(resp.GetResults()), len(events))
+	}
+	out := make([]partition.Assigned, len(events))
+	for i, r := range resp.GetResults() {
+		out[i] = partition.Assigned{Offset: r.GetOffset(), Sequence: r.GetSequence()}
+	}
+	return out, nil
+}
+
+// encodeRecords encodes each event once, without the server-assigned
+// fields, as the FSM will store it.
+func encodeRecords(events []*heraldpb.Event) []*partitionpb.AppendRecord {
+	records := make([]*partitionpb.AppendRecord, len(events))
+	for i, ev := range events {
+		ev.Offset, ev.Sequence, ev.ProducedAtUnixNano, ev.Partition = 0, 0, 0, 0
+		data, err := deterministic.Marshal(ev)
+		if err != nil {
+			// Marshal of a valid message only fails on invalid UTF-8 in
+			// string fields, which gRPC decoding already rejects.
+			panic(fmt.Sprintf("server: encode event: %v", err))
+		}
+		records[i] = &partitionpb.AppendRecord{TenantId: ev.TenantId, Event: data}
+	}
+	return records
+}
+
+// partitionError maps replica errors to the wire errors.
+func partitionError(err error) error {
+	switch {
+	case errors.Is(err, partition.ErrUnknownOutcome):
+		return client.UnknownOutcome("%v", err)
+	case errors.Is(err, partition.ErrClosed):
+		return client.NoLeader("partition replica is closing")
+	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
+		return err
+	default:
+		return err
+	}
+}
+
+// classifyRaftError maps a raft.Apply error on a non-partition group.
+func classifyRaftError(err error, what string) error {
+	switch {
+	case errors.Is(err, hraft.ErrNotLeader), errors.Is(err, hraft.ErrEnqueueTimeout):
+		return client.NoLeader(what)
+	default:
+		return client.UnknownOutcome("%s: %v", what, err)
+	}
+}

@@ -1,0 +1,245 @@
+package server
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"regexp"
+	"time"
+
+	"github.com/heraldlog/herald/client"
+	"github.com/heraldlog/herald/client/heraldpb"
+)
+
+// Topic limits. Names are used in metrics labels and paths, so they are
+// restricted to a safe alphabet.
+const (
+	topicPartitionsMax   = 1024
+	maxEventBytesDefault = 1 << 20
+	maxEventBytesMax     = 16 << 20
+	// envelopeBytesMax bounds everything in an event but its payload.
+	envelopeBytesMax = 64 << 10
+	tenantBytesMax   = 255
+	// topicWaitMax bounds how long CreateTopic waits for partition leaders,
+	// and a follower for its registry to learn a topic from the leader.
+	topicWaitMax = 10 * time.Second
+)
+
+var topicNamePattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,199}$`)
+
+type heraldService struct {
+	heraldpb.UnimplementedHeraldServer
+	node *Node
+}
+
+// validateTopicConfig fills defaults and reports the first problem as an
+// INVALID_ARGUMENT naming the field.
+func (n *Node) validateTopicConfig(c *heraldpb.TopicConfig, nodes int) error {
+	if c == nil {
+		return client.InvalidArgument("config", "topic config is required")
+	}
+	if !topicNamePattern.MatchString(c.Name) {
+		return client.InvalidArgument("name", "invalid topic name %q: 1-200 characters of letters, digits, '.', '_' or '-', starting with a letter or digit", c.Name)
+	}
+	if c.Partitions == 0 {
+		c.Partitions = 1
+	}
+	if c.Partitions > topicPartitionsMax {
+		return client.InvalidArgument("partitions", "partitions %d out of range 1..%d", c.Partitions, topicPartitionsMax)
+	}
+	if c.ReplicationFactor == 0 {
+		c.ReplicationFactor = uint32(min(3, nodes))
+	}
+	if int(c.ReplicationFactor) > nodes {
+		return client.InvalidArgument("replication_factor", "replication factor %d is more than the %d nodes in the cluster", c.ReplicationFactor, nodes)
+	}
+	if c.MaxEventBytes == 0 {
+		c.MaxEventBytes = maxEventBytesDefault
+	}
+	if c.MaxEventBytes > maxEventBytesMax {
+		return client.InvalidArgument("max_event_bytes", "max event bytes %d above the limit %d", c.MaxEventBytes, maxEventBytesMax)
+	}
+	return nil
+}
+
+func (s *heraldService) CreateTopic(ctx context.Context, req *heraldpb.CreateTopicRequest) (*heraldpb.CreateTopicResponse, error) {
+	n := s.node
+	leaderID, leaderAddr := n.controllerLeader()
+	if leaderID != n.cfg.NodeID {
+		if leaderAddr == "" {
+			return nil, client.NoLeader("controller")
+		}
+		if isForwarded(ctx) {
+			return nil, client.NotLeader(leaderID, leaderAddr)
+		}
+		n.metrics.forwarded.WithLabelValues("CreateTopic").Inc()
+		hc, err := n.peers.herald(leaderAddr)
+		if err != nil {
+			return nil, err
+		}
+		resp, err := hc.CreateTopic(forwardContext(ctx), req)
+		if err != nil {
+			return nil, client.FromStatus(err)
+		}
+		return resp, nil
+	}
+	cfg := req.GetConfig()
+	nodeIDs := n.sortedNodeIDs()
+	if err := n.validateTopicConfig(cfg, len(nodeIDs)); err != nil {
+		return nil, err
+	}
+	cmd := controllerCommand{
+		Version: controllerFormatVersion,
+		Op:      opCreateTopic,
+		CreateTopic: &createTopicCommand{
+			Name:              cfg.Name,
+			Partitions:        cfg.Partitions,
+			ReplicationFactor: cfg.ReplicationFactor,
+			MaxEventBytes:     cfg.MaxEventBytes,
+			CreatedAtUnixNano: time.Now().UnixNano(),
+			Nodes:             nodeIDs,
+		},
+	}
+	data, err := json.Marshal(&cmd)
+	if err != nil {
+		return nil, err
+	}
+	future := n.controller.Raft().Apply(data, 5*time.Second)
+	if err := future.Error(); err != nil {
+		return nil, classifyRaftError(err, "controller")
+	}
+	switch res := future.Response().(type) {
+	case error:
+		return nil, res
+	case *topicRecord:
+		n.logger.Info("topic created", "topic", res.Name, "partitions", len(res.Partitions), "replication", res.ReplicationFactor)
+		n.waitPartitionLeaders(ctx, res)
+		return &heraldpb.CreateTopicResponse{Topic: n.topicInfoWithLeaders(ctx, res)}, nil
+	default:
+		return nil, errors.New("server: controller returned no result")
+	}
+}
+
+// waitPartitionLeaders waits (bounded) until every partition of t that has
+// a replica here knows a leader, so that a produce right after create
+// usually succeeds at once. Partitions without a local replica are not
+// waited for; the SDK retries NO_LEADER.
+func (n *Node) waitPartitionLeaders(ctx context.Context, t *topicRecord) {
+	ctx, cancel := context.WithTimeout(ctx, topicWaitMax)
+	defer cancel()
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		ready := true
+		for _, p := range t.Partitions {
+			if !contains(p.Replicas, n.cfg.NodeID) {
+				continue
+			}
+			r := n.replica(p.GroupID)
+			if r == nil {
+				ready = false
+				break
+			}
+			if addr, _ := r.Leader(); addr == "" {
+				ready = false
+				break
+			}
+		}
+		if ready {
+			return
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+	}
+}
+
+func (s *heraldService) ListTopics(ctx context.Context, _ *heraldpb.ListTopicsRequest) (*heraldpb.ListTopicsResponse, error) {
+	resp := &heraldpb.ListTopicsResponse{}
+	for _, t := range s.node.controllerFSM.topics() {
+		resp.Topics = append(resp.Topics, s.node.topicInfoWithLeaders(ctx, t))
+	}
+	return resp, nil
+}
+
+func (s *heraldService) DescribeTopic(ctx context.Context, req *heraldpb.DescribeTopicRequest) (*heraldpb.DescribeTopicResponse, error) {
+	t, err := s.node.lookupTopic(ctx, req.GetName())
+	if err != nil {
+		return nil, err
+	}
+	return &heraldpb.DescribeTopicResponse{Topic: s.node.topicInfoWithLeaders(ctx, t)}, nil
+}
+
+func (s *heraldService) Metadata(ctx context.Context, req *heraldpb.MetadataRequest) (*heraldpb.MetadataResponse, error) {
+	n := s.node
+	resp := &heraldpb.MetadataResponse{}
+	nodes := n.nodes()
+	for _, id := range n.sortedNodeIDs() {
+		resp.Nodes = append(resp.Nodes, &heraldpb.NodeInfo{Id: id, GrpcAddr: nodes[id]})
+	}
+	resp.ControllerLeaderId, _ = n.controllerLeader()
+	if len(req.GetTopics()) == 0 {
+		for _, t := range n.controllerFSM.topics() {
+			resp.Topics = append(resp.Topics, n.topicInfoWithLeaders(ctx, t))
+		}
+		return resp, nil
+	}
+	for _, name := range req.GetTopics() {
+		t, err := n.lookupTopic(ctx, name)
+		if err != nil {
+			return nil, err
+		}
+		resp.Topics = append(resp.Topics, n.topicInfoWithLeaders(ctx, t))
+	}
+	return resp, nil
+}
+
+// lookupTopic finds a topic in the local registry or, when this node has
+// not applied its creation yet, asks the controller leader.
+func (n *Node) lookupTopic(ctx context.Context, name string) (*topicRecord, error) {
+	if name == "" {
+		return nil, client.InvalidArgument("topic", "topic name is required")
+	}
+	if t, ok := n.controllerFSM.topic(name); ok {
+		return t, nil
+	}
+	leaderID, leaderAddr := n.controllerLeader()
+	if leaderID == "" || leaderID == n.cfg.NodeID || isForwarded(ctx) {
+		return nil, client.TopicNotFound(name)
+	}
+	hc, err := n.peers.herald(leaderAddr)
+	if err != nil {
+		return nil, client.TopicNotFound(name)
+	}
+	resp, err := hc.DescribeTopic(forwardContext(ctx), &heraldpb.DescribeTopicRequest{Name: name})
+	if err != nil {
+		err = client.FromStatus(err)
+		if errors.Is(err, client.ErrTopicNotFound) {
+			return nil, client.TopicNotFound(name)
+		}
+		return nil, err
+	}
+	return topicFromInfo(resp.GetTopic()), nil
+}
+
+// topicInfoWithLeaders fills in partition leaders known from local replicas.
+func (n *Node) topicInfoWithLeaders(_ context.Context, t *topicRecord) *heraldpb.TopicInfo {
+	info := t.info()
+	for _, p := range info.Partitions {
+		if r := n.replica(p.GroupId); r != nil {
+			p.LeaderAddr, p.LeaderId = r.Leader()
+		}
+	}
+	return info
+}
+
+func contains(list []string, s string) bool {
+	for _, v := range list {
+		if v == s {
+			return true
+		}
+	}
+	return false
+}
