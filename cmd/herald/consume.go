@@ -1,0 +1,200 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+	"strings"
+
+	"github.com/spf13/cobra"
+
+	"github.com/heraldlog/herald/client"
+)
+
+// consumePageEventsMax is how many events one fetch asks for.
+const consumePageEventsMax = 500
+
+// newConsumeCommand prints a partition's or a tenant's events as JSON lines.
+func newConsumeCommand(env environment) *cobra.Command {
+	var (
+		opts          clientOptions
+		topic, tenant string
+		partition     uint32
+		fromText      string
+		limit         int
+	)
+	cmd := &cobra.Command{
+		Use:   "consume --topic T (--tenant A | --partition P)",
+		Short: "Print events as JSON lines, up to the end of the log",
+		Long: `Print events as JSON lines until the end of the log or --limit events:
+  {"partition":0,"offset":12,"sequence":5,"tenant":"acme","event_id":"...",
+   "produced_at":"2025-01-02T03:04:05.123456789Z","causation_id":"...","key":"...",
+   "payload":"..."}
+payload is a string when it is valid UTF-8, else base64 under payload_b64
+(likewise key and key_b64); causation_id and key appear only when set.
+
+With --tenant, the tenant's partition is read, only its events:
+  --from earliest   from the tenant's first event (seq:1)
+  --from seq:N      from the tenant's sequence N
+  --from offset:N   scan the partition from offset N
+  --from latest     from the end (prints nothing)
+With --partition, the whole partition:
+  --from earliest   from the first retained offset (low watermark)
+  --from offset:N   from offset N
+  --from latest     from the end (prints nothing)`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			byTenant, byPartition := cmd.Flags().Changed("tenant"), cmd.Flags().Changed("partition")
+			switch {
+			case topic == "":
+				return usagef("--topic is required")
+			case byTenant == byPartition:
+				return usagef("give exactly one of --tenant and --partition")
+			case byTenant && tenant == "":
+				return usagef("--tenant must not be empty")
+			case limit < 0:
+				return usagef("--limit %d: want 0 (no limit) or more", limit)
+			}
+			from, err := parseFrom(fromText, byTenant)
+			if err != nil {
+				return err
+			}
+			if _, err := opts.serverList(); err != nil {
+				return err
+			}
+			ctx := cmd.Context()
+			c, err := opts.connect(ctx, cmd.ErrOrStderr())
+			if err != nil {
+				return err
+			}
+			defer c.Close()
+			if byTenant {
+				info, err := c.DescribeTopic(ctx, topic)
+				if err != nil {
+					return err
+				}
+				partition = client.PartitionForTenant(tenant, info.GetConfig().GetPartitions())
+			}
+			req := from.request(topic, partition, tenant)
+			return consume(ctx, c, req, limit, newJSONWriter(cmd.OutOrStdout()))
+		},
+	}
+	f := cmd.Flags()
+	opts.register(f, env)
+	f.StringVar(&topic, "topic", "", "topic to read (required)")
+	f.StringVar(&tenant, "tenant", "", "read this tenant's events (in its partition)")
+	f.Uint32Var(&partition, "partition", 0, "read this partition")
+	f.StringVar(&fromText, "from", "earliest", "start: earliest, latest, offset:N or seq:N (seq needs --tenant)")
+	f.IntVar(&limit, "limit", 0, "stop after this many events (0: no limit)")
+	return cmd
+}
+
+// fromKind is the kind of a --from start point.
+type fromKind int
+
+const (
+	fromEarliest fromKind = iota
+	fromLatest
+	fromOffset
+	fromSequence
+)
+
+// startPoint is a parsed --from.
+type startPoint struct {
+	kind fromKind
+	n    uint64 // the offset or sequence
+}
+
+// parseFrom parses --from: earliest, latest, offset:N or (for a tenant
+// read) seq:N with N >= 1. Errors are usage errors.
+func parseFrom(s string, tenant bool) (startPoint, error) {
+	switch s {
+	case "earliest":
+		return startPoint{kind: fromEarliest}, nil
+	case "latest":
+		return startPoint{kind: fromLatest}, nil
+	}
+	kind, number, ok := strings.Cut(s, ":")
+	if !ok || (kind != "offset" && kind != "seq") {
+		return startPoint{}, usagef("--from %q: want earliest, latest, offset:N or seq:N", s)
+	}
+	n, err := strconv.ParseUint(number, 10, 64)
+	if err != nil {
+		return startPoint{}, usagef("--from %q: %q is not a non-negative integer", s, number)
+	}
+	if kind == "offset" {
+		return startPoint{kind: fromOffset, n: n}, nil
+	}
+	if !tenant {
+		return startPoint{}, usagef("--from %q: a tenant sequence needs --tenant", s)
+	}
+	if n == 0 {
+		return startPoint{}, usagef("--from %q: tenant sequences start at 1", s)
+	}
+	return startPoint{kind: fromSequence, n: n}, nil
+}
+
+// request is the first fetch of a read from p. A tenant read from the
+// earliest point starts at the tenant's sequence 1.
+func (p startPoint) request(topic string, partition uint32, tenant string) *client.FetchRequest {
+	req := &client.FetchRequest{Topic: topic, Partition: partition, TenantId: tenant}
+	switch p.kind {
+	case fromEarliest:
+		if tenant != "" {
+			req.Start = &client.FetchFromSequence{Sequence: 1}
+		} else {
+			req.Start = &client.FetchFromPosition{Position: client.Earliest}
+		}
+	case fromLatest:
+		req.Start = &client.FetchFromPosition{Position: client.Latest}
+	case fromOffset:
+		req.Start = &client.FetchFromOffset{Offset: p.n}
+	case fromSequence:
+		req.Start = &client.FetchFromSequence{Sequence: p.n}
+	}
+	return req
+}
+
+// consume pages through the log from req, printing each event, until the
+// end of the log (next_offset >= high_watermark; an empty page for a
+// tenant-sequence read) or until limit events (0: no limit) were printed.
+func consume(ctx context.Context, c *client.Client, req *client.FetchRequest, limit int, out *jsonWriter) error {
+	printed := 0
+	for {
+		req.MaxEvents = consumePageEventsMax
+		if limit > 0 {
+			req.MaxEvents = uint32(min(consumePageEventsMax, limit-printed))
+		}
+		resp, err := c.Fetch(ctx, req)
+		if err != nil {
+			return err
+		}
+		for _, e := range resp.GetEvents() {
+			if err := out.write(renderEvent(req.GetPartition(), e)); err != nil {
+				return err
+			}
+			printed++
+			if limit > 0 && printed >= limit {
+				return nil
+			}
+		}
+		switch start := req.GetStart().(type) {
+		case *client.FetchFromSequence:
+			if len(resp.GetEvents()) == 0 {
+				return nil
+			}
+			if resp.GetNextSequence() <= start.Sequence {
+				return fmt.Errorf("consume: the server did not advance past sequence %d", start.Sequence)
+			}
+			req.Start = &client.FetchFromSequence{Sequence: resp.GetNextSequence()}
+		default:
+			if resp.GetNextOffset() >= resp.GetHighWatermark() {
+				return nil
+			}
+			if o, ok := start.(*client.FetchFromOffset); ok && resp.GetNextOffset() <= o.Offset && len(resp.GetEvents()) == 0 {
+				return fmt.Errorf("consume: the server did not advance past offset %d", o.Offset)
+			}
+			req.Start = &client.FetchFromOffset{Offset: resp.GetNextOffset()}
+		}
+	}
+}

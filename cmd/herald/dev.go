@@ -1,0 +1,312 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/heraldlog/herald/client"
+)
+
+// Limits and delays of `herald dev`.
+const (
+	// devNodesMax keeps HTTP ports (port-base+100+i) clear of gRPC ports.
+	devNodesMax          = 99
+	devRestartDelay      = time.Second
+	devStopTimeout       = 10 * time.Second
+	devReadyPollInterval = 250 * time.Millisecond
+	devReadyProbeTimeout = time.Second
+)
+
+// newDevCommand runs a local cluster of child `herald serve` processes.
+func newDevCommand() *cobra.Command {
+	var (
+		nodes, portBase int
+		dataDir         string
+		restart         bool
+	)
+	cmd := &cobra.Command{
+		Use:   "dev",
+		Short: "Run a local cluster: nodes n1..nN as child processes",
+		Long: `Run a local cluster of N nodes, each a child process running this binary's
+"serve". Node i listens for gRPC on 127.0.0.1:<port-base+i> and for HTTP on
+127.0.0.1:<port-base+100+i>, keeps its data in <data>/n<i>, and writes its
+stdout and stderr to <data>/n<i>/node.log.
+
+Prints one line per node ("n1 pid=... grpc=... http=... data=..."), then
+"ready" once the controller has a leader. A node that dies is reported as
+"n1 exited: <reason>"; with --restart it is started again after 1s. SIGINT
+or SIGTERM stops every node (SIGTERM, then SIGKILL after 10s) and exits 0.
+Running dev again on the same --data resumes the cluster.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			layout, err := devLayout(nodes, dataDir, portBase)
+			if err != nil {
+				return err
+			}
+			exe, err := os.Executable()
+			if err != nil {
+				return fmt.Errorf("dev: finding this binary: %w", err)
+			}
+			peers := devPeers(layout)
+			addrs := make([]string, len(layout))
+			for i, n := range layout {
+				addrs[i] = n.GRPCAddr
+			}
+			s := &supervisor{
+				nodes: layout,
+				command: func(n devNode) *exec.Cmd {
+					c := exec.Command(exe, "serve", "--id", n.ID, "--data", n.DataDir,
+						"--grpc", n.GRPCAddr, "--http", n.HTTPAddr, "--peers", peers)
+					c.SysProcAttr = childSysProcAttr()
+					return c
+				},
+				ready:        pollReady(addrs, devReadyPollInterval),
+				restart:      restart,
+				restartDelay: devRestartDelay,
+				stopTimeout:  devStopTimeout,
+				out:          cmd.OutOrStdout(),
+			}
+			return s.run(cmd.Context())
+		},
+	}
+	f := cmd.Flags()
+	f.IntVar(&nodes, "nodes", 3, "number of nodes")
+	f.StringVar(&dataDir, "data", "./data", "parent of the nodes' data directories")
+	f.IntVar(&portBase, "port-base", 7700, "node i uses gRPC port port-base+i and HTTP port port-base+100+i")
+	f.BoolVar(&restart, "restart", false, "restart a node 1s after it exits")
+	return cmd
+}
+
+// devNode is where one dev node lives.
+type devNode struct {
+	ID, GRPCAddr, HTTPAddr, DataDir string
+}
+
+// devLayout places nodes n1..nN: gRPC on 127.0.0.1:<portBase+i>, HTTP on
+// 127.0.0.1:<portBase+100+i>, data in <dataDir>/n<i>.
+func devLayout(nodes int, dataDir string, portBase int) ([]devNode, error) {
+	var errs []error
+	if nodes < 1 || nodes > devNodesMax {
+		errs = append(errs, fmt.Errorf("--nodes %d: want 1 to %d", nodes, devNodesMax))
+	}
+	if portBase < 1 || portBase+100+nodes > 65535 {
+		errs = append(errs, fmt.Errorf("--port-base %d: ports %d to %d must lie in 1-65535", portBase, portBase+1, portBase+100+nodes))
+	}
+	if dataDir == "" {
+		errs = append(errs, errors.New("--data is required"))
+	}
+	if err := errors.Join(errs...); err != nil {
+		return nil, usageError{err}
+	}
+	layout := make([]devNode, nodes)
+	for i := range layout {
+		id := fmt.Sprintf("n%d", i+1)
+		layout[i] = devNode{
+			ID:       id,
+			GRPCAddr: fmt.Sprintf("127.0.0.1:%d", portBase+i+1),
+			HTTPAddr: fmt.Sprintf("127.0.0.1:%d", portBase+100+i+1),
+			DataDir:  filepath.Join(dataDir, id),
+		}
+	}
+	return layout, nil
+}
+
+// devPeers renders the --peers flag naming every node.
+func devPeers(nodes []devNode) string {
+	parts := make([]string, len(nodes))
+	for i, n := range nodes {
+		parts[i] = n.ID + "=" + n.GRPCAddr
+	}
+	return strings.Join(parts, ",")
+}
+
+// pollReady returns a readiness check that asks the nodes for metadata
+// every interval until one names a controller leader, or ctx ends.
+func pollReady(addrs []string, interval time.Duration) func(context.Context) error {
+	return func(ctx context.Context) error {
+		tick := time.NewTicker(interval)
+		defer tick.Stop()
+		for {
+			if controllerLeaderKnown(ctx, addrs) {
+				return nil
+			}
+			select {
+			case <-ctx.Done():
+				return ctx.Err()
+			case <-tick.C:
+			}
+		}
+	}
+}
+
+// controllerLeaderKnown asks the nodes once whether a controller leader exists.
+func controllerLeaderKnown(ctx context.Context, addrs []string) bool {
+	c, err := client.New(ctx, client.Config{
+		Servers: addrs, DialTimeout: devReadyProbeTimeout, RequestTimeout: devReadyProbeTimeout,
+		MaxRetries: -1, Logger: slog.New(slog.DiscardHandler),
+	})
+	if err != nil {
+		return false
+	}
+	defer c.Close()
+	md, err := c.Metadata(ctx)
+	return err == nil && md.GetControllerLeaderId() != ""
+}
+
+// supervisor starts the dev nodes, reports and restarts the ones that
+// exit, and stops them all when its context ends. One goroutine (run's)
+// owns every field after start; each child has a waiter goroutine that
+// sends its one exit event and ends, and the readiness check has one
+// goroutine that run cancels and waits for.
+type supervisor struct {
+	nodes   []devNode
+	command func(devNode) *exec.Cmd // the child's command; run sets its output
+	ready   func(context.Context) error
+	restart bool
+	// restartDelay is the pause before restarting an exited node;
+	// stopTimeout bounds the wait after SIGTERM before SIGKILL.
+	restartDelay, stopTimeout time.Duration
+	out                       io.Writer
+}
+
+// childExit is a child's end, sent once by its waiter goroutine.
+type childExit struct {
+	node int
+	cmd  *exec.Cmd
+	err  error
+}
+
+// run supervises until ctx ends (nil: every node was stopped) or, without
+// restart, until every node has exited (an error).
+func (s *supervisor) run(ctx context.Context) error {
+	// At most one live child per node, each sending one exit: the buffer
+	// never blocks a waiter.
+	exits := make(chan childExit, len(s.nodes))
+	restarts := make(chan int, len(s.nodes))
+	alive := make(map[int]*exec.Cmd, len(s.nodes))
+	timers := make(map[int]*time.Timer)
+
+	start := func(i int) error {
+		cmd, err := s.startChild(s.nodes[i])
+		if err != nil {
+			return err
+		}
+		alive[i] = cmd
+		go func() { exits <- childExit{node: i, cmd: cmd, err: cmd.Wait()} }()
+		n := s.nodes[i]
+		fmt.Fprintf(s.out, "%s pid=%d grpc=%s http=%s data=%s\n", n.ID, cmd.Process.Pid, n.GRPCAddr, n.HTTPAddr, n.DataDir)
+		return nil
+	}
+	for i := range s.nodes {
+		if err := start(i); err != nil {
+			s.stopAll(alive, exits)
+			return err
+		}
+	}
+
+	readyCtx, cancelReady := context.WithCancel(ctx)
+	defer cancelReady()
+	readyDone := make(chan error, 1)
+	go func() { readyDone <- s.ready(readyCtx) }()
+	readyPending := readyDone
+
+	var result error
+loop:
+	for {
+		select {
+		case <-ctx.Done():
+			break loop
+		case err := <-readyPending:
+			readyPending = nil
+			if err == nil {
+				fmt.Fprintln(s.out, "ready")
+			}
+		case ex := <-exits:
+			if alive[ex.node] != ex.cmd {
+				continue // not a current child; cannot happen, but never double-count
+			}
+			delete(alive, ex.node)
+			fmt.Fprintf(s.out, "%s exited: %s\n", s.nodes[ex.node].ID, exitReason(ex.err))
+			if s.restart {
+				i := ex.node
+				timers[i] = time.AfterFunc(s.restartDelay, func() { restarts <- i })
+			} else if len(alive) == 0 {
+				result = errors.New("dev: every node exited; see the node.log files")
+				break loop
+			}
+		case i := <-restarts:
+			delete(timers, i)
+			if err := start(i); err != nil {
+				fmt.Fprintf(s.out, "%s restart failed: %v\n", s.nodes[i].ID, err)
+				timers[i] = time.AfterFunc(s.restartDelay, func() { restarts <- i })
+			}
+		}
+	}
+	cancelReady()
+	if readyPending != nil {
+		<-readyPending
+	}
+	for _, t := range timers {
+		t.Stop() // a timer that already fired sent into restarts' buffer
+	}
+	s.stopAll(alive, exits)
+	return result
+}
+
+// startChild starts one node with its output appended to <data>/node.log.
+func (s *supervisor) startChild(n devNode) (*exec.Cmd, error) {
+	if err := os.MkdirAll(n.DataDir, 0o755); err != nil {
+		return nil, fmt.Errorf("dev: %s: %w", n.ID, err)
+	}
+	logFile, err := os.OpenFile(filepath.Join(n.DataDir, "node.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		return nil, fmt.Errorf("dev: %s: %w", n.ID, err)
+	}
+	defer logFile.Close() // the child holds its own descriptor
+	cmd := s.command(n)
+	cmd.Stdout, cmd.Stderr = logFile, logFile
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("dev: starting %s: %w", n.ID, err)
+	}
+	return cmd, nil
+}
+
+// stopAll sends SIGTERM to every live child, waits up to stopTimeout for
+// them to exit, then SIGKILLs the rest and waits for them.
+func (s *supervisor) stopAll(alive map[int]*exec.Cmd, exits <-chan childExit) {
+	for _, cmd := range alive {
+		_ = terminate(cmd.Process)
+	}
+	deadline := time.NewTimer(s.stopTimeout)
+	defer deadline.Stop()
+	for len(alive) > 0 {
+		select {
+		case ex := <-exits:
+			if alive[ex.node] == ex.cmd {
+				delete(alive, ex.node)
+			}
+		case <-deadline.C:
+			for _, cmd := range alive {
+				_ = cmd.Process.Kill()
+			}
+		}
+	}
+}
+
+// exitReason describes how a child ended: "exit status 1", "signal: killed".
+func exitReason(err error) string {
+	if err == nil {
+		return "exit status 0"
+	}
+	return err.Error()
+}

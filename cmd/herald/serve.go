@@ -1,0 +1,73 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"log/slog"
+	"strings"
+
+	"github.com/spf13/cobra"
+
+	"github.com/heraldlog/herald/server"
+)
+
+// newServeCommand runs one node until SIGINT or SIGTERM.
+func newServeCommand() *cobra.Command {
+	var (
+		cfg                 server.Config
+		peers               string
+		logFormat, logLevel string
+	)
+	cmd := &cobra.Command{
+		Use:   "serve",
+		Short: "Run one Herald node until SIGINT or SIGTERM",
+		Long: `Run one Herald node. Logs go to stderr (--log-format text|json).
+
+Peers name every initial node, this one included, and bootstrap a new
+cluster; they are ignored when --data already holds one.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			logger, err := newLogger(cmd.ErrOrStderr(), logFormat, logLevel)
+			if err != nil {
+				return err
+			}
+			parsed, err := server.ParsePeers(peers)
+			if err != nil {
+				return usageError{err}
+			}
+			cfg.Peers = parsed
+			cfg.Logger = logger
+			if err := cfg.Validate(); err != nil {
+				return usageError{err}
+			}
+			return server.Run(cmd.Context(), cfg)
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&cfg.NodeID, "id", "", "node id, e.g. n1 (required)")
+	f.StringVar(&cfg.DataDir, "data", "", "data directory (required)")
+	f.StringVar(&cfg.GRPCAddr, "grpc", "", "gRPC listen and advertised address, host:port (required)")
+	f.StringVar(&cfg.HTTPAddr, "http", "", "HTTP address for /metrics and health, host:port (required)")
+	f.StringVar(&peers, "peers", "", "initial nodes: n1=host:port,n2=host:port,...")
+	f.StringVar(&logFormat, "log-format", "text", "log format: text or json")
+	f.StringVar(&logLevel, "log-level", "info", "log level: debug, info, warn or error")
+	return cmd
+}
+
+// newLogger returns an slog logger writing format (text or json) at level
+// to w.
+func newLogger(w io.Writer, format, level string) (*slog.Logger, error) {
+	var lvl slog.Level
+	if err := lvl.UnmarshalText([]byte(level)); err != nil {
+		return nil, usagef("--log-level %q: want debug, info, warn or error", level)
+	}
+	opts := &slog.HandlerOptions{Level: lvl}
+	switch strings.ToLower(format) {
+	case "text":
+		return slog.New(slog.NewTextHandler(w, opts)), nil
+	case "json":
+		return slog.New(slog.NewJSONHandler(w, opts)), nil
+	default:
+		return nil, usageError{fmt.Errorf("--log-format %q: want text or json", format)}
+	}
+}
