@@ -57,6 +57,9 @@ func (n *Node) ready() error {
 	if id, _ := n.controllerLeader(); id == "" {
 		return errors.New("no controller leader")
 	}
+	if rf := n.controller.Raft(); rf.AppliedIndex() < rf.CommitIndex() || rf.CommitIndex() == 0 {
+		return fmt.Errorf("registry not caught up: applied %d of %d", rf.AppliedIndex(), rf.CommitIndex())
+	}
 	for _, a := range n.controllerFSM.assignedTo(n.cfg.NodeID) {
 		if n.replica(a.Partition.GroupID) == nil {
 			return fmt.Errorf("replica of %s/%d not open", a.Topic, a.Partition.Index)

@@ -206,12 +206,29 @@ func (n *Node) lookupTopic(ctx context.Context, name string) (*topicRecord, erro
 		return t, nil
 	}
 	leaderID, leaderAddr := n.controllerLeader()
-	if leaderID == "" || leaderID == n.cfg.NodeID || isForwarded(ctx) {
+	switch {
+	case leaderID == "":
+		// Right after a restart the registry is rebuilt from the Raft log
+		// once a leader is known: "not found" now could be wrong.
+		return nil, client.NoLeader("controller")
+	case leaderID == n.cfg.NodeID:
+		// A new leader may not have applied everything committed yet
+		// (checked first, so unknown-topic floods cost no Raft writes).
+		if rf := n.controller.Raft(); rf.AppliedIndex() < rf.LastIndex() {
+			if err := rf.Barrier(topicWaitMax).Error(); err != nil {
+				return nil, client.NoLeader("controller")
+			}
+		}
+		if t, ok := n.controllerFSM.topic(name); ok {
+			return t, nil
+		}
+		return nil, client.TopicNotFound(name)
+	case isForwarded(ctx):
 		return nil, client.TopicNotFound(name)
 	}
 	hc, err := n.peers.herald(leaderAddr)
 	if err != nil {
-		return nil, client.TopicNotFound(name)
+		return nil, client.NoLeader("controller")
 	}
 	resp, err := hc.DescribeTopic(forwardContext(ctx), &heraldpb.DescribeTopicRequest{Name: name})
 	if err != nil {
