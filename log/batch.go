@@ -1,32 +1,44 @@
 package log
 
 import (
-	"encoding/binary"
+	"errors"
 	"fmt"
 
 	"github.com/cockroachdb/pebble/v2"
 )
 
-// Batch gathers appends to one partition and commits them atomically with
-// the partition's meta. A Batch is used by the partition's single writer
-// only and is not safe for concurrent use. Nothing is visible to readers, and
-// nothing changes in the partition, until Commit returns nil; a failed or
-// aborted batch leaves the partition exactly as it was.
+// Batch gathers the writes of one Raft apply to one partition (appends,
+// a truncation, dedupe expiry) and commits them atomically with the
+// partition's meta. A Batch is used by the partition's single writer only
+// and is not safe for concurrent use. Every operation sees the effects of
+// the operations before it in the same batch (a duplicate within one batch
+// is found). Nothing is visible to readers, and nothing changes in the
+// partition, until Commit returns nil; a failed or aborted batch leaves the
+// partition exactly as it was.
 type Batch struct {
 	partition *Partition
-	// pebbleBatch is nil once the batch is committed or aborted.
+	// pebbleBatch is indexed, so that reads through it (producer state,
+	// event ids, the time index, truncated records) see the batch's own
+	// writes over the committed state. It is nil once the batch is
+	// committed or aborted.
 	pebbleBatch *pebble.Batch
 	// generation is the partition's generation when the batch was made.
 	generation uint64
 
-	firstOffset uint64
-	nextOffset  uint64
+	// Committed values when the batch was made (first*) and pending ones.
+	firstOffset, nextOffset       uint64
+	firstLow, low                 uint64
+	firstTimestamp, lastTimestamp int64
+	firstBytes, bytes             uint64
+
 	// tenantNext overlays the committed next sequences of the tenants this
 	// batch appended to.
 	tenantNext map[string]uint64
+	// timeIndex caches the last time index point for this batch's appends.
+	timeIndex timeIndexCursor
 	// scratch is reused to encode keys and values; pebble copies them.
 	scratch []byte
-	// err is sticky: once an append failed halfway, the batch can only be
+	// err is sticky: once a write failed halfway, the batch can only be
 	// aborted.
 	err error
 }
@@ -40,82 +52,72 @@ func (p *Partition) NewBatch() *Batch {
 		return b
 	}
 	defer p.db.release()
-	b.pebbleBatch = p.db.pebble.NewBatch()
+	b.pebbleBatch = p.db.pebble.NewIndexedBatch()
 	b.generation = p.generation.Load()
 	b.firstOffset = p.high.Load()
 	b.nextOffset = b.firstOffset
+	b.firstLow = p.low.Load()
+	b.low = b.firstLow
+	b.firstTimestamp = p.lastTimestamp.Load()
+	b.lastTimestamp = b.firstTimestamp
+	b.firstBytes = p.bytes.Load()
+	b.bytes = b.firstBytes
 	return b
 }
 
-// Append adds one record for tenant and returns the offset and tenant
-// sequence it will have once the batch commits. An invalid tenant or an
-// oversized body is refused without changing the batch.
-func (b *Batch) Append(tenant string, timestampUnixNano int64, body []byte) (offset, sequence uint64, err error) {
+// usable returns the error that makes b unusable, if any.
+func (b *Batch) usable() error {
 	if b.err != nil {
-		return 0, 0, b.err
+		return b.err
 	}
 	if b.pebbleBatch == nil {
-		return 0, 0, ErrBatchDone
+		return ErrBatchDone
 	}
-	if err := checkTenant(tenant); err != nil {
-		return 0, 0, err
-	}
-	if len(body) > recordBodyBytesMax {
-		return 0, 0, fmt.Errorf("%w: body is %d bytes, limit %d", ErrRecordTooLarge, len(body), recordBodyBytesMax)
-	}
-	p := b.partition
-	sequence, ok := b.tenantNext[tenant]
-	if !ok {
-		if sequence, err = b.committedNextSequence(tenant); err != nil {
-			return 0, 0, err
-		}
-	}
-	offset = b.nextOffset
-
-	record := Record{Offset: offset, Sequence: sequence, Tenant: tenant, TimestampUnixNano: timestampUnixNano, Body: body}
-	value := appendRecordValue(b.scratch[:0], &record)
-	keyStart := len(value)
-	key := appendRecordKey(value, p.id, offset)[keyStart:]
-	if err := b.pebbleBatch.Set(key, value[:keyStart], nil); err != nil {
-		b.err = fmt.Errorf("log: partition %d: batch set record %d: %w", p.id, offset, err)
-		return 0, 0, b.err
-	}
-	indexKey := appendTenantIndexKey(key[:0], p.id, tenant, sequence)
-	indexValue := binary.BigEndian.AppendUint64(indexKey[len(indexKey):], offset)
-	if err := b.pebbleBatch.Set(indexKey, indexValue, nil); err != nil {
-		b.err = fmt.Errorf("log: partition %d: batch set tenant index %d: %w", p.id, offset, err)
-		return 0, 0, b.err
-	}
-	b.scratch = value[:0]
-
-	if b.tenantNext == nil {
-		b.tenantNext = make(map[string]uint64)
-	}
-	b.tenantNext[tenant] = sequence + 1
-	b.nextOffset++
-	return offset, sequence, nil
+	return nil
 }
 
-// committedNextSequence reads tenant's committed next sequence.
-func (b *Batch) committedNextSequence(tenant string) (uint64, error) {
-	p := b.partition
-	if err := p.db.acquire(); err != nil {
-		return 0, err
-	}
-	defer p.db.release()
-	return p.nextSequenceLocked(tenant)
+// fail makes err sticky (a write failed halfway) and returns it.
+func (b *Batch) fail(err error) error {
+	b.err = err
+	return err
 }
 
-// Len returns the number of records appended so far.
+// set writes key -> value into the batch; a failure is sticky.
+func (b *Batch) set(key, value []byte, what string) error {
+	if err := b.pebbleBatch.Set(key, value, nil); err != nil {
+		return b.fail(fmt.Errorf("log: partition %d: batch set %s: %w", b.partition.id, what, err))
+	}
+	return nil
+}
+
+// delete deletes key in the batch; a failure is sticky.
+func (b *Batch) delete(key []byte, what string) error {
+	if err := b.pebbleBatch.Delete(key, nil); err != nil {
+		return b.fail(fmt.Errorf("log: partition %d: batch delete %s: %w", b.partition.id, what, err))
+	}
+	return nil
+}
+
+// deleteRange deletes [lower, upper) in the batch; a failure is sticky.
+func (b *Batch) deleteRange(lower, upper []byte, what string) error {
+	if err := b.pebbleBatch.DeleteRange(lower, upper, nil); err != nil {
+		return b.fail(fmt.Errorf("log: partition %d: batch delete range %s: %w", b.partition.id, what, err))
+	}
+	return nil
+}
+
+// Len returns the number of records appended so far (duplicates excluded).
 func (b *Batch) Len() int { return int(b.nextOffset - b.firstOffset) }
 
-// Commit writes the appends and the partition's meta (next_offset, the
-// tenants' next sequences, the applied index) in one Pebble batch with
-// pebble.NoSync (the Raft log is the durability source; see DB.Sync and
-// Partition.Snapshot), then publishes the new high watermark and applied
-// index. appliedIndex must be above AppliedIndex(); a batch with no appends
-// is valid and only advances it. The batch is finished whatever the result;
-// on error nothing changed. Writer only.
+// Commit writes the batch and the partition's meta (next_offset,
+// low_watermark, last_ts, bytes, the tenants' next sequences, the applied
+// index) in one Pebble batch with pebble.NoSync (the Raft log is the
+// durability source; see DB.Sync and Partition.Snapshot), then publishes
+// the new state. A truncation's low watermark is published just before the
+// write, so that readers stop asking for records about to go; if the write
+// fails it is put back. appliedIndex must be above AppliedIndex(); a batch
+// with no writes is valid and only advances it. The batch is finished
+// whatever the result; on error nothing changed in Pebble. Writer only.
 func (b *Batch) Commit(appliedIndex uint64) error {
 	if b.pebbleBatch == nil && b.err == nil {
 		return ErrBatchDone
@@ -141,10 +143,32 @@ func (b *Batch) Commit(appliedIndex uint64) error {
 	if p.generation.Load() != b.generation || p.high.Load() != b.firstOffset {
 		return fmt.Errorf("%w: partition %d", ErrBatchConflict, p.id)
 	}
+	// Invariants, checked right before they are written.
+	if b.low < b.firstLow || b.low > b.firstOffset || b.nextOffset < b.firstOffset || b.lastTimestamp < b.firstTimestamp {
+		return &CorruptionError{Partition: p.id, Offset: b.nextOffset, Reason: fmt.Sprintf(
+			"batch would write low_watermark %d (was %d), next_offset %d (was %d), last_ts %d (was %d)",
+			b.low, b.firstLow, b.nextOffset, b.firstOffset, b.lastTimestamp, b.firstTimestamp)}
+	}
 
-	if b.nextOffset != b.firstOffset {
-		if err := b.pebbleBatch.Set(appendMetaKey(nil, p.id, metaNextOffset), encodeUint64(b.nextOffset), nil); err != nil {
-			return fmt.Errorf("log: partition %d: batch set next_offset: %w", p.id, err)
+	metas := []struct {
+		name    string
+		changed bool
+		value   uint64
+	}{
+		{metaNextOffset, b.nextOffset != b.firstOffset, b.nextOffset},
+		{metaLowWatermark, b.low != b.firstLow, b.low},
+		{metaLastTimestamp, b.lastTimestamp != b.firstTimestamp, uint64(b.lastTimestamp)},
+		// Written with every change of the log, so that a partition
+		// written before version 2 gets its derived count persisted.
+		{metaBytes, b.bytes != b.firstBytes || b.nextOffset != b.firstOffset || b.low != b.firstLow, b.bytes},
+		{metaApplied, true, appliedIndex},
+	}
+	for _, m := range metas {
+		if !m.changed {
+			continue
+		}
+		if err := b.pebbleBatch.Set(appendMetaKey(nil, p.id, m.name), encodeUint64(m.value), nil); err != nil {
+			return fmt.Errorf("log: partition %d: batch set %s: %w", p.id, m.name, err)
 		}
 	}
 	for tenant, next := range b.tenantNext {
@@ -152,14 +176,16 @@ func (b *Batch) Commit(appliedIndex uint64) error {
 			return fmt.Errorf("log: partition %d: batch set next sequence of %q: %w", p.id, tenant, err)
 		}
 	}
-	if err := b.pebbleBatch.Set(appendMetaKey(nil, p.id, metaApplied), encodeUint64(appliedIndex), nil); err != nil {
-		return fmt.Errorf("log: partition %d: batch set applied: %w", p.id, err)
-	}
+
+	p.low.Store(b.low)
 	if err := b.pebbleBatch.Commit(pebble.NoSync); err != nil {
+		p.low.Store(b.firstLow)
 		return fmt.Errorf("log: partition %d: commit batch at applied index %d: %w", p.id, appliedIndex, err)
 	}
 
 	p.tenants.publish(b.tenantNext)
+	p.bytes.Store(b.bytes)
+	p.lastTimestamp.Store(b.lastTimestamp)
 	p.high.Store(b.nextOffset)
 	p.applied.Store(appliedIndex)
 	p.generation.Add(1)
@@ -177,4 +203,50 @@ func (b *Batch) Abort() {
 	_ = b.pebbleBatch.Close()
 	b.pebbleBatch = nil
 	b.tenantNext = nil
+}
+
+// begin checks that b is usable and read-holds the DB's lifecycle for an
+// operation that reads through the batch. Pair with end.
+func (b *Batch) begin() error {
+	if err := b.usable(); err != nil {
+		return err
+	}
+	return b.partition.db.acquire()
+}
+
+// end ends a begin.
+func (b *Batch) end() { b.partition.db.release() }
+
+// getLocked reads key through the batch (its writes over the committed
+// state) and returns a copy of the value; found is false when it is
+// absent. db.lifecycle must be read-held.
+func (b *Batch) getLocked(key []byte, what string) (value []byte, found bool, err error) {
+	v, closer, err := b.pebbleBatch.Get(key)
+	if errors.Is(err, pebble.ErrNotFound) {
+		return nil, false, nil
+	}
+	if err != nil {
+		return nil, false, fmt.Errorf("log: partition %d: read %s: %w", b.partition.id, what, err)
+	}
+	value = append([]byte(nil), v...)
+	if err := closer.Close(); err != nil {
+		return nil, false, fmt.Errorf("log: partition %d: read %s: %w", b.partition.id, what, err)
+	}
+	return value, true, nil
+}
+
+// newIterLocked opens an iterator over [lower, upper) through the batch.
+// db.lifecycle must be read-held.
+func (b *Batch) newIterLocked(lower, upper []byte) (*pebble.Iterator, error) {
+	iter, err := b.pebbleBatch.NewIter(&pebble.IterOptions{LowerBound: lower, UpperBound: upper})
+	if err != nil {
+		return nil, fmt.Errorf("log: partition %d: batch iterator: %w", b.partition.id, err)
+	}
+	return iter, nil
+}
+
+// corrupt returns a *CorruptionError at the batch's next offset, for
+// stored state that is not tied to one record.
+func (b *Batch) corrupt(format string, args ...any) error {
+	return &CorruptionError{Partition: b.partition.id, Offset: b.nextOffset, Reason: fmt.Sprintf(format, args...)}
 }

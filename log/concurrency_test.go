@@ -74,12 +74,13 @@ func TestReadsRunConcurrentlyWithTheWriter(t *testing.T) {
 	}
 	for i := range batches {
 		es := entries(1+i%17, tenants...)
+		stamp := stamper(p)
 		b := p.NewBatch()
 		var batch []Record
 		for _, e := range es {
 			offset, seq, err := b.Append(e.tenant, e.ts, e.body)
 			require.NoError(t, err)
-			batch = append(batch, Record{Offset: offset, Sequence: seq, Tenant: e.tenant, TimestampUnixNano: e.ts, Body: e.body})
+			batch = append(batch, Record{Offset: offset, Sequence: seq, Tenant: e.tenant, TimestampUnixNano: stamp(e.ts), Body: e.body})
 		}
 		mu.Lock()
 		appended = append(appended, batch...)

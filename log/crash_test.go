@@ -38,6 +38,7 @@ type crashModel struct {
 
 type crashState struct {
 	applied    uint64
+	low        uint64
 	high       uint64
 	tenantNext map[string]uint64
 }
@@ -48,14 +49,31 @@ func newCrashModel() *crashModel {
 
 func (m *crashModel) last() crashState { return m.states[len(m.states)-1] }
 
-// commit commits a batch of n random records at applied and records it.
-func (m *crashModel) commit(t *testing.T, rng *rand.Rand, p *Partition, tenants []string, n int, applied uint64) {
+// commit commits a batch of n random records at applied, truncating
+// before truncateBefore first when it is not 0, and records it.
+func (m *crashModel) commit(t *testing.T, rng *rand.Rand, p *Partition, tenants []string, n int, applied, truncateBefore uint64) {
 	t.Helper()
 	es := make([]entry, n)
 	for i := range es {
 		es[i] = entry{tenant: tenants[rng.IntN(len(tenants))], ts: rng.Int64(), body: fmt.Appendf(nil, "p%d-a%d-%d-%x", p.ID(), applied, i, rng.Uint32())}
 	}
-	records := commitBatch(t, p, applied, es)
+	low := m.last().low
+	var records []Record
+	if truncateBefore == 0 {
+		records = commitBatch(t, p, applied, es)
+	} else {
+		stamp := stamper(p)
+		b := p.NewBatch()
+		require.NoError(t, b.TruncateBefore(truncateBefore))
+		for _, e := range es {
+			offset, sequence, err := b.Append(e.tenant, e.ts, e.body)
+			require.NoError(t, err)
+			records = append(records, Record{Offset: offset, Sequence: sequence, Tenant: e.tenant, TimestampUnixNano: stamp(e.ts), Body: e.body})
+		}
+		require.NoError(t, b.Commit(applied))
+		low = max(low, min(truncateBefore, m.last().high))
+		require.Equal(t, low, p.LowWatermark())
+	}
 	next := make(map[string]uint64)
 	for tenant, seq := range m.last().tenantNext {
 		next[tenant] = seq
@@ -66,7 +84,7 @@ func (m *crashModel) commit(t *testing.T, rng *rand.Rand, p *Partition, tenants 
 		next[r.Tenant] = r.Sequence + 1
 		m.records = append(m.records, r)
 	}
-	m.states = append(m.states, crashState{applied: applied, high: uint64(len(m.records)), tenantNext: next})
+	m.states = append(m.states, crashState{applied: applied, low: low, high: uint64(len(m.records)), tenantNext: next})
 }
 
 // recover checks p, just reopened after a crash, against the model and
@@ -87,7 +105,10 @@ func (m *crashModel) recover(t *testing.T, db *DB, p *Partition, tenants []strin
 	// The applied index and the records agree: exactly the batches up to
 	// the recovered one, all readable, nothing beyond.
 	require.Equal(t, state.high, p.HighWatermark(), "partition %d", p.ID())
-	require.Equal(t, m.records[:state.high], readAll(t, p), "partition %d", p.ID())
+	require.Equal(t, state.low, p.LowWatermark(), "partition %d", p.ID())
+	retained := m.records[state.low:state.high]
+	require.Equal(t, retained, readAll(t, p), "partition %d", p.ID())
+	require.Equal(t, storedRecordBytes(t, db, p.ID()), p.SizeBytes(), "partition %d", p.ID())
 	lower, upper := kindBounds(p.ID(), kindRecord)
 	iter, err := db.Pebble().NewIter(nil)
 	require.NoError(t, err)
@@ -96,12 +117,12 @@ func (m *crashModel) recover(t *testing.T, db *DB, p *Partition, tenants []strin
 		stored++
 	}
 	require.NoError(t, iter.Close())
-	require.Equal(t, int(state.high), stored, "partition %d: records stored", p.ID())
+	require.Equal(t, int(state.high-state.low), stored, "partition %d: records stored", p.ID())
 	for _, tenant := range tenants {
 		next, err := p.NextSequence(tenant)
 		require.NoError(t, err)
 		require.Equal(t, max(state.tenantNext[tenant], 1), next, "partition %d tenant %s", p.ID(), tenant)
-		require.Equal(t, filterTenant(m.records[:state.high], tenant), readTenantAll(t, p, tenant))
+		require.Equal(t, filterTenant(retained, tenant), readTenantAll(t, p, tenant))
 	}
 
 	t.Logf("partition %d recovered applied index %d (synced %d): kept %d of %d batches since the start",
@@ -138,7 +159,13 @@ func TestCrashRecovery(t *testing.T) {
 			// Batch sizes from 0 (only advances the applied index) to 40;
 			// applied indexes with gaps, as Raft indexes have.
 			applied := p.AppliedIndex() + 1 + uint64(rng.IntN(3))
-			m.commit(t, rng, p, tenants, rng.IntN(41), applied)
+			// One batch in six also truncates, up to a bit past the high
+			// watermark (clamped).
+			var truncateBefore uint64
+			if rng.IntN(6) == 0 {
+				truncateBefore = 1 + uint64(rng.IntN(int(p.HighWatermark())+5))
+			}
+			m.commit(t, rng, p, tenants, rng.IntN(41), applied, truncateBefore)
 			switch rng.IntN(8) {
 			case 0:
 				require.NoError(t, db.Sync())

@@ -42,6 +42,15 @@ var (
 	// last [Partition.Restore] (or [Partition.Drop]) failed or is still
 	// running; restore (or drop) again before writing to it.
 	ErrRestoreIncomplete = errors.New("log: partition restore incomplete")
+	// ErrOutOfOrder reports an idempotent producer's sequence above the next
+	// one expected (a gap): nothing was appended. [*OutOfOrderError]
+	// matches it.
+	ErrOutOfOrder = errors.New("log: producer sequence out of order")
+	// ErrSequenceTooOld reports an idempotent producer's sequence at or below
+	// its last one but older than the dedupe window ([ProducerWindow]), so
+	// it can be neither appended nor answered as a duplicate: nothing was
+	// appended.
+	ErrSequenceTooOld = errors.New("log: producer sequence too old")
 )
 
 // CorruptionError names the partition and offset at which stored data failed
@@ -77,3 +86,21 @@ func (e *OffsetOutOfRangeError) Error() string {
 
 // Is reports whether target is [ErrOffsetOutOfRange].
 func (e *OffsetOutOfRangeError) Is(target error) bool { return target == ErrOffsetOutOfRange }
+
+// OutOfOrderError reports an idempotent producer's sequence Got above the
+// Expected next one. Nothing was appended and the producer's state is
+// unchanged; the producer must resend from Expected.
+type OutOfOrderError struct {
+	Tenant     string
+	ProducerID string
+	Expected   uint64
+	Got        uint64
+}
+
+// Error implements error.
+func (e *OutOfOrderError) Error() string {
+	return fmt.Sprintf("log: producer %q of tenant %q: sequence %d out of order, expected %d", e.ProducerID, e.Tenant, e.Got, e.Expected)
+}
+
+// Is reports whether target is [ErrOutOfOrder].
+func (e *OutOfOrderError) Is(target error) bool { return target == ErrOutOfOrder }

@@ -65,14 +65,26 @@ func commitBatch(t testing.TB, p *Partition, applied uint64, es []entry) []Recor
 	b := p.NewBatch()
 	defer b.Abort()
 	out := make([]Record, 0, len(es))
+	stamp := stamper(p)
 	for _, e := range es {
 		offset, sequence, err := b.Append(e.tenant, e.ts, e.body)
 		require.NoError(t, err)
-		out = append(out, Record{Offset: offset, Sequence: sequence, Tenant: e.tenant, TimestampUnixNano: e.ts, Body: e.body})
+		out = append(out, Record{Offset: offset, Sequence: sequence, Tenant: e.tenant, TimestampUnixNano: stamp(e.ts), Body: e.body})
 	}
 	require.Equal(t, len(es), b.Len())
 	require.NoError(t, b.Commit(applied))
 	return out
+}
+
+// stamper returns the timestamps p will store for a run of appends with the
+// given timestamps: each is raised to the one before (monotonic
+// timestamps). Call it before the batch.
+func stamper(p *Partition) func(ts int64) int64 {
+	last := p.lastTimestamp.Load()
+	return func(ts int64) int64 {
+		last = max(last, ts)
+		return last
+	}
 }
 
 // readAll reads every retained record of p.

@@ -16,10 +16,12 @@ const (
 	kindMeta        byte = 'm'
 	kindTenantNext  byte = 'n'
 
-	// Reserved for later kinds; listed so that no one reuses the letters.
-	kindDedupe       byte = 'd'
-	kindEventIDIndex byte = 'i'
-	kindTimeIndex    byte = 'x'
+	// Version 2 kinds.
+	kindProducer       byte = 'd' // producer state: last sequence, last seen
+	kindProducerWindow byte = 'w' // producer sequence -> original position
+	kindEventID        byte = 'i' // event id -> original position, until
+	kindEventExpiry    byte = 'j' // until | event id, for expiry in until order
+	kindTimeIndex      byte = 'x' // sparse time index
 )
 
 // Meta names.
@@ -28,6 +30,9 @@ const (
 	metaNextOffset   = "next_offset"
 	metaLowWatermark = "low_watermark"
 	metaRestoring    = "restoring"
+	// Version 2 meta.
+	metaLastTimestamp = "last_ts"
+	metaBytes         = "bytes"
 )
 
 const (
@@ -37,9 +42,15 @@ const (
 	recordKeyBytes = partitionPrefixBytes + 1 + 8
 	// tenantBytesMax is the longest tenant id (its length is stored in one byte).
 	tenantBytesMax = 255
+	// producerIDBytesMax is the longest producer id (length stored in one byte).
+	producerIDBytesMax = 255
+	// eventIDBytesMax is the longest event id. It is the last field of its
+	// keys, so the bound only keeps keys (and restore buffers) small.
+	eventIDBytesMax = 255
 	// relativeKeyBytesMax bounds a partition-relative key (kind onwards):
-	// the longest is the tenant index key, 1 + 1 + 255 + 8 bytes.
-	relativeKeyBytesMax = 1 + 1 + tenantBytesMax + 8
+	// the longest is the producer window key,
+	// 1 + 1 + 255 + 1 + 255 + 8 bytes.
+	relativeKeyBytesMax = 1 + 1 + tenantBytesMax + 1 + producerIDBytesMax + 8
 )
 
 // validTenant reports whether tenant is 1..255 bytes.
@@ -140,4 +151,170 @@ func hasPartitionPrefix(partition uint64, key []byte) bool {
 // encodeUint64 returns v as 8 big-endian bytes.
 func encodeUint64(v uint64) []byte {
 	return binary.BigEndian.AppendUint64(make([]byte, 0, 8), v)
+}
+
+// prefixSuccessor returns the smallest key above every key that starts with
+// prefix, or nil if there is none (prefix is all 0xff). It does not modify
+// prefix.
+func prefixSuccessor(prefix []byte) []byte {
+	for i := len(prefix) - 1; i >= 0; i-- {
+		if prefix[i] != 0xff {
+			out := append([]byte(nil), prefix[:i+1]...)
+			out[i]++
+			return out
+		}
+	}
+	return nil
+}
+
+// orderedInt64 maps v to a uint64 whose big-endian bytes sort as v does
+// (the sign bit flipped), for timestamps inside keys.
+func orderedInt64(v int64) uint64 { return uint64(v) ^ (1 << 63) }
+
+// unorderedInt64 inverts orderedInt64.
+func unorderedInt64(u uint64) int64 { return int64(u ^ (1 << 63)) }
+
+// appendKindPrefix appends 'p' | pid | kind.
+func appendKindPrefix(dst []byte, partition uint64, kind byte) []byte {
+	return append(appendPartitionPrefix(dst, partition), kind)
+}
+
+// appendShortString appends len(s)(1) | s; s must be 1..255 bytes.
+func appendShortString(dst []byte, s string) []byte {
+	dst = append(dst, byte(len(s)))
+	return append(dst, s...)
+}
+
+// cutShortString splits len(s)(1) | s | rest; ok is false when b is too
+// short or s is empty.
+func cutShortString(b []byte) (s, rest []byte, ok bool) {
+	if len(b) < 1 {
+		return nil, nil, false
+	}
+	n := int(b[0])
+	if n == 0 || len(b) < 1+n {
+		return nil, nil, false
+	}
+	return b[1 : 1+n], b[1+n:], true
+}
+
+// appendProducerKey appends 'p' | pid | 'd' | len(tenant) | tenant |
+// len(producer) | producer. tenant and producer must be valid.
+func appendProducerKey(dst []byte, partition uint64, tenant, producer string) []byte {
+	dst = appendKindPrefix(dst, partition, kindProducer)
+	dst = appendShortString(dst, tenant)
+	return appendShortString(dst, producer)
+}
+
+// parseProducerKey returns the tenant and producer of a producer key of
+// partition; ok is false when key is not such a key.
+func parseProducerKey(partition uint64, key []byte) (tenant, producer []byte, ok bool) {
+	if len(key) < partitionPrefixBytes+1 || !hasPartitionPrefix(partition, key) || key[partitionPrefixBytes] != kindProducer {
+		return nil, nil, false
+	}
+	tenant, rest, ok := cutShortString(key[partitionPrefixBytes+1:])
+	if !ok {
+		return nil, nil, false
+	}
+	producer, rest, ok = cutShortString(rest)
+	if !ok || len(rest) != 0 {
+		return nil, nil, false
+	}
+	return tenant, producer, true
+}
+
+// appendProducerWindowKey appends 'p' | pid | 'w' | len(tenant) | tenant |
+// len(producer) | producer | seq.
+func appendProducerWindowKey(dst []byte, partition uint64, tenant, producer string, seq uint64) []byte {
+	dst = appendProducerWindowPrefix(dst, partition, tenant, producer)
+	return binary.BigEndian.AppendUint64(dst, seq)
+}
+
+// appendProducerWindowPrefix appends the part of a producer window key
+// before the sequence: every window key of the producer starts with it.
+func appendProducerWindowPrefix(dst []byte, partition uint64, tenant, producer string) []byte {
+	dst = appendKindPrefix(dst, partition, kindProducerWindow)
+	dst = appendShortString(dst, tenant)
+	return appendShortString(dst, producer)
+}
+
+// parseProducerWindowKey returns the parts of a producer window key of
+// partition; ok is false when key is not such a key.
+func parseProducerWindowKey(partition uint64, key []byte) (tenant, producer []byte, seq uint64, ok bool) {
+	if len(key) < partitionPrefixBytes+1 || !hasPartitionPrefix(partition, key) || key[partitionPrefixBytes] != kindProducerWindow {
+		return nil, nil, 0, false
+	}
+	tenant, rest, ok := cutShortString(key[partitionPrefixBytes+1:])
+	if !ok {
+		return nil, nil, 0, false
+	}
+	producer, rest, ok = cutShortString(rest)
+	if !ok || len(rest) != 8 {
+		return nil, nil, 0, false
+	}
+	return tenant, producer, binary.BigEndian.Uint64(rest), true
+}
+
+// appendEventIDKey appends 'p' | pid | 'i' | len(tenant) | tenant | event_id.
+func appendEventIDKey(dst []byte, partition uint64, tenant, eventID string) []byte {
+	dst = appendKindPrefix(dst, partition, kindEventID)
+	dst = appendShortString(dst, tenant)
+	return append(dst, eventID...)
+}
+
+// parseEventIDKey returns the tenant and event id of an event-id key of
+// partition; ok is false when key is not such a key.
+func parseEventIDKey(partition uint64, key []byte) (tenant, eventID []byte, ok bool) {
+	if len(key) < partitionPrefixBytes+1 || !hasPartitionPrefix(partition, key) || key[partitionPrefixBytes] != kindEventID {
+		return nil, nil, false
+	}
+	tenant, rest, ok := cutShortString(key[partitionPrefixBytes+1:])
+	if !ok || len(rest) == 0 || len(rest) > eventIDBytesMax {
+		return nil, nil, false
+	}
+	return tenant, rest, true
+}
+
+// appendEventExpiryKey appends 'p' | pid | 'j' | until(8, sign-flipped) |
+// len(tenant) | tenant | event_id.
+func appendEventExpiryKey(dst []byte, partition uint64, untilUnixNano int64, tenant, eventID string) []byte {
+	dst = appendKindPrefix(dst, partition, kindEventExpiry)
+	dst = binary.BigEndian.AppendUint64(dst, orderedInt64(untilUnixNano))
+	dst = appendShortString(dst, tenant)
+	return append(dst, eventID...)
+}
+
+// parseEventExpiryKey returns the parts of an event expiry key of
+// partition; ok is false when key is not such a key.
+func parseEventExpiryKey(partition uint64, key []byte) (untilUnixNano int64, tenant, eventID []byte, ok bool) {
+	if len(key) < partitionPrefixBytes+1+8 || !hasPartitionPrefix(partition, key) || key[partitionPrefixBytes] != kindEventExpiry {
+		return 0, nil, nil, false
+	}
+	untilUnixNano = unorderedInt64(binary.BigEndian.Uint64(key[partitionPrefixBytes+1:]))
+	tenant, rest, ok := cutShortString(key[partitionPrefixBytes+1+8:])
+	if !ok || len(rest) == 0 || len(rest) > eventIDBytesMax {
+		return 0, nil, nil, false
+	}
+	return untilUnixNano, tenant, rest, true
+}
+
+// timeIndexKeyBytes is len('p' | pid | 'x' | timestamp | offset).
+const timeIndexKeyBytes = partitionPrefixBytes + 1 + 8 + 8
+
+// appendTimeIndexKey appends 'p' | pid | 'x' | timestamp(8, sign-flipped) |
+// offset(8).
+func appendTimeIndexKey(dst []byte, partition uint64, timestampUnixNano int64, offset uint64) []byte {
+	dst = appendKindPrefix(dst, partition, kindTimeIndex)
+	dst = binary.BigEndian.AppendUint64(dst, orderedInt64(timestampUnixNano))
+	return binary.BigEndian.AppendUint64(dst, offset)
+}
+
+// parseTimeIndexKey returns the timestamp and offset of a time index key of
+// partition; ok is false when key is not such a key.
+func parseTimeIndexKey(partition uint64, key []byte) (timestampUnixNano int64, offset uint64, ok bool) {
+	if len(key) != timeIndexKeyBytes || !hasPartitionPrefix(partition, key) || key[partitionPrefixBytes] != kindTimeIndex {
+		return 0, 0, false
+	}
+	timestampUnixNano = unorderedInt64(binary.BigEndian.Uint64(key[partitionPrefixBytes+1:]))
+	return timestampUnixNano, binary.BigEndian.Uint64(key[partitionPrefixBytes+9:]), true
 }

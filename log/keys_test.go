@@ -29,6 +29,14 @@ func TestKeyEncoding(t *testing.T) {
 		{"meta low_watermark", appendMetaKey(nil, pid, metaLowWatermark), prefix + "mlow_watermark"},
 		{"meta restoring", appendMetaKey(nil, pid, metaRestoring), prefix + "mrestoring"},
 		{"tenant next", appendTenantNextKey(nil, pid, "acme"), prefix + "nacme"},
+		{"meta last_ts", appendMetaKey(nil, pid, metaLastTimestamp), prefix + "mlast_ts"},
+		{"meta bytes", appendMetaKey(nil, pid, metaBytes), prefix + "mbytes"},
+		{"producer", appendProducerKey(nil, pid, "acme", "prod"), prefix + "d\x04acme\x04prod"},
+		{"producer window", appendProducerWindowKey(nil, pid, "acme", "prod", 9), prefix + "w\x04acme\x04prod" + be8(9)},
+		{"event id", appendEventIDKey(nil, pid, "acme", "evt-1"), prefix + "i\x04acmeevt-1"},
+		{"event expiry", appendEventExpiryKey(nil, pid, 5, "acme", "evt-1"), prefix + "j" + be8(1<<63+5) + "\x04acmeevt-1"},
+		{"event expiry before 1970", appendEventExpiryKey(nil, pid, -1, "a", "e"), prefix + "j" + be8(1<<63-1) + "\x01ae"},
+		{"time index", appendTimeIndexKey(nil, pid, 7, 3), prefix + "x" + be8(1<<63+7) + be8(3)},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -113,4 +121,72 @@ func TestParseKeys(t *testing.T) {
 		_, _, ok := parseTenantIndexKey(9, key)
 		require.False(t, ok, name)
 	}
+}
+
+func TestVersion2KeysRoundTripAndOrder(t *testing.T) {
+	tenant, producer, ok := parseProducerKey(9, appendProducerKey(nil, 9, "acme", "prod"))
+	require.True(t, ok)
+	require.Equal(t, []string{"acme", "prod"}, []string{string(tenant), string(producer)})
+	tenant, producer, seq, ok := parseProducerWindowKey(9, appendProducerWindowKey(nil, 9, "acme", "prod", 77))
+	require.True(t, ok)
+	require.Equal(t, []string{"acme", "prod"}, []string{string(tenant), string(producer)})
+	require.Equal(t, uint64(77), seq)
+	tenant, eventID, ok := parseEventIDKey(9, appendEventIDKey(nil, 9, "acme", "e"))
+	require.True(t, ok)
+	require.Equal(t, []string{"acme", "e"}, []string{string(tenant), string(eventID)})
+	until, tenant, eventID, ok := parseEventExpiryKey(9, appendEventExpiryKey(nil, 9, -3, "acme", "e"))
+	require.True(t, ok)
+	require.Equal(t, int64(-3), until)
+	require.Equal(t, []string{"acme", "e"}, []string{string(tenant), string(eventID)})
+	ts, offset, ok := parseTimeIndexKey(9, appendTimeIndexKey(nil, 9, math.MinInt64, math.MaxUint64))
+	require.True(t, ok)
+	require.Equal(t, int64(math.MinInt64), ts)
+	require.Equal(t, uint64(math.MaxUint64), offset)
+
+	for name, ok := range map[string]bool{
+		"producer key of another partition": func() bool { _, _, ok := parseProducerKey(8, appendProducerKey(nil, 9, "a", "p")); return ok }(),
+		"producer key without producer":     func() bool { _, _, ok := parseProducerKey(9, []byte("p"+be8(9)+"d\x01a")); return ok }(),
+		"producer key with trailing bytes": func() bool {
+			_, _, ok := parseProducerKey(9, append(appendProducerKey(nil, 9, "a", "p"), 0))
+			return ok
+		}(),
+		"window key without sequence": func() bool {
+			_, _, _, ok := parseProducerWindowKey(9, appendProducerWindowPrefix(nil, 9, "a", "p"))
+			return ok
+		}(),
+		"event id key without event id": func() bool { _, _, ok := parseEventIDKey(9, []byte("p"+be8(9)+"i\x01a")); return ok }(),
+		"event id key with a 256-byte id": func() bool {
+			_, _, ok := parseEventIDKey(9, appendEventIDKey(nil, 9, "a", strings.Repeat("e", 256)))
+			return ok
+		}(),
+		"expiry key cut in its until":        func() bool { _, _, _, ok := parseEventExpiryKey(9, []byte("p"+be8(9)+"j\x00")); return ok }(),
+		"time index key with trailing bytes": func() bool { _, _, ok := parseTimeIndexKey(9, append(appendTimeIndexKey(nil, 9, 1, 1), 0)); return ok }(),
+		"time index key of the record kind": func() bool {
+			_, _, ok := parseTimeIndexKey(9, appendRecordKey(nil, 9, 1)[:timeIndexKeyBytes-1])
+			return ok
+		}(),
+	} {
+		require.False(t, ok, name)
+	}
+
+	// Signed timestamps sort numerically inside keys.
+	stamps := []int64{math.MinInt64, -1e18, -1, 0, 1, 1e18, math.MaxInt64}
+	for i := 1; i < len(stamps); i++ {
+		require.Negative(t, bytes.Compare(appendTimeIndexKey(nil, 3, stamps[i-1], math.MaxUint64), appendTimeIndexKey(nil, 3, stamps[i], 0)))
+		require.Negative(t, bytes.Compare(appendEventExpiryKey(nil, 3, stamps[i-1], "z", "z"), appendEventExpiryKey(nil, 3, stamps[i], "a", "a")))
+	}
+	// One producer's window range never holds another producer's entries.
+	for _, pair := range [][2]string{{"p", "pq"}, {"pq", "p"}, {"p\xff", "q"}} {
+		lower := appendProducerWindowPrefix(nil, 3, "a", pair[0])
+		upper := prefixSuccessor(lower)
+		for _, seq := range []uint64{0, math.MaxUint64} {
+			other := appendProducerWindowKey(nil, 3, "a", pair[1], seq)
+			require.False(t, bytes.Compare(lower, other) <= 0 && bytes.Compare(other, upper) < 0, "%q inside %q", pair[1], pair[0])
+		}
+	}
+	require.Equal(t, []byte("ab"), prefixSuccessor([]byte("aa")))
+	require.Equal(t, []byte("b"), prefixSuccessor([]byte("a\xff\xff")))
+	require.Nil(t, prefixSuccessor([]byte("\xff")))
+	// The longest key fits the restore bound.
+	require.Len(t, appendProducerWindowKey(nil, 3, strings.Repeat("t", 255), strings.Repeat("p", 255), 1)[partitionPrefixBytes:], relativeKeyBytesMax)
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"sync"
 	"sync/atomic"
 
@@ -25,9 +26,19 @@ type Partition struct {
 
 	// Published state. The writer stores after its Pebble write committed,
 	// so a reader never sees an offset that is not in Pebble.
+	// The writer stores low BEFORE its Pebble write (a truncation), so a
+	// reader that finds a record missing can tell a truncation (the record
+	// is below low) from corruption.
 	applied atomic.Uint64
 	high    atomic.Uint64
 	low     atomic.Uint64
+	// lastTimestamp is the stored timestamp of the newest record ever
+	// appended (noTimestamp if none); writer-side state, published for
+	// tests and diagnostics.
+	lastTimestamp atomic.Int64
+	// bytes is the sum of the stored record value sizes of the retained
+	// records (meta "bytes").
+	bytes atomic.Uint64
 
 	// restoring is set while a Restore runs and stays set if it fails:
 	// writes and snapshots then fail with ErrRestoreIncomplete.
@@ -50,11 +61,26 @@ type Partition struct {
 	tenants tenantSequences
 }
 
+// noTimestamp is the last timestamp of a partition that never had a
+// record: any timestamp is at or above it.
+const noTimestamp int64 = math.MinInt64
+
 // partitionState is the persisted meta of a partition.
 type partitionState struct {
 	applied      uint64
 	nextOffset   uint64
 	lowWatermark uint64
+	// lastTimestampUnixNano is meta "last_ts", or for a partition written
+	// before version 2 the last record's timestamp (noTimestamp if none).
+	lastTimestampUnixNano int64
+	// bytes is meta "bytes", or for a partition written before version 2
+	// the sum computed from its records.
+	bytes uint64
+}
+
+// emptyState is the state of a partition with no history.
+func emptyState() partitionState {
+	return partitionState{lastTimestampUnixNano: noTimestamp}
 }
 
 // pebbleReader is what reads need from a *pebble.DB or a *pebble.Snapshot.
@@ -92,9 +118,12 @@ func (db *DB) openPartitionLocked(id uint64) (*Partition, error) {
 }
 
 // loadState reads the partition's meta from r and checks it against the
-// records: the last record present must be next_offset-1.
+// records: the last record present must be next_offset-1. Meta added in
+// version 2 that is missing (a partition written by an older version) is
+// derived from the records, deterministically, so every replica derives
+// the same; the next commit persists it.
 func (p *Partition) loadState(r pebbleReader) (partitionState, error) {
-	var state partitionState
+	state := emptyState()
 	var err error
 	if state.applied, _, err = p.getUint64(r, metaApplied); err != nil {
 		return state, err
@@ -109,6 +138,18 @@ func (p *Partition) loadState(r pebbleReader) (partitionState, error) {
 		return state, &CorruptionError{Partition: p.id, Offset: state.nextOffset,
 			Reason: fmt.Sprintf("meta low_watermark %d is above next_offset %d", state.lowWatermark, state.nextOffset)}
 	}
+	lastTimestamp, lastTimestampFound, err := p.getUint64(r, metaLastTimestamp)
+	if err != nil {
+		return state, err
+	}
+	if lastTimestampFound {
+		state.lastTimestampUnixNano = int64(lastTimestamp)
+	}
+	bytes, bytesFound, err := p.getUint64(r, metaBytes)
+	if err != nil {
+		return state, err
+	}
+	state.bytes = bytes
 
 	lower, upper := kindBounds(p.id, kindRecord)
 	iter, err := r.NewIter(&pebble.IterOptions{LowerBound: lower, UpperBound: upper})
@@ -138,10 +179,34 @@ func (p *Partition) loadState(r pebbleReader) (partitionState, error) {
 	if err != nil {
 		return state, fmt.Errorf("log: partition %d: read record %d: %w", p.id, offset, err)
 	}
-	if _, err := parseRecordValue(p.id, offset, value); err != nil {
+	last, err := parseRecordValue(p.id, offset, value)
+	if err != nil {
 		return state, err
 	}
+	if !lastTimestampFound {
+		state.lastTimestampUnixNano = last.timestampUnixNano
+	}
+	if !bytesFound {
+		if state.bytes, err = p.sumRecordBytes(iter); err != nil {
+			return state, err
+		}
+	}
 	return state, nil
+}
+
+// sumRecordBytes returns the sum of the value sizes of every record iter
+// (bounded to the record kind) covers. It reads the whole log: it is only
+// used once for a partition written before version 2.
+func (p *Partition) sumRecordBytes(iter *pebble.Iterator) (uint64, error) {
+	var sum uint64
+	for valid := iter.First(); valid; valid = iter.Next() {
+		value := iter.LazyValue()
+		sum += uint64(value.Len())
+	}
+	if err := iter.Error(); err != nil {
+		return 0, fmt.Errorf("log: partition %d: sum record bytes: %w", p.id, err)
+	}
+	return sum, nil
 }
 
 // getUint64 reads the 8-byte meta value name; a missing value is 0, found false.
@@ -170,6 +235,8 @@ func (p *Partition) publishState(state partitionState) {
 	p.low.Store(state.lowWatermark)
 	p.high.Store(state.nextOffset)
 	p.applied.Store(state.applied)
+	p.lastTimestamp.Store(state.lastTimestampUnixNano)
+	p.bytes.Store(state.bytes)
 }
 
 // resetLocked forgets the partition's history in memory, before the writer
@@ -177,7 +244,7 @@ func (p *Partition) publishState(state partitionState) {
 func (p *Partition) resetLocked() {
 	p.epoch.Add(1)
 	p.generation.Add(1)
-	p.publishState(partitionState{})
+	p.publishState(emptyState())
 	p.tenants.reset()
 }
 
@@ -203,6 +270,11 @@ func (p *Partition) HighWatermark() uint64 { return p.high.Load() }
 
 // LowWatermark returns the first retained offset. Safe for concurrent use.
 func (p *Partition) LowWatermark() uint64 { return p.low.Load() }
+
+// SizeBytes returns the stored size of the retained records (the sum of
+// their encoded values, meta "bytes"), as committed. Safe for concurrent
+// use.
+func (p *Partition) SizeBytes() uint64 { return p.bytes.Load() }
 
 // NextSequence returns the next sequence to assign to tenant (1 for a tenant
 // with no records), as committed. Safe for concurrent use.

@@ -108,9 +108,11 @@ func (p *Partition) Read(from uint64, maxRecords, maxBytes int) ([]Record, error
 
 // missing reports a record absent where the published state says it must
 // be: an *OffsetOutOfRangeError if the history was reset (Restore, Drop)
-// since the read began, else a *CorruptionError at offset.
+// since the read began or the record was truncated (the low watermark is
+// published before the records are deleted), else a *CorruptionError at
+// offset.
 func (p *Partition) missing(epoch, from, offset uint64, reason string) error {
-	if p.epoch.Load() != epoch {
+	if p.epoch.Load() != epoch || p.low.Load() > offset {
 		return &OffsetOutOfRangeError{Partition: p.id, Requested: from, Low: p.low.Load(), High: p.high.Load()}
 	}
 	return &CorruptionError{Partition: p.id, Offset: offset, Reason: reason}
@@ -142,14 +144,14 @@ func (p *Partition) ReadTenant(tenant string, fromSeq uint64, maxRecords, maxByt
 	}
 	defer p.db.release()
 
-	epoch := p.epoch.Load()
-	low, high := p.low.Load(), p.high.Load()
+	view := p.openReadViewLocked()
+	defer view.close()
+	epoch, low, high := view.epoch, view.low, view.high
 	if fromSeq == math.MaxUint64 || low == high {
 		return nil, nil
 	}
-	// Index and records must be read at one point in time.
-	snap := p.db.pebble.NewSnapshot()
-	defer snap.Close()
+	// Index and records are read at one point in time.
+	snap := view.snapshot
 	index, err := snap.NewIter(&pebble.IterOptions{
 		LowerBound: appendTenantIndexKey(nil, p.id, tenant, fromSeq),
 		UpperBound: appendTenantIndexKey(nil, p.id, tenant, math.MaxUint64),
@@ -169,6 +171,10 @@ func (p *Partition) ReadTenant(tenant string, fromSeq uint64, maxRecords, maxByt
 
 	g := gather{maxRecords: maxRecords, maxBytes: maxBytes}
 	expectedSeq := fromSeq
+	// A truncation deletes the index entries of the records it removes, so
+	// once anything was truncated the first entry found may be above
+	// fromSeq: the tenant's first retained sequence.
+	gapAllowed := low > 0
 	for valid := index.First(); valid; valid = index.Next() {
 		_, sequence, ok := parseTenantIndexKey(p.id, index.Key())
 		indexValue, err := index.ValueAndErr()
@@ -188,6 +194,10 @@ func (p *Partition) ReadTenant(tenant string, fromSeq uint64, maxRecords, maxByt
 			expectedSeq = sequence + 1
 			continue
 		}
+		if gapAllowed && sequence > expectedSeq {
+			expectedSeq = sequence
+		}
+		gapAllowed = false
 		if sequence != expectedSeq {
 			return nil, &CorruptionError{Partition: p.id, Offset: offset,
 				Reason: fmt.Sprintf("tenant %q index jumps from sequence %d to %d", tenant, expectedSeq-1, sequence)}

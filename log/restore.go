@@ -101,7 +101,7 @@ func (p *Partition) restoreEntriesLocked(r io.Reader) (appliedIndex uint64, err 
 	if string(header[:len(snapshotMagic)]) != snapshotMagic {
 		return 0, p.streamCorrupt("bad magic %q", header[:len(snapshotMagic)])
 	}
-	if version := header[len(snapshotMagic)]; version != snapshotVersion1 {
+	if version := header[len(snapshotMagic)]; version != snapshotVersion1 && version != snapshotVersion2 {
 		return 0, p.streamCorrupt("unknown version %d", version)
 	}
 	appliedIndex = binary.BigEndian.Uint64(header[len(snapshotMagic)+1:])
@@ -206,10 +206,16 @@ func (p *Partition) restoreEntriesLocked(r io.Reader) (appliedIndex uint64, err 
 
 // valueBytesMax bounds the value of an entry of kind.
 func valueBytesMax(kind byte) uint64 {
-	if kind == kindRecord {
+	switch kind {
+	case kindRecord:
 		return recordValueBytesMax
+	case kindEventID:
+		return eventEntryValueBytes
+	case kindProducer, kindProducerWindow:
+		return producerValueBytes
+	default:
+		return 8
 	}
-	return 8
 }
 
 // checkEntry checks one restored entry (full key, under p's prefix).
@@ -230,7 +236,7 @@ func (p *Partition) checkEntry(key, value []byte) error {
 		}
 	case kindMeta:
 		switch string(relative[1:]) {
-		case metaApplied, metaNextOffset, metaLowWatermark:
+		case metaApplied, metaNextOffset, metaLowWatermark, metaLastTimestamp, metaBytes:
 		default:
 			return p.streamCorrupt("unexpected meta key %q", relative[1:])
 		}
@@ -240,6 +246,29 @@ func (p *Partition) checkEntry(key, value []byte) error {
 	case kindTenantNext:
 		if !validTenant(string(relative[1:])) || len(value) != 8 {
 			return p.streamCorrupt("malformed tenant next entry %x", relative)
+		}
+	case kindProducer:
+		if _, _, ok := parseProducerKey(p.id, key); !ok {
+			return p.streamCorrupt("malformed producer key %x", relative)
+		}
+		if _, ok := decodeProducerState(value); !ok {
+			return p.streamCorrupt("malformed producer state %x", value)
+		}
+	case kindProducerWindow:
+		if _, _, _, ok := parseProducerWindowKey(p.id, key); !ok || len(value) != producerWindowValueBytes {
+			return p.streamCorrupt("malformed producer window entry %x", relative)
+		}
+	case kindEventID:
+		if _, _, ok := parseEventIDKey(p.id, key); !ok || len(value) != eventEntryValueBytes {
+			return p.streamCorrupt("malformed event id entry %x", relative)
+		}
+	case kindEventExpiry:
+		if _, _, _, ok := parseEventExpiryKey(p.id, key); !ok || len(value) != 0 {
+			return p.streamCorrupt("malformed event expiry entry %x", relative)
+		}
+	case kindTimeIndex:
+		if _, _, ok := parseTimeIndexKey(p.id, key); !ok || len(value) != 0 {
+			return p.streamCorrupt("malformed time index entry %x", relative)
 		}
 	default:
 		return p.streamCorrupt("unknown key kind %q", relative[0])

@@ -14,8 +14,13 @@ import (
 // Snapshot stream format (see the package documentation). The version byte
 // is persisted and sent to peers: new versions get new numbers.
 const (
-	snapshotMagic            = "HLOGSNAP"
-	snapshotVersion1    byte = 1
+	snapshotMagic = "HLOGSNAP"
+	// snapshotVersion1 streams hold the version-1 key kinds and records.
+	snapshotVersion1 byte = 1
+	// snapshotVersion2 streams (the only ones written) have the same
+	// framing and may also hold version-2 records, kinds and meta. An
+	// older node refuses them by version rather than by an unknown kind.
+	snapshotVersion2    byte = 2
 	snapshotHeaderBytes      = len(snapshotMagic) + 1 + 8
 	snapshotTagEntry    byte = 'E'
 	snapshotTagTrailer  byte = 'T'
@@ -102,7 +107,7 @@ func (s *Snapshot) Close() error {
 }
 
 // WriteTo streams every key and value of the partition's image in the
-// snapshot stream format (version 1) and returns the bytes written. It
+// snapshot stream format (version 2) and returns the bytes written. It
 // holds one entry at a time in memory, besides a fixed-size buffer. Each
 // record is checked before it is sent; a failure is a *CorruptionError. If
 // the DB is closing, WriteTo stops with ErrClosed.
@@ -185,7 +190,7 @@ func (sw *snapshotWriter) write(b []byte) {
 
 func (sw *snapshotWriter) header(appliedIndex uint64) {
 	sw.write([]byte(snapshotMagic))
-	sw.write([]byte{snapshotVersion1})
+	sw.write([]byte{snapshotVersion2})
 	sw.write(binary.BigEndian.AppendUint64(sw.scratch[:0], appliedIndex))
 }
 

@@ -65,9 +65,12 @@ func TestRestoreChecksStructure(t *testing.T) {
 	}{
 		{"count mismatch", makeStream(7, valid, 8)},
 		{"header applied differs from meta", makeStream(8, valid, -1)},
-		{"reserved kind", makeStream(7, with(func(es []streamEntry) []streamEntry {
-			// 'd' sorts first, so only the kind check can refuse it.
-			return append([]streamEntry{{key: "dxyz", value: be8(1)}}, es...)
+		{"unknown kind", makeStream(7, with(func(es []streamEntry) []streamEntry {
+			// 'a' sorts first, so only the kind check can refuse it.
+			return append([]streamEntry{{key: "axyz", value: be8(1)}}, es...)
+		}), -1)},
+		{"malformed producer key", makeStream(7, with(func(es []streamEntry) []streamEntry {
+			return append([]streamEntry{{key: "d\x05ab", value: be8(1) + be8(1)}}, es...)
 		}), -1)},
 		{"restoring marker", makeStream(7, with(func(es []streamEntry) []streamEntry {
 			return append(es[:5], append([]streamEntry{{key: "mrestoring", value: ""}}, es[5:]...)...)
