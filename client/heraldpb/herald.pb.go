@@ -28,17 +28,24 @@ const (
 type ErrorReason int32
 
 const (
-	ErrorReason_ERROR_REASON_UNSPECIFIED ErrorReason = 0
-	ErrorReason_NOT_LEADER               ErrorReason = 1  // metadata: leader_id, leader_addr (may be empty)
-	ErrorReason_TOPIC_NOT_FOUND          ErrorReason = 2  // metadata: topic
-	ErrorReason_TOPIC_EXISTS             ErrorReason = 3  // metadata: topic
-	ErrorReason_INVALID_ARGUMENT         ErrorReason = 4  // metadata: field
-	ErrorReason_PAYLOAD_TOO_LARGE        ErrorReason = 5  // metadata: size, max
-	ErrorReason_OFFSET_OUT_OF_RANGE      ErrorReason = 6  // metadata: low_watermark, high_watermark
-	ErrorReason_NO_LEADER                ErrorReason = 7  // no leader elected yet; retry
-	ErrorReason_PARTITION_NOT_FOUND      ErrorReason = 8  // metadata: topic, partition
-	ErrorReason_UNKNOWN_OUTCOME          ErrorReason = 9  // the write may or may not have been committed
-	ErrorReason_CORRUPTION               ErrorReason = 10 // metadata: partition, offset
+	ErrorReason_ERROR_REASON_UNSPECIFIED   ErrorReason = 0
+	ErrorReason_NOT_LEADER                 ErrorReason = 1  // metadata: leader_id, leader_addr (may be empty)
+	ErrorReason_TOPIC_NOT_FOUND            ErrorReason = 2  // metadata: topic
+	ErrorReason_TOPIC_EXISTS               ErrorReason = 3  // metadata: topic
+	ErrorReason_INVALID_ARGUMENT           ErrorReason = 4  // metadata: field
+	ErrorReason_PAYLOAD_TOO_LARGE          ErrorReason = 5  // metadata: size, max
+	ErrorReason_OFFSET_OUT_OF_RANGE        ErrorReason = 6  // metadata: low_watermark, high_watermark
+	ErrorReason_NO_LEADER                  ErrorReason = 7  // no leader elected yet; retry
+	ErrorReason_PARTITION_NOT_FOUND        ErrorReason = 8  // metadata: topic, partition
+	ErrorReason_UNKNOWN_OUTCOME            ErrorReason = 9  // the write may or may not have been committed
+	ErrorReason_CORRUPTION                 ErrorReason = 10 // metadata: partition, offset
+	ErrorReason_TENANT_NOT_FOUND           ErrorReason = 11 // metadata: tenant
+	ErrorReason_TENANT_EXISTS              ErrorReason = 12 // metadata: tenant
+	ErrorReason_SCHEMA_VERSION_NOT_ALLOWED ErrorReason = 13 // metadata: schema, version, allowed
+	ErrorReason_TTL_TOO_LARGE              ErrorReason = 14 // metadata: ttl_ms, max_ttl_ms
+	ErrorReason_MISSING_FIELD              ErrorReason = 15 // metadata: field
+	ErrorReason_TOPIC_IN_USE               ErrorReason = 16 // metadata: topic, last_produce_unix_nano
+	ErrorReason_OUT_OF_ORDER_SEQUENCE      ErrorReason = 17 // metadata: producer_id, expected, got
 )
 
 // Enum value maps for ErrorReason.
@@ -55,19 +62,33 @@ var (
 		8:  "PARTITION_NOT_FOUND",
 		9:  "UNKNOWN_OUTCOME",
 		10: "CORRUPTION",
+		11: "TENANT_NOT_FOUND",
+		12: "TENANT_EXISTS",
+		13: "SCHEMA_VERSION_NOT_ALLOWED",
+		14: "TTL_TOO_LARGE",
+		15: "MISSING_FIELD",
+		16: "TOPIC_IN_USE",
+		17: "OUT_OF_ORDER_SEQUENCE",
 	}
 	ErrorReason_value = map[string]int32{
-		"ERROR_REASON_UNSPECIFIED": 0,
-		"NOT_LEADER":               1,
-		"TOPIC_NOT_FOUND":          2,
-		"TOPIC_EXISTS":             3,
-		"INVALID_ARGUMENT":         4,
-		"PAYLOAD_TOO_LARGE":        5,
-		"OFFSET_OUT_OF_RANGE":      6,
-		"NO_LEADER":                7,
-		"PARTITION_NOT_FOUND":      8,
-		"UNKNOWN_OUTCOME":          9,
-		"CORRUPTION":               10,
+		"ERROR_REASON_UNSPECIFIED":   0,
+		"NOT_LEADER":                 1,
+		"TOPIC_NOT_FOUND":            2,
+		"TOPIC_EXISTS":               3,
+		"INVALID_ARGUMENT":           4,
+		"PAYLOAD_TOO_LARGE":          5,
+		"OFFSET_OUT_OF_RANGE":        6,
+		"NO_LEADER":                  7,
+		"PARTITION_NOT_FOUND":        8,
+		"UNKNOWN_OUTCOME":            9,
+		"CORRUPTION":                 10,
+		"TENANT_NOT_FOUND":           11,
+		"TENANT_EXISTS":              12,
+		"SCHEMA_VERSION_NOT_ALLOWED": 13,
+		"TTL_TOO_LARGE":              14,
+		"MISSING_FIELD":              15,
+		"TOPIC_IN_USE":               16,
+		"OUT_OF_ORDER_SEQUENCE":      17,
 	}
 )
 
@@ -96,6 +117,59 @@ func (x ErrorReason) Number() protoreflect.EnumNumber {
 // Deprecated: Use ErrorReason.Descriptor instead.
 func (ErrorReason) EnumDescriptor() ([]byte, []int) {
 	return file_client_heraldpb_herald_proto_rawDescGZIP(), []int{0}
+}
+
+// Ordering says which events of a topic are totally ordered.
+type Ordering int32
+
+const (
+	Ordering_ORDERING_UNSPECIFIED Ordering = 0 // per-tenant
+	Ordering_PER_TENANT           Ordering = 1 // all of a tenant's events in one partition
+	Ordering_PER_KEY              Ordering = 2 // all events with the same key in one partition
+	Ordering_NONE                 Ordering = 3 // spread by event id; no order across events
+)
+
+// Enum value maps for Ordering.
+var (
+	Ordering_name = map[int32]string{
+		0: "ORDERING_UNSPECIFIED",
+		1: "PER_TENANT",
+		2: "PER_KEY",
+		3: "NONE",
+	}
+	Ordering_value = map[string]int32{
+		"ORDERING_UNSPECIFIED": 0,
+		"PER_TENANT":           1,
+		"PER_KEY":              2,
+		"NONE":                 3,
+	}
+)
+
+func (x Ordering) Enum() *Ordering {
+	p := new(Ordering)
+	*p = x
+	return p
+}
+
+func (x Ordering) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (Ordering) Descriptor() protoreflect.EnumDescriptor {
+	return file_client_heraldpb_herald_proto_enumTypes[1].Descriptor()
+}
+
+func (Ordering) Type() protoreflect.EnumType {
+	return &file_client_heraldpb_herald_proto_enumTypes[1]
+}
+
+func (x Ordering) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use Ordering.Descriptor instead.
+func (Ordering) EnumDescriptor() ([]byte, []int) {
+	return file_client_heraldpb_herald_proto_rawDescGZIP(), []int{1}
 }
 
 type StartPosition int32
@@ -131,11 +205,11 @@ func (x StartPosition) String() string {
 }
 
 func (StartPosition) Descriptor() protoreflect.EnumDescriptor {
-	return file_client_heraldpb_herald_proto_enumTypes[1].Descriptor()
+	return file_client_heraldpb_herald_proto_enumTypes[2].Descriptor()
 }
 
 func (StartPosition) Type() protoreflect.EnumType {
-	return &file_client_heraldpb_herald_proto_enumTypes[1]
+	return &file_client_heraldpb_herald_proto_enumTypes[2]
 }
 
 func (x StartPosition) Number() protoreflect.EnumNumber {
@@ -144,7 +218,7 @@ func (x StartPosition) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use StartPosition.Descriptor instead.
 func (StartPosition) EnumDescriptor() ([]byte, []int) {
-	return file_client_heraldpb_herald_proto_rawDescGZIP(), []int{1}
+	return file_client_heraldpb_herald_proto_rawDescGZIP(), []int{2}
 }
 
 // Event is the envelope of DESIGN.md. Fields marked server-assigned are
@@ -335,8 +409,22 @@ type TopicConfig struct {
 	Partitions        uint32                 `protobuf:"varint,2,opt,name=partitions,proto3" json:"partitions,omitempty"`
 	ReplicationFactor uint32                 `protobuf:"varint,3,opt,name=replication_factor,json=replicationFactor,proto3" json:"replication_factor,omitempty"`
 	MaxEventBytes     uint64                 `protobuf:"varint,4,opt,name=max_event_bytes,json=maxEventBytes,proto3" json:"max_event_bytes,omitempty"` // 0: default 1 MiB
-	unknownFields     protoimpl.UnknownFields
-	sizeCache         protoimpl.SizeCache
+	Ordering          Ordering               `protobuf:"varint,5,opt,name=ordering,proto3,enum=herald.v1.Ordering" json:"ordering,omitempty"`
+	RetentionAgeMs    int64                  `protobuf:"varint,6,opt,name=retention_age_ms,json=retentionAgeMs,proto3" json:"retention_age_ms,omitempty"`  // 0: unlimited
+	RetentionBytes    uint64                 `protobuf:"varint,7,opt,name=retention_bytes,json=retentionBytes,proto3" json:"retention_bytes,omitempty"`    // per partition; 0: unlimited
+	RetentionEvents   uint64                 `protobuf:"varint,8,opt,name=retention_events,json=retentionEvents,proto3" json:"retention_events,omitempty"` // per partition; 0: unlimited
+	DefaultTtlMs      int64                  `protobuf:"varint,9,opt,name=default_ttl_ms,json=defaultTtlMs,proto3" json:"default_ttl_ms,omitempty"`        // 0: events do not expire unless they say so
+	MaxTtlMs          int64                  `protobuf:"varint,10,opt,name=max_ttl_ms,json=maxTtlMs,proto3" json:"max_ttl_ms,omitempty"`                   // 0: no maximum
+	DedupeWindowMs    int64                  `protobuf:"varint,11,opt,name=dedupe_window_ms,json=dedupeWindowMs,proto3" json:"dedupe_window_ms,omitempty"` // event_id dedupe; 0: off
+	Schema            string                 `protobuf:"bytes,12,opt,name=schema,proto3" json:"schema,omitempty"`
+	SchemaVersions    []uint32               `protobuf:"varint,13,rep,packed,name=schema_versions,json=schemaVersions,proto3" json:"schema_versions,omitempty"` // allowed; empty: any
+	// Envelope fields every event must set: any of "event_id", "key",
+	// "causation_id", "correlation_id", "traceparent", "schema",
+	// "content_type".
+	RequiredFields []string `protobuf:"bytes,14,rep,name=required_fields,json=requiredFields,proto3" json:"required_fields,omitempty"`
+	AutoTenants    bool     `protobuf:"varint,15,opt,name=auto_tenants,json=autoTenants,proto3" json:"auto_tenants,omitempty"` // accept events for unknown tenants
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *TopicConfig) Reset() {
@@ -395,6 +483,83 @@ func (x *TopicConfig) GetMaxEventBytes() uint64 {
 		return x.MaxEventBytes
 	}
 	return 0
+}
+
+func (x *TopicConfig) GetOrdering() Ordering {
+	if x != nil {
+		return x.Ordering
+	}
+	return Ordering_ORDERING_UNSPECIFIED
+}
+
+func (x *TopicConfig) GetRetentionAgeMs() int64 {
+	if x != nil {
+		return x.RetentionAgeMs
+	}
+	return 0
+}
+
+func (x *TopicConfig) GetRetentionBytes() uint64 {
+	if x != nil {
+		return x.RetentionBytes
+	}
+	return 0
+}
+
+func (x *TopicConfig) GetRetentionEvents() uint64 {
+	if x != nil {
+		return x.RetentionEvents
+	}
+	return 0
+}
+
+func (x *TopicConfig) GetDefaultTtlMs() int64 {
+	if x != nil {
+		return x.DefaultTtlMs
+	}
+	return 0
+}
+
+func (x *TopicConfig) GetMaxTtlMs() int64 {
+	if x != nil {
+		return x.MaxTtlMs
+	}
+	return 0
+}
+
+func (x *TopicConfig) GetDedupeWindowMs() int64 {
+	if x != nil {
+		return x.DedupeWindowMs
+	}
+	return 0
+}
+
+func (x *TopicConfig) GetSchema() string {
+	if x != nil {
+		return x.Schema
+	}
+	return ""
+}
+
+func (x *TopicConfig) GetSchemaVersions() []uint32 {
+	if x != nil {
+		return x.SchemaVersions
+	}
+	return nil
+}
+
+func (x *TopicConfig) GetRequiredFields() []string {
+	if x != nil {
+		return x.RequiredFields
+	}
+	return nil
+}
+
+func (x *TopicConfig) GetAutoTenants() bool {
+	if x != nil {
+		return x.AutoTenants
+	}
+	return false
 }
 
 type PartitionInfo struct {
@@ -1073,6 +1238,762 @@ func (x *ProduceResult) GetDuplicate() bool {
 	return false
 }
 
+type TenantQuota struct {
+	state            protoimpl.MessageState `protogen:"open.v1"`
+	EventsPerSec     uint64                 `protobuf:"varint,1,opt,name=events_per_sec,json=eventsPerSec,proto3" json:"events_per_sec,omitempty"` // 0: unlimited
+	BytesPerSec      uint64                 `protobuf:"varint,2,opt,name=bytes_per_sec,json=bytesPerSec,proto3" json:"bytes_per_sec,omitempty"`
+	Burst            uint64                 `protobuf:"varint,3,opt,name=burst,proto3" json:"burst,omitempty"` // events; 0: one second's worth
+	MaxInflightBytes uint64                 `protobuf:"varint,4,opt,name=max_inflight_bytes,json=maxInflightBytes,proto3" json:"max_inflight_bytes,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
+}
+
+func (x *TenantQuota) Reset() {
+	*x = TenantQuota{}
+	mi := &file_client_heraldpb_herald_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TenantQuota) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TenantQuota) ProtoMessage() {}
+
+func (x *TenantQuota) ProtoReflect() protoreflect.Message {
+	mi := &file_client_heraldpb_herald_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TenantQuota.ProtoReflect.Descriptor instead.
+func (*TenantQuota) Descriptor() ([]byte, []int) {
+	return file_client_heraldpb_herald_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *TenantQuota) GetEventsPerSec() uint64 {
+	if x != nil {
+		return x.EventsPerSec
+	}
+	return 0
+}
+
+func (x *TenantQuota) GetBytesPerSec() uint64 {
+	if x != nil {
+		return x.BytesPerSec
+	}
+	return 0
+}
+
+func (x *TenantQuota) GetBurst() uint64 {
+	if x != nil {
+		return x.Burst
+	}
+	return 0
+}
+
+func (x *TenantQuota) GetMaxInflightBytes() uint64 {
+	if x != nil {
+		return x.MaxInflightBytes
+	}
+	return 0
+}
+
+type Tenant struct {
+	state             protoimpl.MessageState `protogen:"open.v1"`
+	Id                string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	DisplayName       string                 `protobuf:"bytes,2,opt,name=display_name,json=displayName,proto3" json:"display_name,omitempty"`
+	Quota             *TenantQuota           `protobuf:"bytes,3,opt,name=quota,proto3" json:"quota,omitempty"`
+	CreatedAtUnixNano int64                  `protobuf:"varint,4,opt,name=created_at_unix_nano,json=createdAtUnixNano,proto3" json:"created_at_unix_nano,omitempty"`
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
+}
+
+func (x *Tenant) Reset() {
+	*x = Tenant{}
+	mi := &file_client_heraldpb_herald_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Tenant) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Tenant) ProtoMessage() {}
+
+func (x *Tenant) ProtoReflect() protoreflect.Message {
+	mi := &file_client_heraldpb_herald_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Tenant.ProtoReflect.Descriptor instead.
+func (*Tenant) Descriptor() ([]byte, []int) {
+	return file_client_heraldpb_herald_proto_rawDescGZIP(), []int{16}
+}
+
+func (x *Tenant) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *Tenant) GetDisplayName() string {
+	if x != nil {
+		return x.DisplayName
+	}
+	return ""
+}
+
+func (x *Tenant) GetQuota() *TenantQuota {
+	if x != nil {
+		return x.Quota
+	}
+	return nil
+}
+
+func (x *Tenant) GetCreatedAtUnixNano() int64 {
+	if x != nil {
+		return x.CreatedAtUnixNano
+	}
+	return 0
+}
+
+type CreateTenantRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Tenant        *Tenant                `protobuf:"bytes,1,opt,name=tenant,proto3" json:"tenant,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CreateTenantRequest) Reset() {
+	*x = CreateTenantRequest{}
+	mi := &file_client_heraldpb_herald_proto_msgTypes[17]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CreateTenantRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CreateTenantRequest) ProtoMessage() {}
+
+func (x *CreateTenantRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_client_heraldpb_herald_proto_msgTypes[17]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CreateTenantRequest.ProtoReflect.Descriptor instead.
+func (*CreateTenantRequest) Descriptor() ([]byte, []int) {
+	return file_client_heraldpb_herald_proto_rawDescGZIP(), []int{17}
+}
+
+func (x *CreateTenantRequest) GetTenant() *Tenant {
+	if x != nil {
+		return x.Tenant
+	}
+	return nil
+}
+
+type CreateTenantResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Tenant        *Tenant                `protobuf:"bytes,1,opt,name=tenant,proto3" json:"tenant,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CreateTenantResponse) Reset() {
+	*x = CreateTenantResponse{}
+	mi := &file_client_heraldpb_herald_proto_msgTypes[18]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CreateTenantResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CreateTenantResponse) ProtoMessage() {}
+
+func (x *CreateTenantResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_client_heraldpb_herald_proto_msgTypes[18]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CreateTenantResponse.ProtoReflect.Descriptor instead.
+func (*CreateTenantResponse) Descriptor() ([]byte, []int) {
+	return file_client_heraldpb_herald_proto_rawDescGZIP(), []int{18}
+}
+
+func (x *CreateTenantResponse) GetTenant() *Tenant {
+	if x != nil {
+		return x.Tenant
+	}
+	return nil
+}
+
+type ListTenantsRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListTenantsRequest) Reset() {
+	*x = ListTenantsRequest{}
+	mi := &file_client_heraldpb_herald_proto_msgTypes[19]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListTenantsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListTenantsRequest) ProtoMessage() {}
+
+func (x *ListTenantsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_client_heraldpb_herald_proto_msgTypes[19]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListTenantsRequest.ProtoReflect.Descriptor instead.
+func (*ListTenantsRequest) Descriptor() ([]byte, []int) {
+	return file_client_heraldpb_herald_proto_rawDescGZIP(), []int{19}
+}
+
+type ListTenantsResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Tenants       []*Tenant              `protobuf:"bytes,1,rep,name=tenants,proto3" json:"tenants,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListTenantsResponse) Reset() {
+	*x = ListTenantsResponse{}
+	mi := &file_client_heraldpb_herald_proto_msgTypes[20]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListTenantsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListTenantsResponse) ProtoMessage() {}
+
+func (x *ListTenantsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_client_heraldpb_herald_proto_msgTypes[20]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListTenantsResponse.ProtoReflect.Descriptor instead.
+func (*ListTenantsResponse) Descriptor() ([]byte, []int) {
+	return file_client_heraldpb_herald_proto_rawDescGZIP(), []int{20}
+}
+
+func (x *ListTenantsResponse) GetTenants() []*Tenant {
+	if x != nil {
+		return x.Tenants
+	}
+	return nil
+}
+
+type DescribeTenantRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DescribeTenantRequest) Reset() {
+	*x = DescribeTenantRequest{}
+	mi := &file_client_heraldpb_herald_proto_msgTypes[21]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DescribeTenantRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DescribeTenantRequest) ProtoMessage() {}
+
+func (x *DescribeTenantRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_client_heraldpb_herald_proto_msgTypes[21]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DescribeTenantRequest.ProtoReflect.Descriptor instead.
+func (*DescribeTenantRequest) Descriptor() ([]byte, []int) {
+	return file_client_heraldpb_herald_proto_rawDescGZIP(), []int{21}
+}
+
+func (x *DescribeTenantRequest) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+type DescribeTenantResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Tenant        *Tenant                `protobuf:"bytes,1,opt,name=tenant,proto3" json:"tenant,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DescribeTenantResponse) Reset() {
+	*x = DescribeTenantResponse{}
+	mi := &file_client_heraldpb_herald_proto_msgTypes[22]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DescribeTenantResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DescribeTenantResponse) ProtoMessage() {}
+
+func (x *DescribeTenantResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_client_heraldpb_herald_proto_msgTypes[22]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DescribeTenantResponse.ProtoReflect.Descriptor instead.
+func (*DescribeTenantResponse) Descriptor() ([]byte, []int) {
+	return file_client_heraldpb_herald_proto_rawDescGZIP(), []int{22}
+}
+
+func (x *DescribeTenantResponse) GetTenant() *Tenant {
+	if x != nil {
+		return x.Tenant
+	}
+	return nil
+}
+
+type SetTenantQuotaRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	Quota         *TenantQuota           `protobuf:"bytes,2,opt,name=quota,proto3" json:"quota,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SetTenantQuotaRequest) Reset() {
+	*x = SetTenantQuotaRequest{}
+	mi := &file_client_heraldpb_herald_proto_msgTypes[23]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SetTenantQuotaRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SetTenantQuotaRequest) ProtoMessage() {}
+
+func (x *SetTenantQuotaRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_client_heraldpb_herald_proto_msgTypes[23]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SetTenantQuotaRequest.ProtoReflect.Descriptor instead.
+func (*SetTenantQuotaRequest) Descriptor() ([]byte, []int) {
+	return file_client_heraldpb_herald_proto_rawDescGZIP(), []int{23}
+}
+
+func (x *SetTenantQuotaRequest) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *SetTenantQuotaRequest) GetQuota() *TenantQuota {
+	if x != nil {
+		return x.Quota
+	}
+	return nil
+}
+
+type SetTenantQuotaResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Tenant        *Tenant                `protobuf:"bytes,1,opt,name=tenant,proto3" json:"tenant,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SetTenantQuotaResponse) Reset() {
+	*x = SetTenantQuotaResponse{}
+	mi := &file_client_heraldpb_herald_proto_msgTypes[24]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SetTenantQuotaResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SetTenantQuotaResponse) ProtoMessage() {}
+
+func (x *SetTenantQuotaResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_client_heraldpb_herald_proto_msgTypes[24]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SetTenantQuotaResponse.ProtoReflect.Descriptor instead.
+func (*SetTenantQuotaResponse) Descriptor() ([]byte, []int) {
+	return file_client_heraldpb_herald_proto_rawDescGZIP(), []int{24}
+}
+
+func (x *SetTenantQuotaResponse) GetTenant() *Tenant {
+	if x != nil {
+		return x.Tenant
+	}
+	return nil
+}
+
+// AlterTopicRequest changes what is safe to change: retention, TTLs,
+// dedupe window, allowed schema versions, auto_tenants. Only the fields
+// named in `fields` (TopicConfig field names) are changed.
+type AlterTopicRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Config        *TopicConfig           `protobuf:"bytes,1,opt,name=config,proto3" json:"config,omitempty"`
+	Fields        []string               `protobuf:"bytes,2,rep,name=fields,proto3" json:"fields,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AlterTopicRequest) Reset() {
+	*x = AlterTopicRequest{}
+	mi := &file_client_heraldpb_herald_proto_msgTypes[25]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AlterTopicRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AlterTopicRequest) ProtoMessage() {}
+
+func (x *AlterTopicRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_client_heraldpb_herald_proto_msgTypes[25]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AlterTopicRequest.ProtoReflect.Descriptor instead.
+func (*AlterTopicRequest) Descriptor() ([]byte, []int) {
+	return file_client_heraldpb_herald_proto_rawDescGZIP(), []int{25}
+}
+
+func (x *AlterTopicRequest) GetConfig() *TopicConfig {
+	if x != nil {
+		return x.Config
+	}
+	return nil
+}
+
+func (x *AlterTopicRequest) GetFields() []string {
+	if x != nil {
+		return x.Fields
+	}
+	return nil
+}
+
+type AlterTopicResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Topic         *TopicInfo             `protobuf:"bytes,1,opt,name=topic,proto3" json:"topic,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AlterTopicResponse) Reset() {
+	*x = AlterTopicResponse{}
+	mi := &file_client_heraldpb_herald_proto_msgTypes[26]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AlterTopicResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AlterTopicResponse) ProtoMessage() {}
+
+func (x *AlterTopicResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_client_heraldpb_herald_proto_msgTypes[26]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AlterTopicResponse.ProtoReflect.Descriptor instead.
+func (*AlterTopicResponse) Descriptor() ([]byte, []int) {
+	return file_client_heraldpb_herald_proto_rawDescGZIP(), []int{26}
+}
+
+func (x *AlterTopicResponse) GetTopic() *TopicInfo {
+	if x != nil {
+		return x.Topic
+	}
+	return nil
+}
+
+type DeleteTopicRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Name  string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	// Delete even if events were produced within the last minute.
+	Force         bool `protobuf:"varint,2,opt,name=force,proto3" json:"force,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeleteTopicRequest) Reset() {
+	*x = DeleteTopicRequest{}
+	mi := &file_client_heraldpb_herald_proto_msgTypes[27]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeleteTopicRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeleteTopicRequest) ProtoMessage() {}
+
+func (x *DeleteTopicRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_client_heraldpb_herald_proto_msgTypes[27]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeleteTopicRequest.ProtoReflect.Descriptor instead.
+func (*DeleteTopicRequest) Descriptor() ([]byte, []int) {
+	return file_client_heraldpb_herald_proto_rawDescGZIP(), []int{27}
+}
+
+func (x *DeleteTopicRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *DeleteTopicRequest) GetForce() bool {
+	if x != nil {
+		return x.Force
+	}
+	return false
+}
+
+type DeleteTopicResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeleteTopicResponse) Reset() {
+	*x = DeleteTopicResponse{}
+	mi := &file_client_heraldpb_herald_proto_msgTypes[28]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeleteTopicResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeleteTopicResponse) ProtoMessage() {}
+
+func (x *DeleteTopicResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_client_heraldpb_herald_proto_msgTypes[28]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeleteTopicResponse.ProtoReflect.Descriptor instead.
+func (*DeleteTopicResponse) Descriptor() ([]byte, []int) {
+	return file_client_heraldpb_herald_proto_rawDescGZIP(), []int{28}
+}
+
+type InitProducerRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *InitProducerRequest) Reset() {
+	*x = InitProducerRequest{}
+	mi := &file_client_heraldpb_herald_proto_msgTypes[29]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *InitProducerRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*InitProducerRequest) ProtoMessage() {}
+
+func (x *InitProducerRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_client_heraldpb_herald_proto_msgTypes[29]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use InitProducerRequest.ProtoReflect.Descriptor instead.
+func (*InitProducerRequest) Descriptor() ([]byte, []int) {
+	return file_client_heraldpb_herald_proto_rawDescGZIP(), []int{29}
+}
+
+type InitProducerResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	ProducerId    string                 `protobuf:"bytes,1,opt,name=producer_id,json=producerId,proto3" json:"producer_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *InitProducerResponse) Reset() {
+	*x = InitProducerResponse{}
+	mi := &file_client_heraldpb_herald_proto_msgTypes[30]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *InitProducerResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*InitProducerResponse) ProtoMessage() {}
+
+func (x *InitProducerResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_client_heraldpb_herald_proto_msgTypes[30]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use InitProducerResponse.ProtoReflect.Descriptor instead.
+func (*InitProducerResponse) Descriptor() ([]byte, []int) {
+	return file_client_heraldpb_herald_proto_rawDescGZIP(), []int{30}
+}
+
+func (x *InitProducerResponse) GetProducerId() string {
+	if x != nil {
+		return x.ProducerId
+	}
+	return ""
+}
+
 type ProduceResponse struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Results       []*ProduceResult       `protobuf:"bytes,1,rep,name=results,proto3" json:"results,omitempty"`                          // one per request event, in request order
@@ -1083,7 +2004,7 @@ type ProduceResponse struct {
 
 func (x *ProduceResponse) Reset() {
 	*x = ProduceResponse{}
-	mi := &file_client_heraldpb_herald_proto_msgTypes[15]
+	mi := &file_client_heraldpb_herald_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1095,7 +2016,7 @@ func (x *ProduceResponse) String() string {
 func (*ProduceResponse) ProtoMessage() {}
 
 func (x *ProduceResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_client_heraldpb_herald_proto_msgTypes[15]
+	mi := &file_client_heraldpb_herald_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1108,7 +2029,7 @@ func (x *ProduceResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ProduceResponse.ProtoReflect.Descriptor instead.
 func (*ProduceResponse) Descriptor() ([]byte, []int) {
-	return file_client_heraldpb_herald_proto_rawDescGZIP(), []int{15}
+	return file_client_heraldpb_herald_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *ProduceResponse) GetResults() []*ProduceResult {
@@ -1136,6 +2057,7 @@ type FetchRequest struct {
 	//	*FetchRequest_Offset
 	//	*FetchRequest_Sequence
 	//	*FetchRequest_Position
+	//	*FetchRequest_TimeUnixNano
 	Start         isFetchRequest_Start `protobuf_oneof:"start"`
 	MaxEvents     uint32               `protobuf:"varint,7,opt,name=max_events,json=maxEvents,proto3" json:"max_events,omitempty"` // 0: 500; capped at 10,000
 	MaxBytes      uint32               `protobuf:"varint,8,opt,name=max_bytes,json=maxBytes,proto3" json:"max_bytes,omitempty"`    // 0: 4 MiB; capped at 16 MiB
@@ -1145,7 +2067,7 @@ type FetchRequest struct {
 
 func (x *FetchRequest) Reset() {
 	*x = FetchRequest{}
-	mi := &file_client_heraldpb_herald_proto_msgTypes[16]
+	mi := &file_client_heraldpb_herald_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1157,7 +2079,7 @@ func (x *FetchRequest) String() string {
 func (*FetchRequest) ProtoMessage() {}
 
 func (x *FetchRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_client_heraldpb_herald_proto_msgTypes[16]
+	mi := &file_client_heraldpb_herald_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1170,7 +2092,7 @@ func (x *FetchRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FetchRequest.ProtoReflect.Descriptor instead.
 func (*FetchRequest) Descriptor() ([]byte, []int) {
-	return file_client_heraldpb_herald_proto_rawDescGZIP(), []int{16}
+	return file_client_heraldpb_herald_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *FetchRequest) GetTopic() string {
@@ -1228,6 +2150,15 @@ func (x *FetchRequest) GetPosition() StartPosition {
 	return StartPosition_START_POSITION_UNSPECIFIED
 }
 
+func (x *FetchRequest) GetTimeUnixNano() int64 {
+	if x != nil {
+		if x, ok := x.Start.(*FetchRequest_TimeUnixNano); ok {
+			return x.TimeUnixNano
+		}
+	}
+	return 0
+}
+
 func (x *FetchRequest) GetMaxEvents() uint32 {
 	if x != nil {
 		return x.MaxEvents
@@ -1258,11 +2189,17 @@ type FetchRequest_Position struct {
 	Position StartPosition `protobuf:"varint,6,opt,name=position,proto3,enum=herald.v1.StartPosition,oneof"`
 }
 
+type FetchRequest_TimeUnixNano struct {
+	TimeUnixNano int64 `protobuf:"varint,9,opt,name=time_unix_nano,json=timeUnixNano,proto3,oneof"` // first event produced at or after this time
+}
+
 func (*FetchRequest_Offset) isFetchRequest_Start() {}
 
 func (*FetchRequest_Sequence) isFetchRequest_Start() {}
 
 func (*FetchRequest_Position) isFetchRequest_Start() {}
+
+func (*FetchRequest_TimeUnixNano) isFetchRequest_Start() {}
 
 type FetchResponse struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -1277,7 +2214,7 @@ type FetchResponse struct {
 
 func (x *FetchResponse) Reset() {
 	*x = FetchResponse{}
-	mi := &file_client_heraldpb_herald_proto_msgTypes[17]
+	mi := &file_client_heraldpb_herald_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1289,7 +2226,7 @@ func (x *FetchResponse) String() string {
 func (*FetchResponse) ProtoMessage() {}
 
 func (x *FetchResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_client_heraldpb_herald_proto_msgTypes[17]
+	mi := &file_client_heraldpb_herald_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1302,7 +2239,7 @@ func (x *FetchResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FetchResponse.ProtoReflect.Descriptor instead.
 func (*FetchResponse) Descriptor() ([]byte, []int) {
-	return file_client_heraldpb_herald_proto_rawDescGZIP(), []int{17}
+	return file_client_heraldpb_herald_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *FetchResponse) GetEvents() []*Event {
@@ -1348,7 +2285,7 @@ type ClusterStatusRequest struct {
 
 func (x *ClusterStatusRequest) Reset() {
 	*x = ClusterStatusRequest{}
-	mi := &file_client_heraldpb_herald_proto_msgTypes[18]
+	mi := &file_client_heraldpb_herald_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1360,7 +2297,7 @@ func (x *ClusterStatusRequest) String() string {
 func (*ClusterStatusRequest) ProtoMessage() {}
 
 func (x *ClusterStatusRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_client_heraldpb_herald_proto_msgTypes[18]
+	mi := &file_client_heraldpb_herald_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1373,7 +2310,7 @@ func (x *ClusterStatusRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClusterStatusRequest.ProtoReflect.Descriptor instead.
 func (*ClusterStatusRequest) Descriptor() ([]byte, []int) {
-	return file_client_heraldpb_herald_proto_rawDescGZIP(), []int{18}
+	return file_client_heraldpb_herald_proto_rawDescGZIP(), []int{34}
 }
 
 type ReplicaStatus struct {
@@ -1384,13 +2321,14 @@ type ReplicaStatus struct {
 	AppliedIndex  uint64                 `protobuf:"varint,4,opt,name=applied_index,json=appliedIndex,proto3" json:"applied_index,omitempty"`
 	HighWatermark uint64                 `protobuf:"varint,5,opt,name=high_watermark,json=highWatermark,proto3" json:"high_watermark,omitempty"`
 	LastLogIndex  uint64                 `protobuf:"varint,6,opt,name=last_log_index,json=lastLogIndex,proto3" json:"last_log_index,omitempty"`
+	LowWatermark  uint64                 `protobuf:"varint,7,opt,name=low_watermark,json=lowWatermark,proto3" json:"low_watermark,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *ReplicaStatus) Reset() {
 	*x = ReplicaStatus{}
-	mi := &file_client_heraldpb_herald_proto_msgTypes[19]
+	mi := &file_client_heraldpb_herald_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1402,7 +2340,7 @@ func (x *ReplicaStatus) String() string {
 func (*ReplicaStatus) ProtoMessage() {}
 
 func (x *ReplicaStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_client_heraldpb_herald_proto_msgTypes[19]
+	mi := &file_client_heraldpb_herald_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1415,7 +2353,7 @@ func (x *ReplicaStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReplicaStatus.ProtoReflect.Descriptor instead.
 func (*ReplicaStatus) Descriptor() ([]byte, []int) {
-	return file_client_heraldpb_herald_proto_rawDescGZIP(), []int{19}
+	return file_client_heraldpb_herald_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *ReplicaStatus) GetNodeId() string {
@@ -1460,6 +2398,13 @@ func (x *ReplicaStatus) GetLastLogIndex() uint64 {
 	return 0
 }
 
+func (x *ReplicaStatus) GetLowWatermark() uint64 {
+	if x != nil {
+		return x.LowWatermark
+	}
+	return 0
+}
+
 type PartitionStatus struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Topic         string                 `protobuf:"bytes,1,opt,name=topic,proto3" json:"topic,omitempty"`
@@ -1470,13 +2415,14 @@ type PartitionStatus struct {
 	CommitIndex   uint64                 `protobuf:"varint,6,opt,name=commit_index,json=commitIndex,proto3" json:"commit_index,omitempty"`       // the leader's
 	HighWatermark uint64                 `protobuf:"varint,7,opt,name=high_watermark,json=highWatermark,proto3" json:"high_watermark,omitempty"` // the leader's
 	ReplicaStatus []*ReplicaStatus       `protobuf:"bytes,8,rep,name=replica_status,json=replicaStatus,proto3" json:"replica_status,omitempty"`
+	LowWatermark  uint64                 `protobuf:"varint,9,opt,name=low_watermark,json=lowWatermark,proto3" json:"low_watermark,omitempty"` // the leader's
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *PartitionStatus) Reset() {
 	*x = PartitionStatus{}
-	mi := &file_client_heraldpb_herald_proto_msgTypes[20]
+	mi := &file_client_heraldpb_herald_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1488,7 +2434,7 @@ func (x *PartitionStatus) String() string {
 func (*PartitionStatus) ProtoMessage() {}
 
 func (x *PartitionStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_client_heraldpb_herald_proto_msgTypes[20]
+	mi := &file_client_heraldpb_herald_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1501,7 +2447,7 @@ func (x *PartitionStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PartitionStatus.ProtoReflect.Descriptor instead.
 func (*PartitionStatus) Descriptor() ([]byte, []int) {
-	return file_client_heraldpb_herald_proto_rawDescGZIP(), []int{20}
+	return file_client_heraldpb_herald_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *PartitionStatus) GetTopic() string {
@@ -1560,6 +2506,13 @@ func (x *PartitionStatus) GetReplicaStatus() []*ReplicaStatus {
 	return nil
 }
 
+func (x *PartitionStatus) GetLowWatermark() uint64 {
+	if x != nil {
+		return x.LowWatermark
+	}
+	return 0
+}
+
 type NodeStatusInfo struct {
 	state           protoimpl.MessageState `protogen:"open.v1"`
 	Id              string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
@@ -1572,7 +2525,7 @@ type NodeStatusInfo struct {
 
 func (x *NodeStatusInfo) Reset() {
 	*x = NodeStatusInfo{}
-	mi := &file_client_heraldpb_herald_proto_msgTypes[21]
+	mi := &file_client_heraldpb_herald_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1584,7 +2537,7 @@ func (x *NodeStatusInfo) String() string {
 func (*NodeStatusInfo) ProtoMessage() {}
 
 func (x *NodeStatusInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_client_heraldpb_herald_proto_msgTypes[21]
+	mi := &file_client_heraldpb_herald_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1597,7 +2550,7 @@ func (x *NodeStatusInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodeStatusInfo.ProtoReflect.Descriptor instead.
 func (*NodeStatusInfo) Descriptor() ([]byte, []int) {
-	return file_client_heraldpb_herald_proto_rawDescGZIP(), []int{21}
+	return file_client_heraldpb_herald_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *NodeStatusInfo) GetId() string {
@@ -1639,7 +2592,7 @@ type ClusterStatusResponse struct {
 
 func (x *ClusterStatusResponse) Reset() {
 	*x = ClusterStatusResponse{}
-	mi := &file_client_heraldpb_herald_proto_msgTypes[22]
+	mi := &file_client_heraldpb_herald_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1651,7 +2604,7 @@ func (x *ClusterStatusResponse) String() string {
 func (*ClusterStatusResponse) ProtoMessage() {}
 
 func (x *ClusterStatusResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_client_heraldpb_herald_proto_msgTypes[22]
+	mi := &file_client_heraldpb_herald_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1664,7 +2617,7 @@ func (x *ClusterStatusResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClusterStatusResponse.ProtoReflect.Descriptor instead.
 func (*ClusterStatusResponse) Descriptor() ([]byte, []int) {
-	return file_client_heraldpb_herald_proto_rawDescGZIP(), []int{22}
+	return file_client_heraldpb_herald_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *ClusterStatusResponse) GetNodes() []*NodeStatusInfo {
@@ -1689,22 +2642,24 @@ func (x *ClusterStatusResponse) GetPartitions() []*PartitionStatus {
 }
 
 type GroupStatus struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	GroupId       uint64                 `protobuf:"varint,1,opt,name=group_id,json=groupId,proto3" json:"group_id,omitempty"`
-	State         string                 `protobuf:"bytes,2,opt,name=state,proto3" json:"state,omitempty"`
-	LeaderId      string                 `protobuf:"bytes,3,opt,name=leader_id,json=leaderId,proto3" json:"leader_id,omitempty"`
-	CommitIndex   uint64                 `protobuf:"varint,4,opt,name=commit_index,json=commitIndex,proto3" json:"commit_index,omitempty"`
-	AppliedIndex  uint64                 `protobuf:"varint,5,opt,name=applied_index,json=appliedIndex,proto3" json:"applied_index,omitempty"`
-	HighWatermark uint64                 `protobuf:"varint,6,opt,name=high_watermark,json=highWatermark,proto3" json:"high_watermark,omitempty"`
-	LastLogIndex  uint64                 `protobuf:"varint,7,opt,name=last_log_index,json=lastLogIndex,proto3" json:"last_log_index,omitempty"`
-	Term          uint64                 `protobuf:"varint,8,opt,name=term,proto3" json:"term,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	state              protoimpl.MessageState `protogen:"open.v1"`
+	GroupId            uint64                 `protobuf:"varint,1,opt,name=group_id,json=groupId,proto3" json:"group_id,omitempty"`
+	State              string                 `protobuf:"bytes,2,opt,name=state,proto3" json:"state,omitempty"`
+	LeaderId           string                 `protobuf:"bytes,3,opt,name=leader_id,json=leaderId,proto3" json:"leader_id,omitempty"`
+	CommitIndex        uint64                 `protobuf:"varint,4,opt,name=commit_index,json=commitIndex,proto3" json:"commit_index,omitempty"`
+	AppliedIndex       uint64                 `protobuf:"varint,5,opt,name=applied_index,json=appliedIndex,proto3" json:"applied_index,omitempty"`
+	HighWatermark      uint64                 `protobuf:"varint,6,opt,name=high_watermark,json=highWatermark,proto3" json:"high_watermark,omitempty"`
+	LastLogIndex       uint64                 `protobuf:"varint,7,opt,name=last_log_index,json=lastLogIndex,proto3" json:"last_log_index,omitempty"`
+	Term               uint64                 `protobuf:"varint,8,opt,name=term,proto3" json:"term,omitempty"`
+	LowWatermark       uint64                 `protobuf:"varint,9,opt,name=low_watermark,json=lowWatermark,proto3" json:"low_watermark,omitempty"`
+	LastAppendUnixNano int64                  `protobuf:"varint,10,opt,name=last_append_unix_nano,json=lastAppendUnixNano,proto3" json:"last_append_unix_nano,omitempty"` // produce time of the newest event; 0: none
+	unknownFields      protoimpl.UnknownFields
+	sizeCache          protoimpl.SizeCache
 }
 
 func (x *GroupStatus) Reset() {
 	*x = GroupStatus{}
-	mi := &file_client_heraldpb_herald_proto_msgTypes[23]
+	mi := &file_client_heraldpb_herald_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1716,7 +2671,7 @@ func (x *GroupStatus) String() string {
 func (*GroupStatus) ProtoMessage() {}
 
 func (x *GroupStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_client_heraldpb_herald_proto_msgTypes[23]
+	mi := &file_client_heraldpb_herald_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1729,7 +2684,7 @@ func (x *GroupStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GroupStatus.ProtoReflect.Descriptor instead.
 func (*GroupStatus) Descriptor() ([]byte, []int) {
-	return file_client_heraldpb_herald_proto_rawDescGZIP(), []int{23}
+	return file_client_heraldpb_herald_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *GroupStatus) GetGroupId() uint64 {
@@ -1788,6 +2743,20 @@ func (x *GroupStatus) GetTerm() uint64 {
 	return 0
 }
 
+func (x *GroupStatus) GetLowWatermark() uint64 {
+	if x != nil {
+		return x.LowWatermark
+	}
+	return 0
+}
+
+func (x *GroupStatus) GetLastAppendUnixNano() int64 {
+	if x != nil {
+		return x.LastAppendUnixNano
+	}
+	return 0
+}
+
 type NodeStatusRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	unknownFields protoimpl.UnknownFields
@@ -1796,7 +2765,7 @@ type NodeStatusRequest struct {
 
 func (x *NodeStatusRequest) Reset() {
 	*x = NodeStatusRequest{}
-	mi := &file_client_heraldpb_herald_proto_msgTypes[24]
+	mi := &file_client_heraldpb_herald_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1808,7 +2777,7 @@ func (x *NodeStatusRequest) String() string {
 func (*NodeStatusRequest) ProtoMessage() {}
 
 func (x *NodeStatusRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_client_heraldpb_herald_proto_msgTypes[24]
+	mi := &file_client_heraldpb_herald_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1821,7 +2790,7 @@ func (x *NodeStatusRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodeStatusRequest.ProtoReflect.Descriptor instead.
 func (*NodeStatusRequest) Descriptor() ([]byte, []int) {
-	return file_client_heraldpb_herald_proto_rawDescGZIP(), []int{24}
+	return file_client_heraldpb_herald_proto_rawDescGZIP(), []int{40}
 }
 
 type NodeStatusResponse struct {
@@ -1834,7 +2803,7 @@ type NodeStatusResponse struct {
 
 func (x *NodeStatusResponse) Reset() {
 	*x = NodeStatusResponse{}
-	mi := &file_client_heraldpb_herald_proto_msgTypes[25]
+	mi := &file_client_heraldpb_herald_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1846,7 +2815,7 @@ func (x *NodeStatusResponse) String() string {
 func (*NodeStatusResponse) ProtoMessage() {}
 
 func (x *NodeStatusResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_client_heraldpb_herald_proto_msgTypes[25]
+	mi := &file_client_heraldpb_herald_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1859,7 +2828,7 @@ func (x *NodeStatusResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodeStatusResponse.ProtoReflect.Descriptor instead.
 func (*NodeStatusResponse) Descriptor() ([]byte, []int) {
-	return file_client_heraldpb_herald_proto_rawDescGZIP(), []int{25}
+	return file_client_heraldpb_herald_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *NodeStatusResponse) GetNodeId() string {
@@ -1904,14 +2873,27 @@ const file_client_heraldpb_herald_proto_rawDesc = "" +
 	"\tpartition\x18\x12 \x01(\rR\tpartition\x1a:\n" +
 	"\fHeadersEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\x98\x01\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xc2\x04\n" +
 	"\vTopicConfig\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1e\n" +
 	"\n" +
 	"partitions\x18\x02 \x01(\rR\n" +
 	"partitions\x12-\n" +
 	"\x12replication_factor\x18\x03 \x01(\rR\x11replicationFactor\x12&\n" +
-	"\x0fmax_event_bytes\x18\x04 \x01(\x04R\rmaxEventBytes\"\x9a\x01\n" +
+	"\x0fmax_event_bytes\x18\x04 \x01(\x04R\rmaxEventBytes\x12/\n" +
+	"\bordering\x18\x05 \x01(\x0e2\x13.herald.v1.OrderingR\bordering\x12(\n" +
+	"\x10retention_age_ms\x18\x06 \x01(\x03R\x0eretentionAgeMs\x12'\n" +
+	"\x0fretention_bytes\x18\a \x01(\x04R\x0eretentionBytes\x12)\n" +
+	"\x10retention_events\x18\b \x01(\x04R\x0fretentionEvents\x12$\n" +
+	"\x0edefault_ttl_ms\x18\t \x01(\x03R\fdefaultTtlMs\x12\x1c\n" +
+	"\n" +
+	"max_ttl_ms\x18\n" +
+	" \x01(\x03R\bmaxTtlMs\x12(\n" +
+	"\x10dedupe_window_ms\x18\v \x01(\x03R\x0ededupeWindowMs\x12\x16\n" +
+	"\x06schema\x18\f \x01(\tR\x06schema\x12'\n" +
+	"\x0fschema_versions\x18\r \x03(\rR\x0eschemaVersions\x12'\n" +
+	"\x0frequired_fields\x18\x0e \x03(\tR\x0erequiredFields\x12!\n" +
+	"\fauto_tenants\x18\x0f \x01(\bR\vautoTenants\"\x9a\x01\n" +
 	"\rPartitionInfo\x12\x14\n" +
 	"\x05index\x18\x01 \x01(\rR\x05index\x12\x19\n" +
 	"\bgroup_id\x18\x02 \x01(\x04R\agroupId\x12\x1a\n" +
@@ -1953,18 +2935,58 @@ const file_client_heraldpb_herald_proto_rawDesc = "" +
 	"\x06offset\x18\x02 \x01(\x04R\x06offset\x12\x1a\n" +
 	"\bsequence\x18\x03 \x01(\x04R\bsequence\x12\x19\n" +
 	"\bevent_id\x18\x04 \x01(\tR\aeventId\x12\x1c\n" +
-	"\tduplicate\x18\x05 \x01(\bR\tduplicate\"f\n" +
+	"\tduplicate\x18\x05 \x01(\bR\tduplicate\"\x9b\x01\n" +
+	"\vTenantQuota\x12$\n" +
+	"\x0eevents_per_sec\x18\x01 \x01(\x04R\feventsPerSec\x12\"\n" +
+	"\rbytes_per_sec\x18\x02 \x01(\x04R\vbytesPerSec\x12\x14\n" +
+	"\x05burst\x18\x03 \x01(\x04R\x05burst\x12,\n" +
+	"\x12max_inflight_bytes\x18\x04 \x01(\x04R\x10maxInflightBytes\"\x9a\x01\n" +
+	"\x06Tenant\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12!\n" +
+	"\fdisplay_name\x18\x02 \x01(\tR\vdisplayName\x12,\n" +
+	"\x05quota\x18\x03 \x01(\v2\x16.herald.v1.TenantQuotaR\x05quota\x12/\n" +
+	"\x14created_at_unix_nano\x18\x04 \x01(\x03R\x11createdAtUnixNano\"@\n" +
+	"\x13CreateTenantRequest\x12)\n" +
+	"\x06tenant\x18\x01 \x01(\v2\x11.herald.v1.TenantR\x06tenant\"A\n" +
+	"\x14CreateTenantResponse\x12)\n" +
+	"\x06tenant\x18\x01 \x01(\v2\x11.herald.v1.TenantR\x06tenant\"\x14\n" +
+	"\x12ListTenantsRequest\"B\n" +
+	"\x13ListTenantsResponse\x12+\n" +
+	"\atenants\x18\x01 \x03(\v2\x11.herald.v1.TenantR\atenants\"'\n" +
+	"\x15DescribeTenantRequest\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\"C\n" +
+	"\x16DescribeTenantResponse\x12)\n" +
+	"\x06tenant\x18\x01 \x01(\v2\x11.herald.v1.TenantR\x06tenant\"U\n" +
+	"\x15SetTenantQuotaRequest\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12,\n" +
+	"\x05quota\x18\x02 \x01(\v2\x16.herald.v1.TenantQuotaR\x05quota\"C\n" +
+	"\x16SetTenantQuotaResponse\x12)\n" +
+	"\x06tenant\x18\x01 \x01(\v2\x11.herald.v1.TenantR\x06tenant\"[\n" +
+	"\x11AlterTopicRequest\x12.\n" +
+	"\x06config\x18\x01 \x01(\v2\x16.herald.v1.TopicConfigR\x06config\x12\x16\n" +
+	"\x06fields\x18\x02 \x03(\tR\x06fields\"@\n" +
+	"\x12AlterTopicResponse\x12*\n" +
+	"\x05topic\x18\x01 \x01(\v2\x14.herald.v1.TopicInfoR\x05topic\">\n" +
+	"\x12DeleteTopicRequest\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x14\n" +
+	"\x05force\x18\x02 \x01(\bR\x05force\"\x15\n" +
+	"\x13DeleteTopicResponse\"\x15\n" +
+	"\x13InitProducerRequest\"7\n" +
+	"\x14InitProducerResponse\x12\x1f\n" +
+	"\vproducer_id\x18\x01 \x01(\tR\n" +
+	"producerId\"f\n" +
 	"\x0fProduceResponse\x122\n" +
 	"\aresults\x18\x01 \x03(\v2\x18.herald.v1.ProduceResultR\aresults\x12\x1f\n" +
 	"\vthrottle_ms\x18\x02 \x01(\rR\n" +
-	"throttleMs\"\x94\x02\n" +
+	"throttleMs\"\xbc\x02\n" +
 	"\fFetchRequest\x12\x14\n" +
 	"\x05topic\x18\x01 \x01(\tR\x05topic\x12\x1c\n" +
 	"\tpartition\x18\x02 \x01(\rR\tpartition\x12\x1b\n" +
 	"\ttenant_id\x18\x03 \x01(\tR\btenantId\x12\x18\n" +
 	"\x06offset\x18\x04 \x01(\x04H\x00R\x06offset\x12\x1c\n" +
 	"\bsequence\x18\x05 \x01(\x04H\x00R\bsequence\x126\n" +
-	"\bposition\x18\x06 \x01(\x0e2\x18.herald.v1.StartPositionH\x00R\bposition\x12\x1d\n" +
+	"\bposition\x18\x06 \x01(\x0e2\x18.herald.v1.StartPositionH\x00R\bposition\x12&\n" +
+	"\x0etime_unix_nano\x18\t \x01(\x03H\x00R\ftimeUnixNano\x12\x1d\n" +
 	"\n" +
 	"max_events\x18\a \x01(\rR\tmaxEvents\x12\x1b\n" +
 	"\tmax_bytes\x18\b \x01(\rR\bmaxBytesB\a\n" +
@@ -1976,14 +2998,15 @@ const file_client_heraldpb_herald_proto_rawDesc = "" +
 	"\vnext_offset\x18\x04 \x01(\x04R\n" +
 	"nextOffset\x12#\n" +
 	"\rnext_sequence\x18\x05 \x01(\x04R\fnextSequence\"\x16\n" +
-	"\x14ClusterStatusRequest\"\xd3\x01\n" +
+	"\x14ClusterStatusRequest\"\xf8\x01\n" +
 	"\rReplicaStatus\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x12\x14\n" +
 	"\x05state\x18\x02 \x01(\tR\x05state\x12!\n" +
 	"\fcommit_index\x18\x03 \x01(\x04R\vcommitIndex\x12#\n" +
 	"\rapplied_index\x18\x04 \x01(\x04R\fappliedIndex\x12%\n" +
 	"\x0ehigh_watermark\x18\x05 \x01(\x04R\rhighWatermark\x12$\n" +
-	"\x0elast_log_index\x18\x06 \x01(\x04R\flastLogIndex\"\x9c\x02\n" +
+	"\x0elast_log_index\x18\x06 \x01(\x04R\flastLogIndex\x12#\n" +
+	"\rlow_watermark\x18\a \x01(\x04R\flowWatermark\"\xc1\x02\n" +
 	"\x0fPartitionStatus\x12\x14\n" +
 	"\x05topic\x18\x01 \x01(\tR\x05topic\x12\x14\n" +
 	"\x05index\x18\x02 \x01(\rR\x05index\x12\x19\n" +
@@ -1992,7 +3015,8 @@ const file_client_heraldpb_herald_proto_rawDesc = "" +
 	"\tleader_id\x18\x05 \x01(\tR\bleaderId\x12!\n" +
 	"\fcommit_index\x18\x06 \x01(\x04R\vcommitIndex\x12%\n" +
 	"\x0ehigh_watermark\x18\a \x01(\x04R\rhighWatermark\x12?\n" +
-	"\x0ereplica_status\x18\b \x03(\v2\x18.herald.v1.ReplicaStatusR\rreplicaStatus\"\x86\x01\n" +
+	"\x0ereplica_status\x18\b \x03(\v2\x18.herald.v1.ReplicaStatusR\rreplicaStatus\x12#\n" +
+	"\rlow_watermark\x18\t \x01(\x04R\flowWatermark\"\x86\x01\n" +
 	"\x0eNodeStatusInfo\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x1b\n" +
 	"\tgrpc_addr\x18\x02 \x01(\tR\bgrpcAddr\x12\x1c\n" +
@@ -2003,7 +3027,7 @@ const file_client_heraldpb_herald_proto_rawDesc = "" +
 	"\x14controller_leader_id\x18\x02 \x01(\tR\x12controllerLeaderId\x12:\n" +
 	"\n" +
 	"partitions\x18\x03 \x03(\v2\x1a.herald.v1.PartitionStatusR\n" +
-	"partitions\"\x84\x02\n" +
+	"partitions\"\xdc\x02\n" +
 	"\vGroupStatus\x12\x19\n" +
 	"\bgroup_id\x18\x01 \x01(\x04R\agroupId\x12\x14\n" +
 	"\x05state\x18\x02 \x01(\tR\x05state\x12\x1b\n" +
@@ -2012,11 +3036,14 @@ const file_client_heraldpb_herald_proto_rawDesc = "" +
 	"\rapplied_index\x18\x05 \x01(\x04R\fappliedIndex\x12%\n" +
 	"\x0ehigh_watermark\x18\x06 \x01(\x04R\rhighWatermark\x12$\n" +
 	"\x0elast_log_index\x18\a \x01(\x04R\flastLogIndex\x12\x12\n" +
-	"\x04term\x18\b \x01(\x04R\x04term\"\x13\n" +
+	"\x04term\x18\b \x01(\x04R\x04term\x12#\n" +
+	"\rlow_watermark\x18\t \x01(\x04R\flowWatermark\x121\n" +
+	"\x15last_append_unix_nano\x18\n" +
+	" \x01(\x03R\x12lastAppendUnixNano\"\x13\n" +
 	"\x11NodeStatusRequest\"]\n" +
 	"\x12NodeStatusResponse\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x12.\n" +
-	"\x06groups\x18\x02 \x03(\v2\x16.herald.v1.GroupStatusR\x06groups*\xf5\x01\n" +
+	"\x06groups\x18\x02 \x03(\v2\x16.herald.v1.GroupStatusR\x06groups*\x91\x03\n" +
 	"\vErrorReason\x12\x1c\n" +
 	"\x18ERROR_REASON_UNSPECIFIED\x10\x00\x12\x0e\n" +
 	"\n" +
@@ -2031,12 +3058,25 @@ const file_client_heraldpb_herald_proto_rawDesc = "" +
 	"\x0fUNKNOWN_OUTCOME\x10\t\x12\x0e\n" +
 	"\n" +
 	"CORRUPTION\x10\n" +
-	"*I\n" +
+	"\x12\x14\n" +
+	"\x10TENANT_NOT_FOUND\x10\v\x12\x11\n" +
+	"\rTENANT_EXISTS\x10\f\x12\x1e\n" +
+	"\x1aSCHEMA_VERSION_NOT_ALLOWED\x10\r\x12\x11\n" +
+	"\rTTL_TOO_LARGE\x10\x0e\x12\x11\n" +
+	"\rMISSING_FIELD\x10\x0f\x12\x10\n" +
+	"\fTOPIC_IN_USE\x10\x10\x12\x19\n" +
+	"\x15OUT_OF_ORDER_SEQUENCE\x10\x11*K\n" +
+	"\bOrdering\x12\x18\n" +
+	"\x14ORDERING_UNSPECIFIED\x10\x00\x12\x0e\n" +
+	"\n" +
+	"PER_TENANT\x10\x01\x12\v\n" +
+	"\aPER_KEY\x10\x02\x12\b\n" +
+	"\x04NONE\x10\x03*I\n" +
 	"\rStartPosition\x12\x1e\n" +
 	"\x1aSTART_POSITION_UNSPECIFIED\x10\x00\x12\f\n" +
 	"\bEARLIEST\x10\x01\x12\n" +
 	"\n" +
-	"\x06LATEST\x10\x022\x8c\x04\n" +
+	"\x06LATEST\x10\x022\xc3\b\n" +
 	"\x06Herald\x12L\n" +
 	"\vCreateTopic\x12\x1d.herald.v1.CreateTopicRequest\x1a\x1e.herald.v1.CreateTopicResponse\x12I\n" +
 	"\n" +
@@ -2045,7 +3085,15 @@ const file_client_heraldpb_herald_proto_rawDesc = "" +
 	"\bMetadata\x12\x1a.herald.v1.MetadataRequest\x1a\x1b.herald.v1.MetadataResponse\x12@\n" +
 	"\aProduce\x12\x19.herald.v1.ProduceRequest\x1a\x1a.herald.v1.ProduceResponse\x12:\n" +
 	"\x05Fetch\x12\x17.herald.v1.FetchRequest\x1a\x18.herald.v1.FetchResponse\x12R\n" +
-	"\rClusterStatus\x12\x1f.herald.v1.ClusterStatusRequest\x1a .herald.v1.ClusterStatusResponse2Y\n" +
+	"\rClusterStatus\x12\x1f.herald.v1.ClusterStatusRequest\x1a .herald.v1.ClusterStatusResponse\x12I\n" +
+	"\n" +
+	"AlterTopic\x12\x1c.herald.v1.AlterTopicRequest\x1a\x1d.herald.v1.AlterTopicResponse\x12L\n" +
+	"\vDeleteTopic\x12\x1d.herald.v1.DeleteTopicRequest\x1a\x1e.herald.v1.DeleteTopicResponse\x12O\n" +
+	"\fCreateTenant\x12\x1e.herald.v1.CreateTenantRequest\x1a\x1f.herald.v1.CreateTenantResponse\x12L\n" +
+	"\vListTenants\x12\x1d.herald.v1.ListTenantsRequest\x1a\x1e.herald.v1.ListTenantsResponse\x12U\n" +
+	"\x0eDescribeTenant\x12 .herald.v1.DescribeTenantRequest\x1a!.herald.v1.DescribeTenantResponse\x12U\n" +
+	"\x0eSetTenantQuota\x12 .herald.v1.SetTenantQuotaRequest\x1a!.herald.v1.SetTenantQuotaResponse\x12O\n" +
+	"\fInitProducer\x12\x1e.herald.v1.InitProducerRequest\x1a\x1f.herald.v1.InitProducerResponse2Y\n" +
 	"\fNodeInternal\x12I\n" +
 	"\n" +
 	"NodeStatus\x12\x1c.herald.v1.NodeStatusRequest\x1a\x1d.herald.v1.NodeStatusResponseB6Z4github.com/heraldlog/herald/client/heraldpb;heraldpbb\x06proto3"
@@ -2062,78 +3110,119 @@ func file_client_heraldpb_herald_proto_rawDescGZIP() []byte {
 	return file_client_heraldpb_herald_proto_rawDescData
 }
 
-var file_client_heraldpb_herald_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_client_heraldpb_herald_proto_msgTypes = make([]protoimpl.MessageInfo, 27)
+var file_client_heraldpb_herald_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
+var file_client_heraldpb_herald_proto_msgTypes = make([]protoimpl.MessageInfo, 43)
 var file_client_heraldpb_herald_proto_goTypes = []any{
-	(ErrorReason)(0),              // 0: herald.v1.ErrorReason
-	(StartPosition)(0),            // 1: herald.v1.StartPosition
-	(*Event)(nil),                 // 2: herald.v1.Event
-	(*TopicConfig)(nil),           // 3: herald.v1.TopicConfig
-	(*PartitionInfo)(nil),         // 4: herald.v1.PartitionInfo
-	(*TopicInfo)(nil),             // 5: herald.v1.TopicInfo
-	(*NodeInfo)(nil),              // 6: herald.v1.NodeInfo
-	(*CreateTopicRequest)(nil),    // 7: herald.v1.CreateTopicRequest
-	(*CreateTopicResponse)(nil),   // 8: herald.v1.CreateTopicResponse
-	(*ListTopicsRequest)(nil),     // 9: herald.v1.ListTopicsRequest
-	(*ListTopicsResponse)(nil),    // 10: herald.v1.ListTopicsResponse
-	(*DescribeTopicRequest)(nil),  // 11: herald.v1.DescribeTopicRequest
-	(*DescribeTopicResponse)(nil), // 12: herald.v1.DescribeTopicResponse
-	(*MetadataRequest)(nil),       // 13: herald.v1.MetadataRequest
-	(*MetadataResponse)(nil),      // 14: herald.v1.MetadataResponse
-	(*ProduceRequest)(nil),        // 15: herald.v1.ProduceRequest
-	(*ProduceResult)(nil),         // 16: herald.v1.ProduceResult
-	(*ProduceResponse)(nil),       // 17: herald.v1.ProduceResponse
-	(*FetchRequest)(nil),          // 18: herald.v1.FetchRequest
-	(*FetchResponse)(nil),         // 19: herald.v1.FetchResponse
-	(*ClusterStatusRequest)(nil),  // 20: herald.v1.ClusterStatusRequest
-	(*ReplicaStatus)(nil),         // 21: herald.v1.ReplicaStatus
-	(*PartitionStatus)(nil),       // 22: herald.v1.PartitionStatus
-	(*NodeStatusInfo)(nil),        // 23: herald.v1.NodeStatusInfo
-	(*ClusterStatusResponse)(nil), // 24: herald.v1.ClusterStatusResponse
-	(*GroupStatus)(nil),           // 25: herald.v1.GroupStatus
-	(*NodeStatusRequest)(nil),     // 26: herald.v1.NodeStatusRequest
-	(*NodeStatusResponse)(nil),    // 27: herald.v1.NodeStatusResponse
-	nil,                           // 28: herald.v1.Event.HeadersEntry
+	(ErrorReason)(0),               // 0: herald.v1.ErrorReason
+	(Ordering)(0),                  // 1: herald.v1.Ordering
+	(StartPosition)(0),             // 2: herald.v1.StartPosition
+	(*Event)(nil),                  // 3: herald.v1.Event
+	(*TopicConfig)(nil),            // 4: herald.v1.TopicConfig
+	(*PartitionInfo)(nil),          // 5: herald.v1.PartitionInfo
+	(*TopicInfo)(nil),              // 6: herald.v1.TopicInfo
+	(*NodeInfo)(nil),               // 7: herald.v1.NodeInfo
+	(*CreateTopicRequest)(nil),     // 8: herald.v1.CreateTopicRequest
+	(*CreateTopicResponse)(nil),    // 9: herald.v1.CreateTopicResponse
+	(*ListTopicsRequest)(nil),      // 10: herald.v1.ListTopicsRequest
+	(*ListTopicsResponse)(nil),     // 11: herald.v1.ListTopicsResponse
+	(*DescribeTopicRequest)(nil),   // 12: herald.v1.DescribeTopicRequest
+	(*DescribeTopicResponse)(nil),  // 13: herald.v1.DescribeTopicResponse
+	(*MetadataRequest)(nil),        // 14: herald.v1.MetadataRequest
+	(*MetadataResponse)(nil),       // 15: herald.v1.MetadataResponse
+	(*ProduceRequest)(nil),         // 16: herald.v1.ProduceRequest
+	(*ProduceResult)(nil),          // 17: herald.v1.ProduceResult
+	(*TenantQuota)(nil),            // 18: herald.v1.TenantQuota
+	(*Tenant)(nil),                 // 19: herald.v1.Tenant
+	(*CreateTenantRequest)(nil),    // 20: herald.v1.CreateTenantRequest
+	(*CreateTenantResponse)(nil),   // 21: herald.v1.CreateTenantResponse
+	(*ListTenantsRequest)(nil),     // 22: herald.v1.ListTenantsRequest
+	(*ListTenantsResponse)(nil),    // 23: herald.v1.ListTenantsResponse
+	(*DescribeTenantRequest)(nil),  // 24: herald.v1.DescribeTenantRequest
+	(*DescribeTenantResponse)(nil), // 25: herald.v1.DescribeTenantResponse
+	(*SetTenantQuotaRequest)(nil),  // 26: herald.v1.SetTenantQuotaRequest
+	(*SetTenantQuotaResponse)(nil), // 27: herald.v1.SetTenantQuotaResponse
+	(*AlterTopicRequest)(nil),      // 28: herald.v1.AlterTopicRequest
+	(*AlterTopicResponse)(nil),     // 29: herald.v1.AlterTopicResponse
+	(*DeleteTopicRequest)(nil),     // 30: herald.v1.DeleteTopicRequest
+	(*DeleteTopicResponse)(nil),    // 31: herald.v1.DeleteTopicResponse
+	(*InitProducerRequest)(nil),    // 32: herald.v1.InitProducerRequest
+	(*InitProducerResponse)(nil),   // 33: herald.v1.InitProducerResponse
+	(*ProduceResponse)(nil),        // 34: herald.v1.ProduceResponse
+	(*FetchRequest)(nil),           // 35: herald.v1.FetchRequest
+	(*FetchResponse)(nil),          // 36: herald.v1.FetchResponse
+	(*ClusterStatusRequest)(nil),   // 37: herald.v1.ClusterStatusRequest
+	(*ReplicaStatus)(nil),          // 38: herald.v1.ReplicaStatus
+	(*PartitionStatus)(nil),        // 39: herald.v1.PartitionStatus
+	(*NodeStatusInfo)(nil),         // 40: herald.v1.NodeStatusInfo
+	(*ClusterStatusResponse)(nil),  // 41: herald.v1.ClusterStatusResponse
+	(*GroupStatus)(nil),            // 42: herald.v1.GroupStatus
+	(*NodeStatusRequest)(nil),      // 43: herald.v1.NodeStatusRequest
+	(*NodeStatusResponse)(nil),     // 44: herald.v1.NodeStatusResponse
+	nil,                            // 45: herald.v1.Event.HeadersEntry
 }
 var file_client_heraldpb_herald_proto_depIdxs = []int32{
-	28, // 0: herald.v1.Event.headers:type_name -> herald.v1.Event.HeadersEntry
-	3,  // 1: herald.v1.TopicInfo.config:type_name -> herald.v1.TopicConfig
-	4,  // 2: herald.v1.TopicInfo.partitions:type_name -> herald.v1.PartitionInfo
-	3,  // 3: herald.v1.CreateTopicRequest.config:type_name -> herald.v1.TopicConfig
-	5,  // 4: herald.v1.CreateTopicResponse.topic:type_name -> herald.v1.TopicInfo
-	5,  // 5: herald.v1.ListTopicsResponse.topics:type_name -> herald.v1.TopicInfo
-	5,  // 6: herald.v1.DescribeTopicResponse.topic:type_name -> herald.v1.TopicInfo
-	6,  // 7: herald.v1.MetadataResponse.nodes:type_name -> herald.v1.NodeInfo
-	5,  // 8: herald.v1.MetadataResponse.topics:type_name -> herald.v1.TopicInfo
-	2,  // 9: herald.v1.ProduceRequest.events:type_name -> herald.v1.Event
-	16, // 10: herald.v1.ProduceResponse.results:type_name -> herald.v1.ProduceResult
-	1,  // 11: herald.v1.FetchRequest.position:type_name -> herald.v1.StartPosition
-	2,  // 12: herald.v1.FetchResponse.events:type_name -> herald.v1.Event
-	21, // 13: herald.v1.PartitionStatus.replica_status:type_name -> herald.v1.ReplicaStatus
-	23, // 14: herald.v1.ClusterStatusResponse.nodes:type_name -> herald.v1.NodeStatusInfo
-	22, // 15: herald.v1.ClusterStatusResponse.partitions:type_name -> herald.v1.PartitionStatus
-	25, // 16: herald.v1.NodeStatusResponse.groups:type_name -> herald.v1.GroupStatus
-	7,  // 17: herald.v1.Herald.CreateTopic:input_type -> herald.v1.CreateTopicRequest
-	9,  // 18: herald.v1.Herald.ListTopics:input_type -> herald.v1.ListTopicsRequest
-	11, // 19: herald.v1.Herald.DescribeTopic:input_type -> herald.v1.DescribeTopicRequest
-	13, // 20: herald.v1.Herald.Metadata:input_type -> herald.v1.MetadataRequest
-	15, // 21: herald.v1.Herald.Produce:input_type -> herald.v1.ProduceRequest
-	18, // 22: herald.v1.Herald.Fetch:input_type -> herald.v1.FetchRequest
-	20, // 23: herald.v1.Herald.ClusterStatus:input_type -> herald.v1.ClusterStatusRequest
-	26, // 24: herald.v1.NodeInternal.NodeStatus:input_type -> herald.v1.NodeStatusRequest
-	8,  // 25: herald.v1.Herald.CreateTopic:output_type -> herald.v1.CreateTopicResponse
-	10, // 26: herald.v1.Herald.ListTopics:output_type -> herald.v1.ListTopicsResponse
-	12, // 27: herald.v1.Herald.DescribeTopic:output_type -> herald.v1.DescribeTopicResponse
-	14, // 28: herald.v1.Herald.Metadata:output_type -> herald.v1.MetadataResponse
-	17, // 29: herald.v1.Herald.Produce:output_type -> herald.v1.ProduceResponse
-	19, // 30: herald.v1.Herald.Fetch:output_type -> herald.v1.FetchResponse
-	24, // 31: herald.v1.Herald.ClusterStatus:output_type -> herald.v1.ClusterStatusResponse
-	27, // 32: herald.v1.NodeInternal.NodeStatus:output_type -> herald.v1.NodeStatusResponse
-	25, // [25:33] is the sub-list for method output_type
-	17, // [17:25] is the sub-list for method input_type
-	17, // [17:17] is the sub-list for extension type_name
-	17, // [17:17] is the sub-list for extension extendee
-	0,  // [0:17] is the sub-list for field type_name
+	45, // 0: herald.v1.Event.headers:type_name -> herald.v1.Event.HeadersEntry
+	1,  // 1: herald.v1.TopicConfig.ordering:type_name -> herald.v1.Ordering
+	4,  // 2: herald.v1.TopicInfo.config:type_name -> herald.v1.TopicConfig
+	5,  // 3: herald.v1.TopicInfo.partitions:type_name -> herald.v1.PartitionInfo
+	4,  // 4: herald.v1.CreateTopicRequest.config:type_name -> herald.v1.TopicConfig
+	6,  // 5: herald.v1.CreateTopicResponse.topic:type_name -> herald.v1.TopicInfo
+	6,  // 6: herald.v1.ListTopicsResponse.topics:type_name -> herald.v1.TopicInfo
+	6,  // 7: herald.v1.DescribeTopicResponse.topic:type_name -> herald.v1.TopicInfo
+	7,  // 8: herald.v1.MetadataResponse.nodes:type_name -> herald.v1.NodeInfo
+	6,  // 9: herald.v1.MetadataResponse.topics:type_name -> herald.v1.TopicInfo
+	3,  // 10: herald.v1.ProduceRequest.events:type_name -> herald.v1.Event
+	18, // 11: herald.v1.Tenant.quota:type_name -> herald.v1.TenantQuota
+	19, // 12: herald.v1.CreateTenantRequest.tenant:type_name -> herald.v1.Tenant
+	19, // 13: herald.v1.CreateTenantResponse.tenant:type_name -> herald.v1.Tenant
+	19, // 14: herald.v1.ListTenantsResponse.tenants:type_name -> herald.v1.Tenant
+	19, // 15: herald.v1.DescribeTenantResponse.tenant:type_name -> herald.v1.Tenant
+	18, // 16: herald.v1.SetTenantQuotaRequest.quota:type_name -> herald.v1.TenantQuota
+	19, // 17: herald.v1.SetTenantQuotaResponse.tenant:type_name -> herald.v1.Tenant
+	4,  // 18: herald.v1.AlterTopicRequest.config:type_name -> herald.v1.TopicConfig
+	6,  // 19: herald.v1.AlterTopicResponse.topic:type_name -> herald.v1.TopicInfo
+	17, // 20: herald.v1.ProduceResponse.results:type_name -> herald.v1.ProduceResult
+	2,  // 21: herald.v1.FetchRequest.position:type_name -> herald.v1.StartPosition
+	3,  // 22: herald.v1.FetchResponse.events:type_name -> herald.v1.Event
+	38, // 23: herald.v1.PartitionStatus.replica_status:type_name -> herald.v1.ReplicaStatus
+	40, // 24: herald.v1.ClusterStatusResponse.nodes:type_name -> herald.v1.NodeStatusInfo
+	39, // 25: herald.v1.ClusterStatusResponse.partitions:type_name -> herald.v1.PartitionStatus
+	42, // 26: herald.v1.NodeStatusResponse.groups:type_name -> herald.v1.GroupStatus
+	8,  // 27: herald.v1.Herald.CreateTopic:input_type -> herald.v1.CreateTopicRequest
+	10, // 28: herald.v1.Herald.ListTopics:input_type -> herald.v1.ListTopicsRequest
+	12, // 29: herald.v1.Herald.DescribeTopic:input_type -> herald.v1.DescribeTopicRequest
+	14, // 30: herald.v1.Herald.Metadata:input_type -> herald.v1.MetadataRequest
+	16, // 31: herald.v1.Herald.Produce:input_type -> herald.v1.ProduceRequest
+	35, // 32: herald.v1.Herald.Fetch:input_type -> herald.v1.FetchRequest
+	37, // 33: herald.v1.Herald.ClusterStatus:input_type -> herald.v1.ClusterStatusRequest
+	28, // 34: herald.v1.Herald.AlterTopic:input_type -> herald.v1.AlterTopicRequest
+	30, // 35: herald.v1.Herald.DeleteTopic:input_type -> herald.v1.DeleteTopicRequest
+	20, // 36: herald.v1.Herald.CreateTenant:input_type -> herald.v1.CreateTenantRequest
+	22, // 37: herald.v1.Herald.ListTenants:input_type -> herald.v1.ListTenantsRequest
+	24, // 38: herald.v1.Herald.DescribeTenant:input_type -> herald.v1.DescribeTenantRequest
+	26, // 39: herald.v1.Herald.SetTenantQuota:input_type -> herald.v1.SetTenantQuotaRequest
+	32, // 40: herald.v1.Herald.InitProducer:input_type -> herald.v1.InitProducerRequest
+	43, // 41: herald.v1.NodeInternal.NodeStatus:input_type -> herald.v1.NodeStatusRequest
+	9,  // 42: herald.v1.Herald.CreateTopic:output_type -> herald.v1.CreateTopicResponse
+	11, // 43: herald.v1.Herald.ListTopics:output_type -> herald.v1.ListTopicsResponse
+	13, // 44: herald.v1.Herald.DescribeTopic:output_type -> herald.v1.DescribeTopicResponse
+	15, // 45: herald.v1.Herald.Metadata:output_type -> herald.v1.MetadataResponse
+	34, // 46: herald.v1.Herald.Produce:output_type -> herald.v1.ProduceResponse
+	36, // 47: herald.v1.Herald.Fetch:output_type -> herald.v1.FetchResponse
+	41, // 48: herald.v1.Herald.ClusterStatus:output_type -> herald.v1.ClusterStatusResponse
+	29, // 49: herald.v1.Herald.AlterTopic:output_type -> herald.v1.AlterTopicResponse
+	31, // 50: herald.v1.Herald.DeleteTopic:output_type -> herald.v1.DeleteTopicResponse
+	21, // 51: herald.v1.Herald.CreateTenant:output_type -> herald.v1.CreateTenantResponse
+	23, // 52: herald.v1.Herald.ListTenants:output_type -> herald.v1.ListTenantsResponse
+	25, // 53: herald.v1.Herald.DescribeTenant:output_type -> herald.v1.DescribeTenantResponse
+	27, // 54: herald.v1.Herald.SetTenantQuota:output_type -> herald.v1.SetTenantQuotaResponse
+	33, // 55: herald.v1.Herald.InitProducer:output_type -> herald.v1.InitProducerResponse
+	44, // 56: herald.v1.NodeInternal.NodeStatus:output_type -> herald.v1.NodeStatusResponse
+	42, // [42:57] is the sub-list for method output_type
+	27, // [27:42] is the sub-list for method input_type
+	27, // [27:27] is the sub-list for extension type_name
+	27, // [27:27] is the sub-list for extension extendee
+	0,  // [0:27] is the sub-list for field type_name
 }
 
 func init() { file_client_heraldpb_herald_proto_init() }
@@ -2141,18 +3230,19 @@ func file_client_heraldpb_herald_proto_init() {
 	if File_client_heraldpb_herald_proto != nil {
 		return
 	}
-	file_client_heraldpb_herald_proto_msgTypes[16].OneofWrappers = []any{
+	file_client_heraldpb_herald_proto_msgTypes[32].OneofWrappers = []any{
 		(*FetchRequest_Offset)(nil),
 		(*FetchRequest_Sequence)(nil),
 		(*FetchRequest_Position)(nil),
+		(*FetchRequest_TimeUnixNano)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_client_heraldpb_herald_proto_rawDesc), len(file_client_heraldpb_herald_proto_rawDesc)),
-			NumEnums:      2,
-			NumMessages:   27,
+			NumEnums:      3,
+			NumMessages:   43,
 			NumExtensions: 0,
 			NumServices:   2,
 		},

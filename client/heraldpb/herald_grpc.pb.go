@@ -22,13 +22,20 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	Herald_CreateTopic_FullMethodName   = "/herald.v1.Herald/CreateTopic"
-	Herald_ListTopics_FullMethodName    = "/herald.v1.Herald/ListTopics"
-	Herald_DescribeTopic_FullMethodName = "/herald.v1.Herald/DescribeTopic"
-	Herald_Metadata_FullMethodName      = "/herald.v1.Herald/Metadata"
-	Herald_Produce_FullMethodName       = "/herald.v1.Herald/Produce"
-	Herald_Fetch_FullMethodName         = "/herald.v1.Herald/Fetch"
-	Herald_ClusterStatus_FullMethodName = "/herald.v1.Herald/ClusterStatus"
+	Herald_CreateTopic_FullMethodName    = "/herald.v1.Herald/CreateTopic"
+	Herald_ListTopics_FullMethodName     = "/herald.v1.Herald/ListTopics"
+	Herald_DescribeTopic_FullMethodName  = "/herald.v1.Herald/DescribeTopic"
+	Herald_Metadata_FullMethodName       = "/herald.v1.Herald/Metadata"
+	Herald_Produce_FullMethodName        = "/herald.v1.Herald/Produce"
+	Herald_Fetch_FullMethodName          = "/herald.v1.Herald/Fetch"
+	Herald_ClusterStatus_FullMethodName  = "/herald.v1.Herald/ClusterStatus"
+	Herald_AlterTopic_FullMethodName     = "/herald.v1.Herald/AlterTopic"
+	Herald_DeleteTopic_FullMethodName    = "/herald.v1.Herald/DeleteTopic"
+	Herald_CreateTenant_FullMethodName   = "/herald.v1.Herald/CreateTenant"
+	Herald_ListTenants_FullMethodName    = "/herald.v1.Herald/ListTenants"
+	Herald_DescribeTenant_FullMethodName = "/herald.v1.Herald/DescribeTenant"
+	Herald_SetTenantQuota_FullMethodName = "/herald.v1.Herald/SetTenantQuota"
+	Herald_InitProducer_FullMethodName   = "/herald.v1.Herald/InitProducer"
 )
 
 // HeraldClient is the client API for Herald service.
@@ -49,6 +56,15 @@ type HeraldClient interface {
 	Produce(ctx context.Context, in *ProduceRequest, opts ...grpc.CallOption) (*ProduceResponse, error)
 	Fetch(ctx context.Context, in *FetchRequest, opts ...grpc.CallOption) (*FetchResponse, error)
 	ClusterStatus(ctx context.Context, in *ClusterStatusRequest, opts ...grpc.CallOption) (*ClusterStatusResponse, error)
+	AlterTopic(ctx context.Context, in *AlterTopicRequest, opts ...grpc.CallOption) (*AlterTopicResponse, error)
+	DeleteTopic(ctx context.Context, in *DeleteTopicRequest, opts ...grpc.CallOption) (*DeleteTopicResponse, error)
+	CreateTenant(ctx context.Context, in *CreateTenantRequest, opts ...grpc.CallOption) (*CreateTenantResponse, error)
+	ListTenants(ctx context.Context, in *ListTenantsRequest, opts ...grpc.CallOption) (*ListTenantsResponse, error)
+	DescribeTenant(ctx context.Context, in *DescribeTenantRequest, opts ...grpc.CallOption) (*DescribeTenantResponse, error)
+	SetTenantQuota(ctx context.Context, in *SetTenantQuotaRequest, opts ...grpc.CallOption) (*SetTenantQuotaResponse, error)
+	// InitProducer allocates a cluster-wide producer id for an idempotent
+	// producer; it numbers its events from producer_seq 1.
+	InitProducer(ctx context.Context, in *InitProducerRequest, opts ...grpc.CallOption) (*InitProducerResponse, error)
 }
 
 type heraldClient struct {
@@ -129,6 +145,76 @@ func (c *heraldClient) ClusterStatus(ctx context.Context, in *ClusterStatusReque
 	return out, nil
 }
 
+func (c *heraldClient) AlterTopic(ctx context.Context, in *AlterTopicRequest, opts ...grpc.CallOption) (*AlterTopicResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(AlterTopicResponse)
+	err := c.cc.Invoke(ctx, Herald_AlterTopic_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *heraldClient) DeleteTopic(ctx context.Context, in *DeleteTopicRequest, opts ...grpc.CallOption) (*DeleteTopicResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(DeleteTopicResponse)
+	err := c.cc.Invoke(ctx, Herald_DeleteTopic_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *heraldClient) CreateTenant(ctx context.Context, in *CreateTenantRequest, opts ...grpc.CallOption) (*CreateTenantResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(CreateTenantResponse)
+	err := c.cc.Invoke(ctx, Herald_CreateTenant_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *heraldClient) ListTenants(ctx context.Context, in *ListTenantsRequest, opts ...grpc.CallOption) (*ListTenantsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListTenantsResponse)
+	err := c.cc.Invoke(ctx, Herald_ListTenants_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *heraldClient) DescribeTenant(ctx context.Context, in *DescribeTenantRequest, opts ...grpc.CallOption) (*DescribeTenantResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(DescribeTenantResponse)
+	err := c.cc.Invoke(ctx, Herald_DescribeTenant_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *heraldClient) SetTenantQuota(ctx context.Context, in *SetTenantQuotaRequest, opts ...grpc.CallOption) (*SetTenantQuotaResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(SetTenantQuotaResponse)
+	err := c.cc.Invoke(ctx, Herald_SetTenantQuota_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *heraldClient) InitProducer(ctx context.Context, in *InitProducerRequest, opts ...grpc.CallOption) (*InitProducerResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(InitProducerResponse)
+	err := c.cc.Invoke(ctx, Herald_InitProducer_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // HeraldServer is the server API for Herald service.
 // All implementations must embed UnimplementedHeraldServer
 // for forward compatibility.
@@ -147,6 +233,15 @@ type HeraldServer interface {
 	Produce(context.Context, *ProduceRequest) (*ProduceResponse, error)
 	Fetch(context.Context, *FetchRequest) (*FetchResponse, error)
 	ClusterStatus(context.Context, *ClusterStatusRequest) (*ClusterStatusResponse, error)
+	AlterTopic(context.Context, *AlterTopicRequest) (*AlterTopicResponse, error)
+	DeleteTopic(context.Context, *DeleteTopicRequest) (*DeleteTopicResponse, error)
+	CreateTenant(context.Context, *CreateTenantRequest) (*CreateTenantResponse, error)
+	ListTenants(context.Context, *ListTenantsRequest) (*ListTenantsResponse, error)
+	DescribeTenant(context.Context, *DescribeTenantRequest) (*DescribeTenantResponse, error)
+	SetTenantQuota(context.Context, *SetTenantQuotaRequest) (*SetTenantQuotaResponse, error)
+	// InitProducer allocates a cluster-wide producer id for an idempotent
+	// producer; it numbers its events from producer_seq 1.
+	InitProducer(context.Context, *InitProducerRequest) (*InitProducerResponse, error)
 	mustEmbedUnimplementedHeraldServer()
 }
 
@@ -177,6 +272,27 @@ func (UnimplementedHeraldServer) Fetch(context.Context, *FetchRequest) (*FetchRe
 }
 func (UnimplementedHeraldServer) ClusterStatus(context.Context, *ClusterStatusRequest) (*ClusterStatusResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ClusterStatus not implemented")
+}
+func (UnimplementedHeraldServer) AlterTopic(context.Context, *AlterTopicRequest) (*AlterTopicResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method AlterTopic not implemented")
+}
+func (UnimplementedHeraldServer) DeleteTopic(context.Context, *DeleteTopicRequest) (*DeleteTopicResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method DeleteTopic not implemented")
+}
+func (UnimplementedHeraldServer) CreateTenant(context.Context, *CreateTenantRequest) (*CreateTenantResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method CreateTenant not implemented")
+}
+func (UnimplementedHeraldServer) ListTenants(context.Context, *ListTenantsRequest) (*ListTenantsResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListTenants not implemented")
+}
+func (UnimplementedHeraldServer) DescribeTenant(context.Context, *DescribeTenantRequest) (*DescribeTenantResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method DescribeTenant not implemented")
+}
+func (UnimplementedHeraldServer) SetTenantQuota(context.Context, *SetTenantQuotaRequest) (*SetTenantQuotaResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method SetTenantQuota not implemented")
+}
+func (UnimplementedHeraldServer) InitProducer(context.Context, *InitProducerRequest) (*InitProducerResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method InitProducer not implemented")
 }
 func (UnimplementedHeraldServer) mustEmbedUnimplementedHeraldServer() {}
 func (UnimplementedHeraldServer) testEmbeddedByValue()                {}
@@ -325,6 +441,132 @@ func _Herald_ClusterStatus_Handler(srv interface{}, ctx context.Context, dec fun
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Herald_AlterTopic_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(AlterTopicRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(HeraldServer).AlterTopic(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Herald_AlterTopic_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(HeraldServer).AlterTopic(ctx, req.(*AlterTopicRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Herald_DeleteTopic_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(DeleteTopicRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(HeraldServer).DeleteTopic(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Herald_DeleteTopic_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(HeraldServer).DeleteTopic(ctx, req.(*DeleteTopicRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Herald_CreateTenant_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(CreateTenantRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(HeraldServer).CreateTenant(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Herald_CreateTenant_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(HeraldServer).CreateTenant(ctx, req.(*CreateTenantRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Herald_ListTenants_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListTenantsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(HeraldServer).ListTenants(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Herald_ListTenants_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(HeraldServer).ListTenants(ctx, req.(*ListTenantsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Herald_DescribeTenant_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(DescribeTenantRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(HeraldServer).DescribeTenant(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Herald_DescribeTenant_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(HeraldServer).DescribeTenant(ctx, req.(*DescribeTenantRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Herald_SetTenantQuota_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(SetTenantQuotaRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(HeraldServer).SetTenantQuota(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Herald_SetTenantQuota_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(HeraldServer).SetTenantQuota(ctx, req.(*SetTenantQuotaRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Herald_InitProducer_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(InitProducerRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(HeraldServer).InitProducer(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Herald_InitProducer_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(HeraldServer).InitProducer(ctx, req.(*InitProducerRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // Herald_ServiceDesc is the grpc.ServiceDesc for Herald service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -359,6 +601,34 @@ var Herald_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "ClusterStatus",
 			Handler:    _Herald_ClusterStatus_Handler,
+		},
+		{
+			MethodName: "AlterTopic",
+			Handler:    _Herald_AlterTopic_Handler,
+		},
+		{
+			MethodName: "DeleteTopic",
+			Handler:    _Herald_DeleteTopic_Handler,
+		},
+		{
+			MethodName: "CreateTenant",
+			Handler:    _Herald_CreateTenant_Handler,
+		},
+		{
+			MethodName: "ListTenants",
+			Handler:    _Herald_ListTenants_Handler,
+		},
+		{
+			MethodName: "DescribeTenant",
+			Handler:    _Herald_DescribeTenant_Handler,
+		},
+		{
+			MethodName: "SetTenantQuota",
+			Handler:    _Herald_SetTenantQuota_Handler,
+		},
+		{
+			MethodName: "InitProducer",
+			Handler:    _Herald_InitProducer_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

@@ -85,9 +85,17 @@ type AppendRecord struct {
 	TenantId string                 `protobuf:"bytes,1,opt,name=tenant_id,json=tenantId,proto3" json:"tenant_id,omitempty"`
 	// The herald.v1.Event encoded once by the leader, without the
 	// server-assigned fields (offset, sequence, produced_at, partition).
-	Event         []byte `protobuf:"bytes,2,opt,name=event,proto3" json:"event,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Event []byte `protobuf:"bytes,2,opt,name=event,proto3" json:"event,omitempty"`
+	// Idempotence: producer id and sequence, copied from the event.
+	ProducerId  string `protobuf:"bytes,3,opt,name=producer_id,json=producerId,proto3" json:"producer_id,omitempty"`
+	ProducerSeq uint64 `protobuf:"varint,4,opt,name=producer_seq,json=producerSeq,proto3" json:"producer_seq,omitempty"`
+	EventId     string `protobuf:"bytes,5,opt,name=event_id,json=eventId,proto3" json:"event_id,omitempty"`
+	// Time to live from produced_at; 0: never expires.
+	TtlMs int64 `protobuf:"varint,6,opt,name=ttl_ms,json=ttlMs,proto3" json:"ttl_ms,omitempty"`
+	// The topic's event-id dedupe window when the leader proposed; 0: off.
+	DedupeWindowMs int64 `protobuf:"varint,7,opt,name=dedupe_window_ms,json=dedupeWindowMs,proto3" json:"dedupe_window_ms,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *AppendRecord) Reset() {
@@ -134,6 +142,107 @@ func (x *AppendRecord) GetEvent() []byte {
 	return nil
 }
 
+func (x *AppendRecord) GetProducerId() string {
+	if x != nil {
+		return x.ProducerId
+	}
+	return ""
+}
+
+func (x *AppendRecord) GetProducerSeq() uint64 {
+	if x != nil {
+		return x.ProducerSeq
+	}
+	return 0
+}
+
+func (x *AppendRecord) GetEventId() string {
+	if x != nil {
+		return x.EventId
+	}
+	return ""
+}
+
+func (x *AppendRecord) GetTtlMs() int64 {
+	if x != nil {
+		return x.TtlMs
+	}
+	return 0
+}
+
+func (x *AppendRecord) GetDedupeWindowMs() int64 {
+	if x != nil {
+		return x.DedupeWindowMs
+	}
+	return 0
+}
+
+// TrimCommand applies retention and expiry the same way on every replica.
+type TrimCommand struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Delete every record below this offset (moves the low watermark);
+	// 0 or at most the low watermark: nothing.
+	TruncateBefore uint64 `protobuf:"varint,1,opt,name=truncate_before,json=truncateBefore,proto3" json:"truncate_before,omitempty"`
+	// The leader's clock when proposed: event-id dedupe entries expired by
+	// then, and producers idle since before now - producer_idle_ms, are
+	// forgotten.
+	NowUnixNano    int64 `protobuf:"varint,2,opt,name=now_unix_nano,json=nowUnixNano,proto3" json:"now_unix_nano,omitempty"`
+	ProducerIdleMs int64 `protobuf:"varint,3,opt,name=producer_idle_ms,json=producerIdleMs,proto3" json:"producer_idle_ms,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+func (x *TrimCommand) Reset() {
+	*x = TrimCommand{}
+	mi := &file_partition_partitionpb_partition_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TrimCommand) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TrimCommand) ProtoMessage() {}
+
+func (x *TrimCommand) ProtoReflect() protoreflect.Message {
+	mi := &file_partition_partitionpb_partition_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TrimCommand.ProtoReflect.Descriptor instead.
+func (*TrimCommand) Descriptor() ([]byte, []int) {
+	return file_partition_partitionpb_partition_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *TrimCommand) GetTruncateBefore() uint64 {
+	if x != nil {
+		return x.TruncateBefore
+	}
+	return 0
+}
+
+func (x *TrimCommand) GetNowUnixNano() int64 {
+	if x != nil {
+		return x.NowUnixNano
+	}
+	return 0
+}
+
+func (x *TrimCommand) GetProducerIdleMs() int64 {
+	if x != nil {
+		return x.ProducerIdleMs
+	}
+	return 0
+}
+
 var File_partition_partitionpb_partition_proto protoreflect.FileDescriptor
 
 const file_partition_partitionpb_partition_proto_rawDesc = "" +
@@ -141,10 +250,20 @@ const file_partition_partitionpb_partition_proto_rawDesc = "" +
 	"%partition/partitionpb/partition.proto\x12\x13herald.partition.v1\"\x7f\n" +
 	"\rAppendCommand\x121\n" +
 	"\x15produced_at_unix_nano\x18\x01 \x01(\x03R\x12producedAtUnixNano\x12;\n" +
-	"\arecords\x18\x02 \x03(\v2!.herald.partition.v1.AppendRecordR\arecords\"A\n" +
+	"\arecords\x18\x02 \x03(\v2!.herald.partition.v1.AppendRecordR\arecords\"\xe1\x01\n" +
 	"\fAppendRecord\x12\x1b\n" +
 	"\ttenant_id\x18\x01 \x01(\tR\btenantId\x12\x14\n" +
-	"\x05event\x18\x02 \x01(\fR\x05eventB?Z=github.com/heraldlog/herald/partition/partitionpb;partitionpbb\x06proto3"
+	"\x05event\x18\x02 \x01(\fR\x05event\x12\x1f\n" +
+	"\vproducer_id\x18\x03 \x01(\tR\n" +
+	"producerId\x12!\n" +
+	"\fproducer_seq\x18\x04 \x01(\x04R\vproducerSeq\x12\x19\n" +
+	"\bevent_id\x18\x05 \x01(\tR\aeventId\x12\x15\n" +
+	"\x06ttl_ms\x18\x06 \x01(\x03R\x05ttlMs\x12(\n" +
+	"\x10dedupe_window_ms\x18\a \x01(\x03R\x0ededupeWindowMs\"\x84\x01\n" +
+	"\vTrimCommand\x12'\n" +
+	"\x0ftruncate_before\x18\x01 \x01(\x04R\x0etruncateBefore\x12\"\n" +
+	"\rnow_unix_nano\x18\x02 \x01(\x03R\vnowUnixNano\x12(\n" +
+	"\x10producer_idle_ms\x18\x03 \x01(\x03R\x0eproducerIdleMsB?Z=github.com/heraldlog/herald/partition/partitionpb;partitionpbb\x06proto3"
 
 var (
 	file_partition_partitionpb_partition_proto_rawDescOnce sync.Once
@@ -158,10 +277,11 @@ func file_partition_partitionpb_partition_proto_rawDescGZIP() []byte {
 	return file_partition_partitionpb_partition_proto_rawDescData
 }
 
-var file_partition_partitionpb_partition_proto_msgTypes = make([]protoimpl.MessageInfo, 2)
+var file_partition_partitionpb_partition_proto_msgTypes = make([]protoimpl.MessageInfo, 3)
 var file_partition_partitionpb_partition_proto_goTypes = []any{
 	(*AppendCommand)(nil), // 0: herald.partition.v1.AppendCommand
 	(*AppendRecord)(nil),  // 1: herald.partition.v1.AppendRecord
+	(*TrimCommand)(nil),   // 2: herald.partition.v1.TrimCommand
 }
 var file_partition_partitionpb_partition_proto_depIdxs = []int32{
 	1, // 0: herald.partition.v1.AppendCommand.records:type_name -> herald.partition.v1.AppendRecord
@@ -183,7 +303,7 @@ func file_partition_partitionpb_partition_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_partition_partitionpb_partition_proto_rawDesc), len(file_partition_partitionpb_partition_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   2,
+			NumMessages:   3,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
