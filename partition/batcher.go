@@ -294,8 +294,20 @@ func (b *Batcher) finish(calls []*produceCall, assigned []Assigned, err error) {
 			c.result <- callResult{err: fmt.Errorf("%w: partition %d: %d positions for %d records", ErrUnknownOutcome, b.groupID, len(assigned), i+n)}
 			continue
 		}
-		c.result <- callResult{assigned: assigned[i : i+n : i+n]}
+		mine := assigned[i : i+n : i+n]
 		i += n
+		var refused error
+		for _, a := range mine {
+			if a.Err != nil {
+				refused = a.Err
+				break
+			}
+		}
+		if refused != nil {
+			c.result <- callResult{err: refused}
+			continue
+		}
+		c.result <- callResult{assigned: mine}
 	}
 }
 

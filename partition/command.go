@@ -13,6 +13,7 @@ import (
 // Persisted in Raft logs and snapshots: append-only, never renumber.
 const (
 	commandAppend byte = 1
+	commandTrim   byte = 2
 )
 
 // ErrBadCommand marks a Raft entry this version cannot decode. Apply stops
@@ -27,19 +28,29 @@ func encodeAppend(cmd *partitionpb.AppendCommand) ([]byte, error) {
 	return proto.MarshalOptions{}.MarshalAppend(buf, cmd)
 }
 
-// decodeCommand returns the command type and decoded append command.
-func decodeCommand(data []byte) (*partitionpb.AppendCommand, error) {
+// encodeTrim builds the Raft entry for a trim command.
+func encodeTrim(cmd *partitionpb.TrimCommand) ([]byte, error) {
+	buf := make([]byte, 1, 1+proto.Size(cmd))
+	buf[0] = commandTrim
+	return proto.MarshalOptions{}.MarshalAppend(buf, cmd)
+}
+
+// decodeCommand decodes a Raft entry into an *AppendCommand or a *TrimCommand.
+func decodeCommand(data []byte) (proto.Message, error) {
 	if len(data) == 0 {
 		return nil, fmt.Errorf("%w: empty entry", ErrBadCommand)
 	}
+	var cmd proto.Message
 	switch data[0] {
 	case commandAppend:
-		cmd := &partitionpb.AppendCommand{}
-		if err := proto.Unmarshal(data[1:], cmd); err != nil {
-			return nil, fmt.Errorf("%w: append: %v", ErrBadCommand, err)
-		}
-		return cmd, nil
+		cmd = &partitionpb.AppendCommand{}
+	case commandTrim:
+		cmd = &partitionpb.TrimCommand{}
 	default:
 		return nil, fmt.Errorf("%w: unknown command type %d", ErrBadCommand, data[0])
 	}
+	if err := proto.Unmarshal(data[1:], cmd); err != nil {
+		return nil, fmt.Errorf("%w: type %d: %v", ErrBadCommand, data[0], err)
+	}
+	return cmd, nil
 }

@@ -1,20 +1,36 @@
 package partition
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
+	"time"
 
 	hraft "github.com/hashicorp/raft"
 
 	heraldlog "github.com/heraldlog/herald/log"
+	"github.com/heraldlog/herald/partition/partitionpb"
 )
 
-// Assigned is where the FSM put one appended record.
+// Assigned is where the FSM put one appended record, or why it refused it.
 type Assigned struct {
 	Offset   uint64
 	Sequence uint64
+	// Duplicate: the record was already in the log (same producer and
+	// sequence, or same event id within the dedupe window); Offset and
+	// Sequence are the original's and nothing was appended.
+	Duplicate bool
+	// Err is a refusal that wrote nothing for this record: an idempotent
+	// producer's sequence out of order or too old.
+	Err error
 }
+
+// ProducerIdleMax is how long the partition remembers an idempotent
+// producer that has sent nothing; after it, a returning producer is treated
+// as new (its next sequence is accepted as a fresh start) and retries of
+// its older events are no longer recognised as duplicates.
+const ProducerIdleMax = 24 * time.Hour
 
 // appendResult is the FSM's response to one append entry, read by the
 // batcher from the ApplyFuture on the leader.
@@ -77,19 +93,16 @@ func (f *FSM) ApplyBatch(logs []*hraft.Log) []interface{} {
 		if l.Type != hraft.LogCommand {
 			continue
 		}
-		cmd, err := decodeCommand(l.Data)
+		decoded, err := decodeCommand(l.Data)
 		if err != nil {
 			panic(fmt.Sprintf("partition %d: raft index %d: %v", f.groupID, l.Index, err))
 		}
-		assigned := make([]Assigned, len(cmd.Records))
-		for j, rec := range cmd.Records {
-			offset, seq, err := batch.Append(rec.TenantId, cmd.ProducedAtUnixNano, rec.Event)
-			if err != nil {
-				panic(fmt.Sprintf("partition %d: raft index %d: append: %v", f.groupID, l.Index, err))
-			}
-			assigned[j] = Assigned{Offset: offset, Sequence: seq}
+		switch cmd := decoded.(type) {
+		case *partitionpb.AppendCommand:
+			results[i] = f.applyAppend(batch, l.Index, cmd)
+		case *partitionpb.TrimCommand:
+			results[i] = f.applyTrim(batch, l.Index, cmd)
 		}
-		results[i] = &appendResult{assigned: assigned}
 	}
 	if last == applied {
 		batch.Abort()
@@ -100,6 +113,62 @@ func (f *FSM) ApplyBatch(logs []*hraft.Log) []interface{} {
 	}
 	f.onApply(f.log.HighWatermark())
 	return results
+}
+
+func (f *FSM) applyAppend(batch *heraldlog.Batch, index uint64, cmd *partitionpb.AppendCommand) *appendResult {
+	at := cmd.ProducedAtUnixNano
+	assigned := make([]Assigned, len(cmd.Records))
+	for j, rec := range cmd.Records {
+		req := heraldlog.AppendRequest{
+			Tenant:            rec.TenantId,
+			TimestampUnixNano: at,
+			Body:              rec.Event,
+			ProducerID:        rec.ProducerId,
+			ProducerSeq:       rec.ProducerSeq,
+			EventID:           rec.EventId,
+		}
+		if rec.TtlMs > 0 {
+			req.ExpireAtUnixNano = at + rec.TtlMs*int64(time.Millisecond)
+		}
+		if rec.DedupeWindowMs > 0 && rec.EventId != "" {
+			req.DedupeUntilUnixNano = at + rec.DedupeWindowMs*int64(time.Millisecond)
+		}
+		res, err := batch.AppendRecord(req)
+		switch {
+		case err == nil:
+			assigned[j] = Assigned{Offset: res.Offset, Sequence: res.Sequence, Duplicate: res.Duplicate}
+		case errors.Is(err, heraldlog.ErrOutOfOrder), errors.Is(err, heraldlog.ErrSequenceTooOld),
+			errors.Is(err, heraldlog.ErrInvalidArgument), errors.Is(err, heraldlog.ErrInvalidTenant),
+			errors.Is(err, heraldlog.ErrRecordTooLarge):
+			// Deterministic refusal, decided by the entry alone: every
+			// replica refuses it the same way and nothing is written. (The
+			// server validates first; this keeps a bad entry from stopping
+			// the partition.)
+			assigned[j] = Assigned{Err: err}
+		default:
+			panic(fmt.Sprintf("partition %d: raft index %d: append: %v", f.groupID, index, err))
+		}
+	}
+	return &appendResult{assigned: assigned}
+}
+
+// trimResult is the FSM's answer to a trim entry.
+type trimResult struct {
+	lowWatermark uint64
+	expired      int
+}
+
+func (f *FSM) applyTrim(batch *heraldlog.Batch, index uint64, cmd *partitionpb.TrimCommand) *trimResult {
+	if cmd.TruncateBefore > 0 {
+		if err := batch.TruncateBefore(cmd.TruncateBefore); err != nil {
+			panic(fmt.Sprintf("partition %d: raft index %d: truncate before %d: %v", f.groupID, index, cmd.TruncateBefore, err))
+		}
+	}
+	expired, err := batch.ExpireDedupe(cmd.NowUnixNano, time.Duration(cmd.ProducerIdleMs)*time.Millisecond)
+	if err != nil {
+		panic(fmt.Sprintf("partition %d: raft index %d: expire dedupe: %v", f.groupID, index, err))
+	}
+	return &trimResult{lowWatermark: cmd.TruncateBefore, expired: expired}
 }
 
 // Snapshot captures the partition at the current applied index. Pebble is

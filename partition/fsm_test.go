@@ -50,9 +50,9 @@ func TestFSMAssignsOffsetsAndSequencesInLogOrder(t *testing.T) {
 		appendEntry(t, 3, 200, "b"),
 	})
 	want := [][]Assigned{
-		{{0, 1}, {1, 1}, {2, 2}},
+		{{Offset: 0, Sequence: 1}, {Offset: 1, Sequence: 1}, {Offset: 2, Sequence: 2}},
 		nil,
-		{{3, 2}},
+		{{Offset: 3, Sequence: 2}},
 	}
 	for i, w := range want {
 		if w == nil {
@@ -90,7 +90,7 @@ func TestFSMIsIdempotentByRaftIndex(t *testing.T) {
 	if res[0] != nil || res[1] != nil {
 		t.Fatalf("replayed entries produced results: %v", res)
 	}
-	if got := res[2].(*appendResult).assigned; fmt.Sprint(got) != fmt.Sprint([]Assigned{{3, 3}}) {
+	if got := res[2].(*appendResult).assigned; fmt.Sprint(got) != fmt.Sprint([]Assigned{{Offset: 3, Sequence: 3}}) {
 		t.Fatalf("new entry assigned %v", got)
 	}
 	if lp.HighWatermark() != 4 {
@@ -152,7 +152,7 @@ func TestFSMSnapshotRestoresIntoAnotherReplica(t *testing.T) {
 	}
 	// The restored replica continues exactly where the source was.
 	res := g.ApplyBatch([]*hraft.Log{appendEntry(t, 51, 51, "a")})
-	if got := res[0].(*appendResult).assigned; fmt.Sprint(got) != fmt.Sprint([]Assigned{{150, 51}}) {
+	if got := res[0].(*appendResult).assigned; fmt.Sprint(got) != fmt.Sprint([]Assigned{{Offset: 150, Sequence: 51}}) {
 		t.Fatalf("after restore assigned %v", got)
 	}
 	a, _ := src.Read(0, 1000, 1<<30)

@@ -6,12 +6,13 @@ import (
 	"fmt"
 	"log/slog"
 	"strconv"
+	"time"
 
 	hraft "github.com/hashicorp/raft"
 
 	heraldlog "github.com/heraldlog/herald/log"
-	heraldraft "github.com/heraldlog/herald/raft"
 	"github.com/heraldlog/herald/partition/partitionpb"
+	heraldraft "github.com/heraldlog/herald/raft"
 )
 
 // ReplicaConfig is what a node needs to open one replica of a partition.
@@ -170,4 +171,24 @@ func (r *Replica) Status() Status {
 func (r *Replica) Close() error {
 	r.batcher.Close()
 	return r.group.Close()
+}
+
+// Trim proposes a trim entry (truncate before an offset, expire dedupe
+// state) and waits for it to apply. Only the leader may call it usefully.
+func (r *Replica) Trim(truncateBefore uint64, now time.Time) error {
+	if !r.IsLeader() {
+		return ErrNotLeader
+	}
+	data, err := encodeTrim(&partitionpb.TrimCommand{
+		TruncateBefore: truncateBefore,
+		NowUnixNano:    now.UnixNano(),
+		ProducerIdleMs: ProducerIdleMax.Milliseconds(),
+	})
+	if err != nil {
+		return err
+	}
+	if err := r.group.Raft().Apply(data, r.cfg.Batcher.EnqueueTimeout).Error(); err != nil {
+		return classifyApplyError(err)
+	}
+	return nil
 }
