@@ -1,6 +1,7 @@
 package server
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -33,6 +34,22 @@ type Config struct {
 	// on GRPCAddr and HTTPAddr (tests bind :0 first to learn the ports).
 	GRPCListener net.Listener
 	HTTPListener net.Listener
+	// DialVia maps a peer's advertised gRPC address to the address this
+	// node dials instead (fault injection: every peer link through a proxy
+	// the test harness controls). Peers not in it are dialled directly.
+	DialVia map[string]string
+}
+
+// dialer returns a context dialer that applies DialVia.
+func (c *Config) dialer() func(ctx context.Context, addr string) (net.Conn, error) {
+	var d net.Dialer
+	via := c.DialVia
+	return func(ctx context.Context, addr string) (net.Conn, error) {
+		if to, ok := via[addr]; ok {
+			addr = to
+		}
+		return d.DialContext(ctx, "tcp", addr)
+	}
 }
 
 // ParsePeers parses "n1=127.0.0.1:7701,n2=127.0.0.1:7702".

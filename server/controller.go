@@ -30,6 +30,37 @@ type topicRecord struct {
 	ReplicationFactor uint32            `json:"replication_factor"`
 	MaxEventBytes     uint64            `json:"max_event_bytes"`
 	CreatedAtUnixNano int64             `json:"created_at_unix_nano"`
+	topicContract
+}
+
+// topicContract is what a topic promises and enforces on every produce;
+// the alterable part is changed by AlterTopic.
+type topicContract struct {
+	Ordering        heraldpb.Ordering `json:"ordering,omitempty"`
+	RetentionAgeMs  int64             `json:"retention_age_ms,omitempty"`
+	RetentionBytes  uint64            `json:"retention_bytes,omitempty"`
+	RetentionEvents uint64            `json:"retention_events,omitempty"`
+	DefaultTTLMs    int64             `json:"default_ttl_ms,omitempty"`
+	MaxTTLMs        int64             `json:"max_ttl_ms,omitempty"`
+	DedupeWindowMs  int64             `json:"dedupe_window_ms,omitempty"`
+	Schema          string            `json:"schema,omitempty"`
+	SchemaVersions  []uint32          `json:"schema_versions,omitempty"`
+	RequiredFields  []string          `json:"required_fields,omitempty"`
+	AutoTenants     bool              `json:"auto_tenants,omitempty"`
+}
+
+type tenantRecord struct {
+	ID                string      `json:"id"`
+	DisplayName       string      `json:"display_name,omitempty"`
+	Quota             tenantQuota `json:"quota"`
+	CreatedAtUnixNano int64       `json:"created_at_unix_nano"`
+}
+
+type tenantQuota struct {
+	EventsPerSec     uint64 `json:"events_per_sec,omitempty"`
+	BytesPerSec      uint64 `json:"bytes_per_sec,omitempty"`
+	Burst            uint64 `json:"burst,omitempty"`
+	MaxInflightBytes uint64 `json:"max_inflight_bytes,omitempty"`
 }
 
 type partitionRecord struct {
@@ -41,18 +72,32 @@ type partitionRecord struct {
 }
 
 type registry struct {
-	Version     int                     `json:"version"`
-	Topics      map[string]*topicRecord `json:"topics"`
-	NextGroupID uint64                  `json:"next_group_id"`
+	Version        int                      `json:"version"`
+	Topics         map[string]*topicRecord  `json:"topics"`
+	NextGroupID    uint64                   `json:"next_group_id"`
+	Tenants        map[string]*tenantRecord `json:"tenants,omitempty"`
+	NextProducerID uint64                   `json:"next_producer_id,omitempty"`
 }
 
 type controllerCommand struct {
-	Version     int                 `json:"version"`
-	Op          string              `json:"op"`
-	CreateTopic *createTopicCommand `json:"create_topic,omitempty"`
+	Version        int                 `json:"version"`
+	Op             string              `json:"op"`
+	CreateTopic    *createTopicCommand `json:"create_topic,omitempty"`
+	AlterTopic     *alterTopicCommand  `json:"alter_topic,omitempty"`
+	DeleteTopic    string              `json:"delete_topic,omitempty"`
+	CreateTenant   *tenantRecord       `json:"create_tenant,omitempty"`
+	SetTenantQuota *tenantRecord       `json:"set_tenant_quota,omitempty"`
 }
 
-const opCreateTopic = "create_topic"
+// Controller operations. Persisted in the controller's Raft log: append-only.
+const (
+	opCreateTopic    = "create_topic"
+	opAlterTopic     = "alter_topic"
+	opDeleteTopic    = "delete_topic"
+	opCreateTenant   = "create_tenant"
+	opSetTenantQuota = "set_tenant_quota"
+	opInitProducer   = "init_producer"
+)
 
 type createTopicCommand struct {
 	Name              string `json:"name"`
@@ -63,6 +108,14 @@ type createTopicCommand struct {
 	// Nodes are the ids placement may choose from, sorted, as the leader saw
 	// the cluster when it proposed; apply places deterministically from them.
 	Nodes []string `json:"nodes"`
+	topicContract
+}
+
+// alterTopicCommand replaces the named contract fields of a topic.
+type alterTopicCommand struct {
+	Name     string        `json:"name"`
+	Fields   []string      `json:"fields"`
+	Contract topicContract `json:"contract"`
 }
 
 // controllerFSM is the registry state machine. Apply, Snapshot and Restore
@@ -84,7 +137,8 @@ var _ hraft.FSM = (*controllerFSM)(nil)
 
 func newControllerFSM() *controllerFSM {
 	f := &controllerFSM{changed: make(chan struct{}, 1), waiters: make(chan struct{})}
-	f.mu.reg = registry{Version: controllerFormatVersion, Topics: map[string]*topicRecord{}, NextGroupID: 1}
+	f.mu.reg = registry{Version: controllerFormatVersion, Topics: map[string]*topicRecord{}, NextGroupID: 1,
+		Tenants: map[string]*tenantRecord{}, NextProducerID: 1}
 	return f
 }
 
@@ -116,14 +170,133 @@ func (f *controllerFSM) Apply(l *hraft.Log) interface{} {
 		// stays unchanged everywhere, so refuse the entry rather than stop.
 		return fmt.Errorf("controller: undecodable command at index %d: %w", l.Index, err)
 	}
+	var res interface{}
 	switch cmd.Op {
 	case opCreateTopic:
-		res := f.applyCreateTopic(cmd.CreateTopic)
-		f.signal()
-		return res
+		res = f.applyCreateTopic(cmd.CreateTopic)
+	case opAlterTopic:
+		res = f.applyAlterTopic(cmd.AlterTopic)
+	case opDeleteTopic:
+		res = f.applyDeleteTopic(cmd.DeleteTopic)
+	case opCreateTenant:
+		res = f.applyCreateTenant(cmd.CreateTenant)
+	case opSetTenantQuota:
+		res = f.applySetTenantQuota(cmd.SetTenantQuota)
+	case opInitProducer:
+		f.mu.Lock()
+		id := f.mu.reg.NextProducerID
+		f.mu.reg.NextProducerID++
+		f.mu.Unlock()
+		return producerID(id)
 	default:
 		return fmt.Errorf("controller: unknown op %q at index %d", cmd.Op, l.Index)
 	}
+	f.signal()
+	return res
+}
+
+// producerID is the result of init_producer.
+type producerID uint64
+
+func (f *controllerFSM) applyAlterTopic(c *alterTopicCommand) interface{} {
+	if c == nil {
+		return errors.New("controller: alter_topic without a body")
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	t, ok := f.mu.reg.Topics[c.Name]
+	if !ok {
+		return client.TopicNotFound(c.Name)
+	}
+	for _, field := range c.Fields {
+		switch field {
+		case "retention_age_ms":
+			t.RetentionAgeMs = c.Contract.RetentionAgeMs
+		case "retention_bytes":
+			t.RetentionBytes = c.Contract.RetentionBytes
+		case "retention_events":
+			t.RetentionEvents = c.Contract.RetentionEvents
+		case "default_ttl_ms":
+			t.DefaultTTLMs = c.Contract.DefaultTTLMs
+		case "max_ttl_ms":
+			t.MaxTTLMs = c.Contract.MaxTTLMs
+		case "dedupe_window_ms":
+			t.DedupeWindowMs = c.Contract.DedupeWindowMs
+		case "schema_versions":
+			t.SchemaVersions = append([]uint32(nil), c.Contract.SchemaVersions...)
+		case "auto_tenants":
+			t.AutoTenants = c.Contract.AutoTenants
+		default:
+			return client.InvalidArgument("fields", "topic field %q cannot be altered", field)
+		}
+	}
+	return cloneTopic(t)
+}
+
+func (f *controllerFSM) applyDeleteTopic(name string) interface{} {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	t, ok := f.mu.reg.Topics[name]
+	if !ok {
+		return client.TopicNotFound(name)
+	}
+	delete(f.mu.reg.Topics, name)
+	return cloneTopic(t)
+}
+
+func (f *controllerFSM) applyCreateTenant(t *tenantRecord) interface{} {
+	if t == nil {
+		return errors.New("controller: create_tenant without a body")
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if _, ok := f.mu.reg.Tenants[t.ID]; ok {
+		return client.TenantExists(t.ID)
+	}
+	c := *t
+	f.mu.reg.Tenants[t.ID] = &c
+	out := c
+	return &out
+}
+
+func (f *controllerFSM) applySetTenantQuota(t *tenantRecord) interface{} {
+	if t == nil {
+		return errors.New("controller: set_tenant_quota without a body")
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	cur, ok := f.mu.reg.Tenants[t.ID]
+	if !ok {
+		return client.TenantNotFound(t.ID)
+	}
+	cur.Quota = t.Quota
+	out := *cur
+	return &out
+}
+
+// tenant returns a copy of one tenant.
+func (f *controllerFSM) tenant(id string) (*tenantRecord, bool) {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	t, ok := f.mu.reg.Tenants[id]
+	if !ok {
+		return nil, false
+	}
+	c := *t
+	return &c, true
+}
+
+// tenants returns copies of every tenant, sorted by id.
+func (f *controllerFSM) tenants() []*tenantRecord {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	out := make([]*tenantRecord, 0, len(f.mu.reg.Tenants))
+	for _, t := range f.mu.reg.Tenants {
+		c := *t
+		out = append(out, &c)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
+	return out
 }
 
 func (f *controllerFSM) applyCreateTopic(c *createTopicCommand) interface{} {
@@ -143,6 +316,7 @@ func (f *controllerFSM) applyCreateTopic(c *createTopicCommand) interface{} {
 		ReplicationFactor: c.ReplicationFactor,
 		MaxEventBytes:     c.MaxEventBytes,
 		CreatedAtUnixNano: c.CreatedAtUnixNano,
+		topicContract:     c.topicContract.clone(),
 	}
 	n := uint64(len(c.Nodes))
 	for i := uint32(0); i < c.Partitions; i++ {
@@ -182,6 +356,12 @@ func (f *controllerFSM) Restore(rc io.ReadCloser) error {
 	}
 	if reg.Topics == nil {
 		reg.Topics = map[string]*topicRecord{}
+	}
+	if reg.Tenants == nil {
+		reg.Tenants = map[string]*tenantRecord{}
+	}
+	if reg.NextProducerID == 0 {
+		reg.NextProducerID = 1
 	}
 	f.mu.Lock()
 	f.mu.reg = reg
@@ -247,8 +427,15 @@ func (f *controllerFSM) assignedTo(node string) []assignment {
 	return out
 }
 
+func (c topicContract) clone() topicContract {
+	c.SchemaVersions = append([]uint32(nil), c.SchemaVersions...)
+	c.RequiredFields = append([]string(nil), c.RequiredFields...)
+	return c
+}
+
 func cloneTopic(t *topicRecord) *topicRecord {
 	c := *t
+	c.topicContract = t.topicContract.clone()
 	c.Partitions = make([]partitionRecord, len(t.Partitions))
 	for i, p := range t.Partitions {
 		c.Partitions[i] = partitionRecord{Index: p.Index, GroupID: p.GroupID, Replicas: append([]string(nil), p.Replicas...)}
@@ -264,6 +451,17 @@ func (t *topicRecord) info() *heraldpb.TopicInfo {
 			Partitions:        uint32(len(t.Partitions)),
 			ReplicationFactor: t.ReplicationFactor,
 			MaxEventBytes:     t.MaxEventBytes,
+			Ordering:          t.Ordering,
+			RetentionAgeMs:    t.RetentionAgeMs,
+			RetentionBytes:    t.RetentionBytes,
+			RetentionEvents:   t.RetentionEvents,
+			DefaultTtlMs:      t.DefaultTTLMs,
+			MaxTtlMs:          t.MaxTTLMs,
+			DedupeWindowMs:    t.DedupeWindowMs,
+			Schema:            t.Schema,
+			SchemaVersions:    append([]uint32(nil), t.SchemaVersions...),
+			RequiredFields:    append([]string(nil), t.RequiredFields...),
+			AutoTenants:       t.AutoTenants,
 		},
 		CreatedAtUnixNano: t.CreatedAtUnixNano,
 	}
@@ -280,14 +478,56 @@ func (t *topicRecord) info() *heraldpb.TopicInfo {
 // topicFromInfo is the inverse of info, for topics learnt from the
 // controller leader before the local registry has caught up.
 func topicFromInfo(info *heraldpb.TopicInfo) *topicRecord {
+	cfg := info.GetConfig()
 	t := &topicRecord{
-		Name:              info.GetConfig().GetName(),
-		ReplicationFactor: info.GetConfig().GetReplicationFactor(),
-		MaxEventBytes:     info.GetConfig().GetMaxEventBytes(),
+		Name:              cfg.GetName(),
+		ReplicationFactor: cfg.GetReplicationFactor(),
+		MaxEventBytes:     cfg.GetMaxEventBytes(),
 		CreatedAtUnixNano: info.GetCreatedAtUnixNano(),
+		topicContract:     contractFromConfig(cfg),
 	}
 	for _, p := range info.GetPartitions() {
 		t.Partitions = append(t.Partitions, partitionRecord{Index: p.GetIndex(), GroupID: p.GetGroupId(), Replicas: append([]string(nil), p.GetReplicas()...)})
 	}
 	return t
+}
+
+// contractFromConfig takes the contract fields of a wire topic config.
+func contractFromConfig(cfg *heraldpb.TopicConfig) topicContract {
+	return topicContract{
+		Ordering:        cfg.GetOrdering(),
+		RetentionAgeMs:  cfg.GetRetentionAgeMs(),
+		RetentionBytes:  cfg.GetRetentionBytes(),
+		RetentionEvents: cfg.GetRetentionEvents(),
+		DefaultTTLMs:    cfg.GetDefaultTtlMs(),
+		MaxTTLMs:        cfg.GetMaxTtlMs(),
+		DedupeWindowMs:  cfg.GetDedupeWindowMs(),
+		Schema:          cfg.GetSchema(),
+		SchemaVersions:  append([]uint32(nil), cfg.GetSchemaVersions()...),
+		RequiredFields:  append([]string(nil), cfg.GetRequiredFields()...),
+		AutoTenants:     cfg.GetAutoTenants(),
+	}
+}
+
+func (t *tenantRecord) info() *heraldpb.Tenant {
+	return &heraldpb.Tenant{
+		Id:          t.ID,
+		DisplayName: t.DisplayName,
+		Quota: &heraldpb.TenantQuota{
+			EventsPerSec:     t.Quota.EventsPerSec,
+			BytesPerSec:      t.Quota.BytesPerSec,
+			Burst:            t.Quota.Burst,
+			MaxInflightBytes: t.Quota.MaxInflightBytes,
+		},
+		CreatedAtUnixNano: t.CreatedAtUnixNano,
+	}
+}
+
+func quotaFromWire(q *heraldpb.TenantQuota) tenantQuota {
+	return tenantQuota{
+		EventsPerSec:     q.GetEventsPerSec(),
+		BytesPerSec:      q.GetBytesPerSec(),
+		Burst:            q.GetBurst(),
+		MaxInflightBytes: q.GetMaxInflightBytes(),
+	}
 }

@@ -14,11 +14,14 @@ import (
 
 // nodeMetrics are the node's own Prometheus metrics.
 type nodeMetrics struct {
-	rpcs           *prometheus.CounterVec
-	rpcSeconds     *prometheus.HistogramVec
-	producedEvents *prometheus.CounterVec
-	fetchedEvents  *prometheus.CounterVec
-	forwarded      *prometheus.CounterVec
+	rpcs            *prometheus.CounterVec
+	rpcSeconds      *prometheus.HistogramVec
+	producedEvents  *prometheus.CounterVec
+	fetchedEvents   *prometheus.CounterVec
+	forwarded       *prometheus.CounterVec
+	retainedTrims   *prometheus.CounterVec
+	retainedRecords *prometheus.CounterVec
+	duplicates      *prometheus.CounterVec
 }
 
 func newNodeMetrics() *nodeMetrics {
@@ -44,11 +47,24 @@ func newNodeMetrics() *nodeMetrics {
 			Name: "herald_forwarded_requests_total",
 			Help: "Requests this node forwarded to a leader or replica, by method.",
 		}, []string{"method"}),
+		retainedTrims: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "herald_retention_trims_total",
+			Help: "Retention truncations proposed by partitions this node leads, by topic.",
+		}, []string{"topic"}),
+		retainedRecords: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "herald_retention_removed_events_total",
+			Help: "Events removed by retention on partitions this node leads, by topic.",
+		}, []string{"topic"}),
+		duplicates: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "herald_produce_duplicates_total",
+			Help: "Produced events recognised as duplicates (idempotent producer or event id), by topic.",
+		}, []string{"topic"}),
 	}
 }
 
 func (m *nodeMetrics) collectors() []prometheus.Collector {
-	return []prometheus.Collector{m.rpcs, m.rpcSeconds, m.producedEvents, m.fetchedEvents, m.forwarded}
+	return []prometheus.Collector{m.rpcs, m.rpcSeconds, m.producedEvents, m.fetchedEvents, m.forwarded,
+		m.retainedTrims, m.retainedRecords, m.duplicates}
 }
 
 // unaryInterceptor records request counts and latency. It runs outside

@@ -55,6 +55,9 @@ type Node struct {
 		closed   bool
 	}
 
+	// autoTenants queues tenants of auto-tenants topics to register.
+	autoTenants chan string
+
 	stop chan struct{}
 	wg   sync.WaitGroup
 }
@@ -75,6 +78,7 @@ func StartNode(cfg Config) (_ *Node, err error) {
 		cfg:              cfg,
 		logger:           logger,
 		stop:             make(chan struct{}),
+		autoTenants:      make(chan string, autoTenantQueueMax),
 		metrics:          newNodeMetrics(),
 		partitionMetrics: partition.NewMetrics(),
 		registry:         prometheus.NewRegistry(),
@@ -93,11 +97,12 @@ func StartNode(cfg Config) (_ *Node, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("server: open log: %w", err)
 	}
-	n.mux, err = heraldraft.NewMux(heraldraft.MuxOptions{LocalAddr: cfg.GRPCAddr, Logger: logger})
+	n.mux, err = heraldraft.NewMux(heraldraft.MuxOptions{LocalAddr: cfg.GRPCAddr, Logger: logger,
+		DialOptions: []grpc.DialOption{grpc.WithContextDialer(cfg.dialer())}})
 	if err != nil {
 		return nil, err
 	}
-	n.peers = newPeerPool()
+	n.peers = newPeerPool(grpc.WithContextDialer(cfg.dialer()))
 
 	opts := append(heraldraft.ServerOptions(grpcMessageBytesMax),
 		grpc.ChainUnaryInterceptor(n.metrics.unaryInterceptor, errorInterceptor))
@@ -124,8 +129,10 @@ func StartNode(cfg Config) (_ *Node, err error) {
 	if err := n.startHTTP(); err != nil {
 		return nil, err
 	}
-	n.wg.Add(1)
+	n.wg.Add(3)
 	go n.reconcileLoop()
+	go n.retentionLoop()
+	go n.autoTenantLoop()
 	n.logger.Info("node started", "grpc", cfg.GRPCAddr, "http", cfg.HTTPAddr, "data", cfg.DataDir)
 	return n, nil
 }

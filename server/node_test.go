@@ -69,6 +69,9 @@ func TestProduceAndFetchOnEveryReplica(t *testing.T) {
 	}
 
 	tenants := []string{"acme", "globex", "initech", "umbrella"}
+	for _, tenant := range tenants {
+		createTenant(t, hc, tenant)
+	}
 	perTenant := 25
 	want := map[string][]string{} // tenant -> payloads in order
 	for i := 0; i < perTenant; i++ {
@@ -159,6 +162,7 @@ func TestBadInputIsRefusedAndNothingWritten(t *testing.T) {
 	c := startCluster(t, 3)
 	hc := c.rawClient(1)
 	createTopic(t, hc, "events", 1, 3)
+	createTenant(t, hc, "acme")
 	produceRetry(t, hc, "events", &heraldpb.Event{TenantId: "acme", Payload: []byte("ok")})
 
 	big := bytes.Repeat([]byte("x"), maxEventBytesDefault+1)
@@ -234,6 +238,7 @@ func TestNodeRestartKeepsLogAndCatchesUp(t *testing.T) {
 	c := startCluster(t, 3)
 	hc := c.rawClient(0)
 	createTopic(t, hc, "audit", 1, 3)
+	createTenant(t, hc, "acme")
 	for i := 0; i < 20; i++ {
 		produceRetry(t, hc, "audit", &heraldpb.Event{TenantId: "acme", Payload: []byte(fmt.Sprint(i))})
 	}

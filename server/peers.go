@@ -19,15 +19,16 @@ const forwardedKey = "herald-forwarded"
 // peerPool holds one client connection per peer address for forwarded
 // requests and status calls (the Raft transport keeps its own).
 type peerPool struct {
-	mu struct {
+	dialOptions []grpc.DialOption
+	mu          struct {
 		sync.Mutex
 		conns  map[string]*grpc.ClientConn
 		closed bool
 	}
 }
 
-func newPeerPool() *peerPool {
-	p := &peerPool{}
+func newPeerPool(opts ...grpc.DialOption) *peerPool {
+	p := &peerPool{dialOptions: opts}
 	p.mu.conns = make(map[string]*grpc.ClientConn)
 	return p
 }
@@ -41,10 +42,11 @@ func (p *peerPool) conn(addr string) (*grpc.ClientConn, error) {
 	if c, ok := p.mu.conns[addr]; ok {
 		return c, nil
 	}
-	c, err := grpc.NewClient(addr,
+	c, err := grpc.NewClient(addr, append([]grpc.DialOption{
 		grpc.WithTransportCredentials(insecure.NewCredentials()),
 		grpc.WithStatsHandler(client.SentTracker()),
-		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(grpcMessageBytesMax), grpc.MaxCallSendMsgSize(grpcMessageBytesMax)))
+		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(grpcMessageBytesMax), grpc.MaxCallSendMsgSize(grpcMessageBytesMax)),
+	}, p.dialOptions...)...)
 	if err != nil {
 		return nil, err
 	}

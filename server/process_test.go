@@ -182,8 +182,20 @@ type ackedEvent struct {
 // goroutines and tenants, the leader of a partition killed with SIGKILL in
 // the middle and restarted. Every acknowledged event must be present
 // exactly once at the acknowledged position, offsets dense, tenant
-// sequences 1..n, and all replicas identical.
+// sequences 1..n, and all replicas identical. Plain producers never resend
+// an ambiguous write, so some events may end with an unknown outcome.
 func TestProcessesLeaderKilledMidStream(t *testing.T) {
+	testLeaderKilledMidStream(t, false)
+}
+
+// TestProcessesIdempotentProducersRetryThroughLeaderKill is the same
+// scenario with idempotent producers that resend every failed send: every
+// event must end acknowledged, exactly once, with dense tenant sequences.
+func TestProcessesIdempotentProducersRetryThroughLeaderKill(t *testing.T) {
+	testLeaderKilledMidStream(t, true)
+}
+
+func testLeaderKilledMidStream(t *testing.T, idempotent bool) {
 	if testing.Short() {
 		t.Skip("starts real processes")
 	}
@@ -207,6 +219,11 @@ func TestProcessesLeaderKilledMidStream(t *testing.T) {
 	if _, err := cl.CreateTopic(ctx, &heraldpb.TopicConfig{Name: "orders", Partitions: 3, ReplicationFactor: 3}); err != nil {
 		t.Fatal(err)
 	}
+	for i := range 6 {
+		if _, err := cl.CreateTenant(ctx, &heraldpb.Tenant{Id: fmt.Sprintf("tenant-%d", i)}); err != nil {
+			t.Fatal(err)
+		}
+	}
 	victimPartition := uint32(rng.IntN(3))
 
 	var (
@@ -223,6 +240,20 @@ func TestProcessesLeaderKilledMidStream(t *testing.T) {
 		wg.Add(1)
 		go func(w int) {
 			defer wg.Done()
+			send := func(events []*heraldpb.Event) ([]*heraldpb.ProduceResult, error) {
+				return cl.Produce(ctx, "orders", events...)
+			}
+			if idempotent {
+				p, err := cl.NewProducer(ctx, "orders")
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				defer p.Close()
+				send = func(events []*heraldpb.Event) ([]*heraldpb.ProduceResult, error) {
+					return p.Send(ctx, events...)
+				}
+			}
 			for i := 0; i < perWorker; i += batch {
 				events := make([]*heraldpb.Event, 0, batch)
 				for k := i; k < i+batch && k < perWorker; k++ {
@@ -234,7 +265,7 @@ func TestProcessesLeaderKilledMidStream(t *testing.T) {
 					})
 				}
 				for attempt := 0; len(events) > 0; attempt++ {
-					res, err := cl.Produce(ctx, "orders", events...)
+					res, err := send(events)
 					// Acknowledged events (all, or some when one partition's
 					// group failed) are recorded and never sent again.
 					var rest []*heraldpb.Event
@@ -274,7 +305,8 @@ func TestProcessesLeaderKilledMidStream(t *testing.T) {
 					}
 					// Definitely not written (no leader, not leader, node
 					// unreachable before sending): safe to send again.
-					if attempt > 200 {
+					retriable := errors.Is(err, client.ErrNoLeader) || errors.Is(err, client.ErrNotLeader) || errors.Is(err, client.ErrUnavailable)
+					if !retriable || attempt > 200 {
 						t.Errorf("worker %d: giving up: %v", w, err)
 						return
 					}
@@ -285,8 +317,12 @@ func TestProcessesLeaderKilledMidStream(t *testing.T) {
 	}
 
 	// Kill the leader of one partition mid-stream, then restart it.
+	workersDone := make(chan struct{})
+	go func() { wg.Wait(); close(workersDone) }()
 	select {
 	case <-killed:
+	case <-workersDone:
+		t.Fatal("producers stopped before a third of the events was acknowledged")
 	case <-ctx.Done():
 		t.Fatal("producers made no progress")
 	}
@@ -295,13 +331,16 @@ func TestProcessesLeaderKilledMidStream(t *testing.T) {
 	pc.kill(victim)
 	time.Sleep(time.Second)
 	pc.start(victim)
-	wg.Wait()
+	<-workersDone
 	if t.Failed() {
 		return
 	}
 	t.Logf("acknowledged %d events, %d with unknown outcome", len(acked), len(unknown))
 	if len(acked)+len(unknown) != total {
 		t.Fatalf("accounted for %d events, produced %d", len(acked)+len(unknown), total)
+	}
+	if idempotent && len(unknown) > 0 {
+		t.Fatalf("idempotent producers gave up on %d events", len(unknown))
 	}
 
 	// Wait until every replica has the same high watermark, then compare.

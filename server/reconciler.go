@@ -2,7 +2,10 @@ package server
 
 import (
 	"fmt"
+	"os"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"time"
 
 	hraft "github.com/hashicorp/raft"
@@ -43,11 +46,16 @@ func (n *Node) reconcileLoop() {
 	}
 }
 
-// reconcile opens every assigned replica that is not open yet. Failures are
-// logged and retried on the next pass.
+// reconcile opens every assigned replica that is not open yet and removes
+// replicas of deleted topics. Failures are logged and retried on the next
+// pass.
 func (n *Node) reconcile() {
 	nodes := n.nodes()
-	for _, a := range n.controllerFSM.assignedTo(n.cfg.NodeID) {
+	assigned := n.controllerFSM.assignedTo(n.cfg.NodeID)
+	if n.registryCaughtUp() {
+		n.removeUnassigned(assigned)
+	}
+	for _, a := range assigned {
 		if n.replica(a.Partition.GroupID) != nil {
 			continue
 		}
@@ -105,6 +113,61 @@ func (n *Node) openReplica(a assignment, nodes map[string]string) error {
 	n.logger.Info("opened replica", "topic", a.Topic, "partition", p.Index, "group", p.GroupID,
 		"applied_index", lp.AppliedIndex(), "high_watermark", lp.HighWatermark())
 	return nil
+}
+
+// registryCaughtUp reports whether this node's registry reflects what the
+// controller has committed, so that a partition missing from it was really
+// deleted (and not merely not replayed yet after a restart).
+func (n *Node) registryCaughtUp() bool {
+	rf := n.controller.Raft()
+	if id, _ := n.controllerLeader(); id == "" {
+		return false
+	}
+	commit := rf.CommitIndex()
+	return commit > 0 && rf.AppliedIndex() >= commit && commit >= rf.LastIndex()
+}
+
+// removeUnassigned closes and deletes local replicas, and leftover replica
+// directories, of partitions no longer assigned here (their topic was
+// deleted, possibly while this node was down). Group ids are never reused,
+// so a leftover can only be a deleted partition.
+func (n *Node) removeUnassigned(assigned []assignment) {
+	want := make(map[uint64]bool, len(assigned))
+	for _, a := range assigned {
+		want[a.Partition.GroupID] = true
+	}
+	for _, r := range n.replicasSnapshot() {
+		if !want[r.GroupID()] {
+			n.mu.Lock()
+			delete(n.mu.replicas, r.GroupID())
+			n.mu.Unlock()
+			if err := r.Close(); err != nil {
+				n.logger.Warn("closing replica of deleted partition", "group", r.GroupID(), "err", err)
+			}
+		}
+	}
+	entries, err := os.ReadDir(filepath.Join(n.cfg.DataDir, "raft"))
+	if err != nil {
+		return
+	}
+	for _, e := range entries {
+		gid, err := strconv.ParseUint(strings.TrimPrefix(e.Name(), "g"), 10, 64)
+		if !e.IsDir() || !strings.HasPrefix(e.Name(), "g") || err != nil || gid == controllerGroupID || want[gid] || n.replica(gid) != nil {
+			continue
+		}
+		lp, err := n.db.Partition(gid)
+		if err == nil {
+			err = lp.Drop()
+		}
+		if err == nil {
+			err = os.RemoveAll(filepath.Join(n.cfg.DataDir, "raft", e.Name()))
+		}
+		if err != nil {
+			n.logger.Warn("removing deleted partition", "group", gid, "err", err)
+			continue
+		}
+		n.logger.Info("removed replica of deleted partition", "group", gid)
+	}
 }
 
 // rebalance hands leadership of partitions led here to their preferred

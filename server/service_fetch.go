@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	"google.golang.org/protobuf/proto"
 
@@ -113,6 +114,11 @@ func readReplica(r *partition.Replica, index uint32, req *heraldpb.FetchRequest)
 		resp.NextSequence = max(start.Sequence, 1)
 	case *heraldpb.FetchRequest_Offset:
 		records, resp.NextOffset, err = readOffsets(lg, start.Offset, tenant, maxEvents, maxBytes)
+	case *heraldpb.FetchRequest_TimeUnixNano:
+		var from uint64
+		if from, err = lg.OffsetForTime(start.TimeUnixNano); err == nil {
+			records, resp.NextOffset, err = readOffsets(lg, from, tenant, maxEvents, maxBytes)
+		}
 	case *heraldpb.FetchRequest_Position:
 		switch start.Position {
 		case heraldpb.StartPosition_LATEST:
@@ -138,7 +144,12 @@ func readReplica(r *partition.Replica, index uint32, req *heraldpb.FetchRequest)
 	}
 	resp.HighWatermark = lg.HighWatermark()
 	resp.LowWatermark = lg.LowWatermark()
+	now := time.Now().UnixNano()
 	for _, rec := range records {
+		if rec.ExpireAtUnixNano != 0 && rec.ExpireAtUnixNano <= now {
+			// Past its TTL: never delivered, even before retention removes it.
+			continue
+		}
 		ev, err := decodeRecord(rec, index)
 		if err != nil {
 			return nil, err

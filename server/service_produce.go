@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 
 	"github.com/google/uuid"
@@ -12,6 +13,7 @@ import (
 
 	"github.com/heraldlog/herald/client"
 	"github.com/heraldlog/herald/client/heraldpb"
+	heraldlog "github.com/heraldlog/herald/log"
 	"github.com/heraldlog/herald/partition"
 	"github.com/heraldlog/herald/partition/partitionpb"
 )
@@ -37,8 +39,12 @@ func (s *heraldService) Produce(ctx context.Context, req *heraldpb.ProduceReques
 	// Validate everything before anything is proposed: a bad event fails
 	// the whole request and nothing is written.
 	byPartition := make(map[uint32][]int)
+	producerSeqs := make(map[producerKey]uint64) // last producer_seq seen in this request
 	for i, ev := range events {
 		if err := validateEvent(i, ev, t.MaxEventBytes); err != nil {
+			return nil, err
+		}
+		if err := n.checkContract(ctx, i, t, ev); err != nil {
 			return nil, err
 		}
 		if ev.EventId == "" {
@@ -48,7 +54,17 @@ func (s *heraldService) Produce(ctx context.Context, req *heraldpb.ProduceReques
 			}
 			ev.EventId = id.String()
 		}
-		p := client.PartitionForTenant(ev.TenantId, uint32(len(t.Partitions)))
+		p := client.PartitionFor(t.Ordering, ev.TenantId, ev.Key, ev.EventId, uint32(len(t.Partitions)))
+		if ev.ProducerId != "" {
+			if ev.ProducerSeq == 0 {
+				return nil, client.InvalidArgument(fmt.Sprintf("events[%d].producer_seq", i), "event %d has a producer_id but no producer_seq (they start at 1)", i)
+			}
+			k := producerKey{ev.TenantId, p, ev.ProducerId}
+			if last, ok := producerSeqs[k]; ok && ev.ProducerSeq != last+1 {
+				return nil, client.InvalidArgument(fmt.Sprintf("events[%d].producer_seq", i), "producer %s sequences must be consecutive within a request: %d follows %d", ev.ProducerId, ev.ProducerSeq, last)
+			}
+			producerSeqs[k] = ev.ProducerSeq
+		}
 		byPartition[p] = append(byPartition[p], i)
 	}
 
@@ -66,7 +82,7 @@ func (s *heraldService) Produce(ctx context.Context, req *heraldpb.ProduceReques
 			for j, i := range idxs {
 				sub[j] = events[i]
 			}
-			assigned, err := n.produceToPartition(ctx, t.Name, p, sub)
+			assigned, err := n.produceToPartition(ctx, t, p, sub)
 			mu.Lock()
 			defer mu.Unlock()
 			if err != nil {
@@ -81,6 +97,7 @@ func (s *heraldService) Produce(ctx context.Context, req *heraldpb.ProduceReques
 					Offset:    assigned[j].Offset,
 					Sequence:  assigned[j].Sequence,
 					EventId:   events[i].EventId,
+					Duplicate: assigned[j].Duplicate,
 				}
 			}
 		}(t.Partitions[pidx], idxs)
@@ -91,7 +108,14 @@ func (s *heraldService) Produce(ctx context.Context, req *heraldpb.ProduceReques
 		// for the request as a whole unless every part failed cleanly.
 		return nil, firstErr
 	}
-	n.metrics.producedEvents.WithLabelValues(t.Name).Add(float64(len(events)))
+	dups := 0
+	for _, r := range results {
+		if r.Duplicate {
+			dups++
+		}
+	}
+	n.metrics.producedEvents.WithLabelValues(t.Name).Add(float64(len(events) - dups))
+	n.metrics.duplicates.WithLabelValues(t.Name).Add(float64(dups))
 	return &heraldpb.ProduceResponse{Results: results}, nil
 }
 
@@ -106,6 +130,11 @@ func validateEvent(i int, ev *heraldpb.Event, maxEventBytes uint64) error {
 	if len(ev.TenantId) > tenantBytesMax {
 		return client.InvalidArgument(fmt.Sprintf("events[%d].tenant_id", i), "tenant_id of event %d is %d bytes; the limit is %d", i, len(ev.TenantId), tenantBytesMax)
 	}
+	for field, v := range map[string]string{"event_id": ev.EventId, "producer_id": ev.ProducerId} {
+		if len(v) > idBytesMax {
+			return client.InvalidArgument(fmt.Sprintf("events[%d].%s", i, field), "%s of event %d is %d bytes; the limit is %d", field, i, len(v), idBytesMax)
+		}
+	}
 	if uint64(len(ev.Payload)) > maxEventBytes {
 		return client.PayloadTooLarge(uint64(len(ev.Payload)), maxEventBytes)
 	}
@@ -118,11 +147,12 @@ func validateEvent(i int, ev *heraldpb.Event, maxEventBytes uint64) error {
 // produceToPartition appends events to one partition: through the local
 // replica when it leads, else by forwarding to the leader (at most two
 // hops: a forwarded request is never forwarded again).
-func (n *Node) produceToPartition(ctx context.Context, topic string, p partitionRecord, events []*heraldpb.Event) ([]partition.Assigned, error) {
+func (n *Node) produceToPartition(ctx context.Context, t *topicRecord, p partitionRecord, events []*heraldpb.Event) ([]partition.Assigned, error) {
+	topic := t.Name
 	forwarded := isForwarded(ctx)
 	if r := n.replica(p.GroupID); r != nil {
 		if r.IsLeader() {
-			assigned, err := r.Produce(ctx, encodeRecords(events))
+			assigned, err := r.Produce(ctx, encodeRecords(events, t))
 			if err == nil {
 				return assigned, nil
 			}
@@ -182,31 +212,119 @@ func (n *Node) forwardProduce(ctx context.Context, topic, addr string, events []
 	}
 	out := make([]partition.Assigned, len(events))
 	for i, r := range resp.GetResults() {
-		out[i] = partition.Assigned{Offset: r.GetOffset(), Sequence: r.GetSequence()}
+		out[i] = partition.Assigned{Offset: r.GetOffset(), Sequence: r.GetSequence(), Duplicate: r.GetDuplicate()}
 	}
 	return out, nil
 }
 
 // encodeRecords encodes each event once, without the server-assigned
 // fields, as the FSM will store it.
-func encodeRecords(events []*heraldpb.Event) []*partitionpb.AppendRecord {
+func encodeRecords(events []*heraldpb.Event, t *topicRecord) []*partitionpb.AppendRecord {
 	records := make([]*partitionpb.AppendRecord, len(events))
 	for i, ev := range events {
 		ev.Offset, ev.Sequence, ev.ProducedAtUnixNano, ev.Partition = 0, 0, 0, 0
+		ev.TtlMs = effectiveTTL(ev.TtlMs, t)
 		data, err := deterministic.Marshal(ev)
 		if err != nil {
 			// Marshal of a valid message only fails on invalid UTF-8 in
 			// string fields, which gRPC decoding already rejects.
 			panic(fmt.Sprintf("server: encode event: %v", err))
 		}
-		records[i] = &partitionpb.AppendRecord{TenantId: ev.TenantId, Event: data}
+		records[i] = &partitionpb.AppendRecord{
+			TenantId:       ev.TenantId,
+			Event:          data,
+			ProducerId:     ev.ProducerId,
+			ProducerSeq:    ev.ProducerSeq,
+			EventId:        ev.EventId,
+			TtlMs:          ev.TtlMs,
+			DedupeWindowMs: t.DedupeWindowMs,
+		}
 	}
 	return records
 }
 
+// effectiveTTL is the event's TTL under the topic's contract: its own, or
+// the topic's default, or (when neither is set) the topic's maximum.
+func effectiveTTL(ttlMs int64, t *topicRecord) int64 {
+	if ttlMs == 0 {
+		ttlMs = t.DefaultTTLMs
+	}
+	if ttlMs == 0 {
+		ttlMs = t.MaxTTLMs
+	}
+	return ttlMs
+}
+
+// producerKey identifies an idempotent producer's sequence space: per
+// tenant and partition.
+type producerKey struct {
+	tenant    string
+	partition uint32
+	producer  string
+}
+
+// checkContract enforces the topic's contract on one event: known tenant,
+// schema and version, TTL, required envelope fields.
+func (n *Node) checkContract(ctx context.Context, i int, t *topicRecord, ev *heraldpb.Event) error {
+	if !t.AutoTenants {
+		if err := n.lookupTenant(ctx, ev.TenantId); err != nil {
+			return err
+		}
+	} else if !tenantIDPattern.MatchString(ev.TenantId) {
+		return client.InvalidArgument(fmt.Sprintf("events[%d].tenant_id", i), "invalid tenant id %q", ev.TenantId)
+	} else {
+		n.autoCreateTenant(ev.TenantId)
+	}
+	if ev.Schema != "" && t.Schema != "" && ev.Schema != t.Schema {
+		return client.InvalidArgument(fmt.Sprintf("events[%d].schema", i), "event %d has schema %q; topic %s takes %q", i, ev.Schema, t.Name, t.Schema)
+	}
+	if len(t.SchemaVersions) > 0 && !slices.Contains(t.SchemaVersions, ev.SchemaVersion) {
+		return client.SchemaVersionNotAllowed(t.Schema, ev.SchemaVersion, t.SchemaVersions)
+	}
+	if ev.TtlMs < 0 {
+		return client.InvalidArgument(fmt.Sprintf("events[%d].ttl_ms", i), "event %d has a negative TTL", i)
+	}
+	if t.MaxTTLMs > 0 && effectiveTTL(ev.TtlMs, t) > t.MaxTTLMs {
+		return client.TTLTooLarge(effectiveTTL(ev.TtlMs, t), t.MaxTTLMs)
+	}
+	for _, f := range t.RequiredFields {
+		if !hasField(ev, f) {
+			return client.MissingField(f, "event %d lacks %s, which topic %s requires", i, f, t.Name)
+		}
+	}
+	return nil
+}
+
+func hasField(ev *heraldpb.Event, field string) bool {
+	switch field {
+	case "event_id":
+		return ev.EventId != ""
+	case "key":
+		return len(ev.Key) > 0
+	case "causation_id":
+		return ev.CausationId != ""
+	case "correlation_id":
+		return ev.CorrelationId != ""
+	case "traceparent":
+		return ev.Traceparent != ""
+	case "schema":
+		return ev.Schema != ""
+	case "content_type":
+		return ev.ContentType != ""
+	}
+	return true
+}
+
 // partitionError maps replica errors to the wire errors.
 func partitionError(err error) error {
+	var ooo *heraldlog.OutOfOrderError
 	switch {
+	case errors.As(err, &ooo):
+		return client.OutOfOrderSequence(ooo.ProducerID, ooo.Expected, ooo.Got)
+	case errors.Is(err, heraldlog.ErrSequenceTooOld):
+		return client.OutOfOrderSequence("", 0, 0)
+	case errors.Is(err, heraldlog.ErrInvalidArgument), errors.Is(err, heraldlog.ErrInvalidTenant), errors.Is(err, heraldlog.ErrRecordTooLarge):
+		return client.InvalidArgument("events", "%v", err)
 	case errors.Is(err, partition.ErrUnknownOutcome):
 		return client.UnknownOutcome("%v", err)
 	case errors.Is(err, partition.ErrClosed):

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/heraldlog/herald/client/heraldpb"
+	"github.com/heraldlog/herald/partition"
 )
 
 // statusTimeout bounds how long ClusterStatus waits for each peer.
@@ -36,14 +37,16 @@ func (n *Node) localStatus() *heraldpb.NodeStatusResponse {
 	for _, r := range n.replicasSnapshot() {
 		st := r.Status()
 		resp.Groups = append(resp.Groups, &heraldpb.GroupStatus{
-			GroupId:       r.GroupID(),
-			State:         st.State,
-			LeaderId:      st.LeaderID,
-			CommitIndex:   st.CommitIndex,
-			AppliedIndex:  st.AppliedIndex,
-			HighWatermark: st.HighWatermark,
-			LastLogIndex:  st.LastLogIndex,
-			Term:          st.Term,
+			GroupId:            r.GroupID(),
+			State:              st.State,
+			LeaderId:           st.LeaderID,
+			CommitIndex:        st.CommitIndex,
+			AppliedIndex:       st.AppliedIndex,
+			HighWatermark:      st.HighWatermark,
+			LastLogIndex:       st.LastLogIndex,
+			Term:               st.Term,
+			LowWatermark:       st.LowWatermark,
+			LastAppendUnixNano: lastAppend(r),
 		})
 	}
 	return resp
@@ -116,10 +119,12 @@ func (s *heraldService) ClusterStatus(ctx context.Context, _ *heraldpb.ClusterSt
 					rs.AppliedIndex = g.GetAppliedIndex()
 					rs.HighWatermark = g.GetHighWatermark()
 					rs.LastLogIndex = g.GetLastLogIndex()
+					rs.LowWatermark = g.GetLowWatermark()
 					if g.GetState() == "Leader" {
 						ps.LeaderId = id
 						ps.CommitIndex = g.GetCommitIndex()
 						ps.HighWatermark = g.GetHighWatermark()
+						ps.LowWatermark = g.GetLowWatermark()
 					}
 				} else if _, reachable := groupsByNode[id]; reachable {
 					rs.State = "not open"
@@ -130,4 +135,18 @@ func (s *heraldService) ClusterStatus(ctx context.Context, _ *heraldpb.ClusterSt
 		}
 	}
 	return resp, nil
+}
+
+// lastAppend is the produce time of the replica's newest event, or 0.
+func lastAppend(r *partition.Replica) int64 {
+	lg := r.Log()
+	hw := lg.HighWatermark()
+	if hw == 0 || hw <= lg.LowWatermark() {
+		return 0
+	}
+	recs, err := lg.Read(hw-1, 1, 1)
+	if err != nil || len(recs) == 0 {
+		return 0
+	}
+	return recs[0].TimestampUnixNano
 }

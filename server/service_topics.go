@@ -7,6 +7,8 @@ import (
 	"regexp"
 	"time"
 
+	"google.golang.org/grpc/metadata"
+
 	"github.com/heraldlog/herald/client"
 	"github.com/heraldlog/herald/client/heraldpb"
 )
@@ -16,10 +18,14 @@ import (
 const (
 	topicPartitionsMax   = 1024
 	maxEventBytesDefault = 1 << 20
-	maxEventBytesMax     = 16 << 20
 	// envelopeBytesMax bounds everything in an event but its payload.
 	envelopeBytesMax = 64 << 10
+	// maxEventBytesMax keeps payload plus envelope within the log's 16 MiB
+	// record limit.
+	maxEventBytesMax = 16<<20 - envelopeBytesMax
 	tenantBytesMax   = 255
+	// idBytesMax bounds event and producer ids (they are index keys).
+	idBytesMax = 255
 	// topicWaitMax bounds how long CreateTopic waits for partition leaders,
 	// and a follower for its registry to learn a topic from the leader.
 	topicWaitMax = 10 * time.Second
@@ -59,7 +65,7 @@ func (n *Node) validateTopicConfig(c *heraldpb.TopicConfig, nodes int) error {
 	if c.MaxEventBytes > maxEventBytesMax {
 		return client.InvalidArgument("max_event_bytes", "max event bytes %d above the limit %d", c.MaxEventBytes, maxEventBytesMax)
 	}
-	return nil
+	return validateContract(c)
 }
 
 func (s *heraldService) CreateTopic(ctx context.Context, req *heraldpb.CreateTopicRequest) (*heraldpb.CreateTopicResponse, error) {
@@ -98,6 +104,7 @@ func (s *heraldService) CreateTopic(ctx context.Context, req *heraldpb.CreateTop
 			MaxEventBytes:     cfg.MaxEventBytes,
 			CreatedAtUnixNano: time.Now().UnixNano(),
 			Nodes:             nodeIDs,
+			topicContract:     contractFromConfig(cfg),
 		},
 	}
 	data, err := json.Marshal(&cmd)
@@ -165,7 +172,7 @@ func (s *heraldService) ListTopics(ctx context.Context, _ *heraldpb.ListTopicsRe
 }
 
 func (s *heraldService) DescribeTopic(ctx context.Context, req *heraldpb.DescribeTopicRequest) (*heraldpb.DescribeTopicResponse, error) {
-	t, err := s.node.lookupTopic(ctx, req.GetName())
+	t, err := s.node.findTopic(ctx, req.GetName(), !isForwarded(ctx))
 	if err != nil {
 		return nil, err
 	}
@@ -197,8 +204,17 @@ func (s *heraldService) Metadata(ctx context.Context, req *heraldpb.MetadataRequ
 }
 
 // lookupTopic finds a topic in the local registry or, when this node has
-// not applied its creation yet, asks the controller leader.
+// not applied its creation yet, asks the controller leader, whose answer is
+// authoritative. It is used on behalf of any RPC, forwarded or not: the
+// lookup is a separate hop that the leader answers without forwarding.
 func (n *Node) lookupTopic(ctx context.Context, name string) (*topicRecord, error) {
+	return n.findTopic(ctx, name, true)
+}
+
+// findTopic is lookupTopic; with askLeader false a node that does not lead
+// the controller answers NOT_LEADER instead of asking (a DescribeTopic that
+// was itself forwarded must not hop again).
+func (n *Node) findTopic(ctx context.Context, name string, askLeader bool) (*topicRecord, error) {
 	if name == "" {
 		return nil, client.InvalidArgument("topic", "topic name is required")
 	}
@@ -223,22 +239,30 @@ func (n *Node) lookupTopic(ctx context.Context, name string) (*topicRecord, erro
 			return t, nil
 		}
 		return nil, client.TopicNotFound(name)
-	case isForwarded(ctx):
-		return nil, client.TopicNotFound(name)
+	case !askLeader:
+		return nil, client.NotLeader(leaderID, leaderAddr)
 	}
 	hc, err := n.peers.herald(leaderAddr)
 	if err != nil {
 		return nil, client.NoLeader("controller")
 	}
-	resp, err := hc.DescribeTopic(forwardContext(ctx), &heraldpb.DescribeTopicRequest{Name: name})
+	resp, err := hc.DescribeTopic(forwardContext(lookupContext(ctx)), &heraldpb.DescribeTopicRequest{Name: name})
 	if err != nil {
 		err = client.FromStatus(err)
 		if errors.Is(err, client.ErrTopicNotFound) {
 			return nil, client.TopicNotFound(name)
 		}
-		return nil, err
+		// The node we took for the leader no longer is, or is unreachable.
+		return nil, client.NoLeader("controller")
 	}
 	return topicFromInfo(resp.GetTopic()), nil
+}
+
+// lookupContext drops the incoming request's metadata, so that a registry
+// lookup made on behalf of a forwarded request is not itself taken for a
+// second forwarding hop.
+func lookupContext(ctx context.Context) context.Context {
+	return metadata.NewIncomingContext(ctx, metadata.MD{})
 }
 
 // topicInfoWithLeaders fills in partition leaders known from local replicas.
