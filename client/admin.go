@@ -2,6 +2,8 @@ package client
 
 import (
 	"context"
+	"errors"
+	"fmt"
 
 	"github.com/heraldlog/herald/client/heraldpb"
 )
@@ -76,4 +78,147 @@ func (c *Client) ClusterStatus(ctx context.Context) (*ClusterStatusResponse, err
 		return nil, err
 	}
 	return resp, nil
+}
+
+// AlterTopic changes the fields of cfg.Name's configuration named by fields
+// (TopicConfig field names: "retention_age_ms", "retention_bytes",
+// "retention_events", "default_ttl_ms", "max_ttl_ms", "dedupe_window_ms",
+// "schema_versions", "auto_tenants") to their values in cfg, and returns
+// the topic as altered. Other fields of cfg are ignored; the server
+// refuses fields it cannot change with ErrInvalidArgument. Like CreateTopic
+// it is not resent after an ambiguous failure (ErrUnknownOutcome).
+func (c *Client) AlterTopic(ctx context.Context, cfg *TopicConfig, fields ...string) (*TopicInfo, error) {
+	switch {
+	case cfg.GetName() == "":
+		return nil, InvalidArgument("name", "a topic needs a name")
+	case len(fields) == 0:
+		return nil, InvalidArgument("fields", "name at least one field to alter")
+	}
+	req := &heraldpb.AlterTopicRequest{Config: cfg, Fields: fields}
+	var resp *heraldpb.AlterTopicResponse
+	err := c.run(ctx, call{op: "alter topic " + cfg.GetName(), mutating: true, do: func(ctx context.Context, hc heraldpb.HeraldClient) error {
+		r, err := hc.AlterTopic(ctx, req)
+		resp = r
+		return err
+	}})
+	if err != nil {
+		return nil, err
+	}
+	c.meta.updateTopic(resp.GetTopic())
+	return resp.GetTopic(), nil
+}
+
+// DeleteTopic deletes a topic and its events, and drops it from the
+// metadata cache. Without force the cluster refuses (ErrTopicInUse) a
+// topic that had events produced within the last minute. It is not resent
+// after an ambiguous failure (ErrUnknownOutcome; DescribeTopic tells what
+// happened).
+func (c *Client) DeleteTopic(ctx context.Context, name string, force bool) error {
+	if name == "" {
+		return InvalidArgument("name", "a topic needs a name")
+	}
+	req := &heraldpb.DeleteTopicRequest{Name: name, Force: force}
+	err := c.run(ctx, call{op: "delete topic " + name, mutating: true, do: func(ctx context.Context, hc heraldpb.HeraldClient) error {
+		_, err := hc.DeleteTopic(ctx, req)
+		return err
+	}})
+	if err == nil || errors.Is(err, ErrTopicNotFound) || errors.Is(err, ErrUnknownOutcome) {
+		c.meta.forgetTopic(name)
+	}
+	return err
+}
+
+// CreateTenant registers a tenant (ID required; DisplayName and Quota
+// optional) and returns it as created. It is not resent after an
+// ambiguous failure (ErrUnknownOutcome); an existing id gives
+// ErrTenantExists.
+func (c *Client) CreateTenant(ctx context.Context, tenant *Tenant) (*Tenant, error) {
+	if tenant.GetId() == "" {
+		return nil, InvalidArgument("id", "a tenant needs an id")
+	}
+	req := &heraldpb.CreateTenantRequest{Tenant: tenant}
+	var resp *heraldpb.CreateTenantResponse
+	err := c.run(ctx, call{op: "create tenant " + tenant.GetId(), mutating: true, do: func(ctx context.Context, hc heraldpb.HeraldClient) error {
+		r, err := hc.CreateTenant(ctx, req)
+		resp = r
+		return err
+	}})
+	if err != nil {
+		return nil, err
+	}
+	return resp.GetTenant(), nil
+}
+
+// ListTenants returns every tenant. It retries transient failures.
+func (c *Client) ListTenants(ctx context.Context) ([]*Tenant, error) {
+	var resp *heraldpb.ListTenantsResponse
+	err := c.run(ctx, call{op: "list tenants", do: func(ctx context.Context, hc heraldpb.HeraldClient) error {
+		r, err := hc.ListTenants(ctx, &heraldpb.ListTenantsRequest{})
+		resp = r
+		return err
+	}})
+	if err != nil {
+		return nil, err
+	}
+	return resp.GetTenants(), nil
+}
+
+// DescribeTenant returns one tenant, or an error matching
+// ErrTenantNotFound. It retries transient failures.
+func (c *Client) DescribeTenant(ctx context.Context, id string) (*Tenant, error) {
+	if id == "" {
+		return nil, InvalidArgument("id", "a tenant needs an id")
+	}
+	var resp *heraldpb.DescribeTenantResponse
+	err := c.run(ctx, call{op: "describe tenant " + id, do: func(ctx context.Context, hc heraldpb.HeraldClient) error {
+		r, err := hc.DescribeTenant(ctx, &heraldpb.DescribeTenantRequest{Id: id})
+		resp = r
+		return err
+	}})
+	if err != nil {
+		return nil, err
+	}
+	return resp.GetTenant(), nil
+}
+
+// SetTenantQuota replaces a tenant's whole quota (zero fields mean
+// unlimited, see TenantQuota) and returns the tenant. To change one limit,
+// DescribeTenant first and send the quota with that limit changed. It is
+// not resent after an ambiguous failure (ErrUnknownOutcome).
+func (c *Client) SetTenantQuota(ctx context.Context, id string, quota *TenantQuota) (*Tenant, error) {
+	if id == "" {
+		return nil, InvalidArgument("id", "a tenant needs an id")
+	}
+	req := &heraldpb.SetTenantQuotaRequest{Id: id, Quota: quota}
+	var resp *heraldpb.SetTenantQuotaResponse
+	err := c.run(ctx, call{op: "set quota of tenant " + id, mutating: true, do: func(ctx context.Context, hc heraldpb.HeraldClient) error {
+		r, err := hc.SetTenantQuota(ctx, req)
+		resp = r
+		return err
+	}})
+	if err != nil {
+		return nil, err
+	}
+	return resp.GetTenant(), nil
+}
+
+// InitProducer allocates a cluster-wide producer id for an idempotent
+// producer, which numbers its events per (tenant, partition) from
+// producer_seq 1. Most callers want NewProducer, which does this. It is not
+// resent after an ambiguous failure (ErrUnknownOutcome); calling it again
+// is harmless (an id never used costs nothing).
+func (c *Client) InitProducer(ctx context.Context) (string, error) {
+	var resp *heraldpb.InitProducerResponse
+	err := c.run(ctx, call{op: "init producer", mutating: true, do: func(ctx context.Context, hc heraldpb.HeraldClient) error {
+		r, err := hc.InitProducer(ctx, &heraldpb.InitProducerRequest{})
+		resp = r
+		return err
+	}})
+	if err != nil {
+		return "", err
+	}
+	if resp.GetProducerId() == "" {
+		return "", fmt.Errorf("client: init producer: the server returned no producer id: %w", ErrUnknownOutcome)
+	}
+	return resp.GetProducerId(), nil
 }

@@ -137,17 +137,18 @@ func (c *Client) refresh(ctx context.Context, topic string) {
 	}
 }
 
-// partitions returns the topic's partition count, from the cache or else
-// from the cluster; a topic the cluster does not list is TopicNotFound.
-func (c *Client) partitions(ctx context.Context, topic string) (uint32, error) {
-	if n, ok := c.meta.partitions(topic); ok {
-		return n, nil
+// shape returns the topic's partition count and ordering, from the cache
+// or else from the cluster; a topic the cluster does not list is
+// TopicNotFound.
+func (c *Client) shape(ctx context.Context, topic string) (topicShape, error) {
+	if s, ok := c.meta.shape(topic); ok {
+		return s, nil
 	}
 	if _, err := c.Metadata(ctx, topic); err != nil {
-		return 0, err
+		return topicShape{}, err
 	}
-	if n, ok := c.meta.partitions(topic); ok {
-		return n, nil
+	if s, ok := c.meta.shape(topic); ok {
+		return s, nil
 	}
-	return 0, TopicNotFound(topic)
+	return topicShape{}, TopicNotFound(topic)
 }

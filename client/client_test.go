@@ -12,12 +12,14 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/uuid"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
 	"github.com/heraldlog/herald/client"
+	"github.com/heraldlog/herald/client/heraldpb"
 	"github.com/heraldlog/herald/client/heraldtest"
 )
 
@@ -566,4 +568,74 @@ func TestCallsAfterCloseFail(t *testing.T) {
 	assert.ErrorIs(t, err, client.ErrClosed)
 	_, err = c.ListTopics(context.Background())
 	assert.ErrorIs(t, err, client.ErrClosed)
+}
+
+func TestProduceRoutesByTheTopicsOrdering(t *testing.T) {
+	cluster := heraldtest.NewCluster(t, 2)
+	cluster.CreateTopicWith(&heraldpb.TopicConfig{Name: "by-key", Partitions: 4, Ordering: client.OrderingPerKey})
+	cluster.CreateTopicWith(&heraldpb.TopicConfig{Name: "spread", Partitions: 4, Ordering: client.OrderingNone})
+	c := newClient(t, cluster.Addrs())
+	ctx := context.Background()
+
+	var keyed []*client.Event
+	for i := range 12 {
+		e := &client.Event{TenantId: "acme", Payload: []byte("x")}
+		if i%4 != 0 {
+			e.Key = fmt.Appendf(nil, "order-%d", i)
+		}
+		keyed = append(keyed, e)
+	}
+	res, err := c.Produce(ctx, "by-key", keyed...)
+	require.NoError(t, err)
+	for i, r := range res {
+		assert.Equal(t, client.PartitionFor(client.OrderingPerKey, "acme", keyed[i].GetKey(), "", 4), r.GetPartition(), "event %d", i)
+	}
+
+	spread := events(repeat("acme", 16)...)
+	spread[3].EventId = "given-id"
+	res, err = c.Produce(ctx, "spread", spread...)
+	require.NoError(t, err)
+	partitions := map[uint32]bool{}
+	for i, r := range res {
+		id := spread[i].GetEventId()
+		require.NotEmpty(t, id, "event %d got an id before routing", i)
+		assert.Equal(t, id, r.GetEventId())
+		assert.Equal(t, client.PartitionFor(client.OrderingNone, "acme", nil, id, 4), r.GetPartition(), "event %d goes by its id", i)
+		partitions[r.GetPartition()] = true
+		if i != 3 {
+			parsed, err := uuid.Parse(id)
+			require.NoError(t, err)
+			assert.Equal(t, uuid.Version(7), parsed.Version())
+		}
+	}
+	assert.Equal(t, "given-id", spread[3].GetEventId(), "a given id is kept")
+	assert.Greater(t, len(partitions), 1, "one tenant's events spread over partitions")
+}
+
+func TestFetchFromTime(t *testing.T) {
+	cluster := heraldtest.NewCluster(t, 1)
+	cluster.CreateTopic("orders", 1, 0)
+	c := newClient(t, cluster.Addrs())
+	ctx := context.Background()
+	for _, tenant := range []string{"a", "b", "a", "b"} {
+		_, err := c.Produce(ctx, "orders", events(tenant)...)
+		require.NoError(t, err)
+	}
+	stored := cluster.Events("orders", 0)
+	from := stored[1].GetProducedAtUnixNano()
+
+	resp, err := c.Fetch(ctx, &client.FetchRequest{Topic: "orders", Start: &client.FetchFromTime{TimeUnixNano: from}})
+	require.NoError(t, err)
+	require.Len(t, resp.GetEvents(), 3)
+	assert.Equal(t, uint64(1), resp.GetEvents()[0].GetOffset(), "the first event produced at or after the time")
+
+	resp, err = c.Fetch(ctx, &client.FetchRequest{Topic: "orders", TenantId: "a", Start: &client.FetchFromTime{TimeUnixNano: from}})
+	require.NoError(t, err)
+	require.Len(t, resp.GetEvents(), 1)
+	assert.Equal(t, uint64(2), resp.GetEvents()[0].GetOffset(), "only the tenant's")
+
+	resp, err = c.Fetch(ctx, &client.FetchRequest{Topic: "orders", Start: &client.FetchFromTime{TimeUnixNano: stored[3].GetProducedAtUnixNano() + 1}})
+	require.NoError(t, err)
+	assert.Empty(t, resp.GetEvents(), "nothing after the last event")
+	assert.Equal(t, uint64(4), resp.GetNextOffset())
 }

@@ -14,7 +14,7 @@ import (
 const (
 	DefaultDialTimeout    = 5 * time.Second
 	DefaultRequestTimeout = 10 * time.Second
-	DefaultMaxRetries     = 10
+	DefaultMaxRetries     = 16
 	DefaultBackoffMin     = 20 * time.Millisecond
 	DefaultBackoffMax     = 2 * time.Second
 )
@@ -36,7 +36,7 @@ type Config struct {
 	// one); the caller's context bounds the whole call. Default 10s.
 	RequestTimeout time.Duration
 	// MaxRetries bounds the retries after the first attempt. 0 means the
-	// default (10); a negative value disables retries.
+	// default (16); a negative value disables retries.
 	MaxRetries int
 	// BackoffMin and BackoffMax bound the delay before a retry: exponential
 	// from BackoffMin, capped at BackoffMax, with full jitter. Defaults 20ms

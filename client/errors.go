@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"time"
 
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/codes"
@@ -41,6 +42,18 @@ const (
 	MetadataRequested     = "requested"
 	MetadataPartition     = "partition"
 	MetadataOffset        = "offset"
+	MetadataTenant        = "tenant"
+	MetadataSchema        = "schema"
+	MetadataVersion       = "version"
+	// MetadataAllowed holds the allowed schema versions in decimal,
+	// comma-separated ("1,2"); empty when none is allowed.
+	MetadataAllowed             = "allowed"
+	MetadataTTLMs               = "ttl_ms"
+	MetadataMaxTTLMs            = "max_ttl_ms"
+	MetadataLastProduceUnixNano = "last_produce_unix_nano"
+	MetadataProducerID          = "producer_id"
+	MetadataExpected            = "expected"
+	MetadataGot                 = "got"
 )
 
 // Sentinel errors. Every error the SDK returns for a Herald condition
@@ -58,6 +71,20 @@ var (
 	ErrCorruption        = errors.New("client: corruption")
 	ErrOffsetOutOfRange  = errors.New("client: offset out of range")
 	ErrNotLeader         = errors.New("client: not leader")
+	ErrTenantNotFound    = errors.New("client: tenant not found")
+	ErrTenantExists      = errors.New("client: tenant already exists")
+	// ErrSchemaVersionNotAllowed: the event's schema version is not one the
+	// topic allows.
+	ErrSchemaVersionNotAllowed = errors.New("client: schema version not allowed")
+	// ErrTTLTooLarge: the event's TTL is over the topic's max_ttl_ms.
+	ErrTTLTooLarge = errors.New("client: ttl too large")
+	// ErrMissingField: the event lacks an envelope field the topic requires.
+	ErrMissingField = errors.New("client: missing field")
+	// ErrTopicInUse: a topic with recent produces was not deleted (use force).
+	ErrTopicInUse = errors.New("client: topic in use")
+	// ErrOutOfOrderSequence: an idempotent producer's sequence skipped
+	// ahead of what the cluster expects (or the cluster forgot the producer).
+	ErrOutOfOrderSequence = errors.New("client: out of order sequence")
 	// ErrClosed is returned by calls on a Client after Close.
 	ErrClosed = errors.New("client: closed")
 )
@@ -65,16 +92,23 @@ var (
 // reasonSentinels maps each wire reason to its sentinel. Status walks it
 // to classify plain sentinel-wrapping errors; Error.Is uses it to match.
 var reasonSentinels = map[heraldpb.ErrorReason]error{
-	heraldpb.ErrorReason_NOT_LEADER:          ErrNotLeader,
-	heraldpb.ErrorReason_TOPIC_NOT_FOUND:     ErrTopicNotFound,
-	heraldpb.ErrorReason_TOPIC_EXISTS:        ErrTopicExists,
-	heraldpb.ErrorReason_INVALID_ARGUMENT:    ErrInvalidArgument,
-	heraldpb.ErrorReason_PAYLOAD_TOO_LARGE:   ErrPayloadTooLarge,
-	heraldpb.ErrorReason_OFFSET_OUT_OF_RANGE: ErrOffsetOutOfRange,
-	heraldpb.ErrorReason_NO_LEADER:           ErrNoLeader,
-	heraldpb.ErrorReason_PARTITION_NOT_FOUND: ErrPartitionNotFound,
-	heraldpb.ErrorReason_UNKNOWN_OUTCOME:     ErrUnknownOutcome,
-	heraldpb.ErrorReason_CORRUPTION:          ErrCorruption,
+	heraldpb.ErrorReason_NOT_LEADER:                 ErrNotLeader,
+	heraldpb.ErrorReason_TOPIC_NOT_FOUND:            ErrTopicNotFound,
+	heraldpb.ErrorReason_TOPIC_EXISTS:               ErrTopicExists,
+	heraldpb.ErrorReason_INVALID_ARGUMENT:           ErrInvalidArgument,
+	heraldpb.ErrorReason_PAYLOAD_TOO_LARGE:          ErrPayloadTooLarge,
+	heraldpb.ErrorReason_OFFSET_OUT_OF_RANGE:        ErrOffsetOutOfRange,
+	heraldpb.ErrorReason_NO_LEADER:                  ErrNoLeader,
+	heraldpb.ErrorReason_PARTITION_NOT_FOUND:        ErrPartitionNotFound,
+	heraldpb.ErrorReason_UNKNOWN_OUTCOME:            ErrUnknownOutcome,
+	heraldpb.ErrorReason_CORRUPTION:                 ErrCorruption,
+	heraldpb.ErrorReason_TENANT_NOT_FOUND:           ErrTenantNotFound,
+	heraldpb.ErrorReason_TENANT_EXISTS:              ErrTenantExists,
+	heraldpb.ErrorReason_SCHEMA_VERSION_NOT_ALLOWED: ErrSchemaVersionNotAllowed,
+	heraldpb.ErrorReason_TTL_TOO_LARGE:              ErrTTLTooLarge,
+	heraldpb.ErrorReason_MISSING_FIELD:              ErrMissingField,
+	heraldpb.ErrorReason_TOPIC_IN_USE:               ErrTopicInUse,
+	heraldpb.ErrorReason_OUT_OF_ORDER_SEQUENCE:      ErrOutOfOrderSequence,
 }
 
 // reasonOrder fixes the order in which Status tests sentinels, so that the
@@ -85,9 +119,17 @@ var reasonOrder = []heraldpb.ErrorReason{
 	heraldpb.ErrorReason_NOT_LEADER,
 	heraldpb.ErrorReason_NO_LEADER,
 	heraldpb.ErrorReason_TOPIC_NOT_FOUND,
+	heraldpb.ErrorReason_OUT_OF_ORDER_SEQUENCE,
+	heraldpb.ErrorReason_TOPIC_NOT_FOUND,
+	heraldpb.ErrorReason_TENANT_NOT_FOUND,
 	heraldpb.ErrorReason_TOPIC_EXISTS,
+	heraldpb.ErrorReason_TENANT_EXISTS,
+	heraldpb.ErrorReason_TOPIC_IN_USE,
 	heraldpb.ErrorReason_PARTITION_NOT_FOUND,
 	heraldpb.ErrorReason_PAYLOAD_TOO_LARGE,
+	heraldpb.ErrorReason_SCHEMA_VERSION_NOT_ALLOWED,
+	heraldpb.ErrorReason_TTL_TOO_LARGE,
+	heraldpb.ErrorReason_MISSING_FIELD,
 	heraldpb.ErrorReason_INVALID_ARGUMENT,
 	heraldpb.ErrorReason_OFFSET_OUT_OF_RANGE,
 }
@@ -95,13 +137,15 @@ var reasonOrder = []heraldpb.ErrorReason{
 // reasonCode is the gRPC code each reason travels with.
 func reasonCode(r heraldpb.ErrorReason) codes.Code {
 	switch r {
-	case heraldpb.ErrorReason_NOT_LEADER:
+	case heraldpb.ErrorReason_NOT_LEADER, heraldpb.ErrorReason_TOPIC_IN_USE, heraldpb.ErrorReason_OUT_OF_ORDER_SEQUENCE:
 		return codes.FailedPrecondition
-	case heraldpb.ErrorReason_TOPIC_NOT_FOUND, heraldpb.ErrorReason_PARTITION_NOT_FOUND:
+	case heraldpb.ErrorReason_TOPIC_NOT_FOUND, heraldpb.ErrorReason_PARTITION_NOT_FOUND, heraldpb.ErrorReason_TENANT_NOT_FOUND:
 		return codes.NotFound
-	case heraldpb.ErrorReason_TOPIC_EXISTS:
+	case heraldpb.ErrorReason_TOPIC_EXISTS, heraldpb.ErrorReason_TENANT_EXISTS:
 		return codes.AlreadyExists
-	case heraldpb.ErrorReason_INVALID_ARGUMENT, heraldpb.ErrorReason_PAYLOAD_TOO_LARGE:
+	case heraldpb.ErrorReason_INVALID_ARGUMENT, heraldpb.ErrorReason_PAYLOAD_TOO_LARGE,
+		heraldpb.ErrorReason_SCHEMA_VERSION_NOT_ALLOWED, heraldpb.ErrorReason_TTL_TOO_LARGE,
+		heraldpb.ErrorReason_MISSING_FIELD:
 		return codes.InvalidArgument
 	case heraldpb.ErrorReason_OFFSET_OUT_OF_RANGE:
 		return codes.OutOfRange
@@ -334,6 +378,100 @@ func Corruption(partition, offset uint64, format string, args ...any) error {
 		Metadata: map[string]string{
 			MetadataPartition: strconv.FormatUint(partition, 10),
 			MetadataOffset:    strconv.FormatUint(offset, 10),
+		},
+	}
+}
+
+// TenantNotFound reports that no tenant has the id.
+func TenantNotFound(id string) error {
+	return &Error{
+		Reason:   heraldpb.ErrorReason_TENANT_NOT_FOUND,
+		Code:     codes.NotFound,
+		Message:  fmt.Sprintf("client: tenant %q not found", id),
+		Metadata: map[string]string{MetadataTenant: id},
+	}
+}
+
+// TenantExists reports that a tenant with the id already exists.
+func TenantExists(id string) error {
+	return &Error{
+		Reason:   heraldpb.ErrorReason_TENANT_EXISTS,
+		Code:     codes.AlreadyExists,
+		Message:  fmt.Sprintf("client: tenant %q already exists", id),
+		Metadata: map[string]string{MetadataTenant: id},
+	}
+}
+
+// SchemaVersionNotAllowed reports an event of schema at a version the topic
+// does not allow; allowed lists the versions it does.
+func SchemaVersionNotAllowed(schema string, version uint32, allowed []uint32) error {
+	list := make([]string, len(allowed))
+	for i, v := range allowed {
+		list[i] = strconv.FormatUint(uint64(v), 10)
+	}
+	return &Error{
+		Reason:  heraldpb.ErrorReason_SCHEMA_VERSION_NOT_ALLOWED,
+		Code:    codes.InvalidArgument,
+		Message: fmt.Sprintf("client: schema %q version %d not allowed (allowed: %s)", schema, version, strings.Join(list, ",")),
+		Metadata: map[string]string{
+			MetadataSchema:  schema,
+			MetadataVersion: strconv.FormatUint(uint64(version), 10),
+			MetadataAllowed: strings.Join(list, ","),
+		},
+	}
+}
+
+// TTLTooLarge reports an event TTL of ttlMs over the topic's maximum maxMs.
+func TTLTooLarge(ttlMs, maxMs int64) error {
+	return &Error{
+		Reason:  heraldpb.ErrorReason_TTL_TOO_LARGE,
+		Code:    codes.InvalidArgument,
+		Message: fmt.Sprintf("client: ttl too large: %d ms, max %d ms", ttlMs, maxMs),
+		Metadata: map[string]string{
+			MetadataTTLMs:    strconv.FormatInt(ttlMs, 10),
+			MetadataMaxTTLMs: strconv.FormatInt(maxMs, 10),
+		},
+	}
+}
+
+// MissingField reports an event without an envelope field the topic
+// requires.
+func MissingField(field, format string, args ...any) error {
+	return &Error{
+		Reason:   heraldpb.ErrorReason_MISSING_FIELD,
+		Code:     codes.InvalidArgument,
+		Message:  "client: missing " + field + ": " + fmt.Sprintf(format, args...),
+		Metadata: map[string]string{MetadataField: field},
+	}
+}
+
+// TopicInUse reports a delete, without force, of a topic whose last event
+// was produced at lastProduceUnixNano (recently).
+func TopicInUse(topic string, lastProduceUnixNano int64) error {
+	return &Error{
+		Reason: heraldpb.ErrorReason_TOPIC_IN_USE,
+		Code:   codes.FailedPrecondition,
+		Message: fmt.Sprintf("client: topic %q is in use: last event produced at %s; delete with force to delete anyway",
+			topic, time.Unix(0, lastProduceUnixNano).UTC().Format(time.RFC3339Nano)),
+		Metadata: map[string]string{
+			MetadataTopic:               topic,
+			MetadataLastProduceUnixNano: strconv.FormatInt(lastProduceUnixNano, 10),
+		},
+	}
+}
+
+// OutOfOrderSequence reports an idempotent producer's event whose
+// producer_seq is got where the cluster expected expected. Nothing of the
+// request was written.
+func OutOfOrderSequence(producerID string, expected, got uint64) error {
+	return &Error{
+		Reason:  heraldpb.ErrorReason_OUT_OF_ORDER_SEQUENCE,
+		Code:    codes.FailedPrecondition,
+		Message: fmt.Sprintf("client: producer %s: out of order sequence %d, expected %d", producerID, got, expected),
+		Metadata: map[string]string{
+			MetadataProducerID: producerID,
+			MetadataExpected:   strconv.FormatUint(expected, 10),
+			MetadataGot:        strconv.FormatUint(got, 10),
 		},
 	}
 }

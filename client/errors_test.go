@@ -30,6 +30,8 @@ func TestErrorRoundTrip(t *testing.T) {
 	sentinels := []error{
 		ErrTopicNotFound, ErrTopicExists, ErrInvalidArgument, ErrPayloadTooLarge, ErrNoLeader, ErrUnavailable,
 		ErrUnknownOutcome, ErrPartitionNotFound, ErrCorruption, ErrOffsetOutOfRange, ErrNotLeader,
+		ErrTenantNotFound, ErrTenantExists, ErrSchemaVersionNotAllowed, ErrTTLTooLarge, ErrMissingField,
+		ErrTopicInUse, ErrOutOfOrderSequence,
 	}
 	cases := []struct {
 		name   string
@@ -82,6 +84,39 @@ func TestErrorRoundTrip(t *testing.T) {
 				require.ErrorAs(t, got, &nl)
 				assert.Empty(t, nl.LeaderAddr)
 			}},
+		{name: "tenant not found", err: TenantNotFound("acme"), code: codes.NotFound,
+			reason: heraldpb.ErrorReason_TENANT_NOT_FOUND, is: []error{ErrTenantNotFound},
+			check: metadataIs(map[string]string{MetadataTenant: "acme"})},
+		{name: "tenant exists", err: TenantExists("acme"), code: codes.AlreadyExists,
+			reason: heraldpb.ErrorReason_TENANT_EXISTS, is: []error{ErrTenantExists},
+			check: metadataIs(map[string]string{MetadataTenant: "acme"})},
+		{name: "schema version not allowed", err: SchemaVersionNotAllowed("order", 3, []uint32{1, 2}), code: codes.InvalidArgument,
+			reason: heraldpb.ErrorReason_SCHEMA_VERSION_NOT_ALLOWED, is: []error{ErrSchemaVersionNotAllowed},
+			check: func(t *testing.T, got error) {
+				metadataIs(map[string]string{MetadataSchema: "order", MetadataVersion: "3", MetadataAllowed: "1,2"})(t, got)
+				assert.Contains(t, got.Error(), `schema "order" version 3 not allowed`)
+			}},
+		{name: "schema version, none allowed", err: SchemaVersionNotAllowed("order", 1, nil), code: codes.InvalidArgument,
+			reason: heraldpb.ErrorReason_SCHEMA_VERSION_NOT_ALLOWED, is: []error{ErrSchemaVersionNotAllowed},
+			check: metadataIs(map[string]string{MetadataSchema: "order", MetadataVersion: "1", MetadataAllowed: ""})},
+		{name: "ttl too large", err: TTLTooLarge(90_000, 60_000), code: codes.InvalidArgument,
+			reason: heraldpb.ErrorReason_TTL_TOO_LARGE, is: []error{ErrTTLTooLarge},
+			check: metadataIs(map[string]string{MetadataTTLMs: "90000", MetadataMaxTTLMs: "60000"})},
+		{name: "missing field", err: MissingField("correlation_id", "topic %q requires it", "orders"), code: codes.InvalidArgument,
+			reason: heraldpb.ErrorReason_MISSING_FIELD, is: []error{ErrMissingField},
+			check: func(t *testing.T, got error) {
+				metadataIs(map[string]string{MetadataField: "correlation_id"})(t, got)
+				assert.Contains(t, got.Error(), `missing correlation_id: topic "orders" requires it`)
+			}},
+		{name: "topic in use", err: TopicInUse("orders", 1_700_000_000_000_000_000), code: codes.FailedPrecondition,
+			reason: heraldpb.ErrorReason_TOPIC_IN_USE, is: []error{ErrTopicInUse},
+			check: func(t *testing.T, got error) {
+				metadataIs(map[string]string{MetadataTopic: "orders", MetadataLastProduceUnixNano: "1700000000000000000"})(t, got)
+				assert.Contains(t, got.Error(), "2023-11-14T22:13:20Z")
+			}},
+		{name: "out of order sequence", err: OutOfOrderSequence("p-1", 4, 9), code: codes.FailedPrecondition,
+			reason: heraldpb.ErrorReason_OUT_OF_ORDER_SEQUENCE, is: []error{ErrOutOfOrderSequence},
+			check: metadataIs(map[string]string{MetadataProducerID: "p-1", MetadataExpected: "4", MetadataGot: "9"})},
 		{name: "wrapped typed error keeps its kind and the wrapping text",
 			err: fmt.Errorf("server: produce orders: %w", TopicNotFound("orders")), code: codes.NotFound,
 			reason: heraldpb.ErrorReason_TOPIC_NOT_FOUND, is: []error{ErrTopicNotFound},
@@ -180,6 +215,12 @@ func TestRefusedAndTransientClassification(t *testing.T) {
 		{&Error{Code: codes.Internal}, false, false},
 		{&Error{Code: codes.Unimplemented}, true, false},
 		{ErrClosed, false, false},
+		{TenantNotFound("a"), true, false},
+		{TTLTooLarge(2, 1), true, false},
+		{MissingField("key", "x"), true, false},
+		{SchemaVersionNotAllowed("s", 2, []uint32{1}), true, false},
+		{TopicInUse("t", 1), true, false},
+		{OutOfOrderSequence("p", 1, 3), true, false},
 	}
 	for _, tc := range cases {
 		assert.Equal(t, tc.refused, refused(tc.err), "refused(%v)", tc.err)

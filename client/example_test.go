@@ -61,6 +61,12 @@ func ExampleClient_Produce() {
 		fmt.Println("create topic:", err)
 		return
 	}
+	// A topic accepts the events of registered tenants (unless it was
+	// created with AutoTenants).
+	if _, err := cl.CreateTenant(ctx, &client.Tenant{Id: "acme", DisplayName: "Acme Corp"}); err != nil {
+		fmt.Println("create tenant:", err)
+		return
+	}
 	// Every event of tenant "acme" goes to the same partition, so its
 	// sequence orders them; offsets number the partition's events.
 	results, err := cl.Produce(ctx, "orders",
@@ -99,6 +105,12 @@ func ExampleClient_Fetch() {
 	if _, err := cl.CreateTopic(ctx, &client.TopicConfig{Name: "orders", Partitions: 3, ReplicationFactor: 1}); err != nil {
 		fmt.Println("create topic:", err)
 		return
+	}
+	for _, tenant := range []string{"acme", "globex"} {
+		if _, err := cl.CreateTenant(ctx, &client.Tenant{Id: tenant}); err != nil {
+			fmt.Println("create tenant:", err)
+			return
+		}
 	}
 	// "acme" and "globex" both map to partition 2 of 3, so they share it.
 	if _, err := cl.Produce(ctx, "orders",
@@ -180,6 +192,13 @@ func Example_errors() {
 	_, err = cl.CreateTopic(ctx, cfg)
 	fmt.Println("topic exists:", errors.Is(err, client.ErrTopicExists))
 
+	_, err = cl.Produce(ctx, "orders", &client.Event{TenantId: "acme", Payload: []byte("hello")})
+	fmt.Println("unknown tenant:", errors.Is(err, client.ErrTenantNotFound))
+	if _, err := cl.CreateTenant(ctx, &client.Tenant{Id: "acme"}); err != nil {
+		fmt.Println("create tenant:", err)
+		return
+	}
+
 	_, err = cl.Produce(ctx, "orders", &client.Event{TenantId: "acme", Payload: []byte("more than sixteen bytes")})
 	fmt.Println("payload too large:", errors.Is(err, client.ErrPayloadTooLarge))
 
@@ -195,6 +214,54 @@ func Example_errors() {
 	// Output:
 	// unknown topic: true
 	// topic exists: true
+	// unknown tenant: true
 	// payload too large: true
 	// offset out of range: the partition holds [0, 1)
+}
+
+// An idempotent producer numbers its events, so that Send can resend after
+// any failure without storing an event twice; a resent event that the
+// cluster already had comes back with Duplicate set.
+func ExampleClient_NewProducer() {
+	addr, stop := startExampleCluster()
+	defer stop()
+	ctx, cancel := context.WithTimeout(context.Background(), exampleTimeout)
+	defer cancel()
+	cl, err := client.New(ctx, client.Config{Servers: []string{addr}})
+	if err != nil {
+		fmt.Println("connect:", err)
+		return
+	}
+	defer cl.Close()
+
+	// AutoTenants: this topic takes any tenant's events without CreateTenant.
+	if _, err := cl.CreateTopic(ctx, &client.TopicConfig{Name: "orders", Partitions: 3, ReplicationFactor: 1, AutoTenants: true}); err != nil {
+		fmt.Println("create topic:", err)
+		return
+	}
+	producer, err := cl.NewProducer(ctx, "orders")
+	if err != nil {
+		fmt.Println("new producer:", err)
+		return
+	}
+	defer producer.Close()
+
+	events := []*client.Event{
+		{TenantId: "acme", Payload: []byte("order created")},
+		{TenantId: "acme", Payload: []byte("order paid")},
+	}
+	results, err := producer.Send(ctx, events...)
+	if err != nil {
+		// errors.Is(err, client.ErrUnknownOutcome): the retries ran out;
+		// these events may or may not be in the log.
+		fmt.Println("send:", err)
+		return
+	}
+	for i, r := range results {
+		fmt.Printf("offset=%d sequence=%d producer_seq=%d duplicate=%t\n",
+			r.GetOffset(), r.GetSequence(), events[i].GetProducerSeq(), r.GetDuplicate())
+	}
+	// Output:
+	// offset=0 sequence=1 producer_seq=1 duplicate=false
+	// offset=1 sequence=2 producer_seq=2 duplicate=false
 }

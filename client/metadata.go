@@ -11,8 +11,20 @@ import (
 // topicRoute is what the SDK needs to route a topic's requests.
 type topicRoute struct {
 	partitions uint32
+	ordering   heraldpb.Ordering
 	// leaders holds each partition's leader address; "" when unknown.
 	leaders []string
+}
+
+// topicShape is what routing an event needs: see PartitionFor.
+type topicShape struct {
+	partitions uint32
+	ordering   heraldpb.Ordering
+}
+
+// partitionFor routes an event (whose id is set when the ordering needs it).
+func (s topicShape) partitionFor(e *heraldpb.Event) uint32 {
+	return PartitionFor(s.ordering, e.GetTenantId(), e.GetKey(), e.GetEventId(), s.partitions)
 }
 
 // metadataCache holds the cluster's shape as last seen: the nodes, each
@@ -80,7 +92,7 @@ func (m *metadataCache) updateTopicLocked(t *heraldpb.TopicInfo) {
 	for _, p := range t.GetPartitions() {
 		count = max(count, p.GetIndex()+1)
 	}
-	route := &topicRoute{partitions: count, leaders: make([]string, count)}
+	route := &topicRoute{partitions: count, ordering: t.GetConfig().GetOrdering(), leaders: make([]string, count)}
 	for _, p := range t.GetPartitions() {
 		addr := p.GetLeaderAddr()
 		if addr == "" && p.GetLeaderId() != "" {
@@ -100,6 +112,25 @@ func (m *metadataCache) partitions(topic string) (uint32, bool) {
 		return 0, false
 	}
 	return r.partitions, true
+}
+
+// shape returns the topic's partition count and ordering, if the topic is
+// known.
+func (m *metadataCache) shape(topic string) (topicShape, bool) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	r, ok := m.mu.topics[topic]
+	if !ok {
+		return topicShape{}, false
+	}
+	return topicShape{partitions: r.partitions, ordering: r.ordering}, true
+}
+
+// forgetTopic drops a topic (deleted, or found missing).
+func (m *metadataCache) forgetTopic(topic string) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	delete(m.mu.topics, topic)
 }
 
 // leader returns the cached leader address of a partition, or "".

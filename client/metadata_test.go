@@ -57,3 +57,19 @@ func TestMetadataCacheRoutes(t *testing.T) {
 	single := newMetadataCache([]string{"only:1"})
 	assert.Equal(t, "only:1", single.nextServer("only:1"), "the only server is used even when it failed")
 }
+
+func TestMetadataCacheKeepsTheOrdering(t *testing.T) {
+	m := newMetadataCache([]string{"seed:1"})
+	info := topicInfo("k", "", "")
+	info.Config.Ordering = heraldpb.Ordering_PER_KEY
+	m.updateTopic(info)
+
+	s, ok := m.shape("k")
+	assert.True(t, ok)
+	assert.Equal(t, topicShape{partitions: 2, ordering: heraldpb.Ordering_PER_KEY}, s)
+	assert.Equal(t, PartitionFor(heraldpb.Ordering_PER_KEY, "acme", []byte("x"), "", 2), s.partitionFor(&heraldpb.Event{TenantId: "acme", Key: []byte("x")}))
+
+	m.forgetTopic("k")
+	_, ok = m.shape("k")
+	assert.False(t, ok)
+}

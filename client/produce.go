@@ -7,13 +7,20 @@ import (
 	"slices"
 	"sync"
 
+	"github.com/google/uuid"
+
 	"github.com/heraldlog/herald/client/heraldpb"
 )
 
 // Produce appends events to topic and returns one result per event, in the
 // order given: its partition, offset, tenant sequence and event id. Each
-// event needs a tenant id; all of a tenant's events go to the partition
-// PartitionForTenant picks, so its sequence orders them.
+// event needs a tenant id.
+//
+// Routing follows the topic's ordering (PartitionFor): per tenant (the
+// default), per key, or by event id. Produce first gives every event
+// without an EventId a fresh UUIDv7, in the caller's Event (so the caller
+// learns the id, and resending the same *Event keeps it, which a topic's
+// dedupe window recognises).
 //
 // Events are grouped by partition and each group is sent to that
 // partition's leader (any node when it is not known yet), the groups
@@ -27,38 +34,81 @@ import (
 // is retried with backoff on another node, at most Config.MaxRetries times
 // and while ctx lasts.
 //
-// No resend of an ambiguous write: Herald has no idempotent producers yet,
-// so a request that may have reached a node and failed without a definite
-// refusal (an attempt timeout after sending, a connection lost mid-call, an
-// UNKNOWN_OUTCOME answer) is not resent, since that could append its events
-// twice. Its error matches ErrUnknownOutcome: the events may or may not be
-// in the log, and the caller decides (for example by reading the tenant's
-// latest events). Producer ids will make such retries safe.
+// No resend of an ambiguous write: a request that may have reached a node
+// and failed without a definite refusal (an attempt timeout after sending,
+// a connection lost mid-call, an UNKNOWN_OUTCOME answer) is not resent,
+// since that could append its events twice. Its error matches
+// ErrUnknownOutcome: the events may or may not be in the log, and the
+// caller decides (for example by reading the tenant's latest events). A
+// Producer (NewProducer) numbers its events so that such resends are safe,
+// and does resend.
 //
-// Produce is safe for concurrent use; it blocks until every group is done.
+// Produce is safe for concurrent use, but the events of one call must not
+// be used by another goroutine until it returns; it blocks until every
+// group is done.
 func (c *Client) Produce(ctx context.Context, topic string, events ...*Event) ([]*ProduceResult, error) {
-	if topic == "" {
-		return nil, InvalidArgument("topic", "a topic name is required")
-	}
-	for i, e := range events {
-		if e == nil {
-			return nil, InvalidArgument("events", "event %d is nil", i)
-		}
-		if e.GetTenantId() == "" {
-			return nil, InvalidArgument("tenant_id", "event %d has no tenant id", i)
-		}
+	if err := validateEvents(topic, events); err != nil {
+		return nil, err
 	}
 	if len(events) == 0 {
 		return nil, nil
 	}
-	partitions, err := c.partitions(ctx, topic)
+	if err := assignEventIDs(events); err != nil {
+		return nil, err
+	}
+	shape, err := c.shape(ctx, topic)
 	if err != nil {
 		return nil, err
 	}
+	order, groups := groupByPartition(shape, events)
+	results := make([]*ProduceResult, len(events))
+	errs := forEachGroup(order, func(p uint32) error {
+		return c.produceGroup(ctx, topic, p, groups[p], events, results, false)
+	})
+	if err := errors.Join(errs...); err != nil {
+		return results, err
+	}
+	return results, nil
+}
 
-	groups := make(map[uint32][]int) // partition -> indexes into events
+// validateEvents checks what can be checked before anything is sent.
+func validateEvents(topic string, events []*Event) error {
+	if topic == "" {
+		return InvalidArgument("topic", "a topic name is required")
+	}
 	for i, e := range events {
-		p := PartitionForTenant(e.GetTenantId(), partitions)
+		if e == nil {
+			return InvalidArgument("events", "event %d is nil", i)
+		}
+		if e.GetTenantId() == "" {
+			return InvalidArgument("tenant_id", "event %d has no tenant id", i)
+		}
+	}
+	return nil
+}
+
+// assignEventIDs gives every event without an id a UUIDv7, so that it can
+// be routed by id (ordering NONE) and recognised if sent again.
+func assignEventIDs(events []*Event) error {
+	for _, e := range events {
+		if e.GetEventId() != "" {
+			continue
+		}
+		id, err := uuid.NewV7()
+		if err != nil {
+			return fmt.Errorf("client: making an event id: %w", err)
+		}
+		e.EventId = id.String()
+	}
+	return nil
+}
+
+// groupByPartition routes events and returns the partitions used, in
+// ascending order, and each one's event indexes in the order given.
+func groupByPartition(shape topicShape, events []*Event) ([]uint32, map[uint32][]int) {
+	groups := make(map[uint32][]int)
+	for i, e := range events {
+		p := shape.partitionFor(e)
 		groups[p] = append(groups[p], i)
 	}
 	order := make([]uint32, 0, len(groups))
@@ -66,31 +116,31 @@ func (c *Client) Produce(ctx context.Context, topic string, events ...*Event) ([
 		order = append(order, p)
 	}
 	slices.Sort(order)
+	return order, groups
+}
 
-	results := make([]*ProduceResult, len(events))
+// forEachGroup runs send for every partition of order, concurrently when
+// there are several, and returns their errors in the same order. The
+// goroutines it starts are owned by the call and done before it returns.
+func forEachGroup(order []uint32, send func(partition uint32) error) []error {
 	errs := make([]error, len(order))
 	if len(order) == 1 {
-		errs[0] = c.produceGroup(ctx, topic, order[0], groups[order[0]], events, results)
-	} else {
-		// One goroutine per partition group, each owned by this call and
-		// done before it returns; each writes only its own indexes.
-		var wg sync.WaitGroup
-		for k, p := range order {
-			wg.Go(func() {
-				errs[k] = c.produceGroup(ctx, topic, p, groups[p], events, results)
-			})
-		}
-		wg.Wait()
+		errs[0] = send(order[0])
+		return errs
 	}
-	if err := errors.Join(errs...); err != nil {
-		return results, err
+	var wg sync.WaitGroup
+	for k, p := range order {
+		wg.Go(func() { errs[k] = send(p) })
 	}
-	return results, nil
+	wg.Wait()
+	return errs
 }
 
 // produceGroup sends the events at indexes (all for partition) and writes
-// their results at the same indexes of results.
-func (c *Client) produceGroup(ctx context.Context, topic string, partition uint32, indexes []int, events []*Event, results []*ProduceResult) error {
+// their results at the same indexes of results. An idempotent group (every
+// event carries a producer id and sequence) is resent after an ambiguous
+// failure; see call.idempotent.
+func (c *Client) produceGroup(ctx context.Context, topic string, partition uint32, indexes []int, events []*Event, results []*ProduceResult, idempotent bool) error {
 	req := &heraldpb.ProduceRequest{Topic: topic, Events: make([]*heraldpb.Event, len(indexes))}
 	for j, i := range indexes {
 		req.Events[j] = events[i]
@@ -98,7 +148,7 @@ func (c *Client) produceGroup(ctx context.Context, topic string, partition uint3
 	op := fmt.Sprintf("produce to %s/%d", topic, partition)
 	var resp *heraldpb.ProduceResponse
 	err := c.run(ctx, call{
-		op: op, topic: topic, partition: partition, bound: true, mutating: true,
+		op: op, topic: topic, partition: partition, bound: true, mutating: true, idempotent: idempotent,
 		do: func(ctx context.Context, hc heraldpb.HeraldClient) error {
 			r, err := hc.Produce(ctx, req)
 			resp = r
@@ -106,6 +156,9 @@ func (c *Client) produceGroup(ctx context.Context, topic string, partition uint3
 		},
 	})
 	if err != nil {
+		if errors.Is(err, ErrTopicNotFound) {
+			c.meta.forgetTopic(topic)
+		}
 		return err
 	}
 	if got := len(resp.GetResults()); got != len(indexes) {

@@ -29,6 +29,12 @@ type call struct {
 	// mutating calls must not be resent once they may have reached a
 	// server and their outcome is unknown.
 	mutating bool
+	// idempotent mutating calls (an idempotent producer's events, which
+	// the cluster recognises when they come again) are resent after an
+	// ambiguous failure too; if the call then fails, its error still
+	// matches ErrUnknownOutcome, since an earlier attempt may have been
+	// applied.
+	idempotent bool
 	// do makes one attempt on the given server.
 	do func(ctx context.Context, hc heraldpb.HeraldClient) error
 }
@@ -46,13 +52,24 @@ type call struct {
 //     DeadlineExceeded of an attempt, ResourceExhausted, Aborted).
 //
 // A mutating call that may have reached a server and did not get a
-// definite refusal fails with an error wrapping ErrUnknownOutcome.
+// definite refusal fails with an error wrapping ErrUnknownOutcome, unless
+// it is idempotent: it is then retried like a transient failure, and only
+// if it finally fails does its error wrap ErrUnknownOutcome.
 func (c *Client) run(ctx context.Context, cl call) error {
 	var (
 		hint  string // an address named by NOT_LEADER, tried next
 		tried string // the address of the last attempt
 		hops  int
+		// maybeApplied: an earlier attempt of an idempotent call may have
+		// been applied, so any failure now has an unknown outcome.
+		maybeApplied bool
 	)
+	fail := func(addr string, err error) error {
+		if maybeApplied && !errors.Is(err, ErrUnknownOutcome) {
+			return unknownOutcome(cl.op, addr, err)
+		}
+		return err
+	}
 	for retry, attempts := 0, 1; ; attempts++ {
 		addr := hint
 		hint = ""
@@ -75,9 +92,9 @@ func (c *Client) run(ctx context.Context, cl call) error {
 				return unknownOutcome(cl.op, addr, err)
 			}
 			if errorReason(err) != heraldpb.ErrorReason_ERROR_REASON_UNSPECIFIED {
-				return err
+				return fail(addr, err)
 			}
-			return fmt.Errorf("client: %s via %s: %w", cl.op, addr, ctxErr(ctx, err))
+			return fail(addr, fmt.Errorf("client: %s via %s: %w", cl.op, addr, ctxErr(ctx, err)))
 		}
 
 		var notLeader *NotLeaderError
@@ -98,21 +115,24 @@ func (c *Client) run(ctx context.Context, cl call) error {
 			c.forget(cl, addr)
 		case !sent && transient(err):
 			c.forget(cl, addr)
+		case ambiguous && cl.idempotent:
+			maybeApplied = true
+			c.forget(cl, addr)
 		case ambiguous:
 			return unknownOutcome(cl.op, addr, err)
 		case !cl.mutating && transient(err):
 			c.forget(cl, addr)
 		default:
-			return annotate(cl.op, addr, err)
+			return fail(addr, annotate(cl.op, addr, err))
 		}
 
 		if retry >= c.cfg.MaxRetries {
-			return fmt.Errorf("client: %s: gave up after %d attempts: %w", cl.op, attempts, annotate(cl.op, addr, err))
+			return fail(addr, fmt.Errorf("client: %s: gave up after %d attempts: %w", cl.op, attempts, annotate(cl.op, addr, err)))
 		}
 		delay := c.backoff.delay(retry)
 		c.log.DebugContext(ctx, "herald: retrying", "op", cl.op, "addr", addr, "retry", retry+1, "backoff", delay, "err", err)
 		if werr := sleep(ctx, delay); werr != nil {
-			return fmt.Errorf("client: %s: %w; last attempt: %w", cl.op, werr, annotate(cl.op, addr, err))
+			return fail(addr, fmt.Errorf("client: %s: %w; last attempt: %w", cl.op, werr, annotate(cl.op, addr, err)))
 		}
 		retry++
 		hops = 0

@@ -3,6 +3,8 @@ package client
 import (
 	"hash/fnv"
 	"testing"
+
+	"github.com/heraldlog/herald/client/heraldpb"
 )
 
 // The routing hash is part of the wire contract: these values must never change.
@@ -39,4 +41,23 @@ func stdFNV(s string) uint64 {
 	h := fnv.New64a()
 	h.Write([]byte(s))
 	return h.Sum64()
+}
+
+func TestPartitionForOrderings(t *testing.T) {
+	const n = 5
+	if got, want := PartitionFor(heraldpb.Ordering_PER_TENANT, "acme", []byte("k"), "e", n), PartitionForTenant("acme", n); got != want {
+		t.Errorf("per-tenant: %d, want %d", got, want)
+	}
+	if got, want := PartitionFor(heraldpb.Ordering_ORDERING_UNSPECIFIED, "acme", nil, "", n), PartitionForTenant("acme", n); got != want {
+		t.Errorf("unspecified: %d, want %d", got, want)
+	}
+	if got, want := PartitionFor(heraldpb.Ordering_PER_KEY, "acme", []byte("order-7"), "e", n), uint32(stdFNV("order-7")%n); got != want {
+		t.Errorf("per-key: %d, want %d", got, want)
+	}
+	if got, want := PartitionFor(heraldpb.Ordering_PER_KEY, "acme", nil, "e", n), PartitionForTenant("acme", n); got != want {
+		t.Errorf("per-key without key: %d, want %d", got, want)
+	}
+	if got, want := PartitionFor(heraldpb.Ordering_NONE, "acme", []byte("k"), "evt-1", n), uint32(stdFNV("evt-1")%n); got != want {
+		t.Errorf("none: %d, want %d", got, want)
+	}
 }

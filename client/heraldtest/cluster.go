@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/heraldlog/herald/client"
 	"github.com/heraldlog/herald/client/heraldpb"
@@ -33,7 +34,14 @@ type Cluster struct {
 	mu struct {
 		sync.Mutex
 		topics           map[string]*topic
+		tenants          map[string]*heraldpb.Tenant
 		controllerLeader int // node index; -1 for none
+		// enforceTenants makes Produce refuse events of unregistered
+		// tenants on topics without auto_tenants; off by default.
+		enforceTenants bool
+		producers      map[string]bool // ids given by InitProducer
+		lastProducer   int
+		lastNow        int64 // the last produced_at stamped, for a clock that always advances
 	}
 }
 
@@ -43,6 +51,17 @@ type topic struct {
 	leaders []int // node index per partition; -1 for none
 	logs    [][]*heraldpb.Event
 	created time.Time
+	// lastSeqs is the last producer_seq stored per (partition, tenant,
+	// producer): the fake's producer dedupe state.
+	lastSeqs    map[producerKey]uint64
+	lastProduce int64 // Unix nanoseconds of the last append; 0: never
+}
+
+// producerKey names one idempotent producer's sequence in a partition.
+type producerKey struct {
+	partition uint32
+	tenant    string
+	producer  string
 }
 
 // Node is one fake node: a gRPC server with its own overrides.
@@ -66,6 +85,8 @@ func NewCluster(tb testing.TB, n int) *Cluster {
 	tb.Helper()
 	c := &Cluster{}
 	c.mu.topics = make(map[string]*topic)
+	c.mu.tenants = make(map[string]*heraldpb.Tenant)
+	c.mu.producers = make(map[string]bool)
 	for i := range n {
 		lis, err := net.Listen("tcp", "127.0.0.1:0")
 		if err != nil {
@@ -105,8 +126,66 @@ func (c *Cluster) CreateTopic(name string, partitions uint32, leaders ...int) {
 	c.createLocked(&heraldpb.TopicConfig{Name: name, Partitions: partitions, ReplicationFactor: uint32(len(c.Nodes))}, leaders)
 }
 
+// CreateTopicWith declares a topic with a full configuration (ordering,
+// TTLs, schema rules, ...); leaders are as for CreateTopic.
+func (c *Cluster) CreateTopicWith(cfg *heraldpb.TopicConfig, leaders ...int) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.createLocked(proto.CloneOf(cfg), leaders)
+}
+
+// TopicConfig returns a copy of a topic's configuration, or nil.
+func (c *Cluster) TopicConfig(name string) *heraldpb.TopicConfig {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	t, ok := c.mu.topics[name]
+	if !ok {
+		return nil
+	}
+	return proto.CloneOf(t.config)
+}
+
+// EnforceTenants makes Produce refuse, with TENANT_NOT_FOUND, the events of
+// tenants not created with CreateTenant on topics without auto_tenants, as
+// the real registry does. The fake accepts any tenant until then, so that
+// tests about other things need not register theirs.
+func (c *Cluster) EnforceTenants(on bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.mu.enforceTenants = on
+}
+
+// ExpireProducers forgets every idempotent producer's sequences, as the
+// cluster does for a producer idle past its window: its next event is
+// refused with OUT_OF_ORDER_SEQUENCE unless it restarts at 1.
+func (c *Cluster) ExpireProducers() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, t := range c.mu.topics {
+		clear(t.lastSeqs)
+	}
+}
+
+// ProducerIDs returns how many producer ids InitProducer gave out.
+func (c *Cluster) ProducerIDs() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.mu.producers)
+}
+
+// nowLocked returns the time to stamp on produced events: the wall clock,
+// but always after the last stamp, so that reads by time are exact.
+func (c *Cluster) nowLocked() int64 {
+	now := max(time.Now().UnixNano(), c.mu.lastNow+1)
+	c.mu.lastNow = now
+	return now
+}
+
 func (c *Cluster) createLocked(cfg *heraldpb.TopicConfig, leaders []int) *topic {
-	t := &topic{config: cfg, leaders: make([]int, cfg.GetPartitions()), logs: make([][]*heraldpb.Event, cfg.GetPartitions()), created: time.Now()}
+	t := &topic{
+		config: cfg, leaders: make([]int, cfg.GetPartitions()), logs: make([][]*heraldpb.Event, cfg.GetPartitions()), created: time.Now(),
+		lastSeqs: make(map[producerKey]uint64),
+	}
 	for p := range t.leaders {
 		if len(leaders) > 0 {
 			t.leaders[p] = leaders[p%len(leaders)]
@@ -220,6 +299,20 @@ func (n *Node) Default(ctx context.Context, req any) (any, error) {
 		return s.Fetch(ctx, r)
 	case *heraldpb.ClusterStatusRequest:
 		return s.ClusterStatus(ctx, r)
+	case *heraldpb.AlterTopicRequest:
+		return s.AlterTopic(ctx, r)
+	case *heraldpb.DeleteTopicRequest:
+		return s.DeleteTopic(ctx, r)
+	case *heraldpb.CreateTenantRequest:
+		return s.CreateTenant(ctx, r)
+	case *heraldpb.ListTenantsRequest:
+		return s.ListTenants(ctx, r)
+	case *heraldpb.DescribeTenantRequest:
+		return s.DescribeTenant(ctx, r)
+	case *heraldpb.SetTenantQuotaRequest:
+		return s.SetTenantQuota(ctx, r)
+	case *heraldpb.InitProducerRequest:
+		return s.InitProducer(ctx, r)
 	}
 	return nil, fmt.Errorf("heraldtest: no default for %T", req)
 }

@@ -3,7 +3,10 @@ package heraldtest
 import (
 	"context"
 	"fmt"
+	"slices"
 	"time"
+
+	"google.golang.org/protobuf/proto"
 
 	"github.com/heraldlog/herald/client"
 	"github.com/heraldlog/herald/client/heraldpb"
@@ -97,30 +100,69 @@ func (s *service) Produce(_ context.Context, req *heraldpb.ProduceRequest) (*her
 	if len(req.GetEvents()) == 0 {
 		return &heraldpb.ProduceResponse{}, nil
 	}
-	partition := client.PartitionForTenant(req.GetEvents()[0].GetTenantId(), t.config.GetPartitions())
-	maxBytes := t.config.GetMaxEventBytes()
-	if maxBytes == 0 {
-		maxBytes = defaultMaxEventBytes
+	route := func(e *heraldpb.Event) uint32 {
+		return client.PartitionFor(t.config.GetOrdering(), e.GetTenantId(), e.GetKey(), e.GetEventId(), t.config.GetPartitions())
 	}
+	partition := route(req.GetEvents()[0])
 	for _, e := range req.GetEvents() {
-		if e.GetTenantId() == "" {
-			return nil, client.InvalidArgument("tenant_id", "every event needs a tenant id")
+		if err := c.validateLocked(t, e); err != nil {
+			return nil, err
 		}
-		if p := client.PartitionForTenant(e.GetTenantId(), t.config.GetPartitions()); p != partition {
+		if p := route(e); p != partition {
 			// The real server accepts mixed requests; the fake insists on
 			// the SDK's grouping so that tests catch a routing bug.
 			return nil, client.InvalidArgument("events", "fake: events for partitions %d and %d in one request", partition, p)
-		}
-		if size := uint64(len(e.GetPayload())); size > maxBytes {
-			return nil, client.PayloadTooLarge(size, maxBytes)
 		}
 	}
 	if err := c.leaderCheckLocked(s.node, t, partition); err != nil {
 		return nil, err
 	}
-	resp := &heraldpb.ProduceResponse{}
-	now := time.Now().UnixNano()
+	// Check every idempotent event's sequence before writing any: a
+	// request is all or nothing.
+	lastSeqs := make(map[producerKey]uint64)
 	for _, e := range req.GetEvents() {
+		if e.GetProducerId() == "" {
+			continue
+		}
+		if !c.mu.producers[e.GetProducerId()] {
+			return nil, client.InvalidArgument("producer_id", "unknown producer %q", e.GetProducerId())
+		}
+		if e.GetProducerSeq() == 0 {
+			return nil, client.InvalidArgument("producer_seq", "an idempotent event's sequence starts at 1")
+		}
+		k := producerKey{partition: partition, tenant: e.GetTenantId(), producer: e.GetProducerId()}
+		last, ok := lastSeqs[k]
+		if !ok {
+			last = t.lastSeqs[k]
+		}
+		if seq := e.GetProducerSeq(); seq > last+1 {
+			return nil, client.OutOfOrderSequence(e.GetProducerId(), last+1, seq)
+		}
+		lastSeqs[k] = max(last, e.GetProducerSeq())
+	}
+	resp := &heraldpb.ProduceResponse{}
+	now := c.nowLocked()
+	for _, e := range req.GetEvents() {
+		// A duplicate by producer sequence, else by event id within the
+		// dedupe window (which still takes the producer's sequence).
+		var original *heraldpb.Event
+		if e.GetProducerId() != "" {
+			k := producerKey{partition: partition, tenant: e.GetTenantId(), producer: e.GetProducerId()}
+			if e.GetProducerSeq() <= t.lastSeqs[k] {
+				original = producerOriginal(t.logs[partition], e)
+			} else {
+				t.lastSeqs[k] = e.GetProducerSeq()
+			}
+		}
+		if original == nil {
+			original = c.dedupeLocked(t, partition, e)
+		}
+		if original != nil {
+			resp.Results = append(resp.Results, &heraldpb.ProduceResult{
+				Partition: partition, Offset: original.GetOffset(), Sequence: original.GetSequence(), EventId: original.GetEventId(), Duplicate: true,
+			})
+			continue
+		}
 		offset := uint64(len(t.logs[partition]))
 		var sequence uint64 = 1
 		for _, prev := range t.logs[partition] {
@@ -128,17 +170,104 @@ func (s *service) Produce(_ context.Context, req *heraldpb.ProduceRequest) (*her
 				sequence++
 			}
 		}
-		stored := &heraldpb.Event{
-			EventId: e.GetEventId(), TenantId: e.GetTenantId(), Key: e.GetKey(), Offset: offset, Sequence: sequence,
-			CausationId: e.GetCausationId(), Payload: e.GetPayload(), ProducedAtUnixNano: now, Partition: partition,
-		}
+		stored := proto.CloneOf(e)
+		stored.Offset, stored.Sequence, stored.ProducedAtUnixNano, stored.Partition = offset, sequence, now, partition
 		if stored.EventId == "" {
 			stored.EventId = fmt.Sprintf("evt-%d-%d", partition, offset)
 		}
 		t.logs[partition] = append(t.logs[partition], stored)
+		t.lastProduce = now
 		resp.Results = append(resp.Results, &heraldpb.ProduceResult{Partition: partition, Offset: offset, Sequence: sequence, EventId: stored.EventId})
 	}
 	return resp, nil
+}
+
+// validateLocked applies the topic's rules to one event, as the real
+// server does before proposing anything.
+func (c *Cluster) validateLocked(t *topic, e *heraldpb.Event) error {
+	cfg := t.config
+	maxBytes := cfg.GetMaxEventBytes()
+	if maxBytes == 0 {
+		maxBytes = defaultMaxEventBytes
+	}
+	if e.GetTenantId() == "" {
+		return client.InvalidArgument("tenant_id", "every event needs a tenant id")
+	}
+	if size := uint64(len(e.GetPayload())); size > maxBytes {
+		return client.PayloadTooLarge(size, maxBytes)
+	}
+	if _, known := c.mu.tenants[e.GetTenantId()]; c.mu.enforceTenants && !known && !cfg.GetAutoTenants() {
+		return client.TenantNotFound(e.GetTenantId())
+	}
+	if e.GetTtlMs() < 0 {
+		return client.InvalidArgument("ttl_ms", "negative ttl %d", e.GetTtlMs())
+	}
+	if maxTTL := cfg.GetMaxTtlMs(); maxTTL > 0 && e.GetTtlMs() > maxTTL {
+		return client.TTLTooLarge(e.GetTtlMs(), maxTTL)
+	}
+	if allowed := cfg.GetSchemaVersions(); len(allowed) > 0 && e.GetSchema() != "" && !slices.Contains(allowed, e.GetSchemaVersion()) {
+		return client.SchemaVersionNotAllowed(e.GetSchema(), e.GetSchemaVersion(), allowed)
+	}
+	for _, field := range cfg.GetRequiredFields() {
+		if !hasField(e, field) {
+			return client.MissingField(field, "topic %q requires it", cfg.GetName())
+		}
+	}
+	return nil
+}
+
+// hasField reports whether e sets the named envelope field.
+func hasField(e *heraldpb.Event, field string) bool {
+	switch field {
+	case "event_id":
+		return e.GetEventId() != ""
+	case "key":
+		return len(e.GetKey()) > 0
+	case "causation_id":
+		return e.GetCausationId() != ""
+	case "correlation_id":
+		return e.GetCorrelationId() != ""
+	case "traceparent":
+		return e.GetTraceparent() != ""
+	case "schema":
+		return e.GetSchema() != ""
+	case "content_type":
+		return e.GetContentType() != ""
+	}
+	return true
+}
+
+// dedupeLocked returns the stored event that e repeats by event id within
+// the topic's dedupe window, or nil.
+func (c *Cluster) dedupeLocked(t *topic, partition uint32, e *heraldpb.Event) *heraldpb.Event {
+	window := t.config.GetDedupeWindowMs()
+	if window <= 0 || e.GetEventId() == "" {
+		return nil
+	}
+	since := c.mu.lastNow - window*int64(time.Millisecond)
+	for _, prev := range t.logs[partition] {
+		if prev.GetEventId() == e.GetEventId() && prev.GetProducedAtUnixNano() >= since {
+			return prev
+		}
+	}
+	return nil
+}
+
+// producerOriginal returns the stored event that e repeats by producer
+// sequence. When that sequence was itself an event-id duplicate, nothing
+// holds it: the stored event with e's id stands for it.
+func producerOriginal(log []*heraldpb.Event, e *heraldpb.Event) *heraldpb.Event {
+	for _, prev := range log {
+		if prev.GetTenantId() == e.GetTenantId() && prev.GetProducerId() == e.GetProducerId() && prev.GetProducerSeq() == e.GetProducerSeq() {
+			return prev
+		}
+	}
+	for _, prev := range log {
+		if e.GetEventId() != "" && prev.GetEventId() == e.GetEventId() {
+			return prev
+		}
+	}
+	return &heraldpb.Event{} // retention would have dropped it; the fake keeps everything
 }
 
 func (s *service) Fetch(_ context.Context, req *heraldpb.FetchRequest) (*heraldpb.FetchResponse, error) {
@@ -183,6 +312,15 @@ func (s *service) Fetch(_ context.Context, req *heraldpb.FetchRequest) (*heraldp
 			return resp, nil
 		}
 		return scan(resp, log, 0, req.GetTenantId(), limit), nil
+	case *heraldpb.FetchRequest_TimeUnixNano:
+		from := high
+		for _, e := range log {
+			if e.GetProducedAtUnixNano() >= start.TimeUnixNano {
+				from = e.GetOffset()
+				break
+			}
+		}
+		return scan(resp, log, from, req.GetTenantId(), limit), nil
 	case *heraldpb.FetchRequest_Offset:
 		if start.Offset > high {
 			return nil, client.OffsetOutOfRange(start.Offset, 0, high)

@@ -9,11 +9,13 @@ import (
 	"net"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/heraldlog/herald/client"
+	"github.com/heraldlog/herald/client/heraldpb"
 	"github.com/heraldlog/herald/client/heraldtest"
 )
 
@@ -75,6 +77,29 @@ func TestUsageErrorsExitTwoBeforeConnecting(t *testing.T) {
 		{[]string{"topic", "create", "--partitions", "3", "--replication", "3"}, "accepts 1 arg(s)"},
 		{[]string{"topic", "create", "t", "--partitions", "0", "--replication", "3"}, "at least 1"},
 		{[]string{"topic", "frobnicate"}, `unknown command "frobnicate"`},
+		{[]string{"topic", "create", "t", "--partitions", "1", "--replication", "1", "--retention-age", "7x"}, `invalid argument "7x" for "--retention-age" flag`},
+		{[]string{"topic", "create", "t", "--partitions", "1", "--replication", "1", "--default-ttl", "-1s"}, `"--default-ttl" flag: want a non-negative duration`},
+		{[]string{"topic", "create", "t", "--partitions", "1", "--replication", "1", "--dedupe-window", "1500us"}, `"--dedupe-window" flag: want a whole number of milliseconds`},
+		{[]string{"topic", "create", "t", "--partitions", "1", "--replication", "1", "--ordering", "sideways"}, `"--ordering" flag: want per-tenant, per-key or none`},
+		{[]string{"topic", "create", "t", "--partitions", "1", "--replication", "1", "--schema", "s", "--schema-versions", "1,x"}, `"--schema-versions" flag: "x" is not a schema version`},
+		{[]string{"topic", "create", "t", "--partitions", "1", "--replication", "1", "--schema-versions", "0"}, `"--schema-versions" flag`},
+		{[]string{"topic", "create", "t", "--partitions", "1", "--replication", "1", "--schema-versions", "1"}, "--schema-versions needs --schema"},
+		{[]string{"topic", "create", "t", "--partitions", "1", "--replication", "1", "--required-fields", "key,colour"}, `"--required-fields" flag: "colour" is not an envelope field`},
+		{[]string{"topic", "create", "t", "--partitions", "1", "--replication", "1", "--default-ttl", "2d", "--max-ttl", "1d"}, "--default-ttl 2d is over --max-ttl 1d"},
+		{[]string{"topic", "create", "t", "--partitions", "1", "--replication", "1", "--retention-bytes", "-5"}, `"--retention-bytes" flag`},
+		{[]string{"topic", "alter", "t"}, "nothing to alter"},
+		{[]string{"topic", "alter", "t", "--max-ttl", "forever"}, `"--max-ttl" flag`},
+		{[]string{"topic", "alter", "t", "--partitions", "3"}, "unknown flag: --partitions"},
+		{[]string{"topic", "delete"}, "accepts 1 arg(s)"},
+		{[]string{"tenant", "create"}, "accepts 1 arg(s)"},
+		{[]string{"tenant", "create", "acme", "--burst", "lots"}, `"--burst" flag`},
+		{[]string{"tenant", "set-quota", "acme"}, "nothing to set"},
+		{[]string{"tenant", "frobnicate"}, `unknown command "frobnicate"`},
+		{[]string{"produce", "--topic", "t", "--tenant", "a", "--event-id-suffix-line"}, "--event-id-suffix-line needs --event-id"},
+		{[]string{"produce", "--topic", "t", "--tenant", "a", "--schema-version", "2"}, "--schema-version needs --schema"},
+		{[]string{"produce", "--topic", "t", "--tenant", "a", "--ttl", "5y"}, `"--ttl" flag`},
+		{[]string{"produce", "--topic", "t", "--tenant", "a", "--retries", "-1"}, "--retries -1"},
+		{[]string{"consume", "--topic", "t", "--partition", "0", "--from", "time:yesterday"}, "not an RFC 3339 time"},
 		{[]string{"topic", "list", "--timeout", "0s"}, "--timeout must be positive"},
 		{[]string{"serve", "--id", "n1"}, "data dir is required"},
 		{[]string{"serve", "--id", "n1", "--data", "d", "--grpc", "127.0.0.1:1", "--http", "127.0.0.1:2", "--log-format", "xml"}, `--log-format "xml"`},
@@ -178,7 +203,8 @@ func TestProduceThenConsume(t *testing.T) {
 		assert.Equal(t, float64(i), p["offset"], "in input order")
 		assert.Equal(t, float64(i+1), p["sequence"])
 		assert.NotEmpty(t, p["event_id"])
-		assert.Len(t, p, 4, "exactly the documented keys")
+		assert.Equal(t, false, p["duplicate"])
+		assert.Len(t, p, 5, "exactly the documented keys")
 	}
 
 	res = runCLI(t, "", env, "consume", "--topic", "orders", "--tenant", "acme")
@@ -241,13 +267,16 @@ func TestProduceErrors(t *testing.T) {
 	assert.Len(t, jsonLines(t, res.stdout), 2, "the lines before the bad one were produced")
 	assert.Len(t, cluster.Events("small", 0), 2)
 
-	// An ambiguous failure has its own exit code.
+	// An ambiguous failure has its own exit code, once the retries of the
+	// idempotent producer run out.
+	callsBefore := cluster.Nodes[0].Calls("Produce")
 	cluster.Nodes[0].Handle("Produce", func(context.Context, any) (any, error) {
 		return nil, client.UnknownOutcome("apply timed out")
 	})
-	res = runCLI(t, "x\n", env, "produce", "--topic", "small", "--tenant", "acme")
+	res = runCLI(t, "x\n", env, "produce", "--topic", "small", "--tenant", "acme", "--retries", "1")
 	assert.Equal(t, exitUnknownOutcome, res.code, res.stderr)
 	assert.Contains(t, res.stderr, "unknown outcome")
+	assert.Equal(t, 1+1, cluster.Nodes[0].Calls("Produce")-callsBefore, "the batch was resent --retries times")
 }
 
 func TestProduceBatches(t *testing.T) {
@@ -328,4 +357,229 @@ func TestReadLine(t *testing.T) {
 // span many ReadSlice calls.
 func newSmallReader(s string) *bufio.Reader {
 	return bufio.NewReaderSize(strings.NewReader(s), 16)
+}
+
+func TestTenantVerbs(t *testing.T) {
+	cluster := heraldtest.NewCluster(t, 1)
+	env := map[string]string{serverEnv: cluster.Nodes[0].Addr}
+
+	res := runCLI(t, "", env, "tenant", "create", "acme", "--display-name", "Acme Corp", "--events-per-sec", "100", "--burst", "20")
+	require.Equal(t, exitOK, res.code, res.stderr)
+	assert.Contains(t, res.stdout, "tenant acme: display name Acme Corp")
+	assert.Contains(t, res.stdout, "quota: events/s 100, bytes/s unlimited, burst 20, max inflight bytes unlimited")
+	res = runCLI(t, "", env, "tenant", "create", "acme")
+	assert.Equal(t, exitFailure, res.code)
+	assert.Contains(t, res.stderr, `tenant "acme" already exists`)
+	res = runCLI(t, "", env, "tenant", "create", "globex")
+	require.Equal(t, exitOK, res.code, res.stderr)
+
+	res = runCLI(t, "", env, "tenant", "list")
+	require.Equal(t, exitOK, res.code, res.stderr)
+	assert.Regexp(t, `(?m)^NAME\s+DISPLAY NAME\s+EVENTS/S\s+BYTES/S\s+BURST\s+MAX INFLIGHT BYTES\s+CREATED$`, res.stdout)
+	assert.Regexp(t, `(?m)^acme\s+Acme Corp\s+100\s+unlimited\s+20\s+unlimited\s+\d{4}-`, res.stdout)
+	assert.Regexp(t, `(?m)^globex\s+-\s+unlimited`, res.stdout)
+
+	res = runCLI(t, "", env, "tenant", "list", "--json")
+	require.Equal(t, exitOK, res.code, res.stderr)
+	var tenants []tenantView
+	require.NoError(t, json.Unmarshal([]byte(res.stdout), &tenants))
+	require.Len(t, tenants, 2)
+	assert.Equal(t, quotaView{EventsPerSec: 100, Burst: 20}, tenants[0].Quota)
+
+	// set-quota keeps the limits not given.
+	res = runCLI(t, "", env, "tenant", "set-quota", "acme", "--bytes-per-sec", "4096", "--burst", "0")
+	require.Equal(t, exitOK, res.code, res.stderr)
+	res = runCLI(t, "", env, "tenant", "describe", "acme", "--json")
+	require.Equal(t, exitOK, res.code, res.stderr)
+	var described tenantView
+	require.NoError(t, json.Unmarshal([]byte(res.stdout), &described))
+	assert.Equal(t, "Acme Corp", described.DisplayName)
+	assert.Equal(t, quotaView{EventsPerSec: 100, BytesPerSec: 4096}, described.Quota)
+	assert.NotEmpty(t, described.CreatedAt)
+
+	res = runCLI(t, "", env, "tenant", "describe", "initech")
+	assert.Equal(t, exitFailure, res.code)
+	assert.Contains(t, res.stderr, `tenant "initech" not found`)
+	res = runCLI(t, "", env, "tenant", "set-quota", "initech", "--burst", "1")
+	assert.Equal(t, exitFailure, res.code)
+	assert.Contains(t, res.stderr, `tenant "initech" not found`)
+}
+
+func TestTopicCreateAlterDelete(t *testing.T) {
+	cluster := heraldtest.NewCluster(t, 1)
+	env := map[string]string{serverEnv: cluster.Nodes[0].Addr}
+
+	res := runCLI(t, "", env, "topic", "create", "orders", "--partitions", "2", "--replication", "1",
+		"--ordering", "per-key", "--retention-age", "7d", "--retention-bytes", "1000000", "--retention-events", "500",
+		"--default-ttl", "1h30m", "--max-ttl", "1d12h", "--dedupe-window", "10m", "--auto-tenants",
+		"--schema", "order", "--schema-versions", "1,2", "--required-fields", "correlation_id,key")
+	require.Equal(t, exitOK, res.code, res.stderr)
+	assert.Contains(t, res.stdout, "ordering: per-key\n")
+	assert.Contains(t, res.stdout, "retention: age 7d, bytes 1000000, events 500\n")
+	assert.Contains(t, res.stdout, "ttl: default 1h30m0s, max 36h0m0s\n")
+	assert.Contains(t, res.stdout, "dedupe window: 10m0s\n")
+	assert.Contains(t, res.stdout, "schema: order (versions 1,2)\n")
+	assert.Contains(t, res.stdout, "required fields: correlation_id,key\n")
+	assert.Contains(t, res.stdout, "auto tenants: yes\n")
+	cfg := cluster.TopicConfig("orders")
+	assert.Equal(t, client.OrderingPerKey, cfg.GetOrdering())
+	assert.Equal(t, int64(7*24*3600*1000), cfg.GetRetentionAgeMs())
+	assert.Equal(t, int64(90*60*1000), cfg.GetDefaultTtlMs())
+	assert.Equal(t, int64(36*3600*1000), cfg.GetMaxTtlMs())
+	assert.Equal(t, int64(600_000), cfg.GetDedupeWindowMs())
+	assert.Equal(t, []uint32{1, 2}, cfg.GetSchemaVersions())
+	assert.Equal(t, []string{"correlation_id", "key"}, cfg.GetRequiredFields())
+
+	res = runCLI(t, "", env, "topic", "list")
+	require.Equal(t, exitOK, res.code, res.stderr)
+	assert.Regexp(t, `(?m)^NAME\s+PARTITIONS\s+REPLICATION\s+MAX EVENT BYTES\s+CREATED\s+ORDERING\s+RETENTION AGE\s+DEFAULT TTL\s+MAX TTL\s+DEDUPE WINDOW\s+AUTO TENANTS$`, res.stdout)
+	assert.Regexp(t, `(?m)^orders\s+2\s+1\s+default\s+\S+\s+per-key\s+7d\s+1h30m0s\s+36h0m0s\s+10m0s\s+yes$`, res.stdout)
+
+	// Only the settings given are sent.
+	res = runCLI(t, "", env, "topic", "alter", "orders", "--retention-age", "1d", "--auto-tenants=false", "--schema-versions", "2,3", "--json")
+	require.Equal(t, exitOK, res.code, res.stderr)
+	var altered topicView
+	require.NoError(t, json.Unmarshal([]byte(res.stdout), &altered))
+	assert.Equal(t, int64(24*3600*1000), altered.RetentionAgeMs)
+	assert.False(t, altered.AutoTenants)
+	assert.Equal(t, []uint32{2, 3}, altered.SchemaVersions)
+	assert.Equal(t, int64(90*60*1000), altered.DefaultTTLMs, "not given, not changed")
+	assert.Equal(t, uint64(1000000), altered.RetentionBytes)
+	assert.Equal(t, "per-key", altered.Ordering)
+	res = runCLI(t, "", env, "topic", "alter", "orders", "--max-ttl", "0")
+	require.Equal(t, exitOK, res.code, res.stderr)
+	assert.Contains(t, res.stdout, "ttl: default 1h30m0s, max none\n")
+	res = runCLI(t, "", env, "topic", "alter", "nope", "--max-ttl", "1h")
+	assert.Equal(t, exitFailure, res.code)
+	assert.Contains(t, res.stderr, `topic "nope" not found`)
+
+	// A topic just produced to is deleted only with --force.
+	res = runCLI(t, "x\n", env, "produce", "--topic", "orders", "--tenant", "acme", "--key", "k")
+	require.Equal(t, exitFailure, res.code, "correlation_id is required")
+	assert.Contains(t, res.stderr, "missing correlation_id")
+	cluster.CreateTopic("busy", 1, 0)
+	res = runCLI(t, "x\n", env, "produce", "--topic", "busy", "--tenant", "acme")
+	require.Equal(t, exitOK, res.code, res.stderr)
+	res = runCLI(t, "", env, "topic", "delete", "busy")
+	assert.Equal(t, exitFailure, res.code)
+	assert.Contains(t, res.stderr, `topic "busy" is in use`)
+	res = runCLI(t, "", env, "topic", "delete", "busy", "--force")
+	require.Equal(t, exitOK, res.code, res.stderr)
+	assert.Equal(t, "topic busy deleted\n", res.stdout)
+	res = runCLI(t, "", env, "topic", "delete", "orders")
+	require.Equal(t, exitOK, res.code, res.stderr)
+	res = runCLI(t, "", env, "topic", "describe", "busy")
+	assert.Equal(t, exitFailure, res.code)
+	assert.Contains(t, res.stderr, `topic "busy" not found`)
+}
+
+func TestProduceRetriesALostReplyAndPrintsDuplicates(t *testing.T) {
+	cluster := heraldtest.NewCluster(t, 1)
+	cluster.CreateTopic("orders", 1, 0)
+	env := map[string]string{serverEnv: cluster.Nodes[0].Addr}
+	node := cluster.Nodes[0]
+	lost := false
+	node.Handle("Produce", func(ctx context.Context, req any) (any, error) {
+		resp, err := node.Default(ctx, req)
+		if err == nil && !lost { // one call at a time: the CLI sends one batch
+			lost = true
+			return nil, client.UnknownOutcome("reply lost after commit")
+		}
+		return resp, err
+	})
+
+	res := runCLI(t, "a\nb\n", env, "produce", "--topic", "orders", "--tenant", "acme", "--batch", "2")
+	require.Equal(t, exitOK, res.code, res.stderr)
+	lines := jsonLines(t, res.stdout)
+	require.NotEmpty(t, lines)
+	assert.Equal(t, true, lines[0]["duplicate"], "the first batch was committed before its reply was lost")
+	assert.Equal(t, float64(0), lines[0]["offset"], "its original offset")
+	for i, l := range lines {
+		assert.Equal(t, float64(i), l["offset"])
+	}
+	assert.Len(t, cluster.Events("orders", 0), 2, "each line is in the log once")
+}
+
+func TestProduceEventIDsTTLAndSchema(t *testing.T) {
+	cluster := heraldtest.NewCluster(t, 1)
+	cluster.CreateTopicWith(&heraldpb.TopicConfig{Name: "orders", Partitions: 1, DedupeWindowMs: 60_000}, 0)
+	env := map[string]string{serverEnv: cluster.Nodes[0].Addr}
+	args := []string{"produce", "--topic", "orders", "--tenant", "acme", "--event-id", "import-7", "--event-id-suffix-line",
+		"--ttl", "2h", "--schema", "order", "--schema-version", "3"}
+
+	res := runCLI(t, "a\nb\nc\n", env, args...)
+	require.Equal(t, exitOK, res.code, res.stderr)
+	first := jsonLines(t, res.stdout)
+	require.Len(t, first, 3)
+	for i, l := range first {
+		assert.Equal(t, fmt.Sprintf("import-7-%d", i+1), l["event_id"])
+		assert.Equal(t, false, l["duplicate"])
+	}
+	stored := cluster.Events("orders", 0)
+	require.Len(t, stored, 3)
+	assert.Equal(t, int64(2*3600*1000), stored[0].GetTtlMs())
+	assert.Equal(t, "order", stored[0].GetSchema())
+	assert.Equal(t, uint32(3), stored[0].GetSchemaVersion())
+	assert.NotEmpty(t, stored[0].GetProducerId())
+
+	// A re-run reproduces the ids; the topic's dedupe window drops them.
+	res = runCLI(t, "a\nb\nc\n", env, args...)
+	require.Equal(t, exitOK, res.code, res.stderr)
+	second := jsonLines(t, res.stdout)
+	require.Len(t, second, 3)
+	for i, l := range second {
+		assert.Equal(t, true, l["duplicate"], "line %d", i)
+		assert.Equal(t, first[i]["offset"], l["offset"], "line %d: the original offset", i)
+	}
+	assert.Len(t, cluster.Events("orders", 0), 3)
+
+	// Without the suffix every line has the same id.
+	res = runCLI(t, "x\ny\n", env, "produce", "--topic", "orders", "--tenant", "acme", "--event-id", "same")
+	require.Equal(t, exitOK, res.code, res.stderr)
+	same := jsonLines(t, res.stdout)
+	require.Len(t, same, 2)
+	assert.Equal(t, "same", same[1]["event_id"])
+	assert.Equal(t, true, same[1]["duplicate"])
+
+	// consume shows when an event expires.
+	res = runCLI(t, "", env, "consume", "--topic", "orders", "--tenant", "acme", "--limit", "1")
+	require.Equal(t, exitOK, res.code, res.stderr)
+	consumed := jsonLines(t, res.stdout)
+	require.Len(t, consumed, 1)
+	producedAt, err := time.Parse(time.RFC3339Nano, consumed[0]["produced_at"].(string))
+	require.NoError(t, err)
+	assert.Equal(t, producedAt.Add(2*time.Hour).UTC().Format(time.RFC3339Nano), consumed[0]["expires_at"])
+}
+
+func TestConsumeFromTime(t *testing.T) {
+	cluster := heraldtest.NewCluster(t, 1)
+	cluster.CreateTopic("orders", 1, 0)
+	cluster.CreateTopicWith(&heraldpb.TopicConfig{Name: "by-key", Partitions: 2, Ordering: client.OrderingPerKey}, 0)
+	env := map[string]string{serverEnv: cluster.Nodes[0].Addr}
+	for _, tenant := range []string{"a", "b", "a", "b"} {
+		res := runCLI(t, tenant+"\n", env, "produce", "--topic", "orders", "--tenant", tenant)
+		require.Equal(t, exitOK, res.code, res.stderr)
+	}
+	from := time.Unix(0, cluster.Events("orders", 0)[1].GetProducedAtUnixNano()).UTC().Format(time.RFC3339Nano)
+
+	res := runCLI(t, "", env, "consume", "--topic", "orders", "--partition", "0", "--from", "time:"+from)
+	require.Equal(t, exitOK, res.code, res.stderr)
+	got := jsonLines(t, res.stdout)
+	require.Len(t, got, 3)
+	assert.Equal(t, float64(1), got[0]["offset"])
+	assert.NotContains(t, got[0], "expires_at", "no TTL")
+
+	res = runCLI(t, "", env, "consume", "--topic", "orders", "--tenant", "a", "--from", "time:"+from)
+	require.Equal(t, exitOK, res.code, res.stderr)
+	got = jsonLines(t, res.stdout)
+	require.Len(t, got, 1)
+	assert.Equal(t, float64(2), got[0]["offset"])
+
+	res = runCLI(t, "", env, "consume", "--topic", "orders", "--partition", "0", "--from", "time:2200-01-01T00:00:00Z")
+	require.Equal(t, exitOK, res.code, res.stderr)
+	assert.Empty(t, res.stdout)
+
+	res = runCLI(t, "", env, "consume", "--topic", "by-key", "--tenant", "a")
+	assert.Equal(t, exitFailure, res.code)
+	assert.Contains(t, res.stderr, `topic "by-key" is ordered per-key: a tenant's events span partitions`)
 }

@@ -17,12 +17,15 @@ const (
 	defaultServer  = "127.0.0.1:7701"
 	serverEnv      = "HERALD_SERVER"
 	defaultTimeout = 10 * time.Second
+	// retriesMax bounds --retries; past it, a caller wants a deadline.
+	retriesMax = 100
 )
 
 // clientOptions are the flags every client verb takes.
 type clientOptions struct {
 	servers string
 	timeout time.Duration
+	retries int
 }
 
 // register adds --server and --timeout to flags; --server defaults to
@@ -34,6 +37,7 @@ func (o *clientOptions) register(flags *pflag.FlagSet, env environment) {
 	}
 	flags.StringVar(&o.servers, "server", def, "comma-separated node addresses (host:port); env "+serverEnv)
 	flags.DurationVar(&o.timeout, "timeout", defaultTimeout, "timeout of each request to the cluster")
+	flags.IntVar(&o.retries, "retries", client.DefaultMaxRetries, "retries of a failed request, with backoff (0: none)")
 }
 
 // serverList returns the --server addresses.
@@ -50,6 +54,9 @@ func (o *clientOptions) serverList() ([]string, error) {
 	if o.timeout <= 0 {
 		return nil, usagef("--timeout must be positive, got %s", o.timeout)
 	}
+	if o.retries < 0 || o.retries > retriesMax {
+		return nil, usagef("--retries %d: want 0 to %d", o.retries, retriesMax)
+	}
 	return servers, nil
 }
 
@@ -61,10 +68,15 @@ func (o *clientOptions) connect(ctx context.Context, stderr io.Writer) (*client.
 	if err != nil {
 		return nil, err
 	}
+	retries := o.retries
+	if retries == 0 {
+		retries = -1 // the SDK's "none"; its 0 means the default
+	}
 	return client.New(ctx, client.Config{
 		Servers:        servers,
 		DialTimeout:    o.timeout,
 		RequestTimeout: o.timeout,
+		MaxRetries:     retries,
 		Logger:         slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn})),
 	})
 }

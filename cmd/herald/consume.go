@@ -3,8 +3,10 @@ package main
 import (
 	"context"
 	"fmt"
+	"math"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -29,19 +31,26 @@ func newConsumeCommand(env environment) *cobra.Command {
 		Long: `Print events as JSON lines until the end of the log or --limit events:
   {"partition":0,"offset":12,"sequence":5,"tenant":"acme","event_id":"...",
    "produced_at":"2025-01-02T03:04:05.123456789Z","causation_id":"...","key":"...",
-   "payload":"..."}
+   "payload":"...","expires_at":"2025-01-09T03:04:05.123456789Z"}
 payload is a string when it is valid UTF-8, else base64 under payload_b64
-(likewise key and key_b64); causation_id and key appear only when set.
+(likewise key and key_b64); causation_id and key appear only when set;
+expires_at when the event has a TTL (its own, else the topic's default):
+produced_at plus the TTL.
 
-With --tenant, the tenant's partition is read, only its events:
-  --from earliest   from the tenant's first event (seq:1)
-  --from seq:N      from the tenant's sequence N
-  --from offset:N   scan the partition from offset N
-  --from latest     from the end (prints nothing)
+With --tenant, the tenant's partition is read, only its events (a topic
+ordered per tenant, the default; other orderings spread a tenant's events,
+so read them with --partition):
+  --from earliest        from the tenant's first event (seq:1)
+  --from seq:N           from the tenant's sequence N
+  --from offset:N        scan the partition from offset N
+  --from time:RFC3339    from the first event produced at or after the time
+  --from latest          from the end (prints nothing)
 With --partition, the whole partition:
-  --from earliest   from the first retained offset (low watermark)
-  --from offset:N   from offset N
-  --from latest     from the end (prints nothing)`,
+  --from earliest        from the first retained offset (low watermark)
+  --from offset:N        from offset N
+  --from time:RFC3339    from the first event produced at or after the time,
+                         e.g. time:2025-01-02T03:04:05Z
+  --from latest          from the end (prints nothing)`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			byTenant, byPartition := cmd.Flags().Changed("tenant"), cmd.Flags().Changed("partition")
@@ -68,15 +77,19 @@ With --partition, the whole partition:
 				return err
 			}
 			defer c.Close()
+			info, err := c.DescribeTopic(ctx, topic)
+			if err != nil {
+				return err
+			}
 			if byTenant {
-				info, err := c.DescribeTopic(ctx, topic)
-				if err != nil {
-					return err
+				switch ordering := info.GetConfig().GetOrdering(); ordering {
+				case client.OrderingPerKey, client.OrderingNone:
+					return fmt.Errorf("topic %q is ordered %s: a tenant's events span partitions; read them with --partition", topic, orderingName(ordering))
 				}
 				partition = client.PartitionForTenant(tenant, info.GetConfig().GetPartitions())
 			}
 			req := from.request(topic, partition, tenant)
-			return consume(ctx, c, req, limit, newJSONWriter(cmd.OutOrStdout()))
+			return consume(ctx, c, req, limit, info.GetConfig().GetDefaultTtlMs(), newJSONWriter(cmd.OutOrStdout()))
 		},
 	}
 	f := cmd.Flags()
@@ -84,7 +97,7 @@ With --partition, the whole partition:
 	f.StringVar(&topic, "topic", "", "topic to read (required)")
 	f.StringVar(&tenant, "tenant", "", "read this tenant's events (in its partition)")
 	f.Uint32Var(&partition, "partition", 0, "read this partition")
-	f.StringVar(&fromText, "from", "earliest", "start: earliest, latest, offset:N or seq:N (seq needs --tenant)")
+	f.StringVar(&fromText, "from", "earliest", "start: earliest, latest, offset:N, seq:N (needs --tenant) or time:RFC3339")
 	f.IntVar(&limit, "limit", 0, "stop after this many events (0: no limit)")
 	return cmd
 }
@@ -97,16 +110,24 @@ const (
 	fromLatest
 	fromOffset
 	fromSequence
+	fromTime
+)
+
+// The times that Unix nanoseconds (the wire's time_unix_nano) can hold.
+var (
+	unixNanoMin = time.Unix(0, math.MinInt64)
+	unixNanoMax = time.Unix(0, math.MaxInt64)
 )
 
 // startPoint is a parsed --from.
 type startPoint struct {
 	kind fromKind
 	n    uint64 // the offset or sequence
+	at   int64  // the time, Unix nanoseconds
 }
 
-// parseFrom parses --from: earliest, latest, offset:N or (for a tenant
-// read) seq:N with N >= 1. Errors are usage errors.
+// parseFrom parses --from: earliest, latest, offset:N, time:RFC3339 or
+// (for a tenant read) seq:N with N >= 1. Errors are usage errors.
 func parseFrom(s string, tenant bool) (startPoint, error) {
 	switch s {
 	case "earliest":
@@ -115,8 +136,19 @@ func parseFrom(s string, tenant bool) (startPoint, error) {
 		return startPoint{kind: fromLatest}, nil
 	}
 	kind, number, ok := strings.Cut(s, ":")
+	if ok && kind == "time" {
+		at, err := time.Parse(time.RFC3339Nano, number)
+		if err != nil {
+			return startPoint{}, usagef("--from %q: %q is not an RFC 3339 time (2025-01-02T03:04:05Z)", s, number)
+		}
+		if at.Before(unixNanoMin) || at.After(unixNanoMax) {
+			return startPoint{}, usagef("--from %q: want a time from %s to %s", s,
+				unixNanoMin.UTC().Format(time.RFC3339), unixNanoMax.UTC().Format(time.RFC3339))
+		}
+		return startPoint{kind: fromTime, at: at.UnixNano()}, nil
+	}
 	if !ok || (kind != "offset" && kind != "seq") {
-		return startPoint{}, usagef("--from %q: want earliest, latest, offset:N or seq:N", s)
+		return startPoint{}, usagef("--from %q: want earliest, latest, offset:N, seq:N or time:RFC3339", s)
 	}
 	n, err := strconv.ParseUint(number, 10, 64)
 	if err != nil {
@@ -151,6 +183,8 @@ func (p startPoint) request(topic string, partition uint32, tenant string) *clie
 		req.Start = &client.FetchFromOffset{Offset: p.n}
 	case fromSequence:
 		req.Start = &client.FetchFromSequence{Sequence: p.n}
+	case fromTime:
+		req.Start = &client.FetchFromTime{TimeUnixNano: p.at}
 	}
 	return req
 }
@@ -158,7 +192,8 @@ func (p startPoint) request(topic string, partition uint32, tenant string) *clie
 // consume pages through the log from req, printing each event, until the
 // end of the log (next_offset >= high_watermark; an empty page for a
 // tenant-sequence read) or until limit events (0: no limit) were printed.
-func consume(ctx context.Context, c *client.Client, req *client.FetchRequest, limit int, out *jsonWriter) error {
+// defaultTTLMs is the topic's, for the expires_at of events without one.
+func consume(ctx context.Context, c *client.Client, req *client.FetchRequest, limit int, defaultTTLMs int64, out *jsonWriter) error {
 	printed := 0
 	for {
 		req.MaxEvents = consumePageEventsMax
@@ -170,7 +205,7 @@ func consume(ctx context.Context, c *client.Client, req *client.FetchRequest, li
 			return err
 		}
 		for _, e := range resp.GetEvents() {
-			if err := out.write(renderEvent(req.GetPartition(), e)); err != nil {
+			if err := out.write(renderEvent(req.GetPartition(), e, defaultTTLMs)); err != nil {
 				return err
 			}
 			printed++

@@ -3,6 +3,7 @@ package main
 import (
 	"errors"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -28,8 +29,13 @@ func TestParseFrom(t *testing.T) {
 		{in: "seq:", tenant: true, wantErr: "not a non-negative integer"},
 		{in: "seq:3", wantErr: "needs --tenant"},
 		{in: "seq:0", tenant: true, wantErr: "start at 1"},
-		{in: "foo", wantErr: "want earliest, latest, offset:N or seq:N"},
-		{in: "time:3", wantErr: "want earliest"},
+		{in: "time:2025-01-02T03:04:05Z", want: startPoint{kind: fromTime, at: time.Date(2025, 1, 2, 3, 4, 5, 0, time.UTC).UnixNano()}},
+		{in: "time:2025-01-02T03:04:05.5+01:00", tenant: true, want: startPoint{kind: fromTime, at: time.Date(2025, 1, 2, 2, 4, 5, 5e8, time.UTC).UnixNano()}},
+		{in: "foo", wantErr: "want earliest, latest, offset:N, seq:N or time:RFC3339"},
+		{in: "time:3", wantErr: `"3" is not an RFC 3339 time`},
+		{in: "time:2025-01-02", wantErr: "not an RFC 3339 time"},
+		{in: "time:", wantErr: "not an RFC 3339 time"},
+		{in: "time:2999-01-01T00:00:00Z", wantErr: "want a time from 1677-09-21T00:12:43Z to 2262-04-11T23:47:16Z"},
 		{in: "", wantErr: "want earliest"},
 		{in: "Earliest", wantErr: "want earliest"},
 	}
@@ -64,4 +70,6 @@ func TestStartPointRequest(t *testing.T) {
 	assert.Equal(t, uint64(5), partitionReq(startPoint{kind: fromOffset, n: 5}).GetOffset())
 	assert.Equal(t, uint32(1), partitionReq(startPoint{kind: fromOffset, n: 5}).GetPartition())
 	assert.Equal(t, client.Latest, partitionReq(startPoint{kind: fromLatest}).GetPosition())
+	assert.Equal(t, int64(42), partitionReq(startPoint{kind: fromTime, at: 42}).GetTimeUnixNano())
+	assert.Equal(t, "acme", tenantReq(startPoint{kind: fromTime, at: 42}).GetTenantId(), "a time read is filtered by tenant")
 }

@@ -92,6 +92,9 @@ func TestEndToEnd(t *testing.T) {
 	res := cli("", "topic", "create", "orders", "--partitions", "3", "--replication", "3")
 	require.Equal(t, exitOK, res.code, res.stderr)
 	assert.Contains(t, res.stdout, "topic orders: 3 partitions, replication 3")
+	// The topic takes the events of registered tenants only.
+	res = cli("", "tenant", "create", "acme")
+	require.Equal(t, exitOK, res.code, res.stderr)
 
 	// Produce three events for one tenant: one JSON line each, in order.
 	partition := client.PartitionForTenant("acme", 3)

@@ -32,7 +32,8 @@ func newTable(w io.Writer) *tabwriter.Writer {
 // eventLine is the JSON line `herald consume` prints per event. Keys are
 // part of the CLI contract: payload is a string when the payload is valid
 // UTF-8, else base64 under payload_b64 (likewise key / key_b64);
-// causation_id and key appear only when set.
+// causation_id and key appear only when set; expires_at only when the
+// event has a TTL.
 type eventLine struct {
 	Partition   uint32  `json:"partition"`
 	Offset      uint64  `json:"offset"`
@@ -45,10 +46,17 @@ type eventLine struct {
 	KeyB64      *string `json:"key_b64,omitempty"`
 	Payload     *string `json:"payload,omitempty"`
 	PayloadB64  *string `json:"payload_b64,omitempty"`
+	ExpiresAt   string  `json:"expires_at,omitempty"`
 }
 
-// renderEvent makes the JSON line of an event read from partition.
-func renderEvent(partition uint32, e *client.Event) eventLine {
+// ttlMsMax is the largest TTL whose expiry renderEvent can compute
+// without overflowing a time.Duration; longer ones never expire in practice.
+const ttlMsMax = int64(1<<63-1) / int64(time.Millisecond)
+
+// renderEvent makes the JSON line of an event read from partition; an
+// event without a TTL of its own expires after defaultTTLMs (the topic's;
+// 0: never).
+func renderEvent(partition uint32, e *client.Event, defaultTTLMs int64) eventLine {
 	line := eventLine{
 		Partition:   partition,
 		Offset:      e.GetOffset(),
@@ -62,6 +70,14 @@ func renderEvent(partition uint32, e *client.Event) eventLine {
 		line.Key, line.KeyB64 = textOrBase64(key)
 	}
 	line.Payload, line.PayloadB64 = textOrBase64(e.GetPayload())
+	ttlMs := e.GetTtlMs()
+	if ttlMs <= 0 {
+		ttlMs = defaultTTLMs
+	}
+	if ttlMs > 0 && ttlMs <= ttlMsMax && e.GetProducedAtUnixNano() != 0 {
+		expires := time.Unix(0, e.GetProducedAtUnixNano()).Add(time.Duration(ttlMs) * time.Millisecond)
+		line.ExpiresAt = expires.UTC().Format(time.RFC3339Nano)
+	}
 	return line
 }
 
@@ -82,6 +98,7 @@ type producedLine struct {
 	Offset    uint64 `json:"offset"`
 	Sequence  uint64 `json:"sequence"`
 	EventID   string `json:"event_id"`
+	Duplicate bool   `json:"duplicate"`
 }
 
 // formatTime renders a Unix-nanosecond timestamp for tables; 0 is "-".

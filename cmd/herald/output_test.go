@@ -25,9 +25,10 @@ func TestRenderEvent(t *testing.T) {
 		return &client.Event{Offset: 12, Sequence: 5, TenantId: "acme", EventId: "e1", ProducedAtUnixNano: at.UnixNano()}
 	}
 	cases := []struct {
-		name string
-		edit func(*client.Event)
-		want string
+		name         string
+		edit         func(*client.Event)
+		defaultTTLMs int64
+		want         string
 	}{
 		{
 			name: "UTF-8 payload is a string, unset optional keys are left out",
@@ -54,12 +55,29 @@ func TestRenderEvent(t *testing.T) {
 			edit: func(e *client.Event) { e.Key = []byte{0x80}; e.Payload = []byte("p") },
 			want: `{"partition":3,"offset":12,"sequence":5,"tenant":"acme","event_id":"e1","produced_at":"2025-01-02T03:04:05.123456789Z","key_b64":"gA==","payload":"p"}`,
 		},
+		{
+			name: "an event's own TTL gives expires_at",
+			edit: func(e *client.Event) { e.TtlMs = 90_000; e.Payload = []byte("p") },
+			want: `{"partition":3,"offset":12,"sequence":5,"tenant":"acme","event_id":"e1","produced_at":"2025-01-02T03:04:05.123456789Z","payload":"p","expires_at":"2025-01-02T03:05:35.123456789Z"}`,
+		},
+		{
+			name:         "else the topic's default TTL",
+			edit:         func(e *client.Event) { e.Payload = []byte("p") },
+			defaultTTLMs: 24 * 60 * 60 * 1000,
+			want:         `{"partition":3,"offset":12,"sequence":5,"tenant":"acme","event_id":"e1","produced_at":"2025-01-02T03:04:05.123456789Z","payload":"p","expires_at":"2025-01-03T03:04:05.123456789Z"}`,
+		},
+		{
+			name:         "the event's own TTL wins over the default",
+			edit:         func(e *client.Event) { e.TtlMs = 1000; e.Payload = []byte("p") },
+			defaultTTLMs: 24 * 60 * 60 * 1000,
+			want:         `{"partition":3,"offset":12,"sequence":5,"tenant":"acme","event_id":"e1","produced_at":"2025-01-02T03:04:05.123456789Z","payload":"p","expires_at":"2025-01-02T03:04:06.123456789Z"}`,
+		},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			e := base()
 			tc.edit(e)
-			got := renderJSON(t, renderEvent(3, e))
+			got := renderJSON(t, renderEvent(3, e, tc.defaultTTLMs))
 			assert.Equal(t, tc.want+"\n", got)
 			var decoded map[string]any
 			require.NoError(t, json.Unmarshal([]byte(got), &decoded), "valid JSON")
@@ -69,5 +87,7 @@ func TestRenderEvent(t *testing.T) {
 
 func TestProducedLineKeys(t *testing.T) {
 	got := renderJSON(t, producedLine{Partition: 0, Offset: 12, Sequence: 5, EventID: "abc"})
-	assert.Equal(t, `{"partition":0,"offset":12,"sequence":5,"event_id":"abc"}`+"\n", got)
+	assert.Equal(t, `{"partition":0,"offset":12,"sequence":5,"event_id":"abc","duplicate":false}`+"\n", got)
+	got = renderJSON(t, producedLine{Partition: 1, Offset: 3, Sequence: 2, EventID: "x", Duplicate: true})
+	assert.Equal(t, `{"partition":1,"offset":3,"sequence":2,"event_id":"x","duplicate":true}`+"\n", got)
 }

@@ -26,6 +26,10 @@ func newProduceCommand(env environment) *cobra.Command {
 	var (
 		opts                            clientOptions
 		topic, tenant, key, causationID string
+		eventID, schema                 string
+		suffixLine                      bool
+		ttlMs                           int64
+		schemaVersion                   uint32
 		batch                           int
 	)
 	cmd := &cobra.Command{
@@ -35,10 +39,18 @@ func newProduceCommand(env environment) *cobra.Command {
 may be as long as the topic's max event size). Lines are sent in batches of
 --batch, or sooner when stdin pauses. For every acknowledged event one JSON
 line is printed, in input order:
-  {"partition":0,"offset":12,"sequence":5,"event_id":"..."}
+  {"partition":0,"offset":12,"sequence":5,"event_id":"...","duplicate":false}
+duplicate is true when the cluster already had the event (sent again by a
+retry, or by --event-id within the topic's dedupe window); offset and
+sequence are then where it was first stored.
 
-A failed batch is not resent when its outcome is unknown (exit code 4): its
-events may or may not be in the log.`,
+Events are sent by an idempotent producer: a failure that may have left a
+batch in the log (a timeout, a lost connection, a leader change) is retried
+(--retries) without storing it twice. If the retries run out with the
+outcome still unknown, herald exits with code 4: that batch's events may or
+may not be in the log. Re-running with --event-id ID --event-id-suffix-line
+gives the lines the same ids again (ID-1, ID-2, ... by line number), which
+a topic with a dedupe window recognises.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			switch {
@@ -48,6 +60,10 @@ events may or may not be in the log.`,
 				return usagef("--tenant is required and must not be empty")
 			case batch < 1 || batch > produceBatchMax:
 				return usagef("--batch %d: want 1 to %d", batch, produceBatchMax)
+			case suffixLine && eventID == "":
+				return usagef("--event-id-suffix-line needs --event-id")
+			case cmd.Flags().Changed("schema-version") && schema == "":
+				return usagef("--schema-version needs --schema")
 			}
 			if _, err := opts.serverList(); err != nil {
 				return err
@@ -66,11 +82,19 @@ events may or may not be in the log.`,
 			if maxBytes == 0 {
 				maxBytes = defaultMaxEventBytes
 			}
-			template := &client.Event{TenantId: tenant, CausationId: causationID}
+			sender, err := c.NewProducer(ctx, topic)
+			if err != nil {
+				return err
+			}
+			defer sender.Close()
+			template := &client.Event{TenantId: tenant, CausationId: causationID, TtlMs: ttlMs, Schema: schema, SchemaVersion: schemaVersion}
 			if key != "" {
 				template.Key = []byte(key)
 			}
-			p := &producer{client: c, topic: topic, template: template, batch: batch, out: newJSONWriter(cmd.OutOrStdout())}
+			p := &producer{
+				sender: sender, template: template, eventID: eventID, suffixLine: suffixLine,
+				batch: batch, out: newJSONWriter(cmd.OutOrStdout()),
+			}
 			return p.run(ctx, cmd.InOrStdin(), int(min(maxBytes, uint64(produceLineBytesMax))))
 		},
 	}
@@ -80,6 +104,11 @@ events may or may not be in the log.`,
 	f.StringVar(&tenant, "tenant", "", "tenant of every event (required)")
 	f.StringVar(&key, "key", "", "key of every event")
 	f.StringVar(&causationID, "causation-id", "", "causation id of every event")
+	f.StringVar(&eventID, "event-id", "", "event id of every event (a prefix with --event-id-suffix-line); default: a fresh UUIDv7 each")
+	f.BoolVar(&suffixLine, "event-id-suffix-line", false, "make each event id --event-id, a dash and the input line number (from 1)")
+	f.Var(millisFlag{&ttlMs}, "ttl", "time to live of every event, e.g. 90m or 7d (0: the topic's default)")
+	f.StringVar(&schema, "schema", "", "schema name of every event")
+	f.Uint32Var(&schemaVersion, "schema-version", 0, "schema version of every event (needs --schema)")
 	f.IntVar(&batch, "batch", defaultProduceBatch, "lines per produce request, at most")
 	return cmd
 }
@@ -89,11 +118,12 @@ const produceLineBytesMax = 64 << 20
 
 // producer sends stdin lines in batches and prints their results.
 type producer struct {
-	client   *client.Client
-	topic    string
-	template *client.Event // tenant, key, causation id of every event
-	batch    int
-	out      *jsonWriter
+	sender     *client.Producer
+	template   *client.Event // the envelope of every event
+	eventID    string        // "": the SDK makes one per event
+	suffixLine bool          // eventID is a prefix: ID-<line number>
+	batch      int
+	out        *jsonWriter
 }
 
 // stdinLine is one line read from stdin, or the error that ended reading.
@@ -155,16 +185,19 @@ func (p *producer) send(ctx context.Context, batch []stdinLine) error {
 	}
 	events := make([]*client.Event, len(batch))
 	for i, l := range batch {
+		t := p.template
 		events[i] = &client.Event{
-			TenantId: p.template.GetTenantId(), Key: p.template.GetKey(), CausationId: p.template.GetCausationId(), Payload: l.payload,
+			TenantId: t.GetTenantId(), Key: t.GetKey(), CausationId: t.GetCausationId(), TtlMs: t.GetTtlMs(),
+			Schema: t.GetSchema(), SchemaVersion: t.GetSchemaVersion(), EventId: p.eventIDOf(l.number), Payload: l.payload,
 		}
 	}
-	results, err := p.client.Produce(ctx, p.topic, events...)
+	results, err := p.sender.Send(ctx, events...)
 	for _, r := range results {
 		if r == nil {
 			continue
 		}
-		if werr := p.out.write(producedLine{Partition: r.GetPartition(), Offset: r.GetOffset(), Sequence: r.GetSequence(), EventID: r.GetEventId()}); werr != nil {
+		line := producedLine{Partition: r.GetPartition(), Offset: r.GetOffset(), Sequence: r.GetSequence(), EventID: r.GetEventId(), Duplicate: r.GetDuplicate()}
+		if werr := p.out.write(line); werr != nil {
 			return werr
 		}
 	}
@@ -172,6 +205,15 @@ func (p *producer) send(ctx context.Context, batch []stdinLine) error {
 		return fmt.Errorf("stdin lines %d-%d: %w", batch[0].number, batch[len(batch)-1].number, err)
 	}
 	return nil
+}
+
+// eventIDOf returns the event id of input line number ("" lets the SDK
+// make one).
+func (p *producer) eventIDOf(number int) string {
+	if p.suffixLine {
+		return fmt.Sprintf("%s-%d", p.eventID, number)
+	}
+	return p.eventID
 }
 
 // readLines sends each line of r to lines, then closes it. A line longer

@@ -64,9 +64,11 @@ func newRootCommand(env environment) *cobra.Command {
 		newServeCommand(),
 		newDevCommand(),
 		newTopicCommand(env),
+		newTenantCommand(env),
 		newProduceCommand(env),
 		newConsumeCommand(env),
 		newClusterCommand(env),
+		newBenchCmd(),
 	)
 	return root
 }

@@ -16,6 +16,7 @@ func newServeCommand() *cobra.Command {
 	var (
 		cfg                 server.Config
 		peers               string
+		dialVia             string
 		logFormat, logLevel string
 	)
 	cmd := &cobra.Command{
@@ -36,6 +37,9 @@ cluster; they are ignored when --data already holds one.`,
 				return usageError{err}
 			}
 			cfg.Peers = parsed
+			if cfg.DialVia, err = server.ParsePeers(dialVia); err != nil {
+				return usageError{fmt.Errorf("--dial-via: %w", err)}
+			}
 			cfg.Logger = logger
 			if err := cfg.Validate(); err != nil {
 				return usageError{err}
@@ -49,6 +53,8 @@ cluster; they are ignored when --data already holds one.`,
 	f.StringVar(&cfg.GRPCAddr, "grpc", "", "gRPC listen and advertised address, host:port (required)")
 	f.StringVar(&cfg.HTTPAddr, "http", "", "HTTP address for /metrics and health, host:port (required)")
 	f.StringVar(&peers, "peers", "", "initial nodes: n1=host:port,n2=host:port,...")
+	f.StringVar(&dialVia, "dial-via", "", "fault injection: dial peer ADDR through PROXY instead, as ADDR=PROXY,...")
+	_ = f.MarkHidden("dial-via")
 	f.StringVar(&logFormat, "log-format", "text", "log format: text or json")
 	f.StringVar(&logLevel, "log-level", "info", "log level: debug, info, warn or error")
 	return cmd

@@ -1,0 +1,146 @@
+package heraldtest
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"google.golang.org/protobuf/proto"
+
+	"github.com/heraldlog/herald/client"
+	"github.com/heraldlog/herald/client/heraldpb"
+)
+
+// topicInUseWindow is how recent a produce keeps a topic from being
+// deleted without force, as on the real server.
+const topicInUseWindow = time.Minute
+
+// alterableFields are the TopicConfig fields AlterTopic may change.
+var alterableFields = []string{
+	"retention_age_ms", "retention_bytes", "retention_events", "default_ttl_ms", "max_ttl_ms",
+	"dedupe_window_ms", "schema_versions", "auto_tenants",
+}
+
+func (s *service) AlterTopic(_ context.Context, req *heraldpb.AlterTopicRequest) (*heraldpb.AlterTopicResponse, error) {
+	c := s.node.cluster
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	t, ok := c.mu.topics[req.GetConfig().GetName()]
+	if !ok {
+		return nil, client.TopicNotFound(req.GetConfig().GetName())
+	}
+	if len(req.GetFields()) == 0 {
+		return nil, client.InvalidArgument("fields", "name at least one field")
+	}
+	cfg := proto.CloneOf(t.config)
+	in := req.GetConfig()
+	for _, field := range req.GetFields() {
+		switch field {
+		case "retention_age_ms":
+			cfg.RetentionAgeMs = in.GetRetentionAgeMs()
+		case "retention_bytes":
+			cfg.RetentionBytes = in.GetRetentionBytes()
+		case "retention_events":
+			cfg.RetentionEvents = in.GetRetentionEvents()
+		case "default_ttl_ms":
+			cfg.DefaultTtlMs = in.GetDefaultTtlMs()
+		case "max_ttl_ms":
+			cfg.MaxTtlMs = in.GetMaxTtlMs()
+		case "dedupe_window_ms":
+			cfg.DedupeWindowMs = in.GetDedupeWindowMs()
+		case "schema_versions":
+			cfg.SchemaVersions = slices.Clone(in.GetSchemaVersions())
+		case "auto_tenants":
+			cfg.AutoTenants = in.GetAutoTenants()
+		default:
+			return nil, client.InvalidArgument("fields", "%q cannot be altered (alterable: %s)", field, strings.Join(alterableFields, ", "))
+		}
+	}
+	t.config = cfg
+	return &heraldpb.AlterTopicResponse{Topic: c.infoLocked(t)}, nil
+}
+
+func (s *service) DeleteTopic(_ context.Context, req *heraldpb.DeleteTopicRequest) (*heraldpb.DeleteTopicResponse, error) {
+	c := s.node.cluster
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	t, ok := c.mu.topics[req.GetName()]
+	if !ok {
+		return nil, client.TopicNotFound(req.GetName())
+	}
+	if !req.GetForce() && t.lastProduce > 0 && time.Since(time.Unix(0, t.lastProduce)) < topicInUseWindow {
+		return nil, client.TopicInUse(req.GetName(), t.lastProduce)
+	}
+	delete(c.mu.topics, req.GetName())
+	return &heraldpb.DeleteTopicResponse{}, nil
+}
+
+func (s *service) CreateTenant(_ context.Context, req *heraldpb.CreateTenantRequest) (*heraldpb.CreateTenantResponse, error) {
+	c := s.node.cluster
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	id := req.GetTenant().GetId()
+	if id == "" {
+		return nil, client.InvalidArgument("id", "a tenant needs an id")
+	}
+	if _, ok := c.mu.tenants[id]; ok {
+		return nil, client.TenantExists(id)
+	}
+	tenant := proto.CloneOf(req.GetTenant())
+	if tenant.Quota == nil {
+		tenant.Quota = &heraldpb.TenantQuota{}
+	}
+	tenant.CreatedAtUnixNano = time.Now().UnixNano()
+	c.mu.tenants[id] = tenant
+	return &heraldpb.CreateTenantResponse{Tenant: proto.CloneOf(tenant)}, nil
+}
+
+func (s *service) ListTenants(context.Context, *heraldpb.ListTenantsRequest) (*heraldpb.ListTenantsResponse, error) {
+	c := s.node.cluster
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	resp := &heraldpb.ListTenantsResponse{}
+	for _, t := range c.mu.tenants {
+		resp.Tenants = append(resp.Tenants, proto.CloneOf(t))
+	}
+	slices.SortFunc(resp.Tenants, func(a, b *heraldpb.Tenant) int { return strings.Compare(a.GetId(), b.GetId()) })
+	return resp, nil
+}
+
+func (s *service) DescribeTenant(_ context.Context, req *heraldpb.DescribeTenantRequest) (*heraldpb.DescribeTenantResponse, error) {
+	c := s.node.cluster
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	t, ok := c.mu.tenants[req.GetId()]
+	if !ok {
+		return nil, client.TenantNotFound(req.GetId())
+	}
+	return &heraldpb.DescribeTenantResponse{Tenant: proto.CloneOf(t)}, nil
+}
+
+func (s *service) SetTenantQuota(_ context.Context, req *heraldpb.SetTenantQuotaRequest) (*heraldpb.SetTenantQuotaResponse, error) {
+	c := s.node.cluster
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	t, ok := c.mu.tenants[req.GetId()]
+	if !ok {
+		return nil, client.TenantNotFound(req.GetId())
+	}
+	t.Quota = proto.CloneOf(req.GetQuota())
+	if t.Quota == nil {
+		t.Quota = &heraldpb.TenantQuota{}
+	}
+	return &heraldpb.SetTenantQuotaResponse{Tenant: proto.CloneOf(t)}, nil
+}
+
+func (s *service) InitProducer(context.Context, *heraldpb.InitProducerRequest) (*heraldpb.InitProducerResponse, error) {
+	c := s.node.cluster
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.mu.lastProducer++
+	id := fmt.Sprintf("producer-%d", c.mu.lastProducer)
+	c.mu.producers[id] = true
+	return &heraldpb.InitProducerResponse{ProducerId: id}, nil
+}

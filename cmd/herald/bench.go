@@ -1,0 +1,141 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
+
+	"github.com/heraldlog/herald/cmd/herald/internal/bench"
+)
+
+// newBenchCmd groups the load scenarios: `herald bench produce|replay|e2e`.
+// The flags are the CLI contract of issue 5 (scripts rely on them) and
+// apply to every scenario; the work is in internal/bench.
+func newBenchCmd() *cobra.Command {
+	var (
+		flags     benchFlags
+		conn      clientOptions
+		httpAddrs string
+	)
+	cmd := &cobra.Command{
+		Use:   "bench",
+		Short: "Measure throughput, latency and CPU: produce, replay, e2e",
+		Long: `Run a load scenario and print events/s, MB/s (payload, 10^6 bytes), latency
+percentiles (HDR histogram) and the CPU the node processes used per event.
+
+Without --server, bench starts its own three-node cluster (this binary's
+"serve", free 127.0.0.1 ports, a temporary directory), waits for /readyz on
+every node and removes it all afterwards; the nodes' CPU comes from /proc.
+With --server it uses that cluster, and the nodes' CPU from
+process_cpu_seconds_total on /metrics when --http-addrs names the nodes'
+HTTP addresses (else it is reported as -1).
+
+Each run creates a fresh topic bench-<random> (auto_tenants, --partitions,
+--replication); on an existing cluster it is deleted afterwards.
+
+A progress line goes to stderr about once a second. The summary goes to
+stdout; with --json stdout carries only one JSON object, on its last line,
+and the summary goes to stderr.`,
+		RunE: runGroup,
+	}
+	pf := cmd.PersistentFlags()
+	pf.StringVar(&conn.servers, "server", "", "comma-separated gRPC addresses of an existing cluster (default: start a local one)")
+	pf.DurationVar(&conn.timeout, "timeout", bench.DefaultTimeout, "timeout of each request to the cluster")
+	pf.StringVar(&httpAddrs, "http-addrs", "", "with --server: the nodes' HTTP addresses, comma-separated, to read their CPU from /metrics")
+	flags.register(pf)
+
+	for _, sc := range []struct {
+		scenario bench.Scenario
+		short    string
+	}{
+		{bench.ScenarioProduce, "Produce --count events: --sync (one per request, per-event latency) or batched (--batch, --inflight)"},
+		{bench.ScenarioReplay, "Produce --count events untimed, then time reading them all from offset 0 (one subscriber, partitions in parallel)"},
+		{bench.ScenarioE2E, "Produce at --rate (default half of a quick peak) while readers poll each partition: produced_at-to-fetch latency"},
+	} {
+		cmd.AddCommand(&cobra.Command{
+			Use:   string(sc.scenario),
+			Short: sc.short,
+			Args:  cobra.NoArgs,
+			RunE: func(cmd *cobra.Command, _ []string) error {
+				opts := flags.options(sc.scenario)
+				if strings.TrimSpace(conn.servers) != "" {
+					servers, err := conn.serverList()
+					if err != nil {
+						return err
+					}
+					opts.Servers = servers
+				}
+				opts.Timeout = conn.timeout
+				opts.HTTPAddrs = splitList(httpAddrs)
+				if err := opts.Validate(); err != nil {
+					return usageError{err}
+				}
+				res, err := bench.Run(cmd.Context(), opts, cmd.ErrOrStderr())
+				if err != nil {
+					if errors.Is(err, bench.ErrInvalidOptions) {
+						return usageError{err}
+					}
+					return err
+				}
+				if !flags.asJSON {
+					return res.WriteSummary(cmd.OutOrStdout())
+				}
+				if err := res.WriteSummary(cmd.ErrOrStderr()); err != nil {
+					return err
+				}
+				return res.WriteJSON(cmd.OutOrStdout())
+			},
+		})
+	}
+	return cmd
+}
+
+// benchFlags are the scenario flags of `herald bench`.
+type benchFlags struct {
+	producers, size, batch, inflight, tenants, partitions, replication int
+	count                                                              int64
+	rate                                                               float64
+	sync, asJSON                                                       bool
+	clients                                                            string
+}
+
+// register adds the scenario flags, with bench's defaults.
+func (f *benchFlags) register(fs *pflag.FlagSet) {
+	fs.IntVar(&f.producers, "producers", bench.DefaultProducers, "concurrent producers")
+	fs.IntVar(&f.size, "size", bench.DefaultSizeBytes, "payload bytes per event")
+	fs.Int64Var(&f.count, "count", bench.DefaultCount, "events to produce (and, for replay, to read)")
+	fs.BoolVar(&f.sync, "sync", false, "one event per request, each waiting for its ack (latency per event)")
+	fs.BoolVar(&f.asJSON, "json", false, "print one JSON object on the last line of stdout")
+	fs.IntVar(&f.batch, "batch", bench.DefaultBatch, "events per produce request, without --sync")
+	fs.IntVar(&f.inflight, "inflight", bench.DefaultInflight, "produce requests in flight per producer, without --sync")
+	fs.IntVar(&f.tenants, "tenants", bench.DefaultTenants, "tenants the events are spread over (evenly over the partitions)")
+	fs.IntVar(&f.partitions, "partitions", bench.DefaultPartitions, "partitions of the bench topic")
+	fs.IntVar(&f.replication, "replication", bench.DefaultReplication, "replication factor of the bench topic")
+	fs.Float64Var(&f.rate, "rate", 0, "e2e: produce rate in events/s (0: half of a quick peak measurement)")
+	fs.StringVar(&f.clients, "clients", string(bench.DefaultClientMode),
+		fmt.Sprintf("%s: one SDK client (connections) per producer; %s: one for all", bench.ClientsPerProducer, bench.ClientsShared))
+}
+
+// options turns the flags into bench.Options for scenario.
+func (f *benchFlags) options(scenario bench.Scenario) bench.Options {
+	o := bench.DefaultOptions(scenario)
+	o.Producers, o.SizeBytes, o.Count, o.Sync = f.producers, f.size, f.count, f.sync
+	o.Batch, o.Inflight, o.Tenants = f.batch, f.inflight, f.tenants
+	o.Partitions, o.Replication, o.Rate = f.partitions, f.replication, f.rate
+	o.Clients = bench.ClientMode(f.clients)
+	return o
+}
+
+// splitList splits a comma-separated flag, dropping empty items.
+func splitList(s string) []string {
+	var items []string
+	for _, item := range strings.Split(s, ",") {
+		if item = strings.TrimSpace(item); item != "" {
+			items = append(items, item)
+		}
+	}
+	return items
+}

@@ -1,0 +1,112 @@
+//go:build unix
+
+package bench
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// smokeBuildTimeout bounds building the herald binary for the smoke test.
+const smokeBuildTimeout = 2 * time.Minute
+
+func TestLocalClusterNodeThatExitsFailsTheStart(t *testing.T) {
+	exe, err := exec.LookPath("false")
+	if err != nil {
+		t.Skip("no false(1) on PATH")
+	}
+	tmp := t.TempDir()
+	t.Setenv("TMPDIR", tmp)
+	_, err = StartLocalCluster(t.Context(), exe, localNodes, nil)
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "exited before it was ready")
+	entries, err := os.ReadDir(tmp)
+	require.NoError(t, err)
+	assert.Empty(t, entries, "the cluster directory is removed")
+}
+
+// TestSmokeProduceOnLocalCluster builds herald and runs `produce` with a
+// tiny count on a cluster bench starts itself: three real node processes.
+// It checks the run's figures are there, then that the nodes are gone and
+// their directory removed. Not a performance test: nothing about speed is
+// asserted.
+func TestSmokeProduceOnLocalCluster(t *testing.T) {
+	if testing.Short() {
+		t.Skip("smoke: builds herald and runs a 3-node cluster of processes")
+	}
+	bin := buildHerald(t)
+	tmp := t.TempDir()
+	t.Setenv("TMPDIR", tmp)
+
+	opts := DefaultOptions(ScenarioProduce)
+	opts.Executable = bin
+	opts.Count = 2_000
+	opts.Batch = 100
+	var progress lockedBuffer
+	ctx, cancel := context.WithTimeout(t.Context(), 90*time.Second)
+	defer cancel()
+	res, err := Run(ctx, opts, &progress)
+	t.Logf("bench output:\n%s", progress.String())
+	require.NoError(t, err)
+
+	assert.Equal(t, int64(2_000), res.Events)
+	assert.Equal(t, "local", res.Cluster)
+	assert.Greater(t, res.EventsPerSec, 0.0)
+	assert.Greater(t, res.P99Ms, 0.0)
+	assert.GreaterOrEqual(t, res.CPUSeconds, 0.0, "node CPU read from /proc: %s", res.CPUNote)
+	assert.GreaterOrEqual(t, res.CPUUsPerEvent, 0.0)
+
+	pids := startedPIDs(t, progress.String())
+	require.Len(t, pids, localNodes)
+	for _, pid := range pids {
+		err := syscall.Kill(pid, 0)
+		assert.True(t, errors.Is(err, syscall.ESRCH), "node pid %d is gone: %v", pid, err)
+	}
+	entries, err := os.ReadDir(tmp)
+	require.NoError(t, err)
+	assert.Empty(t, entries, "the cluster directory is removed")
+}
+
+// startedPIDs reads the pids from bench's "started n1 pid=..." lines.
+func startedPIDs(t *testing.T, out string) []int {
+	t.Helper()
+	re := regexp.MustCompile(`started n\d+ pid=(\d+)`)
+	var pids []int
+	sc := bufio.NewScanner(strings.NewReader(out))
+	for sc.Scan() {
+		if m := re.FindStringSubmatch(sc.Text()); m != nil {
+			pid, err := strconv.Atoi(m[1])
+			require.NoError(t, err)
+			pids = append(pids, pid)
+		}
+	}
+	return pids
+}
+
+// buildHerald builds the herald binary into the test's directory.
+func buildHerald(t *testing.T) string {
+	t.Helper()
+	goTool, err := exec.LookPath("go")
+	if err != nil {
+		t.Skipf("smoke: no go tool on PATH to build herald: %v", err)
+	}
+	bin := filepath.Join(t.TempDir(), "herald")
+	ctx, cancel := context.WithTimeout(t.Context(), smokeBuildTimeout)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, goTool, "build", "-o", bin, "github.com/heraldlog/herald/cmd/herald").CombinedOutput()
+	require.NoError(t, err, "go build: %s", out)
+	return bin
+}

@@ -1,0 +1,182 @@
+package bench
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/heraldlog/herald/client"
+)
+
+// E2E bounds and pacing.
+const (
+	// e2ePollInterval is the reader's sleep after an empty page: there are
+	// no streaming subscriptions yet, so delivery is by Fetch polling and
+	// the latency includes up to this much polling delay.
+	e2ePollInterval = time.Millisecond
+	// e2eSendsPerSecond sizes the paced requests: about one request per
+	// millisecond across all producers (at least rate/1000 events, at
+	// least 1; more when the senders fall behind, up to --batch).
+	e2eSendsPerSecond = 1000
+	// e2eKeptUpShare is the share of the target rate under which the
+	// result notes that the cluster did not keep up.
+	e2eKeptUpShare = 0.9
+	// The quick peak measurement that sets the default rate produces
+	// Count events, but at least e2ePeakEventsMin and at most
+	// e2ePeakEventsMax.
+	e2ePeakEventsMin = 2_000
+	e2ePeakEventsMax = 50_000
+	// e2eDrainTimeout bounds the wait for the readers once every event
+	// is acknowledged.
+	e2eDrainTimeout = 30 * time.Second
+)
+
+// errDrainTimeout is returned when the readers do not see every event in
+// time after the producers are done.
+var errDrainTimeout = errors.New("bench: e2e readers did not receive every event in time")
+
+// runE2E produces opts.Count events at a fixed rate while one reader per
+// partition tails it from its high watermark with Fetch polling; each
+// delivered event's latency is the reader's clock at receipt minus the
+// event's produced_at (stamped by the leader; same machine, same clock
+// for a local cluster).
+func runE2E(ctx context.Context, e *env) error {
+	rate := e.opts.Rate
+	if rate == 0 {
+		peak, err := quickPeak(ctx, e)
+		if err != nil {
+			return err
+		}
+		rate = peak / 2
+		e.result.PeakEventsPerSec = round(peak, 1)
+	}
+	e.result.RateTarget = round(rate, 1)
+	e.result.PollIntervalMs = float64(e2ePollInterval) / float64(time.Millisecond)
+	e.note("delivery is by Fetch polling (no streaming subscriptions yet): a reader sleeps %s after an empty page", e2ePollInterval)
+	if e.result.Cluster != "local" {
+		e.note("latency compares the leader's clock (produced_at) with this machine's: meaningful only if they agree")
+	}
+
+	starts, err := highWatermarks(ctx, e.admin, e.topic, e.opts.Partitions)
+	if err != nil {
+		return err
+	}
+	batch, minBatch, inflight := e.opts.Batch, pacedBatch(rate, e.opts.Batch), e.opts.Inflight
+	if e.opts.Sync {
+		batch, minBatch, inflight = 1, 1, 1
+	}
+
+	prog := startProgress(e.progress, "e2e", e.opts.Count)
+	readCtx, cancelRead := context.WithCancel(ctx)
+	defer cancelRead()
+	var (
+		delivered atomic.Int64
+		readers   sync.WaitGroup
+	)
+	failure := &firstFailure{cancel: cancelRead}
+	histograms := make([]*latency, len(starts))
+	e.cpu.begin(ctx)
+	start := time.Now()
+	for p, from := range starts {
+		histograms[p] = newLatency()
+		readers.Go(func() {
+			if err := tailPartition(readCtx, e.admin, e.topic, p, from, e.opts.Count, &delivered, histograms[p], prog); err != nil && readCtx.Err() == nil {
+				failure.set(err)
+			}
+		})
+	}
+	plan := &sendPlan{
+		topic: e.topic, clients: e.clients, work: e.work, total: e.opts.Count,
+		batch: batch, inflight: inflight, rate: rate, minBatch: minBatch,
+	}
+	if _, err := plan.run(readCtx); err != nil && readCtx.Err() == nil {
+		failure.set(err)
+	}
+	// Every event is acknowledged (or the run failed): the readers end
+	// once they have seen them all, or at the drain deadline.
+	drain := time.AfterFunc(e2eDrainTimeout, func() {
+		if got := delivered.Load(); got < e.opts.Count {
+			failure.set(fmt.Errorf("%w: %d of %d after %s", errDrainTimeout, got, e.opts.Count, e2eDrainTimeout))
+		}
+	})
+	readers.Wait()
+	drain.Stop()
+	elapsed := time.Since(start)
+	prog.stop()
+	if err := failure.err(); err != nil {
+		return err
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	e.result.setThroughput(delivered.Load(), e.opts.SizeBytes, elapsed.Seconds())
+	if e.result.EventsPerSec < e2eKeptUpShare*rate {
+		e.note("the cluster did not keep up with the target rate (%.0f of %.0f events/s): latency includes queueing", e.result.EventsPerSec, rate)
+	}
+	e.finishCPU(ctx)
+	all := newLatency()
+	for _, h := range histograms {
+		all.merge(h)
+	}
+	e.result.setLatency(all.percentiles(), latencyDelivered)
+	return nil
+}
+
+// quickPeak measures batched produce throughput briefly (not reported as
+// the run's figures) to derive the default e2e rate.
+func quickPeak(ctx context.Context, e *env) (float64, error) {
+	n := min(max(e.opts.Count, e2ePeakEventsMin), e2ePeakEventsMax)
+	prog := startProgress(e.progress, "e2e: measuring peak", n)
+	plan := &sendPlan{
+		topic: e.topic, clients: e.clients, work: e.work, total: n,
+		batch: e.opts.Batch, inflight: e.opts.Inflight, progress: prog,
+	}
+	out, err := plan.run(ctx)
+	prog.stop()
+	if err != nil {
+		return 0, err
+	}
+	if out.elapsed <= 0 || out.events == 0 {
+		return 0, errors.New("bench: e2e peak measurement produced nothing")
+	}
+	return float64(out.events) / out.elapsed.Seconds(), nil
+}
+
+// pacedBatch returns the fewest events per paced request at rate
+// events/s: about one request per millisecond, at least 1, at most
+// batchMax.
+func pacedBatch(rate float64, batchMax int) int {
+	b := int(rate / e2eSendsPerSecond)
+	return min(max(b, 1), batchMax)
+}
+
+// tailPartition follows partition from offset from, recording each
+// event's produced_at-to-receipt latency, until total events have been
+// delivered over all partitions (delivered) or ctx ends.
+func tailPartition(ctx context.Context, cl *client.Client, topic string, partition int, from uint64, total int64, delivered *atomic.Int64, lat *latency, prog *progress) error {
+	offset := from
+	for delivered.Load() < total {
+		resp, err := cl.Fetch(ctx, pageRequest(topic, partition, offset))
+		if err != nil {
+			return fmt.Errorf("bench: e2e read of %s/%d at offset %d: %w", topic, partition, offset, err)
+		}
+		received := time.Now().UnixNano()
+		events := resp.GetEvents()
+		if len(events) == 0 {
+			if err := sleepUntil(ctx, time.Now().Add(e2ePollInterval)); err != nil {
+				return err
+			}
+			continue
+		}
+		for _, ev := range events {
+			lat.record(time.Duration(received - ev.GetProducedAtUnixNano()))
+		}
+		offset = resp.GetNextOffset()
+		delivered.Add(int64(len(events)))
+		prog.add(int64(len(events)))
+	}
+	return nil
+}

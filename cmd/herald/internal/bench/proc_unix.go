@@ -1,0 +1,21 @@
+//go:build unix
+
+package bench
+
+import (
+	"os"
+	"syscall"
+	"time"
+)
+
+// terminate asks a node process to stop (SIGTERM: it shuts down cleanly).
+func terminate(p *os.Process) error { return p.Signal(syscall.SIGTERM) }
+
+// selfCPUSeconds returns the user+system CPU this process has used, or -1.
+func selfCPUSeconds() float64 {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return -1
+	}
+	return (time.Duration(ru.Utime.Nano()) + time.Duration(ru.Stime.Nano())).Seconds()
+}

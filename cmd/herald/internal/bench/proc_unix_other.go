@@ -1,0 +1,12 @@
+//go:build unix && !linux
+
+package bench
+
+import "syscall"
+
+// childSysProcAttr puts a node in its own process group, so that a
+// terminal's Ctrl-C reaches only bench, which then stops the nodes in
+// order.
+func childSysProcAttr() *syscall.SysProcAttr {
+	return &syscall.SysProcAttr{Setpgid: true}
+}

@@ -1,0 +1,235 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"time"
+
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
+
+	"github.com/heraldlog/herald/client"
+)
+
+// newTenantCommand groups the tenant verbs: create, list, describe,
+// set-quota.
+func newTenantCommand(env environment) *cobra.Command {
+	var opts clientOptions
+	cmd := &cobra.Command{
+		Use:   "tenant",
+		Short: "Create, list and describe tenants, and set their quotas",
+		RunE:  runGroup,
+	}
+	opts.register(cmd.PersistentFlags(), env)
+	cmd.AddCommand(newTenantCreateCommand(&opts), newTenantListCommand(&opts), newTenantDescribeCommand(&opts),
+		newTenantSetQuotaCommand(&opts))
+	return cmd
+}
+
+// quotaFlags are the flags of a tenant quota; 0 means unlimited (for
+// --burst: one second's worth).
+var quotaFlags = []string{"events-per-sec", "bytes-per-sec", "burst", "max-inflight-bytes"}
+
+func registerQuotaFlags(f *pflag.FlagSet, q *client.TenantQuota) {
+	f.Uint64Var(&q.EventsPerSec, "events-per-sec", 0, "events per second (0: unlimited)")
+	f.Uint64Var(&q.BytesPerSec, "bytes-per-sec", 0, "payload bytes per second (0: unlimited)")
+	f.Uint64Var(&q.Burst, "burst", 0, "events above the rate allowed at once (0: one second's worth)")
+	f.Uint64Var(&q.MaxInflightBytes, "max-inflight-bytes", 0, "bytes waiting to be committed at once (0: unlimited)")
+}
+
+func newTenantCreateCommand(opts *clientOptions) *cobra.Command {
+	var (
+		tenant = client.Tenant{Quota: &client.TenantQuota{}}
+		asJSON bool
+	)
+	cmd := &cobra.Command{
+		Use:   "create NAME [--display-name S] [--events-per-sec N] [--bytes-per-sec N] [--burst N] [--max-inflight-bytes N]",
+		Short: "Create a tenant",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			tenant.Id = args[0]
+			if tenant.Id == "" {
+				return usagef("a tenant needs a name")
+			}
+			c, err := opts.connect(cmd.Context(), cmd.ErrOrStderr())
+			if err != nil {
+				return err
+			}
+			defer c.Close()
+			created, err := c.CreateTenant(cmd.Context(), &tenant)
+			if err != nil {
+				return err
+			}
+			return printTenant(cmd.OutOrStdout(), created, asJSON)
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&tenant.DisplayName, "display-name", "", "human-readable name")
+	registerQuotaFlags(f, tenant.Quota)
+	f.BoolVar(&asJSON, "json", false, "print JSON instead of text")
+	return cmd
+}
+
+func newTenantListCommand(opts *clientOptions) *cobra.Command {
+	var asJSON bool
+	cmd := &cobra.Command{
+		Use:   "list",
+		Short: "List tenants",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			c, err := opts.connect(cmd.Context(), cmd.ErrOrStderr())
+			if err != nil {
+				return err
+			}
+			defer c.Close()
+			tenants, err := c.ListTenants(cmd.Context())
+			if err != nil {
+				return err
+			}
+			views := make([]tenantView, len(tenants))
+			for i, t := range tenants {
+				views[i] = newTenantView(t)
+			}
+			if asJSON {
+				return newJSONWriter(cmd.OutOrStdout()).write(views)
+			}
+			tw := newTable(cmd.OutOrStdout())
+			fmt.Fprintln(tw, "NAME\tDISPLAY NAME\tEVENTS/S\tBYTES/S\tBURST\tMAX INFLIGHT BYTES\tCREATED")
+			for _, v := range views {
+				q := v.Quota
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", v.ID, orDash(v.DisplayName), countOr(q.EventsPerSec, "unlimited"),
+					countOr(q.BytesPerSec, "unlimited"), countOr(q.Burst, "default"), countOr(q.MaxInflightBytes, "unlimited"), orDash(v.CreatedAt))
+			}
+			return tw.Flush()
+		},
+	}
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON instead of a table")
+	return cmd
+}
+
+func newTenantDescribeCommand(opts *clientOptions) *cobra.Command {
+	var asJSON bool
+	cmd := &cobra.Command{
+		Use:   "describe NAME",
+		Short: "Describe a tenant and its quota",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := opts.connect(cmd.Context(), cmd.ErrOrStderr())
+			if err != nil {
+				return err
+			}
+			defer c.Close()
+			tenant, err := c.DescribeTenant(cmd.Context(), args[0])
+			if err != nil {
+				return err
+			}
+			return printTenant(cmd.OutOrStdout(), tenant, asJSON)
+		},
+	}
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON instead of text")
+	return cmd
+}
+
+func newTenantSetQuotaCommand(opts *clientOptions) *cobra.Command {
+	var (
+		given  client.TenantQuota
+		asJSON bool
+	)
+	cmd := &cobra.Command{
+		Use:   "set-quota NAME [--events-per-sec N] [--bytes-per-sec N] [--burst N] [--max-inflight-bytes N]",
+		Short: "Set a tenant's quota",
+		Long: `Set a tenant's quota. Limits not given keep their current values (the
+tenant is described first, then its whole quota is sent); 0 means unlimited.`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			changed := false
+			for _, name := range quotaFlags {
+				changed = changed || cmd.Flags().Changed(name)
+			}
+			if !changed {
+				return usagef("nothing to set: give at least one of --events-per-sec, --bytes-per-sec, --burst, --max-inflight-bytes")
+			}
+			ctx := cmd.Context()
+			c, err := opts.connect(ctx, cmd.ErrOrStderr())
+			if err != nil {
+				return err
+			}
+			defer c.Close()
+			current, err := c.DescribeTenant(ctx, args[0])
+			if err != nil {
+				return err
+			}
+			quota := &client.TenantQuota{
+				EventsPerSec:     current.GetQuota().GetEventsPerSec(),
+				BytesPerSec:      current.GetQuota().GetBytesPerSec(),
+				Burst:            current.GetQuota().GetBurst(),
+				MaxInflightBytes: current.GetQuota().GetMaxInflightBytes(),
+			}
+			f := cmd.Flags()
+			if f.Changed("events-per-sec") {
+				quota.EventsPerSec = given.EventsPerSec
+			}
+			if f.Changed("bytes-per-sec") {
+				quota.BytesPerSec = given.BytesPerSec
+			}
+			if f.Changed("burst") {
+				quota.Burst = given.Burst
+			}
+			if f.Changed("max-inflight-bytes") {
+				quota.MaxInflightBytes = given.MaxInflightBytes
+			}
+			updated, err := c.SetTenantQuota(ctx, args[0], quota)
+			if err != nil {
+				return err
+			}
+			return printTenant(cmd.OutOrStdout(), updated, asJSON)
+		},
+	}
+	registerQuotaFlags(cmd.Flags(), &given)
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON instead of text")
+	return cmd
+}
+
+// tenantView is a tenant as `tenant ... --json` prints it.
+type tenantView struct {
+	ID          string    `json:"id"`
+	DisplayName string    `json:"display_name"`
+	Quota       quotaView `json:"quota"`
+	CreatedAt   string    `json:"created_at,omitempty"`
+}
+
+// quotaView is a tenant's quota; 0 means unlimited (burst: the default).
+type quotaView struct {
+	EventsPerSec     uint64 `json:"events_per_sec"`
+	BytesPerSec      uint64 `json:"bytes_per_sec"`
+	Burst            uint64 `json:"burst"`
+	MaxInflightBytes uint64 `json:"max_inflight_bytes"`
+}
+
+func newTenantView(t *client.Tenant) tenantView {
+	q := t.GetQuota()
+	v := tenantView{
+		ID:          t.GetId(),
+		DisplayName: t.GetDisplayName(),
+		Quota: quotaView{
+			EventsPerSec: q.GetEventsPerSec(), BytesPerSec: q.GetBytesPerSec(), Burst: q.GetBurst(), MaxInflightBytes: q.GetMaxInflightBytes(),
+		},
+	}
+	if ns := t.GetCreatedAtUnixNano(); ns != 0 {
+		v.CreatedAt = time.Unix(0, ns).UTC().Format(time.RFC3339Nano)
+	}
+	return v
+}
+
+// printTenant prints one tenant as JSON or as text.
+func printTenant(w io.Writer, t *client.Tenant, asJSON bool) error {
+	v := newTenantView(t)
+	if asJSON {
+		return newJSONWriter(w).write(v)
+	}
+	q := v.Quota
+	_, err := fmt.Fprintf(w, "tenant %s: display name %s, created %s\nquota: events/s %s, bytes/s %s, burst %s, max inflight bytes %s\n",
+		v.ID, orDash(v.DisplayName), formatTime(t.GetCreatedAtUnixNano()),
+		countOr(q.EventsPerSec, "unlimited"), countOr(q.BytesPerSec, "unlimited"), countOr(q.Burst, "default"), countOr(q.MaxInflightBytes, "unlimited"))
+	return err
+}
