@@ -71,6 +71,7 @@ func Open(opts Options) (*DB, error) {
 	pdb, err := pebble.Open(opts.Dir, &pebble.Options{
 		FS:                 opts.FS,
 		Cache:              cache,
+		MemTableSize:       uint64(opts.MemTableBytes),
 		FormatMajorVersion: formatMajorVersion,
 		Logger:             pebbleLogger{logger: opts.Logger.With(slog.String("component", "pebble"))},
 	})

@@ -8,6 +8,12 @@ import (
 	"github.com/cockroachdb/pebble/v2/vfs"
 )
 
+// Memtable sizes: the default, and the most Options.MemTableBytes accepts.
+const (
+	memTableBytesDefault = 32 << 20
+	memTableBytesMax     = 1 << 30
+)
+
 // cacheBytesDefault is the block cache size used when Options.CacheBytes is 0.
 const cacheBytesDefault int64 = 64 << 20
 
@@ -22,6 +28,10 @@ type Options struct {
 	// CacheBytes is the size of the block cache shared by all partitions;
 	// 0 selects 64 MiB.
 	CacheBytes int64
+	// MemTableBytes is the size of one Pebble memtable; 0 selects 32 MiB.
+	// A log is write-heavy: larger memtables mean fewer, larger flushes and
+	// less compaction work per appended record.
+	MemTableBytes int
 	// Logger receives the package's and Pebble's log lines; nil selects
 	// slog.Default().
 	Logger *slog.Logger
@@ -37,6 +47,9 @@ func (o *Options) Validate() error {
 	if o.CacheBytes < 0 {
 		errs = append(errs, fmt.Errorf("%w: CacheBytes is %d, want >= 0 (0 selects %d)", ErrInvalidOptions, o.CacheBytes, cacheBytesDefault))
 	}
+	if o.MemTableBytes < 0 || o.MemTableBytes > memTableBytesMax {
+		errs = append(errs, fmt.Errorf("%w: MemTableBytes is %d, want 0..%d (0 selects %d)", ErrInvalidOptions, o.MemTableBytes, memTableBytesMax, memTableBytesDefault))
+	}
 	return errors.Join(errs...)
 }
 
@@ -44,6 +57,9 @@ func (o *Options) Validate() error {
 func (o Options) withDefaults() Options {
 	if o.FS == nil {
 		o.FS = vfs.Default
+	}
+	if o.MemTableBytes == 0 {
+		o.MemTableBytes = memTableBytesDefault
 	}
 	if o.CacheBytes == 0 {
 		o.CacheBytes = cacheBytesDefault
