@@ -208,27 +208,8 @@ func (f *controllerFSM) applyAlterTopic(c *alterTopicCommand) interface{} {
 	if !ok {
 		return client.TopicNotFound(c.Name)
 	}
-	for _, field := range c.Fields {
-		switch field {
-		case "retention_age_ms":
-			t.RetentionAgeMs = c.Contract.RetentionAgeMs
-		case "retention_bytes":
-			t.RetentionBytes = c.Contract.RetentionBytes
-		case "retention_events":
-			t.RetentionEvents = c.Contract.RetentionEvents
-		case "default_ttl_ms":
-			t.DefaultTTLMs = c.Contract.DefaultTTLMs
-		case "max_ttl_ms":
-			t.MaxTTLMs = c.Contract.MaxTTLMs
-		case "dedupe_window_ms":
-			t.DedupeWindowMs = c.Contract.DedupeWindowMs
-		case "schema_versions":
-			t.SchemaVersions = append([]uint32(nil), c.Contract.SchemaVersions...)
-		case "auto_tenants":
-			t.AutoTenants = c.Contract.AutoTenants
-		default:
-			return client.InvalidArgument("fields", "topic field %q cannot be altered", field)
-		}
+	if err := t.topicContract.alter(c.Contract, c.Fields); err != nil {
+		return err
 	}
 	return cloneTopic(t)
 }
@@ -425,6 +406,36 @@ func (f *controllerFSM) assignedTo(node string) []assignment {
 		}
 	}
 	return out
+}
+
+// alter copies the named alterable fields (TopicConfig field names) of src
+// into c; any other name is refused and c is left unchanged.
+func (c *topicContract) alter(src topicContract, fields []string) error {
+	next := c.clone()
+	for _, field := range fields {
+		switch field {
+		case "retention_age_ms":
+			next.RetentionAgeMs = src.RetentionAgeMs
+		case "retention_bytes":
+			next.RetentionBytes = src.RetentionBytes
+		case "retention_events":
+			next.RetentionEvents = src.RetentionEvents
+		case "default_ttl_ms":
+			next.DefaultTTLMs = src.DefaultTTLMs
+		case "max_ttl_ms":
+			next.MaxTTLMs = src.MaxTTLMs
+		case "dedupe_window_ms":
+			next.DedupeWindowMs = src.DedupeWindowMs
+		case "schema_versions":
+			next.SchemaVersions = append([]uint32(nil), src.SchemaVersions...)
+		case "auto_tenants":
+			next.AutoTenants = src.AutoTenants
+		default:
+			return client.InvalidArgument("fields", "topic field %q cannot be altered (alterable: retention, TTLs, dedupe window, schema versions, auto tenants)", field)
+		}
+	}
+	*c = next
+	return nil
 }
 
 func (c topicContract) clone() topicContract {

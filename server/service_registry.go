@@ -134,13 +134,6 @@ func (s *heraldService) InitProducer(ctx context.Context, req *heraldpb.InitProd
 	})
 }
 
-// alterableFields are the TopicConfig fields AlterTopic may change.
-var alterableFields = map[string]bool{
-	"retention_age_ms": true, "retention_bytes": true, "retention_events": true,
-	"default_ttl_ms": true, "max_ttl_ms": true, "dedupe_window_ms": true,
-	"schema_versions": true, "auto_tenants": true,
-}
-
 func (s *heraldService) AlterTopic(ctx context.Context, req *heraldpb.AlterTopicRequest) (*heraldpb.AlterTopicResponse, error) {
 	n := s.node
 	return controllerCall(ctx, n, "AlterTopic", func() (*heraldpb.AlterTopicResponse, error) {
@@ -152,35 +145,15 @@ func (s *heraldService) AlterTopic(ctx context.Context, req *heraldpb.AlterTopic
 		if len(req.GetFields()) == 0 {
 			return nil, client.InvalidArgument("fields", "name at least one field to alter")
 		}
-		for _, f := range req.GetFields() {
-			if !alterableFields[f] {
-				return nil, client.InvalidArgument("fields", "topic field %q cannot be altered (alterable: retention, TTLs, dedupe window, schema versions, auto tenants)", f)
-			}
-		}
-		// Validate the result as a whole, as create would.
+		// Validate the altered topic as a whole, as create would.
 		merged := contractFromConfig(cfg)
-		check := cur.info().GetConfig()
-		for _, f := range req.GetFields() {
-			switch f {
-			case "retention_age_ms":
-				check.RetentionAgeMs = merged.RetentionAgeMs
-			case "retention_bytes":
-				check.RetentionBytes = merged.RetentionBytes
-			case "retention_events":
-				check.RetentionEvents = merged.RetentionEvents
-			case "default_ttl_ms":
-				check.DefaultTtlMs = merged.DefaultTTLMs
-			case "max_ttl_ms":
-				check.MaxTtlMs = merged.MaxTTLMs
-			case "dedupe_window_ms":
-				check.DedupeWindowMs = merged.DedupeWindowMs
-			case "schema_versions":
-				check.SchemaVersions = merged.SchemaVersions
-			case "auto_tenants":
-				check.AutoTenants = merged.AutoTenants
-			}
+		next := cur.topicContract
+		if err := next.alter(merged, req.GetFields()); err != nil {
+			return nil, err
 		}
-		if err := validateContract(check); err != nil {
+		altered := *cur
+		altered.topicContract = next
+		if err := validateContract(altered.info().GetConfig()); err != nil {
 			return nil, err
 		}
 		res, err := n.proposeController(controllerCommand{Op: opAlterTopic, AlterTopic: &alterTopicCommand{

@@ -2,7 +2,6 @@ package server
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"regexp"
 	"time"
@@ -70,34 +69,13 @@ func (n *Node) validateTopicConfig(c *heraldpb.TopicConfig, nodes int) error {
 
 func (s *heraldService) CreateTopic(ctx context.Context, req *heraldpb.CreateTopicRequest) (*heraldpb.CreateTopicResponse, error) {
 	n := s.node
-	leaderID, leaderAddr := n.controllerLeader()
-	if leaderID != n.cfg.NodeID {
-		if leaderAddr == "" {
-			return nil, client.NoLeader("controller")
-		}
-		if isForwarded(ctx) {
-			return nil, client.NotLeader(leaderID, leaderAddr)
-		}
-		n.metrics.forwarded.WithLabelValues("CreateTopic").Inc()
-		hc, err := n.peers.herald(leaderAddr)
-		if err != nil {
+	return controllerCall(ctx, n, "CreateTopic", func() (*heraldpb.CreateTopicResponse, error) {
+		cfg := req.GetConfig()
+		nodeIDs := n.sortedNodeIDs()
+		if err := n.validateTopicConfig(cfg, len(nodeIDs)); err != nil {
 			return nil, err
 		}
-		resp, err := hc.CreateTopic(forwardContext(ctx), req)
-		if err != nil {
-			return nil, client.FromStatus(err)
-		}
-		return resp, nil
-	}
-	cfg := req.GetConfig()
-	nodeIDs := n.sortedNodeIDs()
-	if err := n.validateTopicConfig(cfg, len(nodeIDs)); err != nil {
-		return nil, err
-	}
-	cmd := controllerCommand{
-		Version: controllerFormatVersion,
-		Op:      opCreateTopic,
-		CreateTopic: &createTopicCommand{
+		res, err := n.proposeController(controllerCommand{Op: opCreateTopic, CreateTopic: &createTopicCommand{
 			Name:              cfg.Name,
 			Partitions:        cfg.Partitions,
 			ReplicationFactor: cfg.ReplicationFactor,
@@ -105,26 +83,20 @@ func (s *heraldService) CreateTopic(ctx context.Context, req *heraldpb.CreateTop
 			CreatedAtUnixNano: time.Now().UnixNano(),
 			Nodes:             nodeIDs,
 			topicContract:     contractFromConfig(cfg),
-		},
-	}
-	data, err := json.Marshal(&cmd)
-	if err != nil {
-		return nil, err
-	}
-	future := n.controller.Raft().Apply(data, 5*time.Second)
-	if err := future.Error(); err != nil {
-		return nil, classifyRaftError(err, "controller")
-	}
-	switch res := future.Response().(type) {
-	case error:
-		return nil, res
-	case *topicRecord:
-		n.logger.Info("topic created", "topic", res.Name, "partitions", len(res.Partitions), "replication", res.ReplicationFactor)
-		n.waitPartitionLeaders(ctx, res)
-		return &heraldpb.CreateTopicResponse{Topic: n.topicInfoWithLeaders(ctx, res)}, nil
-	default:
-		return nil, errors.New("server: controller returned no result")
-	}
+		}})
+		if err != nil {
+			return nil, err
+		}
+		t, ok := res.(*topicRecord)
+		if !ok {
+			return nil, errors.New("server: controller returned no topic")
+		}
+		n.logger.Info("topic created", "topic", t.Name, "partitions", len(t.Partitions), "replication", t.ReplicationFactor)
+		n.waitPartitionLeaders(ctx, t)
+		return &heraldpb.CreateTopicResponse{Topic: n.topicInfoWithLeaders(ctx, t)}, nil
+	}, func(ctx context.Context, hc heraldpb.HeraldClient) (*heraldpb.CreateTopicResponse, error) {
+		return hc.CreateTopic(ctx, req)
+	})
 }
 
 // waitPartitionLeaders waits (bounded) until every partition of t that has
