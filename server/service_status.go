@@ -61,7 +61,10 @@ func (n *Node) gatherStatus(ctx context.Context) map[string]*heraldpb.NodeStatus
 	var wg sync.WaitGroup
 	for id, addr := range nodes {
 		if id == n.cfg.NodeID {
-			out[id] = n.localStatus()
+			local := n.localStatus()
+			mu.Lock()
+			out[id] = local
+			mu.Unlock()
 			continue
 		}
 		wg.Add(1)
