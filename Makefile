@@ -36,5 +36,9 @@ lint:
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || (gofmt -l $$(git ls-files '*.go'); echo "gofmt: files above need formatting"; exit 1)
 	$(GO) vet $(PKGS)
 
+# A longer fault-injection schedule than the one the tests run (see docs/fault-injection.md).
+jepsen: build
+	./$(BIN) jepsen --nodes 3 --duration 5m --nemesis kill,pause,partition,slow,transfer --out ./jepsen-out
+
 clean:
-	rm -rf bin data
+	rm -rf bin data jepsen-out

@@ -69,6 +69,7 @@ func newRootCommand(env environment) *cobra.Command {
 		newConsumeCommand(env),
 		newClusterCommand(env),
 		newBenchCmd(),
+		newJepsenCmd(),
 	)
 	return root
 }

@@ -1,0 +1,392 @@
+package jepsen
+
+import (
+	"fmt"
+	"slices"
+	"sort"
+	"strings"
+)
+
+// Checker names, as printed and in verdict.json.
+const (
+	CheckLostWrite     = "no-lost-write"
+	CheckDuplicate     = "no-duplicate"
+	CheckPosition      = "one-event-per-position"
+	CheckTenantSeq     = "tenant-sequences"
+	CheckSameOrder     = "same-order"
+	CheckFailedNotRead = "failed-write-never-read"
+	CheckConvergence   = "replicas-converge"
+	CheckLinearizable  = "linearizable"
+	CheckReplay        = "replay-equals-live"
+)
+
+// Verdict statuses.
+const (
+	StatusPass    = "pass"
+	StatusFail    = "fail"
+	StatusUnknown = "unknown" // could not decide (a final read missing, a timeout)
+	StatusSkipped = "skipped" // does not apply yet
+)
+
+// counterexamplesMax bounds the counterexamples a verdict keeps; Violations
+// still counts them all.
+const counterexamplesMax = 20
+
+// Verdict is one checker's result.
+type Verdict struct {
+	Name            string   `json:"name"`
+	Status          string   `json:"status"`
+	Violations      int      `json:"violations"`
+	Counterexamples []string `json:"counterexamples,omitempty"`
+	Note            string   `json:"note,omitempty"`
+}
+
+// OK reports whether the verdict does not fail the run: pass or skipped.
+func (v Verdict) OK() bool { return v.Status == StatusPass || v.Status == StatusSkipped }
+
+func (v *Verdict) add(format string, args ...any) {
+	v.Violations++
+	if len(v.Counterexamples) < counterexamplesMax {
+		v.Counterexamples = append(v.Counterexamples, fmt.Sprintf(format, args...))
+	}
+}
+
+func (v *Verdict) settle() Verdict {
+	switch {
+	case v.Violations > 0:
+		v.Status = StatusFail
+	case v.Status == "":
+		v.Status = StatusPass
+	}
+	return *v
+}
+
+// source is one observation of the log: a read page, a final log or a
+// produce acknowledgement.
+type source struct {
+	name      string
+	partition uint32
+	events    []Observed
+	final     bool
+}
+
+// index is what the checkers derive from a history.
+type index struct {
+	invoked  map[string]Op // produce invocations by event id
+	outcome  map[string]Op // produce completions by event id
+	sources  []source
+	finals   map[string]map[uint32][]Observed // node -> partition -> log
+	finalErr []string                         // failed final reads
+	nodes    []string
+	parts    []uint32
+}
+
+func buildIndex(h History) *index {
+	ix := &index{invoked: map[string]Op{}, outcome: map[string]Op{}, finals: map[string]map[uint32][]Observed{}}
+	partSet := map[uint32]bool{}
+	for _, op := range h {
+		switch op.F {
+		case FProduce:
+			if op.Type == TypeInvoke {
+				ix.invoked[op.EventID] = op
+				continue
+			}
+			ix.outcome[op.EventID] = op
+			if op.Type == TypeOK {
+				partSet[op.Partition] = true
+				ix.sources = append(ix.sources, source{
+					name: fmt.Sprintf("ack of %s (op %d)", op.EventID, op.Index), partition: op.Partition,
+					events: []Observed{{Offset: op.Offset, Sequence: op.Sequence, Tenant: op.Tenant, EventID: op.EventID}},
+				})
+			}
+		case FRead:
+			if op.Type == TypeOK {
+				ix.sources = append(ix.sources, source{name: fmt.Sprintf("read %d on %s", op.Index, op.Node), partition: op.Partition, events: op.Events})
+			}
+		case FFinalRead:
+			partSet[op.Partition] = true
+			if !slices.Contains(ix.nodes, op.Node) {
+				ix.nodes = append(ix.nodes, op.Node)
+			}
+			if op.Type != TypeOK {
+				ix.finalErr = append(ix.finalErr, fmt.Sprintf("final read of %s partition %d failed: %s", op.Node, op.Partition, op.Error))
+				continue
+			}
+			if ix.finals[op.Node] == nil {
+				ix.finals[op.Node] = map[uint32][]Observed{}
+			}
+			ix.finals[op.Node][op.Partition] = op.Events
+			ix.sources = append(ix.sources, source{name: fmt.Sprintf("final log of %s", op.Node), partition: op.Partition, events: op.Events, final: true})
+		}
+	}
+	for p := range partSet {
+		ix.parts = append(ix.parts, p)
+	}
+	slices.Sort(ix.parts)
+	sort.Strings(ix.nodes)
+	return ix
+}
+
+// Check runs every checker over h. It is a pure function of h (the
+// linearizability check is bounded by linearizabilityOpsMax and
+// linearizabilityTimeout and says unknown past them).
+func Check(h History) []Verdict {
+	ix := buildIndex(h)
+	return []Verdict{
+		checkLostWrite(ix),
+		checkDuplicate(ix),
+		checkPosition(ix),
+		checkTenantSequences(ix, h),
+		checkSameOrder(ix),
+		checkFailedNotRead(ix),
+		checkConvergence(ix),
+		checkLinearizable(ix, h),
+		{Name: CheckReplay, Status: StatusSkipped, Note: "needs streaming subscriptions, which Herald does not have yet"},
+	}
+}
+
+// checkLostWrite: every acknowledged event is in every node's final log
+// of its partition.
+func checkLostWrite(ix *index) Verdict {
+	v := Verdict{Name: CheckLostWrite}
+	if len(ix.finals) == 0 {
+		v.Status, v.Note = StatusUnknown, "no final read"
+	}
+	sets := map[string]map[uint32]map[string]bool{}
+	for node, parts := range ix.finals {
+		sets[node] = map[uint32]map[string]bool{}
+		for p, log := range parts {
+			s := make(map[string]bool, len(log))
+			for _, e := range log {
+				s[e.EventID] = true
+			}
+			sets[node][p] = s
+		}
+	}
+	ids := sortedKeys(ix.outcome)
+	for _, id := range ids {
+		op := ix.outcome[id]
+		if op.Type != TypeOK {
+			continue
+		}
+		for _, node := range ix.nodes {
+			s, ok := sets[node][op.Partition]
+			if !ok {
+				continue // final read failed: reported below
+			}
+			if !s[id] {
+				v.add("acknowledged %s (partition %d offset %d, op %d) missing from the final log of %s", id, op.Partition, op.Offset, op.Index, node)
+			}
+		}
+	}
+	if len(ix.finalErr) > 0 && v.Violations == 0 {
+		v.Status, v.Note = StatusUnknown, strings.Join(ix.finalErr, "; ")
+	}
+	return v.settle()
+}
+
+// checkDuplicate: no single log (a final log or a read page) holds an
+// event id twice, and no event id is seen at two offsets of a partition.
+func checkDuplicate(ix *index) Verdict {
+	v := Verdict{Name: CheckDuplicate}
+	for _, s := range ix.sources {
+		seen := map[string]uint64{}
+		for _, e := range s.events {
+			if first, ok := seen[e.EventID]; ok {
+				v.add("%s holds %s twice: partition %d offsets %d and %d", s.name, e.EventID, s.partition, first, e.Offset)
+				continue
+			}
+			seen[e.EventID] = e.Offset
+		}
+	}
+	return v.settle()
+}
+
+// checkPosition: no two different events are seen at one (partition,
+// offset), over every read, final log and acknowledgement.
+func checkPosition(ix *index) Verdict {
+	v := Verdict{Name: CheckPosition}
+	type pos struct {
+		p uint32
+		o uint64
+	}
+	type first struct{ id, src string }
+	at := map[pos]first{}
+	reported := map[pos]bool{}
+	for _, s := range ix.sources {
+		for _, e := range s.events {
+			k := pos{s.partition, e.Offset}
+			f, ok := at[k]
+			if !ok {
+				at[k] = first{e.EventID, s.name}
+				continue
+			}
+			if f.id != e.EventID && !reported[k] {
+				reported[k] = true
+				v.add("partition %d offset %d: %s per %s, %s per %s", k.p, k.o, f.id, f.src, e.EventID, s.name)
+			}
+		}
+	}
+	return v.settle()
+}
+
+// checkTenantSequences: in every final log each tenant's sequences run
+// 1, 2, 3, ... in offset order; every read page has each tenant's
+// sequences consecutive and increasing (a read by sequence starts at the
+// sequence asked for); and (partition, tenant, sequence) names one event
+// everywhere, acknowledgements included.
+func checkTenantSequences(ix *index, h History) Verdict {
+	v := Verdict{Name: CheckTenantSeq}
+	for _, node := range ix.nodes {
+		for _, p := range ix.parts {
+			log, ok := ix.finals[node][p]
+			if !ok {
+				continue
+			}
+			next := map[string]uint64{}
+			for _, e := range log {
+				want := next[e.Tenant] + 1
+				if e.Sequence != want {
+					v.add("final log of %s partition %d offset %d: tenant %s sequence %d, want %d", node, p, e.Offset, e.Tenant, e.Sequence, want)
+				}
+				next[e.Tenant] = e.Sequence
+			}
+		}
+	}
+	for _, op := range h {
+		if op.F != FRead || op.Type != TypeOK {
+			continue
+		}
+		last := map[string]uint64{}
+		for k, e := range op.Events {
+			if op.Mode == ModeSequence && k == 0 && e.Sequence != op.From {
+				v.add("read %d on %s: tenant %s from sequence %d starts at %d", op.Index, op.Node, op.Tenant, op.From, e.Sequence)
+			}
+			if l, ok := last[e.Tenant]; ok && e.Sequence != l+1 {
+				v.add("read %d on %s partition %d: tenant %s sequence %d after %d", op.Index, op.Node, op.Partition, e.Tenant, e.Sequence, l)
+			}
+			last[e.Tenant] = e.Sequence
+		}
+	}
+	type key struct {
+		p   uint32
+		t   string
+		seq uint64
+	}
+	type first struct{ id, src string }
+	at := map[key]first{}
+	reported := map[key]bool{}
+	for _, s := range ix.sources {
+		for _, e := range s.events {
+			k := key{s.partition, e.Tenant, e.Sequence}
+			f, ok := at[k]
+			if !ok {
+				at[k] = first{e.EventID, s.name}
+			} else if f.id != e.EventID && !reported[k] {
+				reported[k] = true
+				v.add("partition %d tenant %s sequence %d: %s per %s, %s per %s", k.p, k.t, k.seq, f.id, f.src, e.EventID, s.name)
+			}
+		}
+	}
+	return v.settle()
+}
+
+// checkSameOrder: every observer places each event at the same (partition,
+// offset), so all of them see the same order.
+func checkSameOrder(ix *index) Verdict {
+	v := Verdict{Name: CheckSameOrder}
+	type place struct {
+		p   uint32
+		o   uint64
+		src string
+	}
+	at := map[string]place{}
+	reported := map[string]bool{}
+	for _, s := range ix.sources {
+		seen := map[string]bool{}
+		for _, e := range s.events {
+			if seen[e.EventID] {
+				continue // a duplicate within one log: checkDuplicate's
+			}
+			seen[e.EventID] = true
+			f, ok := at[e.EventID]
+			if !ok {
+				at[e.EventID] = place{s.partition, e.Offset, s.name}
+				continue
+			}
+			if (f.p != s.partition || f.o != e.Offset) && !reported[e.EventID] {
+				reported[e.EventID] = true
+				v.add("%s at partition %d offset %d per %s, at partition %d offset %d per %s", e.EventID, f.p, f.o, f.src, s.partition, e.Offset, s.name)
+			}
+		}
+	}
+	return v.settle()
+}
+
+// checkFailedNotRead: an event whose produce failed definitively is never
+// read anywhere.
+func checkFailedNotRead(ix *index) Verdict {
+	v := Verdict{Name: CheckFailedNotRead}
+	failed := map[string]Op{}
+	for id, op := range ix.outcome {
+		if op.Type == TypeFail {
+			failed[id] = op
+		}
+	}
+	reported := map[string]bool{}
+	for _, s := range ix.sources {
+		for _, e := range s.events {
+			if op, ok := failed[e.EventID]; ok && !reported[e.EventID] {
+				reported[e.EventID] = true
+				v.add("%s failed (op %d: %s) but %s has it at partition %d offset %d", e.EventID, op.Index, op.Error, s.name, s.partition, e.Offset)
+			}
+		}
+	}
+	return v.settle()
+}
+
+// checkConvergence: the final logs of every partition are identical on
+// every node.
+func checkConvergence(ix *index) Verdict {
+	v := Verdict{Name: CheckConvergence}
+	if len(ix.finals) == 0 {
+		v.Status, v.Note = StatusUnknown, "no final read"
+	}
+	for _, p := range ix.parts {
+		var refNode string
+		var ref []Observed
+		for _, node := range ix.nodes {
+			log, ok := ix.finals[node][p]
+			if !ok {
+				continue
+			}
+			if refNode == "" {
+				refNode, ref = node, log
+				continue
+			}
+			if len(log) != len(ref) {
+				v.add("partition %d: %s has %d events, %s has %d", p, refNode, len(ref), node, len(log))
+				continue
+			}
+			for k := range log {
+				if log[k] != ref[k] {
+					v.add("partition %d offset %d: %s has %+v, %s has %+v", p, ref[k].Offset, refNode, ref[k], node, log[k])
+					break
+				}
+			}
+		}
+	}
+	if len(ix.finalErr) > 0 && v.Violations == 0 {
+		v.Status, v.Note = StatusUnknown, strings.Join(ix.finalErr, "; ")
+	}
+	return v.settle()
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}

@@ -1,0 +1,172 @@
+package jepsen
+
+import (
+	"bufio"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"sync"
+	"time"
+)
+
+// Op types: a produce is recorded as an invoke followed by exactly one of
+// ok (acknowledged), fail (definitely not written) or info (outcome
+// unknown). Reads are recorded once, when they return (ok or fail).
+const (
+	TypeInvoke = "invoke"
+	TypeOK     = "ok"
+	TypeFail   = "fail"
+	TypeInfo   = "info"
+)
+
+// Op functions.
+const (
+	// FProduce appends one event (EventID) of Tenant.
+	FProduce = "produce"
+	// FRead is a read during the run: one page fetched from Node.
+	FRead = "read"
+	// FFinalRead is the whole of one partition read from Node after healing.
+	FFinalRead = "final-read"
+	// FFault is a fault window of the nemesis: Fault names it, Time is its
+	// start and End its end (ns since the run started).
+	FFault = "fault"
+)
+
+// Read modes of FRead ops.
+const (
+	ModeOffset   = "offset"
+	ModeSequence = "sequence"
+)
+
+// Observed is one event as a reader saw it.
+type Observed struct {
+	Offset   uint64 `json:"o"`
+	Sequence uint64 `json:"s"`
+	Tenant   string `json:"t"`
+	EventID  string `json:"id"`
+}
+
+// Op is one line of the history. Times are nanoseconds since the run
+// started (monotonic). Fields that do not apply to an op's F are empty.
+//
+// Version note: history.jsonl is read by people and tools; fields are only
+// ever added.
+type Op struct {
+	Index   int    `json:"index"`
+	Type    string `json:"type"`
+	F       string `json:"f"`
+	Process int    `json:"process"`
+	Time    int64  `json:"time"`
+	// Produce: the event and, when ok, where it was stored.
+	Tenant    string `json:"tenant,omitempty"`
+	EventID   string `json:"event_id,omitempty"`
+	Partition uint32 `json:"partition"`
+	Offset    uint64 `json:"offset,omitempty"`
+	Sequence  uint64 `json:"sequence,omitempty"`
+	Duplicate bool   `json:"duplicate,omitempty"`
+	// LatencyNs is the time from invoke to completion (completions only).
+	LatencyNs int64 `json:"latency_ns,omitempty"`
+	// Reads: the node asked, the mode and what it returned.
+	Node   string     `json:"node,omitempty"`
+	Mode   string     `json:"mode,omitempty"`
+	From   uint64     `json:"from,omitempty"`
+	Events []Observed `json:"events,omitempty"`
+	// Faults: what was done and when it ended.
+	Fault   string `json:"fault,omitempty"`
+	Targets string `json:"targets,omitempty"`
+	End     int64  `json:"end,omitempty"`
+	Error   string `json:"error,omitempty"`
+}
+
+// History is a list of ops in the order they were recorded.
+type History []Op
+
+// Recorder appends ops to a History and, when given a writer, to a JSON
+// lines stream as they happen. It is safe for concurrent use; Index is
+// assigned in record order.
+type Recorder struct {
+	start time.Time
+	mu    struct {
+		sync.Mutex
+		ops History
+		w   *bufio.Writer
+		err error
+	}
+}
+
+// NewRecorder returns a recorder whose clock starts now. w may be nil.
+func NewRecorder(w io.Writer) *Recorder {
+	r := &Recorder{start: time.Now()}
+	if w != nil {
+		r.mu.w = bufio.NewWriter(w)
+	}
+	return r
+}
+
+// Now returns the nanoseconds since the recorder started.
+func (r *Recorder) Now() int64 { return int64(time.Since(r.start)) }
+
+// Record stamps op with the next index (and the current time when op.Time
+// is 0) and appends it.
+func (r *Recorder) Record(op Op) Op {
+	if op.Time == 0 {
+		op.Time = r.Now()
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	op.Index = len(r.mu.ops)
+	r.mu.ops = append(r.mu.ops, op)
+	if r.mu.w != nil && r.mu.err == nil {
+		line, err := json.Marshal(op)
+		if err == nil {
+			_, err = r.mu.w.Write(append(line, '\n'))
+		}
+		r.mu.err = err
+	}
+	return op
+}
+
+// History returns a copy of what was recorded so far.
+func (r *Recorder) History() History {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append(History(nil), r.mu.ops...)
+}
+
+// Flush writes buffered lines out and returns the first write error.
+func (r *Recorder) Flush() error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.mu.w != nil && r.mu.err == nil {
+		r.mu.err = r.mu.w.Flush()
+	}
+	return r.mu.err
+}
+
+// ReadHistory reads a history.jsonl file.
+func ReadHistory(path string) (History, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("jepsen: %w", err)
+	}
+	defer f.Close()
+	var h History
+	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 1<<20), historyLineBytesMax)
+	for sc.Scan() {
+		var op Op
+		if err := json.Unmarshal(sc.Bytes(), &op); err != nil {
+			return nil, fmt.Errorf("jepsen: %s line %d: %w", path, len(h)+1, err)
+		}
+		h = append(h, op)
+	}
+	if err := sc.Err(); err != nil {
+		return nil, fmt.Errorf("jepsen: %s: %w", path, err)
+	}
+	return h, nil
+}
+
+// historyLineBytesMax bounds one history line (a final read of a whole
+// partition is the longest).
+const historyLineBytesMax = 256 << 20

@@ -1,0 +1,61 @@
+package jepsen
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+)
+
+// buildHerald builds cmd/herald once into a temporary directory.
+func buildHerald(t *testing.T) string {
+	t.Helper()
+	goBin, err := exec.LookPath("go")
+	if err != nil {
+		t.Skipf("no go tool to build herald: %v", err)
+	}
+	bin := filepath.Join(t.TempDir(), "herald")
+	cmd := exec.Command(goBin, "build", "-o", bin, "github.com/heraldlog/herald/cmd/herald")
+	out, err := cmd.CombinedOutput()
+	require.NoError(t, err, "%s", out)
+	return bin
+}
+
+// TestRunUnderFaults runs a short schedule of kills, pauses and
+// partitions against three real nodes and asserts every checker passes.
+func TestRunUnderFaults(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a three-node cluster for about 30 s")
+	}
+	const seed = 3 // kill:majority, partition:halves, pause:one within 20 s
+	bin := buildHerald(t)
+	out := t.TempDir()
+	var progress bytes.Buffer
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	res, err := Run(ctx, Options{
+		Binary: bin, OutDir: out, Nodes: 3, Duration: 20 * time.Second, Seed: seed,
+		Nemeses: []string{NemesisKill, NemesisPause, NemesisPartition}, Progress: &progress,
+	})
+	t.Logf("seed %d\n%s", seed, progress.String())
+	require.NoError(t, err)
+	var verdicts bytes.Buffer
+	WriteVerdicts(&verdicts, res.Verdicts)
+	t.Logf("%s%s", verdicts.String(), res.Summary)
+	require.True(t, res.OK(), "failing: %v", res.Summary.Failing)
+	require.Positive(t, res.Summary.Acknowledged)
+	require.Positive(t, res.Summary.Faults, "schedule %v", res.Schedule)
+	for _, f := range []string{"history.jsonl", "verdict.json", "report.html"} {
+		st, err := os.Stat(filepath.Join(out, f))
+		require.NoError(t, err)
+		require.Positive(t, st.Size())
+	}
+	h, err := ReadHistory(filepath.Join(out, "history.jsonl"))
+	require.NoError(t, err)
+	require.Equal(t, len(res.History), len(h))
+}

@@ -1,0 +1,292 @@
+package jepsen
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"slices"
+	"strings"
+	"time"
+)
+
+// Nemesis names, as given to --nemesis.
+const (
+	NemesisKill      = "kill"
+	NemesisPause     = "pause"
+	NemesisPartition = "partition"
+	NemesisSlow      = "slow"
+	NemesisTransfer  = "transfer"
+)
+
+// Nemeses lists every nemesis Run knows.
+var Nemeses = []string{NemesisKill, NemesisPause, NemesisPartition, NemesisSlow, NemesisTransfer}
+
+// ErrUnknownNemesis is returned for a nemesis name not in Nemeses.
+var ErrUnknownNemesis = errors.New("jepsen: unknown nemesis")
+
+// ParseNemeses parses "kill,pause,partition"; "" and "none" mean none.
+func ParseNemeses(s string) ([]string, error) {
+	var out []string
+	if s = strings.TrimSpace(s); s == "" || s == "none" {
+		return nil, nil
+	}
+	for _, name := range strings.Split(s, ",") {
+		name = strings.TrimSpace(name)
+		if !slices.Contains(Nemeses, name) {
+			return nil, fmt.Errorf("%w %q (want %s)", ErrUnknownNemesis, name, strings.Join(Nemeses, ","))
+		}
+		if !slices.Contains(out, name) {
+			out = append(out, name)
+		}
+	}
+	return out, nil
+}
+
+// Fault is one planned fault window. The variant and the random picks
+// (Nodes, Pick) are fixed by the seed; which node leads a partition when
+// the fault starts is decided by the cluster at that time.
+type Fault struct {
+	// At is when the fault starts, from the start of the run; For is how
+	// long it lasts before it is healed.
+	At, For time.Duration
+	// Kind is the nemesis; Variant says which fault of it:
+	// kill: "one", "majority"; pause: "one", "leader";
+	// partition: "leader", "halves", "bridge", "one-way";
+	// slow: "all"; transfer: "leader".
+	Kind, Variant string
+	// Nodes are the node indexes the variant picked (a random node, the
+	// minority side, the bridge ...); for leader variants, filled in at
+	// run time.
+	Nodes []int
+	// Pick is a random number for choices made at run time (which
+	// partition's leader).
+	Pick int
+	// Delay is the link latency of a slow fault.
+	Delay time.Duration
+}
+
+// Schedule plans the faults of a run of length d over n nodes with the
+// given nemeses, from seed alone: quiet, fault, heal, repeat. The same
+// arguments give the same schedule.
+func Schedule(seed uint64, n int, nemeses []string, d time.Duration) []Fault {
+	if len(nemeses) == 0 {
+		return nil
+	}
+	rng := rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15))
+	between := func(lo, hi time.Duration) time.Duration {
+		return lo + time.Duration(rng.Int64N(int64(hi-lo)+1))
+	}
+	var out []Fault
+	at := between(time.Second, 3*time.Second)
+	for {
+		f := Fault{At: at, For: between(2*time.Second, 5*time.Second), Kind: nemeses[rng.IntN(len(nemeses))], Pick: rng.IntN(1 << 30)}
+		perm := rng.Perm(n)
+		switch f.Kind {
+		case NemesisKill:
+			if rng.IntN(3) == 0 {
+				f.Variant, f.Nodes = "majority", perm[:n/2+1]
+			} else {
+				f.Variant, f.Nodes = "one", perm[:1]
+			}
+		case NemesisPause:
+			if rng.IntN(2) == 0 {
+				f.Variant = "leader"
+			} else {
+				f.Variant, f.Nodes = "one", perm[:1]
+			}
+		case NemesisPartition:
+			switch rng.IntN(4) {
+			case 0:
+				f.Variant = "leader"
+			case 1:
+				f.Variant, f.Nodes = "halves", perm[:(n-1)/2] // the minority side
+			case 2:
+				f.Variant, f.Nodes = "bridge", perm // perm[0] bridges the two halves
+			default:
+				f.Variant, f.Nodes = "one-way", perm[:2] // cut Nodes[0] -> Nodes[1]
+			}
+		case NemesisSlow:
+			f.Variant, f.Delay = "all", between(20*time.Millisecond, 200*time.Millisecond)
+		case NemesisTransfer:
+			// No leadership-transfer API: emulate by isolating a leader for
+			// a little over an election timeout, then healing.
+			f.Variant, f.For = "leader", between(1500*time.Millisecond, 2500*time.Millisecond)
+		}
+		if f.At+f.For > d {
+			return out
+		}
+		out = append(out, f)
+		at = f.At + f.For + between(2*time.Second, 4*time.Second)
+	}
+}
+
+// String describes the planned fault.
+func (f Fault) String() string {
+	s := f.Kind + ":" + f.Variant
+	if f.Delay > 0 {
+		s += fmt.Sprintf(" delay=%s", f.Delay)
+	}
+	return s
+}
+
+// nemesis applies faults to a cluster and records them.
+type nemesis struct {
+	cluster *Cluster
+	rec     *Recorder
+	topic   string
+}
+
+// run applies the schedule, each fault at its time from start, until done
+// or ctx ends; it heals everything before returning. It returns the number
+// of faults injected.
+func (n *nemesis) run(ctx context.Context, start time.Time, faults []Fault) int {
+	injected := 0
+	defer func() { _ = n.cluster.HealAll() }()
+	for _, f := range faults {
+		if !sleepUntil(ctx, start.Add(f.At)) {
+			return injected
+		}
+		begin := n.rec.Now()
+		targets, heal, err := n.inject(ctx, f)
+		op := Op{Type: TypeInfo, F: FFault, Process: -1, Time: begin, Fault: f.String(), Targets: targets}
+		if err != nil {
+			op.Error = err.Error()
+		}
+		if err == nil {
+			injected++
+			sleepUntil(ctx, start.Add(f.At+f.For))
+			if herr := heal(); herr != nil {
+				op.Error = "heal: " + herr.Error()
+			}
+		}
+		op.End = n.rec.Now()
+		n.rec.Record(op)
+	}
+	return injected
+}
+
+// sleepUntil waits until t or ctx ends; false when ctx ended.
+func sleepUntil(ctx context.Context, t time.Time) bool {
+	timer := time.NewTimer(time.Until(t))
+	defer timer.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-timer.C:
+		return true
+	}
+}
+
+// inject starts fault f and returns the targets it hit and how to heal it.
+func (n *nemesis) inject(ctx context.Context, f Fault) (string, func() error, error) {
+	c := n.cluster
+	all := make([]int, len(c.Nodes))
+	for i := range all {
+		all[i] = i
+	}
+	names := func(idx []int) string {
+		s := make([]string, len(idx))
+		for k, i := range idx {
+			s[k] = c.Nodes[i].ID
+		}
+		return strings.Join(s, ",")
+	}
+	others := func(idx []int) []int {
+		var o []int
+		for _, i := range all {
+			if !slices.Contains(idx, i) {
+				o = append(o, i)
+			}
+		}
+		return o
+	}
+	leader := func() (int, string, error) {
+		i, p, err := n.leaderOf(ctx, f.Pick)
+		return i, fmt.Sprintf("%s (leader of partition %d)", c.Nodes[max(i, 0)].ID, p), err
+	}
+	switch f.Kind + ":" + f.Variant {
+	case "kill:one", "kill:majority":
+		for _, i := range f.Nodes {
+			_ = c.Kill(i)
+		}
+		return names(f.Nodes), func() error {
+			var errs []error
+			for _, i := range f.Nodes {
+				errs = append(errs, c.Start(i))
+			}
+			return errors.Join(errs...)
+		}, nil
+	case "pause:one", "pause:leader":
+		target := f.Nodes
+		desc := ""
+		if f.Variant == "leader" {
+			i, d, err := leader()
+			if err != nil {
+				return "", nil, err
+			}
+			target, desc = []int{i}, d
+		} else {
+			desc = names(target)
+		}
+		if err := c.Pause(target[0]); err != nil {
+			return desc, nil, err
+		}
+		return desc, func() error { return c.Resume(target[0]) }, nil
+	case "partition:leader", "transfer:leader":
+		i, desc, err := leader()
+		if err != nil {
+			return "", nil, err
+		}
+		c.Isolate([]int{i}, others([]int{i}))
+		return desc + " | rest", func() error { c.HealLinks(); return nil }, nil
+	case "partition:halves":
+		c.Isolate(f.Nodes, others(f.Nodes))
+		return names(f.Nodes) + " | " + names(others(f.Nodes)), func() error { c.HealLinks(); return nil }, nil
+	case "partition:bridge":
+		bridge, rest := f.Nodes[0], f.Nodes[1:]
+		a, b := rest[:len(rest)/2], rest[len(rest)/2:]
+		c.Isolate(a, b)
+		return fmt.Sprintf("%s | %s | %s (bridge %s)", names(a), names([]int{bridge}), names(b), c.Nodes[bridge].ID),
+			func() error { c.HealLinks(); return nil }, nil
+	case "partition:one-way":
+		c.Cut(f.Nodes[0], f.Nodes[1])
+		return fmt.Sprintf("%s -/-> %s", c.Nodes[f.Nodes[0]].ID, c.Nodes[f.Nodes[1]].ID), func() error { c.HealLinks(); return nil }, nil
+	case "slow:all":
+		c.SlowAll(f.Delay)
+		return "all links", func() error { c.SlowAll(0); return nil }, nil
+	}
+	return "", nil, fmt.Errorf("%w %s", ErrUnknownNemesis, f)
+}
+
+// leaderOf returns the node leading partition pick mod partitions of the
+// topic, per ClusterStatus.
+func (n *nemesis) leaderOf(ctx context.Context, pick int) (int, int, error) {
+	ctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+	defer cancel()
+	cl, err := n.cluster.newClient(ctx)
+	if err != nil {
+		return -1, 0, err
+	}
+	defer cl.Close()
+	st, err := cl.ClusterStatus(ctx)
+	if err != nil {
+		return -1, 0, err
+	}
+	var parts []int
+	for k, p := range st.GetPartitions() {
+		if p.GetTopic() == n.topic {
+			parts = append(parts, k)
+		}
+	}
+	if len(parts) == 0 {
+		return -1, 0, fmt.Errorf("jepsen: topic %s not in cluster status", n.topic)
+	}
+	p := st.GetPartitions()[parts[pick%len(parts)]]
+	for i, node := range n.cluster.Nodes {
+		if node.ID == p.GetLeaderId() {
+			return i, int(p.GetIndex()), nil
+		}
+	}
+	return -1, int(p.GetIndex()), fmt.Errorf("jepsen: partition %d has no known leader", p.GetIndex())
+}

@@ -1,0 +1,53 @@
+package jepsen
+
+import (
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+)
+
+func TestParseNemeses(t *testing.T) {
+	got, err := ParseNemeses("kill, pause,partition,kill")
+	require.NoError(t, err)
+	require.Equal(t, []string{NemesisKill, NemesisPause, NemesisPartition}, got)
+	got, err = ParseNemeses("none")
+	require.NoError(t, err)
+	require.Empty(t, got)
+	_, err = ParseNemeses("kill,corrupt")
+	require.True(t, errors.Is(err, ErrUnknownNemesis))
+}
+
+func TestScheduleIsSeededAndFitsTheRun(t *testing.T) {
+	const seed = 42
+	t.Logf("seed %d", seed)
+	d := 60 * time.Second
+	a := Schedule(seed, 5, Nemeses, d)
+	require.Equal(t, a, Schedule(seed, 5, Nemeses, d), "the same seed replays the schedule")
+	require.NotEqual(t, a, Schedule(seed+1, 5, Nemeses, d))
+	require.NotEmpty(t, a)
+	var prevEnd time.Duration
+	for _, f := range a {
+		require.GreaterOrEqual(t, f.At, prevEnd+time.Second, "quiet between faults: %v", f)
+		require.LessOrEqual(t, f.At+f.For, d)
+		require.Contains(t, Nemeses, f.Kind)
+		for _, n := range f.Nodes {
+			require.True(t, n >= 0 && n < 5)
+		}
+		if f.Kind == NemesisKill && f.Variant == "majority" {
+			require.Len(t, f.Nodes, 3)
+		}
+		prevEnd = f.At + f.For
+	}
+	require.Empty(t, Schedule(seed, 3, nil, d))
+}
+
+func TestOptionsValidateReportsEverything(t *testing.T) {
+	err := Options{Nodes: 2, Duration: -time.Second, Tenants: 1, Partitions: 3, Nemeses: []string{"flood"}}.Validate()
+	require.Error(t, err)
+	for _, want := range []string{"binary", "output directory", "2 nodes", "negative", "cannot cover", "flood"} {
+		require.ErrorContains(t, err, want)
+	}
+	require.NoError(t, Options{Binary: "herald", OutDir: "out"}.Validate())
+}

@@ -1,0 +1,110 @@
+package jepsen
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"time"
+)
+
+// Defaults of Options.
+const (
+	DefaultNodes      = 3
+	DefaultDuration   = 60 * time.Second
+	DefaultProducers  = 4
+	DefaultPartitions = 3
+	DefaultTenants    = 6
+	// DefaultConvergeTimeout bounds the wait, after healing, for every
+	// replica to report the same high watermarks.
+	DefaultConvergeTimeout = 60 * time.Second
+	// nodesMax keeps the proxy mesh (n*(n-1) proxies) small.
+	nodesMax = 7
+)
+
+// Options configure Run. Zero fields take the defaults; Binary and OutDir
+// are required.
+type Options struct {
+	// Binary is the herald executable to run as `herald serve`.
+	Binary string
+	// OutDir receives history.jsonl, verdict.json, report.html and the
+	// nodes' data and logs (data/).
+	OutDir string
+	// Nodes is the number of nodes (3 or 5 recommended); the topic is
+	// replicated on all of them.
+	Nodes int
+	// Duration is how long the workload and the nemesis run, before
+	// healing and the final reads.
+	Duration time.Duration
+	// Nemeses are the fault kinds (see Nemeses); none is a clean run.
+	Nemeses []string
+	// Seed fixes the fault schedule and the workload's random choices.
+	Seed uint64
+	// Producers is the number of idempotent producers, Tenants the number
+	// of tenants they write for (spread over Partitions partitions).
+	Producers, Tenants, Partitions int
+	// ConvergeTimeout bounds the wait for the replicas to agree after healing.
+	ConvergeTimeout time.Duration
+	// Progress receives a line per phase and fault; nil discards.
+	Progress io.Writer
+	// Logger receives the harness's own logs; nil discards.
+	Logger *slog.Logger
+}
+
+// withDefaults returns o with zero fields set to the defaults.
+func (o Options) withDefaults() Options {
+	if o.Nodes == 0 {
+		o.Nodes = DefaultNodes
+	}
+	if o.Duration == 0 {
+		o.Duration = DefaultDuration
+	}
+	if o.Producers == 0 {
+		o.Producers = DefaultProducers
+	}
+	if o.Tenants == 0 {
+		o.Tenants = DefaultTenants
+	}
+	if o.Partitions == 0 {
+		o.Partitions = DefaultPartitions
+	}
+	if o.ConvergeTimeout == 0 {
+		o.ConvergeTimeout = DefaultConvergeTimeout
+	}
+	if o.Progress == nil {
+		o.Progress = io.Discard
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	return o
+}
+
+// Validate reports every problem at once; zero fields are accepted.
+func (o Options) Validate() error {
+	var errs []error
+	if o.Binary == "" {
+		errs = append(errs, errors.New("jepsen: the herald binary is required"))
+	}
+	if o.OutDir == "" {
+		errs = append(errs, errors.New("jepsen: an output directory is required"))
+	}
+	if o.Nodes != 0 && (o.Nodes < 3 || o.Nodes > nodesMax) {
+		errs = append(errs, fmt.Errorf("jepsen: %d nodes: want 3 to %d", o.Nodes, nodesMax))
+	}
+	if o.Duration < 0 {
+		errs = append(errs, fmt.Errorf("jepsen: duration %s is negative", o.Duration))
+	}
+	if o.Producers < 0 || o.Tenants < 0 || o.Partitions < 0 {
+		errs = append(errs, errors.New("jepsen: producers, tenants and partitions must not be negative"))
+	}
+	if o.Tenants != 0 && o.Partitions != 0 && o.Tenants < o.Partitions {
+		errs = append(errs, fmt.Errorf("jepsen: %d tenants cannot cover %d partitions", o.Tenants, o.Partitions))
+	}
+	for _, n := range o.Nemeses {
+		if _, err := ParseNemeses(n); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}

@@ -1,0 +1,192 @@
+package jepsen
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/heraldlog/herald/client"
+)
+
+// topicName is the topic the workload writes.
+const topicName = "jepsen"
+
+// setupTimeout bounds starting the cluster and creating the topic.
+const setupTimeout = 60 * time.Second
+
+// Result is what a run found.
+type Result struct {
+	History  History
+	Verdicts []Verdict
+	Summary  Summary
+	Schedule []Fault
+}
+
+// OK reports whether every checker passed (or was skipped).
+func (r *Result) OK() bool { return len(r.Summary.Failing) == 0 }
+
+// Run starts the cluster, runs the workload under the seeded fault
+// schedule for Duration, heals, waits for convergence, reads every
+// partition from every node, checks the history and writes history.jsonl,
+// verdict.json and report.html into OutDir. An error means the run could
+// not be carried out (the cluster did not start, ...); violations are in
+// the Result. It stops every process and goroutine it started before
+// returning.
+func Run(ctx context.Context, opts Options) (*Result, error) {
+	if err := opts.Validate(); err != nil {
+		return nil, err
+	}
+	opts = opts.withDefaults()
+	progress := func(format string, args ...any) { fmt.Fprintf(opts.Progress, format+"\n", args...) }
+	if err := os.MkdirAll(opts.OutDir, 0o755); err != nil {
+		return nil, fmt.Errorf("jepsen: %w", err)
+	}
+	dataDir := filepath.Join(opts.OutDir, "data")
+	if err := os.RemoveAll(dataDir); err != nil {
+		return nil, fmt.Errorf("jepsen: %w", err)
+	}
+	hf, err := os.Create(filepath.Join(opts.OutDir, "history.jsonl"))
+	if err != nil {
+		return nil, fmt.Errorf("jepsen: %w", err)
+	}
+	defer hf.Close()
+
+	cluster, err := NewCluster(opts.Binary, dataDir, opts.Nodes, opts.Logger)
+	if err != nil {
+		return nil, err
+	}
+	defer cluster.Close()
+	if err := cluster.StartAll(); err != nil {
+		return nil, err
+	}
+	progress("jepsen: %d nodes started (data and logs in %s)", opts.Nodes, dataDir)
+	if err := createTopic(ctx, cluster, opts); err != nil {
+		return nil, err
+	}
+	tenants := pickTenants(opts.Tenants, uint32(opts.Partitions))
+	schedule := Schedule(opts.Seed, opts.Nodes, opts.Nemeses, opts.Duration)
+	progress("jepsen: topic %s ready; %d producers, %d readers, %d faults planned (seed %d)", topicName, opts.Producers, opts.Nodes, len(schedule), opts.Seed)
+
+	var producers []*producerWorker
+	for i := range opts.Producers {
+		cl, err := cluster.newClient(ctx)
+		if err != nil {
+			return nil, err
+		}
+		defer cl.Close()
+		pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		p, err := cl.NewProducer(pctx, topicName)
+		cancel()
+		if err != nil {
+			return nil, fmt.Errorf("jepsen: producer %d: %w", i, err)
+		}
+		defer p.Close()
+		producers = append(producers, &producerWorker{process: i, producer: p, tenants: tenants, rng: rand.New(rand.NewPCG(opts.Seed, uint64(i)))})
+	}
+	var readers []Reader
+	for i, n := range cluster.Nodes {
+		readers = append(readers, &FetchReader{Process: opts.Producers + i, Node: n, Topic: topicName, Partitions: uint32(opts.Partitions), Tenants: tenants, Seed: opts.Seed})
+	}
+
+	rec := NewRecorder(hf)
+	start := time.Now()
+	wctx, cancel := context.WithTimeout(ctx, opts.Duration)
+	defer cancel()
+	faultsDone := make(chan int, 1)
+	go func() { // owned by Run: ends by the end of the schedule or wctx
+		n := &nemesis{cluster: cluster, rec: rec, topic: topicName}
+		faultsDone <- n.run(wctx, start, schedule)
+	}()
+	werrs := runWorkers(wctx, rec, topicName, uint32(opts.Partitions), producers, readers)
+	injected := <-faultsDone
+	if err := cluster.HealAll(); err != nil {
+		return nil, err
+	}
+	progress("jepsen: workload done, %d faults injected; healed, waiting for convergence", injected)
+	cctx, ccancel := context.WithTimeout(ctx, opts.ConvergeTimeout)
+	convErr := awaitConvergence(cctx, cluster, topicName, uint32(opts.Partitions))
+	ccancel()
+	if convErr != nil {
+		progress("jepsen: %v (reading anyway)", convErr)
+	}
+	fctx, fcancel := context.WithTimeout(ctx, 2*time.Minute)
+	finalErr := finalRead(fctx, rec, cluster.Nodes, topicName, uint32(opts.Partitions))
+	fcancel()
+	if finalErr != nil {
+		progress("jepsen: %v", finalErr)
+	}
+	if err := rec.Flush(); err != nil {
+		return nil, err
+	}
+	h := rec.History()
+	progress("jepsen: checking %d history entries", len(h))
+	verdicts := Check(h)
+	if convErr != nil {
+		for k := range verdicts {
+			if verdicts[k].Name == CheckConvergence && verdicts[k].Status == StatusPass {
+				verdicts[k].Status, verdicts[k].Note = StatusUnknown, convErr.Error()
+			}
+		}
+	}
+	sum := Summarize(h, verdicts)
+	res := &Result{History: h, Verdicts: verdicts, Summary: sum, Schedule: schedule}
+	if err := writeOutputs(opts.OutDir, opts, h, verdicts, sum); err != nil {
+		return res, err
+	}
+	if len(werrs) > 0 {
+		return res, errors.Join(werrs...)
+	}
+	return res, nil
+}
+
+// createTopic waits for the cluster to accept the topic: partitions
+// replicated on every node, auto-tenants; then for every partition leader.
+func createTopic(ctx context.Context, c *Cluster, opts Options) error {
+	ctx, cancel := context.WithTimeout(ctx, setupTimeout)
+	defer cancel()
+	var last error
+	for {
+		cl, err := c.newClient(ctx)
+		if err == nil {
+			_, err = cl.CreateTopic(ctx, &client.TopicConfig{
+				Name: topicName, Partitions: uint32(opts.Partitions), ReplicationFactor: uint32(opts.Nodes), AutoTenants: true,
+			})
+			if errors.Is(err, client.ErrTopicExists) {
+				err = nil
+			}
+			_ = cl.Close()
+		}
+		if err == nil && leadersKnown(ctx, c, topicName) {
+			return nil
+		}
+		if err != nil {
+			last = err
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("jepsen: the cluster did not accept topic %s: %w", topicName, errors.Join(last, ctx.Err()))
+		case <-time.After(250 * time.Millisecond):
+		}
+	}
+}
+
+// pickTenants returns n tenant ids ("tenant-<k>") spread evenly over the
+// partitions by the SDK's routing, so every partition gets writes.
+func pickTenants(n int, partitions uint32) []string {
+	per := make([]int, partitions)
+	want := (n + int(partitions) - 1) / int(partitions)
+	var out []string
+	for k := 0; len(out) < n; k++ {
+		t := fmt.Sprintf("tenant-%d", k)
+		p := client.PartitionForTenant(t, partitions)
+		if per[p] < want {
+			per[p]++
+			out = append(out, t)
+		}
+	}
+	return out
+}

@@ -1,0 +1,352 @@
+package jepsen
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"sync"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+
+	"github.com/heraldlog/herald/client"
+	"github.com/heraldlog/herald/client/heraldpb"
+)
+
+// Workload limits.
+const (
+	// produceTimeout bounds one Send, retries included; past it the outcome
+	// is recorded as unknown (info) unless the SDK said it was not written.
+	produceTimeout = 8 * time.Second
+	// produceInterval paces each producer (at most one Send per interval),
+	// which bounds the history to about duration/interval ops per producer.
+	produceInterval = 5 * time.Millisecond
+	// readTimeout bounds one fetch of a reader; a paused node costs this.
+	readTimeout = time.Second
+	// readInterval paces each reader between pages.
+	readInterval = 20 * time.Millisecond
+	// readPageEventsMax bounds a page read during the run.
+	readPageEventsMax = 200
+	// finalPageEventsMax is the page size of final reads.
+	finalPageEventsMax = 5000
+)
+
+// Reader observes the log while the faults run and records what it saw
+// in the history (FRead ops). Run reads until ctx ends and returns nil
+// then; it is called once, from its own goroutine, which Run's return
+// ends. Streaming subscribers and consumer groups join the workload by
+// implementing Reader.
+type Reader interface {
+	Name() string
+	Run(ctx context.Context, rec *Recorder) error
+}
+
+// producerWorker sends one event at a time through one idempotent
+// Producer, over the given tenants, recording every operation.
+type producerWorker struct {
+	process  int
+	producer *client.Producer
+	tenants  []string
+	rng      *rand.Rand
+}
+
+// run produces until ctx ends.
+func (w *producerWorker) run(ctx context.Context, rec *Recorder, topic string, partitions uint32) {
+	tick := time.NewTicker(produceInterval)
+	defer tick.Stop()
+	for n := 0; ; n++ {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+		tenant := w.tenants[w.rng.IntN(len(w.tenants))]
+		id := fmt.Sprintf("p%d-%d", w.process, n)
+		part := client.PartitionForTenant(tenant, partitions)
+		inv := rec.Record(Op{Type: TypeInvoke, F: FProduce, Process: w.process, Tenant: tenant, EventID: id, Partition: part})
+		sendCtx, cancel := context.WithTimeout(context.Background(), produceTimeout) // not ctx: an op in flight completes
+		res, err := w.producer.Send(sendCtx, &client.Event{EventId: id, TenantId: tenant, Payload: []byte(id)})
+		cancel()
+		done := Op{F: FProduce, Process: w.process, Tenant: tenant, EventID: id, Partition: part}
+		done.Time = rec.Now()
+		done.LatencyNs = done.Time - inv.Time
+		switch {
+		case err == nil && len(res) == 1 && res[0] != nil:
+			done.Type = TypeOK
+			done.Partition, done.Offset, done.Sequence, done.Duplicate = res[0].GetPartition(), res[0].GetOffset(), res[0].GetSequence(), res[0].GetDuplicate()
+		case err == nil:
+			done.Type, done.Error = TypeInfo, "no result"
+		case errors.Is(err, client.ErrUnknownOutcome):
+			done.Type, done.Error = TypeInfo, err.Error()
+		default:
+			// The SDK reports an unknown outcome whenever an attempt may
+			// have been applied; anything else was definitely not written.
+			done.Type, done.Error = TypeFail, err.Error()
+		}
+		rec.Record(done)
+	}
+}
+
+// FetchReader reads the topic from one node over a raw gRPC connection (a
+// node with a local replica serves the read itself), alternating reads by
+// offset and by tenant sequence over the partitions and tenants.
+type FetchReader struct {
+	Process    int
+	Node       Node
+	Topic      string
+	Partitions uint32
+	Tenants    []string
+	Seed       uint64
+}
+
+var _ Reader = (*FetchReader)(nil)
+
+// Name is "fetch@<node>".
+func (r *FetchReader) Name() string { return "fetch@" + r.Node.ID }
+
+// Run reads until ctx ends.
+func (r *FetchReader) Run(ctx context.Context, rec *Recorder) error {
+	conn, err := grpc.NewClient(r.Node.GRPCAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		return fmt.Errorf("jepsen: reader %s: %w", r.Name(), err)
+	}
+	defer conn.Close()
+	hc := heraldpb.NewHeraldClient(conn)
+	rng := rand.New(rand.NewPCG(r.Seed, uint64(r.Process)))
+	nextOffset := make([]uint64, r.Partitions)
+	nextSeq := make(map[string]uint64)
+	tick := time.NewTicker(readInterval)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-tick.C:
+		}
+		req := &heraldpb.FetchRequest{Topic: r.Topic, MaxEvents: readPageEventsMax}
+		op := Op{F: FRead, Process: r.Process, Node: r.Node.ID}
+		if rng.IntN(2) == 0 {
+			p := uint32(rng.IntN(int(r.Partitions)))
+			from := nextOffset[p]
+			if rng.IntN(4) == 0 {
+				from = 0 // re-read from the start now and then
+			}
+			req.Partition, req.Start = p, &heraldpb.FetchRequest_Offset{Offset: from}
+			op.Partition, op.Mode, op.From = p, ModeOffset, from
+		} else {
+			t := r.Tenants[rng.IntN(len(r.Tenants))]
+			p := client.PartitionForTenant(t, r.Partitions)
+			from := max(nextSeq[t], 1)
+			if rng.IntN(4) == 0 {
+				from = 1
+			}
+			req.Partition, req.TenantId, req.Start = p, t, &heraldpb.FetchRequest_Sequence{Sequence: from}
+			op.Partition, op.Mode, op.From, op.Tenant = p, ModeSequence, from, t
+		}
+		inv := rec.Now()
+		rctx, cancel := context.WithTimeout(ctx, readTimeout)
+		resp, err := hc.Fetch(rctx, req)
+		cancel()
+		op.Time = rec.Now()
+		op.LatencyNs = op.Time - inv
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			op.Type, op.Error = TypeFail, err.Error()
+			rec.Record(op)
+			continue
+		}
+		op.Type = TypeOK
+		op.Events = observe(resp.GetEvents())
+		rec.Record(op)
+		if op.Mode == ModeOffset {
+			if resp.GetNextOffset() > nextOffset[op.Partition] {
+				nextOffset[op.Partition] = resp.GetNextOffset()
+			}
+		} else if resp.GetNextSequence() > nextSeq[op.Tenant] {
+			nextSeq[op.Tenant] = resp.GetNextSequence()
+		}
+	}
+}
+
+func observe(events []*heraldpb.Event) []Observed {
+	out := make([]Observed, len(events))
+	for i, e := range events {
+		out[i] = Observed{Offset: e.GetOffset(), Sequence: e.GetSequence(), Tenant: e.GetTenantId(), EventID: e.GetEventId()}
+	}
+	return out
+}
+
+// finalRead reads the whole of every partition from every node and
+// records one FFinalRead op per (node, partition).
+func finalRead(ctx context.Context, rec *Recorder, nodes []Node, topic string, partitions uint32) error {
+	var errs []error
+	for _, n := range nodes {
+		conn, err := grpc.NewClient(n.GRPCAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		hc := heraldpb.NewHeraldClient(conn)
+		for p := range partitions {
+			op := Op{F: FFinalRead, Process: -2, Node: n.ID, Partition: p, Mode: ModeOffset}
+			events, err := readAll(ctx, hc, topic, p)
+			op.Type, op.Events = TypeOK, events
+			if err != nil {
+				op.Type, op.Error = TypeFail, err.Error()
+				errs = append(errs, fmt.Errorf("jepsen: final read of %s partition %d: %w", n.ID, p, err))
+			}
+			rec.Record(op)
+		}
+		_ = conn.Close()
+	}
+	return errors.Join(errs...)
+}
+
+// readAll reads partition p from offset 0 to the node's high watermark.
+func readAll(ctx context.Context, hc heraldpb.HeraldClient, topic string, p uint32) ([]Observed, error) {
+	var out []Observed
+	from := uint64(0)
+	for pages := 0; ; pages++ {
+		rctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		resp, err := hc.Fetch(rctx, &heraldpb.FetchRequest{Topic: topic, Partition: p, Start: &heraldpb.FetchRequest_Offset{Offset: from}, MaxEvents: finalPageEventsMax})
+		cancel()
+		if err != nil {
+			return out, err
+		}
+		out = append(out, observe(resp.GetEvents())...)
+		if len(resp.GetEvents()) == 0 || resp.GetNextOffset() >= resp.GetHighWatermark() {
+			return out, nil
+		}
+		from = resp.GetNextOffset()
+	}
+}
+
+// highWatermarks returns, per node, each partition's high watermark as
+// that node's replica reports it (a Fetch at offset 0 of no events would
+// do, but a page of one event is the cheapest call that returns it).
+func highWatermarks(ctx context.Context, nodes []Node, topic string, partitions uint32) ([][]uint64, error) {
+	out := make([][]uint64, len(nodes))
+	for i, n := range nodes {
+		conn, err := grpc.NewClient(n.GRPCAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+		if err != nil {
+			return nil, err
+		}
+		hc := heraldpb.NewHeraldClient(conn)
+		out[i] = make([]uint64, partitions)
+		for p := range partitions {
+			rctx, cancel := context.WithTimeout(ctx, readTimeout)
+			resp, err := hc.Fetch(rctx, &heraldpb.FetchRequest{Topic: topic, Partition: p, Start: &heraldpb.FetchRequest_Offset{Offset: 0}, MaxEvents: 1})
+			cancel()
+			if err != nil {
+				_ = conn.Close()
+				return nil, fmt.Errorf("jepsen: %s partition %d: %w", n.ID, p, err)
+			}
+			out[i][p] = resp.GetHighWatermark()
+		}
+		_ = conn.Close()
+	}
+	return out, nil
+}
+
+// awaitConvergence polls until every node reports the same high watermark
+// for every partition twice in a row, every partition has a leader, or
+// ctx ends.
+func awaitConvergence(ctx context.Context, c *Cluster, topic string, partitions uint32) error {
+	var last [][]uint64
+	var lastErr error
+	tick := time.NewTicker(500 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		hw, err := highWatermarks(ctx, c.Nodes, topic, partitions)
+		if err == nil {
+			same := true
+			for i := range hw {
+				for p := range hw[i] {
+					same = same && hw[i][p] == hw[0][p]
+				}
+			}
+			if same && last != nil && equalMatrix(hw, last) && leadersKnown(ctx, c, topic) {
+				return nil
+			}
+			last, lastErr = hw, fmt.Errorf("jepsen: replicas not converged: high watermarks %v", hw)
+		} else {
+			last, lastErr = nil, err
+		}
+		select {
+		case <-ctx.Done():
+			return errors.Join(lastErr, ctx.Err())
+		case <-tick.C:
+		}
+	}
+}
+
+func equalMatrix(a, b [][]uint64) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if len(a[i]) != len(b[i]) {
+			return false
+		}
+		for j := range a[i] {
+			if a[i][j] != b[i][j] {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+// leadersKnown reports whether ClusterStatus names a leader for every
+// partition of topic.
+func leadersKnown(ctx context.Context, c *Cluster, topic string) bool {
+	ctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+	defer cancel()
+	cl, err := c.newClient(ctx)
+	if err != nil {
+		return false
+	}
+	defer cl.Close()
+	st, err := cl.ClusterStatus(ctx)
+	if err != nil {
+		return false
+	}
+	for _, p := range st.GetPartitions() {
+		if p.GetTopic() == topic && p.GetLeaderId() == "" {
+			return false
+		}
+	}
+	return true
+}
+
+// runWorkers runs the producers and readers until ctx ends and waits for
+// them all.
+func runWorkers(ctx context.Context, rec *Recorder, topic string, partitions uint32, producers []*producerWorker, readers []Reader) []error {
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	var errs []error
+	for _, w := range producers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			w.run(ctx, rec, topic, partitions)
+		}()
+	}
+	for _, r := range readers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := r.Run(ctx, rec); err != nil {
+				mu.Lock()
+				errs = append(errs, err)
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	return errs
+}
