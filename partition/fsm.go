@@ -54,6 +54,9 @@ type FSM struct {
 	// onApply is called after each committed batch with the new high
 	// watermark; it must not block (it wakes subscribers).
 	onApply func(highWatermark uint64)
+	// onCorruption is called before apply stops the node on damaged
+	// storage, so that the node can rebuild its log on the next start.
+	onCorruption func(error)
 }
 
 var (
@@ -65,7 +68,17 @@ func NewFSM(groupID uint64, log *heraldlog.Partition, logger *slog.Logger, onApp
 	if onApply == nil {
 		onApply = func(uint64) {}
 	}
-	return &FSM{groupID: groupID, log: log, logger: logger, onApply: onApply}
+	return &FSM{groupID: groupID, log: log, logger: logger, onApply: onApply, onCorruption: func(error) {}}
+}
+
+// stop ends the node on a storage failure during apply: skipping the entry
+// would let the replicas diverge. Damage to the log is reported first, so
+// that the next start rebuilds it from the Raft log and snapshots.
+func (f *FSM) stop(index uint64, what string, err error) {
+	if heraldlog.IsCorruption(err) {
+		f.onCorruption(err)
+	}
+	panic(fmt.Sprintf("partition %d: raft index %d: %s: %v", f.groupID, index, what, err))
 }
 
 // AppliedIndex is the Raft index of the last entry whose effects are in the
@@ -109,7 +122,7 @@ func (f *FSM) ApplyBatch(logs []*hraft.Log) []interface{} {
 		return results
 	}
 	if err := batch.Commit(last); err != nil {
-		panic(fmt.Sprintf("partition %d: commit through raft index %d: %v", f.groupID, last, err))
+		f.stop(last, "commit", err)
 	}
 	f.onApply(f.log.HighWatermark())
 	return results
@@ -146,7 +159,7 @@ func (f *FSM) applyAppend(batch *heraldlog.Batch, index uint64, cmd *partitionpb
 			// the partition.)
 			assigned[j] = Assigned{Err: err}
 		default:
-			panic(fmt.Sprintf("partition %d: raft index %d: append: %v", f.groupID, index, err))
+			f.stop(index, "append", err)
 		}
 	}
 	return &appendResult{assigned: assigned}
@@ -161,12 +174,12 @@ type trimResult struct {
 func (f *FSM) applyTrim(batch *heraldlog.Batch, index uint64, cmd *partitionpb.TrimCommand) *trimResult {
 	if cmd.TruncateBefore > 0 {
 		if err := batch.TruncateBefore(cmd.TruncateBefore); err != nil {
-			panic(fmt.Sprintf("partition %d: raft index %d: truncate before %d: %v", f.groupID, index, cmd.TruncateBefore, err))
+			f.stop(index, fmt.Sprintf("truncate before %d", cmd.TruncateBefore), err)
 		}
 	}
 	expired, err := batch.ExpireDedupe(cmd.NowUnixNano, time.Duration(cmd.ProducerIdleMs)*time.Millisecond)
 	if err != nil {
-		panic(fmt.Sprintf("partition %d: raft index %d: expire dedupe: %v", f.groupID, index, err))
+		f.stop(index, "expire dedupe", err)
 	}
 	return &trimResult{lowWatermark: cmd.TruncateBefore, expired: expired}
 }

@@ -31,6 +31,9 @@ type ReplicaConfig struct {
 	Batcher BatcherOptions
 	// Raft overrides the Raft configuration; nil uses raft.DefaultConfig.
 	Raft *hraft.Config
+	// OnCorruption, when set, is told about damaged storage found while
+	// applying, just before the replica stops the node.
+	OnCorruption func(error)
 }
 
 // Validate reports every problem at once.
@@ -78,6 +81,9 @@ func OpenReplica(cfg ReplicaConfig) (*Replica, error) {
 	r := &Replica{cfg: cfg, notifier: newNotifier()}
 	logger := cfg.Logger.With("group", cfg.GroupID)
 	r.fsm = NewFSM(cfg.GroupID, cfg.Log, logger, func(uint64) { r.notifier.notify() })
+	if cfg.OnCorruption != nil {
+		r.fsm.onCorruption = cfg.OnCorruption
+	}
 	group, err := heraldraft.OpenGroup(heraldraft.GroupConfig{
 		GroupID:   cfg.GroupID,
 		NodeID:    cfg.NodeID,

@@ -22,6 +22,7 @@ type nodeMetrics struct {
 	retainedTrims   *prometheus.CounterVec
 	retainedRecords *prometheus.CounterVec
 	duplicates      *prometheus.CounterVec
+	logRebuilds     prometheus.Counter
 }
 
 func newNodeMetrics() *nodeMetrics {
@@ -55,6 +56,10 @@ func newNodeMetrics() *nodeMetrics {
 			Name: "herald_retention_removed_events_total",
 			Help: "Events removed by retention on partitions this node leads, by topic.",
 		}, []string{"topic"}),
+		logRebuilds: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "herald_log_rebuilds_total",
+			Help: "Times this process found its Pebble log damaged at start and rebuilt it from Raft.",
+		}),
 		duplicates: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "herald_produce_duplicates_total",
 			Help: "Produced events recognised as duplicates (idempotent producer or event id), by topic.",
@@ -64,7 +69,7 @@ func newNodeMetrics() *nodeMetrics {
 
 func (m *nodeMetrics) collectors() []prometheus.Collector {
 	return []prometheus.Collector{m.rpcs, m.rpcSeconds, m.producedEvents, m.fetchedEvents, m.forwarded,
-		m.retainedTrims, m.retainedRecords, m.duplicates}
+		m.retainedTrims, m.retainedRecords, m.duplicates, m.logRebuilds}
 }
 
 // unaryInterceptor records request counts and latency. It runs outside

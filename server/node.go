@@ -93,9 +93,8 @@ func StartNode(cfg Config) (_ *Node, err error) {
 	if err := os.MkdirAll(filepath.Join(cfg.DataDir, "raft"), 0o755); err != nil {
 		return nil, fmt.Errorf("server: data dir: %w", err)
 	}
-	n.db, err = heraldlog.Open(heraldlog.Options{Dir: filepath.Join(cfg.DataDir, "pebble"), Logger: logger})
-	if err != nil {
-		return nil, fmt.Errorf("server: open log: %w", err)
+	if err := n.openLog(); err != nil {
+		return nil, err
 	}
 	n.mux, err = heraldraft.NewMux(heraldraft.MuxOptions{LocalAddr: cfg.GRPCAddr, Logger: logger,
 		DialOptions: []grpc.DialOption{grpc.WithContextDialer(cfg.dialer())}})
@@ -135,6 +134,54 @@ func StartNode(cfg Config) (_ *Node, err error) {
 	go n.autoTenantLoop()
 	n.logger.Info("node started", "grpc", cfg.GRPCAddr, "http", cfg.HTTPAddr, "data", cfg.DataDir)
 	return n, nil
+}
+
+// openLog opens the node's Pebble log. A log found damaged (when opening,
+// or by an earlier run that left the corruption marker) is moved aside and
+// started empty: it is derived state, and each partition replica rebuilds
+// it from its own Raft log and snapshots (raft.OpenGroup restores the
+// newest snapshot into an FSM that is behind it, and Raft replays the rest).
+func (n *Node) openLog() error {
+	dir := filepath.Join(n.cfg.DataDir, "pebble")
+	open := func() (err error) {
+		n.db, err = heraldlog.Open(heraldlog.Options{Dir: dir, Logger: n.logger})
+		return err
+	}
+	marked := false
+	if _, err := os.Stat(n.corruptionMarker()); err == nil {
+		marked = true
+	}
+	err := errors.New("damaged by an earlier run")
+	if !marked {
+		err = open()
+	}
+	if err == nil {
+		return nil
+	}
+	if !marked && !heraldlog.IsCorruption(err) {
+		return fmt.Errorf("server: open log: %w", err)
+	}
+	moved, qerr := heraldlog.Quarantine(dir)
+	if qerr != nil && !os.IsNotExist(errors.Unwrap(qerr)) {
+		return fmt.Errorf("server: open log: %w (and cannot move it aside: %v)", err, qerr)
+	}
+	n.logger.Error("local log is damaged; moved aside, rebuilding every partition replica from its Raft log and snapshots",
+		"err", err, "moved_to", moved)
+	n.metrics.logRebuilds.Inc()
+	if err := open(); err != nil {
+		return fmt.Errorf("server: open rebuilt log: %w", err)
+	}
+	return os.Remove(n.corruptionMarker())
+}
+
+func (n *Node) corruptionMarker() string { return filepath.Join(n.cfg.DataDir, "pebble.corrupt") }
+
+// markCorrupt records that the log is damaged, for openLog on the next start.
+func (n *Node) markCorrupt(err error) {
+	n.logger.Error("local log is damaged; it will be rebuilt from Raft at the next start", "err", err)
+	if werr := os.WriteFile(n.corruptionMarker(), []byte(err.Error()+"\n"), 0o644); werr != nil {
+		n.logger.Error("cannot write the corruption marker", "err", werr)
+	}
 }
 
 // grpcMessageBytesMax bounds one gRPC message, above the largest Raft

@@ -89,15 +89,16 @@ func (n *Node) openReplica(a assignment, nodes map[string]string) error {
 		return err
 	}
 	r, err := partition.OpenReplica(partition.ReplicaConfig{
-		GroupID:   p.GroupID,
-		NodeID:    n.cfg.NodeID,
-		Dir:       filepath.Join(n.cfg.DataDir, "raft", fmt.Sprintf("g%d", p.GroupID)),
-		Log:       lp,
-		Transport: tr,
-		Servers:   servers,
-		Logger:    n.logger.With("topic", a.Topic, "partition", p.Index),
-		Metrics:   n.partitionMetrics,
-		Batcher:   partition.DefaultBatcherOptions(),
+		GroupID:      p.GroupID,
+		NodeID:       n.cfg.NodeID,
+		Dir:          filepath.Join(n.cfg.DataDir, "raft", fmt.Sprintf("g%d", p.GroupID)),
+		Log:          lp,
+		Transport:    tr,
+		Servers:      servers,
+		Logger:       n.logger.With("topic", a.Topic, "partition", p.Index),
+		Metrics:      n.partitionMetrics,
+		Batcher:      partition.DefaultBatcherOptions(),
+		OnCorruption: n.markCorrupt,
 	})
 	if err != nil {
 		_ = tr.Close()
