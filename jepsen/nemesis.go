@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"time"
@@ -17,10 +19,15 @@ const (
 	NemesisPartition = "partition"
 	NemesisSlow      = "slow"
 	NemesisTransfer  = "transfer"
+	// NemesisCorrupt kills one node and damages its Pebble log while it is
+	// down: bits flipped in its write-ahead logs ("wal"), or the marker the
+	// state machine leaves when it finds damage while applying ("marked").
+	// The node must not serve the damage and must rebuild from Raft.
+	NemesisCorrupt = "corrupt"
 )
 
 // Nemeses lists every nemesis Run knows.
-var Nemeses = []string{NemesisKill, NemesisPause, NemesisPartition, NemesisSlow, NemesisTransfer}
+var Nemeses = []string{NemesisKill, NemesisPause, NemesisPartition, NemesisSlow, NemesisTransfer, NemesisCorrupt}
 
 // ErrUnknownNemesis is returned for a nemesis name not in Nemeses.
 var ErrUnknownNemesis = errors.New("jepsen: unknown nemesis")
@@ -53,7 +60,7 @@ type Fault struct {
 	// Kind is the nemesis; Variant says which fault of it:
 	// kill: "one", "majority"; pause: "one", "leader";
 	// partition: "leader", "halves", "bridge", "one-way";
-	// slow: "all"; transfer: "leader".
+	// slow: "all"; transfer: "leader"; corrupt: "wal", "marked".
 	Kind, Variant string
 	// Nodes are the node indexes the variant picked (a random node, the
 	// minority side, the bridge ...); for leader variants, filled in at
@@ -112,6 +119,11 @@ func Schedule(seed uint64, n int, nemeses []string, d time.Duration) []Fault {
 			// No leadership-transfer API: emulate by isolating a leader for
 			// a little over an election timeout, then healing.
 			f.Variant, f.For = "leader", between(1500*time.Millisecond, 2500*time.Millisecond)
+		case NemesisCorrupt:
+			f.Variant, f.Nodes = "wal", perm[:1]
+			if rng.IntN(2) == 0 {
+				f.Variant = "marked"
+			}
 		}
 		if f.At+f.For > d {
 			return out
@@ -252,6 +264,21 @@ func (n *nemesis) inject(ctx context.Context, f Fault) (string, func() error, er
 	case "partition:one-way":
 		c.Cut(f.Nodes[0], f.Nodes[1])
 		return fmt.Sprintf("%s -/-> %s", c.Nodes[f.Nodes[0]].ID, c.Nodes[f.Nodes[1]].ID), func() error { c.HealLinks(); return nil }, nil
+	case "corrupt:wal", "corrupt:marked":
+		i := f.Nodes[0]
+		_ = c.Kill(i)
+		var err error
+		if f.Variant == "wal" {
+			err = flipWALBits(filepath.Join(c.Nodes[i].DataDir, "pebble"), f.Pick)
+		} else {
+			err = os.WriteFile(filepath.Join(c.Nodes[i].DataDir, "pebble.corrupt"), []byte("jepsen\n"), 0o644)
+		}
+		heal := func() error { return c.Start(i) }
+		if err != nil {
+			_ = heal()
+			return names(f.Nodes), nil, err
+		}
+		return names(f.Nodes), heal, nil
 	case "slow:all":
 		c.SlowAll(f.Delay)
 		return "all links", func() error { c.SlowAll(0); return nil }, nil
@@ -289,4 +316,32 @@ func (n *nemesis) leaderOf(ctx context.Context, pick int) (int, int, error) {
 		}
 	}
 	return -1, int(p.GetIndex()), fmt.Errorf("jepsen: partition %d has no known leader", p.GetIndex())
+}
+
+// flipWALBits flips one bit in every write-ahead log of a stopped node's
+// Pebble directory, at an offset chosen by pick.
+func flipWALBits(dir string, pick int) error {
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return fmt.Errorf("jepsen: corrupt: %w", err)
+	}
+	for _, e := range entries {
+		if !strings.HasSuffix(e.Name(), ".log") {
+			continue
+		}
+		path := filepath.Join(dir, e.Name())
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return fmt.Errorf("jepsen: corrupt: %w", err)
+		}
+		if len(b) < 64 {
+			continue
+		}
+		off := 32 + pick%(len(b)-32)
+		b[off] ^= 1 << (pick % 8)
+		if err := os.WriteFile(path, b, 0o644); err != nil {
+			return fmt.Errorf("jepsen: corrupt: %w", err)
+		}
+	}
+	return nil
 }

@@ -1,7 +1,10 @@
 package jepsen
 
 import (
+	"bytes"
 	"errors"
+	"os"
+	"path/filepath"
 	"testing"
 	"time"
 
@@ -15,8 +18,25 @@ func TestParseNemeses(t *testing.T) {
 	got, err = ParseNemeses("none")
 	require.NoError(t, err)
 	require.Empty(t, got)
-	_, err = ParseNemeses("kill,corrupt")
+	_, err = ParseNemeses("kill,bitrot")
 	require.True(t, errors.Is(err, ErrUnknownNemesis))
+	got, err = ParseNemeses("corrupt")
+	require.NoError(t, err)
+	require.Equal(t, []string{NemesisCorrupt}, got)
+}
+
+func TestFlipWALBitsDamagesEveryWAL(t *testing.T) {
+	dir := t.TempDir()
+	orig := make([]byte, 1000)
+	for _, name := range []string{"000001.log", "000002.log", "MANIFEST-000001"} {
+		require.NoError(t, os.WriteFile(filepath.Join(dir, name), orig, 0o644))
+	}
+	require.NoError(t, flipWALBits(dir, 12345))
+	for name, damaged := range map[string]bool{"000001.log": true, "000002.log": true, "MANIFEST-000001": false} {
+		b, err := os.ReadFile(filepath.Join(dir, name))
+		require.NoError(t, err)
+		require.Equal(t, damaged, !bytes.Equal(b, orig), name)
+	}
 }
 
 func TestScheduleIsSeededAndFitsTheRun(t *testing.T) {
