@@ -1,8 +1,10 @@
 package partition
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
+	"hash/crc32"
 
 	"google.golang.org/protobuf/proto"
 
@@ -11,10 +13,20 @@ import (
 
 // Command types: the first byte of every Raft entry of a partition group.
 // Persisted in Raft logs and snapshots: append-only, never renumber.
+//
+// Types 1 and 2 (written by the first versions) carry the protobuf command
+// right after the type byte; 3 and 4 carry a CRC32C (Castagnoli) of it
+// first, so that an entry damaged in a replica's Raft log (raft-boltdb has no
+// checksum of its own) is detected at apply instead of applied wrongly.
+// New entries are always written checksummed; the old types still decode.
 const (
-	commandAppend byte = 1
-	commandTrim   byte = 2
+	commandAppend        byte = 1
+	commandTrim          byte = 2
+	commandAppendChecked byte = 3
+	commandTrimChecked   byte = 4
 )
+
+var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 
 // ErrBadCommand marks a Raft entry this version cannot decode. Apply stops
 // the partition on it rather than skip it: skipping would let replicas diverge.
@@ -22,17 +34,24 @@ var ErrBadCommand = errors.New("partition: undecodable command")
 
 // encodeAppend builds the Raft entry for an append command.
 func encodeAppend(cmd *partitionpb.AppendCommand) ([]byte, error) {
-	size := proto.Size(cmd)
-	buf := make([]byte, 1, 1+size)
-	buf[0] = commandAppend
-	return proto.MarshalOptions{}.MarshalAppend(buf, cmd)
+	return encodeChecked(commandAppendChecked, cmd)
+}
+
+// encodeChecked writes type | crc32c(body) | body.
+func encodeChecked(kind byte, cmd proto.Message) ([]byte, error) {
+	buf := make([]byte, 5, 5+proto.Size(cmd))
+	buf[0] = kind
+	buf, err := proto.MarshalOptions{}.MarshalAppend(buf, cmd)
+	if err != nil {
+		return nil, err
+	}
+	binary.BigEndian.PutUint32(buf[1:5], crc32.Checksum(buf[5:], castagnoli))
+	return buf, nil
 }
 
 // encodeTrim builds the Raft entry for a trim command.
 func encodeTrim(cmd *partitionpb.TrimCommand) ([]byte, error) {
-	buf := make([]byte, 1, 1+proto.Size(cmd))
-	buf[0] = commandTrim
-	return proto.MarshalOptions{}.MarshalAppend(buf, cmd)
+	return encodeChecked(commandTrimChecked, cmd)
 }
 
 // decodeCommand decodes a Raft entry into an *AppendCommand or a *TrimCommand.
@@ -41,15 +60,25 @@ func decodeCommand(data []byte) (proto.Message, error) {
 		return nil, fmt.Errorf("%w: empty entry", ErrBadCommand)
 	}
 	var cmd proto.Message
+	body := data[1:]
 	switch data[0] {
-	case commandAppend:
+	case commandAppend, commandAppendChecked:
 		cmd = &partitionpb.AppendCommand{}
-	case commandTrim:
+	case commandTrim, commandTrimChecked:
 		cmd = &partitionpb.TrimCommand{}
 	default:
 		return nil, fmt.Errorf("%w: unknown command type %d", ErrBadCommand, data[0])
 	}
-	if err := proto.Unmarshal(data[1:], cmd); err != nil {
+	if data[0] == commandAppendChecked || data[0] == commandTrimChecked {
+		if len(data) < 5 {
+			return nil, fmt.Errorf("%w: type %d: truncated", ErrBadCommand, data[0])
+		}
+		body = data[5:]
+		if want, got := binary.BigEndian.Uint32(data[1:5]), crc32.Checksum(body, castagnoli); want != got {
+			return nil, fmt.Errorf("%w: type %d: checksum mismatch (stored %08x, computed %08x): the entry is damaged in this replica's Raft log", ErrBadCommand, data[0], want, got)
+		}
+	}
+	if err := proto.Unmarshal(body, cmd); err != nil {
 		return nil, fmt.Errorf("%w: type %d: %v", ErrBadCommand, data[0], err)
 	}
 	return cmd, nil
