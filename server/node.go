@@ -171,7 +171,10 @@ func (n *Node) openLog() error {
 	if err := open(); err != nil {
 		return fmt.Errorf("server: open rebuilt log: %w", err)
 	}
-	return os.Remove(n.corruptionMarker())
+	if err := os.Remove(n.corruptionMarker()); err != nil && !os.IsNotExist(err) {
+		return fmt.Errorf("server: remove corruption marker: %w", err)
+	}
+	return nil
 }
 
 func (n *Node) corruptionMarker() string { return filepath.Join(n.cfg.DataDir, "pebble.corrupt") }
