@@ -329,10 +329,8 @@ func partitionError(err error) error {
 		return client.UnknownOutcome("%v", err)
 	case errors.Is(err, partition.ErrClosed):
 		return client.NoLeader("partition replica is closing")
-	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
-		return err
 	default:
-		return err
+		return err // context errors map themselves in client.Status
 	}
 }
 

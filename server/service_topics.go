@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"regexp"
+	"slices"
 	"time"
 
 	"google.golang.org/grpc/metadata"
@@ -111,7 +112,7 @@ func (n *Node) waitPartitionLeaders(ctx context.Context, t *topicRecord) {
 	for {
 		ready := true
 		for _, p := range t.Partitions {
-			if !contains(p.Replicas, n.cfg.NodeID) {
+			if !slices.Contains(p.Replicas, n.cfg.NodeID) {
 				continue
 			}
 			r := n.replica(p.GroupID)
@@ -200,12 +201,8 @@ func (n *Node) findTopic(ctx context.Context, name string, askLeader bool) (*top
 		// once a leader is known: "not found" now could be wrong.
 		return nil, client.NoLeader("controller")
 	case leaderID == n.cfg.NodeID:
-		// A new leader may not have applied everything committed yet
-		// (checked first, so unknown-topic floods cost no Raft writes).
-		if rf := n.controller.Raft(); rf.AppliedIndex() < rf.LastIndex() {
-			if err := rf.Barrier(topicWaitMax).Error(); err != nil {
-				return nil, client.NoLeader("controller")
-			}
+		if err := n.leaderRegistryCaughtUp(); err != nil {
+			return nil, err
 		}
 		if t, ok := n.controllerFSM.topic(name); ok {
 			return t, nil
@@ -230,6 +227,19 @@ func (n *Node) findTopic(ctx context.Context, name string, askLeader bool) (*top
 	return topicFromInfo(resp.GetTopic()), nil
 }
 
+// leaderRegistryCaughtUp makes sure the controller leader (this node) has
+// applied everything committed before it answers "not found" from its
+// registry: a new leader may not have yet. Checked first, so a flood of
+// lookups for unknown names costs no Raft writes.
+func (n *Node) leaderRegistryCaughtUp() error {
+	if rf := n.controller.Raft(); rf.AppliedIndex() < rf.LastIndex() {
+		if err := rf.Barrier(topicWaitMax).Error(); err != nil {
+			return client.NoLeader("controller")
+		}
+	}
+	return nil
+}
+
 // lookupContext drops the incoming request's metadata, so that a registry
 // lookup made on behalf of a forwarded request is not itself taken for a
 // second forwarding hop.
@@ -246,13 +256,4 @@ func (n *Node) topicInfoWithLeaders(_ context.Context, t *topicRecord) *heraldpb
 		}
 	}
 	return info
-}
-
-func contains(list []string, s string) bool {
-	for _, v := range list {
-		if v == s {
-			return true
-		}
-	}
-	return false
 }

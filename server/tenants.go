@@ -21,10 +21,8 @@ func (n *Node) lookupTenant(ctx context.Context, id string) error {
 		return nil
 	}
 	_, err := controllerCall(lookupContext(ctx), n, "DescribeTenant", func() (*heraldpb.DescribeTenantResponse, error) {
-		if rf := n.controller.Raft(); rf.AppliedIndex() < rf.LastIndex() {
-			if err := rf.Barrier(topicWaitMax).Error(); err != nil {
-				return nil, client.NoLeader("controller")
-			}
+		if err := n.leaderRegistryCaughtUp(); err != nil {
+			return nil, err
 		}
 		if t, ok := n.controllerFSM.tenant(id); ok {
 			return &heraldpb.DescribeTenantResponse{Tenant: t.info()}, nil
