@@ -1,7 +1,6 @@
 package log
 
 import (
-	"encoding/binary"
 	"fmt"
 )
 
@@ -146,8 +145,9 @@ func (b *Batch) AppendRecord(req AppendRequest) (AppendResult, error) {
 	return result, nil
 }
 
-// appendLocked writes the record, its tenant index entry and, if due, a
-// time index point. db.lifecycle must be read-held.
+// appendLocked adds the record to the batch's pending chunk (sealing it
+// into the Pebble batch when full) and, if due, writes a time index point.
+// db.lifecycle must be read-held.
 func (b *Batch) appendLocked(req *AppendRequest, timestamp int64) (AppendResult, error) {
 	p := b.partition
 	sequence, ok := b.tenantNext[req.Tenant]
@@ -162,34 +162,37 @@ func (b *Batch) appendLocked(req *AppendRequest, timestamp int64) (AppendResult,
 	if err != nil {
 		return AppendResult{}, err
 	}
-
-	record := Record{Offset: offset, Sequence: sequence, Tenant: req.Tenant,
-		TimestampUnixNano: timestamp, ExpireAtUnixNano: req.ExpireAtUnixNano, Body: req.Body}
-	value := appendRecordValue(b.scratch[:0], &record)
-	valueBytes := len(value)
-	key := appendRecordKey(value, p.id, offset)[valueBytes:]
-	if err := b.set(key, value[:valueBytes], "record"); err != nil {
-		return AppendResult{}, err
-	}
-	indexKey := appendTenantIndexKey(key[:0], p.id, req.Tenant, sequence)
-	indexValue := binary.BigEndian.AppendUint64(indexKey[len(indexKey):], offset)
-	if err := b.set(indexKey, indexValue, "tenant index"); err != nil {
-		return AppendResult{}, err
+	recordBytes := chunkRecordBytes(len(req.Tenant), len(req.Body))
+	if !b.chunk.fits(recordBytes) {
+		if err := b.flushChunk(); err != nil {
+			return AppendResult{}, err
+		}
 	}
 	if indexPoint {
-		if err := b.set(appendTimeIndexKey(indexKey[:0], p.id, timestamp, offset), nil, "time index"); err != nil {
+		if err := b.set(appendTimeIndexKey(b.scratch[:0], p.id, timestamp, offset), nil, "time index"); err != nil {
 			return AppendResult{}, err
 		}
 		b.timeIndex.wrote(timestamp)
 	}
-	b.scratch = value[:0]
 
+	// The chunk header is accounted with the chunk's first record.
+	size := uint64(recordBytes)
+	if b.chunk.count == 0 {
+		size += chunkHeaderBytes
+	}
+	b.chunk.add(&Record{Offset: offset, Sequence: sequence, Tenant: req.Tenant,
+		TimestampUnixNano: timestamp, ExpireAtUnixNano: req.ExpireAtUnixNano, Body: req.Body})
 	if b.tenantNext == nil {
 		b.tenantNext = make(map[string]uint64)
 	}
 	b.tenantNext[req.Tenant] = sequence + 1
 	b.nextOffset++
 	b.lastTimestamp = timestamp
-	b.bytes += uint64(valueBytes)
+	b.bytes += size
+	if b.chunk.full() {
+		if err := b.flushChunk(); err != nil {
+			return AppendResult{}, err
+		}
+	}
 	return AppendResult{Offset: offset, Sequence: sequence}, nil
 }

@@ -36,6 +36,14 @@ type Batch struct {
 	tenantNext map[string]uint64
 	// timeIndex caches the last time index point for this batch's appends.
 	timeIndex timeIndexCursor
+	// chunk holds the appended records not yet sealed into the Pebble
+	// batch: at most one chunk (chunkRecordsMax records or
+	// chunkRecordsBytesMax bytes of records, or one larger record).
+	chunk chunkBuilder
+	// producers overlays the stored state of the idempotent producers this
+	// batch appended for; it is written once per producer, at Commit (or
+	// before ExpireDedupe scans the stored states).
+	producers map[producerKey]producerState
 	// scratch is reused to encode keys and values; pebble copies them.
 	scratch []byte
 	// err is sticky: once a write failed halfway, the batch can only be
@@ -109,7 +117,8 @@ func (b *Batch) deleteRange(lower, upper []byte, what string) error {
 // Len returns the number of records appended so far (duplicates excluded).
 func (b *Batch) Len() int { return int(b.nextOffset - b.firstOffset) }
 
-// Commit writes the batch and the partition's meta (next_offset,
+// Commit seals the pending chunk, writes the buffered producer states, and
+// writes the batch and the partition's meta (next_offset,
 // low_watermark, last_ts, bytes, the tenants' next sequences, the applied
 // index) in one Pebble batch with pebble.NoSync (the Raft log is the
 // durability source; see DB.Sync and Partition.Snapshot), then publishes
@@ -150,6 +159,12 @@ func (b *Batch) Commit(appliedIndex uint64) error {
 			b.low, b.firstLow, b.nextOffset, b.firstOffset, b.lastTimestamp, b.firstTimestamp)}
 	}
 
+	if err := b.flushChunk(); err != nil {
+		return err
+	}
+	if err := b.flushProducers(); err != nil {
+		return err
+	}
 	metas := []struct {
 		name    string
 		changed bool
@@ -203,6 +218,8 @@ func (b *Batch) Abort() {
 	_ = b.pebbleBatch.Close()
 	b.pebbleBatch = nil
 	b.tenantNext = nil
+	b.producers = nil
+	b.chunk.release()
 }
 
 // begin checks that b is usable and read-holds the DB's lifecycle for an

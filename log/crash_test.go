@@ -109,15 +109,20 @@ func (m *crashModel) recover(t *testing.T, db *DB, p *Partition, tenants []strin
 	retained := m.records[state.low:state.high]
 	require.Equal(t, retained, readAll(t, p), "partition %d", p.ID())
 	require.Equal(t, storedRecordBytes(t, db, p.ID()), p.SizeBytes(), "partition %d", p.ID())
-	lower, upper := kindBounds(p.ID(), kindRecord)
-	iter, err := db.Pebble().NewIter(nil)
-	require.NoError(t, err)
-	stored := 0
-	for valid := iter.SeekGE(lower); valid && string(iter.Key()) < string(upper); valid = iter.Next() {
-		stored++
+	// Exactly the records [low, high) are stored, in chunks that follow
+	// each other; only the first may start below low (it straddles it).
+	chunks := storedChunks(t, db, p.ID())
+	if state.high > state.low {
+		require.NotEmpty(t, chunks, "partition %d", p.ID())
+		require.LessOrEqual(t, chunks[0][0], state.low, "partition %d", p.ID())
+		require.Greater(t, chunks[0][1], state.low, "partition %d: a chunk wholly below low is left", p.ID())
+		for i := 1; i < len(chunks); i++ {
+			require.Equal(t, chunks[i-1][1], chunks[i][0], "partition %d: chunks are dense", p.ID())
+		}
+		require.Equal(t, state.high, chunks[len(chunks)-1][1], "partition %d", p.ID())
+	} else {
+		require.Empty(t, chunks, "partition %d", p.ID())
 	}
-	require.NoError(t, iter.Close())
-	require.Equal(t, int(state.high-state.low), stored, "partition %d: records stored", p.ID())
 	for _, tenant := range tenants {
 		next, err := p.NextSequence(tenant)
 		require.NoError(t, err)

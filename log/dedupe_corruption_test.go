@@ -53,9 +53,9 @@ func TestCorruptVersion2StateIsDetected(t *testing.T) {
 		{"malformed time index key", func(t *testing.T, db *DB) {
 			rawSet(t, db, append(appendTimeIndexKey(nil, 7, 1<<62, 9), 0), nil)
 		}, func(b *Batch) error { _, _, err := b.Append("a", 0, nil); return err }, 4},
-		{"record missing in the truncated range", func(t *testing.T, db *DB) {
-			require.NoError(t, db.Pebble().Delete(appendRecordKey(nil, 7, 1), pebble.Sync))
-		}, func(b *Batch) error { return b.TruncateBefore(3) }, 1},
+		{"chunk missing in the truncated range", func(t *testing.T, db *DB) {
+			require.NoError(t, db.Pebble().Delete(appendChunkKey(nil, 7, 0), pebble.Sync))
+		}, func(b *Batch) error { return b.TruncateBefore(3) }, 0},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

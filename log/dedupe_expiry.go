@@ -27,6 +27,11 @@ func (b *Batch) ExpireDedupe(nowUnixNano int64, producerIdle time.Duration) (int
 		return 0, err
 	}
 	defer b.end()
+	// The scan of idle producers reads the stored states: the buffered
+	// ones go into the Pebble batch first.
+	if err := b.flushProducers(); err != nil {
+		return 0, err
+	}
 	removed, err := b.expireEventsLocked(nowUnixNano, expireEntriesMax)
 	if err != nil {
 		return removed, err

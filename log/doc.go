@@ -13,7 +13,8 @@
 // timestamps inside keys (ts, until) are stored with the sign bit flipped,
 // so that their byte order is their numeric order.
 //
-// Version 1:
+// Version 1 (records and tenant index still read and truncated, no longer
+// written since version 3):
 //
 //	records:         'p' | pid(8) | 'e' | offset(8)                            -> record value
 //	tenant index:    'p' | pid(8) | 't' | len(tenant)(1) | tenant | seq(8)     -> offset(8)
@@ -30,12 +31,34 @@
 //	event expiry:    'p' | pid(8) | 'j' | until(8) | len(tenant)(1) | tenant | event_id -> empty
 //	time index:      'p' | pid(8) | 'x' | ts(8) | offset(8)                    -> empty
 //
+// Version 3 (written) stores records in chunks, with a sparse tenant index,
+// instead of one 'e' key and one 't' key per record:
+//
+//	chunk:           'p' | pid(8) | 'b' | base offset(8)                       -> chunk value
+//	sparse index:    'p' | pid(8) | 's' | len(tenant)(1) | tenant | first seq(8)
+//	                                                      -> base offset(8) | count(4)
+//
+// A chunk holds consecutive records from its base offset. A Batch fills
+// one chunk at a time and writes it as one key when it holds 1,024 records
+// or 256 KiB of encoded records (a record that would take it past that
+// starts the next chunk, so a larger record is a chunk of its own), and at
+// Commit: chunks never span two commits. Each chunk has one sparse index
+// entry per tenant in it: the tenant's first sequence in the chunk, the
+// chunk's base and how many of the tenant's records it holds (they are
+// consecutive sequences). Records written before version 3 always have
+// lower offsets than chunks, so a partition's log is its 'e' records
+// followed by its chunks; a read takes each from its place.
+//
+// An idempotent producer's state ('d') is buffered in the Batch and
+// written once per batch, at Commit; its window entries ('w') are still
+// written per record.
+//
 // Meta names: "applied" (last applied Raft index, 8 bytes), "next_offset"
 // (high watermark, 8 bytes), "low_watermark" (first retained offset, 8
 // bytes), "restoring" (present, empty, while a snapshot restore is under
 // way); version 2: "last_ts" (stored timestamp of the newest record ever
-// appended, int64 as 8 bytes) and "bytes" (sum of the retained records'
-// value sizes, 8 bytes). A missing meta value reads as zero, except the
+// appended, int64 as 8 bytes) and "bytes" (the stored size of the
+// retained records, see [Partition.SizeBytes], 8 bytes). A missing meta value reads as zero, except the
 // version-2 ones, which a partition written before version 2 derives from
 // its records (the last record's timestamp, the sum of the value sizes)
 // until its next commit writes them.
@@ -64,12 +87,15 @@
 //
 // # Record value
 //
-// Version 1 (still read, no longer written):
+// Records stored under their own 'e' key (no longer written since
+// version 3).
+//
+// Version 1:
 //
 //	crc32c(4) | version(1)=1 | offset(8) | sequence(8) | timestamp_unix_nano(8) |
 //	tenant_len(1) | tenant | body
 //
-// Version 2 (written), the version-1 header followed by the expiry:
+// Version 2, the version-1 header followed by the expiry:
 //
 //	crc32c(4) | version(1)=2 | offset(8) | sequence(8) | timestamp_unix_nano(8) |
 //	tenant_len(1) | expire_at_unix_nano(8) (0: never) | tenant | body
@@ -79,13 +105,40 @@
 // is a [*CorruptionError] naming the partition and offset, never a skipped
 // record. A version-1 record reads with ExpireAtUnixNano 0.
 //
+// # Chunk value
+//
+// Version 1 (written):
+//
+//	crc32c(4) | version(1)=1 | count(4) | first_timestamp(8) | last_timestamp(8) |
+//	expire_at_max(8) | record * count
+//	record: offset(8) | sequence(8) | timestamp_unix_nano(8) | expire_at_unix_nano(8) |
+//	        tenant_len(1) | body_len(4) | tenant | body
+//
+// The CRC (Castagnoli) covers every byte after it. expire_at_max is the
+// latest expiry of the records, or 0 when one of them never expires, so
+// that the chunk is wholly expired at now when it is not 0 and at or
+// before now. Every record carries its own offset, sequence, tenant,
+// timestamp and expiry, so a decoded chunk checks itself: every read of a
+// chunk checks the CRC, the version, that the offsets run from the key's
+// base without a gap, that the count, the timestamps and expire_at_max
+// agree with the records, and that no byte is left over; a failure is a
+// [*CorruptionError] naming the partition and the chunk's base offset (or
+// the offset of the record that failed). A read of one record decodes its
+// whole chunk.
+//
 // # Retention
 //
 // Truncation is a replicated, deterministic operation: the leader computes
 // a point ([Partition.RetentionPoint]) and proposes it; every replica
-// applies [Batch.TruncateBefore], which deletes the records below it (one
-// range delete), their tenant index entries (one range delete per tenant)
-// and time index points, and moves the low watermark and the byte count.
+// applies [Batch.TruncateBefore], which deletes the chunks wholly below it
+// (one range delete), their sparse index entries (one range delete per
+// tenant), the 'e' records below it with their 't' entries, and the time
+// index points below it, and moves the low watermark and the byte count.
+// A chunk that straddles the low watermark stays until it is wholly below
+// it; no read returns or counts its records below the low watermark.
+// [Partition.SizeBytes] counts each retained record's encoded size in its
+// chunk (the chunk header with the chunk's first record), or the value
+// size of an 'e' record.
 // Dedupe state expires the same way ([Batch.ExpireDedupe] with the
 // leader's clock in the command).
 //
@@ -97,9 +150,10 @@
 //	entry:   'E' | key_len(4) | key | value_len(4) | value     (repeated, key order)
 //	trailer: 'T' | entry count(8) | crc32c(4)
 //
-// Version 2 is written; versions 1 and 2 are read. They frame entries the
-// same way; version 2 may hold the version-2 kinds, meta and records (an
-// older node refuses it by its version). Keys in the stream are
+// Version 3 is written; versions 1, 2 and 3 are read. They frame entries
+// the same way; version 2 may hold the version-2 kinds, meta and records,
+// version 3 also chunks and sparse index entries (an older node refuses a
+// newer stream by its version). Keys in the stream are
 // partition-relative (the kind byte onwards), so a snapshot can be
 // restored under another partition id. The trailer CRC (Castagnoli) covers
 // every byte of the stream before it. Key and value lengths are bounded;

@@ -22,6 +22,11 @@ const (
 	kindEventID        byte = 'i' // event id -> original position, until
 	kindEventExpiry    byte = 'j' // until | event id, for expiry in until order
 	kindTimeIndex      byte = 'x' // sparse time index
+
+	// Version 3 kinds: records are stored in chunks, with a sparse tenant
+	// index; 'e' and 't' are no longer written (still read and truncated).
+	kindChunk       byte = 'b' // chunk of consecutive records, by base offset
+	kindTenantChunk byte = 's' // sparse tenant index: one entry per tenant per chunk
 )
 
 // Meta names.
@@ -40,6 +45,8 @@ const (
 	partitionPrefixBytes = 1 + 8
 	// recordKeyBytes is len('p' | pid | 'e' | offset).
 	recordKeyBytes = partitionPrefixBytes + 1 + 8
+	// chunkKeyBytes is len('p' | pid | 'b' | base offset).
+	chunkKeyBytes = partitionPrefixBytes + 1 + 8
 	// tenantBytesMax is the longest tenant id (its length is stored in one byte).
 	tenantBytesMax = 255
 	// producerIDBytesMax is the longest producer id (length stored in one byte).
@@ -317,4 +324,46 @@ func parseTimeIndexKey(partition uint64, key []byte) (timestampUnixNano int64, o
 	}
 	timestampUnixNano = unorderedInt64(binary.BigEndian.Uint64(key[partitionPrefixBytes+1:]))
 	return timestampUnixNano, binary.BigEndian.Uint64(key[partitionPrefixBytes+9:]), true
+}
+
+// appendChunkKey appends 'p' | pid | 'b' | base offset.
+func appendChunkKey(dst []byte, partition, base uint64) []byte {
+	dst = appendKindPrefix(dst, partition, kindChunk)
+	return binary.BigEndian.AppendUint64(dst, base)
+}
+
+// parseChunkKey returns the base offset of a chunk key of partition; ok is
+// false when key is not such a key.
+func parseChunkKey(partition uint64, key []byte) (base uint64, ok bool) {
+	if len(key) != chunkKeyBytes || !hasPartitionPrefix(partition, key) || key[partitionPrefixBytes] != kindChunk {
+		return 0, false
+	}
+	return binary.BigEndian.Uint64(key[partitionPrefixBytes+1:]), true
+}
+
+// appendTenantChunkPrefix appends 'p' | pid | 's' | len(tenant) | tenant:
+// every sparse index entry of tenant starts with it. tenant must be valid.
+func appendTenantChunkPrefix(dst []byte, partition uint64, tenant string) []byte {
+	dst = appendKindPrefix(dst, partition, kindTenantChunk)
+	return appendShortString(dst, tenant)
+}
+
+// appendTenantChunkKey appends 'p' | pid | 's' | len(tenant) | tenant |
+// first sequence of tenant in the chunk. tenant must be valid.
+func appendTenantChunkKey(dst []byte, partition uint64, tenant string, firstSeq uint64) []byte {
+	dst = appendTenantChunkPrefix(dst, partition, tenant)
+	return binary.BigEndian.AppendUint64(dst, firstSeq)
+}
+
+// parseTenantChunkKey returns the tenant and first sequence of a sparse
+// tenant index key of partition; ok is false when key is not such a key.
+func parseTenantChunkKey(partition uint64, key []byte) (tenant []byte, firstSeq uint64, ok bool) {
+	if len(key) < partitionPrefixBytes+1 || !hasPartitionPrefix(partition, key) || key[partitionPrefixBytes] != kindTenantChunk {
+		return nil, 0, false
+	}
+	tenant, rest, ok := cutShortString(key[partitionPrefixBytes+1:])
+	if !ok || len(rest) != 8 {
+		return nil, 0, false
+	}
+	return tenant, binary.BigEndian.Uint64(rest), true
 }

@@ -37,6 +37,8 @@ func TestKeyEncoding(t *testing.T) {
 		{"event expiry", appendEventExpiryKey(nil, pid, 5, "acme", "evt-1"), prefix + "j" + be8(1<<63+5) + "\x04acmeevt-1"},
 		{"event expiry before 1970", appendEventExpiryKey(nil, pid, -1, "a", "e"), prefix + "j" + be8(1<<63-1) + "\x01ae"},
 		{"time index", appendTimeIndexKey(nil, pid, 7, 3), prefix + "x" + be8(1<<63+7) + be8(3)},
+		{"chunk", appendChunkKey(nil, pid, 1024), prefix + "b" + be8(1024)},
+		{"sparse tenant index", appendTenantChunkKey(nil, pid, "acme", 7), prefix + "s\x04acme" + be8(7)},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -187,6 +189,36 @@ func TestVersion2KeysRoundTripAndOrder(t *testing.T) {
 	require.Equal(t, []byte("ab"), prefixSuccessor([]byte("aa")))
 	require.Equal(t, []byte("b"), prefixSuccessor([]byte("a\xff\xff")))
 	require.Nil(t, prefixSuccessor([]byte("\xff")))
+	base, ok := parseChunkKey(9, appendChunkKey(nil, 9, 77))
+	require.True(t, ok)
+	require.Equal(t, uint64(77), base)
+	tenant, seq, ok = parseTenantChunkKey(9, appendTenantChunkKey(nil, 9, "acme", 5))
+	require.True(t, ok)
+	require.Equal(t, "acme", string(tenant))
+	require.Equal(t, uint64(5), seq)
+	for name, ok := range map[string]bool{
+		"chunk key of another partition": func() bool { _, ok := parseChunkKey(8, appendChunkKey(nil, 9, 1)); return ok }(),
+		"record key as a chunk key":      func() bool { _, ok := parseChunkKey(9, appendRecordKey(nil, 9, 1)); return ok }(),
+		"sparse key without sequence": func() bool {
+			_, _, ok := parseTenantChunkKey(9, appendTenantChunkPrefix(nil, 9, "a"))
+			return ok
+		}(),
+		"tenant index key as a sparse key": func() bool {
+			_, _, ok := parseTenantChunkKey(9, appendTenantIndexKey(nil, 9, "a", 1))
+			return ok
+		}(),
+	} {
+		require.False(t, ok, name)
+	}
+	// One tenant's sparse entries never fall in another's range.
+	for _, pair := range [][2]string{{"a", "ab"}, {"ab", "a"}, {"a\xff", "b"}} {
+		lower := appendTenantChunkPrefix(nil, 3, pair[0])
+		upper := prefixSuccessor(lower)
+		for _, seq := range []uint64{0, math.MaxUint64} {
+			other := appendTenantChunkKey(nil, 3, pair[1], seq)
+			require.False(t, bytes.Compare(lower, other) <= 0 && bytes.Compare(other, upper) < 0, "%q inside %q", pair[1], pair[0])
+		}
+	}
 	// The longest key fits the restore bound.
 	require.Len(t, appendProducerWindowKey(nil, 3, strings.Repeat("t", 255), strings.Repeat("p", 255), 1)[partitionPrefixBytes:], relativeKeyBytesMax)
 }

@@ -36,9 +36,16 @@ type Partition struct {
 	// appended (noTimestamp if none); writer-side state, published for
 	// tests and diagnostics.
 	lastTimestamp atomic.Int64
-	// bytes is the sum of the stored record value sizes of the retained
-	// records (meta "bytes").
+	// bytes is the stored size of the retained records (meta "bytes"; see
+	// SizeBytes).
 	bytes atomic.Uint64
+	// legacyHigh is one past the last record stored under a per-record
+	// key ('e', written before version 3), or 0 if there is none: records
+	// below it are read from those keys, the others from chunks. It
+	// changes only when the history is loaded or reset (open, Restore,
+	// Drop); a truncation leaves it, as no offset below the low watermark
+	// is read.
+	legacyHigh atomic.Uint64
 
 	// restoring is set while a Restore runs and stays set if it fails:
 	// writes and snapshots then fail with ErrRestoreIncomplete.
@@ -76,6 +83,8 @@ type partitionState struct {
 	// bytes is meta "bytes", or for a partition written before version 2
 	// the sum computed from its records.
 	bytes uint64
+	// legacyHigh is one past the last per-record key, 0 if there is none.
+	legacyHigh uint64
 }
 
 // emptyState is the state of a partition with no history.
@@ -118,10 +127,13 @@ func (db *DB) openPartitionLocked(id uint64) (*Partition, error) {
 }
 
 // loadState reads the partition's meta from r and checks it against the
-// records: the last record present must be next_offset-1. Meta added in
-// version 2 that is missing (a partition written by an older version) is
-// derived from the records, deterministically, so every replica derives
-// the same; the next commit persists it.
+// records: the last record present (in the last chunk, or the last
+// per-record key when there is no chunk) must be next_offset-1, and the
+// per-record keys, which only a version before 3 wrote, must all be below
+// the first chunk. Meta added in version 2 that is missing (a partition
+// written by an older version) is derived from the records,
+// deterministically, so every replica derives the same; the next commit
+// persists it.
 func (p *Partition) loadState(r pebbleReader) (partitionState, error) {
 	state := emptyState()
 	var err error
@@ -151,60 +163,152 @@ func (p *Partition) loadState(r pebbleReader) (partitionState, error) {
 	}
 	state.bytes = bytes
 
-	lower, upper := kindBounds(p.id, kindRecord)
-	iter, err := r.NewIter(&pebble.IterOptions{LowerBound: lower, UpperBound: upper})
+	legacy, err := p.lastLegacyRecord(r)
 	if err != nil {
-		return state, fmt.Errorf("log: partition %d: %w", p.id, err)
+		return state, err
 	}
-	defer iter.Close()
-	if !iter.Last() {
-		if err := iter.Error(); err != nil {
-			return state, fmt.Errorf("log: partition %d: find last record: %w", p.id, err)
+	if legacy.found {
+		state.legacyHigh = legacy.view.offset + 1
+	}
+	last := legacy
+	chunks, err := p.chunkEnds(r)
+	if err != nil {
+		return state, err
+	}
+	if chunks.found {
+		if legacy.found && state.legacyHigh > chunks.firstBase {
+			return state, &CorruptionError{Partition: p.id, Offset: chunks.firstBase,
+				Reason: fmt.Sprintf("per-record key of offset %d is not below the first chunk, at %d", state.legacyHigh-1, chunks.firstBase)}
 		}
+		last = chunks.last
+	}
+	if !last.found {
 		if state.nextOffset > state.lowWatermark {
 			return state, &CorruptionError{Partition: p.id, Offset: state.nextOffset - 1,
 				Reason: fmt.Sprintf("no records, but next_offset is %d and low_watermark %d", state.nextOffset, state.lowWatermark)}
 		}
 		return state, nil
 	}
-	offset, ok := parseRecordKey(p.id, iter.Key())
-	if !ok {
-		return state, &CorruptionError{Partition: p.id, Offset: state.nextOffset, Reason: fmt.Sprintf("malformed record key %x", iter.Key())}
-	}
-	if state.nextOffset == state.lowWatermark || offset != state.nextOffset-1 {
+	if offset := last.view.offset; state.nextOffset == state.lowWatermark || offset != state.nextOffset-1 {
 		return state, &CorruptionError{Partition: p.id, Offset: offset,
 			Reason: fmt.Sprintf("last record is offset %d, but next_offset is %d and low_watermark %d", offset, state.nextOffset, state.lowWatermark)}
 	}
-	value, err := iter.ValueAndErr()
-	if err != nil {
-		return state, fmt.Errorf("log: partition %d: read record %d: %w", p.id, offset, err)
-	}
-	last, err := parseRecordValue(p.id, offset, value)
-	if err != nil {
-		return state, err
-	}
 	if !lastTimestampFound {
-		state.lastTimestampUnixNano = last.timestampUnixNano
+		state.lastTimestampUnixNano = last.view.timestampUnixNano
 	}
 	if !bytesFound {
-		if state.bytes, err = p.sumRecordBytes(iter); err != nil {
+		if state.bytes, err = p.sumStoredBytes(r); err != nil {
 			return state, err
 		}
 	}
 	return state, nil
 }
 
-// sumRecordBytes returns the sum of the value sizes of every record iter
-// (bounded to the record kind) covers. It reads the whole log: it is only
-// used once for a partition written before version 2.
-func (p *Partition) sumRecordBytes(iter *pebble.Iterator) (uint64, error) {
-	var sum uint64
-	for valid := iter.First(); valid; valid = iter.Next() {
-		value := iter.LazyValue()
-		sum += uint64(value.Len())
+// storedRecord is the last record of a kind found by loadState.
+type storedRecord struct {
+	view  recordView
+	found bool
+}
+
+// lastLegacyRecord reads and checks the record of the last per-record key.
+func (p *Partition) lastLegacyRecord(r pebbleReader) (storedRecord, error) {
+	lower, upper := kindBounds(p.id, kindRecord)
+	iter, err := r.NewIter(&pebble.IterOptions{LowerBound: lower, UpperBound: upper})
+	if err != nil {
+		return storedRecord{}, fmt.Errorf("log: partition %d: %w", p.id, err)
 	}
-	if err := iter.Error(); err != nil {
-		return 0, fmt.Errorf("log: partition %d: sum record bytes: %w", p.id, err)
+	defer iter.Close()
+	if !iter.Last() {
+		if err := iter.Error(); err != nil {
+			return storedRecord{}, fmt.Errorf("log: partition %d: find last record: %w", p.id, err)
+		}
+		return storedRecord{}, nil
+	}
+	offset, ok := parseRecordKey(p.id, iter.Key())
+	if !ok {
+		return storedRecord{}, &CorruptionError{Partition: p.id, Offset: p.high.Load(), Reason: fmt.Sprintf("malformed record key %x", iter.Key())}
+	}
+	value, err := iter.ValueAndErr()
+	if err != nil {
+		return storedRecord{}, fmt.Errorf("log: partition %d: read record %d: %w", p.id, offset, err)
+	}
+	view, err := parseRecordValue(p.id, offset, value)
+	if err != nil {
+		return storedRecord{}, err
+	}
+	// The view aliases the iterator's value; loadState keeps only numbers.
+	view.tenant, view.body = nil, nil
+	return storedRecord{view: view, found: true}, nil
+}
+
+// chunkSpan is what loadState needs of the chunks: the first one's base
+// and the last record of the last one.
+type chunkSpan struct {
+	firstBase uint64
+	last      storedRecord
+	found     bool
+}
+
+// chunkEnds reads the first chunk's key and checks the last chunk.
+func (p *Partition) chunkEnds(r pebbleReader) (chunkSpan, error) {
+	lower, upper := kindBounds(p.id, kindChunk)
+	iter, err := r.NewIter(&pebble.IterOptions{LowerBound: lower, UpperBound: upper})
+	if err != nil {
+		return chunkSpan{}, fmt.Errorf("log: partition %d: %w", p.id, err)
+	}
+	defer iter.Close()
+	if !iter.First() {
+		if err := iter.Error(); err != nil {
+			return chunkSpan{}, fmt.Errorf("log: partition %d: find first chunk: %w", p.id, err)
+		}
+		return chunkSpan{}, nil
+	}
+	firstBase, ok := parseChunkKey(p.id, iter.Key())
+	if !ok {
+		return chunkSpan{}, &CorruptionError{Partition: p.id, Offset: p.high.Load(), Reason: fmt.Sprintf("malformed chunk key %x", iter.Key())}
+	}
+	if !iter.Last() {
+		return chunkSpan{}, fmt.Errorf("log: partition %d: find last chunk: %w", p.id, iter.Error())
+	}
+	base, ok := parseChunkKey(p.id, iter.Key())
+	if !ok {
+		return chunkSpan{}, &CorruptionError{Partition: p.id, Offset: p.high.Load(), Reason: fmt.Sprintf("malformed chunk key %x", iter.Key())}
+	}
+	value, err := iter.ValueAndErr()
+	if err != nil {
+		return chunkSpan{}, fmt.Errorf("log: partition %d: read chunk %d: %w", p.id, base, err)
+	}
+	_, views, err := decodeChunk(p.id, base, value, nil)
+	if err != nil {
+		return chunkSpan{}, err
+	}
+	last := views[len(views)-1]
+	last.tenant, last.body = nil, nil
+	return chunkSpan{firstBase: firstBase, last: storedRecord{view: last, found: true}, found: true}, nil
+}
+
+// sumStoredBytes returns the sum of the value sizes of every record and
+// chunk of the partition. It reads the whole log: it is only used once for
+// a partition written before version 2 (which has no chunks).
+func (p *Partition) sumStoredBytes(r pebbleReader) (uint64, error) {
+	var sum uint64
+	for _, kind := range []byte{kindChunk, kindRecord} {
+		lower, upper := kindBounds(p.id, kind)
+		iter, err := r.NewIter(&pebble.IterOptions{LowerBound: lower, UpperBound: upper})
+		if err != nil {
+			return 0, fmt.Errorf("log: partition %d: %w", p.id, err)
+		}
+		for valid := iter.First(); valid; valid = iter.Next() {
+			value := iter.LazyValue()
+			sum += uint64(value.Len())
+		}
+		err = iter.Error()
+		if closeErr := iter.Close(); err == nil {
+			err = closeErr
+		}
+		if err != nil {
+			return 0, fmt.Errorf("log: partition %d: sum record bytes: %w", p.id, err)
+		}
 	}
 	return sum, nil
 }
@@ -237,6 +341,7 @@ func (p *Partition) publishState(state partitionState) {
 	p.applied.Store(state.applied)
 	p.lastTimestamp.Store(state.lastTimestampUnixNano)
 	p.bytes.Store(state.bytes)
+	p.legacyHigh.Store(state.legacyHigh)
 }
 
 // resetLocked forgets the partition's history in memory, before the writer
@@ -271,9 +376,14 @@ func (p *Partition) HighWatermark() uint64 { return p.high.Load() }
 // LowWatermark returns the first retained offset. Safe for concurrent use.
 func (p *Partition) LowWatermark() uint64 { return p.low.Load() }
 
-// SizeBytes returns the stored size of the retained records (the sum of
-// their encoded values, meta "bytes"), as committed. Safe for concurrent
-// use.
+// SizeBytes returns the stored size of the retained records (meta
+// "bytes"), as committed: for a record in a chunk its encoded size in the
+// chunk, the chunk's header counted with its first record; for a record
+// stored under its own key (written before version 3) its value size.
+// A chunk that straddles the low watermark stays stored until it is wholly
+// below it, but only its records at or above the low watermark are
+// counted, so SizeBytes shrinks with the low watermark exactly as a
+// reader's view does. Safe for concurrent use.
 func (p *Partition) SizeBytes() uint64 { return p.bytes.Load() }
 
 // NextSequence returns the next sequence to assign to tenant (1 for a tenant

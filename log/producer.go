@@ -46,20 +46,50 @@ func encodePosition(r AppendResult) []byte {
 	return binary.BigEndian.AppendUint64(v, r.Sequence)
 }
 
+// producerKey names an idempotent producer within a partition.
+type producerKey struct{ tenant, producer string }
+
+// producerStateLocked returns the producer's state as this batch sees it:
+// the batch's buffered state, else the stored one. found is false for an
+// unknown producer. db.lifecycle must be read-held.
+func (b *Batch) producerStateLocked(req *AppendRequest) (state producerState, found bool, err error) {
+	if state, ok := b.producers[producerKey{req.Tenant, req.ProducerID}]; ok {
+		return state, true, nil
+	}
+	value, found, err := b.getLocked(appendProducerKey(nil, b.partition.id, req.Tenant, req.ProducerID), "producer state")
+	if err != nil || !found {
+		return producerState{}, false, err
+	}
+	state, ok := decodeProducerState(value)
+	if !ok {
+		return producerState{}, false, b.corrupt("producer %q of tenant %q: malformed state %x", req.ProducerID, req.Tenant, value)
+	}
+	return state, true, nil
+}
+
+// flushProducers writes the buffered producer states into the Pebble batch
+// and forgets them (the Pebble batch then holds them). Failures are
+// sticky.
+func (b *Batch) flushProducers() error {
+	for key, state := range b.producers {
+		if err := b.set(appendProducerKey(nil, b.partition.id, key.tenant, key.producer), state.encode(), "producer state"); err != nil {
+			return err
+		}
+	}
+	clear(b.producers)
+	return nil
+}
+
 // checkProducerLocked applies the producer rules to req (ProducerID set):
 // duplicate is true with the original's position for a remembered retry;
 // an error for a sequence out of order or too old; neither for a sequence
 // to append. It writes nothing. db.lifecycle must be read-held.
 func (b *Batch) checkProducerLocked(req *AppendRequest) (original AppendResult, duplicate bool, err error) {
 	p := b.partition
-	value, found, err := b.getLocked(appendProducerKey(nil, p.id, req.Tenant, req.ProducerID), "producer state")
+	state, found, err := b.producerStateLocked(req)
 	if err != nil || !found {
 		// Unknown producer (new or forgotten): any sequence starts it.
 		return AppendResult{}, false, err
-	}
-	state, ok := decodeProducerState(value)
-	if !ok {
-		return AppendResult{}, false, b.corrupt("producer %q of tenant %q: malformed state %x", req.ProducerID, req.Tenant, value)
 	}
 	seq := req.ProducerSeq
 	switch {
@@ -71,7 +101,7 @@ func (b *Batch) checkProducerLocked(req *AppendRequest) (original AppendResult, 
 		return AppendResult{}, false, fmt.Errorf("%w: producer %q of tenant %q: sequence %d, last %d, window %d",
 			ErrSequenceTooOld, req.ProducerID, req.Tenant, seq, state.lastSeq, ProducerWindow)
 	}
-	value, found, err = b.getLocked(appendProducerWindowKey(nil, p.id, req.Tenant, req.ProducerID, seq), "producer window")
+	value, found, err := b.getLocked(appendProducerWindowKey(nil, p.id, req.Tenant, req.ProducerID, seq), "producer window")
 	if err != nil {
 		return AppendResult{}, false, err
 	}
@@ -88,15 +118,16 @@ func (b *Batch) checkProducerLocked(req *AppendRequest) (original AppendResult, 
 }
 
 // rememberProducer records req.ProducerSeq as the producer's last
-// sequence, seen at timestamp, with position in its window, and forgets
-// the sequence that leaves the window. Failures are sticky.
+// sequence, seen at timestamp (buffered in the batch, written once at
+// Commit), with position in its window, and forgets the sequence that
+// leaves the window. Failures are sticky.
 func (b *Batch) rememberProducer(req *AppendRequest, position AppendResult, timestamp int64) error {
 	p := b.partition
 	seq := req.ProducerSeq
-	state := producerState{lastSeq: seq, lastSeenUnixNano: timestamp}
-	if err := b.set(appendProducerKey(nil, p.id, req.Tenant, req.ProducerID), state.encode(), "producer state"); err != nil {
-		return err
+	if b.producers == nil {
+		b.producers = make(map[producerKey]producerState)
 	}
+	b.producers[producerKey{req.Tenant, req.ProducerID}] = producerState{lastSeq: seq, lastSeenUnixNano: timestamp}
 	if err := b.set(appendProducerWindowKey(nil, p.id, req.Tenant, req.ProducerID, seq), encodePosition(position), "producer window"); err != nil {
 		return err
 	}

@@ -108,13 +108,9 @@ func TestReadOutOfRange(t *testing.T) {
 		require.Equal(t, OffsetOutOfRangeError{Partition: 3, Requested: from, Low: 0, High: 5}, *outOfRange)
 	}
 
-	// Below the low watermark: simulate a retention cut (records 0..1
-	// deleted, low_watermark 2) through the raw handle, then reopen.
-	raw := db.Pebble()
-	b := raw.NewBatch()
-	require.NoError(t, b.DeleteRange(appendRecordKey(nil, 3, 0), appendRecordKey(nil, 3, 2), nil))
-	require.NoError(t, b.Set(appendMetaKey(nil, 3, metaLowWatermark), encodeUint64(2), nil))
-	require.NoError(t, b.Commit(pebble.Sync))
+	// Below the low watermark: simulate a retention cut (low_watermark 2,
+	// inside the one chunk, which therefore stays) through the raw handle.
+	require.NoError(t, db.Pebble().Set(appendMetaKey(nil, 3, metaLowWatermark), encodeUint64(2), pebble.Sync))
 	p.low.Store(2) // what the replicated truncate command will publish
 
 	_, err = p.Read(1, 10, 100)
@@ -151,11 +147,14 @@ func rawGet(t *testing.T, db *DB, key []byte) []byte {
 }
 
 func TestCorruptionIsDetected(t *testing.T) {
+	// Partition 7 holds three chunks of four records: [0, 4), [4, 8),
+	// [8, 12), tenants alternating a, b.
 	setup := func(t *testing.T) (*DB, *Partition) {
 		db := openMemDB(t)
 		p := partition(t, db, 7)
 		commitBatch(t, p, 1, entries(4, "a", "b"))
 		commitBatch(t, p, 2, entries(4, "a", "b"))
+		commitBatch(t, p, 3, entries(4, "a", "b"))
 		// A neighbour partition is unaffected by anything done to 7.
 		commitBatch(t, partition(t, db, 8), 1, entries(3, "a"))
 		return db, p
@@ -163,61 +162,75 @@ func TestCorruptionIsDetected(t *testing.T) {
 
 	t.Run("flipped byte", func(t *testing.T) {
 		db, p := setup(t)
-		key := appendRecordKey(nil, 7, 3)
+		key := appendChunkKey(nil, 7, 4)
 		value := rawGet(t, db, key)
 		value[len(value)-2] ^= 0x10
 		require.NoError(t, db.Pebble().Set(key, value, pebble.Sync))
 
+		// The error names the chunk's base offset.
 		_, err := p.Read(0, 100, 1<<20)
-		requireCorruption(t, err, 7, 3)
-		_, err = p.Read(3, 1, 1)
-		requireCorruption(t, err, 7, 3)
-		got, err := p.Read(0, 3, 1<<20)
+		requireCorruption(t, err, 7, 4)
+		_, err = p.Read(6, 1, 1)
+		requireCorruption(t, err, 7, 4)
+		got, err := p.Read(0, 4, 1<<20)
 		require.NoError(t, err, "records before the damage are served")
-		require.Len(t, got, 3)
-		got, err = p.Read(4, 100, 1<<20)
+		require.Len(t, got, 4)
+		got, err = p.Read(8, 100, 1<<20)
 		require.NoError(t, err, "records after the damage are served")
 		require.Len(t, got, 4)
-		// Offset 3 belongs to tenant "b" (sequence 2).
 		_, err = p.ReadTenant("b", 1, 100, 1<<20)
-		requireCorruption(t, err, 7, 3)
+		requireCorruption(t, err, 7, 4)
+		_, _, err = p.OffsetOfSequence("b", 3)
+		requireCorruption(t, err, 7, 4)
+		_, err = p.OffsetForTime(1_000_002)
+		requireCorruption(t, err, 7, 4)
 		require.Len(t, readAll(t, partition(t, db, 8)), 3)
 	})
 
 	t.Run("offset mismatch", func(t *testing.T) {
 		db, p := setup(t)
-		value := rawGet(t, db, appendRecordKey(nil, 7, 2))
-		require.NoError(t, db.Pebble().Set(appendRecordKey(nil, 7, 5), value, pebble.Sync))
+		value := rawGet(t, db, appendChunkKey(nil, 7, 0))
+		require.NoError(t, db.Pebble().Set(appendChunkKey(nil, 7, 4), value, pebble.Sync))
 		_, err := p.Read(0, 100, 1<<20)
-		requireCorruption(t, err, 7, 5)
+		requireCorruption(t, err, 7, 4)
 	})
 
-	t.Run("missing record", func(t *testing.T) {
+	t.Run("missing chunk", func(t *testing.T) {
 		db, p := setup(t)
-		require.NoError(t, db.Pebble().Delete(appendRecordKey(nil, 7, 4), pebble.Sync))
+		require.NoError(t, db.Pebble().Delete(appendChunkKey(nil, 7, 4), pebble.Sync))
 		_, err := p.Read(2, 100, 1<<20)
 		requireCorruption(t, err, 7, 4)
-		_, err = p.Read(4, 100, 1<<20)
-		requireCorruption(t, err, 7, 4)
+		_, err = p.Read(5, 100, 1<<20)
+		requireCorruption(t, err, 7, 5)
 		_, err = p.ReadTenant("a", 1, 100, 1<<20)
 		requireCorruption(t, err, 7, 4)
 	})
 
-	t.Run("tenant index points at another tenant's record", func(t *testing.T) {
+	t.Run("tenant index points at another chunk", func(t *testing.T) {
 		db, p := setup(t)
-		// "a" sequence 2 is offset 2; point it at offset 1 (tenant "b").
-		require.NoError(t, db.Pebble().Set(appendTenantIndexKey(nil, 7, "a", 2), encodeUint64(1), pebble.Sync))
+		// "a" sequences 3..4 are in chunk 4; point their entry at chunk 0,
+		// which holds "a" sequences 1..2 (the first at offset 0).
+		require.NoError(t, db.Pebble().Set(appendTenantChunkKey(nil, 7, "a", 3), append(encodeUint64(0), 0, 0, 0, 2), pebble.Sync))
 		_, err := p.ReadTenant("a", 1, 100, 1<<20)
-		requireCorruption(t, err, 7, 1)
+		requireCorruption(t, err, 7, 0)
+		_, _, err = p.OffsetOfSequence("a", 3)
+		requireCorruption(t, err, 7, 0)
+	})
+
+	t.Run("tenant index count disagrees with the chunk", func(t *testing.T) {
+		db, p := setup(t)
+		require.NoError(t, db.Pebble().Set(appendTenantChunkKey(nil, 7, "a", 3), append(encodeUint64(4), 0, 0, 0, 3), pebble.Sync))
+		_, err := p.ReadTenant("a", 1, 100, 1<<20)
+		requireCorruption(t, err, 7, 4)
 	})
 
 	t.Run("tenant index gap", func(t *testing.T) {
 		db, p := setup(t)
-		require.NoError(t, db.Pebble().Delete(appendTenantIndexKey(nil, 7, "a", 2), pebble.Sync))
+		require.NoError(t, db.Pebble().Delete(appendTenantChunkKey(nil, 7, "a", 3), pebble.Sync))
 		_, err := p.ReadTenant("a", 1, 100, 1<<20)
-		requireCorruption(t, err, 7, 4)
-		_, err = p.ReadTenant("a", 2, 100, 1<<20)
-		requireCorruption(t, err, 7, 4)
+		requireCorruption(t, err, 7, 8)
+		_, err = p.ReadTenant("a", 3, 100, 1<<20)
+		requireCorruption(t, err, 7, 8)
 	})
 
 	t.Run("detected on open", func(t *testing.T) {
@@ -236,13 +249,14 @@ func TestCorruptionIsDetected(t *testing.T) {
 		}
 		db, err := Open(Options{Dir: "db", FS: fs, Logger: discardLogger()})
 		require.NoError(t, err)
-		commitBatch(t, partition(t, db, 7), 1, entries(8, "a", "b"))
+		commitBatch(t, partition(t, db, 7), 1, entries(4, "a", "b"))
+		commitBatch(t, partition(t, db, 7), 2, entries(4, "a", "b"))
 		commitBatch(t, partition(t, db, 8), 1, entries(3, "a"))
 		require.NoError(t, db.Close())
 
-		// The last record is damaged.
+		// The last chunk is damaged.
 		require.NoError(t, reopen(func(raw *pebble.DB) {
-			key := appendRecordKey(nil, 7, 7)
+			key := appendChunkKey(nil, 7, 4)
 			value, closer, err := raw.Get(key)
 			require.NoError(t, err)
 			value = append([]byte(nil), value...)
@@ -250,13 +264,13 @@ func TestCorruptionIsDetected(t *testing.T) {
 			value[0] ^= 1
 			require.NoError(t, raw.Set(key, value, pebble.Sync))
 		}))
-		requireCorruption(t, reopen(nil), 7, 7)
+		requireCorruption(t, reopen(nil), 7, 4)
 
 		// next_offset disagrees with the records.
 		require.NoError(t, reopen(func(raw *pebble.DB) {
-			require.NoError(t, raw.Delete(appendRecordKey(nil, 7, 7), pebble.Sync))
+			require.NoError(t, raw.Delete(appendChunkKey(nil, 7, 4), pebble.Sync))
 		}))
-		requireCorruption(t, reopen(nil), 7, 6)
+		requireCorruption(t, reopen(nil), 7, 3)
 
 		// A malformed meta value.
 		require.NoError(t, reopen(func(raw *pebble.DB) {

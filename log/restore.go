@@ -101,7 +101,7 @@ func (p *Partition) restoreEntriesLocked(r io.Reader) (appliedIndex uint64, err 
 	if string(header[:len(snapshotMagic)]) != snapshotMagic {
 		return 0, p.streamCorrupt("bad magic %q", header[:len(snapshotMagic)])
 	}
-	if version := header[len(snapshotMagic)]; version != snapshotVersion1 && version != snapshotVersion2 {
+	if version := header[len(snapshotMagic)]; version != snapshotVersion1 && version != snapshotVersion2 && version != snapshotVersion3 {
 		return 0, p.streamCorrupt("unknown version %d", version)
 	}
 	appliedIndex = binary.BigEndian.Uint64(header[len(snapshotMagic)+1:])
@@ -113,6 +113,7 @@ func (p *Partition) restoreEntriesLocked(r io.Reader) (appliedIndex uint64, err 
 		previousKey  []byte
 		key          = appendPartitionPrefix(make([]byte, 0, partitionPrefixBytes+relativeKeyBytesMax), p.id)
 		value        []byte
+		views        []recordView
 		lengthBuffer [8]byte
 	)
 	for {
@@ -162,7 +163,7 @@ func (p *Partition) restoreEntriesLocked(r io.Reader) (appliedIndex uint64, err 
 		if previousKey != nil && bytes.Compare(key, previousKey) <= 0 {
 			return 0, p.streamCorrupt("entry %d: key %x is not above the previous key", count, key[partitionPrefixBytes:])
 		}
-		if err := p.checkEntry(key, value); err != nil {
+		if err := p.checkEntry(key, value, &views); err != nil {
 			return 0, err
 		}
 		previousKey = append(previousKey[:0], key...)
@@ -209,6 +210,10 @@ func valueBytesMax(kind byte) uint64 {
 	switch kind {
 	case kindRecord:
 		return recordValueBytesMax
+	case kindChunk:
+		return chunkValueBytesMax
+	case kindTenantChunk:
+		return tenantChunkValueBytes
 	case kindEventID:
 		return eventEntryValueBytes
 	case kindProducer, kindProducerWindow:
@@ -218,8 +223,9 @@ func valueBytesMax(kind byte) uint64 {
 	}
 }
 
-// checkEntry checks one restored entry (full key, under p's prefix).
-func (p *Partition) checkEntry(key, value []byte) error {
+// checkEntry checks one restored entry (full key, under p's prefix);
+// views is scratch space for decoding chunks.
+func (p *Partition) checkEntry(key, value []byte, views *[]recordView) error {
 	relative := key[partitionPrefixBytes:]
 	switch relative[0] {
 	case kindRecord:
@@ -233,6 +239,21 @@ func (p *Partition) checkEntry(key, value []byte) error {
 	case kindTenantIndex:
 		if _, _, ok := parseTenantIndexKey(p.id, key); !ok || len(value) != 8 {
 			return p.streamCorrupt("malformed tenant index entry %x", relative)
+		}
+	case kindChunk:
+		base, ok := parseChunkKey(p.id, key)
+		if !ok {
+			return p.streamCorrupt("malformed chunk key %x", relative)
+		}
+		_, decoded, err := decodeChunk(p.id, base, value, *views)
+		*views = decoded
+		if err != nil {
+			return err
+		}
+	case kindTenantChunk:
+		_, firstSeq, ok := parseTenantChunkKey(p.id, key)
+		if _, count, valueOK := decodeTenantChunkValue(value); !ok || !valueOK || firstSeq == 0 || firstSeq+count < firstSeq {
+			return p.streamCorrupt("malformed sparse tenant index entry %x", relative)
 		}
 	case kindMeta:
 		switch string(relative[1:]) {

@@ -5,8 +5,6 @@ import (
 	"fmt"
 	"math"
 	"time"
-
-	"github.com/cockroachdb/pebble/v2"
 )
 
 // retentionStepRecordsMax bounds one RetentionPoint call: it reads at most
@@ -100,49 +98,60 @@ func (p *Partition) RetentionPoint(policy RetentionPolicy, nowUnixNano int64) (u
 }
 
 // scanRetentionLocked reads records from view.low up to limit and returns
-// the larger of: the smallest cut removing at least excessBytes of record
-// values (as far as it got), and with dropExpired the end of the prefix of
-// records expired at now.
+// the larger of: the smallest cut removing at least excessBytes of
+// SizeBytes (as far as it got), and with dropExpired the end of the prefix
+// of records expired at now. A chunk whose header says it is wholly
+// expired, or whose retained size all goes toward excessBytes, is taken
+// whole, without a look at its records' fields.
 func (p *Partition) scanRetentionLocked(view readView, limit, excessBytes uint64, dropExpired bool, now int64) (uint64, error) {
-	iter, err := view.snapshot.NewIter(&pebble.IterOptions{
-		LowerBound: appendRecordKey(nil, p.id, view.low),
-		UpperBound: appendRecordKey(nil, p.id, limit),
-	})
-	if err != nil {
-		return 0, fmt.Errorf("log: partition %d: retention: %w", p.id, err)
-	}
-	defer iter.Close()
+	scanner := newRecordScanner(p.id, dbIters(view.snapshot), p.legacyHigh.Load(), view.low, limit)
+	defer scanner.close()
+	scanner.missing = func(offset uint64, reason string) error { return p.missing(view.epoch, view.low, offset, reason) }
 	var removedBytes uint64
 	bytesCut, expiredCut := view.low, view.low
 	expiring := dropExpired
-	offset := view.low
-	for valid := iter.First(); valid && (removedBytes < excessBytes || expiring); valid = iter.Next() {
-		if !p.isRecordKey(iter.Key(), offset) {
-			return 0, p.missing(view.epoch, view.low, offset, fmt.Sprintf("found key %x where record %d belongs", iter.Key(), offset))
-		}
-		value, err := iter.ValueAndErr()
-		if err != nil {
-			return 0, fmt.Errorf("log: partition %d: read record %d: %w", p.id, offset, err)
-		}
-		record, err := parseRecordValue(p.id, offset, value)
+	for removedBytes < excessBytes || expiring {
+		run, ok, err := scanner.run()
 		if err != nil {
 			return 0, err
 		}
-		offset++
-		if removedBytes < excessBytes {
-			removedBytes += uint64(len(value))
-			bytesCut = offset
+		if !ok {
+			break
 		}
-		if expiring {
-			if record.expireAtUnixNano != 0 && record.expireAtUnixNano <= now {
-				expiredCut = offset
-			} else {
-				expiring = false
+		end := run.end()
+		if run.chunk && run.views[0].offset >= view.low {
+			// Whole-chunk shortcuts.
+			if expiring && run.header.expiredAt(now) {
+				expiredCut = end
+				if removedBytes >= excessBytes {
+					continue
+				}
+			}
+			if removedBytes+uint64(run.valueBytes) < excessBytes && (!expiring || expiredCut == end) {
+				removedBytes += uint64(run.valueBytes)
+				bytesCut = end
+				continue
 			}
 		}
-	}
-	if err := iter.Error(); err != nil {
-		return 0, fmt.Errorf("log: partition %d: retention: %w", p.id, err)
+		for i, v := range run.views {
+			if v.offset < view.low {
+				continue
+			}
+			if removedBytes < excessBytes {
+				removedBytes += run.size(i)
+				bytesCut = v.offset + 1
+			}
+			if expiring {
+				if v.expireAtUnixNano != 0 && v.expireAtUnixNano <= now {
+					expiredCut = v.offset + 1
+				} else {
+					expiring = false
+				}
+			}
+			if removedBytes >= excessBytes && !expiring {
+				break
+			}
+		}
 	}
 	return max(bytesCut, expiredCut), nil
 }

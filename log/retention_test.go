@@ -30,10 +30,14 @@ func TestRetentionPoint(t *testing.T) {
 		}
 	})
 	records := readAll(t, p)
+	// One chunk: each record's encoded size, the header with record 0.
 	valueBytes := func(from int) uint64 {
 		var sum uint64
+		if from == 0 {
+			sum += chunkHeaderBytes
+		}
 		for _, r := range records[from:] {
-			sum += uint64(recordHeaderV2Bytes + len(r.Tenant) + len(r.Body))
+			sum += uint64(chunkRecordBytes(len(r.Tenant), len(r.Body)))
 		}
 		return sum
 	}

@@ -17,10 +17,13 @@ const (
 	snapshotMagic = "HLOGSNAP"
 	// snapshotVersion1 streams hold the version-1 key kinds and records.
 	snapshotVersion1 byte = 1
-	// snapshotVersion2 streams (the only ones written) have the same
-	// framing and may also hold version-2 records, kinds and meta. An
-	// older node refuses them by version rather than by an unknown kind.
-	snapshotVersion2    byte = 2
+	// snapshotVersion2 streams have the same framing and may also hold
+	// version-2 records, kinds and meta. An older node refuses them by
+	// version rather than by an unknown kind.
+	snapshotVersion2 byte = 2
+	// snapshotVersion3 streams (the only ones written) may also hold
+	// chunks and sparse tenant index entries.
+	snapshotVersion3    byte = 3
 	snapshotHeaderBytes      = len(snapshotMagic) + 1 + 8
 	snapshotTagEntry    byte = 'E'
 	snapshotTagTrailer  byte = 'T'
@@ -107,10 +110,10 @@ func (s *Snapshot) Close() error {
 }
 
 // WriteTo streams every key and value of the partition's image in the
-// snapshot stream format (version 2) and returns the bytes written. It
+// snapshot stream format (version 3) and returns the bytes written. It
 // holds one entry at a time in memory, besides a fixed-size buffer. Each
-// record is checked before it is sent; a failure is a *CorruptionError. If
-// the DB is closing, WriteTo stops with ErrClosed.
+// record and chunk is checked before it is sent; a failure is a
+// *CorruptionError. If the DB is closing, WriteTo stops with ErrClosed.
 func (s *Snapshot) WriteTo(w io.Writer) (int64, error) {
 	p := s.partition
 	db := p.db
@@ -132,6 +135,7 @@ func (s *Snapshot) WriteTo(w io.Writer) (int64, error) {
 	sw := newSnapshotWriter(w)
 	sw.header(s.appliedIndex)
 	var count uint64
+	var views []recordView
 	restoringKey := appendMetaKey(nil, p.id, metaRestoring)
 	for valid := iter.First(); valid; valid = iter.Next() {
 		if count%snapshotEntriesPerCloseCheck == 0 && db.closing.Load() {
@@ -147,6 +151,11 @@ func (s *Snapshot) WriteTo(w io.Writer) (int64, error) {
 		}
 		if offset, ok := parseRecordKey(p.id, key); ok {
 			if _, err := parseRecordValue(p.id, offset, value); err != nil {
+				return sw.written, err
+			}
+		}
+		if base, ok := parseChunkKey(p.id, key); ok {
+			if _, views, err = decodeChunk(p.id, base, value, views); err != nil {
 				return sw.written, err
 			}
 		}
@@ -190,7 +199,7 @@ func (sw *snapshotWriter) write(b []byte) {
 
 func (sw *snapshotWriter) header(appliedIndex uint64) {
 	sw.write([]byte(snapshotMagic))
-	sw.write([]byte{snapshotVersion2})
+	sw.write([]byte{snapshotVersion3})
 	sw.write(binary.BigEndian.AppendUint64(sw.scratch[:0], appliedIndex))
 }
 

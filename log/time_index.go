@@ -157,9 +157,11 @@ func (p *Partition) offsetForTimeLocked(view readView, tsUnixNano int64) (uint64
 		return 0, fmt.Errorf("log: partition %d: read time index: %w", p.id, err)
 	}
 	// Invariant: the answer is in [lo, hi]; every record below lo is older.
+	timestamps := recordTimestamps{p: p, view: view}
+	defer timestamps.close()
 	for lo < hi {
 		mid := lo + (hi-lo)/2
-		timestamp, err := p.recordTimestampLocked(view, mid)
+		timestamp, err := timestamps.at(mid)
 		if err != nil {
 			return 0, err
 		}
@@ -172,9 +174,46 @@ func (p *Partition) offsetForTimeLocked(view readView, tsUnixNano int64) (uint64
 	return lo, nil
 }
 
-// recordTimestampLocked reads and checks the record at offset in view and
-// returns its stored timestamp.
-func (p *Partition) recordTimestampLocked(view readView, offset uint64) (int64, error) {
+// recordTimestamps reads stored timestamps by offset in a readView,
+// keeping the last chunk decoded (a binary search ends inside one chunk).
+type recordTimestamps struct {
+	p      *Partition
+	view   readView
+	chunks *chunkFinder
+}
+
+// at reads and checks the record (or its chunk) at offset and returns its
+// stored timestamp.
+func (r *recordTimestamps) at(offset uint64) (int64, error) {
+	p, view := r.p, r.view
+	if offset < p.legacyHigh.Load() {
+		return p.legacyTimestampLocked(view, offset)
+	}
+	if r.chunks == nil {
+		var err error
+		if r.chunks, err = newChunkFinder(p.id, dbIters(view.snapshot), view.high); err != nil {
+			return 0, err
+		}
+	}
+	views, err := r.chunks.containing(offset)
+	if errors.Is(err, errChunkNotFound) {
+		return 0, p.missing(view.epoch, offset, offset, "no chunk holds a record between the watermarks")
+	}
+	if err != nil {
+		return 0, err
+	}
+	return views[offset-views[0].offset].timestampUnixNano, nil
+}
+
+func (r *recordTimestamps) close() {
+	if r.chunks != nil {
+		r.chunks.close()
+	}
+}
+
+// legacyTimestampLocked reads and checks the record stored under its own
+// key at offset in view and returns its stored timestamp.
+func (p *Partition) legacyTimestampLocked(view readView, offset uint64) (int64, error) {
 	value, closer, err := view.snapshot.Get(appendRecordKey(nil, p.id, offset))
 	if errors.Is(err, pebble.ErrNotFound) {
 		return 0, p.missing(view.epoch, offset, offset, "record missing between the watermarks")

@@ -6,21 +6,25 @@ import (
 	"slices"
 )
 
-// TruncateBefore deletes every record with an offset below offset, with
-// their tenant index entries and time index points, and moves the low
-// watermark there. offset is clamped to the high watermark as committed
-// (records appended earlier in this batch are never truncated by it); at
-// or below the low watermark it is a no-op. It is a replicated,
+// TruncateBefore removes every record with an offset below offset and
+// moves the low watermark there. offset is clamped to the high watermark
+// as committed (records appended earlier in this batch are never truncated
+// by it); at or below the low watermark it is a no-op. It is a replicated,
 // deterministic operation: the leader picks offset (see
 // Partition.RetentionPoint) and every replica applies it.
 //
-// Records go with one Pebble range delete. The records' headers are read
-// (and checked) to find each tenant's highest truncated sequence, whose
-// index entries then go with one range delete per tenant (a tenant's
-// sequences follow its offsets), and to keep the partition's byte count
-// (SizeBytes) exact: the work is linear in the number of records
-// truncated. Dedupe state that points at truncated records stays until it
-// expires: a duplicate may name a position below the low watermark.
+// Chunks wholly below offset go with one Pebble range delete, their sparse
+// tenant index entries with one range delete per tenant (a tenant's
+// sequences follow its offsets), and the time index points below offset
+// with one more. A chunk that straddles offset stays until a later
+// truncation puts it wholly below the low watermark; readers never return
+// its records below the low watermark, and SizeBytes no longer counts
+// them. Records stored under their own keys (written before version 3)
+// and their tenant index entries are deleted exactly, as before. The
+// chunks and records truncated are read (and checked) to find their
+// tenants and keep SizeBytes exact: the work is linear in the records
+// truncated. Dedupe state that points at truncated records stays until
+// it expires: a duplicate may name a position below the low watermark.
 // Writer only.
 func (b *Batch) TruncateBefore(offset uint64) error {
 	if err := b.begin(); err != nil {
@@ -32,29 +36,65 @@ func (b *Batch) TruncateBefore(offset uint64) error {
 	if target <= b.low {
 		return nil
 	}
-
-	highestSeq, removedBytes, err := b.scanTruncatedLocked(b.low, target)
-	if err != nil {
-		return err
-	}
-	if removedBytes > b.bytes {
-		return b.corrupt("truncating [%d, %d) removes %d bytes, but the partition holds %d", b.low, target, removedBytes, b.bytes)
-	}
 	pointsEnd, err := b.firstRetainedPointLocked(target)
 	if err != nil {
 		return err
 	}
-
-	if err := b.deleteRange(appendRecordKey(nil, p.id, b.low), appendRecordKey(nil, p.id, target), "records"); err != nil {
+	var removedBytes uint64
+	if legacyHigh := p.legacyHigh.Load(); b.low < legacyHigh {
+		removed, err := b.truncateLegacyLocked(b.low, min(target, legacyHigh))
+		if err != nil {
+			return err
+		}
+		removedBytes += removed
+	}
+	if from := max(b.low, p.legacyHigh.Load()); from < target {
+		removed, err := b.truncateChunksLocked(from, target)
+		if err != nil {
+			return err
+		}
+		removedBytes += removed
+	}
+	if removedBytes > b.bytes {
+		return b.corrupt("truncating [%d, %d) removes %d bytes, but the partition holds %d", b.low, target, removedBytes, b.bytes)
+	}
+	lower, _ := kindBounds(p.id, kindTimeIndex)
+	if err := b.deleteRange(lower, pointsEnd, "time index"); err != nil {
 		return err
 	}
-	// Sorted, so that every replica builds the same batch.
-	tenants := make([]string, 0, len(highestSeq))
-	for tenant := range highestSeq {
-		tenants = append(tenants, tenant)
+	b.low = target
+	b.bytes -= removedBytes
+	b.timeIndex.invalidate()
+	return nil
+}
+
+// truncateLegacyLocked deletes the records [from, to) stored under their
+// own keys, with their tenant index entries, and returns the sum of their
+// value sizes. db.lifecycle must be read-held.
+func (b *Batch) truncateLegacyLocked(from, to uint64) (uint64, error) {
+	p := b.partition
+	scanner := newRecordScanner(p.id, b.newIterLocked, to, from, to)
+	defer scanner.close()
+	// Each tenant's highest truncated sequence; sequences grow with
+	// offsets, so the last one seen is the highest.
+	highestSeq := make(map[string]uint64)
+	var removed uint64
+	for {
+		run, ok, err := scanner.run()
+		if err != nil {
+			return 0, err
+		}
+		if !ok {
+			break
+		}
+		view := run.views[0]
+		highestSeq[string(view.tenant)] = view.sequence
+		removed += run.size(0)
 	}
-	slices.Sort(tenants)
-	for _, tenant := range tenants {
+	if err := b.deleteRange(appendRecordKey(nil, p.id, from), appendRecordKey(nil, p.id, to), "records"); err != nil {
+		return 0, err
+	}
+	for _, tenant := range sortedKeys(highestSeq) {
 		lower := appendTenantIndexKey(nil, p.id, tenant, 0)
 		var upper []byte
 		if seq := highestSeq[tenant]; seq < math.MaxUint64 {
@@ -63,57 +103,90 @@ func (b *Batch) TruncateBefore(offset uint64) error {
 			upper = prefixSuccessor(lower[:len(lower)-8])
 		}
 		if err := b.deleteRange(lower, upper, "tenant index"); err != nil {
-			return err
+			return 0, err
 		}
 	}
-	lower, _ := kindBounds(p.id, kindTimeIndex)
-	if err := b.deleteRange(lower, pointsEnd, "time index"); err != nil {
-		return err
-	}
-
-	b.low = target
-	b.bytes -= removedBytes
-	b.timeIndex.invalidate()
-	return nil
+	return removed, nil
 }
 
-// scanTruncatedLocked reads the records [from, to) through the batch,
-// checking each and their density, and returns each tenant's highest
-// sequence among them and the sum of their value sizes. db.lifecycle must
-// be read-held.
-func (b *Batch) scanTruncatedLocked(from, to uint64) (highestSeq map[string]uint64, valueBytes uint64, err error) {
+// truncateChunksLocked removes the records [from, to) stored in chunks:
+// it deletes the chunks wholly below to, with their sparse index entries,
+// and returns what the records removed accounted for in SizeBytes (those
+// at or above from: below it, a straddling chunk's records no longer
+// count). db.lifecycle must be read-held.
+func (b *Batch) truncateChunksLocked(from, to uint64) (uint64, error) {
 	p := b.partition
-	iter, err := b.newIterLocked(appendRecordKey(nil, p.id, from), appendRecordKey(nil, p.id, to))
-	if err != nil {
-		return nil, 0, err
-	}
-	defer iter.Close()
-	highestSeq = make(map[string]uint64)
-	expected := from
-	for valid := iter.First(); valid; valid = iter.Next() {
-		if !p.isRecordKey(iter.Key(), expected) {
-			return nil, 0, &CorruptionError{Partition: p.id, Offset: expected, Reason: fmt.Sprintf("truncation found key %x where record %d belongs", iter.Key(), expected)}
-		}
-		value, err := iter.ValueAndErr()
+	scanner := newRecordScanner(p.id, b.newIterLocked, 0, from, to)
+	defer scanner.close()
+	// Each tenant's first sequence in the last chunk deleted: its sparse
+	// entries up to that one go.
+	lastFirstSeq := make(map[string]uint64)
+	var removed uint64
+	seenInChunk := make(map[string]struct{})
+	firstBase, cut := uint64(0), uint64(0)
+	deleting := false
+	for {
+		run, ok, err := scanner.run()
 		if err != nil {
-			return nil, 0, fmt.Errorf("log: partition %d: read record %d: %w", p.id, expected, err)
+			return 0, err
 		}
-		view, err := parseRecordValue(p.id, expected, value)
-		if err != nil {
-			return nil, 0, err
+		if !ok {
+			break
 		}
-		// Sequences grow with offsets: the last one seen is the highest.
-		highestSeq[string(view.tenant)] = view.sequence
-		valueBytes += uint64(len(value))
-		expected++
+		for i, v := range run.views {
+			if v.offset >= from && v.offset < to {
+				removed += run.size(i)
+			}
+		}
+		if run.end() > to {
+			// Straddles the new low watermark: stays.
+			break
+		}
+		if !deleting {
+			firstBase, deleting = run.views[0].offset, true
+		}
+		cut = run.end()
+		// A tenant's entry for this chunk is the sequence of its first
+		// record in it.
+		clear(seenInChunk)
+		for _, v := range run.views {
+			if _, seen := seenInChunk[string(v.tenant)]; !seen {
+				tenant := string(v.tenant)
+				seenInChunk[tenant] = struct{}{}
+				lastFirstSeq[tenant] = v.sequence
+			}
+		}
 	}
-	if err := iter.Error(); err != nil {
-		return nil, 0, fmt.Errorf("log: partition %d: read records to truncate: %w", p.id, err)
+	if !deleting {
+		return removed, nil
 	}
-	if expected != to {
-		return nil, 0, &CorruptionError{Partition: p.id, Offset: expected, Reason: fmt.Sprintf("record %d missing below the high watermark %d", expected, to)}
+	if err := b.deleteRange(appendChunkKey(nil, p.id, firstBase), appendChunkKey(nil, p.id, cut), "chunks"); err != nil {
+		return 0, err
 	}
-	return highestSeq, valueBytes, nil
+	for _, tenant := range sortedKeys(lastFirstSeq) {
+		lower := appendTenantChunkKey(nil, p.id, tenant, 0)
+		var upper []byte
+		if seq := lastFirstSeq[tenant]; seq < math.MaxUint64 {
+			upper = appendTenantChunkKey(nil, p.id, tenant, seq+1)
+		} else {
+			upper = prefixSuccessor(lower[:len(lower)-8])
+		}
+		if err := b.deleteRange(lower, upper, "sparse tenant index"); err != nil {
+			return 0, err
+		}
+	}
+	return removed, nil
+}
+
+// sortedKeys returns m's keys in order, so that every replica builds the
+// same batch.
+func sortedKeys(m map[string]uint64) []string {
+	keys := make([]string, 0, len(m))
+	for key := range m {
+		keys = append(keys, key)
+	}
+	slices.Sort(keys)
+	return keys
 }
 
 // firstRetainedPointLocked returns the key of the first time index point
