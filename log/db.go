@@ -8,6 +8,7 @@ import (
 	"sync/atomic"
 
 	"github.com/cockroachdb/pebble/v2"
+	"github.com/cockroachdb/pebble/v2/bloom"
 )
 
 // formatMajorVersion is pinned so that a Pebble upgrade never ratchets the
@@ -59,6 +60,10 @@ type partitionSlot struct {
 	err       error
 }
 
+// bloomBitsPerKey sizes the Bloom filters: 10 bits per key is about a 1 %
+// false-positive rate.
+const bloomBitsPerKey = 10
+
 // Open opens (creating if needed) the database described by opts.
 func Open(opts Options) (*DB, error) {
 	if err := opts.Validate(); err != nil {
@@ -68,13 +73,19 @@ func Open(opts Options) (*DB, error) {
 	cache := pebble.NewCache(opts.CacheBytes)
 	// Pebble takes its own reference; ours is dropped once Open returns.
 	defer cache.Unref()
-	pdb, err := pebble.Open(opts.Dir, &pebble.Options{
+	popts := &pebble.Options{
 		FS:                 opts.FS,
 		Cache:              cache,
 		MemTableSize:       uint64(opts.MemTableBytes),
 		FormatMajorVersion: formatMajorVersion,
 		Logger:             pebbleLogger{logger: opts.Logger.With(slog.String("component", "pebble"))},
-	})
+	}
+	// Bloom filters on every level (later levels inherit L0's policy): the
+	// write path does point lookups that mostly miss (an event id never seen,
+	// a producer's state), and without filters each miss reads a data block
+	// of every level that overlaps the key.
+	popts.Levels[0].FilterPolicy = bloom.FilterPolicy(bloomBitsPerKey)
+	pdb, err := pebble.Open(opts.Dir, popts)
 	if err != nil {
 		return nil, fmt.Errorf("log: open pebble at %q: %w", opts.Dir, err)
 	}
