@@ -6,6 +6,7 @@ import (
 	"fmt"
 
 	hraft "github.com/hashicorp/raft"
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 )
@@ -40,6 +41,63 @@ var (
 	// below the newest snapshot after that snapshot was restored into it, so
 	// starting Raft would silently skip entries.
 	ErrFSMBehindSnapshot = errors.New("raft: fsm behind newest snapshot")
+	// ErrDamaged means a group's stored Raft state (raft.db or a snapshot)
+	// is unreadable or fails verification. The replica must not serve it:
+	// it is moved aside and the replica rejoins from its peers (see
+	// PrepareRejoin). A *DamageError carries the reason.
+	ErrDamaged = errors.New("raft: stored state damaged")
+	// ErrNotMember means a RejoinReplica PROMOTE named a server that is not
+	// in the group's configuration (it was removed meanwhile): promoting it
+	// would add a member nobody placed there, so the leader refuses. It
+	// travels as codes.FailedPrecondition with reason NOT_MEMBER.
+	ErrNotMember = errors.New("raft: not a member of the group")
+	// ErrNotLeader is what a *NotLeaderError matches.
+	ErrNotLeader = errors.New("raft: not the leader")
+)
+
+// DamageError is the damage VerifyStore found in one group directory. It
+// matches ErrDamaged.
+type DamageError struct {
+	Dir    string
+	Reason string
+}
+
+// Error implements error.
+func (e *DamageError) Error() string {
+	return fmt.Sprintf("raft: stored state damaged in %s: %s", e.Dir, e.Reason)
+}
+
+// Is reports whether target is ErrDamaged.
+func (e *DamageError) Is(target error) bool { return target == ErrDamaged }
+
+// NotLeaderError answers a RejoinReplica sent to a node that does not lead
+// the group, with the leader it knows (both fields empty when none). It
+// matches ErrNotLeader and travels as codes.FailedPrecondition with an
+// ErrorInfo of reason NOT_LEADER.
+type NotLeaderError struct {
+	GroupID    uint64
+	LeaderID   string
+	LeaderAddr string
+}
+
+// Error implements error.
+func (e *NotLeaderError) Error() string {
+	if e.LeaderAddr == "" {
+		return fmt.Sprintf("raft: group %d: not the leader, and no leader known", e.GroupID)
+	}
+	return fmt.Sprintf("raft: group %d: not the leader; the leader is %s at %s", e.GroupID, e.LeaderID, e.LeaderAddr)
+}
+
+// Is reports whether target is ErrNotLeader.
+func (e *NotLeaderError) Is(target error) bool { return target == ErrNotLeader }
+
+// ErrorInfo reasons of the RejoinReplica RPC (see raft.proto).
+const (
+	errorDomain        = "herald.raft.v1"
+	reasonNotLeader    = "NOT_LEADER"
+	reasonNotMember    = "NOT_MEMBER"
+	metadataLeaderID   = "leader_id"
+	metadataLeaderAddr = "leader_address"
 )
 
 // RemoteError is the failure of one outgoing RPC as gRPC reported it: a
@@ -53,6 +111,10 @@ type RemoteError struct {
 	GroupID uint64
 	Code    codes.Code
 	Message string
+	// NotLeader is set when the peer answered NOT_LEADER; Unwrap returns it.
+	NotLeader *NotLeaderError
+	// Reason is the ErrorInfo reason the peer attached, if any.
+	Reason string
 }
 
 // Error implements error.
@@ -62,6 +124,12 @@ func (e *RemoteError) Error() string {
 
 // Unwrap returns the sentinel that the code stands for, or nil.
 func (e *RemoteError) Unwrap() error {
+	switch {
+	case e.NotLeader != nil:
+		return e.NotLeader
+	case e.Reason == reasonNotMember:
+		return ErrNotMember
+	}
 	switch e.Code {
 	case codes.NotFound:
 		return ErrUnknownGroup
@@ -83,6 +151,14 @@ func toStatus(err error) error {
 	}
 	if _, ok := status.FromError(err); ok {
 		return err
+	}
+	var notLeader *NotLeaderError
+	switch {
+	case errors.As(err, &notLeader):
+		return withReason(codes.FailedPrecondition, err, reasonNotLeader, map[string]string{
+			metadataLeaderID: notLeader.LeaderID, metadataLeaderAddr: notLeader.LeaderAddr})
+	case errors.Is(err, ErrNotMember):
+		return withReason(codes.FailedPrecondition, err, reasonNotMember, nil)
 	}
 	code := codes.Unknown
 	switch {
@@ -109,7 +185,28 @@ func fromStatus(method string, target hraft.ServerAddress, groupID uint64, err e
 		return nil
 	}
 	if s, ok := status.FromError(err); ok {
-		return &RemoteError{Method: method, Target: target, GroupID: groupID, Code: s.Code(), Message: s.Message()}
+		re := &RemoteError{Method: method, Target: target, GroupID: groupID, Code: s.Code(), Message: s.Message()}
+		for _, d := range s.Details() {
+			info, ok := d.(*errdetails.ErrorInfo)
+			if !ok || info.GetDomain() != errorDomain {
+				continue
+			}
+			re.Reason = info.GetReason()
+			if re.Reason == reasonNotLeader {
+				re.NotLeader = &NotLeaderError{GroupID: groupID,
+					LeaderID: info.GetMetadata()[metadataLeaderID], LeaderAddr: info.GetMetadata()[metadataLeaderAddr]}
+			}
+		}
+		return re
 	}
 	return fmt.Errorf("raft: %s to %s (group %d): %w", method, target, groupID, err)
+}
+
+// withReason is a status of code with an ErrorInfo of this package's domain.
+func withReason(code codes.Code, err error, reason string, md map[string]string) error {
+	st := status.New(code, err.Error())
+	if detailed, derr := st.WithDetails(&errdetails.ErrorInfo{Domain: errorDomain, Reason: reason, Metadata: md}); derr == nil {
+		st = detailed
+	}
+	return st.Err()
 }

@@ -105,6 +105,7 @@ func (c *GroupConfig) Validate() error {
 // use; Raft() gives the hraft API (Apply, Barrier, ...) directly.
 type Group struct {
 	id        uint64
+	nodeID    hraft.ServerID
 	raft      *hraft.Raft
 	transport *Transport
 	store     *raftboltdb.BoltStore
@@ -186,8 +187,10 @@ func OpenGroup(cfg GroupConfig) (g *Group, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("raft: group %d: start: %w", cfg.GroupID, err)
 	}
+	cfg.Transport.raft.Store(r)
 	return &Group{
 		id:        cfg.GroupID,
+		nodeID:    conf.LocalID,
 		raft:      r,
 		transport: cfg.Transport,
 		store:     store,
@@ -259,6 +262,16 @@ func (g *Group) BootstrapIfNew(servers []hraft.Server) error {
 	}
 	g.logger.Info("raft: group bootstrapped", "servers", len(servers))
 	return nil
+}
+
+// Voter reports whether this replica is a voter in the group's latest
+// configuration (false for a non-voter, or when it is not in it).
+func (g *Group) Voter() (bool, error) {
+	f := g.raft.GetConfiguration()
+	if err := f.Error(); err != nil {
+		return false, fmt.Errorf("raft: group %d: configuration: %w", g.id, err)
+	}
+	return isVoter(f.Configuration(), g.nodeID), nil
 }
 
 // Close shuts Raft down (waiting for it), closes the transport and the

@@ -16,6 +16,7 @@ const (
 	rpcRequestPreVote        = "request_pre_vote"
 	rpcTimeoutNow            = "timeout_now"
 	rpcInstallSnapshot       = "install_snapshot"
+	rpcRejoinReplica         = "rejoin_replica"
 )
 
 // Values of the "side" and "direction" labels.

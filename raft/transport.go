@@ -39,6 +39,9 @@ type Transport struct {
 	groupID   uint64
 	consumeCh chan hraft.RPC
 	heartbeat atomic.Pointer[func(hraft.RPC)]
+	// raft is the group's Raft instance once OpenGroup has started it; the
+	// RejoinReplica handler asks it for membership changes.
+	raft atomic.Pointer[hraft.Raft]
 
 	// ctx is cancelled by Close: it fails outgoing calls and pipelines and
 	// the incoming RPCs still waiting for Raft.

@@ -87,6 +87,60 @@ func (LogType) EnumDescriptor() ([]byte, []int) {
 	return file_raft_raftpb_raft_proto_rawDescGZIP(), []int{0}
 }
 
+// RejoinStep is the membership change a RejoinReplica asks for.
+type RejoinStep int32
+
+const (
+	RejoinStep_REJOIN_STEP_UNSPECIFIED RejoinStep = 0
+	// DEMOTE: the replica lost its Raft state; stop counting it in votes and
+	// commits (DemoteVoter, or AddNonvoter when it is not in the configuration).
+	RejoinStep_REJOIN_STEP_DEMOTE RejoinStep = 1
+	// PROMOTE: the replica has applied up to the index DEMOTE returned; make
+	// it a voter again (AddVoter).
+	RejoinStep_REJOIN_STEP_PROMOTE RejoinStep = 2
+)
+
+// Enum value maps for RejoinStep.
+var (
+	RejoinStep_name = map[int32]string{
+		0: "REJOIN_STEP_UNSPECIFIED",
+		1: "REJOIN_STEP_DEMOTE",
+		2: "REJOIN_STEP_PROMOTE",
+	}
+	RejoinStep_value = map[string]int32{
+		"REJOIN_STEP_UNSPECIFIED": 0,
+		"REJOIN_STEP_DEMOTE":      1,
+		"REJOIN_STEP_PROMOTE":     2,
+	}
+)
+
+func (x RejoinStep) Enum() *RejoinStep {
+	p := new(RejoinStep)
+	*p = x
+	return p
+}
+
+func (x RejoinStep) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (RejoinStep) Descriptor() protoreflect.EnumDescriptor {
+	return file_raft_raftpb_raft_proto_enumTypes[1].Descriptor()
+}
+
+func (RejoinStep) Type() protoreflect.EnumType {
+	return &file_raft_raftpb_raft_proto_enumTypes[1]
+}
+
+func (x RejoinStep) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use RejoinStep.Descriptor instead.
+func (RejoinStep) EnumDescriptor() ([]byte, []int) {
+	return file_raft_raftpb_raft_proto_rawDescGZIP(), []int{1}
+}
+
 // RPCHeader mirrors hashicorp/raft's RPCHeader.
 type RPCHeader struct {
 	state           protoimpl.MessageState `protogen:"open.v1"`
@@ -1073,6 +1127,130 @@ func (x *InstallSnapshotResponse) GetSuccess() bool {
 	return false
 }
 
+type RejoinReplicaRequest struct {
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	GroupId uint64                 `protobuf:"varint,1,opt,name=group_id,json=groupId,proto3" json:"group_id,omitempty"`
+	// node_id and address are the replica's Raft server id and address.
+	NodeId        string     `protobuf:"bytes,2,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
+	Address       string     `protobuf:"bytes,3,opt,name=address,proto3" json:"address,omitempty"`
+	Step          RejoinStep `protobuf:"varint,4,opt,name=step,proto3,enum=herald.raft.v1.RejoinStep" json:"step,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RejoinReplicaRequest) Reset() {
+	*x = RejoinReplicaRequest{}
+	mi := &file_raft_raftpb_raft_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RejoinReplicaRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RejoinReplicaRequest) ProtoMessage() {}
+
+func (x *RejoinReplicaRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_raft_raftpb_raft_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RejoinReplicaRequest.ProtoReflect.Descriptor instead.
+func (*RejoinReplicaRequest) Descriptor() ([]byte, []int) {
+	return file_raft_raftpb_raft_proto_rawDescGZIP(), []int{13}
+}
+
+func (x *RejoinReplicaRequest) GetGroupId() uint64 {
+	if x != nil {
+		return x.GroupId
+	}
+	return 0
+}
+
+func (x *RejoinReplicaRequest) GetNodeId() string {
+	if x != nil {
+		return x.NodeId
+	}
+	return ""
+}
+
+func (x *RejoinReplicaRequest) GetAddress() string {
+	if x != nil {
+		return x.Address
+	}
+	return ""
+}
+
+func (x *RejoinReplicaRequest) GetStep() RejoinStep {
+	if x != nil {
+		return x.Step
+	}
+	return RejoinStep_REJOIN_STEP_UNSPECIFIED
+}
+
+type RejoinReplicaResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// index is the leader's last log index once the change is committed: the
+	// replica may ask for PROMOTE when it has applied this far.
+	Index uint64 `protobuf:"varint,1,opt,name=index,proto3" json:"index,omitempty"`
+	// leader_id is the id of the leader that made the change.
+	LeaderId      string `protobuf:"bytes,2,opt,name=leader_id,json=leaderId,proto3" json:"leader_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RejoinReplicaResponse) Reset() {
+	*x = RejoinReplicaResponse{}
+	mi := &file_raft_raftpb_raft_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RejoinReplicaResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RejoinReplicaResponse) ProtoMessage() {}
+
+func (x *RejoinReplicaResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_raft_raftpb_raft_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RejoinReplicaResponse.ProtoReflect.Descriptor instead.
+func (*RejoinReplicaResponse) Descriptor() ([]byte, []int) {
+	return file_raft_raftpb_raft_proto_rawDescGZIP(), []int{14}
+}
+
+func (x *RejoinReplicaResponse) GetIndex() uint64 {
+	if x != nil {
+		return x.Index
+	}
+	return 0
+}
+
+func (x *RejoinReplicaResponse) GetLeaderId() string {
+	if x != nil {
+		return x.LeaderId
+	}
+	return ""
+}
+
 var File_raft_raftpb_raft_proto protoreflect.FileDescriptor
 
 const file_raft_raftpb_raft_proto_rawDesc = "" +
@@ -1154,14 +1332,27 @@ const file_raft_raftpb_raft_proto_rawDesc = "" +
 	"\x17InstallSnapshotResponse\x121\n" +
 	"\x06header\x18\x01 \x01(\v2\x19.herald.raft.v1.RPCHeaderR\x06header\x12\x12\n" +
 	"\x04term\x18\x02 \x01(\x04R\x04term\x12\x18\n" +
-	"\asuccess\x18\x03 \x01(\bR\asuccess*\xab\x01\n" +
+	"\asuccess\x18\x03 \x01(\bR\asuccess\"\x94\x01\n" +
+	"\x14RejoinReplicaRequest\x12\x19\n" +
+	"\bgroup_id\x18\x01 \x01(\x04R\agroupId\x12\x17\n" +
+	"\anode_id\x18\x02 \x01(\tR\x06nodeId\x12\x18\n" +
+	"\aaddress\x18\x03 \x01(\tR\aaddress\x12.\n" +
+	"\x04step\x18\x04 \x01(\x0e2\x1a.herald.raft.v1.RejoinStepR\x04step\"J\n" +
+	"\x15RejoinReplicaResponse\x12\x14\n" +
+	"\x05index\x18\x01 \x01(\x04R\x05index\x12\x1b\n" +
+	"\tleader_id\x18\x02 \x01(\tR\bleaderId*\xab\x01\n" +
 	"\aLogType\x12\x14\n" +
 	"\x10LOG_TYPE_COMMAND\x10\x00\x12\x11\n" +
 	"\rLOG_TYPE_NOOP\x10\x01\x12 \n" +
 	"\x1cLOG_TYPE_ADD_PEER_DEPRECATED\x10\x02\x12#\n" +
 	"\x1fLOG_TYPE_REMOVE_PEER_DEPRECATED\x10\x03\x12\x14\n" +
 	"\x10LOG_TYPE_BARRIER\x10\x04\x12\x1a\n" +
-	"\x16LOG_TYPE_CONFIGURATION\x10\x052\xc9\x04\n" +
+	"\x16LOG_TYPE_CONFIGURATION\x10\x05*Z\n" +
+	"\n" +
+	"RejoinStep\x12\x1b\n" +
+	"\x17REJOIN_STEP_UNSPECIFIED\x10\x00\x12\x16\n" +
+	"\x12REJOIN_STEP_DEMOTE\x10\x01\x12\x17\n" +
+	"\x13REJOIN_STEP_PROMOTE\x10\x022\xa7\x05\n" +
 	"\rRaftTransport\x12\\\n" +
 	"\rAppendEntries\x12$.herald.raft.v1.AppendEntriesRequest\x1a%.herald.raft.v1.AppendEntriesResponse\x12h\n" +
 	"\x15AppendEntriesPipeline\x12$.herald.raft.v1.AppendEntriesRequest\x1a%.herald.raft.v1.AppendEntriesResponse(\x010\x01\x12V\n" +
@@ -1169,7 +1360,8 @@ const file_raft_raftpb_raft_proto_rawDesc = "" +
 	"\x0eRequestPreVote\x12%.herald.raft.v1.RequestPreVoteRequest\x1a&.herald.raft.v1.RequestPreVoteResponse\x12S\n" +
 	"\n" +
 	"TimeoutNow\x12!.herald.raft.v1.TimeoutNowRequest\x1a\".herald.raft.v1.TimeoutNowResponse\x12b\n" +
-	"\x0fInstallSnapshot\x12$.herald.raft.v1.InstallSnapshotChunk\x1a'.herald.raft.v1.InstallSnapshotResponse(\x01B0Z.github.com/heraldlog/herald/raft/raftpb;raftpbb\x06proto3"
+	"\x0fInstallSnapshot\x12$.herald.raft.v1.InstallSnapshotChunk\x1a'.herald.raft.v1.InstallSnapshotResponse(\x01\x12\\\n" +
+	"\rRejoinReplica\x12$.herald.raft.v1.RejoinReplicaRequest\x1a%.herald.raft.v1.RejoinReplicaResponseB0Z.github.com/heraldlog/herald/raft/raftpb;raftpbb\x06proto3"
 
 var (
 	file_raft_raftpb_raft_proto_rawDescOnce sync.Once
@@ -1183,55 +1375,61 @@ func file_raft_raftpb_raft_proto_rawDescGZIP() []byte {
 	return file_raft_raftpb_raft_proto_rawDescData
 }
 
-var file_raft_raftpb_raft_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_raft_raftpb_raft_proto_msgTypes = make([]protoimpl.MessageInfo, 13)
+var file_raft_raftpb_raft_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
+var file_raft_raftpb_raft_proto_msgTypes = make([]protoimpl.MessageInfo, 15)
 var file_raft_raftpb_raft_proto_goTypes = []any{
 	(LogType)(0),                    // 0: herald.raft.v1.LogType
-	(*RPCHeader)(nil),               // 1: herald.raft.v1.RPCHeader
-	(*Log)(nil),                     // 2: herald.raft.v1.Log
-	(*AppendEntriesRequest)(nil),    // 3: herald.raft.v1.AppendEntriesRequest
-	(*AppendEntriesResponse)(nil),   // 4: herald.raft.v1.AppendEntriesResponse
-	(*RequestVoteRequest)(nil),      // 5: herald.raft.v1.RequestVoteRequest
-	(*RequestVoteResponse)(nil),     // 6: herald.raft.v1.RequestVoteResponse
-	(*RequestPreVoteRequest)(nil),   // 7: herald.raft.v1.RequestPreVoteRequest
-	(*RequestPreVoteResponse)(nil),  // 8: herald.raft.v1.RequestPreVoteResponse
-	(*TimeoutNowRequest)(nil),       // 9: herald.raft.v1.TimeoutNowRequest
-	(*TimeoutNowResponse)(nil),      // 10: herald.raft.v1.TimeoutNowResponse
-	(*InstallSnapshotRequest)(nil),  // 11: herald.raft.v1.InstallSnapshotRequest
-	(*InstallSnapshotChunk)(nil),    // 12: herald.raft.v1.InstallSnapshotChunk
-	(*InstallSnapshotResponse)(nil), // 13: herald.raft.v1.InstallSnapshotResponse
+	(RejoinStep)(0),                 // 1: herald.raft.v1.RejoinStep
+	(*RPCHeader)(nil),               // 2: herald.raft.v1.RPCHeader
+	(*Log)(nil),                     // 3: herald.raft.v1.Log
+	(*AppendEntriesRequest)(nil),    // 4: herald.raft.v1.AppendEntriesRequest
+	(*AppendEntriesResponse)(nil),   // 5: herald.raft.v1.AppendEntriesResponse
+	(*RequestVoteRequest)(nil),      // 6: herald.raft.v1.RequestVoteRequest
+	(*RequestVoteResponse)(nil),     // 7: herald.raft.v1.RequestVoteResponse
+	(*RequestPreVoteRequest)(nil),   // 8: herald.raft.v1.RequestPreVoteRequest
+	(*RequestPreVoteResponse)(nil),  // 9: herald.raft.v1.RequestPreVoteResponse
+	(*TimeoutNowRequest)(nil),       // 10: herald.raft.v1.TimeoutNowRequest
+	(*TimeoutNowResponse)(nil),      // 11: herald.raft.v1.TimeoutNowResponse
+	(*InstallSnapshotRequest)(nil),  // 12: herald.raft.v1.InstallSnapshotRequest
+	(*InstallSnapshotChunk)(nil),    // 13: herald.raft.v1.InstallSnapshotChunk
+	(*InstallSnapshotResponse)(nil), // 14: herald.raft.v1.InstallSnapshotResponse
+	(*RejoinReplicaRequest)(nil),    // 15: herald.raft.v1.RejoinReplicaRequest
+	(*RejoinReplicaResponse)(nil),   // 16: herald.raft.v1.RejoinReplicaResponse
 }
 var file_raft_raftpb_raft_proto_depIdxs = []int32{
 	0,  // 0: herald.raft.v1.Log.type:type_name -> herald.raft.v1.LogType
-	1,  // 1: herald.raft.v1.AppendEntriesRequest.header:type_name -> herald.raft.v1.RPCHeader
-	2,  // 2: herald.raft.v1.AppendEntriesRequest.entries:type_name -> herald.raft.v1.Log
-	1,  // 3: herald.raft.v1.AppendEntriesResponse.header:type_name -> herald.raft.v1.RPCHeader
-	1,  // 4: herald.raft.v1.RequestVoteRequest.header:type_name -> herald.raft.v1.RPCHeader
-	1,  // 5: herald.raft.v1.RequestVoteResponse.header:type_name -> herald.raft.v1.RPCHeader
-	1,  // 6: herald.raft.v1.RequestPreVoteRequest.header:type_name -> herald.raft.v1.RPCHeader
-	1,  // 7: herald.raft.v1.RequestPreVoteResponse.header:type_name -> herald.raft.v1.RPCHeader
-	1,  // 8: herald.raft.v1.TimeoutNowRequest.header:type_name -> herald.raft.v1.RPCHeader
-	1,  // 9: herald.raft.v1.TimeoutNowResponse.header:type_name -> herald.raft.v1.RPCHeader
-	1,  // 10: herald.raft.v1.InstallSnapshotRequest.header:type_name -> herald.raft.v1.RPCHeader
-	11, // 11: herald.raft.v1.InstallSnapshotChunk.request:type_name -> herald.raft.v1.InstallSnapshotRequest
-	1,  // 12: herald.raft.v1.InstallSnapshotResponse.header:type_name -> herald.raft.v1.RPCHeader
-	3,  // 13: herald.raft.v1.RaftTransport.AppendEntries:input_type -> herald.raft.v1.AppendEntriesRequest
-	3,  // 14: herald.raft.v1.RaftTransport.AppendEntriesPipeline:input_type -> herald.raft.v1.AppendEntriesRequest
-	5,  // 15: herald.raft.v1.RaftTransport.RequestVote:input_type -> herald.raft.v1.RequestVoteRequest
-	7,  // 16: herald.raft.v1.RaftTransport.RequestPreVote:input_type -> herald.raft.v1.RequestPreVoteRequest
-	9,  // 17: herald.raft.v1.RaftTransport.TimeoutNow:input_type -> herald.raft.v1.TimeoutNowRequest
-	12, // 18: herald.raft.v1.RaftTransport.InstallSnapshot:input_type -> herald.raft.v1.InstallSnapshotChunk
-	4,  // 19: herald.raft.v1.RaftTransport.AppendEntries:output_type -> herald.raft.v1.AppendEntriesResponse
-	4,  // 20: herald.raft.v1.RaftTransport.AppendEntriesPipeline:output_type -> herald.raft.v1.AppendEntriesResponse
-	6,  // 21: herald.raft.v1.RaftTransport.RequestVote:output_type -> herald.raft.v1.RequestVoteResponse
-	8,  // 22: herald.raft.v1.RaftTransport.RequestPreVote:output_type -> herald.raft.v1.RequestPreVoteResponse
-	10, // 23: herald.raft.v1.RaftTransport.TimeoutNow:output_type -> herald.raft.v1.TimeoutNowResponse
-	13, // 24: herald.raft.v1.RaftTransport.InstallSnapshot:output_type -> herald.raft.v1.InstallSnapshotResponse
-	19, // [19:25] is the sub-list for method output_type
-	13, // [13:19] is the sub-list for method input_type
-	13, // [13:13] is the sub-list for extension type_name
-	13, // [13:13] is the sub-list for extension extendee
-	0,  // [0:13] is the sub-list for field type_name
+	2,  // 1: herald.raft.v1.AppendEntriesRequest.header:type_name -> herald.raft.v1.RPCHeader
+	3,  // 2: herald.raft.v1.AppendEntriesRequest.entries:type_name -> herald.raft.v1.Log
+	2,  // 3: herald.raft.v1.AppendEntriesResponse.header:type_name -> herald.raft.v1.RPCHeader
+	2,  // 4: herald.raft.v1.RequestVoteRequest.header:type_name -> herald.raft.v1.RPCHeader
+	2,  // 5: herald.raft.v1.RequestVoteResponse.header:type_name -> herald.raft.v1.RPCHeader
+	2,  // 6: herald.raft.v1.RequestPreVoteRequest.header:type_name -> herald.raft.v1.RPCHeader
+	2,  // 7: herald.raft.v1.RequestPreVoteResponse.header:type_name -> herald.raft.v1.RPCHeader
+	2,  // 8: herald.raft.v1.TimeoutNowRequest.header:type_name -> herald.raft.v1.RPCHeader
+	2,  // 9: herald.raft.v1.TimeoutNowResponse.header:type_name -> herald.raft.v1.RPCHeader
+	2,  // 10: herald.raft.v1.InstallSnapshotRequest.header:type_name -> herald.raft.v1.RPCHeader
+	12, // 11: herald.raft.v1.InstallSnapshotChunk.request:type_name -> herald.raft.v1.InstallSnapshotRequest
+	2,  // 12: herald.raft.v1.InstallSnapshotResponse.header:type_name -> herald.raft.v1.RPCHeader
+	1,  // 13: herald.raft.v1.RejoinReplicaRequest.step:type_name -> herald.raft.v1.RejoinStep
+	4,  // 14: herald.raft.v1.RaftTransport.AppendEntries:input_type -> herald.raft.v1.AppendEntriesRequest
+	4,  // 15: herald.raft.v1.RaftTransport.AppendEntriesPipeline:input_type -> herald.raft.v1.AppendEntriesRequest
+	6,  // 16: herald.raft.v1.RaftTransport.RequestVote:input_type -> herald.raft.v1.RequestVoteRequest
+	8,  // 17: herald.raft.v1.RaftTransport.RequestPreVote:input_type -> herald.raft.v1.RequestPreVoteRequest
+	10, // 18: herald.raft.v1.RaftTransport.TimeoutNow:input_type -> herald.raft.v1.TimeoutNowRequest
+	13, // 19: herald.raft.v1.RaftTransport.InstallSnapshot:input_type -> herald.raft.v1.InstallSnapshotChunk
+	15, // 20: herald.raft.v1.RaftTransport.RejoinReplica:input_type -> herald.raft.v1.RejoinReplicaRequest
+	5,  // 21: herald.raft.v1.RaftTransport.AppendEntries:output_type -> herald.raft.v1.AppendEntriesResponse
+	5,  // 22: herald.raft.v1.RaftTransport.AppendEntriesPipeline:output_type -> herald.raft.v1.AppendEntriesResponse
+	7,  // 23: herald.raft.v1.RaftTransport.RequestVote:output_type -> herald.raft.v1.RequestVoteResponse
+	9,  // 24: herald.raft.v1.RaftTransport.RequestPreVote:output_type -> herald.raft.v1.RequestPreVoteResponse
+	11, // 25: herald.raft.v1.RaftTransport.TimeoutNow:output_type -> herald.raft.v1.TimeoutNowResponse
+	14, // 26: herald.raft.v1.RaftTransport.InstallSnapshot:output_type -> herald.raft.v1.InstallSnapshotResponse
+	16, // 27: herald.raft.v1.RaftTransport.RejoinReplica:output_type -> herald.raft.v1.RejoinReplicaResponse
+	21, // [21:28] is the sub-list for method output_type
+	14, // [14:21] is the sub-list for method input_type
+	14, // [14:14] is the sub-list for extension type_name
+	14, // [14:14] is the sub-list for extension extendee
+	0,  // [0:14] is the sub-list for field type_name
 }
 
 func init() { file_raft_raftpb_raft_proto_init() }
@@ -1248,8 +1446,8 @@ func file_raft_raftpb_raft_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_raft_raftpb_raft_proto_rawDesc), len(file_raft_raftpb_raft_proto_rawDesc)),
-			NumEnums:      1,
-			NumMessages:   13,
+			NumEnums:      2,
+			NumMessages:   15,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -32,6 +32,7 @@ const (
 	RaftTransport_RequestPreVote_FullMethodName        = "/herald.raft.v1.RaftTransport/RequestPreVote"
 	RaftTransport_TimeoutNow_FullMethodName            = "/herald.raft.v1.RaftTransport/TimeoutNow"
 	RaftTransport_InstallSnapshot_FullMethodName       = "/herald.raft.v1.RaftTransport/InstallSnapshot"
+	RaftTransport_RejoinReplica_FullMethodName         = "/herald.raft.v1.RaftTransport/RejoinReplica"
 )
 
 // RaftTransportClient is the client API for RaftTransport service.
@@ -53,6 +54,14 @@ type RaftTransportClient interface {
 	// every later chunk carries data; the data total must equal request.size
 	// exactly, or the server answers OUT_OF_RANGE.
 	InstallSnapshot(ctx context.Context, opts ...grpc.CallOption) (grpc.ClientStreamingClient[InstallSnapshotChunk, InstallSnapshotResponse], error)
+	// RejoinReplica asks the leader of a group to change the membership of a
+	// replica that lost its Raft state: DEMOTE makes it a non-voter (adding it
+	// as one if absent), PROMOTE makes it a voter again once it has caught up.
+	// The answer comes after the change is committed. A node that does not
+	// lead the group answers FAILED_PRECONDITION with an ErrorInfo of reason
+	// NOT_LEADER naming the leader it knows (metadata leader_id,
+	// leader_address; both may be empty).
+	RejoinReplica(ctx context.Context, in *RejoinReplicaRequest, opts ...grpc.CallOption) (*RejoinReplicaResponse, error)
 }
 
 type raftTransportClient struct {
@@ -129,6 +138,16 @@ func (c *raftTransportClient) InstallSnapshot(ctx context.Context, opts ...grpc.
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type RaftTransport_InstallSnapshotClient = grpc.ClientStreamingClient[InstallSnapshotChunk, InstallSnapshotResponse]
 
+func (c *raftTransportClient) RejoinReplica(ctx context.Context, in *RejoinReplicaRequest, opts ...grpc.CallOption) (*RejoinReplicaResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(RejoinReplicaResponse)
+	err := c.cc.Invoke(ctx, RaftTransport_RejoinReplica_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // RaftTransportServer is the server API for RaftTransport service.
 // All implementations must embed UnimplementedRaftTransportServer
 // for forward compatibility.
@@ -148,6 +167,14 @@ type RaftTransportServer interface {
 	// every later chunk carries data; the data total must equal request.size
 	// exactly, or the server answers OUT_OF_RANGE.
 	InstallSnapshot(grpc.ClientStreamingServer[InstallSnapshotChunk, InstallSnapshotResponse]) error
+	// RejoinReplica asks the leader of a group to change the membership of a
+	// replica that lost its Raft state: DEMOTE makes it a non-voter (adding it
+	// as one if absent), PROMOTE makes it a voter again once it has caught up.
+	// The answer comes after the change is committed. A node that does not
+	// lead the group answers FAILED_PRECONDITION with an ErrorInfo of reason
+	// NOT_LEADER naming the leader it knows (metadata leader_id,
+	// leader_address; both may be empty).
+	RejoinReplica(context.Context, *RejoinReplicaRequest) (*RejoinReplicaResponse, error)
 	mustEmbedUnimplementedRaftTransportServer()
 }
 
@@ -175,6 +202,9 @@ func (UnimplementedRaftTransportServer) TimeoutNow(context.Context, *TimeoutNowR
 }
 func (UnimplementedRaftTransportServer) InstallSnapshot(grpc.ClientStreamingServer[InstallSnapshotChunk, InstallSnapshotResponse]) error {
 	return status.Error(codes.Unimplemented, "method InstallSnapshot not implemented")
+}
+func (UnimplementedRaftTransportServer) RejoinReplica(context.Context, *RejoinReplicaRequest) (*RejoinReplicaResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method RejoinReplica not implemented")
 }
 func (UnimplementedRaftTransportServer) mustEmbedUnimplementedRaftTransportServer() {}
 func (UnimplementedRaftTransportServer) testEmbeddedByValue()                       {}
@@ -283,6 +313,24 @@ func _RaftTransport_InstallSnapshot_Handler(srv interface{}, stream grpc.ServerS
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type RaftTransport_InstallSnapshotServer = grpc.ClientStreamingServer[InstallSnapshotChunk, InstallSnapshotResponse]
 
+func _RaftTransport_RejoinReplica_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(RejoinReplicaRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(RaftTransportServer).RejoinReplica(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: RaftTransport_RejoinReplica_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(RaftTransportServer).RejoinReplica(ctx, req.(*RejoinReplicaRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // RaftTransport_ServiceDesc is the grpc.ServiceDesc for RaftTransport service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -305,6 +353,10 @@ var RaftTransport_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "TimeoutNow",
 			Handler:    _RaftTransport_TimeoutNow_Handler,
+		},
+		{
+			MethodName: "RejoinReplica",
+			Handler:    _RaftTransport_RejoinReplica_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{
