@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"hash/crc32"
 
+	hraft "github.com/hashicorp/raft"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/heraldlog/herald/partition/partitionpb"
@@ -31,6 +32,11 @@ var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 // ErrBadCommand marks a Raft entry this version cannot decode. Apply stops
 // the partition on it rather than skip it: skipping would let replicas diverge.
 var ErrBadCommand = errors.New("partition: undecodable command")
+
+// ErrDamagedCommand marks a checksummed Raft entry whose checksum does not
+// match, or that is too short to hold one: the replica's copy of the entry
+// is damaged. It comes with ErrBadCommand.
+var ErrDamagedCommand = errors.New("partition: damaged command")
 
 // encodeAppend builds the Raft entry for an append command.
 func encodeAppend(cmd *partitionpb.AppendCommand) ([]byte, error) {
@@ -71,15 +77,27 @@ func decodeCommand(data []byte) (proto.Message, error) {
 	}
 	if data[0] == commandAppendChecked || data[0] == commandTrimChecked {
 		if len(data) < 5 {
-			return nil, fmt.Errorf("%w: type %d: truncated", ErrBadCommand, data[0])
+			return nil, fmt.Errorf("%w: %w: type %d: truncated", ErrBadCommand, ErrDamagedCommand, data[0])
 		}
 		body = data[5:]
 		if want, got := binary.BigEndian.Uint32(data[1:5]), crc32.Checksum(body, castagnoli); want != got {
-			return nil, fmt.Errorf("%w: type %d: checksum mismatch (stored %08x, computed %08x): the entry is damaged in this replica's Raft log", ErrBadCommand, data[0], want, got)
+			return nil, fmt.Errorf("%w: %w: type %d: checksum mismatch (stored %08x, computed %08x): the entry is damaged in this replica's Raft log", ErrBadCommand, ErrDamagedCommand, data[0], want, got)
 		}
 	}
 	if err := proto.Unmarshal(body, cmd); err != nil {
 		return nil, fmt.Errorf("%w: type %d: %v", ErrBadCommand, data[0], err)
 	}
 	return cmd, nil
+}
+
+// CheckEntry verifies one stored Raft entry of a partition group without
+// applying it: a command must decode and, when checksummed, match its
+// checksum. It is the raft.EntryChecker the node verifies a partition's
+// Raft log with before opening it.
+func CheckEntry(l *hraft.Log) error {
+	if l.Type != hraft.LogCommand {
+		return nil
+	}
+	_, err := decodeCommand(l.Data)
+	return err
 }

@@ -2,8 +2,10 @@ package partition
 
 import (
 	"errors"
+	"log/slog"
 	"testing"
 
+	hraft "github.com/hashicorp/raft"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/heraldlog/herald/partition/partitionpb"
@@ -43,5 +45,41 @@ func TestCommandsRoundTripAndDetectDamage(t *testing.T) {
 	}
 	if _, err := decodeCommand([]byte{commandAppendChecked, 1, 2}); !errors.Is(err, ErrBadCommand) {
 		t.Fatalf("truncated entry: %v", err)
+	}
+}
+
+// A damaged entry is reported as Raft damage before apply stops the node,
+// and CheckEntry (the check the node runs on a stored Raft log before
+// opening it) finds the same damage without applying.
+func TestDamagedEntryIsReportedAsRaftDamage(t *testing.T) {
+	_, lp := openLog(t, 7)
+	f := NewFSM(7, lp, slog.Default(), nil)
+	var reported error
+	f.onRaftDamage = func(err error) { reported = err }
+	good := appendEntry(t, 1, 100, "a")
+	if err := CheckEntry(good); err != nil {
+		t.Fatalf("clean entry: %v", err)
+	}
+	if err := CheckEntry(&hraft.Log{Index: 2, Type: hraft.LogNoop}); err != nil {
+		t.Fatalf("noop: %v", err)
+	}
+	bad := appendEntry(t, 1, 100, "a")
+	bad.Data[len(bad.Data)-1] ^= 0x10
+	if err := CheckEntry(bad); !errors.Is(err, ErrDamagedCommand) {
+		t.Fatalf("CheckEntry missed the damage: %v", err)
+	}
+	func() {
+		defer func() {
+			if recover() == nil {
+				t.Fatal("apply of a damaged entry did not stop")
+			}
+		}()
+		f.ApplyBatch([]*hraft.Log{bad})
+	}()
+	if !errors.Is(reported, ErrDamagedCommand) {
+		t.Fatalf("damage not reported before stopping: %v", reported)
+	}
+	if lp.AppliedIndex() != 0 {
+		t.Fatalf("damaged entry applied: applied index %d", lp.AppliedIndex())
 	}
 }

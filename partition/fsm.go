@@ -57,6 +57,10 @@ type FSM struct {
 	// onCorruption is called before apply stops the node on damaged
 	// storage, so that the node can rebuild its log on the next start.
 	onCorruption func(error)
+	// onRaftDamage is called before apply stops the node on an entry that
+	// is damaged in this replica's Raft log (ErrDamagedCommand), so that the
+	// replica rejoins from its peers on the next start.
+	onRaftDamage func(error)
 }
 
 var (
@@ -68,7 +72,7 @@ func NewFSM(groupID uint64, log *heraldlog.Partition, logger *slog.Logger, onApp
 	if onApply == nil {
 		onApply = func(uint64) {}
 	}
-	return &FSM{groupID: groupID, log: log, logger: logger, onApply: onApply, onCorruption: func(error) {}}
+	return &FSM{groupID: groupID, log: log, logger: logger, onApply: onApply, onCorruption: func(error) {}, onRaftDamage: func(error) {}}
 }
 
 // stop ends the node on a storage failure during apply: skipping the entry
@@ -108,6 +112,9 @@ func (f *FSM) ApplyBatch(logs []*hraft.Log) []interface{} {
 		}
 		decoded, err := decodeCommand(l.Data)
 		if err != nil {
+			if errors.Is(err, ErrDamagedCommand) {
+				f.onRaftDamage(fmt.Errorf("raft index %d: %w", l.Index, err))
+			}
 			panic(fmt.Sprintf("partition %d: raft index %d: %v", f.groupID, l.Index, err))
 		}
 		switch cmd := decoded.(type) {

@@ -34,6 +34,14 @@ type ReplicaConfig struct {
 	// OnCorruption, when set, is told about damaged storage found while
 	// applying, just before the replica stops the node.
 	OnCorruption func(error)
+	// OnRaftDamage, when set, is told about an entry found damaged in this
+	// replica's Raft log while applying, just before the replica stops the
+	// node (the node marks the group for rejoin).
+	OnRaftDamage func(error)
+	// Rejoining opens the group without bootstrapping it, whatever its
+	// state: the replica lost its Raft state, was demoted to a non-voter by
+	// the leader and gets everything from it (see raft.PrepareRejoin).
+	Rejoining bool
 }
 
 // Validate reports every problem at once.
@@ -48,7 +56,7 @@ func (c *ReplicaConfig) Validate() error {
 	if c.Log == nil || c.Transport == nil {
 		errs = append(errs, errors.New("partition: log and transport are required"))
 	}
-	if len(c.Servers) == 0 {
+	if len(c.Servers) == 0 && !c.Rejoining {
 		errs = append(errs, errors.New("partition: at least one server is required"))
 	}
 	if err := c.Batcher.Validate(); err != nil {
@@ -84,6 +92,9 @@ func OpenReplica(cfg ReplicaConfig) (*Replica, error) {
 	if cfg.OnCorruption != nil {
 		r.fsm.onCorruption = cfg.OnCorruption
 	}
+	if cfg.OnRaftDamage != nil {
+		r.fsm.onRaftDamage = cfg.OnRaftDamage
+	}
 	group, err := heraldraft.OpenGroup(heraldraft.GroupConfig{
 		GroupID:   cfg.GroupID,
 		NodeID:    cfg.NodeID,
@@ -97,9 +108,11 @@ func OpenReplica(cfg ReplicaConfig) (*Replica, error) {
 		return nil, fmt.Errorf("partition %d: open raft group: %w", cfg.GroupID, err)
 	}
 	r.group = group
-	if err := group.BootstrapIfNew(cfg.Servers); err != nil {
-		_ = group.Close()
-		return nil, fmt.Errorf("partition %d: bootstrap: %w", cfg.GroupID, err)
+	if !cfg.Rejoining {
+		if err := group.BootstrapIfNew(cfg.Servers); err != nil {
+			_ = group.Close()
+			return nil, fmt.Errorf("partition %d: bootstrap: %w", cfg.GroupID, err)
+		}
 	}
 	b, err := NewBatcher(cfg.GroupID, group.Raft(), cfg.Batcher, logger, cfg.Metrics)
 	if err != nil {
