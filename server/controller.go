@@ -131,12 +131,15 @@ type controllerFSM struct {
 	// waiters are woken (closed) after every change.
 	waitMu  sync.Mutex
 	waiters chan struct{}
+	// onDamage is told about an entry found damaged in this replica's Raft
+	// log, just before Apply stops the node. Set before Raft starts.
+	onDamage func(error)
 }
 
 var _ hraft.FSM = (*controllerFSM)(nil)
 
 func newControllerFSM() *controllerFSM {
-	f := &controllerFSM{changed: make(chan struct{}, 1), waiters: make(chan struct{})}
+	f := &controllerFSM{changed: make(chan struct{}, 1), waiters: make(chan struct{}), onDamage: func(error) {}}
 	f.mu.reg = registry{Version: controllerFormatVersion, Topics: map[string]*topicRecord{}, NextGroupID: 1,
 		Tenants: map[string]*tenantRecord{}, NextProducerID: 1}
 	return f
@@ -164,8 +167,16 @@ func (f *controllerFSM) Apply(l *hraft.Log) interface{} {
 	if l.Type != hraft.LogCommand {
 		return nil
 	}
+	body, err := decodeControllerEntry(l.Data)
+	if err != nil {
+		// This replica's copy is damaged (the leader checksummed it): stop
+		// rather than apply something else than the others; the next start
+		// moves the controller's Raft state aside and rejoins.
+		f.onDamage(fmt.Errorf("raft index %d: %w", l.Index, err))
+		panic(fmt.Sprintf("controller: raft index %d: %v", l.Index, err))
+	}
 	var cmd controllerCommand
-	if err := json.Unmarshal(l.Data, &cmd); err != nil {
+	if err := json.Unmarshal(body, &cmd); err != nil {
 		// Every replica fails the same way on the same bytes; the registry
 		// stays unchanged everywhere, so refuse the entry rather than stop.
 		return fmt.Errorf("controller: undecodable command at index %d: %w", l.Index, err)

@@ -23,6 +23,8 @@ type nodeMetrics struct {
 	retainedRecords *prometheus.CounterVec
 	duplicates      *prometheus.CounterVec
 	logRebuilds     prometheus.Counter
+	rejoins         *prometheus.CounterVec
+	rejoining       prometheus.Gauge
 }
 
 func newNodeMetrics() *nodeMetrics {
@@ -60,6 +62,14 @@ func newNodeMetrics() *nodeMetrics {
 			Name: "herald_log_rebuilds_total",
 			Help: "Times this process found its Pebble log damaged at start and rebuilt it from Raft.",
 		}),
+		rejoins: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "herald_raft_rejoins_total",
+			Help: "Rejoins of group replicas whose Raft state was damaged, by stage reached in this process: started (damage found or a rejoin resumed), demoted (the leader made it a non-voter), promoted (a voter again; the rejoin is over).",
+		}, []string{"stage"}),
+		rejoining: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "herald_raft_rejoining_groups",
+			Help: "Group replicas on this node rejoining from their peers (waiting for demotion, or catching up as non-voters).",
+		}),
 		duplicates: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "herald_produce_duplicates_total",
 			Help: "Produced events recognised as duplicates (idempotent producer or event id), by topic.",
@@ -69,7 +79,7 @@ func newNodeMetrics() *nodeMetrics {
 
 func (m *nodeMetrics) collectors() []prometheus.Collector {
 	return []prometheus.Collector{m.rpcs, m.rpcSeconds, m.producedEvents, m.fetchedEvents, m.forwarded,
-		m.retainedTrims, m.retainedRecords, m.duplicates, m.logRebuilds}
+		m.retainedTrims, m.retainedRecords, m.duplicates, m.logRebuilds, m.rejoins, m.rejoining}
 }
 
 // unaryInterceptor records request counts and latency. It runs outside

@@ -58,14 +58,29 @@ type Node struct {
 	// autoTenants queues tenants of auto-tenants topics to register.
 	autoTenants chan string
 
+	// rejoins tracks the groups whose replica here rejoins from its peers.
+	rejoins *rejoins
+
 	stop chan struct{}
-	wg   sync.WaitGroup
+	// ctx is cancelled when the node stops (with stop), for calls the
+	// background loops make.
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
 }
 
 // StartNode opens the node's storage, starts serving and joins (or
 // bootstraps) the cluster. It returns once the node is serving; the
 // controller may not have a leader yet.
-func StartNode(cfg Config) (_ *Node, err error) {
+func StartNode(cfg Config) (*Node, error) {
+	return StartNodeContext(context.Background(), cfg)
+}
+
+// StartNodeContext is StartNode, with ctx bounding the one wait a start can
+// have: when the controller's Raft state here is damaged, the node waits
+// (before serving) until the controller's leader has demoted this replica
+// to a non-voter (see rejoin.go).
+func StartNodeContext(ctx context.Context, cfg Config) (_ *Node, err error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
@@ -82,7 +97,9 @@ func StartNode(cfg Config) (_ *Node, err error) {
 		metrics:          newNodeMetrics(),
 		partitionMetrics: partition.NewMetrics(),
 		registry:         prometheus.NewRegistry(),
+		rejoins:          newRejoins(),
 	}
+	n.ctx, n.cancel = context.WithCancel(context.Background())
 	n.mu.replicas = make(map[uint64]*partition.Replica)
 	defer func() {
 		if err != nil {
@@ -102,6 +119,10 @@ func StartNode(cfg Config) (_ *Node, err error) {
 		return nil, err
 	}
 	n.peers = newPeerPool(grpc.WithContextDialer(cfg.dialer()))
+	controllerRejoin, err := n.prepareController(ctx)
+	if err != nil {
+		return nil, err
+	}
 
 	opts := append(heraldraft.ServerOptions(grpcMessageBytesMax),
 		grpc.ChainUnaryInterceptor(n.metrics.unaryInterceptor, errorInterceptor))
@@ -122,7 +143,7 @@ func StartNode(cfg Config) (_ *Node, err error) {
 		}
 	}()
 
-	if err := n.openController(); err != nil {
+	if err := n.openController(controllerRejoin); err != nil {
 		return nil, err
 	}
 	if err := n.startHTTP(); err != nil {
@@ -191,8 +212,27 @@ func (n *Node) markCorrupt(err error) {
 // append (4 MiB batches, several per append) and the largest fetch (16 MiB).
 const grpcMessageBytesMax = 64 << 20
 
-func (n *Node) openController() error {
+// prepareController verifies the controller's Raft state and, when it is
+// damaged, waits until the controller's leader has demoted this replica
+// (bounded by ctx). It returns the rejoin marker to follow, or nil.
+func (n *Node) prepareController(ctx context.Context) (*heraldraft.RejoinMarker, error) {
+	m, err := n.prepareGroup(controllerGroupID, checkControllerEntry)
+	if err != nil {
+		return nil, fmt.Errorf("server: controller: %w", err)
+	}
+	if m != nil && m.Stage == heraldraft.RejoinDamaged {
+		if err := n.awaitControllerDemotion(ctx, m); err != nil {
+			return nil, err
+		}
+	}
+	return m, nil
+}
+
+// openController opens the controller group; with a rejoin marker (stage
+// demoted) it starts without bootstrap, as a non-voter.
+func (n *Node) openController(rejoin *heraldraft.RejoinMarker) error {
 	fsm := newControllerFSM()
+	fsm.onDamage = func(err error) { n.markRaftDamaged(controllerGroupID, err) }
 	tr, err := n.mux.Transport(controllerGroupID)
 	if err != nil {
 		return err
@@ -200,7 +240,7 @@ func (n *Node) openController() error {
 	group, err := heraldraft.OpenGroup(heraldraft.GroupConfig{
 		GroupID:   controllerGroupID,
 		NodeID:    n.cfg.NodeID,
-		Dir:       filepath.Join(n.cfg.DataDir, "raft", "g0"),
+		Dir:       n.groupDir(controllerGroupID),
 		FSM:       fsm,
 		Transport: tr,
 		Logger:    n.logger,
@@ -210,7 +250,7 @@ func (n *Node) openController() error {
 		return fmt.Errorf("server: open controller: %w", err)
 	}
 	n.controllerFSM, n.controller = fsm, group
-	if len(n.cfg.Peers) > 0 {
+	if len(n.cfg.Peers) > 0 && rejoin == nil {
 		var servers []hraft.Server
 		for _, id := range n.cfg.sortedPeerIDs() {
 			servers = append(servers, hraft.Server{Suffrage: hraft.Voter, ID: hraft.ServerID(id), Address: hraft.ServerAddress(n.cfg.Peers[id])})
@@ -290,6 +330,7 @@ func (n *Node) Close() {
 	n.mu.Unlock()
 
 	close(n.stop)
+	n.cancel()
 	if n.httpServer != nil {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 		_ = n.httpServer.Shutdown(ctx)

@@ -1,6 +1,7 @@
 package server
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -11,6 +12,7 @@ import (
 	hraft "github.com/hashicorp/raft"
 
 	"github.com/heraldlog/herald/partition"
+	heraldraft "github.com/heraldlog/herald/raft"
 )
 
 // Reconciler timing: how often the assigned replicas are rechecked even
@@ -39,6 +41,7 @@ func (n *Node) reconcileLoop() {
 		case <-tick.C:
 		}
 		n.reconcile()
+		n.advanceRejoins()
 		if time.Since(lastRebalance) >= rebalanceInterval {
 			lastRebalance = time.Now()
 			n.rebalance(leaderSince)
@@ -65,6 +68,9 @@ func (n *Node) reconcile() {
 		default:
 		}
 		if err := n.openReplica(a, nodes); err != nil {
+			if errors.Is(err, errRejoinNotDue) {
+				continue
+			}
 			n.logger.Warn("cannot open replica yet", "topic", a.Topic, "partition", a.Partition.Index, "group", a.Partition.GroupID, "err", err)
 		}
 	}
@@ -84,6 +90,23 @@ func (n *Node) openReplica(a assignment, nodes map[string]string) error {
 	if err != nil {
 		return err
 	}
+	if !n.rejoins.due(p.GroupID, time.Now()) {
+		return errRejoinNotDue
+	}
+	rejoin, err := n.prepareGroup(p.GroupID, partition.CheckEntry)
+	if err != nil {
+		return err
+	}
+	if rejoin != nil && rejoin.Stage == heraldraft.RejoinDamaged {
+		// The log's copy of the partition came from the damaged Raft
+		// state: it starts over from what the leader sends.
+		if err := lp.Drop(); err != nil {
+			return fmt.Errorf("server: rejoin group %d: drop the local log: %w", p.GroupID, err)
+		}
+		if err := n.demote(n.ctx, p.GroupID, rejoin); err != nil {
+			return err
+		}
+	}
 	tr, err := n.mux.Transport(p.GroupID)
 	if err != nil {
 		return err
@@ -91,7 +114,7 @@ func (n *Node) openReplica(a assignment, nodes map[string]string) error {
 	r, err := partition.OpenReplica(partition.ReplicaConfig{
 		GroupID:      p.GroupID,
 		NodeID:       n.cfg.NodeID,
-		Dir:          filepath.Join(n.cfg.DataDir, "raft", fmt.Sprintf("g%d", p.GroupID)),
+		Dir:          n.groupDir(p.GroupID),
 		Log:          lp,
 		Transport:    tr,
 		Servers:      servers,
@@ -99,6 +122,8 @@ func (n *Node) openReplica(a assignment, nodes map[string]string) error {
 		Metrics:      n.partitionMetrics,
 		Batcher:      partition.DefaultBatcherOptions(),
 		OnCorruption: n.markCorrupt,
+		OnRaftDamage: func(err error) { n.markRaftDamaged(p.GroupID, err) },
+		Rejoining:    rejoin != nil,
 	})
 	if err != nil {
 		_ = tr.Close()
@@ -112,7 +137,7 @@ func (n *Node) openReplica(a assignment, nodes map[string]string) error {
 	n.mu.replicas[p.GroupID] = r
 	n.mu.Unlock()
 	n.logger.Info("opened replica", "topic", a.Topic, "partition", p.Index, "group", p.GroupID,
-		"applied_index", lp.AppliedIndex(), "high_watermark", lp.HighWatermark())
+		"applied_index", lp.AppliedIndex(), "high_watermark", lp.HighWatermark(), "rejoining", rejoin != nil)
 	return nil
 }
 
@@ -163,12 +188,31 @@ func (n *Node) removeUnassigned(assigned []assignment) {
 		if err == nil {
 			err = os.RemoveAll(filepath.Join(n.cfg.DataDir, "raft", e.Name()))
 		}
+		if err == nil {
+			err = heraldraft.RemoveRejoinMarker(n.groupDir(gid))
+			n.rejoins.untrack(gid)
+		}
 		if err != nil {
 			n.logger.Warn("removing deleted partition", "group", gid, "err", err)
 			continue
 		}
 		n.logger.Info("removed replica of deleted partition", "group", gid)
 	}
+	// A group waiting for its demotion has no directory, only its marker.
+	markers, _ := filepath.Glob(filepath.Join(n.cfg.DataDir, "raft", "g*.rejoin"))
+	for _, path := range markers {
+		gid, err := strconv.ParseUint(strings.TrimSuffix(strings.TrimPrefix(filepath.Base(path), "g"), ".rejoin"), 10, 64)
+		if err != nil || gid == controllerGroupID || want[gid] || n.replica(gid) != nil {
+			continue
+		}
+		if err := heraldraft.RemoveRejoinMarker(n.groupDir(gid)); err != nil {
+			n.logger.Warn("removing the rejoin marker of a deleted partition", "group", gid, "err", err)
+			continue
+		}
+		n.rejoins.untrack(gid)
+		n.logger.Info("abandoned the rejoin of a deleted partition", "group", gid)
+	}
+	n.metrics.rejoining.Set(float64(n.rejoins.count()))
 }
 
 // rebalance hands leadership of partitions led here to their preferred

@@ -7,7 +7,7 @@ import (
 // Run starts a node and blocks until ctx is cancelled, then shuts it down
 // cleanly. It returns an error if the node cannot start.
 func Run(ctx context.Context, cfg Config) error {
-	n, err := StartNode(cfg)
+	n, err := StartNodeContext(ctx, cfg)
 	if err != nil {
 		return err
 	}

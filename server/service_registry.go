@@ -53,7 +53,7 @@ func (n *Node) proposeController(cmd controllerCommand) (interface{}, error) {
 	if err != nil {
 		return nil, err
 	}
-	future := n.controller.Raft().Apply(data, 5*time.Second)
+	future := n.controller.Raft().Apply(encodeControllerEntry(data), 5*time.Second)
 	if err := future.Error(); err != nil {
 		return nil, classifyRaftError(err, "controller")
 	}

@@ -7,6 +7,7 @@ import (
 
 	"github.com/heraldlog/herald/client/heraldpb"
 	"github.com/heraldlog/herald/partition"
+	heraldraft "github.com/heraldlog/herald/raft"
 )
 
 // statusTimeout bounds how long ClusterStatus waits for each peer.
@@ -21,6 +22,24 @@ func (s *internalService) NodeStatus(context.Context, *heraldpb.NodeStatusReques
 	return s.node.localStatus(), nil
 }
 
+// Group states reported besides hashicorp/raft's own (Follower, Leader,
+// ...) for a replica that rejoins from its peers.
+const (
+	// stateRejoining: the group is not open here; its replica waits for the
+	// leader to demote it (its Raft state was damaged).
+	stateRejoining = "Rejoining"
+	// stateNonvoter: the group runs here as a non-voter catching up.
+	stateNonvoter = "Nonvoter"
+)
+
+// groupState is a group's state as status reports it.
+func (n *Node) groupState(gid uint64, raftState string) string {
+	if raftState == "Follower" && n.rejoins.stage(gid) == heraldraft.RejoinDemoted {
+		return stateNonvoter
+	}
+	return raftState
+}
+
 // localStatus reports the groups hosted here; group 0 is the controller.
 func (n *Node) localStatus() *heraldpb.NodeStatusResponse {
 	resp := &heraldpb.NodeStatusResponse{NodeId: n.cfg.NodeID}
@@ -28,17 +47,19 @@ func (n *Node) localStatus() *heraldpb.NodeStatusResponse {
 	_, leaderID := rf.LeaderWithID()
 	resp.Groups = append(resp.Groups, &heraldpb.GroupStatus{
 		GroupId:      controllerGroupID,
-		State:        rf.State().String(),
+		State:        n.groupState(controllerGroupID, rf.State().String()),
 		LeaderId:     string(leaderID),
 		CommitIndex:  rf.CommitIndex(),
 		AppliedIndex: rf.AppliedIndex(),
 		LastLogIndex: rf.LastIndex(),
 	})
+	open := map[uint64]bool{}
 	for _, r := range n.replicasSnapshot() {
 		st := r.Status()
+		open[r.GroupID()] = true
 		resp.Groups = append(resp.Groups, &heraldpb.GroupStatus{
 			GroupId:            r.GroupID(),
-			State:              st.State,
+			State:              n.groupState(r.GroupID(), st.State),
 			LeaderId:           st.LeaderID,
 			CommitIndex:        st.CommitIndex,
 			AppliedIndex:       st.AppliedIndex,
@@ -48,6 +69,12 @@ func (n *Node) localStatus() *heraldpb.NodeStatusResponse {
 			LowWatermark:       st.LowWatermark,
 			LastAppendUnixNano: lastAppend(r),
 		})
+	}
+	for _, a := range n.controllerFSM.assignedTo(n.cfg.NodeID) {
+		gid := a.Partition.GroupID
+		if !open[gid] && n.rejoins.stage(gid) == heraldraft.RejoinDamaged {
+			resp.Groups = append(resp.Groups, &heraldpb.GroupStatus{GroupId: gid, State: stateRejoining})
+		}
 	}
 	return resp
 }
