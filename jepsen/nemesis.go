@@ -19,10 +19,14 @@ const (
 	NemesisPartition = "partition"
 	NemesisSlow      = "slow"
 	NemesisTransfer  = "transfer"
-	// NemesisCorrupt kills one node and damages its Pebble log while it is
-	// down: bits flipped in its write-ahead logs ("wal"), or the marker the
-	// state machine leaves when it finds damage while applying ("marked").
-	// The node must not serve the damage and must rebuild from Raft.
+	// NemesisCorrupt kills one node and damages its storage while it is
+	// down. Its Pebble log: bits flipped in its write-ahead logs ("wal"), or
+	// the marker the state machine leaves when it finds damage while
+	// applying ("marked"); the node must not serve the damage and must
+	// rebuild from Raft. Its Raft log: bits flipped in ("raft-flip"), or the
+	// tail cut off ("raft-truncate"), the raft.db of one or more of its
+	// groups, the controller's included; the node must find the damage and
+	// rejoin those groups from its peers (see docs/fault-injection.md).
 	NemesisCorrupt = "corrupt"
 )
 
@@ -60,7 +64,8 @@ type Fault struct {
 	// Kind is the nemesis; Variant says which fault of it:
 	// kill: "one", "majority"; pause: "one", "leader";
 	// partition: "leader", "halves", "bridge", "one-way";
-	// slow: "all"; transfer: "leader"; corrupt: "wal", "marked".
+	// slow: "all"; transfer: "leader"; corrupt: "wal", "marked",
+	// "raft-flip", "raft-truncate".
 	Kind, Variant string
 	// Nodes are the node indexes the variant picked (a random node, the
 	// minority side, the bridge ...); for leader variants, filled in at
@@ -120,10 +125,8 @@ func Schedule(seed uint64, n int, nemeses []string, d time.Duration) []Fault {
 			// a little over an election timeout, then healing.
 			f.Variant, f.For = "leader", between(1500*time.Millisecond, 2500*time.Millisecond)
 		case NemesisCorrupt:
-			f.Variant, f.Nodes = "wal", perm[:1]
-			if rng.IntN(2) == 0 {
-				f.Variant = "marked"
-			}
+			f.Nodes = perm[:1]
+			f.Variant = []string{"wal", "marked", "raft-flip", "raft-truncate"}[rng.IntN(4)]
 		}
 		if f.At+f.For > d {
 			return out
@@ -264,21 +267,27 @@ func (n *nemesis) inject(ctx context.Context, f Fault) (string, func() error, er
 	case "partition:one-way":
 		c.Cut(f.Nodes[0], f.Nodes[1])
 		return fmt.Sprintf("%s -/-> %s", c.Nodes[f.Nodes[0]].ID, c.Nodes[f.Nodes[1]].ID), func() error { c.HealLinks(); return nil }, nil
-	case "corrupt:wal", "corrupt:marked":
+	case "corrupt:wal", "corrupt:marked", "corrupt:raft-flip", "corrupt:raft-truncate":
 		i := f.Nodes[0]
 		_ = c.Kill(i)
 		var err error
-		if f.Variant == "wal" {
+		desc := names(f.Nodes)
+		switch f.Variant {
+		case "wal":
 			err = flipWALBits(filepath.Join(c.Nodes[i].DataDir, "pebble"), f.Pick)
-		} else {
+		case "marked":
 			err = os.WriteFile(filepath.Join(c.Nodes[i].DataDir, "pebble.corrupt"), []byte("jepsen\n"), 0o644)
+		default:
+			var groups string
+			groups, err = damageRaftLogs(c.Nodes[i].DataDir, f.Pick, f.Variant == "raft-truncate")
+			desc += " raft " + groups
 		}
 		heal := func() error { return c.Start(i) }
 		if err != nil {
 			_ = heal()
-			return names(f.Nodes), nil, err
+			return desc, nil, err
 		}
-		return names(f.Nodes), heal, nil
+		return desc, heal, nil
 	case "slow:all":
 		c.SlowAll(f.Delay)
 		return "all links", func() error { c.SlowAll(0); return nil }, nil

@@ -10,6 +10,7 @@ import (
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/metadata"
 
 	"github.com/heraldlog/herald/client"
 	"github.com/heraldlog/herald/client/heraldpb"
@@ -180,6 +181,19 @@ func observe(events []*heraldpb.Event) []Observed {
 	return out
 }
 
+// localReadKey is the metadata a node sets on a request it forwards to a
+// peer (server/peers.go); a node receiving it answers from its own replica
+// or refuses, instead of forwarding the read to another node.
+const localReadKey = "herald-forwarded"
+
+// localRead marks reads that must be served by the node asked, from its own
+// replica: convergence and the final reads compare replicas, and a node
+// whose replica is not open (rejoining, say) would otherwise answer with
+// another node's data.
+func localRead(ctx context.Context) context.Context {
+	return metadata.AppendToOutgoingContext(ctx, localReadKey, "1")
+}
+
 // finalRead reads the whole of every partition from every node and
 // records one FFinalRead op per (node, partition).
 func finalRead(ctx context.Context, rec *Recorder, nodes []Node, topic string, partitions uint32) error {
@@ -193,7 +207,7 @@ func finalRead(ctx context.Context, rec *Recorder, nodes []Node, topic string, p
 		hc := heraldpb.NewHeraldClient(conn)
 		for p := range partitions {
 			op := Op{F: FFinalRead, Process: -2, Node: n.ID, Partition: p, Mode: ModeOffset}
-			events, err := readAll(ctx, hc, topic, p)
+			events, err := readAll(localRead(ctx), hc, topic, p)
 			op.Type, op.Events = TypeOK, events
 			if err != nil {
 				op.Type, op.Error = TypeFail, err.Error()
@@ -238,7 +252,7 @@ func highWatermarks(ctx context.Context, nodes []Node, topic string, partitions 
 		hc := heraldpb.NewHeraldClient(conn)
 		out[i] = make([]uint64, partitions)
 		for p := range partitions {
-			rctx, cancel := context.WithTimeout(ctx, readTimeout)
+			rctx, cancel := context.WithTimeout(localRead(ctx), readTimeout)
 			resp, err := hc.Fetch(rctx, &heraldpb.FetchRequest{Topic: topic, Partition: p, Start: &heraldpb.FetchRequest_Offset{Offset: 0}, MaxEvents: 1})
 			cancel()
 			if err != nil {
