@@ -23,6 +23,8 @@ const (
 	// fetchScanRecordsMax bounds the records one tenant-filtered offset
 	// scan reads, however few of them belong to the tenant.
 	fetchScanRecordsMax = 50_000
+	// fetchWaitMax caps a long poll (FetchRequest.max_wait_ms).
+	fetchWaitMax = 30 * time.Second
 )
 
 func (s *heraldService) Fetch(ctx context.Context, req *heraldpb.FetchRequest) (*heraldpb.FetchResponse, error) {
@@ -41,7 +43,7 @@ func (s *heraldService) Fetch(ctx context.Context, req *heraldpb.FetchRequest) (
 	r := n.replica(p.GroupID)
 	latest := req.GetPosition() == heraldpb.StartPosition_LATEST
 	if r != nil && (!latest || r.IsLeader()) {
-		resp, err := readReplica(r, p.Index, req)
+		resp, err := n.readWaiting(ctx, r, p.Index, req)
 		if err == nil {
 			n.metrics.fetchedEvents.WithLabelValues(t.Name).Add(float64(len(resp.Events)))
 		}
@@ -86,6 +88,46 @@ func (s *heraldService) Fetch(ctx context.Context, req *heraldpb.FetchRequest) (
 		}
 	}
 	return nil, lastErr
+}
+
+// readWaiting serves a fetch from the local replica, long-polling up to
+// req.MaxWaitMs (capped at fetchWaitMax) while the read finds nothing new:
+// no event and no progress (a tenant-filtered scan that skipped other
+// tenants' events is progress, answered at once). It wakes when the
+// replica applies entries, when ctx ends (answering what it has) or when
+// the node closes. It holds no lock while it waits.
+func (n *Node) readWaiting(ctx context.Context, r *partition.Replica, index uint32, req *heraldpb.FetchRequest) (*heraldpb.FetchResponse, error) {
+	wait := min(time.Duration(req.GetMaxWaitMs())*time.Millisecond, fetchWaitMax)
+	if wait <= 0 || req.GetPosition() == heraldpb.StartPosition_LATEST {
+		return readReplica(r, index, req)
+	}
+	timer := time.NewTimer(wait)
+	defer timer.Stop()
+	for {
+		// Take the channel before reading: an apply between the read and
+		// the wait closes it, so no growth is missed.
+		changed := r.Changed()
+		resp, err := readReplica(r, index, req)
+		if err != nil || len(resp.GetEvents()) > 0 || madeProgress(req, resp) {
+			return resp, err
+		}
+		select {
+		case <-changed:
+		case <-timer.C:
+			return resp, nil
+		case <-ctx.Done():
+			return resp, nil
+		case <-n.stop:
+			return resp, nil
+		}
+	}
+}
+
+// madeProgress reports whether an empty answer still moved the read on
+// (a tenant-filtered offset scan past other tenants' events).
+func madeProgress(req *heraldpb.FetchRequest, resp *heraldpb.FetchResponse) bool {
+	start, ok := req.GetStart().(*heraldpb.FetchRequest_Offset)
+	return ok && resp.GetNextOffset() > start.Offset
 }
 
 // readReplica serves a fetch from the local replica's log. Only committed

@@ -2058,9 +2058,14 @@ type FetchRequest struct {
 	//	*FetchRequest_Sequence
 	//	*FetchRequest_Position
 	//	*FetchRequest_TimeUnixNano
-	Start         isFetchRequest_Start `protobuf_oneof:"start"`
-	MaxEvents     uint32               `protobuf:"varint,7,opt,name=max_events,json=maxEvents,proto3" json:"max_events,omitempty"` // 0: 500; capped at 10,000
-	MaxBytes      uint32               `protobuf:"varint,8,opt,name=max_bytes,json=maxBytes,proto3" json:"max_bytes,omitempty"`    // 0: 4 MiB; capped at 16 MiB
+	Start     isFetchRequest_Start `protobuf_oneof:"start"`
+	MaxEvents uint32               `protobuf:"varint,7,opt,name=max_events,json=maxEvents,proto3" json:"max_events,omitempty"` // 0: 500; capped at 10,000
+	MaxBytes  uint32               `protobuf:"varint,8,opt,name=max_bytes,json=maxBytes,proto3" json:"max_bytes,omitempty"`    // 0: 4 MiB; capped at 16 MiB
+	// Long poll: when nothing at or after the start is readable yet, the
+	// replica waits up to this long for its log to grow before answering
+	// (with the events, or empty). 0 answers at once; capped at 30,000.
+	// Not applied to position LATEST, which only reports where "now" is.
+	MaxWaitMs     uint32 `protobuf:"varint,10,opt,name=max_wait_ms,json=maxWaitMs,proto3" json:"max_wait_ms,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2169,6 +2174,13 @@ func (x *FetchRequest) GetMaxEvents() uint32 {
 func (x *FetchRequest) GetMaxBytes() uint32 {
 	if x != nil {
 		return x.MaxBytes
+	}
+	return 0
+}
+
+func (x *FetchRequest) GetMaxWaitMs() uint32 {
+	if x != nil {
+		return x.MaxWaitMs
 	}
 	return 0
 }
@@ -2978,7 +2990,7 @@ const file_client_heraldpb_herald_proto_rawDesc = "" +
 	"\x0fProduceResponse\x122\n" +
 	"\aresults\x18\x01 \x03(\v2\x18.herald.v1.ProduceResultR\aresults\x12\x1f\n" +
 	"\vthrottle_ms\x18\x02 \x01(\rR\n" +
-	"throttleMs\"\xbc\x02\n" +
+	"throttleMs\"\xdc\x02\n" +
 	"\fFetchRequest\x12\x14\n" +
 	"\x05topic\x18\x01 \x01(\tR\x05topic\x12\x1c\n" +
 	"\tpartition\x18\x02 \x01(\rR\tpartition\x12\x1b\n" +
@@ -2989,7 +3001,9 @@ const file_client_heraldpb_herald_proto_rawDesc = "" +
 	"\x0etime_unix_nano\x18\t \x01(\x03H\x00R\ftimeUnixNano\x12\x1d\n" +
 	"\n" +
 	"max_events\x18\a \x01(\rR\tmaxEvents\x12\x1b\n" +
-	"\tmax_bytes\x18\b \x01(\rR\bmaxBytesB\a\n" +
+	"\tmax_bytes\x18\b \x01(\rR\bmaxBytes\x12\x1e\n" +
+	"\vmax_wait_ms\x18\n" +
+	" \x01(\rR\tmaxWaitMsB\a\n" +
 	"\x05start\"\xcb\x01\n" +
 	"\rFetchResponse\x12(\n" +
 	"\x06events\x18\x01 \x03(\v2\x10.herald.v1.EventR\x06events\x12%\n" +

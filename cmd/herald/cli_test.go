@@ -583,3 +583,50 @@ func TestConsumeFromTime(t *testing.T) {
 	assert.Equal(t, exitFailure, res.code)
 	assert.Contains(t, res.stderr, `topic "by-key" is ordered per-key: a tenant's events span partitions`)
 }
+
+// TestConsumeFollow: --follow prints what exists, then events produced
+// while it waits, and stops at --limit; --from latest prints only new ones.
+func TestConsumeFollow(t *testing.T) {
+	cluster := heraldtest.NewCluster(t, 1)
+	cluster.CreateTopic("feed", 1)
+	env := map[string]string{serverEnv: cluster.Nodes[0].Addr}
+	res := runCLI(t, "old 1\nold 2\n", env, "produce", "--topic", "feed", "--tenant", "acme")
+	require.Equal(t, exitOK, res.code, res.stderr)
+
+	type result struct{ all, latest cliResult }
+	done := make(chan result, 1)
+	go func() {
+		var r result
+		latestDone := make(chan cliResult, 1)
+		go func() {
+			latestDone <- runCLI(t, "", env, "consume", "--topic", "feed", "--partition", "0", "--from", "latest", "--follow", "--limit", "1")
+		}()
+		r.all = runCLI(t, "", env, "consume", "--topic", "feed", "--tenant", "acme", "--follow", "--limit", "3")
+		r.latest = <-latestDone
+		done <- r
+	}()
+	// Produce until both followers have their events: the "latest" one
+	// may start after a first new event, so keep producing (bounded).
+	var r result
+	for i := 0; ; i++ {
+		require.Less(t, i, 100, "followers did not finish")
+		res := runCLI(t, fmt.Sprintf("new %d\n", i), env, "produce", "--topic", "feed", "--tenant", "acme")
+		require.Equal(t, exitOK, res.code, res.stderr)
+		select {
+		case r = <-done:
+		case <-time.After(200 * time.Millisecond):
+			continue
+		}
+		break
+	}
+	require.Equal(t, exitOK, r.all.code, r.all.stderr)
+	all := jsonLines(t, r.all.stdout)
+	require.Len(t, all, 3)
+	assert.Equal(t, "old 1", all[0]["payload"])
+	assert.Equal(t, "old 2", all[1]["payload"])
+	assert.Equal(t, "new 0", all[2]["payload"])
+	require.Equal(t, exitOK, r.latest.code, r.latest.stderr)
+	latest := jsonLines(t, r.latest.stdout)
+	require.Len(t, latest, 1)
+	assert.Regexp(t, `^new \d+$`, latest[0]["payload"], "only events produced after it started")
+}

@@ -24,6 +24,7 @@ func newConsumeCommand(env environment) *cobra.Command {
 		partition     uint32
 		fromText      string
 		limit         int
+		follow        bool
 	)
 	cmd := &cobra.Command{
 		Use:   "consume --topic T (--tenant A | --partition P)",
@@ -50,7 +51,11 @@ With --partition, the whole partition:
   --from offset:N        from offset N
   --from time:RFC3339    from the first event produced at or after the time,
                          e.g. time:2025-01-02T03:04:05Z
-  --from latest          from the end (prints nothing)`,
+  --from latest          from the end (prints nothing)
+
+--follow keeps reading past the end, printing events as they are
+produced (each fetch long-polls the replica for up to 5s), until --limit
+events or Ctrl-C. With --from latest it prints only new events.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			byTenant, byPartition := cmd.Flags().Changed("tenant"), cmd.Flags().Changed("partition")
@@ -89,7 +94,11 @@ With --partition, the whole partition:
 				partition = client.PartitionForTenant(tenant, info.GetConfig().GetPartitions())
 			}
 			req := from.request(topic, partition, tenant)
-			return consume(ctx, c, req, limit, info.GetConfig().GetDefaultTtlMs(), newJSONWriter(cmd.OutOrStdout()))
+			out := newJSONWriter(cmd.OutOrStdout())
+			if follow {
+				return consumeFollow(ctx, c, req, limit, info.GetConfig().GetDefaultTtlMs(), out)
+			}
+			return consume(ctx, c, req, limit, info.GetConfig().GetDefaultTtlMs(), out)
 		},
 	}
 	f := cmd.Flags()
@@ -99,6 +108,7 @@ With --partition, the whole partition:
 	f.Uint32Var(&partition, "partition", 0, "read this partition")
 	f.StringVar(&fromText, "from", "earliest", "start: earliest, latest, offset:N, seq:N (needs --tenant) or time:RFC3339")
 	f.IntVar(&limit, "limit", 0, "stop after this many events (0: no limit)")
+	f.BoolVar(&follow, "follow", false, "keep printing new events after the end of the log (until --limit or Ctrl-C)")
 	return cmd
 }
 
@@ -229,6 +239,68 @@ func consume(ctx context.Context, c *client.Client, req *client.FetchRequest, li
 			if o, ok := start.(*client.FetchFromOffset); ok && resp.GetNextOffset() <= o.Offset && len(resp.GetEvents()) == 0 {
 				return fmt.Errorf("consume: the server did not advance past offset %d", o.Offset)
 			}
+			req.Start = &client.FetchFromOffset{Offset: resp.GetNextOffset()}
+		}
+	}
+}
+
+// consume --follow pacing: each fetch long-polls followWaitMs; an empty
+// answer that came back sooner than followEmptyPauseDuration (a server that
+// does not long-poll) is followed by a pause of that long, so the loop
+// never spins.
+const (
+	followWaitMs             = 5000
+	followEmptyPauseDuration = 100 * time.Millisecond
+)
+
+// consumeFollow is consume that does not stop at the end of the log: each
+// fetch long-polls (followWaitMs) and the read continues from where the
+// answer left it. It returns nil when ctx ends (Ctrl-C) or after limit
+// events (0: no limit).
+func consumeFollow(ctx context.Context, c *client.Client, req *client.FetchRequest, limit int, defaultTTLMs int64, out *jsonWriter) error {
+	printed := 0
+	req.MaxWaitMs = followWaitMs
+	for {
+		req.MaxEvents = consumePageEventsMax
+		if limit > 0 {
+			req.MaxEvents = uint32(min(consumePageEventsMax, limit-printed))
+		}
+		asked := time.Now()
+		resp, err := c.Fetch(ctx, req)
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			return err
+		}
+		if len(resp.GetEvents()) == 0 && time.Since(asked) < followEmptyPauseDuration {
+			select {
+			case <-ctx.Done():
+				return nil
+			case <-time.After(followEmptyPauseDuration):
+			}
+		}
+		for _, e := range resp.GetEvents() {
+			if err := out.write(renderEvent(req.GetPartition(), e, defaultTTLMs)); err != nil {
+				return err
+			}
+			printed++
+			if limit > 0 && printed >= limit {
+				return nil
+			}
+		}
+		switch start := req.GetStart().(type) {
+		case *client.FetchFromSequence:
+			if len(resp.GetEvents()) > 0 {
+				req.Start = &client.FetchFromSequence{Sequence: resp.GetNextSequence()}
+			}
+		case *client.FetchFromPosition:
+			if start.Position == client.Latest && req.GetTenantId() != "" {
+				req.Start = &client.FetchFromSequence{Sequence: resp.GetNextSequence()}
+			} else {
+				req.Start = &client.FetchFromOffset{Offset: resp.GetNextOffset()}
+			}
+		default:
 			req.Start = &client.FetchFromOffset{Offset: resp.GetNextOffset()}
 		}
 	}

@@ -13,10 +13,13 @@ import (
 
 // E2E bounds and pacing.
 const (
-	// e2ePollInterval is the reader's sleep after an empty page: there are
-	// no streaming subscriptions yet, so delivery is by Fetch polling and
-	// the latency includes up to this much polling delay.
-	e2ePollInterval = time.Millisecond
+	// e2eWaitMs is each reader fetch's long poll (FetchRequest.max_wait_ms):
+	// there are no streaming subscriptions yet, so delivery is by Fetch,
+	// which the leader answers as soon as it has applied new events.
+	e2eWaitMs = 1000
+	// e2eEmptyPauseDuration is the pause after an empty answer that came
+	// back sooner than this (a server that does not long-poll).
+	e2eEmptyPauseDuration = time.Millisecond
 	// e2eSendsPerSecond sizes the paced requests: about one request per
 	// millisecond across all producers (at least rate/1000 events, at
 	// least 1; more when the senders fall behind, up to --batch).
@@ -39,7 +42,7 @@ const (
 var errDrainTimeout = errors.New("bench: e2e readers did not receive every event in time")
 
 // runE2E produces opts.Count events at a fixed rate while one reader per
-// partition tails it from its high watermark with Fetch polling; each
+// partition tails it from its high watermark with long-polling Fetch; each
 // delivered event's latency is the reader's clock at receipt minus the
 // event's produced_at (stamped by the leader; same machine, same clock
 // for a local cluster).
@@ -54,8 +57,8 @@ func runE2E(ctx context.Context, e *env) error {
 		e.result.PeakEventsPerSec = round(peak, 1)
 	}
 	e.result.RateTarget = round(rate, 1)
-	e.result.PollIntervalMs = float64(e2ePollInterval) / float64(time.Millisecond)
-	e.note("delivery is by Fetch polling (no streaming subscriptions yet): a reader sleeps %s after an empty page", e2ePollInterval)
+	e.result.FetchWaitMs = e2eWaitMs
+	e.note("delivery is by long-polling Fetch (max_wait_ms %d; no streaming subscriptions yet): the leader answers as soon as it applies new events", e2eWaitMs)
 	if e.result.Cluster != "local" {
 		e.note("latency compares the leader's clock (produced_at) with this machine's: meaningful only if they agree")
 	}
@@ -159,15 +162,22 @@ func pacedBatch(rate float64, batchMax int) int {
 func tailPartition(ctx context.Context, cl *client.Client, topic string, partition int, from uint64, total int64, delivered *atomic.Int64, lat *latency, prog *progress) error {
 	offset := from
 	for delivered.Load() < total {
-		resp, err := cl.Fetch(ctx, pageRequest(topic, partition, offset))
+		req := pageRequest(topic, partition, offset)
+		req.MaxWaitMs = e2eWaitMs
+		asked := time.Now()
+		resp, err := cl.Fetch(ctx, req)
 		if err != nil {
 			return fmt.Errorf("bench: e2e read of %s/%d at offset %d: %w", topic, partition, offset, err)
 		}
 		received := time.Now().UnixNano()
 		events := resp.GetEvents()
 		if len(events) == 0 {
-			if err := sleepUntil(ctx, time.Now().Add(e2ePollInterval)); err != nil {
-				return err
+			// The wait ended with nothing new. A server that does not
+			// long-poll answers at once: pause so the loop never spins.
+			if time.Since(asked) < e2eEmptyPauseDuration {
+				if err := sleepUntil(ctx, time.Now().Add(e2eEmptyPauseDuration)); err != nil {
+					return err
+				}
 			}
 			continue
 		}
