@@ -269,6 +269,13 @@ func (n *nemesis) inject(ctx context.Context, f Fault) (string, func() error, er
 		return fmt.Sprintf("%s -/-> %s", c.Nodes[f.Nodes[0]].ID, c.Nodes[f.Nodes[1]].ID), func() error { c.HealLinks(); return nil }, nil
 	case "corrupt:wal", "corrupt:marked", "corrupt:raft-flip", "corrupt:raft-truncate":
 		i := f.Nodes[0]
+		if f.Variant == "raft-flip" || f.Variant == "raft-truncate" {
+			// The fault damages a minority of every group: refused while
+			// another replica of some group is still rejoining.
+			if err := n.membershipSettled(ctx); err != nil {
+				return names(f.Nodes), nil, err
+			}
+		}
 		_ = c.Kill(i)
 		var err error
 		desc := names(f.Nodes)
@@ -293,6 +300,51 @@ func (n *nemesis) inject(ctx context.Context, f Fault) (string, func() error, er
 		return "all links", func() error { c.SlowAll(0); return nil }, nil
 	}
 	return "", nil, fmt.Errorf("%w %s", ErrUnknownNemesis, f)
+}
+
+// membershipSettled returns nil when every node is reachable and every
+// replica of every group (the controller's included) is a running voter,
+// else an error naming what is not. Raft-log corruption is injected only
+// then: damaging a second replica of a group whose first damaged replica
+// has not rejoined yet would damage a majority of that group, which no
+// system can repair from its peers (the group then rightly stays down).
+func (n *nemesis) membershipSettled(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+	defer cancel()
+	cl, err := n.cluster.newClient(ctx)
+	if err != nil {
+		return err
+	}
+	defer cl.Close()
+	st, err := cl.ClusterStatus(ctx)
+	if err != nil {
+		return err
+	}
+	settled := func(state string) bool { return state == "Leader" || state == "Follower" }
+	for _, node := range st.GetNodes() {
+		if !node.GetReachable() || !settled(node.GetControllerState()) {
+			return fmt.Errorf("jepsen: refused: %s is %s (controller %q); raft corruption waits until every group is whole", node.GetId(), reachability(node.GetReachable()), node.GetControllerState())
+		}
+	}
+	for _, p := range st.GetPartitions() {
+		if len(p.GetReplicaStatus()) < len(p.GetReplicas()) {
+			return fmt.Errorf("jepsen: refused: partition %d of %s reports %d of %d replicas; raft corruption waits until every group is whole", p.GetIndex(), p.GetTopic(), len(p.GetReplicaStatus()), len(p.GetReplicas()))
+		}
+		for _, r := range p.GetReplicaStatus() {
+			if !settled(r.GetState()) {
+				return fmt.Errorf("jepsen: refused: partition %d of %s on %s is %q; raft corruption waits until every group is whole", p.GetIndex(), p.GetTopic(), r.GetNodeId(), r.GetState())
+			}
+		}
+	}
+	return nil
+}
+
+// reachability names a node's reachability for messages.
+func reachability(ok bool) string {
+	if ok {
+		return "reachable"
+	}
+	return "unreachable"
 }
 
 // leaderOf returns the node leading partition pick mod partitions of the
