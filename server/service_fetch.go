@@ -6,8 +6,6 @@ import (
 	"fmt"
 	"time"
 
-	"google.golang.org/protobuf/proto"
-
 	"github.com/heraldlog/herald/client"
 	"github.com/heraldlog/herald/client/heraldpb"
 	heraldlog "github.com/heraldlog/herald/log"
@@ -43,11 +41,12 @@ func (s *heraldService) Fetch(ctx context.Context, req *heraldpb.FetchRequest) (
 	r := n.replica(p.GroupID)
 	latest := req.GetPosition() == heraldpb.StartPosition_LATEST
 	if r != nil && (!latest || r.IsLeader()) {
-		resp, err := n.readWaiting(ctx, r, p.Index, req)
-		if err == nil {
-			n.metrics.fetchedEvents.WithLabelValues(t.Name).Add(float64(len(resp.Events)))
+		resp, delivered, err := n.readWaiting(ctx, r, p.Index, req)
+		if err != nil {
+			return nil, err
 		}
-		return resp, err
+		n.metrics.fetchedEvents.WithLabelValues(t.Name).Add(float64(delivered))
+		return resp, nil
 	}
 	if isForwarded(ctx) {
 		if r != nil {
@@ -96,7 +95,7 @@ func (s *heraldService) Fetch(ctx context.Context, req *heraldpb.FetchRequest) (
 // tenants' events is progress, answered at once). It wakes when the
 // replica applies entries, when ctx ends (answering what it has) or when
 // the node closes. It holds no lock while it waits.
-func (n *Node) readWaiting(ctx context.Context, r *partition.Replica, index uint32, req *heraldpb.FetchRequest) (*heraldpb.FetchResponse, error) {
+func (n *Node) readWaiting(ctx context.Context, r *partition.Replica, index uint32, req *heraldpb.FetchRequest) (*heraldpb.FetchResponse, int, error) {
 	wait := min(time.Duration(req.GetMaxWaitMs())*time.Millisecond, fetchWaitMax)
 	if wait <= 0 || req.GetPosition() == heraldpb.StartPosition_LATEST {
 		return readReplica(r, index, req)
@@ -107,18 +106,18 @@ func (n *Node) readWaiting(ctx context.Context, r *partition.Replica, index uint
 		// Take the channel before reading: an apply between the read and
 		// the wait closes it, so no growth is missed.
 		changed := r.Changed()
-		resp, err := readReplica(r, index, req)
-		if err != nil || len(resp.GetEvents()) > 0 || madeProgress(req, resp) {
-			return resp, err
+		resp, delivered, err := readReplica(r, index, req)
+		if err != nil || delivered > 0 || madeProgress(req, resp) {
+			return resp, delivered, err
 		}
 		select {
 		case <-changed:
 		case <-timer.C:
-			return resp, nil
+			return resp, 0, nil
 		case <-ctx.Done():
-			return resp, nil
+			return resp, 0, nil
 		case <-n.stop:
-			return resp, nil
+			return resp, 0, nil
 		}
 	}
 }
@@ -133,7 +132,10 @@ func madeProgress(req *heraldpb.FetchRequest, resp *heraldpb.FetchResponse) bool
 // readReplica serves a fetch from the local replica's log. Only committed
 // entries are ever applied, so everything below the replica's high
 // watermark may be served by any replica.
-func readReplica(r *partition.Replica, index uint32, req *heraldpb.FetchRequest) (*heraldpb.FetchResponse, error) {
+//
+// It returns the response and how many events it carries: they are already
+// encoded, in the response's unknown fields, not in resp.Events.
+func readReplica(r *partition.Replica, index uint32, req *heraldpb.FetchRequest) (*heraldpb.FetchResponse, int, error) {
 	lg := r.Log()
 	maxEvents := int(req.GetMaxEvents())
 	if maxEvents == 0 {
@@ -176,28 +178,31 @@ func readReplica(r *partition.Replica, index uint32, req *heraldpb.FetchRequest)
 				records, resp.NextOffset, err = readOffsets(lg, lg.LowWatermark(), "", maxEvents, maxBytes)
 			}
 		default:
-			return nil, client.InvalidArgument("position", "unknown start position %v", start.Position)
+			return nil, 0, client.InvalidArgument("position", "unknown start position %v", start.Position)
 		}
 	default:
-		return nil, client.InvalidArgument("start", "a fetch needs a start: offset, sequence or position")
+		return nil, 0, client.InvalidArgument("start", "a fetch needs a start: offset, sequence or position")
 	}
 	if err != nil {
-		return nil, logError(err)
+		return nil, 0, logError(err)
 	}
 	resp.HighWatermark = lg.HighWatermark()
 	resp.LowWatermark = lg.LowWatermark()
 	now := time.Now().UnixNano()
-	for _, rec := range records {
+	var events []byte
+	delivered := 0
+	for i := range records {
+		rec := &records[i]
 		if rec.ExpireAtUnixNano != 0 && rec.ExpireAtUnixNano <= now {
 			// Past its TTL: never delivered, even before retention removes it.
 			continue
 		}
-		ev, err := decodeRecord(rec, index)
-		if err != nil {
-			return nil, err
-		}
-		resp.Events = append(resp.Events, ev)
+		events = appendWireEvent(events, rec, index)
+		delivered++
 	}
+	// The events travel as the response's unknown fields, already encoded
+	// (appendWireEvent): the client decodes them as FetchResponse.events.
+	resp.ProtoReflect().SetUnknown(events)
 	if len(records) > 0 {
 		last := records[len(records)-1]
 		if tenant != "" {
@@ -207,7 +212,7 @@ func readReplica(r *partition.Replica, index uint32, req *heraldpb.FetchRequest)
 			resp.NextOffset = last.Offset + 1
 		}
 	}
-	return resp, nil
+	return resp, delivered, nil
 }
 
 // readOffsets reads from an offset, keeping only tenant's records when
@@ -245,21 +250,6 @@ func readOffsets(lg *heraldlog.Partition, from uint64, tenant string, maxEvents,
 		}
 	}
 	return out, next, nil
-}
-
-// decodeRecord turns a stored record back into the wire event, with the
-// server-assigned fields taken from the record header.
-func decodeRecord(rec heraldlog.Record, partitionIndex uint32) (*heraldpb.Event, error) {
-	ev := &heraldpb.Event{}
-	if err := proto.Unmarshal(rec.Body, ev); err != nil {
-		return nil, client.Corruption(0, rec.Offset, "undecodable event body: %v", err)
-	}
-	ev.Offset = rec.Offset
-	ev.Sequence = rec.Sequence
-	ev.ProducedAtUnixNano = rec.TimestampUnixNano
-	ev.Partition = partitionIndex
-	ev.TenantId = rec.Tenant
-	return ev, nil
 }
 
 // logError maps log errors to the wire errors.
