@@ -38,6 +38,11 @@ type Config struct {
 	// node dials instead (fault injection: every peer link through a proxy
 	// the test harness controls). Peers not in it are dialled directly.
 	DialVia map[string]string
+	// Rejoin says this node's data is gone but its cluster exists (disk
+	// replaced, data wiped): every group without Raft state here rejoins
+	// from its peers as a non-voter instead of being bootstrapped (see
+	// rejoin_wiped.go). Groups with state are not affected.
+	Rejoin bool
 }
 
 // dialer returns a context dialer that applies DialVia.

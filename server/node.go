@@ -60,6 +60,8 @@ type Node struct {
 
 	// rejoins tracks the groups whose replica here rejoins from its peers.
 	rejoins *rejoins
+	// wiped is the partition pass of a wiped node's rejoin (Config.Rejoin).
+	wiped wipedRejoin
 
 	stop chan struct{}
 	// ctx is cancelled when the node stops (with stop), for calls the
@@ -119,9 +121,15 @@ func StartNodeContext(ctx context.Context, cfg Config) (_ *Node, err error) {
 		return nil, err
 	}
 	n.peers = newPeerPool(grpc.WithContextDialer(cfg.dialer()))
+	if err := n.prepareWiped(); err != nil {
+		return nil, err
+	}
 	controllerRejoin, err := n.prepareController(ctx)
 	if err != nil {
 		return nil, err
+	}
+	if controllerRejoin != nil {
+		n.wiped.controllerIndex = controllerRejoin.CatchUpIndex
 	}
 
 	opts := append(heraldraft.ServerOptions(grpcMessageBytesMax),

@@ -104,7 +104,8 @@ func (pc *procCluster) waitReady(i int) {
 	})
 }
 
-func (pc *procCluster) start(i int) {
+// start starts node i's process with extra serve flags, if any.
+func (pc *procCluster) start(i int, flags ...string) {
 	pc.t.Helper()
 	if err := os.MkdirAll(pc.dirs[i], 0o755); err != nil {
 		pc.t.Fatal(err)
@@ -113,8 +114,9 @@ func (pc *procCluster) start(i int) {
 	if err != nil {
 		pc.t.Fatal(err)
 	}
-	cmd := exec.Command(pc.bin, "serve", "--id", pc.ids[i], "--data", pc.dirs[i],
-		"--grpc", pc.grpc[i], "--http", pc.http[i], "--peers", pc.peers)
+	args := append([]string{"serve", "--id", pc.ids[i], "--data", pc.dirs[i],
+		"--grpc", pc.grpc[i], "--http", pc.http[i], "--peers", pc.peers}, flags...)
+	cmd := exec.Command(pc.bin, args...)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	if err := cmd.Start(); err != nil {
 		pc.t.Fatal(err)

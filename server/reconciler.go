@@ -58,8 +58,9 @@ func (n *Node) reconcile() {
 	if n.registryCaughtUp() {
 		n.removeUnassigned(assigned)
 	}
+	n.wipedPass(assigned)
 	for _, a := range assigned {
-		if n.replica(a.Partition.GroupID) != nil {
+		if n.replica(a.Partition.GroupID) != nil || !n.mayOpenWiped(a.Partition.GroupID) {
 			continue
 		}
 		select {

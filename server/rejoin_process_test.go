@@ -155,13 +155,14 @@ func TestProcessesDamagedRaftLogRejoinsFromPeers(t *testing.T) {
 type rejoinWorkload struct {
 	mu    sync.Mutex
 	acked map[string]uint64 // event id -> offset
+	parts map[string]uint32 // event id -> partition
 	errs  []error
 	done  chan struct{}
 	quit  chan struct{}
 }
 
 func startRejoinWorkload(t *testing.T, ctx context.Context, cl *client.Client) *rejoinWorkload {
-	w := &rejoinWorkload{acked: map[string]uint64{}, done: make(chan struct{}), quit: make(chan struct{})}
+	w := &rejoinWorkload{acked: map[string]uint64{}, parts: map[string]uint32{}, done: make(chan struct{}), quit: make(chan struct{})}
 	go func() {
 		defer close(w.done)
 		for k := 0; ; k += 5 {
@@ -183,6 +184,7 @@ func startRejoinWorkload(t *testing.T, ctx context.Context, cl *client.Client) *
 					w.mu.Lock()
 					for j, r := range res {
 						w.acked[events[j].EventId] = r.Offset
+						w.parts[events[j].EventId] = r.Partition
 					}
 					w.mu.Unlock()
 					break

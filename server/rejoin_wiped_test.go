@@ -1,0 +1,97 @@
+package server
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	dto "github.com/prometheus/client_model/go"
+
+	"github.com/heraldlog/herald/client/heraldpb"
+	heraldraft "github.com/heraldlog/herald/raft"
+)
+
+// Config.Rejoin leaves groups that have Raft state alone, and a partition
+// pass left pending by a crash (<data>/rejoin-wiped) resumes at the next
+// start without the flag: a partition group without state rejoins from its
+// peers instead of being bootstrapped.
+func TestRejoinWipedOnlyTouchesGroupsWithoutState(t *testing.T) {
+	c := startCluster(t, 3)
+	hc := c.rawClient(0)
+	topic := createTopic(t, hc, "ledger", 1, 3)
+	gid := topic.Partitions[0].GroupId
+	createTenant(t, hc, "acme")
+	produced := 0
+	produce := func(k int) {
+		for range k {
+			produceRetry(t, hc, "ledger", &heraldpb.Event{TenantId: "acme", Payload: []byte(fmt.Sprint(produced))})
+			produced++
+		}
+	}
+	produce(20)
+	const victim = 2
+	raftDir := func(g uint64) string { return filepath.Join(c.dirs[victim], "raft", fmt.Sprintf("g%d", g)) }
+	promoted := func() float64 {
+		var m dto.Metric
+		if err := c.nodes[victim].metrics.rejoins.WithLabelValues(rejoinStagePromoted).Write(&m); err != nil {
+			t.Fatal(err)
+		}
+		return m.GetCounter().GetValue()
+	}
+	pendingGone := func() error {
+		if _, err := os.Stat(filepath.Join(c.dirs[victim], wipedMarkerFile)); !errors.Is(err, os.ErrNotExist) {
+			return fmt.Errorf("%s still there (%v)", wipedMarkerFile, err)
+		}
+		return nil
+	}
+
+	t.Run("state kept: no-op", func(t *testing.T) {
+		c.stop(victim)
+		produce(5)
+		c.cfgs[victim].Rejoin = true
+		c.restart(victim)
+		c.cfgs[victim].Rejoin = false
+		eventually(t, 30*time.Second, pendingGone)
+		c.waitRejoined(victim, gid, "ledger", produced)
+		for _, g := range []uint64{controllerGroupID, gid} {
+			if _, err := os.Stat(heraldraft.RejoinMarkerPath(raftDir(g))); !errors.Is(err, os.ErrNotExist) {
+				t.Fatalf("group %d got a rejoin marker though it has state (%v)", g, err)
+			}
+		}
+		if promoted() != 0 {
+			t.Fatalf("promotions: %v, want none", promoted())
+		}
+		// A topic created after the pass bootstraps normally on the node.
+		later := createTopic(t, hc, "later", 1, 3)
+		produceRetry(t, hc, "later", &heraldpb.Event{TenantId: "acme", Payload: []byte("x")})
+		eventually(t, 30*time.Second, func() error {
+			if c.nodes[victim].replica(later.Partitions[0].GroupId) == nil {
+				return errors.New("replica of the later topic not open")
+			}
+			return nil
+		})
+		if c.nodes[victim].rejoins.count() != 0 {
+			t.Fatal("the later topic's group rejoins instead of bootstrapping")
+		}
+	})
+
+	t.Run("pending pass resumes without the flag", func(t *testing.T) {
+		c.stop(victim)
+		if err := os.RemoveAll(raftDir(gid)); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(c.dirs[victim], wipedMarkerFile), []byte(wipedReason+"\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		produce(10)
+		c.restart(victim) // Config.Rejoin false
+		c.waitRejoined(victim, gid, "ledger", produced)
+		eventually(t, 30*time.Second, pendingGone)
+		if promoted() != 1 {
+			t.Fatalf("promotions: %v, want 1 (the partition group)", promoted())
+		}
+	})
+}
