@@ -25,7 +25,13 @@ func newServeCommand() *cobra.Command {
 		Long: `Run one Herald node. Logs go to stderr (--log-format text|json).
 
 Peers name every initial node, this one included, and bootstrap a new
-cluster; they are ignored when --data already holds one.`,
+cluster; they are ignored when --data already holds one.
+
+--rejoin is for a node of an existing cluster whose data directory was
+wiped or replaced: every group without Raft state on this node rejoins from
+its peers (as a non-voter until caught up) instead of being bootstrapped
+with an empty log, which could lose committed events. Groups that have
+state are not affected. See docs/operations.md.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			logger, err := newLogger(cmd.ErrOrStderr(), logFormat, logLevel)
@@ -53,6 +59,7 @@ cluster; they are ignored when --data already holds one.`,
 	f.StringVar(&cfg.GRPCAddr, "grpc", "", "gRPC listen and advertised address, host:port (required)")
 	f.StringVar(&cfg.HTTPAddr, "http", "", "HTTP address for /metrics and health, host:port (required)")
 	f.StringVar(&peers, "peers", "", "initial nodes: n1=host:port,n2=host:port,...")
+	f.BoolVar(&cfg.Rejoin, "rejoin", false, "this node's data directory was wiped: rejoin every group without state from its peers, never bootstrap it")
 	f.StringVar(&dialVia, "dial-via", "", "fault injection: dial peer ADDR through PROXY instead, as ADDR=PROXY,...")
 	_ = f.MarkHidden("dial-via")
 	f.StringVar(&logFormat, "log-format", "text", "log format: text or json")
