@@ -50,7 +50,10 @@ type Cluster struct {
 	logger *slog.Logger
 	mu     struct {
 		sync.Mutex
-		procs  []*nodeProc // nil: not running
+		procs []*nodeProc // nil: not running
+		// wiped[i]: node i's data directory was wiped; its next start
+		// passes --rejoin (and clears it).
+		wiped  []bool
 		closed bool
 	}
 }
@@ -63,6 +66,7 @@ func NewCluster(binary, dir string, n int, logger *slog.Logger) (*Cluster, error
 	}
 	c := &Cluster{binary: binary, logger: logger}
 	c.mu.procs = make([]*nodeProc, n)
+	c.mu.wiped = make([]bool, n)
 	for i := range n {
 		id := fmt.Sprintf("n%d", i+1)
 		grpcAddr, err := freeAddr()
@@ -118,7 +122,26 @@ func (c *Cluster) Addrs() []string {
 // Link returns the proxy carrying node i's connections to node j.
 func (c *Cluster) Link(i, j int) *Proxy { return c.links[i][j] }
 
-// Start starts node i (no-op when it runs).
+// Wipe kills node i and deletes its data directory (not its log file);
+// its next start, by Start or HealAll, passes --rejoin.
+func (c *Cluster) Wipe(i int) error {
+	if err := c.Kill(i); err != nil {
+		return err
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.mu.procs[i] != nil { // restarted meanwhile
+		return fmt.Errorf("jepsen: wipe %s: it runs", c.Nodes[i].ID)
+	}
+	if err := os.RemoveAll(c.Nodes[i].DataDir); err != nil {
+		return fmt.Errorf("jepsen: wipe %s: %w", c.Nodes[i].ID, err)
+	}
+	c.mu.wiped[i] = true
+	return nil
+}
+
+// Start starts node i (no-op when it runs), with --rejoin when its data
+// directory was wiped since its last start.
 func (c *Cluster) Start(i int) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -147,6 +170,10 @@ func (c *Cluster) Start(i int) error {
 	cmd := exec.Command(c.binary, "serve", "--id", n.ID, "--data", n.DataDir,
 		"--grpc", n.GRPCAddr, "--http", n.HTTPAddr, "--peers", strings.Join(peers, ","),
 		"--dial-via", strings.Join(via, ","), "--log-level", "warn")
+	rejoin := c.mu.wiped[i]
+	if rejoin {
+		cmd.Args = append(cmd.Args, "--rejoin")
+	}
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := cmd.Start(); err != nil {
@@ -155,7 +182,8 @@ func (c *Cluster) Start(i int) error {
 	}
 	p := &nodeProc{cmd: cmd, exited: make(chan struct{})}
 	c.mu.procs[i] = p
-	c.logger.Debug("jepsen: node started", "node", n.ID, "pid", cmd.Process.Pid, "grpc", n.GRPCAddr)
+	c.mu.wiped[i] = false
+	c.logger.Debug("jepsen: node started", "node", n.ID, "pid", cmd.Process.Pid, "grpc", n.GRPCAddr, "rejoin", rejoin)
 	go func() { // owned by the process: ends when it exits
 		err := cmd.Wait()
 		c.logger.Debug("jepsen: node exited", "node", n.ID, "err", err)

@@ -28,10 +28,17 @@ const (
 	// groups, the controller's included; the node must find the damage and
 	// rejoin those groups from its peers (see docs/fault-injection.md).
 	NemesisCorrupt = "corrupt"
+	// NemesisMembership kills one node, deletes its whole data directory
+	// and, at the end of the window, restarts it with --rejoin (a replaced
+	// disk): the node must rejoin the controller and every partition group
+	// from its peers, as a non-voter until caught up, never bootstrapping
+	// an empty log. Like raft corruption it is refused unless every
+	// replica of every group is a running voter.
+	NemesisMembership = "membership"
 )
 
 // Nemeses lists every nemesis Run knows.
-var Nemeses = []string{NemesisKill, NemesisPause, NemesisPartition, NemesisSlow, NemesisTransfer, NemesisCorrupt}
+var Nemeses = []string{NemesisKill, NemesisPause, NemesisPartition, NemesisSlow, NemesisTransfer, NemesisCorrupt, NemesisMembership}
 
 // ErrUnknownNemesis is returned for a nemesis name not in Nemeses.
 var ErrUnknownNemesis = errors.New("jepsen: unknown nemesis")
@@ -65,7 +72,7 @@ type Fault struct {
 	// kill: "one", "majority"; pause: "one", "leader";
 	// partition: "leader", "halves", "bridge", "one-way";
 	// slow: "all"; transfer: "leader"; corrupt: "wal", "marked",
-	// "raft-flip", "raft-truncate".
+	// "raft-flip", "raft-truncate"; membership: "wipe".
 	Kind, Variant string
 	// Nodes are the node indexes the variant picked (a random node, the
 	// minority side, the bridge ...); for leader variants, filled in at
@@ -127,6 +134,8 @@ func Schedule(seed uint64, n int, nemeses []string, d time.Duration) []Fault {
 		case NemesisCorrupt:
 			f.Nodes = perm[:1]
 			f.Variant = []string{"wal", "marked", "raft-flip", "raft-truncate"}[rng.IntN(4)]
+		case NemesisMembership:
+			f.Variant, f.Nodes = "wipe", perm[:1]
 		}
 		if f.At+f.For > d {
 			return out
@@ -295,6 +304,20 @@ func (n *nemesis) inject(ctx context.Context, f Fault) (string, func() error, er
 			return desc, nil, err
 		}
 		return desc, heal, nil
+	case "membership:wipe":
+		i := f.Nodes[0]
+		// The node loses every replica it holds: refused while a replica of
+		// some group is still rejoining, since the two together would be a
+		// majority of a group with a copy of its entries lost.
+		if err := n.membershipSettled(ctx); err != nil {
+			return names(f.Nodes), nil, err
+		}
+		heal := func() error { return c.Start(i) } // with --rejoin: Wipe set it
+		if err := c.Wipe(i); err != nil {
+			_ = heal()
+			return names(f.Nodes), nil, err
+		}
+		return names(f.Nodes) + " data wiped", heal, nil
 	case "slow:all":
 		c.SlowAll(f.Delay)
 		return "all links", func() error { c.SlowAll(0); return nil }, nil
@@ -323,16 +346,16 @@ func (n *nemesis) membershipSettled(ctx context.Context) error {
 	settled := func(state string) bool { return state == "Leader" || state == "Follower" }
 	for _, node := range st.GetNodes() {
 		if !node.GetReachable() || !settled(node.GetControllerState()) {
-			return fmt.Errorf("jepsen: refused: %s is %s (controller %q); raft corruption waits until every group is whole", node.GetId(), reachability(node.GetReachable()), node.GetControllerState())
+			return fmt.Errorf("jepsen: refused: %s is %s (controller %q); raft damage waits until every group is whole", node.GetId(), reachability(node.GetReachable()), node.GetControllerState())
 		}
 	}
 	for _, p := range st.GetPartitions() {
 		if len(p.GetReplicaStatus()) < len(p.GetReplicas()) {
-			return fmt.Errorf("jepsen: refused: partition %d of %s reports %d of %d replicas; raft corruption waits until every group is whole", p.GetIndex(), p.GetTopic(), len(p.GetReplicaStatus()), len(p.GetReplicas()))
+			return fmt.Errorf("jepsen: refused: partition %d of %s reports %d of %d replicas; raft damage waits until every group is whole", p.GetIndex(), p.GetTopic(), len(p.GetReplicaStatus()), len(p.GetReplicas()))
 		}
 		for _, r := range p.GetReplicaStatus() {
 			if !settled(r.GetState()) {
-				return fmt.Errorf("jepsen: refused: partition %d of %s on %s is %q; raft corruption waits until every group is whole", p.GetIndex(), p.GetTopic(), r.GetNodeId(), r.GetState())
+				return fmt.Errorf("jepsen: refused: partition %d of %s on %s is %q; raft damage waits until every group is whole", p.GetIndex(), p.GetTopic(), r.GetNodeId(), r.GetState())
 			}
 		}
 	}

@@ -71,3 +71,49 @@ func TestOptionsValidateReportsEverything(t *testing.T) {
 	}
 	require.NoError(t, Options{Binary: "herald", OutDir: "out"}.Validate())
 }
+
+func TestParseAndScheduleMembership(t *testing.T) {
+	got, err := ParseNemeses("kill,membership")
+	require.NoError(t, err)
+	require.Equal(t, []string{NemesisKill, NemesisMembership}, got)
+	const seed = 7
+	t.Logf("seed %d", seed)
+	faults := Schedule(seed, 3, []string{NemesisMembership}, 60*time.Second)
+	require.NotEmpty(t, faults)
+	for _, f := range faults {
+		require.Equal(t, "membership:wipe", f.String())
+		require.Len(t, f.Nodes, 1)
+	}
+}
+
+// A wiped node's next start, and only that one, passes --rejoin; its data
+// directory is gone and its log file kept.
+func TestClusterWipePassesRejoinOnTheNextStartOnly(t *testing.T) {
+	dir := t.TempDir()
+	record := filepath.Join(dir, "args")
+	bin := filepath.Join(dir, "fake-herald")
+	require.NoError(t, os.WriteFile(bin, []byte("#!/bin/sh\necho \"$@\" >> "+record+"\n"), 0o755))
+	c, err := NewCluster(bin, dir, 1, nil)
+	require.NoError(t, err)
+	defer c.Close()
+	start := func() {
+		require.NoError(t, c.Start(0))
+		require.Eventually(t, func() bool { return !c.Running(0) }, 10*time.Second, 10*time.Millisecond)
+	}
+	start()
+	require.NoError(t, os.WriteFile(filepath.Join(c.Nodes[0].DataDir, "state"), nil, 0o644))
+	require.NoError(t, c.Wipe(0))
+	_, err = os.Stat(c.Nodes[0].DataDir)
+	require.True(t, errors.Is(err, os.ErrNotExist), "data dir still there: %v", err)
+	_, err = os.Stat(c.Nodes[0].LogPath)
+	require.NoError(t, err, "the node's log file is kept")
+	start()
+	start()
+	b, err := os.ReadFile(record)
+	require.NoError(t, err)
+	lines := bytes.Split(bytes.TrimSpace(b), []byte("\n"))
+	require.Len(t, lines, 3)
+	for k, want := range []bool{false, true, false} {
+		require.Equal(t, want, bytes.Contains(lines[k], []byte("--rejoin")), "start %d: %s", k, lines[k])
+	}
+}
