@@ -76,6 +76,11 @@ func (n *Node) prepareWiped() error {
 	if !n.cfg.Rejoin && !resumed {
 		return nil
 	}
+	if len(n.cfg.Peers) == 0 && !n.hasRaftState(controllerGroupID) && !n.hasRejoinMarker(controllerGroupID) {
+		// Nothing here names a peer (the wiped Raft state held the
+		// addresses): the demotion could never be asked for.
+		return fmt.Errorf("server: rejoin: the data directory has no Raft state, so the node cannot find its peers: give --peers (every node's id=address)")
+	}
 	if !resumed {
 		if err := writeFileSynced(path, []byte(wipedReason+"\n")); err != nil {
 			return fmt.Errorf("server: rejoin: %w", err)

@@ -3,8 +3,10 @@ package server
 import (
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -94,4 +96,29 @@ func TestRejoinWipedOnlyTouchesGroupsWithoutState(t *testing.T) {
 			t.Fatalf("promotions: %v, want 1 (the partition group)", promoted())
 		}
 	})
+}
+
+// TestRejoinWipedWithoutPeersIsRefused: --rejoin on an empty data directory
+// without --peers has no one to ask for its demotion; the node refuses to
+// start with an error naming --peers instead of waiting forever.
+func TestRejoinWipedWithoutPeersIsRefused(t *testing.T) {
+	gl, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	hl, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer gl.Close()
+	defer hl.Close()
+	n, err := StartNode(Config{NodeID: "n1", DataDir: t.TempDir(), GRPCAddr: gl.Addr().String(), HTTPAddr: hl.Addr().String(),
+		Rejoin: true, Logger: testLogger(t), GRPCListener: gl, HTTPListener: hl})
+	if err == nil {
+		n.Close()
+		t.Fatal("a wiped node with --rejoin and no peers started")
+	}
+	if !strings.Contains(err.Error(), "--peers") {
+		t.Fatalf("error does not say what to do: %v", err)
+	}
 }
