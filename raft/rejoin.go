@@ -98,13 +98,23 @@ func WriteRejoinMarker(dir string, m *RejoinMarker) error {
 	if err != nil {
 		return fmt.Errorf("raft: encode rejoin marker: %w", err)
 	}
-	path := RejoinMarkerPath(dir)
-	tmp := path + ".tmp"
-	if err := writeFileSync(tmp, append(b, '\n')); err != nil {
+	if err := WriteFileDurably(RejoinMarkerPath(dir), append(b, '\n')); err != nil {
 		return fmt.Errorf("raft: write rejoin marker: %w", err)
 	}
+	return nil
+}
+
+// WriteFileDurably replaces path with b so that a crash leaves either the
+// old file or the whole new one: it writes and fsyncs path+".tmp", renames
+// it over path and fsyncs the directory. Markers of the rejoin stages use
+// it (here and in server/).
+func WriteFileDurably(path string, b []byte) error {
+	tmp := path + ".tmp"
+	if err := writeFileSync(tmp, b); err != nil {
+		return err
+	}
 	if err := os.Rename(tmp, path); err != nil {
-		return fmt.Errorf("raft: write rejoin marker: %w", err)
+		return err
 	}
 	return syncDir(filepath.Dir(path))
 }

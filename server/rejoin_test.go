@@ -105,28 +105,9 @@ func (c *testCluster) waitRejoined(i int, gid uint64, topic string, n int) {
 // a crash after the leader demoted it (stage demoted), and damage of the
 // controller group (its demotion awaited before the node serves).
 func TestRejoinResumesFromEveryStage(t *testing.T) {
-	c := startCluster(t, 3)
-	hc := c.rawClient(0)
-	topic := createTopic(t, hc, "ledger", 1, 3)
-	gid := topic.Partitions[0].GroupId
-	createTenant(t, hc, "acme")
-	produced := 0
-	produce := func(k int) {
-		for range k {
-			produceRetry(t, hc, "ledger", &heraldpb.Event{TenantId: "acme", Payload: []byte(fmt.Sprint(produced))})
-			produced++
-		}
-	}
-	produce(20)
-	const victim = 2
-	dir := func(g uint64) string { return filepath.Join(c.dirs[victim], "raft", fmt.Sprintf("g%d", g)) }
-	promoted := func() float64 {
-		var m dto.Metric
-		if err := c.nodes[victim].metrics.rejoins.WithLabelValues(rejoinStagePromoted).Write(&m); err != nil {
-			t.Fatal(err)
-		}
-		return m.GetCounter().GetValue()
-	}
+	f := newRejoinFixture(t)
+	c, hc, gid, dir, promoted, produce := f.c, f.hc, f.gid, f.groupDir, f.promoted, f.produce
+	const victim = rejoinVictim
 
 	t.Run("damaged at apply", func(t *testing.T) {
 		c.stop(victim)
@@ -135,7 +116,7 @@ func TestRejoinResumesFromEveryStage(t *testing.T) {
 		}
 		produce(10)
 		c.restart(victim)
-		c.waitRejoined(victim, gid, "ledger", produced)
+		c.waitRejoined(victim, gid, "ledger", f.produced)
 		if moved, _ := filepath.Glob(dir(gid) + ".damaged-*"); len(moved) != 1 {
 			t.Fatalf("damaged directory not moved aside: %v", moved)
 		}
@@ -163,7 +144,7 @@ func TestRejoinResumesFromEveryStage(t *testing.T) {
 		}
 		produce(10)
 		c.restart(victim)
-		c.waitRejoined(victim, gid, "ledger", produced)
+		c.waitRejoined(victim, gid, "ledger", f.produced)
 		if moved, _ := filepath.Glob(dir(gid) + ".damaged-*"); len(moved) != 1 {
 			t.Fatalf("a verified demoted replica must keep its state: %v", moved)
 		}
@@ -181,7 +162,7 @@ func TestRejoinResumesFromEveryStage(t *testing.T) {
 		c.cfgs[victim].Peers = nil
 		c.restart(victim)
 		c.cfgs[victim].Peers = peers
-		c.waitRejoined(victim, controllerGroupID, "ledger", produced)
+		c.waitRejoined(victim, controllerGroupID, "ledger", f.produced)
 		if _, ok := c.nodes[victim].controllerFSM.tenant("globex"); !ok {
 			t.Fatal("rejoined controller misses a tenant created while it was down")
 		}
@@ -189,4 +170,50 @@ func TestRejoinResumesFromEveryStage(t *testing.T) {
 			t.Fatalf("damaged controller directory not moved aside: %v", moved)
 		}
 	})
+}
+
+// rejoinVictim is the node the rejoin tests damage.
+const rejoinVictim = 2
+
+// rejoinFixture is what the in-process rejoin tests share: a three-node
+// cluster with a one-partition topic "ledger" (group gid) holding the
+// first events of tenant acme, and helpers about the victim's groups.
+type rejoinFixture struct {
+	t        *testing.T
+	c        *testCluster
+	hc       heraldpb.HeraldClient
+	gid      uint64
+	produced int // events of acme produced so far
+}
+
+func newRejoinFixture(t *testing.T) *rejoinFixture {
+	c := startCluster(t, 3)
+	hc := c.rawClient(0)
+	topic := createTopic(t, hc, "ledger", 1, 3)
+	createTenant(t, hc, "acme")
+	f := &rejoinFixture{t: t, c: c, hc: hc, gid: topic.Partitions[0].GroupId}
+	f.produce(20)
+	return f
+}
+
+// produce produces k more events of acme to "ledger".
+func (f *rejoinFixture) produce(k int) {
+	for range k {
+		produceRetry(f.t, f.hc, "ledger", &heraldpb.Event{TenantId: "acme", Payload: []byte(fmt.Sprint(f.produced))})
+		f.produced++
+	}
+}
+
+// groupDir is the victim's Raft directory of group g.
+func (f *rejoinFixture) groupDir(g uint64) string {
+	return filepath.Join(f.c.dirs[rejoinVictim], "raft", fmt.Sprintf("g%d", g))
+}
+
+// promoted is the victim's count of promotions after a rejoin.
+func (f *rejoinFixture) promoted() float64 {
+	var m dto.Metric
+	if err := f.c.nodes[rejoinVictim].metrics.rejoins.WithLabelValues(rejoinStagePromoted).Write(&m); err != nil {
+		f.t.Fatal(err)
+	}
+	return m.GetCounter().GetValue()
 }

@@ -82,7 +82,7 @@ func (n *Node) prepareWiped() error {
 		return fmt.Errorf("server: rejoin: the data directory has no Raft state, so the node cannot find its peers: give --peers (every node's id=address)")
 	}
 	if !resumed {
-		if err := writeFileSynced(path, []byte(wipedReason+"\n")); err != nil {
+		if err := heraldraft.WriteFileDurably(path, []byte(wipedReason+"\n")); err != nil {
 			return fmt.Errorf("server: rejoin: %w", err)
 		}
 	}
@@ -143,29 +143,4 @@ func (n *Node) wipedPass(assigned []assignment) {
 // pass is pending: only with Raft state or a marker here.
 func (n *Node) mayOpenWiped(gid uint64) bool {
 	return !n.wiped.pending || n.hasRaftState(gid) || n.hasRejoinMarker(gid)
-}
-
-// writeFileSynced writes b to path, fsynced, and fsyncs its directory.
-func writeFileSynced(path string, b []byte) error {
-	f, err := os.OpenFile(path, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o644)
-	if err != nil {
-		return err
-	}
-	if _, err := f.Write(b); err != nil {
-		_ = f.Close()
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		_ = f.Close()
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	d, err := os.Open(filepath.Dir(path))
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
 }

@@ -10,8 +10,6 @@ import (
 	"testing"
 	"time"
 
-	dto "github.com/prometheus/client_model/go"
-
 	"github.com/heraldlog/herald/client/heraldpb"
 	heraldraft "github.com/heraldlog/herald/raft"
 )
@@ -21,28 +19,9 @@ import (
 // start without the flag: a partition group without state rejoins from its
 // peers instead of being bootstrapped.
 func TestRejoinWipedOnlyTouchesGroupsWithoutState(t *testing.T) {
-	c := startCluster(t, 3)
-	hc := c.rawClient(0)
-	topic := createTopic(t, hc, "ledger", 1, 3)
-	gid := topic.Partitions[0].GroupId
-	createTenant(t, hc, "acme")
-	produced := 0
-	produce := func(k int) {
-		for range k {
-			produceRetry(t, hc, "ledger", &heraldpb.Event{TenantId: "acme", Payload: []byte(fmt.Sprint(produced))})
-			produced++
-		}
-	}
-	produce(20)
-	const victim = 2
-	raftDir := func(g uint64) string { return filepath.Join(c.dirs[victim], "raft", fmt.Sprintf("g%d", g)) }
-	promoted := func() float64 {
-		var m dto.Metric
-		if err := c.nodes[victim].metrics.rejoins.WithLabelValues(rejoinStagePromoted).Write(&m); err != nil {
-			t.Fatal(err)
-		}
-		return m.GetCounter().GetValue()
-	}
+	f := newRejoinFixture(t)
+	c, hc, gid, raftDir, promoted, produce := f.c, f.hc, f.gid, f.groupDir, f.promoted, f.produce
+	const victim = rejoinVictim
 	pendingGone := func() error {
 		if _, err := os.Stat(filepath.Join(c.dirs[victim], wipedMarkerFile)); !errors.Is(err, os.ErrNotExist) {
 			return fmt.Errorf("%s still there (%v)", wipedMarkerFile, err)
@@ -57,7 +36,7 @@ func TestRejoinWipedOnlyTouchesGroupsWithoutState(t *testing.T) {
 		c.restart(victim)
 		c.cfgs[victim].Rejoin = false
 		eventually(t, 30*time.Second, pendingGone)
-		c.waitRejoined(victim, gid, "ledger", produced)
+		c.waitRejoined(victim, gid, "ledger", f.produced)
 		for _, g := range []uint64{controllerGroupID, gid} {
 			if _, err := os.Stat(heraldraft.RejoinMarkerPath(raftDir(g))); !errors.Is(err, os.ErrNotExist) {
 				t.Fatalf("group %d got a rejoin marker though it has state (%v)", g, err)
@@ -90,7 +69,7 @@ func TestRejoinWipedOnlyTouchesGroupsWithoutState(t *testing.T) {
 		}
 		produce(10)
 		c.restart(victim) // Config.Rejoin false
-		c.waitRejoined(victim, gid, "ledger", produced)
+		c.waitRejoined(victim, gid, "ledger", f.produced)
 		eventually(t, 30*time.Second, pendingGone)
 		if promoted() != 1 {
 			t.Fatalf("promotions: %v, want 1 (the partition group)", promoted())

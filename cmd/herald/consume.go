@@ -206,22 +206,13 @@ func (p startPoint) request(topic string, partition uint32, tenant string) *clie
 func consume(ctx context.Context, c *client.Client, req *client.FetchRequest, limit int, defaultTTLMs int64, out *jsonWriter) error {
 	printed := 0
 	for {
-		req.MaxEvents = consumePageEventsMax
-		if limit > 0 {
-			req.MaxEvents = uint32(min(consumePageEventsMax, limit-printed))
-		}
+		req.MaxEvents = pageEvents(limit, printed)
 		resp, err := c.Fetch(ctx, req)
 		if err != nil {
 			return err
 		}
-		for _, e := range resp.GetEvents() {
-			if err := out.write(renderEvent(req.GetPartition(), e, defaultTTLMs)); err != nil {
-				return err
-			}
-			printed++
-			if limit > 0 && printed >= limit {
-				return nil
-			}
+		if done, err := printEvents(resp, req.GetPartition(), limit, &printed, defaultTTLMs, out); done || err != nil {
+			return err
 		}
 		switch start := req.GetStart().(type) {
 		case *client.FetchFromSequence:
@@ -244,6 +235,30 @@ func consume(ctx context.Context, c *client.Client, req *client.FetchRequest, li
 	}
 }
 
+// pageEvents is how many events the next page asks for: a full page, or
+// what is left of limit (0: no limit) after printed.
+func pageEvents(limit, printed int) uint32 {
+	if limit > 0 {
+		return uint32(min(consumePageEventsMax, limit-printed))
+	}
+	return consumePageEventsMax
+}
+
+// printEvents prints resp's events of partition, counting them in
+// *printed; done is true once limit events (0: no limit) were printed.
+func printEvents(resp *client.FetchResponse, partition uint32, limit int, printed *int, defaultTTLMs int64, out *jsonWriter) (done bool, err error) {
+	for _, e := range resp.GetEvents() {
+		if err := out.write(renderEvent(partition, e, defaultTTLMs)); err != nil {
+			return false, err
+		}
+		*printed++
+		if limit > 0 && *printed >= limit {
+			return true, nil
+		}
+	}
+	return false, nil
+}
+
 // consume --follow pacing: each fetch long-polls followWaitMs; an empty
 // answer that came back sooner than followEmptyPauseDuration (a server that
 // does not long-poll) is followed by a pause of that long, so the loop
@@ -261,10 +276,7 @@ func consumeFollow(ctx context.Context, c *client.Client, req *client.FetchReque
 	printed := 0
 	req.MaxWaitMs = followWaitMs
 	for {
-		req.MaxEvents = consumePageEventsMax
-		if limit > 0 {
-			req.MaxEvents = uint32(min(consumePageEventsMax, limit-printed))
-		}
+		req.MaxEvents = pageEvents(limit, printed)
 		asked := time.Now()
 		resp, err := c.Fetch(ctx, req)
 		if err != nil {
@@ -280,14 +292,8 @@ func consumeFollow(ctx context.Context, c *client.Client, req *client.FetchReque
 			case <-time.After(followEmptyPauseDuration):
 			}
 		}
-		for _, e := range resp.GetEvents() {
-			if err := out.write(renderEvent(req.GetPartition(), e, defaultTTLMs)); err != nil {
-				return err
-			}
-			printed++
-			if limit > 0 && printed >= limit {
-				return nil
-			}
+		if done, err := printEvents(resp, req.GetPartition(), limit, &printed, defaultTTLMs, out); done || err != nil {
+			return err
 		}
 		switch start := req.GetStart().(type) {
 		case *client.FetchFromSequence:
