@@ -10,6 +10,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/heraldlog/herald/client"
 )
 
 // Nemesis names, as given to --nemesis.
@@ -325,6 +327,19 @@ func (n *nemesis) inject(ctx context.Context, f Fault) (string, func() error, er
 	return "", nil, fmt.Errorf("%w %s", ErrUnknownNemesis, f)
 }
 
+// clusterStatus asks the cluster for its status through a fresh client,
+// within 3 s.
+func (n *nemesis) clusterStatus(ctx context.Context) (*client.ClusterStatusResponse, error) {
+	ctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+	defer cancel()
+	cl, err := n.cluster.newClient(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer cl.Close()
+	return cl.ClusterStatus(ctx)
+}
+
 // membershipSettled returns nil when every node is reachable and every
 // replica of every group (the controller's included) is a running voter,
 // else an error naming what is not. Raft-log corruption is injected only
@@ -332,14 +347,7 @@ func (n *nemesis) inject(ctx context.Context, f Fault) (string, func() error, er
 // has not rejoined yet would damage a majority of that group, which no
 // system can repair from its peers (the group then rightly stays down).
 func (n *nemesis) membershipSettled(ctx context.Context) error {
-	ctx, cancel := context.WithTimeout(ctx, 3*time.Second)
-	defer cancel()
-	cl, err := n.cluster.newClient(ctx)
-	if err != nil {
-		return err
-	}
-	defer cl.Close()
-	st, err := cl.ClusterStatus(ctx)
+	st, err := n.clusterStatus(ctx)
 	if err != nil {
 		return err
 	}
@@ -373,14 +381,7 @@ func reachability(ok bool) string {
 // leaderOf returns the node leading partition pick mod partitions of the
 // topic, per ClusterStatus.
 func (n *nemesis) leaderOf(ctx context.Context, pick int) (int, int, error) {
-	ctx, cancel := context.WithTimeout(ctx, 3*time.Second)
-	defer cancel()
-	cl, err := n.cluster.newClient(ctx)
-	if err != nil {
-		return -1, 0, err
-	}
-	defer cl.Close()
-	st, err := cl.ClusterStatus(ctx)
+	st, err := n.clusterStatus(ctx)
 	if err != nil {
 		return -1, 0, err
 	}

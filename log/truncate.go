@@ -94,17 +94,8 @@ func (b *Batch) truncateLegacyLocked(from, to uint64) (uint64, error) {
 	if err := b.deleteRange(appendRecordKey(nil, p.id, from), appendRecordKey(nil, p.id, to), "records"); err != nil {
 		return 0, err
 	}
-	for _, tenant := range sortedKeys(highestSeq) {
-		lower := appendTenantIndexKey(nil, p.id, tenant, 0)
-		var upper []byte
-		if seq := highestSeq[tenant]; seq < math.MaxUint64 {
-			upper = appendTenantIndexKey(nil, p.id, tenant, seq+1)
-		} else {
-			upper = prefixSuccessor(lower[:len(lower)-8])
-		}
-		if err := b.deleteRange(lower, upper, "tenant index"); err != nil {
-			return 0, err
-		}
+	if err := b.deleteTenantKeysThrough(highestSeq, appendTenantIndexKey, "tenant index"); err != nil {
+		return 0, err
 	}
 	return removed, nil
 }
@@ -163,19 +154,32 @@ func (b *Batch) truncateChunksLocked(from, to uint64) (uint64, error) {
 	if err := b.deleteRange(appendChunkKey(nil, p.id, firstBase), appendChunkKey(nil, p.id, cut), "chunks"); err != nil {
 		return 0, err
 	}
-	for _, tenant := range sortedKeys(lastFirstSeq) {
-		lower := appendTenantChunkKey(nil, p.id, tenant, 0)
+	if err := b.deleteTenantKeysThrough(lastFirstSeq, appendTenantChunkKey, "sparse tenant index"); err != nil {
+		return 0, err
+	}
+	return removed, nil
+}
+
+// deleteTenantKeysThrough range-deletes, for each tenant of through (in
+// tenant order, so the batch is deterministic), the keys key(tenant, s)
+// with s from 0 to through[tenant] included: the tenant index
+// (appendTenantIndexKey) or the sparse chunk index (appendTenantChunkKey),
+// whose keys end in the 8-byte sequence.
+func (b *Batch) deleteTenantKeysThrough(through map[string]uint64, key func(dst []byte, partition uint64, tenant string, seq uint64) []byte, what string) error {
+	p := b.partition
+	for _, tenant := range sortedKeys(through) {
+		lower := key(nil, p.id, tenant, 0)
 		var upper []byte
-		if seq := lastFirstSeq[tenant]; seq < math.MaxUint64 {
-			upper = appendTenantChunkKey(nil, p.id, tenant, seq+1)
+		if seq := through[tenant]; seq < math.MaxUint64 {
+			upper = key(nil, p.id, tenant, seq+1)
 		} else {
 			upper = prefixSuccessor(lower[:len(lower)-8])
 		}
-		if err := b.deleteRange(lower, upper, "sparse tenant index"); err != nil {
-			return 0, err
+		if err := b.deleteRange(lower, upper, what); err != nil {
+			return err
 		}
 	}
-	return removed, nil
+	return nil
 }
 
 // sortedKeys returns m's keys in order, so that every replica builds the
