@@ -18,12 +18,7 @@ func (c *Client) CreateTopic(ctx context.Context, cfg *TopicConfig) (*TopicInfo,
 		return nil, InvalidArgument("name", "a topic needs a name")
 	}
 	req := &heraldpb.CreateTopicRequest{Config: cfg}
-	var resp *heraldpb.CreateTopicResponse
-	err := c.run(ctx, call{op: "create topic " + cfg.GetName(), mutating: true, do: func(ctx context.Context, hc heraldpb.HeraldClient) error {
-		r, err := hc.CreateTopic(ctx, req)
-		resp = r
-		return err
-	}})
+	resp, err := invoke(ctx, c, call{op: "create topic " + cfg.GetName(), mutating: true}, heraldpb.HeraldClient.CreateTopic, req)
 	if err != nil {
 		return nil, err
 	}
@@ -33,12 +28,7 @@ func (c *Client) CreateTopic(ctx context.Context, cfg *TopicConfig) (*TopicInfo,
 
 // ListTopics returns every topic. It retries transient failures.
 func (c *Client) ListTopics(ctx context.Context) ([]*TopicInfo, error) {
-	var resp *heraldpb.ListTopicsResponse
-	err := c.run(ctx, call{op: "list topics", do: func(ctx context.Context, hc heraldpb.HeraldClient) error {
-		r, err := hc.ListTopics(ctx, &heraldpb.ListTopicsRequest{})
-		resp = r
-		return err
-	}})
+	resp, err := invoke(ctx, c, call{op: "list topics"}, heraldpb.HeraldClient.ListTopics, &heraldpb.ListTopicsRequest{})
 	if err != nil {
 		return nil, err
 	}
@@ -52,12 +42,7 @@ func (c *Client) DescribeTopic(ctx context.Context, name string) (*TopicInfo, er
 	if name == "" {
 		return nil, InvalidArgument("name", "a topic needs a name")
 	}
-	var resp *heraldpb.DescribeTopicResponse
-	err := c.run(ctx, call{op: "describe topic " + name, do: func(ctx context.Context, hc heraldpb.HeraldClient) error {
-		r, err := hc.DescribeTopic(ctx, &heraldpb.DescribeTopicRequest{Name: name})
-		resp = r
-		return err
-	}})
+	resp, err := invoke(ctx, c, call{op: "describe topic " + name}, heraldpb.HeraldClient.DescribeTopic, &heraldpb.DescribeTopicRequest{Name: name})
 	if err != nil {
 		return nil, err
 	}
@@ -68,12 +53,7 @@ func (c *Client) DescribeTopic(ctx context.Context, name string) (*TopicInfo, er
 // ClusterStatus returns the nodes and every partition's replication state
 // as seen by the answering node. It retries transient failures.
 func (c *Client) ClusterStatus(ctx context.Context) (*ClusterStatusResponse, error) {
-	var resp *heraldpb.ClusterStatusResponse
-	err := c.run(ctx, call{op: "cluster status", do: func(ctx context.Context, hc heraldpb.HeraldClient) error {
-		r, err := hc.ClusterStatus(ctx, &heraldpb.ClusterStatusRequest{})
-		resp = r
-		return err
-	}})
+	resp, err := invoke(ctx, c, call{op: "cluster status"}, heraldpb.HeraldClient.ClusterStatus, &heraldpb.ClusterStatusRequest{})
 	if err != nil {
 		return nil, err
 	}
@@ -95,12 +75,7 @@ func (c *Client) AlterTopic(ctx context.Context, cfg *TopicConfig, fields ...str
 		return nil, InvalidArgument("fields", "name at least one field to alter")
 	}
 	req := &heraldpb.AlterTopicRequest{Config: cfg, Fields: fields}
-	var resp *heraldpb.AlterTopicResponse
-	err := c.run(ctx, call{op: "alter topic " + cfg.GetName(), mutating: true, do: func(ctx context.Context, hc heraldpb.HeraldClient) error {
-		r, err := hc.AlterTopic(ctx, req)
-		resp = r
-		return err
-	}})
+	resp, err := invoke(ctx, c, call{op: "alter topic " + cfg.GetName(), mutating: true}, heraldpb.HeraldClient.AlterTopic, req)
 	if err != nil {
 		return nil, err
 	}
@@ -137,12 +112,7 @@ func (c *Client) CreateTenant(ctx context.Context, tenant *Tenant) (*Tenant, err
 		return nil, InvalidArgument("id", "a tenant needs an id")
 	}
 	req := &heraldpb.CreateTenantRequest{Tenant: tenant}
-	var resp *heraldpb.CreateTenantResponse
-	err := c.run(ctx, call{op: "create tenant " + tenant.GetId(), mutating: true, do: func(ctx context.Context, hc heraldpb.HeraldClient) error {
-		r, err := hc.CreateTenant(ctx, req)
-		resp = r
-		return err
-	}})
+	resp, err := invoke(ctx, c, call{op: "create tenant " + tenant.GetId(), mutating: true}, heraldpb.HeraldClient.CreateTenant, req)
 	if err != nil {
 		return nil, err
 	}
@@ -151,12 +121,7 @@ func (c *Client) CreateTenant(ctx context.Context, tenant *Tenant) (*Tenant, err
 
 // ListTenants returns every tenant. It retries transient failures.
 func (c *Client) ListTenants(ctx context.Context) ([]*Tenant, error) {
-	var resp *heraldpb.ListTenantsResponse
-	err := c.run(ctx, call{op: "list tenants", do: func(ctx context.Context, hc heraldpb.HeraldClient) error {
-		r, err := hc.ListTenants(ctx, &heraldpb.ListTenantsRequest{})
-		resp = r
-		return err
-	}})
+	resp, err := invoke(ctx, c, call{op: "list tenants"}, heraldpb.HeraldClient.ListTenants, &heraldpb.ListTenantsRequest{})
 	if err != nil {
 		return nil, err
 	}
@@ -169,12 +134,7 @@ func (c *Client) DescribeTenant(ctx context.Context, id string) (*Tenant, error)
 	if id == "" {
 		return nil, InvalidArgument("id", "a tenant needs an id")
 	}
-	var resp *heraldpb.DescribeTenantResponse
-	err := c.run(ctx, call{op: "describe tenant " + id, do: func(ctx context.Context, hc heraldpb.HeraldClient) error {
-		r, err := hc.DescribeTenant(ctx, &heraldpb.DescribeTenantRequest{Id: id})
-		resp = r
-		return err
-	}})
+	resp, err := invoke(ctx, c, call{op: "describe tenant " + id}, heraldpb.HeraldClient.DescribeTenant, &heraldpb.DescribeTenantRequest{Id: id})
 	if err != nil {
 		return nil, err
 	}
@@ -190,12 +150,7 @@ func (c *Client) SetTenantQuota(ctx context.Context, id string, quota *TenantQuo
 		return nil, InvalidArgument("id", "a tenant needs an id")
 	}
 	req := &heraldpb.SetTenantQuotaRequest{Id: id, Quota: quota}
-	var resp *heraldpb.SetTenantQuotaResponse
-	err := c.run(ctx, call{op: "set quota of tenant " + id, mutating: true, do: func(ctx context.Context, hc heraldpb.HeraldClient) error {
-		r, err := hc.SetTenantQuota(ctx, req)
-		resp = r
-		return err
-	}})
+	resp, err := invoke(ctx, c, call{op: "set quota of tenant " + id, mutating: true}, heraldpb.HeraldClient.SetTenantQuota, req)
 	if err != nil {
 		return nil, err
 	}
@@ -208,12 +163,7 @@ func (c *Client) SetTenantQuota(ctx context.Context, id string, quota *TenantQuo
 // resent after an ambiguous failure (ErrUnknownOutcome); calling it again
 // is harmless (an id never used costs nothing).
 func (c *Client) InitProducer(ctx context.Context) (string, error) {
-	var resp *heraldpb.InitProducerResponse
-	err := c.run(ctx, call{op: "init producer", mutating: true, do: func(ctx context.Context, hc heraldpb.HeraldClient) error {
-		r, err := hc.InitProducer(ctx, &heraldpb.InitProducerRequest{})
-		resp = r
-		return err
-	}})
+	resp, err := invoke(ctx, c, call{op: "init producer", mutating: true}, heraldpb.HeraldClient.InitProducer, &heraldpb.InitProducerRequest{})
 	if err != nil {
 		return "", err
 	}

@@ -104,12 +104,7 @@ func (c *Client) Close() error {
 // with the answer. It retries transient failures.
 func (c *Client) Metadata(ctx context.Context, topics ...string) (*MetadataResponse, error) {
 	req := &heraldpb.MetadataRequest{Topics: topics}
-	var resp *heraldpb.MetadataResponse
-	err := c.run(ctx, call{op: "metadata", do: func(ctx context.Context, hc heraldpb.HeraldClient) error {
-		r, err := hc.Metadata(ctx, req)
-		resp = r
-		return err
-	}})
+	resp, err := invoke(ctx, c, call{op: "metadata"}, heraldpb.HeraldClient.Metadata, req)
 	if err != nil {
 		return nil, err
 	}

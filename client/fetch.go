@@ -32,16 +32,10 @@ func (c *Client) Fetch(ctx context.Context, req *FetchRequest) (*FetchResponse, 
 		// whether the topic exists.
 		c.refresh(ctx, req.GetTopic())
 	}
-	var resp *heraldpb.FetchResponse
-	err := c.run(ctx, call{
+	resp, err := invoke(ctx, c, call{
 		op:    fmt.Sprintf("fetch from %s/%d", req.GetTopic(), req.GetPartition()),
 		topic: req.GetTopic(), partition: req.GetPartition(), bound: true,
-		do: func(ctx context.Context, hc heraldpb.HeraldClient) error {
-			r, err := hc.Fetch(ctx, req)
-			resp = r
-			return err
-		},
-	})
+	}, heraldpb.HeraldClient.Fetch, req)
 	if err != nil {
 		return nil, err
 	}

@@ -146,15 +146,9 @@ func (c *Client) produceGroup(ctx context.Context, topic string, partition uint3
 		req.Events[j] = events[i]
 	}
 	op := fmt.Sprintf("produce to %s/%d", topic, partition)
-	var resp *heraldpb.ProduceResponse
-	err := c.run(ctx, call{
+	resp, err := invoke(ctx, c, call{
 		op: op, topic: topic, partition: partition, bound: true, mutating: true, idempotent: idempotent,
-		do: func(ctx context.Context, hc heraldpb.HeraldClient) error {
-			r, err := hc.Produce(ctx, req)
-			resp = r
-			return err
-		},
-	})
+	}, heraldpb.HeraldClient.Produce, req)
 	if err != nil {
 		if errors.Is(err, ErrTopicNotFound) {
 			c.meta.forgetTopic(topic)

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"time"
 
+	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 
 	"github.com/heraldlog/herald/client/heraldpb"
@@ -37,6 +38,20 @@ type call struct {
 	idempotent bool
 	// do makes one attempt on the given server.
 	do func(ctx context.Context, hc heraldpb.HeraldClient) error
+}
+
+// invoke makes the unary RPC rpc(req) through c.run, as cl says (cl.do is
+// set here), and returns the answer of the attempt that succeeded.
+func invoke[Req, Resp any](ctx context.Context, c *Client, cl call,
+	rpc func(heraldpb.HeraldClient, context.Context, Req, ...grpc.CallOption) (Resp, error), req Req) (Resp, error) {
+	var resp Resp
+	cl.do = func(ctx context.Context, hc heraldpb.HeraldClient) error {
+		r, err := rpc(hc, ctx, req)
+		resp = r
+		return err
+	}
+	err := c.run(ctx, cl)
+	return resp, err
 }
 
 // run attempts cl until it succeeds or fails for good. Each attempt gets
