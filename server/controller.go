@@ -7,6 +7,7 @@ import (
 	"io"
 	"sort"
 	"sync"
+	"sync/atomic"
 
 	hraft "github.com/hashicorp/raft"
 
@@ -69,6 +70,11 @@ type partitionRecord struct {
 	// Replicas are node ids; the first is the preferred leader, and the
 	// reconciler moves leadership there when it can.
 	Replicas []string `json:"replicas"`
+	// Live is set (by mark_live, proposed by the group's first leader) once
+	// the group has been bootstrapped and may hold data. A replica without
+	// local state bootstraps only while it is false; afterwards it rejoins
+	// from its peers as a non-voter (see reconciler.go).
+	Live bool `json:"live,omitempty"`
 }
 
 type registry struct {
@@ -77,6 +83,14 @@ type registry struct {
 	NextGroupID    uint64                   `json:"next_group_id"`
 	Tenants        map[string]*tenantRecord `json:"tenants,omitempty"`
 	NextProducerID uint64                   `json:"next_producer_id,omitempty"`
+	// Tombstones name the groups of deleted topics (group id -> the Raft
+	// index of the delete). A node deletes a group's local data only when
+	// its id is here: a group merely absent from the registry (one not
+	// replayed yet after a restart) is never deleted.
+	Tombstones map[uint64]uint64 `json:"tombstones,omitempty"`
+	// AppliedIndex is the index of the last entry the state machine had
+	// applied when the snapshot was taken (only set in snapshots).
+	AppliedIndex uint64 `json:"applied_index,omitempty"`
 }
 
 type controllerCommand struct {
@@ -87,6 +101,7 @@ type controllerCommand struct {
 	DeleteTopic    string              `json:"delete_topic,omitempty"`
 	CreateTenant   *tenantRecord       `json:"create_tenant,omitempty"`
 	SetTenantQuota *tenantRecord       `json:"set_tenant_quota,omitempty"`
+	MarkLive       []uint64            `json:"mark_live,omitempty"`
 }
 
 // Controller operations. Persisted in the controller's Raft log: append-only.
@@ -97,6 +112,7 @@ const (
 	opCreateTenant   = "create_tenant"
 	opSetTenantQuota = "set_tenant_quota"
 	opInitProducer   = "init_producer"
+	opMarkLive       = "mark_live"
 )
 
 type createTopicCommand struct {
@@ -134,15 +150,53 @@ type controllerFSM struct {
 	// onDamage is told about an entry found damaged in this replica's Raft
 	// log, just before Apply stops the node. Set before Raft starts.
 	onDamage func(error)
+
+	// applied is the index of the last entry this state machine has
+	// applied (commands and configurations; hashicorp/raft's own
+	// AppliedIndex counts entries queued, not applied). appliedWait is
+	// closed and replaced after every advance.
+	applied      atomic.Uint64
+	appliedMu    sync.Mutex
+	appliedWaits chan struct{}
 }
 
-var _ hraft.FSM = (*controllerFSM)(nil)
+var (
+	_ hraft.FSM                = (*controllerFSM)(nil)
+	_ hraft.ConfigurationStore = (*controllerFSM)(nil)
+)
 
 func newControllerFSM() *controllerFSM {
-	f := &controllerFSM{changed: make(chan struct{}, 1), waiters: make(chan struct{}), onDamage: func(error) {}}
+	f := &controllerFSM{changed: make(chan struct{}, 1), waiters: make(chan struct{}), onDamage: func(error) {},
+		appliedWaits: make(chan struct{})}
 	f.mu.reg = registry{Version: controllerFormatVersion, Topics: map[string]*topicRecord{}, NextGroupID: 1,
-		Tenants: map[string]*tenantRecord{}, NextProducerID: 1}
+		Tenants: map[string]*tenantRecord{}, NextProducerID: 1, Tombstones: map[uint64]uint64{}}
 	return f
+}
+
+// appliedIndex is the index of the last entry applied here.
+func (f *controllerFSM) appliedIndex() uint64 { return f.applied.Load() }
+
+// setApplied records that the entry at index has been applied.
+func (f *controllerFSM) setApplied(index uint64) {
+	f.applied.Store(index)
+	f.appliedMu.Lock()
+	close(f.appliedWaits)
+	f.appliedWaits = make(chan struct{})
+	f.appliedMu.Unlock()
+}
+
+// appliedCh returns a channel closed at the next advance of appliedIndex.
+func (f *controllerFSM) appliedCh() <-chan struct{} {
+	f.appliedMu.Lock()
+	defer f.appliedMu.Unlock()
+	return f.appliedWaits
+}
+
+// StoreConfiguration is called by Raft for every configuration entry, in log
+// order with Apply; it only advances the applied index, so that
+// configuration entries count for ReadIndex.
+func (f *controllerFSM) StoreConfiguration(index uint64, _ hraft.Configuration) {
+	f.setApplied(index)
 }
 
 func (f *controllerFSM) signal() {
@@ -164,6 +218,7 @@ func (f *controllerFSM) changedCh() <-chan struct{} {
 }
 
 func (f *controllerFSM) Apply(l *hraft.Log) interface{} {
+	defer f.setApplied(l.Index)
 	if l.Type != hraft.LogCommand {
 		return nil
 	}
@@ -188,7 +243,9 @@ func (f *controllerFSM) Apply(l *hraft.Log) interface{} {
 	case opAlterTopic:
 		res = f.applyAlterTopic(cmd.AlterTopic)
 	case opDeleteTopic:
-		res = f.applyDeleteTopic(cmd.DeleteTopic)
+		res = f.applyDeleteTopic(cmd.DeleteTopic, l.Index)
+	case opMarkLive:
+		res = f.applyMarkLive(cmd.MarkLive)
 	case opCreateTenant:
 		res = f.applyCreateTenant(cmd.CreateTenant)
 	case opSetTenantQuota:
@@ -225,7 +282,9 @@ func (f *controllerFSM) applyAlterTopic(c *alterTopicCommand) interface{} {
 	return cloneTopic(t)
 }
 
-func (f *controllerFSM) applyDeleteTopic(name string) interface{} {
+// applyDeleteTopic removes a topic and writes a tombstone for each of its
+// groups: the replicated fact on which nodes delete the groups' data.
+func (f *controllerFSM) applyDeleteTopic(name string, index uint64) interface{} {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	t, ok := f.mu.reg.Topics[name]
@@ -233,7 +292,46 @@ func (f *controllerFSM) applyDeleteTopic(name string) interface{} {
 		return client.TopicNotFound(name)
 	}
 	delete(f.mu.reg.Topics, name)
+	for _, p := range t.Partitions {
+		f.mu.reg.Tombstones[p.GroupID] = index
+	}
 	return cloneTopic(t)
+}
+
+// applyMarkLive records that the named groups have been bootstrapped. Ids of
+// groups no longer in the registry are ignored.
+func (f *controllerFSM) applyMarkLive(groups []uint64) interface{} {
+	want := make(map[uint64]bool, len(groups))
+	for _, g := range groups {
+		want[g] = true
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	marked := 0
+	for _, t := range f.mu.reg.Topics {
+		for i := range t.Partitions {
+			if p := &t.Partitions[i]; want[p.GroupID] && !p.Live {
+				p.Live = true
+				marked++
+			}
+		}
+	}
+	return marked
+}
+
+// tombstoned reports whether group gid belongs to a deleted topic.
+func (f *controllerFSM) tombstoned(gid uint64) bool {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	_, ok := f.mu.reg.Tombstones[gid]
+	return ok
+}
+
+// tombstoneIndex is the Raft index of the delete that tombstoned gid (0 if none).
+func (f *controllerFSM) tombstoneIndex(gid uint64) uint64 {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	return f.mu.reg.Tombstones[gid]
 }
 
 func (f *controllerFSM) applyCreateTenant(t *tenantRecord) interface{} {
@@ -330,7 +428,10 @@ func (f *controllerFSM) applyCreateTopic(c *createTopicCommand) interface{} {
 func (f *controllerFSM) Snapshot() (hraft.FSMSnapshot, error) {
 	f.mu.RLock()
 	defer f.mu.RUnlock()
-	data, err := json.Marshal(&f.mu.reg)
+	// Snapshot runs on the FSM goroutine: applied is stable here.
+	reg := f.mu.reg
+	reg.AppliedIndex = f.applied.Load()
+	data, err := json.Marshal(&reg)
 	if err != nil {
 		return nil, err
 	}
@@ -355,9 +456,17 @@ func (f *controllerFSM) Restore(rc io.ReadCloser) error {
 	if reg.NextProducerID == 0 {
 		reg.NextProducerID = 1
 	}
+	if reg.Tombstones == nil {
+		reg.Tombstones = map[uint64]uint64{}
+	}
+	applied := reg.AppliedIndex
+	reg.AppliedIndex = 0
 	f.mu.Lock()
 	f.mu.reg = reg
 	f.mu.Unlock()
+	// A snapshot written before applied_index existed restores as 0: the
+	// next applied entry sets the index right.
+	f.setApplied(applied)
 	f.signal()
 	return nil
 }
@@ -460,7 +569,7 @@ func cloneTopic(t *topicRecord) *topicRecord {
 	c.topicContract = t.topicContract.clone()
 	c.Partitions = make([]partitionRecord, len(t.Partitions))
 	for i, p := range t.Partitions {
-		c.Partitions[i] = partitionRecord{Index: p.Index, GroupID: p.GroupID, Replicas: append([]string(nil), p.Replicas...)}
+		c.Partitions[i] = partitionRecord{Index: p.Index, GroupID: p.GroupID, Replicas: append([]string(nil), p.Replicas...), Live: p.Live}
 	}
 	return &c
 }

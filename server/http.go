@@ -64,8 +64,8 @@ func (n *Node) ready() error {
 	if id, _ := n.controllerLeader(); id == "" {
 		return errors.New("no controller leader")
 	}
-	if rf := n.controller.Raft(); rf.AppliedIndex() < rf.CommitIndex() || rf.CommitIndex() == 0 {
-		return fmt.Errorf("registry not caught up: applied %d of %d", rf.AppliedIndex(), rf.CommitIndex())
+	if !n.registrySynced.Load() {
+		return fmt.Errorf("registry not caught up with the controller leader yet (applied %d)", n.controllerFSM.appliedIndex())
 	}
 	for _, a := range n.controllerFSM.assignedTo(n.cfg.NodeID) {
 		if n.replica(a.Partition.GroupID) == nil {

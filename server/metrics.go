@@ -25,6 +25,8 @@ type nodeMetrics struct {
 	logRebuilds     prometheus.Counter
 	rejoins         *prometheus.CounterVec
 	rejoining       prometheus.Gauge
+	reconciles      prometheus.Counter
+	groupsRemoved   prometheus.Counter
 }
 
 func newNodeMetrics() *nodeMetrics {
@@ -70,6 +72,14 @@ func newNodeMetrics() *nodeMetrics {
 			Name: "herald_raft_rejoining_groups",
 			Help: "Group replicas on this node rejoining from their peers (waiting for demotion, or catching up as non-voters).",
 		}),
+		reconciles: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "herald_reconcile_passes_total",
+			Help: "Passes of the reconciler (open assigned replicas, remove tombstoned ones, mark groups live).",
+		}),
+		groupsRemoved: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "herald_groups_removed_total",
+			Help: "Local replicas of deleted partitions removed, each named in a replicated tombstone.",
+		}),
 		duplicates: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "herald_produce_duplicates_total",
 			Help: "Produced events recognised as duplicates (idempotent producer or event id), by topic.",
@@ -79,7 +89,7 @@ func newNodeMetrics() *nodeMetrics {
 
 func (m *nodeMetrics) collectors() []prometheus.Collector {
 	return []prometheus.Collector{m.rpcs, m.rpcSeconds, m.producedEvents, m.fetchedEvents, m.forwarded,
-		m.retainedTrims, m.retainedRecords, m.duplicates, m.logRebuilds, m.rejoins, m.rejoining}
+		m.retainedTrims, m.retainedRecords, m.duplicates, m.logRebuilds, m.rejoins, m.rejoining, m.reconciles, m.groupsRemoved}
 }
 
 // unaryInterceptor records request counts and latency. It runs outside

@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"sort"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	hraft "github.com/hashicorp/raft"
@@ -62,6 +63,9 @@ type Node struct {
 	rejoins *rejoins
 	// wiped is the partition pass of a wiped node's rejoin (Config.Rejoin).
 	wiped wipedRejoin
+	// registrySynced is set once this node's registry has caught up with
+	// the controller leader's since the start (see registrySyncedOnce).
+	registrySynced atomic.Bool
 
 	stop chan struct{}
 	// ctx is cancelled when the node stops (with stop), for calls the
@@ -127,9 +131,6 @@ func StartNodeContext(ctx context.Context, cfg Config) (_ *Node, err error) {
 	controllerRejoin, err := n.prepareController(ctx)
 	if err != nil {
 		return nil, err
-	}
-	if controllerRejoin != nil {
-		n.wiped.controllerIndex = controllerRejoin.CatchUpIndex
 	}
 
 	opts := append(heraldraft.ServerOptions(grpcMessageBytesMax),

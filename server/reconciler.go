@@ -1,6 +1,7 @@
 package server
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"os"
@@ -41,7 +42,9 @@ func (n *Node) reconcileLoop() {
 		case <-tick.C:
 		}
 		n.reconcile()
+		n.markLive()
 		n.advanceRejoins()
+		n.metrics.reconciles.Inc()
 		if time.Since(lastRebalance) >= rebalanceInterval {
 			lastRebalance = time.Now()
 			n.rebalance(leaderSince)
@@ -49,24 +52,47 @@ func (n *Node) reconcileLoop() {
 	}
 }
 
-// reconcile opens every assigned replica that is not open yet and removes
-// replicas of deleted topics. Failures are logged and retried on the next
-// pass.
+// reconcile opens every assigned replica that is not open yet, removes
+// replicas of deleted topics and marks the groups it leads live. Failures
+// are logged and retried on the next pass.
+//
+// The rules it keeps (docs/architecture.md, "Rules of local state"):
+//   - local data is deleted only for a group named in a replicated tombstone
+//     (removeTombstoned), never because a group is absent from a registry;
+//   - a group without local state here bootstraps only when the controller
+//     says it is new (not Live), and only once this node's registry has
+//     caught up with the leader's (registrySynced); a Live group without
+//     local state rejoins from its peers as a non-voter.
 func (n *Node) reconcile() {
 	nodes := n.nodes()
+	n.removeTombstoned()
+	synced := n.registrySyncedOnce()
 	assigned := n.controllerFSM.assignedTo(n.cfg.NodeID)
-	if n.registryCaughtUp() {
-		n.removeUnassigned(assigned)
+	if synced {
+		n.wipedPass(assigned)
 	}
-	n.wipedPass(assigned)
 	for _, a := range assigned {
-		if n.replica(a.Partition.GroupID) != nil || !n.mayOpenWiped(a.Partition.GroupID) {
+		gid := a.Partition.GroupID
+		if n.replica(gid) != nil || !n.mayOpenWiped(gid) {
 			continue
 		}
 		select {
 		case <-n.stop:
 			return
 		default:
+		}
+		if !n.hasRaftState(gid) && !n.hasRejoinMarker(gid) {
+			if !synced {
+				// Whether the group is new is not known yet.
+				continue
+			}
+			if a.Partition.Live {
+				if err := n.markRejoin(gid, noStateReason); err != nil {
+					n.logger.Error("cannot write the rejoin marker of a live group without local state", "group", gid, "err", err)
+					continue
+				}
+				n.logger.Warn("live group has no local state here; rejoining from its peers", "topic", a.Topic, "partition", a.Partition.Index, "group", gid)
+			}
 		}
 		if err := n.openReplica(a, nodes); err != nil {
 			if errors.Is(err, errRejoinNotDue) {
@@ -142,29 +168,57 @@ func (n *Node) openReplica(a assignment, nodes map[string]string) error {
 	return nil
 }
 
-// registryCaughtUp reports whether this node's registry reflects what the
-// controller has committed, so that a partition missing from it was really
-// deleted (and not merely not replayed yet after a restart).
-func (n *Node) registryCaughtUp() bool {
-	rf := n.controller.Raft()
-	if id, _ := n.controllerLeader(); id == "" {
+// noStateReason is the rejoin reason of a live group that has no local
+// state on a node it is assigned to.
+const noStateReason = "no local state for a live group"
+
+// registrySyncedOnce reports whether this node's registry has caught up,
+// since it started, with everything the controller had acknowledged (one
+// successful syncRegistry; tried on each call until then). Only the
+// reconcile loop calls it.
+func (n *Node) registrySyncedOnce() bool {
+	if n.registrySynced.Load() {
+		return true
+	}
+	if err := n.syncRegistry(n.ctx); err != nil {
 		return false
 	}
-	commit := rf.CommitIndex()
-	return commit > 0 && rf.AppliedIndex() >= commit && commit >= rf.LastIndex()
+	n.registrySynced.Store(true)
+	n.logger.Info("registry caught up with the controller leader", "applied_index", n.controllerFSM.appliedIndex())
+	return true
 }
 
-// removeUnassigned closes and deletes local replicas, and leftover replica
-// directories, of partitions no longer assigned here (their topic was
-// deleted, possibly while this node was down). Group ids are never reused,
-// so a leftover can only be a deleted partition.
-func (n *Node) removeUnassigned(assigned []assignment) {
-	want := make(map[uint64]bool, len(assigned))
-	for _, a := range assigned {
-		want[a.Partition.GroupID] = true
+// markLive asks the controller to record as live the groups this node leads
+// that the registry does not list as live yet.
+func (n *Node) markLive() {
+	live := make(map[uint64]bool)
+	for _, a := range n.controllerFSM.assignedTo(n.cfg.NodeID) {
+		live[a.Partition.GroupID] = a.Partition.Live
 	}
+	var gids []uint64
 	for _, r := range n.replicasSnapshot() {
-		if !want[r.GroupID()] {
+		if isLive, assigned := live[r.GroupID()]; assigned && !isLive && r.IsLeader() {
+			gids = append(gids, r.GroupID())
+		}
+	}
+	if len(gids) == 0 {
+		return
+	}
+	ctx, cancel := context.WithTimeout(n.ctx, registrySyncWaitMax)
+	defer cancel()
+	if err := n.markGroupsLive(ctx, gids); err != nil {
+		n.logger.Debug("cannot mark groups live yet", "groups", gids, "err", err)
+	}
+}
+
+// removeTombstoned closes and deletes local replicas, replica directories
+// and rejoin markers of groups named in a tombstone (their topic was
+// deleted, possibly while this node was down). A group directory that is
+// neither in the registry nor tombstoned is kept: it may belong to a topic
+// this node has not replayed yet.
+func (n *Node) removeTombstoned() {
+	for _, r := range n.replicasSnapshot() {
+		if n.controllerFSM.tombstoned(r.GroupID()) {
 			n.mu.Lock()
 			delete(n.mu.replicas, r.GroupID())
 			n.mu.Unlock()
@@ -179,7 +233,7 @@ func (n *Node) removeUnassigned(assigned []assignment) {
 	}
 	for _, e := range entries {
 		gid, err := strconv.ParseUint(strings.TrimPrefix(e.Name(), "g"), 10, 64)
-		if !e.IsDir() || !strings.HasPrefix(e.Name(), "g") || err != nil || gid == controllerGroupID || want[gid] || n.replica(gid) != nil {
+		if !e.IsDir() || !strings.HasPrefix(e.Name(), "g") || err != nil || gid == controllerGroupID || !n.controllerFSM.tombstoned(gid) || n.replica(gid) != nil {
 			continue
 		}
 		lp, err := n.db.Partition(gid)
@@ -197,13 +251,14 @@ func (n *Node) removeUnassigned(assigned []assignment) {
 			n.logger.Warn("removing deleted partition", "group", gid, "err", err)
 			continue
 		}
-		n.logger.Info("removed replica of deleted partition", "group", gid)
+		n.metrics.groupsRemoved.Inc()
+		n.logger.Info("removed replica of deleted partition", "group", gid, "tombstone_index", n.controllerFSM.tombstoneIndex(gid))
 	}
 	// A group waiting for its demotion has no directory, only its marker.
 	markers, _ := filepath.Glob(filepath.Join(n.cfg.DataDir, "raft", "g*.rejoin"))
 	for _, path := range markers {
 		gid, err := strconv.ParseUint(strings.TrimSuffix(strings.TrimPrefix(filepath.Base(path), "g"), ".rejoin"), 10, 64)
-		if err != nil || gid == controllerGroupID || want[gid] || n.replica(gid) != nil {
+		if err != nil || gid == controllerGroupID || !n.controllerFSM.tombstoned(gid) || n.replica(gid) != nil {
 			continue
 		}
 		if err := heraldraft.RemoveRejoinMarker(n.groupDir(gid)); err != nil {

@@ -23,10 +23,23 @@ func createTopicConfig(t *testing.T, hc heraldpb.HeraldClient, cfg *heraldpb.Top
 	return resp.Topic
 }
 
+// createTenant registers a tenant through hc, retrying while the
+// controller has no reachable leader (a node of the test may just have
+// stopped); TENANT_EXISTS after a retry means an earlier try committed.
 func createTenant(t *testing.T, hc heraldpb.HeraldClient, id string) {
 	t.Helper()
-	if _, err := hc.CreateTenant(ctxTimeout(t, 10*time.Second), &heraldpb.CreateTenantRequest{Tenant: &heraldpb.Tenant{Id: id}}); err != nil {
-		t.Fatalf("create tenant %s: %v", id, err)
+	deadline := time.Now().Add(20 * time.Second)
+	for retried := false; ; retried = true {
+		_, err := hc.CreateTenant(ctxTimeout(t, 10*time.Second), &heraldpb.CreateTenantRequest{Tenant: &heraldpb.Tenant{Id: id}})
+		err = client.FromStatus(err)
+		switch {
+		case err == nil, retried && errors.Is(err, client.ErrTenantExists):
+			return
+		case (errors.Is(err, client.ErrUnavailable) || errors.Is(err, client.ErrNoLeader) || errors.Is(err, client.ErrNotLeader) || errors.Is(err, client.ErrUnknownOutcome)) && time.Now().Before(deadline):
+			time.Sleep(100 * time.Millisecond)
+		default:
+			t.Fatalf("create tenant %s: %v", id, err)
+		}
 	}
 }
 

@@ -256,6 +256,11 @@ func (n *Node) advanceRejoins() {
 	now := time.Now()
 	for _, m := range n.rejoins.demoted() {
 		gid := m.Group
+		// hashicorp/raft's AppliedIndex counts entries handed to the FSM,
+		// not applied; that is the right number here: promotion makes this
+		// replica count in elections and quorums, which depends on its Raft
+		// log holding the committed entries up to the catch-up index, not
+		// on its state machine having applied them.
 		var applied uint64
 		switch {
 		case gid == controllerGroupID:

@@ -45,9 +45,6 @@ const raftStateFile = "raft.db"
 type wipedRejoin struct {
 	// pending: the partition pass has not run yet.
 	pending bool
-	// controllerIndex is the controller's catch-up index when the
-	// controller rejoined too: the registry is complete once it applied it.
-	controllerIndex uint64
 }
 
 func (n *Node) wipedMarkerPath() string { return filepath.Join(n.cfg.DataDir, wipedMarkerFile) }
@@ -101,20 +98,25 @@ func (n *Node) prepareWiped() error {
 }
 
 // markWiped writes group gid's rejoin marker at stage damaged.
-func (n *Node) markWiped(gid uint64) error {
+func (n *Node) markWiped(gid uint64) error { return n.markRejoin(gid, wipedReason) }
+
+// markRejoin writes group gid's rejoin marker at stage damaged, with reason.
+func (n *Node) markRejoin(gid uint64, reason string) error {
 	if err := os.MkdirAll(filepath.Dir(n.groupDir(gid)), 0o755); err != nil {
 		return err
 	}
 	return heraldraft.WriteRejoinMarker(n.groupDir(gid), &heraldraft.RejoinMarker{Group: gid,
-		DetectedAt: time.Now().UTC(), Reason: wipedReason, Stage: heraldraft.RejoinDamaged})
+		DetectedAt: time.Now().UTC(), Reason: reason, Stage: heraldraft.RejoinDamaged})
 }
 
 // wipedPass is the reconciler's partition pass of a wiped node's rejoin:
-// once the registry has caught up it marks every assigned group that has
-// neither Raft state nor a marker here, then removes the pending marker. A
-// failure is logged and the pass runs again at the next reconcile.
+// called once the registry has caught up with the controller leader's
+// (registrySyncedOnce, which also covers the controller's own catch-up
+// index when it rejoined), it marks every assigned group that has neither
+// Raft state nor a marker here, then removes the pending marker. A failure
+// is logged and the pass runs again at the next reconcile.
 func (n *Node) wipedPass(assigned []assignment) {
-	if !n.wiped.pending || !n.registryCaughtUp() || n.controller.Raft().AppliedIndex() < n.wiped.controllerIndex {
+	if !n.wiped.pending {
 		return
 	}
 	var marked, kept []uint64

@@ -145,7 +145,7 @@ func (s *heraldService) ListTopics(ctx context.Context, _ *heraldpb.ListTopicsRe
 }
 
 func (s *heraldService) DescribeTopic(ctx context.Context, req *heraldpb.DescribeTopicRequest) (*heraldpb.DescribeTopicResponse, error) {
-	t, err := s.node.findTopic(ctx, req.GetName(), !isForwarded(ctx))
+	t, err := s.node.lookupTopic(ctx, req.GetName())
 	if err != nil {
 		return nil, err
 	}
@@ -176,68 +176,26 @@ func (s *heraldService) Metadata(ctx context.Context, req *heraldpb.MetadataRequ
 	return resp, nil
 }
 
-// lookupTopic finds a topic in the local registry or, when this node has
-// not applied its creation yet, asks the controller leader, whose answer is
-// authoritative. It is used on behalf of any RPC, forwarded or not: the
-// lookup is a separate hop that the leader answers without forwarding.
+// lookupTopic finds a topic in the local registry; a miss is answered only
+// after this node's registry has caught up with the controller leader's
+// (syncRegistry: a read index, no forwarding of the lookup itself).
 func (n *Node) lookupTopic(ctx context.Context, name string) (*topicRecord, error) {
-	return n.findTopic(ctx, name, true)
-}
-
-// findTopic is lookupTopic; with askLeader false a node that does not lead
-// the controller answers NOT_LEADER instead of asking (a DescribeTopic that
-// was itself forwarded must not hop again).
-func (n *Node) findTopic(ctx context.Context, name string, askLeader bool) (*topicRecord, error) {
 	if name == "" {
 		return nil, client.InvalidArgument("topic", "topic name is required")
 	}
 	if t, ok := n.controllerFSM.topic(name); ok {
 		return t, nil
 	}
-	leaderID, leaderAddr := n.controllerLeader()
-	switch {
-	case leaderID == "":
-		// Right after a restart the registry is rebuilt from the Raft log
-		// once a leader is known: "not found" now could be wrong.
-		return nil, client.NoLeader("controller")
-	case leaderID == n.cfg.NodeID:
-		if err := n.leaderRegistryCaughtUp(); err != nil {
-			return nil, err
-		}
-		if t, ok := n.controllerFSM.topic(name); ok {
-			return t, nil
-		}
-		return nil, client.TopicNotFound(name)
-	case !askLeader:
-		return nil, client.NotLeader(leaderID, leaderAddr)
+	// "Not found" only once this node's registry has caught up with the
+	// controller leader's: right after a restart, or before a create
+	// acknowledged elsewhere has been applied here, it could be wrong.
+	if err := n.syncRegistry(ctx); err != nil {
+		return nil, err
 	}
-	hc, err := n.peers.herald(leaderAddr)
-	if err != nil {
-		return nil, client.NoLeader("controller")
+	if t, ok := n.controllerFSM.topic(name); ok {
+		return t, nil
 	}
-	resp, err := hc.DescribeTopic(forwardContext(lookupContext(ctx)), &heraldpb.DescribeTopicRequest{Name: name})
-	if err != nil {
-		err = client.FromStatus(err)
-		if errors.Is(err, client.ErrTopicNotFound) {
-			return nil, client.TopicNotFound(name)
-		}
-		// The node we took for the leader no longer is, or is unreachable.
-		return nil, client.NoLeader("controller")
-	}
-	return topicFromInfo(resp.GetTopic()), nil
-}
-
-// leaderRegistryCaughtUp makes sure the controller leader (this node) has
-// applied everything committed before it answers "not found" from its
-// registry: a new leader may not have yet. Checked first, so a flood of
-// lookups for unknown names costs no Raft writes.
-func (n *Node) leaderRegistryCaughtUp() error {
-	if rf := n.controller.Raft(); rf.AppliedIndex() < rf.LastIndex() {
-		if err := rf.Barrier(topicWaitMax).Error(); err != nil {
-			return client.NoLeader("controller")
-		}
-	}
-	return nil
+	return nil, client.TopicNotFound(name)
 }
 
 // lookupContext drops the incoming request's metadata, so that a registry

@@ -15,28 +15,21 @@ import (
 const autoTenantQueueMax = 1024
 
 // lookupTenant returns nil when the tenant is registered, TENANT_NOT_FOUND
-// when it is not, and NO_LEADER while this node cannot tell yet.
+// when it is not, and NO_LEADER while this node cannot tell yet. A miss is
+// answered only after this node's registry has caught up with the
+// controller leader's (syncRegistry), so a tenant whose creation was
+// acknowledged is never reported missing.
 func (n *Node) lookupTenant(ctx context.Context, id string) error {
 	if _, ok := n.controllerFSM.tenant(id); ok {
 		return nil
 	}
-	_, err := controllerCall(lookupContext(ctx), n, "DescribeTenant", func() (*heraldpb.DescribeTenantResponse, error) {
-		if err := n.leaderRegistryCaughtUp(); err != nil {
-			return nil, err
-		}
-		if t, ok := n.controllerFSM.tenant(id); ok {
-			return &heraldpb.DescribeTenantResponse{Tenant: t.info()}, nil
-		}
-		return nil, client.TenantNotFound(id)
-	}, func(ctx context.Context, hc heraldpb.HeraldClient) (*heraldpb.DescribeTenantResponse, error) {
-		return hc.DescribeTenant(ctx, &heraldpb.DescribeTenantRequest{Id: id})
-	})
-	var nl *client.NotLeaderError
-	if errors.As(err, &nl) || errors.Is(err, client.ErrUnavailable) {
-		// Whom we took for the controller leader is not: retry later.
-		return client.NoLeader("controller")
+	if err := n.syncRegistry(ctx); err != nil {
+		return err
 	}
-	return err
+	if _, ok := n.controllerFSM.tenant(id); ok {
+		return nil
+	}
+	return client.TenantNotFound(id)
 }
 
 // autoCreateTenant queues an unregistered tenant of an auto-tenants topic

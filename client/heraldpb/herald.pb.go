@@ -2769,6 +2769,166 @@ func (x *GroupStatus) GetLastAppendUnixNano() int64 {
 	return 0
 }
 
+type ControllerReadIndexRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ControllerReadIndexRequest) Reset() {
+	*x = ControllerReadIndexRequest{}
+	mi := &file_client_heraldpb_herald_proto_msgTypes[40]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ControllerReadIndexRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ControllerReadIndexRequest) ProtoMessage() {}
+
+func (x *ControllerReadIndexRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_client_heraldpb_herald_proto_msgTypes[40]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ControllerReadIndexRequest.ProtoReflect.Descriptor instead.
+func (*ControllerReadIndexRequest) Descriptor() ([]byte, []int) {
+	return file_client_heraldpb_herald_proto_rawDescGZIP(), []int{40}
+}
+
+type ControllerReadIndexResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Index         uint64                 `protobuf:"varint,1,opt,name=index,proto3" json:"index,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ControllerReadIndexResponse) Reset() {
+	*x = ControllerReadIndexResponse{}
+	mi := &file_client_heraldpb_herald_proto_msgTypes[41]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ControllerReadIndexResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ControllerReadIndexResponse) ProtoMessage() {}
+
+func (x *ControllerReadIndexResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_client_heraldpb_herald_proto_msgTypes[41]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ControllerReadIndexResponse.ProtoReflect.Descriptor instead.
+func (*ControllerReadIndexResponse) Descriptor() ([]byte, []int) {
+	return file_client_heraldpb_herald_proto_rawDescGZIP(), []int{41}
+}
+
+func (x *ControllerReadIndexResponse) GetIndex() uint64 {
+	if x != nil {
+		return x.Index
+	}
+	return 0
+}
+
+type MarkGroupsLiveRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	GroupIds      []uint64               `protobuf:"varint,1,rep,packed,name=group_ids,json=groupIds,proto3" json:"group_ids,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *MarkGroupsLiveRequest) Reset() {
+	*x = MarkGroupsLiveRequest{}
+	mi := &file_client_heraldpb_herald_proto_msgTypes[42]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *MarkGroupsLiveRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*MarkGroupsLiveRequest) ProtoMessage() {}
+
+func (x *MarkGroupsLiveRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_client_heraldpb_herald_proto_msgTypes[42]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use MarkGroupsLiveRequest.ProtoReflect.Descriptor instead.
+func (*MarkGroupsLiveRequest) Descriptor() ([]byte, []int) {
+	return file_client_heraldpb_herald_proto_rawDescGZIP(), []int{42}
+}
+
+func (x *MarkGroupsLiveRequest) GetGroupIds() []uint64 {
+	if x != nil {
+		return x.GroupIds
+	}
+	return nil
+}
+
+type MarkGroupsLiveResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *MarkGroupsLiveResponse) Reset() {
+	*x = MarkGroupsLiveResponse{}
+	mi := &file_client_heraldpb_herald_proto_msgTypes[43]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *MarkGroupsLiveResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*MarkGroupsLiveResponse) ProtoMessage() {}
+
+func (x *MarkGroupsLiveResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_client_heraldpb_herald_proto_msgTypes[43]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use MarkGroupsLiveResponse.ProtoReflect.Descriptor instead.
+func (*MarkGroupsLiveResponse) Descriptor() ([]byte, []int) {
+	return file_client_heraldpb_herald_proto_rawDescGZIP(), []int{43}
+}
+
 type NodeStatusRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	unknownFields protoimpl.UnknownFields
@@ -2777,7 +2937,7 @@ type NodeStatusRequest struct {
 
 func (x *NodeStatusRequest) Reset() {
 	*x = NodeStatusRequest{}
-	mi := &file_client_heraldpb_herald_proto_msgTypes[40]
+	mi := &file_client_heraldpb_herald_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2789,7 +2949,7 @@ func (x *NodeStatusRequest) String() string {
 func (*NodeStatusRequest) ProtoMessage() {}
 
 func (x *NodeStatusRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_client_heraldpb_herald_proto_msgTypes[40]
+	mi := &file_client_heraldpb_herald_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2802,7 +2962,7 @@ func (x *NodeStatusRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodeStatusRequest.ProtoReflect.Descriptor instead.
 func (*NodeStatusRequest) Descriptor() ([]byte, []int) {
-	return file_client_heraldpb_herald_proto_rawDescGZIP(), []int{40}
+	return file_client_heraldpb_herald_proto_rawDescGZIP(), []int{44}
 }
 
 type NodeStatusResponse struct {
@@ -2815,7 +2975,7 @@ type NodeStatusResponse struct {
 
 func (x *NodeStatusResponse) Reset() {
 	*x = NodeStatusResponse{}
-	mi := &file_client_heraldpb_herald_proto_msgTypes[41]
+	mi := &file_client_heraldpb_herald_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2827,7 +2987,7 @@ func (x *NodeStatusResponse) String() string {
 func (*NodeStatusResponse) ProtoMessage() {}
 
 func (x *NodeStatusResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_client_heraldpb_herald_proto_msgTypes[41]
+	mi := &file_client_heraldpb_herald_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2840,7 +3000,7 @@ func (x *NodeStatusResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodeStatusResponse.ProtoReflect.Descriptor instead.
 func (*NodeStatusResponse) Descriptor() ([]byte, []int) {
-	return file_client_heraldpb_herald_proto_rawDescGZIP(), []int{41}
+	return file_client_heraldpb_herald_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *NodeStatusResponse) GetNodeId() string {
@@ -3053,7 +3213,13 @@ const file_client_heraldpb_herald_proto_rawDesc = "" +
 	"\x04term\x18\b \x01(\x04R\x04term\x12#\n" +
 	"\rlow_watermark\x18\t \x01(\x04R\flowWatermark\x121\n" +
 	"\x15last_append_unix_nano\x18\n" +
-	" \x01(\x03R\x12lastAppendUnixNano\"\x13\n" +
+	" \x01(\x03R\x12lastAppendUnixNano\"\x1c\n" +
+	"\x1aControllerReadIndexRequest\"3\n" +
+	"\x1bControllerReadIndexResponse\x12\x14\n" +
+	"\x05index\x18\x01 \x01(\x04R\x05index\"4\n" +
+	"\x15MarkGroupsLiveRequest\x12\x1b\n" +
+	"\tgroup_ids\x18\x01 \x03(\x04R\bgroupIds\"\x18\n" +
+	"\x16MarkGroupsLiveResponse\"\x13\n" +
 	"\x11NodeStatusRequest\"]\n" +
 	"\x12NodeStatusResponse\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x12.\n" +
@@ -3107,10 +3273,12 @@ const file_client_heraldpb_herald_proto_rawDesc = "" +
 	"\vListTenants\x12\x1d.herald.v1.ListTenantsRequest\x1a\x1e.herald.v1.ListTenantsResponse\x12U\n" +
 	"\x0eDescribeTenant\x12 .herald.v1.DescribeTenantRequest\x1a!.herald.v1.DescribeTenantResponse\x12U\n" +
 	"\x0eSetTenantQuota\x12 .herald.v1.SetTenantQuotaRequest\x1a!.herald.v1.SetTenantQuotaResponse\x12O\n" +
-	"\fInitProducer\x12\x1e.herald.v1.InitProducerRequest\x1a\x1f.herald.v1.InitProducerResponse2Y\n" +
+	"\fInitProducer\x12\x1e.herald.v1.InitProducerRequest\x1a\x1f.herald.v1.InitProducerResponse2\x96\x02\n" +
 	"\fNodeInternal\x12I\n" +
 	"\n" +
-	"NodeStatus\x12\x1c.herald.v1.NodeStatusRequest\x1a\x1d.herald.v1.NodeStatusResponseB6Z4github.com/heraldlog/herald/client/heraldpb;heraldpbb\x06proto3"
+	"NodeStatus\x12\x1c.herald.v1.NodeStatusRequest\x1a\x1d.herald.v1.NodeStatusResponse\x12d\n" +
+	"\x13ControllerReadIndex\x12%.herald.v1.ControllerReadIndexRequest\x1a&.herald.v1.ControllerReadIndexResponse\x12U\n" +
+	"\x0eMarkGroupsLive\x12 .herald.v1.MarkGroupsLiveRequest\x1a!.herald.v1.MarkGroupsLiveResponseB6Z4github.com/heraldlog/herald/client/heraldpb;heraldpbb\x06proto3"
 
 var (
 	file_client_heraldpb_herald_proto_rawDescOnce sync.Once
@@ -3125,57 +3293,61 @@ func file_client_heraldpb_herald_proto_rawDescGZIP() []byte {
 }
 
 var file_client_heraldpb_herald_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_client_heraldpb_herald_proto_msgTypes = make([]protoimpl.MessageInfo, 43)
+var file_client_heraldpb_herald_proto_msgTypes = make([]protoimpl.MessageInfo, 47)
 var file_client_heraldpb_herald_proto_goTypes = []any{
-	(ErrorReason)(0),               // 0: herald.v1.ErrorReason
-	(Ordering)(0),                  // 1: herald.v1.Ordering
-	(StartPosition)(0),             // 2: herald.v1.StartPosition
-	(*Event)(nil),                  // 3: herald.v1.Event
-	(*TopicConfig)(nil),            // 4: herald.v1.TopicConfig
-	(*PartitionInfo)(nil),          // 5: herald.v1.PartitionInfo
-	(*TopicInfo)(nil),              // 6: herald.v1.TopicInfo
-	(*NodeInfo)(nil),               // 7: herald.v1.NodeInfo
-	(*CreateTopicRequest)(nil),     // 8: herald.v1.CreateTopicRequest
-	(*CreateTopicResponse)(nil),    // 9: herald.v1.CreateTopicResponse
-	(*ListTopicsRequest)(nil),      // 10: herald.v1.ListTopicsRequest
-	(*ListTopicsResponse)(nil),     // 11: herald.v1.ListTopicsResponse
-	(*DescribeTopicRequest)(nil),   // 12: herald.v1.DescribeTopicRequest
-	(*DescribeTopicResponse)(nil),  // 13: herald.v1.DescribeTopicResponse
-	(*MetadataRequest)(nil),        // 14: herald.v1.MetadataRequest
-	(*MetadataResponse)(nil),       // 15: herald.v1.MetadataResponse
-	(*ProduceRequest)(nil),         // 16: herald.v1.ProduceRequest
-	(*ProduceResult)(nil),          // 17: herald.v1.ProduceResult
-	(*TenantQuota)(nil),            // 18: herald.v1.TenantQuota
-	(*Tenant)(nil),                 // 19: herald.v1.Tenant
-	(*CreateTenantRequest)(nil),    // 20: herald.v1.CreateTenantRequest
-	(*CreateTenantResponse)(nil),   // 21: herald.v1.CreateTenantResponse
-	(*ListTenantsRequest)(nil),     // 22: herald.v1.ListTenantsRequest
-	(*ListTenantsResponse)(nil),    // 23: herald.v1.ListTenantsResponse
-	(*DescribeTenantRequest)(nil),  // 24: herald.v1.DescribeTenantRequest
-	(*DescribeTenantResponse)(nil), // 25: herald.v1.DescribeTenantResponse
-	(*SetTenantQuotaRequest)(nil),  // 26: herald.v1.SetTenantQuotaRequest
-	(*SetTenantQuotaResponse)(nil), // 27: herald.v1.SetTenantQuotaResponse
-	(*AlterTopicRequest)(nil),      // 28: herald.v1.AlterTopicRequest
-	(*AlterTopicResponse)(nil),     // 29: herald.v1.AlterTopicResponse
-	(*DeleteTopicRequest)(nil),     // 30: herald.v1.DeleteTopicRequest
-	(*DeleteTopicResponse)(nil),    // 31: herald.v1.DeleteTopicResponse
-	(*InitProducerRequest)(nil),    // 32: herald.v1.InitProducerRequest
-	(*InitProducerResponse)(nil),   // 33: herald.v1.InitProducerResponse
-	(*ProduceResponse)(nil),        // 34: herald.v1.ProduceResponse
-	(*FetchRequest)(nil),           // 35: herald.v1.FetchRequest
-	(*FetchResponse)(nil),          // 36: herald.v1.FetchResponse
-	(*ClusterStatusRequest)(nil),   // 37: herald.v1.ClusterStatusRequest
-	(*ReplicaStatus)(nil),          // 38: herald.v1.ReplicaStatus
-	(*PartitionStatus)(nil),        // 39: herald.v1.PartitionStatus
-	(*NodeStatusInfo)(nil),         // 40: herald.v1.NodeStatusInfo
-	(*ClusterStatusResponse)(nil),  // 41: herald.v1.ClusterStatusResponse
-	(*GroupStatus)(nil),            // 42: herald.v1.GroupStatus
-	(*NodeStatusRequest)(nil),      // 43: herald.v1.NodeStatusRequest
-	(*NodeStatusResponse)(nil),     // 44: herald.v1.NodeStatusResponse
-	nil,                            // 45: herald.v1.Event.HeadersEntry
+	(ErrorReason)(0),                    // 0: herald.v1.ErrorReason
+	(Ordering)(0),                       // 1: herald.v1.Ordering
+	(StartPosition)(0),                  // 2: herald.v1.StartPosition
+	(*Event)(nil),                       // 3: herald.v1.Event
+	(*TopicConfig)(nil),                 // 4: herald.v1.TopicConfig
+	(*PartitionInfo)(nil),               // 5: herald.v1.PartitionInfo
+	(*TopicInfo)(nil),                   // 6: herald.v1.TopicInfo
+	(*NodeInfo)(nil),                    // 7: herald.v1.NodeInfo
+	(*CreateTopicRequest)(nil),          // 8: herald.v1.CreateTopicRequest
+	(*CreateTopicResponse)(nil),         // 9: herald.v1.CreateTopicResponse
+	(*ListTopicsRequest)(nil),           // 10: herald.v1.ListTopicsRequest
+	(*ListTopicsResponse)(nil),          // 11: herald.v1.ListTopicsResponse
+	(*DescribeTopicRequest)(nil),        // 12: herald.v1.DescribeTopicRequest
+	(*DescribeTopicResponse)(nil),       // 13: herald.v1.DescribeTopicResponse
+	(*MetadataRequest)(nil),             // 14: herald.v1.MetadataRequest
+	(*MetadataResponse)(nil),            // 15: herald.v1.MetadataResponse
+	(*ProduceRequest)(nil),              // 16: herald.v1.ProduceRequest
+	(*ProduceResult)(nil),               // 17: herald.v1.ProduceResult
+	(*TenantQuota)(nil),                 // 18: herald.v1.TenantQuota
+	(*Tenant)(nil),                      // 19: herald.v1.Tenant
+	(*CreateTenantRequest)(nil),         // 20: herald.v1.CreateTenantRequest
+	(*CreateTenantResponse)(nil),        // 21: herald.v1.CreateTenantResponse
+	(*ListTenantsRequest)(nil),          // 22: herald.v1.ListTenantsRequest
+	(*ListTenantsResponse)(nil),         // 23: herald.v1.ListTenantsResponse
+	(*DescribeTenantRequest)(nil),       // 24: herald.v1.DescribeTenantRequest
+	(*DescribeTenantResponse)(nil),      // 25: herald.v1.DescribeTenantResponse
+	(*SetTenantQuotaRequest)(nil),       // 26: herald.v1.SetTenantQuotaRequest
+	(*SetTenantQuotaResponse)(nil),      // 27: herald.v1.SetTenantQuotaResponse
+	(*AlterTopicRequest)(nil),           // 28: herald.v1.AlterTopicRequest
+	(*AlterTopicResponse)(nil),          // 29: herald.v1.AlterTopicResponse
+	(*DeleteTopicRequest)(nil),          // 30: herald.v1.DeleteTopicRequest
+	(*DeleteTopicResponse)(nil),         // 31: herald.v1.DeleteTopicResponse
+	(*InitProducerRequest)(nil),         // 32: herald.v1.InitProducerRequest
+	(*InitProducerResponse)(nil),        // 33: herald.v1.InitProducerResponse
+	(*ProduceResponse)(nil),             // 34: herald.v1.ProduceResponse
+	(*FetchRequest)(nil),                // 35: herald.v1.FetchRequest
+	(*FetchResponse)(nil),               // 36: herald.v1.FetchResponse
+	(*ClusterStatusRequest)(nil),        // 37: herald.v1.ClusterStatusRequest
+	(*ReplicaStatus)(nil),               // 38: herald.v1.ReplicaStatus
+	(*PartitionStatus)(nil),             // 39: herald.v1.PartitionStatus
+	(*NodeStatusInfo)(nil),              // 40: herald.v1.NodeStatusInfo
+	(*ClusterStatusResponse)(nil),       // 41: herald.v1.ClusterStatusResponse
+	(*GroupStatus)(nil),                 // 42: herald.v1.GroupStatus
+	(*ControllerReadIndexRequest)(nil),  // 43: herald.v1.ControllerReadIndexRequest
+	(*ControllerReadIndexResponse)(nil), // 44: herald.v1.ControllerReadIndexResponse
+	(*MarkGroupsLiveRequest)(nil),       // 45: herald.v1.MarkGroupsLiveRequest
+	(*MarkGroupsLiveResponse)(nil),      // 46: herald.v1.MarkGroupsLiveResponse
+	(*NodeStatusRequest)(nil),           // 47: herald.v1.NodeStatusRequest
+	(*NodeStatusResponse)(nil),          // 48: herald.v1.NodeStatusResponse
+	nil,                                 // 49: herald.v1.Event.HeadersEntry
 }
 var file_client_heraldpb_herald_proto_depIdxs = []int32{
-	45, // 0: herald.v1.Event.headers:type_name -> herald.v1.Event.HeadersEntry
+	49, // 0: herald.v1.Event.headers:type_name -> herald.v1.Event.HeadersEntry
 	1,  // 1: herald.v1.TopicConfig.ordering:type_name -> herald.v1.Ordering
 	4,  // 2: herald.v1.TopicInfo.config:type_name -> herald.v1.TopicConfig
 	5,  // 3: herald.v1.TopicInfo.partitions:type_name -> herald.v1.PartitionInfo
@@ -3216,24 +3388,28 @@ var file_client_heraldpb_herald_proto_depIdxs = []int32{
 	24, // 38: herald.v1.Herald.DescribeTenant:input_type -> herald.v1.DescribeTenantRequest
 	26, // 39: herald.v1.Herald.SetTenantQuota:input_type -> herald.v1.SetTenantQuotaRequest
 	32, // 40: herald.v1.Herald.InitProducer:input_type -> herald.v1.InitProducerRequest
-	43, // 41: herald.v1.NodeInternal.NodeStatus:input_type -> herald.v1.NodeStatusRequest
-	9,  // 42: herald.v1.Herald.CreateTopic:output_type -> herald.v1.CreateTopicResponse
-	11, // 43: herald.v1.Herald.ListTopics:output_type -> herald.v1.ListTopicsResponse
-	13, // 44: herald.v1.Herald.DescribeTopic:output_type -> herald.v1.DescribeTopicResponse
-	15, // 45: herald.v1.Herald.Metadata:output_type -> herald.v1.MetadataResponse
-	34, // 46: herald.v1.Herald.Produce:output_type -> herald.v1.ProduceResponse
-	36, // 47: herald.v1.Herald.Fetch:output_type -> herald.v1.FetchResponse
-	41, // 48: herald.v1.Herald.ClusterStatus:output_type -> herald.v1.ClusterStatusResponse
-	29, // 49: herald.v1.Herald.AlterTopic:output_type -> herald.v1.AlterTopicResponse
-	31, // 50: herald.v1.Herald.DeleteTopic:output_type -> herald.v1.DeleteTopicResponse
-	21, // 51: herald.v1.Herald.CreateTenant:output_type -> herald.v1.CreateTenantResponse
-	23, // 52: herald.v1.Herald.ListTenants:output_type -> herald.v1.ListTenantsResponse
-	25, // 53: herald.v1.Herald.DescribeTenant:output_type -> herald.v1.DescribeTenantResponse
-	27, // 54: herald.v1.Herald.SetTenantQuota:output_type -> herald.v1.SetTenantQuotaResponse
-	33, // 55: herald.v1.Herald.InitProducer:output_type -> herald.v1.InitProducerResponse
-	44, // 56: herald.v1.NodeInternal.NodeStatus:output_type -> herald.v1.NodeStatusResponse
-	42, // [42:57] is the sub-list for method output_type
-	27, // [27:42] is the sub-list for method input_type
+	47, // 41: herald.v1.NodeInternal.NodeStatus:input_type -> herald.v1.NodeStatusRequest
+	43, // 42: herald.v1.NodeInternal.ControllerReadIndex:input_type -> herald.v1.ControllerReadIndexRequest
+	45, // 43: herald.v1.NodeInternal.MarkGroupsLive:input_type -> herald.v1.MarkGroupsLiveRequest
+	9,  // 44: herald.v1.Herald.CreateTopic:output_type -> herald.v1.CreateTopicResponse
+	11, // 45: herald.v1.Herald.ListTopics:output_type -> herald.v1.ListTopicsResponse
+	13, // 46: herald.v1.Herald.DescribeTopic:output_type -> herald.v1.DescribeTopicResponse
+	15, // 47: herald.v1.Herald.Metadata:output_type -> herald.v1.MetadataResponse
+	34, // 48: herald.v1.Herald.Produce:output_type -> herald.v1.ProduceResponse
+	36, // 49: herald.v1.Herald.Fetch:output_type -> herald.v1.FetchResponse
+	41, // 50: herald.v1.Herald.ClusterStatus:output_type -> herald.v1.ClusterStatusResponse
+	29, // 51: herald.v1.Herald.AlterTopic:output_type -> herald.v1.AlterTopicResponse
+	31, // 52: herald.v1.Herald.DeleteTopic:output_type -> herald.v1.DeleteTopicResponse
+	21, // 53: herald.v1.Herald.CreateTenant:output_type -> herald.v1.CreateTenantResponse
+	23, // 54: herald.v1.Herald.ListTenants:output_type -> herald.v1.ListTenantsResponse
+	25, // 55: herald.v1.Herald.DescribeTenant:output_type -> herald.v1.DescribeTenantResponse
+	27, // 56: herald.v1.Herald.SetTenantQuota:output_type -> herald.v1.SetTenantQuotaResponse
+	33, // 57: herald.v1.Herald.InitProducer:output_type -> herald.v1.InitProducerResponse
+	48, // 58: herald.v1.NodeInternal.NodeStatus:output_type -> herald.v1.NodeStatusResponse
+	44, // 59: herald.v1.NodeInternal.ControllerReadIndex:output_type -> herald.v1.ControllerReadIndexResponse
+	46, // 60: herald.v1.NodeInternal.MarkGroupsLive:output_type -> herald.v1.MarkGroupsLiveResponse
+	44, // [44:61] is the sub-list for method output_type
+	27, // [27:44] is the sub-list for method input_type
 	27, // [27:27] is the sub-list for extension type_name
 	27, // [27:27] is the sub-list for extension extendee
 	0,  // [0:27] is the sub-list for field type_name
@@ -3256,7 +3432,7 @@ func file_client_heraldpb_herald_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_client_heraldpb_herald_proto_rawDesc), len(file_client_heraldpb_herald_proto_rawDesc)),
 			NumEnums:      3,
-			NumMessages:   43,
+			NumMessages:   47,
 			NumExtensions: 0,
 			NumServices:   2,
 		},

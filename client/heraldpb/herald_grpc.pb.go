@@ -636,7 +636,9 @@ var Herald_ServiceDesc = grpc.ServiceDesc{
 }
 
 const (
-	NodeInternal_NodeStatus_FullMethodName = "/herald.v1.NodeInternal/NodeStatus"
+	NodeInternal_NodeStatus_FullMethodName          = "/herald.v1.NodeInternal/NodeStatus"
+	NodeInternal_ControllerReadIndex_FullMethodName = "/herald.v1.NodeInternal/ControllerReadIndex"
+	NodeInternal_MarkGroupsLive_FullMethodName      = "/herald.v1.NodeInternal/MarkGroupsLive"
 )
 
 // NodeInternalClient is the client API for NodeInternal service.
@@ -647,6 +649,14 @@ const (
 type NodeInternalClient interface {
 	// NodeStatus reports this node's view of the Raft groups it hosts.
 	NodeStatus(ctx context.Context, in *NodeStatusRequest, opts ...grpc.CallOption) (*NodeStatusResponse, error)
+	// ControllerReadIndex, on the controller leader, returns the registry
+	// index a node must have applied before it answers a read that began
+	// before the call (a ReadIndex: no log write). NOT_LEADER elsewhere.
+	ControllerReadIndex(ctx context.Context, in *ControllerReadIndexRequest, opts ...grpc.CallOption) (*ControllerReadIndexResponse, error)
+	// MarkGroupsLive, on the controller leader, records that partition
+	// groups have been bootstrapped (their first leader asks): from then on a
+	// replica without local state rejoins instead of bootstrapping.
+	MarkGroupsLive(ctx context.Context, in *MarkGroupsLiveRequest, opts ...grpc.CallOption) (*MarkGroupsLiveResponse, error)
 }
 
 type nodeInternalClient struct {
@@ -667,6 +677,26 @@ func (c *nodeInternalClient) NodeStatus(ctx context.Context, in *NodeStatusReque
 	return out, nil
 }
 
+func (c *nodeInternalClient) ControllerReadIndex(ctx context.Context, in *ControllerReadIndexRequest, opts ...grpc.CallOption) (*ControllerReadIndexResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ControllerReadIndexResponse)
+	err := c.cc.Invoke(ctx, NodeInternal_ControllerReadIndex_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *nodeInternalClient) MarkGroupsLive(ctx context.Context, in *MarkGroupsLiveRequest, opts ...grpc.CallOption) (*MarkGroupsLiveResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(MarkGroupsLiveResponse)
+	err := c.cc.Invoke(ctx, NodeInternal_MarkGroupsLive_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // NodeInternalServer is the server API for NodeInternal service.
 // All implementations must embed UnimplementedNodeInternalServer
 // for forward compatibility.
@@ -675,6 +705,14 @@ func (c *nodeInternalClient) NodeStatus(ctx context.Context, in *NodeStatusReque
 type NodeInternalServer interface {
 	// NodeStatus reports this node's view of the Raft groups it hosts.
 	NodeStatus(context.Context, *NodeStatusRequest) (*NodeStatusResponse, error)
+	// ControllerReadIndex, on the controller leader, returns the registry
+	// index a node must have applied before it answers a read that began
+	// before the call (a ReadIndex: no log write). NOT_LEADER elsewhere.
+	ControllerReadIndex(context.Context, *ControllerReadIndexRequest) (*ControllerReadIndexResponse, error)
+	// MarkGroupsLive, on the controller leader, records that partition
+	// groups have been bootstrapped (their first leader asks): from then on a
+	// replica without local state rejoins instead of bootstrapping.
+	MarkGroupsLive(context.Context, *MarkGroupsLiveRequest) (*MarkGroupsLiveResponse, error)
 	mustEmbedUnimplementedNodeInternalServer()
 }
 
@@ -687,6 +725,12 @@ type UnimplementedNodeInternalServer struct{}
 
 func (UnimplementedNodeInternalServer) NodeStatus(context.Context, *NodeStatusRequest) (*NodeStatusResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method NodeStatus not implemented")
+}
+func (UnimplementedNodeInternalServer) ControllerReadIndex(context.Context, *ControllerReadIndexRequest) (*ControllerReadIndexResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ControllerReadIndex not implemented")
+}
+func (UnimplementedNodeInternalServer) MarkGroupsLive(context.Context, *MarkGroupsLiveRequest) (*MarkGroupsLiveResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method MarkGroupsLive not implemented")
 }
 func (UnimplementedNodeInternalServer) mustEmbedUnimplementedNodeInternalServer() {}
 func (UnimplementedNodeInternalServer) testEmbeddedByValue()                      {}
@@ -727,6 +771,42 @@ func _NodeInternal_NodeStatus_Handler(srv interface{}, ctx context.Context, dec 
 	return interceptor(ctx, in, info, handler)
 }
 
+func _NodeInternal_ControllerReadIndex_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ControllerReadIndexRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(NodeInternalServer).ControllerReadIndex(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: NodeInternal_ControllerReadIndex_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(NodeInternalServer).ControllerReadIndex(ctx, req.(*ControllerReadIndexRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _NodeInternal_MarkGroupsLive_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(MarkGroupsLiveRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(NodeInternalServer).MarkGroupsLive(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: NodeInternal_MarkGroupsLive_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(NodeInternalServer).MarkGroupsLive(ctx, req.(*MarkGroupsLiveRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // NodeInternal_ServiceDesc is the grpc.ServiceDesc for NodeInternal service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -737,6 +817,14 @@ var NodeInternal_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "NodeStatus",
 			Handler:    _NodeInternal_NodeStatus_Handler,
+		},
+		{
+			MethodName: "ControllerReadIndex",
+			Handler:    _NodeInternal_ControllerReadIndex_Handler,
+		},
+		{
+			MethodName: "MarkGroupsLive",
+			Handler:    _NodeInternal_MarkGroupsLive_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},
