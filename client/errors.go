@@ -353,6 +353,17 @@ func NoLeader(what string) error {
 	}
 }
 
+// NodeStarting reports that node is still starting (its registry is not
+// open yet). Nothing was applied; another node can answer now, and this one
+// shortly (it travels as NO_LEADER, which the SDK retries elsewhere).
+func NodeStarting(node string) error {
+	return &Error{
+		Reason:  heraldpb.ErrorReason_NO_LEADER,
+		Code:    codes.Unavailable,
+		Message: "client: node " + node + " is starting; retry another node",
+	}
+}
+
 // OffsetOutOfRange reports a read of requested outside [low, high).
 func OffsetOutOfRange(requested, low, high uint64) error {
 	return &OffsetOutOfRangeError{Requested: requested, Low: low, High: high}

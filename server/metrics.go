@@ -26,6 +26,7 @@ type nodeMetrics struct {
 	rejoins         *prometheus.CounterVec
 	rejoining       prometheus.Gauge
 	reconciles      prometheus.Counter
+	refusedStarting prometheus.Counter
 	groupsRemoved   prometheus.Counter
 }
 
@@ -72,6 +73,10 @@ func newNodeMetrics() *nodeMetrics {
 			Name: "herald_raft_rejoining_groups",
 			Help: "Group replicas on this node rejoining from their peers (waiting for demotion, or catching up as non-voters).",
 		}),
+		refusedStarting: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "herald_rpcs_refused_starting_total",
+			Help: "Public and node-internal calls refused (UNAVAILABLE, retryable) because the node was still starting.",
+		}),
 		reconciles: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "herald_reconcile_passes_total",
 			Help: "Passes of the reconciler (open assigned replicas, remove tombstoned ones, mark groups live).",
@@ -89,7 +94,7 @@ func newNodeMetrics() *nodeMetrics {
 
 func (m *nodeMetrics) collectors() []prometheus.Collector {
 	return []prometheus.Collector{m.rpcs, m.rpcSeconds, m.producedEvents, m.fetchedEvents, m.forwarded,
-		m.retainedTrims, m.retainedRecords, m.duplicates, m.logRebuilds, m.rejoins, m.rejoining, m.reconciles, m.groupsRemoved}
+		m.retainedTrims, m.retainedRecords, m.duplicates, m.logRebuilds, m.rejoins, m.rejoining, m.reconciles, m.groupsRemoved, m.refusedStarting}
 }
 
 // unaryInterceptor records request counts and latency. It runs outside

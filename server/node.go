@@ -66,6 +66,9 @@ type Node struct {
 	// registrySynced is set once this node's registry has caught up with
 	// the controller leader's since the start (see registrySyncedOnce).
 	registrySynced atomic.Bool
+	// serving is set once the controller is open; until then the public
+	// and node-internal services answer NodeStarting (serving_gate.go).
+	serving atomic.Bool
 
 	stop chan struct{}
 	// ctx is cancelled when the node stops (with stop), for calls the
@@ -134,7 +137,8 @@ func StartNodeContext(ctx context.Context, cfg Config) (_ *Node, err error) {
 	}
 
 	opts := append(heraldraft.ServerOptions(grpcMessageBytesMax),
-		grpc.ChainUnaryInterceptor(n.metrics.unaryInterceptor, errorInterceptor))
+		grpc.ChainUnaryInterceptor(n.metrics.unaryInterceptor, n.gateUnary, errorInterceptor),
+		grpc.ChainStreamInterceptor(n.gateStream))
 	n.grpcServer = grpc.NewServer(opts...)
 	n.mux.Register(n.grpcServer)
 	heraldpb.RegisterHeraldServer(n.grpcServer, &heraldService{node: n})
@@ -155,6 +159,8 @@ func StartNodeContext(ctx context.Context, cfg Config) (_ *Node, err error) {
 	if err := n.openController(controllerRejoin); err != nil {
 		return nil, err
 	}
+	// Publish the controller to the gRPC handlers (see serving_gate.go).
+	n.serving.Store(true)
 	if err := n.startHTTP(); err != nil {
 		return nil, err
 	}
