@@ -26,9 +26,30 @@ func (c *Client) CreateTopic(ctx context.Context, cfg *TopicConfig) (*TopicInfo,
 	return resp.GetTopic(), nil
 }
 
+// ReadOption changes how a registry read (ListTopics, DescribeTopic,
+// ListTenants, DescribeTenant) is served.
+type ReadOption func(*readOptions)
+
+type readOptions struct{ stale bool }
+
+func readOpts(opts []ReadOption) readOptions {
+	var o readOptions
+	for _, opt := range opts {
+		opt(&o)
+	}
+	return o
+}
+
+// Stale lets the answering node serve a registry read from its own copy of
+// the registry, which may trail the controller leader's, saving the read
+// index round trip. Without it a registry read is linearizable: it
+// reflects every registry change acknowledged before it began. A "not
+// found" is always checked against the leader.
+func Stale() ReadOption { return func(o *readOptions) { o.stale = true } }
+
 // ListTopics returns every topic. It retries transient failures.
-func (c *Client) ListTopics(ctx context.Context) ([]*TopicInfo, error) {
-	resp, err := invoke(ctx, c, call{op: "list topics"}, heraldpb.HeraldClient.ListTopics, &heraldpb.ListTopicsRequest{})
+func (c *Client) ListTopics(ctx context.Context, opts ...ReadOption) ([]*TopicInfo, error) {
+	resp, err := invoke(ctx, c, call{op: "list topics"}, heraldpb.HeraldClient.ListTopics, &heraldpb.ListTopicsRequest{Stale: readOpts(opts).stale})
 	if err != nil {
 		return nil, err
 	}
@@ -38,11 +59,11 @@ func (c *Client) ListTopics(ctx context.Context) ([]*TopicInfo, error) {
 // DescribeTopic returns one topic, or an error matching ErrTopicNotFound.
 // It refreshes the topic's routes in the cache and retries transient
 // failures.
-func (c *Client) DescribeTopic(ctx context.Context, name string) (*TopicInfo, error) {
+func (c *Client) DescribeTopic(ctx context.Context, name string, opts ...ReadOption) (*TopicInfo, error) {
 	if name == "" {
 		return nil, InvalidArgument("name", "a topic needs a name")
 	}
-	resp, err := invoke(ctx, c, call{op: "describe topic " + name}, heraldpb.HeraldClient.DescribeTopic, &heraldpb.DescribeTopicRequest{Name: name})
+	resp, err := invoke(ctx, c, call{op: "describe topic " + name}, heraldpb.HeraldClient.DescribeTopic, &heraldpb.DescribeTopicRequest{Name: name, Stale: readOpts(opts).stale})
 	if err != nil {
 		return nil, err
 	}
@@ -120,8 +141,8 @@ func (c *Client) CreateTenant(ctx context.Context, tenant *Tenant) (*Tenant, err
 }
 
 // ListTenants returns every tenant. It retries transient failures.
-func (c *Client) ListTenants(ctx context.Context) ([]*Tenant, error) {
-	resp, err := invoke(ctx, c, call{op: "list tenants"}, heraldpb.HeraldClient.ListTenants, &heraldpb.ListTenantsRequest{})
+func (c *Client) ListTenants(ctx context.Context, opts ...ReadOption) ([]*Tenant, error) {
+	resp, err := invoke(ctx, c, call{op: "list tenants"}, heraldpb.HeraldClient.ListTenants, &heraldpb.ListTenantsRequest{Stale: readOpts(opts).stale})
 	if err != nil {
 		return nil, err
 	}
@@ -130,11 +151,11 @@ func (c *Client) ListTenants(ctx context.Context) ([]*Tenant, error) {
 
 // DescribeTenant returns one tenant, or an error matching
 // ErrTenantNotFound. It retries transient failures.
-func (c *Client) DescribeTenant(ctx context.Context, id string) (*Tenant, error) {
+func (c *Client) DescribeTenant(ctx context.Context, id string, opts ...ReadOption) (*Tenant, error) {
 	if id == "" {
 		return nil, InvalidArgument("id", "a tenant needs an id")
 	}
-	resp, err := invoke(ctx, c, call{op: "describe tenant " + id}, heraldpb.HeraldClient.DescribeTenant, &heraldpb.DescribeTenantRequest{Id: id})
+	resp, err := invoke(ctx, c, call{op: "describe tenant " + id}, heraldpb.HeraldClient.DescribeTenant, &heraldpb.DescribeTenantRequest{Id: id, Stale: readOpts(opts).stale})
 	if err != nil {
 		return nil, err
 	}

@@ -73,6 +73,15 @@ func (n *Node) syncRegistry(ctx context.Context) error {
 	return n.awaitRegistry(ctx, idx)
 }
 
+// registryRead prepares a registry read: linearizable (syncRegistry) unless
+// the caller asked for a stale one.
+func (n *Node) registryRead(ctx context.Context, stale bool) error {
+	if stale {
+		return nil
+	}
+	return n.syncRegistry(ctx)
+}
+
 // ControllerReadIndex serves controllerReadIndex for a peer.
 func (s *internalService) ControllerReadIndex(context.Context, *heraldpb.ControllerReadIndexRequest) (*heraldpb.ControllerReadIndexResponse, error) {
 	n := s.node

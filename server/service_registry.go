@@ -102,7 +102,10 @@ func (s *heraldService) SetTenantQuota(ctx context.Context, req *heraldpb.SetTen
 	})
 }
 
-func (s *heraldService) ListTenants(context.Context, *heraldpb.ListTenantsRequest) (*heraldpb.ListTenantsResponse, error) {
+func (s *heraldService) ListTenants(ctx context.Context, req *heraldpb.ListTenantsRequest) (*heraldpb.ListTenantsResponse, error) {
+	if err := s.node.registryRead(ctx, req.GetStale()); err != nil {
+		return nil, err
+	}
 	resp := &heraldpb.ListTenantsResponse{}
 	for _, t := range s.node.controllerFSM.tenants() {
 		resp.Tenants = append(resp.Tenants, t.info())
@@ -111,14 +114,25 @@ func (s *heraldService) ListTenants(context.Context, *heraldpb.ListTenantsReques
 }
 
 func (s *heraldService) DescribeTenant(ctx context.Context, req *heraldpb.DescribeTenantRequest) (*heraldpb.DescribeTenantResponse, error) {
+	if req.GetId() == "" {
+		return nil, client.InvalidArgument("id", "a tenant needs an id")
+	}
+	if err := s.node.registryRead(ctx, req.GetStale()); err != nil {
+		return nil, err
+	}
 	if t, ok := s.node.controllerFSM.tenant(req.GetId()); ok {
 		return &heraldpb.DescribeTenantResponse{Tenant: t.info()}, nil
 	}
-	return controllerCall(ctx, s.node, "DescribeTenant", func() (*heraldpb.DescribeTenantResponse, error) {
-		return nil, client.TenantNotFound(req.GetId())
-	}, func(ctx context.Context, hc heraldpb.HeraldClient) (*heraldpb.DescribeTenantResponse, error) {
-		return hc.DescribeTenant(ctx, req)
-	})
+	if req.GetStale() {
+		// "Not found" is never stale: it could hide an acknowledged create.
+		if err := s.node.lookupTenant(ctx, req.GetId()); err != nil {
+			return nil, err
+		}
+		if t, ok := s.node.controllerFSM.tenant(req.GetId()); ok {
+			return &heraldpb.DescribeTenantResponse{Tenant: t.info()}, nil
+		}
+	}
+	return nil, client.TenantNotFound(req.GetId())
 }
 
 func (s *heraldService) InitProducer(ctx context.Context, req *heraldpb.InitProducerRequest) (*heraldpb.InitProducerResponse, error) {

@@ -136,7 +136,10 @@ func (n *Node) waitPartitionLeaders(ctx context.Context, t *topicRecord) {
 	}
 }
 
-func (s *heraldService) ListTopics(ctx context.Context, _ *heraldpb.ListTopicsRequest) (*heraldpb.ListTopicsResponse, error) {
+func (s *heraldService) ListTopics(ctx context.Context, req *heraldpb.ListTopicsRequest) (*heraldpb.ListTopicsResponse, error) {
+	if err := s.node.registryRead(ctx, req.GetStale()); err != nil {
+		return nil, err
+	}
 	resp := &heraldpb.ListTopicsResponse{}
 	for _, t := range s.node.controllerFSM.topics() {
 		resp.Topics = append(resp.Topics, s.node.topicInfoWithLeaders(ctx, t))
@@ -145,6 +148,12 @@ func (s *heraldService) ListTopics(ctx context.Context, _ *heraldpb.ListTopicsRe
 }
 
 func (s *heraldService) DescribeTopic(ctx context.Context, req *heraldpb.DescribeTopicRequest) (*heraldpb.DescribeTopicResponse, error) {
+	if req.GetName() == "" {
+		return nil, client.InvalidArgument("topic", "topic name is required")
+	}
+	if err := s.node.registryRead(ctx, req.GetStale()); err != nil {
+		return nil, err
+	}
 	t, err := s.node.lookupTopic(ctx, req.GetName())
 	if err != nil {
 		return nil, err
@@ -154,6 +163,9 @@ func (s *heraldService) DescribeTopic(ctx context.Context, req *heraldpb.Describ
 
 func (s *heraldService) Metadata(ctx context.Context, req *heraldpb.MetadataRequest) (*heraldpb.MetadataResponse, error) {
 	n := s.node
+	if err := n.registryRead(ctx, req.GetStale()); err != nil {
+		return nil, err
+	}
 	resp := &heraldpb.MetadataResponse{}
 	nodes := n.nodes()
 	for _, id := range n.sortedNodeIDs() {

@@ -838,8 +838,14 @@ func (x *CreateTopicResponse) GetTopic() *TopicInfo {
 	return nil
 }
 
+// Registry reads (ListTopics, DescribeTopic, Metadata, ListTenants,
+// DescribeTenant) are linearizable unless stale is set: the answering node
+// first catches up with the controller leader (a read index), so the
+// answer reflects every registry change acknowledged before the call.
+// stale: answer from the node's own copy, which may trail the leader.
 type ListTopicsRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
+	Stale         bool                   `protobuf:"varint,1,opt,name=stale,proto3" json:"stale,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -872,6 +878,13 @@ func (x *ListTopicsRequest) ProtoReflect() protoreflect.Message {
 // Deprecated: Use ListTopicsRequest.ProtoReflect.Descriptor instead.
 func (*ListTopicsRequest) Descriptor() ([]byte, []int) {
 	return file_client_heraldpb_herald_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *ListTopicsRequest) GetStale() bool {
+	if x != nil {
+		return x.Stale
+	}
+	return false
 }
 
 type ListTopicsResponse struct {
@@ -921,6 +934,7 @@ func (x *ListTopicsResponse) GetTopics() []*TopicInfo {
 type DescribeTopicRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Stale         bool                   `protobuf:"varint,2,opt,name=stale,proto3" json:"stale,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -960,6 +974,13 @@ func (x *DescribeTopicRequest) GetName() string {
 		return x.Name
 	}
 	return ""
+}
+
+func (x *DescribeTopicRequest) GetStale() bool {
+	if x != nil {
+		return x.Stale
+	}
+	return false
 }
 
 type DescribeTopicResponse struct {
@@ -1009,6 +1030,7 @@ func (x *DescribeTopicResponse) GetTopic() *TopicInfo {
 type MetadataRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Topics        []string               `protobuf:"bytes,1,rep,name=topics,proto3" json:"topics,omitempty"` // empty: all topics
+	Stale         bool                   `protobuf:"varint,2,opt,name=stale,proto3" json:"stale,omitempty"`  // see ListTopicsRequest
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1048,6 +1070,13 @@ func (x *MetadataRequest) GetTopics() []string {
 		return x.Topics
 	}
 	return nil
+}
+
+func (x *MetadataRequest) GetStale() bool {
+	if x != nil {
+		return x.Stale
+	}
+	return false
 }
 
 type MetadataResponse struct {
@@ -1464,6 +1493,7 @@ func (x *CreateTenantResponse) GetTenant() *Tenant {
 
 type ListTenantsRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
+	Stale         bool                   `protobuf:"varint,1,opt,name=stale,proto3" json:"stale,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1496,6 +1526,13 @@ func (x *ListTenantsRequest) ProtoReflect() protoreflect.Message {
 // Deprecated: Use ListTenantsRequest.ProtoReflect.Descriptor instead.
 func (*ListTenantsRequest) Descriptor() ([]byte, []int) {
 	return file_client_heraldpb_herald_proto_rawDescGZIP(), []int{19}
+}
+
+func (x *ListTenantsRequest) GetStale() bool {
+	if x != nil {
+		return x.Stale
+	}
+	return false
 }
 
 type ListTenantsResponse struct {
@@ -1545,6 +1582,7 @@ func (x *ListTenantsResponse) GetTenants() []*Tenant {
 type DescribeTenantRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	Stale         bool                   `protobuf:"varint,2,opt,name=stale,proto3" json:"stale,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1584,6 +1622,13 @@ func (x *DescribeTenantRequest) GetId() string {
 		return x.Id
 	}
 	return ""
+}
+
+func (x *DescribeTenantRequest) GetStale() bool {
+	if x != nil {
+		return x.Stale
+	}
+	return false
 }
 
 type DescribeTenantResponse struct {
@@ -3085,16 +3130,19 @@ const file_client_heraldpb_herald_proto_rawDesc = "" +
 	"\x12CreateTopicRequest\x12.\n" +
 	"\x06config\x18\x01 \x01(\v2\x16.herald.v1.TopicConfigR\x06config\"A\n" +
 	"\x13CreateTopicResponse\x12*\n" +
-	"\x05topic\x18\x01 \x01(\v2\x14.herald.v1.TopicInfoR\x05topic\"\x13\n" +
-	"\x11ListTopicsRequest\"B\n" +
-	"\x12ListTopicsResponse\x12,\n" +
-	"\x06topics\x18\x01 \x03(\v2\x14.herald.v1.TopicInfoR\x06topics\"*\n" +
-	"\x14DescribeTopicRequest\x12\x12\n" +
-	"\x04name\x18\x01 \x01(\tR\x04name\"C\n" +
-	"\x15DescribeTopicResponse\x12*\n" +
 	"\x05topic\x18\x01 \x01(\v2\x14.herald.v1.TopicInfoR\x05topic\")\n" +
+	"\x11ListTopicsRequest\x12\x14\n" +
+	"\x05stale\x18\x01 \x01(\bR\x05stale\"B\n" +
+	"\x12ListTopicsResponse\x12,\n" +
+	"\x06topics\x18\x01 \x03(\v2\x14.herald.v1.TopicInfoR\x06topics\"@\n" +
+	"\x14DescribeTopicRequest\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x14\n" +
+	"\x05stale\x18\x02 \x01(\bR\x05stale\"C\n" +
+	"\x15DescribeTopicResponse\x12*\n" +
+	"\x05topic\x18\x01 \x01(\v2\x14.herald.v1.TopicInfoR\x05topic\"?\n" +
 	"\x0fMetadataRequest\x12\x16\n" +
-	"\x06topics\x18\x01 \x03(\tR\x06topics\"\x9d\x01\n" +
+	"\x06topics\x18\x01 \x03(\tR\x06topics\x12\x14\n" +
+	"\x05stale\x18\x02 \x01(\bR\x05stale\"\x9d\x01\n" +
 	"\x10MetadataResponse\x12)\n" +
 	"\x05nodes\x18\x01 \x03(\v2\x13.herald.v1.NodeInfoR\x05nodes\x12,\n" +
 	"\x06topics\x18\x02 \x03(\v2\x14.herald.v1.TopicInfoR\x06topics\x120\n" +
@@ -3121,12 +3169,14 @@ const file_client_heraldpb_herald_proto_rawDesc = "" +
 	"\x13CreateTenantRequest\x12)\n" +
 	"\x06tenant\x18\x01 \x01(\v2\x11.herald.v1.TenantR\x06tenant\"A\n" +
 	"\x14CreateTenantResponse\x12)\n" +
-	"\x06tenant\x18\x01 \x01(\v2\x11.herald.v1.TenantR\x06tenant\"\x14\n" +
-	"\x12ListTenantsRequest\"B\n" +
+	"\x06tenant\x18\x01 \x01(\v2\x11.herald.v1.TenantR\x06tenant\"*\n" +
+	"\x12ListTenantsRequest\x12\x14\n" +
+	"\x05stale\x18\x01 \x01(\bR\x05stale\"B\n" +
 	"\x13ListTenantsResponse\x12+\n" +
-	"\atenants\x18\x01 \x03(\v2\x11.herald.v1.TenantR\atenants\"'\n" +
+	"\atenants\x18\x01 \x03(\v2\x11.herald.v1.TenantR\atenants\"=\n" +
 	"\x15DescribeTenantRequest\x12\x0e\n" +
-	"\x02id\x18\x01 \x01(\tR\x02id\"C\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12\x14\n" +
+	"\x05stale\x18\x02 \x01(\bR\x05stale\"C\n" +
 	"\x16DescribeTenantResponse\x12)\n" +
 	"\x06tenant\x18\x01 \x01(\v2\x11.herald.v1.TenantR\x06tenant\"U\n" +
 	"\x15SetTenantQuotaRequest\x12\x0e\n" +

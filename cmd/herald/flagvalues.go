@@ -206,3 +206,11 @@ func (f fieldsFlag) Set(s string) error {
 }
 
 func (fieldsFlag) Type() string { return "fields" }
+
+// readOptions turns --stale into the SDK's registry read options.
+func readOptions(stale bool) []client.ReadOption {
+	if stale {
+		return []client.ReadOption{client.Stale()}
+	}
+	return nil
+}

@@ -71,7 +71,7 @@ func newTenantCreateCommand(opts *clientOptions) *cobra.Command {
 }
 
 func newTenantListCommand(opts *clientOptions) *cobra.Command {
-	var asJSON bool
+	var asJSON, stale bool
 	cmd := &cobra.Command{
 		Use:   "list",
 		Short: "List tenants",
@@ -82,7 +82,7 @@ func newTenantListCommand(opts *clientOptions) *cobra.Command {
 				return err
 			}
 			defer c.Close()
-			tenants, err := c.ListTenants(cmd.Context())
+			tenants, err := c.ListTenants(cmd.Context(), readOptions(stale)...)
 			if err != nil {
 				return err
 			}
@@ -104,11 +104,12 @@ func newTenantListCommand(opts *clientOptions) *cobra.Command {
 		},
 	}
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON instead of a table")
+	cmd.Flags().BoolVar(&stale, "stale", false, "answer from the node's own copy of the registry, which may trail the controller leader (no read index round trip)")
 	return cmd
 }
 
 func newTenantDescribeCommand(opts *clientOptions) *cobra.Command {
-	var asJSON bool
+	var asJSON, stale bool
 	cmd := &cobra.Command{
 		Use:   "describe NAME",
 		Short: "Describe a tenant and its quota",
@@ -119,7 +120,7 @@ func newTenantDescribeCommand(opts *clientOptions) *cobra.Command {
 				return err
 			}
 			defer c.Close()
-			tenant, err := c.DescribeTenant(cmd.Context(), args[0])
+			tenant, err := c.DescribeTenant(cmd.Context(), args[0], readOptions(stale)...)
 			if err != nil {
 				return err
 			}
@@ -127,6 +128,7 @@ func newTenantDescribeCommand(opts *clientOptions) *cobra.Command {
 		},
 	}
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON instead of text")
+	cmd.Flags().BoolVar(&stale, "stale", false, "answer from the node's own copy of the registry, which may trail the controller leader (no read index round trip)")
 	return cmd
 }
 

@@ -176,7 +176,7 @@ last minute is refused unless --force is given.`,
 }
 
 func newTopicListCommand(opts *clientOptions) *cobra.Command {
-	var asJSON bool
+	var asJSON, stale bool
 	cmd := &cobra.Command{
 		Use:   "list",
 		Short: "List topics",
@@ -187,7 +187,7 @@ func newTopicListCommand(opts *clientOptions) *cobra.Command {
 				return err
 			}
 			defer c.Close()
-			topics, err := c.ListTopics(cmd.Context())
+			topics, err := c.ListTopics(cmd.Context(), readOptions(stale)...)
 			if err != nil {
 				return err
 			}
@@ -209,11 +209,12 @@ func newTopicListCommand(opts *clientOptions) *cobra.Command {
 		},
 	}
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON instead of a table")
+	cmd.Flags().BoolVar(&stale, "stale", false, "answer from the node's own copy of the registry, which may trail the controller leader (no read index round trip)")
 	return cmd
 }
 
 func newTopicDescribeCommand(opts *clientOptions) *cobra.Command {
-	var asJSON bool
+	var asJSON, stale bool
 	cmd := &cobra.Command{
 		Use:   "describe NAME",
 		Short: "Describe a topic and its partitions",
@@ -224,7 +225,7 @@ func newTopicDescribeCommand(opts *clientOptions) *cobra.Command {
 				return err
 			}
 			defer c.Close()
-			info, err := c.DescribeTopic(cmd.Context(), args[0])
+			info, err := c.DescribeTopic(cmd.Context(), args[0], readOptions(stale)...)
 			if err != nil {
 				return err
 			}
@@ -232,6 +233,7 @@ func newTopicDescribeCommand(opts *clientOptions) *cobra.Command {
 		},
 	}
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON instead of a table")
+	cmd.Flags().BoolVar(&stale, "stale", false, "answer from the node's own copy of the registry, which may trail the controller leader (no read index round trip)")
 	return cmd
 }
 
