@@ -1,0 +1,31 @@
+// Package client is the Go SDK of Herald, a clustered, Raft-replicated
+// event log for realtime systems.
+//
+// Connect with New, giving one or more node addresses; the Client keeps a
+// metadata cache and routes each call to the node that can serve it (the
+// partition's leader for writes), following NOT_LEADER answers and
+// retrying transient failures with backoff where a retry is safe:
+//
+//	c, err := client.New(ctx, client.Config{Servers: []string{"127.0.0.1:7701"}})
+//	if err != nil { ... }
+//	defer c.Close()
+//	res, err := c.Produce(ctx, "orders", &client.Event{TenantId: "acme", Payload: []byte("hi")})
+//
+// Produce appends events; each result names the event's partition, offset
+// and per-tenant sequence (assigned by the cluster, never by a client
+// clock). NewProducer gives an idempotent producer: a resend after an
+// unknown outcome is stored once. Fetch reads a partition from an offset, a
+// tenant sequence, a time, the earliest or the latest position, optionally
+// as a long poll. CreateTopic, AlterTopic, DeleteTopic, CreateTenant,
+// SetTenantQuota and the List/Describe calls manage the registry; registry
+// reads are linearizable unless Stale is given.
+//
+// Errors are typed: match them with errors.Is against the Err* sentinels
+// (ErrTopicNotFound, ErrUnknownOutcome, ...) or errors.As with
+// *NotLeaderError and *OffsetOutOfRangeError. ErrUnknownOutcome means a
+// write may or may not have been committed; any other error of a write
+// means it was not.
+//
+// The wire contract (gRPC, package heraldpb) is documented in
+// docs/protocol.md; a Client is safe for concurrent use.
+package client

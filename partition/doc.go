@@ -1,0 +1,32 @@
+// Package partition is one replica of one partition: a Raft group (package
+// raft) whose state machine appends to the partition's Pebble-backed log
+// (package log). It knows nothing of the network: the node (package server)
+// routes requests to it.
+//
+// A node uses it in this order:
+//
+//  1. OpenReplica with a ReplicaConfig: the group's directory, its
+//     log.Partition, its raft.Transport and, for a new group, the servers
+//     every replica bootstraps (Rejoining opens a replica that lost its
+//     state without bootstrapping; the node decides which, see
+//     docs/architecture.md "Rules of local state").
+//  2. Replica.Produce on the leader: the records go to the leader-side
+//     Batcher, which gathers concurrent calls into one Raft entry (linger,
+//     count and byte caps) so one fsync carries many events, and returns each
+//     record's Assigned position once the entry is committed and applied
+//     here. Replica.Trim proposes a retention trim. Any replica serves reads
+//     straight from Replica.Log(): everything in it is committed.
+//  3. Replica.Changed to wait for the next apply (long polls), Status and
+//     IsLeader/Leader for routing and reporting.
+//  4. Replica.Close on removal or shutdown.
+//
+// The FSM (a raft.BatchingFSM and raft.IndexedFSM) writes one Pebble batch
+// per ApplyBatch with the applied index in the same batch, skips entries at
+// or below that index after a restart, and stops the replica (never skips)
+// on an entry it cannot decode or whose checksum fails. Entries are framed
+// by command.go: a type byte, a CRC32C, then the command; the types are
+// persisted and append-only.
+//
+// Concurrency: Replica methods are safe for concurrent use. The FSM's
+// methods run on Raft's FSM goroutine only.
+package partition
