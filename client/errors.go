@@ -356,11 +356,17 @@ func NoLeader(what string) error {
 // NodeStarting reports that node is still starting (its registry is not
 // open yet). Nothing was applied; another node can answer now, and this one
 // shortly (it travels as NO_LEADER, which the SDK retries elsewhere).
-func NodeStarting(node string) error {
+func NodeStarting(node string) error { return nodeUnavailable(node, "starting") }
+
+// NodeStopping reports that node is shutting down; like NodeStarting, the
+// call can be retried on another node.
+func NodeStopping(node string) error { return nodeUnavailable(node, "stopping") }
+
+func nodeUnavailable(node, state string) error {
 	return &Error{
 		Reason:  heraldpb.ErrorReason_NO_LEADER,
 		Code:    codes.Unavailable,
-		Message: "client: node " + node + " is starting; retry another node",
+		Message: "client: node " + node + " is " + state + "; retry another node",
 	}
 }
 

@@ -54,7 +54,7 @@ func (n *Node) awaitRegistry(ctx context.Context, index uint64) error {
 		case <-ctx.Done():
 			return client.NoLeader("controller")
 		case <-n.stop:
-			return errNodeClosed
+			return client.NodeStopping(n.cfg.NodeID)
 		}
 	}
 }
