@@ -46,9 +46,9 @@ const (
 	ErrorReason_MISSING_FIELD              ErrorReason = 15 // metadata: field
 	ErrorReason_TOPIC_IN_USE               ErrorReason = 16 // metadata: topic, last_produce_unix_nano
 	ErrorReason_OUT_OF_ORDER_SEQUENCE      ErrorReason = 17 // metadata: producer_id, expected, got
-	ErrorReason_UNKNOWN_PRODUCER           ErrorReason = 18 // metadata: producer_id, got; the partition does not know the producer and the sequence is not 1
+	ErrorReason_UNKNOWN_PRODUCER           ErrorReason = 18 // the partition does not know the producer and its sequence is not 1
 	ErrorReason_PRODUCER_FENCED            ErrorReason = 19 // metadata: producer_id, epoch, current_epoch; a newer epoch of the producer exists
-	ErrorReason_DUPLICATE_SEQUENCE         ErrorReason = 20 // metadata: producer_id, got; already committed, original positions no longer remembered
+	ErrorReason_DUPLICATE_SEQUENCE         ErrorReason = 20 // already committed; its positions are no longer remembered
 )
 
 // Enum value maps for ErrorReason.
