@@ -47,9 +47,10 @@ var (
 	// matches it.
 	ErrOutOfOrder = errors.New("log: producer sequence out of order")
 	// ErrSequenceTooOld reports an idempotent producer's sequence at or below
-	// its last one but older than the dedupe window ([ProducerWindow]), so
-	// it can be neither appended nor answered as a duplicate: nothing was
-	// appended.
+	// its last one but older than its window (its last request and its
+	// last [ProducerWindow] sequences): it was committed, but its position
+	// is forgotten, so it can be neither appended nor answered as a
+	// duplicate. Nothing was appended.
 	ErrSequenceTooOld = errors.New("log: producer sequence too old")
 	// ErrUnknownProducer reports a sequence other than 1 from an idempotent
 	// producer the partition does not know (never seen, or forgotten after

@@ -6,10 +6,11 @@ import (
 )
 
 // ProducerWindow is how many of an idempotent producer's latest sequences
-// the partition remembers with their positions: a retry of one of them is
-// answered as a duplicate, an older one fails with ErrSequenceTooOld. It
-// is persisted state (window entries are deleted as the window moves), so
-// changing it changes replicated behaviour.
+// the partition remembers with their positions, besides every sequence of
+// its last request: a retry of one of them is answered as a duplicate, an
+// older one fails with ErrSequenceTooOld. It is persisted state (window
+// entries are deleted as the window moves), so changing it changes
+// replicated behaviour.
 const ProducerWindow = 1024
 
 // Producer state value, version 2 (32 bytes): last_seq(8) |
