@@ -32,6 +32,11 @@ type AppendRequest struct {
 	// request this record belongs to (0: ProducerSeq). The producer's
 	// window keeps every position of its last request, whatever its size.
 	ProducerFirstSeq uint64
+	// ProducerLegacy applies the rules of entries written before producer
+	// fencing (no call boundaries in the entry): an unknown producer may
+	// start at any sequence. Replaying such an entry must decide as it was
+	// decided when first applied.
+	ProducerLegacy bool
 	// EventID identifies the event within Tenant for dedupe (1..255 bytes)
 	// when DedupeUntilUnixNano > 0.
 	EventID string

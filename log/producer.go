@@ -131,7 +131,7 @@ func (b *Batch) checkProducerLocked(req *AppendRequest) (original AppendResult, 
 	}
 	seq := req.ProducerSeq
 	switch {
-	case !found && seq != 1:
+	case !found && seq != 1 && !req.ProducerLegacy:
 		return AppendResult{}, false, state, found, fmt.Errorf("%w: producer %q of tenant %q: sequence %d, a producer the partition does not know starts at 1",
 			ErrUnknownProducer, req.ProducerID, req.Tenant, seq)
 	case !found:

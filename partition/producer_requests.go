@@ -55,7 +55,12 @@ func (p *producerRequests) refusal(batch *heraldlog.Batch, j int) (refused, fata
 	if j >= p.end {
 		p.refused = nil
 		p.end = j + 1
-		if n := int(p.records[j].RequestRecords); n > 1 {
+		switch n := int(p.records[j].RequestRecords); {
+		case n == 0:
+			// Written before call boundaries (and producer fencing):
+			// decided by the rules it was first applied with.
+			p.reqs[j].ProducerLegacy = true
+		case n > 1:
 			p.end = min(j+n, len(p.records))
 		}
 		err := batch.CheckProducerRequest(p.reqs[j:p.end])

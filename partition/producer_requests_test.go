@@ -59,3 +59,25 @@ func TestFSMRefusesAProducerCallAsAWhole(t *testing.T) {
 		t.Fatalf("high watermark %d, want 4: nothing of the refused call appended", got)
 	}
 }
+
+// An entry written before producer fencing (no request_records) is
+// decided by the rules it was first applied with, so that replaying it
+// after an upgrade gives the same log: an unknown producer may start at
+// any sequence.
+func TestFSMAppliesEntriesFromBeforeFencingByTheOldRules(t *testing.T) {
+	_, log := openLog(t, 1)
+	f := NewFSM(1, log, slog.Default(), nil)
+	legacy := producerRecords("old", 500, 2)
+	legacy[0].RequestRecords = 0
+	legacy[0].ProducerEpoch, legacy[1].ProducerEpoch = 0, 0
+	assigned := applyRecords(t, f, 1, legacy...)
+	for j, a := range assigned {
+		if a.Err != nil || a.Duplicate || a.Offset != uint64(j) {
+			t.Fatalf("legacy record %d: %+v, want appended at %d", j, a, j)
+		}
+	}
+	fenced := producerRecords("new", 500, 1)
+	if a := applyRecords(t, f, 2, fenced...); !errors.Is(a[0].Err, heraldlog.ErrUnknownProducer) {
+		t.Fatalf("a current entry from an unknown producer at 500: %+v, want ErrUnknownProducer", a[0])
+	}
+}
