@@ -248,7 +248,9 @@ func encodeRecords(events []*heraldpb.Event, t *topicRecord) []*partitionpb.Appe
 	}
 	// One produce call: the FSM checks the producer rules for all of it
 	// before appending any of it.
-	records[0].RequestRecords = uint32(len(records))
+	if len(records) > 0 {
+		records[0].RequestRecords = uint32(len(records))
+	}
 	return records
 }
 
