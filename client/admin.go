@@ -184,12 +184,23 @@ func (c *Client) SetTenantQuota(ctx context.Context, id string, quota *TenantQuo
 // resent after an ambiguous failure (ErrUnknownOutcome); calling it again
 // is harmless (an id never used costs nothing).
 func (c *Client) InitProducer(ctx context.Context) (string, error) {
-	resp, err := invoke(ctx, c, call{op: "init producer", mutating: true}, heraldpb.HeraldClient.InitProducer, &heraldpb.InitProducerRequest{})
+	id, _, err := c.InitProducerEpoch(ctx, "")
+	return id, err
+}
+
+// InitProducerEpoch is InitProducer with fencing: for producerID "" it
+// allocates a new producer id (unguessable) and its epoch; for an existing
+// id it issues a new, higher epoch, which fences every holder of an older
+// one (their requests fail with ErrProducerFenced). Events carry the epoch
+// in ProducerEpoch and number producer_seq from 1 under each epoch.
+func (c *Client) InitProducerEpoch(ctx context.Context, producerID string) (id string, epoch uint64, err error) {
+	resp, err := invoke(ctx, c, call{op: "init producer", mutating: true}, heraldpb.HeraldClient.InitProducer,
+		&heraldpb.InitProducerRequest{ProducerId: producerID})
 	if err != nil {
-		return "", err
+		return "", 0, err
 	}
 	if resp.GetProducerId() == "" {
-		return "", fmt.Errorf("client: init producer: the server returned no producer id: %w", ErrUnknownOutcome)
+		return "", 0, fmt.Errorf("client: init producer: the server returned no producer id: %w", ErrUnknownOutcome)
 	}
-	return resp.GetProducerId(), nil
+	return resp.GetProducerId(), resp.GetProducerEpoch(), nil
 }

@@ -54,6 +54,8 @@ const (
 	MetadataProducerID          = "producer_id"
 	MetadataExpected            = "expected"
 	MetadataGot                 = "got"
+	MetadataEpoch               = "epoch"
+	MetadataCurrentEpoch        = "current_epoch"
 )
 
 // Sentinel errors. Every error the SDK returns for a Herald condition
@@ -85,6 +87,19 @@ var (
 	// ErrOutOfOrderSequence: an idempotent producer's sequence skipped
 	// ahead of what the cluster expects (or the cluster forgot the producer).
 	ErrOutOfOrderSequence = errors.New("client: out of order sequence")
+	// ErrUnknownProducer: the partition does not know the idempotent
+	// producer (never seen there, or forgotten after being idle) and its
+	// sequence is not 1. Nothing of the request was written.
+	ErrUnknownProducer = errors.New("client: unknown producer")
+	// ErrProducerFenced: a newer InitProducer for the producer id issued a
+	// higher epoch; this holder of the id may not write any more. Nothing
+	// of the request was written.
+	ErrProducerFenced = errors.New("client: producer fenced")
+	// ErrDuplicateSequence: the idempotent producer's sequence was already
+	// committed, longer ago than the partition remembers positions for
+	// (more than its last request and its last 1,024 sequences). The
+	// events are in the log; nothing was written again.
+	ErrDuplicateSequence = errors.New("client: duplicate sequence")
 	// ErrClosed is returned by calls on a Client after Close.
 	ErrClosed = errors.New("client: closed")
 )
@@ -109,6 +124,9 @@ var reasonSentinels = map[heraldpb.ErrorReason]error{
 	heraldpb.ErrorReason_MISSING_FIELD:              ErrMissingField,
 	heraldpb.ErrorReason_TOPIC_IN_USE:               ErrTopicInUse,
 	heraldpb.ErrorReason_OUT_OF_ORDER_SEQUENCE:      ErrOutOfOrderSequence,
+	heraldpb.ErrorReason_UNKNOWN_PRODUCER:           ErrUnknownProducer,
+	heraldpb.ErrorReason_PRODUCER_FENCED:            ErrProducerFenced,
+	heraldpb.ErrorReason_DUPLICATE_SEQUENCE:         ErrDuplicateSequence,
 }
 
 // reasonOrder fixes the order in which Status tests sentinels, so that the
@@ -120,6 +138,9 @@ var reasonOrder = []heraldpb.ErrorReason{
 	heraldpb.ErrorReason_NO_LEADER,
 	heraldpb.ErrorReason_TOPIC_NOT_FOUND,
 	heraldpb.ErrorReason_OUT_OF_ORDER_SEQUENCE,
+	heraldpb.ErrorReason_UNKNOWN_PRODUCER,
+	heraldpb.ErrorReason_PRODUCER_FENCED,
+	heraldpb.ErrorReason_DUPLICATE_SEQUENCE,
 	heraldpb.ErrorReason_TOPIC_NOT_FOUND,
 	heraldpb.ErrorReason_TENANT_NOT_FOUND,
 	heraldpb.ErrorReason_TOPIC_EXISTS,
@@ -137,7 +158,8 @@ var reasonOrder = []heraldpb.ErrorReason{
 // reasonCode is the gRPC code each reason travels with.
 func reasonCode(r heraldpb.ErrorReason) codes.Code {
 	switch r {
-	case heraldpb.ErrorReason_NOT_LEADER, heraldpb.ErrorReason_TOPIC_IN_USE, heraldpb.ErrorReason_OUT_OF_ORDER_SEQUENCE:
+	case heraldpb.ErrorReason_NOT_LEADER, heraldpb.ErrorReason_TOPIC_IN_USE, heraldpb.ErrorReason_OUT_OF_ORDER_SEQUENCE,
+		heraldpb.ErrorReason_UNKNOWN_PRODUCER, heraldpb.ErrorReason_PRODUCER_FENCED, heraldpb.ErrorReason_DUPLICATE_SEQUENCE:
 		return codes.FailedPrecondition
 	case heraldpb.ErrorReason_TOPIC_NOT_FOUND, heraldpb.ErrorReason_PARTITION_NOT_FOUND, heraldpb.ErrorReason_TENANT_NOT_FOUND:
 		return codes.NotFound
@@ -491,6 +513,38 @@ func OutOfOrderSequence(producerID string, expected, got uint64) error {
 			MetadataGot:        strconv.FormatUint(got, 10),
 		},
 	}
+}
+
+// UnknownProducer reports a sequence other than 1 from an idempotent
+// producer the partition does not know; detail says which. Nothing of the
+// request was written.
+func UnknownProducer(detail string) error {
+	return &Error{Reason: heraldpb.ErrorReason_UNKNOWN_PRODUCER, Code: codes.FailedPrecondition,
+		Message: "client: unknown producer: " + detail}
+}
+
+// ProducerFenced reports a request of producerID under epoch where the
+// partition knows the newer current epoch. Nothing of the request was
+// written.
+func ProducerFenced(producerID string, epoch, current uint64) error {
+	return &Error{
+		Reason:  heraldpb.ErrorReason_PRODUCER_FENCED,
+		Code:    codes.FailedPrecondition,
+		Message: fmt.Sprintf("client: producer %s: epoch %d is fenced by epoch %d", producerID, epoch, current),
+		Metadata: map[string]string{
+			MetadataProducerID:   producerID,
+			MetadataEpoch:        strconv.FormatUint(epoch, 10),
+			MetadataCurrentEpoch: strconv.FormatUint(current, 10),
+		},
+	}
+}
+
+// DuplicateSequence reports an idempotent producer's sequence committed
+// too long ago for the partition to remember its position; detail says
+// which. Nothing was written again.
+func DuplicateSequence(detail string) error {
+	return &Error{Reason: heraldpb.ErrorReason_DUPLICATE_SEQUENCE, Code: codes.FailedPrecondition,
+		Message: "client: duplicate sequence: " + detail}
 }
 
 // Status converts err to the gRPC status it travels as. Herald errors

@@ -9,9 +9,9 @@ import (
 	"sync"
 )
 
-// producerRenewalsMax bounds how many producer ids one request may go
-// through: after an OUT_OF_ORDER_SEQUENCE answer the request is numbered
-// again under a fresh id once, and a concurrent renewal by another request
+// producerRenewalsMax bounds how many producer epochs one request may go
+// through: after an UNKNOWN_PRODUCER answer the request is numbered again
+// under a fresh epoch once, and a concurrent renewal by another request
 // may cost one more numbering.
 const producerRenewalsMax = 3
 
@@ -40,8 +40,13 @@ type Producer struct {
 	mu struct {
 		sync.Mutex
 		// id is the producer id in use; "" once an unknown outcome dropped
-		// it, until the next request takes a fresh one.
+		// it, until the next request takes a fresh epoch for it.
 		id string
+		// producerEpoch is the epoch InitProducer issued with id (fencing).
+		producerEpoch uint64
+		// lastID is the id last dropped, renewed with a higher epoch by the
+		// next InitProducer so that its requests still in flight are fenced.
+		lastID string
 		// epoch counts the ids dropped: a request numbered under an older
 		// epoch does not update next.
 		epoch uint64
@@ -86,20 +91,21 @@ func (c *Client) NewProducer(ctx context.Context, topic string) (*Producer, erro
 	if _, err := c.shape(ctx, topic); err != nil {
 		return nil, err
 	}
-	id, err := c.InitProducer(ctx)
+	id, producerEpoch, err := c.InitProducerEpoch(ctx, "")
 	if err != nil {
 		return nil, err
 	}
 	p := &Producer{client: c, topic: topic, initSlot: make(chan struct{}, 1)}
 	p.mu.id = id
+	p.mu.producerEpoch = producerEpoch
 	p.mu.next = make(map[laneKey]uint64)
 	p.mu.lanes = make(map[laneKey]*lane)
 	return p, nil
 }
 
-// ID returns the producer id in use: the one NewProducer got, or a later
-// one after an unknown outcome made the Producer renew it; "" between such
-// an outcome and the next Send, which takes a fresh id.
+// ID returns the producer id in use: the one NewProducer got (renewals
+// keep it and take a new epoch); "" between an unknown outcome and the
+// next Send, which renews it.
 func (p *Producer) ID() string {
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -130,13 +136,20 @@ func (p *Producer) Topic() string { return p.topic }
 //
 // If the retries run out while the outcome is still unknown, Send returns
 // an error matching ErrUnknownOutcome: those events may or may not be in
-// the log. The Producer then drops its producer id and takes a fresh one
-// for later sends (ID changes), its sequences restarting at 1, since the
-// cluster may hold a sequence it does not know about; sending the same
-// events again may then store them twice (their event ids stay, which a
-// topic's dedupe window recognises). An OUT_OF_ORDER_SEQUENCE answer (for
-// example the cluster forgot an idle producer) also renews the id, and the
-// request is numbered again and sent once more.
+// the log. The Producer then takes a new epoch for its id (InitProducer
+// with the id), which fences the unanswered request should it still
+// arrive, its sequences restarting at 1, since the cluster may hold a
+// sequence it does not know about; sending the same events again may then
+// store them twice (their event ids stay, which a topic's dedupe window
+// recognises).
+//
+// Producer refusals are decided for the whole request before any of it is
+// written. UNKNOWN_PRODUCER (the partition forgot the idle producer, so
+// nothing of this request can be there) renews the epoch and the request
+// is numbered again and sent once more. Nothing else makes the Producer
+// send the same events under new numbers: OUT_OF_ORDER_SEQUENCE,
+// DUPLICATE_SEQUENCE (already committed, positions forgotten) and
+// PRODUCER_FENCED (a newer InitProducer for the id) are returned.
 func (p *Producer) Send(ctx context.Context, events ...*Event) ([]*ProduceResult, error) {
 	p.mu.Lock()
 	closed := p.mu.closed
@@ -195,13 +208,13 @@ func (p *Producer) sendGroup(ctx context.Context, partition uint32, indexes []in
 	}
 	defer p.release(keys)
 
-	outOfOrderRetried := false
+	unknownRetried := false
 	for range producerRenewalsMax {
-		id, epoch, err := p.currentID(ctx)
+		id, producerEpoch, epoch, err := p.currentID(ctx)
 		if err != nil {
 			return err
 		}
-		next, ok := p.number(id, epoch, partition, indexes, events)
+		next, ok := p.number(id, producerEpoch, epoch, partition, indexes, events)
 		if !ok {
 			continue // renewed meanwhile: number again under the new id
 		}
@@ -213,22 +226,24 @@ func (p *Producer) sendGroup(ctx context.Context, partition uint32, indexes []in
 		case errors.Is(err, ErrUnknownOutcome):
 			p.renew(epoch)
 			return err
-		case errors.Is(err, ErrOutOfOrderSequence) && !outOfOrderRetried:
-			p.client.log.DebugContext(ctx, "herald: producer renews its id", "topic", p.topic, "partition", partition, "producer_id", id, "err", err)
-			outOfOrderRetried = true
+		case errors.Is(err, ErrUnknownProducer) && !unknownRetried:
+			// Refused as a whole, and the partition does not know the
+			// producer: no earlier attempt of this request is there.
+			p.client.log.DebugContext(ctx, "herald: producer renews its epoch", "topic", p.topic, "partition", partition, "producer_id", id, "err", err)
+			unknownRetried = true
 			p.renew(epoch)
 		default:
 			return err
 		}
 	}
-	return fmt.Errorf("client: produce to %s/%d: the producer id changed %d times during the request: %w",
-		p.topic, partition, producerRenewalsMax, ErrOutOfOrderSequence)
+	return fmt.Errorf("client: produce to %s/%d: the producer epoch changed %d times during the request: %w",
+		p.topic, partition, producerRenewalsMax, ErrUnknownProducer)
 }
 
 // number sets id and consecutive sequences on the events at indexes and
 // returns the next sequence of each key after them, to commit on success.
 // It reports false when the producer was renewed after id was read.
-func (p *Producer) number(id string, epoch uint64, partition uint32, indexes []int, events []*Event) (map[laneKey]uint64, bool) {
+func (p *Producer) number(id string, producerEpoch, epoch uint64, partition uint32, indexes []int, events []*Event) (map[laneKey]uint64, bool) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.mu.epoch != epoch || p.mu.id != id {
@@ -242,6 +257,7 @@ func (p *Producer) number(id string, epoch uint64, partition uint32, indexes []i
 			seq = max(p.mu.next[k], 1)
 		}
 		events[i].ProducerId = id
+		events[i].ProducerEpoch = producerEpoch
 		events[i].ProducerSeq = seq
 		next[k] = seq + 1
 	}
@@ -269,47 +285,49 @@ func (p *Producer) renew(epoch uint64) {
 	if p.mu.epoch != epoch {
 		return
 	}
+	p.mu.lastID = p.mu.id
 	p.mu.id = ""
 	p.mu.epoch++
 	clear(p.mu.next)
 }
 
-// currentID returns the producer id in use and its epoch, taking a fresh
-// id from the cluster when the last one was dropped. One InitProducer runs
-// at a time; the others wait for its id.
-func (p *Producer) currentID(ctx context.Context) (string, uint64, error) {
-	if id, epoch, ok := p.loadID(); ok {
-		return id, epoch, nil
+// currentID returns the producer id in use, its producer epoch and the
+// local renewal count (epoch), taking a new producer epoch for the last id
+// from the cluster when it was dropped. One InitProducer runs at a time;
+// the others wait for its answer.
+func (p *Producer) currentID(ctx context.Context) (string, uint64, uint64, error) {
+	if id, producerEpoch, epoch, ok := p.loadID(); ok {
+		return id, producerEpoch, epoch, nil
 	}
 	select {
 	case p.initSlot <- struct{}{}:
 	case <-ctx.Done():
-		return "", 0, fmt.Errorf("client: producer for %s: waiting for a producer id: %w", p.topic, ctx.Err())
+		return "", 0, 0, fmt.Errorf("client: producer for %s: waiting for a producer id: %w", p.topic, ctx.Err())
 	}
 	defer func() { <-p.initSlot }()
-	if id, epoch, ok := p.loadID(); ok {
-		return id, epoch, nil // another request renewed it while we waited
+	if id, producerEpoch, epoch, ok := p.loadID(); ok {
+		return id, producerEpoch, epoch, nil // another request renewed it while we waited
 	}
 	p.mu.Lock()
-	epoch := p.mu.epoch
+	epoch, lastID := p.mu.epoch, p.mu.lastID
 	p.mu.Unlock()
-	id, err := p.client.InitProducer(ctx)
+	id, producerEpoch, err := p.client.InitProducerEpoch(ctx, lastID)
 	if err != nil {
-		return "", 0, fmt.Errorf("client: producer for %s: renewing the producer id: %w", p.topic, err)
+		return "", 0, 0, fmt.Errorf("client: producer for %s: renewing the producer epoch: %w", p.topic, err)
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.mu.epoch == epoch && p.mu.id == "" {
-		p.mu.id = id
+		p.mu.id, p.mu.producerEpoch = id, producerEpoch
 	}
-	return p.mu.id, p.mu.epoch, nil
+	return p.mu.id, p.mu.producerEpoch, p.mu.epoch, nil
 }
 
 // loadID returns the id in use, if there is one.
-func (p *Producer) loadID() (string, uint64, bool) {
+func (p *Producer) loadID() (string, uint64, uint64, bool) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	return p.mu.id, p.mu.epoch, p.mu.id != ""
+	return p.mu.id, p.mu.producerEpoch, p.mu.epoch, p.mu.id != ""
 }
 
 // acquire takes the lanes of keys, in order, waiting while ctx lasts. On

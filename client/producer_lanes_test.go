@@ -50,6 +50,6 @@ func TestProducerRenewDropsOnlyTheCurrentEpoch(t *testing.T) {
 
 	p.commit(0, map[laneKey]uint64{{0, "a"}: 9}) // numbered under the dropped id
 	assert.Empty(t, p.mu.next)
-	_, ok := p.number("p1", 0, 0, nil, nil)
+	_, ok := p.number("p1", 0, 0, 0, nil, nil)
 	assert.False(t, ok, "a stale id is not used to number")
 }

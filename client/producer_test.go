@@ -219,7 +219,7 @@ func TestProducerDefiniteRefusalsAreNotRetriedAndConsumeNoSequence(t *testing.T)
 	assert.Equal(t, 1, cluster.ProducerIDs(), "refusals keep the producer id")
 }
 
-func TestProducerRenewsItsIDWhenTheOutcomeStaysUnknown(t *testing.T) {
+func TestProducerRenewsItsEpochWhenTheOutcomeStaysUnknown(t *testing.T) {
 	cluster := heraldtest.NewCluster(t, 1)
 	cluster.CreateTopic("orders", 1, 0)
 	c := newClient(t, cluster.Addrs(), func(cfg *client.Config) { cfg.MaxRetries = 2 })
@@ -243,11 +243,11 @@ func TestProducerRenewsItsIDWhenTheOutcomeStaysUnknown(t *testing.T) {
 	res, err = p.Send(ctx, events("acme")...)
 	require.NoError(t, err)
 	assert.False(t, res[0].GetDuplicate())
-	assert.NotEmpty(t, p.ID())
-	assert.NotEqual(t, firstID, p.ID(), "a fresh producer id")
+	assert.Equal(t, firstID, p.ID(), "the same producer id, under a new epoch")
+	assert.Equal(t, 2, cluster.InitProducers(), "NewProducer, then a new epoch")
 	ids, seqs := storedSeqs(cluster, "orders", 0, "acme")
-	assert.Equal(t, []string{firstID, p.ID()}, ids)
-	assert.Equal(t, []uint64{1, 1}, seqs, "the fresh id numbers from 1")
+	assert.Equal(t, []string{firstID, firstID}, ids)
+	assert.Equal(t, []uint64{1, 1}, seqs, "the new epoch numbers from 1")
 }
 
 func TestProducerAmbiguousThenRefusedIsStillUnknown(t *testing.T) {
@@ -269,7 +269,7 @@ func TestProducerAmbiguousThenRefusedIsStillUnknown(t *testing.T) {
 	assert.Equal(t, int32(3), calls.Load())
 }
 
-func TestProducerOutOfOrderSequenceRenewsAndRetriesOnce(t *testing.T) {
+func TestProducerUnknownProducerRenewsItsEpochAndRetriesOnce(t *testing.T) {
 	cluster := heraldtest.NewCluster(t, 1)
 	cluster.CreateTopic("orders", 1, 0)
 	c := newClient(t, cluster.Addrs())
@@ -279,25 +279,57 @@ func TestProducerOutOfOrderSequenceRenewsAndRetriesOnce(t *testing.T) {
 	require.NoError(t, err)
 	firstID := p.ID()
 
-	cluster.ExpireProducers() // the cluster forgets the producer: seq 3 is out of order
+	cluster.ExpireProducers() // the cluster forgets the producer: seq 3 is refused
 	res, err := p.Send(ctx, events("acme")...)
 	require.NoError(t, err)
 	assert.False(t, res[0].GetDuplicate())
-	assert.NotEqual(t, firstID, p.ID())
+	assert.Equal(t, firstID, p.ID())
 	ids, seqs := storedSeqs(cluster, "orders", 0, "acme")
-	assert.Equal(t, []string{firstID, firstID, p.ID()}, ids)
-	assert.Equal(t, []uint64{1, 2, 1}, seqs)
+	assert.Equal(t, []string{firstID, firstID, firstID}, ids)
+	assert.Equal(t, []uint64{1, 2, 1}, seqs, "numbered again from 1 under a new epoch")
 	assert.Equal(t, 1+2, cluster.Nodes[0].Calls("Produce"), "one refused, one retried")
 
-	// A second OUT_OF_ORDER_SEQUENCE for the same request is returned.
+	// A second UNKNOWN_PRODUCER for the same request is returned.
 	cluster.Nodes[0].Handle("Produce", func(context.Context, any) (any, error) {
-		return nil, client.OutOfOrderSequence("x", 1, 2)
+		return nil, client.UnknownProducer("x")
 	})
 	_, err = p.Send(ctx, events("acme")...)
-	require.ErrorIs(t, err, client.ErrOutOfOrderSequence)
+	require.ErrorIs(t, err, client.ErrUnknownProducer)
 	assert.NotErrorIs(t, err, client.ErrUnknownOutcome)
 	assert.Equal(t, 3+2, cluster.Nodes[0].Calls("Produce"), "refused, renewed, retried once, refused again")
-	assert.Equal(t, 3, cluster.ProducerIDs(), "NewProducer, then one renewal per retried request")
+	assert.Equal(t, 3, cluster.InitProducers(), "NewProducer, then one new epoch per retried request")
+}
+
+// The Producer never numbers again and resends events the cluster may
+// hold: OUT_OF_ORDER_SEQUENCE, DUPLICATE_SEQUENCE and PRODUCER_FENCED are
+// returned as they are, under the same producer id and epoch (issue 9,
+// defect 4).
+func TestProducerDoesNotRenumberOnSequenceRefusals(t *testing.T) {
+	for _, tc := range []struct {
+		refusal  error
+		sentinel error
+	}{
+		{client.OutOfOrderSequence("x", 1, 2), client.ErrOutOfOrderSequence},
+		{client.DuplicateSequence("x"), client.ErrDuplicateSequence},
+		{client.ProducerFenced("x", 1, 2), client.ErrProducerFenced},
+	} {
+		refusal := tc.refusal
+		t.Run(tc.sentinel.Error(), func(t *testing.T) {
+			cluster := heraldtest.NewCluster(t, 1)
+			cluster.CreateTopic("orders", 1, 0)
+			c := newClient(t, cluster.Addrs())
+			p := newProducer(t, c, "orders")
+			ctx := context.Background()
+			_, err := p.Send(ctx, events("acme")...)
+			require.NoError(t, err)
+			cluster.Nodes[0].Handle("Produce", func(context.Context, any) (any, error) { return nil, refusal })
+			_, err = p.Send(ctx, events("acme")...)
+			require.ErrorIs(t, err, tc.sentinel)
+			assert.Equal(t, 2, cluster.Nodes[0].Calls("Produce"), "sent once, not renumbered and resent")
+			assert.Equal(t, 1, cluster.InitProducers(), "no new producer id or epoch")
+			assert.Len(t, cluster.Events("orders", 0), 1)
+		})
+	}
 }
 
 func TestProducerSerialisesEachKeyAndOverlapsOthers(t *testing.T) {

@@ -23,8 +23,20 @@ type AppendRequest struct {
 	// bytes); "" appends without producer idempotence.
 	ProducerID string
 	// ProducerSeq is the producer's sequence number, >= 1 when ProducerID
-	// is set: consecutive from the producer's first one.
+	// is set: consecutive from 1 under each epoch.
 	ProducerSeq uint64
+	// ProducerEpoch is the producer's epoch (fencing; see
+	// checkProducerLocked); 0 for commands written before epochs.
+	ProducerEpoch uint64
+	// ProducerFirstSeq is the first sequence of the producer in the
+	// request this record belongs to (0: ProducerSeq). The producer's
+	// window keeps every position of its last request, whatever its size.
+	ProducerFirstSeq uint64
+	// ProducerLegacy applies the rules of entries written before producer
+	// fencing (no call boundaries in the entry): an unknown producer may
+	// start at any sequence. Replaying such an entry must decide as it was
+	// decided when first applied.
+	ProducerLegacy bool
 	// EventID identifies the event within Tenant for dedupe (1..255 bytes)
 	// when DedupeUntilUnixNano > 0.
 	EventID string
@@ -75,12 +87,15 @@ func (b *Batch) Append(tenant string, timestampUnixNano int64, body []byte) (off
 // AppendRecord adds one record unless it is a duplicate, checking in order:
 //
 //  1. Producer idempotence (ProducerID set), against the producer's state
-//     (last sequence, last seen) and its window of the last ProducerWindow
-//     sequences: an unknown producer (new, or forgotten by ExpireDedupe)
-//     may start at any sequence; last+1 is appended; a sequence at or below
-//     the last and inside the window is a duplicate of the original; one
-//     older than the window is an error matching ErrSequenceTooOld; one
-//     above last+1 is an *OutOfOrderError.
+//     (last sequence, last seen, epoch) and its window (the last
+//     ProducerWindow sequences and every sequence of its last request):
+//     an unknown producer (new, or forgotten by ExpireDedupe) must start
+//     at 1 (ErrUnknownProducer); an older epoch is fenced
+//     (*ProducerFencedError); a newer epoch restarts at 1; last+1 is
+//     appended; a sequence at or below the last and inside the window is a
+//     duplicate of the original; an older one is an error matching
+//     ErrSequenceTooOld; one above last+1 is an *OutOfOrderError. See
+//     CheckProducerRequest for deciding this for a whole request first.
 //  2. Event-id dedupe (DedupeUntilUnixNano > 0): an EventID of Tenant
 //     remembered with an until above the record's stored timestamp is a
 //     duplicate of the original. If the producer check accepted the
@@ -104,11 +119,14 @@ func (b *Batch) AppendRecord(req AppendRequest) (AppendResult, error) {
 	}
 	timestamp := max(req.TimestampUnixNano, b.lastTimestamp)
 
+	var state producerState
+	var known bool
 	if req.ProducerID != "" {
-		original, duplicate, err := b.checkProducerLocked(&req)
+		original, duplicate, previous, found, err := b.checkProducerLocked(&req)
 		if err != nil || duplicate {
 			return original, err
 		}
+		state, known = previous, found
 	}
 	var previous eventEntry
 	var remembered bool
@@ -120,7 +138,7 @@ func (b *Batch) AppendRecord(req AppendRequest) (AppendResult, error) {
 		if remembered && timestamp < previous.untilUnixNano {
 			original := AppendResult{Offset: previous.offset, Sequence: previous.sequence, Duplicate: true}
 			if req.ProducerID != "" {
-				if err := b.rememberProducer(&req, original, timestamp); err != nil {
+				if err := b.rememberProducer(&req, original, timestamp, state, known); err != nil {
 					return AppendResult{}, err
 				}
 			}
@@ -133,7 +151,7 @@ func (b *Batch) AppendRecord(req AppendRequest) (AppendResult, error) {
 		return AppendResult{}, err
 	}
 	if req.ProducerID != "" {
-		if err := b.rememberProducer(&req, result, timestamp); err != nil {
+		if err := b.rememberProducer(&req, result, timestamp, state, known); err != nil {
 			return AppendResult{}, err
 		}
 	}

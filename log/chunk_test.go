@@ -446,7 +446,7 @@ func TestProducerStateIsBufferedPerBatch(t *testing.T) {
 		{Offset: 476, Sequence: 477, Duplicate: true},
 	}, results)
 	require.Len(t, keysOfKind(t, db, 1, kindProducer), 1)
-	require.Equal(t, producerState{lastSeq: 1501, lastSeenUnixNano: 2000}.encode(), rawGet(t, db, appendProducerKey(nil, 1, "acme", "prod")))
+	require.Equal(t, producerState{lastSeq: 1501, lastSeenUnixNano: 2000, windowFirstSeq: 1501 - ProducerWindow + 1}.encode(), rawGet(t, db, appendProducerKey(nil, 1, "acme", "prod")))
 	require.Len(t, keysOfKind(t, db, 1, kindProducerWindow), ProducerWindow)
 
 	// Across batches again.
@@ -460,17 +460,19 @@ func TestProducerStateIsBufferedPerBatch(t *testing.T) {
 	require.Equal(t, AppendResult{Offset: 1501, Sequence: 1502}, got)
 
 	// ExpireDedupe forgets it once idle; the batch's later append of the
-	// same producer starts it anew.
+	// same producer must start it anew, at 1.
 	inBatch(t, p, func(b *Batch) {
 		removed, err := b.ExpireDedupe(10_000, time.Duration(1000))
 		require.NoError(t, err)
 		require.Equal(t, 1, removed)
-		result, err := b.AppendRecord(req(9000, 10_000))
+		_, err = b.AppendRecord(req(9000, 10_000))
+		require.ErrorIs(t, err, ErrUnknownProducer)
+		result, err := b.AppendRecord(req(1, 10_000))
 		require.NoError(t, err)
 		require.False(t, result.Duplicate)
 	})
 	require.Len(t, keysOfKind(t, db, 1, kindProducerWindow), 1)
-	require.Equal(t, producerState{lastSeq: 9000, lastSeenUnixNano: 10_000}.encode(), rawGet(t, db, appendProducerKey(nil, 1, "acme", "prod")))
+	require.Equal(t, producerState{lastSeq: 1, lastSeenUnixNano: 10_000, windowFirstSeq: 1}.encode(), rawGet(t, db, appendProducerKey(nil, 1, "acme", "prod")))
 }
 
 func TestRestoreChecksChunks(t *testing.T) {

@@ -19,8 +19,13 @@ const expireEntriesMax = 10_000
 // again: its next sequence, whatever it is, starts it anew.
 //
 // It is a replicated, deterministic operation: nowUnixNano is the
-// leader's clock in the command, and what is forgotten depends only on the
-// partition's state. Finding idle producers scans every producer's state
+// leader's clock stamped in the trim command before Raft (never the
+// applying replica's clock: nothing in apply reads one), and what is
+// forgotten depends only on it and the partition's state. Likewise
+// AppendRecord's event-id check compares the entry's stamped time (kept
+// monotonic by the stored last timestamp) with the replicated until. A
+// leader whose clock runs behind only makes expiry later, the same on
+// every replica (partition TestDedupeExpiryUsesOnlyTheTimesInTheEntries). Finding idle producers scans every producer's state
 // (the cap bounds what is deleted, not that scan). Writer only.
 func (b *Batch) ExpireDedupe(nowUnixNano int64, producerIdle time.Duration) (int, error) {
 	if err := b.begin(); err != nil {

@@ -68,13 +68,13 @@ func TestExpireDedupeForgetsIdleProducers(t *testing.T) {
 	require.Len(t, keysOfKind(t, db, 1, kindProducer), 1)
 	require.Len(t, keysOfKind(t, db, 1, kindProducerWindow), 1, "the forgotten producer's window is gone")
 
-	// "old" is unknown again: its retry of 3 is appended, not a duplicate;
-	// "new" still dedupes.
-	result, err := appendReq(t, p, AppendRequest{Tenant: "acme", TimestampUnixNano: 6000, Body: []byte("o"), ProducerID: "old", ProducerSeq: 3})
+	// "old" is unknown again: its retry of 3 is refused (neither appended
+	// nor a duplicate), it starts again at 1; "new" still dedupes.
+	_, err = appendReq(t, p, AppendRequest{Tenant: "acme", TimestampUnixNano: 6000, Body: []byte("o"), ProducerID: "old", ProducerSeq: 3})
+	require.ErrorIs(t, err, ErrUnknownProducer)
+	result, err := appendReq(t, p, AppendRequest{Tenant: "acme", TimestampUnixNano: 6000, Body: []byte("o"), ProducerID: "old", ProducerSeq: 1})
 	require.NoError(t, err)
 	require.Equal(t, AppendResult{Offset: 4, Sequence: 5}, result)
-	_, err = appendReq(t, p, AppendRequest{Tenant: "acme", Body: []byte("o"), ProducerID: "old", ProducerSeq: 2})
-	require.ErrorIs(t, err, ErrSequenceTooOld)
 	require.True(t, isDuplicate(t, p, AppendRequest{Tenant: "acme", Body: []byte("n"), ProducerID: "new", ProducerSeq: 1}))
 
 	// A negative idle counts as 0: everything seen before now goes.

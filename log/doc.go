@@ -49,6 +49,17 @@
 // lower offsets than chunks, so a partition's log is its 'e' records
 // followed by its chunks; a read takes each from its place.
 //
+// Version 4 (written) changes the producer state value ('d') to
+//
+//	last producer_seq(8) | last seen ts(8) | epoch(8) | window first seq(8)
+//
+// (32 bytes). A version-2 value (16 bytes) is still read, as epoch 0 with
+// a window of the last [ProducerWindow] sequences; the next write of that
+// producer replaces it. The window first seq is the lowest sequence whose
+// window entry ('w') is kept: the window holds the last ProducerWindow
+// sequences and every sequence of the producer's last request, so a
+// resend of a whole request of any size finds its positions.
+//
 // An idempotent producer's state ('d') is buffered in the Batch and
 // written once per batch, at Commit; its window entries ('w') are still
 // written per record.
@@ -72,9 +83,10 @@
 // producers are scoped by tenant, so one tenant's ids never dedupe another
 // tenant's records.
 //
-// Producer state and its window of the last [ProducerWindow] sequences
-// give idempotent producers (see [Batch.AppendRecord]); window entries are
-// deleted as the window moves. An event-id entry remembers an event until
+// Producer state (with its epoch, for fencing) and its window give
+// idempotent producers (see [Batch.AppendRecord] and
+// [Batch.CheckProducerRequest]); window entries are deleted as the window
+// moves, and all of them when a new epoch starts. An event-id entry remembers an event until
 // its until time; the expiry keys list the entries in until order for
 // [Batch.ExpireDedupe], which forgets them and idle producers. All of this
 // is inside the partition's key range, so snapshots carry it.

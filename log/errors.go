@@ -47,11 +47,37 @@ var (
 	// matches it.
 	ErrOutOfOrder = errors.New("log: producer sequence out of order")
 	// ErrSequenceTooOld reports an idempotent producer's sequence at or below
-	// its last one but older than the dedupe window ([ProducerWindow]), so
-	// it can be neither appended nor answered as a duplicate: nothing was
-	// appended.
+	// its last one but older than its window (its last request and its
+	// last [ProducerWindow] sequences): it was committed, but its position
+	// is forgotten, so it can be neither appended nor answered as a
+	// duplicate. Nothing was appended.
 	ErrSequenceTooOld = errors.New("log: producer sequence too old")
+	// ErrUnknownProducer reports a sequence other than 1 from an idempotent
+	// producer the partition does not know (never seen, or forgotten after
+	// being idle): nothing was appended.
+	ErrUnknownProducer = errors.New("log: unknown producer")
+	// ErrProducerFenced reports a request of an idempotent producer under
+	// an epoch older than the partition's: a newer InitProducer fenced it.
+	// Nothing was appended. [*ProducerFencedError] matches it.
+	ErrProducerFenced = errors.New("log: producer fenced")
 )
+
+// ProducerFencedError reports a producer's request under Epoch where the
+// partition knows CurrentEpoch (newer).
+type ProducerFencedError struct {
+	Tenant       string
+	ProducerID   string
+	Epoch        uint64
+	CurrentEpoch uint64
+}
+
+// Error implements error.
+func (e *ProducerFencedError) Error() string {
+	return fmt.Sprintf("log: producer %q of tenant %q: epoch %d is fenced by epoch %d", e.ProducerID, e.Tenant, e.Epoch, e.CurrentEpoch)
+}
+
+// Is reports whether target is [ErrProducerFenced].
+func (e *ProducerFencedError) Is(target error) bool { return target == ErrProducerFenced }
 
 // CorruptionError names the partition and offset at which stored data failed
 // a check. For failures not tied to one record (a meta value, the tenant

@@ -10,10 +10,17 @@ const tenantCacheEntriesMax = 1 << 16
 // tenantSequences caches each tenant's next sequence as committed to Pebble.
 // The partition's writer publishes committed values; readers of
 // NextSequence fill misses from Pebble. A fill carries the generation it
-// read under, so a fill racing a reset (Restore, Drop) is discarded rather
-// than resurrecting a stale value. Safe for concurrent use.
+// read under, so a fill racing a reset (Restore, Drop) or an eviction is
+// discarded rather than resurrecting a stale value: a reader may read
+// Pebble before the writer commits and publishes a newer value, which an
+// eviction then removes; its late fill must not put the old value back,
+// or the writer would hand out a tenant sequence twice. Safe for
+// concurrent use.
 type tenantSequences struct {
-	mu struct {
+	// entriesMax bounds the entries; 0: tenantCacheEntriesMax. Set before
+	// use (tests set it small).
+	entriesMax int
+	mu         struct {
 		sync.Mutex
 		next       map[string]uint64
 		generation uint64
@@ -30,7 +37,7 @@ func (t *tenantSequences) lookup(tenant string) (next, generation uint64, ok boo
 }
 
 // fill caches next for tenant, read from Pebble under generation, unless
-// the cache was reset since or already holds a (newer) value.
+// the cache was reset or evicted since, or already holds a (newer) value.
 func (t *tenantSequences) fill(tenant string, next, generation uint64) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
@@ -43,7 +50,7 @@ func (t *tenantSequences) fill(tenant string, next, generation uint64) {
 	if t.mu.next == nil {
 		t.mu.next = make(map[string]uint64)
 	}
-	t.evictLocked(len(t.mu.next)+1-tenantCacheEntriesMax, nil)
+	t.evictLocked(len(t.mu.next)+1-t.max(), nil)
 	t.mu.next[tenant] = next
 }
 
@@ -61,7 +68,7 @@ func (t *tenantSequences) publish(updates map[string]uint64) {
 	for tenant, next := range updates {
 		t.mu.next[tenant] = next
 	}
-	t.evictLocked(len(t.mu.next)-tenantCacheEntriesMax, updates)
+	t.evictLocked(len(t.mu.next)-t.max(), updates)
 }
 
 // reset forgets everything and invalidates fills in flight.
@@ -72,8 +79,21 @@ func (t *tenantSequences) reset() {
 	t.mu.generation++
 }
 
-// evictLocked removes up to n arbitrary entries not in keep. t.mu must be held.
+// max returns the entry bound.
+func (t *tenantSequences) max() int {
+	if t.entriesMax > 0 {
+		return t.entriesMax
+	}
+	return tenantCacheEntriesMax
+}
+
+// evictLocked removes up to n arbitrary entries not in keep, and
+// invalidates the fills in flight (their value may be older than the
+// evicted one). t.mu must be held.
 func (t *tenantSequences) evictLocked(n int, keep map[string]uint64) {
+	if n > 0 {
+		t.mu.generation++
+	}
 	for tenant := range t.mu.next {
 		if n <= 0 {
 			return

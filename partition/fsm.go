@@ -136,30 +136,23 @@ func (f *FSM) ApplyBatch(logs []*hraft.Log) []interface{} {
 }
 
 func (f *FSM) applyAppend(batch *heraldlog.Batch, index uint64, cmd *partitionpb.AppendCommand) *appendResult {
-	at := cmd.ProducedAtUnixNano
 	assigned := make([]Assigned, len(cmd.Records))
-	for j, rec := range cmd.Records {
-		req := heraldlog.AppendRequest{
-			Tenant:            rec.TenantId,
-			TimestampUnixNano: at,
-			Body:              rec.Event,
-			ProducerID:        rec.ProducerId,
-			ProducerSeq:       rec.ProducerSeq,
-			EventID:           rec.EventId,
+	reqs := appendRequests(cmd)
+	calls := producerRequests{records: cmd.Records, reqs: reqs}
+	for j := range cmd.Records {
+		refused, err := calls.refusal(batch, j)
+		if err != nil {
+			f.stop(index, "check producer", err)
 		}
-		if rec.TtlMs > 0 {
-			req.ExpireAtUnixNano = at + rec.TtlMs*int64(time.Millisecond)
+		if refused != nil {
+			assigned[j] = Assigned{Err: refused}
+			continue
 		}
-		if rec.DedupeWindowMs > 0 && rec.EventId != "" {
-			req.DedupeUntilUnixNano = at + rec.DedupeWindowMs*int64(time.Millisecond)
-		}
-		res, err := batch.AppendRecord(req)
+		res, err := batch.AppendRecord(reqs[j])
 		switch {
 		case err == nil:
 			assigned[j] = Assigned{Offset: res.Offset, Sequence: res.Sequence, Duplicate: res.Duplicate}
-		case errors.Is(err, heraldlog.ErrOutOfOrder), errors.Is(err, heraldlog.ErrSequenceTooOld),
-			errors.Is(err, heraldlog.ErrInvalidArgument), errors.Is(err, heraldlog.ErrInvalidTenant),
-			errors.Is(err, heraldlog.ErrRecordTooLarge):
+		case isDeterministicRefusal(err):
 			// Deterministic refusal, decided by the entry alone: every
 			// replica refuses it the same way and nothing is written. (The
 			// server validates first; this keeps a bad entry from stopping

@@ -94,14 +94,15 @@ type registry struct {
 }
 
 type controllerCommand struct {
-	Version        int                 `json:"version"`
-	Op             string              `json:"op"`
-	CreateTopic    *createTopicCommand `json:"create_topic,omitempty"`
-	AlterTopic     *alterTopicCommand  `json:"alter_topic,omitempty"`
-	DeleteTopic    string              `json:"delete_topic,omitempty"`
-	CreateTenant   *tenantRecord       `json:"create_tenant,omitempty"`
-	SetTenantQuota *tenantRecord       `json:"set_tenant_quota,omitempty"`
-	MarkLive       []uint64            `json:"mark_live,omitempty"`
+	Version        int                  `json:"version"`
+	Op             string               `json:"op"`
+	CreateTopic    *createTopicCommand  `json:"create_topic,omitempty"`
+	AlterTopic     *alterTopicCommand   `json:"alter_topic,omitempty"`
+	DeleteTopic    string               `json:"delete_topic,omitempty"`
+	CreateTenant   *tenantRecord        `json:"create_tenant,omitempty"`
+	SetTenantQuota *tenantRecord        `json:"set_tenant_quota,omitempty"`
+	InitProducer   *initProducerCommand `json:"init_producer,omitempty"`
+	MarkLive       []uint64             `json:"mark_live,omitempty"`
 }
 
 // Controller operations. Persisted in the controller's Raft log: append-only.
@@ -252,19 +253,15 @@ func (f *controllerFSM) Apply(l *hraft.Log) interface{} {
 		res = f.applySetTenantQuota(cmd.SetTenantQuota)
 	case opInitProducer:
 		f.mu.Lock()
-		id := f.mu.reg.NextProducerID
-		f.mu.reg.NextProducerID++
+		grant := f.grantProducerLocked(cmd.InitProducer)
 		f.mu.Unlock()
-		return producerID(id)
+		return grant
 	default:
 		return fmt.Errorf("controller: unknown op %q at index %d", cmd.Op, l.Index)
 	}
 	f.signal()
 	return res
 }
-
-// producerID is the result of init_producer.
-type producerID uint64
 
 func (f *controllerFSM) applyAlterTopic(c *alterTopicCommand) interface{} {
 	if c == nil {

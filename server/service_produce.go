@@ -224,7 +224,12 @@ func encodeRecords(events []*heraldpb.Event, t *topicRecord) []*partitionpb.Appe
 	for i, ev := range events {
 		ev.Offset, ev.Sequence, ev.ProducedAtUnixNano, ev.Partition = 0, 0, 0, 0
 		ev.TtlMs = effectiveTTL(ev.TtlMs, t)
+		// The epoch is a producer's fencing token: not stored (readers see
+		// producer_id and producer_seq only).
+		epoch := ev.ProducerEpoch
+		ev.ProducerEpoch = 0
 		data, err := deterministic.Marshal(ev)
+		ev.ProducerEpoch = epoch
 		if err != nil {
 			// Marshal of a valid message only fails on invalid UTF-8 in
 			// string fields, which gRPC decoding already rejects.
@@ -238,7 +243,13 @@ func encodeRecords(events []*heraldpb.Event, t *topicRecord) []*partitionpb.Appe
 			EventId:        ev.EventId,
 			TtlMs:          ev.TtlMs,
 			DedupeWindowMs: t.DedupeWindowMs,
+			ProducerEpoch:  ev.ProducerEpoch,
 		}
+	}
+	// One produce call: the FSM checks the producer rules for all of it
+	// before appending any of it.
+	if len(records) > 0 {
+		records[0].RequestRecords = uint32(len(records))
 	}
 	return records
 }
@@ -321,8 +332,8 @@ func partitionError(err error) error {
 	switch {
 	case errors.As(err, &ooo):
 		return client.OutOfOrderSequence(ooo.ProducerID, ooo.Expected, ooo.Got)
-	case errors.Is(err, heraldlog.ErrSequenceTooOld):
-		return client.OutOfOrderSequence("", 0, 0)
+	case errors.Is(err, heraldlog.ErrSequenceTooOld), errors.Is(err, heraldlog.ErrUnknownProducer), errors.Is(err, heraldlog.ErrProducerFenced):
+		return producerRefusal(err)
 	case errors.Is(err, heraldlog.ErrInvalidArgument), errors.Is(err, heraldlog.ErrInvalidTenant), errors.Is(err, heraldlog.ErrRecordTooLarge):
 		return client.InvalidArgument("events", "%v", err)
 	case errors.Is(err, partition.ErrUnknownOutcome):

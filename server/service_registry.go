@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"regexp"
 	"time"
 
@@ -138,11 +137,7 @@ func (s *heraldService) DescribeTenant(ctx context.Context, req *heraldpb.Descri
 func (s *heraldService) InitProducer(ctx context.Context, req *heraldpb.InitProducerRequest) (*heraldpb.InitProducerResponse, error) {
 	n := s.node
 	return controllerCall(ctx, n, "InitProducer", func() (*heraldpb.InitProducerResponse, error) {
-		res, err := n.proposeController(controllerCommand{Op: opInitProducer})
-		if err != nil {
-			return nil, err
-		}
-		return &heraldpb.InitProducerResponse{ProducerId: fmt.Sprintf("p%d", uint64(res.(producerID)))}, nil
+		return n.initProducer(ctx, req.GetProducerId())
 	}, func(ctx context.Context, hc heraldpb.HeraldClient) (*heraldpb.InitProducerResponse, error) {
 		return hc.InitProducer(ctx, req)
 	})

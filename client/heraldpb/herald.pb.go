@@ -46,6 +46,9 @@ const (
 	ErrorReason_MISSING_FIELD              ErrorReason = 15 // metadata: field
 	ErrorReason_TOPIC_IN_USE               ErrorReason = 16 // metadata: topic, last_produce_unix_nano
 	ErrorReason_OUT_OF_ORDER_SEQUENCE      ErrorReason = 17 // metadata: producer_id, expected, got
+	ErrorReason_UNKNOWN_PRODUCER           ErrorReason = 18 // the partition does not know the producer and its sequence is not 1
+	ErrorReason_PRODUCER_FENCED            ErrorReason = 19 // metadata: producer_id, epoch, current_epoch; a newer epoch of the producer exists
+	ErrorReason_DUPLICATE_SEQUENCE         ErrorReason = 20 // already committed; its positions are no longer remembered
 )
 
 // Enum value maps for ErrorReason.
@@ -69,6 +72,9 @@ var (
 		15: "MISSING_FIELD",
 		16: "TOPIC_IN_USE",
 		17: "OUT_OF_ORDER_SEQUENCE",
+		18: "UNKNOWN_PRODUCER",
+		19: "PRODUCER_FENCED",
+		20: "DUPLICATE_SEQUENCE",
 	}
 	ErrorReason_value = map[string]int32{
 		"ERROR_REASON_UNSPECIFIED":   0,
@@ -89,6 +95,9 @@ var (
 		"MISSING_FIELD":              15,
 		"TOPIC_IN_USE":               16,
 		"OUT_OF_ORDER_SEQUENCE":      17,
+		"UNKNOWN_PRODUCER":           18,
+		"PRODUCER_FENCED":            19,
+		"DUPLICATE_SEQUENCE":         20,
 	}
 )
 
@@ -242,7 +251,8 @@ type Event struct {
 	ProducedAtUnixNano int64                  `protobuf:"varint,15,opt,name=produced_at_unix_nano,json=producedAtUnixNano,proto3" json:"produced_at_unix_nano,omitempty"` // server-assigned: stamped by the leader before Raft
 	ProducerId         string                 `protobuf:"bytes,16,opt,name=producer_id,json=producerId,proto3" json:"producer_id,omitempty"`                              // idempotent producers
 	ProducerSeq        uint64                 `protobuf:"varint,17,opt,name=producer_seq,json=producerSeq,proto3" json:"producer_seq,omitempty"`
-	Partition          uint32                 `protobuf:"varint,18,opt,name=partition,proto3" json:"partition,omitempty"` // server-assigned: filled on fetch
+	Partition          uint32                 `protobuf:"varint,18,opt,name=partition,proto3" json:"partition,omitempty"`                              // server-assigned: filled on fetch
+	ProducerEpoch      uint64                 `protobuf:"varint,19,opt,name=producer_epoch,json=producerEpoch,proto3" json:"producer_epoch,omitempty"` // idempotent producers: the epoch InitProducer issued; not stored
 	unknownFields      protoimpl.UnknownFields
 	sizeCache          protoimpl.SizeCache
 }
@@ -399,6 +409,13 @@ func (x *Event) GetProducerSeq() uint64 {
 func (x *Event) GetPartition() uint32 {
 	if x != nil {
 		return x.Partition
+	}
+	return 0
+}
+
+func (x *Event) GetProducerEpoch() uint64 {
+	if x != nil {
+		return x.ProducerEpoch
 	}
 	return 0
 }
@@ -1961,6 +1978,7 @@ func (*DeleteTopicResponse) Descriptor() ([]byte, []int) {
 
 type InitProducerRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
+	ProducerId    string                 `protobuf:"bytes,1,opt,name=producer_id,json=producerId,proto3" json:"producer_id,omitempty"` // empty: a new producer; else a new epoch for this one
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1995,9 +2013,17 @@ func (*InitProducerRequest) Descriptor() ([]byte, []int) {
 	return file_client_heraldpb_herald_proto_rawDescGZIP(), []int{29}
 }
 
+func (x *InitProducerRequest) GetProducerId() string {
+	if x != nil {
+		return x.ProducerId
+	}
+	return ""
+}
+
 type InitProducerResponse struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	ProducerId    string                 `protobuf:"bytes,1,opt,name=producer_id,json=producerId,proto3" json:"producer_id,omitempty"`
+	ProducerEpoch uint64                 `protobuf:"varint,2,opt,name=producer_epoch,json=producerEpoch,proto3" json:"producer_epoch,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2037,6 +2063,13 @@ func (x *InitProducerResponse) GetProducerId() string {
 		return x.ProducerId
 	}
 	return ""
+}
+
+func (x *InitProducerResponse) GetProducerEpoch() uint64 {
+	if x != nil {
+		return x.ProducerEpoch
+	}
+	return 0
 }
 
 type ProduceResponse struct {
@@ -3066,7 +3099,7 @@ var File_client_heraldpb_herald_proto protoreflect.FileDescriptor
 
 const file_client_heraldpb_herald_proto_rawDesc = "" +
 	"\n" +
-	"\x1cclient/heraldpb/herald.proto\x12\therald.v1\"\x8e\x05\n" +
+	"\x1cclient/heraldpb/herald.proto\x12\therald.v1\"\xb5\x05\n" +
 	"\x05Event\x12\x19\n" +
 	"\bevent_id\x18\x01 \x01(\tR\aeventId\x12\x1b\n" +
 	"\ttenant_id\x18\x02 \x01(\tR\btenantId\x12\x10\n" +
@@ -3087,7 +3120,8 @@ const file_client_heraldpb_herald_proto_rawDesc = "" +
 	"\vproducer_id\x18\x10 \x01(\tR\n" +
 	"producerId\x12!\n" +
 	"\fproducer_seq\x18\x11 \x01(\x04R\vproducerSeq\x12\x1c\n" +
-	"\tpartition\x18\x12 \x01(\rR\tpartition\x1a:\n" +
+	"\tpartition\x18\x12 \x01(\rR\tpartition\x12%\n" +
+	"\x0eproducer_epoch\x18\x13 \x01(\x04R\rproducerEpoch\x1a:\n" +
 	"\fHeadersEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xc2\x04\n" +
@@ -3192,11 +3226,14 @@ const file_client_heraldpb_herald_proto_rawDesc = "" +
 	"\x12DeleteTopicRequest\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x14\n" +
 	"\x05force\x18\x02 \x01(\bR\x05force\"\x15\n" +
-	"\x13DeleteTopicResponse\"\x15\n" +
-	"\x13InitProducerRequest\"7\n" +
+	"\x13DeleteTopicResponse\"6\n" +
+	"\x13InitProducerRequest\x12\x1f\n" +
+	"\vproducer_id\x18\x01 \x01(\tR\n" +
+	"producerId\"^\n" +
 	"\x14InitProducerResponse\x12\x1f\n" +
 	"\vproducer_id\x18\x01 \x01(\tR\n" +
-	"producerId\"f\n" +
+	"producerId\x12%\n" +
+	"\x0eproducer_epoch\x18\x02 \x01(\x04R\rproducerEpoch\"f\n" +
 	"\x0fProduceResponse\x122\n" +
 	"\aresults\x18\x01 \x03(\v2\x18.herald.v1.ProduceResultR\aresults\x12\x1f\n" +
 	"\vthrottle_ms\x18\x02 \x01(\rR\n" +
@@ -3273,7 +3310,7 @@ const file_client_heraldpb_herald_proto_rawDesc = "" +
 	"\x11NodeStatusRequest\"]\n" +
 	"\x12NodeStatusResponse\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x12.\n" +
-	"\x06groups\x18\x02 \x03(\v2\x16.herald.v1.GroupStatusR\x06groups*\x91\x03\n" +
+	"\x06groups\x18\x02 \x03(\v2\x16.herald.v1.GroupStatusR\x06groups*\xd4\x03\n" +
 	"\vErrorReason\x12\x1c\n" +
 	"\x18ERROR_REASON_UNSPECIFIED\x10\x00\x12\x0e\n" +
 	"\n" +
@@ -3295,7 +3332,10 @@ const file_client_heraldpb_herald_proto_rawDesc = "" +
 	"\rTTL_TOO_LARGE\x10\x0e\x12\x11\n" +
 	"\rMISSING_FIELD\x10\x0f\x12\x10\n" +
 	"\fTOPIC_IN_USE\x10\x10\x12\x19\n" +
-	"\x15OUT_OF_ORDER_SEQUENCE\x10\x11*K\n" +
+	"\x15OUT_OF_ORDER_SEQUENCE\x10\x11\x12\x14\n" +
+	"\x10UNKNOWN_PRODUCER\x10\x12\x12\x13\n" +
+	"\x0fPRODUCER_FENCED\x10\x13\x12\x16\n" +
+	"\x12DUPLICATE_SEQUENCE\x10\x14*K\n" +
 	"\bOrdering\x12\x18\n" +
 	"\x14ORDERING_UNSPECIFIED\x10\x00\x12\x0e\n" +
 	"\n" +

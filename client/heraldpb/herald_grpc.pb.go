@@ -62,8 +62,10 @@ type HeraldClient interface {
 	ListTenants(ctx context.Context, in *ListTenantsRequest, opts ...grpc.CallOption) (*ListTenantsResponse, error)
 	DescribeTenant(ctx context.Context, in *DescribeTenantRequest, opts ...grpc.CallOption) (*DescribeTenantResponse, error)
 	SetTenantQuota(ctx context.Context, in *SetTenantQuotaRequest, opts ...grpc.CallOption) (*SetTenantQuotaResponse, error)
-	// InitProducer allocates a cluster-wide producer id for an idempotent
-	// producer; it numbers its events from producer_seq 1.
+	// InitProducer allocates a cluster-wide producer id (unguessable) and an
+	// epoch for an idempotent producer; it numbers its events from
+	// producer_seq 1 under that epoch. Called with an existing producer_id it
+	// issues a higher epoch for it, which fences every holder of an older one.
 	InitProducer(ctx context.Context, in *InitProducerRequest, opts ...grpc.CallOption) (*InitProducerResponse, error)
 }
 
@@ -239,8 +241,10 @@ type HeraldServer interface {
 	ListTenants(context.Context, *ListTenantsRequest) (*ListTenantsResponse, error)
 	DescribeTenant(context.Context, *DescribeTenantRequest) (*DescribeTenantResponse, error)
 	SetTenantQuota(context.Context, *SetTenantQuotaRequest) (*SetTenantQuotaResponse, error)
-	// InitProducer allocates a cluster-wide producer id for an idempotent
-	// producer; it numbers its events from producer_seq 1.
+	// InitProducer allocates a cluster-wide producer id (unguessable) and an
+	// epoch for an idempotent producer; it numbers its events from
+	// producer_seq 1 under that epoch. Called with an existing producer_id it
+	// issues a higher epoch for it, which fences every holder of an older one.
 	InitProducer(context.Context, *InitProducerRequest) (*InitProducerResponse, error)
 	mustEmbedUnimplementedHeraldServer()
 }

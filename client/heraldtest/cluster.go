@@ -157,7 +157,7 @@ func (c *Cluster) EnforceTenants(on bool) {
 
 // ExpireProducers forgets every idempotent producer's sequences, as the
 // cluster does for a producer idle past its window: its next event is
-// refused with OUT_OF_ORDER_SEQUENCE unless it restarts at 1.
+// refused with UNKNOWN_PRODUCER unless it restarts at 1.
 func (c *Cluster) ExpireProducers() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -171,6 +171,14 @@ func (c *Cluster) ProducerIDs() int {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return len(c.mu.producers)
+}
+
+// InitProducers returns how many InitProducer calls were answered (new
+// ids and new epochs of existing ones).
+func (c *Cluster) InitProducers() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.mu.lastProducer
 }
 
 // nowLocked returns the time to stamp on produced events: the wall clock,

@@ -135,12 +135,25 @@ func (s *service) SetTenantQuota(_ context.Context, req *heraldpb.SetTenantQuota
 	return &heraldpb.SetTenantQuotaResponse{Tenant: proto.CloneOf(t)}, nil
 }
 
-func (s *service) InitProducer(context.Context, *heraldpb.InitProducerRequest) (*heraldpb.InitProducerResponse, error) {
+func (s *service) InitProducer(_ context.Context, req *heraldpb.InitProducerRequest) (*heraldpb.InitProducerResponse, error) {
 	c := s.node.cluster
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.mu.lastProducer++
-	id := fmt.Sprintf("producer-%d", c.mu.lastProducer)
+	id := req.GetProducerId()
+	if id == "" {
+		id = fmt.Sprintf("producer-%d", c.mu.lastProducer)
+	} else {
+		// A new epoch for id: its sequences restart at 1 (the fake does
+		// not fence older epochs).
+		for _, t := range c.mu.topics {
+			for k := range t.lastSeqs {
+				if k.producer == id {
+					delete(t.lastSeqs, k)
+				}
+			}
+		}
+	}
 	c.mu.producers[id] = true
-	return &heraldpb.InitProducerResponse{ProducerId: id}, nil
+	return &heraldpb.InitProducerResponse{ProducerId: id, ProducerEpoch: uint64(c.mu.lastProducer)}, nil
 }

@@ -133,7 +133,10 @@ func (s *service) Produce(_ context.Context, req *heraldpb.ProduceRequest) (*her
 		k := producerKey{partition: partition, tenant: e.GetTenantId(), producer: e.GetProducerId()}
 		last, ok := lastSeqs[k]
 		if !ok {
-			last = t.lastSeqs[k]
+			last, ok = t.lastSeqs[k]
+		}
+		if seq := e.GetProducerSeq(); !ok && seq != 1 {
+			return nil, client.UnknownProducer(fmt.Sprintf("producer %s: sequence %d, a producer the partition does not know starts at 1", e.GetProducerId(), seq))
 		}
 		if seq := e.GetProducerSeq(); seq > last+1 {
 			return nil, client.OutOfOrderSequence(e.GetProducerId(), last+1, seq)

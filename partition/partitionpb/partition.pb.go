@@ -94,6 +94,13 @@ type AppendRecord struct {
 	TtlMs int64 `protobuf:"varint,6,opt,name=ttl_ms,json=ttlMs,proto3" json:"ttl_ms,omitempty"`
 	// The topic's event-id dedupe window when the leader proposed; 0: off.
 	DedupeWindowMs int64 `protobuf:"varint,7,opt,name=dedupe_window_ms,json=dedupeWindowMs,proto3" json:"dedupe_window_ms,omitempty"`
+	// The producer's epoch (fencing); 0 for entries written before epochs.
+	ProducerEpoch uint64 `protobuf:"varint,8,opt,name=producer_epoch,json=producerEpoch,proto3" json:"producer_epoch,omitempty"`
+	// Set on the first record of each produce call: how many records the
+	// call has (they follow it). The FSM checks the producer rules for the
+	// whole call before appending any of it. 0: the record stands alone
+	// (entries written before this field).
+	RequestRecords uint32 `protobuf:"varint,9,opt,name=request_records,json=requestRecords,proto3" json:"request_records,omitempty"`
 	unknownFields  protoimpl.UnknownFields
 	sizeCache      protoimpl.SizeCache
 }
@@ -177,6 +184,20 @@ func (x *AppendRecord) GetDedupeWindowMs() int64 {
 	return 0
 }
 
+func (x *AppendRecord) GetProducerEpoch() uint64 {
+	if x != nil {
+		return x.ProducerEpoch
+	}
+	return 0
+}
+
+func (x *AppendRecord) GetRequestRecords() uint32 {
+	if x != nil {
+		return x.RequestRecords
+	}
+	return 0
+}
+
 // TrimCommand applies retention and expiry the same way on every replica.
 type TrimCommand struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -250,7 +271,7 @@ const file_partition_partitionpb_partition_proto_rawDesc = "" +
 	"%partition/partitionpb/partition.proto\x12\x13herald.partition.v1\"\x7f\n" +
 	"\rAppendCommand\x121\n" +
 	"\x15produced_at_unix_nano\x18\x01 \x01(\x03R\x12producedAtUnixNano\x12;\n" +
-	"\arecords\x18\x02 \x03(\v2!.herald.partition.v1.AppendRecordR\arecords\"\xe1\x01\n" +
+	"\arecords\x18\x02 \x03(\v2!.herald.partition.v1.AppendRecordR\arecords\"\xb1\x02\n" +
 	"\fAppendRecord\x12\x1b\n" +
 	"\ttenant_id\x18\x01 \x01(\tR\btenantId\x12\x14\n" +
 	"\x05event\x18\x02 \x01(\fR\x05event\x12\x1f\n" +
@@ -259,7 +280,9 @@ const file_partition_partitionpb_partition_proto_rawDesc = "" +
 	"\fproducer_seq\x18\x04 \x01(\x04R\vproducerSeq\x12\x19\n" +
 	"\bevent_id\x18\x05 \x01(\tR\aeventId\x12\x15\n" +
 	"\x06ttl_ms\x18\x06 \x01(\x03R\x05ttlMs\x12(\n" +
-	"\x10dedupe_window_ms\x18\a \x01(\x03R\x0ededupeWindowMs\"\x84\x01\n" +
+	"\x10dedupe_window_ms\x18\a \x01(\x03R\x0ededupeWindowMs\x12%\n" +
+	"\x0eproducer_epoch\x18\b \x01(\x04R\rproducerEpoch\x12'\n" +
+	"\x0frequest_records\x18\t \x01(\rR\x0erequestRecords\"\x84\x01\n" +
 	"\vTrimCommand\x12'\n" +
 	"\x0ftruncate_before\x18\x01 \x01(\x04R\x0etruncateBefore\x12\"\n" +
 	"\rnow_unix_nano\x18\x02 \x01(\x03R\vnowUnixNano\x12(\n" +
