@@ -1,6 +1,7 @@
 package server
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -9,6 +10,7 @@ import (
 
 	dto "github.com/prometheus/client_model/go"
 
+	"github.com/heraldlog/herald/client"
 	"github.com/heraldlog/herald/client/heraldpb"
 )
 
@@ -96,9 +98,15 @@ func TestDeletedTopicIsRemovedByTombstone(t *testing.T) {
 	gid := gone.Partitions[0].GroupId
 	produceRetry(t, hc, "gone", &heraldpb.Event{TenantId: "acme", Payload: []byte("x")})
 	c.stop(rejoinVictim)
-	if _, err := hc.DeleteTopic(ctxTimeout(t, 10*time.Second), &heraldpb.DeleteTopicRequest{Name: "gone", Force: true}); err != nil {
-		t.Fatal(err)
-	}
+	// The stopped node may have led the controller: retry until a new
+	// leader answers (TOPIC_NOT_FOUND after a retry: an earlier try committed).
+	eventually(t, 20*time.Second, func() error {
+		_, err := hc.DeleteTopic(ctxTimeout(t, 10*time.Second), &heraldpb.DeleteTopicRequest{Name: "gone", Force: true})
+		if err := client.FromStatus(err); err != nil && !errors.Is(err, client.ErrTopicNotFound) {
+			return err
+		}
+		return nil
+	})
 	c.restart(rejoinVictim)
 	for i := range c.nodes {
 		eventually(t, 30*time.Second, func() error {
