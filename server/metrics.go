@@ -27,6 +27,7 @@ type nodeMetrics struct {
 	rejoining       prometheus.Gauge
 	reconciles      prometheus.Counter
 	refusedStarting prometheus.Counter
+	fetchBehind     prometheus.Counter
 	groupsRemoved   prometheus.Counter
 }
 
@@ -77,6 +78,10 @@ func newNodeMetrics() *nodeMetrics {
 			Name: "herald_rpcs_refused_starting_total",
 			Help: "Public and node-internal calls refused (UNAVAILABLE, retryable) because the node was still starting.",
 		}),
+		fetchBehind: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "herald_fetch_replica_behind_total",
+			Help: "Fetches past this follower's high watermark (offsets it has not applied yet), passed to another replica instead of answered out of range.",
+		}),
 		reconciles: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "herald_reconcile_passes_total",
 			Help: "Passes of the reconciler (open assigned replicas, remove tombstoned ones, mark groups live).",
@@ -94,7 +99,7 @@ func newNodeMetrics() *nodeMetrics {
 
 func (m *nodeMetrics) collectors() []prometheus.Collector {
 	return []prometheus.Collector{m.rpcs, m.rpcSeconds, m.producedEvents, m.fetchedEvents, m.forwarded,
-		m.retainedTrims, m.retainedRecords, m.duplicates, m.logRebuilds, m.rejoins, m.rejoining, m.reconciles, m.groupsRemoved, m.refusedStarting}
+		m.retainedTrims, m.retainedRecords, m.duplicates, m.logRebuilds, m.rejoins, m.rejoining, m.reconciles, m.groupsRemoved, m.refusedStarting, m.fetchBehind}
 }
 
 // unaryInterceptor records request counts and latency. It runs outside

@@ -40,13 +40,21 @@ func (s *heraldService) Fetch(ctx context.Context, req *heraldpb.FetchRequest) (
 	p := t.Partitions[req.GetPartition()]
 	r := n.replica(p.GroupID)
 	latest := req.GetPosition() == heraldpb.StartPosition_LATEST
+	behind := false
 	if r != nil && (!latest || r.IsLeader()) {
 		resp, delivered, err := n.readWaiting(ctx, r, p.Index, req)
-		if err != nil {
+		switch {
+		case err == nil:
+			n.metrics.fetchedEvents.WithLabelValues(t.Name).Add(float64(delivered))
+			return resp, nil
+		case !aheadOfFollower(r, err):
 			return nil, err
 		}
-		n.metrics.fetchedEvents.WithLabelValues(t.Name).Add(float64(delivered))
-		return resp, nil
+		// This replica is behind the offset asked for, which the leader may
+		// have acknowledged: never "out of range" from here. The leader (or
+		// another replica) answers.
+		behind = true
+		n.metrics.fetchBehind.Inc()
 	}
 	if isForwarded(ctx) {
 		if r != nil {
@@ -69,6 +77,9 @@ func (s *heraldService) Fetch(ctx context.Context, req *heraldpb.FetchRequest) (
 		}
 	}
 	var lastErr error = client.NoLeader(fmt.Sprintf("partition %d of %s", p.Index, t.Name))
+	if behind {
+		lastErr = client.NoLeader(fmt.Sprintf("partition %d of %s (this replica is behind the offset asked for)", p.Index, t.Name))
+	}
 	for _, addr := range targets {
 		hc, err := n.peers.herald(addr)
 		if err != nil {
@@ -107,19 +118,35 @@ func (n *Node) readWaiting(ctx context.Context, r *partition.Replica, index uint
 		// the wait closes it, so no growth is missed.
 		changed := r.Changed()
 		resp, delivered, err := readReplica(r, index, req)
-		if err != nil || delivered > 0 || madeProgress(req, resp) {
+		// A follower behind the offset asked for waits for it like for an
+		// empty read; if it never comes, the error goes back to Fetch,
+		// which asks another replica rather than answer "out of range".
+		notYet := aheadOfFollower(r, err)
+		if !notYet && (err != nil || delivered > 0 || madeProgress(req, resp)) {
 			return resp, delivered, err
 		}
 		select {
 		case <-changed:
+			continue
 		case <-timer.C:
-			return resp, 0, nil
 		case <-ctx.Done():
-			return resp, 0, nil
 		case <-n.stop:
-			return resp, 0, nil
 		}
+		if notYet {
+			return nil, 0, err
+		}
+		return resp, 0, nil
 	}
+}
+
+// aheadOfFollower reports whether err is a read past this replica's high
+// watermark while it is not the leader: the offset may well be committed
+// (acknowledged by the leader) and not applied here yet. Only the leader,
+// whose high watermark covers everything acknowledged, may call an offset
+// above it out of range; below the low watermark is out of range anywhere.
+func aheadOfFollower(r *partition.Replica, err error) bool {
+	var oor *client.OffsetOutOfRangeError
+	return errors.As(err, &oor) && oor.Requested > oor.High && !r.IsLeader()
 }
 
 // madeProgress reports whether an empty answer still moved the read on
