@@ -211,7 +211,9 @@ func TestRefusedAndTransientClassification(t *testing.T) {
 		{Corruption(1, 1, "x"), false, false},
 		{&Error{Code: codes.Unavailable}, false, true},
 		{&Error{Code: codes.DeadlineExceeded}, false, true},
-		{&Error{Code: codes.ResourceExhausted}, true, true},
+		// No Herald reason: gRPC's own, maybe the client's receive limit
+		// after the server committed; never a refusal (issue 9, 5c).
+		{&Error{Code: codes.ResourceExhausted}, false, true},
 		{&Error{Code: codes.Internal}, false, false},
 		{&Error{Code: codes.Unimplemented}, true, false},
 		{ErrClosed, false, false},

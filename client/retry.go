@@ -185,10 +185,13 @@ func refused(err error) bool {
 	default:
 		return true
 	}
+	// Without a Herald reason the status came from gRPC itself, on either
+	// side. ResourceExhausted is not a refusal then: the client's own
+	// receive limit reports a response too large for it that way, after
+	// the server committed the request.
 	switch errorCode(err) {
 	case codes.InvalidArgument, codes.NotFound, codes.AlreadyExists, codes.PermissionDenied,
-		codes.Unauthenticated, codes.FailedPrecondition, codes.OutOfRange, codes.ResourceExhausted,
-		codes.Unimplemented:
+		codes.Unauthenticated, codes.FailedPrecondition, codes.OutOfRange, codes.Unimplemented:
 		return true
 	}
 	return false

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"sort"
 	"sync"
 
 	"github.com/google/uuid"
@@ -18,8 +19,13 @@ import (
 	"github.com/heraldlog/herald/partition/partitionpb"
 )
 
-// produceEventsMax bounds the events of one produce request.
-const produceEventsMax = 100_000
+// produceEventsMax bounds the events of one produce request, so that its
+// response fits a client's default 4 MiB receive limit: one ProduceResult
+// is at most ~291 bytes encoded (an event id of idBytesMax bytes), so
+// 10,000 of them stay under 3 MiB. A larger request used to commit and then
+// fail to deliver its answer (ResourceExhausted on the client), which read
+// as a refusal.
+const produceEventsMax = 10_000
 
 var deterministic = proto.MarshalOptions{Deterministic: true}
 
@@ -70,9 +76,10 @@ func (s *heraldService) Produce(ctx context.Context, req *heraldpb.ProduceReques
 
 	results := make([]*heraldpb.ProduceResult, len(events))
 	var (
-		wg       sync.WaitGroup
-		mu       sync.Mutex
-		firstErr error
+		wg        sync.WaitGroup
+		mu        sync.Mutex
+		committed []uint32    // partitions whose part committed
+		failed    []partError // the others
 	)
 	for pidx, idxs := range byPartition {
 		wg.Add(1)
@@ -86,11 +93,10 @@ func (s *heraldService) Produce(ctx context.Context, req *heraldpb.ProduceReques
 			mu.Lock()
 			defer mu.Unlock()
 			if err != nil {
-				if firstErr == nil {
-					firstErr = err
-				}
+				failed = append(failed, partError{p.Index, err})
 				return
 			}
+			committed = append(committed, p.Index)
 			for j, i := range idxs {
 				results[i] = &heraldpb.ProduceResult{
 					Partition: p.Index,
@@ -103,10 +109,8 @@ func (s *heraldService) Produce(ctx context.Context, req *heraldpb.ProduceReques
 		}(t.Partitions[pidx], idxs)
 	}
 	wg.Wait()
-	if firstErr != nil {
-		// Some partitions may have committed: that is an unknown outcome
-		// for the request as a whole unless every part failed cleanly.
-		return nil, firstErr
+	if err := partsOutcome(committed, failed); err != nil {
+		return nil, err
 	}
 	dups := 0
 	for _, r := range results {
@@ -353,4 +357,36 @@ func classifyRaftError(err error, what string) error {
 	default:
 		return client.UnknownOutcome("%s: %v", what, err)
 	}
+}
+
+// partError is the failure of one partition's part of a produce request.
+type partError struct {
+	partition uint32
+	err       error
+}
+
+// partsOutcome is the error of a produce request whose parts (one per
+// partition) committed or failed independently, or nil when all committed.
+// A request is a refusal only when nothing of it can have been written:
+// every part failed and none with an unknown outcome. When some part
+// committed, or a part's outcome is unknown, the request's outcome is
+// UNKNOWN_OUTCOME, naming what committed and what failed: never a refusal
+// that hides a write (an idempotent producer's resend then stores the
+// missing part once).
+func partsOutcome(committed []uint32, failed []partError) error {
+	if len(failed) == 0 {
+		return nil
+	}
+	sort.Slice(failed, func(i, j int) bool { return failed[i].partition < failed[j].partition })
+	if len(committed) == 0 {
+		for _, f := range failed {
+			if errors.Is(f.err, client.ErrUnknownOutcome) {
+				return f.err
+			}
+		}
+		return failed[0].err
+	}
+	slices.Sort(committed)
+	return client.UnknownOutcome("the request's parts on partitions %v committed, the part on partition %d failed: %v",
+		committed, failed[0].partition, failed[0].err)
 }
