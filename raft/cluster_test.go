@@ -1,6 +1,7 @@
 package raft
 
 import (
+	"path/filepath"
 	"testing"
 	"time"
 
@@ -169,4 +170,74 @@ func TestPartitionedLeaderIsReplacedAndHeals(t *testing.T) {
 		n.stop()
 	}
 	goleak.VerifyNone(t)
+}
+
+// A follower held down while the leader compacts its log catches up by
+// InstallSnapshot; then every replica restarts. raft-boltdb alone is not a
+// MonotonicLogStore to hashicorp/raft, which then keeps the follower's old
+// entries below a hole up to the snapshot: VerifyStore called that damage
+// and the node would have wiped a healthy replica. Every replica must verify
+// clean, reopen, and hold all the data.
+func TestSnapshotInstallThenRestartOfEveryReplicaVerifiesClean(t *testing.T) {
+	network, nodes := threeNodes(t)
+	conf := func(id string) *hraft.Config {
+		c := testConfig(id)
+		c.SnapshotThreshold = 16
+		c.TrailingLogs = 4
+		c.SnapshotInterval = time.Hour // only the forced snapshot below
+		return c
+	}
+	open := func() ([]*Group, []*testFSM) {
+		groups := make([]*Group, len(nodes))
+		fsms := make([]*testFSM, len(nodes))
+		for i, n := range nodes {
+			fsms[i] = &testFSM{}
+			groups[i] = openTestGroup(t, n, 4, fsms[i], conf(n.id))
+		}
+		return groups, fsms
+	}
+	groups, fsms := open()
+	for _, g := range groups {
+		require.NoError(t, g.BootstrapIfNew(servers(nodes...)))
+	}
+	leader := waitLeader(t, groups...)
+	want := entryRange("a", 0, 20)
+	applyAll(t, groups[leader], want...)
+	requireConverged(t, want, fsms...)
+
+	held := (leader + 1) % len(nodes)
+	network.isolate(nodes[held].addr)
+	var majority []*Group
+	for i, g := range groups {
+		if i != held {
+			majority = append(majority, g)
+		}
+	}
+	leaderGroup := majority[waitLeader(t, majority...)]
+	more := entryRange("b", 0, 200)
+	applyAll(t, leaderGroup, more...)
+	want = append(want, more...)
+	require.NoError(t, leaderGroup.Raft().Snapshot().Error())
+	first, err := leaderGroup.logs.FirstIndex()
+	require.NoError(t, err)
+	heldLast, err := groups[held].logs.LastIndex()
+	require.NoError(t, err)
+	require.Greater(t, first, heldLast+1, "leader log not compacted past the held follower; it would not need a snapshot")
+
+	network.heal(nodes[held].addr)
+	after := entryRange("c", 0, 10)
+	applyAll(t, leaderGroup, after...)
+	want = append(want, after...)
+	requireConverged(t, want, fsms...)
+	require.Positive(t, fsms[held].Restores(), "held follower was not sent a snapshot")
+
+	for _, g := range groups {
+		require.NoError(t, g.Close())
+	}
+	for _, n := range nodes {
+		require.NoError(t, VerifyStore(filepath.Join(n.dir, "group-4"), nil), "replica on %s", n.id)
+	}
+	groups, fsms = open()
+	waitLeader(t, groups...)
+	requireConverged(t, want, fsms...)
 }

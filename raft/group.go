@@ -100,6 +100,25 @@ func (c *GroupConfig) Validate() error {
 	return errors.Join(errs...)
 }
 
+// monotonicLogStore is a group's raft-boltdb store as hashicorp/raft sees
+// it: a MonotonicLogStore. raft-boltdb does not claim it, and hraft then
+// installs a snapshot by compacting only the follower's old entries that
+// are TrailingLogs behind its old last index: the rest stay in the log below
+// a hole up to the snapshot's index, and VerifyStore cannot tell such a hole
+// from lost entries by the log alone. Claiming it makes hraft delete the
+// whole old log after installing (or restoring) a snapshot
+// (raft.go installSnapshot, api.go Restore: removeOldLogs), so the log
+// always continues from the snapshot without a hole. The cost is one bbolt
+// transaction deleting the old entries (at most about TrailingLogs +
+// SnapshotThreshold of them), on a follower that was far enough behind to
+// need a snapshot. Stable-store calls go to the embedded BoltStore.
+type monotonicLogStore struct{ *raftboltdb.BoltStore }
+
+var _ hraft.MonotonicLogStore = monotonicLogStore{}
+
+// IsMonotonic implements hraft.MonotonicLogStore.
+func (monotonicLogStore) IsMonotonic() bool { return true }
+
 // Group is one open Raft group replica: hashicorp/raft over raft-boltdb, a
 // file snapshot store and a Transport. Its methods are safe for concurrent
 // use; Raft() gives the hraft API (Apply, Barrier, ...) directly.
@@ -169,7 +188,7 @@ func OpenGroup(cfg GroupConfig) (g *Group, err error) {
 			_ = store.Close()
 		}
 	}()
-	logs, err := hraft.NewLogCache(logCacheEntries, store)
+	logs, err := hraft.NewLogCache(logCacheEntries, monotonicLogStore{store}) // LogCache passes IsMonotonic on
 	if err != nil {
 		return nil, fmt.Errorf("raft: group %d: log cache: %w", cfg.GroupID, err)
 	}
