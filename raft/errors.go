@@ -38,8 +38,8 @@ var (
 	// codes.InvalidArgument.
 	ErrProtocol = errors.New("raft: protocol violation")
 	// ErrFSMBehindSnapshot means an IndexedFSM still reports an applied index
-	// below the newest snapshot after that snapshot was restored into it, so
-	// starting Raft would silently skip entries.
+	// below the one recorded in the newest snapshot after that snapshot was
+	// restored into it, so starting Raft would silently skip entries.
 	ErrFSMBehindSnapshot = errors.New("raft: fsm behind newest snapshot")
 	// ErrDamaged means a group's stored Raft state (raft.db or a snapshot)
 	// is unreadable or fails verification. The replica must not serve it:

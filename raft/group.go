@@ -3,6 +3,7 @@ package raft
 import (
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -33,14 +34,31 @@ const (
 //
 // Contract: on restart Raft replays the entries after the newest snapshot,
 // which may include entries the FSM has already applied; Apply must skip
-// entries at or below AppliedIndex. Restore must leave AppliedIndex equal to
-// the snapshot's index. AppliedIndex is called before Raft starts and must be
-// safe to call concurrently with Apply.
+// entries at or below AppliedIndex. Every snapshot records the FSM's
+// AppliedIndex at the time Snapshot captured it, readable from the start of
+// its data with SnapshotAppliedIndex, and Restore leaves AppliedIndex equal
+// to that recorded index. AppliedIndex and SnapshotAppliedIndex are called
+// before Raft starts; AppliedIndex must be safe to call concurrently with
+// Apply.
+//
+// Why the FSM's own index and not the snapshot's Raft index: hashicorp/raft
+// gives a snapshot the index of the last entry its FSM goroutine processed,
+// and that counts entries it never hands to the FSM (a Barrier, and a
+// Configuration for an FSM that is neither a BatchingFSM nor a
+// ConfigurationStore; a Noop does not even reach that goroutine). A snapshot
+// taken right after a Barrier has a Raft index above the FSM's applied
+// index although the FSM holds all of it, and so does every replica that
+// installs it. The entries between the two indexes are all FSM-invisible,
+// so an FSM at or above the recorded index holds the snapshot's whole state.
 type IndexedFSM interface {
 	hraft.FSM
 	// AppliedIndex is the index of the last entry whose effects are durable
 	// in the FSM's own store (0 when it has none).
 	AppliedIndex() uint64
+	// SnapshotAppliedIndex reads the applied index recorded in one of this
+	// FSM's snapshots from r, the snapshot's data from its start (as
+	// FSMSnapshot.Persist wrote it), reading no more than it needs.
+	SnapshotAppliedIndex(r io.Reader) (uint64, error)
 }
 
 // GroupConfig describes one Raft group replica on this node.
@@ -139,9 +157,10 @@ type Group struct {
 // OpenGroup opens (creating if new) the group replica described by cfg and
 // starts Raft. For an IndexedFSM it sets NoSnapshotRestoreOnStart and, before
 // Raft starts, restores the newest snapshot into the FSM if the FSM is behind
-// it (its store lost data or is new), failing with ErrFSMBehindSnapshot if
-// the FSM is still behind afterwards. A new group has no configuration until
-// BootstrapIfNew or a leader's AppendEntries gives it one.
+// it (its store lost data or is new; see catchUpFSM), failing with
+// ErrFSMBehindSnapshot if the FSM is still behind afterwards. A new group
+// has no configuration until BootstrapIfNew or a leader's AppendEntries
+// gives it one.
 func OpenGroup(cfg GroupConfig) (g *Group, err error) {
 	if cfg.Transport != nil {
 		defer func() {
@@ -219,9 +238,16 @@ func OpenGroup(cfg GroupConfig) (g *Group, err error) {
 	}, nil
 }
 
-// catchUpFSM restores the newest snapshot into fsm if fsm's applied index is
-// below it. With NoSnapshotRestoreOnStart Raft trusts the FSM to hold at
-// least the newest snapshot's state and replays only the entries after it.
+// catchUpFSM restores the newest snapshot into fsm if fsm is behind it:
+// if its applied index is below the applied index recorded in the snapshot
+// (see IndexedFSM). With NoSnapshotRestoreOnStart Raft trusts the FSM to
+// hold at least the newest snapshot's state and replays only the entries
+// after the snapshot's Raft index.
+//
+// An FSM below the snapshot's Raft index but at or above its recorded index
+// is not behind: the entries between are ones the FSM never sees (a Barrier
+// last before the snapshot). That is found by reading the snapshot's header,
+// once per start, only when the FSM is below the snapshot's Raft index.
 func catchUpFSM(fsm IndexedFSM, snapshots hraft.SnapshotStore, logger *slog.Logger) error {
 	metas, err := snapshots.List()
 	if err != nil {
@@ -235,8 +261,18 @@ func catchUpFSM(fsm IndexedFSM, snapshots hraft.SnapshotStore, logger *slog.Logg
 	if applied >= newest.Index {
 		return nil
 	}
+	recorded, err := snapshotAppliedIndex(fsm, snapshots, newest)
+	if err != nil {
+		return err
+	}
+	if applied >= recorded {
+		logger.Debug("raft: fsm holds the newest snapshot's state; the entries up to its raft index are not applied by the fsm",
+			"fsm_applied_index", applied, "snapshot_applied_index", recorded, "snapshot_id", newest.ID, "snapshot_index", newest.Index)
+		return nil
+	}
 	logger.Warn("raft: fsm is behind the newest snapshot; restoring it",
-		"fsm_applied_index", applied, "snapshot_id", newest.ID, "snapshot_index", newest.Index, "snapshot_bytes", newest.Size)
+		"fsm_applied_index", applied, "snapshot_applied_index", recorded, "snapshot_id", newest.ID, "snapshot_index", newest.Index,
+		"snapshot_bytes", newest.Size)
 	_, rc, err := snapshots.Open(newest.ID)
 	if err != nil {
 		return fmt.Errorf("open snapshot %s: %w", newest.ID, err)
@@ -245,12 +281,32 @@ func catchUpFSM(fsm IndexedFSM, snapshots hraft.SnapshotStore, logger *slog.Logg
 	if err := fsm.Restore(rc); err != nil {
 		return fmt.Errorf("restore snapshot %s: %w", newest.ID, err)
 	}
-	if got := fsm.AppliedIndex(); got < newest.Index {
-		return fmt.Errorf("%w: applied index %d after restoring snapshot %s at index %d",
-			ErrFSMBehindSnapshot, got, newest.ID, newest.Index)
+	if got := fsm.AppliedIndex(); got < recorded {
+		return fmt.Errorf("%w: applied index %d after restoring snapshot %s, which records applied index %d (raft index %d)",
+			ErrFSMBehindSnapshot, got, newest.ID, recorded, newest.Index)
 	}
-	logger.Info("raft: restored fsm from snapshot", "snapshot_id", newest.ID, "snapshot_index", newest.Index)
+	logger.Info("raft: restored fsm from snapshot", "snapshot_id", newest.ID, "snapshot_index", newest.Index,
+		"snapshot_applied_index", recorded)
 	return nil
+}
+
+// snapshotAppliedIndex opens the snapshot meta describes (the store checks
+// its CRC) and returns the FSM applied index recorded in it, which cannot
+// exceed the snapshot's Raft index.
+func snapshotAppliedIndex(fsm IndexedFSM, snapshots hraft.SnapshotStore, meta *hraft.SnapshotMeta) (uint64, error) {
+	_, rc, err := snapshots.Open(meta.ID)
+	if err != nil {
+		return 0, fmt.Errorf("open snapshot %s: %w", meta.ID, err)
+	}
+	defer rc.Close()
+	recorded, err := fsm.SnapshotAppliedIndex(rc)
+	if err != nil {
+		return 0, fmt.Errorf("snapshot %s: read its applied index: %w", meta.ID, err)
+	}
+	if recorded > meta.Index {
+		return 0, fmt.Errorf("snapshot %s at raft index %d records fsm applied index %d, above it", meta.ID, meta.Index, recorded)
+	}
+	return recorded, nil
 }
 
 // ID is the group's id.

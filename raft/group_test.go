@@ -139,3 +139,39 @@ func TestDefaultConfigIsValid(t *testing.T) {
 	require.True(t, c.BatchApplyCh)
 	require.NoError(t, hraft.ValidateConfig(testConfig("t")))
 }
+
+// hashicorp/raft's snapshot index counts entries the FSM never sees (a
+// Barrier is applied by Raft alone), so a snapshot taken right after one has
+// an index above the FSM's applied index, though the FSM holds all of it. A
+// restart must not take that FSM for one that is behind: it opens without a
+// restore, with its data, and carries on.
+func TestIndexedFSMAtASnapshotEndingInABarrierIsNotBehind(t *testing.T) {
+	n := startNode(t, nil, "n", nil)
+	dir := filepath.Join(n.dir, "g")
+	fsm := &indexedTestFSM{}
+	g := openSingle(t, n, dir, fsm)
+	want := entryRange("a", 0, 10)
+	applyAll(t, g, want...)
+	require.NoError(t, g.Raft().Barrier(5*time.Second).Error())
+	require.NoError(t, g.Raft().Snapshot().Error())
+	metas, err := g.snapshots.List()
+	require.NoError(t, err)
+	require.Greater(t, metas[0].Index, fsm.AppliedIndex(), "the snapshot should end in the barrier, above the fsm")
+	require.NoError(t, g.Close())
+
+	for restart := range 2 { // the second start finds the same state again
+		kept := &indexedTestFSM{}
+		kept.entries, kept.applied = fsm.Entries(), fsm.AppliedIndex()
+		g := openSingle(t, n, dir, kept)
+		require.Equal(t, 0, kept.Restores(), "start %d restored a snapshot into an fsm that was not behind", restart)
+		require.Equal(t, want, kept.Entries())
+		require.NoError(t, g.Close())
+	}
+
+	// An fsm that lost its data is still restored, and is then not behind.
+	fresh := &indexedTestFSM{}
+	g = openSingle(t, n, dir, fresh)
+	require.Equal(t, 1, fresh.Restores())
+	applyAll(t, g, "b")
+	require.Equal(t, append(want, "b"), fresh.Entries())
+}
