@@ -2,6 +2,7 @@ package partition
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -12,6 +13,7 @@ import (
 	"time"
 
 	hraft "github.com/hashicorp/raft"
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"google.golang.org/grpc"
 
@@ -96,6 +98,9 @@ func (n *replicaNode) openReplica(t testing.TB, gid uint64, servers []hraft.Serv
 	if conf == nil {
 		conf = testRaftConfig(n.id)
 	}
+	batcher := DefaultBatcherOptions()
+	batcher.EntryBytesMax = min(batcher.EntryBytesMax, tr.EntryBytesMax())
+	batcher.BatchBytesMax = min(batcher.BatchBytesMax, batcher.EntryBytesMax)
 	r, err := OpenReplica(ReplicaConfig{
 		GroupID:   gid,
 		NodeID:    n.id,
@@ -105,7 +110,7 @@ func (n *replicaNode) openReplica(t testing.TB, gid uint64, servers []hraft.Serv
 		Servers:   servers,
 		Logger:    testLogger(t),
 		Metrics:   NewMetrics(),
-		Batcher:   DefaultBatcherOptions(),
+		Batcher:   batcher,
 		Raft:      conf,
 	})
 	require.NoError(t, err)
@@ -176,4 +181,90 @@ func TestReplicaRestartsAfterASnapshotEndingInABarrier(t *testing.T) {
 	recs, err := r.Log().Read(0, 100, 1<<20)
 	require.NoError(t, err)
 	require.Len(t, recs, 12)
+}
+
+// A follower that is down while the leader commits many entries close to
+// the entry cap catches up when it comes back. Each AppendEntries hashicorp/
+// raft builds holds up to MaxAppendEntries of them, far more bytes than one
+// gRPC message of the transport may carry: the transport must send what
+// fits (here one entry per message), or the follower never catches up.
+func TestFollowerBehindByManyLargeEntriesCatchesUp(t *testing.T) {
+	const (
+		messageBytesMax = 1 << 20
+		entries         = 16
+	)
+	small := func(o *heraldraft.MuxOptions) {
+		o.MaxMessageBytes = messageBytesMax
+		o.SnapshotChunkBytes = messageBytesMax / 4
+	}
+	nodes := []*replicaNode{startReplicaNode(t, "n1", small), startReplicaNode(t, "n2", small), startReplicaNode(t, "n3", small)}
+	// Raft's default timeouts: large fsyncs under -race on a shared machine
+	// must not cost the leader its lease.
+	conf := heraldraft.DefaultConfig
+	replicas := make([]*Replica, len(nodes))
+	for i, n := range nodes {
+		replicas[i] = n.openReplica(t, 7, voters(nodes...), conf(n.id))
+	}
+	leader := awaitLeader(t, replicas...)
+	down := 0
+	for replicas[down] == leader {
+		down++
+	}
+	require.NoError(t, replicas[down].Close())
+	var up []*Replica
+	for i, r := range replicas {
+		if i != down {
+			up = append(up, r)
+		}
+	}
+
+	// One record per call, one call per entry, each entry within 1 KiB of
+	// the cap.
+	entryBytesMax := leader.batcher.opts.EntryBytesMax
+	body := make([]byte, entryBytesMax-1<<10)
+	rec := &partitionpb.AppendRecord{TenantId: "acme", Event: body}
+	require.LessOrEqual(t, appendCommandOverheadBytes+appendRecordBytes(rec), entryBytesMax)
+	for i := range entries {
+		body[0] = byte(i)
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		_, err := leader.Produce(ctx, []*partitionpb.AppendRecord{rec})
+		cancel()
+		for errors.Is(err, ErrNotLeader) { // not proposed: safe to send to the new leader
+			leader = awaitLeader(t, up...)
+			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+			_, err = leader.Produce(ctx, []*partitionpb.AppendRecord{rec})
+			cancel()
+		}
+		require.NoError(t, err, "entry %d", i)
+	}
+	want := leader.Log().HighWatermark()
+	require.Equal(t, uint64(entries), want)
+
+	replicas[down] = nodes[down].openReplica(t, 7, voters(nodes...), conf(nodes[down].id))
+	if !assert.Eventually(t, func() bool { return replicas[down].Log().HighWatermark() == want }, 60*time.Second, 20*time.Millisecond) {
+		t.Fatalf("the follower did not catch up: high watermark %d of %d", replicas[down].Log().HighWatermark(), want)
+	}
+	recs, err := replicas[down].Log().Read(entries-1, 1, 1<<20)
+	require.NoError(t, err)
+	require.Len(t, recs, 1)
+	require.Equal(t, byte(entries-1), recs[0].Body[0])
+}
+
+// An entry cap above what one raft message carries would let through
+// entries that can never replicate: the configuration is refused.
+func TestReplicaConfigRefusesAnEntryCapAboveTheMessageLimit(t *testing.T) {
+	n := startReplicaNode(t, "n1", func(o *heraldraft.MuxOptions) {
+		o.MaxMessageBytes = 1 << 20
+		o.SnapshotChunkBytes = 1 << 18
+	})
+	tr, err := n.mux.Transport(3)
+	require.NoError(t, err)
+	defer tr.Close()
+	lp, err := n.db.Partition(3)
+	require.NoError(t, err)
+	cfg := ReplicaConfig{GroupID: 3, NodeID: n.id, Dir: t.TempDir(), Log: lp, Transport: tr, Servers: voters(n), Batcher: DefaultBatcherOptions()}
+	require.ErrorContains(t, cfg.Validate(), "could never replicate")
+	cfg.Batcher.EntryBytesMax = tr.EntryBytesMax()
+	cfg.Batcher.BatchBytesMax = min(cfg.Batcher.BatchBytesMax, cfg.Batcher.EntryBytesMax)
+	require.NoError(t, cfg.Validate())
 }

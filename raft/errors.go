@@ -37,6 +37,9 @@ var (
 	// (a missing field, a stream naming two groups). It travels as
 	// codes.InvalidArgument.
 	ErrProtocol = errors.New("raft: protocol violation")
+	// ErrEntryTooLarge means an entry is larger than one AppendEntries
+	// message may carry (Transport.EntryBytesMax): it could never replicate.
+	ErrEntryTooLarge = errors.New("raft: entry too large for one message")
 	// ErrFSMBehindSnapshot means an IndexedFSM still reports an applied index
 	// below the one recorded in the newest snapshot after that snapshot was
 	// restored into it, so starting Raft would silently skip entries.

@@ -19,8 +19,9 @@ const (
 	// DefaultSnapshotRetain is how many snapshots a group keeps on disk.
 	DefaultSnapshotRetain = 2
 	// logCacheEntries is how many recent log entries a group keeps in memory
-	// in front of raft-boltdb (one full append's worth).
-	logCacheEntries = 512
+	// in front of raft-boltdb (one full append's worth: DefaultConfig's
+	// MaxAppendEntries).
+	logCacheEntries = 64
 	// boltOpenTimeout bounds waiting for the file lock of raft.db, so that a
 	// second opener (a bug, or a stale process) fails instead of hanging.
 	boltOpenTimeout = 5 * time.Second

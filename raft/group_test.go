@@ -135,7 +135,7 @@ func TestDefaultConfigIsValid(t *testing.T) {
 	c := DefaultConfig("node-1")
 	require.NoError(t, hraft.ValidateConfig(c))
 	require.Equal(t, hraft.ServerID("node-1"), c.LocalID)
-	require.Equal(t, 512, c.MaxAppendEntries)
+	require.Equal(t, 64, c.MaxAppendEntries)
 	require.True(t, c.BatchApplyCh)
 	require.NoError(t, hraft.ValidateConfig(testConfig("t")))
 }

@@ -12,8 +12,9 @@ import (
 // Defaults applied by MuxOptions.EnsureDefaults to fields left at zero.
 const (
 	// DefaultMaxMessageBytes bounds one gRPC message of the raft service in
-	// both directions. It must exceed the largest AppendEntries
-	// (MaxAppendEntries entries of the largest command) and SnapshotChunkBytes.
+	// both directions. One entry may be up to MaxMessageBytes less 64 KiB of
+	// framing (Transport.EntryBytesMax); an AppendEntries whose entries
+	// together exceed it is sent as its longest prefix that fits.
 	DefaultMaxMessageBytes = 64 << 20
 	// DefaultRPCTimeout bounds one unary RPC (append, vote, pre-vote,
 	// timeout-now) and each pipelined append, send to response.
@@ -124,8 +125,8 @@ func (o *MuxOptions) Validate() error {
 	if o.LocalAddr == "" {
 		bad("LocalAddr is required")
 	}
-	if o.MaxMessageBytes <= 0 {
-		bad("MaxMessageBytes %d must be positive", o.MaxMessageBytes)
+	if o.MaxMessageBytes <= appendFramingBytesMax {
+		bad("MaxMessageBytes %d must exceed the %d bytes of AppendEntries framing", o.MaxMessageBytes, appendFramingBytesMax)
 	}
 	if o.RPCTimeout <= 0 {
 		bad("RPCTimeout %s must be positive", o.RPCTimeout)

@@ -45,6 +45,12 @@ func TestMuxOptionsValidateReportsEveryProblem(t *testing.T) {
 	require.ErrorIs(t, err, ErrInvalidOptions)
 }
 
+func TestMuxOptionsValidateLeavesRoomForAnEntry(t *testing.T) {
+	o := MuxOptions{LocalAddr: "127.0.0.1:1", MaxMessageBytes: appendFramingBytesMax, SnapshotChunkBytes: 1 << 10}
+	o.EnsureDefaults()
+	require.ErrorContains(t, o.Validate(), "AppendEntries framing")
+}
+
 func TestErrorsMapToOneStatusCodeEach(t *testing.T) {
 	for _, tc := range []struct {
 		err  error

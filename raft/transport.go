@@ -117,14 +117,22 @@ func (t *Transport) Close() error {
 	return nil
 }
 
-// AppendEntries sends one AppendEntries (or heartbeat) and waits for the answer.
+// AppendEntries sends one AppendEntries (or heartbeat) and waits for the
+// answer. When args's entries do not fit in one message, it sends the
+// longest prefix that does and cuts args.Entries to it (see
+// appendEntriesMessage).
 func (t *Transport) AppendEntries(_ hraft.ServerID, target hraft.ServerAddress, args *hraft.AppendEntriesRequest, resp *hraft.AppendEntriesResponse) error {
 	rpcType := rpcAppendEntries
 	if isHeartbeat(args) {
 		rpcType = rpcHeartbeat
 	}
+	msg, err := appendEntriesMessage(t.groupID, args, t.mux.opts.MaxMessageBytes)
+	if err != nil {
+		t.mux.metrics.errors.WithLabelValues(rpcType, sideSend).Inc()
+		return err
+	}
 	return t.unary(rpcType, "AppendEntries", target, func(ctx context.Context, c raftpb.RaftTransportClient) error {
-		out, err := c.AppendEntries(ctx, appendEntriesRequestToProto(t.groupID, args))
+		out, err := c.AppendEntries(ctx, msg)
 		if err == nil {
 			appendEntriesResponseFromProto(out, resp)
 		}
