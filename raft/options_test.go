@@ -28,17 +28,18 @@ func TestMuxOptionsDefaultsAreValid(t *testing.T) {
 
 func TestMuxOptionsValidateReportsEveryProblem(t *testing.T) {
 	o := MuxOptions{
-		MaxMessageBytes:     1 << 20,
-		SnapshotChunkBytes:  1 << 20, // no room for framing
-		RPCTimeout:          time.Minute,
-		SnapshotTimeout:     time.Second, // below RPCTimeout
-		PipelineInFlightMax: 1,
-		KeepaliveTime:       time.Second, // below the servers' policy
+		MaxMessageBytes:        1 << 20,
+		SnapshotChunkBytes:     1 << 20, // no room for framing
+		RPCTimeout:             time.Minute,
+		SnapshotTimeout:        time.Second, // below RPCTimeout
+		SnapshotRestoreTimeout: time.Second, // below RPCTimeout
+		PipelineInFlightMax:    1,
+		KeepaliveTime:          time.Second, // below the servers' policy
 	}
 	o.EnsureDefaults()
 	err := o.Validate()
 	require.ErrorIs(t, err, ErrInvalidOptions)
-	for _, want := range []string{"LocalAddr", "SnapshotChunkBytes", "SnapshotTimeout", "PipelineInFlightMax", "KeepaliveTime"} {
+	for _, want := range []string{"LocalAddr", "SnapshotChunkBytes", "SnapshotTimeout", "SnapshotRestoreTimeout", "PipelineInFlightMax", "KeepaliveTime"} {
 		require.ErrorContains(t, err, want)
 	}
 	_, err = NewMux(o)
