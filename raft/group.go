@@ -1,6 +1,7 @@
 package raft
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -138,6 +139,69 @@ var _ hraft.MonotonicLogStore = monotonicLogStore{}
 // IsMonotonic implements hraft.MonotonicLogStore.
 func (monotonicLogStore) IsMonotonic() bool { return true }
 
+// dropEntriesBelowHole deletes, from the raft.db at path, the entries
+// below the last gap in the log when the entries after that gap start at or
+// below snapshotIndex+1: what an InstallSnapshot left before the store
+// claimed monotonic (see monotonicLogStore), or a crash between an install
+// and hraft's removal of the old log. Those entries precede the snapshot, so
+// Raft never applies them again, but they may be a deposed leader's entries
+// that never committed, and Raft would send them to a follower asking for
+// those indexes. A gap above the snapshot is damage (VerifyStore's to
+// report): left alone, as is a missing raft.db. It must run before the
+// store is opened; it scans keys only.
+func dropEntriesBelowHole(path string, snapshotIndex uint64, logger *slog.Logger) error {
+	if _, err := os.Stat(path); errors.Is(err, os.ErrNotExist) {
+		return nil // bbolt.Open would create it
+	}
+	db, err := bbolt.Open(path, 0o600, &bbolt.Options{Timeout: boltOpenTimeout, FreelistType: bbolt.FreelistArrayType})
+	if err != nil {
+		return fmt.Errorf("open %s: %w", raftDBFile, err)
+	}
+	var stale [][]byte
+	err = db.Update(func(tx *bbolt.Tx) error {
+		logs := tx.Bucket(bucketLogs)
+		if logs == nil {
+			return nil
+		}
+		var prev, tailFirst uint64
+		c := logs.Cursor()
+		for k, _ := c.First(); k != nil && len(k) == 8; k, _ = c.Next() {
+			index := binary.BigEndian.Uint64(k)
+			if index > snapshotIndex+1 {
+				break
+			}
+			if prev != 0 && index != prev+1 {
+				tailFirst = index
+			}
+			prev = index
+		}
+		if tailFirst == 0 {
+			return nil
+		}
+		for k, _ := c.First(); k != nil && len(k) == 8 && binary.BigEndian.Uint64(k) < tailFirst; k, _ = c.Next() {
+			stale = append(stale, append([]byte(nil), k...))
+		}
+		for _, k := range stale {
+			if err := logs.Delete(k); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if cerr := db.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return fmt.Errorf("drop stale entries below a hole in %s: %w", raftDBFile, err)
+	}
+	if len(stale) > 0 {
+		logger.Warn("raft: dropped stale entries below a hole the newest snapshot covers",
+			"first", binary.BigEndian.Uint64(stale[0]), "last", binary.BigEndian.Uint64(stale[len(stale)-1]),
+			"entries", len(stale), "snapshot_index", snapshotIndex)
+	}
+	return nil
+}
+
 // Group is one open Raft group replica: hashicorp/raft over raft-boltdb, a
 // file snapshot store and a Transport. Its methods are safe for concurrent
 // use; Raft() gives the hraft API (Apply, Barrier, ...) directly.
@@ -195,6 +259,17 @@ func OpenGroup(cfg GroupConfig) (g *Group, err error) {
 	if err := os.MkdirAll(cfg.Dir, 0o750); err != nil {
 		return nil, fmt.Errorf("raft: group %d: %w", cfg.GroupID, err)
 	}
+	snapshots, err := hraft.NewFileSnapshotStoreWithLogger(cfg.Dir, retain, hclogger)
+	if err != nil {
+		return nil, fmt.Errorf("raft: group %d: snapshot store: %w", cfg.GroupID, err)
+	}
+	if metas, err := snapshots.List(); err != nil {
+		return nil, fmt.Errorf("raft: group %d: list snapshots: %w", cfg.GroupID, err)
+	} else if len(metas) > 0 {
+		if err := dropEntriesBelowHole(filepath.Join(cfg.Dir, raftDBFile), metas[0].Index, logger); err != nil {
+			return nil, fmt.Errorf("raft: group %d: %w", cfg.GroupID, err)
+		}
+	}
 	store, err := raftboltdb.New(raftboltdb.Options{
 		Path:        filepath.Join(cfg.Dir, raftDBFile),
 		BoltOptions: &bbolt.Options{Timeout: boltOpenTimeout, FreelistType: bbolt.FreelistArrayType},
@@ -211,10 +286,6 @@ func OpenGroup(cfg GroupConfig) (g *Group, err error) {
 	logs, err := hraft.NewLogCache(logCacheEntries, monotonicLogStore{store}) // LogCache passes IsMonotonic on
 	if err != nil {
 		return nil, fmt.Errorf("raft: group %d: log cache: %w", cfg.GroupID, err)
-	}
-	snapshots, err := hraft.NewFileSnapshotStoreWithLogger(cfg.Dir, retain, hclogger)
-	if err != nil {
-		return nil, fmt.Errorf("raft: group %d: snapshot store: %w", cfg.GroupID, err)
 	}
 	if fsm, ok := cfg.FSM.(IndexedFSM); ok {
 		conf.NoSnapshotRestoreOnStart = true

@@ -175,3 +175,36 @@ func TestIndexedFSMAtASnapshotEndingInABarrierIsNotBehind(t *testing.T) {
 	applyAll(t, g, "b")
 	require.Equal(t, append(want, "b"), fresh.Entries())
 }
+
+// A store written before the log store claimed monotonic may hold a
+// follower's old entries below a hole up to its newest snapshot. They are
+// stale (possibly entries of a deposed leader that never committed), and
+// Raft would send them to a follower that asks for those indexes; OpenGroup
+// drops them, as hashicorp/raft now does after an install.
+func TestOpenGroupDropsStaleEntriesBelowAHole(t *testing.T) {
+	dir := writeStore(t, 500, 300) // entries 151..500 of node n1, snapshot at 300
+	punchHole(t, dir, 200, 260)    // stale 151..199, hole, then 261..500
+	require.NoError(t, VerifyStore(dir, checkPayload))
+
+	n := startNode(t, nil, "n1", nil)
+	fsm := &indexedTestFSM{}
+	fsm.applied = 500 // holds everything: no restore, no replay
+	tr, err := n.mux.Transport(1)
+	require.NoError(t, err)
+	g, err := OpenGroup(GroupConfig{GroupID: 1, NodeID: n.id, Dir: dir, FSM: fsm, Transport: tr, Logger: testLogger(t), Config: testConfig(n.id)})
+	require.NoError(t, err)
+	first, err := g.logs.FirstIndex()
+	require.NoError(t, err)
+	require.Equal(t, uint64(261), first, "the entries below the hole are still there")
+	last, err := g.logs.LastIndex()
+	require.NoError(t, err)
+	require.Equal(t, uint64(500), last)
+	require.NoError(t, g.Close())
+	require.NoError(t, VerifyStore(dir, checkPayload))
+
+	// A hole above the snapshot is damage, not stale entries: left alone.
+	dir = writeStore(t, 500, 300)
+	punchHole(t, dir, 350, 360)
+	require.NoError(t, dropEntriesBelowHole(filepath.Join(dir, raftDBFile), 300, testLogger(t)))
+	requireDamaged(t, VerifyStore(dir, checkPayload), "log gap: index 361 follows 349")
+}
