@@ -98,13 +98,10 @@ func (p *Partition) restoreEntriesLocked(r io.Reader) (appliedIndex uint64, err 
 	if err := sr.readFull(header[:]); err != nil {
 		return 0, err
 	}
-	if string(header[:len(snapshotMagic)]) != snapshotMagic {
-		return 0, p.streamCorrupt("bad magic %q", header[:len(snapshotMagic)])
+	appliedIndex, problem := parseSnapshotHeader(header)
+	if problem != "" {
+		return 0, p.streamCorrupt("%s", problem)
 	}
-	if version := header[len(snapshotMagic)]; version != snapshotVersion1 && version != snapshotVersion2 && version != snapshotVersion3 {
-		return 0, p.streamCorrupt("unknown version %d", version)
-	}
-	appliedIndex = binary.BigEndian.Uint64(header[len(snapshotMagic)+1:])
 
 	batch := p.db.pebble.NewBatch()
 	defer func() { batch.Close() }()

@@ -3,6 +3,7 @@ package log
 import (
 	"bufio"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"hash"
 	"hash/crc32"
@@ -201,6 +202,38 @@ func (sw *snapshotWriter) header(appliedIndex uint64) {
 	sw.write([]byte(snapshotMagic))
 	sw.write([]byte{snapshotVersion3})
 	sw.write(binary.BigEndian.AppendUint64(sw.scratch[:0], appliedIndex))
+}
+
+// parseSnapshotHeader returns the applied index of a stream's header, or
+// what is wrong with the header.
+func parseSnapshotHeader(header [snapshotHeaderBytes]byte) (appliedIndex uint64, problem string) {
+	if string(header[:len(snapshotMagic)]) != snapshotMagic {
+		return 0, fmt.Sprintf("bad magic %q", header[:len(snapshotMagic)])
+	}
+	if version := header[len(snapshotMagic)]; version != snapshotVersion1 && version != snapshotVersion2 && version != snapshotVersion3 {
+		return 0, fmt.Sprintf("unknown version %d", version)
+	}
+	return binary.BigEndian.Uint64(header[len(snapshotMagic)+1:]), ""
+}
+
+// SnapshotAppliedIndex reads only the header of a snapshot stream written
+// by [Snapshot.WriteTo] and returns the applied index it records: the
+// partition's applied index when the image was taken, where
+// [Partition.Restore] leaves it. A short stream or a bad header is an
+// error matching ErrCorruption; a failing reader returns its error.
+func SnapshotAppliedIndex(r io.Reader) (uint64, error) {
+	var header [snapshotHeaderBytes]byte
+	if _, err := io.ReadFull(r, header[:]); err != nil {
+		if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
+			return 0, fmt.Errorf("%w: snapshot stream: truncated header", ErrCorruption)
+		}
+		return 0, fmt.Errorf("log: read snapshot header: %w", err)
+	}
+	appliedIndex, problem := parseSnapshotHeader(header)
+	if problem != "" {
+		return 0, fmt.Errorf("%w: snapshot stream: %s", ErrCorruption, problem)
+	}
+	return appliedIndex, nil
 }
 
 func (sw *snapshotWriter) entry(key, value []byte) {

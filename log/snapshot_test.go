@@ -279,3 +279,22 @@ func TestRestoringMarkerRecovery(t *testing.T) {
 	require.NoError(t, target.Restore(bytes.NewReader(stream)))
 	require.Equal(t, want, view(t, target, "a", "b"))
 }
+
+// SnapshotAppliedIndex reads the applied index from a stream's header
+// alone (the rest may be missing) and refuses what is not a snapshot.
+func TestSnapshotAppliedIndexReadsTheHeader(t *testing.T) {
+	db := openMemDB(t)
+	source := partition(t, db, 1)
+	commitBatch(t, source, 42, entries(3, "acme"))
+	stream, applied := snapshotBytes(t, source)
+	require.Equal(t, uint64(42), applied)
+	got, err := SnapshotAppliedIndex(bytes.NewReader(stream[:snapshotHeaderBytes]))
+	require.NoError(t, err)
+	require.Equal(t, applied, got)
+
+	_, err = SnapshotAppliedIndex(bytes.NewReader(stream[:snapshotHeaderBytes-1]))
+	require.ErrorIs(t, err, ErrCorruption)
+	bad := append([]byte("NOTASNAP"), stream[len(snapshotMagic):]...)
+	_, err = SnapshotAppliedIndex(bytes.NewReader(bad))
+	require.ErrorIs(t, err, ErrCorruption)
+}

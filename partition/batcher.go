@@ -18,10 +18,18 @@ type BatcherOptions struct {
 	// QueueCallsMax bounds produce calls waiting to be batched; a caller
 	// blocks (until its context ends) when the queue is full.
 	QueueCallsMax int
-	// BatchRecordsMax and BatchBytesMax cap one Raft entry. A single call
-	// larger than the caps still goes, alone.
+	// BatchRecordsMax and BatchBytesMax cap one Raft entry, BatchBytesMax
+	// by its encoded size (the command as proposed, not the payloads). A
+	// single call larger than the caps still goes, alone, up to
+	// EntryBytesMax.
 	BatchRecordsMax int
 	BatchBytesMax   int
+	// EntryBytesMax is the hard cap of one entry's encoded size: a call
+	// whose records alone would encode larger is refused before anything is
+	// proposed (EntryTooLargeError). It must not exceed what one
+	// AppendEntries message can carry (raft Transport.EntryBytesMax;
+	// ReplicaConfig.Validate checks), or the entry could never replicate.
+	EntryBytesMax int
 	// InflightMax bounds Raft applies in flight at once. While all slots are
 	// busy, arriving calls queue up and leave together in the next entry:
 	// this is what makes one fsync carry many events under load.
@@ -33,6 +41,11 @@ type BatcherOptions struct {
 	EnqueueTimeout time.Duration
 }
 
+// DefaultEntryBytesMax is the default BatcherOptions.EntryBytesMax: room for
+// two events of the largest size a topic allows (16 MiB with the envelope),
+// half of the default 64 MiB Raft message.
+const DefaultEntryBytesMax = 32 << 20
+
 // DefaultBatcherOptions are the defaults, chosen so that one 128-byte-event
 // entry stays well under the transport's message limit.
 func DefaultBatcherOptions() BatcherOptions {
@@ -40,6 +53,7 @@ func DefaultBatcherOptions() BatcherOptions {
 		QueueCallsMax:   4096,
 		BatchRecordsMax: 8192,
 		BatchBytesMax:   4 << 20,
+		EntryBytesMax:   DefaultEntryBytesMax,
 		InflightMax:     4,
 		Linger:          0,
 		EnqueueTimeout:  5 * time.Second,
@@ -57,6 +71,9 @@ func (o *BatcherOptions) Validate() error {
 	}
 	if o.BatchBytesMax <= 0 {
 		errs = append(errs, errors.New("partition: BatchBytesMax must be positive"))
+	}
+	if o.EntryBytesMax < o.BatchBytesMax {
+		errs = append(errs, fmt.Errorf("partition: EntryBytesMax %d must be at least BatchBytesMax %d", o.EntryBytesMax, o.BatchBytesMax))
 	}
 	if o.InflightMax <= 0 {
 		errs = append(errs, errors.New("partition: InflightMax must be positive"))
@@ -94,8 +111,18 @@ type Batcher struct {
 
 type produceCall struct {
 	records []*partitionpb.AppendRecord
-	bytes   int
+	bytes   int             // encoded, in an append entry (appendRecordBytes)
 	result  chan callResult // buffered 1: the waiter never blocks
+}
+
+// newProduceCall returns a call for records, sized as they encode in an
+// append entry.
+func newProduceCall(records []*partitionpb.AppendRecord) *produceCall {
+	call := &produceCall{records: records, result: make(chan callResult, 1)}
+	for _, r := range records {
+		call.bytes += appendRecordBytes(r)
+	}
+	return call
 }
 
 type callResult struct {
@@ -128,19 +155,20 @@ func NewBatcher(groupID uint64, r *hraft.Raft, opts BatcherOptions, logger *slog
 // Submit proposes records and waits until they are committed on a quorum
 // and applied here, returning each record's offset and tenant sequence in
 // order. Errors: ErrNotLeader (not proposed), ErrClosed (not proposed),
-// ErrUnknownOutcome (proposed; may or may not commit).
+// *EntryTooLargeError (not proposed), ErrUnknownOutcome (proposed; may or
+// may not commit).
 func (b *Batcher) Submit(ctx context.Context, records []*partitionpb.AppendRecord) ([]Assigned, error) {
 	select {
 	case <-b.stop:
 		return nil, ErrClosed
 	default:
 	}
+	call := newProduceCall(records)
+	if entryBytes := appendCommandOverheadBytes + call.bytes; entryBytes > b.opts.EntryBytesMax {
+		return nil, &EntryTooLargeError{Records: len(records), EntryBytes: entryBytes, EntryBytesMax: b.opts.EntryBytesMax}
+	}
 	if b.raft.State() != hraft.Leader {
 		return nil, ErrNotLeader
-	}
-	call := &produceCall{records: records, result: make(chan callResult, 1)}
-	for _, r := range records {
-		call.bytes += len(r.Event) + len(r.TenantId)
 	}
 	select {
 	case b.queue <- call:
@@ -209,7 +237,7 @@ func (b *Batcher) run() {
 // calls keep their arrival order.
 func (b *Batcher) gather(first *produceCall) (calls []*produceCall, leftover *produceCall) {
 	calls = []*produceCall{first}
-	records, size := len(first.records), first.bytes
+	records, size := len(first.records), appendCommandOverheadBytes+first.bytes
 	var linger <-chan time.Time
 	if b.opts.Linger > 0 {
 		t := time.NewTimer(b.opts.Linger)
@@ -250,6 +278,9 @@ func (b *Batcher) propose(calls []*produceCall) {
 		cmd.Records = append(cmd.Records, c.records...)
 	}
 	data, err := encodeAppend(cmd)
+	if err == nil && len(data) > b.opts.EntryBytesMax { // Submit and gather keep it below: assert before proposing
+		err = fmt.Errorf("entry of %d bytes above EntryBytesMax %d", len(data), b.opts.EntryBytesMax)
+	}
 	if err != nil {
 		b.finish(calls, nil, fmt.Errorf("partition %d: encode: %w", b.groupID, err))
 		<-b.inflight

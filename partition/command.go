@@ -7,6 +7,7 @@ import (
 	"hash/crc32"
 
 	hraft "github.com/hashicorp/raft"
+	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/heraldlog/herald/partition/partitionpb"
@@ -38,6 +39,25 @@ var ErrBadCommand = errors.New("partition: undecodable command")
 // is damaged. It comes with ErrBadCommand.
 var ErrDamagedCommand = errors.New("partition: damaged command")
 
+// checkedHeaderBytes is the type byte and CRC32C before a command's body.
+const checkedHeaderBytes = 5
+
+// appendCommandOverheadBytes bounds what an append entry holds besides its
+// records: the checked header and the produced-at field (a tag and a
+// varint of at most 10 bytes).
+const appendCommandOverheadBytes = checkedHeaderBytes + 1 + binary.MaxVarintLen64
+
+// recordsFieldNumber is the field number of AppendCommand.records.
+var recordsFieldNumber = (&partitionpb.AppendCommand{}).ProtoReflect().Descriptor().Fields().ByName("records").Number()
+
+// appendRecordBytes is exactly what rec adds to an encoded append entry:
+// its field tag, its length and its encoding. An entry's encoded size is at
+// most appendCommandOverheadBytes plus the sum over its records (at most 10
+// bytes less: the produced-at varint is shorter for small values).
+func appendRecordBytes(rec *partitionpb.AppendRecord) int {
+	return protowire.SizeTag(recordsFieldNumber) + protowire.SizeBytes(proto.Size(rec))
+}
+
 // encodeAppend builds the Raft entry for an append command.
 func encodeAppend(cmd *partitionpb.AppendCommand) ([]byte, error) {
 	return encodeChecked(commandAppendChecked, cmd)
@@ -45,7 +65,7 @@ func encodeAppend(cmd *partitionpb.AppendCommand) ([]byte, error) {
 
 // encodeChecked writes type | crc32c(body) | body.
 func encodeChecked(kind byte, cmd proto.Message) ([]byte, error) {
-	buf := make([]byte, 5, 5+proto.Size(cmd))
+	buf := make([]byte, checkedHeaderBytes, checkedHeaderBytes+proto.Size(cmd))
 	buf[0] = kind
 	buf, err := proto.MarshalOptions{}.MarshalAppend(buf, cmd)
 	if err != nil {

@@ -1,6 +1,11 @@
 package partition
 
-import "errors"
+import (
+	"errors"
+	"fmt"
+
+	heraldlog "github.com/heraldlog/herald/log"
+)
 
 var (
 	// ErrNotLeader means this replica is not the partition's leader; the
@@ -13,3 +18,29 @@ var (
 	// ErrClosed means the replica is shutting down; nothing was proposed.
 	ErrClosed = errors.New("partition: replica closed")
 )
+
+// ErrEntryTooLarge means a produce call's records, encoded as one Raft
+// entry, exceed BatcherOptions.EntryBytesMax: such an entry could never
+// replicate, so the call is refused before anything is proposed. An
+// *EntryTooLargeError matches it.
+var ErrEntryTooLarge = errors.New("partition: request too large for one raft entry")
+
+// EntryTooLargeError is ErrEntryTooLarge with the sizes. It also matches
+// heraldlog.ErrInvalidArgument: the caller sent too much in one request
+// (the server answers InvalidArgument; the client may split it).
+type EntryTooLargeError struct {
+	Records       int
+	EntryBytes    int
+	EntryBytesMax int
+}
+
+// Error implements error.
+func (e *EntryTooLargeError) Error() string {
+	return fmt.Sprintf("partition: %d records encode to a %d-byte raft entry; the limit is %d bytes (send fewer or smaller records per request)",
+		e.Records, e.EntryBytes, e.EntryBytesMax)
+}
+
+// Is reports whether target is ErrEntryTooLarge or heraldlog.ErrInvalidArgument.
+func (e *EntryTooLargeError) Is(target error) bool {
+	return target == ErrEntryTooLarge || target == heraldlog.ErrInvalidArgument
+}

@@ -11,6 +11,7 @@ import (
 
 	heraldlog "github.com/heraldlog/herald/log"
 	"github.com/heraldlog/herald/partition/partitionpb"
+	heraldraft "github.com/heraldlog/herald/raft"
 )
 
 // Assigned is where the FSM put one appended record, or why it refused it.
@@ -64,7 +65,8 @@ type FSM struct {
 }
 
 var (
-	_ hraft.BatchingFSM = (*FSM)(nil)
+	_ hraft.BatchingFSM     = (*FSM)(nil)
+	_ heraldraft.IndexedFSM = (*FSM)(nil)
 )
 
 // NewFSM returns the state machine of a partition over its log.
@@ -88,6 +90,14 @@ func (f *FSM) stop(index uint64, what string, err error) {
 // AppliedIndex is the Raft index of the last entry whose effects are in the
 // log; it is stored in the same Pebble batch as the data.
 func (f *FSM) AppliedIndex() uint64 { return f.log.AppliedIndex() }
+
+// SnapshotAppliedIndex reads the applied index recorded at the start of one
+// of the FSM's snapshots (the log's snapshot header): the index Restore
+// leaves the FSM at. Raft's own index of that snapshot may be higher, by
+// Barrier entries the FSM never sees (see raft.IndexedFSM).
+func (f *FSM) SnapshotAppliedIndex(r io.Reader) (uint64, error) {
+	return heraldlog.SnapshotAppliedIndex(r)
+}
 
 // Apply applies one entry.
 func (f *FSM) Apply(l *hraft.Log) interface{} {

@@ -62,6 +62,10 @@ func (c *ReplicaConfig) Validate() error {
 	if err := c.Batcher.Validate(); err != nil {
 		errs = append(errs, err)
 	}
+	if c.Transport != nil && c.Batcher.EntryBytesMax > c.Transport.EntryBytesMax() {
+		errs = append(errs, fmt.Errorf("partition: Batcher.EntryBytesMax %d is more than one raft message carries (%d): such entries could never replicate",
+			c.Batcher.EntryBytesMax, c.Transport.EntryBytesMax()))
+	}
 	return errors.Join(errs...)
 }
 

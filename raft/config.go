@@ -19,9 +19,13 @@ import (
 //   - LeaderLeaseTimeout 500 ms: below HeartbeatTimeout, as required.
 //   - CommitTimeout 50 ms: followers learn the commit index (and apply) at
 //     most this late when no new entries flow.
-//   - MaxAppendEntries 512 and BatchApplyCh: the leader-side batcher gives
-//     Raft few large commands; up to 512 go in one append and one fsync.
-//     MuxOptions.MaxMessageBytes must exceed 512 times the largest command.
+//   - MaxAppendEntries 64 and BatchApplyCh: the leader-side batcher gives
+//     Raft few large commands (up to 4 MiB each by default, a single large
+//     produce call up to Transport.EntryBytesMax); up to 64 go in one append
+//     and one fsync. hraft bounds an append by count only and reads all its
+//     entries before sending: 64 keeps that to 256 MiB of 4 MiB entries
+//     (512 was 2 GiB), and the transport sends the prefix that fits in
+//     MuxOptions.MaxMessageBytes (the rest follows in the next append).
 //   - SnapshotInterval 120 s, SnapshotThreshold 8192, TrailingLogs 10240:
 //     hraft's defaults; a follower at most TrailingLogs behind catches up
 //     from the log instead of a snapshot.
@@ -33,7 +37,7 @@ func DefaultConfig(nodeID string) *hraft.Config {
 	c.ElectionTimeout = 1000 * time.Millisecond
 	c.LeaderLeaseTimeout = 500 * time.Millisecond
 	c.CommitTimeout = 50 * time.Millisecond
-	c.MaxAppendEntries = 512
+	c.MaxAppendEntries = 64
 	c.BatchApplyCh = true
 	c.SnapshotInterval = 120 * time.Second
 	c.SnapshotThreshold = 8192

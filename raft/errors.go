@@ -37,9 +37,12 @@ var (
 	// (a missing field, a stream naming two groups). It travels as
 	// codes.InvalidArgument.
 	ErrProtocol = errors.New("raft: protocol violation")
+	// ErrEntryTooLarge means an entry is larger than one AppendEntries
+	// message may carry (Transport.EntryBytesMax): it could never replicate.
+	ErrEntryTooLarge = errors.New("raft: entry too large for one message")
 	// ErrFSMBehindSnapshot means an IndexedFSM still reports an applied index
-	// below the newest snapshot after that snapshot was restored into it, so
-	// starting Raft would silently skip entries.
+	// below the one recorded in the newest snapshot after that snapshot was
+	// restored into it, so starting Raft would silently skip entries.
 	ErrFSMBehindSnapshot = errors.New("raft: fsm behind newest snapshot")
 	// ErrDamaged means a group's stored Raft state (raft.db or a snapshot)
 	// is unreadable or fails verification. The replica must not serve it:

@@ -1,8 +1,10 @@
 package raft
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -18,8 +20,9 @@ const (
 	// DefaultSnapshotRetain is how many snapshots a group keeps on disk.
 	DefaultSnapshotRetain = 2
 	// logCacheEntries is how many recent log entries a group keeps in memory
-	// in front of raft-boltdb (one full append's worth).
-	logCacheEntries = 512
+	// in front of raft-boltdb (one full append's worth: DefaultConfig's
+	// MaxAppendEntries).
+	logCacheEntries = 64
 	// boltOpenTimeout bounds waiting for the file lock of raft.db, so that a
 	// second opener (a bug, or a stale process) fails instead of hanging.
 	boltOpenTimeout = 5 * time.Second
@@ -33,14 +36,31 @@ const (
 //
 // Contract: on restart Raft replays the entries after the newest snapshot,
 // which may include entries the FSM has already applied; Apply must skip
-// entries at or below AppliedIndex. Restore must leave AppliedIndex equal to
-// the snapshot's index. AppliedIndex is called before Raft starts and must be
-// safe to call concurrently with Apply.
+// entries at or below AppliedIndex. Every snapshot records the FSM's
+// AppliedIndex at the time Snapshot captured it, readable from the start of
+// its data with SnapshotAppliedIndex, and Restore leaves AppliedIndex equal
+// to that recorded index. AppliedIndex and SnapshotAppliedIndex are called
+// before Raft starts; AppliedIndex must be safe to call concurrently with
+// Apply.
+//
+// Why the FSM's own index and not the snapshot's Raft index: hashicorp/raft
+// gives a snapshot the index of the last entry its FSM goroutine processed,
+// and that counts entries it never hands to the FSM (a Barrier, and a
+// Configuration for an FSM that is neither a BatchingFSM nor a
+// ConfigurationStore; a Noop does not even reach that goroutine). A snapshot
+// taken right after a Barrier has a Raft index above the FSM's applied
+// index although the FSM holds all of it, and so does every replica that
+// installs it. The entries between the two indexes are all FSM-invisible,
+// so an FSM at or above the recorded index holds the snapshot's whole state.
 type IndexedFSM interface {
 	hraft.FSM
 	// AppliedIndex is the index of the last entry whose effects are durable
 	// in the FSM's own store (0 when it has none).
 	AppliedIndex() uint64
+	// SnapshotAppliedIndex reads the applied index recorded in one of this
+	// FSM's snapshots from r, the snapshot's data from its start (as
+	// FSMSnapshot.Persist wrote it), reading no more than it needs.
+	SnapshotAppliedIndex(r io.Reader) (uint64, error)
 }
 
 // GroupConfig describes one Raft group replica on this node.
@@ -100,6 +120,88 @@ func (c *GroupConfig) Validate() error {
 	return errors.Join(errs...)
 }
 
+// monotonicLogStore is a group's raft-boltdb store as hashicorp/raft sees
+// it: a MonotonicLogStore. raft-boltdb does not claim it, and hraft then
+// installs a snapshot by compacting only the follower's old entries that
+// are TrailingLogs behind its old last index: the rest stay in the log below
+// a hole up to the snapshot's index, and VerifyStore cannot tell such a hole
+// from lost entries by the log alone. Claiming it makes hraft delete the
+// whole old log after installing (or restoring) a snapshot
+// (raft.go installSnapshot, api.go Restore: removeOldLogs), so the log
+// always continues from the snapshot without a hole. The cost is one bbolt
+// transaction deleting the old entries (at most about TrailingLogs +
+// SnapshotThreshold of them), on a follower that was far enough behind to
+// need a snapshot. Stable-store calls go to the embedded BoltStore.
+type monotonicLogStore struct{ *raftboltdb.BoltStore }
+
+var _ hraft.MonotonicLogStore = monotonicLogStore{}
+
+// IsMonotonic implements hraft.MonotonicLogStore.
+func (monotonicLogStore) IsMonotonic() bool { return true }
+
+// dropEntriesBelowHole deletes, from the raft.db at path, the entries
+// below the last gap in the log when the entries after that gap start at or
+// below snapshotIndex+1: what an InstallSnapshot left before the store
+// claimed monotonic (see monotonicLogStore), or a crash between an install
+// and hraft's removal of the old log. Those entries precede the snapshot, so
+// Raft never applies them again, but they may be a deposed leader's entries
+// that never committed, and Raft would send them to a follower asking for
+// those indexes. A gap above the snapshot is damage (VerifyStore's to
+// report): left alone, as is a missing raft.db. It must run before the
+// store is opened; it scans keys only.
+func dropEntriesBelowHole(path string, snapshotIndex uint64, logger *slog.Logger) error {
+	if _, err := os.Stat(path); errors.Is(err, os.ErrNotExist) {
+		return nil // bbolt.Open would create it
+	}
+	db, err := bbolt.Open(path, 0o600, &bbolt.Options{Timeout: boltOpenTimeout, FreelistType: bbolt.FreelistArrayType})
+	if err != nil {
+		return fmt.Errorf("open %s: %w", raftDBFile, err)
+	}
+	var stale [][]byte
+	err = db.Update(func(tx *bbolt.Tx) error {
+		logs := tx.Bucket(bucketLogs)
+		if logs == nil {
+			return nil
+		}
+		var prev, tailFirst uint64
+		c := logs.Cursor()
+		for k, _ := c.First(); k != nil && len(k) == 8; k, _ = c.Next() {
+			index := binary.BigEndian.Uint64(k)
+			if index > snapshotIndex+1 {
+				break
+			}
+			if prev != 0 && index != prev+1 {
+				tailFirst = index
+			}
+			prev = index
+		}
+		if tailFirst == 0 {
+			return nil
+		}
+		for k, _ := c.First(); k != nil && len(k) == 8 && binary.BigEndian.Uint64(k) < tailFirst; k, _ = c.Next() {
+			stale = append(stale, append([]byte(nil), k...))
+		}
+		for _, k := range stale {
+			if err := logs.Delete(k); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if cerr := db.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return fmt.Errorf("drop stale entries below a hole in %s: %w", raftDBFile, err)
+	}
+	if len(stale) > 0 {
+		logger.Warn("raft: dropped stale entries below a hole the newest snapshot covers",
+			"first", binary.BigEndian.Uint64(stale[0]), "last", binary.BigEndian.Uint64(stale[len(stale)-1]),
+			"entries", len(stale), "snapshot_index", snapshotIndex)
+	}
+	return nil
+}
+
 // Group is one open Raft group replica: hashicorp/raft over raft-boltdb, a
 // file snapshot store and a Transport. Its methods are safe for concurrent
 // use; Raft() gives the hraft API (Apply, Barrier, ...) directly.
@@ -120,9 +222,10 @@ type Group struct {
 // OpenGroup opens (creating if new) the group replica described by cfg and
 // starts Raft. For an IndexedFSM it sets NoSnapshotRestoreOnStart and, before
 // Raft starts, restores the newest snapshot into the FSM if the FSM is behind
-// it (its store lost data or is new), failing with ErrFSMBehindSnapshot if
-// the FSM is still behind afterwards. A new group has no configuration until
-// BootstrapIfNew or a leader's AppendEntries gives it one.
+// it (its store lost data or is new; see catchUpFSM), failing with
+// ErrFSMBehindSnapshot if the FSM is still behind afterwards. A new group
+// has no configuration until BootstrapIfNew or a leader's AppendEntries
+// gives it one.
 func OpenGroup(cfg GroupConfig) (g *Group, err error) {
 	if cfg.Transport != nil {
 		defer func() {
@@ -156,6 +259,17 @@ func OpenGroup(cfg GroupConfig) (g *Group, err error) {
 	if err := os.MkdirAll(cfg.Dir, 0o750); err != nil {
 		return nil, fmt.Errorf("raft: group %d: %w", cfg.GroupID, err)
 	}
+	snapshots, err := hraft.NewFileSnapshotStoreWithLogger(cfg.Dir, retain, hclogger)
+	if err != nil {
+		return nil, fmt.Errorf("raft: group %d: snapshot store: %w", cfg.GroupID, err)
+	}
+	if metas, err := snapshots.List(); err != nil {
+		return nil, fmt.Errorf("raft: group %d: list snapshots: %w", cfg.GroupID, err)
+	} else if len(metas) > 0 {
+		if err := dropEntriesBelowHole(filepath.Join(cfg.Dir, raftDBFile), metas[0].Index, logger); err != nil {
+			return nil, fmt.Errorf("raft: group %d: %w", cfg.GroupID, err)
+		}
+	}
 	store, err := raftboltdb.New(raftboltdb.Options{
 		Path:        filepath.Join(cfg.Dir, raftDBFile),
 		BoltOptions: &bbolt.Options{Timeout: boltOpenTimeout, FreelistType: bbolt.FreelistArrayType},
@@ -169,13 +283,9 @@ func OpenGroup(cfg GroupConfig) (g *Group, err error) {
 			_ = store.Close()
 		}
 	}()
-	logs, err := hraft.NewLogCache(logCacheEntries, store)
+	logs, err := hraft.NewLogCache(logCacheEntries, monotonicLogStore{store}) // LogCache passes IsMonotonic on
 	if err != nil {
 		return nil, fmt.Errorf("raft: group %d: log cache: %w", cfg.GroupID, err)
-	}
-	snapshots, err := hraft.NewFileSnapshotStoreWithLogger(cfg.Dir, retain, hclogger)
-	if err != nil {
-		return nil, fmt.Errorf("raft: group %d: snapshot store: %w", cfg.GroupID, err)
 	}
 	if fsm, ok := cfg.FSM.(IndexedFSM); ok {
 		conf.NoSnapshotRestoreOnStart = true
@@ -200,9 +310,16 @@ func OpenGroup(cfg GroupConfig) (g *Group, err error) {
 	}, nil
 }
 
-// catchUpFSM restores the newest snapshot into fsm if fsm's applied index is
-// below it. With NoSnapshotRestoreOnStart Raft trusts the FSM to hold at
-// least the newest snapshot's state and replays only the entries after it.
+// catchUpFSM restores the newest snapshot into fsm if fsm is behind it:
+// if its applied index is below the applied index recorded in the snapshot
+// (see IndexedFSM). With NoSnapshotRestoreOnStart Raft trusts the FSM to
+// hold at least the newest snapshot's state and replays only the entries
+// after the snapshot's Raft index.
+//
+// An FSM below the snapshot's Raft index but at or above its recorded index
+// is not behind: the entries between are ones the FSM never sees (a Barrier
+// last before the snapshot). That is found by reading the snapshot's header,
+// once per start, only when the FSM is below the snapshot's Raft index.
 func catchUpFSM(fsm IndexedFSM, snapshots hraft.SnapshotStore, logger *slog.Logger) error {
 	metas, err := snapshots.List()
 	if err != nil {
@@ -216,8 +333,18 @@ func catchUpFSM(fsm IndexedFSM, snapshots hraft.SnapshotStore, logger *slog.Logg
 	if applied >= newest.Index {
 		return nil
 	}
+	recorded, err := snapshotAppliedIndex(fsm, snapshots, newest)
+	if err != nil {
+		return err
+	}
+	if applied >= recorded {
+		logger.Debug("raft: fsm holds the newest snapshot's state; the entries up to its raft index are not applied by the fsm",
+			"fsm_applied_index", applied, "snapshot_applied_index", recorded, "snapshot_id", newest.ID, "snapshot_index", newest.Index)
+		return nil
+	}
 	logger.Warn("raft: fsm is behind the newest snapshot; restoring it",
-		"fsm_applied_index", applied, "snapshot_id", newest.ID, "snapshot_index", newest.Index, "snapshot_bytes", newest.Size)
+		"fsm_applied_index", applied, "snapshot_applied_index", recorded, "snapshot_id", newest.ID, "snapshot_index", newest.Index,
+		"snapshot_bytes", newest.Size)
 	_, rc, err := snapshots.Open(newest.ID)
 	if err != nil {
 		return fmt.Errorf("open snapshot %s: %w", newest.ID, err)
@@ -226,12 +353,32 @@ func catchUpFSM(fsm IndexedFSM, snapshots hraft.SnapshotStore, logger *slog.Logg
 	if err := fsm.Restore(rc); err != nil {
 		return fmt.Errorf("restore snapshot %s: %w", newest.ID, err)
 	}
-	if got := fsm.AppliedIndex(); got < newest.Index {
-		return fmt.Errorf("%w: applied index %d after restoring snapshot %s at index %d",
-			ErrFSMBehindSnapshot, got, newest.ID, newest.Index)
+	if got := fsm.AppliedIndex(); got < recorded {
+		return fmt.Errorf("%w: applied index %d after restoring snapshot %s, which records applied index %d (raft index %d)",
+			ErrFSMBehindSnapshot, got, newest.ID, recorded, newest.Index)
 	}
-	logger.Info("raft: restored fsm from snapshot", "snapshot_id", newest.ID, "snapshot_index", newest.Index)
+	logger.Info("raft: restored fsm from snapshot", "snapshot_id", newest.ID, "snapshot_index", newest.Index,
+		"snapshot_applied_index", recorded)
 	return nil
+}
+
+// snapshotAppliedIndex opens the snapshot meta describes (the store checks
+// its CRC) and returns the FSM applied index recorded in it, which cannot
+// exceed the snapshot's Raft index.
+func snapshotAppliedIndex(fsm IndexedFSM, snapshots hraft.SnapshotStore, meta *hraft.SnapshotMeta) (uint64, error) {
+	_, rc, err := snapshots.Open(meta.ID)
+	if err != nil {
+		return 0, fmt.Errorf("open snapshot %s: %w", meta.ID, err)
+	}
+	defer rc.Close()
+	recorded, err := fsm.SnapshotAppliedIndex(rc)
+	if err != nil {
+		return 0, fmt.Errorf("snapshot %s: read its applied index: %w", meta.ID, err)
+	}
+	if recorded > meta.Index {
+		return 0, fmt.Errorf("snapshot %s at raft index %d records fsm applied index %d, above it", meta.ID, meta.Index, recorded)
+	}
+	return recorded, nil
 }
 
 // ID is the group's id.

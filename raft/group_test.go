@@ -135,7 +135,76 @@ func TestDefaultConfigIsValid(t *testing.T) {
 	c := DefaultConfig("node-1")
 	require.NoError(t, hraft.ValidateConfig(c))
 	require.Equal(t, hraft.ServerID("node-1"), c.LocalID)
-	require.Equal(t, 512, c.MaxAppendEntries)
+	require.Equal(t, 64, c.MaxAppendEntries)
 	require.True(t, c.BatchApplyCh)
 	require.NoError(t, hraft.ValidateConfig(testConfig("t")))
+}
+
+// hashicorp/raft's snapshot index counts entries the FSM never sees (a
+// Barrier is applied by Raft alone), so a snapshot taken right after one has
+// an index above the FSM's applied index, though the FSM holds all of it. A
+// restart must not take that FSM for one that is behind: it opens without a
+// restore, with its data, and carries on.
+func TestIndexedFSMAtASnapshotEndingInABarrierIsNotBehind(t *testing.T) {
+	n := startNode(t, nil, "n", nil)
+	dir := filepath.Join(n.dir, "g")
+	fsm := &indexedTestFSM{}
+	g := openSingle(t, n, dir, fsm)
+	want := entryRange("a", 0, 10)
+	applyAll(t, g, want...)
+	require.NoError(t, g.Raft().Barrier(5*time.Second).Error())
+	require.NoError(t, g.Raft().Snapshot().Error())
+	metas, err := g.snapshots.List()
+	require.NoError(t, err)
+	require.Greater(t, metas[0].Index, fsm.AppliedIndex(), "the snapshot should end in the barrier, above the fsm")
+	require.NoError(t, g.Close())
+
+	for restart := range 2 { // the second start finds the same state again
+		kept := &indexedTestFSM{}
+		kept.entries, kept.applied = fsm.Entries(), fsm.AppliedIndex()
+		g := openSingle(t, n, dir, kept)
+		require.Equal(t, 0, kept.Restores(), "start %d restored a snapshot into an fsm that was not behind", restart)
+		require.Equal(t, want, kept.Entries())
+		require.NoError(t, g.Close())
+	}
+
+	// An fsm that lost its data is still restored, and is then not behind.
+	fresh := &indexedTestFSM{}
+	g = openSingle(t, n, dir, fresh)
+	require.Equal(t, 1, fresh.Restores())
+	applyAll(t, g, "b")
+	require.Equal(t, append(want, "b"), fresh.Entries())
+}
+
+// A store written before the log store claimed monotonic may hold a
+// follower's old entries below a hole up to its newest snapshot. They are
+// stale (possibly entries of a deposed leader that never committed), and
+// Raft would send them to a follower that asks for those indexes; OpenGroup
+// drops them, as hashicorp/raft now does after an install.
+func TestOpenGroupDropsStaleEntriesBelowAHole(t *testing.T) {
+	dir := writeStore(t, 500, 300) // entries 151..500 of node n1, snapshot at 300
+	punchHole(t, dir, 200, 260)    // stale 151..199, hole, then 261..500
+	require.NoError(t, VerifyStore(dir, checkPayload))
+
+	n := startNode(t, nil, "n1", nil)
+	fsm := &indexedTestFSM{}
+	fsm.applied = 500 // holds everything: no restore, no replay
+	tr, err := n.mux.Transport(1)
+	require.NoError(t, err)
+	g, err := OpenGroup(GroupConfig{GroupID: 1, NodeID: n.id, Dir: dir, FSM: fsm, Transport: tr, Logger: testLogger(t), Config: testConfig(n.id)})
+	require.NoError(t, err)
+	first, err := g.logs.FirstIndex()
+	require.NoError(t, err)
+	require.Equal(t, uint64(261), first, "the entries below the hole are still there")
+	last, err := g.logs.LastIndex()
+	require.NoError(t, err)
+	require.Equal(t, uint64(500), last)
+	require.NoError(t, g.Close())
+	require.NoError(t, VerifyStore(dir, checkPayload))
+
+	// A hole above the snapshot is damage, not stale entries: left alone.
+	dir = writeStore(t, 500, 300)
+	punchHole(t, dir, 350, 360)
+	require.NoError(t, dropEntriesBelowHole(filepath.Join(dir, raftDBFile), 300, testLogger(t)))
+	requireDamaged(t, VerifyStore(dir, checkPayload), "log gap: index 361 follows 349")
 }

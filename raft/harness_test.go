@@ -366,6 +366,15 @@ func (f *indexedTestFSM) AppliedIndex() uint64 {
 	return f.applied
 }
 
+// SnapshotAppliedIndex reads the applied index a testFSMSnapshot recorded.
+func (f *indexedTestFSM) SnapshotAppliedIndex(r io.Reader) (uint64, error) {
+	var s testFSMState
+	if err := json.NewDecoder(r).Decode(&s); err != nil {
+		return 0, err
+	}
+	return s.Applied, nil
+}
+
 // counterValue reads a Prometheus counter (without the testutil package,
 // whose dependencies are not in this module's go.sum).
 func counterValue(c prometheus.Counter) float64 {

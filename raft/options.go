@@ -12,15 +12,21 @@ import (
 // Defaults applied by MuxOptions.EnsureDefaults to fields left at zero.
 const (
 	// DefaultMaxMessageBytes bounds one gRPC message of the raft service in
-	// both directions. It must exceed the largest AppendEntries
-	// (MaxAppendEntries entries of the largest command) and SnapshotChunkBytes.
+	// both directions. One entry may be up to MaxMessageBytes less 64 KiB of
+	// framing (Transport.EntryBytesMax); an AppendEntries whose entries
+	// together exceed it is sent as its longest prefix that fits.
 	DefaultMaxMessageBytes = 64 << 20
 	// DefaultRPCTimeout bounds one unary RPC (append, vote, pre-vote,
 	// timeout-now) and each pipelined append, send to response.
 	DefaultRPCTimeout = 10 * time.Second
-	// DefaultSnapshotTimeout bounds one whole InstallSnapshot stream,
-	// including the receiver restoring it into its FSM.
+	// DefaultSnapshotTimeout bounds moving one snapshot's bytes: from the
+	// start of an InstallSnapshot stream to its last byte.
 	DefaultSnapshotTimeout = 10 * time.Minute
+	// DefaultSnapshotRestoreTimeout bounds waiting, after a snapshot's last
+	// byte, for the receiver to install it (restore it into its FSM). A
+	// restore that takes longer is sent again from scratch, so this is
+	// generous: a partition restore writes its whole image to Pebble.
+	DefaultSnapshotRestoreTimeout = time.Hour
 	// DefaultSnapshotChunkBytes is the data carried by one InstallSnapshot
 	// message.
 	DefaultSnapshotChunkBytes = 1 << 20
@@ -66,8 +72,17 @@ type MuxOptions struct {
 	// RPCTimeout bounds one unary RPC and each pipelined append, on both the
 	// sending side and the receiving side (waiting for Raft to answer).
 	RPCTimeout time.Duration
-	// SnapshotTimeout bounds one InstallSnapshot stream, on both sides.
+	// SnapshotTimeout bounds the transfer of one snapshot (the stream up to
+	// its last byte), on both sides.
 	SnapshotTimeout time.Duration
+	// SnapshotRestoreTimeout bounds, on both sides, the wait after a
+	// snapshot's last byte for the receiver's Raft to install it. It is
+	// apart from SnapshotTimeout because giving up on a restore still in
+	// progress makes the leader send the whole snapshot again, and the
+	// follower restore it again: a restore longer than the bound would be
+	// retried from scratch forever. A dead peer is noticed earlier, by the
+	// connection's keepalive.
+	SnapshotRestoreTimeout time.Duration
 	// SnapshotChunkBytes is the data per InstallSnapshot message.
 	SnapshotChunkBytes int
 	// PipelineInFlightMax bounds the unanswered appends of one pipeline; at
@@ -95,6 +110,9 @@ func (o *MuxOptions) EnsureDefaults() *MuxOptions {
 	}
 	if o.SnapshotTimeout == 0 {
 		o.SnapshotTimeout = DefaultSnapshotTimeout
+	}
+	if o.SnapshotRestoreTimeout == 0 {
+		o.SnapshotRestoreTimeout = DefaultSnapshotRestoreTimeout
 	}
 	if o.SnapshotChunkBytes == 0 {
 		o.SnapshotChunkBytes = DefaultSnapshotChunkBytes
@@ -124,14 +142,17 @@ func (o *MuxOptions) Validate() error {
 	if o.LocalAddr == "" {
 		bad("LocalAddr is required")
 	}
-	if o.MaxMessageBytes <= 0 {
-		bad("MaxMessageBytes %d must be positive", o.MaxMessageBytes)
+	if o.MaxMessageBytes <= appendFramingBytesMax {
+		bad("MaxMessageBytes %d must exceed the %d bytes of AppendEntries framing", o.MaxMessageBytes, appendFramingBytesMax)
 	}
 	if o.RPCTimeout <= 0 {
 		bad("RPCTimeout %s must be positive", o.RPCTimeout)
 	}
 	if o.SnapshotTimeout < o.RPCTimeout {
 		bad("SnapshotTimeout %s must be at least RPCTimeout %s", o.SnapshotTimeout, o.RPCTimeout)
+	}
+	if o.SnapshotRestoreTimeout < o.RPCTimeout {
+		bad("SnapshotRestoreTimeout %s must be at least RPCTimeout %s", o.SnapshotRestoreTimeout, o.RPCTimeout)
 	}
 	if o.SnapshotChunkBytes <= 0 {
 		bad("SnapshotChunkBytes %d must be positive", o.SnapshotChunkBytes)

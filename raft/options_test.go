@@ -28,21 +28,28 @@ func TestMuxOptionsDefaultsAreValid(t *testing.T) {
 
 func TestMuxOptionsValidateReportsEveryProblem(t *testing.T) {
 	o := MuxOptions{
-		MaxMessageBytes:     1 << 20,
-		SnapshotChunkBytes:  1 << 20, // no room for framing
-		RPCTimeout:          time.Minute,
-		SnapshotTimeout:     time.Second, // below RPCTimeout
-		PipelineInFlightMax: 1,
-		KeepaliveTime:       time.Second, // below the servers' policy
+		MaxMessageBytes:        1 << 20,
+		SnapshotChunkBytes:     1 << 20, // no room for framing
+		RPCTimeout:             time.Minute,
+		SnapshotTimeout:        time.Second, // below RPCTimeout
+		SnapshotRestoreTimeout: time.Second, // below RPCTimeout
+		PipelineInFlightMax:    1,
+		KeepaliveTime:          time.Second, // below the servers' policy
 	}
 	o.EnsureDefaults()
 	err := o.Validate()
 	require.ErrorIs(t, err, ErrInvalidOptions)
-	for _, want := range []string{"LocalAddr", "SnapshotChunkBytes", "SnapshotTimeout", "PipelineInFlightMax", "KeepaliveTime"} {
+	for _, want := range []string{"LocalAddr", "SnapshotChunkBytes", "SnapshotTimeout", "SnapshotRestoreTimeout", "PipelineInFlightMax", "KeepaliveTime"} {
 		require.ErrorContains(t, err, want)
 	}
 	_, err = NewMux(o)
 	require.ErrorIs(t, err, ErrInvalidOptions)
+}
+
+func TestMuxOptionsValidateLeavesRoomForAnEntry(t *testing.T) {
+	o := MuxOptions{LocalAddr: "127.0.0.1:1", MaxMessageBytes: appendFramingBytesMax, SnapshotChunkBytes: 1 << 10}
+	o.EnsureDefaults()
+	require.ErrorContains(t, o.Validate(), "AppendEntries framing")
 }
 
 func TestErrorsMapToOneStatusCodeEach(t *testing.T) {

@@ -78,10 +78,17 @@ func newPipeline(t *Transport, target hraft.ServerAddress, stream grpc.BidiStrea
 
 // AppendEntries sends args on the pipeline and returns its future. It may
 // block while PipelineInFlightMax appends are unanswered (at most RPCTimeout).
+// Entries that do not fit in one message are cut as by
+// Transport.AppendEntries (see appendEntriesMessage).
 func (p *pipeline) AppendEntries(args *hraft.AppendEntriesRequest, resp *hraft.AppendEntriesResponse) (hraft.AppendFuture, error) {
 	p.sendMu.Lock()
 	defer p.sendMu.Unlock()
 	if err := p.usable(); err != nil {
+		return nil, err
+	}
+	msg, err := appendEntriesMessage(p.transport.groupID, args, p.transport.mux.opts.MaxMessageBytes)
+	if err != nil {
+		p.transport.mux.metrics.errors.WithLabelValues(rpcAppendEntriesPipeline, sideSend).Inc()
 		return nil, err
 	}
 	timeout := p.transport.mux.opts.RPCTimeout
@@ -99,7 +106,7 @@ func (p *pipeline) AppendEntries(args *hraft.AppendEntriesRequest, resp *hraft.A
 	}
 
 	watchdog := time.AfterFunc(timeout, p.cancel)
-	err := p.stream.Send(appendEntriesRequestToProto(p.transport.groupID, args))
+	err = p.stream.Send(msg)
 	if !watchdog.Stop() && err == nil {
 		err = context.DeadlineExceeded
 	}

@@ -27,7 +27,10 @@ const snapshotBufferedChunksMax = 4
 // (codes.OutOfRange). Raft reads the data on its own goroutine and answers
 // once the snapshot is installed. The caller must set a deadline: the wait in
 // stream.Recv ends only with the stream, so the sender's deadline is what
-// bounds it (waits for Raft are also bounded by SnapshotTimeout and Close).
+// bounds it. Waits for Raft are also bounded by Close and, until the last
+// byte, by SnapshotTimeout; after it, installing the snapshot (Raft
+// restoring it into the FSM) is bounded by SnapshotRestoreTimeout: a restore
+// cut short would be sent and restored again from scratch.
 func (t *Transport) receiveSnapshot(stream grpc.ClientStreamingServer[raftpb.InstallSnapshotChunk, raftpb.InstallSnapshotResponse], req *raftpb.InstallSnapshotRequest) (*raftpb.InstallSnapshotResponse, error) {
 	if _, ok := stream.Context().Deadline(); !ok {
 		return nil, fmt.Errorf("%w: InstallSnapshot needs a deadline", ErrProtocol)
@@ -35,7 +38,7 @@ func (t *Transport) receiveSnapshot(stream grpc.ClientStreamingServer[raftpb.Ins
 	if req.GetSize() < 0 {
 		return nil, fmt.Errorf("%w: InstallSnapshot size %d", ErrProtocol, req.GetSize())
 	}
-	ctx, cancel := context.WithTimeout(stream.Context(), t.mux.opts.SnapshotTimeout)
+	ctx, cancel := context.WithTimeout(stream.Context(), t.mux.opts.SnapshotTimeout) // the transfer
 	defer cancel()
 
 	reader := newSnapshotReader()
@@ -93,7 +96,9 @@ func (t *Transport) receiveSnapshot(stream grpc.ClientStreamingServer[raftpb.Ins
 			return nil, fmt.Errorf("group %d: %w", t.groupID, ErrTransportClosed)
 		}
 	}
-	resp, err := t.await(ctx, respCh)
+	restoreCtx, cancelRestore := context.WithTimeout(stream.Context(), t.mux.opts.SnapshotRestoreTimeout)
+	defer cancelRestore()
+	resp, err := t.await(restoreCtx, respCh)
 	return snapshotAnswer(t.groupID, resp, err)
 }
 

@@ -24,7 +24,8 @@ var (
 // by Mux.Transport and handed to hraft.NewRaft.
 //
 // Sending: every call dials (lazily) the peer's shared connection and is
-// bounded by MuxOptions.RPCTimeout (SnapshotTimeout for InstallSnapshot), so
+// bounded by MuxOptions.RPCTimeout (SnapshotTimeout and SnapshotRestoreTimeout
+// for InstallSnapshot), so
 // a dead peer costs its own callers a timeout and never blocks calls to other
 // peers; failures are returned to Raft, which backs off.
 //
@@ -117,14 +118,22 @@ func (t *Transport) Close() error {
 	return nil
 }
 
-// AppendEntries sends one AppendEntries (or heartbeat) and waits for the answer.
+// AppendEntries sends one AppendEntries (or heartbeat) and waits for the
+// answer. When args's entries do not fit in one message, it sends the
+// longest prefix that does and cuts args.Entries to it (see
+// appendEntriesMessage).
 func (t *Transport) AppendEntries(_ hraft.ServerID, target hraft.ServerAddress, args *hraft.AppendEntriesRequest, resp *hraft.AppendEntriesResponse) error {
 	rpcType := rpcAppendEntries
 	if isHeartbeat(args) {
 		rpcType = rpcHeartbeat
 	}
+	msg, err := appendEntriesMessage(t.groupID, args, t.mux.opts.MaxMessageBytes)
+	if err != nil {
+		t.mux.metrics.errors.WithLabelValues(rpcType, sideSend).Inc()
+		return err
+	}
 	return t.unary(rpcType, "AppendEntries", target, func(ctx context.Context, c raftpb.RaftTransportClient) error {
-		out, err := c.AppendEntries(ctx, appendEntriesRequestToProto(t.groupID, args))
+		out, err := c.AppendEntries(ctx, msg)
 		if err == nil {
 			appendEntriesResponseFromProto(out, resp)
 		}
@@ -235,7 +244,9 @@ func (t *Transport) forgetPipeline(p *pipeline) {
 // InstallSnapshot streams a snapshot to target: the request, then data in
 // chunks of SnapshotChunkBytes. data must yield exactly args.Size bytes;
 // otherwise the stream is aborted (the receiver never sees a complete
-// snapshot) and the error wraps ErrSnapshotSize.
+// snapshot) and the error wraps ErrSnapshotSize. Sending every byte is
+// bounded by SnapshotTimeout; the wait for the receiver to install it after
+// that, by SnapshotRestoreTimeout.
 func (t *Transport) InstallSnapshot(_ hraft.ServerID, target hraft.ServerAddress, args *hraft.InstallSnapshotRequest, resp *hraft.InstallSnapshotResponse, data io.Reader) error {
 	start := time.Now()
 	sent, err := t.installSnapshot(target, args, resp, data)
@@ -252,11 +263,26 @@ func (t *Transport) installSnapshot(target hraft.ServerAddress, args *hraft.Inst
 	if err != nil {
 		return 0, err
 	}
-	ctx, cancel := context.WithTimeout(t.ctx, t.mux.opts.SnapshotTimeout)
+	// The stream's deadline covers the transfer and the restore; the
+	// transfer alone is bounded by SnapshotTimeout, with a watchdog that
+	// cancels the stream unless every byte was sent in time.
+	ctx, cancel := context.WithTimeout(t.ctx, t.mux.opts.SnapshotTimeout+t.mux.opts.SnapshotRestoreTimeout)
 	defer cancel()
+	var transferLate atomic.Bool
+	watchdog := time.AfterFunc(t.mux.opts.SnapshotTimeout, func() {
+		transferLate.Store(true)
+		cancel()
+	})
+	defer watchdog.Stop()
+	late := func(err error) error {
+		if transferLate.Load() {
+			return fmt.Errorf("raft: snapshot not sent within SnapshotTimeout %s: %w", t.mux.opts.SnapshotTimeout, context.DeadlineExceeded)
+		}
+		return err
+	}
 	stream, err := client.InstallSnapshot(ctx)
 	if err != nil {
-		return 0, err
+		return 0, late(err)
 	}
 	// A failed Send means the stream is over; its status comes from
 	// CloseAndRecv.
@@ -265,7 +291,7 @@ func (t *Transport) installSnapshot(target hraft.ServerAddress, args *hraft.Inst
 		if err == nil {
 			err = io.ErrUnexpectedEOF
 		}
-		return err
+		return late(err)
 	}
 	first := &raftpb.InstallSnapshotChunk{Payload: &raftpb.InstallSnapshotChunk_Request{
 		Request: installSnapshotRequestToProto(t.groupID, args),
@@ -302,8 +328,16 @@ func (t *Transport) installSnapshot(target hraft.ServerAddress, args *hraft.Inst
 	if sent != args.Size {
 		return sent, fmt.Errorf("%w: source has %d bytes, request says %d", ErrSnapshotSize, sent, args.Size)
 	}
-	out, err := stream.CloseAndRecv()
-	if err != nil {
+	// Every byte is handed to gRPC; closing the send side makes the
+	// receiver see the end. From here SnapshotRestoreTimeout bounds the wait.
+	if err := stream.CloseSend(); err != nil {
+		return sent, late(err)
+	}
+	if !watchdog.Stop() {
+		return sent, late(nil)
+	}
+	out := new(raftpb.InstallSnapshotResponse)
+	if err := stream.RecvMsg(out); err != nil {
 		return sent, err
 	}
 	installSnapshotResponseFromProto(out, resp)

@@ -524,3 +524,30 @@ func TestEncodeDecodePeer(t *testing.T) {
 	require.Equal(t, addr, p.sender.DecodePeer(p.sender.EncodePeer("x", addr)))
 	require.Equal(t, hraft.ServerAddress(p.senderNode.addr), p.sender.LocalAddr())
 }
+
+// SnapshotTimeout still bounds moving the bytes: a receiver whose Raft
+// stops reading fails the sender at SnapshotTimeout, not after the far
+// longer SnapshotRestoreTimeout that bounds the install after the last byte.
+func TestInstallSnapshotTransferIsBoundedBySnapshotTimeout(t *testing.T) {
+	const snapshotTimeout = 2 * time.Second
+	p := newTransportPair(t, 4, func(o *MuxOptions) {
+		o.SnapshotTimeout = snapshotTimeout
+		o.SnapshotChunkBytes = 1 << 10
+	})
+	payload := make([]byte, 1<<20) // far more than the buffers between the two
+	done := make(chan error, 1)
+	start := time.Now()
+	go func() {
+		args := &hraft.InstallSnapshotRequest{Term: 7, LastLogIndex: 100, LastLogTerm: 6, Size: int64(len(payload)), SnapshotVersion: hraft.SnapshotVersionMax}
+		done <- p.sender.InstallSnapshot("b", p.target(), args, &hraft.InstallSnapshotResponse{}, bytes.NewReader(payload))
+	}()
+	answer(t, p.receiver, func(rpc hraft.RPC) {
+		_, _ = rpc.Reader.Read(make([]byte, 10)) // then Raft stalls
+		err := <-done
+		require.ErrorIs(t, err, context.DeadlineExceeded)
+		require.ErrorContains(t, err, "SnapshotTimeout")
+		require.Less(t, time.Since(start), p.senderNode.mux.opts.SnapshotRestoreTimeout)
+		_, _ = io.Copy(io.Discard, rpc.Reader) // the receiver's stream ended too
+		rpc.Respond(nil, errors.New("abandoned"))
+	})
+}

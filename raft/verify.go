@@ -57,14 +57,25 @@ var (
 //     (truncated), misses its buckets, or fails bbolt's consistency check
 //     (pages both used and free, unreachable pages);
 //   - the stable store's terms are not 8-byte integers;
-//   - an entry between FirstIndex and LastIndex is missing (a gap), does not
-//     decode, carries another index, a term that goes backwards or exceeds
+//   - an entry does not decode, carries another index, a term that goes
+//     backwards (within a run of consecutive entries) or exceeds
 //     CurrentTerm, an unknown type, a configuration that does not decode, or
 //     (LogCommand) a payload check rejects;
 //   - a snapshot's metadata does not parse or its data fails its CRC;
-//   - the log does not continue from the newest snapshot (entries compacted
-//     away with no snapshot covering them), or raft.db is missing while
+//   - the log does not continue from the newest snapshot: entries missing
+//     above it (a gap after the snapshot's index, or entries compacted away
+//     with no snapshot covering them), or raft.db is missing while
 //     snapshots exist.
+//
+// A gap that the newest snapshot covers (the entries after it start at or
+// below the snapshot's index + 1) is not damage: it is what hashicorp/raft
+// leaves when it installs a snapshot on a log store it does not treat as
+// monotonic (the follower's old entries stay below the snapshot; OpenGroup's
+// store now claims monotonic, which removes them, but stores written before,
+// or a crash between the install and that removal, still hold them). Entries
+// below such a gap are stale: Raft never reads them (they precede its last
+// snapshot) and its next compaction deletes them. They are still decoded
+// and checked like the others.
 //
 // A directory without raft.db and snapshots is a new group: nil. Other
 // errors (the file is locked by another process) do not match ErrDamaged.
@@ -102,21 +113,32 @@ func VerifyStore(dir string, check EntryChecker) (err error) {
 	if err := verifyBoltMeta(path, damaged); err != nil {
 		return err
 	}
-	first, last, err := verifyBolt(path, st.Size(), check, damaged)
+	span, err := verifyBolt(path, st.Size(), check, damaged)
 	if err != nil {
 		return err
 	}
-	if last == 0 {
+	if span.last == 0 {
 		return nil
 	}
 	newest := uint64(0)
 	if len(snapshots) > 0 {
 		newest = snapshots[0].Index
 	}
-	if first > newest+1 {
-		return damaged("the log starts at index %d but the newest snapshot covers only up to %d", first, newest)
+	switch {
+	case span.tailFirst <= newest+1:
+		return nil
+	case span.tailFirst == span.first:
+		return damaged("the log starts at index %d but the newest snapshot covers only up to %d", span.first, newest)
+	default:
+		return damaged("log gap: index %d follows %d, above the newest snapshot (index %d)", span.tailFirst, span.beforeTail, newest)
 	}
-	return nil
+}
+
+// logSpan is where a raft.db's entries lie: first..last, of which
+// tailFirst..last are consecutive; beforeTail is the entry before the last
+// gap (0 without a gap, when tailFirst == first).
+type logSpan struct {
+	first, last, tailFirst, beforeTail uint64
 }
 
 // bbolt's meta page layout (go.etcd.io/bbolt v1.3.x, file format version
@@ -170,14 +192,14 @@ func verifyBoltMeta(path string, damaged func(string, ...any) error) error {
 	return nil
 }
 
-// verifyBolt checks raft.db and returns its first and last log index.
-func verifyBolt(path string, size int64, check EntryChecker, damaged func(string, ...any) error) (first, last uint64, err error) {
+// verifyBolt checks raft.db and returns where its entries lie.
+func verifyBolt(path string, size int64, check EntryChecker, damaged func(string, ...any) error) (span logSpan, err error) {
 	db, err := bbolt.Open(path, 0o600, &bbolt.Options{ReadOnly: true, Timeout: boltOpenTimeout})
 	if errors.Is(err, bbolt.ErrTimeout) {
-		return 0, 0, fmt.Errorf("raft: verify %s: locked by another process: %w", path, err)
+		return logSpan{}, fmt.Errorf("raft: verify %s: locked by another process: %w", path, err)
 	}
 	if err != nil {
-		return 0, 0, damaged("open %s: %v", raftDBFile, err)
+		return logSpan{}, damaged("open %s: %v", raftDBFile, err)
 	}
 	err = db.View(func(tx *bbolt.Tx) error {
 		// Truncation first: every later read could fault past the end.
@@ -196,7 +218,7 @@ func verifyBolt(path string, size int64, check EntryChecker, damaged func(string
 		if _, err := stableUint64(conf, keyLastVoteTerm); err != nil {
 			return damaged("%v", err)
 		}
-		first, last, err = verifyEntries(logs, currentTerm, check)
+		span, err = verifyEntries(logs, currentTerm, check)
 		if err != nil {
 			return damaged("%v", err)
 		}
@@ -206,12 +228,12 @@ func verifyBolt(path string, size int64, check EntryChecker, damaged func(string
 		err = fmt.Errorf("raft: verify %s: close: %w", path, cerr)
 	}
 	if err != nil {
-		return 0, 0, err
+		return logSpan{}, err
 	}
 	// bbolt's consistency check needs the freelist, which only a writable
 	// open loads. It runs on a goroutine of its own, which a fault would
 	// crash: it comes after the scan above has read every live page.
-	return first, last, checkBoltConsistency(path, damaged)
+	return span, checkBoltConsistency(path, damaged)
 }
 
 // checkBoltConsistency runs bbolt's Tx.Check on a writable open of path
@@ -256,49 +278,53 @@ func stableUint64(conf *bbolt.Bucket, key []byte) (uint64, error) {
 	return binary.BigEndian.Uint64(v), nil
 }
 
-// verifyEntries scans the logs bucket in key order.
-func verifyEntries(logs *bbolt.Bucket, currentTerm uint64, check EntryChecker) (first, last uint64, err error) {
+// verifyEntries scans the logs bucket in key order. A gap is returned in
+// the span, for the caller to judge against the newest snapshot; terms are
+// compared only within a run of consecutive entries (the stale entries
+// below a gap may come from a term the entries after it never saw).
+func verifyEntries(logs *bbolt.Bucket, currentTerm uint64, check EntryChecker) (span logSpan, err error) {
 	var prevTerm uint64
 	checked := 0
 	c := logs.Cursor()
 	for k, v := c.First(); k != nil; k, v = c.Next() {
 		if len(k) != 8 {
-			return 0, 0, fmt.Errorf("log key %x is not an 8-byte index", k)
+			return logSpan{}, fmt.Errorf("log key %x is not an 8-byte index", k)
 		}
 		index := binary.BigEndian.Uint64(k)
 		switch {
-		case first == 0:
-			first = index
-		case index != last+1:
-			return 0, 0, fmt.Errorf("log gap: index %d follows %d", index, last)
+		case span.first == 0:
+			span.first, span.tailFirst = index, index
+		case index != span.last+1:
+			span.tailFirst, span.beforeTail = index, span.last
+			prevTerm = 0
 		}
-		last = index
+		span.last = index
 		if checked >= verifyEntriesMax {
 			continue
 		}
 		checked++
 		var l hraft.Log
 		if err := codec.NewDecoder(bytes.NewReader(v), &codec.MsgpackHandle{}).Decode(&l); err != nil {
-			return 0, 0, fmt.Errorf("entry %d does not decode: %v", index, err)
+			return logSpan{}, fmt.Errorf("entry %d does not decode: %v", index, err)
 		}
 		if l.Index != index {
-			return 0, 0, fmt.Errorf("entry stored at index %d says index %d", index, l.Index)
+			return logSpan{}, fmt.Errorf("entry stored at index %d says index %d", index, l.Index)
 		}
 		if l.Term == 0 || l.Term < prevTerm {
-			return 0, 0, fmt.Errorf("entry %d has term %d after term %d", index, l.Term, prevTerm)
+			return logSpan{}, fmt.Errorf("entry %d has term %d after term %d", index, l.Term, prevTerm)
 		}
 		if currentTerm > 0 && l.Term > currentTerm {
-			return 0, 0, fmt.Errorf("entry %d has term %d above the current term %d", index, l.Term, currentTerm)
+			return logSpan{}, fmt.Errorf("entry %d has term %d above the current term %d", index, l.Term, currentTerm)
 		}
 		prevTerm = l.Term
 		if err := verifyEntry(&l, check); err != nil {
-			return 0, 0, fmt.Errorf("entry %d: %w", index, err)
+			return logSpan{}, fmt.Errorf("entry %d: %w", index, err)
 		}
 	}
-	if last > 0 && currentTerm == 0 {
-		return 0, 0, fmt.Errorf("log holds entries %d..%d but the current term is missing", first, last)
+	if span.last > 0 && currentTerm == 0 {
+		return logSpan{}, fmt.Errorf("log holds entries %d..%d but the current term is missing", span.first, span.last)
 	}
-	return first, last, nil
+	return span, nil
 }
 
 // verifyEntry checks what an entry's type says its data must be.
@@ -407,7 +433,17 @@ func StoredAddresses(dir string) (addrs []string) {
 				}
 				c := logs.Cursor()
 				k, v := c.Last()
-				for i := 0; k != nil && i < storedAddressesScanMax && addrs == nil; i++ {
+				for i, next := 0, uint64(0); k != nil && i < storedAddressesScanMax && addrs == nil; i++ {
+					// Entries below a gap predate the newest snapshot (see
+					// VerifyStore): its configuration is newer than theirs.
+					if len(k) != 8 {
+						break
+					}
+					index := binary.BigEndian.Uint64(k)
+					if next != 0 && index+1 != next {
+						break
+					}
+					next = index
 					var l hraft.Log
 					if codec.NewDecoder(bytes.NewReader(v), &codec.MsgpackHandle{}).Decode(&l) == nil && l.Type == hraft.LogConfiguration {
 						addrs = fromConfig(hraft.DecodeConfiguration(l.Data))

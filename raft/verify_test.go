@@ -194,3 +194,56 @@ func TestStoredAddressesReadsTheLatestConfiguration(t *testing.T) {
 	_, err = os.Stat(missing)
 	require.True(t, errors.Is(err, os.ErrNotExist), "nothing created")
 }
+
+// punchHole deletes the entries from..to (inclusive) of dir's raft.db, as
+// an InstallSnapshot on a store hashicorp/raft does not treat as monotonic
+// leaves them: the follower's old entries, then nothing up to the snapshot.
+func punchHole(t *testing.T, dir string, from, to uint64) {
+	t.Helper()
+	store, err := raftboltdb.New(raftboltdb.Options{Path: filepath.Join(dir, raftDBFile)})
+	require.NoError(t, err)
+	require.NoError(t, store.DeleteRange(from, to))
+	require.NoError(t, store.Close())
+}
+
+// A hole in the log that the newest snapshot covers is what an older
+// InstallSnapshot left (the follower's old entries below it are stale, never
+// read again): it is not damage. A hole above the snapshot loses committed
+// entries: damage.
+func TestVerifyStoreAcceptsAHoleBelowTheNewestSnapshot(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		from, to uint64 // the hole; the store holds 151..500 and a snapshot at 300
+		damaged  bool
+	}{
+		{"hole ends below the snapshot", 200, 250, false},
+		{"hole ends at the snapshot", 200, 300, false},
+		{"hole ends right after the snapshot", 200, 301, true},
+		{"hole above the snapshot", 350, 360, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := writeStore(t, 500, 300)
+			punchHole(t, dir, tc.from, tc.to)
+			err := VerifyStore(dir, checkPayload)
+			if !tc.damaged {
+				require.NoError(t, err)
+				return
+			}
+			requireDamaged(t, err, fmt.Sprintf("log gap: index %d follows %d", tc.to+1, tc.from-1))
+		})
+	}
+}
+
+// The configuration in entries below a hole predates the newest snapshot's.
+func TestStoredAddressesIgnoresEntriesBelowAHole(t *testing.T) {
+	dir := writeStore(t, 500, 300) // entries 151..500, configuration in the snapshot
+	store, err := raftboltdb.New(raftboltdb.Options{Path: filepath.Join(dir, raftDBFile)})
+	require.NoError(t, err)
+	stale := hraft.Configuration{Servers: []hraft.Server{{Suffrage: hraft.Voter, ID: "old", Address: "127.0.0.1:9"}}}
+	require.NoError(t, store.StoreLog(&hraft.Log{Index: 151, Term: 2, Type: hraft.LogConfiguration, Data: hraft.EncodeConfiguration(stale)}))
+	require.NoError(t, store.Close())
+	require.Equal(t, []string{"127.0.0.1:9"}, StoredAddresses(dir), "no hole: the log's configuration is the newest")
+	punchHole(t, dir, 200, 300)
+	require.NoError(t, VerifyStore(dir, checkPayload))
+	require.Equal(t, []string{"127.0.0.1:1"}, StoredAddresses(dir), "from the snapshot, not from below the hole")
+}
