@@ -67,6 +67,13 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 	if err := createTopic(ctx, cluster, opts); err != nil {
 		return nil, err
 	}
+	if opts.RegistryTenants > 0 {
+		t0 := time.Now()
+		if err := setupRegistry(ctx, cluster, opts.RegistryTenants); err != nil {
+			return nil, err
+		}
+		progress("jepsen: registry: %d tenants created in %s", opts.RegistryTenants, time.Since(t0).Round(time.Millisecond))
+	}
 	tenants := pickTenants(opts.Tenants, uint32(opts.Partitions))
 	schedule := Schedule(opts.Seed, opts.Nodes, opts.Nemeses, opts.Duration)
 	progress("jepsen: topic %s ready; %d producers, %d readers, %d faults planned (seed %d)", topicName, opts.Producers, opts.Nodes, len(schedule), opts.Seed)
@@ -101,8 +108,20 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 		n := &nemesis{cluster: cluster, rec: rec, topic: topicName}
 		faultsDone <- n.run(wctx, start, schedule)
 	}()
+	churnDone := make(chan [2]int, 1)
+	go func() { // owned by Run: ends with wctx
+		if !opts.Churn {
+			churnDone <- [2]int{}
+			return
+		}
+		c, d := churnTopics(wctx, cluster, opts.Nodes)
+		churnDone <- [2]int{c, d}
+	}()
 	werrs := runWorkers(wctx, rec, topicName, uint32(opts.Partitions), producers, readers)
 	injected := <-faultsDone
+	if churn := <-churnDone; opts.Churn {
+		progress("jepsen: churn: %d topics created, %d deleted", churn[0], churn[1])
+	}
 	if err := cluster.HealAll(); err != nil {
 		return nil, err
 	}
