@@ -37,9 +37,12 @@ func setupRegistry(ctx context.Context, c *Cluster, n int) error {
 		go func() { // owned by setupRegistry
 			defer wg.Done()
 			cl, err := c.newClient(ctx)
-			if err != nil {
-				errs[w] = err
-				return
+			for err != nil { // the cluster is still starting
+				if !sleepCtx(ctx, 250*time.Millisecond) {
+					errs[w] = err
+					return
+				}
+				cl, err = c.newClient(ctx)
 			}
 			defer cl.Close()
 			for {

@@ -64,15 +64,17 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 		return nil, err
 	}
 	progress("jepsen: %d nodes started (data and logs in %s)", opts.Nodes, dataDir)
-	if err := createTopic(ctx, cluster, opts); err != nil {
-		return nil, err
-	}
+	// The registry goes first, so that the live topic is at its end: after
+	// a restart it is replayed last.
 	if opts.RegistryTenants > 0 {
 		t0 := time.Now()
 		if err := setupRegistry(ctx, cluster, opts.RegistryTenants); err != nil {
 			return nil, err
 		}
 		progress("jepsen: registry: %d tenants created in %s", opts.RegistryTenants, time.Since(t0).Round(time.Millisecond))
+	}
+	if err := createTopic(ctx, cluster, opts); err != nil {
+		return nil, err
 	}
 	tenants := pickTenants(opts.Tenants, uint32(opts.Partitions))
 	schedule := Schedule(opts.Seed, opts.Nodes, opts.Nemeses, opts.Duration)
