@@ -28,6 +28,10 @@ const (
 	FRead = "read"
 	// FFinalRead is the whole of one partition read from Node after healing.
 	FFinalRead = "final-read"
+	// FRegistry is a registry operation (Mode: create-tenant,
+	// create-topic, delete-topic, list-tenants, describe-topic) through
+	// Node, recorded once when it completes; it began LatencyNs earlier.
+	FRegistry = "registry"
 	// FFault is a fault window of the nemesis: Fault names it, Time is its
 	// start and End its end (ns since the run started).
 	FFault = "fault"
@@ -72,6 +76,11 @@ type Op struct {
 	Mode   string     `json:"mode,omitempty"`
 	From   uint64     `json:"from,omitempty"`
 	Events []Observed `json:"events,omitempty"`
+	// Registry: the tenant or topic named, whether a describe found it,
+	// and the workload's own tenants a list returned.
+	Name  string   `json:"name,omitempty"`
+	Found bool     `json:"found,omitempty"`
+	Names []string `json:"names,omitempty"`
 	// Faults: what was done and when it ended.
 	Fault   string `json:"fault,omitempty"`
 	Targets string `json:"targets,omitempty"`

@@ -47,6 +47,9 @@ type Options struct {
 	// Churn, short-lived topics are created and deleted during the run.
 	RegistryTenants int
 	Churn           bool
+	// RegistryWorkload runs a client that writes the registry through
+	// random nodes and reads it back through random nodes.
+	RegistryWorkload bool
 	// ConvergeTimeout bounds the wait for the replicas to agree after healing.
 	ConvergeTimeout time.Duration
 	// Progress receives a line per phase and fault; nil discards.

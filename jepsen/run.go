@@ -119,8 +119,17 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 		c, d := churnTopics(wctx, cluster, opts.Nodes)
 		churnDone <- [2]int{c, d}
 	}()
+	regDone := make(chan struct{})
+	go func() { // owned by Run: ends with wctx
+		defer close(regDone)
+		if opts.RegistryWorkload {
+			w := &registryWorker{process: opts.Producers + opts.Nodes, cluster: cluster, replicas: opts.Nodes, rng: rand.New(rand.NewPCG(opts.Seed, 1<<20))}
+			w.run(wctx, rec)
+		}
+	}()
 	werrs := runWorkers(wctx, rec, topicName, uint32(opts.Partitions), producers, readers)
 	injected := <-faultsDone
+	<-regDone
 	if churn := <-churnDone; opts.Churn {
 		progress("jepsen: churn: %d topics created, %d deleted", churn[0], churn[1])
 	}
