@@ -19,6 +19,7 @@ const (
 	CheckLinearizable  = "linearizable"
 	CheckReplay        = "replay-equals-live"
 	CheckRegistry      = "registry-reads"
+	CheckResend        = "idempotent-resend"
 )
 
 // Verdict statuses.
@@ -144,6 +145,7 @@ func Check(h History) []Verdict {
 		checkLinearizable(ix, h),
 		{Name: CheckReplay, Status: StatusSkipped, Note: "needs streaming subscriptions, which Herald does not have yet"},
 		checkRegistry(h),
+		checkResend(h),
 	}
 }
 

@@ -77,7 +77,7 @@ func verdictOf(t *testing.T, h History, name string) Verdict {
 
 func TestCheckCleanHistoryPasses(t *testing.T) {
 	vs := Check(clean().history())
-	require.Len(t, vs, 10)
+	require.Len(t, vs, 11)
 	for _, v := range vs {
 		require.Truef(t, v.OK(), "%s: %s %v %s", v.Name, v.Status, v.Counterexamples, v.Note)
 	}
@@ -226,4 +226,21 @@ func TestRegistryCheckerFailsOnStaleReads(t *testing.T) {
 	good := History{h[0], h[1], h[4], h[5], h[7]}
 	good = append(good, Op{Index: 8, Type: TypeOK, F: FRegistry, Mode: RegDescribeTopic, Name: "rw-topic-0", Node: "n2", Found: true, Time: 30 * ms, LatencyNs: 5 * ms})
 	require.Equal(t, StatusPass, checkRegistry(good).Status, checkRegistry(good).Counterexamples)
+}
+
+func TestResendCheckerFailsOnRefusedOrRestoredResend(t *testing.T) {
+	h := History{
+		{Index: 0, Type: TypeOK, F: FResend, Process: 8, Tenant: "resend-0", Offset: 100},
+		{Index: 1, Type: TypeFail, F: FResend, Process: 8, Tenant: "resend-0", From: 1, Error: "rpc error: code = FailedPrecondition desc = out of order sequence"},
+		{Index: 2, Type: TypeOK, F: FResend, Process: 8, Tenant: "resend-1", Offset: 3000},
+		{Index: 3, Type: TypeOK, F: FResend, Process: 8, Tenant: "resend-1", From: 1, Offset: 5500, Dups: 1024},
+		{Index: 4, Type: TypeOK, F: FResend, Process: 8, Tenant: "resend-2", Offset: 9000},
+		{Index: 5, Type: TypeOK, F: FResend, Process: 8, Tenant: "resend-2", From: 1, Offset: 9000, Dups: resendEvents},
+		{Index: 6, Type: TypeOK, F: FResend, Process: 8, Tenant: "resend-3", Offset: 12000},
+		{Index: 7, Type: TypeInfo, F: FResend, Process: 8, Tenant: "resend-3", From: 1, Error: "Unavailable"},
+	}
+	v := checkResend(h)
+	require.Equal(t, StatusFail, v.Status)
+	require.Equal(t, 2, v.Violations, v.Counterexamples)
+	require.Equal(t, StatusPass, checkResend(h[4:]).Status)
 }

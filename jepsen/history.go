@@ -32,6 +32,10 @@ const (
 	// create-topic, delete-topic, list-tenants, describe-topic) through
 	// Node, recorded once when it completes; it began LatencyNs earlier.
 	FRegistry = "registry"
+	// FResend is one call of a resent idempotent request (From: 0 the
+	// send, 1 the identical resend): Offset the first result's offset,
+	// Dups how many results were marked duplicate.
+	FResend = "resend"
 	// FFault is a fault window of the nemesis: Fault names it, Time is its
 	// start and End its end (ns since the run started).
 	FFault = "fault"
@@ -81,6 +85,7 @@ type Op struct {
 	Name  string   `json:"name,omitempty"`
 	Found bool     `json:"found,omitempty"`
 	Names []string `json:"names,omitempty"`
+	Dups  int      `json:"dups,omitempty"`
 	// Faults: what was done and when it ended.
 	Fault   string `json:"fault,omitempty"`
 	Targets string `json:"targets,omitempty"`

@@ -50,6 +50,9 @@ type Options struct {
 	// RegistryWorkload runs a client that writes the registry through
 	// random nodes and reads it back through random nodes.
 	RegistryWorkload bool
+	// Resend runs a raw-gRPC client that sends idempotent requests of
+	// 2,500 events for one tenant and resends each identically.
+	Resend bool
 	// ConvergeTimeout bounds the wait for the replicas to agree after healing.
 	ConvergeTimeout time.Duration
 	// Progress receives a line per phase and fault; nil discards.

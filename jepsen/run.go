@@ -127,9 +127,18 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 			w.run(wctx, rec)
 		}
 	}()
+	resendDone := make(chan struct{})
+	go func() { // owned by Run: ends with wctx
+		defer close(resendDone)
+		if opts.Resend {
+			w := &resendWorker{process: opts.Producers + opts.Nodes + 1, cluster: cluster, topic: topicName, partitions: uint32(opts.Partitions), rng: rand.New(rand.NewPCG(opts.Seed, 1<<21))}
+			w.run(wctx, rec)
+		}
+	}()
 	werrs := runWorkers(wctx, rec, topicName, uint32(opts.Partitions), producers, readers)
 	injected := <-faultsDone
 	<-regDone
+	<-resendDone
 	if churn := <-churnDone; opts.Churn {
 		progress("jepsen: churn: %d topics created, %d deleted", churn[0], churn[1])
 	}

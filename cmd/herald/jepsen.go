@@ -76,6 +76,7 @@ passes; otherwise 1, naming the failing checkers. See docs/fault-injection.md.`,
 	f.IntVar(&opts.RegistryTenants, "registry-tenants", jepsen.DefaultRegistryTenants, "tenants created before the run (a long registry; 0 for none)")
 	f.BoolVar(&opts.Churn, "churn", true, "create and delete short-lived topics during the run")
 	f.BoolVar(&opts.RegistryWorkload, "registry-workload", true, "create tenants and topics through random nodes and read them back through random nodes")
+	f.BoolVar(&opts.Resend, "resend", true, "every 5 s, send an idempotent request of 2,500 events for one tenant over raw gRPC and resend it identically")
 	f.StringVar(&binary, "binary", "", "herald binary to run as the nodes (default: this one), e.g. an older build to reproduce a defect")
 	return cmd
 }
