@@ -53,6 +53,9 @@ type Options struct {
 	// Resend runs a raw-gRPC client that sends idempotent requests of
 	// 2,500 events for one tenant and resends each identically.
 	Resend bool
+	// Hijack runs a raw-gRPC victim producer and a hijacker that sends
+	// with the victim's producer id and a guessed epoch.
+	Hijack bool
 	// ConvergeTimeout bounds the wait for the replicas to agree after healing.
 	ConvergeTimeout time.Duration
 	// Progress receives a line per phase and fault; nil discards.

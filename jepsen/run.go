@@ -135,10 +135,19 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 			w.run(wctx, rec)
 		}
 	}()
+	hijackDone := make(chan struct{})
+	go func() { // owned by Run: ends with wctx
+		defer close(hijackDone)
+		if opts.Hijack {
+			w := &hijackWorker{process: opts.Producers + opts.Nodes + 2, cluster: cluster, topic: topicName, partitions: uint32(opts.Partitions), rng: rand.New(rand.NewPCG(opts.Seed, 1<<22))}
+			w.run(wctx, rec)
+		}
+	}()
 	werrs := runWorkers(wctx, rec, topicName, uint32(opts.Partitions), producers, readers)
 	injected := <-faultsDone
 	<-regDone
 	<-resendDone
+	<-hijackDone
 	if churn := <-churnDone; opts.Churn {
 		progress("jepsen: churn: %d topics created, %d deleted", churn[0], churn[1])
 	}
