@@ -38,7 +38,7 @@ lint:
 
 # A longer fault-injection schedule than the one the tests run (see docs/fault-injection.md).
 jepsen: build
-	./$(BIN) jepsen --nodes 3 --duration 5m --nemesis kill,pause,partition,slow,transfer,corrupt,membership --out ./jepsen-out
+	./$(BIN) jepsen --nodes 3 --duration 5m --nemesis kill,pause,partition,slow,transfer,corrupt,membership,restart --out ./jepsen-out
 
 clean:
 	rm -rf bin data jepsen-out

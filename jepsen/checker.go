@@ -18,6 +18,8 @@ const (
 	CheckConvergence   = "replicas-converge"
 	CheckLinearizable  = "linearizable"
 	CheckReplay        = "replay-equals-live"
+	CheckRegistry      = "registry-reads"
+	CheckResend        = "idempotent-resend"
 )
 
 // Verdict statuses.
@@ -142,6 +144,8 @@ func Check(h History) []Verdict {
 		checkConvergence(ix),
 		checkLinearizable(ix, h),
 		{Name: CheckReplay, Status: StatusSkipped, Note: "needs streaming subscriptions, which Herald does not have yet"},
+		checkRegistry(h),
+		checkResend(h),
 	}
 }
 

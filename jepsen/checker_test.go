@@ -3,6 +3,7 @@ package jepsen
 import (
 	"fmt"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 )
@@ -76,7 +77,7 @@ func verdictOf(t *testing.T, h History, name string) Verdict {
 
 func TestCheckCleanHistoryPasses(t *testing.T) {
 	vs := Check(clean().history())
-	require.Len(t, vs, 9)
+	require.Len(t, vs, 11)
 	for _, v := range vs {
 		require.Truef(t, v.OK(), "%s: %s %v %s", v.Name, v.Status, v.Counterexamples, v.Note)
 	}
@@ -202,4 +203,44 @@ func TestLinearizableWindowAtFault(t *testing.T) {
 	v := verdictOf(t, h.history(), CheckLinearizable)
 	require.Equal(t, StatusFail, v.Status, "%+v", v)
 	require.Contains(t, v.Counterexamples[0], "offsets 250 to 449")
+}
+
+func TestRegistryCheckerFailsOnStaleReads(t *testing.T) {
+	ms := int64(time.Millisecond)
+	h := History{
+		{Index: 0, Type: TypeOK, F: FRegistry, Mode: RegCreateTenant, Name: "rw-tenant-0", Node: "n1", Time: 10 * ms, LatencyNs: 5 * ms},
+		{Index: 1, Type: TypeOK, F: FRegistry, Mode: RegCreateTopic, Name: "rw-topic-0", Node: "n1", Time: 20 * ms, LatencyNs: 5 * ms},
+		// Began after both were acknowledged, through another node: stale.
+		{Index: 2, Type: TypeOK, F: FRegistry, Mode: RegListTenants, Node: "n2", Time: 30 * ms, LatencyNs: 5 * ms},
+		{Index: 3, Type: TypeOK, F: FRegistry, Mode: RegDescribeTopic, Name: "rw-topic-0", Node: "n2", Time: 30 * ms, LatencyNs: 5 * ms},
+		// Concurrent with the create: either answer is fine.
+		{Index: 4, Type: TypeOK, F: FRegistry, Mode: RegListTenants, Node: "n3", Time: 12 * ms, LatencyNs: 8 * ms},
+		{Index: 5, Type: TypeOK, F: FRegistry, Mode: RegDeleteTopic, Name: "rw-topic-0", Node: "n1", Time: 40 * ms, LatencyNs: 5 * ms},
+		// After the delete was acknowledged: still found is stale.
+		{Index: 6, Type: TypeOK, F: FRegistry, Mode: RegDescribeTopic, Name: "rw-topic-0", Node: "n3", Found: true, Time: 50 * ms, LatencyNs: 5 * ms},
+		{Index: 7, Type: TypeOK, F: FRegistry, Mode: RegListTenants, Node: "n3", Names: []string{"rw-tenant-0"}, Time: 50 * ms, LatencyNs: 5 * ms},
+	}
+	v := checkRegistry(h)
+	require.Equal(t, StatusFail, v.Status)
+	require.Equal(t, 3, v.Violations, v.Counterexamples)
+	good := History{h[0], h[1], h[4], h[5], h[7]}
+	good = append(good, Op{Index: 8, Type: TypeOK, F: FRegistry, Mode: RegDescribeTopic, Name: "rw-topic-0", Node: "n2", Found: true, Time: 30 * ms, LatencyNs: 5 * ms})
+	require.Equal(t, StatusPass, checkRegistry(good).Status, checkRegistry(good).Counterexamples)
+}
+
+func TestResendCheckerFailsOnRefusedOrRestoredResend(t *testing.T) {
+	h := History{
+		{Index: 0, Type: TypeOK, F: FResend, Process: 8, Tenant: "resend-0", Offset: 100},
+		{Index: 1, Type: TypeFail, F: FResend, Process: 8, Tenant: "resend-0", From: 1, Error: "rpc error: code = FailedPrecondition desc = out of order sequence"},
+		{Index: 2, Type: TypeOK, F: FResend, Process: 8, Tenant: "resend-1", Offset: 3000},
+		{Index: 3, Type: TypeOK, F: FResend, Process: 8, Tenant: "resend-1", From: 1, Offset: 5500, Dups: 1024},
+		{Index: 4, Type: TypeOK, F: FResend, Process: 8, Tenant: "resend-2", Offset: 9000},
+		{Index: 5, Type: TypeOK, F: FResend, Process: 8, Tenant: "resend-2", From: 1, Offset: 9000, Dups: resendEvents},
+		{Index: 6, Type: TypeOK, F: FResend, Process: 8, Tenant: "resend-3", Offset: 12000},
+		{Index: 7, Type: TypeInfo, F: FResend, Process: 8, Tenant: "resend-3", From: 1, Error: "Unavailable"},
+	}
+	v := checkResend(h)
+	require.Equal(t, StatusFail, v.Status)
+	require.Equal(t, 2, v.Violations, v.Counterexamples)
+	require.Equal(t, StatusPass, checkResend(h[4:]).Status)
 }

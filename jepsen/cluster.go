@@ -228,6 +228,51 @@ func (c *Cluster) Kill(i int) error {
 	return nil
 }
 
+// Stop sends SIGTERM to node i (resuming it first if paused) and waits
+// for it to exit, SIGKILL after clusterStopTimeout.
+func (c *Cluster) Stop(i int) error {
+	p := c.proc(i)
+	if p == nil {
+		return nil
+	}
+	_ = p.cmd.Process.Signal(syscall.SIGCONT)
+	_ = p.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-p.exited:
+		return nil
+	case <-time.After(clusterStopTimeout):
+		_ = p.cmd.Process.Signal(syscall.SIGKILL)
+		<-p.exited
+		return fmt.Errorf("jepsen: %s did not exit within %s of SIGTERM; killed", c.Nodes[i].ID, clusterStopTimeout)
+	}
+}
+
+// awaitServing waits, up to d, until node i answers ClusterStatus itself.
+func (c *Cluster) awaitServing(ctx context.Context, i int, d time.Duration) error {
+	ctx, cancel := context.WithTimeout(ctx, d)
+	defer cancel()
+	var last error
+	for {
+		cl, err := client.New(ctx, client.Config{
+			Servers: []string{c.Nodes[i].GRPCAddr}, DialTimeout: time.Second, RequestTimeout: time.Second,
+			MaxRetries: 1, Logger: slog.New(slog.DiscardHandler),
+		})
+		if err == nil {
+			_, err = cl.ClusterStatus(ctx)
+			_ = cl.Close()
+			if err == nil {
+				return nil
+			}
+		}
+		last = err
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("jepsen: %s not serving after restart: %w", c.Nodes[i].ID, errors.Join(last, ctx.Err()))
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+}
+
 // Pause sends SIGSTOP to node i.
 func (c *Cluster) Pause(i int) error { return c.signal(i, syscall.SIGSTOP, true) }
 

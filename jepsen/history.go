@@ -28,6 +28,14 @@ const (
 	FRead = "read"
 	// FFinalRead is the whole of one partition read from Node after healing.
 	FFinalRead = "final-read"
+	// FRegistry is a registry operation (Mode: create-tenant,
+	// create-topic, delete-topic, list-tenants, describe-topic) through
+	// Node, recorded once when it completes; it began LatencyNs earlier.
+	FRegistry = "registry"
+	// FResend is one call of a resent idempotent request (From: 0 the
+	// send, 1 the identical resend): Offset the first result's offset,
+	// Dups how many results were marked duplicate.
+	FResend = "resend"
 	// FFault is a fault window of the nemesis: Fault names it, Time is its
 	// start and End its end (ns since the run started).
 	FFault = "fault"
@@ -72,6 +80,12 @@ type Op struct {
 	Mode   string     `json:"mode,omitempty"`
 	From   uint64     `json:"from,omitempty"`
 	Events []Observed `json:"events,omitempty"`
+	// Registry: the tenant or topic named, whether a describe found it,
+	// and the workload's own tenants a list returned.
+	Name  string   `json:"name,omitempty"`
+	Found bool     `json:"found,omitempty"`
+	Names []string `json:"names,omitempty"`
+	Dups  int      `json:"dups,omitempty"`
 	// Faults: what was done and when it ended.
 	Fault   string `json:"fault,omitempty"`
 	Targets string `json:"targets,omitempty"`

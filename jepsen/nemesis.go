@@ -37,10 +37,16 @@ const (
 	// an empty log. Like raft corruption it is refused unless every
 	// replica of every group is a running voter.
 	NemesisMembership = "membership"
+	// NemesisRestart restarts nodes cleanly (SIGTERM, wait for exit):
+	// "all" stops every node, then starts every node at the end of the
+	// window (a whole-cluster restart, which replays the registry from
+	// disk); "rolling" stops and restarts one node at a time, waiting for
+	// each to serve before the next.
+	NemesisRestart = "restart"
 )
 
 // Nemeses lists every nemesis Run knows.
-var Nemeses = []string{NemesisKill, NemesisPause, NemesisPartition, NemesisSlow, NemesisTransfer, NemesisCorrupt, NemesisMembership}
+var Nemeses = []string{NemesisKill, NemesisPause, NemesisPartition, NemesisSlow, NemesisTransfer, NemesisCorrupt, NemesisMembership, NemesisRestart}
 
 // ErrUnknownNemesis is returned for a nemesis name not in Nemeses.
 var ErrUnknownNemesis = errors.New("jepsen: unknown nemesis")
@@ -138,6 +144,12 @@ func Schedule(seed uint64, n int, nemeses []string, d time.Duration) []Fault {
 			f.Variant = []string{"wal", "marked", "raft-flip", "raft-truncate"}[rng.IntN(4)]
 		case NemesisMembership:
 			f.Variant, f.Nodes = "wipe", perm[:1]
+		case NemesisRestart:
+			if rng.IntN(2) == 0 {
+				f.Variant, f.Nodes = "all", perm
+			} else {
+				f.Variant, f.Nodes = "rolling", perm
+			}
 		}
 		if f.At+f.For > d {
 			return out
@@ -320,6 +332,33 @@ func (n *nemesis) inject(ctx context.Context, f Fault) (string, func() error, er
 			return names(f.Nodes), nil, err
 		}
 		return names(f.Nodes) + " data wiped", heal, nil
+	case "restart:all":
+		var errs []error
+		for _, i := range f.Nodes {
+			errs = append(errs, c.Stop(i))
+		}
+		return "all nodes (SIGTERM)", func() error {
+			var errs []error
+			for _, i := range f.Nodes {
+				errs = append(errs, c.Start(i))
+			}
+			return errors.Join(errs...)
+		}, errors.Join(errs...)
+	case "restart:rolling":
+		var errs []error
+		for _, i := range f.Nodes {
+			if err := c.Stop(i); err != nil {
+				errs = append(errs, err)
+			}
+			if err := c.Start(i); err != nil {
+				errs = append(errs, err)
+				continue
+			}
+			if err := c.awaitServing(ctx, i, 30*time.Second); err != nil {
+				errs = append(errs, err)
+			}
+		}
+		return "rolling " + names(f.Nodes) + " (SIGTERM)", func() error { return nil }, errors.Join(errs...)
 	case "slow:all":
 		c.SlowAll(f.Delay)
 		return "all links", func() error { c.SlowAll(0); return nil }, nil

@@ -117,3 +117,18 @@ func TestClusterWipePassesRejoinOnTheNextStartOnly(t *testing.T) {
 		require.Equal(t, want, bytes.Contains(lines[k], []byte("--rejoin")), "start %d: %s", k, lines[k])
 	}
 }
+
+func TestScheduleRestartVariants(t *testing.T) {
+	got, err := ParseNemeses("restart")
+	require.NoError(t, err)
+	require.Equal(t, []string{NemesisRestart}, got)
+	seen := map[string]bool{}
+	for seed := uint64(1); seed < 5; seed++ {
+		for _, f := range Schedule(seed, 3, []string{NemesisRestart}, 60*time.Second) {
+			require.Contains(t, []string{"all", "rolling"}, f.Variant)
+			require.ElementsMatch(t, []int{0, 1, 2}, f.Nodes, "every node is restarted")
+			seen[f.Variant] = true
+		}
+	}
+	require.True(t, seen["all"] && seen["rolling"])
+}

@@ -43,6 +43,19 @@ type Options struct {
 	// Producers is the number of idempotent producers, Tenants the number
 	// of tenants they write for (spread over Partitions partitions).
 	Producers, Tenants, Partitions int
+	// RegistryTenants tenants are created before the run (0: none); with
+	// Churn, short-lived topics are created and deleted during the run.
+	RegistryTenants int
+	Churn           bool
+	// RegistryWorkload runs a client that writes the registry through
+	// random nodes and reads it back through random nodes.
+	RegistryWorkload bool
+	// Resend runs a raw-gRPC client that sends idempotent requests of
+	// 2,500 events for one tenant and resends each identically.
+	Resend bool
+	// Hijack runs a raw-gRPC victim producer and a hijacker that sends
+	// with the victim's producer id and a guessed epoch.
+	Hijack bool
 	// ConvergeTimeout bounds the wait for the replicas to agree after healing.
 	ConvergeTimeout time.Duration
 	// Progress receives a line per phase and fault; nil discards.
@@ -95,7 +108,7 @@ func (o Options) Validate() error {
 	if o.Duration < 0 {
 		errs = append(errs, fmt.Errorf("jepsen: duration %s is negative", o.Duration))
 	}
-	if o.Producers < 0 || o.Tenants < 0 || o.Partitions < 0 {
+	if o.Producers < 0 || o.Tenants < 0 || o.Partitions < 0 || o.RegistryTenants < 0 {
 		errs = append(errs, errors.New("jepsen: producers, tenants and partitions must not be negative"))
 	}
 	if o.Tenants != 0 && o.Partitions != 0 && o.Tenants < o.Partitions {

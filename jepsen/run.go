@@ -64,6 +64,15 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 		return nil, err
 	}
 	progress("jepsen: %d nodes started (data and logs in %s)", opts.Nodes, dataDir)
+	// The registry goes first, so that the live topic is at its end: after
+	// a restart it is replayed last.
+	if opts.RegistryTenants > 0 {
+		t0 := time.Now()
+		if err := setupRegistry(ctx, cluster, opts.RegistryTenants); err != nil {
+			return nil, err
+		}
+		progress("jepsen: registry: %d tenants created in %s", opts.RegistryTenants, time.Since(t0).Round(time.Millisecond))
+	}
 	if err := createTopic(ctx, cluster, opts); err != nil {
 		return nil, err
 	}
@@ -101,8 +110,47 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 		n := &nemesis{cluster: cluster, rec: rec, topic: topicName}
 		faultsDone <- n.run(wctx, start, schedule)
 	}()
+	churnDone := make(chan [2]int, 1)
+	go func() { // owned by Run: ends with wctx
+		if !opts.Churn {
+			churnDone <- [2]int{}
+			return
+		}
+		c, d := churnTopics(wctx, cluster, opts.Nodes)
+		churnDone <- [2]int{c, d}
+	}()
+	regDone := make(chan struct{})
+	go func() { // owned by Run: ends with wctx
+		defer close(regDone)
+		if opts.RegistryWorkload {
+			w := &registryWorker{process: opts.Producers + opts.Nodes, cluster: cluster, replicas: opts.Nodes, rng: rand.New(rand.NewPCG(opts.Seed, 1<<20))}
+			w.run(wctx, rec)
+		}
+	}()
+	resendDone := make(chan struct{})
+	go func() { // owned by Run: ends with wctx
+		defer close(resendDone)
+		if opts.Resend {
+			w := &resendWorker{process: opts.Producers + opts.Nodes + 1, cluster: cluster, topic: topicName, partitions: uint32(opts.Partitions), rng: rand.New(rand.NewPCG(opts.Seed, 1<<21))}
+			w.run(wctx, rec)
+		}
+	}()
+	hijackDone := make(chan struct{})
+	go func() { // owned by Run: ends with wctx
+		defer close(hijackDone)
+		if opts.Hijack {
+			w := &hijackWorker{process: opts.Producers + opts.Nodes + 2, cluster: cluster, topic: topicName, partitions: uint32(opts.Partitions), rng: rand.New(rand.NewPCG(opts.Seed, 1<<22))}
+			w.run(wctx, rec)
+		}
+	}()
 	werrs := runWorkers(wctx, rec, topicName, uint32(opts.Partitions), producers, readers)
 	injected := <-faultsDone
+	<-regDone
+	<-resendDone
+	<-hijackDone
+	if churn := <-churnDone; opts.Churn {
+		progress("jepsen: churn: %d topics created, %d deleted", churn[0], churn[1])
+	}
 	if err := cluster.HealAll(); err != nil {
 		return nil, err
 	}

@@ -73,7 +73,11 @@ passes; otherwise 1, naming the failing checkers. See docs/fault-injection.md.`,
 	f.StringVar(&opts.OutDir, "out", "jepsen-out", "output directory")
 	f.IntVar(&opts.Producers, "producers", jepsen.DefaultProducers, "idempotent producers")
 	f.IntVar(&opts.Tenants, "tenants", jepsen.DefaultTenants, "tenants the producers write for")
-	f.StringVar(&binary, "binary", "", "herald binary to run as the nodes (default: this one)")
-	_ = f.MarkHidden("binary")
+	f.IntVar(&opts.RegistryTenants, "registry-tenants", jepsen.DefaultRegistryTenants, "tenants created before the run (a long registry; 0 for none)")
+	f.BoolVar(&opts.Churn, "churn", true, "create and delete short-lived topics during the run")
+	f.BoolVar(&opts.RegistryWorkload, "registry-workload", true, "create tenants and topics through random nodes and read them back through random nodes")
+	f.BoolVar(&opts.Resend, "resend", true, "every 5 s, send an idempotent request of 2,500 events for one tenant over raw gRPC and resend it identically")
+	f.BoolVar(&opts.Hijack, "hijack", true, "every 3 s, a raw-gRPC victim producer and a hijacker sending with its producer id and a guessed epoch; the victim's acknowledged events must stay readable")
+	f.StringVar(&binary, "binary", "", "herald binary to run as the nodes (default: this one), e.g. an older build to reproduce a defect")
 	return cmd
 }
