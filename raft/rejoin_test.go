@@ -148,10 +148,14 @@ func TestRejoinDemotesCatchesUpAndPromotes(t *testing.T) {
 	g := openTestGroup(t, nodes[victim], 1, fsm, nil)
 	want := append(entryRange("before", 0, 50), entryRange("during", 0, 20)...)
 	requireConverged(t, want, fsm)
+	// The demotion's configuration entry follows the entries above: wait
+	// until the replica's log holds it (AppliedIndex counts entries handed
+	// to the FSM, so it covers configuration entries too) before reading
+	// its suffrage.
+	require.Eventually(t, func() bool { return g.Raft().AppliedIndex() >= resp.GetIndex() }, 10*time.Second, 10*time.Millisecond)
 	voter, err := g.Voter()
 	require.NoError(t, err)
 	require.False(t, voter)
-	require.Eventually(t, func() bool { return g.Raft().AppliedIndex() >= resp.GetIndex() }, 10*time.Second, 10*time.Millisecond)
 
 	ask.Step = raftpb.RejoinStep_REJOIN_STEP_PROMOTE
 	_, err = nodes[victim].mux.AskLeader(ctx, ask)
