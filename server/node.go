@@ -223,8 +223,11 @@ func (n *Node) markCorrupt(err error) {
 	}
 }
 
-// grpcMessageBytesMax bounds one gRPC message, above the largest Raft
-// append (4 MiB batches, several per append) and the largest fetch (16 MiB).
+// grpcMessageBytesMax bounds one gRPC message: above the largest fetch
+// (16 MiB) and the largest Raft entry (partition.DefaultEntryBytesMax,
+// 32 MiB); an AppendEntries larger than this is split by the transport
+// (raft/append_size.go), and a single entry that cannot fit is refused
+// before it is proposed.
 const grpcMessageBytesMax = 64 << 20
 
 // prepareController verifies the controller's Raft state and, when it is
