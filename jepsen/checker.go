@@ -20,6 +20,7 @@ const (
 	CheckReplay        = "replay-equals-live"
 	CheckRegistry      = "registry-reads"
 	CheckResend        = "idempotent-resend"
+	CheckAckedReadable = "acked-offset-in-range"
 )
 
 // Verdict statuses.
@@ -146,7 +147,34 @@ func Check(h History) []Verdict {
 		{Name: CheckReplay, Status: StatusSkipped, Note: "needs streaming subscriptions, which Herald does not have yet"},
 		checkRegistry(h),
 		checkResend(h),
+		checkAckedReadable(h),
 	}
+}
+
+// checkAckedReadable: a read from an offset that had been acknowledged
+// before the read was invoked (ModeAcked) is never answered
+// OFFSET_OUT_OF_RANGE, whichever node is asked and however far behind it
+// is (the live topic has no retention, so the low watermark stays 0). A
+// lagging replica waits, passes the read on, or answers a retryable error.
+func checkAckedReadable(h History) Verdict {
+	v := Verdict{Name: CheckAckedReadable}
+	reads := 0
+	for _, op := range h {
+		if op.F != FRead || op.Mode != ModeAcked {
+			continue
+		}
+		reads++
+		if op.Type == TypeFail && (strings.Contains(op.Error, "OutOfRange") || strings.Contains(op.Error, "out of range")) {
+			v.add("read op %d via %s of acknowledged offset %d of partition %d answered out of range: %s",
+				op.Index, op.Node, op.From, op.Partition, op.Error)
+		}
+	}
+	if reads == 0 && v.Violations == 0 {
+		v.Note = "no read of an acknowledged offset was made"
+	} else {
+		v.Note = fmt.Sprintf("%d reads of acknowledged offsets", reads)
+	}
+	return v.settle()
 }
 
 // checkLostWrite: every acknowledged event is in every node's final log

@@ -45,6 +45,11 @@ const (
 const (
 	ModeOffset   = "offset"
 	ModeSequence = "sequence"
+	// ModeAcked reads from the highest offset of the partition that a
+	// producer of the live topic had seen acknowledged when the read was
+	// invoked: the node asked may be behind it (a lagging replica), but it
+	// must never call it out of range.
+	ModeAcked = "acked-offset"
 )
 
 // Observed is one event as a reader saw it.
@@ -106,7 +111,32 @@ type Recorder struct {
 		ops History
 		w   *bufio.Writer
 		err error
+		// ackedHigh is the highest acknowledged offset of each partition of
+		// the live topic (noteAcked), for ModeAcked reads.
+		ackedHigh map[uint32]uint64
 	}
+}
+
+// noteAcked records that offset of partition p of the live topic was
+// acknowledged.
+func (r *Recorder) noteAcked(p uint32, offset uint64) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.mu.ackedHigh == nil {
+		r.mu.ackedHigh = make(map[uint32]uint64)
+	}
+	if cur, ok := r.mu.ackedHigh[p]; !ok || offset > cur {
+		r.mu.ackedHigh[p] = offset
+	}
+}
+
+// ackedHigh returns the highest acknowledged offset of partition p, and
+// whether there is one.
+func (r *Recorder) ackedHigh(p uint32) (uint64, bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	off, ok := r.mu.ackedHigh[p]
+	return off, ok
 }
 
 // NewRecorder returns a recorder whose clock starts now. w may be nil.

@@ -77,6 +77,7 @@ func (w *producerWorker) run(ctx context.Context, rec *Recorder, topic string, p
 		case err == nil && len(res) == 1 && res[0] != nil:
 			done.Type = TypeOK
 			done.Partition, done.Offset, done.Sequence, done.Duplicate = res[0].GetPartition(), res[0].GetOffset(), res[0].GetSequence(), res[0].GetDuplicate()
+			rec.noteAcked(done.Partition, done.Offset)
 		case err == nil:
 			done.Type, done.Error = TypeInfo, "no result"
 		case errors.Is(err, client.ErrUnknownOutcome):
@@ -134,8 +135,13 @@ func (r *FetchReader) Run(ctx context.Context, rec *Recorder) error {
 			if rng.IntN(4) == 0 {
 				from = 0 // re-read from the start now and then
 			}
+			mode := ModeOffset
+			if acked, ok := rec.ackedHigh(p); ok && rng.IntN(4) == 0 {
+				// An acknowledged offset this node may not have yet.
+				from, mode = acked, ModeAcked
+			}
 			req.Partition, req.Start = p, &heraldpb.FetchRequest_Offset{Offset: from}
-			op.Partition, op.Mode, op.From = p, ModeOffset, from
+			op.Partition, op.Mode, op.From = p, mode, from
 		} else {
 			t := r.Tenants[rng.IntN(len(r.Tenants))]
 			p := client.PartitionForTenant(t, r.Partitions)
@@ -163,7 +169,7 @@ func (r *FetchReader) Run(ctx context.Context, rec *Recorder) error {
 		op.Type = TypeOK
 		op.Events = observe(resp.GetEvents())
 		rec.Record(op)
-		if op.Mode == ModeOffset {
+		if op.Mode != ModeSequence {
 			if resp.GetNextOffset() > nextOffset[op.Partition] {
 				nextOffset[op.Partition] = resp.GetNextOffset()
 			}
