@@ -77,7 +77,7 @@ func verdictOf(t *testing.T, h History, name string) Verdict {
 
 func TestCheckCleanHistoryPasses(t *testing.T) {
 	vs := Check(clean().history())
-	require.Len(t, vs, 11)
+	require.Len(t, vs, 12)
 	for _, v := range vs {
 		require.Truef(t, v.OK(), "%s: %s %v %s", v.Name, v.Status, v.Counterexamples, v.Note)
 	}
@@ -145,6 +145,12 @@ func TestCheckersReportViolations(t *testing.T) {
 			// A read that returned at 3 ms saw e1, whose produce was only
 			// invoked at 5 ms.
 			h.read(2, "n1", 1, 3, 1, "e1")
+			return h
+		}},
+		{"acknowledged offset answered out of range", CheckAckedReadable, func() *hist {
+			h := clean()
+			h.ops = append(h.ops, Op{Type: TypeFail, F: FRead, Process: 2, Node: "n3", Time: ms(70), Mode: ModeAcked, From: 1,
+				Error: "rpc error: code = OutOfRange desc = offset 1 out of range [0, 0)"})
 			return h
 		}},
 		{"acknowledged out of real-time order (not linearizable)", CheckLinearizable, func() *hist {
