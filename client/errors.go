@@ -53,6 +53,7 @@ const (
 	MetadataLastProduceUnixNano = "last_produce_unix_nano"
 	MetadataProducerID          = "producer_id"
 	MetadataExpected            = "expected"
+	MetadataRetryAfterMs        = "retry_after_ms"
 	MetadataGot                 = "got"
 	MetadataEpoch               = "epoch"
 	MetadataCurrentEpoch        = "current_epoch"
@@ -100,6 +101,10 @@ var (
 	// (more than its last request and its last 1,024 sequences). The
 	// events are in the log; nothing was written again.
 	ErrDuplicateSequence = errors.New("client: duplicate sequence")
+	// ErrQueueFull: the partition leader's queue of produce calls waiting
+	// to be proposed is full (bytes); nothing was written. Retry after the
+	// hint (retry_after_ms); the SDK does so with backoff.
+	ErrQueueFull = errors.New("client: produce queue full")
 	// ErrClosed is returned by calls on a Client after Close.
 	ErrClosed = errors.New("client: closed")
 )
@@ -127,6 +132,7 @@ var reasonSentinels = map[heraldpb.ErrorReason]error{
 	heraldpb.ErrorReason_UNKNOWN_PRODUCER:           ErrUnknownProducer,
 	heraldpb.ErrorReason_PRODUCER_FENCED:            ErrProducerFenced,
 	heraldpb.ErrorReason_DUPLICATE_SEQUENCE:         ErrDuplicateSequence,
+	heraldpb.ErrorReason_QUEUE_FULL:                 ErrQueueFull,
 }
 
 // reasonOrder fixes the order in which Status tests sentinels, so that the
@@ -141,6 +147,7 @@ var reasonOrder = []heraldpb.ErrorReason{
 	heraldpb.ErrorReason_UNKNOWN_PRODUCER,
 	heraldpb.ErrorReason_PRODUCER_FENCED,
 	heraldpb.ErrorReason_DUPLICATE_SEQUENCE,
+	heraldpb.ErrorReason_QUEUE_FULL,
 	heraldpb.ErrorReason_TOPIC_NOT_FOUND,
 	heraldpb.ErrorReason_TENANT_NOT_FOUND,
 	heraldpb.ErrorReason_TOPIC_EXISTS,
@@ -171,6 +178,8 @@ func reasonCode(r heraldpb.ErrorReason) codes.Code {
 		return codes.InvalidArgument
 	case heraldpb.ErrorReason_OFFSET_OUT_OF_RANGE:
 		return codes.OutOfRange
+	case heraldpb.ErrorReason_QUEUE_FULL:
+		return codes.ResourceExhausted
 	case heraldpb.ErrorReason_NO_LEADER:
 		return codes.Unavailable
 	case heraldpb.ErrorReason_UNKNOWN_OUTCOME:
@@ -537,6 +546,15 @@ func ProducerFenced(producerID string, epoch, current uint64) error {
 			MetadataCurrentEpoch: strconv.FormatUint(current, 10),
 		},
 	}
+}
+
+// QueueFull reports that a partition leader's queue of produce calls
+// waiting to be proposed is full; nothing was written; retry after
+// retryAfterMs.
+func QueueFull(queuedBytes, queueBytesMax int, retryAfterMs int64) error {
+	return &Error{Reason: heraldpb.ErrorReason_QUEUE_FULL, Code: codes.ResourceExhausted,
+		Message:  fmt.Sprintf("client: produce queue full: %d bytes waiting, the limit is %d; retry after %d ms", queuedBytes, queueBytesMax, retryAfterMs),
+		Metadata: map[string]string{MetadataRetryAfterMs: strconv.FormatInt(retryAfterMs, 10)}}
 }
 
 // DuplicateSequence reports an idempotent producer's sequence committed

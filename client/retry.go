@@ -128,6 +128,9 @@ func (c *Client) run(ctx context.Context, cl call) error {
 			}
 		case errors.Is(err, ErrNoLeader):
 			c.forget(cl, addr)
+		case errors.Is(err, ErrQueueFull):
+			// Refused before anything was proposed: the same leader takes
+			// it after a backoff.
 		case !sent && transient(err):
 			c.forget(cl, addr)
 		case ambiguous && cl.idempotent:
@@ -199,7 +202,8 @@ func refused(err error) bool {
 
 // transient reports whether err may go away by itself.
 func transient(err error) bool {
-	if errorReason(err) == heraldpb.ErrorReason_NO_LEADER {
+	switch errorReason(err) {
+	case heraldpb.ErrorReason_NO_LEADER, heraldpb.ErrorReason_QUEUE_FULL:
 		return true
 	}
 	if errorReason(err) != heraldpb.ErrorReason_ERROR_REASON_UNSPECIFIED {

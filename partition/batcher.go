@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	hraft "github.com/hashicorp/raft"
@@ -18,6 +19,12 @@ type BatcherOptions struct {
 	// QueueCallsMax bounds produce calls waiting to be batched; a caller
 	// blocks (until its context ends) when the queue is full.
 	QueueCallsMax int
+	// QueueBytesMax bounds the encoded bytes of the calls a leader holds
+	// (queued, gathered or in flight, until each has its answer). A call
+	// that would take it above the bound is refused at once with
+	// *QueueFullError: nothing proposed, retry later. It is at least
+	// EntryBytesMax, so one call of any acceptable size fits an idle queue.
+	QueueBytesMax int
 	// BatchRecordsMax and BatchBytesMax cap one Raft entry, BatchBytesMax
 	// by its encoded size (the command as proposed, not the payloads). A
 	// single call larger than the caps still goes, alone, up to
@@ -46,11 +53,17 @@ type BatcherOptions struct {
 // half of the default 64 MiB Raft message.
 const DefaultEntryBytesMax = 32 << 20
 
+// DefaultQueueBytesMax is the default BatcherOptions.QueueBytesMax: two
+// entries of the largest size, so a leader of many partitions holds a known
+// amount of produce data per partition however many clients push at it.
+const DefaultQueueBytesMax = 2 * DefaultEntryBytesMax
+
 // DefaultBatcherOptions are the defaults, chosen so that one 128-byte-event
 // entry stays well under the transport's message limit.
 func DefaultBatcherOptions() BatcherOptions {
 	return BatcherOptions{
 		QueueCallsMax:   4096,
+		QueueBytesMax:   DefaultQueueBytesMax,
 		BatchRecordsMax: 8192,
 		BatchBytesMax:   4 << 20,
 		EntryBytesMax:   DefaultEntryBytesMax,
@@ -74,6 +87,9 @@ func (o *BatcherOptions) Validate() error {
 	}
 	if o.EntryBytesMax < o.BatchBytesMax {
 		errs = append(errs, fmt.Errorf("partition: EntryBytesMax %d must be at least BatchBytesMax %d", o.EntryBytesMax, o.BatchBytesMax))
+	}
+	if o.QueueBytesMax <= 0 || o.QueueBytesMax < o.EntryBytesMax {
+		errs = append(errs, fmt.Errorf("partition: QueueBytesMax %d must be at least EntryBytesMax %d", o.QueueBytesMax, o.EntryBytesMax))
 	}
 	if o.InflightMax <= 0 {
 		errs = append(errs, errors.New("partition: InflightMax must be positive"))
@@ -101,18 +117,26 @@ type Batcher struct {
 	groupID uint64
 	now     func() time.Time
 
-	queue    chan *produceCall
-	inflight chan struct{}
-	stop     chan struct{} // closed by Close: no new work
-	done     chan struct{} // closed by Close once run and every waiter returned
-	wg       sync.WaitGroup
-	once     sync.Once
+	queue       chan *produceCall
+	queuedBytes atomic.Int64 // of calls taken by Submit and not yet answered
+	inflight    chan struct{}
+	stop        chan struct{} // closed by Close: no new work
+	done        chan struct{} // closed by Close once run and every waiter returned
+	wg          sync.WaitGroup
+	once        sync.Once
 }
 
 type produceCall struct {
 	records []*partitionpb.AppendRecord
 	bytes   int             // encoded, in an append entry (appendRecordBytes)
 	result  chan callResult // buffered 1: the waiter never blocks
+}
+
+// answer delivers c's result and releases its bytes from the queue bound;
+// every call Submit reserved is answered exactly once.
+func (b *Batcher) answer(c *produceCall, res callResult) {
+	b.queuedBytes.Add(-int64(c.bytes))
+	c.result <- res
 }
 
 // newProduceCall returns a call for records, sized as they encode in an
@@ -155,8 +179,8 @@ func NewBatcher(groupID uint64, r *hraft.Raft, opts BatcherOptions, logger *slog
 // Submit proposes records and waits until they are committed on a quorum
 // and applied here, returning each record's offset and tenant sequence in
 // order. Errors: ErrNotLeader (not proposed), ErrClosed (not proposed),
-// *EntryTooLargeError (not proposed), ErrUnknownOutcome (proposed; may or
-// may not commit).
+// *EntryTooLargeError (not proposed), *QueueFullError (not proposed),
+// ErrUnknownOutcome (proposed; may or may not commit).
 func (b *Batcher) Submit(ctx context.Context, records []*partitionpb.AppendRecord) ([]Assigned, error) {
 	select {
 	case <-b.stop:
@@ -170,11 +194,18 @@ func (b *Batcher) Submit(ctx context.Context, records []*partitionpb.AppendRecor
 	if b.raft.State() != hraft.Leader {
 		return nil, ErrNotLeader
 	}
+	if queued := b.queuedBytes.Add(int64(call.bytes)); queued > int64(b.opts.QueueBytesMax) && queued > int64(call.bytes) {
+		b.queuedBytes.Add(-int64(call.bytes))
+		b.metrics.observeQueueFull()
+		return nil, &QueueFullError{QueuedBytes: int(queued) - call.bytes, CallBytes: call.bytes, QueueBytesMax: b.opts.QueueBytesMax}
+	}
 	select {
 	case b.queue <- call:
 	case <-b.stop:
+		b.queuedBytes.Add(-int64(call.bytes))
 		return nil, ErrClosed
 	case <-ctx.Done():
+		b.queuedBytes.Add(-int64(call.bytes))
 		return nil, ctx.Err() // not queued: nothing proposed
 	}
 	select {
@@ -222,7 +253,7 @@ func (b *Batcher) run() {
 		select {
 		case b.inflight <- struct{}{}:
 		case <-b.stop:
-			first.result <- callResult{err: ErrClosed}
+			b.answer(first, callResult{err: ErrClosed})
 			return
 		}
 		calls, leftover := b.gather(first)
@@ -317,12 +348,12 @@ func (b *Batcher) finish(calls []*produceCall, assigned []Assigned, err error) {
 	i := 0
 	for _, c := range calls {
 		if err != nil {
-			c.result <- callResult{err: err}
+			b.answer(c, callResult{err: err})
 			continue
 		}
 		n := len(c.records)
 		if i+n > len(assigned) {
-			c.result <- callResult{err: fmt.Errorf("%w: partition %d: %d positions for %d records", ErrUnknownOutcome, b.groupID, len(assigned), i+n)}
+			b.answer(c, callResult{err: fmt.Errorf("%w: partition %d: %d positions for %d records", ErrUnknownOutcome, b.groupID, len(assigned), i+n)})
 			continue
 		}
 		mine := assigned[i : i+n : i+n]
@@ -335,10 +366,10 @@ func (b *Batcher) finish(calls []*produceCall, assigned []Assigned, err error) {
 			}
 		}
 		if refused != nil {
-			c.result <- callResult{err: refused}
+			b.answer(c, callResult{err: refused})
 			continue
 		}
-		c.result <- callResult{assigned: mine}
+		b.answer(c, callResult{assigned: mine})
 	}
 }
 
@@ -346,7 +377,7 @@ func (b *Batcher) failQueued() {
 	for {
 		select {
 		case c := <-b.queue:
-			c.result <- callResult{err: ErrClosed}
+			b.answer(c, callResult{err: ErrClosed})
 		default:
 			return
 		}

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	hraft "github.com/hashicorp/raft"
+	dto "github.com/prometheus/client_model/go"
 	"go.uber.org/goleak"
 
 	"github.com/heraldlog/herald/partition/partitionpb"
@@ -150,6 +151,81 @@ func TestBatcherOversizedCallGoesAlone(t *testing.T) {
 	}
 }
 
+// A leader holds at most QueueBytesMax bytes of calls: one more is refused
+// at once with QUEUE_FULL and nothing of it is proposed; once the held
+// calls are answered the same call goes through. The run loop is stalled by
+// taking every inflight slot, so the first call stays held.
+func TestBatcherRefusesCallsAboveQueueBytesMax(t *testing.T) {
+	r, fsm := singleNodeRaft(t)
+	opts := DefaultBatcherOptions()
+	opts.BatchBytesMax = 4 << 10
+	opts.EntryBytesMax = 8 << 10
+	opts.QueueBytesMax = 8 << 10
+	metrics := NewMetrics()
+	b, err := NewBatcher(1, r, opts, slog.Default(), metrics)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	big := func(tenant string) []*partitionpb.AppendRecord {
+		return []*partitionpb.AppendRecord{{TenantId: tenant, Event: make([]byte, 5<<10)}}
+	}
+	for range cap(b.inflight) {
+		b.inflight <- struct{}{}
+	}
+	held := make(chan error, 1)
+	go func() {
+		_, err := b.Submit(context.Background(), big("a"))
+		held <- err
+	}()
+	for b.queuedBytes.Load() == 0 {
+		time.Sleep(time.Millisecond)
+	}
+	before := r.LastIndex()
+	_, err = b.Submit(context.Background(), big("b"))
+	var full *QueueFullError
+	if !errors.As(err, &full) || !errors.Is(err, ErrQueueFull) {
+		t.Fatalf("second call above QueueBytesMax: %v, want *QueueFullError", err)
+	}
+	if full.QueuedBytes <= 0 || full.QueueBytesMax != opts.QueueBytesMax {
+		t.Fatalf("sizes: %+v", full)
+	}
+	var m dto.Metric
+	if err := metrics.queueFull.Write(&m); err != nil {
+		t.Fatal(err)
+	}
+	if got := m.GetCounter().GetValue(); got != 1 {
+		t.Fatalf("herald_batcher_queue_full_total = %v, want 1", got)
+	}
+	// A small call still fits beside the held one.
+	smallDone := make(chan error, 1)
+	go func() {
+		_, err := b.Submit(context.Background(), records("c", 1))
+		smallDone <- err
+	}()
+	if last := r.LastIndex(); last != before {
+		t.Fatalf("raft log moved from %d to %d while every slot was taken", before, last)
+	}
+	for range cap(b.inflight) {
+		<-b.inflight
+	}
+	if err := <-held; err != nil {
+		t.Fatalf("held call: %v", err)
+	}
+	if err := <-smallDone; err != nil {
+		t.Fatalf("small call: %v", err)
+	}
+	if _, err := b.Submit(context.Background(), big("b")); err != nil {
+		t.Fatalf("refused call sent again once the queue drained: %v", err)
+	}
+	if hw := fsm.log.HighWatermark(); hw != 3 {
+		t.Fatalf("high watermark %d, want 3 (held, small, resent; the refused call never written)", hw)
+	}
+	for b.queuedBytes.Load() != 0 {
+		time.Sleep(time.Millisecond) // answered calls release their bytes before the waiter returns
+	}
+}
+
 func TestBatcherRefusesOnFollowerAndAfterClose(t *testing.T) {
 	r, _ := singleNodeRaft(t)
 	b, err := NewBatcher(1, r, DefaultBatcherOptions(), slog.Default(), nil)
@@ -179,7 +255,7 @@ func TestBatcherOptionsValidateReportsEveryProblem(t *testing.T) {
 	if err == nil {
 		t.Fatal("zero options accepted")
 	}
-	for _, field := range []string{"QueueCallsMax", "BatchRecordsMax", "BatchBytesMax", "InflightMax", "Linger", "EnqueueTimeout"} {
+	for _, field := range []string{"QueueCallsMax", "QueueBytesMax", "BatchRecordsMax", "BatchBytesMax", "InflightMax", "Linger", "EnqueueTimeout"} {
 		if !strings.Contains(err.Error(), field) {
 			t.Errorf("error does not name %s: %v", field, err)
 		}

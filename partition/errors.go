@@ -44,3 +44,25 @@ func (e *EntryTooLargeError) Error() string {
 func (e *EntryTooLargeError) Is(target error) bool {
 	return target == ErrEntryTooLarge || target == heraldlog.ErrInvalidArgument
 }
+
+// ErrQueueFull means the partition leader already holds
+// BatcherOptions.QueueBytesMax bytes of produce calls waiting for their
+// answer; the call was refused before anything was proposed and may be
+// retried. A *QueueFullError matches it.
+var ErrQueueFull = errors.New("partition: produce queue full")
+
+// QueueFullError is ErrQueueFull with the sizes.
+type QueueFullError struct {
+	QueuedBytes   int // held when the call arrived
+	CallBytes     int
+	QueueBytesMax int
+}
+
+// Error implements error.
+func (e *QueueFullError) Error() string {
+	return fmt.Sprintf("partition: produce queue full: %d bytes waiting and %d more in this call; the limit is %d bytes",
+		e.QueuedBytes, e.CallBytes, e.QueueBytesMax)
+}
+
+// Is reports whether target is ErrQueueFull.
+func (e *QueueFullError) Is(target error) bool { return target == ErrQueueFull }

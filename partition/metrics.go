@@ -14,6 +14,7 @@ type Metrics struct {
 	batchBytes   prometheus.Histogram
 	applyLatency prometheus.Histogram
 	applyErrors  *prometheus.CounterVec
+	queueFull    prometheus.Counter
 }
 
 // NewMetrics makes the partition metrics; register Collectors() once.
@@ -38,12 +39,16 @@ func NewMetrics() *Metrics {
 			Name: "herald_batcher_apply_errors_total",
 			Help: "Raft applies that failed, by kind (not_leader: never proposed; unknown: fate unknown).",
 		}, []string{"kind"}),
+		queueFull: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "herald_batcher_queue_full_total",
+			Help: "Produce calls refused (QUEUE_FULL, nothing proposed) because the leader held QueueBytesMax bytes of calls.",
+		}),
 	}
 }
 
 // Collectors returns the metrics to register.
 func (m *Metrics) Collectors() []prometheus.Collector {
-	return []prometheus.Collector{m.batchRecords, m.batchBytes, m.applyLatency, m.applyErrors}
+	return []prometheus.Collector{m.batchRecords, m.batchBytes, m.applyLatency, m.applyErrors, m.queueFull}
 }
 
 func (m *Metrics) observeBatch(records, bytes int) {
@@ -67,4 +72,11 @@ func (m *Metrics) observeApply(d time.Duration, err error) {
 		kind = "not_leader"
 	}
 	m.applyErrors.WithLabelValues(kind).Inc()
+}
+
+func (m *Metrics) observeQueueFull() {
+	if m == nil {
+		return
+	}
+	m.queueFull.Inc()
 }

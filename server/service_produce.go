@@ -7,6 +7,7 @@ import (
 	"slices"
 	"sort"
 	"sync"
+	"time"
 
 	"github.com/google/uuid"
 	hraft "github.com/hashicorp/raft"
@@ -330,9 +331,15 @@ func hasField(ev *heraldpb.Event, field string) bool {
 	return true
 }
 
+// queueFullRetryAfter is the retry hint of QUEUE_FULL: about the time a
+// leader takes to commit the entries its full queue holds (a few fsyncs of
+// the largest entries on a quorum).
+const queueFullRetryAfter = 100 * time.Millisecond
+
 // partitionError maps replica errors to the wire errors.
 func partitionError(err error) error {
 	var ooo *heraldlog.OutOfOrderError
+	var full *partition.QueueFullError
 	switch {
 	case errors.As(err, &ooo):
 		return client.OutOfOrderSequence(ooo.ProducerID, ooo.Expected, ooo.Got)
@@ -340,6 +347,8 @@ func partitionError(err error) error {
 		return producerRefusal(err)
 	case errors.Is(err, heraldlog.ErrInvalidArgument), errors.Is(err, heraldlog.ErrInvalidTenant), errors.Is(err, heraldlog.ErrRecordTooLarge):
 		return client.InvalidArgument("events", "%v", err)
+	case errors.As(err, &full):
+		return client.QueueFull(full.QueuedBytes, full.QueueBytesMax, queueFullRetryAfter.Milliseconds())
 	case errors.Is(err, partition.ErrUnknownOutcome):
 		return client.UnknownOutcome("%v", err)
 	case errors.Is(err, partition.ErrClosed):

@@ -49,6 +49,7 @@ const (
 	ErrorReason_UNKNOWN_PRODUCER           ErrorReason = 18 // the partition does not know the producer and its sequence is not 1
 	ErrorReason_PRODUCER_FENCED            ErrorReason = 19 // metadata: producer_id, epoch, current_epoch; a newer epoch of the producer exists
 	ErrorReason_DUPLICATE_SEQUENCE         ErrorReason = 20 // already committed; its positions are no longer remembered
+	ErrorReason_QUEUE_FULL                 ErrorReason = 21 // the partition's produce queue is full; nothing written; metadata: retry_after_ms
 )
 
 // Enum value maps for ErrorReason.
@@ -75,6 +76,7 @@ var (
 		18: "UNKNOWN_PRODUCER",
 		19: "PRODUCER_FENCED",
 		20: "DUPLICATE_SEQUENCE",
+		21: "QUEUE_FULL",
 	}
 	ErrorReason_value = map[string]int32{
 		"ERROR_REASON_UNSPECIFIED":   0,
@@ -98,6 +100,7 @@ var (
 		"UNKNOWN_PRODUCER":           18,
 		"PRODUCER_FENCED":            19,
 		"DUPLICATE_SEQUENCE":         20,
+		"QUEUE_FULL":                 21,
 	}
 )
 
@@ -3310,7 +3313,7 @@ const file_client_heraldpb_herald_proto_rawDesc = "" +
 	"\x11NodeStatusRequest\"]\n" +
 	"\x12NodeStatusResponse\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x12.\n" +
-	"\x06groups\x18\x02 \x03(\v2\x16.herald.v1.GroupStatusR\x06groups*\xd4\x03\n" +
+	"\x06groups\x18\x02 \x03(\v2\x16.herald.v1.GroupStatusR\x06groups*\xe4\x03\n" +
 	"\vErrorReason\x12\x1c\n" +
 	"\x18ERROR_REASON_UNSPECIFIED\x10\x00\x12\x0e\n" +
 	"\n" +
@@ -3335,7 +3338,9 @@ const file_client_heraldpb_herald_proto_rawDesc = "" +
 	"\x15OUT_OF_ORDER_SEQUENCE\x10\x11\x12\x14\n" +
 	"\x10UNKNOWN_PRODUCER\x10\x12\x12\x13\n" +
 	"\x0fPRODUCER_FENCED\x10\x13\x12\x16\n" +
-	"\x12DUPLICATE_SEQUENCE\x10\x14*K\n" +
+	"\x12DUPLICATE_SEQUENCE\x10\x14\x12\x0e\n" +
+	"\n" +
+	"QUEUE_FULL\x10\x15*K\n" +
 	"\bOrdering\x12\x18\n" +
 	"\x14ORDERING_UNSPECIFIED\x10\x00\x12\x0e\n" +
 	"\n" +
