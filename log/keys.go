@@ -38,6 +38,8 @@ const (
 	// Version 2 meta.
 	metaLastTimestamp = "last_ts"
 	metaBytes         = "bytes"
+	// The topic contract version the partition is fenced with (contract.go).
+	metaContract = "contract"
 )
 
 const (

@@ -254,7 +254,7 @@ func (p *Partition) checkEntry(key, value []byte, views *[]recordView) error {
 		}
 	case kindMeta:
 		switch string(relative[1:]) {
-		case metaApplied, metaNextOffset, metaLowWatermark, metaLastTimestamp, metaBytes:
+		case metaApplied, metaNextOffset, metaLowWatermark, metaLastTimestamp, metaBytes, metaContract:
 		default:
 			return p.streamCorrupt("unexpected meta key %q", relative[1:])
 		}

@@ -26,6 +26,8 @@ const (
 	commandTrim          byte = 2
 	commandAppendChecked byte = 3
 	commandTrimChecked   byte = 4
+	// 5 (ContractCommand) exists only checksummed.
+	commandContractChecked byte = 5
 )
 
 var castagnoli = crc32.MakeTable(crc32.Castagnoli)
@@ -80,7 +82,13 @@ func encodeTrim(cmd *partitionpb.TrimCommand) ([]byte, error) {
 	return encodeChecked(commandTrimChecked, cmd)
 }
 
-// decodeCommand decodes a Raft entry into an *AppendCommand or a *TrimCommand.
+// encodeContract builds the Raft entry for a contract fence.
+func encodeContract(cmd *partitionpb.ContractCommand) ([]byte, error) {
+	return encodeChecked(commandContractChecked, cmd)
+}
+
+// decodeCommand decodes a Raft entry into an *AppendCommand, a
+// *TrimCommand or a *ContractCommand.
 func decodeCommand(data []byte) (proto.Message, error) {
 	if len(data) == 0 {
 		return nil, fmt.Errorf("%w: empty entry", ErrBadCommand)
@@ -92,10 +100,12 @@ func decodeCommand(data []byte) (proto.Message, error) {
 		cmd = &partitionpb.AppendCommand{}
 	case commandTrim, commandTrimChecked:
 		cmd = &partitionpb.TrimCommand{}
+	case commandContractChecked:
+		cmd = &partitionpb.ContractCommand{}
 	default:
 		return nil, fmt.Errorf("%w: unknown command type %d", ErrBadCommand, data[0])
 	}
-	if data[0] == commandAppendChecked || data[0] == commandTrimChecked {
+	if data[0] == commandAppendChecked || data[0] == commandTrimChecked || data[0] == commandContractChecked {
 		if len(data) < 5 {
 			return nil, fmt.Errorf("%w: %w: type %d: truncated", ErrBadCommand, ErrDamagedCommand, data[0])
 		}

@@ -66,3 +66,24 @@ func (e *QueueFullError) Error() string {
 
 // Is reports whether target is ErrQueueFull.
 func (e *QueueFullError) Is(target error) bool { return target == ErrQueueFull }
+
+// ErrContractChanged means a produce call was checked against an older
+// contract of its topic than the one the partition has been fenced with (a
+// `topic alter` was acknowledged since): the state machine refused the
+// whole call and nothing was written. Check the events again against the
+// current contract and resend. A *ContractChangedError matches it.
+var ErrContractChanged = errors.New("partition: topic contract changed")
+
+// ContractChangedError is ErrContractChanged with the versions.
+type ContractChangedError struct {
+	Checked, Current uint64
+}
+
+// Error implements error.
+func (e *ContractChangedError) Error() string {
+	return fmt.Sprintf("partition: the call was checked against contract version %d of its topic; the partition is fenced at version %d (the topic was altered): nothing written",
+		e.Checked, e.Current)
+}
+
+// Is reports whether target is ErrContractChanged.
+func (e *ContractChangedError) Is(target error) bool { return target == ErrContractChanged }

@@ -132,6 +132,8 @@ func (f *FSM) ApplyBatch(logs []*hraft.Log) []interface{} {
 			results[i] = f.applyAppend(batch, l.Index, cmd)
 		case *partitionpb.TrimCommand:
 			results[i] = f.applyTrim(batch, l.Index, cmd)
+		case *partitionpb.ContractCommand:
+			results[i] = f.applyContract(batch, l.Index, cmd)
 		}
 	}
 	if last == applied {
@@ -148,7 +150,11 @@ func (f *FSM) ApplyBatch(logs []*hraft.Log) []interface{} {
 func (f *FSM) applyAppend(batch *heraldlog.Batch, index uint64, cmd *partitionpb.AppendCommand) *appendResult {
 	assigned := make([]Assigned, len(cmd.Records))
 	reqs := appendRequests(cmd)
-	calls := producerRequests{records: cmd.Records, reqs: reqs}
+	contract, err := batch.ContractVersion()
+	if err != nil {
+		f.stop(index, "read contract version", err)
+	}
+	calls := producerRequests{records: cmd.Records, reqs: reqs, contract: contract}
 	for j := range cmd.Records {
 		refused, err := calls.refusal(batch, j)
 		if err != nil {
@@ -173,6 +179,20 @@ func (f *FSM) applyAppend(batch *heraldlog.Batch, index uint64, cmd *partitionpb
 		}
 	}
 	return &appendResult{assigned: assigned}
+}
+
+// contractResult is the FSM's answer to a contract fence: the version in
+// force after it.
+type contractResult struct {
+	version uint64
+}
+
+func (f *FSM) applyContract(batch *heraldlog.Batch, index uint64, cmd *partitionpb.ContractCommand) *contractResult {
+	v, err := batch.FenceContract(cmd.Version)
+	if err != nil {
+		f.stop(index, fmt.Sprintf("fence contract %d", cmd.Version), err)
+	}
+	return &contractResult{version: v}
 }
 
 // trimResult is the FSM's answer to a trim entry.

@@ -44,6 +44,9 @@ type producerRequests struct {
 	// end is the index after the current call; refused is its refusal.
 	end     int
 	refused error
+	// contract is the partition's contract version: a call checked
+	// against an older contract is refused whole.
+	contract uint64
 }
 
 // refusal returns the refusal of the call record j belongs to (nil: go
@@ -62,6 +65,10 @@ func (p *producerRequests) refusal(batch *heraldlog.Batch, j int) (refused, fata
 			p.reqs[j].ProducerLegacy = true
 		case n > 1:
 			p.end = min(j+n, len(p.records))
+		}
+		if n := p.records[j].RequestRecords; n > 0 && p.records[j].ContractVersion < p.contract {
+			p.refused = &ContractChangedError{Checked: p.records[j].ContractVersion, Current: p.contract}
+			return p.refused, nil
 		}
 		err := batch.CheckProducerRequest(p.reqs[j:p.end])
 		switch {
@@ -82,5 +89,5 @@ func isDeterministicRefusal(err error) bool {
 	return errors.Is(err, heraldlog.ErrOutOfOrder) || errors.Is(err, heraldlog.ErrSequenceTooOld) ||
 		errors.Is(err, heraldlog.ErrUnknownProducer) || errors.Is(err, heraldlog.ErrProducerFenced) ||
 		errors.Is(err, heraldlog.ErrInvalidArgument) || errors.Is(err, heraldlog.ErrInvalidTenant) ||
-		errors.Is(err, heraldlog.ErrRecordTooLarge)
+		errors.Is(err, heraldlog.ErrRecordTooLarge) || errors.Is(err, ErrContractChanged)
 }

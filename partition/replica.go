@@ -196,6 +196,33 @@ func (r *Replica) Close() error {
 	return r.group.Close()
 }
 
+// FenceContract commits a contract fence at version into the partition's
+// log and returns the version in force after it: from then on produce
+// calls checked against an older contract of the topic are refused
+// (*ContractChangedError). Errors: ErrNotLeader (not proposed),
+// ErrUnknownOutcome (proposed; fencing again is harmless).
+func (r *Replica) FenceContract(version uint64) (uint64, error) {
+	if !r.IsLeader() {
+		return 0, ErrNotLeader
+	}
+	data, err := encodeContract(&partitionpb.ContractCommand{Version: version})
+	if err != nil {
+		return 0, err
+	}
+	future := r.group.Raft().Apply(data, r.cfg.Batcher.EnqueueTimeout)
+	if err := future.Error(); err != nil {
+		return 0, classifyApplyError(err)
+	}
+	res, ok := future.Response().(*contractResult)
+	if !ok || res == nil {
+		return 0, fmt.Errorf("%w: partition %d: contract fence applied without a result", ErrUnknownOutcome, r.cfg.GroupID)
+	}
+	return res.version, nil
+}
+
+// ContractVersion returns the contract version this replica has applied.
+func (r *Replica) ContractVersion() (uint64, error) { return r.cfg.Log.ContractVersion() }
+
 // Trim proposes a trim entry (truncate before an offset, expire dedupe
 // state) and waits for it to apply. Only the leader may call it usefully.
 func (r *Replica) Trim(truncateBefore uint64, now time.Time) error {

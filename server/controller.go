@@ -31,6 +31,11 @@ type topicRecord struct {
 	ReplicationFactor uint32            `json:"replication_factor"`
 	MaxEventBytes     uint64            `json:"max_event_bytes"`
 	CreatedAtUnixNano int64             `json:"created_at_unix_nano"`
+	// ContractVersion is the registry's Raft index of the topic's latest
+	// alter (0: never altered). Produce stamps it on each call; the alter
+	// fences every partition with it, so that a partition refuses calls
+	// checked against an older contract (partition.ErrContractChanged).
+	ContractVersion uint64 `json:"contract_version,omitempty"`
 	topicContract
 }
 
@@ -242,7 +247,7 @@ func (f *controllerFSM) Apply(l *hraft.Log) interface{} {
 	case opCreateTopic:
 		res = f.applyCreateTopic(cmd.CreateTopic)
 	case opAlterTopic:
-		res = f.applyAlterTopic(cmd.AlterTopic)
+		res = f.applyAlterTopic(cmd.AlterTopic, l.Index)
 	case opDeleteTopic:
 		res = f.applyDeleteTopic(cmd.DeleteTopic, l.Index)
 	case opMarkLive:
@@ -263,7 +268,7 @@ func (f *controllerFSM) Apply(l *hraft.Log) interface{} {
 	return res
 }
 
-func (f *controllerFSM) applyAlterTopic(c *alterTopicCommand) interface{} {
+func (f *controllerFSM) applyAlterTopic(c *alterTopicCommand, index uint64) interface{} {
 	if c == nil {
 		return errors.New("controller: alter_topic without a body")
 	}
@@ -276,6 +281,7 @@ func (f *controllerFSM) applyAlterTopic(c *alterTopicCommand) interface{} {
 	if err := t.topicContract.alter(c.Contract, c.Fields); err != nil {
 		return err
 	}
+	t.ContractVersion = index
 	return cloneTopic(t)
 }
 
@@ -505,8 +511,9 @@ func (f *controllerFSM) topics() []*topicRecord {
 
 // assignment is one partition replica placed on a node.
 type assignment struct {
-	Topic     string
-	Partition partitionRecord
+	Topic           string
+	ContractVersion uint64 // the topic's
+	Partition       partitionRecord
 }
 
 // assignedTo lists the partitions with a replica on node.
@@ -516,7 +523,7 @@ func (f *controllerFSM) assignedTo(node string) []assignment {
 		for _, p := range t.Partitions {
 			for _, r := range p.Replicas {
 				if r == node {
-					out = append(out, assignment{Topic: t.Name, Partition: p})
+					out = append(out, assignment{Topic: t.Name, ContractVersion: t.ContractVersion, Partition: p})
 					break
 				}
 			}

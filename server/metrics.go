@@ -29,6 +29,9 @@ type nodeMetrics struct {
 	refusedStarting prometheus.Counter
 	fetchBehind     prometheus.Counter
 	groupsRemoved   prometheus.Counter
+	// Contract fencing (contract_fence.go).
+	contractRechecks prometheus.Counter
+	contractFences   *prometheus.CounterVec
 }
 
 func newNodeMetrics() *nodeMetrics {
@@ -90,6 +93,14 @@ func newNodeMetrics() *nodeMetrics {
 			Name: "herald_groups_removed_total",
 			Help: "Local replicas of deleted partitions removed, each named in a replicated tombstone.",
 		}),
+		contractRechecks: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "herald_produce_contract_rechecks_total",
+			Help: "Produce calls a partition refused as checked against an older topic contract, checked again and resent (or answered) by this node.",
+		}),
+		contractFences: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "herald_contract_fences_total",
+			Help: "Partition contract fences proposed by this node, by outcome (ok, error) and by who asked (alter, reconcile).",
+		}, []string{"by", "outcome"}),
 		duplicates: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "herald_produce_duplicates_total",
 			Help: "Produced events recognised as duplicates (idempotent producer or event id), by topic.",
@@ -99,7 +110,8 @@ func newNodeMetrics() *nodeMetrics {
 
 func (m *nodeMetrics) collectors() []prometheus.Collector {
 	return []prometheus.Collector{m.rpcs, m.rpcSeconds, m.producedEvents, m.fetchedEvents, m.forwarded,
-		m.retainedTrims, m.retainedRecords, m.duplicates, m.logRebuilds, m.rejoins, m.rejoining, m.reconciles, m.groupsRemoved, m.refusedStarting, m.fetchBehind}
+		m.retainedTrims, m.retainedRecords, m.duplicates, m.logRebuilds, m.rejoins, m.rejoining, m.reconciles, m.groupsRemoved, m.refusedStarting, m.fetchBehind,
+		m.contractRechecks, m.contractFences}
 }
 
 // unaryInterceptor records request counts and latency. It runs outside

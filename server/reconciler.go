@@ -43,6 +43,7 @@ func (n *Node) reconcileLoop() {
 		}
 		n.reconcile()
 		n.markLive()
+		n.fenceLagging()
 		n.advanceRejoins()
 		n.metrics.reconciles.Inc()
 		if time.Since(lastRebalance) >= rebalanceInterval {

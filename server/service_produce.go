@@ -45,34 +45,25 @@ func (s *heraldService) Produce(ctx context.Context, req *heraldpb.ProduceReques
 	}
 	// Validate everything before anything is proposed: a bad event fails
 	// the whole request and nothing is written.
-	byPartition := make(map[uint32][]int)
-	producerSeqs := make(map[producerKey]uint64) // last producer_seq seen in this request
-	for i, ev := range events {
-		if err := validateEvent(i, ev, t.MaxEventBytes); err != nil {
+	byPartition, err := n.planProduce(ctx, t, events)
+	var contractErr *contractRefusal
+	if errors.As(err, &contractErr) {
+		// Refused by this node's copy of the topic's contract: confirm it
+		// against the registry as of now, since an alter acknowledged
+		// through another node may not be applied here yet.
+		if err := n.syncRegistry(ctx); err != nil {
 			return nil, err
 		}
-		if err := n.checkContract(ctx, i, t, ev); err != nil {
+		if t, err = n.lookupTopic(ctx, req.GetTopic()); err != nil {
 			return nil, err
 		}
-		if ev.EventId == "" {
-			id, err := uuid.NewV7()
-			if err != nil {
-				return nil, err
-			}
-			ev.EventId = id.String()
-		}
-		p := client.PartitionFor(t.Ordering, ev.TenantId, ev.Key, ev.EventId, uint32(len(t.Partitions)))
-		if ev.ProducerId != "" {
-			if ev.ProducerSeq == 0 {
-				return nil, client.InvalidArgument(fmt.Sprintf("events[%d].producer_seq", i), "event %d has a producer_id but no producer_seq (they start at 1)", i)
-			}
-			k := producerKey{ev.TenantId, p, ev.ProducerId}
-			if last, ok := producerSeqs[k]; ok && ev.ProducerSeq != last+1 {
-				return nil, client.InvalidArgument(fmt.Sprintf("events[%d].producer_seq", i), "producer %s sequences must be consecutive within a request: %d follows %d", ev.ProducerId, ev.ProducerSeq, last)
-			}
-			producerSeqs[k] = ev.ProducerSeq
-		}
-		byPartition[p] = append(byPartition[p], i)
+		byPartition, err = n.planProduce(ctx, t, events)
+	}
+	if errors.As(err, &contractErr) {
+		return nil, contractErr.err
+	}
+	if err != nil {
+		return nil, err
 	}
 
 	results := make([]*heraldpb.ProduceResult, len(events))
@@ -90,7 +81,7 @@ func (s *heraldService) Produce(ctx context.Context, req *heraldpb.ProduceReques
 			for j, i := range idxs {
 				sub[j] = events[i]
 			}
-			assigned, err := n.produceToPartition(ctx, t, p, sub)
+			assigned, err := n.produceToPartitionChecked(ctx, t, p, sub)
 			mu.Lock()
 			defer mu.Unlock()
 			if err != nil {
@@ -149,6 +140,84 @@ func validateEvent(i int, ev *heraldpb.Event, maxEventBytes uint64) error {
 	return nil
 }
 
+// contractRefusal wraps a refusal decided by a topic's contract (as
+// opposed to the event alone), which the node confirms against a synced
+// registry before answering it.
+type contractRefusal struct{ err error }
+
+func (e *contractRefusal) Error() string { return e.err.Error() }
+func (e *contractRefusal) Unwrap() error { return e.err }
+
+// planProduce validates every event of a request against t and groups the
+// events' indices by partition. A refusal by the contract is a
+// *contractRefusal.
+func (n *Node) planProduce(ctx context.Context, t *topicRecord, events []*heraldpb.Event) (map[uint32][]int, error) {
+	byPartition := make(map[uint32][]int)
+	producerSeqs := make(map[producerKey]uint64) // last producer_seq seen in this request
+	for i, ev := range events {
+		if err := validateEvent(i, ev, t.MaxEventBytes); err != nil {
+			return nil, err
+		}
+		if err := n.checkContract(ctx, i, t, ev); err != nil {
+			return nil, &contractRefusal{err}
+		}
+		if ev.EventId == "" {
+			id, err := uuid.NewV7()
+			if err != nil {
+				return nil, err
+			}
+			ev.EventId = id.String()
+		}
+		p := client.PartitionFor(t.Ordering, ev.TenantId, ev.Key, ev.EventId, uint32(len(t.Partitions)))
+		if ev.ProducerId != "" {
+			if ev.ProducerSeq == 0 {
+				return nil, client.InvalidArgument(fmt.Sprintf("events[%d].producer_seq", i), "event %d has a producer_id but no producer_seq (they start at 1)", i)
+			}
+			k := producerKey{ev.TenantId, p, ev.ProducerId}
+			if last, ok := producerSeqs[k]; ok && ev.ProducerSeq != last+1 {
+				return nil, client.InvalidArgument(fmt.Sprintf("events[%d].producer_seq", i), "producer %s sequences must be consecutive within a request: %d follows %d", ev.ProducerId, ev.ProducerSeq, last)
+			}
+			producerSeqs[k] = ev.ProducerSeq
+		}
+		byPartition[p] = append(byPartition[p], i)
+	}
+	return byPartition, nil
+}
+
+// contractRetriesMax bounds how often one part of a produce request is
+// checked again and resent after its partition refused it as checked
+// against an older contract.
+const contractRetriesMax = 3
+
+// produceToPartitionChecked is produceToPartition for a part checked
+// against t: when the partition refuses it as checked against an older
+// contract (nothing written), the node syncs its registry, checks the
+// events against the topic's current contract and resends them.
+func (n *Node) produceToPartitionChecked(ctx context.Context, t *topicRecord, p partitionRecord, events []*heraldpb.Event) ([]partition.Assigned, error) {
+	assigned, err := n.produceToPartition(ctx, t, p, events)
+	for attempt := 0; errors.Is(err, partition.ErrContractChanged); attempt++ {
+		n.metrics.contractRechecks.Inc()
+		if attempt == contractRetriesMax {
+			return nil, client.NoLeader(fmt.Sprintf("partition %d of %s: the topic's contract kept changing while the request was checked; nothing written", p.Index, t.Name))
+		}
+		if err := n.syncRegistry(ctx); err != nil {
+			return nil, err
+		}
+		cur, ok := n.controllerFSM.topic(t.Name)
+		if !ok || int(p.Index) >= len(cur.Partitions) || cur.Partitions[p.Index].GroupID != p.GroupID {
+			return nil, client.TopicNotFound(t.Name) // deleted (and perhaps created anew) meanwhile
+		}
+		for i, ev := range events {
+			if err := n.checkContract(ctx, i, cur, ev); err != nil {
+				return nil, err
+			}
+		}
+		t = cur
+		assigned, err = n.produceToPartition(ctx, t, p, events)
+	}
+	return assigned, err
+}
+
 // produceToPartition appends events to one partition: through the local
 // replica when it leads, else by forwarding to the leader (at most two
 // hops: a forwarded request is never forwarded again).
@@ -160,6 +229,9 @@ func (n *Node) produceToPartition(ctx context.Context, t *topicRecord, p partiti
 			assigned, err := r.Produce(ctx, encodeRecords(events, t))
 			if err == nil {
 				return assigned, nil
+			}
+			if errors.Is(err, partition.ErrContractChanged) {
+				return nil, err // produceToPartitionChecked checks again and resends
 			}
 			if !errors.Is(err, partition.ErrNotLeader) {
 				return nil, partitionError(err)
@@ -228,13 +300,14 @@ func encodeRecords(events []*heraldpb.Event, t *topicRecord) []*partitionpb.Appe
 	records := make([]*partitionpb.AppendRecord, len(events))
 	for i, ev := range events {
 		ev.Offset, ev.Sequence, ev.ProducedAtUnixNano, ev.Partition = 0, 0, 0, 0
-		ev.TtlMs = effectiveTTL(ev.TtlMs, t)
+		// Stored with its effective TTL; the request keeps its own, so
+		// that a resend checked against a newer contract starts from it.
 		// The epoch is a producer's fencing token: not stored (readers see
 		// producer_id and producer_seq only).
-		epoch := ev.ProducerEpoch
-		ev.ProducerEpoch = 0
+		ttl, epoch := ev.TtlMs, ev.ProducerEpoch
+		ev.TtlMs, ev.ProducerEpoch = effectiveTTL(ttl, t), 0
 		data, err := deterministic.Marshal(ev)
-		ev.ProducerEpoch = epoch
+		ev.TtlMs, ev.ProducerEpoch = ttl, epoch
 		if err != nil {
 			// Marshal of a valid message only fails on invalid UTF-8 in
 			// string fields, which gRPC decoding already rejects.
@@ -246,7 +319,7 @@ func encodeRecords(events []*heraldpb.Event, t *topicRecord) []*partitionpb.Appe
 			ProducerId:     ev.ProducerId,
 			ProducerSeq:    ev.ProducerSeq,
 			EventId:        ev.EventId,
-			TtlMs:          ev.TtlMs,
+			TtlMs:          effectiveTTL(ttl, t),
 			DedupeWindowMs: t.DedupeWindowMs,
 			ProducerEpoch:  ev.ProducerEpoch,
 		}
@@ -255,6 +328,7 @@ func encodeRecords(events []*heraldpb.Event, t *topicRecord) []*partitionpb.Appe
 	// before appending any of it.
 	if len(records) > 0 {
 		records[0].RequestRecords = uint32(len(records))
+		records[0].ContractVersion = t.ContractVersion
 	}
 	return records
 }

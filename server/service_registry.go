@@ -171,8 +171,15 @@ func (s *heraldService) AlterTopic(ctx context.Context, req *heraldpb.AlterTopic
 		if err != nil {
 			return nil, err
 		}
-		n.logger.Info("topic altered", "topic", cfg.GetName(), "fields", req.GetFields())
-		return &heraldpb.AlterTopicResponse{Topic: n.topicInfoWithLeaders(ctx, res.(*topicRecord))}, nil
+		done := res.(*topicRecord)
+		// Acknowledged only once every partition refuses calls checked
+		// against the previous contract (contract_fence.go).
+		if err := n.fenceContract(ctx, done); err != nil {
+			n.logger.Warn("topic altered, contract not yet fenced on every partition", "topic", done.Name, "version", done.ContractVersion, "err", err)
+			return nil, client.UnknownOutcome("topic %s altered in the registry (contract version %d), but not every partition refuses the old contract yet (%v); the nodes keep fencing it, and altering again is harmless", done.Name, done.ContractVersion, err)
+		}
+		n.logger.Info("topic altered", "topic", cfg.GetName(), "fields", req.GetFields(), "contract_version", done.ContractVersion)
+		return &heraldpb.AlterTopicResponse{Topic: n.topicInfoWithLeaders(ctx, done)}, nil
 	}, func(ctx context.Context, hc heraldpb.HeraldClient) (*heraldpb.AlterTopicResponse, error) {
 		return hc.AlterTopic(ctx, req)
 	})

@@ -2930,6 +2930,103 @@ func (x *ControllerReadIndexResponse) GetIndex() uint64 {
 	return 0
 }
 
+type FenceContractRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	GroupId       uint64                 `protobuf:"varint,1,opt,name=group_id,json=groupId,proto3" json:"group_id,omitempty"`
+	Version       uint64                 `protobuf:"varint,2,opt,name=version,proto3" json:"version,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *FenceContractRequest) Reset() {
+	*x = FenceContractRequest{}
+	mi := &file_client_heraldpb_herald_proto_msgTypes[42]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *FenceContractRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*FenceContractRequest) ProtoMessage() {}
+
+func (x *FenceContractRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_client_heraldpb_herald_proto_msgTypes[42]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use FenceContractRequest.ProtoReflect.Descriptor instead.
+func (*FenceContractRequest) Descriptor() ([]byte, []int) {
+	return file_client_heraldpb_herald_proto_rawDescGZIP(), []int{42}
+}
+
+func (x *FenceContractRequest) GetGroupId() uint64 {
+	if x != nil {
+		return x.GroupId
+	}
+	return 0
+}
+
+func (x *FenceContractRequest) GetVersion() uint64 {
+	if x != nil {
+		return x.Version
+	}
+	return 0
+}
+
+type FenceContractResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The partition's contract version after the fence (at least version).
+	Version       uint64 `protobuf:"varint,1,opt,name=version,proto3" json:"version,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *FenceContractResponse) Reset() {
+	*x = FenceContractResponse{}
+	mi := &file_client_heraldpb_herald_proto_msgTypes[43]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *FenceContractResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*FenceContractResponse) ProtoMessage() {}
+
+func (x *FenceContractResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_client_heraldpb_herald_proto_msgTypes[43]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use FenceContractResponse.ProtoReflect.Descriptor instead.
+func (*FenceContractResponse) Descriptor() ([]byte, []int) {
+	return file_client_heraldpb_herald_proto_rawDescGZIP(), []int{43}
+}
+
+func (x *FenceContractResponse) GetVersion() uint64 {
+	if x != nil {
+		return x.Version
+	}
+	return 0
+}
+
 type MarkGroupsLiveRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	GroupIds      []uint64               `protobuf:"varint,1,rep,packed,name=group_ids,json=groupIds,proto3" json:"group_ids,omitempty"`
@@ -2939,7 +3036,7 @@ type MarkGroupsLiveRequest struct {
 
 func (x *MarkGroupsLiveRequest) Reset() {
 	*x = MarkGroupsLiveRequest{}
-	mi := &file_client_heraldpb_herald_proto_msgTypes[42]
+	mi := &file_client_heraldpb_herald_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2951,7 +3048,7 @@ func (x *MarkGroupsLiveRequest) String() string {
 func (*MarkGroupsLiveRequest) ProtoMessage() {}
 
 func (x *MarkGroupsLiveRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_client_heraldpb_herald_proto_msgTypes[42]
+	mi := &file_client_heraldpb_herald_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2964,7 +3061,7 @@ func (x *MarkGroupsLiveRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MarkGroupsLiveRequest.ProtoReflect.Descriptor instead.
 func (*MarkGroupsLiveRequest) Descriptor() ([]byte, []int) {
-	return file_client_heraldpb_herald_proto_rawDescGZIP(), []int{42}
+	return file_client_heraldpb_herald_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *MarkGroupsLiveRequest) GetGroupIds() []uint64 {
@@ -2982,7 +3079,7 @@ type MarkGroupsLiveResponse struct {
 
 func (x *MarkGroupsLiveResponse) Reset() {
 	*x = MarkGroupsLiveResponse{}
-	mi := &file_client_heraldpb_herald_proto_msgTypes[43]
+	mi := &file_client_heraldpb_herald_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2994,7 +3091,7 @@ func (x *MarkGroupsLiveResponse) String() string {
 func (*MarkGroupsLiveResponse) ProtoMessage() {}
 
 func (x *MarkGroupsLiveResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_client_heraldpb_herald_proto_msgTypes[43]
+	mi := &file_client_heraldpb_herald_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3007,7 +3104,7 @@ func (x *MarkGroupsLiveResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MarkGroupsLiveResponse.ProtoReflect.Descriptor instead.
 func (*MarkGroupsLiveResponse) Descriptor() ([]byte, []int) {
-	return file_client_heraldpb_herald_proto_rawDescGZIP(), []int{43}
+	return file_client_heraldpb_herald_proto_rawDescGZIP(), []int{45}
 }
 
 type NodeStatusRequest struct {
@@ -3018,7 +3115,7 @@ type NodeStatusRequest struct {
 
 func (x *NodeStatusRequest) Reset() {
 	*x = NodeStatusRequest{}
-	mi := &file_client_heraldpb_herald_proto_msgTypes[44]
+	mi := &file_client_heraldpb_herald_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3030,7 +3127,7 @@ func (x *NodeStatusRequest) String() string {
 func (*NodeStatusRequest) ProtoMessage() {}
 
 func (x *NodeStatusRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_client_heraldpb_herald_proto_msgTypes[44]
+	mi := &file_client_heraldpb_herald_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3043,7 +3140,7 @@ func (x *NodeStatusRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodeStatusRequest.ProtoReflect.Descriptor instead.
 func (*NodeStatusRequest) Descriptor() ([]byte, []int) {
-	return file_client_heraldpb_herald_proto_rawDescGZIP(), []int{44}
+	return file_client_heraldpb_herald_proto_rawDescGZIP(), []int{46}
 }
 
 type NodeStatusResponse struct {
@@ -3056,7 +3153,7 @@ type NodeStatusResponse struct {
 
 func (x *NodeStatusResponse) Reset() {
 	*x = NodeStatusResponse{}
-	mi := &file_client_heraldpb_herald_proto_msgTypes[45]
+	mi := &file_client_heraldpb_herald_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3068,7 +3165,7 @@ func (x *NodeStatusResponse) String() string {
 func (*NodeStatusResponse) ProtoMessage() {}
 
 func (x *NodeStatusResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_client_heraldpb_herald_proto_msgTypes[45]
+	mi := &file_client_heraldpb_herald_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3081,7 +3178,7 @@ func (x *NodeStatusResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodeStatusResponse.ProtoReflect.Descriptor instead.
 func (*NodeStatusResponse) Descriptor() ([]byte, []int) {
-	return file_client_heraldpb_herald_proto_rawDescGZIP(), []int{45}
+	return file_client_heraldpb_herald_proto_rawDescGZIP(), []int{47}
 }
 
 func (x *NodeStatusResponse) GetNodeId() string {
@@ -3306,7 +3403,12 @@ const file_client_heraldpb_herald_proto_rawDesc = "" +
 	" \x01(\x03R\x12lastAppendUnixNano\"\x1c\n" +
 	"\x1aControllerReadIndexRequest\"3\n" +
 	"\x1bControllerReadIndexResponse\x12\x14\n" +
-	"\x05index\x18\x01 \x01(\x04R\x05index\"4\n" +
+	"\x05index\x18\x01 \x01(\x04R\x05index\"K\n" +
+	"\x14FenceContractRequest\x12\x19\n" +
+	"\bgroup_id\x18\x01 \x01(\x04R\agroupId\x12\x18\n" +
+	"\aversion\x18\x02 \x01(\x04R\aversion\"1\n" +
+	"\x15FenceContractResponse\x12\x18\n" +
+	"\aversion\x18\x01 \x01(\x04R\aversion\"4\n" +
 	"\x15MarkGroupsLiveRequest\x12\x1b\n" +
 	"\tgroup_ids\x18\x01 \x03(\x04R\bgroupIds\"\x18\n" +
 	"\x16MarkGroupsLiveResponse\"\x13\n" +
@@ -3368,12 +3470,13 @@ const file_client_heraldpb_herald_proto_rawDesc = "" +
 	"\vListTenants\x12\x1d.herald.v1.ListTenantsRequest\x1a\x1e.herald.v1.ListTenantsResponse\x12U\n" +
 	"\x0eDescribeTenant\x12 .herald.v1.DescribeTenantRequest\x1a!.herald.v1.DescribeTenantResponse\x12U\n" +
 	"\x0eSetTenantQuota\x12 .herald.v1.SetTenantQuotaRequest\x1a!.herald.v1.SetTenantQuotaResponse\x12O\n" +
-	"\fInitProducer\x12\x1e.herald.v1.InitProducerRequest\x1a\x1f.herald.v1.InitProducerResponse2\x96\x02\n" +
+	"\fInitProducer\x12\x1e.herald.v1.InitProducerRequest\x1a\x1f.herald.v1.InitProducerResponse2\xea\x02\n" +
 	"\fNodeInternal\x12I\n" +
 	"\n" +
 	"NodeStatus\x12\x1c.herald.v1.NodeStatusRequest\x1a\x1d.herald.v1.NodeStatusResponse\x12d\n" +
 	"\x13ControllerReadIndex\x12%.herald.v1.ControllerReadIndexRequest\x1a&.herald.v1.ControllerReadIndexResponse\x12U\n" +
-	"\x0eMarkGroupsLive\x12 .herald.v1.MarkGroupsLiveRequest\x1a!.herald.v1.MarkGroupsLiveResponseB6Z4github.com/heraldlog/herald/client/heraldpb;heraldpbb\x06proto3"
+	"\x0eMarkGroupsLive\x12 .herald.v1.MarkGroupsLiveRequest\x1a!.herald.v1.MarkGroupsLiveResponse\x12R\n" +
+	"\rFenceContract\x12\x1f.herald.v1.FenceContractRequest\x1a .herald.v1.FenceContractResponseB6Z4github.com/heraldlog/herald/client/heraldpb;heraldpbb\x06proto3"
 
 var (
 	file_client_heraldpb_herald_proto_rawDescOnce sync.Once
@@ -3388,7 +3491,7 @@ func file_client_heraldpb_herald_proto_rawDescGZIP() []byte {
 }
 
 var file_client_heraldpb_herald_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_client_heraldpb_herald_proto_msgTypes = make([]protoimpl.MessageInfo, 47)
+var file_client_heraldpb_herald_proto_msgTypes = make([]protoimpl.MessageInfo, 49)
 var file_client_heraldpb_herald_proto_goTypes = []any{
 	(ErrorReason)(0),                    // 0: herald.v1.ErrorReason
 	(Ordering)(0),                       // 1: herald.v1.Ordering
@@ -3435,14 +3538,16 @@ var file_client_heraldpb_herald_proto_goTypes = []any{
 	(*GroupStatus)(nil),                 // 42: herald.v1.GroupStatus
 	(*ControllerReadIndexRequest)(nil),  // 43: herald.v1.ControllerReadIndexRequest
 	(*ControllerReadIndexResponse)(nil), // 44: herald.v1.ControllerReadIndexResponse
-	(*MarkGroupsLiveRequest)(nil),       // 45: herald.v1.MarkGroupsLiveRequest
-	(*MarkGroupsLiveResponse)(nil),      // 46: herald.v1.MarkGroupsLiveResponse
-	(*NodeStatusRequest)(nil),           // 47: herald.v1.NodeStatusRequest
-	(*NodeStatusResponse)(nil),          // 48: herald.v1.NodeStatusResponse
-	nil,                                 // 49: herald.v1.Event.HeadersEntry
+	(*FenceContractRequest)(nil),        // 45: herald.v1.FenceContractRequest
+	(*FenceContractResponse)(nil),       // 46: herald.v1.FenceContractResponse
+	(*MarkGroupsLiveRequest)(nil),       // 47: herald.v1.MarkGroupsLiveRequest
+	(*MarkGroupsLiveResponse)(nil),      // 48: herald.v1.MarkGroupsLiveResponse
+	(*NodeStatusRequest)(nil),           // 49: herald.v1.NodeStatusRequest
+	(*NodeStatusResponse)(nil),          // 50: herald.v1.NodeStatusResponse
+	nil,                                 // 51: herald.v1.Event.HeadersEntry
 }
 var file_client_heraldpb_herald_proto_depIdxs = []int32{
-	49, // 0: herald.v1.Event.headers:type_name -> herald.v1.Event.HeadersEntry
+	51, // 0: herald.v1.Event.headers:type_name -> herald.v1.Event.HeadersEntry
 	1,  // 1: herald.v1.TopicConfig.ordering:type_name -> herald.v1.Ordering
 	4,  // 2: herald.v1.TopicInfo.config:type_name -> herald.v1.TopicConfig
 	5,  // 3: herald.v1.TopicInfo.partitions:type_name -> herald.v1.PartitionInfo
@@ -3483,28 +3588,30 @@ var file_client_heraldpb_herald_proto_depIdxs = []int32{
 	24, // 38: herald.v1.Herald.DescribeTenant:input_type -> herald.v1.DescribeTenantRequest
 	26, // 39: herald.v1.Herald.SetTenantQuota:input_type -> herald.v1.SetTenantQuotaRequest
 	32, // 40: herald.v1.Herald.InitProducer:input_type -> herald.v1.InitProducerRequest
-	47, // 41: herald.v1.NodeInternal.NodeStatus:input_type -> herald.v1.NodeStatusRequest
+	49, // 41: herald.v1.NodeInternal.NodeStatus:input_type -> herald.v1.NodeStatusRequest
 	43, // 42: herald.v1.NodeInternal.ControllerReadIndex:input_type -> herald.v1.ControllerReadIndexRequest
-	45, // 43: herald.v1.NodeInternal.MarkGroupsLive:input_type -> herald.v1.MarkGroupsLiveRequest
-	9,  // 44: herald.v1.Herald.CreateTopic:output_type -> herald.v1.CreateTopicResponse
-	11, // 45: herald.v1.Herald.ListTopics:output_type -> herald.v1.ListTopicsResponse
-	13, // 46: herald.v1.Herald.DescribeTopic:output_type -> herald.v1.DescribeTopicResponse
-	15, // 47: herald.v1.Herald.Metadata:output_type -> herald.v1.MetadataResponse
-	34, // 48: herald.v1.Herald.Produce:output_type -> herald.v1.ProduceResponse
-	36, // 49: herald.v1.Herald.Fetch:output_type -> herald.v1.FetchResponse
-	41, // 50: herald.v1.Herald.ClusterStatus:output_type -> herald.v1.ClusterStatusResponse
-	29, // 51: herald.v1.Herald.AlterTopic:output_type -> herald.v1.AlterTopicResponse
-	31, // 52: herald.v1.Herald.DeleteTopic:output_type -> herald.v1.DeleteTopicResponse
-	21, // 53: herald.v1.Herald.CreateTenant:output_type -> herald.v1.CreateTenantResponse
-	23, // 54: herald.v1.Herald.ListTenants:output_type -> herald.v1.ListTenantsResponse
-	25, // 55: herald.v1.Herald.DescribeTenant:output_type -> herald.v1.DescribeTenantResponse
-	27, // 56: herald.v1.Herald.SetTenantQuota:output_type -> herald.v1.SetTenantQuotaResponse
-	33, // 57: herald.v1.Herald.InitProducer:output_type -> herald.v1.InitProducerResponse
-	48, // 58: herald.v1.NodeInternal.NodeStatus:output_type -> herald.v1.NodeStatusResponse
-	44, // 59: herald.v1.NodeInternal.ControllerReadIndex:output_type -> herald.v1.ControllerReadIndexResponse
-	46, // 60: herald.v1.NodeInternal.MarkGroupsLive:output_type -> herald.v1.MarkGroupsLiveResponse
-	44, // [44:61] is the sub-list for method output_type
-	27, // [27:44] is the sub-list for method input_type
+	47, // 43: herald.v1.NodeInternal.MarkGroupsLive:input_type -> herald.v1.MarkGroupsLiveRequest
+	45, // 44: herald.v1.NodeInternal.FenceContract:input_type -> herald.v1.FenceContractRequest
+	9,  // 45: herald.v1.Herald.CreateTopic:output_type -> herald.v1.CreateTopicResponse
+	11, // 46: herald.v1.Herald.ListTopics:output_type -> herald.v1.ListTopicsResponse
+	13, // 47: herald.v1.Herald.DescribeTopic:output_type -> herald.v1.DescribeTopicResponse
+	15, // 48: herald.v1.Herald.Metadata:output_type -> herald.v1.MetadataResponse
+	34, // 49: herald.v1.Herald.Produce:output_type -> herald.v1.ProduceResponse
+	36, // 50: herald.v1.Herald.Fetch:output_type -> herald.v1.FetchResponse
+	41, // 51: herald.v1.Herald.ClusterStatus:output_type -> herald.v1.ClusterStatusResponse
+	29, // 52: herald.v1.Herald.AlterTopic:output_type -> herald.v1.AlterTopicResponse
+	31, // 53: herald.v1.Herald.DeleteTopic:output_type -> herald.v1.DeleteTopicResponse
+	21, // 54: herald.v1.Herald.CreateTenant:output_type -> herald.v1.CreateTenantResponse
+	23, // 55: herald.v1.Herald.ListTenants:output_type -> herald.v1.ListTenantsResponse
+	25, // 56: herald.v1.Herald.DescribeTenant:output_type -> herald.v1.DescribeTenantResponse
+	27, // 57: herald.v1.Herald.SetTenantQuota:output_type -> herald.v1.SetTenantQuotaResponse
+	33, // 58: herald.v1.Herald.InitProducer:output_type -> herald.v1.InitProducerResponse
+	50, // 59: herald.v1.NodeInternal.NodeStatus:output_type -> herald.v1.NodeStatusResponse
+	44, // 60: herald.v1.NodeInternal.ControllerReadIndex:output_type -> herald.v1.ControllerReadIndexResponse
+	48, // 61: herald.v1.NodeInternal.MarkGroupsLive:output_type -> herald.v1.MarkGroupsLiveResponse
+	46, // 62: herald.v1.NodeInternal.FenceContract:output_type -> herald.v1.FenceContractResponse
+	45, // [45:63] is the sub-list for method output_type
+	27, // [27:45] is the sub-list for method input_type
 	27, // [27:27] is the sub-list for extension type_name
 	27, // [27:27] is the sub-list for extension extendee
 	0,  // [0:27] is the sub-list for field type_name
@@ -3527,7 +3634,7 @@ func file_client_heraldpb_herald_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_client_heraldpb_herald_proto_rawDesc), len(file_client_heraldpb_herald_proto_rawDesc)),
 			NumEnums:      3,
-			NumMessages:   47,
+			NumMessages:   49,
 			NumExtensions: 0,
 			NumServices:   2,
 		},

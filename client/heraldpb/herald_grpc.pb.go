@@ -643,6 +643,7 @@ const (
 	NodeInternal_NodeStatus_FullMethodName          = "/herald.v1.NodeInternal/NodeStatus"
 	NodeInternal_ControllerReadIndex_FullMethodName = "/herald.v1.NodeInternal/ControllerReadIndex"
 	NodeInternal_MarkGroupsLive_FullMethodName      = "/herald.v1.NodeInternal/MarkGroupsLive"
+	NodeInternal_FenceContract_FullMethodName       = "/herald.v1.NodeInternal/FenceContract"
 )
 
 // NodeInternalClient is the client API for NodeInternal service.
@@ -661,6 +662,11 @@ type NodeInternalClient interface {
 	// groups have been bootstrapped (their first leader asks): from then on a
 	// replica without local state rejoins instead of bootstrapping.
 	MarkGroupsLive(ctx context.Context, in *MarkGroupsLiveRequest, opts ...grpc.CallOption) (*MarkGroupsLiveResponse, error)
+	// FenceContract, on a partition group's leader, commits a contract
+	// version into the partition's log: from then on the partition refuses
+	// produce calls checked against an older contract of its topic.
+	// NOT_LEADER elsewhere.
+	FenceContract(ctx context.Context, in *FenceContractRequest, opts ...grpc.CallOption) (*FenceContractResponse, error)
 }
 
 type nodeInternalClient struct {
@@ -701,6 +707,16 @@ func (c *nodeInternalClient) MarkGroupsLive(ctx context.Context, in *MarkGroupsL
 	return out, nil
 }
 
+func (c *nodeInternalClient) FenceContract(ctx context.Context, in *FenceContractRequest, opts ...grpc.CallOption) (*FenceContractResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(FenceContractResponse)
+	err := c.cc.Invoke(ctx, NodeInternal_FenceContract_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // NodeInternalServer is the server API for NodeInternal service.
 // All implementations must embed UnimplementedNodeInternalServer
 // for forward compatibility.
@@ -717,6 +733,11 @@ type NodeInternalServer interface {
 	// groups have been bootstrapped (their first leader asks): from then on a
 	// replica without local state rejoins instead of bootstrapping.
 	MarkGroupsLive(context.Context, *MarkGroupsLiveRequest) (*MarkGroupsLiveResponse, error)
+	// FenceContract, on a partition group's leader, commits a contract
+	// version into the partition's log: from then on the partition refuses
+	// produce calls checked against an older contract of its topic.
+	// NOT_LEADER elsewhere.
+	FenceContract(context.Context, *FenceContractRequest) (*FenceContractResponse, error)
 	mustEmbedUnimplementedNodeInternalServer()
 }
 
@@ -735,6 +756,9 @@ func (UnimplementedNodeInternalServer) ControllerReadIndex(context.Context, *Con
 }
 func (UnimplementedNodeInternalServer) MarkGroupsLive(context.Context, *MarkGroupsLiveRequest) (*MarkGroupsLiveResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method MarkGroupsLive not implemented")
+}
+func (UnimplementedNodeInternalServer) FenceContract(context.Context, *FenceContractRequest) (*FenceContractResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method FenceContract not implemented")
 }
 func (UnimplementedNodeInternalServer) mustEmbedUnimplementedNodeInternalServer() {}
 func (UnimplementedNodeInternalServer) testEmbeddedByValue()                      {}
@@ -811,6 +835,24 @@ func _NodeInternal_MarkGroupsLive_Handler(srv interface{}, ctx context.Context, 
 	return interceptor(ctx, in, info, handler)
 }
 
+func _NodeInternal_FenceContract_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(FenceContractRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(NodeInternalServer).FenceContract(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: NodeInternal_FenceContract_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(NodeInternalServer).FenceContract(ctx, req.(*FenceContractRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // NodeInternal_ServiceDesc is the grpc.ServiceDesc for NodeInternal service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -829,6 +871,10 @@ var NodeInternal_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "MarkGroupsLive",
 			Handler:    _NodeInternal_MarkGroupsLive_Handler,
+		},
+		{
+			MethodName: "FenceContract",
+			Handler:    _NodeInternal_FenceContract_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

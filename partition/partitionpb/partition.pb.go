@@ -101,8 +101,13 @@ type AppendRecord struct {
 	// whole call before appending any of it. 0: the record stands alone
 	// (entries written before this field).
 	RequestRecords uint32 `protobuf:"varint,9,opt,name=request_records,json=requestRecords,proto3" json:"request_records,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	// Set on the first record of each produce call: the version of the
+	// topic's contract the call was checked against (the registry's Raft
+	// index of the topic's creation or latest alter). The FSM refuses the
+	// call when the partition has been fenced with a newer contract.
+	ContractVersion uint64 `protobuf:"varint,10,opt,name=contract_version,json=contractVersion,proto3" json:"contract_version,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
 }
 
 func (x *AppendRecord) Reset() {
@@ -198,6 +203,59 @@ func (x *AppendRecord) GetRequestRecords() uint32 {
 	return 0
 }
 
+func (x *AppendRecord) GetContractVersion() uint64 {
+	if x != nil {
+		return x.ContractVersion
+	}
+	return 0
+}
+
+// ContractCommand fences the partition with a topic contract version:
+// produce calls checked against an older contract are refused from here on.
+type ContractCommand struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Version       uint64                 `protobuf:"varint,1,opt,name=version,proto3" json:"version,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ContractCommand) Reset() {
+	*x = ContractCommand{}
+	mi := &file_partition_partitionpb_partition_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ContractCommand) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ContractCommand) ProtoMessage() {}
+
+func (x *ContractCommand) ProtoReflect() protoreflect.Message {
+	mi := &file_partition_partitionpb_partition_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ContractCommand.ProtoReflect.Descriptor instead.
+func (*ContractCommand) Descriptor() ([]byte, []int) {
+	return file_partition_partitionpb_partition_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *ContractCommand) GetVersion() uint64 {
+	if x != nil {
+		return x.Version
+	}
+	return 0
+}
+
 // TrimCommand applies retention and expiry the same way on every replica.
 type TrimCommand struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -215,7 +273,7 @@ type TrimCommand struct {
 
 func (x *TrimCommand) Reset() {
 	*x = TrimCommand{}
-	mi := &file_partition_partitionpb_partition_proto_msgTypes[2]
+	mi := &file_partition_partitionpb_partition_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -227,7 +285,7 @@ func (x *TrimCommand) String() string {
 func (*TrimCommand) ProtoMessage() {}
 
 func (x *TrimCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_partition_partitionpb_partition_proto_msgTypes[2]
+	mi := &file_partition_partitionpb_partition_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -240,7 +298,7 @@ func (x *TrimCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TrimCommand.ProtoReflect.Descriptor instead.
 func (*TrimCommand) Descriptor() ([]byte, []int) {
-	return file_partition_partitionpb_partition_proto_rawDescGZIP(), []int{2}
+	return file_partition_partitionpb_partition_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *TrimCommand) GetTruncateBefore() uint64 {
@@ -271,7 +329,7 @@ const file_partition_partitionpb_partition_proto_rawDesc = "" +
 	"%partition/partitionpb/partition.proto\x12\x13herald.partition.v1\"\x7f\n" +
 	"\rAppendCommand\x121\n" +
 	"\x15produced_at_unix_nano\x18\x01 \x01(\x03R\x12producedAtUnixNano\x12;\n" +
-	"\arecords\x18\x02 \x03(\v2!.herald.partition.v1.AppendRecordR\arecords\"\xb1\x02\n" +
+	"\arecords\x18\x02 \x03(\v2!.herald.partition.v1.AppendRecordR\arecords\"\xdc\x02\n" +
 	"\fAppendRecord\x12\x1b\n" +
 	"\ttenant_id\x18\x01 \x01(\tR\btenantId\x12\x14\n" +
 	"\x05event\x18\x02 \x01(\fR\x05event\x12\x1f\n" +
@@ -282,7 +340,11 @@ const file_partition_partitionpb_partition_proto_rawDesc = "" +
 	"\x06ttl_ms\x18\x06 \x01(\x03R\x05ttlMs\x12(\n" +
 	"\x10dedupe_window_ms\x18\a \x01(\x03R\x0ededupeWindowMs\x12%\n" +
 	"\x0eproducer_epoch\x18\b \x01(\x04R\rproducerEpoch\x12'\n" +
-	"\x0frequest_records\x18\t \x01(\rR\x0erequestRecords\"\x84\x01\n" +
+	"\x0frequest_records\x18\t \x01(\rR\x0erequestRecords\x12)\n" +
+	"\x10contract_version\x18\n" +
+	" \x01(\x04R\x0fcontractVersion\"+\n" +
+	"\x0fContractCommand\x12\x18\n" +
+	"\aversion\x18\x01 \x01(\x04R\aversion\"\x84\x01\n" +
 	"\vTrimCommand\x12'\n" +
 	"\x0ftruncate_before\x18\x01 \x01(\x04R\x0etruncateBefore\x12\"\n" +
 	"\rnow_unix_nano\x18\x02 \x01(\x03R\vnowUnixNano\x12(\n" +
@@ -300,11 +362,12 @@ func file_partition_partitionpb_partition_proto_rawDescGZIP() []byte {
 	return file_partition_partitionpb_partition_proto_rawDescData
 }
 
-var file_partition_partitionpb_partition_proto_msgTypes = make([]protoimpl.MessageInfo, 3)
+var file_partition_partitionpb_partition_proto_msgTypes = make([]protoimpl.MessageInfo, 4)
 var file_partition_partitionpb_partition_proto_goTypes = []any{
-	(*AppendCommand)(nil), // 0: herald.partition.v1.AppendCommand
-	(*AppendRecord)(nil),  // 1: herald.partition.v1.AppendRecord
-	(*TrimCommand)(nil),   // 2: herald.partition.v1.TrimCommand
+	(*AppendCommand)(nil),   // 0: herald.partition.v1.AppendCommand
+	(*AppendRecord)(nil),    // 1: herald.partition.v1.AppendRecord
+	(*ContractCommand)(nil), // 2: herald.partition.v1.ContractCommand
+	(*TrimCommand)(nil),     // 3: herald.partition.v1.TrimCommand
 }
 var file_partition_partitionpb_partition_proto_depIdxs = []int32{
 	1, // 0: herald.partition.v1.AppendCommand.records:type_name -> herald.partition.v1.AppendRecord
@@ -326,7 +389,7 @@ func file_partition_partitionpb_partition_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_partition_partitionpb_partition_proto_rawDesc), len(file_partition_partitionpb_partition_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   3,
+			NumMessages:   4,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
