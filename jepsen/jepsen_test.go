@@ -40,7 +40,7 @@ func TestRunUnderFaults(t *testing.T) {
 	defer cancel()
 	res, err := Run(ctx, Options{
 		Binary: bin, OutDir: out, Nodes: 3, Duration: 20 * time.Second, Seed: seed,
-		Nemeses: []string{NemesisKill, NemesisPause, NemesisPartition}, Progress: &progress,
+		Nemeses: []string{NemesisKill, NemesisPause, NemesisPartition}, Mixed: true, Progress: &progress,
 	})
 	t.Logf("seed %d\n%s", seed, progress.String())
 	require.NoError(t, err)

@@ -56,6 +56,9 @@ type Options struct {
 	// Hijack runs a raw-gRPC victim producer and a hijacker that sends
 	// with the victim's producer id and a guessed epoch.
 	Hijack bool
+	// Mixed runs a raw-gRPC client that sends requests mixing valid and
+	// refused records, some spanning partitions.
+	Mixed bool
 	// ConvergeTimeout bounds the wait for the replicas to agree after healing.
 	ConvergeTimeout time.Duration
 	// Progress receives a line per phase and fault; nil discards.

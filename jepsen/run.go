@@ -143,11 +143,20 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 			w.run(wctx, rec)
 		}
 	}()
+	mixedDone := make(chan struct{})
+	go func() { // owned by Run: ends with wctx
+		defer close(mixedDone)
+		if opts.Mixed {
+			w := &mixedWorker{process: opts.Producers + opts.Nodes + 4, cluster: cluster, topic: topicName, partitions: uint32(opts.Partitions), rng: rand.New(rand.NewPCG(opts.Seed, 1<<23))}
+			w.run(wctx, rec)
+		}
+	}()
 	werrs := runWorkers(wctx, rec, topicName, uint32(opts.Partitions), producers, readers)
 	injected := <-faultsDone
 	<-regDone
 	<-resendDone
 	<-hijackDone
+	<-mixedDone
 	if churn := <-churnDone; opts.Churn {
 		progress("jepsen: churn: %d topics created, %d deleted", churn[0], churn[1])
 	}

@@ -78,6 +78,7 @@ passes; otherwise 1, naming the failing checkers. See docs/fault-injection.md.`,
 	f.BoolVar(&opts.RegistryWorkload, "registry-workload", true, "create tenants and topics through random nodes and read them back through random nodes")
 	f.BoolVar(&opts.Resend, "resend", true, "every 5 s, send an idempotent request of 2,500 events for one tenant over raw gRPC and resend it identically")
 	f.BoolVar(&opts.Hijack, "hijack", true, "every 3 s, a raw-gRPC victim producer and a hijacker sending with its producer id and a guessed epoch; the victim's acknowledged events must stay readable")
+	f.BoolVar(&opts.Mixed, "mixed", true, "every second, a raw-gRPC request mixing valid and refused records, some spanning partitions; a refusal must never hide a write")
 	f.StringVar(&binary, "binary", "", "herald binary to run as the nodes (default: this one), e.g. an older build to reproduce a defect")
 	return cmd
 }
