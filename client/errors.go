@@ -148,7 +148,6 @@ var reasonOrder = []heraldpb.ErrorReason{
 	heraldpb.ErrorReason_PRODUCER_FENCED,
 	heraldpb.ErrorReason_DUPLICATE_SEQUENCE,
 	heraldpb.ErrorReason_QUEUE_FULL,
-	heraldpb.ErrorReason_TOPIC_NOT_FOUND,
 	heraldpb.ErrorReason_TENANT_NOT_FOUND,
 	heraldpb.ErrorReason_TOPIC_EXISTS,
 	heraldpb.ErrorReason_TENANT_EXISTS,
