@@ -392,6 +392,14 @@ func NodeStarting(node string) error { return nodeUnavailable(node, "starting") 
 // call can be retried on another node.
 func NodeStopping(node string) error { return nodeUnavailable(node, "stopping") }
 
+// NodeCatchingUp reports that node cannot answer for the cluster yet: its
+// controller replica rejoins from its peers and has not caught up, so it
+// knows neither the cluster's members nor its registry. Like NodeStarting,
+// the call can be retried on another node.
+func NodeCatchingUp(node string) error {
+	return nodeUnavailable(node, "catching up with the controller")
+}
+
 func nodeUnavailable(node, state string) error {
 	return &Error{
 		Reason:  heraldpb.ErrorReason_NO_LEADER,

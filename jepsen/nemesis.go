@@ -11,7 +11,11 @@ import (
 	"strings"
 	"time"
 
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+
 	"github.com/heraldlog/herald/client"
+	"github.com/heraldlog/herald/client/heraldpb"
 )
 
 // Nemesis names, as given to --nemesis.
@@ -379,32 +383,97 @@ func (n *nemesis) clusterStatus(ctx context.Context) (*client.ClusterStatusRespo
 	return cl.ClusterStatus(ctx)
 }
 
-// membershipSettled returns nil when every node is reachable and every
-// replica of every group (the controller's included) is a running voter,
-// else an error naming what is not. Raft-log corruption is injected only
-// then: damaging a second replica of a group whose first damaged replica
-// has not rejoined yet would damage a majority of that group, which no
-// system can repair from its peers (the group then rightly stays down).
+// membershipSettled returns nil when every node serves and, in the view
+// of every node, every node is reachable and every replica of every group
+// (the controller's included) is a running voter; else an error naming what is not. Wipes and Raft-log corruption are
+// injected only then: damaging a second replica of a group whose first
+// damaged replica has not rejoined yet would damage a majority of that
+// group, which no system can repair from its peers (the group then rightly
+// stays down).
+//
+// Each node is asked separately, so that no single answer can vouch for
+// the cluster: a node whose controller replica is still catching up (a
+// wiped node just demoted to non-voter) knows no configuration and no
+// registry yet, and its status listed no nodes and no partitions, which a
+// check of "every listed replica" passed.
 func (n *nemesis) membershipSettled(ctx context.Context) error {
-	st, err := n.clusterStatus(ctx)
-	if err != nil {
-		return err
+	ids := make([]string, len(n.cluster.Nodes))
+	for i, node := range n.cluster.Nodes {
+		ids[i] = node.ID
 	}
-	settled := func(state string) bool { return state == "Leader" || state == "Follower" }
-	for _, node := range st.GetNodes() {
-		if !node.GetReachable() || !settled(node.GetControllerState()) {
-			return fmt.Errorf("jepsen: refused: %s is %s (controller %q); raft damage waits until every group is whole", node.GetId(), reachability(node.GetReachable()), node.GetControllerState())
+	for i, node := range n.cluster.Nodes {
+		st, err := n.nodeClusterStatus(ctx, i)
+		if err != nil {
+			return fmt.Errorf("jepsen: refused: %s does not answer cluster status (%v); raft damage waits until every node serves", node.ID, err)
+		}
+		if err := settledView(st, ids, n.topic); err != nil {
+			return fmt.Errorf("jepsen: refused: in the view of %s, %w; raft damage waits until every group is whole", node.ID, err)
 		}
 	}
+	return nil
+}
+
+// nodeClusterStatus asks node i alone for the cluster status, in one
+// attempt within 3 s. A raw connection, not a client.Client: the SDK
+// learns every node's address at bootstrap and sends calls round-robin, so
+// its answer could come from another node.
+func (n *nemesis) nodeClusterStatus(ctx context.Context, i int) (*client.ClusterStatusResponse, error) {
+	ctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+	defer cancel()
+	conn, err := grpc.NewClient(n.cluster.Nodes[i].GRPCAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		return nil, err
+	}
+	defer conn.Close()
+	st, err := heraldpb.NewHeraldClient(conn).ClusterStatus(ctx, &heraldpb.ClusterStatusRequest{})
+	if err != nil {
+		return nil, client.FromStatus(err)
+	}
+	return st, nil
+}
+
+// settledView checks one node's cluster status: it lists exactly the nodes
+// ids, each reachable with a voting controller replica (Leader or
+// Follower, never Nonvoter), one of them the controller leader; its
+// registry holds topic (when not ""); and every partition reports every
+// replica, each Leader or Follower (a partition between two leaders is
+// not refused: its replicas are voters with their logs, and a freshly
+// created churn topic is often leaderless for a moment).
+func settledView(st *client.ClusterStatusResponse, ids []string, topic string) error {
+	settled := func(state string) bool { return state == "Leader" || state == "Follower" }
+	var listed []string
+	leaders := 0
+	for _, node := range st.GetNodes() {
+		listed = append(listed, node.GetId())
+		if !node.GetReachable() || !settled(node.GetControllerState()) {
+			return fmt.Errorf("%s is %s (controller %q)", node.GetId(), reachability(node.GetReachable()), node.GetControllerState())
+		}
+		if node.GetControllerState() == "Leader" {
+			leaders++
+		}
+	}
+	slices.Sort(listed)
+	want := slices.Sorted(slices.Values(ids))
+	if !slices.Equal(listed, want) {
+		return fmt.Errorf("the controller configuration lists nodes [%s], want [%s]", strings.Join(listed, ","), strings.Join(want, ","))
+	}
+	if leaders != 1 || st.GetControllerLeaderId() == "" {
+		return fmt.Errorf("the controller has %d leaders (leader id %q)", leaders, st.GetControllerLeaderId())
+	}
+	hasTopic := topic == ""
 	for _, p := range st.GetPartitions() {
-		if len(p.GetReplicaStatus()) < len(p.GetReplicas()) {
-			return fmt.Errorf("jepsen: refused: partition %d of %s reports %d of %d replicas; raft damage waits until every group is whole", p.GetIndex(), p.GetTopic(), len(p.GetReplicaStatus()), len(p.GetReplicas()))
+		hasTopic = hasTopic || p.GetTopic() == topic
+		if len(p.GetReplicaStatus()) != len(p.GetReplicas()) {
+			return fmt.Errorf("partition %d of %s reports %d of %d replicas", p.GetIndex(), p.GetTopic(), len(p.GetReplicaStatus()), len(p.GetReplicas()))
 		}
 		for _, r := range p.GetReplicaStatus() {
 			if !settled(r.GetState()) {
-				return fmt.Errorf("jepsen: refused: partition %d of %s on %s is %q; raft damage waits until every group is whole", p.GetIndex(), p.GetTopic(), r.GetNodeId(), r.GetState())
+				return fmt.Errorf("partition %d of %s on %s is %q", p.GetIndex(), p.GetTopic(), r.GetNodeId(), r.GetState())
 			}
 		}
+	}
+	if !hasTopic {
+		return fmt.Errorf("its registry has no topic %s", topic)
 	}
 	return nil
 }

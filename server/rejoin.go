@@ -98,6 +98,16 @@ func (r *rejoins) stage(gid uint64) heraldraft.RejoinStage {
 	return ""
 }
 
+// marker returns a copy of gid's tracked marker, and whether gid rejoins.
+func (r *rejoins) marker(gid uint64) (heraldraft.RejoinMarker, bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if g, ok := r.mu.groups[gid]; ok {
+		return g.marker, true
+	}
+	return heraldraft.RejoinMarker{}, false
+}
+
 // due reports whether an attempt for gid may run now.
 func (r *rejoins) due(gid uint64, now time.Time) bool {
 	r.mu.Lock()

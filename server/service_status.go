@@ -5,6 +5,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/heraldlog/herald/client"
 	"github.com/heraldlog/herald/client/heraldpb"
 	"github.com/heraldlog/herald/partition"
 	heraldraft "github.com/heraldlog/herald/raft"
@@ -116,10 +117,29 @@ func (n *Node) gatherStatus(ctx context.Context) map[string]*heraldpb.NodeStatus
 	return out
 }
 
+// statusAuthoritative reports whether this node can answer ClusterStatus:
+// it knows the controller's configuration (nodes), and its controller
+// replica, if it rejoins, has applied the registry up to the index the
+// leader demoted it at. A wiped node's controller starts empty as a
+// non-voter: until it has caught up it knows no configuration and no
+// topics, and its status listed no nodes and no partitions, which reads as
+// a cluster with nothing wrong (the fault-injection gate let a second and
+// a third wipe through on such an answer).
+func (n *Node) statusAuthoritative(nodes map[string]string) bool {
+	if len(nodes) == 0 {
+		return false
+	}
+	m, rejoining := n.rejoins.marker(controllerGroupID)
+	return !rejoining || m.Stage == heraldraft.RejoinDemoted && n.controllerFSM.appliedIndex() >= m.CatchUpIndex
+}
+
 func (s *heraldService) ClusterStatus(ctx context.Context, _ *heraldpb.ClusterStatusRequest) (*heraldpb.ClusterStatusResponse, error) {
 	n := s.node
-	statuses := n.gatherStatus(ctx)
 	nodes := n.nodes()
+	if !n.statusAuthoritative(nodes) {
+		return nil, client.NodeCatchingUp(n.cfg.NodeID)
+	}
+	statuses := n.gatherStatus(ctx)
 	resp := &heraldpb.ClusterStatusResponse{}
 	resp.ControllerLeaderId, _ = n.controllerLeader()
 	groupsByNode := make(map[string]map[uint64]*heraldpb.GroupStatus)
