@@ -14,7 +14,11 @@ import (
 	"syscall"
 	"time"
 
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+
 	"github.com/heraldlog/herald/client"
+	"github.com/heraldlog/herald/client/heraldpb"
 )
 
 // ErrNodeDown is returned when an operation needs a node that is not running.
@@ -251,26 +255,37 @@ func (c *Cluster) Stop(i int) error {
 func (c *Cluster) awaitServing(ctx context.Context, i int, d time.Duration) error {
 	ctx, cancel := context.WithTimeout(ctx, d)
 	defer cancel()
-	var last error
 	for {
-		cl, err := client.New(ctx, client.Config{
-			Servers: []string{c.Nodes[i].GRPCAddr}, DialTimeout: time.Second, RequestTimeout: time.Second,
-			MaxRetries: 1, Logger: slog.New(slog.DiscardHandler),
-		})
+		actx, acancel := context.WithTimeout(ctx, time.Second)
+		_, err := askClusterStatus(actx, c.Nodes[i].GRPCAddr)
+		acancel()
 		if err == nil {
-			_, err = cl.ClusterStatus(ctx)
-			_ = cl.Close()
-			if err == nil {
-				return nil
-			}
+			return nil
 		}
-		last = err
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("jepsen: %s not serving after restart: %w", c.Nodes[i].ID, errors.Join(last, ctx.Err()))
+			return fmt.Errorf("jepsen: %s not serving after restart: %w", c.Nodes[i].ID, errors.Join(err, ctx.Err()))
 		case <-time.After(200 * time.Millisecond):
 		}
 	}
+}
+
+// askClusterStatus asks the node at addr alone for the cluster status, in
+// one attempt. A raw connection, not a client.Client: the SDK learns every
+// node's address at bootstrap and sends calls round-robin, so its answer
+// could come from another node. A node that is starting or catching up
+// with the controller refuses (retryable).
+func askClusterStatus(ctx context.Context, addr string) (*client.ClusterStatusResponse, error) {
+	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		return nil, err
+	}
+	defer conn.Close()
+	st, err := heraldpb.NewHeraldClient(conn).ClusterStatus(ctx, &heraldpb.ClusterStatusRequest{})
+	if err != nil {
+		return nil, client.FromStatus(err)
+	}
+	return st, nil
 }
 
 // Pause sends SIGSTOP to node i.

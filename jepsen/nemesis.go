@@ -11,11 +11,7 @@ import (
 	"strings"
 	"time"
 
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
-
 	"github.com/heraldlog/herald/client"
-	"github.com/heraldlog/herald/client/heraldpb"
 )
 
 // Nemesis names, as given to --nemesis.
@@ -414,22 +410,11 @@ func (n *nemesis) membershipSettled(ctx context.Context) error {
 }
 
 // nodeClusterStatus asks node i alone for the cluster status, in one
-// attempt within 3 s. A raw connection, not a client.Client: the SDK
-// learns every node's address at bootstrap and sends calls round-robin, so
-// its answer could come from another node.
+// attempt within 3 s (see askClusterStatus).
 func (n *nemesis) nodeClusterStatus(ctx context.Context, i int) (*client.ClusterStatusResponse, error) {
 	ctx, cancel := context.WithTimeout(ctx, 3*time.Second)
 	defer cancel()
-	conn, err := grpc.NewClient(n.cluster.Nodes[i].GRPCAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		return nil, err
-	}
-	defer conn.Close()
-	st, err := heraldpb.NewHeraldClient(conn).ClusterStatus(ctx, &heraldpb.ClusterStatusRequest{})
-	if err != nil {
-		return nil, client.FromStatus(err)
-	}
-	return st, nil
+	return askClusterStatus(ctx, n.cluster.Nodes[i].GRPCAddr)
 }
 
 // settledView checks one node's cluster status: it lists exactly the nodes
