@@ -4,7 +4,7 @@ BIN     := bin/herald
 TOOLS   := $(CURDIR)/.bin
 PKGS    := ./...
 
-.PHONY: build run test test-short bench proto lint jepsen clean
+.PHONY: build run test test-short bench proto lint jepsen jepsen-careful clean
 
 build:
 	$(GO) build -o $(BIN) ./cmd/herald
@@ -36,9 +36,16 @@ lint:
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || (gofmt -l $$(git ls-files '*.go'); echo "gofmt: files above need formatting"; exit 1)
 	$(GO) vet $(PKGS)
 
-# A longer fault-injection schedule than the one the tests run (see docs/fault-injection.md).
+# The fault-injection suite at volume: every nemesis for 10 minutes, batched
+# producers near the cluster's peak, nodes that snapshot and compact often
+# (see docs/fault-injection.md). jepsen-careful is the one-event-a-Send
+# workload whose every operation is also checked linearizable.
+JEPSEN_NEMESES := kill,pause,partition,slow,transfer,corrupt,membership,restart
 jepsen: build
-	./$(BIN) jepsen --nodes 3 --duration 5m --nemesis kill,pause,partition,slow,transfer,corrupt,membership,restart --out ./jepsen-out
+	./$(BIN) jepsen --mode volume --nodes 3 --duration 10m --nemesis $(JEPSEN_NEMESES) --out ./jepsen-out
+
+jepsen-careful: build
+	./$(BIN) jepsen --mode careful --nodes 3 --duration 5m --nemesis $(JEPSEN_NEMESES) --out ./jepsen-out
 
 clean:
 	rm -rf bin data jepsen-out

@@ -73,10 +73,21 @@ type source struct {
 	final     bool
 }
 
+// ackedEvent is one acknowledged event, of a produce or a produce batch.
+type ackedEvent struct {
+	id        string
+	partition uint32
+	offset    uint64
+	op        int // the index of the op that acknowledged it
+}
+
 // index is what the checkers derive from a history.
 type index struct {
-	invoked  map[string]Op // produce invocations by event id
-	outcome  map[string]Op // produce completions by event id
+	invoked  map[string]Op // produce invocations by event id (not batches)
+	outcome  map[string]Op // produce completions by event id (not batches)
+	acked    []ackedEvent  // every acknowledged event, batches included
+	failed   map[string]Op // events definitely not written, batches included
+	batches  int           // produce batches recorded (volume mode)
 	sources  []source
 	finals   map[string]map[uint32][]Observed // node -> partition -> log
 	finalErr []string                         // failed final reads
@@ -85,7 +96,7 @@ type index struct {
 }
 
 func buildIndex(h History) *index {
-	ix := &index{invoked: map[string]Op{}, outcome: map[string]Op{}, finals: map[string]map[uint32][]Observed{}}
+	ix := &index{invoked: map[string]Op{}, outcome: map[string]Op{}, failed: map[string]Op{}, finals: map[string]map[uint32][]Observed{}}
 	partSet := map[uint32]bool{}
 	for _, op := range h {
 		switch op.F {
@@ -95,12 +106,33 @@ func buildIndex(h History) *index {
 				continue
 			}
 			ix.outcome[op.EventID] = op
-			if op.Type == TypeOK {
+			switch op.Type {
+			case TypeOK:
 				partSet[op.Partition] = true
+				ix.acked = append(ix.acked, ackedEvent{id: op.EventID, partition: op.Partition, offset: op.Offset, op: op.Index})
 				ix.sources = append(ix.sources, source{
 					name: fmt.Sprintf("ack of %s (op %d)", op.EventID, op.Index), partition: op.Partition,
 					events: []Observed{{Offset: op.Offset, Sequence: op.Sequence, Tenant: op.Tenant, EventID: op.EventID}},
 				})
+			case TypeFail:
+				ix.failed[op.EventID] = op
+			}
+		case FProduceBatch:
+			ix.batches++
+			switch op.Type {
+			case TypeOK:
+				partSet[op.Partition] = true
+				events := op.batchEvents()
+				for _, e := range events {
+					ix.acked = append(ix.acked, ackedEvent{id: e.EventID, partition: op.Partition, offset: e.Offset, op: op.Index})
+				}
+				ix.sources = append(ix.sources, source{
+					name: fmt.Sprintf("ack of batch %s (op %d)", op.EventID, op.Index), partition: op.Partition, events: events,
+				})
+			case TypeFail:
+				for k := range op.Count {
+					ix.failed[BatchEventID(op.EventID, k)] = op
+				}
 			}
 		case FRead:
 			if op.Type == TypeOK {
@@ -195,21 +227,19 @@ func checkLostWrite(ix *index) Verdict {
 			sets[node][p] = s
 		}
 	}
-	ids := sortedKeys(ix.outcome)
-	for _, id := range ids {
-		op := ix.outcome[id]
-		if op.Type != TypeOK {
-			continue
-		}
+	for _, a := range ix.acked {
 		for _, node := range ix.nodes {
-			s, ok := sets[node][op.Partition]
+			s, ok := sets[node][a.partition]
 			if !ok {
 				continue // final read failed: reported below
 			}
-			if !s[id] {
-				v.add("acknowledged %s (partition %d offset %d, op %d) missing from the final log of %s", id, op.Partition, op.Offset, op.Index, node)
+			if !s[a.id] {
+				v.add("acknowledged %s (partition %d offset %d, op %d) missing from the final log of %s", a.id, a.partition, a.offset, a.op, node)
 			}
 		}
+	}
+	if v.Violations == 0 {
+		v.Note = fmt.Sprintf("%d acknowledged events, each in every final log", len(ix.acked))
 	}
 	if len(ix.finalErr) > 0 && v.Violations == 0 {
 		v.Status, v.Note = StatusUnknown, strings.Join(ix.finalErr, "; ")
@@ -359,12 +389,7 @@ func checkSameOrder(ix *index) Verdict {
 // read anywhere.
 func checkFailedNotRead(ix *index) Verdict {
 	v := Verdict{Name: CheckFailedNotRead}
-	failed := map[string]Op{}
-	for id, op := range ix.outcome {
-		if op.Type == TypeFail {
-			failed[id] = op
-		}
-	}
+	failed := ix.failed
 	reported := map[string]bool{}
 	for _, s := range ix.sources {
 		for _, e := range s.events {
@@ -412,13 +437,4 @@ func checkConvergence(ix *index) Verdict {
 		v.Status, v.Note = StatusUnknown, strings.Join(ix.finalErr, "; ")
 	}
 	return v.settle()
-}
-
-func sortedKeys[V any](m map[string]V) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	return keys
 }

@@ -48,11 +48,14 @@ type nodeProc struct {
 // ends when the process does; Close kills every process and closes every
 // proxy.
 type Cluster struct {
-	Nodes  []Node
-	binary string
-	links  [][]*Proxy // links[i][j], nil when i == j
-	logger *slog.Logger
-	mu     struct {
+	Nodes []Node
+	// ServeArgs are extra `herald serve` flags for every node (Raft
+	// tuning); set before the first Start.
+	ServeArgs []string
+	binary    string
+	links     [][]*Proxy // links[i][j], nil when i == j
+	logger    *slog.Logger
+	mu        struct {
 		sync.Mutex
 		procs []*nodeProc // nil: not running
 		// wiped[i]: node i's data directory was wiped; its next start
@@ -174,6 +177,7 @@ func (c *Cluster) Start(i int) error {
 	cmd := exec.Command(c.binary, "serve", "--id", n.ID, "--data", n.DataDir,
 		"--grpc", n.GRPCAddr, "--http", n.HTTPAddr, "--peers", strings.Join(peers, ","),
 		"--dial-via", strings.Join(via, ","), "--log-level", "warn")
+	cmd.Args = append(cmd.Args, c.ServeArgs...)
 	rejoin := c.mu.wiped[i]
 	if rejoin {
 		cmd.Args = append(cmd.Args, "--rejoin")

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strconv"
 	"sync"
 	"time"
 )
@@ -24,6 +25,14 @@ const (
 const (
 	// FProduce appends one event (EventID) of Tenant.
 	FProduce = "produce"
+	// FProduceBatch is one Send of a volume-mode producer (see volume.go):
+	// Count events of Tenant whose ids are BatchEventID(EventID, k) for k in
+	// [0, Count), recorded once, when the Send returns (ok, fail or info;
+	// it began LatencyNs earlier). When ok, event k is at offset
+	// Offsets[k] with sequence Sequences[k], or, when those are empty (the
+	// common case: one request, one Raft entry), at Offset+k with sequence
+	// Sequence+k; Dups of them were duplicates.
+	FProduceBatch = "produce-batch"
 	// FRead is a read during the run: one page fetched from Node.
 	FRead = "read"
 	// FFinalRead is the whole of one partition read from Node after healing.
@@ -91,6 +100,11 @@ type Op struct {
 	Found bool     `json:"found,omitempty"`
 	Names []string `json:"names,omitempty"`
 	Dups  int      `json:"dups,omitempty"`
+	// Produce batches: how many events, and their places when they are not
+	// consecutive from Offset and Sequence.
+	Count     int      `json:"count,omitempty"`
+	Offsets   []uint64 `json:"offsets,omitempty"`
+	Sequences []uint64 `json:"sequences,omitempty"`
 	// Faults: what was done and when it ended.
 	Fault   string `json:"fault,omitempty"`
 	Targets string `json:"targets,omitempty"`
@@ -100,6 +114,35 @@ type Op struct {
 
 // History is a list of ops in the order they were recorded.
 type History []Op
+
+// BatchEventID is the id of event k of a produce batch whose EventID is
+// prefix.
+func BatchEventID(prefix string, k int) string { return prefix + "." + strconv.Itoa(k) }
+
+// batchEvents returns what an acknowledged produce batch says of each of
+// its events.
+func (op *Op) batchEvents() []Observed {
+	out := make([]Observed, op.Count)
+	for k := range out {
+		e := Observed{Offset: op.Offset + uint64(k), Sequence: op.Sequence + uint64(k), Tenant: op.Tenant, EventID: BatchEventID(op.EventID, k)}
+		if len(op.Offsets) == op.Count {
+			e.Offset = op.Offsets[k]
+		}
+		if len(op.Sequences) == op.Count {
+			e.Sequence = op.Sequences[k]
+		}
+		out[k] = e
+	}
+	return out
+}
+
+// events is how many events a produce or produce-batch op carries.
+func (op *Op) events() int {
+	if op.F == FProduceBatch {
+		return op.Count
+	}
+	return 1
+}
 
 // Recorder appends ops to a History and, when given a writer, to a JSON
 // lines stream as they happen. It is safe for concurrent use; Index is
@@ -195,8 +238,14 @@ func ReadHistory(path string) (History, error) {
 		return nil, fmt.Errorf("jepsen: %w", err)
 	}
 	defer f.Close()
+	return readHistory(f, path)
+}
+
+// readHistory reads history lines from r (name is for errors).
+func readHistory(r io.Reader, name string) (History, error) {
+	path := name
 	var h History
-	sc := bufio.NewScanner(f)
+	sc := bufio.NewScanner(r)
 	sc.Buffer(make([]byte, 1<<20), historyLineBytesMax)
 	for sc.Scan() {
 		var op Op

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"slices"
+	"strings"
 	"time"
 )
 
@@ -38,6 +40,11 @@ type Options struct {
 	Duration time.Duration
 	// Nemeses are the fault kinds (see Nemeses); none is a clean run.
 	Nemeses []string
+	// Mode is the workload: ModeCareful (the default) or ModeVolume.
+	Mode string
+	// BatchEvents and InFlight shape volume mode: each producer sends
+	// batches of BatchEvents events, InFlight Sends at once.
+	BatchEvents, InFlight int
 	// Seed fixes the fault schedule and the workload's random choices.
 	Seed uint64
 	// Producers is the number of idempotent producers, Tenants the number
@@ -84,6 +91,15 @@ func (o Options) withDefaults() Options {
 	if o.Partitions == 0 {
 		o.Partitions = DefaultPartitions
 	}
+	if o.Mode == "" {
+		o.Mode = ModeCareful
+	}
+	if o.BatchEvents == 0 {
+		o.BatchEvents = DefaultBatchEvents
+	}
+	if o.InFlight == 0 {
+		o.InFlight = DefaultInFlight
+	}
 	if o.ConvergeTimeout == 0 {
 		o.ConvergeTimeout = DefaultConvergeTimeout
 	}
@@ -116,6 +132,15 @@ func (o Options) Validate() error {
 	}
 	if o.Tenants != 0 && o.Partitions != 0 && o.Tenants < o.Partitions {
 		errs = append(errs, fmt.Errorf("jepsen: %d tenants cannot cover %d partitions", o.Tenants, o.Partitions))
+	}
+	if o.Mode != "" && !slices.Contains(Modes, o.Mode) {
+		errs = append(errs, fmt.Errorf("jepsen: mode %q: want one of %s", o.Mode, strings.Join(Modes, ", ")))
+	}
+	if o.BatchEvents < 0 || o.BatchEvents > batchEventsMax {
+		errs = append(errs, fmt.Errorf("jepsen: %d events a batch: want 1 to %d", o.BatchEvents, batchEventsMax))
+	}
+	if o.InFlight < 0 || o.InFlight > inFlightMax {
+		errs = append(errs, fmt.Errorf("jepsen: %d sends in flight: want 1 to %d", o.InFlight, inFlightMax))
 	}
 	for _, n := range o.Nemeses {
 		if _, err := ParseNemeses(n); err != nil {

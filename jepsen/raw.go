@@ -2,6 +2,7 @@ package jepsen
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"time"
@@ -96,6 +97,13 @@ func (w *resendWorker) once(ctx context.Context, rec *Recorder, k int) {
 			lastErr = err
 			note.Type, note.Error = TypeFail, err.Error()
 			if c := status.Code(err); c == codes.Unavailable || c == codes.DeadlineExceeded || c == codes.Canceled {
+				note.Type = TypeInfo
+			}
+			// A node without a leader for the partition at that moment
+			// (an election under faults or load) refuses before looking at
+			// the request: that says nothing of whether the resend would be
+			// recognised, so it is inconclusive, not a refusal of the resend.
+			if ce := client.FromStatus(err); errors.Is(ce, client.ErrNotLeader) || errors.Is(ce, client.ErrNoLeader) {
 				note.Type = TypeInfo
 			}
 		}

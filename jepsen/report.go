@@ -14,10 +14,10 @@ import (
 
 // Summary is the one-line outcome of a run.
 type Summary struct {
-	Operations   int      `json:"operations"`   // produce and read ops completed
-	Acknowledged int      `json:"acknowledged"` // produces acknowledged
-	Failed       int      `json:"failed"`       // produces definitely not written
-	Unknown      int      `json:"unknown"`      // produces with an unknown outcome
+	Operations   int      `json:"operations"`   // produced events and read ops completed
+	Acknowledged int      `json:"acknowledged"` // events acknowledged
+	Failed       int      `json:"failed"`       // events definitely not written
+	Unknown      int      `json:"unknown"`      // events with an unknown outcome
 	Reads        int      `json:"reads"`        // read ops (ok or failed), final reads included
 	Faults       int      `json:"faults"`       // faults injected
 	Violations   int      `json:"violations"`   // summed over the checkers
@@ -29,12 +29,12 @@ func Summarize(h History, verdicts []Verdict) Summary {
 	var s Summary
 	for _, op := range h {
 		switch {
-		case op.F == FProduce && op.Type == TypeOK:
-			s.Acknowledged++
-		case op.F == FProduce && op.Type == TypeFail:
-			s.Failed++
-		case op.F == FProduce && op.Type == TypeInfo:
-			s.Unknown++
+		case isProduce(op) && op.Type == TypeOK:
+			s.Acknowledged += op.events()
+		case isProduce(op) && op.Type == TypeFail:
+			s.Failed += op.events()
+		case isProduce(op) && op.Type == TypeInfo:
+			s.Unknown += op.events()
 		case op.F == FRead || op.F == FFinalRead:
 			s.Reads++
 		case op.F == FFault && op.Error == "":
@@ -50,6 +50,9 @@ func Summarize(h History, verdicts []Verdict) Summary {
 	}
 	return s
 }
+
+// isProduce reports whether op is a produce or a produce batch completion.
+func isProduce(op Op) bool { return op.F == FProduce || op.F == FProduceBatch }
 
 // String is the summary line the CLI prints last.
 func (s Summary) String() string {
@@ -87,11 +90,14 @@ type Report struct {
 	Nemeses  []string  `json:"nemeses"`
 	Summary  Summary   `json:"summary"`
 	Verdicts []Verdict `json:"verdicts"`
+	// Mode is the workload mode; Paths the rare code paths the nodes took.
+	Mode  string     `json:"mode,omitempty"`
+	Paths PathCounts `json:"paths,omitempty"`
 }
 
 // writeOutputs writes verdict.json and report.html into dir.
-func writeOutputs(dir string, opts Options, h History, verdicts []Verdict, sum Summary) error {
-	vf := Report{Seed: opts.Seed, Nodes: opts.Nodes, Duration: opts.Duration.String(), Nemeses: opts.Nemeses, Summary: sum, Verdicts: verdicts}
+func writeOutputs(dir string, opts Options, h History, verdicts []Verdict, sum Summary, paths PathCounts) error {
+	vf := Report{Seed: opts.Seed, Nodes: opts.Nodes, Duration: opts.Duration.String(), Nemeses: opts.Nemeses, Summary: sum, Verdicts: verdicts, Mode: opts.Mode, Paths: paths}
 	b, err := json.MarshalIndent(vf, "", "  ")
 	if err != nil {
 		return fmt.Errorf("jepsen: %w", err)
@@ -131,25 +137,27 @@ func WriteReport(w io.Writer, vf Report, h History) error {
 	latSum := make([]float64, seconds)
 	latMax := make([]float64, seconds)
 	infos := make([]float64, seconds)
+	sends := make([]float64, seconds) // acknowledged Sends (a batch is one)
 	var faults []Op
 	for _, op := range h {
 		sec := int(op.Time / int64(time.Second))
 		switch {
-		case op.F == FProduce && op.Type == TypeOK:
-			acks[sec]++
+		case isProduce(op) && op.Type == TypeOK:
+			acks[sec] += float64(op.events())
 			ms := float64(op.LatencyNs) / 1e6
 			latSum[sec] += ms
 			latMax[sec] = max(latMax[sec], ms)
-		case op.F == FProduce && (op.Type == TypeInfo || op.Type == TypeFail):
-			infos[sec]++
+			sends[sec]++
+		case isProduce(op) && (op.Type == TypeInfo || op.Type == TypeFail):
+			infos[sec] += float64(op.events())
 		case op.F == FFault:
 			faults = append(faults, op)
 		}
 	}
 	latMean := make([]float64, seconds)
 	for i := range latMean {
-		if acks[i] > 0 {
-			latMean[i] = latSum[i] / acks[i]
+		if sends[i] > 0 {
+			latMean[i] = latSum[i] / sends[i]
 		}
 	}
 	var b strings.Builder
@@ -157,6 +165,9 @@ func WriteReport(w io.Writer, vf Report, h History) error {
 	b.WriteString("<style>body{font-family:sans-serif;margin:2em}td,th{padding:2px 8px;text-align:left}.pass{color:#080}.fail{color:#c00}.unknown{color:#a60}.skipped{color:#888}pre{white-space:pre-wrap}</style></head><body>")
 	fmt.Fprintf(&b, "<h1>Herald jepsen report</h1><p>seed %d, %d nodes, duration %s, nemeses %s</p>", vf.Seed, vf.Nodes, html.EscapeString(vf.Duration), html.EscapeString(strings.Join(vf.Nemeses, ",")))
 	fmt.Fprintf(&b, "<p><b>%s</b></p>", html.EscapeString(vf.Summary.String()))
+	if vf.Mode != "" {
+		fmt.Fprintf(&b, "<p>%s mode; paths taken: %s</p>", html.EscapeString(vf.Mode), html.EscapeString(vf.Paths.String()))
+	}
 	b.WriteString("<h2>Verdicts</h2><table><tr><th>checker</th><th>status</th><th>violations</th><th>note / counterexamples</th></tr>")
 	for _, v := range vf.Verdicts {
 		fmt.Fprintf(&b, "<tr><td>%s</td><td class=%q>%s</td><td>%d</td><td>%s<pre>%s</pre></td></tr>", v.Name, v.Status, v.Status, v.Violations,

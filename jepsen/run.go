@@ -24,6 +24,9 @@ type Result struct {
 	Verdicts []Verdict
 	Summary  Summary
 	Schedule []Fault
+	// Paths counts the rare code paths the nodes took (scraped from their
+	// /metrics during the run).
+	Paths PathCounts
 }
 
 // OK reports whether every checker passed (or was skipped).
@@ -60,6 +63,10 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 		return nil, err
 	}
 	defer cluster.Close()
+	volume := opts.Mode == ModeVolume
+	if volume {
+		cluster.ServeArgs = volumeServeArgs()
+	}
 	if err := cluster.StartAll(); err != nil {
 		return nil, err
 	}
@@ -76,11 +83,19 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 	if err := createTopic(ctx, cluster, opts); err != nil {
 		return nil, err
 	}
-	tenants := pickTenants(opts.Tenants, uint32(opts.Partitions))
+	tenantsN := opts.Tenants
 	schedule := Schedule(opts.Seed, opts.Nodes, opts.Nemeses, opts.Duration)
-	progress("jepsen: topic %s ready; %d producers, %d readers, %d faults planned (seed %d)", topicName, opts.Producers, opts.Nodes, len(schedule), opts.Seed)
+	if volume {
+		// A tenant's requests go one at a time (the SDK's lanes): enough
+		// tenants that every Send in flight can have its own.
+		tenantsN = max(tenantsN, opts.Producers*opts.InFlight)
+		schedule = volumeSchedule(schedule, opts.Duration)
+	}
+	tenants := pickTenants(tenantsN, uint32(opts.Partitions))
+	progress("jepsen: topic %s ready; %s mode, %d producers, %d readers, %d faults planned (seed %d)", topicName, opts.Mode, opts.Producers, opts.Nodes, len(schedule), opts.Seed)
 
 	var producers []*producerWorker
+	var batchers []*batchProducer
 	for i := range opts.Producers {
 		cl, err := cluster.newClient(ctx)
 		if err != nil {
@@ -94,12 +109,28 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 			return nil, fmt.Errorf("jepsen: producer %d: %w", i, err)
 		}
 		defer p.Close()
+		if volume {
+			batchers = append(batchers, &batchProducer{process: i, producer: p, tenants: tenants, batchEvents: opts.BatchEvents, inFlight: opts.InFlight, seed: opts.Seed})
+			continue
+		}
 		producers = append(producers, &producerWorker{process: i, producer: p, tenants: tenants, rng: rand.New(rand.NewPCG(opts.Seed, uint64(i)))})
 	}
 	var readers []Reader
 	for i, n := range cluster.Nodes {
-		readers = append(readers, &FetchReader{Process: opts.Producers + i, Node: n, Topic: topicName, Partitions: uint32(opts.Partitions), Tenants: tenants, Seed: opts.Seed})
+		r := &FetchReader{Process: opts.Producers + i, Node: n, Topic: topicName, Partitions: uint32(opts.Partitions), Tenants: tenants, Seed: opts.Seed}
+		if volume {
+			r.Interval = volumeReadInterval
+		}
+		readers = append(readers, r)
 	}
+	scraper := newPathScraper(cluster.Nodes)
+	sctx, scancel := context.WithCancel(ctx)
+	defer scancel()
+	scraperDone := make(chan struct{})
+	go func() { // owned by Run: ends with sctx, cancelled after the final reads
+		defer close(scraperDone)
+		scraper.run(sctx)
+	}()
 
 	rec := NewRecorder(hf)
 	start := time.Now()
@@ -151,7 +182,7 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 			w.run(wctx, rec)
 		}
 	}()
-	werrs := runWorkers(wctx, rec, topicName, uint32(opts.Partitions), producers, readers)
+	werrs := runWorkers(wctx, rec, topicName, uint32(opts.Partitions), producers, batchers, readers)
 	injected := <-faultsDone
 	<-regDone
 	<-resendDone
@@ -176,12 +207,21 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 	if finalErr != nil {
 		progress("jepsen: %v", finalErr)
 	}
+	scancel()
+	<-scraperDone
+	paths := scraper.Counts()
+	progress("jepsen: paths taken: %s", paths)
 	if err := rec.Flush(); err != nil {
 		return nil, err
 	}
 	h := rec.History()
 	progress("jepsen: checking %d history entries", len(h))
+	checkStart := time.Now()
 	verdicts := Check(h)
+	progress("jepsen: checked in %s", time.Since(checkStart).Round(time.Millisecond))
+	if volume {
+		verdicts = append(verdicts, checkPaths(paths))
+	}
 	if convErr != nil {
 		for k := range verdicts {
 			if verdicts[k].Name == CheckConvergence && verdicts[k].Status == StatusPass {
@@ -190,8 +230,8 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 		}
 	}
 	sum := Summarize(h, verdicts)
-	res := &Result{History: h, Verdicts: verdicts, Summary: sum, Schedule: schedule}
-	if err := writeOutputs(opts.OutDir, opts, h, verdicts, sum); err != nil {
+	res := &Result{History: h, Verdicts: verdicts, Summary: sum, Schedule: schedule, Paths: paths}
+	if err := writeOutputs(opts.OutDir, opts, h, verdicts, sum, paths); err != nil {
 		return res, err
 	}
 	if len(werrs) > 0 {

@@ -101,6 +101,8 @@ type FetchReader struct {
 	Partitions uint32
 	Tenants    []string
 	Seed       uint64
+	// Interval paces the reads; 0 means readInterval.
+	Interval time.Duration
 }
 
 var _ Reader = (*FetchReader)(nil)
@@ -119,7 +121,11 @@ func (r *FetchReader) Run(ctx context.Context, rec *Recorder) error {
 	rng := rand.New(rand.NewPCG(r.Seed, uint64(r.Process)))
 	nextOffset := make([]uint64, r.Partitions)
 	nextSeq := make(map[string]uint64)
-	tick := time.NewTicker(readInterval)
+	interval := r.Interval
+	if interval == 0 {
+		interval = readInterval
+	}
+	tick := time.NewTicker(interval)
 	defer tick.Stop()
 	for {
 		select {
@@ -345,10 +351,17 @@ func leadersKnown(ctx context.Context, c *Cluster, topic string) bool {
 
 // runWorkers runs the producers and readers until ctx ends and waits for
 // them all.
-func runWorkers(ctx context.Context, rec *Recorder, topic string, partitions uint32, producers []*producerWorker, readers []Reader) []error {
+func runWorkers(ctx context.Context, rec *Recorder, topic string, partitions uint32, producers []*producerWorker, batchers []*batchProducer, readers []Reader) []error {
 	var wg sync.WaitGroup
 	var mu sync.Mutex
 	var errs []error
+	for _, w := range batchers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			w.run(ctx, rec, partitions)
+		}()
+	}
 	for _, w := range producers {
 		wg.Add(1)
 		go func() {

@@ -62,6 +62,8 @@ type FSM struct {
 	// is damaged in this replica's Raft log (ErrDamagedCommand), so that the
 	// replica rejoins from its peers on the next start.
 	onRaftDamage func(error)
+	// metrics counts snapshots and restores; nil counts nothing.
+	metrics *Metrics
 }
 
 var (
@@ -222,7 +224,7 @@ func (f *FSM) Snapshot() (hraft.FSMSnapshot, error) {
 	if err != nil {
 		return nil, fmt.Errorf("partition %d: snapshot: %w", f.groupID, err)
 	}
-	return &fsmSnapshot{snap: snap}, nil
+	return &fsmSnapshot{snap: snap, metrics: f.metrics}, nil
 }
 
 // Restore replaces the partition's contents with a snapshot stream.
@@ -231,6 +233,7 @@ func (f *FSM) Restore(rc io.ReadCloser) error {
 	if err := f.log.Restore(rc); err != nil {
 		return fmt.Errorf("partition %d: restore: %w", f.groupID, err)
 	}
+	f.metrics.observeRestore()
 	f.logger.Info("restored partition from snapshot", "group", f.groupID,
 		"applied_index", f.log.AppliedIndex(), "high_watermark", f.log.HighWatermark())
 	f.onApply(f.log.HighWatermark())
@@ -238,7 +241,8 @@ func (f *FSM) Restore(rc io.ReadCloser) error {
 }
 
 type fsmSnapshot struct {
-	snap *heraldlog.Snapshot
+	snap    *heraldlog.Snapshot
+	metrics *Metrics
 }
 
 // Persist streams the snapshot into the sink; it runs concurrently with
@@ -248,7 +252,11 @@ func (s *fsmSnapshot) Persist(sink hraft.SnapshotSink) error {
 		_ = sink.Cancel()
 		return err
 	}
-	return sink.Close()
+	if err := sink.Close(); err != nil {
+		return err
+	}
+	s.metrics.observeSnapshot()
+	return nil
 }
 
 func (s *fsmSnapshot) Release() { _ = s.snap.Close() }

@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	hraft "github.com/hashicorp/raft"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	heraldlog "github.com/heraldlog/herald/log"
 	"github.com/heraldlog/herald/partition/partitionpb"
@@ -198,5 +199,36 @@ func BenchmarkEncodeAppend(b *testing.B) {
 		if _, err := encodeAppend(cmd); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// TestFSMCountsSnapshotsAndRestores: a persisted snapshot and a restore
+// each count once, so that a run can report how often the paths were taken.
+func TestFSMCountsSnapshotsAndRestores(t *testing.T) {
+	m := NewMetrics()
+	_, src := openLog(t, 3)
+	f := NewFSM(3, src, slog.Default(), nil)
+	f.metrics = m
+	f.ApplyBatch([]*hraft.Log{appendEntry(t, 1, 1, "a")})
+	snap, err := f.Snapshot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	sink := &memSink{}
+	if err := snap.Persist(sink); err != nil {
+		t.Fatal(err)
+	}
+	snap.Release()
+	_, dst := openLog(t, 3)
+	g := NewFSM(3, dst, slog.Default(), nil)
+	g.metrics = m
+	if err := g.Restore(io.NopCloser(&sink.Buffer)); err != nil {
+		t.Fatal(err)
+	}
+	if got := testutil.ToFloat64(m.snapshots); got != 1 {
+		t.Errorf("snapshots counted %v, want 1", got)
+	}
+	if got := testutil.ToFloat64(m.restores); got != 1 {
+		t.Errorf("restores counted %v, want 1", got)
 	}
 }

@@ -15,6 +15,11 @@ type Metrics struct {
 	applyLatency prometheus.Histogram
 	applyErrors  *prometheus.CounterVec
 	queueFull    prometheus.Counter
+	// snapshots and restores count the state machine's side of Raft
+	// snapshots: every snapshot persisted, every restore (at start from the
+	// newest local snapshot, or after InstallSnapshot from a leader).
+	snapshots prometheus.Counter
+	restores  prometheus.Counter
 }
 
 // NewMetrics makes the partition metrics; register Collectors() once.
@@ -43,12 +48,20 @@ func NewMetrics() *Metrics {
 			Name: "herald_batcher_queue_full_total",
 			Help: "Produce calls refused (QUEUE_FULL, nothing proposed) because the leader held QueueBytesMax bytes of calls.",
 		}),
+		snapshots: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "herald_partition_snapshots_total",
+			Help: "Raft snapshots of partition replicas persisted on this node (the log below them then compacted).",
+		}),
+		restores: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "herald_partition_snapshot_restores_total",
+			Help: "Partition replicas restored from a Raft snapshot on this node: at start, or after InstallSnapshot from the leader.",
+		}),
 	}
 }
 
 // Collectors returns the metrics to register.
 func (m *Metrics) Collectors() []prometheus.Collector {
-	return []prometheus.Collector{m.batchRecords, m.batchBytes, m.applyLatency, m.applyErrors, m.queueFull}
+	return []prometheus.Collector{m.batchRecords, m.batchBytes, m.applyLatency, m.applyErrors, m.queueFull, m.snapshots, m.restores}
 }
 
 func (m *Metrics) observeBatch(records, bytes int) {
@@ -79,4 +92,18 @@ func (m *Metrics) observeQueueFull() {
 		return
 	}
 	m.queueFull.Inc()
+}
+
+func (m *Metrics) observeSnapshot() {
+	if m == nil {
+		return
+	}
+	m.snapshots.Inc()
+}
+
+func (m *Metrics) observeRestore() {
+	if m == nil {
+		return
+	}
+	m.restores.Inc()
 }

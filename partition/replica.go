@@ -93,6 +93,7 @@ func OpenReplica(cfg ReplicaConfig) (*Replica, error) {
 	r := &Replica{cfg: cfg, notifier: newNotifier()}
 	logger := cfg.Logger.With("group", cfg.GroupID)
 	r.fsm = NewFSM(cfg.GroupID, cfg.Log, logger, func(uint64) { r.notifier.notify() })
+	r.fsm.metrics = cfg.Metrics
 	if cfg.OnCorruption != nil {
 		r.fsm.onCorruption = cfg.OnCorruption
 	}

@@ -8,6 +8,11 @@ import (
 	"net"
 	"sort"
 	"strings"
+	"time"
+
+	hraft "github.com/hashicorp/raft"
+
+	heraldraft "github.com/heraldlog/herald/raft"
 )
 
 // Config is one node's configuration. The zero value is not usable: NodeID,
@@ -43,6 +48,46 @@ type Config struct {
 	// from its peers as a non-voter instead of being bootstrapped (see
 	// rejoin_wiped.go). Groups with state are not affected.
 	Rejoin bool
+	// Raft tunes the snapshot and log-compaction settings of every group on
+	// this node (controller and partitions); zero fields keep
+	// raft.DefaultConfig's values.
+	Raft RaftTuning
+}
+
+// RaftTuning overrides hashicorp/raft's snapshot settings. Production keeps
+// the defaults; the fault-injection suite lowers them so that snapshots,
+// log compaction and InstallSnapshot happen many times in a short run.
+type RaftTuning struct {
+	// SnapshotThreshold is how many entries past the last snapshot make a
+	// group take a snapshot (checked every SnapshotInterval).
+	SnapshotThreshold uint64
+	// SnapshotInterval is how often a group checks SnapshotThreshold
+	// (hashicorp/raft waits a random time between one and two intervals).
+	SnapshotInterval time.Duration
+	// TrailingLogs is how many entries a snapshot leaves in the log, so
+	// that a follower at most that far behind catches up from the log
+	// rather than by InstallSnapshot.
+	TrailingLogs uint64
+}
+
+// raftConfig returns the Raft configuration of this node's groups: nil
+// (raft.DefaultConfig) when nothing is tuned.
+func (c *Config) raftConfig() *hraft.Config {
+	t := c.Raft
+	if t == (RaftTuning{}) {
+		return nil
+	}
+	conf := heraldraft.DefaultConfig(c.NodeID)
+	if t.SnapshotThreshold > 0 {
+		conf.SnapshotThreshold = t.SnapshotThreshold
+	}
+	if t.SnapshotInterval > 0 {
+		conf.SnapshotInterval = t.SnapshotInterval
+	}
+	if t.TrailingLogs > 0 {
+		conf.TrailingLogs = t.TrailingLogs
+	}
+	return conf
 }
 
 // dialer returns a context dialer that applies DialVia.
@@ -95,6 +140,13 @@ func (c *Config) Validate() error {
 			errs = append(errs, fmt.Errorf("server: peers do not include this node %q", c.NodeID))
 		} else if addr != c.GRPCAddr {
 			errs = append(errs, fmt.Errorf("server: peers give %s the address %s but --grpc is %s", c.NodeID, addr, c.GRPCAddr))
+		}
+	}
+	if c.Raft.SnapshotInterval < 0 {
+		errs = append(errs, fmt.Errorf("server: raft snapshot interval %s is negative", c.Raft.SnapshotInterval))
+	} else if conf := c.raftConfig(); conf != nil && c.NodeID != "" {
+		if err := hraft.ValidateConfig(conf); err != nil {
+			errs = append(errs, fmt.Errorf("server: raft tuning: %w", err))
 		}
 	}
 	return errors.Join(errs...)

@@ -22,6 +22,15 @@ func (n *Node) startHTTP() error {
 	reg.MustRegister(n.partitionMetrics.Collectors()...)
 	reg.MustRegister(n.mux.Collectors()...)
 	reg.MustRegister(newPartitionCollector(n))
+	// The node's Pebble compactions: db is opened before this and closed
+	// after the HTTP server has shut down (Close), so a scrape never sees it
+	// closed.
+	if db := n.db; db != nil {
+		reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "herald_pebble_compactions_total",
+			Help: "Pebble compactions completed by this process (the log's LSM, every partition on the node).",
+		}, func() float64 { return float64(db.Pebble().Metrics().Compact.Count) }))
+	}
 
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))

@@ -262,6 +262,7 @@ func (n *Node) openController(rejoin *heraldraft.RejoinMarker) error {
 		FSM:       fsm,
 		Transport: tr,
 		Logger:    n.logger,
+		Config:    n.cfg.raftConfig(),
 	})
 	if err != nil {
 		_ = tr.Close()

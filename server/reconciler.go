@@ -149,6 +149,7 @@ func (n *Node) openReplica(a assignment, nodes map[string]string) error {
 		Logger:       n.logger.With("topic", a.Topic, "partition", p.Index),
 		Metrics:      n.partitionMetrics,
 		Batcher:      partition.DefaultBatcherOptions(),
+		Raft:         n.cfg.raftConfig(),
 		OnCorruption: n.markCorrupt,
 		OnRaftDamage: func(err error) { n.markRaftDamaged(p.GroupID, err) },
 		Rejoining:    rejoin != nil,

@@ -18,6 +18,7 @@ func newJepsenCmd() *cobra.Command {
 		opts    jepsen.Options
 		nemeses string
 		binary  string
+		check   string
 	)
 	cmd := &cobra.Command{
 		Use:   "jepsen",
@@ -33,6 +34,9 @@ counterexamples; the last line is a summary. Exits 0 only when every checker
 passes; otherwise 1, naming the failing checkers. See docs/fault-injection.md.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if check != "" {
+				return recheck(cmd, check)
+			}
 			var err error
 			if opts.Nemeses, err = jepsen.ParseNemeses(nemeses); err != nil {
 				return usageError{err}
@@ -71,6 +75,9 @@ passes; otherwise 1, naming the failing checkers. See docs/fault-injection.md.`,
 	f.StringVar(&nemeses, "nemesis", "kill,pause,partition", "faults, comma-separated: "+strings.Join(jepsen.Nemeses, ",")+" (none for a clean run)")
 	f.Uint64Var(&opts.Seed, "seed", 0, "seed of the fault schedule and workload (default: one picked from the clock and printed; rerun with it to replay the schedule)")
 	f.StringVar(&opts.OutDir, "out", "jepsen-out", "output directory")
+	f.StringVar(&opts.Mode, "mode", jepsen.ModeCareful, "workload: careful (one event a Send, every op also checked linearizable) or volume (batched producers near the cluster's peak, nodes snapshotting and compacting often)")
+	f.IntVar(&opts.BatchEvents, "batch-events", jepsen.DefaultBatchEvents, "volume mode: events a Send")
+	f.IntVar(&opts.InFlight, "in-flight", jepsen.DefaultInFlight, "volume mode: Sends in flight per producer")
 	f.IntVar(&opts.Producers, "producers", jepsen.DefaultProducers, "idempotent producers")
 	f.IntVar(&opts.Tenants, "tenants", jepsen.DefaultTenants, "tenants the producers write for")
 	f.IntVar(&opts.RegistryTenants, "registry-tenants", jepsen.DefaultRegistryTenants, "tenants created before the run (a long registry; 0 for none)")
@@ -79,6 +86,28 @@ passes; otherwise 1, naming the failing checkers. See docs/fault-injection.md.`,
 	f.BoolVar(&opts.Resend, "resend", true, "every 5 s, send an idempotent request of 2,500 events for one tenant over raw gRPC and resend it identically")
 	f.BoolVar(&opts.Hijack, "hijack", true, "every 3 s, a raw-gRPC victim producer and a hijacker sending with its producer id and a guessed epoch; the victim's acknowledged events must stay readable")
 	f.BoolVar(&opts.Mixed, "mixed", true, "every second, a raw-gRPC request mixing valid and refused records, some spanning partitions; a refusal must never hide a write")
+	f.StringVar(&check, "check", "", "check the history.jsonl at this path again instead of running (prints the verdicts; starts no node)")
 	f.StringVar(&binary, "binary", "", "herald binary to run as the nodes (default: this one), e.g. an older build to reproduce a defect")
 	return cmd
+}
+
+// recheck reads a history written by an earlier run and checks it again:
+// the checkers are pure functions of the history (the rare-paths verdict,
+// which needs the nodes' metrics, is in the run's verdict.json only).
+func recheck(cmd *cobra.Command, path string) error {
+	h, err := jepsen.ReadHistory(path)
+	if err != nil {
+		return err
+	}
+	start := time.Now()
+	verdicts := jepsen.Check(h)
+	fmt.Fprintf(cmd.ErrOrStderr(), "jepsen: checked %d history entries in %s\n", len(h), time.Since(start).Round(time.Millisecond))
+	sum := jepsen.Summarize(h, verdicts)
+	out := cmd.OutOrStdout()
+	jepsen.WriteVerdicts(out, verdicts)
+	fmt.Fprintln(out, sum.String())
+	if len(sum.Failing) > 0 {
+		return fmt.Errorf("jepsen: failing checkers: %s", strings.Join(sum.Failing, ", "))
+	}
+	return nil
 }

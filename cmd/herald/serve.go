@@ -62,6 +62,9 @@ state are not affected. See docs/operations.md.`,
 	f.BoolVar(&cfg.Rejoin, "rejoin", false, "this node's data directory was wiped: rejoin every group without state from its peers, never bootstrap it")
 	f.StringVar(&dialVia, "dial-via", "", "fault injection: dial peer ADDR through PROXY instead, as ADDR=PROXY,...")
 	_ = f.MarkHidden("dial-via")
+	f.Uint64Var(&cfg.Raft.SnapshotThreshold, "raft-snapshot-threshold", 0, "entries past the last snapshot that make a group snapshot (0: the default, 8192)")
+	f.DurationVar(&cfg.Raft.SnapshotInterval, "raft-snapshot-interval", 0, "how often a group checks --raft-snapshot-threshold (0: the default, 120s)")
+	f.Uint64Var(&cfg.Raft.TrailingLogs, "raft-trailing-logs", 0, "entries a snapshot leaves in the log for lagging followers (0: the default, 10240)")
 	f.StringVar(&logFormat, "log-format", "text", "log format: text or json")
 	f.StringVar(&logLevel, "log-level", "info", "log level: debug, info, warn or error")
 	return cmd
