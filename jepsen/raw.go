@@ -95,17 +95,7 @@ func (w *resendWorker) once(ctx context.Context, rec *Recorder, k int) {
 				err = fmt.Errorf("%d results for %d events", len(resp.GetResults()), resendEvents)
 			}
 			lastErr = err
-			note.Type, note.Error = TypeFail, err.Error()
-			if c := status.Code(err); c == codes.Unavailable || c == codes.DeadlineExceeded || c == codes.Canceled {
-				note.Type = TypeInfo
-			}
-			// A node without a leader for the partition at that moment
-			// (an election under faults or load) refuses before looking at
-			// the request: that says nothing of whether the resend would be
-			// recognised, so it is inconclusive, not a refusal of the resend.
-			if ce := client.FromStatus(err); errors.Is(ce, client.ErrNotLeader) || errors.Is(ce, client.ErrNoLeader) {
-				note.Type = TypeInfo
-			}
+			note.Type, note.Error = resendErrorType(err), err.Error()
 		}
 		rec.Record(note)
 	}
@@ -120,6 +110,23 @@ func (w *resendWorker) once(ctx context.Context, rec *Recorder, k int) {
 		}
 		rec.Record(done)
 	}
+}
+
+// resendErrorType classifies a failed send or resend: TypeFail only for
+// an answer that refuses the request. A transport failure or timeout, a
+// node without a leader for the partition at that moment (an election
+// under faults or load: refused before the request was looked at) and an
+// unknown outcome (leadership lost while the resend was committing, a
+// forward cut short) say nothing of whether the resend would have been
+// recognised: TypeInfo, inconclusive.
+func resendErrorType(err error) string {
+	if c := status.Code(err); c == codes.Unavailable || c == codes.DeadlineExceeded || c == codes.Canceled {
+		return TypeInfo
+	}
+	if ce := client.FromStatus(err); errors.Is(ce, client.ErrNotLeader) || errors.Is(ce, client.ErrNoLeader) || errors.Is(ce, client.ErrUnknownOutcome) {
+		return TypeInfo
+	}
+	return TypeFail
 }
 
 // checkResend: the identical resend of an acknowledged idempotent request
