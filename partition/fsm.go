@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"sync"
 	"time"
 
 	hraft "github.com/hashicorp/raft"
@@ -64,6 +65,10 @@ type FSM struct {
 	onRaftDamage func(error)
 	// metrics counts snapshots and restores; nil counts nothing.
 	metrics *Metrics
+	// applyMu is held while a batch applies. Raft applies from one
+	// goroutine, so it is never contended in a node; a test holds it to
+	// keep a replica's state machine behind its Raft log.
+	applyMu sync.Mutex
 }
 
 var (
@@ -110,6 +115,8 @@ func (f *FSM) Apply(l *hraft.Log) interface{} {
 // index is the last entry's. A storage failure here cannot be skipped (the
 // replicas would diverge), so it panics and stops the node loudly.
 func (f *FSM) ApplyBatch(logs []*hraft.Log) []interface{} {
+	f.applyMu.Lock()
+	defer f.applyMu.Unlock()
 	results := make([]interface{}, len(logs))
 	applied := f.log.AppliedIndex()
 	batch := f.log.NewBatch()

@@ -153,6 +153,57 @@ func (r *Replica) Produce(ctx context.Context, records []*partitionpb.AppendReco
 	return r.batcher.Submit(ctx, records)
 }
 
+// catchUpWaitMax bounds CatchUp when ctx has no earlier deadline.
+const catchUpWaitMax = 5 * time.Second
+
+// CatchUp returns once this replica, as leader, has applied every entry
+// acknowledged before the call, so that its high watermark covers every
+// acknowledged offset: it takes a read index (leadership confirmed by a
+// quorum, no log write) and waits for its FSM to apply up to it.
+//
+// A leader's own high watermark is not enough without it: a newly elected
+// leader applies the previous term's entries only once an entry of its own
+// term commits, and a restarted node replays its Raft log into the FSM
+// after it may already have been elected, so for a while its high
+// watermark can lie below offsets the previous leader acknowledged.
+//
+// Errors: ErrNotLeader (not, or no longer, the leader); ctx's error; an
+// error matching context.DeadlineExceeded when the read index is not
+// applied within catchUpWaitMax; a Raft failure. None of them changes
+// anything: CatchUp writes nothing.
+func (r *Replica) CatchUp(ctx context.Context) error {
+	wait := catchUpWaitMax
+	if d, ok := ctx.Deadline(); ok {
+		wait = min(wait, time.Until(d))
+	}
+	if wait <= 0 {
+		return context.DeadlineExceeded
+	}
+	idx, err := r.group.ReadIndex(wait, r.cfg.Log.AppliedIndex, false)
+	if err != nil {
+		if errors.Is(err, heraldraft.ErrNotLeader) {
+			return fmt.Errorf("%w: partition %d: %v", ErrNotLeader, r.cfg.GroupID, err)
+		}
+		return err
+	}
+	timer := time.NewTimer(wait)
+	defer timer.Stop()
+	for {
+		changed := r.Changed()
+		if r.cfg.Log.AppliedIndex() >= idx {
+			return nil
+		}
+		select {
+		case <-changed:
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-timer.C:
+			return fmt.Errorf("partition %d: applied index %d did not reach read index %d within %s: %w",
+				r.cfg.GroupID, r.cfg.Log.AppliedIndex(), idx, wait, context.DeadlineExceeded)
+		}
+	}
+}
+
 // Changed returns a channel closed the next time the log grows: take it
 // before reading the high watermark, then wait on it.
 func (r *Replica) Changed() <-chan struct{} { return r.notifier.wait() }

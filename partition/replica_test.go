@@ -268,3 +268,63 @@ func TestReplicaConfigRefusesAnEntryCapAboveTheMessageLimit(t *testing.T) {
 	cfg.Batcher.BatchBytesMax = min(cfg.Batcher.BatchBytesMax, cfg.Batcher.EntryBytesMax)
 	require.NoError(t, cfg.Validate())
 }
+
+// A leader elected while its state machine is behind its Raft log holds a
+// high watermark below offsets the previous leader acknowledged. CatchUp
+// must not return until it has applied them (here it cannot, the apply is
+// held, so it runs out of time), and then must. A follower refuses it.
+// Before CatchUp, Fetch trusted such a leader's high watermark and
+// answered acknowledged offsets "out of range" (jepsen acked-offset-in-range,
+// 10-minute runs of seeds 1-3).
+func TestCatchUpWaitsForEntriesTheNewLeaderHasNotApplied(t *testing.T) {
+	nodes := []*replicaNode{startReplicaNode(t, "n1", nil), startReplicaNode(t, "n2", nil), startReplicaNode(t, "n3", nil)}
+	servers := voters(nodes...)
+	replicas := make([]*Replica, len(nodes))
+	for i, n := range nodes {
+		replicas[i] = n.openReplica(t, 1, servers, nil)
+	}
+	leader := awaitLeader(t, replicas...)
+	produce(t, leader, records("acme", 10))
+	var slow, other *Replica
+	var slowNode *replicaNode
+	for i, r := range replicas {
+		if r == leader {
+			continue
+		}
+		if slow == nil {
+			slow, slowNode = r, nodes[i]
+		} else {
+			other = r
+		}
+	}
+	require.Eventually(t, func() bool { return slow.Log().HighWatermark() == 10 }, 10*time.Second, 5*time.Millisecond)
+
+	slow.fsm.applyMu.Lock()
+	held := true
+	release := func() {
+		if held {
+			held = false
+			slow.fsm.applyMu.Unlock()
+		}
+	}
+	defer release()
+	produce(t, leader, records("acme", 20)) // acknowledged: offsets 0-29
+	require.Eventually(t, func() bool { return slow.Raft().LastIndex() >= leader.Raft().LastIndex() },
+		10*time.Second, 5*time.Millisecond, "the held replica's raft log should still take the entries")
+	require.NoError(t, leader.Raft().LeadershipTransferToServer(hraft.ServerID(slowNode.id), hraft.ServerAddress(slowNode.addr)).Error())
+	require.Eventually(t, slow.IsLeader, 10*time.Second, 5*time.Millisecond)
+	require.Equal(t, uint64(10), slow.Log().HighWatermark(), "with its apply held, the new leader's high watermark is behind what was acknowledged")
+
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	err := slow.CatchUp(ctx)
+	cancel()
+	require.ErrorIs(t, err, context.DeadlineExceeded, "CatchUp returned before the acknowledged entries applied")
+
+	release()
+	ctx, cancel = context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	require.NoError(t, slow.CatchUp(ctx))
+	require.GreaterOrEqual(t, slow.Log().HighWatermark(), uint64(30))
+
+	require.ErrorIs(t, other.CatchUp(ctx), ErrNotLeader)
+}

@@ -28,6 +28,7 @@ type nodeMetrics struct {
 	reconciles      prometheus.Counter
 	refusedStarting prometheus.Counter
 	fetchBehind     prometheus.Counter
+	fetchCatchUps   *prometheus.CounterVec
 	groupsRemoved   prometheus.Counter
 	// Contract fencing (contract_fence.go).
 	contractRechecks prometheus.Counter
@@ -85,6 +86,10 @@ func newNodeMetrics() *nodeMetrics {
 			Name: "herald_fetch_replica_behind_total",
 			Help: "Fetches past this follower's high watermark (offsets it has not applied yet), passed to another replica instead of answered out of range.",
 		}),
+		fetchCatchUps: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "herald_fetch_leader_catchups_total",
+			Help: "Read indexes a leader took before answering LATEST or out of range above its high watermark, by outcome (caught_up, failed: passed to another replica).",
+		}, []string{"outcome"}),
 		reconciles: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "herald_reconcile_passes_total",
 			Help: "Passes of the reconciler (open assigned replicas, remove tombstoned ones, mark groups live).",
@@ -110,7 +115,7 @@ func newNodeMetrics() *nodeMetrics {
 
 func (m *nodeMetrics) collectors() []prometheus.Collector {
 	return []prometheus.Collector{m.rpcs, m.rpcSeconds, m.producedEvents, m.fetchedEvents, m.forwarded,
-		m.retainedTrims, m.retainedRecords, m.duplicates, m.logRebuilds, m.rejoins, m.rejoining, m.reconciles, m.groupsRemoved, m.refusedStarting, m.fetchBehind,
+		m.retainedTrims, m.retainedRecords, m.duplicates, m.logRebuilds, m.rejoins, m.rejoining, m.reconciles, m.groupsRemoved, m.refusedStarting, m.fetchBehind, m.fetchCatchUps,
 		m.contractRechecks, m.contractFences}
 }
 

@@ -42,12 +42,12 @@ func (s *heraldService) Fetch(ctx context.Context, req *heraldpb.FetchRequest) (
 	latest := req.GetPosition() == heraldpb.StartPosition_LATEST
 	behind := false
 	if r != nil && (!latest || r.IsLeader()) {
-		resp, delivered, err := n.readWaiting(ctx, r, p.Index, req)
+		resp, delivered, err := n.readLocal(ctx, r, p.Index, req)
 		switch {
 		case err == nil:
 			n.metrics.fetchedEvents.WithLabelValues(t.Name).Add(float64(delivered))
 			return resp, nil
-		case !aheadOfFollower(r, err):
+		case !errors.Is(err, errReplicaBehind):
 			return nil, err
 		}
 		// This replica is behind the offset asked for, which the leader may
@@ -100,6 +100,59 @@ func (s *heraldService) Fetch(ctx context.Context, req *heraldpb.FetchRequest) (
 	return nil, lastErr
 }
 
+// errReplicaBehind reports that the local replica could not answer a
+// fetch: it is behind the offset asked for (a follower, or a leader that
+// could not confirm it has applied everything acknowledged), so another
+// replica must answer.
+var errReplicaBehind = errors.New("server: replica behind the offset asked for")
+
+// readLocal serves a fetch from the local replica when its answer is
+// authoritative, else fails with errReplicaBehind.
+//
+// Everything below a replica's high watermark is committed, so any replica
+// may serve it. Two answers depend on knowing where the partition ends,
+// which only a leader that has applied everything acknowledged knows: the
+// LATEST position, and "out of range" above the high watermark. A leader's
+// high watermark alone is not enough (a new leader applies the previous
+// term's entries after its first commit; a restarted one replays its log
+// after it may already have been elected): the 10-minute jepsen runs
+// (seeds 1-3) read acknowledged offsets answered out of range by such
+// leaders. So a leader confirms with Replica.CatchUp (a read index) before
+// either answer, and a follower never gives them.
+func (n *Node) readLocal(ctx context.Context, r *partition.Replica, index uint32, req *heraldpb.FetchRequest) (*heraldpb.FetchResponse, int, error) {
+	if req.GetPosition() == heraldpb.StartPosition_LATEST {
+		if err := n.leaderCatchUp(ctx, r); err != nil {
+			return nil, 0, err
+		}
+		return readReplica(r, index, req)
+	}
+	resp, delivered, err := n.readWaiting(ctx, r, index, req)
+	if !aboveHigh(err) {
+		return resp, delivered, err
+	}
+	if !r.IsLeader() {
+		return nil, 0, errReplicaBehind
+	}
+	if err := n.leaderCatchUp(ctx, r); err != nil {
+		return nil, 0, err
+	}
+	// Caught up: what is still above the high watermark is out of range.
+	return readReplica(r, index, req)
+}
+
+// leaderCatchUp runs Replica.CatchUp, counting its outcome; any failure is
+// errReplicaBehind (another replica, or the caller's retry, answers).
+func (n *Node) leaderCatchUp(ctx context.Context, r *partition.Replica) error {
+	if err := r.CatchUp(ctx); err != nil {
+		n.metrics.fetchCatchUps.WithLabelValues("failed").Inc()
+		n.logger.Debug("fetch: leader could not confirm it has applied everything acknowledged",
+			"group", r.GroupID(), "err", err)
+		return fmt.Errorf("%w: %v", errReplicaBehind, err)
+	}
+	n.metrics.fetchCatchUps.WithLabelValues("caught_up").Inc()
+	return nil
+}
+
 // readWaiting serves a fetch from the local replica, long-polling up to
 // req.MaxWaitMs (capped at fetchWaitMax) while the read finds nothing new:
 // no event and no progress (a tenant-filtered scan that skipped other
@@ -141,12 +194,18 @@ func (n *Node) readWaiting(ctx context.Context, r *partition.Replica, index uint
 
 // aheadOfFollower reports whether err is a read past this replica's high
 // watermark while it is not the leader: the offset may well be committed
-// (acknowledged by the leader) and not applied here yet. Only the leader,
-// whose high watermark covers everything acknowledged, may call an offset
-// above it out of range; below the low watermark is out of range anywhere.
+// (acknowledged by the leader) and not applied here yet. Only a caught-up
+// leader may call an offset above it out of range (readLocal); below the
+// low watermark is out of range anywhere.
 func aheadOfFollower(r *partition.Replica, err error) bool {
+	return aboveHigh(err) && !r.IsLeader()
+}
+
+// aboveHigh reports whether err is an out-of-range read past the high
+// watermark (not below the low one).
+func aboveHigh(err error) bool {
 	var oor *client.OffsetOutOfRangeError
-	return errors.As(err, &oor) && oor.Requested > oor.High && !r.IsLeader()
+	return errors.As(err, &oor) && oor.Requested > oor.High
 }
 
 // madeProgress reports whether an empty answer still moved the read on
