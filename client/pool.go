@@ -10,6 +10,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/heraldlog/herald/client/heraldpb"
+	"github.com/heraldlog/herald/client/wire"
 )
 
 // responseBytesMax bounds one response: the largest fetch page (16 MiB,
@@ -44,7 +45,7 @@ func newPool(cfg Config) *pool {
 			},
 			MinConnectTimeout: cfg.DialTimeout,
 		}),
-		grpc.WithStatsHandler(sentTracker{}),
+		grpc.WithStatsHandler(wire.SentTracker()),
 	}
 	p := &pool{options: append(options, cfg.DialOptions...)}
 	p.mu.conns = make(map[string]*grpc.ClientConn)

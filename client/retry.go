@@ -10,6 +10,7 @@ import (
 	"google.golang.org/grpc/codes"
 
 	"github.com/heraldlog/herald/client/heraldpb"
+	"github.com/heraldlog/herald/client/wire"
 )
 
 // leaderHopsMax bounds the NOT_LEADER redirects followed at once, without
@@ -166,9 +167,9 @@ func (c *Client) attempt(ctx context.Context, addr string, do func(context.Conte
 	}
 	attemptCtx, cancel := context.WithTimeout(ctx, c.cfg.RequestTimeout)
 	defer cancel()
-	attemptCtx, flag := withSentFlag(attemptCtx)
+	attemptCtx, sentFn := wire.TrackSent(attemptCtx)
 	err = FromStatus(do(attemptCtx, hc))
-	return flag.Load(), err
+	return sentFn(), err
 }
 
 // forget drops a bound call's cached leader after addr failed it.

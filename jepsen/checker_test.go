@@ -254,14 +254,14 @@ func TestResendCheckerFailsOnRefusedOrRestoredResend(t *testing.T) {
 func TestAckedReadableCheckerFindsOutOfRange(t *testing.T) {
 	good := History{
 		{Index: 0, F: FRead, Type: TypeOK, Mode: ModeAcked, Node: "n2", Partition: 0, From: 7},
-		{Index: 1, F: FRead, Type: TypeFail, Mode: ModeAcked, Node: "n3", Partition: 0, From: 9, Error: "rpc error: code = Unavailable desc = client: no leader"},
-		{Index: 2, F: FRead, Type: TypeFail, Mode: ModeOffset, Node: "n3", Partition: 0, From: 99, Error: "rpc error: code = OutOfRange desc = client: offset 99 out of range [0, 20)"},
+		{Index: 1, F: FRead, Type: TypeFail, Mode: ModeAcked, Node: "n3", Partition: 0, From: 9, Error: "rpc error: code = Unavailable desc = herald: no leader"},
+		{Index: 2, F: FRead, Type: TypeFail, Mode: ModeOffset, Node: "n3", Partition: 0, From: 99, Error: "rpc error: code = OutOfRange desc = herald: offset 99 out of range [0, 20)"},
 	}
 	if v := checkAckedReadable(good); v.Status != StatusPass {
 		t.Fatalf("clean history: %+v", v)
 	}
 	bad := append(good, Op{Index: 3, F: FRead, Type: TypeFail, Mode: ModeAcked, Node: "n1", Partition: 1, From: 2005,
-		Error: "rpc error: code = OutOfRange desc = client: offset 2005 out of range [0, 5)"})
+		Error: "rpc error: code = OutOfRange desc = herald: offset 2005 out of range [0, 5)"})
 	v := checkAckedReadable(bad)
 	if v.Status != StatusFail || v.Violations != 1 {
 		t.Fatalf("out-of-range read of an acknowledged offset not caught: %+v", v)

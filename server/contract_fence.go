@@ -8,8 +8,8 @@ import (
 	"sync"
 	"time"
 
-	"github.com/heraldlog/herald/client"
 	"github.com/heraldlog/herald/client/heraldpb"
+	"github.com/heraldlog/herald/client/wire"
 	"github.com/heraldlog/herald/partition"
 )
 
@@ -84,7 +84,7 @@ func (n *Node) fencePartition(ctx context.Context, p partitionRecord, version ui
 			n.metrics.contractFences.WithLabelValues("alter", "error").Inc()
 			return err
 		case <-n.stop:
-			return client.NodeStopping(n.cfg.NodeID)
+			return wire.NodeStopping(n.cfg.NodeID)
 		case <-time.After(fenceRetryWait):
 		}
 	}
@@ -114,8 +114,8 @@ func (n *Node) fenceOnce(ctx context.Context, p partitionRecord, version uint64,
 		return err
 	}
 	_, err = ic.FenceContract(ctx, &heraldpb.FenceContractRequest{GroupId: p.GroupID, Version: version})
-	var nl *client.NotLeaderError
-	if errors.As(client.FromStatus(err), &nl) && nl.LeaderAddr != "" {
+	var nl *wire.NotLeaderError
+	if errors.As(wire.FromStatus(err), &nl) && nl.LeaderAddr != "" {
 		*hint = nl.LeaderAddr
 	}
 	return err
@@ -126,15 +126,15 @@ func (s *internalService) FenceContract(_ context.Context, req *heraldpb.FenceCo
 	n := s.node
 	r := n.replica(req.GetGroupId())
 	if r == nil {
-		return nil, client.NotLeader("", "")
+		return nil, wire.NotLeader("", "")
 	}
 	v, err := r.FenceContract(req.GetVersion())
 	switch {
 	case errors.Is(err, partition.ErrNotLeader):
 		addr, id := r.Leader()
-		return nil, client.NotLeader(id, addr)
+		return nil, wire.NotLeader(id, addr)
 	case err != nil:
-		return nil, client.UnknownOutcome("fence group %d at contract version %d: %v", req.GetGroupId(), req.GetVersion(), err)
+		return nil, wire.UnknownOutcome("fence group %d at contract version %d: %v", req.GetGroupId(), req.GetVersion(), err)
 	}
 	return &heraldpb.FenceContractResponse{Version: v}, nil
 }

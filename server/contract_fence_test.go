@@ -10,8 +10,8 @@ import (
 
 	dto "github.com/prometheus/client_model/go"
 
-	"github.com/heraldlog/herald/client"
 	"github.com/heraldlog/herald/client/heraldpb"
+	"github.com/heraldlog/herald/client/wire"
 )
 
 // After `topic alter` is acknowledged, produce through any node applies
@@ -51,12 +51,12 @@ func TestProduceAfterAlterAppliesTheNewContract(t *testing.T) {
 						{TenantId: tenant, Schema: "order", SchemaVersion: v - 1, Payload: []byte(fmt.Sprintf("stale-%d-%d-%d", r, j, k))}}})
 					// An unknown outcome is no answer; the scan at the end
 					// checks that nothing stale was written.
-					if !errors.Is(err, client.ErrSchemaVersionNotAllowed) && !errors.Is(err, client.ErrUnknownOutcome) {
+					if !errors.Is(err, wire.ErrSchemaVersionNotAllowed) && !errors.Is(err, wire.ErrUnknownOutcome) {
 						errs <- fmt.Errorf("round %d: node %d answered %v to version %d, which the acknowledged alter removed", r, j, err, v-1)
 					}
 					err = produceAnswered(t, hc, &heraldpb.ProduceRequest{Topic: "contract", Events: []*heraldpb.Event{
 						{TenantId: tenant, Schema: "order", SchemaVersion: v, Payload: []byte(fmt.Sprintf("new-%d-%d-%d", r, j, k))}}})
-					if err != nil && !errors.Is(err, client.ErrUnknownOutcome) {
+					if err != nil && !errors.Is(err, wire.ErrUnknownOutcome) {
 						errs <- fmt.Errorf("round %d: node %d refused version %d, which the acknowledged alter allows: %v", r, j, v, err)
 					}
 				}()
@@ -108,9 +108,9 @@ func produceAnswered(t *testing.T, hc heraldpb.HeraldClient, req *heraldpb.Produ
 	deadline := time.Now().Add(20 * time.Second)
 	for {
 		_, err := hc.Produce(ctxTimeout(t, 10*time.Second), req)
-		err = client.FromStatus(err)
-		var nl *client.NotLeaderError
-		if (errors.Is(err, client.ErrNoLeader) || errors.As(err, &nl) || errors.Is(err, client.ErrUnavailable)) && time.Now().Before(deadline) {
+		err = wire.FromStatus(err)
+		var nl *wire.NotLeaderError
+		if (errors.Is(err, wire.ErrNoLeader) || errors.As(err, &nl) || errors.Is(err, wire.ErrUnavailable)) && time.Now().Before(deadline) {
 			time.Sleep(50 * time.Millisecond)
 			continue
 		}

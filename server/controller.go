@@ -11,8 +11,8 @@ import (
 
 	hraft "github.com/hashicorp/raft"
 
-	"github.com/heraldlog/herald/client"
 	"github.com/heraldlog/herald/client/heraldpb"
+	"github.com/heraldlog/herald/client/wire"
 )
 
 // The controller is Raft group 0, on every initial node. Its state machine
@@ -276,7 +276,7 @@ func (f *controllerFSM) applyAlterTopic(c *alterTopicCommand, index uint64) inte
 	defer f.mu.Unlock()
 	t, ok := f.mu.reg.Topics[c.Name]
 	if !ok {
-		return client.TopicNotFound(c.Name)
+		return wire.TopicNotFound(c.Name)
 	}
 	if err := t.topicContract.alter(c.Contract, c.Fields); err != nil {
 		return err
@@ -292,7 +292,7 @@ func (f *controllerFSM) applyDeleteTopic(name string, index uint64) interface{} 
 	defer f.mu.Unlock()
 	t, ok := f.mu.reg.Topics[name]
 	if !ok {
-		return client.TopicNotFound(name)
+		return wire.TopicNotFound(name)
 	}
 	delete(f.mu.reg.Topics, name)
 	for _, p := range t.Partitions {
@@ -344,7 +344,7 @@ func (f *controllerFSM) applyCreateTenant(t *tenantRecord) interface{} {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if _, ok := f.mu.reg.Tenants[t.ID]; ok {
-		return client.TenantExists(t.ID)
+		return wire.TenantExists(t.ID)
 	}
 	c := *t
 	f.mu.reg.Tenants[t.ID] = &c
@@ -360,7 +360,7 @@ func (f *controllerFSM) applySetTenantQuota(t *tenantRecord) interface{} {
 	defer f.mu.Unlock()
 	cur, ok := f.mu.reg.Tenants[t.ID]
 	if !ok {
-		return client.TenantNotFound(t.ID)
+		return wire.TenantNotFound(t.ID)
 	}
 	cur.Quota = t.Quota
 	out := *cur
@@ -399,10 +399,10 @@ func (f *controllerFSM) applyCreateTopic(c *createTopicCommand) interface{} {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if _, ok := f.mu.reg.Topics[c.Name]; ok {
-		return client.TopicExists(c.Name)
+		return wire.TopicExists(c.Name)
 	}
 	if len(c.Nodes) == 0 || int(c.ReplicationFactor) > len(c.Nodes) || c.ReplicationFactor == 0 {
-		return client.InvalidArgument("replication_factor", "replication factor %d needs as many nodes; the cluster has %d", c.ReplicationFactor, len(c.Nodes))
+		return wire.InvalidArgument("replication_factor", "replication factor %d needs as many nodes; the cluster has %d", c.ReplicationFactor, len(c.Nodes))
 	}
 	t := &topicRecord{
 		Name:              c.Name,
@@ -532,33 +532,17 @@ func (f *controllerFSM) assignedTo(node string) []assignment {
 	return out
 }
 
-// alter copies the named alterable fields (TopicConfig field names) of src
-// into c; any other name is refused and c is left unchanged.
+// alter copies the named alterable fields (TopicConfig field names, the
+// list in wire.AlterableFields) of src into c; any other name is refused
+// and c is left unchanged. The controller FSM applies it to replicated
+// commands, so it must stay deterministic: the list is append-only, and a
+// name is only proposed after AlterTopic checked it with this same call.
 func (c *topicContract) alter(src topicContract, fields []string) error {
-	next := c.clone()
-	for _, field := range fields {
-		switch field {
-		case "retention_age_ms":
-			next.RetentionAgeMs = src.RetentionAgeMs
-		case "retention_bytes":
-			next.RetentionBytes = src.RetentionBytes
-		case "retention_events":
-			next.RetentionEvents = src.RetentionEvents
-		case "default_ttl_ms":
-			next.DefaultTTLMs = src.DefaultTTLMs
-		case "max_ttl_ms":
-			next.MaxTTLMs = src.MaxTTLMs
-		case "dedupe_window_ms":
-			next.DedupeWindowMs = src.DedupeWindowMs
-		case "schema_versions":
-			next.SchemaVersions = append([]uint32(nil), src.SchemaVersions...)
-		case "auto_tenants":
-			next.AutoTenants = src.AutoTenants
-		default:
-			return client.InvalidArgument("fields", "topic field %q cannot be altered (alterable: retention, TTLs, dedupe window, schema versions, auto tenants)", field)
-		}
+	cfg := c.config()
+	if err := wire.AlterTopicConfig(cfg, src.config(), fields); err != nil {
+		return err
 	}
-	*c = next
+	*c = contractFromConfig(cfg)
 	return nil
 }
 
@@ -625,6 +609,24 @@ func topicFromInfo(info *heraldpb.TopicInfo) *topicRecord {
 		t.Partitions = append(t.Partitions, partitionRecord{Index: p.GetIndex(), GroupID: p.GetGroupId(), Replicas: append([]string(nil), p.GetReplicas()...)})
 	}
 	return t
+}
+
+// config returns the contract fields as a wire topic config; the inverse
+// of contractFromConfig.
+func (c topicContract) config() *heraldpb.TopicConfig {
+	return &heraldpb.TopicConfig{
+		Ordering:        c.Ordering,
+		RetentionAgeMs:  c.RetentionAgeMs,
+		RetentionBytes:  c.RetentionBytes,
+		RetentionEvents: c.RetentionEvents,
+		DefaultTtlMs:    c.DefaultTTLMs,
+		MaxTtlMs:        c.MaxTTLMs,
+		DedupeWindowMs:  c.DedupeWindowMs,
+		Schema:          c.Schema,
+		SchemaVersions:  append([]uint32(nil), c.SchemaVersions...),
+		RequiredFields:  append([]string(nil), c.RequiredFields...),
+		AutoTenants:     c.AutoTenants,
+	}
 }
 
 // contractFromConfig takes the contract fields of a wire topic config.

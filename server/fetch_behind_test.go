@@ -6,8 +6,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/heraldlog/herald/client"
 	"github.com/heraldlog/herald/client/heraldpb"
+	"github.com/heraldlog/herald/client/wire"
 )
 
 // A follower just restarted, behind offsets the leader acknowledged while
@@ -35,7 +35,7 @@ func TestFollowerBehindNeverAnswersOutOfRangeForAcknowledgedOffsets(t *testing.T
 		polls++
 		_, err := hc.Fetch(forwardContext(ctxTimeout(t, 5*time.Second)), &heraldpb.FetchRequest{Topic: "ledger",
 			Start: &heraldpb.FetchRequest_Offset{Offset: last}, MaxEvents: 1})
-		if errors.Is(client.FromStatus(err), client.ErrOffsetOutOfRange) {
+		if errors.Is(wire.FromStatus(err), wire.ErrOffsetOutOfRange) {
 			t.Fatalf("restarted follower refused acknowledged offset %d (poll %d): %v", last, polls, err)
 		}
 		if hw := r.Log().HighWatermark(); hw <= last {
@@ -48,7 +48,7 @@ func TestFollowerBehindNeverAnswersOutOfRangeForAcknowledgedOffsets(t *testing.T
 	eventually(t, 20*time.Second, func() error {
 		resp, err := hc.Fetch(ctxTimeout(t, 5*time.Second), &heraldpb.FetchRequest{Topic: "ledger",
 			Start: &heraldpb.FetchRequest_Offset{Offset: last}, MaxEvents: 1, MaxWaitMs: 100})
-		if err := client.FromStatus(err); errors.Is(err, client.ErrOffsetOutOfRange) {
+		if err := wire.FromStatus(err); errors.Is(err, wire.ErrOffsetOutOfRange) {
 			t.Fatalf("acknowledged offset %d reported out of range: %v", last, err)
 		} else if err != nil {
 			return err

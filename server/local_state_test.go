@@ -10,8 +10,8 @@ import (
 
 	dto "github.com/prometheus/client_model/go"
 
-	"github.com/heraldlog/herald/client"
 	"github.com/heraldlog/herald/client/heraldpb"
+	"github.com/heraldlog/herald/client/wire"
 )
 
 // counterValue reads a Prometheus counter of a test node.
@@ -102,7 +102,7 @@ func TestDeletedTopicIsRemovedByTombstone(t *testing.T) {
 	// leader answers (TOPIC_NOT_FOUND after a retry: an earlier try committed).
 	eventually(t, 20*time.Second, func() error {
 		_, err := hc.DeleteTopic(ctxTimeout(t, 10*time.Second), &heraldpb.DeleteTopicRequest{Name: "gone", Force: true})
-		if err := client.FromStatus(err); err != nil && !errors.Is(err, client.ErrTopicNotFound) {
+		if err := wire.FromStatus(err); err != nil && !errors.Is(err, wire.ErrTopicNotFound) {
 			return err
 		}
 		return nil

@@ -9,7 +9,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/status"
 
-	"github.com/heraldlog/herald/client"
+	"github.com/heraldlog/herald/client/wire"
 )
 
 // nodeMetrics are the node's own Prometheus metrics.
@@ -131,14 +131,14 @@ func (m *nodeMetrics) unaryInterceptor(ctx context.Context, req any, info *grpc.
 }
 
 // errorInterceptor converts the handlers' typed errors into gRPC statuses
-// in the one place that maps them (client.Status).
+// in the one place that maps them (wire.Status).
 func errorInterceptor(ctx context.Context, req any, _ *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
 	resp, err := handler(ctx, req)
 	if err != nil {
 		if _, ok := status.FromError(err); ok {
 			return nil, err
 		}
-		return nil, client.Status(err).Err()
+		return nil, wire.Status(err).Err()
 	}
 	return resp, nil
 }

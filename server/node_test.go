@@ -9,8 +9,8 @@ import (
 
 	"go.uber.org/goleak"
 
-	"github.com/heraldlog/herald/client"
 	"github.com/heraldlog/herald/client/heraldpb"
+	"github.com/heraldlog/herald/client/wire"
 )
 
 func TestMain(m *testing.M) {
@@ -42,9 +42,9 @@ func produceRetry(t *testing.T, hc heraldpb.HeraldClient, topic string, events .
 		if err == nil {
 			return resp.Results
 		}
-		err = client.FromStatus(err)
-		var nl *client.NotLeaderError
-		if (errors.Is(err, client.ErrNoLeader) || errors.As(err, &nl)) && time.Now().Before(deadline) {
+		err = wire.FromStatus(err)
+		var nl *wire.NotLeaderError
+		if (errors.Is(err, wire.ErrNoLeader) || errors.As(err, &nl)) && time.Now().Before(deadline) {
 			time.Sleep(50 * time.Millisecond)
 			continue
 		}
@@ -82,7 +82,7 @@ func TestProduceAndFetchOnEveryReplica(t *testing.T) {
 			if len(res) != 1 {
 				t.Fatalf("want 1 result, got %d", len(res))
 			}
-			if got, wantP := res[0].Partition, client.PartitionForTenant(tenant, 3); got != wantP {
+			if got, wantP := res[0].Partition, wire.PartitionForTenant(tenant, 3); got != wantP {
 				t.Fatalf("tenant %s went to partition %d, want %d", tenant, got, wantP)
 			}
 			if res[0].Sequence != uint64(i+1) {
@@ -96,7 +96,7 @@ func TestProduceAndFetchOnEveryReplica(t *testing.T) {
 	for node := 0; node < 3; node++ {
 		rc := c.rawClient(node)
 		for _, tenant := range tenants {
-			p := client.PartitionForTenant(tenant, 3)
+			p := wire.PartitionForTenant(tenant, 3)
 			eventually(t, 10*time.Second, func() error {
 				resp, err := rc.Fetch(ctxTimeout(t, 5*time.Second), &heraldpb.FetchRequest{
 					Topic: "orders", Partition: p, TenantId: tenant,
@@ -174,43 +174,43 @@ func TestBadInputIsRefusedAndNothingWritten(t *testing.T) {
 		{"unknown topic", func() error {
 			_, err := hc.Produce(ctxTimeout(t, 5*time.Second), &heraldpb.ProduceRequest{Topic: "nope", Events: []*heraldpb.Event{{TenantId: "a"}}})
 			return err
-		}, client.ErrTopicNotFound},
+		}, wire.ErrTopicNotFound},
 		{"empty tenant", func() error {
 			_, err := hc.Produce(ctxTimeout(t, 5*time.Second), &heraldpb.ProduceRequest{Topic: "events", Events: []*heraldpb.Event{{TenantId: "acme"}, {Payload: []byte("x")}}})
 			return err
-		}, client.ErrInvalidArgument},
+		}, wire.ErrInvalidArgument},
 		{"payload too large", func() error {
 			_, err := hc.Produce(ctxTimeout(t, 5*time.Second), &heraldpb.ProduceRequest{Topic: "events", Events: []*heraldpb.Event{{TenantId: "acme", Payload: big}}})
 			return err
-		}, client.ErrPayloadTooLarge},
+		}, wire.ErrPayloadTooLarge},
 		{"no events", func() error {
 			_, err := hc.Produce(ctxTimeout(t, 5*time.Second), &heraldpb.ProduceRequest{Topic: "events"})
 			return err
-		}, client.ErrInvalidArgument},
+		}, wire.ErrInvalidArgument},
 		{"invalid topic name", func() error {
 			_, err := hc.CreateTopic(ctxTimeout(t, 5*time.Second), &heraldpb.CreateTopicRequest{Config: &heraldpb.TopicConfig{Name: "bad name!"}})
 			return err
-		}, client.ErrInvalidArgument},
+		}, wire.ErrInvalidArgument},
 		{"replication above nodes", func() error {
 			_, err := hc.CreateTopic(ctxTimeout(t, 5*time.Second), &heraldpb.CreateTopicRequest{Config: &heraldpb.TopicConfig{Name: "r5", ReplicationFactor: 5}})
 			return err
-		}, client.ErrInvalidArgument},
+		}, wire.ErrInvalidArgument},
 		{"topic exists", func() error {
 			_, err := hc.CreateTopic(ctxTimeout(t, 5*time.Second), &heraldpb.CreateTopicRequest{Config: &heraldpb.TopicConfig{Name: "events"}})
 			return err
-		}, client.ErrTopicExists},
+		}, wire.ErrTopicExists},
 		{"sequence without tenant", func() error {
 			_, err := hc.Fetch(ctxTimeout(t, 5*time.Second), &heraldpb.FetchRequest{Topic: "events", Start: &heraldpb.FetchRequest_Sequence{Sequence: 1}})
 			return err
-		}, client.ErrInvalidArgument},
+		}, wire.ErrInvalidArgument},
 		{"offset beyond the log", func() error {
 			_, err := hc.Fetch(ctxTimeout(t, 5*time.Second), &heraldpb.FetchRequest{Topic: "events", Start: &heraldpb.FetchRequest_Offset{Offset: 1000}})
 			return err
-		}, client.ErrOffsetOutOfRange},
+		}, wire.ErrOffsetOutOfRange},
 		{"partition out of range", func() error {
 			_, err := hc.Fetch(ctxTimeout(t, 5*time.Second), &heraldpb.FetchRequest{Topic: "events", Partition: 7, Start: &heraldpb.FetchRequest_Offset{Offset: 0}})
 			return err
-		}, client.ErrPartitionNotFound},
+		}, wire.ErrPartitionNotFound},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -218,7 +218,7 @@ func TestBadInputIsRefusedAndNothingWritten(t *testing.T) {
 			if err == nil {
 				t.Fatal("accepted")
 			}
-			if got := client.FromStatus(err); !errors.Is(got, tc.want) {
+			if got := wire.FromStatus(err); !errors.Is(got, tc.want) {
 				t.Fatalf("got %v, want %v", got, tc.want)
 			}
 		})

@@ -8,8 +8,8 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/metadata"
 
-	"github.com/heraldlog/herald/client"
 	"github.com/heraldlog/herald/client/heraldpb"
+	"github.com/heraldlog/herald/client/wire"
 )
 
 // forwardedKey marks a request one node forwarded to another, so that the
@@ -44,7 +44,7 @@ func (p *peerPool) conn(addr string) (*grpc.ClientConn, error) {
 	}
 	c, err := grpc.NewClient(addr, append([]grpc.DialOption{
 		grpc.WithTransportCredentials(insecure.NewCredentials()),
-		grpc.WithStatsHandler(client.SentTracker()),
+		grpc.WithStatsHandler(wire.SentTracker()),
 		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(grpcMessageBytesMax), grpc.MaxCallSendMsgSize(grpcMessageBytesMax)),
 	}, p.dialOptions...)...)
 	if err != nil {

@@ -6,8 +6,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/heraldlog/herald/client"
 	"github.com/heraldlog/herald/client/heraldpb"
+	"github.com/heraldlog/herald/client/wire"
 )
 
 // A request whose parts on two partitions end differently (one committed,
@@ -23,7 +23,7 @@ func TestProduceSpanningPartitionsNeverHidesAWrite(t *testing.T) {
 	var tenants [2]string
 	for k := 0; tenants[0] == "" || tenants[1] == ""; k++ {
 		name := fmt.Sprintf("tenant-%d", k)
-		if p := client.PartitionForTenant(name, 2); tenants[p] == "" {
+		if p := wire.PartitionForTenant(name, 2); tenants[p] == "" {
 			tenants[p] = name
 		}
 	}
@@ -54,7 +54,7 @@ func TestProduceSpanningPartitionsNeverHidesAWrite(t *testing.T) {
 	if err == nil {
 		t.Fatal("a request with a refused part succeeded")
 	}
-	if !errors.Is(client.FromStatus(err), client.ErrUnknownOutcome) {
+	if !errors.Is(wire.FromStatus(err), wire.ErrUnknownOutcome) {
 		t.Fatalf("a request with a committed part was reported as %v (a refusal); want UNKNOWN_OUTCOME", err)
 	}
 }
@@ -73,7 +73,7 @@ func TestProduceRefusesRequestsWhoseResponseCannotFit(t *testing.T) {
 		events[i] = &heraldpb.Event{TenantId: "acme", Payload: []byte("x")}
 	}
 	_, err := hc.Produce(ctxTimeout(t, 20*time.Second), &heraldpb.ProduceRequest{Topic: "big", Events: events})
-	if !errors.Is(client.FromStatus(err), client.ErrInvalidArgument) {
+	if !errors.Is(wire.FromStatus(err), wire.ErrInvalidArgument) {
 		t.Fatalf("a request of %d events: %v; want INVALID_ARGUMENT", len(events), err)
 	}
 	resp, err := fetchAll(t, hc, "big", 0)

@@ -8,8 +8,8 @@ import (
 	"errors"
 	"fmt"
 
-	"github.com/heraldlog/herald/client"
 	"github.com/heraldlog/herald/client/heraldpb"
+	"github.com/heraldlog/herald/client/wire"
 	heraldlog "github.com/heraldlog/herald/log"
 )
 
@@ -58,7 +58,7 @@ func (f *controllerFSM) grantProducerLocked(c *initProducerCommand) producerGran
 // epoch for id, which fences its older holders in every partition.
 func (n *Node) initProducer(_ context.Context, id string) (*heraldpb.InitProducerResponse, error) {
 	if len(id) > idBytesMax {
-		return nil, client.InvalidArgument("producer_id", "producer_id is %d bytes; the limit is %d", len(id), idBytesMax)
+		return nil, wire.InvalidArgument("producer_id", "producer_id is %d bytes; the limit is %d", len(id), idBytesMax)
 	}
 	random := make([]byte, 16+4)
 	if _, err := rand.Read(random); err != nil {
@@ -79,10 +79,10 @@ func producerRefusal(err error) error {
 	var fenced *heraldlog.ProducerFencedError
 	switch {
 	case errors.As(err, &fenced):
-		return client.ProducerFenced(fenced.ProducerID, fenced.Epoch, fenced.CurrentEpoch)
+		return wire.ProducerFenced(fenced.ProducerID, fenced.Epoch, fenced.CurrentEpoch)
 	case errors.Is(err, heraldlog.ErrUnknownProducer):
-		return client.UnknownProducer(err.Error())
+		return wire.UnknownProducer(err.Error())
 	default:
-		return client.DuplicateSequence(err.Error())
+		return wire.DuplicateSequence(err.Error())
 	}
 }

@@ -7,8 +7,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/heraldlog/herald/client"
 	"github.com/heraldlog/herald/client/heraldpb"
+	"github.com/heraldlog/herald/client/wire"
 )
 
 // Registry writes acknowledged through any node are seen by a registry
@@ -105,7 +105,7 @@ func TestRegistryReadsSeeAcknowledgedWrites(t *testing.T) {
 			go func() {
 				defer wg.Done()
 				_, err := hc.DescribeTopic(ctxTimeout(t, 10*time.Second), &heraldpb.DescribeTopicRequest{Name: victim})
-				if !errors.Is(client.FromStatus(err), client.ErrTopicNotFound) {
+				if !errors.Is(wire.FromStatus(err), wire.ErrTopicNotFound) {
 					errs <- fmt.Errorf("round %d: describe %s through node %d after its delete was acknowledged: %v", r, victim, i, err)
 				}
 			}()

@@ -4,8 +4,8 @@ import (
 	"context"
 	"time"
 
-	"github.com/heraldlog/herald/client"
 	"github.com/heraldlog/herald/client/heraldpb"
+	"github.com/heraldlog/herald/client/wire"
 )
 
 // registrySyncWaitMax bounds one registry sync: the read index round trip
@@ -20,23 +20,23 @@ func (n *Node) controllerReadIndex(ctx context.Context) (uint64, error) {
 	leaderID, leaderAddr := n.controllerLeader()
 	switch {
 	case leaderID == "":
-		return 0, client.NoLeader("controller")
+		return 0, wire.NoLeader("controller")
 	case leaderID == n.cfg.NodeID:
 		idx, err := n.controller.ReadIndex(registrySyncWaitMax, n.controllerFSM.appliedIndex, true)
 		if err != nil {
 			n.logger.Debug("controller read index failed", "err", err)
-			return 0, client.NoLeader("controller")
+			return 0, wire.NoLeader("controller")
 		}
 		return idx, nil
 	}
 	ic, err := n.peers.internal(leaderAddr)
 	if err != nil {
-		return 0, client.NoLeader("controller")
+		return 0, wire.NoLeader("controller")
 	}
 	resp, err := ic.ControllerReadIndex(ctx, &heraldpb.ControllerReadIndexRequest{})
 	if err != nil {
 		n.logger.Debug("controller read index from the leader failed", "leader", leaderID, "err", err)
-		return 0, client.NoLeader("controller")
+		return 0, wire.NoLeader("controller")
 	}
 	return resp.GetIndex(), nil
 }
@@ -52,9 +52,9 @@ func (n *Node) awaitRegistry(ctx context.Context, index uint64) error {
 		select {
 		case <-ch:
 		case <-ctx.Done():
-			return client.NoLeader("controller")
+			return wire.NoLeader("controller")
 		case <-n.stop:
-			return client.NodeStopping(n.cfg.NodeID)
+			return wire.NodeStopping(n.cfg.NodeID)
 		}
 	}
 }
@@ -86,11 +86,11 @@ func (n *Node) registryRead(ctx context.Context, stale bool) error {
 func (s *internalService) ControllerReadIndex(context.Context, *heraldpb.ControllerReadIndexRequest) (*heraldpb.ControllerReadIndexResponse, error) {
 	n := s.node
 	if id, addr := n.controllerLeader(); id != n.cfg.NodeID {
-		return nil, client.NotLeader(id, addr)
+		return nil, wire.NotLeader(id, addr)
 	}
 	idx, err := n.controller.ReadIndex(registrySyncWaitMax, n.controllerFSM.appliedIndex, true)
 	if err != nil {
-		return nil, client.NoLeader("controller")
+		return nil, wire.NoLeader("controller")
 	}
 	return &heraldpb.ControllerReadIndexResponse{Index: idx}, nil
 }
@@ -100,7 +100,7 @@ func (s *internalService) ControllerReadIndex(context.Context, *heraldpb.Control
 func (s *internalService) MarkGroupsLive(_ context.Context, req *heraldpb.MarkGroupsLiveRequest) (*heraldpb.MarkGroupsLiveResponse, error) {
 	n := s.node
 	if id, addr := n.controllerLeader(); id != n.cfg.NodeID {
-		return nil, client.NotLeader(id, addr)
+		return nil, wire.NotLeader(id, addr)
 	}
 	if _, err := n.proposeController(controllerCommand{Op: opMarkLive, MarkLive: req.GetGroupIds()}); err != nil {
 		return nil, err
@@ -114,7 +114,7 @@ func (n *Node) markGroupsLive(ctx context.Context, gids []uint64) error {
 	leaderID, leaderAddr := n.controllerLeader()
 	switch {
 	case leaderID == "":
-		return client.NoLeader("controller")
+		return wire.NoLeader("controller")
 	case leaderID == n.cfg.NodeID:
 		_, err := n.proposeController(controllerCommand{Op: opMarkLive, MarkLive: gids})
 		return err

@@ -10,8 +10,8 @@ import (
 
 	hraft "github.com/hashicorp/raft"
 
-	"github.com/heraldlog/herald/client"
 	"github.com/heraldlog/herald/client/heraldpb"
+	"github.com/heraldlog/herald/client/wire"
 )
 
 func createTopicConfig(t *testing.T, hc heraldpb.HeraldClient, cfg *heraldpb.TopicConfig) *heraldpb.TopicInfo {
@@ -31,11 +31,11 @@ func createTenant(t *testing.T, hc heraldpb.HeraldClient, id string) {
 	deadline := time.Now().Add(20 * time.Second)
 	for retried := false; ; retried = true {
 		_, err := hc.CreateTenant(ctxTimeout(t, 10*time.Second), &heraldpb.CreateTenantRequest{Tenant: &heraldpb.Tenant{Id: id}})
-		err = client.FromStatus(err)
+		err = wire.FromStatus(err)
 		switch {
-		case err == nil, retried && errors.Is(err, client.ErrTenantExists):
+		case err == nil, retried && errors.Is(err, wire.ErrTenantExists):
 			return
-		case (errors.Is(err, client.ErrUnavailable) || errors.Is(err, client.ErrNoLeader) || errors.Is(err, client.ErrNotLeader) || errors.Is(err, client.ErrUnknownOutcome)) && time.Now().Before(deadline):
+		case (errors.Is(err, wire.ErrUnavailable) || errors.Is(err, wire.ErrNoLeader) || errors.Is(err, wire.ErrNotLeader) || errors.Is(err, wire.ErrUnknownOutcome)) && time.Now().Before(deadline):
 			time.Sleep(100 * time.Millisecond)
 		default:
 			t.Fatalf("create tenant %s: %v", id, err)
@@ -46,14 +46,14 @@ func createTenant(t *testing.T, hc heraldpb.HeraldClient, id string) {
 func produceErr(t *testing.T, hc heraldpb.HeraldClient, topic string, events ...*heraldpb.Event) error {
 	t.Helper()
 	_, err := hc.Produce(ctxTimeout(t, 10*time.Second), &heraldpb.ProduceRequest{Topic: topic, Events: events})
-	return client.FromStatus(err)
+	return wire.FromStatus(err)
 }
 
 func fetchAll(t *testing.T, hc heraldpb.HeraldClient, topic string, p uint32) (*heraldpb.FetchResponse, error) {
 	t.Helper()
 	resp, err := hc.Fetch(forwardContext(ctxTimeout(t, 5*time.Second)), &heraldpb.FetchRequest{Topic: topic, Partition: p,
 		Start: &heraldpb.FetchRequest_Position{Position: heraldpb.StartPosition_EARLIEST}, MaxEvents: 10_000})
-	return resp, client.FromStatus(err)
+	return resp, wire.FromStatus(err)
 }
 
 func TestIdempotentProducerSurvivesLeaderFailover(t *testing.T) {
@@ -81,7 +81,7 @@ func TestIdempotentProducerSurvivesLeaderFailover(t *testing.T) {
 		}
 	}
 	// A sequence that skips ahead is refused and nothing is written.
-	if err := produceErr(t, hc, "payments", ev(12)); !errors.Is(err, client.ErrOutOfOrderSequence) {
+	if err := produceErr(t, hc, "payments", ev(12)); !errors.Is(err, wire.ErrOutOfOrderSequence) {
 		t.Fatalf("skipping ahead: %v", err)
 	}
 
@@ -163,12 +163,12 @@ func TestTopicContractIsEnforced(t *testing.T) {
 		event func() *heraldpb.Event
 		want  error
 	}{
-		{"unknown tenant", func() *heraldpb.Event { e := good(); e.TenantId = "nobody"; return e }, client.ErrTenantNotFound},
-		{"schema version not allowed", func() *heraldpb.Event { e := good(); e.SchemaVersion = 3; return e }, client.ErrSchemaVersionNotAllowed},
-		{"ttl above max", func() *heraldpb.Event { e := good(); e.TtlMs = 120_000; return e }, client.ErrTTLTooLarge},
-		{"missing required field", func() *heraldpb.Event { e := good(); e.CausationId = ""; return e }, client.ErrMissingField},
-		{"wrong schema", func() *heraldpb.Event { e := good(); e.Schema = "invoice"; return e }, client.ErrInvalidArgument},
-		{"producer seq missing", func() *heraldpb.Event { e := good(); e.ProducerId = "p1"; return e }, client.ErrInvalidArgument},
+		{"unknown tenant", func() *heraldpb.Event { e := good(); e.TenantId = "nobody"; return e }, wire.ErrTenantNotFound},
+		{"schema version not allowed", func() *heraldpb.Event { e := good(); e.SchemaVersion = 3; return e }, wire.ErrSchemaVersionNotAllowed},
+		{"ttl above max", func() *heraldpb.Event { e := good(); e.TtlMs = 120_000; return e }, wire.ErrTTLTooLarge},
+		{"missing required field", func() *heraldpb.Event { e := good(); e.CausationId = ""; return e }, wire.ErrMissingField},
+		{"wrong schema", func() *heraldpb.Event { e := good(); e.Schema = "invoice"; return e }, wire.ErrInvalidArgument},
+		{"producer seq missing", func() *heraldpb.Event { e := good(); e.ProducerId = "p1"; return e }, wire.ErrInvalidArgument},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -192,7 +192,7 @@ func TestTopicContractIsEnforced(t *testing.T) {
 	for _, tc := range badTopics {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := hc.CreateTopic(ctxTimeout(t, 5*time.Second), &heraldpb.CreateTopicRequest{Config: tc.cfg})
-			if err := client.FromStatus(err); !errors.Is(err, client.ErrInvalidArgument) {
+			if err := wire.FromStatus(err); !errors.Is(err, wire.ErrInvalidArgument) {
 				t.Fatalf("got %v, want invalid argument", err)
 			}
 		})
@@ -223,13 +223,13 @@ func TestTopicContractIsEnforced(t *testing.T) {
 	})
 	_, err := hc.AlterTopic(ctxTimeout(t, 5*time.Second), &heraldpb.AlterTopicRequest{
 		Config: &heraldpb.TopicConfig{Name: "orders", Partitions: 9}, Fields: []string{"partitions"}})
-	if err := client.FromStatus(err); !errors.Is(err, client.ErrInvalidArgument) {
+	if err := wire.FromStatus(err); !errors.Is(err, wire.ErrInvalidArgument) {
 		t.Fatalf("altering partitions: %v", err)
 	}
 
 	// Deleting a topic in use is refused; forced, its data goes from every replica.
 	_, err = hc.DeleteTopic(ctxTimeout(t, 5*time.Second), &heraldpb.DeleteTopicRequest{Name: "orders"})
-	if err := client.FromStatus(err); !errors.Is(err, client.ErrTopicInUse) {
+	if err := wire.FromStatus(err); !errors.Is(err, wire.ErrTopicInUse) {
 		t.Fatalf("deleting a topic in use: %v", err)
 	}
 	info, err := hc.DescribeTopic(ctxTimeout(t, 5*time.Second), &heraldpb.DescribeTopicRequest{Name: "orders"})
@@ -258,7 +258,7 @@ func TestTopicContractIsEnforced(t *testing.T) {
 		}
 		return nil
 	})
-	if err := produceErr(t, hc, "orders", good()); !errors.Is(err, client.ErrTopicNotFound) {
+	if err := produceErr(t, hc, "orders", good()); !errors.Is(err, wire.ErrTopicNotFound) {
 		t.Fatalf("produce to a deleted topic: %v", err)
 	}
 }
@@ -322,8 +322,8 @@ func TestRetentionTrimsIdenticallyOnEveryReplica(t *testing.T) {
 		}
 	}
 	_, err := c.rawClient(1).Fetch(ctxTimeout(t, 5*time.Second), &heraldpb.FetchRequest{Topic: "metrics", Start: &heraldpb.FetchRequest_Offset{Offset: 3}})
-	var oor *client.OffsetOutOfRangeError
-	if err := client.FromStatus(err); !errors.As(err, &oor) || oor.Low != 40 {
+	var oor *wire.OffsetOutOfRangeError
+	if err := wire.FromStatus(err); !errors.As(err, &oor) || oor.Low != 40 {
 		t.Fatalf("read below the low watermark: %v", err)
 	}
 }

@@ -6,8 +6,8 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/heraldlog/herald/client"
 	"github.com/heraldlog/herald/client/heraldpb"
+	"github.com/heraldlog/herald/client/wire"
 	heraldlog "github.com/heraldlog/herald/log"
 	"github.com/heraldlog/herald/partition"
 )
@@ -32,10 +32,10 @@ func (s *heraldService) Fetch(ctx context.Context, req *heraldpb.FetchRequest) (
 		return nil, err
 	}
 	if int(req.GetPartition()) >= len(t.Partitions) {
-		return nil, client.PartitionNotFound(t.Name, req.GetPartition())
+		return nil, wire.PartitionNotFound(t.Name, req.GetPartition())
 	}
 	if _, ok := req.GetStart().(*heraldpb.FetchRequest_Sequence); ok && req.GetTenantId() == "" {
-		return nil, client.InvalidArgument("tenant_id", "a fetch from a tenant sequence needs tenant_id")
+		return nil, wire.InvalidArgument("tenant_id", "a fetch from a tenant sequence needs tenant_id")
 	}
 	p := t.Partitions[req.GetPartition()]
 	r := n.replica(p.GroupID)
@@ -59,9 +59,9 @@ func (s *heraldService) Fetch(ctx context.Context, req *heraldpb.FetchRequest) (
 	if isForwarded(ctx) {
 		if r != nil {
 			addr, id := r.Leader()
-			return nil, client.NotLeader(id, addr)
+			return nil, wire.NotLeader(id, addr)
 		}
-		return nil, client.NotLeader("", "")
+		return nil, wire.NotLeader("", "")
 	}
 	// Forward: to the leader for "latest", else to any replica that answers.
 	var targets []string
@@ -76,9 +76,9 @@ func (s *heraldService) Fetch(ctx context.Context, req *heraldpb.FetchRequest) (
 			targets = append(targets, nodes[id])
 		}
 	}
-	var lastErr error = client.NoLeader(fmt.Sprintf("partition %d of %s", p.Index, t.Name))
+	var lastErr error = wire.NoLeader(fmt.Sprintf("partition %d of %s", p.Index, t.Name))
 	if behind {
-		lastErr = client.NoLeader(fmt.Sprintf("partition %d of %s (this replica is behind the offset asked for)", p.Index, t.Name))
+		lastErr = wire.NoLeader(fmt.Sprintf("partition %d of %s (this replica is behind the offset asked for)", p.Index, t.Name))
 	}
 	for _, addr := range targets {
 		hc, err := n.peers.herald(addr)
@@ -91,9 +91,9 @@ func (s *heraldService) Fetch(ctx context.Context, req *heraldpb.FetchRequest) (
 		if err == nil {
 			return resp, nil
 		}
-		lastErr = client.FromStatus(err)
-		var nl *client.NotLeaderError
-		if !errors.Is(lastErr, client.ErrUnavailable) && !errors.As(lastErr, &nl) && !errors.Is(lastErr, client.ErrNoLeader) {
+		lastErr = wire.FromStatus(err)
+		var nl *wire.NotLeaderError
+		if !errors.Is(lastErr, wire.ErrUnavailable) && !errors.As(lastErr, &nl) && !errors.Is(lastErr, wire.ErrNoLeader) {
 			return nil, lastErr
 		}
 	}
@@ -204,7 +204,7 @@ func aheadOfFollower(r *partition.Replica, err error) bool {
 // aboveHigh reports whether err is an out-of-range read past the high
 // watermark (not below the low one).
 func aboveHigh(err error) bool {
-	var oor *client.OffsetOutOfRangeError
+	var oor *wire.OffsetOutOfRangeError
 	return errors.As(err, &oor) && oor.Requested > oor.High
 }
 
@@ -264,10 +264,10 @@ func readReplica(r *partition.Replica, index uint32, req *heraldpb.FetchRequest)
 				records, resp.NextOffset, err = readOffsets(lg, lg.LowWatermark(), "", maxEvents, maxBytes)
 			}
 		default:
-			return nil, 0, client.InvalidArgument("position", "unknown start position %v", start.Position)
+			return nil, 0, wire.InvalidArgument("position", "unknown start position %v", start.Position)
 		}
 	default:
-		return nil, 0, client.InvalidArgument("start", "a fetch needs a start: offset, sequence or position")
+		return nil, 0, wire.InvalidArgument("start", "a fetch needs a start: offset, sequence or position")
 	}
 	if err != nil {
 		return nil, 0, logError(err)
@@ -344,9 +344,9 @@ func logError(err error) error {
 	var ce *heraldlog.CorruptionError
 	switch {
 	case errors.As(err, &oor):
-		return client.OffsetOutOfRange(oor.Requested, oor.Low, oor.High)
+		return wire.OffsetOutOfRange(oor.Requested, oor.Low, oor.High)
 	case errors.As(err, &ce):
-		return client.Corruption(ce.Partition, ce.Offset, "%s", ce.Reason)
+		return wire.Corruption(ce.Partition, ce.Offset, "%s", ce.Reason)
 	default:
 		return err
 	}

@@ -13,8 +13,8 @@ import (
 	hraft "github.com/hashicorp/raft"
 	"google.golang.org/protobuf/proto"
 
-	"github.com/heraldlog/herald/client"
 	"github.com/heraldlog/herald/client/heraldpb"
+	"github.com/heraldlog/herald/client/wire"
 	heraldlog "github.com/heraldlog/herald/log"
 	"github.com/heraldlog/herald/partition"
 	"github.com/heraldlog/herald/partition/partitionpb"
@@ -38,10 +38,10 @@ func (s *heraldService) Produce(ctx context.Context, req *heraldpb.ProduceReques
 	}
 	events := req.GetEvents()
 	if len(events) == 0 {
-		return nil, client.InvalidArgument("events", "a produce request needs at least one event")
+		return nil, wire.InvalidArgument("events", "a produce request needs at least one event")
 	}
 	if len(events) > produceEventsMax {
-		return nil, client.InvalidArgument("events", "%d events in one request; the limit is %d", len(events), produceEventsMax)
+		return nil, wire.InvalidArgument("events", "%d events in one request; the limit is %d", len(events), produceEventsMax)
 	}
 	// Validate everything before anything is proposed: a bad event fails
 	// the whole request and nothing is written.
@@ -118,24 +118,24 @@ func (s *heraldService) Produce(ctx context.Context, req *heraldpb.ProduceReques
 // validateEvent checks one event of a produce request.
 func validateEvent(i int, ev *heraldpb.Event, maxEventBytes uint64) error {
 	if ev == nil {
-		return client.InvalidArgument(fmt.Sprintf("events[%d]", i), "event %d is empty", i)
+		return wire.InvalidArgument(fmt.Sprintf("events[%d]", i), "event %d is empty", i)
 	}
 	if ev.TenantId == "" {
-		return client.InvalidArgument(fmt.Sprintf("events[%d].tenant_id", i), "event %d has no tenant_id", i)
+		return wire.InvalidArgument(fmt.Sprintf("events[%d].tenant_id", i), "event %d has no tenant_id", i)
 	}
 	if len(ev.TenantId) > tenantBytesMax {
-		return client.InvalidArgument(fmt.Sprintf("events[%d].tenant_id", i), "tenant_id of event %d is %d bytes; the limit is %d", i, len(ev.TenantId), tenantBytesMax)
+		return wire.InvalidArgument(fmt.Sprintf("events[%d].tenant_id", i), "tenant_id of event %d is %d bytes; the limit is %d", i, len(ev.TenantId), tenantBytesMax)
 	}
 	for field, v := range map[string]string{"event_id": ev.EventId, "producer_id": ev.ProducerId} {
 		if len(v) > idBytesMax {
-			return client.InvalidArgument(fmt.Sprintf("events[%d].%s", i, field), "%s of event %d is %d bytes; the limit is %d", field, i, len(v), idBytesMax)
+			return wire.InvalidArgument(fmt.Sprintf("events[%d].%s", i, field), "%s of event %d is %d bytes; the limit is %d", field, i, len(v), idBytesMax)
 		}
 	}
 	if uint64(len(ev.Payload)) > maxEventBytes {
-		return client.PayloadTooLarge(uint64(len(ev.Payload)), maxEventBytes)
+		return wire.PayloadTooLarge(uint64(len(ev.Payload)), maxEventBytes)
 	}
 	if env := proto.Size(ev) - len(ev.Payload); env > envelopeBytesMax {
-		return client.InvalidArgument(fmt.Sprintf("events[%d]", i), "envelope of event %d (everything but the payload) is %d bytes; the limit is %d", i, env, envelopeBytesMax)
+		return wire.InvalidArgument(fmt.Sprintf("events[%d]", i), "envelope of event %d (everything but the payload) is %d bytes; the limit is %d", i, env, envelopeBytesMax)
 	}
 	return nil
 }
@@ -168,14 +168,14 @@ func (n *Node) planProduce(ctx context.Context, t *topicRecord, events []*herald
 			}
 			ev.EventId = id.String()
 		}
-		p := client.PartitionFor(t.Ordering, ev.TenantId, ev.Key, ev.EventId, uint32(len(t.Partitions)))
+		p := wire.PartitionFor(t.Ordering, ev.TenantId, ev.Key, ev.EventId, uint32(len(t.Partitions)))
 		if ev.ProducerId != "" {
 			if ev.ProducerSeq == 0 {
-				return nil, client.InvalidArgument(fmt.Sprintf("events[%d].producer_seq", i), "event %d has a producer_id but no producer_seq (they start at 1)", i)
+				return nil, wire.InvalidArgument(fmt.Sprintf("events[%d].producer_seq", i), "event %d has a producer_id but no producer_seq (they start at 1)", i)
 			}
 			k := producerKey{ev.TenantId, p, ev.ProducerId}
 			if last, ok := producerSeqs[k]; ok && ev.ProducerSeq != last+1 {
-				return nil, client.InvalidArgument(fmt.Sprintf("events[%d].producer_seq", i), "producer %s sequences must be consecutive within a request: %d follows %d", ev.ProducerId, ev.ProducerSeq, last)
+				return nil, wire.InvalidArgument(fmt.Sprintf("events[%d].producer_seq", i), "producer %s sequences must be consecutive within a request: %d follows %d", ev.ProducerId, ev.ProducerSeq, last)
 			}
 			producerSeqs[k] = ev.ProducerSeq
 		}
@@ -198,14 +198,14 @@ func (n *Node) produceToPartitionChecked(ctx context.Context, t *topicRecord, p 
 	for attempt := 0; errors.Is(err, partition.ErrContractChanged); attempt++ {
 		n.metrics.contractRechecks.Inc()
 		if attempt == contractRetriesMax {
-			return nil, client.NoLeader(fmt.Sprintf("partition %d of %s: the topic's contract kept changing while the request was checked; nothing written", p.Index, t.Name))
+			return nil, wire.NoLeader(fmt.Sprintf("partition %d of %s: the topic's contract kept changing while the request was checked; nothing written", p.Index, t.Name))
 		}
 		if err := n.syncRegistry(ctx); err != nil {
 			return nil, err
 		}
 		cur, ok := n.controllerFSM.topic(t.Name)
 		if !ok || int(p.Index) >= len(cur.Partitions) || cur.Partitions[p.Index].GroupID != p.GroupID {
-			return nil, client.TopicNotFound(t.Name) // deleted (and perhaps created anew) meanwhile
+			return nil, wire.TopicNotFound(t.Name) // deleted (and perhaps created anew) meanwhile
 		}
 		for i, ev := range events {
 			if err := n.checkContract(ctx, i, cur, ev); err != nil {
@@ -240,21 +240,21 @@ func (n *Node) produceToPartition(ctx context.Context, t *topicRecord, p partiti
 		}
 		addr, id := r.Leader()
 		if addr == "" {
-			return nil, client.NoLeader(fmt.Sprintf("partition %d of %s", p.Index, topic))
+			return nil, wire.NoLeader(fmt.Sprintf("partition %d of %s", p.Index, topic))
 		}
 		if forwarded || id == n.cfg.NodeID {
-			return nil, client.NotLeader(id, addr)
+			return nil, wire.NotLeader(id, addr)
 		}
 		return n.forwardProduce(ctx, topic, addr, events)
 	}
 	if forwarded {
-		return nil, client.NotLeader("", "")
+		return nil, wire.NotLeader("", "")
 	}
 	// No replica here: send to the preferred leader, which forwards once
 	// more to the actual leader if needed.
 	addr := n.nodes()[p.Replicas[0]]
 	if addr == "" {
-		return nil, client.NoLeader(fmt.Sprintf("partition %d of %s", p.Index, topic))
+		return nil, wire.NoLeader(fmt.Sprintf("partition %d of %s", p.Index, topic))
 	}
 	return n.forwardProduce(ctx, topic, addr, events)
 }
@@ -265,27 +265,27 @@ func (n *Node) forwardProduce(ctx context.Context, topic, addr string, events []
 	if err != nil {
 		return nil, err
 	}
-	fctx, sent := client.TrackSent(forwardContext(ctx))
+	fctx, sent := wire.TrackSent(forwardContext(ctx))
 	resp, err := hc.Produce(fctx, &heraldpb.ProduceRequest{Topic: topic, Events: events})
 	if err != nil {
-		err = client.FromStatus(err)
-		var nl *client.NotLeaderError
+		err = wire.FromStatus(err)
+		var nl *wire.NotLeaderError
 		switch {
-		case errors.As(err, &nl), errors.Is(err, client.ErrNoLeader), errors.Is(err, client.ErrUnknownOutcome):
+		case errors.As(err, &nl), errors.Is(err, wire.ErrNoLeader), errors.Is(err, wire.ErrUnknownOutcome):
 			return nil, err
-		case errors.Is(err, client.ErrUnavailable) && !sent():
+		case errors.Is(err, wire.ErrUnavailable) && !sent():
 			// Never left this node (the leader it knows is down): nothing
 			// was written, the caller may retry once a new leader is known.
-			return nil, client.NoLeader(fmt.Sprintf("partition leader %s unreachable", addr))
-		case errors.Is(err, client.ErrUnavailable):
+			return nil, wire.NoLeader(fmt.Sprintf("partition leader %s unreachable", addr))
+		case errors.Is(err, wire.ErrUnavailable):
 			// The peer may have received it before the connection broke.
-			return nil, client.UnknownOutcome("forwarding to %s: %v", addr, err)
+			return nil, wire.UnknownOutcome("forwarding to %s: %v", addr, err)
 		default:
 			return nil, err
 		}
 	}
 	if len(resp.GetResults()) != len(events) {
-		return nil, client.UnknownOutcome("leader %s returned %d results for %d events", addr, len(resp.GetResults()), len(events))
+		return nil, wire.UnknownOutcome("leader %s returned %d results for %d events", addr, len(resp.GetResults()), len(events))
 	}
 	out := make([]partition.Assigned, len(events))
 	for i, r := range resp.GetResults() {
@@ -361,48 +361,28 @@ func (n *Node) checkContract(ctx context.Context, i int, t *topicRecord, ev *her
 			return err
 		}
 	} else if !tenantIDPattern.MatchString(ev.TenantId) {
-		return client.InvalidArgument(fmt.Sprintf("events[%d].tenant_id", i), "invalid tenant id %q", ev.TenantId)
+		return wire.InvalidArgument(fmt.Sprintf("events[%d].tenant_id", i), "invalid tenant id %q", ev.TenantId)
 	} else {
 		n.autoCreateTenant(ev.TenantId)
 	}
 	if ev.Schema != "" && t.Schema != "" && ev.Schema != t.Schema {
-		return client.InvalidArgument(fmt.Sprintf("events[%d].schema", i), "event %d has schema %q; topic %s takes %q", i, ev.Schema, t.Name, t.Schema)
+		return wire.InvalidArgument(fmt.Sprintf("events[%d].schema", i), "event %d has schema %q; topic %s takes %q", i, ev.Schema, t.Name, t.Schema)
 	}
 	if len(t.SchemaVersions) > 0 && !slices.Contains(t.SchemaVersions, ev.SchemaVersion) {
-		return client.SchemaVersionNotAllowed(t.Schema, ev.SchemaVersion, t.SchemaVersions)
+		return wire.SchemaVersionNotAllowed(t.Schema, ev.SchemaVersion, t.SchemaVersions)
 	}
 	if ev.TtlMs < 0 {
-		return client.InvalidArgument(fmt.Sprintf("events[%d].ttl_ms", i), "event %d has a negative TTL", i)
+		return wire.InvalidArgument(fmt.Sprintf("events[%d].ttl_ms", i), "event %d has a negative TTL", i)
 	}
 	if t.MaxTTLMs > 0 && effectiveTTL(ev.TtlMs, t) > t.MaxTTLMs {
-		return client.TTLTooLarge(effectiveTTL(ev.TtlMs, t), t.MaxTTLMs)
+		return wire.TTLTooLarge(effectiveTTL(ev.TtlMs, t), t.MaxTTLMs)
 	}
 	for _, f := range t.RequiredFields {
-		if !hasField(ev, f) {
-			return client.MissingField(f, "event %d lacks %s, which topic %s requires", i, f, t.Name)
+		if !wire.HasEnvelopeField(ev, f) {
+			return wire.MissingField(f, "event %d lacks %s, which topic %s requires", i, f, t.Name)
 		}
 	}
 	return nil
-}
-
-func hasField(ev *heraldpb.Event, field string) bool {
-	switch field {
-	case "event_id":
-		return ev.EventId != ""
-	case "key":
-		return len(ev.Key) > 0
-	case "causation_id":
-		return ev.CausationId != ""
-	case "correlation_id":
-		return ev.CorrelationId != ""
-	case "traceparent":
-		return ev.Traceparent != ""
-	case "schema":
-		return ev.Schema != ""
-	case "content_type":
-		return ev.ContentType != ""
-	}
-	return true
 }
 
 // queueFullRetryAfter is the retry hint of QUEUE_FULL: about the time a
@@ -416,19 +396,19 @@ func partitionError(err error) error {
 	var full *partition.QueueFullError
 	switch {
 	case errors.As(err, &ooo):
-		return client.OutOfOrderSequence(ooo.ProducerID, ooo.Expected, ooo.Got)
+		return wire.OutOfOrderSequence(ooo.ProducerID, ooo.Expected, ooo.Got)
 	case errors.Is(err, heraldlog.ErrSequenceTooOld), errors.Is(err, heraldlog.ErrUnknownProducer), errors.Is(err, heraldlog.ErrProducerFenced):
 		return producerRefusal(err)
 	case errors.Is(err, heraldlog.ErrInvalidArgument), errors.Is(err, heraldlog.ErrInvalidTenant), errors.Is(err, heraldlog.ErrRecordTooLarge):
-		return client.InvalidArgument("events", "%v", err)
+		return wire.InvalidArgument("events", "%v", err)
 	case errors.As(err, &full):
-		return client.QueueFull(full.QueuedBytes, full.QueueBytesMax, queueFullRetryAfter.Milliseconds())
+		return wire.QueueFull(full.QueuedBytes, full.QueueBytesMax, queueFullRetryAfter.Milliseconds())
 	case errors.Is(err, partition.ErrUnknownOutcome):
-		return client.UnknownOutcome("%v", err)
+		return wire.UnknownOutcome("%v", err)
 	case errors.Is(err, partition.ErrClosed):
-		return client.NoLeader("partition replica is closing")
+		return wire.NoLeader("partition replica is closing")
 	default:
-		return err // context errors map themselves in client.Status
+		return err // context errors map themselves in wire.Status
 	}
 }
 
@@ -436,9 +416,9 @@ func partitionError(err error) error {
 func classifyRaftError(err error, what string) error {
 	switch {
 	case errors.Is(err, hraft.ErrNotLeader), errors.Is(err, hraft.ErrEnqueueTimeout):
-		return client.NoLeader(what)
+		return wire.NoLeader(what)
 	default:
-		return client.UnknownOutcome("%s: %v", what, err)
+		return wire.UnknownOutcome("%s: %v", what, err)
 	}
 }
 
@@ -463,13 +443,13 @@ func partsOutcome(committed []uint32, failed []partError) error {
 	sort.Slice(failed, func(i, j int) bool { return failed[i].partition < failed[j].partition })
 	if len(committed) == 0 {
 		for _, f := range failed {
-			if errors.Is(f.err, client.ErrUnknownOutcome) {
+			if errors.Is(f.err, wire.ErrUnknownOutcome) {
 				return f.err
 			}
 		}
 		return failed[0].err
 	}
 	slices.Sort(committed)
-	return client.UnknownOutcome("the request's parts on partitions %v committed, the part on partition %d failed: %v",
+	return wire.UnknownOutcome("the request's parts on partitions %v committed, the part on partition %d failed: %v",
 		committed, failed[0].partition, failed[0].err)
 }

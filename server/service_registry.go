@@ -5,10 +5,11 @@ import (
 	"encoding/json"
 	"errors"
 	"regexp"
+	"strings"
 	"time"
 
-	"github.com/heraldlog/herald/client"
 	"github.com/heraldlog/herald/client/heraldpb"
+	"github.com/heraldlog/herald/client/wire"
 )
 
 // tenantIDPattern: tenant ids appear in keys, metrics and logs.
@@ -27,10 +28,10 @@ func controllerCall[T any](ctx context.Context, n *Node, method string, local fu
 		return local()
 	}
 	if leaderAddr == "" {
-		return zero, client.NoLeader("controller")
+		return zero, wire.NoLeader("controller")
 	}
 	if isForwarded(ctx) {
-		return zero, client.NotLeader(leaderID, leaderAddr)
+		return zero, wire.NotLeader(leaderID, leaderAddr)
 	}
 	n.metrics.forwarded.WithLabelValues(method).Inc()
 	hc, err := n.peers.herald(leaderAddr)
@@ -39,7 +40,7 @@ func controllerCall[T any](ctx context.Context, n *Node, method string, local fu
 	}
 	out, err := fwd(forwardContext(ctx), hc)
 	if err != nil {
-		return zero, client.FromStatus(err)
+		return zero, wire.FromStatus(err)
 	}
 	return out, nil
 }
@@ -67,7 +68,7 @@ func (s *heraldService) CreateTenant(ctx context.Context, req *heraldpb.CreateTe
 	return controllerCall(ctx, n, "CreateTenant", func() (*heraldpb.CreateTenantResponse, error) {
 		t := req.GetTenant()
 		if !tenantIDPattern.MatchString(t.GetId()) {
-			return nil, client.InvalidArgument("id", "invalid tenant id %q: 1-255 characters of letters, digits, '.', '_', ':', '@' or '-', starting with a letter or digit", t.GetId())
+			return nil, wire.InvalidArgument("id", "invalid tenant id %q: 1-255 characters of letters, digits, '.', '_', ':', '@' or '-', starting with a letter or digit", t.GetId())
 		}
 		res, err := n.proposeController(controllerCommand{Op: opCreateTenant, CreateTenant: &tenantRecord{
 			ID:                t.GetId(),
@@ -114,7 +115,7 @@ func (s *heraldService) ListTenants(ctx context.Context, req *heraldpb.ListTenan
 
 func (s *heraldService) DescribeTenant(ctx context.Context, req *heraldpb.DescribeTenantRequest) (*heraldpb.DescribeTenantResponse, error) {
 	if req.GetId() == "" {
-		return nil, client.InvalidArgument("id", "a tenant needs an id")
+		return nil, wire.InvalidArgument("id", "a tenant needs an id")
 	}
 	if err := s.node.registryRead(ctx, req.GetStale()); err != nil {
 		return nil, err
@@ -131,7 +132,7 @@ func (s *heraldService) DescribeTenant(ctx context.Context, req *heraldpb.Descri
 			return &heraldpb.DescribeTenantResponse{Tenant: t.info()}, nil
 		}
 	}
-	return nil, client.TenantNotFound(req.GetId())
+	return nil, wire.TenantNotFound(req.GetId())
 }
 
 func (s *heraldService) InitProducer(ctx context.Context, req *heraldpb.InitProducerRequest) (*heraldpb.InitProducerResponse, error) {
@@ -149,10 +150,10 @@ func (s *heraldService) AlterTopic(ctx context.Context, req *heraldpb.AlterTopic
 		cfg := req.GetConfig()
 		cur, ok := n.controllerFSM.topic(cfg.GetName())
 		if !ok {
-			return nil, client.TopicNotFound(cfg.GetName())
+			return nil, wire.TopicNotFound(cfg.GetName())
 		}
 		if len(req.GetFields()) == 0 {
-			return nil, client.InvalidArgument("fields", "name at least one field to alter")
+			return nil, wire.InvalidArgument("fields", "name at least one field to alter")
 		}
 		// Validate the altered topic as a whole, as create would.
 		merged := contractFromConfig(cfg)
@@ -176,7 +177,7 @@ func (s *heraldService) AlterTopic(ctx context.Context, req *heraldpb.AlterTopic
 		// against the previous contract (contract_fence.go).
 		if err := n.fenceContract(ctx, done); err != nil {
 			n.logger.Warn("topic altered, contract not yet fenced on every partition", "topic", done.Name, "version", done.ContractVersion, "err", err)
-			return nil, client.UnknownOutcome("topic %s altered in the registry (contract version %d), but not every partition refuses the old contract yet (%v); the nodes keep fencing it, and altering again is harmless", done.Name, done.ContractVersion, err)
+			return nil, wire.UnknownOutcome("topic %s altered in the registry (contract version %d), but not every partition refuses the old contract yet (%v); the nodes keep fencing it, and altering again is harmless", done.Name, done.ContractVersion, err)
 		}
 		n.logger.Info("topic altered", "topic", cfg.GetName(), "fields", req.GetFields(), "contract_version", done.ContractVersion)
 		return &heraldpb.AlterTopicResponse{Topic: n.topicInfoWithLeaders(ctx, done)}, nil
@@ -190,11 +191,11 @@ func (s *heraldService) DeleteTopic(ctx context.Context, req *heraldpb.DeleteTop
 	return controllerCall(ctx, n, "DeleteTopic", func() (*heraldpb.DeleteTopicResponse, error) {
 		t, ok := n.controllerFSM.topic(req.GetName())
 		if !ok {
-			return nil, client.TopicNotFound(req.GetName())
+			return nil, wire.TopicNotFound(req.GetName())
 		}
 		if !req.GetForce() {
 			if last := n.lastAppend(ctx, t); last > 0 && time.Since(time.Unix(0, last)) < topicInUseWindow {
-				return nil, client.TopicInUse(t.Name, last)
+				return nil, wire.TopicInUse(t.Name, last)
 			}
 		}
 		if _, err := n.proposeController(controllerCommand{Op: opDeleteTopic, DeleteTopic: t.Name}); err != nil {
@@ -225,46 +226,40 @@ func (n *Node) lastAppend(ctx context.Context, t *topicRecord) int64 {
 	return last
 }
 
-// requirableFields are the envelope fields a topic may require.
-var requirableFields = map[string]bool{
-	"event_id": true, "key": true, "causation_id": true, "correlation_id": true,
-	"traceparent": true, "schema": true, "content_type": true,
-}
-
 // validateContract checks the contract fields of a topic config.
 func validateContract(c *heraldpb.TopicConfig) error {
 	var errs []error
 	if _, ok := heraldpb.Ordering_name[int32(c.Ordering)]; !ok {
-		errs = append(errs, client.InvalidArgument("ordering", "unknown ordering %d", c.Ordering))
+		errs = append(errs, wire.InvalidArgument("ordering", "unknown ordering %d", c.Ordering))
 	}
 	for name, v := range map[string]int64{"retention_age_ms": c.RetentionAgeMs, "default_ttl_ms": c.DefaultTtlMs, "max_ttl_ms": c.MaxTtlMs, "dedupe_window_ms": c.DedupeWindowMs} {
 		if v < 0 {
-			errs = append(errs, client.InvalidArgument(name, "%s must not be negative", name))
+			errs = append(errs, wire.InvalidArgument(name, "%s must not be negative", name))
 		}
 	}
 	if c.MaxTtlMs > 0 && c.DefaultTtlMs > c.MaxTtlMs {
-		errs = append(errs, client.InvalidArgument("default_ttl_ms", "default TTL %v is above the maximum TTL %v", time.Duration(c.DefaultTtlMs)*time.Millisecond, time.Duration(c.MaxTtlMs)*time.Millisecond))
+		errs = append(errs, wire.InvalidArgument("default_ttl_ms", "default TTL %v is above the maximum TTL %v", time.Duration(c.DefaultTtlMs)*time.Millisecond, time.Duration(c.MaxTtlMs)*time.Millisecond))
 	}
 	for _, f := range c.RequiredFields {
-		if !requirableFields[f] {
-			errs = append(errs, client.InvalidArgument("required_fields", "%q cannot be required (one of event_id, key, causation_id, correlation_id, traceparent, schema, content_type)", f))
+		if !wire.IsEnvelopeField(f) {
+			errs = append(errs, wire.InvalidArgument("required_fields", "%q cannot be required (one of %s)", f, strings.Join(wire.EnvelopeFields(), ", ")))
 		}
 	}
 	if len(c.SchemaVersions) > 0 && c.Schema == "" {
-		errs = append(errs, client.InvalidArgument("schema_versions", "schema versions need a schema name"))
+		errs = append(errs, wire.InvalidArgument("schema_versions", "schema versions need a schema name"))
 	}
 	if len(errs) > 0 {
 		// The first names the field for the error's metadata; the message
 		// lists every problem.
-		return client.InvalidArgument(fieldOf(errs[0]), "%v", errors.Join(errs...))
+		return wire.InvalidArgument(fieldOf(errs[0]), "%v", errors.Join(errs...))
 	}
 	return nil
 }
 
 func fieldOf(err error) string {
-	var e *client.Error
+	var e *wire.Error
 	if errors.As(err, &e) {
-		return e.Metadata[client.MetadataField]
+		return e.Metadata[wire.MetadataField]
 	}
 	return ""
 }

@@ -5,8 +5,8 @@ import (
 	"sync"
 	"time"
 
-	"github.com/heraldlog/herald/client"
 	"github.com/heraldlog/herald/client/heraldpb"
+	"github.com/heraldlog/herald/client/wire"
 	"github.com/heraldlog/herald/partition"
 	heraldraft "github.com/heraldlog/herald/raft"
 )
@@ -137,7 +137,7 @@ func (s *heraldService) ClusterStatus(ctx context.Context, _ *heraldpb.ClusterSt
 	n := s.node
 	nodes := n.nodes()
 	if !n.statusAuthoritative(nodes) {
-		return nil, client.NodeCatchingUp(n.cfg.NodeID)
+		return nil, wire.NodeCatchingUp(n.cfg.NodeID)
 	}
 	statuses := n.gatherStatus(ctx)
 	resp := &heraldpb.ClusterStatusResponse{}

@@ -9,8 +9,8 @@ import (
 
 	"google.golang.org/grpc/metadata"
 
-	"github.com/heraldlog/herald/client"
 	"github.com/heraldlog/herald/client/heraldpb"
+	"github.com/heraldlog/herald/client/wire"
 )
 
 // Topic limits. Names are used in metrics labels and paths, so they are
@@ -42,28 +42,28 @@ type heraldService struct {
 // INVALID_ARGUMENT naming the field.
 func (n *Node) validateTopicConfig(c *heraldpb.TopicConfig, nodes int) error {
 	if c == nil {
-		return client.InvalidArgument("config", "topic config is required")
+		return wire.InvalidArgument("config", "topic config is required")
 	}
 	if !topicNamePattern.MatchString(c.Name) {
-		return client.InvalidArgument("name", "invalid topic name %q: 1-200 characters of letters, digits, '.', '_' or '-', starting with a letter or digit", c.Name)
+		return wire.InvalidArgument("name", "invalid topic name %q: 1-200 characters of letters, digits, '.', '_' or '-', starting with a letter or digit", c.Name)
 	}
 	if c.Partitions == 0 {
 		c.Partitions = 1
 	}
 	if c.Partitions > topicPartitionsMax {
-		return client.InvalidArgument("partitions", "partitions %d out of range 1..%d", c.Partitions, topicPartitionsMax)
+		return wire.InvalidArgument("partitions", "partitions %d out of range 1..%d", c.Partitions, topicPartitionsMax)
 	}
 	if c.ReplicationFactor == 0 {
 		c.ReplicationFactor = uint32(min(3, nodes))
 	}
 	if int(c.ReplicationFactor) > nodes {
-		return client.InvalidArgument("replication_factor", "replication factor %d is more than the %d nodes in the cluster", c.ReplicationFactor, nodes)
+		return wire.InvalidArgument("replication_factor", "replication factor %d is more than the %d nodes in the cluster", c.ReplicationFactor, nodes)
 	}
 	if c.MaxEventBytes == 0 {
 		c.MaxEventBytes = maxEventBytesDefault
 	}
 	if c.MaxEventBytes > maxEventBytesMax {
-		return client.InvalidArgument("max_event_bytes", "max event bytes %d above the limit %d", c.MaxEventBytes, maxEventBytesMax)
+		return wire.InvalidArgument("max_event_bytes", "max event bytes %d above the limit %d", c.MaxEventBytes, maxEventBytesMax)
 	}
 	return validateContract(c)
 }
@@ -149,7 +149,7 @@ func (s *heraldService) ListTopics(ctx context.Context, req *heraldpb.ListTopics
 
 func (s *heraldService) DescribeTopic(ctx context.Context, req *heraldpb.DescribeTopicRequest) (*heraldpb.DescribeTopicResponse, error) {
 	if req.GetName() == "" {
-		return nil, client.InvalidArgument("topic", "topic name is required")
+		return nil, wire.InvalidArgument("topic", "topic name is required")
 	}
 	if err := s.node.registryRead(ctx, req.GetStale()); err != nil {
 		return nil, err
@@ -193,7 +193,7 @@ func (s *heraldService) Metadata(ctx context.Context, req *heraldpb.MetadataRequ
 // (syncRegistry: a read index, no forwarding of the lookup itself).
 func (n *Node) lookupTopic(ctx context.Context, name string) (*topicRecord, error) {
 	if name == "" {
-		return nil, client.InvalidArgument("topic", "topic name is required")
+		return nil, wire.InvalidArgument("topic", "topic name is required")
 	}
 	if t, ok := n.controllerFSM.topic(name); ok {
 		return t, nil
@@ -207,7 +207,7 @@ func (n *Node) lookupTopic(ctx context.Context, name string) (*topicRecord, erro
 	if t, ok := n.controllerFSM.topic(name); ok {
 		return t, nil
 	}
-	return nil, client.TopicNotFound(name)
+	return nil, wire.TopicNotFound(name)
 }
 
 // lookupContext drops the incoming request's metadata, so that a registry

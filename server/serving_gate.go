@@ -6,7 +6,7 @@ import (
 
 	"google.golang.org/grpc"
 
-	"github.com/heraldlog/herald/client"
+	"github.com/heraldlog/herald/client/wire"
 )
 
 // The gRPC server starts before the controller group is open: a rejoining
@@ -31,13 +31,13 @@ func (n *Node) servingGate(fullMethod string) error {
 		return nil
 	}
 	n.metrics.refusedStarting.Inc()
-	return client.NodeStarting(n.cfg.NodeID)
+	return wire.NodeStarting(n.cfg.NodeID)
 }
 
 // gateUnary is the unary interceptor of the serving gate.
 func (n *Node) gateUnary(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
 	if err := n.servingGate(info.FullMethod); err != nil {
-		return nil, client.Status(err).Err()
+		return nil, wire.Status(err).Err()
 	}
 	return handler(ctx, req)
 }
@@ -45,7 +45,7 @@ func (n *Node) gateUnary(ctx context.Context, req any, info *grpc.UnaryServerInf
 // gateStream is the stream interceptor of the serving gate.
 func (n *Node) gateStream(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
 	if err := n.servingGate(info.FullMethod); err != nil {
-		return client.Status(err).Err()
+		return wire.Status(err).Err()
 	}
 	return handler(srv, ss)
 }

@@ -16,8 +16,8 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 
-	"github.com/heraldlog/herald/client"
 	"github.com/heraldlog/herald/client/heraldpb"
+	"github.com/heraldlog/herald/client/wire"
 )
 
 // callEveryRPC calls each public and node-internal RPC of the node at addr
@@ -47,7 +47,7 @@ func callEveryRPC(ctx context.Context, hc heraldpb.HeraldClient, ic heraldpb.Nod
 		}},
 		{"CreateTenant", func() error {
 			_, err := hc.CreateTenant(ctx, &heraldpb.CreateTenantRequest{Tenant: &heraldpb.Tenant{Id: fmt.Sprintf("load-%d", k)}})
-			if errors.Is(client.FromStatus(err), client.ErrTenantExists) {
+			if errors.Is(wire.FromStatus(err), wire.ErrTenantExists) {
 				return nil
 			}
 			return err
@@ -69,11 +69,11 @@ func callEveryRPC(ctx context.Context, hc heraldpb.HeraldClient, ic heraldpb.Nod
 		if err == nil {
 			continue
 		}
-		ce := client.FromStatus(err)
+		ce := wire.FromStatus(err)
 		switch {
-		case errors.Is(ce, client.ErrTopicNotFound), errors.Is(ce, client.ErrTenantNotFound):
+		case errors.Is(ce, wire.ErrTopicNotFound), errors.Is(ce, wire.ErrTenantNotFound):
 			return fmt.Errorf("%s: a registered name reported absent: %w", c.name, err)
-		case errors.Is(ce, client.ErrNoLeader), errors.Is(ce, client.ErrNotLeader), errors.Is(ce, client.ErrUnknownOutcome):
+		case errors.Is(ce, wire.ErrNoLeader), errors.Is(ce, wire.ErrNotLeader), errors.Is(ce, wire.ErrUnknownOutcome):
 		case status.Code(err) == codes.Unavailable, status.Code(err) == codes.DeadlineExceeded, status.Code(err) == codes.Canceled:
 		default:
 			return fmt.Errorf("%s: %w", c.name, err)

@@ -7,8 +7,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/heraldlog/herald/client"
 	"github.com/heraldlog/herald/client/heraldpb"
+	"github.com/heraldlog/herald/client/wire"
 	heraldraft "github.com/heraldlog/herald/raft"
 )
 
@@ -55,7 +55,7 @@ func TestClusterStatusRefusedWhileControllerCatchesUp(t *testing.T) {
 	n.rejoins.track(controllerGroupID, &heraldraft.RejoinMarker{Group: controllerGroupID,
 		Stage: heraldraft.RejoinDemoted, CatchUpIndex: math.MaxUint64, Reason: "test"})
 	_, err := status(victim)
-	if ce := client.FromStatus(err); err == nil || !errors.Is(ce, client.ErrNoLeader) {
+	if ce := wire.FromStatus(err); err == nil || !errors.Is(ce, wire.ErrNoLeader) {
 		t.Fatalf("%s (catching up) answered ClusterStatus: err %v, want a retryable refusal", vid, err)
 	}
 	st, err := status(other)

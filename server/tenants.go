@@ -5,8 +5,8 @@ import (
 	"errors"
 	"time"
 
-	"github.com/heraldlog/herald/client"
 	"github.com/heraldlog/herald/client/heraldpb"
+	"github.com/heraldlog/herald/client/wire"
 )
 
 // autoTenantQueueMax bounds tenants waiting to be registered by the
@@ -29,7 +29,7 @@ func (n *Node) lookupTenant(ctx context.Context, id string) error {
 	if _, ok := n.controllerFSM.tenant(id); ok {
 		return nil
 	}
-	return client.TenantNotFound(id)
+	return wire.TenantNotFound(id)
 }
 
 // autoCreateTenant queues an unregistered tenant of an auto-tenants topic
@@ -61,7 +61,7 @@ func (n *Node) autoTenantLoop() {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		_, err := (&heraldService{node: n}).CreateTenant(ctx, &heraldpb.CreateTenantRequest{Tenant: &heraldpb.Tenant{Id: id, DisplayName: id}})
 		cancel()
-		if err != nil && !errors.Is(err, client.ErrTenantExists) {
+		if err != nil && !errors.Is(err, wire.ErrTenantExists) {
 			n.logger.Debug("auto-registering tenant failed; retried on its next event", "tenant", id, "err", err)
 		}
 	}

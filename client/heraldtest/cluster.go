@@ -17,13 +17,13 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/protobuf/proto"
 
-	"github.com/heraldlog/herald/client"
 	"github.com/heraldlog/herald/client/heraldpb"
+	"github.com/heraldlog/herald/client/wire"
 )
 
 // Handler answers one RPC in place of the fake's default behaviour. req is
 // the request message (for example *heraldpb.ProduceRequest); returning
-// an error sends client.Status(err).
+// an error sends wire.Status(err).
 type Handler func(ctx context.Context, req any) (any, error)
 
 // Cluster is a fake cluster. Its methods are safe for concurrent use with
@@ -256,7 +256,7 @@ func (n *Node) Stop() {
 }
 
 // intercept counts calls, applies overrides and converts errors the way
-// the real server does, with client.Status.
+// the real server does, with wire.Status.
 func (n *Node) intercept(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
 	method := info.FullMethod[strings.LastIndex(info.FullMethod, "/")+1:]
 	n.mu.Lock()
@@ -273,7 +273,7 @@ func (n *Node) intercept(ctx context.Context, req any, info *grpc.UnaryServerInf
 		resp, err = handler(ctx, req)
 	}
 	if err != nil {
-		return nil, client.Status(err).Err()
+		return nil, wire.Status(err).Err()
 	}
 	return resp, nil
 }

@@ -9,19 +9,13 @@ import (
 
 	"google.golang.org/protobuf/proto"
 
-	"github.com/heraldlog/herald/client"
 	"github.com/heraldlog/herald/client/heraldpb"
+	"github.com/heraldlog/herald/client/wire"
 )
 
 // topicInUseWindow is how recent a produce keeps a topic from being
 // deleted without force, as on the real server.
 const topicInUseWindow = time.Minute
-
-// alterableFields are the TopicConfig fields AlterTopic may change.
-var alterableFields = []string{
-	"retention_age_ms", "retention_bytes", "retention_events", "default_ttl_ms", "max_ttl_ms",
-	"dedupe_window_ms", "schema_versions", "auto_tenants",
-}
 
 func (s *service) AlterTopic(_ context.Context, req *heraldpb.AlterTopicRequest) (*heraldpb.AlterTopicResponse, error) {
 	c := s.node.cluster
@@ -29,34 +23,14 @@ func (s *service) AlterTopic(_ context.Context, req *heraldpb.AlterTopicRequest)
 	defer c.mu.Unlock()
 	t, ok := c.mu.topics[req.GetConfig().GetName()]
 	if !ok {
-		return nil, client.TopicNotFound(req.GetConfig().GetName())
+		return nil, wire.TopicNotFound(req.GetConfig().GetName())
 	}
 	if len(req.GetFields()) == 0 {
-		return nil, client.InvalidArgument("fields", "name at least one field")
+		return nil, wire.InvalidArgument("fields", "name at least one field")
 	}
 	cfg := proto.CloneOf(t.config)
-	in := req.GetConfig()
-	for _, field := range req.GetFields() {
-		switch field {
-		case "retention_age_ms":
-			cfg.RetentionAgeMs = in.GetRetentionAgeMs()
-		case "retention_bytes":
-			cfg.RetentionBytes = in.GetRetentionBytes()
-		case "retention_events":
-			cfg.RetentionEvents = in.GetRetentionEvents()
-		case "default_ttl_ms":
-			cfg.DefaultTtlMs = in.GetDefaultTtlMs()
-		case "max_ttl_ms":
-			cfg.MaxTtlMs = in.GetMaxTtlMs()
-		case "dedupe_window_ms":
-			cfg.DedupeWindowMs = in.GetDedupeWindowMs()
-		case "schema_versions":
-			cfg.SchemaVersions = slices.Clone(in.GetSchemaVersions())
-		case "auto_tenants":
-			cfg.AutoTenants = in.GetAutoTenants()
-		default:
-			return nil, client.InvalidArgument("fields", "%q cannot be altered (alterable: %s)", field, strings.Join(alterableFields, ", "))
-		}
+	if err := wire.AlterTopicConfig(cfg, req.GetConfig(), req.GetFields()); err != nil {
+		return nil, err
 	}
 	t.config = cfg
 	return &heraldpb.AlterTopicResponse{Topic: c.infoLocked(t)}, nil
@@ -68,10 +42,10 @@ func (s *service) DeleteTopic(_ context.Context, req *heraldpb.DeleteTopicReques
 	defer c.mu.Unlock()
 	t, ok := c.mu.topics[req.GetName()]
 	if !ok {
-		return nil, client.TopicNotFound(req.GetName())
+		return nil, wire.TopicNotFound(req.GetName())
 	}
 	if !req.GetForce() && t.lastProduce > 0 && time.Since(time.Unix(0, t.lastProduce)) < topicInUseWindow {
-		return nil, client.TopicInUse(req.GetName(), t.lastProduce)
+		return nil, wire.TopicInUse(req.GetName(), t.lastProduce)
 	}
 	delete(c.mu.topics, req.GetName())
 	return &heraldpb.DeleteTopicResponse{}, nil
@@ -83,10 +57,10 @@ func (s *service) CreateTenant(_ context.Context, req *heraldpb.CreateTenantRequ
 	defer c.mu.Unlock()
 	id := req.GetTenant().GetId()
 	if id == "" {
-		return nil, client.InvalidArgument("id", "a tenant needs an id")
+		return nil, wire.InvalidArgument("id", "a tenant needs an id")
 	}
 	if _, ok := c.mu.tenants[id]; ok {
-		return nil, client.TenantExists(id)
+		return nil, wire.TenantExists(id)
 	}
 	tenant := proto.CloneOf(req.GetTenant())
 	if tenant.Quota == nil {
@@ -115,7 +89,7 @@ func (s *service) DescribeTenant(_ context.Context, req *heraldpb.DescribeTenant
 	defer c.mu.Unlock()
 	t, ok := c.mu.tenants[req.GetId()]
 	if !ok {
-		return nil, client.TenantNotFound(req.GetId())
+		return nil, wire.TenantNotFound(req.GetId())
 	}
 	return &heraldpb.DescribeTenantResponse{Tenant: proto.CloneOf(t)}, nil
 }
@@ -126,7 +100,7 @@ func (s *service) SetTenantQuota(_ context.Context, req *heraldpb.SetTenantQuota
 	defer c.mu.Unlock()
 	t, ok := c.mu.tenants[req.GetId()]
 	if !ok {
-		return nil, client.TenantNotFound(req.GetId())
+		return nil, wire.TenantNotFound(req.GetId())
 	}
 	t.Quota = proto.CloneOf(req.GetQuota())
 	if t.Quota == nil {

@@ -8,8 +8,8 @@ import (
 
 	"google.golang.org/protobuf/proto"
 
-	"github.com/heraldlog/herald/client"
 	"github.com/heraldlog/herald/client/heraldpb"
+	"github.com/heraldlog/herald/client/wire"
 )
 
 // Fake limits, as documented in herald.proto.
@@ -35,12 +35,12 @@ func (s *service) CreateTopic(_ context.Context, req *heraldpb.CreateTopicReques
 	cfg := req.GetConfig()
 	switch {
 	case cfg.GetName() == "":
-		return nil, client.InvalidArgument("name", "a topic needs a name")
+		return nil, wire.InvalidArgument("name", "a topic needs a name")
 	case cfg.GetPartitions() == 0:
-		return nil, client.InvalidArgument("partitions", "at least one partition is required")
+		return nil, wire.InvalidArgument("partitions", "at least one partition is required")
 	}
 	if _, ok := c.mu.topics[cfg.GetName()]; ok {
-		return nil, client.TopicExists(cfg.GetName())
+		return nil, wire.TopicExists(cfg.GetName())
 	}
 	t := c.createLocked(cfg, nil)
 	return &heraldpb.CreateTopicResponse{Topic: c.infoLocked(t)}, nil
@@ -63,7 +63,7 @@ func (s *service) DescribeTopic(_ context.Context, req *heraldpb.DescribeTopicRe
 	defer c.mu.Unlock()
 	t, ok := c.mu.topics[req.GetName()]
 	if !ok {
-		return nil, client.TopicNotFound(req.GetName())
+		return nil, wire.TopicNotFound(req.GetName())
 	}
 	return &heraldpb.DescribeTopicResponse{Topic: c.infoLocked(t)}, nil
 }
@@ -95,13 +95,13 @@ func (s *service) Produce(_ context.Context, req *heraldpb.ProduceRequest) (*her
 	defer c.mu.Unlock()
 	t, ok := c.mu.topics[req.GetTopic()]
 	if !ok {
-		return nil, client.TopicNotFound(req.GetTopic())
+		return nil, wire.TopicNotFound(req.GetTopic())
 	}
 	if len(req.GetEvents()) == 0 {
 		return &heraldpb.ProduceResponse{}, nil
 	}
 	route := func(e *heraldpb.Event) uint32 {
-		return client.PartitionFor(t.config.GetOrdering(), e.GetTenantId(), e.GetKey(), e.GetEventId(), t.config.GetPartitions())
+		return wire.PartitionFor(t.config.GetOrdering(), e.GetTenantId(), e.GetKey(), e.GetEventId(), t.config.GetPartitions())
 	}
 	partition := route(req.GetEvents()[0])
 	for _, e := range req.GetEvents() {
@@ -111,7 +111,7 @@ func (s *service) Produce(_ context.Context, req *heraldpb.ProduceRequest) (*her
 		if p := route(e); p != partition {
 			// The real server accepts mixed requests; the fake insists on
 			// the SDK's grouping so that tests catch a routing bug.
-			return nil, client.InvalidArgument("events", "fake: events for partitions %d and %d in one request", partition, p)
+			return nil, wire.InvalidArgument("events", "fake: events for partitions %d and %d in one request", partition, p)
 		}
 	}
 	if err := c.leaderCheckLocked(s.node, t, partition); err != nil {
@@ -125,10 +125,10 @@ func (s *service) Produce(_ context.Context, req *heraldpb.ProduceRequest) (*her
 			continue
 		}
 		if !c.mu.producers[e.GetProducerId()] {
-			return nil, client.InvalidArgument("producer_id", "unknown producer %q", e.GetProducerId())
+			return nil, wire.InvalidArgument("producer_id", "unknown producer %q", e.GetProducerId())
 		}
 		if e.GetProducerSeq() == 0 {
-			return nil, client.InvalidArgument("producer_seq", "an idempotent event's sequence starts at 1")
+			return nil, wire.InvalidArgument("producer_seq", "an idempotent event's sequence starts at 1")
 		}
 		k := producerKey{partition: partition, tenant: e.GetTenantId(), producer: e.GetProducerId()}
 		last, ok := lastSeqs[k]
@@ -136,10 +136,10 @@ func (s *service) Produce(_ context.Context, req *heraldpb.ProduceRequest) (*her
 			last, ok = t.lastSeqs[k]
 		}
 		if seq := e.GetProducerSeq(); !ok && seq != 1 {
-			return nil, client.UnknownProducer(fmt.Sprintf("producer %s: sequence %d, a producer the partition does not know starts at 1", e.GetProducerId(), seq))
+			return nil, wire.UnknownProducer(fmt.Sprintf("producer %s: sequence %d, a producer the partition does not know starts at 1", e.GetProducerId(), seq))
 		}
 		if seq := e.GetProducerSeq(); seq > last+1 {
-			return nil, client.OutOfOrderSequence(e.GetProducerId(), last+1, seq)
+			return nil, wire.OutOfOrderSequence(e.GetProducerId(), last+1, seq)
 		}
 		lastSeqs[k] = max(last, e.GetProducerSeq())
 	}
@@ -194,50 +194,29 @@ func (c *Cluster) validateLocked(t *topic, e *heraldpb.Event) error {
 		maxBytes = defaultMaxEventBytes
 	}
 	if e.GetTenantId() == "" {
-		return client.InvalidArgument("tenant_id", "every event needs a tenant id")
+		return wire.InvalidArgument("tenant_id", "every event needs a tenant id")
 	}
 	if size := uint64(len(e.GetPayload())); size > maxBytes {
-		return client.PayloadTooLarge(size, maxBytes)
+		return wire.PayloadTooLarge(size, maxBytes)
 	}
 	if _, known := c.mu.tenants[e.GetTenantId()]; c.mu.enforceTenants && !known && !cfg.GetAutoTenants() {
-		return client.TenantNotFound(e.GetTenantId())
+		return wire.TenantNotFound(e.GetTenantId())
 	}
 	if e.GetTtlMs() < 0 {
-		return client.InvalidArgument("ttl_ms", "negative ttl %d", e.GetTtlMs())
+		return wire.InvalidArgument("ttl_ms", "negative ttl %d", e.GetTtlMs())
 	}
 	if maxTTL := cfg.GetMaxTtlMs(); maxTTL > 0 && e.GetTtlMs() > maxTTL {
-		return client.TTLTooLarge(e.GetTtlMs(), maxTTL)
+		return wire.TTLTooLarge(e.GetTtlMs(), maxTTL)
 	}
 	if allowed := cfg.GetSchemaVersions(); len(allowed) > 0 && e.GetSchema() != "" && !slices.Contains(allowed, e.GetSchemaVersion()) {
-		return client.SchemaVersionNotAllowed(e.GetSchema(), e.GetSchemaVersion(), allowed)
+		return wire.SchemaVersionNotAllowed(e.GetSchema(), e.GetSchemaVersion(), allowed)
 	}
 	for _, field := range cfg.GetRequiredFields() {
-		if !hasField(e, field) {
-			return client.MissingField(field, "topic %q requires it", cfg.GetName())
+		if !wire.HasEnvelopeField(e, field) {
+			return wire.MissingField(field, "topic %q requires it", cfg.GetName())
 		}
 	}
 	return nil
-}
-
-// hasField reports whether e sets the named envelope field.
-func hasField(e *heraldpb.Event, field string) bool {
-	switch field {
-	case "event_id":
-		return e.GetEventId() != ""
-	case "key":
-		return len(e.GetKey()) > 0
-	case "causation_id":
-		return e.GetCausationId() != ""
-	case "correlation_id":
-		return e.GetCorrelationId() != ""
-	case "traceparent":
-		return e.GetTraceparent() != ""
-	case "schema":
-		return e.GetSchema() != ""
-	case "content_type":
-		return e.GetContentType() != ""
-	}
-	return true
 }
 
 // dedupeLocked returns the stored event that e repeats by event id within
@@ -279,10 +258,10 @@ func (s *service) Fetch(_ context.Context, req *heraldpb.FetchRequest) (*heraldp
 	defer c.mu.Unlock()
 	t, ok := c.mu.topics[req.GetTopic()]
 	if !ok {
-		return nil, client.TopicNotFound(req.GetTopic())
+		return nil, wire.TopicNotFound(req.GetTopic())
 	}
 	if req.GetPartition() >= t.config.GetPartitions() {
-		return nil, client.PartitionNotFound(req.GetTopic(), req.GetPartition())
+		return nil, wire.PartitionNotFound(req.GetTopic(), req.GetPartition())
 	}
 	log := t.logs[req.GetPartition()]
 	high := uint64(len(log))
@@ -296,7 +275,7 @@ func (s *service) Fetch(_ context.Context, req *heraldpb.FetchRequest) (*heraldp
 	switch start := req.GetStart().(type) {
 	case *heraldpb.FetchRequest_Sequence:
 		if req.GetTenantId() == "" {
-			return nil, client.InvalidArgument("tenant_id", "a sequence read needs a tenant")
+			return nil, wire.InvalidArgument("tenant_id", "a sequence read needs a tenant")
 		}
 		resp.NextSequence = start.Sequence
 		for _, e := range log {
@@ -326,7 +305,7 @@ func (s *service) Fetch(_ context.Context, req *heraldpb.FetchRequest) (*heraldp
 		return scan(resp, log, from, req.GetTenantId(), limit), nil
 	case *heraldpb.FetchRequest_Offset:
 		if start.Offset > high {
-			return nil, client.OffsetOutOfRange(start.Offset, 0, high)
+			return nil, wire.OffsetOutOfRange(start.Offset, 0, high)
 		}
 		return scan(resp, log, start.Offset, req.GetTenantId(), limit), nil
 	default:
@@ -380,9 +359,9 @@ func (c *Cluster) leaderCheckLocked(node *Node, t *topic, partition uint32) erro
 	leader := t.leaders[partition]
 	switch {
 	case leader < 0:
-		return client.NoLeader(fmt.Sprintf("%s/%d", t.config.GetName(), partition))
+		return wire.NoLeader(fmt.Sprintf("%s/%d", t.config.GetName(), partition))
 	case leader != node.index():
-		return client.NotLeader(c.Nodes[leader].ID, c.Nodes[leader].Addr)
+		return wire.NotLeader(c.Nodes[leader].ID, c.Nodes[leader].Addr)
 	}
 	return nil
 }

@@ -12,6 +12,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/heraldlog/herald/client"
+	"github.com/heraldlog/herald/client/wire"
 )
 
 // Flag values that parse while cobra reads the command line, so that a bad
@@ -175,9 +176,6 @@ func joinVersions(versions []uint32) string {
 	return strings.Join(parts, ",")
 }
 
-// envelopeFields are the fields a topic may require (herald.proto).
-var envelopeFields = []string{"event_id", "key", "causation_id", "correlation_id", "traceparent", "schema", "content_type"}
-
 // fieldsFlag is a comma-separated list of envelope field names.
 type fieldsFlag struct{ fields *[]string }
 
@@ -194,8 +192,8 @@ func (f fieldsFlag) Set(s string) error {
 		if part = strings.TrimSpace(part); part == "" {
 			continue
 		}
-		if !slices.Contains(envelopeFields, part) {
-			return fmt.Errorf("%q is not an envelope field (%s)", part, strings.Join(envelopeFields, ", "))
+		if !wire.IsEnvelopeField(part) {
+			return fmt.Errorf("%q is not an envelope field (%s)", part, strings.Join(wire.EnvelopeFields(), ", "))
 		}
 		if !slices.Contains(fields, part) {
 			fields = append(fields, part)

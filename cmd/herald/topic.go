@@ -10,6 +10,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/heraldlog/herald/client"
+	"github.com/heraldlog/herald/client/wire"
 )
 
 // newTopicCommand groups the topic verbs: create, alter, delete, list,
@@ -69,24 +70,20 @@ func newTopicCreateCommand(opts *clientOptions) *cobra.Command {
 	f.StringVar(&cfg.Schema, "schema", "", "schema name of the topic's events")
 	f.BoolVar(&cfg.AutoTenants, "auto-tenants", false, "accept events of tenants not created with 'herald tenant create'")
 	registerAlterableFlags(f, &cfg)
-	f.Var(fieldsFlag{&cfg.RequiredFields}, "required-fields", "envelope fields every event must set, comma-separated ("+strings.Join(envelopeFields, ",")+")")
+	f.Var(fieldsFlag{&cfg.RequiredFields}, "required-fields", "envelope fields every event must set, comma-separated ("+strings.Join(wire.EnvelopeFields(), ",")+")")
 	f.BoolVar(&asJSON, "json", false, "print JSON instead of a table")
 	_ = cmd.MarkFlagRequired("partitions")
 	_ = cmd.MarkFlagRequired("replication")
 	return cmd
 }
 
-// alterableFlags maps the flags of the alterable settings to their
-// TopicConfig field names (herald.proto, AlterTopicRequest.fields).
-var alterableFlags = []struct{ flag, field string }{
-	{"retention-age", "retention_age_ms"},
-	{"retention-bytes", "retention_bytes"},
-	{"retention-events", "retention_events"},
-	{"default-ttl", "default_ttl_ms"},
-	{"max-ttl", "max_ttl_ms"},
-	{"dedupe-window", "dedupe_window_ms"},
-	{"schema-versions", "schema_versions"},
-	{"auto-tenants", "auto_tenants"},
+// alterableFlag names the flag of an alterable TopicConfig field
+// (wire.AlterableFields, herald.proto AlterTopicRequest.fields): the field
+// name without its "_ms" unit, dashed ("retention_age_ms" is
+// --retention-age). TestEveryAlterableFieldHasAFlag checks that each one is
+// registered.
+func alterableFlag(field string) string {
+	return strings.ReplaceAll(strings.TrimSuffix(field, "_ms"), "_", "-")
 }
 
 // registerAlterableFlags adds the flags of the settings AlterTopic can
@@ -115,13 +112,13 @@ values. Durations are Go durations (90m, 1h30m) or days (7d, 1d12h).`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			cfg.Name = args[0]
 			var fields []string
-			for _, a := range alterableFlags {
-				if cmd.Flags().Changed(a.flag) {
-					fields = append(fields, a.field)
+			for _, field := range wire.AlterableFields() {
+				if cmd.Flags().Changed(alterableFlag(field)) {
+					fields = append(fields, field)
 				}
 			}
 			if len(fields) == 0 {
-				return usagef("nothing to alter: give at least one of --%s", joinFlags(alterableFlags))
+				return usagef("nothing to alter: give at least one of --%s", joinFlags(wire.AlterableFields()))
 			}
 			c, err := opts.connect(cmd.Context(), cmd.ErrOrStderr())
 			if err != nil {
@@ -142,10 +139,11 @@ values. Durations are Go durations (90m, 1h30m) or days (7d, 1d12h).`,
 	return cmd
 }
 
-func joinFlags(flags []struct{ flag, field string }) string {
-	names := make([]string, len(flags))
-	for i, f := range flags {
-		names[i] = f.flag
+// joinFlags lists the flags of alterable fields, for a usage message.
+func joinFlags(fields []string) string {
+	names := make([]string, len(fields))
+	for i, field := range fields {
+		names[i] = alterableFlag(field)
 	}
 	return strings.Join(names, ", --")
 }

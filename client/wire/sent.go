@@ -1,4 +1,4 @@
-package client
+package wire
 
 import (
 	"context"
@@ -7,14 +7,15 @@ import (
 	"google.golang.org/grpc/stats"
 )
 
-// A write whose outcome is ambiguous must not be resent (there are no
-// idempotent producers yet), but a write that never left this process is
-// safe to send elsewhere. sentTracker tells the two apart: gRPC reports an
-// OutPayload event once the request message has been handed to a
-// transport, and an attempt that failed without one never reached a server.
+// A write whose outcome is ambiguous must not be resent blindly, but a
+// write that never left this process is safe to send elsewhere.
+// sentTracker tells the two apart: gRPC reports an OutPayload event once
+// the request message has been handed to a transport, and an attempt that
+// failed without one never reached a server.
 //
-// The tracker is installed on every connection of the pool; an attempt opts
-// in by putting a *sentFlag in its context (withSentFlag).
+// The tracker is installed on every connection of the SDK's pool and of a
+// node's peer connections; an attempt opts in by putting a *sentFlag in its
+// context (TrackSent).
 type sentTracker struct{}
 
 var _ stats.Handler = sentTracker{}
@@ -23,13 +24,6 @@ var _ stats.Handler = sentTracker{}
 type sentFlag struct{ atomic.Bool }
 
 type sentFlagKey struct{}
-
-// withSentFlag returns a context whose RPC marks the returned flag once its
-// request is sent.
-func withSentFlag(ctx context.Context) (context.Context, *sentFlag) {
-	f := new(sentFlag)
-	return context.WithValue(ctx, sentFlagKey{}, f), f
-}
 
 // TagRPC implements stats.Handler.
 func (sentTracker) TagRPC(ctx context.Context, _ *stats.RPCTagInfo) context.Context { return ctx }
@@ -51,14 +45,16 @@ func (sentTracker) HandleConn(context.Context, stats.ConnStats) {}
 
 // SentTracker returns the stats handler that lets TrackSent tell whether a
 // request left this process. Install it on a connection with
-// grpc.WithStatsHandler; nodes use it when they forward writes.
+// grpc.WithStatsHandler; the SDK does on every connection, nodes on the
+// connections they forward writes over.
 func SentTracker() stats.Handler { return sentTracker{} }
 
 // TrackSent returns a context for one RPC on a connection with SentTracker
 // installed, and a function that reports whether that RPC's request was
 // handed to a transport. An RPC that failed with sent() == false never
-// reached a server, so resending it elsewhere cannot duplicate it.
+// reached a server, so resending it elsewhere cannot duplicate it. sent may
+// be called from any goroutine.
 func TrackSent(ctx context.Context) (_ context.Context, sent func() bool) {
-	ctx, f := withSentFlag(ctx)
-	return ctx, f.Load
+	f := new(sentFlag)
+	return context.WithValue(ctx, sentFlagKey{}, f), f.Load
 }

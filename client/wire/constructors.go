@@ -1,0 +1,221 @@
+package wire
+
+import (
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/heraldlog/herald/client/heraldpb"
+)
+
+// The constructors of Herald errors, one per condition. Each sets the
+// metadata herald.proto documents for its reason; the gRPC code comes from
+// the error table. Nodes return them from RPCs; the SDK also makes a few
+// locally (a request it refuses before sending).
+
+// InvalidArgument reports a bad request field.
+func InvalidArgument(field, format string, args ...any) error {
+	return newError(heraldpb.ErrorReason_INVALID_ARGUMENT,
+		"herald: invalid "+field+": "+fmt.Sprintf(format, args...),
+		map[string]string{MetadataField: field})
+}
+
+// PayloadTooLarge reports an event of size bytes over the topic's max.
+func PayloadTooLarge(size, max uint64) error {
+	return newError(heraldpb.ErrorReason_PAYLOAD_TOO_LARGE,
+		fmt.Sprintf("herald: payload too large: %d bytes, max %d", size, max),
+		map[string]string{
+			MetadataSize: strconv.FormatUint(size, 10),
+			MetadataMax:  strconv.FormatUint(max, 10),
+		})
+}
+
+// TopicNotFound reports that no topic is called name.
+func TopicNotFound(name string) error {
+	return newError(heraldpb.ErrorReason_TOPIC_NOT_FOUND,
+		fmt.Sprintf("herald: topic %q not found", name),
+		map[string]string{MetadataTopic: name})
+}
+
+// TopicExists reports that a topic called name already exists.
+func TopicExists(name string) error {
+	return newError(heraldpb.ErrorReason_TOPIC_EXISTS,
+		fmt.Sprintf("herald: topic %q already exists", name),
+		map[string]string{MetadataTopic: name})
+}
+
+// PartitionNotFound reports that topic has no partition with that index
+// (or that this node does not host it).
+func PartitionNotFound(topic string, partition uint32) error {
+	return newError(heraldpb.ErrorReason_PARTITION_NOT_FOUND,
+		fmt.Sprintf("herald: topic %q has no partition %d", topic, partition),
+		map[string]string{
+			MetadataTopic:     topic,
+			MetadataPartition: strconv.FormatUint(uint64(partition), 10),
+		})
+}
+
+// NotLeader reports that this node does not lead the group; id and addr
+// name the leader when known (empty otherwise).
+func NotLeader(id, addr string) error {
+	return &NotLeaderError{LeaderID: id, LeaderAddr: addr}
+}
+
+// NoLeader reports that what (a partition or the controller) has no leader
+// elected yet. The request was not applied; retry after a backoff.
+func NoLeader(what string) error {
+	return newError(heraldpb.ErrorReason_NO_LEADER, "herald: no leader for "+what, nil)
+}
+
+// NodeStarting reports that node is still starting (its registry is not
+// open yet). Nothing was applied; another node can answer now, and this one
+// shortly (it travels as NO_LEADER, which the SDK retries elsewhere).
+func NodeStarting(node string) error { return nodeUnavailable(node, "starting") }
+
+// NodeStopping reports that node is shutting down; like NodeStarting, the
+// call can be retried on another node.
+func NodeStopping(node string) error { return nodeUnavailable(node, "stopping") }
+
+// NodeCatchingUp reports that node cannot answer for the cluster yet: its
+// controller replica rejoins from its peers and has not caught up, so it
+// knows neither the cluster's members nor its registry. Like NodeStarting,
+// the call can be retried on another node.
+func NodeCatchingUp(node string) error {
+	return nodeUnavailable(node, "catching up with the controller")
+}
+
+func nodeUnavailable(node, state string) error {
+	return newError(heraldpb.ErrorReason_NO_LEADER, "herald: node "+node+" is "+state+"; retry another node", nil)
+}
+
+// OffsetOutOfRange reports a read of requested outside [low, high).
+func OffsetOutOfRange(requested, low, high uint64) error {
+	return &OffsetOutOfRangeError{Requested: requested, Low: low, High: high}
+}
+
+// UnknownOutcome reports a write that may or may not have been committed,
+// for the reason given.
+func UnknownOutcome(format string, args ...any) error {
+	return newError(heraldpb.ErrorReason_UNKNOWN_OUTCOME, "herald: unknown outcome: "+fmt.Sprintf(format, args...), nil)
+}
+
+// Corruption reports a record that failed its checksum or another storage
+// invariant, naming the partition (its group id) and the offset.
+func Corruption(partition, offset uint64, format string, args ...any) error {
+	return newError(heraldpb.ErrorReason_CORRUPTION,
+		fmt.Sprintf("herald: corruption in partition %d at offset %d: %s", partition, offset, fmt.Sprintf(format, args...)),
+		map[string]string{
+			MetadataPartition: strconv.FormatUint(partition, 10),
+			MetadataOffset:    strconv.FormatUint(offset, 10),
+		})
+}
+
+// TenantNotFound reports that no tenant has the id.
+func TenantNotFound(id string) error {
+	return newError(heraldpb.ErrorReason_TENANT_NOT_FOUND,
+		fmt.Sprintf("herald: tenant %q not found", id),
+		map[string]string{MetadataTenant: id})
+}
+
+// TenantExists reports that a tenant with the id already exists.
+func TenantExists(id string) error {
+	return newError(heraldpb.ErrorReason_TENANT_EXISTS,
+		fmt.Sprintf("herald: tenant %q already exists", id),
+		map[string]string{MetadataTenant: id})
+}
+
+// SchemaVersionNotAllowed reports an event of schema at a version the topic
+// does not allow; allowed lists the versions it does.
+func SchemaVersionNotAllowed(schema string, version uint32, allowed []uint32) error {
+	list := make([]string, len(allowed))
+	for i, v := range allowed {
+		list[i] = strconv.FormatUint(uint64(v), 10)
+	}
+	return newError(heraldpb.ErrorReason_SCHEMA_VERSION_NOT_ALLOWED,
+		fmt.Sprintf("herald: schema %q version %d not allowed (allowed: %s)", schema, version, strings.Join(list, ",")),
+		map[string]string{
+			MetadataSchema:  schema,
+			MetadataVersion: strconv.FormatUint(uint64(version), 10),
+			MetadataAllowed: strings.Join(list, ","),
+		})
+}
+
+// TTLTooLarge reports an event TTL of ttlMs over the topic's maximum maxMs.
+func TTLTooLarge(ttlMs, maxMs int64) error {
+	return newError(heraldpb.ErrorReason_TTL_TOO_LARGE,
+		fmt.Sprintf("herald: ttl too large: %d ms, max %d ms", ttlMs, maxMs),
+		map[string]string{
+			MetadataTTLMs:    strconv.FormatInt(ttlMs, 10),
+			MetadataMaxTTLMs: strconv.FormatInt(maxMs, 10),
+		})
+}
+
+// MissingField reports an event without an envelope field the topic
+// requires.
+func MissingField(field, format string, args ...any) error {
+	return newError(heraldpb.ErrorReason_MISSING_FIELD,
+		"herald: missing "+field+": "+fmt.Sprintf(format, args...),
+		map[string]string{MetadataField: field})
+}
+
+// TopicInUse reports a delete, without force, of a topic whose last event
+// was produced at lastProduceUnixNano (recently).
+func TopicInUse(topic string, lastProduceUnixNano int64) error {
+	return newError(heraldpb.ErrorReason_TOPIC_IN_USE,
+		fmt.Sprintf("herald: topic %q is in use: last event produced at %s; delete with force to delete anyway",
+			topic, time.Unix(0, lastProduceUnixNano).UTC().Format(time.RFC3339Nano)),
+		map[string]string{
+			MetadataTopic:               topic,
+			MetadataLastProduceUnixNano: strconv.FormatInt(lastProduceUnixNano, 10),
+		})
+}
+
+// OutOfOrderSequence reports an idempotent producer's event whose
+// producer_seq is got where the cluster expected expected. Nothing of the
+// request was written.
+func OutOfOrderSequence(producerID string, expected, got uint64) error {
+	return newError(heraldpb.ErrorReason_OUT_OF_ORDER_SEQUENCE,
+		fmt.Sprintf("herald: producer %s: out of order sequence %d, expected %d", producerID, got, expected),
+		map[string]string{
+			MetadataProducerID: producerID,
+			MetadataExpected:   strconv.FormatUint(expected, 10),
+			MetadataGot:        strconv.FormatUint(got, 10),
+		})
+}
+
+// UnknownProducer reports a sequence other than 1 from an idempotent
+// producer the partition does not know; detail says which. Nothing of the
+// request was written.
+func UnknownProducer(detail string) error {
+	return newError(heraldpb.ErrorReason_UNKNOWN_PRODUCER, "herald: unknown producer: "+detail, nil)
+}
+
+// ProducerFenced reports a request of producerID under epoch where the
+// partition knows the newer current epoch. Nothing of the request was
+// written.
+func ProducerFenced(producerID string, epoch, current uint64) error {
+	return newError(heraldpb.ErrorReason_PRODUCER_FENCED,
+		fmt.Sprintf("herald: producer %s: epoch %d is fenced by epoch %d", producerID, epoch, current),
+		map[string]string{
+			MetadataProducerID:   producerID,
+			MetadataEpoch:        strconv.FormatUint(epoch, 10),
+			MetadataCurrentEpoch: strconv.FormatUint(current, 10),
+		})
+}
+
+// QueueFull reports that a partition leader's queue of produce calls
+// waiting to be proposed is full; nothing was written; retry after
+// retryAfterMs.
+func QueueFull(queuedBytes, queueBytesMax int, retryAfterMs int64) error {
+	return newError(heraldpb.ErrorReason_QUEUE_FULL,
+		fmt.Sprintf("herald: produce queue full: %d bytes waiting, the limit is %d; retry after %d ms", queuedBytes, queueBytesMax, retryAfterMs),
+		map[string]string{MetadataRetryAfterMs: strconv.FormatInt(retryAfterMs, 10)})
+}
+
+// DuplicateSequence reports an idempotent producer's sequence committed
+// too long ago for the partition to remember its position; detail says
+// which. Nothing was written again.
+func DuplicateSequence(detail string) error {
+	return newError(heraldpb.ErrorReason_DUPLICATE_SEQUENCE, "herald: duplicate sequence: "+detail, nil)
+}

@@ -1,0 +1,124 @@
+package wire
+
+import (
+	"errors"
+
+	"google.golang.org/grpc/codes"
+
+	"github.com/heraldlog/herald/client/heraldpb"
+)
+
+// Sentinel errors. Every error of a Herald condition, made on a node or in
+// the SDK, matches one of these with errors.Is, also after it crossed the
+// wire (Status, then FromStatus).
+var (
+	ErrTopicNotFound     = errors.New("herald: topic not found")
+	ErrTopicExists       = errors.New("herald: topic already exists")
+	ErrInvalidArgument   = errors.New("herald: invalid argument")
+	ErrPayloadTooLarge   = errors.New("herald: payload too large")
+	ErrNoLeader          = errors.New("herald: no leader")
+	ErrUnknownOutcome    = errors.New("herald: unknown outcome")
+	ErrPartitionNotFound = errors.New("herald: partition not found")
+	ErrCorruption        = errors.New("herald: corruption")
+	ErrOffsetOutOfRange  = errors.New("herald: offset out of range")
+	ErrNotLeader         = errors.New("herald: not leader")
+	ErrTenantNotFound    = errors.New("herald: tenant not found")
+	ErrTenantExists      = errors.New("herald: tenant already exists")
+	// ErrSchemaVersionNotAllowed: the event's schema version is not one the
+	// topic allows.
+	ErrSchemaVersionNotAllowed = errors.New("herald: schema version not allowed")
+	// ErrTTLTooLarge: the event's TTL is over the topic's max_ttl_ms.
+	ErrTTLTooLarge = errors.New("herald: ttl too large")
+	// ErrMissingField: the event lacks an envelope field the topic requires.
+	ErrMissingField = errors.New("herald: missing field")
+	// ErrTopicInUse: a topic with recent produces was not deleted (use force).
+	ErrTopicInUse = errors.New("herald: topic in use")
+	// ErrOutOfOrderSequence: an idempotent producer's sequence skipped
+	// ahead of what the cluster expects (or the cluster forgot the producer).
+	ErrOutOfOrderSequence = errors.New("herald: out of order sequence")
+	// ErrUnknownProducer: the partition does not know the idempotent
+	// producer (never seen there, or forgotten after being idle) and its
+	// sequence is not 1. Nothing of the request was written.
+	ErrUnknownProducer = errors.New("herald: unknown producer")
+	// ErrProducerFenced: a newer InitProducer for the producer id issued a
+	// higher epoch; this holder of the id may not write any more. Nothing
+	// of the request was written.
+	ErrProducerFenced = errors.New("herald: producer fenced")
+	// ErrDuplicateSequence: the idempotent producer's sequence was already
+	// committed, longer ago than the partition remembers positions for
+	// (more than its last request and its last 1,024 sequences). The
+	// events are in the log; nothing was written again.
+	ErrDuplicateSequence = errors.New("herald: duplicate sequence")
+	// ErrQueueFull: the partition leader's queue of produce calls waiting
+	// to be proposed is full (bytes); nothing was written. Retry after the
+	// hint (retry_after_ms); the SDK does so with backoff.
+	ErrQueueFull = errors.New("herald: produce queue full")
+
+	// ErrUnavailable has no reason of its own: it stands for a gRPC
+	// UNAVAILABLE status without a Herald ErrorInfo (a node that did not
+	// answer, a connection that failed).
+	ErrUnavailable = errors.New("herald: unavailable")
+)
+
+// reasonRow is one row of the error table.
+type reasonRow struct {
+	reason   heraldpb.ErrorReason
+	code     codes.Code // the gRPC code the reason travels with
+	sentinel error      // what errors.Is matches for the reason
+}
+
+// reasonTable is the one table from wire reason to gRPC code and sentinel
+// (docs/protocol.md, "Errors"): constructors, Status, FromStatus and
+// Error.Is all read it. Its order is the order in which Status tests
+// sentinels, so that an error wrapping several is classified the same way
+// every time: outcomes first, then leadership, then the rest.
+//
+// A reason added to herald.proto gets one row here (TestErrorTable fails
+// until it has); rows are never removed.
+var reasonTable = [...]reasonRow{
+	{heraldpb.ErrorReason_UNKNOWN_OUTCOME, codes.Unknown, ErrUnknownOutcome},
+	{heraldpb.ErrorReason_CORRUPTION, codes.DataLoss, ErrCorruption},
+	{heraldpb.ErrorReason_NOT_LEADER, codes.FailedPrecondition, ErrNotLeader},
+	{heraldpb.ErrorReason_NO_LEADER, codes.Unavailable, ErrNoLeader},
+	{heraldpb.ErrorReason_TOPIC_NOT_FOUND, codes.NotFound, ErrTopicNotFound},
+	{heraldpb.ErrorReason_OUT_OF_ORDER_SEQUENCE, codes.FailedPrecondition, ErrOutOfOrderSequence},
+	{heraldpb.ErrorReason_UNKNOWN_PRODUCER, codes.FailedPrecondition, ErrUnknownProducer},
+	{heraldpb.ErrorReason_PRODUCER_FENCED, codes.FailedPrecondition, ErrProducerFenced},
+	{heraldpb.ErrorReason_DUPLICATE_SEQUENCE, codes.FailedPrecondition, ErrDuplicateSequence},
+	{heraldpb.ErrorReason_QUEUE_FULL, codes.ResourceExhausted, ErrQueueFull},
+	{heraldpb.ErrorReason_TENANT_NOT_FOUND, codes.NotFound, ErrTenantNotFound},
+	{heraldpb.ErrorReason_TOPIC_EXISTS, codes.AlreadyExists, ErrTopicExists},
+	{heraldpb.ErrorReason_TENANT_EXISTS, codes.AlreadyExists, ErrTenantExists},
+	{heraldpb.ErrorReason_TOPIC_IN_USE, codes.FailedPrecondition, ErrTopicInUse},
+	{heraldpb.ErrorReason_PARTITION_NOT_FOUND, codes.NotFound, ErrPartitionNotFound},
+	{heraldpb.ErrorReason_PAYLOAD_TOO_LARGE, codes.InvalidArgument, ErrPayloadTooLarge},
+	{heraldpb.ErrorReason_SCHEMA_VERSION_NOT_ALLOWED, codes.InvalidArgument, ErrSchemaVersionNotAllowed},
+	{heraldpb.ErrorReason_TTL_TOO_LARGE, codes.InvalidArgument, ErrTTLTooLarge},
+	{heraldpb.ErrorReason_MISSING_FIELD, codes.InvalidArgument, ErrMissingField},
+	{heraldpb.ErrorReason_INVALID_ARGUMENT, codes.InvalidArgument, ErrInvalidArgument},
+	{heraldpb.ErrorReason_OFFSET_OUT_OF_RANGE, codes.OutOfRange, ErrOffsetOutOfRange},
+}
+
+// reasonRows indexes reasonTable by reason; built from it, never edited.
+var reasonRows = func() map[heraldpb.ErrorReason]reasonRow {
+	m := make(map[heraldpb.ErrorReason]reasonRow, len(reasonTable))
+	for _, row := range reasonTable {
+		m[row.reason] = row
+	}
+	return m
+}()
+
+// CodeOf returns the gRPC code reason travels with, per the error table;
+// Internal for UNSPECIFIED or a reason this package does not know.
+func CodeOf(reason heraldpb.ErrorReason) codes.Code {
+	if row, ok := reasonRows[reason]; ok {
+		return row.code
+	}
+	return codes.Internal
+}
+
+// SentinelOf returns the sentinel of reason, per the error table; nil for
+// UNSPECIFIED or a reason this package does not know.
+func SentinelOf(reason heraldpb.ErrorReason) error {
+	return reasonRows[reason].sentinel
+}
