@@ -21,6 +21,7 @@ const (
 	CheckRegistry      = "registry-reads"
 	CheckResend        = "idempotent-resend"
 	CheckAckedReadable = "acked-offset-in-range"
+	CheckRetained      = "retained-no-lost-write"
 )
 
 // Verdict statuses.
@@ -81,8 +82,11 @@ type ackedEvent struct {
 	op        int // the index of the op that acknowledged it
 }
 
-// index is what the checkers derive from a history.
+// index is what the checkers derive from the ops of one topic of a
+// history.
 type index struct {
+	topic    string        // as Op.Topic names it
+	reads    []*Op         // ok reads of the topic, in history order
 	invoked  map[string]Op // produce invocations by event id (not batches)
 	outcome  map[string]Op // produce completions by event id (not batches)
 	acked    []ackedEvent  // every acknowledged event, batches included
@@ -90,22 +94,30 @@ type index struct {
 	batches  int           // produce batches recorded (volume mode)
 	sources  []source
 	finals   map[string]map[uint32][]Observed // node -> partition -> log
+	finalLow map[string]map[uint32]uint64     // node -> partition -> low watermark of its final log
 	finalErr []string                         // failed final reads
 	nodes    []string
 	parts    []uint32
 }
 
-func buildIndex(h History) *index {
-	ix := &index{invoked: map[string]Op{}, outcome: map[string]Op{}, failed: map[string]Op{}, finals: map[string]map[uint32][]Observed{}}
+// buildIndex indexes the ops of h that concern topic (as Op.Topic names
+// it: empty for the live topic).
+func buildIndex(h History, topic string) *index {
+	ix := &index{topic: topic, invoked: map[string]Op{}, outcome: map[string]Op{}, failed: map[string]Op{},
+		finals: map[string]map[uint32][]Observed{}, finalLow: map[string]map[uint32]uint64{}}
 	partSet := map[uint32]bool{}
-	for _, op := range h {
+	for i := range h {
+		op := &h[i]
+		if op.Topic != topic {
+			continue
+		}
 		switch op.F {
 		case FProduce:
 			if op.Type == TypeInvoke {
-				ix.invoked[op.EventID] = op
+				ix.invoked[op.EventID] = *op
 				continue
 			}
-			ix.outcome[op.EventID] = op
+			ix.outcome[op.EventID] = *op
 			switch op.Type {
 			case TypeOK:
 				partSet[op.Partition] = true
@@ -115,7 +127,7 @@ func buildIndex(h History) *index {
 					events: []Observed{{Offset: op.Offset, Sequence: op.Sequence, Tenant: op.Tenant, EventID: op.EventID}},
 				})
 			case TypeFail:
-				ix.failed[op.EventID] = op
+				ix.failed[op.EventID] = *op
 			}
 		case FProduceBatch:
 			ix.batches++
@@ -131,11 +143,12 @@ func buildIndex(h History) *index {
 				})
 			case TypeFail:
 				for k := range op.Count {
-					ix.failed[BatchEventID(op.EventID, k)] = op
+					ix.failed[BatchEventID(op.EventID, k)] = *op
 				}
 			}
 		case FRead:
 			if op.Type == TypeOK {
+				ix.reads = append(ix.reads, op)
 				ix.sources = append(ix.sources, source{name: fmt.Sprintf("read %d on %s", op.Index, op.Node), partition: op.Partition, events: op.Events})
 			}
 		case FFinalRead:
@@ -149,8 +162,10 @@ func buildIndex(h History) *index {
 			}
 			if ix.finals[op.Node] == nil {
 				ix.finals[op.Node] = map[uint32][]Observed{}
+				ix.finalLow[op.Node] = map[uint32]uint64{}
 			}
 			ix.finals[op.Node][op.Partition] = op.Events
+			ix.finalLow[op.Node][op.Partition] = op.LowWatermark
 			ix.sources = append(ix.sources, source{name: fmt.Sprintf("final log of %s", op.Node), partition: op.Partition, events: op.Events, final: true})
 		}
 	}
@@ -165,48 +180,102 @@ func buildIndex(h History) *index {
 // Check runs every checker over h. It is a pure function of h (the
 // linearizability check is bounded by linearizabilityOpsMax and
 // linearizabilityTimeout and says unknown past them).
+//
+// The topics are checked apart: the live topic by every checker; the
+// retained topic of volume mode (retained.go) by the checkers that hold
+// whatever retention removed (no-duplicate, one-event-per-position,
+// tenant-sequences, same-order, failed-write-never-read,
+// acked-offset-in-range), their violations reported in the same
+// verdicts, and instead of no-lost-write and replicas-converge by
+// retained-no-lost-write. Event ids are not compared across topics (the
+// workload never writes one id to both).
 func Check(h History) []Verdict {
-	ix := buildIndex(h)
+	live := buildIndex(h, "")
+	retained := buildIndex(h, retainedTopicName)
+	both := func(check func(*index) Verdict) Verdict {
+		return mergeVerdicts(check(live), check(retained), retainedTopicName)
+	}
 	return []Verdict{
-		checkLostWrite(ix),
-		checkDuplicate(ix),
-		checkPosition(ix),
-		checkTenantSequences(ix, h),
-		checkSameOrder(ix),
-		checkFailedNotRead(ix),
-		checkConvergence(ix),
-		checkLinearizable(ix, h),
+		checkLostWrite(live),
+		both(checkDuplicate),
+		both(checkPosition),
+		both(checkTenantSequences),
+		both(checkSameOrder),
+		both(checkFailedNotRead),
+		checkConvergence(live),
+		checkLinearizable(live, h),
 		{Name: CheckReplay, Status: StatusSkipped, Note: "needs streaming subscriptions, which Herald does not have yet"},
 		checkRegistry(h),
 		checkResend(h),
 		checkAckedReadable(h),
+		checkRetained(retained),
 	}
+}
+
+// mergeVerdicts is one checker's verdict over two topics: a's, with b's
+// violations added, each counterexample of b prefixed with b's topic.
+func mergeVerdicts(a, b Verdict, topicB string) Verdict {
+	v := a
+	v.Status = ""
+	if a.Status == StatusUnknown || b.Status == StatusUnknown {
+		v.Status = StatusUnknown
+	}
+	v.Counterexamples = append([]string(nil), a.Counterexamples...)
+	for _, c := range b.Counterexamples {
+		if len(v.Counterexamples) < counterexamplesMax {
+			v.Counterexamples = append(v.Counterexamples, "topic "+topicB+": "+c)
+		}
+	}
+	v.Violations += b.Violations
+	if b.Note != "" {
+		v.Note = strings.TrimPrefix(v.Note+"; topic "+topicB+": "+b.Note, "; ")
+	}
+	return v.settle()
 }
 
 // checkAckedReadable: a read from an offset that had been acknowledged
 // before the read was invoked (ModeAcked) is never answered
 // OFFSET_OUT_OF_RANGE, whichever node is asked and however far behind it
-// is (the live topic has no retention, so the low watermark stays 0). A
+// is: the live topic has no retention, so its low watermark stays 0; a
 // lagging replica waits, passes the read on, or answers a retryable error.
+// On the retained topic such a read may be answered out of range only
+// below the low watermark the answer gives (retention removed the offset
+// since it was acknowledged), never at or above it.
 func checkAckedReadable(h History) Verdict {
 	v := Verdict{Name: CheckAckedReadable}
-	reads := 0
+	reads, trimmed := 0, 0
 	for _, op := range h {
 		if op.F != FRead || op.Mode != ModeAcked {
 			continue
 		}
 		reads++
-		if op.Type == TypeFail && (strings.Contains(op.Error, "OutOfRange") || strings.Contains(op.Error, "out of range")) {
-			v.add("read op %d via %s of acknowledged offset %d of partition %d answered out of range: %s",
-				op.Index, op.Node, op.From, op.Partition, op.Error)
+		if op.Type != TypeFail || !(strings.Contains(op.Error, "OutOfRange") || strings.Contains(op.Error, "out of range")) {
+			continue
 		}
+		if op.Topic != "" && op.From < op.LowWatermark {
+			trimmed++
+			continue
+		}
+		v.add("read op %d via %s of acknowledged offset %d of partition %d%s answered out of range (low watermark %d, high %d): %s",
+			op.Index, op.Node, op.From, op.Partition, topicSuffix(op.Topic), op.LowWatermark, op.HighWatermark, op.Error)
 	}
 	if reads == 0 {
 		v.Status, v.Note = StatusSkipped, "no read of an acknowledged offset was made"
 	} else {
 		v.Note = fmt.Sprintf("%d reads of acknowledged offsets", reads)
+		if trimmed > 0 {
+			v.Note += fmt.Sprintf(", %d of them answered out of range below the retained topic's low watermark", trimmed)
+		}
 	}
 	return v.settle()
+}
+
+// topicSuffix names a topic other than the live one in a counterexample.
+func topicSuffix(topic string) string {
+	if topic == "" {
+		return ""
+	}
+	return " of topic " + topic
 }
 
 // checkLostWrite: every acknowledged event is in every node's final log
@@ -293,11 +362,13 @@ func checkPosition(ix *index) Verdict {
 }
 
 // checkTenantSequences: in every final log each tenant's sequences run
-// 1, 2, 3, ... in offset order; every read page has each tenant's
-// sequences consecutive and increasing (a read by sequence starts at the
-// sequence asked for); and (partition, tenant, sequence) names one event
-// everywhere, acknowledgements included.
-func checkTenantSequences(ix *index, h History) Verdict {
+// 1, 2, 3, ... in offset order (from the tenant's first retained one when
+// the log's low watermark is above 0: retention removed the start); every
+// read page has each tenant's sequences consecutive and increasing (a read
+// by sequence starts at the sequence asked for, or above it when the
+// replica had truncated its log); and (partition, tenant, sequence) names
+// one event everywhere, acknowledgements included.
+func checkTenantSequences(ix *index) Verdict {
 	v := Verdict{Name: CheckTenantSeq}
 	for _, node := range ix.nodes {
 		for _, p := range ix.parts {
@@ -305,9 +376,14 @@ func checkTenantSequences(ix *index, h History) Verdict {
 			if !ok {
 				continue
 			}
+			trimmed := ix.finalLow[node][p] > 0
 			next := map[string]uint64{}
 			for _, e := range log {
-				want := next[e.Tenant] + 1
+				last, seen := next[e.Tenant]
+				want := last + 1
+				if trimmed && !seen {
+					want = max(e.Sequence, 1)
+				}
 				if e.Sequence != want {
 					v.add("final log of %s partition %d offset %d: tenant %s sequence %d, want %d", node, p, e.Offset, e.Tenant, e.Sequence, want)
 				}
@@ -315,13 +391,10 @@ func checkTenantSequences(ix *index, h History) Verdict {
 			}
 		}
 	}
-	for _, op := range h {
-		if op.F != FRead || op.Type != TypeOK {
-			continue
-		}
+	for _, op := range ix.reads {
 		last := map[string]uint64{}
 		for k, e := range op.Events {
-			if op.Mode == ModeSequence && k == 0 && e.Sequence != op.From {
+			if op.Mode == ModeSequence && k == 0 && e.Sequence != op.From && (op.LowWatermark == 0 || e.Sequence < op.From) {
 				v.add("read %d on %s: tenant %s from sequence %d starts at %d", op.Index, op.Node, op.Tenant, op.From, e.Sequence)
 			}
 			if l, ok := last[e.Tenant]; ok && e.Sequence != l+1 {

@@ -80,6 +80,9 @@ type Op struct {
 	F       string `json:"f"`
 	Process int    `json:"process"`
 	Time    int64  `json:"time"`
+	// Topic is the topic written or read: empty for the live topic
+	// (topicName), retainedTopicName for the retained one (volume mode).
+	Topic string `json:"topic,omitempty"`
 	// Produce: the event and, when ok, where it was stored.
 	Tenant    string `json:"tenant,omitempty"`
 	EventID   string `json:"event_id,omitempty"`
@@ -94,6 +97,12 @@ type Op struct {
 	Mode   string     `json:"mode,omitempty"`
 	From   uint64     `json:"from,omitempty"`
 	Events []Observed `json:"events,omitempty"`
+	// LowWatermark and HighWatermark are the answering replica's, as a
+	// read or final read returned them (a final read: as its first page
+	// did, the log being read from LowWatermark) or as its out-of-range
+	// error gave them.
+	LowWatermark  uint64 `json:"low_watermark,omitempty"`
+	HighWatermark uint64 `json:"high_watermark,omitempty"`
 	// Registry: the tenant or topic named, whether a describe found it,
 	// and the workload's own tenants a list returned.
 	Name  string   `json:"name,omitempty"`
@@ -154,31 +163,39 @@ type Recorder struct {
 		ops History
 		w   *bufio.Writer
 		err error
-		// ackedHigh is the highest acknowledged offset of each partition of
-		// the live topic (noteAcked), for ModeAcked reads.
-		ackedHigh map[uint32]uint64
+		// ackedHigh is the highest acknowledged offset of each partition
+		// of each topic (noteAcked), for ModeAcked reads.
+		ackedHigh map[topicPartition]uint64
 	}
 }
 
-// noteAcked records that offset of partition p of the live topic was
-// acknowledged.
-func (r *Recorder) noteAcked(p uint32, offset uint64) {
+// topicPartition names a partition of a topic as Op.Topic does (empty
+// for the live topic).
+type topicPartition struct {
+	topic     string
+	partition uint32
+}
+
+// noteAcked records that offset of partition p of topic (as in Op.Topic)
+// was acknowledged.
+func (r *Recorder) noteAcked(topic string, p uint32, offset uint64) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.mu.ackedHigh == nil {
-		r.mu.ackedHigh = make(map[uint32]uint64)
+		r.mu.ackedHigh = make(map[topicPartition]uint64)
 	}
-	if cur, ok := r.mu.ackedHigh[p]; !ok || offset > cur {
-		r.mu.ackedHigh[p] = offset
+	k := topicPartition{topic, p}
+	if cur, ok := r.mu.ackedHigh[k]; !ok || offset > cur {
+		r.mu.ackedHigh[k] = offset
 	}
 }
 
-// ackedHigh returns the highest acknowledged offset of partition p, and
-// whether there is one.
-func (r *Recorder) ackedHigh(p uint32) (uint64, bool) {
+// ackedHigh returns the highest acknowledged offset of partition p of
+// topic, and whether there is one.
+func (r *Recorder) ackedHigh(topic string, p uint32) (uint64, bool) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	off, ok := r.mu.ackedHigh[p]
+	off, ok := r.mu.ackedHigh[topicPartition{topic, p}]
 	return off, ok
 }
 

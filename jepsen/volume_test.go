@@ -190,5 +190,5 @@ herald_raft_rejoins_total{stage="promoted"} 1
 	require.Equal(t, 3.0, got[PathSnapshotInstalls])
 	require.Equal(t, 7.0, got[PathSnapshots])
 	require.Equal(t, 1.0, got[PathRejoins])
-	require.Equal(t, StatusUnknown, checkPaths(PathCounts(got)).Status, "no restores: not every path taken")
+	require.Equal(t, StatusUnknown, checkPaths(PathCounts(got), false).Status, "no restores: not every path taken")
 }
