@@ -66,32 +66,27 @@ func (v *Verdict) settle() Verdict {
 }
 
 // source is one observation of the log: a read page, a final log or a
-// produce acknowledgement.
+// produce acknowledgement (ack: its events are the acknowledged events of
+// op, the index of a produce or produce-batch op).
 type source struct {
 	name      string
 	partition uint32
 	events    []Observed
 	final     bool
-}
-
-// ackedEvent is one acknowledged event, of a produce or a produce batch.
-type ackedEvent struct {
-	id        string
-	partition uint32
-	offset    uint64
-	op        int // the index of the op that acknowledged it
+	ack       bool
+	op        int
 }
 
 // index is what the checkers derive from the ops of one topic of a
 // history.
 type index struct {
-	topic    string        // as Op.Topic names it
-	reads    []*Op         // ok reads of the topic, in history order
-	invoked  map[string]Op // produce invocations by event id (not batches)
-	outcome  map[string]Op // produce completions by event id (not batches)
-	acked    []ackedEvent  // every acknowledged event, batches included
-	failed   map[string]Op // events definitely not written, batches included
-	batches  int           // produce batches recorded (volume mode)
+	topic    string         // as Op.Topic names it
+	reads    []*Op          // ok reads of the topic, in history order
+	invoked  map[string]*Op // produce invocations by event id (not batches)
+	outcome  map[string]*Op // produce completions by event id (not batches)
+	acked    int            // acknowledged events (the events of the ack sources), batches included
+	failed   map[string]*Op // events definitely not written, batches included
+	batches  int            // produce batches recorded (volume mode)
 	sources  []source
 	finals   map[string]map[uint32][]Observed // node -> partition -> log
 	finalLow map[string]map[uint32]uint64     // node -> partition -> low watermark of its final log
@@ -103,7 +98,7 @@ type index struct {
 // buildIndex indexes the ops of h that concern topic (as Op.Topic names
 // it: empty for the live topic).
 func buildIndex(h History, topic string) *index {
-	ix := &index{topic: topic, invoked: map[string]Op{}, outcome: map[string]Op{}, failed: map[string]Op{},
+	ix := &index{topic: topic, invoked: map[string]*Op{}, outcome: map[string]*Op{}, failed: map[string]*Op{},
 		finals: map[string]map[uint32][]Observed{}, finalLow: map[string]map[uint32]uint64{}}
 	partSet := map[uint32]bool{}
 	for i := range h {
@@ -114,20 +109,20 @@ func buildIndex(h History, topic string) *index {
 		switch op.F {
 		case FProduce:
 			if op.Type == TypeInvoke {
-				ix.invoked[op.EventID] = *op
+				ix.invoked[op.EventID] = op
 				continue
 			}
-			ix.outcome[op.EventID] = *op
+			ix.outcome[op.EventID] = op
 			switch op.Type {
 			case TypeOK:
 				partSet[op.Partition] = true
-				ix.acked = append(ix.acked, ackedEvent{id: op.EventID, partition: op.Partition, offset: op.Offset, op: op.Index})
+				ix.acked++
 				ix.sources = append(ix.sources, source{
-					name: fmt.Sprintf("ack of %s (op %d)", op.EventID, op.Index), partition: op.Partition,
+					name: fmt.Sprintf("ack of %s (op %d)", op.EventID, op.Index), partition: op.Partition, ack: true, op: op.Index,
 					events: []Observed{{Offset: op.Offset, Sequence: op.Sequence, Tenant: op.Tenant, EventID: op.EventID}},
 				})
 			case TypeFail:
-				ix.failed[op.EventID] = *op
+				ix.failed[op.EventID] = op
 			}
 		case FProduceBatch:
 			ix.batches++
@@ -135,15 +130,13 @@ func buildIndex(h History, topic string) *index {
 			case TypeOK:
 				partSet[op.Partition] = true
 				events := op.batchEvents()
-				for _, e := range events {
-					ix.acked = append(ix.acked, ackedEvent{id: e.EventID, partition: op.Partition, offset: e.Offset, op: op.Index})
-				}
+				ix.acked += len(events)
 				ix.sources = append(ix.sources, source{
-					name: fmt.Sprintf("ack of batch %s (op %d)", op.EventID, op.Index), partition: op.Partition, events: events,
+					name: fmt.Sprintf("ack of batch %s (op %d)", op.EventID, op.Index), partition: op.Partition, ack: true, op: op.Index, events: events,
 				})
 			case TypeFail:
 				for k := range op.Count {
-					ix.failed[BatchEventID(op.EventID, k)] = *op
+					ix.failed[BatchEventID(op.EventID, k)] = op
 				}
 			}
 		case FRead:
@@ -285,30 +278,22 @@ func checkLostWrite(ix *index) Verdict {
 	if len(ix.finals) == 0 {
 		v.Status, v.Note = StatusUnknown, "no final read"
 	}
-	sets := map[string]map[uint32]map[string]bool{}
-	for node, parts := range ix.finals {
-		sets[node] = map[uint32]map[string]bool{}
-		for p, log := range parts {
-			s := make(map[string]bool, len(log))
-			for _, e := range log {
-				s[e.EventID] = true
-			}
-			sets[node][p] = s
+	logs := newFinalLookup(ix)
+	for _, s := range ix.sources {
+		if !s.ack {
+			continue
 		}
-	}
-	for _, a := range ix.acked {
-		for _, node := range ix.nodes {
-			s, ok := sets[node][a.partition]
-			if !ok {
-				continue // final read failed: reported below
-			}
-			if !s[a.id] {
-				v.add("acknowledged %s (partition %d offset %d, op %d) missing from the final log of %s", a.id, a.partition, a.offset, a.op, node)
+		for _, e := range s.events {
+			for _, node := range ix.nodes {
+				found, read := logs.holds(node, s.partition, e.EventID, e.Offset)
+				if read && !found {
+					v.add("acknowledged %s (partition %d offset %d, op %d) missing from the final log of %s", e.EventID, s.partition, e.Offset, s.op, node)
+				}
 			}
 		}
 	}
 	if v.Violations == 0 {
-		v.Note = fmt.Sprintf("%d acknowledged events, each in every final log", len(ix.acked))
+		v.Note = fmt.Sprintf("%d acknowledged events, each in every final log", ix.acked)
 	}
 	if len(ix.finalErr) > 0 && v.Violations == 0 {
 		v.Status, v.Note = StatusUnknown, strings.Join(ix.finalErr, "; ")
@@ -316,12 +301,51 @@ func checkLostWrite(ix *index) Verdict {
 	return v.settle()
 }
 
+// finalLookup answers whether a final log holds an event id. It looks at
+// the offset the event was acknowledged at first (a log is in offset
+// order), and only when the event is not there builds the set of the
+// log's ids, once per log: a clean history costs no set at all.
+type finalLookup struct {
+	ix   *index
+	sets map[string]map[uint32]map[string]struct{}
+}
+
+func newFinalLookup(ix *index) *finalLookup {
+	return &finalLookup{ix: ix, sets: map[string]map[uint32]map[string]struct{}{}}
+}
+
+// holds reports whether node's final log of partition p holds id
+// (acknowledged at offset), and whether that log was read at all.
+func (l *finalLookup) holds(node string, p uint32, id string, offset uint64) (found, read bool) {
+	log, ok := l.ix.finals[node][p]
+	if !ok {
+		return false, false // final read failed: reported by the caller
+	}
+	if k := len(fromOffset(log, offset)); k > 0 && log[len(log)-k].EventID == id {
+		return true, true
+	}
+	if l.sets[node] == nil {
+		l.sets[node] = map[uint32]map[string]struct{}{}
+	}
+	set, ok := l.sets[node][p]
+	if !ok {
+		set = make(map[string]struct{}, len(log))
+		for _, e := range log {
+			set[e.EventID] = struct{}{}
+		}
+		l.sets[node][p] = set
+	}
+	_, found = set[id]
+	return found, true
+}
+
 // checkDuplicate: no single log (a final log or a read page) holds an
 // event id twice, and no event id is seen at two offsets of a partition.
 func checkDuplicate(ix *index) Verdict {
 	v := Verdict{Name: CheckDuplicate}
+	seen := map[string]uint64{} // reused: clear keeps its room
 	for _, s := range ix.sources {
-		seen := map[string]uint64{}
+		clear(seen)
 		for _, e := range s.events {
 			if first, ok := seen[e.EventID]; ok {
 				v.add("%s holds %s twice: partition %d offsets %d and %d", s.name, e.EventID, s.partition, first, e.Offset)
@@ -333,6 +357,23 @@ func checkDuplicate(ix *index) Verdict {
 	return v.settle()
 }
 
+// observations counts the events of every source: the size of the maps
+// that hold one entry per distinct event or position is at most this.
+func (ix *index) observations() int {
+	n := 0
+	for _, s := range ix.sources {
+		n += len(s.events)
+	}
+	return n
+}
+
+// distinctHint is the room to give a map keyed by distinct events or
+// positions: the acknowledged events, plus room for what only reads and
+// final logs saw (unknown outcomes), bounded by every observation.
+func (ix *index) distinctHint() int {
+	return min(ix.observations(), ix.acked+ix.acked/8+1024)
+}
+
 // checkPosition: no two different events are seen at one (partition,
 // offset), over every read, final log and acknowledgement.
 func checkPosition(ix *index) Verdict {
@@ -341,20 +382,23 @@ func checkPosition(ix *index) Verdict {
 		p uint32
 		o uint64
 	}
-	type first struct{ id, src string }
-	at := map[pos]first{}
+	type first struct {
+		id  string
+		src int // index in ix.sources
+	}
+	at := make(map[pos]first, ix.distinctHint())
 	reported := map[pos]bool{}
-	for _, s := range ix.sources {
+	for si, s := range ix.sources {
 		for _, e := range s.events {
 			k := pos{s.partition, e.Offset}
 			f, ok := at[k]
 			if !ok {
-				at[k] = first{e.EventID, s.name}
+				at[k] = first{e.EventID, si}
 				continue
 			}
 			if f.id != e.EventID && !reported[k] {
 				reported[k] = true
-				v.add("partition %d offset %d: %s per %s, %s per %s", k.p, k.o, f.id, f.src, e.EventID, s.name)
+				v.add("partition %d offset %d: %s per %s, %s per %s", k.p, k.o, f.id, ix.sources[f.src].name, e.EventID, s.name)
 			}
 		}
 	}
@@ -408,18 +452,21 @@ func checkTenantSequences(ix *index) Verdict {
 		t   string
 		seq uint64
 	}
-	type first struct{ id, src string }
-	at := map[key]first{}
+	type first struct {
+		id  string
+		src int // index in ix.sources
+	}
+	at := make(map[key]first, ix.distinctHint())
 	reported := map[key]bool{}
-	for _, s := range ix.sources {
+	for si, s := range ix.sources {
 		for _, e := range s.events {
 			k := key{s.partition, e.Tenant, e.Sequence}
 			f, ok := at[k]
 			if !ok {
-				at[k] = first{e.EventID, s.name}
+				at[k] = first{e.EventID, si}
 			} else if f.id != e.EventID && !reported[k] {
 				reported[k] = true
-				v.add("partition %d tenant %s sequence %d: %s per %s, %s per %s", k.p, k.t, k.seq, f.id, f.src, e.EventID, s.name)
+				v.add("partition %d tenant %s sequence %d: %s per %s, %s per %s", k.p, k.t, k.seq, f.id, ix.sources[f.src].name, e.EventID, s.name)
 			}
 		}
 	}
@@ -431,27 +478,28 @@ func checkTenantSequences(ix *index) Verdict {
 func checkSameOrder(ix *index) Verdict {
 	v := Verdict{Name: CheckSameOrder}
 	type place struct {
-		p   uint32
-		o   uint64
-		src string
+		p    uint32
+		src  int32 // the source that placed it first (index in ix.sources)
+		o    uint64
+		last int32 // the last source that saw it
 	}
-	at := map[string]place{}
+	at := make(map[string]place, ix.distinctHint())
 	reported := map[string]bool{}
-	for _, s := range ix.sources {
-		seen := map[string]bool{}
+	for si, s := range ix.sources {
 		for _, e := range s.events {
-			if seen[e.EventID] {
-				continue // a duplicate within one log: checkDuplicate's
-			}
-			seen[e.EventID] = true
 			f, ok := at[e.EventID]
 			if !ok {
-				at[e.EventID] = place{s.partition, e.Offset, s.name}
+				at[e.EventID] = place{p: s.partition, src: int32(si), o: e.Offset, last: int32(si)}
 				continue
 			}
+			if int(f.last) == si {
+				continue // a duplicate within one log: checkDuplicate's
+			}
+			f.last = int32(si)
+			at[e.EventID] = f
 			if (f.p != s.partition || f.o != e.Offset) && !reported[e.EventID] {
 				reported[e.EventID] = true
-				v.add("%s at partition %d offset %d per %s, at partition %d offset %d per %s", e.EventID, f.p, f.o, f.src, s.partition, e.Offset, s.name)
+				v.add("%s at partition %d offset %d per %s, at partition %d offset %d per %s", e.EventID, f.p, f.o, ix.sources[f.src].name, s.partition, e.Offset, s.name)
 			}
 		}
 	}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"strconv"
 	"sync"
 	"time"
@@ -160,9 +161,10 @@ type Recorder struct {
 	start time.Time
 	mu    struct {
 		sync.Mutex
-		ops History
-		w   *bufio.Writer
-		err error
+		ops    History
+		sharer eventSharer
+		w      *bufio.Writer
+		err    error
 		// ackedHigh is the highest acknowledged offset of each partition
 		// of each topic (noteAcked), for ModeAcked reads.
 		ackedHigh map[topicPartition]uint64
@@ -220,6 +222,7 @@ func (r *Recorder) Record(op Op) Op {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	op.Index = len(r.mu.ops)
+	r.mu.sharer.share(&op)
 	r.mu.ops = append(r.mu.ops, op)
 	if r.mu.w != nil && r.mu.err == nil {
 		line, err := json.Marshal(op)
@@ -248,6 +251,53 @@ func (r *Recorder) Flush() error {
 	return r.mu.err
 }
 
+// eventSharer lets the ops of a history share memory where their values
+// are equal, which changes no value the checkers see: a final log equal to
+// an earlier final log of the same partition (replicas that agree, the
+// common case) takes that log's events, and tenant ids are interned. At
+// volume the final logs are most of a history: this keeps one copy of
+// each instead of one per node. The zero value is ready; it is not safe
+// for concurrent use (the Recorder calls it under its lock).
+type eventSharer struct {
+	finals  map[topicPartition][][]Observed
+	tenants map[string]string
+}
+
+// tenantsInternedMax bounds the interned tenant ids (a workload has a few
+// dozen; past the bound, ids are left as they are).
+const tenantsInternedMax = 1 << 16
+
+// share rewrites op's events to share memory with equal ones seen before.
+func (s *eventSharer) share(op *Op) {
+	if len(op.Events) == 0 {
+		return
+	}
+	if op.F == FFinalRead && op.Type == TypeOK {
+		if s.finals == nil {
+			s.finals = make(map[topicPartition][][]Observed)
+		}
+		k := topicPartition{op.Topic, op.Partition}
+		for _, prev := range s.finals[k] {
+			if slices.Equal(prev, op.Events) {
+				op.Events = prev
+				return
+			}
+		}
+		s.finals[k] = append(s.finals[k], op.Events)
+	}
+	if s.tenants == nil {
+		s.tenants = make(map[string]string)
+	}
+	for i := range op.Events {
+		t := op.Events[i].Tenant
+		if in, ok := s.tenants[t]; ok {
+			op.Events[i].Tenant = in
+		} else if len(s.tenants) < tenantsInternedMax {
+			s.tenants[t] = t
+		}
+	}
+}
+
 // ReadHistory reads a history.jsonl file.
 func ReadHistory(path string) (History, error) {
 	f, err := os.Open(path)
@@ -262,6 +312,7 @@ func ReadHistory(path string) (History, error) {
 func readHistory(r io.Reader, name string) (History, error) {
 	path := name
 	var h History
+	var sharer eventSharer
 	sc := bufio.NewScanner(r)
 	sc.Buffer(make([]byte, 1<<20), historyLineBytesMax)
 	for sc.Scan() {
@@ -269,6 +320,7 @@ func readHistory(r io.Reader, name string) (History, error) {
 		if err := json.Unmarshal(sc.Bytes(), &op); err != nil {
 			return nil, fmt.Errorf("jepsen: %s line %d: %w", path, len(h)+1, err)
 		}
+		sharer.share(&op)
 		h = append(h, op)
 	}
 	if err := sc.Err(); err != nil {
