@@ -18,6 +18,12 @@ const topicName = "jepsen"
 // setupTimeout bounds starting the cluster and creating the topic.
 const setupTimeout = 60 * time.Second
 
+// finalReadTimeout bounds the final reads of one topic (every partition
+// from every node). A 10-minute volume run leaves about a million events
+// a partition, read from each of three nodes in pages of
+// finalPageEventsMax.
+const finalReadTimeout = 5 * time.Minute
+
 // Result is what a run found.
 type Result struct {
 	History  History
@@ -229,13 +235,15 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 	if convErr != nil {
 		progress("jepsen: %v (reading anyway)", convErr)
 	}
-	fctx, fcancel := context.WithTimeout(ctx, 2*time.Minute)
 	for _, cfg := range topics {
+		fctx, fcancel := context.WithTimeout(ctx, finalReadTimeout)
+		t0 := time.Now()
 		if err := finalRead(fctx, rec, cluster.Nodes, cfg.Name, uint32(opts.Partitions)); err != nil {
 			progress("jepsen: %v", err)
 		}
+		fcancel()
+		progress("jepsen: final reads of topic %s took %s", cfg.Name, time.Since(t0).Round(time.Millisecond))
 	}
-	fcancel()
 	scancel()
 	<-scraperDone
 	paths := scraper.Counts()
