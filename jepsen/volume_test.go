@@ -239,3 +239,15 @@ func TestLostWriteFindsAnEventMovedElsewhere(t *testing.T) {
 	require.Equal(t, StatusPass, verdictOf(t, h, CheckLostWrite).Status)
 	require.Equal(t, StatusFail, verdictOf(t, h, CheckSameOrder).Status)
 }
+
+// TestPathsRequireATrimWithTheRetainedTopic: a run that wrote the retained
+// topic and saw no retention trim did not test what it is for.
+func TestPathsRequireATrimWithTheRetainedTopic(t *testing.T) {
+	c := PathCounts{PathSnapshots: 5, PathSnapshotInstalls: 1, PathRestores: 1}
+	require.Equal(t, StatusPass, checkPaths(c, false).Status)
+	v := checkPaths(c, true)
+	require.Equal(t, StatusUnknown, v.Status)
+	require.Contains(t, v.Note, "took none of: "+PathRetentionTrims)
+	c[PathRetentionTrims] = 3
+	require.Equal(t, StatusPass, checkPaths(c, true).Status)
+}
