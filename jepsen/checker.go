@@ -21,6 +21,7 @@ const (
 	CheckRegistry      = "registry-reads"
 	CheckResend        = "idempotent-resend"
 	CheckAckedReadable = "acked-offset-in-range"
+	CheckRetained      = "retained-no-lost-write"
 )
 
 // Verdict statuses.
@@ -65,40 +66,46 @@ func (v *Verdict) settle() Verdict {
 }
 
 // source is one observation of the log: a read page, a final log or a
-// produce acknowledgement.
+// produce acknowledgement (ack: its events are the acknowledged events of
+// op, the index of a produce or produce-batch op).
 type source struct {
 	name      string
 	partition uint32
 	events    []Observed
 	final     bool
+	ack       bool
+	op        int
 }
 
-// ackedEvent is one acknowledged event, of a produce or a produce batch.
-type ackedEvent struct {
-	id        string
-	partition uint32
-	offset    uint64
-	op        int // the index of the op that acknowledged it
-}
-
-// index is what the checkers derive from a history.
+// index is what the checkers derive from the ops of one topic of a
+// history.
 type index struct {
-	invoked  map[string]Op // produce invocations by event id (not batches)
-	outcome  map[string]Op // produce completions by event id (not batches)
-	acked    []ackedEvent  // every acknowledged event, batches included
-	failed   map[string]Op // events definitely not written, batches included
-	batches  int           // produce batches recorded (volume mode)
+	topic    string         // as Op.Topic names it
+	reads    []*Op          // ok reads of the topic, in history order
+	invoked  map[string]*Op // produce invocations by event id (not batches)
+	outcome  map[string]*Op // produce completions by event id (not batches)
+	acked    int            // acknowledged events (the events of the ack sources), batches included
+	failed   map[string]*Op // events definitely not written, batches included
+	batches  int            // produce batches recorded (volume mode)
 	sources  []source
 	finals   map[string]map[uint32][]Observed // node -> partition -> log
+	finalLow map[string]map[uint32]uint64     // node -> partition -> low watermark of its final log
 	finalErr []string                         // failed final reads
 	nodes    []string
 	parts    []uint32
 }
 
-func buildIndex(h History) *index {
-	ix := &index{invoked: map[string]Op{}, outcome: map[string]Op{}, failed: map[string]Op{}, finals: map[string]map[uint32][]Observed{}}
+// buildIndex indexes the ops of h that concern topic (as Op.Topic names
+// it: empty for the live topic).
+func buildIndex(h History, topic string) *index {
+	ix := &index{topic: topic, invoked: map[string]*Op{}, outcome: map[string]*Op{}, failed: map[string]*Op{},
+		finals: map[string]map[uint32][]Observed{}, finalLow: map[string]map[uint32]uint64{}}
 	partSet := map[uint32]bool{}
-	for _, op := range h {
+	for i := range h {
+		op := &h[i]
+		if op.Topic != topic {
+			continue
+		}
 		switch op.F {
 		case FProduce:
 			if op.Type == TypeInvoke {
@@ -109,9 +116,9 @@ func buildIndex(h History) *index {
 			switch op.Type {
 			case TypeOK:
 				partSet[op.Partition] = true
-				ix.acked = append(ix.acked, ackedEvent{id: op.EventID, partition: op.Partition, offset: op.Offset, op: op.Index})
+				ix.acked++
 				ix.sources = append(ix.sources, source{
-					name: fmt.Sprintf("ack of %s (op %d)", op.EventID, op.Index), partition: op.Partition,
+					name: fmt.Sprintf("ack of %s (op %d)", op.EventID, op.Index), partition: op.Partition, ack: true, op: op.Index,
 					events: []Observed{{Offset: op.Offset, Sequence: op.Sequence, Tenant: op.Tenant, EventID: op.EventID}},
 				})
 			case TypeFail:
@@ -123,11 +130,9 @@ func buildIndex(h History) *index {
 			case TypeOK:
 				partSet[op.Partition] = true
 				events := op.batchEvents()
-				for _, e := range events {
-					ix.acked = append(ix.acked, ackedEvent{id: e.EventID, partition: op.Partition, offset: e.Offset, op: op.Index})
-				}
+				ix.acked += len(events)
 				ix.sources = append(ix.sources, source{
-					name: fmt.Sprintf("ack of batch %s (op %d)", op.EventID, op.Index), partition: op.Partition, events: events,
+					name: fmt.Sprintf("ack of batch %s (op %d)", op.EventID, op.Index), partition: op.Partition, ack: true, op: op.Index, events: events,
 				})
 			case TypeFail:
 				for k := range op.Count {
@@ -136,6 +141,7 @@ func buildIndex(h History) *index {
 			}
 		case FRead:
 			if op.Type == TypeOK {
+				ix.reads = append(ix.reads, op)
 				ix.sources = append(ix.sources, source{name: fmt.Sprintf("read %d on %s", op.Index, op.Node), partition: op.Partition, events: op.Events})
 			}
 		case FFinalRead:
@@ -149,8 +155,10 @@ func buildIndex(h History) *index {
 			}
 			if ix.finals[op.Node] == nil {
 				ix.finals[op.Node] = map[uint32][]Observed{}
+				ix.finalLow[op.Node] = map[uint32]uint64{}
 			}
 			ix.finals[op.Node][op.Partition] = op.Events
+			ix.finalLow[op.Node][op.Partition] = op.LowWatermark
 			ix.sources = append(ix.sources, source{name: fmt.Sprintf("final log of %s", op.Node), partition: op.Partition, events: op.Events, final: true})
 		}
 	}
@@ -165,48 +173,102 @@ func buildIndex(h History) *index {
 // Check runs every checker over h. It is a pure function of h (the
 // linearizability check is bounded by linearizabilityOpsMax and
 // linearizabilityTimeout and says unknown past them).
+//
+// The topics are checked apart: the live topic by every checker; the
+// retained topic of volume mode (retained.go) by the checkers that hold
+// whatever retention removed (no-duplicate, one-event-per-position,
+// tenant-sequences, same-order, failed-write-never-read,
+// acked-offset-in-range), their violations reported in the same
+// verdicts, and instead of no-lost-write and replicas-converge by
+// retained-no-lost-write. Event ids are not compared across topics (the
+// workload never writes one id to both).
 func Check(h History) []Verdict {
-	ix := buildIndex(h)
+	live := buildIndex(h, "")
+	retained := buildIndex(h, retainedTopicName)
+	both := func(check func(*index) Verdict) Verdict {
+		return mergeVerdicts(check(live), check(retained), retainedTopicName)
+	}
 	return []Verdict{
-		checkLostWrite(ix),
-		checkDuplicate(ix),
-		checkPosition(ix),
-		checkTenantSequences(ix, h),
-		checkSameOrder(ix),
-		checkFailedNotRead(ix),
-		checkConvergence(ix),
-		checkLinearizable(ix, h),
+		checkLostWrite(live),
+		both(checkDuplicate),
+		both(checkPosition),
+		both(checkTenantSequences),
+		both(checkSameOrder),
+		both(checkFailedNotRead),
+		checkConvergence(live),
+		checkLinearizable(live, h),
 		{Name: CheckReplay, Status: StatusSkipped, Note: "needs streaming subscriptions, which Herald does not have yet"},
 		checkRegistry(h),
 		checkResend(h),
 		checkAckedReadable(h),
+		checkRetained(retained),
 	}
+}
+
+// mergeVerdicts is one checker's verdict over two topics: a's, with b's
+// violations added, each counterexample of b prefixed with b's topic.
+func mergeVerdicts(a, b Verdict, topicB string) Verdict {
+	v := a
+	v.Status = ""
+	if a.Status == StatusUnknown || b.Status == StatusUnknown {
+		v.Status = StatusUnknown
+	}
+	v.Counterexamples = append([]string(nil), a.Counterexamples...)
+	for _, c := range b.Counterexamples {
+		if len(v.Counterexamples) < counterexamplesMax {
+			v.Counterexamples = append(v.Counterexamples, "topic "+topicB+": "+c)
+		}
+	}
+	v.Violations += b.Violations
+	if b.Note != "" {
+		v.Note = strings.TrimPrefix(v.Note+"; topic "+topicB+": "+b.Note, "; ")
+	}
+	return v.settle()
 }
 
 // checkAckedReadable: a read from an offset that had been acknowledged
 // before the read was invoked (ModeAcked) is never answered
 // OFFSET_OUT_OF_RANGE, whichever node is asked and however far behind it
-// is (the live topic has no retention, so the low watermark stays 0). A
+// is: the live topic has no retention, so its low watermark stays 0; a
 // lagging replica waits, passes the read on, or answers a retryable error.
+// On the retained topic such a read may be answered out of range only
+// below the low watermark the answer gives (retention removed the offset
+// since it was acknowledged), never at or above it.
 func checkAckedReadable(h History) Verdict {
 	v := Verdict{Name: CheckAckedReadable}
-	reads := 0
+	reads, trimmed := 0, 0
 	for _, op := range h {
 		if op.F != FRead || op.Mode != ModeAcked {
 			continue
 		}
 		reads++
-		if op.Type == TypeFail && (strings.Contains(op.Error, "OutOfRange") || strings.Contains(op.Error, "out of range")) {
-			v.add("read op %d via %s of acknowledged offset %d of partition %d answered out of range: %s",
-				op.Index, op.Node, op.From, op.Partition, op.Error)
+		if op.Type != TypeFail || !(strings.Contains(op.Error, "OutOfRange") || strings.Contains(op.Error, "out of range")) {
+			continue
 		}
+		if op.Topic != "" && op.From < op.LowWatermark {
+			trimmed++
+			continue
+		}
+		v.add("read op %d via %s of acknowledged offset %d of partition %d%s answered out of range (low watermark %d, high %d): %s",
+			op.Index, op.Node, op.From, op.Partition, topicSuffix(op.Topic), op.LowWatermark, op.HighWatermark, op.Error)
 	}
 	if reads == 0 {
 		v.Status, v.Note = StatusSkipped, "no read of an acknowledged offset was made"
 	} else {
 		v.Note = fmt.Sprintf("%d reads of acknowledged offsets", reads)
+		if trimmed > 0 {
+			v.Note += fmt.Sprintf(", %d of them answered out of range below the retained topic's low watermark", trimmed)
+		}
 	}
 	return v.settle()
+}
+
+// topicSuffix names a topic other than the live one in a counterexample.
+func topicSuffix(topic string) string {
+	if topic == "" {
+		return ""
+	}
+	return " of topic " + topic
 }
 
 // checkLostWrite: every acknowledged event is in every node's final log
@@ -216,30 +278,22 @@ func checkLostWrite(ix *index) Verdict {
 	if len(ix.finals) == 0 {
 		v.Status, v.Note = StatusUnknown, "no final read"
 	}
-	sets := map[string]map[uint32]map[string]bool{}
-	for node, parts := range ix.finals {
-		sets[node] = map[uint32]map[string]bool{}
-		for p, log := range parts {
-			s := make(map[string]bool, len(log))
-			for _, e := range log {
-				s[e.EventID] = true
-			}
-			sets[node][p] = s
+	logs := newFinalLookup(ix)
+	for _, s := range ix.sources {
+		if !s.ack {
+			continue
 		}
-	}
-	for _, a := range ix.acked {
-		for _, node := range ix.nodes {
-			s, ok := sets[node][a.partition]
-			if !ok {
-				continue // final read failed: reported below
-			}
-			if !s[a.id] {
-				v.add("acknowledged %s (partition %d offset %d, op %d) missing from the final log of %s", a.id, a.partition, a.offset, a.op, node)
+		for _, e := range s.events {
+			for _, node := range ix.nodes {
+				found, read := logs.holds(node, s.partition, e.EventID, e.Offset)
+				if read && !found {
+					v.add("acknowledged %s (partition %d offset %d, op %d) missing from the final log of %s", e.EventID, s.partition, e.Offset, s.op, node)
+				}
 			}
 		}
 	}
 	if v.Violations == 0 {
-		v.Note = fmt.Sprintf("%d acknowledged events, each in every final log", len(ix.acked))
+		v.Note = fmt.Sprintf("%d acknowledged events, each in every final log", ix.acked)
 	}
 	if len(ix.finalErr) > 0 && v.Violations == 0 {
 		v.Status, v.Note = StatusUnknown, strings.Join(ix.finalErr, "; ")
@@ -247,12 +301,51 @@ func checkLostWrite(ix *index) Verdict {
 	return v.settle()
 }
 
+// finalLookup answers whether a final log holds an event id. It looks at
+// the offset the event was acknowledged at first (a log is in offset
+// order), and only when the event is not there builds the set of the
+// log's ids, once per log: a clean history costs no set at all.
+type finalLookup struct {
+	ix   *index
+	sets map[string]map[uint32]map[string]struct{}
+}
+
+func newFinalLookup(ix *index) *finalLookup {
+	return &finalLookup{ix: ix, sets: map[string]map[uint32]map[string]struct{}{}}
+}
+
+// holds reports whether node's final log of partition p holds id
+// (acknowledged at offset), and whether that log was read at all.
+func (l *finalLookup) holds(node string, p uint32, id string, offset uint64) (found, read bool) {
+	log, ok := l.ix.finals[node][p]
+	if !ok {
+		return false, false // final read failed: reported by the caller
+	}
+	if k := len(fromOffset(log, offset)); k > 0 && log[len(log)-k].EventID == id {
+		return true, true
+	}
+	if l.sets[node] == nil {
+		l.sets[node] = map[uint32]map[string]struct{}{}
+	}
+	set, ok := l.sets[node][p]
+	if !ok {
+		set = make(map[string]struct{}, len(log))
+		for _, e := range log {
+			set[e.EventID] = struct{}{}
+		}
+		l.sets[node][p] = set
+	}
+	_, found = set[id]
+	return found, true
+}
+
 // checkDuplicate: no single log (a final log or a read page) holds an
 // event id twice, and no event id is seen at two offsets of a partition.
 func checkDuplicate(ix *index) Verdict {
 	v := Verdict{Name: CheckDuplicate}
+	seen := map[string]uint64{} // reused: clear keeps its room
 	for _, s := range ix.sources {
-		seen := map[string]uint64{}
+		clear(seen)
 		for _, e := range s.events {
 			if first, ok := seen[e.EventID]; ok {
 				v.add("%s holds %s twice: partition %d offsets %d and %d", s.name, e.EventID, s.partition, first, e.Offset)
@@ -264,6 +357,23 @@ func checkDuplicate(ix *index) Verdict {
 	return v.settle()
 }
 
+// observations counts the events of every source: the size of the maps
+// that hold one entry per distinct event or position is at most this.
+func (ix *index) observations() int {
+	n := 0
+	for _, s := range ix.sources {
+		n += len(s.events)
+	}
+	return n
+}
+
+// distinctHint is the room to give a map keyed by distinct events or
+// positions: the acknowledged events, plus room for what only reads and
+// final logs saw (unknown outcomes), bounded by every observation.
+func (ix *index) distinctHint() int {
+	return min(ix.observations(), ix.acked+ix.acked/8+1024)
+}
+
 // checkPosition: no two different events are seen at one (partition,
 // offset), over every read, final log and acknowledgement.
 func checkPosition(ix *index) Verdict {
@@ -272,20 +382,23 @@ func checkPosition(ix *index) Verdict {
 		p uint32
 		o uint64
 	}
-	type first struct{ id, src string }
-	at := map[pos]first{}
+	type first struct {
+		id  string
+		src int // index in ix.sources
+	}
+	at := make(map[pos]first, ix.distinctHint())
 	reported := map[pos]bool{}
-	for _, s := range ix.sources {
+	for si, s := range ix.sources {
 		for _, e := range s.events {
 			k := pos{s.partition, e.Offset}
 			f, ok := at[k]
 			if !ok {
-				at[k] = first{e.EventID, s.name}
+				at[k] = first{e.EventID, si}
 				continue
 			}
 			if f.id != e.EventID && !reported[k] {
 				reported[k] = true
-				v.add("partition %d offset %d: %s per %s, %s per %s", k.p, k.o, f.id, f.src, e.EventID, s.name)
+				v.add("partition %d offset %d: %s per %s, %s per %s", k.p, k.o, f.id, ix.sources[f.src].name, e.EventID, s.name)
 			}
 		}
 	}
@@ -293,11 +406,13 @@ func checkPosition(ix *index) Verdict {
 }
 
 // checkTenantSequences: in every final log each tenant's sequences run
-// 1, 2, 3, ... in offset order; every read page has each tenant's
-// sequences consecutive and increasing (a read by sequence starts at the
-// sequence asked for); and (partition, tenant, sequence) names one event
-// everywhere, acknowledgements included.
-func checkTenantSequences(ix *index, h History) Verdict {
+// 1, 2, 3, ... in offset order (from the tenant's first retained one when
+// the log's low watermark is above 0: retention removed the start); every
+// read page has each tenant's sequences consecutive and increasing (a read
+// by sequence starts at the sequence asked for, or above it when the
+// replica had truncated its log); and (partition, tenant, sequence) names
+// one event everywhere, acknowledgements included.
+func checkTenantSequences(ix *index) Verdict {
 	v := Verdict{Name: CheckTenantSeq}
 	for _, node := range ix.nodes {
 		for _, p := range ix.parts {
@@ -305,9 +420,14 @@ func checkTenantSequences(ix *index, h History) Verdict {
 			if !ok {
 				continue
 			}
+			trimmed := ix.finalLow[node][p] > 0
 			next := map[string]uint64{}
 			for _, e := range log {
-				want := next[e.Tenant] + 1
+				last, seen := next[e.Tenant]
+				want := last + 1
+				if trimmed && !seen {
+					want = max(e.Sequence, 1)
+				}
 				if e.Sequence != want {
 					v.add("final log of %s partition %d offset %d: tenant %s sequence %d, want %d", node, p, e.Offset, e.Tenant, e.Sequence, want)
 				}
@@ -315,13 +435,10 @@ func checkTenantSequences(ix *index, h History) Verdict {
 			}
 		}
 	}
-	for _, op := range h {
-		if op.F != FRead || op.Type != TypeOK {
-			continue
-		}
+	for _, op := range ix.reads {
 		last := map[string]uint64{}
 		for k, e := range op.Events {
-			if op.Mode == ModeSequence && k == 0 && e.Sequence != op.From {
+			if op.Mode == ModeSequence && k == 0 && e.Sequence != op.From && (op.LowWatermark == 0 || e.Sequence < op.From) {
 				v.add("read %d on %s: tenant %s from sequence %d starts at %d", op.Index, op.Node, op.Tenant, op.From, e.Sequence)
 			}
 			if l, ok := last[e.Tenant]; ok && e.Sequence != l+1 {
@@ -335,18 +452,21 @@ func checkTenantSequences(ix *index, h History) Verdict {
 		t   string
 		seq uint64
 	}
-	type first struct{ id, src string }
-	at := map[key]first{}
+	type first struct {
+		id  string
+		src int // index in ix.sources
+	}
+	at := make(map[key]first, ix.distinctHint())
 	reported := map[key]bool{}
-	for _, s := range ix.sources {
+	for si, s := range ix.sources {
 		for _, e := range s.events {
 			k := key{s.partition, e.Tenant, e.Sequence}
 			f, ok := at[k]
 			if !ok {
-				at[k] = first{e.EventID, s.name}
+				at[k] = first{e.EventID, si}
 			} else if f.id != e.EventID && !reported[k] {
 				reported[k] = true
-				v.add("partition %d tenant %s sequence %d: %s per %s, %s per %s", k.p, k.t, k.seq, f.id, f.src, e.EventID, s.name)
+				v.add("partition %d tenant %s sequence %d: %s per %s, %s per %s", k.p, k.t, k.seq, f.id, ix.sources[f.src].name, e.EventID, s.name)
 			}
 		}
 	}
@@ -358,27 +478,28 @@ func checkTenantSequences(ix *index, h History) Verdict {
 func checkSameOrder(ix *index) Verdict {
 	v := Verdict{Name: CheckSameOrder}
 	type place struct {
-		p   uint32
-		o   uint64
-		src string
+		p    uint32
+		src  int32 // the source that placed it first (index in ix.sources)
+		o    uint64
+		last int32 // the last source that saw it
 	}
-	at := map[string]place{}
+	at := make(map[string]place, ix.distinctHint())
 	reported := map[string]bool{}
-	for _, s := range ix.sources {
-		seen := map[string]bool{}
+	for si, s := range ix.sources {
 		for _, e := range s.events {
-			if seen[e.EventID] {
-				continue // a duplicate within one log: checkDuplicate's
-			}
-			seen[e.EventID] = true
 			f, ok := at[e.EventID]
 			if !ok {
-				at[e.EventID] = place{s.partition, e.Offset, s.name}
+				at[e.EventID] = place{p: s.partition, src: int32(si), o: e.Offset, last: int32(si)}
 				continue
 			}
+			if int(f.last) == si {
+				continue // a duplicate within one log: checkDuplicate's
+			}
+			f.last = int32(si)
+			at[e.EventID] = f
 			if (f.p != s.partition || f.o != e.Offset) && !reported[e.EventID] {
 				reported[e.EventID] = true
-				v.add("%s at partition %d offset %d per %s, at partition %d offset %d per %s", e.EventID, f.p, f.o, f.src, s.partition, e.Offset, s.name)
+				v.add("%s at partition %d offset %d per %s, at partition %d offset %d per %s", e.EventID, f.p, f.o, ix.sources[f.src].name, s.partition, e.Offset, s.name)
 			}
 		}
 	}

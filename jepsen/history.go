@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"strconv"
 	"sync"
 	"time"
@@ -80,6 +81,9 @@ type Op struct {
 	F       string `json:"f"`
 	Process int    `json:"process"`
 	Time    int64  `json:"time"`
+	// Topic is the topic written or read: empty for the live topic
+	// (topicName), retainedTopicName for the retained one (volume mode).
+	Topic string `json:"topic,omitempty"`
 	// Produce: the event and, when ok, where it was stored.
 	Tenant    string `json:"tenant,omitempty"`
 	EventID   string `json:"event_id,omitempty"`
@@ -94,6 +98,12 @@ type Op struct {
 	Mode   string     `json:"mode,omitempty"`
 	From   uint64     `json:"from,omitempty"`
 	Events []Observed `json:"events,omitempty"`
+	// LowWatermark and HighWatermark are the answering replica's, as a
+	// read or final read returned them (a final read: as its first page
+	// did, the log being read from LowWatermark) or as its out-of-range
+	// error gave them.
+	LowWatermark  uint64 `json:"low_watermark,omitempty"`
+	HighWatermark uint64 `json:"high_watermark,omitempty"`
 	// Registry: the tenant or topic named, whether a describe found it,
 	// and the workload's own tenants a list returned.
 	Name  string   `json:"name,omitempty"`
@@ -151,34 +161,43 @@ type Recorder struct {
 	start time.Time
 	mu    struct {
 		sync.Mutex
-		ops History
-		w   *bufio.Writer
-		err error
-		// ackedHigh is the highest acknowledged offset of each partition of
-		// the live topic (noteAcked), for ModeAcked reads.
-		ackedHigh map[uint32]uint64
+		ops    History
+		sharer eventSharer
+		w      *bufio.Writer
+		err    error
+		// ackedHigh is the highest acknowledged offset of each partition
+		// of each topic (noteAcked), for ModeAcked reads.
+		ackedHigh map[topicPartition]uint64
 	}
 }
 
-// noteAcked records that offset of partition p of the live topic was
-// acknowledged.
-func (r *Recorder) noteAcked(p uint32, offset uint64) {
+// topicPartition names a partition of a topic as Op.Topic does (empty
+// for the live topic).
+type topicPartition struct {
+	topic     string
+	partition uint32
+}
+
+// noteAcked records that offset of partition p of topic (as in Op.Topic)
+// was acknowledged.
+func (r *Recorder) noteAcked(topic string, p uint32, offset uint64) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.mu.ackedHigh == nil {
-		r.mu.ackedHigh = make(map[uint32]uint64)
+		r.mu.ackedHigh = make(map[topicPartition]uint64)
 	}
-	if cur, ok := r.mu.ackedHigh[p]; !ok || offset > cur {
-		r.mu.ackedHigh[p] = offset
+	k := topicPartition{topic, p}
+	if cur, ok := r.mu.ackedHigh[k]; !ok || offset > cur {
+		r.mu.ackedHigh[k] = offset
 	}
 }
 
-// ackedHigh returns the highest acknowledged offset of partition p, and
-// whether there is one.
-func (r *Recorder) ackedHigh(p uint32) (uint64, bool) {
+// ackedHigh returns the highest acknowledged offset of partition p of
+// topic, and whether there is one.
+func (r *Recorder) ackedHigh(topic string, p uint32) (uint64, bool) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	off, ok := r.mu.ackedHigh[p]
+	off, ok := r.mu.ackedHigh[topicPartition{topic, p}]
 	return off, ok
 }
 
@@ -203,6 +222,7 @@ func (r *Recorder) Record(op Op) Op {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	op.Index = len(r.mu.ops)
+	r.mu.sharer.share(&op)
 	r.mu.ops = append(r.mu.ops, op)
 	if r.mu.w != nil && r.mu.err == nil {
 		line, err := json.Marshal(op)
@@ -231,6 +251,53 @@ func (r *Recorder) Flush() error {
 	return r.mu.err
 }
 
+// eventSharer lets the ops of a history share memory where their values
+// are equal, which changes no value the checkers see: a final log equal to
+// an earlier final log of the same partition (replicas that agree, the
+// common case) takes that log's events, and tenant ids are interned. At
+// volume the final logs are most of a history: this keeps one copy of
+// each instead of one per node. The zero value is ready; it is not safe
+// for concurrent use (the Recorder calls it under its lock).
+type eventSharer struct {
+	finals  map[topicPartition][][]Observed
+	tenants map[string]string
+}
+
+// tenantsInternedMax bounds the interned tenant ids (a workload has a few
+// dozen; past the bound, ids are left as they are).
+const tenantsInternedMax = 1 << 16
+
+// share rewrites op's events to share memory with equal ones seen before.
+func (s *eventSharer) share(op *Op) {
+	if len(op.Events) == 0 {
+		return
+	}
+	if op.F == FFinalRead && op.Type == TypeOK {
+		if s.finals == nil {
+			s.finals = make(map[topicPartition][][]Observed)
+		}
+		k := topicPartition{op.Topic, op.Partition}
+		for _, prev := range s.finals[k] {
+			if slices.Equal(prev, op.Events) {
+				op.Events = prev
+				return
+			}
+		}
+		s.finals[k] = append(s.finals[k], op.Events)
+	}
+	if s.tenants == nil {
+		s.tenants = make(map[string]string)
+	}
+	for i := range op.Events {
+		t := op.Events[i].Tenant
+		if in, ok := s.tenants[t]; ok {
+			op.Events[i].Tenant = in
+		} else if len(s.tenants) < tenantsInternedMax {
+			s.tenants[t] = t
+		}
+	}
+}
+
 // ReadHistory reads a history.jsonl file.
 func ReadHistory(path string) (History, error) {
 	f, err := os.Open(path)
@@ -245,6 +312,7 @@ func ReadHistory(path string) (History, error) {
 func readHistory(r io.Reader, name string) (History, error) {
 	path := name
 	var h History
+	var sharer eventSharer
 	sc := bufio.NewScanner(r)
 	sc.Buffer(make([]byte, 1<<20), historyLineBytesMax)
 	for sc.Scan() {
@@ -252,6 +320,7 @@ func readHistory(r io.Reader, name string) (History, error) {
 		if err := json.Unmarshal(sc.Bytes(), &op); err != nil {
 			return nil, fmt.Errorf("jepsen: %s line %d: %w", path, len(h)+1, err)
 		}
+		sharer.share(&op)
 		h = append(h, op)
 	}
 	if err := sc.Err(); err != nil {

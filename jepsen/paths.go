@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -45,7 +46,8 @@ var pathMetrics = []pathMetric{
 }
 
 // pathsRequired must each be taken at least once for CheckPaths to pass in
-// volume mode (the others depend on the nemeses chosen).
+// volume mode (the others depend on the nemeses chosen); a run with the
+// retained topic must also have trimmed (PathRetentionTrims).
 var pathsRequired = []string{PathSnapshots, PathSnapshotInstalls, PathRestores}
 
 // pathScrapeInterval is how often the scraper reads every node's
@@ -189,12 +191,17 @@ func (c PathCounts) String() string {
 }
 
 // checkPaths is the CheckPaths verdict: pass when every path of
-// pathsRequired was taken; unknown (the run did not test what it is for)
-// when one was not.
-func checkPaths(c PathCounts) Verdict {
+// pathsRequired was taken, and with retained (the run wrote the retained
+// topic) at least one retention trim; unknown (the run did not test what
+// it is for) when one was not.
+func checkPaths(c PathCounts, retained bool) Verdict {
 	v := Verdict{Name: CheckPaths, Note: c.String()}
+	required := pathsRequired
+	if retained {
+		required = append(slices.Clip(required), PathRetentionTrims)
+	}
 	var missing []string
-	for _, p := range pathsRequired {
+	for _, p := range required {
 		if c[p] == 0 {
 			missing = append(missing, p)
 		}

@@ -18,6 +18,12 @@ const topicName = "jepsen"
 // setupTimeout bounds starting the cluster and creating the topic.
 const setupTimeout = 60 * time.Second
 
+// finalReadTimeout bounds the final reads of one topic (every partition
+// from every node). A 10-minute volume run leaves about a million events
+// a partition, read from each of three nodes in pages of
+// finalPageEventsMax.
+const finalReadTimeout = 5 * time.Minute
+
 // Result is what a run found.
 type Result struct {
 	History  History
@@ -80,8 +86,18 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 		}
 		progress("jepsen: registry: %d tenants created in %s", opts.RegistryTenants, time.Since(t0).Round(time.Millisecond))
 	}
-	if err := createTopic(ctx, cluster, opts); err != nil {
-		return nil, err
+	topics := []*client.TopicConfig{{Name: topicName, Partitions: uint32(opts.Partitions), ReplicationFactor: uint32(opts.Nodes), AutoTenants: true}}
+	retainedN := 0
+	if volume {
+		retainedN = retainedProducers(opts.Producers)
+	}
+	if retainedN > 0 {
+		topics = append(topics, retainedTopicConfig(opts))
+	}
+	for _, cfg := range topics {
+		if err := createTopic(ctx, cluster, cfg); err != nil {
+			return nil, err
+		}
 	}
 	tenantsN := opts.Tenants
 	schedule := Schedule(opts.Seed, opts.Nodes, opts.Nemeses, opts.Duration)
@@ -93,6 +109,10 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 	}
 	tenants := pickTenants(tenantsN, uint32(opts.Partitions))
 	progress("jepsen: topic %s ready; %s mode, %d producers, %d readers, %d faults planned (seed %d)", topicName, opts.Mode, opts.Producers, opts.Nodes, len(schedule), opts.Seed)
+	if retainedN > 0 {
+		progress("jepsen: topic %s ready: retention %d events or %d bytes per partition; %d of the producers write it, %d readers read it",
+			retainedTopicName, retainedEventsMax, retainedBytesMax, retainedN, opts.Nodes)
+	}
 
 	var producers []*producerWorker
 	var batchers []*batchProducer
@@ -102,15 +122,20 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 			return nil, err
 		}
 		defer cl.Close()
+		// The last retainedN producers write the retained topic.
+		topic := topicName
+		if i >= opts.Producers-retainedN {
+			topic = retainedTopicName
+		}
 		pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-		p, err := cl.NewProducer(pctx, topicName)
+		p, err := cl.NewProducer(pctx, topic)
 		cancel()
 		if err != nil {
 			return nil, fmt.Errorf("jepsen: producer %d: %w", i, err)
 		}
 		defer p.Close()
 		if volume {
-			batchers = append(batchers, &batchProducer{process: i, producer: p, tenants: tenants, batchEvents: opts.BatchEvents, inFlight: opts.InFlight, seed: opts.Seed})
+			batchers = append(batchers, &batchProducer{process: i, topic: opTopic(topic), producer: p, tenants: tenants, batchEvents: opts.BatchEvents, inFlight: opts.InFlight, seed: opts.Seed})
 			continue
 		}
 		producers = append(producers, &producerWorker{process: i, producer: p, tenants: tenants, rng: rand.New(rand.NewPCG(opts.Seed, uint64(i)))})
@@ -122,6 +147,10 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 			r.Interval = volumeReadInterval
 		}
 		readers = append(readers, r)
+		if retainedN > 0 {
+			readers = append(readers, &FetchReader{Process: opts.Producers + opts.Nodes + 8 + i, Node: n, Topic: retainedTopicName,
+				Partitions: uint32(opts.Partitions), Tenants: tenants, Seed: opts.Seed, Interval: retainedReadInterval})
+		}
 	}
 	scraper := newPathScraper(cluster.Nodes)
 	sctx, scancel := context.WithCancel(ctx)
@@ -196,16 +225,24 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 	}
 	progress("jepsen: workload done, %d faults injected; healed, waiting for convergence", injected)
 	cctx, ccancel := context.WithTimeout(ctx, opts.ConvergeTimeout)
-	convErr := awaitConvergence(cctx, cluster, topicName, uint32(opts.Partitions))
+	var convErr error
+	for _, cfg := range topics {
+		if err := awaitConvergence(cctx, cluster, cfg.Name, uint32(opts.Partitions)); err != nil {
+			convErr = errors.Join(convErr, fmt.Errorf("topic %s: %w", cfg.Name, err))
+		}
+	}
 	ccancel()
 	if convErr != nil {
 		progress("jepsen: %v (reading anyway)", convErr)
 	}
-	fctx, fcancel := context.WithTimeout(ctx, 2*time.Minute)
-	finalErr := finalRead(fctx, rec, cluster.Nodes, topicName, uint32(opts.Partitions))
-	fcancel()
-	if finalErr != nil {
-		progress("jepsen: %v", finalErr)
+	for _, cfg := range topics {
+		fctx, fcancel := context.WithTimeout(ctx, finalReadTimeout)
+		t0 := time.Now()
+		if err := finalRead(fctx, rec, cluster.Nodes, cfg.Name, uint32(opts.Partitions)); err != nil {
+			progress("jepsen: %v", err)
+		}
+		fcancel()
+		progress("jepsen: final reads of topic %s took %s", cfg.Name, time.Since(t0).Round(time.Millisecond))
 	}
 	scancel()
 	<-scraperDone
@@ -220,11 +257,11 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 	verdicts := Check(h)
 	progress("jepsen: checked in %s", time.Since(checkStart).Round(time.Millisecond))
 	if volume {
-		verdicts = append(verdicts, checkPaths(paths))
+		verdicts = append(verdicts, checkPaths(paths, retainedN > 0))
 	}
 	if convErr != nil {
 		for k := range verdicts {
-			if verdicts[k].Name == CheckConvergence && verdicts[k].Status == StatusPass {
+			if (verdicts[k].Name == CheckConvergence || verdicts[k].Name == CheckRetained) && verdicts[k].Status == StatusPass {
 				verdicts[k].Status, verdicts[k].Note = StatusUnknown, convErr.Error()
 			}
 		}
@@ -240,24 +277,22 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 	return res, nil
 }
 
-// createTopic waits for the cluster to accept the topic: partitions
-// replicated on every node, auto-tenants; then for every partition leader.
-func createTopic(ctx context.Context, c *Cluster, opts Options) error {
+// createTopic waits for the cluster to accept the topic cfg, then for
+// every partition leader.
+func createTopic(ctx context.Context, c *Cluster, cfg *client.TopicConfig) error {
 	ctx, cancel := context.WithTimeout(ctx, setupTimeout)
 	defer cancel()
 	var last error
 	for {
 		cl, err := c.newClient(ctx)
 		if err == nil {
-			_, err = cl.CreateTopic(ctx, &client.TopicConfig{
-				Name: topicName, Partitions: uint32(opts.Partitions), ReplicationFactor: uint32(opts.Nodes), AutoTenants: true,
-			})
+			_, err = cl.CreateTopic(ctx, cfg)
 			if errors.Is(err, client.ErrTopicExists) {
 				err = nil
 			}
 			_ = cl.Close()
 		}
-		if err == nil && leadersKnown(ctx, c, topicName) {
+		if err == nil && leadersKnown(ctx, c, cfg.Name) {
 			return nil
 		}
 		if err != nil {
@@ -265,7 +300,7 @@ func createTopic(ctx context.Context, c *Cluster, opts Options) error {
 		}
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("jepsen: the cluster did not accept topic %s: %w", topicName, errors.Join(last, ctx.Err()))
+			return fmt.Errorf("jepsen: the cluster did not accept topic %s: %w", cfg.Name, errors.Join(last, ctx.Err()))
 		case <-time.After(250 * time.Millisecond):
 		}
 	}

@@ -97,7 +97,10 @@ func volumeSchedule(faults []Fault, d time.Duration) []Fault {
 // its own goroutine; the SDK orders a tenant's requests on its lane), and
 // records one FProduceBatch op per Send.
 type batchProducer struct {
-	process     int
+	process int
+	// topic is the topic producer writes, as Op.Topic names it (empty:
+	// the live topic).
+	topic       string
 	producer    *client.Producer
 	tenants     []string
 	batchEvents int
@@ -131,7 +134,7 @@ func (w *batchProducer) send(rec *Recorder, partitions uint32, rng *rand.Rand, p
 		id := BatchEventID(prefix, k)
 		events[k] = &client.Event{EventId: id, TenantId: tenant, Payload: []byte(id)}
 	}
-	op := Op{F: FProduceBatch, Process: w.process, Tenant: tenant, EventID: prefix, Partition: part, Count: len(events)}
+	op := Op{F: FProduceBatch, Process: w.process, Topic: w.topic, Tenant: tenant, EventID: prefix, Partition: part, Count: len(events)}
 	inv := rec.Now()
 	sendCtx, cancel := context.WithTimeout(context.Background(), volumeProduceTimeout) // not ctx: a Send in flight completes
 	res, err := w.producer.Send(sendCtx, events...)
@@ -146,9 +149,9 @@ func (w *batchProducer) send(rec *Recorder, partitions uint32, rng *rand.Rand, p
 	case complete:
 		op.Type = TypeOK
 		w.describe(&op, res)
-		rec.noteAcked(op.Partition, op.Offset+uint64(op.Count-1))
+		rec.noteAcked(w.topic, op.Partition, op.Offset+uint64(op.Count-1))
 		if len(op.Offsets) > 0 {
-			rec.noteAcked(op.Partition, op.Offsets[len(op.Offsets)-1])
+			rec.noteAcked(w.topic, op.Partition, op.Offsets[len(op.Offsets)-1])
 		}
 	case err == nil:
 		op.Type, op.Error = TypeInfo, "incomplete results"

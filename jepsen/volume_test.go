@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unsafe"
 
 	"github.com/stretchr/testify/require"
 )
@@ -190,5 +191,63 @@ herald_raft_rejoins_total{stage="promoted"} 1
 	require.Equal(t, 3.0, got[PathSnapshotInstalls])
 	require.Equal(t, 7.0, got[PathSnapshots])
 	require.Equal(t, 1.0, got[PathRejoins])
-	require.Equal(t, StatusUnknown, checkPaths(PathCounts(got)).Status, "no restores: not every path taken")
+	require.Equal(t, StatusUnknown, checkPaths(PathCounts(got), false).Status, "no restores: not every path taken")
+}
+
+// TestFinalLogsShareEqualEvents: a final log equal to an earlier one of
+// the same partition and topic shares its events (one copy at volume,
+// not one per node); a differing one, or one of another topic, keeps its
+// own; tenant ids are interned. Values are unchanged either way.
+func TestFinalLogsShareEqualEvents(t *testing.T) {
+	log := func(ids ...string) []Observed { return events(0, ids...) }
+	var buf bytes.Buffer
+	rec := NewRecorder(&buf)
+	rec.Record(Op{Type: TypeOK, F: FFinalRead, Node: "n1", Events: log("a", "b")})
+	rec.Record(Op{Type: TypeOK, F: FFinalRead, Node: "n2", Events: log("a", "b")})
+	rec.Record(Op{Type: TypeOK, F: FFinalRead, Node: "n3", Events: log("a", "c")})
+	rec.Record(Op{Type: TypeOK, F: FFinalRead, Node: "n1", Topic: retainedTopicName, Events: log("a", "b")})
+	require.NoError(t, rec.Flush())
+	for _, h := range []History{rec.History(), mustReadHistory(t, buf.String())} {
+		require.Same(t, &h[0].Events[0], &h[1].Events[0])
+		require.NotSame(t, &h[0].Events[0], &h[2].Events[0])
+		require.NotSame(t, &h[0].Events[0], &h[3].Events[0])
+		require.Equal(t, log("a", "c"), h[2].Events)
+		require.Equal(t, unsafe.StringData(h[0].Events[0].Tenant), unsafe.StringData(h[2].Events[1].Tenant))
+	}
+}
+
+func mustReadHistory(t *testing.T, s string) History {
+	t.Helper()
+	h, err := readHistory(strings.NewReader(s), "mem")
+	require.NoError(t, err)
+	return h
+}
+
+// TestLostWriteFindsAnEventMovedElsewhere: no-lost-write looks an event up
+// at its acknowledged offset first, then in the whole log: an event that
+// moved is not lost (same-order reports the move), one that is gone is.
+func TestLostWriteFindsAnEventMovedElsewhere(t *testing.T) {
+	nodes := []string{"n1", "n2", "n3"}
+	h := volumeHistory(1, 20, 10, 1, nodes)
+	for i := range h {
+		if h[i].F == FFinalRead && h[i].Node == "n2" {
+			ev := append([]Observed(nil), h[i].Events...)
+			ev[3].EventID, ev[4].EventID = ev[4].EventID, ev[3].EventID
+			h[i].Events = ev
+		}
+	}
+	require.Equal(t, StatusPass, verdictOf(t, h, CheckLostWrite).Status)
+	require.Equal(t, StatusFail, verdictOf(t, h, CheckSameOrder).Status)
+}
+
+// TestPathsRequireATrimWithTheRetainedTopic: a run that wrote the retained
+// topic and saw no retention trim did not test what it is for.
+func TestPathsRequireATrimWithTheRetainedTopic(t *testing.T) {
+	c := PathCounts{PathSnapshots: 5, PathSnapshotInstalls: 1, PathRestores: 1}
+	require.Equal(t, StatusPass, checkPaths(c, false).Status)
+	v := checkPaths(c, true)
+	require.Equal(t, StatusUnknown, v.Status)
+	require.Contains(t, v.Note, "took none of: "+PathRetentionTrims)
+	c[PathRetentionTrims] = 3
+	require.Equal(t, StatusPass, checkPaths(c, true).Status)
 }

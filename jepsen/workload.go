@@ -77,7 +77,7 @@ func (w *producerWorker) run(ctx context.Context, rec *Recorder, topic string, p
 		case err == nil && len(res) == 1 && res[0] != nil:
 			done.Type = TypeOK
 			done.Partition, done.Offset, done.Sequence, done.Duplicate = res[0].GetPartition(), res[0].GetOffset(), res[0].GetSequence(), res[0].GetDuplicate()
-			rec.noteAcked(done.Partition, done.Offset)
+			rec.noteAcked("", done.Partition, done.Offset)
 		case err == nil:
 			done.Type, done.Error = TypeInfo, "no result"
 		case errors.Is(err, client.ErrUnknownOutcome):
@@ -134,7 +134,7 @@ func (r *FetchReader) Run(ctx context.Context, rec *Recorder) error {
 		case <-tick.C:
 		}
 		req := &heraldpb.FetchRequest{Topic: r.Topic, MaxEvents: readPageEventsMax}
-		op := Op{F: FRead, Process: r.Process, Node: r.Node.ID}
+		op := Op{F: FRead, Process: r.Process, Node: r.Node.ID, Topic: opTopic(r.Topic)}
 		if rng.IntN(2) == 0 {
 			p := uint32(rng.IntN(int(r.Partitions)))
 			from := nextOffset[p]
@@ -142,7 +142,7 @@ func (r *FetchReader) Run(ctx context.Context, rec *Recorder) error {
 				from = 0 // re-read from the start now and then
 			}
 			mode := ModeOffset
-			if acked, ok := rec.ackedHigh(p); ok && rng.IntN(4) == 0 {
+			if acked, ok := rec.ackedHigh(op.Topic, p); ok && rng.IntN(4) == 0 {
 				// An acknowledged offset this node may not have yet.
 				from, mode = acked, ModeAcked
 			}
@@ -169,11 +169,20 @@ func (r *FetchReader) Run(ctx context.Context, rec *Recorder) error {
 				return nil
 			}
 			op.Type, op.Error = TypeFail, err.Error()
+			var oor *client.OffsetOutOfRangeError
+			if errors.As(client.FromStatus(err), &oor) {
+				op.LowWatermark, op.HighWatermark = oor.Low, oor.High
+				if op.Mode != ModeSequence && oor.Requested < oor.Low {
+					// Retention removed what this reader had not read yet.
+					nextOffset[op.Partition] = max(nextOffset[op.Partition], oor.Low)
+				}
+			}
 			rec.Record(op)
 			continue
 		}
 		op.Type = TypeOK
 		op.Events = observe(resp.GetEvents())
+		op.LowWatermark, op.HighWatermark = resp.GetLowWatermark(), resp.GetHighWatermark()
 		rec.Record(op)
 		if op.Mode != ModeSequence {
 			if resp.GetNextOffset() > nextOffset[op.Partition] {
@@ -183,6 +192,14 @@ func (r *FetchReader) Run(ctx context.Context, rec *Recorder) error {
 			nextSeq[op.Tenant] = resp.GetNextSequence()
 		}
 	}
+}
+
+// opTopic is topic as Op.Topic names it: empty for the live topic.
+func opTopic(topic string) string {
+	if topic == topicName {
+		return ""
+	}
+	return topic
 }
 
 func observe(events []*heraldpb.Event) []Observed {
@@ -218,9 +235,9 @@ func finalRead(ctx context.Context, rec *Recorder, nodes []Node, topic string, p
 		}
 		hc := heraldpb.NewHeraldClient(conn)
 		for p := range partitions {
-			op := Op{F: FFinalRead, Process: -2, Node: n.ID, Partition: p, Mode: ModeOffset}
-			events, err := readAll(localRead(ctx), hc, topic, p)
-			op.Type, op.Events = TypeOK, events
+			op := Op{F: FFinalRead, Process: -2, Node: n.ID, Partition: p, Mode: ModeOffset, Topic: opTopic(topic)}
+			events, low, high, err := readAll(localRead(ctx), hc, topic, p)
+			op.Type, op.Events, op.LowWatermark, op.HighWatermark = TypeOK, events, low, high
 			if err != nil {
 				op.Type, op.Error = TypeFail, err.Error()
 				errs = append(errs, fmt.Errorf("jepsen: final read of %s partition %d: %w", n.ID, p, err))
@@ -232,28 +249,50 @@ func finalRead(ctx context.Context, rec *Recorder, nodes []Node, topic string, p
 	return errors.Join(errs...)
 }
 
-// readAll reads partition p from offset 0 to the node's high watermark.
-func readAll(ctx context.Context, hc heraldpb.HeraldClient, topic string, p uint32) ([]Observed, error) {
-	var out []Observed
+// finalTrimsMax bounds how often one final read starts again above a
+// low watermark that retention moved while it read.
+const finalTrimsMax = 20
+
+// readAll reads partition p from its low watermark to the node's high
+// watermark and returns the events, the low watermark the log read starts
+// at and the high watermark of the last page. A page asked below the low
+// watermark (retention trimmed the partition before or while it was read)
+// drops what was read below it and goes on from it.
+func readAll(ctx context.Context, hc heraldpb.HeraldClient, topic string, p uint32) (events []Observed, low, high uint64, err error) {
 	from := uint64(0)
-	for pages := 0; ; pages++ {
+	for trims := 0; ; {
 		rctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 		resp, err := hc.Fetch(rctx, &heraldpb.FetchRequest{Topic: topic, Partition: p, Start: &heraldpb.FetchRequest_Offset{Offset: from}, MaxEvents: finalPageEventsMax})
 		cancel()
-		if err != nil {
-			return out, err
+		var oor *client.OffsetOutOfRangeError
+		if err != nil && errors.As(client.FromStatus(err), &oor) && oor.Requested < oor.Low && trims < finalTrimsMax {
+			trims++
+			k := 0
+			for k < len(events) && events[k].Offset < oor.Low {
+				k++
+			}
+			events, low, from = events[k:], oor.Low, oor.Low
+			continue
 		}
-		out = append(out, observe(resp.GetEvents())...)
+		if err != nil {
+			return events, low, high, err
+		}
+		if len(events) == 0 {
+			low = max(low, resp.GetLowWatermark())
+		}
+		high = resp.GetHighWatermark()
+		events = append(events, observe(resp.GetEvents())...)
 		if len(resp.GetEvents()) == 0 || resp.GetNextOffset() >= resp.GetHighWatermark() {
-			return out, nil
+			return events, low, high, nil
 		}
 		from = resp.GetNextOffset()
 	}
 }
 
 // highWatermarks returns, per node, each partition's high watermark as
-// that node's replica reports it (a Fetch at offset 0 of no events would
-// do, but a page of one event is the cheapest call that returns it).
+// that node's replica reports it (a Fetch from the earliest retained
+// offset of no events would do, but a page of one event is the cheapest
+// call that returns it).
 func highWatermarks(ctx context.Context, nodes []Node, topic string, partitions uint32) ([][]uint64, error) {
 	out := make([][]uint64, len(nodes))
 	for i, n := range nodes {
@@ -265,7 +304,7 @@ func highWatermarks(ctx context.Context, nodes []Node, topic string, partitions 
 		out[i] = make([]uint64, partitions)
 		for p := range partitions {
 			rctx, cancel := context.WithTimeout(localRead(ctx), readTimeout)
-			resp, err := hc.Fetch(rctx, &heraldpb.FetchRequest{Topic: topic, Partition: p, Start: &heraldpb.FetchRequest_Offset{Offset: 0}, MaxEvents: 1})
+			resp, err := hc.Fetch(rctx, &heraldpb.FetchRequest{Topic: topic, Partition: p, Start: &heraldpb.FetchRequest_Position{Position: heraldpb.StartPosition_EARLIEST}, MaxEvents: 1})
 			cancel()
 			if err != nil {
 				_ = conn.Close()
