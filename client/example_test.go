@@ -16,6 +16,57 @@ import (
 // exampleTimeout bounds everything one example does with the cluster.
 const exampleTimeout = 30 * time.Second
 
+// The whole round trip: connect, create a topic, send events through an
+// idempotent producer and read them back.
+func Example() {
+	addr, stop := startExampleCluster()
+	defer stop()
+	ctx, cancel := context.WithTimeout(context.Background(), exampleTimeout)
+	defer cancel()
+
+	cl, err := client.New(ctx, client.Config{Servers: []string{addr}})
+	if err != nil {
+		fmt.Println("connect:", err)
+		return
+	}
+	defer cl.Close()
+
+	if _, err := cl.CreateTopic(ctx, &client.TopicConfig{Name: "orders", Partitions: 3, ReplicationFactor: 1, AutoTenants: true}); err != nil {
+		fmt.Println("create topic:", err)
+		return
+	}
+	producer, err := cl.NewProducer(ctx, "orders")
+	if err != nil {
+		fmt.Println("new producer:", err)
+		return
+	}
+	defer producer.Close()
+	results, err := producer.Send(ctx,
+		&client.Event{TenantId: "acme", Payload: []byte("order created")},
+		&client.Event{TenantId: "acme", Payload: []byte("order paid")},
+	)
+	if err != nil {
+		fmt.Println("send:", err)
+		return
+	}
+
+	// Read the tenant's partition back from the first event's offset.
+	page, err := cl.Fetch(ctx, &client.FetchRequest{
+		Topic: "orders", Partition: results[0].GetPartition(),
+		Start: &client.FetchFromOffset{Offset: results[0].GetOffset()},
+	})
+	if err != nil {
+		fmt.Println("fetch:", err)
+		return
+	}
+	for _, e := range page.GetEvents() {
+		fmt.Printf("offset=%d sequence=%d %s: %s\n", e.GetOffset(), e.GetSequence(), e.GetTenantId(), e.GetPayload())
+	}
+	// Output:
+	// offset=0 sequence=1 acme: order created
+	// offset=1 sequence=2 acme: order paid
+}
+
 func ExampleNew() {
 	addr, stop := startExampleCluster()
 	defer stop()

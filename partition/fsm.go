@@ -23,8 +23,9 @@ type Assigned struct {
 	// sequence, or same event id within the dedupe window); Offset and
 	// Sequence are the original's and nothing was appended.
 	Duplicate bool
-	// Err is a refusal that wrote nothing for this record: an idempotent
-	// producer's sequence out of order or too old.
+	// Err is a refusal that wrote nothing for this record (nor for the
+	// rest of its produce call): the partition's refusal errors
+	// (errors.go) or *ContractChangedError.
 	Err error
 }
 
@@ -182,7 +183,7 @@ func (f *FSM) applyAppend(batch *heraldlog.Batch, index uint64, cmd *partitionpb
 			// replica refuses it the same way and nothing is written. (The
 			// server validates first; this keeps a bad entry from stopping
 			// the partition.)
-			assigned[j] = Assigned{Err: err}
+			assigned[j] = Assigned{Err: refusal(err)}
 		default:
 			f.stop(index, "append", err)
 		}

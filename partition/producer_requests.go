@@ -74,7 +74,7 @@ func (p *producerRequests) refusal(batch *heraldlog.Batch, j int) (refused, fata
 		switch {
 		case err == nil:
 		case isDeterministicRefusal(err):
-			p.refused = err
+			p.refused = refusal(err)
 		default:
 			return nil, err
 		}

@@ -147,10 +147,20 @@ func (r *Replica) Leader() (addr, id string) {
 	return string(a), string(i)
 }
 
-// Produce proposes records (already validated and encoded) and waits for
-// commit on a quorum and apply here. See Batcher.Submit for the errors.
-func (r *Replica) Produce(ctx context.Context, records []*partitionpb.AppendRecord) ([]Assigned, error) {
-	return r.batcher.Submit(ctx, records)
+// Produce proposes one produce call's records (already validated against
+// their topic's contract at contractVersion, and encoded) and waits for
+// commit on a quorum and apply here; it returns each record's Assigned
+// position in order. The state machine decides the producer rules and the
+// contract fence for the call as a whole: either every record is appended
+// (or answered as a duplicate) or none is.
+//
+// Errors that wrote nothing: ErrNotLeader, ErrClosed, *EntryTooLargeError,
+// *QueueFullError, *ContractChangedError and the refusals of the producer
+// rules (*OutOfOrderError, *ProducerFencedError, ErrSequenceTooOld,
+// ErrUnknownProducer, ErrInvalidRecord); ErrUnknownOutcome (proposed; may
+// or may not commit); ctx's error when it ends before the call is queued.
+func (r *Replica) Produce(ctx context.Context, contractVersion uint64, records []Record) ([]Assigned, error) {
+	return r.batcher.Submit(ctx, appendRecords(contractVersion, records))
 }
 
 // catchUpWaitMax bounds CatchUp when ctx has no earlier deadline.

@@ -18,7 +18,6 @@ import (
 	"google.golang.org/grpc"
 
 	heraldlog "github.com/heraldlog/herald/log"
-	"github.com/heraldlog/herald/partition/partitionpb"
 	heraldraft "github.com/heraldlog/herald/raft"
 )
 
@@ -145,11 +144,20 @@ func awaitLeader(t testing.TB, replicas ...*Replica) *Replica {
 	return leader
 }
 
-func produce(t testing.TB, r *Replica, recs []*partitionpb.AppendRecord) []Assigned {
+// plainRecords returns n records of tenant with no producer, for one call.
+func plainRecords(tenant string, n int) []Record {
+	out := make([]Record, n)
+	for i := range out {
+		out[i] = Record{TenantID: tenant, Event: []byte(fmt.Sprint(i))}
+	}
+	return out
+}
+
+func produce(t testing.TB, r *Replica, recs []Record) []Assigned {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	assigned, err := r.Produce(ctx, recs)
+	assigned, err := r.Produce(ctx, 0, recs)
 	require.NoError(t, err)
 	return assigned
 }
@@ -163,7 +171,7 @@ func TestReplicaRestartsAfterASnapshotEndingInABarrier(t *testing.T) {
 	n := startReplicaNode(t, "n1", nil)
 	r := n.openReplica(t, 1, voters(n), nil)
 	awaitLeader(t, r)
-	produce(t, r, records("acme", 10))
+	produce(t, r, plainRecords("acme", 10))
 	require.NoError(t, r.Raft().Barrier(5*time.Second).Error())
 	require.NoError(t, r.Raft().Snapshot().Error())
 	snapshotIndex := r.Raft().Stats()["last_snapshot_index"]
@@ -174,7 +182,7 @@ func TestReplicaRestartsAfterASnapshotEndingInABarrier(t *testing.T) {
 		r = n.openReplica(t, 1, voters(n), nil)
 		awaitLeader(t, r)
 		require.Equal(t, uint64(10+restart), r.Log().HighWatermark(), "start %d", restart)
-		got := produce(t, r, records("acme", 1))
+		got := produce(t, r, plainRecords("acme", 1))
 		require.Equal(t, uint64(10+restart), got[0].Offset)
 		require.NoError(t, r.Close())
 	}
@@ -222,17 +230,17 @@ func TestFollowerBehindByManyLargeEntriesCatchesUp(t *testing.T) {
 	// the cap.
 	entryBytesMax := leader.batcher.opts.EntryBytesMax
 	body := make([]byte, entryBytesMax-1<<10)
-	rec := &partitionpb.AppendRecord{TenantId: "acme", Event: body}
-	require.LessOrEqual(t, appendCommandOverheadBytes+appendRecordBytes(rec), entryBytesMax)
+	rec := Record{TenantID: "acme", Event: body}
+	require.LessOrEqual(t, appendCommandOverheadBytes+appendRecordBytes(appendRecords(0, []Record{rec})[0]), entryBytesMax)
 	for i := range entries {
 		body[0] = byte(i)
 		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-		_, err := leader.Produce(ctx, []*partitionpb.AppendRecord{rec})
+		_, err := leader.Produce(ctx, 0, []Record{rec})
 		cancel()
 		for errors.Is(err, ErrNotLeader) { // not proposed: safe to send to the new leader
 			leader = awaitLeader(t, up...)
 			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-			_, err = leader.Produce(ctx, []*partitionpb.AppendRecord{rec})
+			_, err = leader.Produce(ctx, 0, []Record{rec})
 			cancel()
 		}
 		require.NoError(t, err, "entry %d", i)
@@ -284,7 +292,7 @@ func TestCatchUpWaitsForEntriesTheNewLeaderHasNotApplied(t *testing.T) {
 		replicas[i] = n.openReplica(t, 1, servers, nil)
 	}
 	leader := awaitLeader(t, replicas...)
-	produce(t, leader, records("acme", 10))
+	produce(t, leader, plainRecords("acme", 10))
 	var slow, other *Replica
 	var slowNode *replicaNode
 	for i, r := range replicas {
@@ -308,7 +316,7 @@ func TestCatchUpWaitsForEntriesTheNewLeaderHasNotApplied(t *testing.T) {
 		}
 	}
 	defer release()
-	produce(t, leader, records("acme", 20)) // acknowledged: offsets 0-29
+	produce(t, leader, plainRecords("acme", 20)) // acknowledged: offsets 0-29
 	require.Eventually(t, func() bool { return slow.Raft().LastIndex() >= leader.Raft().LastIndex() },
 		10*time.Second, 5*time.Millisecond, "the held replica's raft log should still take the entries")
 	require.NoError(t, leader.Raft().LeadershipTransferToServer(hraft.ServerID(slowNode.id), hraft.ServerAddress(slowNode.addr)).Error())

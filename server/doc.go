@@ -14,6 +14,15 @@
 //   - NodeInternal, for peers: status, the controller's read index, marking
 //     groups live.
 //
+// A node reaches a partition only through package partition: a produce
+// call hands Replica.Produce the events encoded once (partition.Record, with
+// the contract version they were checked against) and a fetch reads
+// through the replica's read calls; the partition's errors are mapped to
+// wire errors (package client/wire) in service_produce.go and
+// service_fetch.go. The node does not build Raft commands; it uses package
+// log only for the store it owns (open, quarantine), retention points and
+// the stored records it encodes for the wire.
+//
 // The public and internal services answer only once the controller is open
 // (serving_gate.go). HTTP serves /metrics, /healthz, /readyz and pprof.
 //

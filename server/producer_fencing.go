@@ -5,12 +5,10 @@ import (
 	"crypto/rand"
 	"encoding/binary"
 	"encoding/hex"
-	"errors"
 	"fmt"
 
 	"github.com/heraldlog/herald/client/heraldpb"
 	"github.com/heraldlog/herald/client/wire"
-	heraldlog "github.com/heraldlog/herald/log"
 )
 
 // initProducerCommand is the body of init_producer (absent in entries
@@ -71,18 +69,4 @@ func (n *Node) initProducer(_ context.Context, id string) (*heraldpb.InitProduce
 	}
 	grant := res.(producerGrant)
 	return &heraldpb.InitProducerResponse{ProducerId: grant.ID, ProducerEpoch: grant.Epoch}, nil
-}
-
-// producerRefusal maps the log's producer refusals (other than out of
-// order) to their wire errors.
-func producerRefusal(err error) error {
-	var fenced *heraldlog.ProducerFencedError
-	switch {
-	case errors.As(err, &fenced):
-		return wire.ProducerFenced(fenced.ProducerID, fenced.Epoch, fenced.CurrentEpoch)
-	case errors.Is(err, heraldlog.ErrUnknownProducer):
-		return wire.UnknownProducer(err.Error())
-	default:
-		return wire.DuplicateSequence(err.Error())
-	}
 }

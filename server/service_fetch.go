@@ -215,14 +215,14 @@ func madeProgress(req *heraldpb.FetchRequest, resp *heraldpb.FetchResponse) bool
 	return ok && resp.GetNextOffset() > start.Offset
 }
 
-// readReplica serves a fetch from the local replica's log. Only committed
-// entries are ever applied, so everything below the replica's high
-// watermark may be served by any replica.
+// readReplica serves a fetch from the local replica (its read calls, which
+// answer the partition's errors). Only committed entries are ever applied,
+// so everything below the replica's high watermark may be served by any
+// replica.
 //
 // It returns the response and how many events it carries: they are already
 // encoded, in the response's unknown fields, not in resp.Events.
 func readReplica(r *partition.Replica, index uint32, req *heraldpb.FetchRequest) (*heraldpb.FetchResponse, int, error) {
-	lg := r.Log()
 	maxEvents := int(req.GetMaxEvents())
 	if maxEvents == 0 {
 		maxEvents = fetchEventsDefault
@@ -240,28 +240,28 @@ func readReplica(r *partition.Replica, index uint32, req *heraldpb.FetchRequest)
 	var err error
 	switch start := req.GetStart().(type) {
 	case *heraldpb.FetchRequest_Sequence:
-		records, err = lg.ReadTenant(tenant, max(start.Sequence, 1), maxEvents, maxBytes)
+		records, err = r.ReadTenant(tenant, max(start.Sequence, 1), maxEvents, maxBytes)
 		resp.NextSequence = max(start.Sequence, 1)
 	case *heraldpb.FetchRequest_Offset:
-		records, resp.NextOffset, err = readOffsets(lg, start.Offset, tenant, maxEvents, maxBytes)
+		records, resp.NextOffset, err = readOffsets(r, start.Offset, tenant, maxEvents, maxBytes)
 	case *heraldpb.FetchRequest_TimeUnixNano:
 		var from uint64
-		if from, err = lg.OffsetForTime(start.TimeUnixNano); err == nil {
-			records, resp.NextOffset, err = readOffsets(lg, from, tenant, maxEvents, maxBytes)
+		if from, err = r.OffsetForTime(start.TimeUnixNano); err == nil {
+			records, resp.NextOffset, err = readOffsets(r, from, tenant, maxEvents, maxBytes)
 		}
 	case *heraldpb.FetchRequest_Position:
 		switch start.Position {
 		case heraldpb.StartPosition_LATEST:
-			resp.NextOffset = lg.HighWatermark()
+			resp.NextOffset = r.HighWatermark()
 			if tenant != "" {
-				resp.NextSequence, err = lg.NextSequence(tenant)
+				resp.NextSequence, err = r.NextSequence(tenant)
 			}
 		case heraldpb.StartPosition_EARLIEST:
 			if tenant != "" {
-				records, err = lg.ReadTenant(tenant, 1, maxEvents, maxBytes)
+				records, err = r.ReadTenant(tenant, 1, maxEvents, maxBytes)
 				resp.NextSequence = 1
 			} else {
-				records, resp.NextOffset, err = readOffsets(lg, lg.LowWatermark(), "", maxEvents, maxBytes)
+				records, resp.NextOffset, err = readOffsets(r, r.LowWatermark(), "", maxEvents, maxBytes)
 			}
 		default:
 			return nil, 0, wire.InvalidArgument("position", "unknown start position %v", start.Position)
@@ -270,10 +270,10 @@ func readReplica(r *partition.Replica, index uint32, req *heraldpb.FetchRequest)
 		return nil, 0, wire.InvalidArgument("start", "a fetch needs a start: offset, sequence or position")
 	}
 	if err != nil {
-		return nil, 0, logError(err)
+		return nil, 0, readError(err)
 	}
-	resp.HighWatermark = lg.HighWatermark()
-	resp.LowWatermark = lg.LowWatermark()
+	resp.HighWatermark = r.HighWatermark()
+	resp.LowWatermark = r.LowWatermark()
 	now := time.Now().UnixNano()
 	var events []byte
 	delivered := 0
@@ -303,9 +303,9 @@ func readReplica(r *partition.Replica, index uint32, req *heraldpb.FetchRequest)
 
 // readOffsets reads from an offset, keeping only tenant's records when
 // tenant is set; it returns where the next read should start.
-func readOffsets(lg *heraldlog.Partition, from uint64, tenant string, maxEvents, maxBytes int) ([]heraldlog.Record, uint64, error) {
+func readOffsets(r *partition.Replica, from uint64, tenant string, maxEvents, maxBytes int) ([]heraldlog.Record, uint64, error) {
 	if tenant == "" {
-		recs, err := lg.Read(from, maxEvents, maxBytes)
+		recs, err := r.Read(from, maxEvents, maxBytes)
 		next := from
 		if len(recs) > 0 {
 			next = recs[len(recs)-1].Offset + 1
@@ -315,7 +315,7 @@ func readOffsets(lg *heraldlog.Partition, from uint64, tenant string, maxEvents,
 	var out []heraldlog.Record
 	next, scanned, bytes := from, 0, 0
 	for len(out) < maxEvents && scanned < fetchScanRecordsMax && bytes < maxBytes {
-		page, err := lg.Read(next, min(1000, fetchScanRecordsMax-scanned), maxBytes)
+		page, err := r.Read(next, min(1000, fetchScanRecordsMax-scanned), maxBytes)
 		if err != nil {
 			return nil, next, err
 		}
@@ -338,10 +338,10 @@ func readOffsets(lg *heraldlog.Partition, from uint64, tenant string, maxEvents,
 	return out, next, nil
 }
 
-// logError maps log errors to the wire errors.
-func logError(err error) error {
-	var oor *heraldlog.OffsetOutOfRangeError
-	var ce *heraldlog.CorruptionError
+// readError maps the replica's read errors to the wire errors.
+func readError(err error) error {
+	var oor *partition.OffsetOutOfRangeError
+	var ce *partition.CorruptionError
 	switch {
 	case errors.As(err, &oor):
 		return wire.OffsetOutOfRange(oor.Requested, oor.Low, oor.High)

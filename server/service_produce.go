@@ -15,9 +15,7 @@ import (
 
 	"github.com/heraldlog/herald/client/heraldpb"
 	"github.com/heraldlog/herald/client/wire"
-	heraldlog "github.com/heraldlog/herald/log"
 	"github.com/heraldlog/herald/partition"
-	"github.com/heraldlog/herald/partition/partitionpb"
 )
 
 // produceEventsMax bounds the events of one produce request, so that its
@@ -226,7 +224,9 @@ func (n *Node) produceToPartition(ctx context.Context, t *topicRecord, p partiti
 	forwarded := isForwarded(ctx)
 	if r := n.replica(p.GroupID); r != nil {
 		if r.IsLeader() {
-			assigned, err := r.Produce(ctx, encodeRecords(events, t))
+			// One produce call: the partition checks the producer rules and
+			// the contract fence for all of it before appending any of it.
+			assigned, err := r.Produce(ctx, t.ContractVersion, encodeRecords(events, t))
 			if err == nil {
 				return assigned, nil
 			}
@@ -295,9 +295,9 @@ func (n *Node) forwardProduce(ctx context.Context, topic, addr string, events []
 }
 
 // encodeRecords encodes each event once, without the server-assigned
-// fields, as the FSM will store it.
-func encodeRecords(events []*heraldpb.Event, t *topicRecord) []*partitionpb.AppendRecord {
-	records := make([]*partitionpb.AppendRecord, len(events))
+// fields, as the partition will store it.
+func encodeRecords(events []*heraldpb.Event, t *topicRecord) []partition.Record {
+	records := make([]partition.Record, len(events))
 	for i, ev := range events {
 		ev.Offset, ev.Sequence, ev.ProducedAtUnixNano, ev.Partition = 0, 0, 0, 0
 		// Stored with its effective TTL; the request keeps its own, so
@@ -313,22 +313,16 @@ func encodeRecords(events []*heraldpb.Event, t *topicRecord) []*partitionpb.Appe
 			// string fields, which gRPC decoding already rejects.
 			panic(fmt.Sprintf("server: encode event: %v", err))
 		}
-		records[i] = &partitionpb.AppendRecord{
-			TenantId:       ev.TenantId,
+		records[i] = partition.Record{
+			TenantID:       ev.TenantId,
 			Event:          data,
-			ProducerId:     ev.ProducerId,
+			ProducerID:     ev.ProducerId,
 			ProducerSeq:    ev.ProducerSeq,
-			EventId:        ev.EventId,
-			TtlMs:          effectiveTTL(ttl, t),
+			EventID:        ev.EventId,
+			TTLMs:          effectiveTTL(ttl, t),
 			DedupeWindowMs: t.DedupeWindowMs,
 			ProducerEpoch:  ev.ProducerEpoch,
 		}
-	}
-	// One produce call: the FSM checks the producer rules for all of it
-	// before appending any of it.
-	if len(records) > 0 {
-		records[0].RequestRecords = uint32(len(records))
-		records[0].ContractVersion = t.ContractVersion
 	}
 	return records
 }
@@ -392,14 +386,19 @@ const queueFullRetryAfter = 100 * time.Millisecond
 
 // partitionError maps replica errors to the wire errors.
 func partitionError(err error) error {
-	var ooo *heraldlog.OutOfOrderError
+	var ooo *partition.OutOfOrderError
+	var fenced *partition.ProducerFencedError
 	var full *partition.QueueFullError
 	switch {
 	case errors.As(err, &ooo):
 		return wire.OutOfOrderSequence(ooo.ProducerID, ooo.Expected, ooo.Got)
-	case errors.Is(err, heraldlog.ErrSequenceTooOld), errors.Is(err, heraldlog.ErrUnknownProducer), errors.Is(err, heraldlog.ErrProducerFenced):
-		return producerRefusal(err)
-	case errors.Is(err, heraldlog.ErrInvalidArgument), errors.Is(err, heraldlog.ErrInvalidTenant), errors.Is(err, heraldlog.ErrRecordTooLarge):
+	case errors.As(err, &fenced):
+		return wire.ProducerFenced(fenced.ProducerID, fenced.Epoch, fenced.CurrentEpoch)
+	case errors.Is(err, partition.ErrUnknownProducer):
+		return wire.UnknownProducer(err.Error())
+	case errors.Is(err, partition.ErrSequenceTooOld):
+		return wire.DuplicateSequence(err.Error())
+	case errors.Is(err, partition.ErrInvalidRecord), errors.Is(err, partition.ErrEntryTooLarge):
 		return wire.InvalidArgument("events", "%v", err)
 	case errors.As(err, &full):
 		return wire.QueueFull(full.QueuedBytes, full.QueueBytesMax, queueFullRetryAfter.Milliseconds())

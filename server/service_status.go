@@ -189,12 +189,11 @@ func (s *heraldService) ClusterStatus(ctx context.Context, _ *heraldpb.ClusterSt
 
 // lastAppend is the produce time of the replica's newest event, or 0.
 func lastAppend(r *partition.Replica) int64 {
-	lg := r.Log()
-	hw := lg.HighWatermark()
-	if hw == 0 || hw <= lg.LowWatermark() {
+	hw := r.HighWatermark()
+	if hw == 0 || hw <= r.LowWatermark() {
 		return 0
 	}
-	recs, err := lg.Read(hw-1, 1, 1)
+	recs, err := r.Read(hw-1, 1, 1)
 	if err != nil || len(recs) == 0 {
 		return 0
 	}
