@@ -523,6 +523,24 @@ func checkFailedNotRead(ix *index) Verdict {
 	return v.settle()
 }
 
+// eachFinalBesideFirst calls fn with every node's final log of partition
+// p (in node order) beside the first node's that has one, the reference.
+func (ix *index) eachFinalBesideFirst(p uint32, fn func(refNode string, ref []Observed, node string, log []Observed)) {
+	var refNode string
+	var ref []Observed
+	for _, node := range ix.nodes {
+		log, ok := ix.finals[node][p]
+		if !ok {
+			continue
+		}
+		if refNode == "" {
+			refNode, ref = node, log
+			continue
+		}
+		fn(refNode, ref, node, log)
+	}
+}
+
 // checkConvergence: the final logs of every partition are identical on
 // every node.
 func checkConvergence(ix *index) Verdict {
@@ -531,28 +549,18 @@ func checkConvergence(ix *index) Verdict {
 		v.Status, v.Note = StatusUnknown, "no final read"
 	}
 	for _, p := range ix.parts {
-		var refNode string
-		var ref []Observed
-		for _, node := range ix.nodes {
-			log, ok := ix.finals[node][p]
-			if !ok {
-				continue
-			}
-			if refNode == "" {
-				refNode, ref = node, log
-				continue
-			}
+		ix.eachFinalBesideFirst(p, func(refNode string, ref []Observed, node string, log []Observed) {
 			if len(log) != len(ref) {
 				v.add("partition %d: %s has %d events, %s has %d", p, refNode, len(ref), node, len(log))
-				continue
+				return
 			}
 			for k := range log {
 				if log[k] != ref[k] {
 					v.add("partition %d offset %d: %s has %+v, %s has %+v", p, ref[k].Offset, refNode, ref[k], node, log[k])
-					break
+					return
 				}
 			}
-		}
+		})
 	}
 	if len(ix.finalErr) > 0 && v.Violations == 0 {
 		v.Status, v.Note = StatusUnknown, strings.Join(ix.finalErr, "; ")

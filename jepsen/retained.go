@@ -117,31 +117,20 @@ func checkRetained(ix *index) Verdict {
 	}
 	// Replicas agree over their common range.
 	for _, p := range ix.parts {
-		var refNode string
-		var ref []Observed
-		for _, node := range ix.nodes {
-			log, ok := ix.finals[node][p]
-			if !ok {
-				continue
-			}
-			if refNode == "" {
-				refNode, ref = node, log
-				continue
-			}
-			a, b := ref, log
+		ix.eachFinalBesideFirst(p, func(refNode string, ref []Observed, node string, log []Observed) {
 			common := max(ix.finalLow[refNode][p], ix.finalLow[node][p])
-			a, b = fromOffset(a, common), fromOffset(b, common)
+			a, b := fromOffset(ref, common), fromOffset(log, common)
 			if len(a) != len(b) {
 				v.add("partition %d from offset %d: %s has %d events, %s has %d", p, common, refNode, len(a), node, len(b))
-				continue
+				return
 			}
 			for k := range a {
 				if a[k] != b[k] {
 					v.add("partition %d offset %d: %s has %+v, %s has %+v", p, a[k].Offset, refNode, a[k], node, b[k])
-					break
+					return
 				}
 			}
-		}
+		})
 	}
 	if v.Violations == 0 && v.Status == "" {
 		var lows []string
