@@ -36,11 +36,24 @@ func createTopic(t *testing.T, hc heraldpb.HeraldClient, name string, partitions
 // mean "not written" (no leader yet, right after topic creation).
 func produceRetry(t *testing.T, hc heraldpb.HeraldClient, topic string, events ...*heraldpb.Event) []*heraldpb.ProduceResult {
 	t.Helper()
+	resp, err := produceAnswered(t, hc, &heraldpb.ProduceRequest{Topic: topic, Events: events})
+	if err != nil {
+		t.Fatalf("produce: %v", err)
+	}
+	return resp.Results
+}
+
+// produceAnswered sends req until the cluster answers it: a partition
+// without a leader for a moment (an election under load) and a node that
+// is not the leader are retried after a pause, as the SDK does, for up to
+// 20 s. It returns the answer, its error wire-typed.
+func produceAnswered(t *testing.T, hc heraldpb.HeraldClient, req *heraldpb.ProduceRequest) (*heraldpb.ProduceResponse, error) {
+	t.Helper()
 	deadline := time.Now().Add(20 * time.Second)
 	for {
-		resp, err := hc.Produce(ctxTimeout(t, 10*time.Second), &heraldpb.ProduceRequest{Topic: topic, Events: events})
+		resp, err := hc.Produce(ctxTimeout(t, 10*time.Second), req)
 		if err == nil {
-			return resp.Results
+			return resp, nil
 		}
 		err = wire.FromStatus(err)
 		var nl *wire.NotLeaderError
@@ -48,7 +61,7 @@ func produceRetry(t *testing.T, hc heraldpb.HeraldClient, topic string, events .
 			time.Sleep(50 * time.Millisecond)
 			continue
 		}
-		t.Fatalf("produce: %v", err)
+		return nil, err
 	}
 }
 
