@@ -54,6 +54,16 @@ type Transport struct {
 		closed    bool
 		pipelines map[*pipeline]struct{}
 	}
+
+	// heartbeatMu is held for reading while a heartbeat handler runs and
+	// for writing by Close, so Close returns only after every handler call
+	// has returned and no new one can start. The handler (hraft's
+	// processHeartbeat) writes the term to the group's stable store; the
+	// group closes that store right after the transport, and a handler
+	// still running would write to a closed database (bbolt: "database not
+	// open", which hraft turns into a panic).
+	heartbeatMu      sync.RWMutex
+	heartbeatsClosed bool
 }
 
 func newTransport(m *Mux, groupID uint64) *Transport {
@@ -98,7 +108,9 @@ func (t *Transport) DecodePeer(buf []byte) hraft.ServerAddress {
 // Close closes the transport: it unregisters the group from the Mux (later
 // messages for it are refused with codes.NotFound), fails the incoming RPCs
 // still waiting for Raft and the outgoing calls in progress with
-// ErrTransportClosed, and closes its pipelines. Idempotent; always nil.
+// ErrTransportClosed, waits for heartbeat handler calls in progress to
+// return (so the group may close its stores afterwards), and closes its
+// pipelines. Idempotent; always nil.
 func (t *Transport) Close() error {
 	t.mu.Lock()
 	if t.mu.closed {
@@ -111,6 +123,9 @@ func (t *Transport) Close() error {
 	t.mu.Unlock()
 
 	t.cancel()
+	t.heartbeatMu.Lock()
+	t.heartbeatsClosed = true
+	t.heartbeatMu.Unlock()
 	t.mux.unregister(t)
 	for p := range pipelines {
 		_ = p.Close()
@@ -351,8 +366,7 @@ func (t *Transport) installSnapshot(target hraft.ServerAddress, args *hraft.Inst
 func (t *Transport) enqueue(ctx context.Context, rpc hraft.RPC, heartbeat bool) error {
 	if heartbeat {
 		if cb := t.heartbeat.Load(); cb != nil {
-			(*cb)(rpc)
-			return nil
+			return t.handleHeartbeat(*cb, rpc)
 		}
 	}
 	select {
@@ -363,6 +377,18 @@ func (t *Transport) enqueue(ctx context.Context, rpc hraft.RPC, heartbeat bool) 
 	case <-t.ctx.Done():
 		return fmt.Errorf("group %d: %w", t.groupID, ErrTransportClosed)
 	}
+}
+
+// handleHeartbeat runs the heartbeat handler cb on rpc unless the
+// transport is closed; Close waits for it (see heartbeatMu).
+func (t *Transport) handleHeartbeat(cb func(hraft.RPC), rpc hraft.RPC) error {
+	t.heartbeatMu.RLock()
+	defer t.heartbeatMu.RUnlock()
+	if t.heartbeatsClosed {
+		return fmt.Errorf("group %d: %w", t.groupID, ErrTransportClosed)
+	}
+	cb(rpc)
+	return nil
 }
 
 // await waits for Raft's answer to an enqueued RPC.

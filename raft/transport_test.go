@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -201,6 +202,55 @@ func TestHeartbeatFastPath(t *testing.T) {
 	require.NoError(t, <-done)
 	require.Equal(t, 1.0, counterValue(p.receiverNode.mux.metrics.received.WithLabelValues(rpcAppendEntries)))
 	require.Equal(t, 2.0, counterValue(p.receiverNode.mux.metrics.received.WithLabelValues(rpcHeartbeat)))
+}
+
+// A group closes its raft-boltdb store right after its transport, and
+// hraft's heartbeat handler writes the term to that store: Close must not
+// return while a handler call is still running, and no handler call may
+// start after it. (Before this, partition tests panicked now and then with
+// "failed to save current term: database not open" from processHeartbeat.)
+func TestCloseWaitsForHeartbeatHandlerInProgress(t *testing.T) {
+	p := newTransportPair(t, 4, nil)
+	entered := make(chan struct{})
+	release := make(chan struct{})
+	var calls atomic.Int32
+	p.receiver.SetHeartbeatHandler(func(rpc hraft.RPC) {
+		if calls.Add(1) == 1 {
+			close(entered)
+			<-release
+		}
+		rpc.Respond(&hraft.AppendEntriesResponse{Success: true}, nil)
+	})
+	sent := make(chan error, 1)
+	go func() {
+		sent <- p.sender.AppendEntries("b", p.target(), heartbeatRequest(), &hraft.AppendEntriesResponse{})
+	}()
+	<-entered
+
+	closed := make(chan struct{})
+	go func() {
+		_ = p.receiver.Close()
+		close(closed)
+	}()
+	select {
+	case <-closed:
+		t.Fatal("Close returned while a heartbeat handler was running")
+	case <-time.After(200 * time.Millisecond):
+	}
+	close(release)
+	select {
+	case <-closed:
+	case <-time.After(10 * time.Second):
+		t.Fatal("Close did not return after the handler did")
+	}
+	<-sent // answered or failed: either way the sender is done
+
+	// After Close the handler is never called again, even by a caller that
+	// loaded it before the transport closed.
+	err := p.receiver.handleHeartbeat(func(hraft.RPC) { t.Error("handler called after Close") },
+		hraft.RPC{Command: heartbeatRequest(), RespChan: make(chan hraft.RPCResponse, 1)})
+	require.ErrorIs(t, err, ErrTransportClosed)
+	require.Equal(t, int32(1), calls.Load())
 }
 
 func TestClosingReceiverFailsPendingRPCsAndUnregisters(t *testing.T) {
