@@ -70,3 +70,12 @@ func (n *Node) initProducer(_ context.Context, id string) (*heraldpb.InitProduce
 	grant := res.(producerGrant)
 	return &heraldpb.InitProducerResponse{ProducerId: grant.ID, ProducerEpoch: grant.Epoch}, nil
 }
+
+func (s *heraldService) InitProducer(ctx context.Context, req *heraldpb.InitProducerRequest) (*heraldpb.InitProducerResponse, error) {
+	n := s.node
+	return controllerCall(ctx, n, "InitProducer", func() (*heraldpb.InitProducerResponse, error) {
+		return n.initProducer(ctx, req.GetProducerId())
+	}, func(ctx context.Context, hc heraldpb.HeraldClient) (*heraldpb.InitProducerResponse, error) {
+		return hc.InitProducer(ctx, req)
+	})
+}
