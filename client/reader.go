@@ -113,8 +113,8 @@ type ReaderConfig struct {
 	PageBytesMax  uint32
 	// Wait is the long poll: when nothing new is readable, the replica
 	// waits up to this long for its log to grow before answering with an
-	// empty page. 0 answers at once. At most 30s, and it should be below
-	// the Client's RequestTimeout, which bounds each attempt.
+	// empty page. 0 answers at once. At most 30s; with a *Client, kept a
+	// second below its RequestTimeout, which bounds each attempt.
 	Wait time.Duration
 	// EmptyPause applies when Wait > 0: an empty page that came back
 	// sooner than EmptyPause (a server that does not long-poll) is
@@ -175,6 +175,10 @@ type Reader struct {
 
 // NewReader returns a Reader of cfg.Topic's partition cfg.Partition
 // through f (usually a *Client). It reads nothing until Next.
+//
+// With a *Client, the long poll asked of the server is kept below the
+// Client's RequestTimeout (see waitWithin), so that the answer arrives
+// within the attempt.
 func NewReader(f Fetcher, cfg ReaderConfig) (*Reader, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
@@ -182,7 +186,22 @@ func NewReader(f Fetcher, cfg ReaderConfig) (*Reader, error) {
 	if cfg.EmptyPause == 0 {
 		cfg.EmptyPause = readerEmptyPauseDefault
 	}
+	if c, ok := f.(*Client); ok {
+		cfg.Wait = waitWithin(cfg.Wait, c.cfg.RequestTimeout)
+	}
 	return &Reader{fetcher: f, cfg: cfg, pos: cfg.Start}, nil
+}
+
+// readerWaitMargin is how long before the end of an attempt a long poll
+// ends at the latest, for the answer to travel back.
+const readerWaitMargin = time.Second
+
+// waitWithin returns wait, shortened if need be to end readerWaitMargin
+// (or, for short timeouts, half the timeout) before an attempt of
+// requestTimeout does: a long poll that outlasted its attempt would fail
+// with DeadlineExceeded instead of answering an empty page.
+func waitWithin(wait, requestTimeout time.Duration) time.Duration {
+	return min(wait, max(requestTimeout-readerWaitMargin, requestTimeout/2))
 }
 
 // TenantReader returns a Reader of tenant's events in topic, from the

@@ -10,6 +10,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/heraldlog/herald/client"
+	"github.com/heraldlog/herald/client/heraldtest"
 )
 
 // scriptedFetcher answers each Fetch with the next of its pages and
@@ -238,4 +239,23 @@ func TestStartString(t *testing.T) {
 	s, ok := client.FromSequence(5).Sequence()
 	assert.True(t, ok)
 	assert.Equal(t, uint64(5), s)
+}
+
+// Through a Client, the long poll asked of the server ends before the
+// attempt does.
+func TestReaderKeepsItsWaitBelowTheRequestTimeout(t *testing.T) {
+	cluster := heraldtest.NewCluster(t, 1)
+	cluster.CreateTopic("orders", 1, 0)
+	c := newClient(t, cluster.Addrs(), func(cfg *client.Config) { cfg.RequestTimeout = 3 * time.Second })
+	node := cluster.Nodes[0]
+	waits := make(chan uint32, 1)
+	node.Handle("Fetch", func(ctx context.Context, req any) (any, error) {
+		waits <- req.(*client.FetchRequest).GetMaxWaitMs()
+		return &client.FetchResponse{NextOffset: 0}, nil
+	})
+	r, err := client.NewReader(c, client.ReaderConfig{Topic: "orders", Start: client.FromOffset(0), Wait: 10 * time.Second, EmptyPause: time.Nanosecond})
+	require.NoError(t, err)
+	_, err = r.Next(context.Background())
+	require.NoError(t, err)
+	assert.Equal(t, uint32(2000), <-waits)
 }
