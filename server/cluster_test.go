@@ -14,6 +14,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/heraldlog/herald/client/heraldpb"
+	"github.com/heraldlog/herald/server/proccluster"
 )
 
 // testCluster is n in-process nodes on loopback ports, each with its own
@@ -38,12 +39,10 @@ func (discard) Write(p []byte) (int, error) { return len(p), nil }
 
 func freeAddr(t *testing.T) string {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	addr, err := proccluster.FreeAddr()
 	if err != nil {
 		t.Fatal(err)
 	}
-	addr := l.Addr().String()
-	l.Close()
 	return addr
 }
 

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"os"
 	"testing"
 	"time"
 
@@ -11,6 +12,7 @@ import (
 
 	"github.com/heraldlog/herald/client/heraldpb"
 	"github.com/heraldlog/herald/client/wire"
+	"github.com/heraldlog/herald/server/proccluster"
 )
 
 func TestMain(m *testing.M) {
@@ -18,6 +20,12 @@ func TestMain(m *testing.M) {
 		// glog-style background goroutines of dependencies that outlive tests.
 		goleak.IgnoreTopFunction("github.com/cockroachdb/pebble/v2/internal/cache.(*Cache).releaseLoop"),
 		goleak.IgnoreAnyFunction("go.opencensus.io/stats/view.(*worker).start"),
+		// Remove the process tests' herald binary, when they built it;
+		// the cleanup replaces VerifyTestMain's own os.Exit.
+		goleak.Cleanup(func(code int) {
+			_ = proccluster.RemoveBuilt()
+			os.Exit(code)
+		}),
 	)
 }
 
