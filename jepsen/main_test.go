@@ -1,7 +1,6 @@
 package jepsen
 
 import (
-	"os"
 	"testing"
 
 	"go.uber.org/goleak"
@@ -10,10 +9,6 @@ import (
 )
 
 func TestMain(m *testing.M) {
-	// The cleanup removes the herald binary TestRunUnderFaults built, if
-	// it did, and replaces VerifyTestMain's own os.Exit.
-	goleak.VerifyTestMain(m, goleak.Cleanup(func(code int) {
-		_ = proccluster.RemoveBuilt()
-		os.Exit(code)
-	}))
+	// The cleanup removes the herald binary a test built, if one did.
+	goleak.VerifyTestMain(m, goleak.Cleanup(proccluster.RemoveBuiltAndExit))
 }

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
-	"os"
 	"testing"
 	"time"
 
@@ -20,12 +19,8 @@ func TestMain(m *testing.M) {
 		// glog-style background goroutines of dependencies that outlive tests.
 		goleak.IgnoreTopFunction("github.com/cockroachdb/pebble/v2/internal/cache.(*Cache).releaseLoop"),
 		goleak.IgnoreAnyFunction("go.opencensus.io/stats/view.(*worker).start"),
-		// Remove the process tests' herald binary, when they built it;
-		// the cleanup replaces VerifyTestMain's own os.Exit.
-		goleak.Cleanup(func(code int) {
-			_ = proccluster.RemoveBuilt()
-			os.Exit(code)
-		}),
+		// Removes the process tests' herald binary, if they built it.
+		goleak.Cleanup(proccluster.RemoveBuiltAndExit),
 	)
 }
 

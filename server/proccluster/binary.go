@@ -77,6 +77,13 @@ func RemoveBuilt() error {
 	return os.RemoveAll(built.dir)
 }
 
+// RemoveBuiltAndExit removes the built binary and exits with code: the
+// end of a TestMain, or goleak.Cleanup(proccluster.RemoveBuiltAndExit).
+func RemoveBuiltAndExit(code int) {
+	_ = RemoveBuilt()
+	os.Exit(code)
+}
+
 // TB is the part of testing.TB that TestBinary uses (this package does not
 // import testing: `herald dev` links it).
 type TB interface {

@@ -17,9 +17,7 @@ import (
 )
 
 func TestMain(m *testing.M) {
-	code := m.Run()
-	_ = RemoveBuilt()
-	os.Exit(code)
+	RemoveBuiltAndExit(m.Run())
 }
 
 func TestLayoutAndValidate(t *testing.T) {

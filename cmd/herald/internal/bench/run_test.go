@@ -2,7 +2,6 @@ package bench
 
 import (
 	"context"
-	"net"
 	"strings"
 	"testing"
 	"time"
@@ -12,6 +11,7 @@ import (
 
 	"github.com/heraldlog/herald/client"
 	"github.com/heraldlog/herald/client/heraldtest"
+	"github.com/heraldlog/herald/server/proccluster"
 )
 
 // fakeOptions runs scenario against the in-process fake cluster, whose
@@ -179,10 +179,8 @@ func keepTopics(fake *heraldtest.Cluster) {
 // freeAddr returns a 127.0.0.1 address nothing listens on just now.
 func freeAddr(t *testing.T) string {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	addr, err := proccluster.FreeAddr()
 	require.NoError(t, err)
-	addr := l.Addr().String()
-	require.NoError(t, l.Close())
 	return addr
 }
 
