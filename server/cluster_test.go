@@ -14,7 +14,6 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/heraldlog/herald/client/heraldpb"
-	"github.com/heraldlog/herald/server/proccluster"
 )
 
 // testCluster is n in-process nodes on loopback ports, each with its own
@@ -36,15 +35,6 @@ func testLogger(t *testing.T) *slog.Logger {
 type discard struct{}
 
 func (discard) Write(p []byte) (int, error) { return len(p), nil }
-
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	addr, err := proccluster.FreeAddr()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return addr
-}
 
 func startCluster(t *testing.T, size int) *testCluster {
 	t.Helper()

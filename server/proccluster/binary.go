@@ -105,3 +105,13 @@ func TestBinary(t TB) string {
 	}
 	return bin
 }
+
+// TestFreeAddr is FreeAddr for a test: it fails the test on error.
+func TestFreeAddr(t TB) string {
+	t.Helper()
+	addr, err := FreeAddr()
+	if err != nil {
+		t.Fatalf("%v", err)
+	}
+	return addr
+}

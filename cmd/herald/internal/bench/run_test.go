@@ -176,17 +176,9 @@ func keepTopics(fake *heraldtest.Cluster) {
 	}
 }
 
-// freeAddr returns a 127.0.0.1 address nothing listens on just now.
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	addr, err := proccluster.FreeAddr()
-	require.NoError(t, err)
-	return addr
-}
-
 func TestRunUnreachableCluster(t *testing.T) {
 	opts := DefaultOptions(ScenarioProduce)
-	opts.Servers = []string{freeAddr(t)}
+	opts.Servers = []string{proccluster.TestFreeAddr(t)}
 	opts.Timeout = 500 * time.Millisecond
 	_, err := Run(t.Context(), opts, nil)
 	require.ErrorIs(t, err, client.ErrUnavailable)
