@@ -185,6 +185,11 @@ func (c *Cluster) GRPCAddrs() []string {
 // Start starts node i with extra flags for this start only; it is a no-op
 // when node i runs. After Wipe the start also passes --rejoin. The output
 // is appended to the node's LogPath.
+//
+// Start holds the cluster's lock across creating the directories and
+// forking, an exception to "no lock across I/O": it is what makes two
+// concurrent Starts of a node, or a Start racing Wipe or Close, start at
+// most one process; the work is a few system calls.
 func (c *Cluster) Start(i int, extraArgs ...string) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
