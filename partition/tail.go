@@ -89,9 +89,6 @@ func NewTail(r *Replica, opts TailOptions) (*Tail, error) {
 	return &Tail{r: r, opts: opts}, nil
 }
 
-// Replica is the replica the tail reads.
-func (t *Tail) Replica() *Replica { return t.r }
-
 // Since returns entries with offsets from, from+1, … (contiguous, in
 // offset order), at most maxRecords of them and maxBytes of encodings (at
 // least one entry when there is one). held is false when from is below

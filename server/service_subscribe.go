@@ -1,6 +1,7 @@
 package server
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -174,10 +175,6 @@ func mapEntry(b []byte) (k, v string, ok bool) {
 	return k, v, true
 }
 
-// errSubscriptionMoved ends a stream whose replica closed or was reopened
-// under it: the client resumes from its position, here or elsewhere.
-var errSubscriptionMoved = errors.New("server: the partition's replica on this node closed; resume the subscription")
-
 // subscribeStartError checks the first message of a Subscribe stream.
 func subscribeStartError(req *heraldpb.SubscribeRequest) (*heraldpb.SubscribeStart, error) {
 	start := req.GetStart()
@@ -254,14 +251,14 @@ func (s *heraldService) Subscribe(stream heraldpb.Herald_SubscribeServer) error 
 	p := t.Partitions[start.GetPartition()]
 	r := n.replica(p.GroupID)
 	if r == nil {
-		return wire.NoLeader(fmt.Sprintf("partition %d of %s has no replica on node %s; subscribe on one of %v",
+		return wire.NoLeader(fmt.Sprintf("partition %d of %s on node %s (no replica here; subscribe on one of %v)",
 			p.Index, t.Name, n.cfg.NodeID, p.Replicas))
 	}
 	if e := start.GetEpoch(); e != 0 && e != p.GroupID {
 		return wire.EpochChanged(e, p.GroupID, r.LowWatermark(), r.HighWatermark())
 	}
 	filter := &subscribeFilter{tenant: start.GetTenantId(), key: start.GetKey(), hasKey: start.Key != nil, headers: start.GetHeaders()}
-	from, err := s.subscribeFrom(stream, r, p.Index, t.Name, start, filter)
+	from, err := s.subscribeFrom(ctx, r, p.Index, t.Name, start, filter)
 	if err != nil {
 		return err
 	}
@@ -288,16 +285,20 @@ func (s *heraldService) Subscribe(stream heraldpb.Herald_SubscribeServer) error 
 	next := from
 	for {
 		if n.replica(p.GroupID) != r {
-			return wire.NoLeader(errSubscriptionMoved.Error())
+			// The replica closed or was reopened under the stream: the
+			// client resumes from its position, here or elsewhere.
+			return wire.NoLeader(fmt.Sprintf("partition %d of %s on node %s (its replica here closed; resume the subscription)",
+				p.Index, t.Name, n.cfg.NodeID))
 		}
 		changed := r.Changed()
 		events, bytes := credit.left()
 		sent := false
 		if events > 0 && bytes > 0 {
-			entries, held, err := tail.Since(next, subscribeBatchEventsMax, int(min(bytes, int64(subscribeCreditBytesDefault))))
+			pageBytes := int(min(bytes, subscribeCreditBytesDefault))
+			entries, held, err := tail.Since(next, subscribeBatchEventsMax, pageBytes)
 			if err == nil && !held {
 				n.metrics.subscribeReads.WithLabelValues("own").Inc()
-				entries, err = tail.ReadPage(next, subscribeBatchEventsMax, int(min(bytes, int64(subscribeCreditBytesDefault))))
+				entries, err = tail.ReadPage(next, subscribeBatchEventsMax, pageBytes)
 			} else if err == nil && len(entries) > 0 {
 				n.metrics.subscribeReads.WithLabelValues("tail").Inc()
 			}
@@ -351,9 +352,8 @@ func (s *heraldService) Subscribe(stream heraldpb.Herald_SubscribeServer) error 
 
 // subscribeFrom resolves a subscription's start to an offset on the local
 // replica r, checking it the way Fetch would.
-func (s *heraldService) subscribeFrom(stream heraldpb.Herald_SubscribeServer, r *partition.Replica, index uint32, topic string, start *heraldpb.SubscribeStart, f *subscribeFilter) (uint64, error) {
+func (s *heraldService) subscribeFrom(ctx context.Context, r *partition.Replica, index uint32, topic string, start *heraldpb.SubscribeStart, f *subscribeFilter) (uint64, error) {
 	n := s.node
-	ctx := stream.Context()
 	switch st := start.GetStart().(type) {
 	case *heraldpb.SubscribeStart_Position:
 		if st.Position == heraldpb.StartPosition_EARLIEST {
