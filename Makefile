@@ -13,13 +13,16 @@ build:
 run: build
 	./$(BIN) dev --nodes 3 --data ./data
 
-# The whole suite, race detector on. CI runs exactly this (.ci/run).
-test:
+# The whole suite, race detector on. CI runs exactly this (.ci/run). The
+# binary is built once and every package that runs `herald` processes
+# (server, jepsen, bench, cmd/herald) takes it from HERALD_BIN instead of
+# building its own (server/proccluster).
+test: build
 	$(GO) vet $(PKGS)
-	$(GO) test -race -count=1 -timeout 20m $(PKGS)
+	HERALD_BIN=$(CURDIR)/$(BIN) $(GO) test -race -count=1 -timeout 20m $(PKGS)
 
-test-short:
-	$(GO) test -short -count=1 $(PKGS)
+test-short: build
+	HERALD_BIN=$(CURDIR)/$(BIN) $(GO) test -short -count=1 $(PKGS)
 
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem ./log/ ./partition/ ./raft/

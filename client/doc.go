@@ -14,9 +14,12 @@
 // Produce appends events; each result names the event's partition, offset
 // and per-tenant sequence (assigned by the cluster, never by a client
 // clock). NewProducer gives an idempotent producer: a resend after an
-// unknown outcome is stored once. Fetch reads a partition from an offset, a
-// tenant sequence, a time, the earliest or the latest position, optionally
-// as a long poll. CreateTopic, AlterTopic, DeleteTopic, CreateTenant,
+// unknown outcome is stored once. Fetch reads one page of a partition from
+// an offset, a tenant sequence, a time, the earliest or the latest
+// position, optionally as a long poll; a Reader (NewReader, TenantReader)
+// is the cursor built on it: page after page, long-polling at the end of
+// the log, with a Position to resume from with no gap and no repeat.
+// CreateTopic, AlterTopic, DeleteTopic, CreateTenant,
 // SetTenantQuota and the List/Describe calls manage the registry; registry
 // reads are linearizable unless Stale is given.
 //

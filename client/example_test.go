@@ -316,3 +316,77 @@ func ExampleClient_NewProducer() {
 	// offset=0 sequence=1 producer_seq=1 duplicate=false
 	// offset=1 sequence=2 producer_seq=2 duplicate=false
 }
+
+// A Reader pages through a partition (or one tenant's events) and knows
+// where it is: a new Reader started at its Position reads exactly the next
+// event, which is how a consumer resumes after a restart. With Wait set,
+// a Reader at the end of the log long-polls for new events.
+func ExampleReader() {
+	addr, stop := startExampleCluster()
+	defer stop()
+	ctx, cancel := context.WithTimeout(context.Background(), exampleTimeout)
+	defer cancel()
+	cl, err := client.New(ctx, client.Config{Servers: []string{addr}})
+	if err != nil {
+		fmt.Println("connect:", err)
+		return
+	}
+	defer cl.Close()
+
+	if _, err := cl.CreateTopic(ctx, &client.TopicConfig{Name: "orders", Partitions: 1, ReplicationFactor: 1, AutoTenants: true}); err != nil {
+		fmt.Println("create topic:", err)
+		return
+	}
+	if _, err := cl.Produce(ctx, "orders",
+		&client.Event{TenantId: "acme", Payload: []byte("created")},
+		&client.Event{TenantId: "globex", Payload: []byte("created")},
+		&client.Event{TenantId: "acme", Payload: []byte("paid")},
+	); err != nil {
+		fmt.Println("produce:", err)
+		return
+	}
+
+	// The whole partition, two events a page, up to the end of the log.
+	r, err := client.NewReader(cl, client.ReaderConfig{Topic: "orders", Partition: 0, PageEventsMax: 2})
+	if err != nil {
+		fmt.Println("new reader:", err)
+		return
+	}
+	for !r.AtEnd() {
+		page, err := r.Next(ctx)
+		if err != nil {
+			// A typed error (errors.As *client.OffsetOutOfRangeError, ...);
+			// the position did not move, so Next may be called again.
+			fmt.Println("next:", err)
+			return
+		}
+		for _, e := range page.GetEvents() {
+			fmt.Printf("offset=%d %s %s\n", e.GetOffset(), e.GetTenantId(), e.GetPayload())
+		}
+		fmt.Println("position:", r.Position())
+	}
+
+	// One tenant's events, by its sequence; resume from a saved position.
+	tr, err := cl.TenantReader(ctx, "orders", "acme", client.ReaderConfig{Start: client.FromSequence(2)})
+	if err != nil {
+		fmt.Println("tenant reader:", err)
+		return
+	}
+	page, err := tr.Next(ctx)
+	if err != nil {
+		fmt.Println("next:", err)
+		return
+	}
+	for _, e := range page.GetEvents() {
+		fmt.Printf("acme sequence=%d %s\n", e.GetSequence(), e.GetPayload())
+	}
+	fmt.Println("position:", tr.Position())
+	// Output:
+	// offset=0 acme created
+	// offset=1 globex created
+	// position: offset:2
+	// offset=2 acme paid
+	// position: offset:3
+	// acme sequence=2 paid
+	// position: seq:3
+}

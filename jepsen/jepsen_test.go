@@ -4,27 +4,14 @@ import (
 	"bytes"
 	"context"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/require"
-)
 
-// buildHerald builds cmd/herald once into a temporary directory.
-func buildHerald(t *testing.T) string {
-	t.Helper()
-	goBin, err := exec.LookPath("go")
-	if err != nil {
-		t.Skipf("no go tool to build herald: %v", err)
-	}
-	bin := filepath.Join(t.TempDir(), "herald")
-	cmd := exec.Command(goBin, "build", "-o", bin, "github.com/heraldlog/herald/cmd/herald")
-	out, err := cmd.CombinedOutput()
-	require.NoError(t, err, "%s", out)
-	return bin
-}
+	"github.com/heraldlog/herald/server/proccluster"
+)
 
 // TestRunUnderFaults runs a short schedule of kills, pauses and
 // partitions against three real nodes and asserts every checker passes.
@@ -33,7 +20,7 @@ func TestRunUnderFaults(t *testing.T) {
 		t.Skip("starts a three-node cluster for about 30 s")
 	}
 	const seed = 3 // kill:majority, partition:halves, pause:one within 20 s
-	bin := buildHerald(t)
+	bin := proccluster.TestBinary(t)
 	out := t.TempDir()
 	var progress bytes.Buffer
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)

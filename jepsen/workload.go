@@ -94,6 +94,12 @@ func (w *producerWorker) run(ctx context.Context, rec *Recorder, topic string, p
 // FetchReader reads the topic from one node over a raw gRPC connection (a
 // node with a local replica serves the read itself), alternating reads by
 // offset and by tenant sequence over the partitions and tenants.
+//
+// It does not use client.Reader on purpose: each op is one fetch from one
+// node, at a position it picks (re-reads from the start, acknowledged
+// offsets the node may not have yet), recorded verbatim with its raw
+// error; a Reader would route, retry and refuse inconsistent pages, which
+// hides the very answers the checkers judge.
 type FetchReader struct {
 	Process    int
 	Node       Node
@@ -258,6 +264,13 @@ const finalTrimsMax = 20
 // at and the high watermark of the last page. A page asked below the low
 // watermark (retention trimmed the partition before or while it was read)
 // drops what was read below it and goes on from it.
+//
+// It is a page loop of its own rather than a client.Reader because the
+// final logs must reach the checkers as the replica served them: a Reader
+// refuses a page that breaks the read contract (ErrInconsistentPage), so a
+// replica serving events out of order or twice would show as a failed
+// final read (an unknown verdict) instead of the violation the checkers
+// report.
 func readAll(ctx context.Context, hc heraldpb.HeraldClient, topic string, p uint32) (events []Observed, low, high uint64, err error) {
 	from := uint64(0)
 	for trims := 0; ; {

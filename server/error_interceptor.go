@@ -21,3 +21,15 @@ func errorInterceptor(ctx context.Context, req any, _ *grpc.UnaryServerInfo, han
 	}
 	return resp, nil
 }
+
+// streamErrorInterceptor is errorInterceptor for streaming RPCs.
+func streamErrorInterceptor(srv any, ss grpc.ServerStream, _ *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
+	err := handler(srv, ss)
+	if err == nil {
+		return nil
+	}
+	if _, ok := status.FromError(err); ok {
+		return err
+	}
+	return wire.Status(err).Err()
+}

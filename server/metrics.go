@@ -31,10 +31,31 @@ type nodeMetrics struct {
 	// Contract fencing (contract_fence.go).
 	contractRechecks prometheus.Counter
 	contractFences   *prometheus.CounterVec
+	// Subscriptions (service_subscribe.go).
+	subscriptions       prometheus.Gauge
+	subscribeEvents     *prometheus.CounterVec
+	subscribeReads      *prometheus.CounterVec
+	subscribeHeartbeats prometheus.Counter
 }
 
 func newNodeMetrics() *nodeMetrics {
 	return &nodeMetrics{
+		subscriptions: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "herald_subscriptions_active",
+			Help: "Subscribe streams being served by this node.",
+		}),
+		subscribeEvents: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "herald_subscribe_events_total",
+			Help: "Events sent on Subscribe streams by this node, by topic.",
+		}, []string{"topic"}),
+		subscribeReads: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "herald_subscribe_reads_total",
+			Help: "Pages a subscription took: from the partition's shared tail (tail) or read on its own behind it (own).",
+		}, []string{"source"}),
+		subscribeHeartbeats: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "herald_subscribe_heartbeats_total",
+			Help: "Heartbeats sent on idle Subscribe streams.",
+		}),
 		rpcs: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "herald_rpc_requests_total",
 			Help: "Unary gRPC requests served, by method and status code.",
@@ -114,7 +135,8 @@ func newNodeMetrics() *nodeMetrics {
 func (m *nodeMetrics) collectors() []prometheus.Collector {
 	return []prometheus.Collector{m.rpcs, m.rpcSeconds, m.producedEvents, m.fetchedEvents, m.forwarded,
 		m.retainedTrims, m.retainedRecords, m.duplicates, m.logRebuilds, m.rejoins, m.rejoining, m.reconciles, m.groupsRemoved, m.refusedStarting, m.fetchBehind, m.fetchCatchUps,
-		m.contractRechecks, m.contractFences}
+		m.contractRechecks, m.contractFences,
+		m.subscriptions, m.subscribeEvents, m.subscribeReads, m.subscribeHeartbeats}
 }
 
 // unaryInterceptor records request counts and latency. It runs outside

@@ -70,6 +70,9 @@ type Node struct {
 	// and node-internal services answer NodeStarting (serving_gate.go).
 	serving atomic.Bool
 
+	// tails are the shared live edges of the replicas with subscribers.
+	tails tails
+
 	stop chan struct{}
 	// ctx is cancelled when the node stops (with stop), for calls the
 	// background loops make.
@@ -138,7 +141,7 @@ func StartNodeContext(ctx context.Context, cfg Config) (_ *Node, err error) {
 
 	opts := append(heraldraft.ServerOptions(grpcMessageBytesMax),
 		grpc.ChainUnaryInterceptor(n.metrics.unaryInterceptor, n.gateUnary, errorInterceptor),
-		grpc.ChainStreamInterceptor(n.gateStream))
+		grpc.ChainStreamInterceptor(n.gateStream, streamErrorInterceptor))
 	n.grpcServer = grpc.NewServer(opts...)
 	n.mux.Register(n.grpcServer)
 	heraldpb.RegisterHeraldServer(n.grpcServer, &heraldService{node: n})

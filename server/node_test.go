@@ -11,6 +11,7 @@ import (
 
 	"github.com/heraldlog/herald/client/heraldpb"
 	"github.com/heraldlog/herald/client/wire"
+	"github.com/heraldlog/herald/server/proccluster"
 )
 
 func TestMain(m *testing.M) {
@@ -18,6 +19,8 @@ func TestMain(m *testing.M) {
 		// glog-style background goroutines of dependencies that outlive tests.
 		goleak.IgnoreTopFunction("github.com/cockroachdb/pebble/v2/internal/cache.(*Cache).releaseLoop"),
 		goleak.IgnoreAnyFunction("go.opencensus.io/stats/view.(*worker).start"),
+		// Removes the process tests' herald binary, if they built it.
+		goleak.Cleanup(proccluster.RemoveBuiltAndExit),
 	)
 }
 

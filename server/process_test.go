@@ -5,82 +5,54 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
-	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"sort"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/heraldlog/herald/client"
 	"github.com/heraldlog/herald/client/heraldpb"
+	"github.com/heraldlog/herald/server/proccluster"
 )
 
-var (
-	buildOnce sync.Once
-	buildPath string
-	buildErr  error
-)
-
-// heraldBinary builds cmd/herald once per test run.
-func heraldBinary(t *testing.T) string {
-	t.Helper()
-	buildOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "herald-bin-")
-		if err != nil {
-			buildErr = err
-			return
-		}
-		buildPath = filepath.Join(dir, "herald")
-		out, err := exec.Command("go", "build", "-o", buildPath, "github.com/heraldlog/herald/cmd/herald").CombinedOutput()
-		if err != nil {
-			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
-		}
-	})
-	if buildErr != nil {
-		t.Fatal(buildErr)
-	}
-	return buildPath
-}
-
-// procCluster runs real `herald serve` processes.
+// procCluster runs real `herald serve` processes through the shared
+// harness; its fields keep the layout at hand for the tests.
 type procCluster struct {
-	t     *testing.T
-	bin   string
-	ids   []string
-	grpc  []string
-	http  []string
-	dirs  []string
-	peers string
-	mu    sync.Mutex
-	cmds  []*exec.Cmd
-	done  []chan struct{} // closed when the process has been waited for
+	t    *testing.T
+	c    *proccluster.Cluster
+	ids  []string
+	grpc []string
+	http []string
+	dirs []string
 }
 
+// startProcCluster starts size nodes, each logging to <data>/node.log,
+// and waits until every one is ready. The nodes stop when the test ends.
 func startProcCluster(t *testing.T, size int) *procCluster {
 	t.Helper()
-	pc := &procCluster{t: t, bin: heraldBinary(t)}
-	root := t.TempDir()
-	var peers []string
-	for i := range size {
-		id := fmt.Sprintf("n%d", i+1)
-		pc.ids = append(pc.ids, id)
-		pc.grpc = append(pc.grpc, freeAddr(t))
-		pc.http = append(pc.http, freeAddr(t))
-		pc.dirs = append(pc.dirs, filepath.Join(root, id))
-		peers = append(peers, id+"="+pc.grpc[i])
+	nodes, err := proccluster.Layout(t.TempDir(), size)
+	if err != nil {
+		t.Fatal(err)
 	}
-	pc.peers = strings.Join(peers, ",")
-	pc.cmds = make([]*exec.Cmd, size)
-	pc.done = make([]chan struct{}, size)
-	for i := range size {
-		pc.start(i)
+	pc := &procCluster{t: t}
+	for i := range nodes {
+		nodes[i].LogPath = filepath.Join(nodes[i].DataDir, "node.log")
+		pc.ids = append(pc.ids, nodes[i].ID)
+		pc.grpc = append(pc.grpc, nodes[i].GRPCAddr)
+		pc.http = append(pc.http, nodes[i].HTTPAddr)
+		pc.dirs = append(pc.dirs, nodes[i].DataDir)
+	}
+	pc.c, err = proccluster.New(proccluster.Config{Binary: proccluster.TestBinary(t), Nodes: nodes})
+	if err != nil {
+		t.Fatal(err)
 	}
 	t.Cleanup(pc.stopAll)
+	if err := pc.c.StartAll(); err != nil {
+		t.Fatal(err)
+	}
 	for i := range size {
 		pc.waitReady(i)
 	}
@@ -91,80 +63,35 @@ func startProcCluster(t *testing.T, size int) *procCluster {
 // known and every replica assigned to it is open.
 func (pc *procCluster) waitReady(i int) {
 	pc.t.Helper()
-	eventually(pc.t, 30*time.Second, func() error {
-		resp, err := http.Get("http://" + pc.http[i] + "/readyz")
-		if err != nil {
-			return err
-		}
-		resp.Body.Close()
-		if resp.StatusCode != http.StatusOK {
-			return fmt.Errorf("%s: /readyz answered %s", pc.ids[i], resp.Status)
-		}
-		return nil
-	})
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := pc.c.AwaitReady(ctx, i); err != nil {
+		pc.t.Fatal(err)
+	}
 }
 
 // start starts node i's process with extra serve flags, if any.
 func (pc *procCluster) start(i int, flags ...string) {
 	pc.t.Helper()
-	if err := os.MkdirAll(pc.dirs[i], 0o755); err != nil {
+	if err := pc.c.Start(i, flags...); err != nil {
 		pc.t.Fatal(err)
 	}
-	logf, err := os.OpenFile(filepath.Join(pc.dirs[i], "node.log"), os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
-	if err != nil {
-		pc.t.Fatal(err)
-	}
-	args := append([]string{"serve", "--id", pc.ids[i], "--data", pc.dirs[i],
-		"--grpc", pc.grpc[i], "--http", pc.http[i], "--peers", pc.peers}, flags...)
-	cmd := exec.Command(pc.bin, args...)
-	cmd.Stdout, cmd.Stderr = logf, logf
-	if err := cmd.Start(); err != nil {
-		pc.t.Fatal(err)
-	}
-	done := make(chan struct{})
-	go func() { _ = cmd.Wait(); logf.Close(); close(done) }()
-	pc.mu.Lock()
-	pc.cmds[i] = cmd
-	pc.done[i] = done
-	pc.mu.Unlock()
 }
 
 func (pc *procCluster) kill(i int) {
-	pc.mu.Lock()
-	cmd, done := pc.cmds[i], pc.done[i]
-	pc.cmds[i] = nil
-	pc.mu.Unlock()
-	if cmd != nil {
-		_ = cmd.Process.Signal(syscall.SIGKILL)
-		<-done
+	pc.t.Helper()
+	if err := pc.c.Kill(i); err != nil {
+		pc.t.Fatal(err)
 	}
 }
 
 func (pc *procCluster) stopAll() {
-	pc.mu.Lock()
-	cmds := append([]*exec.Cmd(nil), pc.cmds...)
-	dones := append([]chan struct{}(nil), pc.done...)
-	pc.mu.Unlock()
-	for _, cmd := range cmds {
-		if cmd != nil {
-			_ = cmd.Process.Signal(syscall.SIGTERM)
-		}
-	}
-	timeout := time.After(10 * time.Second)
-	for i, cmd := range cmds {
-		if cmd == nil {
-			continue
-		}
-		select {
-		case <-dones[i]:
-		case <-timeout:
-			_ = cmd.Process.Kill()
-			<-dones[i]
-		}
+	if err := pc.c.Close(); err != nil {
+		pc.t.Error(err)
 	}
 	if pc.t.Failed() {
-		for _, d := range pc.dirs {
-			if b, err := os.ReadFile(filepath.Join(d, "node.log")); err == nil {
+		for i, d := range pc.dirs {
+			if b, err := os.ReadFile(pc.c.Node(i).LogPath); err == nil {
 				lines := strings.Split(string(b), "\n")
 				pc.t.Logf("--- %s (last lines)\n%s", d, strings.Join(lines[max(0, len(lines)-40):], "\n"))
 			}

@@ -55,21 +55,12 @@ func TestProcessesWipedNodeRejoinsEveryGroup(t *testing.T) {
 
 	t.Logf("wiping %s", pc.ids[victim])
 	before := w.ackedCount()
-	pc.kill(victim)
-	entries, err := os.ReadDir(pc.dirs[victim])
-	if err != nil {
+	if err := pc.c.Wipe(victim); err != nil { // kills it; keeps node.log for diagnosis
 		t.Fatal(err)
-	}
-	for _, e := range entries { // rm -rf, but for the process log kept for diagnosis
-		if e.Name() != "node.log" {
-			if err := os.RemoveAll(filepath.Join(pc.dirs[victim], e.Name())); err != nil {
-				t.Fatal(err)
-			}
-		}
 	}
 	w.waitAcked(t, before+100) // the other two keep committing
 	t.Logf("%s: restarting %s with --rejoin", time.Since(began).Round(time.Millisecond), pc.ids[victim])
-	pc.start(victim, "--rejoin")
+	pc.start(victim) // with --rejoin: Wipe set it
 	pc.waitReady(victim)
 	t.Logf("%s: %s ready", time.Since(began).Round(time.Millisecond), pc.ids[victim])
 	eventually(t, 60*time.Second, func() error {

@@ -50,6 +50,7 @@ const (
 	ErrorReason_PRODUCER_FENCED            ErrorReason = 19 // metadata: producer_id, epoch, current_epoch; a newer epoch of the producer exists
 	ErrorReason_DUPLICATE_SEQUENCE         ErrorReason = 20 // already committed; its positions are no longer remembered
 	ErrorReason_QUEUE_FULL                 ErrorReason = 21 // the partition's produce queue is full; nothing written; metadata: retry_after_ms
+	ErrorReason_EPOCH_CHANGED              ErrorReason = 22 // the partition was deleted and recreated since the position was taken; metadata: epoch, current_epoch, low_watermark, high_watermark
 )
 
 // Enum value maps for ErrorReason.
@@ -77,6 +78,7 @@ var (
 		19: "PRODUCER_FENCED",
 		20: "DUPLICATE_SEQUENCE",
 		21: "QUEUE_FULL",
+		22: "EPOCH_CHANGED",
 	}
 	ErrorReason_value = map[string]int32{
 		"ERROR_REASON_UNSPECIFIED":   0,
@@ -101,6 +103,7 @@ var (
 		"PRODUCER_FENCED":            19,
 		"DUPLICATE_SEQUENCE":         20,
 		"QUEUE_FULL":                 21,
+		"EPOCH_CHANGED":              22,
 	}
 )
 
@@ -2370,6 +2373,435 @@ func (x *FetchResponse) GetNextSequence() uint64 {
 	return 0
 }
 
+type SubscribeRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Types that are valid to be assigned to Msg:
+	//
+	//	*SubscribeRequest_Start
+	//	*SubscribeRequest_Credit
+	Msg           isSubscribeRequest_Msg `protobuf_oneof:"msg"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SubscribeRequest) Reset() {
+	*x = SubscribeRequest{}
+	mi := &file_client_heraldpb_herald_proto_msgTypes[34]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SubscribeRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SubscribeRequest) ProtoMessage() {}
+
+func (x *SubscribeRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_client_heraldpb_herald_proto_msgTypes[34]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SubscribeRequest.ProtoReflect.Descriptor instead.
+func (*SubscribeRequest) Descriptor() ([]byte, []int) {
+	return file_client_heraldpb_herald_proto_rawDescGZIP(), []int{34}
+}
+
+func (x *SubscribeRequest) GetMsg() isSubscribeRequest_Msg {
+	if x != nil {
+		return x.Msg
+	}
+	return nil
+}
+
+func (x *SubscribeRequest) GetStart() *SubscribeStart {
+	if x != nil {
+		if x, ok := x.Msg.(*SubscribeRequest_Start); ok {
+			return x.Start
+		}
+	}
+	return nil
+}
+
+func (x *SubscribeRequest) GetCredit() *SubscribeCredit {
+	if x != nil {
+		if x, ok := x.Msg.(*SubscribeRequest_Credit); ok {
+			return x.Credit
+		}
+	}
+	return nil
+}
+
+type isSubscribeRequest_Msg interface {
+	isSubscribeRequest_Msg()
+}
+
+type SubscribeRequest_Start struct {
+	Start *SubscribeStart `protobuf:"bytes,1,opt,name=start,proto3,oneof"` // first message, once
+}
+
+type SubscribeRequest_Credit struct {
+	Credit *SubscribeCredit `protobuf:"bytes,2,opt,name=credit,proto3,oneof"` // any later message
+}
+
+func (*SubscribeRequest_Start) isSubscribeRequest_Msg() {}
+
+func (*SubscribeRequest_Credit) isSubscribeRequest_Msg() {}
+
+// SubscribeStart opens a subscription to one partition. Positions are
+// partition offsets; a filtered subscription still resumes by offset
+// (SubscribeResponse.next_offset moves past events it skipped).
+type SubscribeStart struct {
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	Topic     string                 `protobuf:"bytes,1,opt,name=topic,proto3" json:"topic,omitempty"`
+	Partition uint32                 `protobuf:"varint,2,opt,name=partition,proto3" json:"partition,omitempty"`
+	// Types that are valid to be assigned to Start:
+	//
+	//	*SubscribeStart_Offset
+	//	*SubscribeStart_Sequence
+	//	*SubscribeStart_Position
+	//	*SubscribeStart_TimeUnixNano
+	Start isSubscribeStart_Start `protobuf_oneof:"start"`
+	// The partition's epoch the start offset belongs to (from an earlier
+	// SubscribeResponse). 0: any. When it differs from the partition's
+	// current epoch the subscription fails with EPOCH_CHANGED.
+	Epoch uint64 `protobuf:"varint,7,opt,name=epoch,proto3" json:"epoch,omitempty"`
+	// Filters (all that are set must match): the event's tenant, its key,
+	// and each header named here with exactly this value.
+	TenantId string            `protobuf:"bytes,8,opt,name=tenant_id,json=tenantId,proto3" json:"tenant_id,omitempty"`
+	Key      []byte            `protobuf:"bytes,9,opt,name=key,proto3,oneof" json:"key,omitempty"`
+	Headers  map[string]string `protobuf:"bytes,10,rep,name=headers,proto3" json:"headers,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	// The first credit: the server sends at most this many events and bytes
+	// (of encoded events) before it receives more. 0 events: 1,000; 0 bytes:
+	// 4 MiB. A batch is never larger than the credit left, except that one
+	// event larger than the byte credit is sent alone when no event is
+	// outstanding (so that a large event never stalls the stream).
+	CreditEvents uint32 `protobuf:"varint,11,opt,name=credit_events,json=creditEvents,proto3" json:"credit_events,omitempty"`
+	CreditBytes  uint32 `protobuf:"varint,12,opt,name=credit_bytes,json=creditBytes,proto3" json:"credit_bytes,omitempty"`
+	// Heartbeat interval while no events are sent. 0: 5,000; at least 100.
+	HeartbeatMs   uint32 `protobuf:"varint,13,opt,name=heartbeat_ms,json=heartbeatMs,proto3" json:"heartbeat_ms,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SubscribeStart) Reset() {
+	*x = SubscribeStart{}
+	mi := &file_client_heraldpb_herald_proto_msgTypes[35]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SubscribeStart) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SubscribeStart) ProtoMessage() {}
+
+func (x *SubscribeStart) ProtoReflect() protoreflect.Message {
+	mi := &file_client_heraldpb_herald_proto_msgTypes[35]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SubscribeStart.ProtoReflect.Descriptor instead.
+func (*SubscribeStart) Descriptor() ([]byte, []int) {
+	return file_client_heraldpb_herald_proto_rawDescGZIP(), []int{35}
+}
+
+func (x *SubscribeStart) GetTopic() string {
+	if x != nil {
+		return x.Topic
+	}
+	return ""
+}
+
+func (x *SubscribeStart) GetPartition() uint32 {
+	if x != nil {
+		return x.Partition
+	}
+	return 0
+}
+
+func (x *SubscribeStart) GetStart() isSubscribeStart_Start {
+	if x != nil {
+		return x.Start
+	}
+	return nil
+}
+
+func (x *SubscribeStart) GetOffset() uint64 {
+	if x != nil {
+		if x, ok := x.Start.(*SubscribeStart_Offset); ok {
+			return x.Offset
+		}
+	}
+	return 0
+}
+
+func (x *SubscribeStart) GetSequence() uint64 {
+	if x != nil {
+		if x, ok := x.Start.(*SubscribeStart_Sequence); ok {
+			return x.Sequence
+		}
+	}
+	return 0
+}
+
+func (x *SubscribeStart) GetPosition() StartPosition {
+	if x != nil {
+		if x, ok := x.Start.(*SubscribeStart_Position); ok {
+			return x.Position
+		}
+	}
+	return StartPosition_START_POSITION_UNSPECIFIED
+}
+
+func (x *SubscribeStart) GetTimeUnixNano() int64 {
+	if x != nil {
+		if x, ok := x.Start.(*SubscribeStart_TimeUnixNano); ok {
+			return x.TimeUnixNano
+		}
+	}
+	return 0
+}
+
+func (x *SubscribeStart) GetEpoch() uint64 {
+	if x != nil {
+		return x.Epoch
+	}
+	return 0
+}
+
+func (x *SubscribeStart) GetTenantId() string {
+	if x != nil {
+		return x.TenantId
+	}
+	return ""
+}
+
+func (x *SubscribeStart) GetKey() []byte {
+	if x != nil {
+		return x.Key
+	}
+	return nil
+}
+
+func (x *SubscribeStart) GetHeaders() map[string]string {
+	if x != nil {
+		return x.Headers
+	}
+	return nil
+}
+
+func (x *SubscribeStart) GetCreditEvents() uint32 {
+	if x != nil {
+		return x.CreditEvents
+	}
+	return 0
+}
+
+func (x *SubscribeStart) GetCreditBytes() uint32 {
+	if x != nil {
+		return x.CreditBytes
+	}
+	return 0
+}
+
+func (x *SubscribeStart) GetHeartbeatMs() uint32 {
+	if x != nil {
+		return x.HeartbeatMs
+	}
+	return 0
+}
+
+type isSubscribeStart_Start interface {
+	isSubscribeStart_Start()
+}
+
+type SubscribeStart_Offset struct {
+	Offset uint64 `protobuf:"varint,3,opt,name=offset,proto3,oneof"` // the first offset to deliver
+}
+
+type SubscribeStart_Sequence struct {
+	Sequence uint64 `protobuf:"varint,4,opt,name=sequence,proto3,oneof"` // the tenant's sequence; needs tenant_id
+}
+
+type SubscribeStart_Position struct {
+	Position StartPosition `protobuf:"varint,5,opt,name=position,proto3,enum=herald.v1.StartPosition,oneof"`
+}
+
+type SubscribeStart_TimeUnixNano struct {
+	TimeUnixNano int64 `protobuf:"varint,6,opt,name=time_unix_nano,json=timeUnixNano,proto3,oneof"` // first event produced at or after this time
+}
+
+func (*SubscribeStart_Offset) isSubscribeStart_Start() {}
+
+func (*SubscribeStart_Sequence) isSubscribeStart_Start() {}
+
+func (*SubscribeStart_Position) isSubscribeStart_Start() {}
+
+func (*SubscribeStart_TimeUnixNano) isSubscribeStart_Start() {}
+
+// SubscribeCredit adds to the subscription's credit.
+type SubscribeCredit struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Events        uint32                 `protobuf:"varint,1,opt,name=events,proto3" json:"events,omitempty"`
+	Bytes         uint32                 `protobuf:"varint,2,opt,name=bytes,proto3" json:"bytes,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SubscribeCredit) Reset() {
+	*x = SubscribeCredit{}
+	mi := &file_client_heraldpb_herald_proto_msgTypes[36]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SubscribeCredit) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SubscribeCredit) ProtoMessage() {}
+
+func (x *SubscribeCredit) ProtoReflect() protoreflect.Message {
+	mi := &file_client_heraldpb_herald_proto_msgTypes[36]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SubscribeCredit.ProtoReflect.Descriptor instead.
+func (*SubscribeCredit) Descriptor() ([]byte, []int) {
+	return file_client_heraldpb_herald_proto_rawDescGZIP(), []int{36}
+}
+
+func (x *SubscribeCredit) GetEvents() uint32 {
+	if x != nil {
+		return x.Events
+	}
+	return 0
+}
+
+func (x *SubscribeCredit) GetBytes() uint32 {
+	if x != nil {
+		return x.Bytes
+	}
+	return 0
+}
+
+type SubscribeResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Events        []*Event               `protobuf:"bytes,1,rep,name=events,proto3" json:"events,omitempty"` // in offset order, each with its partition and offset
+	Partition     uint32                 `protobuf:"varint,2,opt,name=partition,proto3" json:"partition,omitempty"`
+	Epoch         uint64                 `protobuf:"varint,3,opt,name=epoch,proto3" json:"epoch,omitempty"`                                      // the partition's incarnation (stable for its life)
+	HighWatermark uint64                 `protobuf:"varint,4,opt,name=high_watermark,json=highWatermark,proto3" json:"high_watermark,omitempty"` // next offset to be assigned on the serving replica
+	LowWatermark  uint64                 `protobuf:"varint,5,opt,name=low_watermark,json=lowWatermark,proto3" json:"low_watermark,omitempty"`    // first offset still retained
+	// Where to resume: the offset after the last event delivered or skipped
+	// by the filters. Resuming from it gives exactly the next event.
+	NextOffset    uint64 `protobuf:"varint,6,opt,name=next_offset,json=nextOffset,proto3" json:"next_offset,omitempty"`
+	Heartbeat     bool   `protobuf:"varint,7,opt,name=heartbeat,proto3" json:"heartbeat,omitempty"` // no events; sent every heartbeat_ms while idle
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SubscribeResponse) Reset() {
+	*x = SubscribeResponse{}
+	mi := &file_client_heraldpb_herald_proto_msgTypes[37]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SubscribeResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SubscribeResponse) ProtoMessage() {}
+
+func (x *SubscribeResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_client_heraldpb_herald_proto_msgTypes[37]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SubscribeResponse.ProtoReflect.Descriptor instead.
+func (*SubscribeResponse) Descriptor() ([]byte, []int) {
+	return file_client_heraldpb_herald_proto_rawDescGZIP(), []int{37}
+}
+
+func (x *SubscribeResponse) GetEvents() []*Event {
+	if x != nil {
+		return x.Events
+	}
+	return nil
+}
+
+func (x *SubscribeResponse) GetPartition() uint32 {
+	if x != nil {
+		return x.Partition
+	}
+	return 0
+}
+
+func (x *SubscribeResponse) GetEpoch() uint64 {
+	if x != nil {
+		return x.Epoch
+	}
+	return 0
+}
+
+func (x *SubscribeResponse) GetHighWatermark() uint64 {
+	if x != nil {
+		return x.HighWatermark
+	}
+	return 0
+}
+
+func (x *SubscribeResponse) GetLowWatermark() uint64 {
+	if x != nil {
+		return x.LowWatermark
+	}
+	return 0
+}
+
+func (x *SubscribeResponse) GetNextOffset() uint64 {
+	if x != nil {
+		return x.NextOffset
+	}
+	return 0
+}
+
+func (x *SubscribeResponse) GetHeartbeat() bool {
+	if x != nil {
+		return x.Heartbeat
+	}
+	return false
+}
+
 type ClusterStatusRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	unknownFields protoimpl.UnknownFields
@@ -2378,7 +2810,7 @@ type ClusterStatusRequest struct {
 
 func (x *ClusterStatusRequest) Reset() {
 	*x = ClusterStatusRequest{}
-	mi := &file_client_heraldpb_herald_proto_msgTypes[34]
+	mi := &file_client_heraldpb_herald_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2390,7 +2822,7 @@ func (x *ClusterStatusRequest) String() string {
 func (*ClusterStatusRequest) ProtoMessage() {}
 
 func (x *ClusterStatusRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_client_heraldpb_herald_proto_msgTypes[34]
+	mi := &file_client_heraldpb_herald_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2403,7 +2835,7 @@ func (x *ClusterStatusRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClusterStatusRequest.ProtoReflect.Descriptor instead.
 func (*ClusterStatusRequest) Descriptor() ([]byte, []int) {
-	return file_client_heraldpb_herald_proto_rawDescGZIP(), []int{34}
+	return file_client_heraldpb_herald_proto_rawDescGZIP(), []int{38}
 }
 
 type ReplicaStatus struct {
@@ -2421,7 +2853,7 @@ type ReplicaStatus struct {
 
 func (x *ReplicaStatus) Reset() {
 	*x = ReplicaStatus{}
-	mi := &file_client_heraldpb_herald_proto_msgTypes[35]
+	mi := &file_client_heraldpb_herald_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2433,7 +2865,7 @@ func (x *ReplicaStatus) String() string {
 func (*ReplicaStatus) ProtoMessage() {}
 
 func (x *ReplicaStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_client_heraldpb_herald_proto_msgTypes[35]
+	mi := &file_client_heraldpb_herald_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2446,7 +2878,7 @@ func (x *ReplicaStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReplicaStatus.ProtoReflect.Descriptor instead.
 func (*ReplicaStatus) Descriptor() ([]byte, []int) {
-	return file_client_heraldpb_herald_proto_rawDescGZIP(), []int{35}
+	return file_client_heraldpb_herald_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *ReplicaStatus) GetNodeId() string {
@@ -2515,7 +2947,7 @@ type PartitionStatus struct {
 
 func (x *PartitionStatus) Reset() {
 	*x = PartitionStatus{}
-	mi := &file_client_heraldpb_herald_proto_msgTypes[36]
+	mi := &file_client_heraldpb_herald_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2527,7 +2959,7 @@ func (x *PartitionStatus) String() string {
 func (*PartitionStatus) ProtoMessage() {}
 
 func (x *PartitionStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_client_heraldpb_herald_proto_msgTypes[36]
+	mi := &file_client_heraldpb_herald_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2540,7 +2972,7 @@ func (x *PartitionStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PartitionStatus.ProtoReflect.Descriptor instead.
 func (*PartitionStatus) Descriptor() ([]byte, []int) {
-	return file_client_heraldpb_herald_proto_rawDescGZIP(), []int{36}
+	return file_client_heraldpb_herald_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *PartitionStatus) GetTopic() string {
@@ -2618,7 +3050,7 @@ type NodeStatusInfo struct {
 
 func (x *NodeStatusInfo) Reset() {
 	*x = NodeStatusInfo{}
-	mi := &file_client_heraldpb_herald_proto_msgTypes[37]
+	mi := &file_client_heraldpb_herald_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2630,7 +3062,7 @@ func (x *NodeStatusInfo) String() string {
 func (*NodeStatusInfo) ProtoMessage() {}
 
 func (x *NodeStatusInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_client_heraldpb_herald_proto_msgTypes[37]
+	mi := &file_client_heraldpb_herald_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2643,7 +3075,7 @@ func (x *NodeStatusInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodeStatusInfo.ProtoReflect.Descriptor instead.
 func (*NodeStatusInfo) Descriptor() ([]byte, []int) {
-	return file_client_heraldpb_herald_proto_rawDescGZIP(), []int{37}
+	return file_client_heraldpb_herald_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *NodeStatusInfo) GetId() string {
@@ -2685,7 +3117,7 @@ type ClusterStatusResponse struct {
 
 func (x *ClusterStatusResponse) Reset() {
 	*x = ClusterStatusResponse{}
-	mi := &file_client_heraldpb_herald_proto_msgTypes[38]
+	mi := &file_client_heraldpb_herald_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2697,7 +3129,7 @@ func (x *ClusterStatusResponse) String() string {
 func (*ClusterStatusResponse) ProtoMessage() {}
 
 func (x *ClusterStatusResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_client_heraldpb_herald_proto_msgTypes[38]
+	mi := &file_client_heraldpb_herald_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2710,7 +3142,7 @@ func (x *ClusterStatusResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClusterStatusResponse.ProtoReflect.Descriptor instead.
 func (*ClusterStatusResponse) Descriptor() ([]byte, []int) {
-	return file_client_heraldpb_herald_proto_rawDescGZIP(), []int{38}
+	return file_client_heraldpb_herald_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *ClusterStatusResponse) GetNodes() []*NodeStatusInfo {
@@ -2752,7 +3184,7 @@ type GroupStatus struct {
 
 func (x *GroupStatus) Reset() {
 	*x = GroupStatus{}
-	mi := &file_client_heraldpb_herald_proto_msgTypes[39]
+	mi := &file_client_heraldpb_herald_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2764,7 +3196,7 @@ func (x *GroupStatus) String() string {
 func (*GroupStatus) ProtoMessage() {}
 
 func (x *GroupStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_client_heraldpb_herald_proto_msgTypes[39]
+	mi := &file_client_heraldpb_herald_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2777,7 +3209,7 @@ func (x *GroupStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GroupStatus.ProtoReflect.Descriptor instead.
 func (*GroupStatus) Descriptor() ([]byte, []int) {
-	return file_client_heraldpb_herald_proto_rawDescGZIP(), []int{39}
+	return file_client_heraldpb_herald_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *GroupStatus) GetGroupId() uint64 {
@@ -2858,7 +3290,7 @@ type ControllerReadIndexRequest struct {
 
 func (x *ControllerReadIndexRequest) Reset() {
 	*x = ControllerReadIndexRequest{}
-	mi := &file_client_heraldpb_herald_proto_msgTypes[40]
+	mi := &file_client_heraldpb_herald_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2870,7 +3302,7 @@ func (x *ControllerReadIndexRequest) String() string {
 func (*ControllerReadIndexRequest) ProtoMessage() {}
 
 func (x *ControllerReadIndexRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_client_heraldpb_herald_proto_msgTypes[40]
+	mi := &file_client_heraldpb_herald_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2883,7 +3315,7 @@ func (x *ControllerReadIndexRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ControllerReadIndexRequest.ProtoReflect.Descriptor instead.
 func (*ControllerReadIndexRequest) Descriptor() ([]byte, []int) {
-	return file_client_heraldpb_herald_proto_rawDescGZIP(), []int{40}
+	return file_client_heraldpb_herald_proto_rawDescGZIP(), []int{44}
 }
 
 type ControllerReadIndexResponse struct {
@@ -2895,7 +3327,7 @@ type ControllerReadIndexResponse struct {
 
 func (x *ControllerReadIndexResponse) Reset() {
 	*x = ControllerReadIndexResponse{}
-	mi := &file_client_heraldpb_herald_proto_msgTypes[41]
+	mi := &file_client_heraldpb_herald_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2907,7 +3339,7 @@ func (x *ControllerReadIndexResponse) String() string {
 func (*ControllerReadIndexResponse) ProtoMessage() {}
 
 func (x *ControllerReadIndexResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_client_heraldpb_herald_proto_msgTypes[41]
+	mi := &file_client_heraldpb_herald_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2920,7 +3352,7 @@ func (x *ControllerReadIndexResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ControllerReadIndexResponse.ProtoReflect.Descriptor instead.
 func (*ControllerReadIndexResponse) Descriptor() ([]byte, []int) {
-	return file_client_heraldpb_herald_proto_rawDescGZIP(), []int{41}
+	return file_client_heraldpb_herald_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *ControllerReadIndexResponse) GetIndex() uint64 {
@@ -2940,7 +3372,7 @@ type FenceContractRequest struct {
 
 func (x *FenceContractRequest) Reset() {
 	*x = FenceContractRequest{}
-	mi := &file_client_heraldpb_herald_proto_msgTypes[42]
+	mi := &file_client_heraldpb_herald_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2952,7 +3384,7 @@ func (x *FenceContractRequest) String() string {
 func (*FenceContractRequest) ProtoMessage() {}
 
 func (x *FenceContractRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_client_heraldpb_herald_proto_msgTypes[42]
+	mi := &file_client_heraldpb_herald_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2965,7 +3397,7 @@ func (x *FenceContractRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FenceContractRequest.ProtoReflect.Descriptor instead.
 func (*FenceContractRequest) Descriptor() ([]byte, []int) {
-	return file_client_heraldpb_herald_proto_rawDescGZIP(), []int{42}
+	return file_client_heraldpb_herald_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *FenceContractRequest) GetGroupId() uint64 {
@@ -2992,7 +3424,7 @@ type FenceContractResponse struct {
 
 func (x *FenceContractResponse) Reset() {
 	*x = FenceContractResponse{}
-	mi := &file_client_heraldpb_herald_proto_msgTypes[43]
+	mi := &file_client_heraldpb_herald_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3004,7 +3436,7 @@ func (x *FenceContractResponse) String() string {
 func (*FenceContractResponse) ProtoMessage() {}
 
 func (x *FenceContractResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_client_heraldpb_herald_proto_msgTypes[43]
+	mi := &file_client_heraldpb_herald_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3017,7 +3449,7 @@ func (x *FenceContractResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FenceContractResponse.ProtoReflect.Descriptor instead.
 func (*FenceContractResponse) Descriptor() ([]byte, []int) {
-	return file_client_heraldpb_herald_proto_rawDescGZIP(), []int{43}
+	return file_client_heraldpb_herald_proto_rawDescGZIP(), []int{47}
 }
 
 func (x *FenceContractResponse) GetVersion() uint64 {
@@ -3036,7 +3468,7 @@ type MarkGroupsLiveRequest struct {
 
 func (x *MarkGroupsLiveRequest) Reset() {
 	*x = MarkGroupsLiveRequest{}
-	mi := &file_client_heraldpb_herald_proto_msgTypes[44]
+	mi := &file_client_heraldpb_herald_proto_msgTypes[48]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3048,7 +3480,7 @@ func (x *MarkGroupsLiveRequest) String() string {
 func (*MarkGroupsLiveRequest) ProtoMessage() {}
 
 func (x *MarkGroupsLiveRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_client_heraldpb_herald_proto_msgTypes[44]
+	mi := &file_client_heraldpb_herald_proto_msgTypes[48]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3061,7 +3493,7 @@ func (x *MarkGroupsLiveRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MarkGroupsLiveRequest.ProtoReflect.Descriptor instead.
 func (*MarkGroupsLiveRequest) Descriptor() ([]byte, []int) {
-	return file_client_heraldpb_herald_proto_rawDescGZIP(), []int{44}
+	return file_client_heraldpb_herald_proto_rawDescGZIP(), []int{48}
 }
 
 func (x *MarkGroupsLiveRequest) GetGroupIds() []uint64 {
@@ -3079,7 +3511,7 @@ type MarkGroupsLiveResponse struct {
 
 func (x *MarkGroupsLiveResponse) Reset() {
 	*x = MarkGroupsLiveResponse{}
-	mi := &file_client_heraldpb_herald_proto_msgTypes[45]
+	mi := &file_client_heraldpb_herald_proto_msgTypes[49]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3091,7 +3523,7 @@ func (x *MarkGroupsLiveResponse) String() string {
 func (*MarkGroupsLiveResponse) ProtoMessage() {}
 
 func (x *MarkGroupsLiveResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_client_heraldpb_herald_proto_msgTypes[45]
+	mi := &file_client_heraldpb_herald_proto_msgTypes[49]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3104,7 +3536,7 @@ func (x *MarkGroupsLiveResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MarkGroupsLiveResponse.ProtoReflect.Descriptor instead.
 func (*MarkGroupsLiveResponse) Descriptor() ([]byte, []int) {
-	return file_client_heraldpb_herald_proto_rawDescGZIP(), []int{45}
+	return file_client_heraldpb_herald_proto_rawDescGZIP(), []int{49}
 }
 
 type NodeStatusRequest struct {
@@ -3115,7 +3547,7 @@ type NodeStatusRequest struct {
 
 func (x *NodeStatusRequest) Reset() {
 	*x = NodeStatusRequest{}
-	mi := &file_client_heraldpb_herald_proto_msgTypes[46]
+	mi := &file_client_heraldpb_herald_proto_msgTypes[50]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3127,7 +3559,7 @@ func (x *NodeStatusRequest) String() string {
 func (*NodeStatusRequest) ProtoMessage() {}
 
 func (x *NodeStatusRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_client_heraldpb_herald_proto_msgTypes[46]
+	mi := &file_client_heraldpb_herald_proto_msgTypes[50]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3140,7 +3572,7 @@ func (x *NodeStatusRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodeStatusRequest.ProtoReflect.Descriptor instead.
 func (*NodeStatusRequest) Descriptor() ([]byte, []int) {
-	return file_client_heraldpb_herald_proto_rawDescGZIP(), []int{46}
+	return file_client_heraldpb_herald_proto_rawDescGZIP(), []int{50}
 }
 
 type NodeStatusResponse struct {
@@ -3153,7 +3585,7 @@ type NodeStatusResponse struct {
 
 func (x *NodeStatusResponse) Reset() {
 	*x = NodeStatusResponse{}
-	mi := &file_client_heraldpb_herald_proto_msgTypes[47]
+	mi := &file_client_heraldpb_herald_proto_msgTypes[51]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3165,7 +3597,7 @@ func (x *NodeStatusResponse) String() string {
 func (*NodeStatusResponse) ProtoMessage() {}
 
 func (x *NodeStatusResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_client_heraldpb_herald_proto_msgTypes[47]
+	mi := &file_client_heraldpb_herald_proto_msgTypes[51]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3178,7 +3610,7 @@ func (x *NodeStatusResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodeStatusResponse.ProtoReflect.Descriptor instead.
 func (*NodeStatusResponse) Descriptor() ([]byte, []int) {
-	return file_client_heraldpb_herald_proto_rawDescGZIP(), []int{47}
+	return file_client_heraldpb_herald_proto_rawDescGZIP(), []int{51}
 }
 
 func (x *NodeStatusResponse) GetNodeId() string {
@@ -3358,7 +3790,43 @@ const file_client_heraldpb_herald_proto_rawDesc = "" +
 	"\rlow_watermark\x18\x03 \x01(\x04R\flowWatermark\x12\x1f\n" +
 	"\vnext_offset\x18\x04 \x01(\x04R\n" +
 	"nextOffset\x12#\n" +
-	"\rnext_sequence\x18\x05 \x01(\x04R\fnextSequence\"\x16\n" +
+	"\rnext_sequence\x18\x05 \x01(\x04R\fnextSequence\"\x82\x01\n" +
+	"\x10SubscribeRequest\x121\n" +
+	"\x05start\x18\x01 \x01(\v2\x19.herald.v1.SubscribeStartH\x00R\x05start\x124\n" +
+	"\x06credit\x18\x02 \x01(\v2\x1a.herald.v1.SubscribeCreditH\x00R\x06creditB\x05\n" +
+	"\x03msg\"\xa0\x04\n" +
+	"\x0eSubscribeStart\x12\x14\n" +
+	"\x05topic\x18\x01 \x01(\tR\x05topic\x12\x1c\n" +
+	"\tpartition\x18\x02 \x01(\rR\tpartition\x12\x18\n" +
+	"\x06offset\x18\x03 \x01(\x04H\x00R\x06offset\x12\x1c\n" +
+	"\bsequence\x18\x04 \x01(\x04H\x00R\bsequence\x126\n" +
+	"\bposition\x18\x05 \x01(\x0e2\x18.herald.v1.StartPositionH\x00R\bposition\x12&\n" +
+	"\x0etime_unix_nano\x18\x06 \x01(\x03H\x00R\ftimeUnixNano\x12\x14\n" +
+	"\x05epoch\x18\a \x01(\x04R\x05epoch\x12\x1b\n" +
+	"\ttenant_id\x18\b \x01(\tR\btenantId\x12\x15\n" +
+	"\x03key\x18\t \x01(\fH\x01R\x03key\x88\x01\x01\x12@\n" +
+	"\aheaders\x18\n" +
+	" \x03(\v2&.herald.v1.SubscribeStart.HeadersEntryR\aheaders\x12#\n" +
+	"\rcredit_events\x18\v \x01(\rR\fcreditEvents\x12!\n" +
+	"\fcredit_bytes\x18\f \x01(\rR\vcreditBytes\x12!\n" +
+	"\fheartbeat_ms\x18\r \x01(\rR\vheartbeatMs\x1a:\n" +
+	"\fHeadersEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01B\a\n" +
+	"\x05startB\x06\n" +
+	"\x04_key\"?\n" +
+	"\x0fSubscribeCredit\x12\x16\n" +
+	"\x06events\x18\x01 \x01(\rR\x06events\x12\x14\n" +
+	"\x05bytes\x18\x02 \x01(\rR\x05bytes\"\xfc\x01\n" +
+	"\x11SubscribeResponse\x12(\n" +
+	"\x06events\x18\x01 \x03(\v2\x10.herald.v1.EventR\x06events\x12\x1c\n" +
+	"\tpartition\x18\x02 \x01(\rR\tpartition\x12\x14\n" +
+	"\x05epoch\x18\x03 \x01(\x04R\x05epoch\x12%\n" +
+	"\x0ehigh_watermark\x18\x04 \x01(\x04R\rhighWatermark\x12#\n" +
+	"\rlow_watermark\x18\x05 \x01(\x04R\flowWatermark\x12\x1f\n" +
+	"\vnext_offset\x18\x06 \x01(\x04R\n" +
+	"nextOffset\x12\x1c\n" +
+	"\theartbeat\x18\a \x01(\bR\theartbeat\"\x16\n" +
 	"\x14ClusterStatusRequest\"\xf8\x01\n" +
 	"\rReplicaStatus\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x12\x14\n" +
@@ -3415,7 +3883,7 @@ const file_client_heraldpb_herald_proto_rawDesc = "" +
 	"\x11NodeStatusRequest\"]\n" +
 	"\x12NodeStatusResponse\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x12.\n" +
-	"\x06groups\x18\x02 \x03(\v2\x16.herald.v1.GroupStatusR\x06groups*\xe4\x03\n" +
+	"\x06groups\x18\x02 \x03(\v2\x16.herald.v1.GroupStatusR\x06groups*\xf7\x03\n" +
 	"\vErrorReason\x12\x1c\n" +
 	"\x18ERROR_REASON_UNSPECIFIED\x10\x00\x12\x0e\n" +
 	"\n" +
@@ -3442,7 +3910,8 @@ const file_client_heraldpb_herald_proto_rawDesc = "" +
 	"\x0fPRODUCER_FENCED\x10\x13\x12\x16\n" +
 	"\x12DUPLICATE_SEQUENCE\x10\x14\x12\x0e\n" +
 	"\n" +
-	"QUEUE_FULL\x10\x15*K\n" +
+	"QUEUE_FULL\x10\x15\x12\x11\n" +
+	"\rEPOCH_CHANGED\x10\x16*K\n" +
 	"\bOrdering\x12\x18\n" +
 	"\x14ORDERING_UNSPECIFIED\x10\x00\x12\x0e\n" +
 	"\n" +
@@ -3453,7 +3922,7 @@ const file_client_heraldpb_herald_proto_rawDesc = "" +
 	"\x1aSTART_POSITION_UNSPECIFIED\x10\x00\x12\f\n" +
 	"\bEARLIEST\x10\x01\x12\n" +
 	"\n" +
-	"\x06LATEST\x10\x022\xc3\b\n" +
+	"\x06LATEST\x10\x022\x8f\t\n" +
 	"\x06Herald\x12L\n" +
 	"\vCreateTopic\x12\x1d.herald.v1.CreateTopicRequest\x1a\x1e.herald.v1.CreateTopicResponse\x12I\n" +
 	"\n" +
@@ -3461,7 +3930,8 @@ const file_client_heraldpb_herald_proto_rawDesc = "" +
 	"\rDescribeTopic\x12\x1f.herald.v1.DescribeTopicRequest\x1a .herald.v1.DescribeTopicResponse\x12C\n" +
 	"\bMetadata\x12\x1a.herald.v1.MetadataRequest\x1a\x1b.herald.v1.MetadataResponse\x12@\n" +
 	"\aProduce\x12\x19.herald.v1.ProduceRequest\x1a\x1a.herald.v1.ProduceResponse\x12:\n" +
-	"\x05Fetch\x12\x17.herald.v1.FetchRequest\x1a\x18.herald.v1.FetchResponse\x12R\n" +
+	"\x05Fetch\x12\x17.herald.v1.FetchRequest\x1a\x18.herald.v1.FetchResponse\x12J\n" +
+	"\tSubscribe\x12\x1b.herald.v1.SubscribeRequest\x1a\x1c.herald.v1.SubscribeResponse(\x010\x01\x12R\n" +
 	"\rClusterStatus\x12\x1f.herald.v1.ClusterStatusRequest\x1a .herald.v1.ClusterStatusResponse\x12I\n" +
 	"\n" +
 	"AlterTopic\x12\x1c.herald.v1.AlterTopicRequest\x1a\x1d.herald.v1.AlterTopicResponse\x12L\n" +
@@ -3491,7 +3961,7 @@ func file_client_heraldpb_herald_proto_rawDescGZIP() []byte {
 }
 
 var file_client_heraldpb_herald_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_client_heraldpb_herald_proto_msgTypes = make([]protoimpl.MessageInfo, 49)
+var file_client_heraldpb_herald_proto_msgTypes = make([]protoimpl.MessageInfo, 54)
 var file_client_heraldpb_herald_proto_goTypes = []any{
 	(ErrorReason)(0),                    // 0: herald.v1.ErrorReason
 	(Ordering)(0),                       // 1: herald.v1.Ordering
@@ -3530,24 +4000,29 @@ var file_client_heraldpb_herald_proto_goTypes = []any{
 	(*ProduceResponse)(nil),             // 34: herald.v1.ProduceResponse
 	(*FetchRequest)(nil),                // 35: herald.v1.FetchRequest
 	(*FetchResponse)(nil),               // 36: herald.v1.FetchResponse
-	(*ClusterStatusRequest)(nil),        // 37: herald.v1.ClusterStatusRequest
-	(*ReplicaStatus)(nil),               // 38: herald.v1.ReplicaStatus
-	(*PartitionStatus)(nil),             // 39: herald.v1.PartitionStatus
-	(*NodeStatusInfo)(nil),              // 40: herald.v1.NodeStatusInfo
-	(*ClusterStatusResponse)(nil),       // 41: herald.v1.ClusterStatusResponse
-	(*GroupStatus)(nil),                 // 42: herald.v1.GroupStatus
-	(*ControllerReadIndexRequest)(nil),  // 43: herald.v1.ControllerReadIndexRequest
-	(*ControllerReadIndexResponse)(nil), // 44: herald.v1.ControllerReadIndexResponse
-	(*FenceContractRequest)(nil),        // 45: herald.v1.FenceContractRequest
-	(*FenceContractResponse)(nil),       // 46: herald.v1.FenceContractResponse
-	(*MarkGroupsLiveRequest)(nil),       // 47: herald.v1.MarkGroupsLiveRequest
-	(*MarkGroupsLiveResponse)(nil),      // 48: herald.v1.MarkGroupsLiveResponse
-	(*NodeStatusRequest)(nil),           // 49: herald.v1.NodeStatusRequest
-	(*NodeStatusResponse)(nil),          // 50: herald.v1.NodeStatusResponse
-	nil,                                 // 51: herald.v1.Event.HeadersEntry
+	(*SubscribeRequest)(nil),            // 37: herald.v1.SubscribeRequest
+	(*SubscribeStart)(nil),              // 38: herald.v1.SubscribeStart
+	(*SubscribeCredit)(nil),             // 39: herald.v1.SubscribeCredit
+	(*SubscribeResponse)(nil),           // 40: herald.v1.SubscribeResponse
+	(*ClusterStatusRequest)(nil),        // 41: herald.v1.ClusterStatusRequest
+	(*ReplicaStatus)(nil),               // 42: herald.v1.ReplicaStatus
+	(*PartitionStatus)(nil),             // 43: herald.v1.PartitionStatus
+	(*NodeStatusInfo)(nil),              // 44: herald.v1.NodeStatusInfo
+	(*ClusterStatusResponse)(nil),       // 45: herald.v1.ClusterStatusResponse
+	(*GroupStatus)(nil),                 // 46: herald.v1.GroupStatus
+	(*ControllerReadIndexRequest)(nil),  // 47: herald.v1.ControllerReadIndexRequest
+	(*ControllerReadIndexResponse)(nil), // 48: herald.v1.ControllerReadIndexResponse
+	(*FenceContractRequest)(nil),        // 49: herald.v1.FenceContractRequest
+	(*FenceContractResponse)(nil),       // 50: herald.v1.FenceContractResponse
+	(*MarkGroupsLiveRequest)(nil),       // 51: herald.v1.MarkGroupsLiveRequest
+	(*MarkGroupsLiveResponse)(nil),      // 52: herald.v1.MarkGroupsLiveResponse
+	(*NodeStatusRequest)(nil),           // 53: herald.v1.NodeStatusRequest
+	(*NodeStatusResponse)(nil),          // 54: herald.v1.NodeStatusResponse
+	nil,                                 // 55: herald.v1.Event.HeadersEntry
+	nil,                                 // 56: herald.v1.SubscribeStart.HeadersEntry
 }
 var file_client_heraldpb_herald_proto_depIdxs = []int32{
-	51, // 0: herald.v1.Event.headers:type_name -> herald.v1.Event.HeadersEntry
+	55, // 0: herald.v1.Event.headers:type_name -> herald.v1.Event.HeadersEntry
 	1,  // 1: herald.v1.TopicConfig.ordering:type_name -> herald.v1.Ordering
 	4,  // 2: herald.v1.TopicInfo.config:type_name -> herald.v1.TopicConfig
 	5,  // 3: herald.v1.TopicInfo.partitions:type_name -> herald.v1.PartitionInfo
@@ -3570,51 +4045,58 @@ var file_client_heraldpb_herald_proto_depIdxs = []int32{
 	17, // 20: herald.v1.ProduceResponse.results:type_name -> herald.v1.ProduceResult
 	2,  // 21: herald.v1.FetchRequest.position:type_name -> herald.v1.StartPosition
 	3,  // 22: herald.v1.FetchResponse.events:type_name -> herald.v1.Event
-	38, // 23: herald.v1.PartitionStatus.replica_status:type_name -> herald.v1.ReplicaStatus
-	40, // 24: herald.v1.ClusterStatusResponse.nodes:type_name -> herald.v1.NodeStatusInfo
-	39, // 25: herald.v1.ClusterStatusResponse.partitions:type_name -> herald.v1.PartitionStatus
-	42, // 26: herald.v1.NodeStatusResponse.groups:type_name -> herald.v1.GroupStatus
-	8,  // 27: herald.v1.Herald.CreateTopic:input_type -> herald.v1.CreateTopicRequest
-	10, // 28: herald.v1.Herald.ListTopics:input_type -> herald.v1.ListTopicsRequest
-	12, // 29: herald.v1.Herald.DescribeTopic:input_type -> herald.v1.DescribeTopicRequest
-	14, // 30: herald.v1.Herald.Metadata:input_type -> herald.v1.MetadataRequest
-	16, // 31: herald.v1.Herald.Produce:input_type -> herald.v1.ProduceRequest
-	35, // 32: herald.v1.Herald.Fetch:input_type -> herald.v1.FetchRequest
-	37, // 33: herald.v1.Herald.ClusterStatus:input_type -> herald.v1.ClusterStatusRequest
-	28, // 34: herald.v1.Herald.AlterTopic:input_type -> herald.v1.AlterTopicRequest
-	30, // 35: herald.v1.Herald.DeleteTopic:input_type -> herald.v1.DeleteTopicRequest
-	20, // 36: herald.v1.Herald.CreateTenant:input_type -> herald.v1.CreateTenantRequest
-	22, // 37: herald.v1.Herald.ListTenants:input_type -> herald.v1.ListTenantsRequest
-	24, // 38: herald.v1.Herald.DescribeTenant:input_type -> herald.v1.DescribeTenantRequest
-	26, // 39: herald.v1.Herald.SetTenantQuota:input_type -> herald.v1.SetTenantQuotaRequest
-	32, // 40: herald.v1.Herald.InitProducer:input_type -> herald.v1.InitProducerRequest
-	49, // 41: herald.v1.NodeInternal.NodeStatus:input_type -> herald.v1.NodeStatusRequest
-	43, // 42: herald.v1.NodeInternal.ControllerReadIndex:input_type -> herald.v1.ControllerReadIndexRequest
-	47, // 43: herald.v1.NodeInternal.MarkGroupsLive:input_type -> herald.v1.MarkGroupsLiveRequest
-	45, // 44: herald.v1.NodeInternal.FenceContract:input_type -> herald.v1.FenceContractRequest
-	9,  // 45: herald.v1.Herald.CreateTopic:output_type -> herald.v1.CreateTopicResponse
-	11, // 46: herald.v1.Herald.ListTopics:output_type -> herald.v1.ListTopicsResponse
-	13, // 47: herald.v1.Herald.DescribeTopic:output_type -> herald.v1.DescribeTopicResponse
-	15, // 48: herald.v1.Herald.Metadata:output_type -> herald.v1.MetadataResponse
-	34, // 49: herald.v1.Herald.Produce:output_type -> herald.v1.ProduceResponse
-	36, // 50: herald.v1.Herald.Fetch:output_type -> herald.v1.FetchResponse
-	41, // 51: herald.v1.Herald.ClusterStatus:output_type -> herald.v1.ClusterStatusResponse
-	29, // 52: herald.v1.Herald.AlterTopic:output_type -> herald.v1.AlterTopicResponse
-	31, // 53: herald.v1.Herald.DeleteTopic:output_type -> herald.v1.DeleteTopicResponse
-	21, // 54: herald.v1.Herald.CreateTenant:output_type -> herald.v1.CreateTenantResponse
-	23, // 55: herald.v1.Herald.ListTenants:output_type -> herald.v1.ListTenantsResponse
-	25, // 56: herald.v1.Herald.DescribeTenant:output_type -> herald.v1.DescribeTenantResponse
-	27, // 57: herald.v1.Herald.SetTenantQuota:output_type -> herald.v1.SetTenantQuotaResponse
-	33, // 58: herald.v1.Herald.InitProducer:output_type -> herald.v1.InitProducerResponse
-	50, // 59: herald.v1.NodeInternal.NodeStatus:output_type -> herald.v1.NodeStatusResponse
-	44, // 60: herald.v1.NodeInternal.ControllerReadIndex:output_type -> herald.v1.ControllerReadIndexResponse
-	48, // 61: herald.v1.NodeInternal.MarkGroupsLive:output_type -> herald.v1.MarkGroupsLiveResponse
-	46, // 62: herald.v1.NodeInternal.FenceContract:output_type -> herald.v1.FenceContractResponse
-	45, // [45:63] is the sub-list for method output_type
-	27, // [27:45] is the sub-list for method input_type
-	27, // [27:27] is the sub-list for extension type_name
-	27, // [27:27] is the sub-list for extension extendee
-	0,  // [0:27] is the sub-list for field type_name
+	38, // 23: herald.v1.SubscribeRequest.start:type_name -> herald.v1.SubscribeStart
+	39, // 24: herald.v1.SubscribeRequest.credit:type_name -> herald.v1.SubscribeCredit
+	2,  // 25: herald.v1.SubscribeStart.position:type_name -> herald.v1.StartPosition
+	56, // 26: herald.v1.SubscribeStart.headers:type_name -> herald.v1.SubscribeStart.HeadersEntry
+	3,  // 27: herald.v1.SubscribeResponse.events:type_name -> herald.v1.Event
+	42, // 28: herald.v1.PartitionStatus.replica_status:type_name -> herald.v1.ReplicaStatus
+	44, // 29: herald.v1.ClusterStatusResponse.nodes:type_name -> herald.v1.NodeStatusInfo
+	43, // 30: herald.v1.ClusterStatusResponse.partitions:type_name -> herald.v1.PartitionStatus
+	46, // 31: herald.v1.NodeStatusResponse.groups:type_name -> herald.v1.GroupStatus
+	8,  // 32: herald.v1.Herald.CreateTopic:input_type -> herald.v1.CreateTopicRequest
+	10, // 33: herald.v1.Herald.ListTopics:input_type -> herald.v1.ListTopicsRequest
+	12, // 34: herald.v1.Herald.DescribeTopic:input_type -> herald.v1.DescribeTopicRequest
+	14, // 35: herald.v1.Herald.Metadata:input_type -> herald.v1.MetadataRequest
+	16, // 36: herald.v1.Herald.Produce:input_type -> herald.v1.ProduceRequest
+	35, // 37: herald.v1.Herald.Fetch:input_type -> herald.v1.FetchRequest
+	37, // 38: herald.v1.Herald.Subscribe:input_type -> herald.v1.SubscribeRequest
+	41, // 39: herald.v1.Herald.ClusterStatus:input_type -> herald.v1.ClusterStatusRequest
+	28, // 40: herald.v1.Herald.AlterTopic:input_type -> herald.v1.AlterTopicRequest
+	30, // 41: herald.v1.Herald.DeleteTopic:input_type -> herald.v1.DeleteTopicRequest
+	20, // 42: herald.v1.Herald.CreateTenant:input_type -> herald.v1.CreateTenantRequest
+	22, // 43: herald.v1.Herald.ListTenants:input_type -> herald.v1.ListTenantsRequest
+	24, // 44: herald.v1.Herald.DescribeTenant:input_type -> herald.v1.DescribeTenantRequest
+	26, // 45: herald.v1.Herald.SetTenantQuota:input_type -> herald.v1.SetTenantQuotaRequest
+	32, // 46: herald.v1.Herald.InitProducer:input_type -> herald.v1.InitProducerRequest
+	53, // 47: herald.v1.NodeInternal.NodeStatus:input_type -> herald.v1.NodeStatusRequest
+	47, // 48: herald.v1.NodeInternal.ControllerReadIndex:input_type -> herald.v1.ControllerReadIndexRequest
+	51, // 49: herald.v1.NodeInternal.MarkGroupsLive:input_type -> herald.v1.MarkGroupsLiveRequest
+	49, // 50: herald.v1.NodeInternal.FenceContract:input_type -> herald.v1.FenceContractRequest
+	9,  // 51: herald.v1.Herald.CreateTopic:output_type -> herald.v1.CreateTopicResponse
+	11, // 52: herald.v1.Herald.ListTopics:output_type -> herald.v1.ListTopicsResponse
+	13, // 53: herald.v1.Herald.DescribeTopic:output_type -> herald.v1.DescribeTopicResponse
+	15, // 54: herald.v1.Herald.Metadata:output_type -> herald.v1.MetadataResponse
+	34, // 55: herald.v1.Herald.Produce:output_type -> herald.v1.ProduceResponse
+	36, // 56: herald.v1.Herald.Fetch:output_type -> herald.v1.FetchResponse
+	40, // 57: herald.v1.Herald.Subscribe:output_type -> herald.v1.SubscribeResponse
+	45, // 58: herald.v1.Herald.ClusterStatus:output_type -> herald.v1.ClusterStatusResponse
+	29, // 59: herald.v1.Herald.AlterTopic:output_type -> herald.v1.AlterTopicResponse
+	31, // 60: herald.v1.Herald.DeleteTopic:output_type -> herald.v1.DeleteTopicResponse
+	21, // 61: herald.v1.Herald.CreateTenant:output_type -> herald.v1.CreateTenantResponse
+	23, // 62: herald.v1.Herald.ListTenants:output_type -> herald.v1.ListTenantsResponse
+	25, // 63: herald.v1.Herald.DescribeTenant:output_type -> herald.v1.DescribeTenantResponse
+	27, // 64: herald.v1.Herald.SetTenantQuota:output_type -> herald.v1.SetTenantQuotaResponse
+	33, // 65: herald.v1.Herald.InitProducer:output_type -> herald.v1.InitProducerResponse
+	54, // 66: herald.v1.NodeInternal.NodeStatus:output_type -> herald.v1.NodeStatusResponse
+	48, // 67: herald.v1.NodeInternal.ControllerReadIndex:output_type -> herald.v1.ControllerReadIndexResponse
+	52, // 68: herald.v1.NodeInternal.MarkGroupsLive:output_type -> herald.v1.MarkGroupsLiveResponse
+	50, // 69: herald.v1.NodeInternal.FenceContract:output_type -> herald.v1.FenceContractResponse
+	51, // [51:70] is the sub-list for method output_type
+	32, // [32:51] is the sub-list for method input_type
+	32, // [32:32] is the sub-list for extension type_name
+	32, // [32:32] is the sub-list for extension extendee
+	0,  // [0:32] is the sub-list for field type_name
 }
 
 func init() { file_client_heraldpb_herald_proto_init() }
@@ -3628,13 +4110,23 @@ func file_client_heraldpb_herald_proto_init() {
 		(*FetchRequest_Position)(nil),
 		(*FetchRequest_TimeUnixNano)(nil),
 	}
+	file_client_heraldpb_herald_proto_msgTypes[34].OneofWrappers = []any{
+		(*SubscribeRequest_Start)(nil),
+		(*SubscribeRequest_Credit)(nil),
+	}
+	file_client_heraldpb_herald_proto_msgTypes[35].OneofWrappers = []any{
+		(*SubscribeStart_Offset)(nil),
+		(*SubscribeStart_Sequence)(nil),
+		(*SubscribeStart_Position)(nil),
+		(*SubscribeStart_TimeUnixNano)(nil),
+	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_client_heraldpb_herald_proto_rawDesc), len(file_client_heraldpb_herald_proto_rawDesc)),
 			NumEnums:      3,
-			NumMessages:   49,
+			NumMessages:   54,
 			NumExtensions: 0,
 			NumServices:   2,
 		},

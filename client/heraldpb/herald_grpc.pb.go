@@ -28,6 +28,7 @@ const (
 	Herald_Metadata_FullMethodName       = "/herald.v1.Herald/Metadata"
 	Herald_Produce_FullMethodName        = "/herald.v1.Herald/Produce"
 	Herald_Fetch_FullMethodName          = "/herald.v1.Herald/Fetch"
+	Herald_Subscribe_FullMethodName      = "/herald.v1.Herald/Subscribe"
 	Herald_ClusterStatus_FullMethodName  = "/herald.v1.Herald/ClusterStatus"
 	Herald_AlterTopic_FullMethodName     = "/herald.v1.Herald/AlterTopic"
 	Herald_DeleteTopic_FullMethodName    = "/herald.v1.Herald/DeleteTopic"
@@ -55,6 +56,12 @@ type HeraldClient interface {
 	Metadata(ctx context.Context, in *MetadataRequest, opts ...grpc.CallOption) (*MetadataResponse, error)
 	Produce(ctx context.Context, in *ProduceRequest, opts ...grpc.CallOption) (*ProduceResponse, error)
 	Fetch(ctx context.Context, in *FetchRequest, opts ...grpc.CallOption) (*FetchResponse, error)
+	// Subscribe streams one partition's events in offset order, live after
+	// it catches up. The client's first message is a SubscribeStart; later
+	// ones are SubscribeCredit grants. The server sends events only within
+	// the credit granted and heartbeats carrying the high watermark.
+	// docs/protocol.md, "Subscriptions".
+	Subscribe(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[SubscribeRequest, SubscribeResponse], error)
 	ClusterStatus(ctx context.Context, in *ClusterStatusRequest, opts ...grpc.CallOption) (*ClusterStatusResponse, error)
 	AlterTopic(ctx context.Context, in *AlterTopicRequest, opts ...grpc.CallOption) (*AlterTopicResponse, error)
 	DeleteTopic(ctx context.Context, in *DeleteTopicRequest, opts ...grpc.CallOption) (*DeleteTopicResponse, error)
@@ -136,6 +143,19 @@ func (c *heraldClient) Fetch(ctx context.Context, in *FetchRequest, opts ...grpc
 	}
 	return out, nil
 }
+
+func (c *heraldClient) Subscribe(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[SubscribeRequest, SubscribeResponse], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &Herald_ServiceDesc.Streams[0], Herald_Subscribe_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[SubscribeRequest, SubscribeResponse]{ClientStream: stream}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Herald_SubscribeClient = grpc.BidiStreamingClient[SubscribeRequest, SubscribeResponse]
 
 func (c *heraldClient) ClusterStatus(ctx context.Context, in *ClusterStatusRequest, opts ...grpc.CallOption) (*ClusterStatusResponse, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
@@ -234,6 +254,12 @@ type HeraldServer interface {
 	Metadata(context.Context, *MetadataRequest) (*MetadataResponse, error)
 	Produce(context.Context, *ProduceRequest) (*ProduceResponse, error)
 	Fetch(context.Context, *FetchRequest) (*FetchResponse, error)
+	// Subscribe streams one partition's events in offset order, live after
+	// it catches up. The client's first message is a SubscribeStart; later
+	// ones are SubscribeCredit grants. The server sends events only within
+	// the credit granted and heartbeats carrying the high watermark.
+	// docs/protocol.md, "Subscriptions".
+	Subscribe(grpc.BidiStreamingServer[SubscribeRequest, SubscribeResponse]) error
 	ClusterStatus(context.Context, *ClusterStatusRequest) (*ClusterStatusResponse, error)
 	AlterTopic(context.Context, *AlterTopicRequest) (*AlterTopicResponse, error)
 	DeleteTopic(context.Context, *DeleteTopicRequest) (*DeleteTopicResponse, error)
@@ -273,6 +299,9 @@ func (UnimplementedHeraldServer) Produce(context.Context, *ProduceRequest) (*Pro
 }
 func (UnimplementedHeraldServer) Fetch(context.Context, *FetchRequest) (*FetchResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method Fetch not implemented")
+}
+func (UnimplementedHeraldServer) Subscribe(grpc.BidiStreamingServer[SubscribeRequest, SubscribeResponse]) error {
+	return status.Error(codes.Unimplemented, "method Subscribe not implemented")
 }
 func (UnimplementedHeraldServer) ClusterStatus(context.Context, *ClusterStatusRequest) (*ClusterStatusResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ClusterStatus not implemented")
@@ -426,6 +455,13 @@ func _Herald_Fetch_Handler(srv interface{}, ctx context.Context, dec func(interf
 	}
 	return interceptor(ctx, in, info, handler)
 }
+
+func _Herald_Subscribe_Handler(srv interface{}, stream grpc.ServerStream) error {
+	return srv.(HeraldServer).Subscribe(&grpc.GenericServerStream[SubscribeRequest, SubscribeResponse]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Herald_SubscribeServer = grpc.BidiStreamingServer[SubscribeRequest, SubscribeResponse]
 
 func _Herald_ClusterStatus_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(ClusterStatusRequest)
@@ -635,7 +671,14 @@ var Herald_ServiceDesc = grpc.ServiceDesc{
 			Handler:    _Herald_InitProducer_Handler,
 		},
 	},
-	Streams:  []grpc.StreamDesc{},
+	Streams: []grpc.StreamDesc{
+		{
+			StreamName:    "Subscribe",
+			Handler:       _Herald_Subscribe_Handler,
+			ServerStreams: true,
+			ClientStreams: true,
+		},
+	},
 	Metadata: "client/heraldpb/herald.proto",
 }
 

@@ -53,6 +53,11 @@ var (
 	// to be proposed is full (bytes); nothing was written. Retry after the
 	// hint (retry_after_ms); the SDK does so with backoff.
 	ErrQueueFull = errors.New("herald: produce queue full")
+	// ErrEpochChanged: a subscription resumed with a position taken from an
+	// earlier incarnation of the partition (the topic was deleted and
+	// recreated); the position means nothing now. The error carries the
+	// current epoch and bounds (EpochChangedError).
+	ErrEpochChanged = errors.New("herald: partition epoch changed")
 
 	// ErrUnavailable has no reason of its own: it stands for a gRPC
 	// UNAVAILABLE status without a Herald ErrorInfo (a node that did not
@@ -97,6 +102,7 @@ var reasonTable = [...]reasonRow{
 	{heraldpb.ErrorReason_MISSING_FIELD, codes.InvalidArgument, ErrMissingField},
 	{heraldpb.ErrorReason_INVALID_ARGUMENT, codes.InvalidArgument, ErrInvalidArgument},
 	{heraldpb.ErrorReason_OFFSET_OUT_OF_RANGE, codes.OutOfRange, ErrOffsetOutOfRange},
+	{heraldpb.ErrorReason_EPOCH_CHANGED, codes.FailedPrecondition, ErrEpochChanged},
 }
 
 // reasonRows indexes reasonTable by reason; built from it, never edited.

@@ -93,12 +93,21 @@ events or Ctrl-C. With --from latest it prints only new events.`,
 				}
 				partition = client.PartitionForTenant(tenant, info.GetConfig().GetPartitions())
 			}
-			req := from.request(topic, partition, tenant)
-			out := newJSONWriter(cmd.OutOrStdout())
-			if follow {
-				return consumeFollow(ctx, c, req, limit, info.GetConfig().GetDefaultTtlMs(), out)
+			rc := client.ReaderConfig{
+				Topic: topic, Partition: partition, TenantID: tenant, Start: from,
+				PageEventsMax: consumePageEventsMax,
 			}
-			return consume(ctx, c, req, limit, info.GetConfig().GetDefaultTtlMs(), out)
+			if limit > 0 {
+				rc.PageEventsMax = uint32(min(consumePageEventsMax, limit))
+			}
+			if follow {
+				rc.Wait = followWait
+			}
+			r, err := client.NewReader(c, rc)
+			if err != nil {
+				return err
+			}
+			return consume(ctx, r, follow, limit, info.GetConfig().GetDefaultTtlMs(), newJSONWriter(cmd.OutOrStdout()))
 		},
 	}
 	f := cmd.Flags()
@@ -112,202 +121,94 @@ events or Ctrl-C. With --from latest it prints only new events.`,
 	return cmd
 }
 
-// fromKind is the kind of a --from start point.
-type fromKind int
-
-const (
-	fromEarliest fromKind = iota
-	fromLatest
-	fromOffset
-	fromSequence
-	fromTime
-)
-
 // The times that Unix nanoseconds (the wire's time_unix_nano) can hold.
 var (
 	unixNanoMin = time.Unix(0, math.MinInt64)
 	unixNanoMax = time.Unix(0, math.MaxInt64)
 )
 
-// startPoint is a parsed --from.
-type startPoint struct {
-	kind fromKind
-	n    uint64 // the offset or sequence
-	at   int64  // the time, Unix nanoseconds
-}
-
 // parseFrom parses --from: earliest, latest, offset:N, time:RFC3339 or
-// (for a tenant read) seq:N with N >= 1. Errors are usage errors.
-func parseFrom(s string, tenant bool) (startPoint, error) {
+// (for a tenant read) seq:N with N >= 1. A tenant read from the earliest
+// point starts at the tenant's sequence 1. Errors are usage errors.
+func parseFrom(s string, tenant bool) (client.Start, error) {
 	switch s {
 	case "earliest":
-		return startPoint{kind: fromEarliest}, nil
+		if tenant {
+			return client.FromSequence(1), nil
+		}
+		return client.FromEarliest(), nil
 	case "latest":
-		return startPoint{kind: fromLatest}, nil
+		return client.FromLatest(), nil
 	}
 	kind, number, ok := strings.Cut(s, ":")
 	if ok && kind == "time" {
 		at, err := time.Parse(time.RFC3339Nano, number)
 		if err != nil {
-			return startPoint{}, usagef("--from %q: %q is not an RFC 3339 time (2025-01-02T03:04:05Z)", s, number)
+			return client.Start{}, usagef("--from %q: %q is not an RFC 3339 time (2025-01-02T03:04:05Z)", s, number)
 		}
 		if at.Before(unixNanoMin) || at.After(unixNanoMax) {
-			return startPoint{}, usagef("--from %q: want a time from %s to %s", s,
+			return client.Start{}, usagef("--from %q: want a time from %s to %s", s,
 				unixNanoMin.UTC().Format(time.RFC3339), unixNanoMax.UTC().Format(time.RFC3339))
 		}
-		return startPoint{kind: fromTime, at: at.UnixNano()}, nil
+		return client.FromTime(at), nil
 	}
 	if !ok || (kind != "offset" && kind != "seq") {
-		return startPoint{}, usagef("--from %q: want earliest, latest, offset:N, seq:N or time:RFC3339", s)
+		return client.Start{}, usagef("--from %q: want earliest, latest, offset:N, seq:N or time:RFC3339", s)
 	}
 	n, err := strconv.ParseUint(number, 10, 64)
 	if err != nil {
-		return startPoint{}, usagef("--from %q: %q is not a non-negative integer", s, number)
+		return client.Start{}, usagef("--from %q: %q is not a non-negative integer", s, number)
 	}
 	if kind == "offset" {
-		return startPoint{kind: fromOffset, n: n}, nil
+		return client.FromOffset(n), nil
 	}
 	if !tenant {
-		return startPoint{}, usagef("--from %q: a tenant sequence needs --tenant", s)
+		return client.Start{}, usagef("--from %q: a tenant sequence needs --tenant", s)
 	}
 	if n == 0 {
-		return startPoint{}, usagef("--from %q: tenant sequences start at 1", s)
+		return client.Start{}, usagef("--from %q: tenant sequences start at 1", s)
 	}
-	return startPoint{kind: fromSequence, n: n}, nil
+	return client.FromSequence(n), nil
 }
 
-// request is the first fetch of a read from p. A tenant read from the
-// earliest point starts at the tenant's sequence 1.
-func (p startPoint) request(topic string, partition uint32, tenant string) *client.FetchRequest {
-	req := &client.FetchRequest{Topic: topic, Partition: partition, TenantId: tenant}
-	switch p.kind {
-	case fromEarliest:
-		if tenant != "" {
-			req.Start = &client.FetchFromSequence{Sequence: 1}
-		} else {
-			req.Start = &client.FetchFromPosition{Position: client.Earliest}
-		}
-	case fromLatest:
-		req.Start = &client.FetchFromPosition{Position: client.Latest}
-	case fromOffset:
-		req.Start = &client.FetchFromOffset{Offset: p.n}
-	case fromSequence:
-		req.Start = &client.FetchFromSequence{Sequence: p.n}
-	case fromTime:
-		req.Start = &client.FetchFromTime{TimeUnixNano: p.at}
-	}
-	return req
-}
+// consume --follow pacing: each fetch long-polls followWait; an empty
+// answer that came back sooner than the Reader's EmptyPause (a server that
+// does not long-poll) is followed by that pause, so the loop never spins.
+const followWait = 5 * time.Second
 
-// consume pages through the log from req, printing each event, until the
-// end of the log (next_offset >= high_watermark; an empty page for a
-// tenant-sequence read) or until limit events (0: no limit) were printed.
-// defaultTTLMs is the topic's, for the expires_at of events without one.
-func consume(ctx context.Context, c *client.Client, req *client.FetchRequest, limit int, defaultTTLMs int64, out *jsonWriter) error {
+// consume prints events from r until limit events (0: no limit) were
+// printed or, unless follow, the end of the log (Reader.AtEnd). With
+// follow it long-polls past the end and returns nil when ctx ends
+// (Ctrl-C). defaultTTLMs is the topic's, for the expires_at of events
+// without one.
+func consume(ctx context.Context, r *client.Reader, follow bool, limit int, defaultTTLMs int64, out *jsonWriter) error {
 	printed := 0
 	for {
-		req.MaxEvents = pageEvents(limit, printed)
-		resp, err := c.Fetch(ctx, req)
+		before := r.Position()
+		page, err := r.Next(ctx)
 		if err != nil {
-			return err
-		}
-		if done, err := printEvents(resp, req.GetPartition(), limit, &printed, defaultTTLMs, out); done || err != nil {
-			return err
-		}
-		switch start := req.GetStart().(type) {
-		case *client.FetchFromSequence:
-			if len(resp.GetEvents()) == 0 {
-				return nil
-			}
-			if resp.GetNextSequence() <= start.Sequence {
-				return fmt.Errorf("consume: the server did not advance past sequence %d", start.Sequence)
-			}
-			req.Start = &client.FetchFromSequence{Sequence: resp.GetNextSequence()}
-		default:
-			if resp.GetNextOffset() >= resp.GetHighWatermark() {
-				return nil
-			}
-			if o, ok := start.(*client.FetchFromOffset); ok && resp.GetNextOffset() <= o.Offset && len(resp.GetEvents()) == 0 {
-				return fmt.Errorf("consume: the server did not advance past offset %d", o.Offset)
-			}
-			req.Start = &client.FetchFromOffset{Offset: resp.GetNextOffset()}
-		}
-	}
-}
-
-// pageEvents is how many events the next page asks for: a full page, or
-// what is left of limit (0: no limit) after printed.
-func pageEvents(limit, printed int) uint32 {
-	if limit > 0 {
-		return uint32(min(consumePageEventsMax, limit-printed))
-	}
-	return consumePageEventsMax
-}
-
-// printEvents prints resp's events of partition, counting them in
-// *printed; done is true once limit events (0: no limit) were printed.
-func printEvents(resp *client.FetchResponse, partition uint32, limit int, printed *int, defaultTTLMs int64, out *jsonWriter) (done bool, err error) {
-	for _, e := range resp.GetEvents() {
-		if err := out.write(renderEvent(partition, e, defaultTTLMs)); err != nil {
-			return false, err
-		}
-		*printed++
-		if limit > 0 && *printed >= limit {
-			return true, nil
-		}
-	}
-	return false, nil
-}
-
-// consume --follow pacing: each fetch long-polls followWaitMs; an empty
-// answer that came back sooner than followEmptyPauseDuration (a server that
-// does not long-poll) is followed by a pause of that long, so the loop
-// never spins.
-const (
-	followWaitMs             = 5000
-	followEmptyPauseDuration = 100 * time.Millisecond
-)
-
-// consumeFollow is consume that does not stop at the end of the log: each
-// fetch long-polls (followWaitMs) and the read continues from where the
-// answer left it. It returns nil when ctx ends (Ctrl-C) or after limit
-// events (0: no limit).
-func consumeFollow(ctx context.Context, c *client.Client, req *client.FetchRequest, limit int, defaultTTLMs int64, out *jsonWriter) error {
-	printed := 0
-	req.MaxWaitMs = followWaitMs
-	for {
-		req.MaxEvents = pageEvents(limit, printed)
-		asked := time.Now()
-		resp, err := c.Fetch(ctx, req)
-		if err != nil {
-			if ctx.Err() != nil {
+			if follow && ctx.Err() != nil {
 				return nil
 			}
 			return err
 		}
-		if len(resp.GetEvents()) == 0 && time.Since(asked) < followEmptyPauseDuration {
-			select {
-			case <-ctx.Done():
+		for _, e := range page.GetEvents() {
+			if err := out.write(renderEvent(r.Partition(), e, defaultTTLMs)); err != nil {
+				return err
+			}
+			printed++
+			if limit > 0 && printed >= limit {
 				return nil
-			case <-time.After(followEmptyPauseDuration):
 			}
 		}
-		if done, err := printEvents(resp, req.GetPartition(), limit, &printed, defaultTTLMs, out); done || err != nil {
-			return err
+		if follow {
+			continue
 		}
-		switch start := req.GetStart().(type) {
-		case *client.FetchFromSequence:
-			if len(resp.GetEvents()) > 0 {
-				req.Start = &client.FetchFromSequence{Sequence: resp.GetNextSequence()}
-			}
-		case *client.FetchFromPosition:
-			if start.Position == client.Latest && req.GetTenantId() != "" {
-				req.Start = &client.FetchFromSequence{Sequence: resp.GetNextSequence()}
-			} else {
-				req.Start = &client.FetchFromOffset{Offset: resp.GetNextOffset()}
-			}
-		default:
-			req.Start = &client.FetchFromOffset{Offset: resp.GetNextOffset()}
+		if r.AtEnd() {
+			return nil
+		}
+		if len(page.GetEvents()) == 0 && r.Position() == before {
+			return fmt.Errorf("consume: the server did not advance past %s", before)
 		}
 	}
 }

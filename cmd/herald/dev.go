@@ -7,14 +7,13 @@ import (
 	"io"
 	"log/slog"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/heraldlog/herald/client"
+	"github.com/heraldlog/herald/server/proccluster"
 )
 
 // Limits and delays of `herald dev`.
@@ -57,23 +56,15 @@ Running dev again on the same --data resumes the cluster.`,
 			if err != nil {
 				return fmt.Errorf("dev: finding this binary: %w", err)
 			}
-			peers := devPeers(layout)
 			addrs := make([]string, len(layout))
 			for i, n := range layout {
 				addrs[i] = n.GRPCAddr
 			}
 			s := &supervisor{
-				nodes: layout,
-				command: func(n devNode) *exec.Cmd {
-					c := exec.Command(exe, "serve", "--id", n.ID, "--data", n.DataDir,
-						"--grpc", n.GRPCAddr, "--http", n.HTTPAddr, "--peers", peers)
-					c.SysProcAttr = childSysProcAttr()
-					return c
-				},
+				cluster:      proccluster.Config{Binary: exe, Nodes: layout, StopTimeout: devStopTimeout},
 				ready:        pollReady(addrs, devReadyPollInterval),
 				restart:      restart,
 				restartDelay: devRestartDelay,
-				stopTimeout:  devStopTimeout,
 				out:          cmd.OutOrStdout(),
 			}
 			return s.run(cmd.Context())
@@ -87,14 +78,10 @@ Running dev again on the same --data resumes the cluster.`,
 	return cmd
 }
 
-// devNode is where one dev node lives.
-type devNode struct {
-	ID, GRPCAddr, HTTPAddr, DataDir string
-}
-
 // devLayout places nodes n1..nN: gRPC on 127.0.0.1:<portBase+i>, HTTP on
-// 127.0.0.1:<portBase+100+i>, data in <dataDir>/n<i>.
-func devLayout(nodes int, dataDir string, portBase int) ([]devNode, error) {
+// 127.0.0.1:<portBase+100+i>, data in <dataDir>/n<i>, log in
+// <dataDir>/n<i>/node.log.
+func devLayout(nodes int, dataDir string, portBase int) ([]proccluster.Node, error) {
 	var errs []error
 	if nodes < 1 || nodes > devNodesMax {
 		errs = append(errs, fmt.Errorf("--nodes %d: want 1 to %d", nodes, devNodesMax))
@@ -108,26 +95,19 @@ func devLayout(nodes int, dataDir string, portBase int) ([]devNode, error) {
 	if err := errors.Join(errs...); err != nil {
 		return nil, usageError{err}
 	}
-	layout := make([]devNode, nodes)
+	layout := make([]proccluster.Node, nodes)
 	for i := range layout {
 		id := fmt.Sprintf("n%d", i+1)
-		layout[i] = devNode{
+		dir := filepath.Join(dataDir, id)
+		layout[i] = proccluster.Node{
 			ID:       id,
 			GRPCAddr: fmt.Sprintf("127.0.0.1:%d", portBase+i+1),
 			HTTPAddr: fmt.Sprintf("127.0.0.1:%d", portBase+100+i+1),
-			DataDir:  filepath.Join(dataDir, id),
+			DataDir:  dir,
+			LogPath:  filepath.Join(dir, "node.log"),
 		}
 	}
 	return layout, nil
-}
-
-// devPeers renders the --peers flag naming every node.
-func devPeers(nodes []devNode) string {
-	parts := make([]string, len(nodes))
-	for i, n := range nodes {
-		parts[i] = n.ID + "=" + n.GRPCAddr
-	}
-	return strings.Join(parts, ",")
 }
 
 // pollReady returns a readiness check that asks the nodes for metadata
@@ -163,53 +143,53 @@ func controllerLeaderKnown(ctx context.Context, addrs []string) bool {
 	return err == nil && md.GetControllerLeaderId() != ""
 }
 
-// supervisor starts the dev nodes, reports and restarts the ones that
-// exit, and stops them all when its context ends. One goroutine (run's)
-// owns every field after start; each child has a waiter goroutine that
-// sends its one exit event and ends, and the readiness check has one
-// goroutine that run cancels and waits for.
+// supervisor starts the dev nodes (server/proccluster), reports and
+// restarts the ones that exit, and stops them all when its context ends.
+// One goroutine (run's) owns every field after start; the harness's
+// waiter goroutine of each child sends its one exit event and ends, and
+// the readiness check has one goroutine that run cancels and waits for.
 type supervisor struct {
-	nodes   []devNode
-	command func(devNode) *exec.Cmd // the child's command; run sets its output
+	// cluster is the nodes' configuration; run sets OnExit. Its
+	// StopTimeout bounds the wait after SIGTERM before SIGKILL.
+	cluster proccluster.Config
 	ready   func(context.Context) error
 	restart bool
-	// restartDelay is the pause before restarting an exited node;
-	// stopTimeout bounds the wait after SIGTERM before SIGKILL.
-	restartDelay, stopTimeout time.Duration
-	out                       io.Writer
-}
-
-// childExit is a child's end, sent once by its waiter goroutine.
-type childExit struct {
-	node int
-	cmd  *exec.Cmd
-	err  error
+	// restartDelay is the pause before restarting an exited node.
+	restartDelay time.Duration
+	out          io.Writer
 }
 
 // run supervises until ctx ends (nil: every node was stopped) or, without
 // restart, until every node has exited (an error).
 func (s *supervisor) run(ctx context.Context) error {
-	// At most one live child per node, each sending one exit: the buffer
-	// never blocks a waiter.
-	exits := make(chan childExit, len(s.nodes))
-	restarts := make(chan int, len(s.nodes))
-	alive := make(map[int]*exec.Cmd, len(s.nodes))
+	nodes := s.cluster.Nodes
+	// At most one live child per node, each sending one exit that run
+	// receives before it starts that node again: the buffer never blocks
+	// a waiter.
+	exits := make(chan proccluster.Exit, len(nodes))
+	restarts := make(chan int, len(nodes))
+	cfg := s.cluster
+	cfg.OnExit = func(e proccluster.Exit) { exits <- e }
+	cluster, err := proccluster.New(cfg)
+	if err != nil {
+		return fmt.Errorf("dev: %w", err)
+	}
+	alive := make(map[int]*proccluster.Process, len(nodes))
 	timers := make(map[int]*time.Timer)
 
 	start := func(i int) error {
-		cmd, err := s.startChild(s.nodes[i])
-		if err != nil {
-			return err
+		if err := cluster.Start(i); err != nil {
+			return fmt.Errorf("dev: %w", err)
 		}
-		alive[i] = cmd
-		go func() { exits <- childExit{node: i, cmd: cmd, err: cmd.Wait()} }()
-		n := s.nodes[i]
-		fmt.Fprintf(s.out, "%s pid=%d grpc=%s http=%s data=%s\n", n.ID, cmd.Process.Pid, n.GRPCAddr, n.HTTPAddr, n.DataDir)
+		p := cluster.Process(i)
+		alive[i] = p
+		n := nodes[i]
+		fmt.Fprintf(s.out, "%s pid=%d grpc=%s http=%s data=%s\n", n.ID, p.Pid(), n.GRPCAddr, n.HTTPAddr, n.DataDir)
 		return nil
 	}
-	for i := range s.nodes {
+	for i := range nodes {
 		if err := start(i); err != nil {
-			s.stopAll(alive, exits)
+			_ = cluster.Close()
 			return err
 		}
 	}
@@ -232,13 +212,13 @@ loop:
 				fmt.Fprintln(s.out, "ready")
 			}
 		case ex := <-exits:
-			if alive[ex.node] != ex.cmd {
+			if alive[ex.Node] != ex.Process {
 				continue // not a current child; cannot happen, but never double-count
 			}
-			delete(alive, ex.node)
-			fmt.Fprintf(s.out, "%s exited: %s\n", s.nodes[ex.node].ID, exitReason(ex.err))
+			delete(alive, ex.Node)
+			fmt.Fprintf(s.out, "%s exited: %s\n", nodes[ex.Node].ID, exitReason(ex.Err))
 			if s.restart {
-				i := ex.node
+				i := ex.Node
 				timers[i] = time.AfterFunc(s.restartDelay, func() { restarts <- i })
 			} else if len(alive) == 0 {
 				result = errors.New("dev: every node exited; see the node.log files")
@@ -247,7 +227,7 @@ loop:
 		case i := <-restarts:
 			delete(timers, i)
 			if err := start(i); err != nil {
-				fmt.Fprintf(s.out, "%s restart failed: %v\n", s.nodes[i].ID, err)
+				fmt.Fprintf(s.out, "%s restart failed: %v\n", nodes[i].ID, err)
 				timers[i] = time.AfterFunc(s.restartDelay, func() { restarts <- i })
 			}
 		}
@@ -259,48 +239,8 @@ loop:
 	for _, t := range timers {
 		t.Stop() // a timer that already fired sent into restarts' buffer
 	}
-	s.stopAll(alive, exits)
+	_ = cluster.Close() // SIGTERM, SIGKILL after StopTimeout; reaps every node
 	return result
-}
-
-// startChild starts one node with its output appended to <data>/node.log.
-func (s *supervisor) startChild(n devNode) (*exec.Cmd, error) {
-	if err := os.MkdirAll(n.DataDir, 0o755); err != nil {
-		return nil, fmt.Errorf("dev: %s: %w", n.ID, err)
-	}
-	logFile, err := os.OpenFile(filepath.Join(n.DataDir, "node.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
-	if err != nil {
-		return nil, fmt.Errorf("dev: %s: %w", n.ID, err)
-	}
-	defer logFile.Close() // the child holds its own descriptor
-	cmd := s.command(n)
-	cmd.Stdout, cmd.Stderr = logFile, logFile
-	if err := cmd.Start(); err != nil {
-		return nil, fmt.Errorf("dev: starting %s: %w", n.ID, err)
-	}
-	return cmd, nil
-}
-
-// stopAll sends SIGTERM to every live child, waits up to stopTimeout for
-// them to exit, then SIGKILLs the rest and waits for them.
-func (s *supervisor) stopAll(alive map[int]*exec.Cmd, exits <-chan childExit) {
-	for _, cmd := range alive {
-		_ = terminate(cmd.Process)
-	}
-	deadline := time.NewTimer(s.stopTimeout)
-	defer deadline.Stop()
-	for len(alive) > 0 {
-		select {
-		case ex := <-exits:
-			if alive[ex.node] == ex.cmd {
-				delete(alive, ex.node)
-			}
-		case <-deadline.C:
-			for _, cmd := range alive {
-				_ = cmd.Process.Kill()
-			}
-		}
-	}
 }
 
 // exitReason describes how a child ended: "exit status 1", "signal: killed".

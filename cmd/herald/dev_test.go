@@ -6,7 +6,6 @@ import (
 	"errors"
 	"io"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"testing"
@@ -14,17 +13,19 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/heraldlog/herald/server/proccluster"
 )
 
 func TestDevLayout(t *testing.T) {
 	nodes, err := devLayout(3, "data", 7700)
 	require.NoError(t, err)
-	assert.Equal(t, []devNode{
-		{ID: "n1", GRPCAddr: "127.0.0.1:7701", HTTPAddr: "127.0.0.1:7801", DataDir: filepath.Join("data", "n1")},
-		{ID: "n2", GRPCAddr: "127.0.0.1:7702", HTTPAddr: "127.0.0.1:7802", DataDir: filepath.Join("data", "n2")},
-		{ID: "n3", GRPCAddr: "127.0.0.1:7703", HTTPAddr: "127.0.0.1:7803", DataDir: filepath.Join("data", "n3")},
+	assert.Equal(t, []proccluster.Node{
+		{ID: "n1", GRPCAddr: "127.0.0.1:7701", HTTPAddr: "127.0.0.1:7801", DataDir: filepath.Join("data", "n1"), LogPath: filepath.Join("data", "n1", "node.log")},
+		{ID: "n2", GRPCAddr: "127.0.0.1:7702", HTTPAddr: "127.0.0.1:7802", DataDir: filepath.Join("data", "n2"), LogPath: filepath.Join("data", "n2", "node.log")},
+		{ID: "n3", GRPCAddr: "127.0.0.1:7703", HTTPAddr: "127.0.0.1:7803", DataDir: filepath.Join("data", "n3"), LogPath: filepath.Join("data", "n3", "node.log")},
 	}, nodes)
-	assert.Equal(t, "n1=127.0.0.1:7701,n2=127.0.0.1:7702,n3=127.0.0.1:7703", devPeers(nodes))
+	assert.Equal(t, "n1=127.0.0.1:7701,n2=127.0.0.1:7702,n3=127.0.0.1:7703", proccluster.Peers(nodes))
 
 	five, err := devLayout(5, "/tmp/x", 9000)
 	require.NoError(t, err)
@@ -83,18 +84,15 @@ func TestSupervisor(t *testing.T) {
 	lines := newLineReader(outR)
 	ready := make(chan struct{})
 	s := &supervisor{
-		nodes: nodes,
-		command: func(n devNode) *exec.Cmd {
-			cmd := exec.Command(exe)
-			mode := "serve"
-			if n.ID == "n2" && crashes > 0 {
-				crashes-- // only run's goroutine calls command
-				mode = "crash"
-			}
-			cmd.Env = append(os.Environ(), childModeEnv+"="+mode)
-			cmd.SysProcAttr = childSysProcAttr()
-			return cmd
-		},
+		cluster: proccluster.Config{Binary: exe, Nodes: nodes, StopTimeout: 10 * time.Second,
+			Env: func(i int) []string {
+				mode := "serve"
+				if nodes[i].ID == "n2" && crashes > 0 {
+					crashes-- // only run's goroutine starts nodes
+					mode = "crash"
+				}
+				return append(os.Environ(), childModeEnv+"="+mode)
+			}},
 		ready: func(ctx context.Context) error {
 			select {
 			case <-ready:
@@ -105,7 +103,6 @@ func TestSupervisor(t *testing.T) {
 		},
 		restart:      true,
 		restartDelay: 10 * time.Millisecond,
-		stopTimeout:  10 * time.Second,
 		out:          outW,
 	}
 	ctx, cancel := context.WithCancel(context.Background())
@@ -140,15 +137,10 @@ func TestSupervisorWithoutRestartEndsWhenEveryNodeExits(t *testing.T) {
 	outR, outW := io.Pipe()
 	lines := newLineReader(outR)
 	s := &supervisor{
-		nodes: nodes,
-		command: func(devNode) *exec.Cmd {
-			cmd := exec.Command(exe)
-			cmd.Env = append(os.Environ(), childModeEnv+"=crash")
-			return cmd
-		},
+		cluster: proccluster.Config{Binary: exe, Nodes: nodes, StopTimeout: time.Second,
+			Env: func(int) []string { return append(os.Environ(), childModeEnv+"=crash") }},
 		ready:        func(ctx context.Context) error { <-ctx.Done(); return ctx.Err() },
 		restartDelay: time.Millisecond,
-		stopTimeout:  time.Second,
 		out:          outW,
 	}
 	done := make(chan error, 1)

@@ -25,11 +25,11 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/heraldlog/herald/client"
+	"github.com/heraldlog/herald/server/proccluster"
 )
 
 // Bounds of the end-to-end test. Each is a ceiling, not an expectation.
 const (
-	e2eBuildTimeout   = 2 * time.Minute
 	e2eReadyTimeout   = 45 * time.Second
 	e2eCommandTimeout = 45 * time.Second
 	// e2eExitTimeout is how long `herald dev` may take to stop after
@@ -58,7 +58,7 @@ func TestEndToEnd(t *testing.T) {
 	if testing.Short() {
 		t.Skip("end-to-end: builds the binary and runs a 3-node cluster of processes")
 	}
-	bin := buildHerald(t)
+	bin := proccluster.TestBinary(t)
 	dataDir := t.TempDir()
 
 	seed := time.Now().UnixNano()
@@ -197,21 +197,6 @@ func TestEndToEnd(t *testing.T) {
 	assert.Equal(t, producedLine{Partition: partition, Offset: 3, Sequence: 4, EventID: more[0].EventID}, more[0])
 
 	dev.interrupt(t)
-}
-
-// buildHerald builds the herald binary into a temporary directory.
-func buildHerald(t *testing.T) string {
-	t.Helper()
-	goTool, err := exec.LookPath("go")
-	if err != nil {
-		t.Skipf("end-to-end: no go tool on PATH to build herald: %v", err)
-	}
-	bin := filepath.Join(t.TempDir(), "herald")
-	ctx, cancel := context.WithTimeout(context.Background(), e2eBuildTimeout)
-	defer cancel()
-	out, err := exec.CommandContext(ctx, goTool, "build", "-o", bin, "github.com/heraldlog/herald/cmd/herald").CombinedOutput()
-	require.NoError(t, err, "go build: %s", out)
-	return bin
 }
 
 // freePortBase returns a port base in [20000, 40000) whose six dev ports

@@ -7,6 +7,8 @@ import (
 	"testing"
 
 	"go.uber.org/goleak"
+
+	"github.com/heraldlog/herald/server/proccluster"
 )
 
 // childModeEnv makes the test binary act as a dev node (see devChildMain).
@@ -17,7 +19,8 @@ func TestMain(m *testing.M) {
 		devChildMain(mode)
 		return
 	}
-	goleak.VerifyTestMain(m)
+	// The cleanup removes the herald binary a test built, if one did.
+	goleak.VerifyTestMain(m, goleak.Cleanup(proccluster.RemoveBuiltAndExit))
 }
 
 // devChildMain stands in for `herald serve` in supervisor tests: "serve"

@@ -8,7 +8,6 @@ import (
 	"errors"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
@@ -18,10 +17,9 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
-)
 
-// smokeBuildTimeout bounds building the herald binary for the smoke test.
-const smokeBuildTimeout = 2 * time.Minute
+	"github.com/heraldlog/herald/server/proccluster"
+)
 
 func TestLocalClusterNodeThatExitsFailsTheStart(t *testing.T) {
 	exe, err := exec.LookPath("false")
@@ -47,7 +45,7 @@ func TestSmokeProduceOnLocalCluster(t *testing.T) {
 	if testing.Short() {
 		t.Skip("smoke: builds herald and runs a 3-node cluster of processes")
 	}
-	bin := buildHerald(t)
+	bin := proccluster.TestBinary(t)
 	tmp := t.TempDir()
 	t.Setenv("TMPDIR", tmp)
 
@@ -94,19 +92,4 @@ func startedPIDs(t *testing.T, out string) []int {
 		}
 	}
 	return pids
-}
-
-// buildHerald builds the herald binary into the test's directory.
-func buildHerald(t *testing.T) string {
-	t.Helper()
-	goTool, err := exec.LookPath("go")
-	if err != nil {
-		t.Skipf("smoke: no go tool on PATH to build herald: %v", err)
-	}
-	bin := filepath.Join(t.TempDir(), "herald")
-	ctx, cancel := context.WithTimeout(t.Context(), smokeBuildTimeout)
-	defer cancel()
-	out, err := exec.CommandContext(ctx, goTool, "build", "-o", bin, "github.com/heraldlog/herald/cmd/herald").CombinedOutput()
-	require.NoError(t, err, "go build: %s", out)
-	return bin
 }

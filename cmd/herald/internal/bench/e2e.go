@@ -13,10 +13,10 @@ import (
 
 // E2E bounds and pacing.
 const (
-	// e2eWaitMs is each reader fetch's long poll (FetchRequest.max_wait_ms):
+	// e2eWait is each reader fetch's long poll (FetchRequest.max_wait_ms):
 	// there are no streaming subscriptions yet, so delivery is by Fetch,
 	// which the leader answers as soon as it has applied new events.
-	e2eWaitMs = 1000
+	e2eWait = time.Second
 	// e2eEmptyPauseDuration is the pause after an empty answer that came
 	// back sooner than this (a server that does not long-poll).
 	e2eEmptyPauseDuration = time.Millisecond
@@ -57,8 +57,8 @@ func runE2E(ctx context.Context, e *env) error {
 		e.result.PeakEventsPerSec = round(peak, 1)
 	}
 	e.result.RateTarget = round(rate, 1)
-	e.result.FetchWaitMs = e2eWaitMs
-	e.note("delivery is by long-polling Fetch (max_wait_ms %d; no streaming subscriptions yet): the leader answers as soon as it applies new events", e2eWaitMs)
+	e.result.FetchWaitMs = int(e2eWait.Milliseconds())
+	e.note("delivery is by long-polling Fetch (max_wait_ms %d; no streaming subscriptions yet): the leader answers as soon as it applies new events", e2eWait.Milliseconds())
 	if e.result.Cluster != "local" {
 		e.note("latency compares the leader's clock (produced_at) with this machine's: meaningful only if they agree")
 	}
@@ -160,31 +160,23 @@ func pacedBatch(rate float64, batchMax int) int {
 // event's produced_at-to-receipt latency, until total events have been
 // delivered over all partitions (delivered) or ctx ends.
 func tailPartition(ctx context.Context, cl *client.Client, topic string, partition int, from uint64, total int64, delivered *atomic.Int64, lat *latency, prog *progress) error {
-	offset := from
+	rc := pageReader(topic, partition, client.FromOffset(from))
+	rc.Wait, rc.EmptyPause = e2eWait, e2eEmptyPauseDuration
+	r, err := client.NewReader(cl, rc)
+	if err != nil {
+		return err
+	}
 	for delivered.Load() < total {
-		req := pageRequest(topic, partition, offset)
-		req.MaxWaitMs = e2eWaitMs
-		asked := time.Now()
-		resp, err := cl.Fetch(ctx, req)
+		at := r.Position()
+		resp, err := r.Next(ctx)
 		if err != nil {
-			return fmt.Errorf("bench: e2e read of %s/%d at offset %d: %w", topic, partition, offset, err)
+			return fmt.Errorf("bench: e2e read of %s/%d at %s: %w", topic, partition, at, err)
 		}
 		received := time.Now().UnixNano()
 		events := resp.GetEvents()
-		if len(events) == 0 {
-			// The wait ended with nothing new. A server that does not
-			// long-poll answers at once: pause so the loop never spins.
-			if time.Since(asked) < e2eEmptyPauseDuration {
-				if err := sleepUntil(ctx, time.Now().Add(e2eEmptyPauseDuration)); err != nil {
-					return err
-				}
-			}
-			continue
-		}
 		for _, ev := range events {
 			lat.record(time.Duration(received - ev.GetProducedAtUnixNano()))
 		}
-		offset = resp.GetNextOffset()
 		delivered.Add(int64(len(events)))
 		prog.add(int64(len(events)))
 	}

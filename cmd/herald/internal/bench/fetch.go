@@ -31,10 +31,10 @@ func highWatermarks(ctx context.Context, cl *client.Client, topic string, partit
 	return marks, nil
 }
 
-// pageRequest is a partition read of the largest page from offset.
-func pageRequest(topic string, partition int, offset uint64) *client.FetchRequest {
-	return &client.FetchRequest{
-		Topic: topic, Partition: uint32(partition), MaxEvents: fetchEventsMax, MaxBytes: fetchBytesMax,
-		Start: &client.FetchFromOffset{Offset: offset},
+// pageReader configures a partition read of the largest pages from start.
+func pageReader(topic string, partition int, start client.Start) client.ReaderConfig {
+	return client.ReaderConfig{
+		Topic: topic, Partition: uint32(partition), Start: start,
+		PageEventsMax: fetchEventsMax, PageBytesMax: fetchBytesMax,
 	}
 }

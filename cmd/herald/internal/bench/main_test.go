@@ -4,8 +4,11 @@ import (
 	"testing"
 
 	"go.uber.org/goleak"
+
+	"github.com/heraldlog/herald/server/proccluster"
 )
 
 func TestMain(m *testing.M) {
-	goleak.VerifyTestMain(m)
+	// The cleanup removes the herald binary a test built, if one did.
+	goleak.VerifyTestMain(m, goleak.Cleanup(proccluster.RemoveBuiltAndExit))
 }

@@ -3,13 +3,9 @@
 package bench
 
 import (
-	"os"
 	"syscall"
 	"time"
 )
-
-// terminate asks a node process to stop (SIGTERM: it shuts down cleanly).
-func terminate(p *os.Process) error { return p.Signal(syscall.SIGTERM) }
 
 // selfCPUSeconds returns the user+system CPU this process has used, or -1.
 func selfCPUSeconds() float64 {

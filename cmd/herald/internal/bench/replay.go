@@ -82,10 +82,14 @@ func runReplay(ctx context.Context, e *env) error {
 // readPartition reads partition from offset 0 up to end, one page at a
 // time, recording each page's latency and counting events into read.
 func readPartition(ctx context.Context, cl *client.Client, topic string, partition int, end uint64, lat *latency, read *atomic.Int64, prog *progress) error {
+	r, err := client.NewReader(cl, pageReader(topic, partition, client.FromOffset(0)))
+	if err != nil {
+		return err
+	}
 	empty := 0
 	for offset := uint64(0); offset < end; {
 		sent := time.Now()
-		resp, err := cl.Fetch(ctx, pageRequest(topic, partition, offset))
+		resp, err := r.Next(ctx)
 		if err != nil {
 			return fmt.Errorf("bench: replay of %s/%d at offset %d: %w", topic, partition, offset, err)
 		}
@@ -100,7 +104,7 @@ func readPartition(ctx context.Context, cl *client.Client, topic string, partiti
 		if first := resp.GetEvents()[0].GetOffset(); first != offset {
 			return fmt.Errorf("bench: replay of %s/%d: asked for offset %d, the page starts at %d", topic, partition, offset, first)
 		}
-		offset = resp.GetNextOffset()
+		offset, _ = r.Position().Offset()
 		read.Add(int64(n))
 		prog.add(int64(n))
 	}

@@ -2,7 +2,6 @@ package bench
 
 import (
 	"context"
-	"net"
 	"strings"
 	"testing"
 	"time"
@@ -12,6 +11,7 @@ import (
 
 	"github.com/heraldlog/herald/client"
 	"github.com/heraldlog/herald/client/heraldtest"
+	"github.com/heraldlog/herald/server/proccluster"
 )
 
 // fakeOptions runs scenario against the in-process fake cluster, whose
@@ -176,19 +176,9 @@ func keepTopics(fake *heraldtest.Cluster) {
 	}
 }
 
-// freeAddr returns a 127.0.0.1 address nothing listens on just now.
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	addr := l.Addr().String()
-	require.NoError(t, l.Close())
-	return addr
-}
-
 func TestRunUnreachableCluster(t *testing.T) {
 	opts := DefaultOptions(ScenarioProduce)
-	opts.Servers = []string{freeAddr(t)}
+	opts.Servers = []string{proccluster.TestFreeAddr(t)}
 	opts.Timeout = 500 * time.Millisecond
 	_, err := Run(t.Context(), opts, nil)
 	require.ErrorIs(t, err, client.ErrUnavailable)
