@@ -2,11 +2,11 @@ package server
 
 import (
 	"context"
-	"encoding/json"
 	"time"
 
 	"github.com/heraldlog/herald/client/heraldpb"
 	"github.com/heraldlog/herald/client/wire"
+	"github.com/heraldlog/herald/server/controller"
 )
 
 // controllerCall runs local on the controller leader, or forwards the call
@@ -36,19 +36,20 @@ func controllerCall[T any](ctx context.Context, n *Node, method string, local fu
 }
 
 // proposeController applies a command on the controller (this node must
-// lead it) and returns the state machine's result, or its error.
-func (n *Node) proposeController(cmd controllerCommand) (interface{}, error) {
-	cmd.Version = controllerFormatVersion
-	data, err := json.Marshal(&cmd)
+// lead it) and returns the state machine's result, or its refusal as a wire
+// error. An error of the Raft apply itself, once proposed, is an unknown
+// outcome (classifyRaftError), never a refusal.
+func (n *Node) proposeController(cmd controller.Command) (interface{}, error) {
+	data, err := controller.Encode(cmd)
 	if err != nil {
 		return nil, err
 	}
-	future := n.controller.Raft().Apply(encodeControllerEntry(data), 5*time.Second)
+	future := n.controller.Raft().Apply(data, 5*time.Second)
 	if err := future.Error(); err != nil {
 		return nil, classifyRaftError(err, "controller")
 	}
 	if err, ok := future.Response().(error); ok {
-		return nil, err
+		return nil, controllerError(err)
 	}
 	return future.Response(), nil
 }

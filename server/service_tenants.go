@@ -7,6 +7,7 @@ import (
 
 	"github.com/heraldlog/herald/client/heraldpb"
 	"github.com/heraldlog/herald/client/wire"
+	"github.com/heraldlog/herald/server/controller"
 )
 
 // tenantIDPattern: tenant ids appear in keys, metrics and logs.
@@ -19,7 +20,7 @@ func (s *heraldService) CreateTenant(ctx context.Context, req *heraldpb.CreateTe
 		if !tenantIDPattern.MatchString(t.GetId()) {
 			return nil, wire.InvalidArgument("id", "invalid tenant id %q: 1-255 characters of letters, digits, '.', '_', ':', '@' or '-', starting with a letter or digit", t.GetId())
 		}
-		res, err := n.proposeController(controllerCommand{Op: opCreateTenant, CreateTenant: &tenantRecord{
+		res, err := n.proposeController(&controller.CreateTenant{Tenant: controller.Tenant{
 			ID:                t.GetId(),
 			DisplayName:       t.GetDisplayName(),
 			Quota:             quotaFromWire(t.GetQuota()),
@@ -29,7 +30,7 @@ func (s *heraldService) CreateTenant(ctx context.Context, req *heraldpb.CreateTe
 			return nil, err
 		}
 		n.logger.Info("tenant created", "tenant", t.GetId())
-		return &heraldpb.CreateTenantResponse{Tenant: res.(*tenantRecord).info()}, nil
+		return &heraldpb.CreateTenantResponse{Tenant: tenantInfo(res.(*controller.Tenant))}, nil
 	}, func(ctx context.Context, hc heraldpb.HeraldClient) (*heraldpb.CreateTenantResponse, error) {
 		return hc.CreateTenant(ctx, req)
 	})
@@ -38,14 +39,12 @@ func (s *heraldService) CreateTenant(ctx context.Context, req *heraldpb.CreateTe
 func (s *heraldService) SetTenantQuota(ctx context.Context, req *heraldpb.SetTenantQuotaRequest) (*heraldpb.SetTenantQuotaResponse, error) {
 	n := s.node
 	return controllerCall(ctx, n, "SetTenantQuota", func() (*heraldpb.SetTenantQuotaResponse, error) {
-		res, err := n.proposeController(controllerCommand{Op: opSetTenantQuota, SetTenantQuota: &tenantRecord{
-			ID: req.GetId(), Quota: quotaFromWire(req.GetQuota()),
-		}})
+		res, err := n.proposeController(&controller.SetTenantQuota{ID: req.GetId(), Quota: quotaFromWire(req.GetQuota())})
 		if err != nil {
 			return nil, err
 		}
 		n.logger.Info("tenant quota set", "tenant", req.GetId())
-		return &heraldpb.SetTenantQuotaResponse{Tenant: res.(*tenantRecord).info()}, nil
+		return &heraldpb.SetTenantQuotaResponse{Tenant: tenantInfo(res.(*controller.Tenant))}, nil
 	}, func(ctx context.Context, hc heraldpb.HeraldClient) (*heraldpb.SetTenantQuotaResponse, error) {
 		return hc.SetTenantQuota(ctx, req)
 	})
@@ -56,8 +55,8 @@ func (s *heraldService) ListTenants(ctx context.Context, req *heraldpb.ListTenan
 		return nil, err
 	}
 	resp := &heraldpb.ListTenantsResponse{}
-	for _, t := range s.node.controllerFSM.tenants() {
-		resp.Tenants = append(resp.Tenants, t.info())
+	for _, t := range s.node.controllerFSM.Tenants() {
+		resp.Tenants = append(resp.Tenants, tenantInfo(t))
 	}
 	return resp, nil
 }
@@ -69,16 +68,16 @@ func (s *heraldService) DescribeTenant(ctx context.Context, req *heraldpb.Descri
 	if err := s.node.registryRead(ctx, req.GetStale()); err != nil {
 		return nil, err
 	}
-	if t, ok := s.node.controllerFSM.tenant(req.GetId()); ok {
-		return &heraldpb.DescribeTenantResponse{Tenant: t.info()}, nil
+	if t, ok := s.node.controllerFSM.Tenant(req.GetId()); ok {
+		return &heraldpb.DescribeTenantResponse{Tenant: tenantInfo(t)}, nil
 	}
 	if req.GetStale() {
 		// "Not found" is never stale: it could hide an acknowledged create.
 		if err := s.node.lookupTenant(ctx, req.GetId()); err != nil {
 			return nil, err
 		}
-		if t, ok := s.node.controllerFSM.tenant(req.GetId()); ok {
-			return &heraldpb.DescribeTenantResponse{Tenant: t.info()}, nil
+		if t, ok := s.node.controllerFSM.Tenant(req.GetId()); ok {
+			return &heraldpb.DescribeTenantResponse{Tenant: tenantInfo(t)}, nil
 		}
 	}
 	return nil, wire.TenantNotFound(req.GetId())

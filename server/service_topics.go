@@ -12,6 +12,7 @@ import (
 
 	"github.com/heraldlog/herald/client/heraldpb"
 	"github.com/heraldlog/herald/client/wire"
+	"github.com/heraldlog/herald/server/controller"
 )
 
 // Topic limits. Names are used in metrics labels and paths, so they are
@@ -80,19 +81,19 @@ func (s *heraldService) CreateTopic(ctx context.Context, req *heraldpb.CreateTop
 		if err := n.validateTopicConfig(cfg, len(nodeIDs)); err != nil {
 			return nil, err
 		}
-		res, err := n.proposeController(controllerCommand{Op: opCreateTopic, CreateTopic: &createTopicCommand{
+		res, err := n.proposeController(&controller.CreateTopic{
 			Name:              cfg.Name,
 			Partitions:        cfg.Partitions,
 			ReplicationFactor: cfg.ReplicationFactor,
 			MaxEventBytes:     cfg.MaxEventBytes,
 			CreatedAtUnixNano: time.Now().UnixNano(),
 			Nodes:             nodeIDs,
-			topicContract:     contractFromConfig(cfg),
-		}})
+			Contract:          contractFromConfig(cfg),
+		})
 		if err != nil {
 			return nil, err
 		}
-		t, ok := res.(*topicRecord)
+		t, ok := res.(*controller.Topic)
 		if !ok {
 			return nil, errors.New("server: controller returned no topic")
 		}
@@ -108,7 +109,7 @@ func (s *heraldService) CreateTopic(ctx context.Context, req *heraldpb.CreateTop
 // a replica here knows a leader, so that a produce right after create
 // usually succeeds at once. Partitions without a local replica are not
 // waited for; the SDK retries NO_LEADER.
-func (n *Node) waitPartitionLeaders(ctx context.Context, t *topicRecord) {
+func (n *Node) waitPartitionLeaders(ctx context.Context, t *controller.Topic) {
 	ctx, cancel := context.WithTimeout(ctx, topicWaitMax)
 	defer cancel()
 	tick := time.NewTicker(20 * time.Millisecond)
@@ -145,7 +146,7 @@ func (s *heraldService) ListTopics(ctx context.Context, req *heraldpb.ListTopics
 		return nil, err
 	}
 	resp := &heraldpb.ListTopicsResponse{}
-	for _, t := range s.node.controllerFSM.topics() {
+	for _, t := range s.node.controllerFSM.Topics() {
 		resp.Topics = append(resp.Topics, s.node.topicInfoWithLeaders(ctx, t))
 	}
 	return resp, nil
@@ -177,7 +178,7 @@ func (s *heraldService) Metadata(ctx context.Context, req *heraldpb.MetadataRequ
 	}
 	resp.ControllerLeaderId, _ = n.controllerLeader()
 	if len(req.GetTopics()) == 0 {
-		for _, t := range n.controllerFSM.topics() {
+		for _, t := range n.controllerFSM.Topics() {
 			resp.Topics = append(resp.Topics, n.topicInfoWithLeaders(ctx, t))
 		}
 		return resp, nil
@@ -195,11 +196,11 @@ func (s *heraldService) Metadata(ctx context.Context, req *heraldpb.MetadataRequ
 // lookupTopic finds a topic in the local registry; a miss is answered only
 // after this node's registry has caught up with the controller leader's
 // (syncRegistry: a read index, no forwarding of the lookup itself).
-func (n *Node) lookupTopic(ctx context.Context, name string) (*topicRecord, error) {
+func (n *Node) lookupTopic(ctx context.Context, name string) (*controller.Topic, error) {
 	if name == "" {
 		return nil, wire.InvalidArgument("topic", "topic name is required")
 	}
-	if t, ok := n.controllerFSM.topic(name); ok {
+	if t, ok := n.controllerFSM.Topic(name); ok {
 		return t, nil
 	}
 	// "Not found" only once this node's registry has caught up with the
@@ -208,7 +209,7 @@ func (n *Node) lookupTopic(ctx context.Context, name string) (*topicRecord, erro
 	if err := n.syncRegistry(ctx); err != nil {
 		return nil, err
 	}
-	if t, ok := n.controllerFSM.topic(name); ok {
+	if t, ok := n.controllerFSM.Topic(name); ok {
 		return t, nil
 	}
 	return nil, wire.TopicNotFound(name)
@@ -222,8 +223,8 @@ func lookupContext(ctx context.Context) context.Context {
 }
 
 // topicInfoWithLeaders fills in partition leaders known from local replicas.
-func (n *Node) topicInfoWithLeaders(_ context.Context, t *topicRecord) *heraldpb.TopicInfo {
-	info := t.info()
+func (n *Node) topicInfoWithLeaders(_ context.Context, t *controller.Topic) *heraldpb.TopicInfo {
+	info := topicInfo(t)
 	for _, p := range info.Partitions {
 		if r := n.replica(p.GroupId); r != nil {
 			p.LeaderAddr, p.LeaderId = r.Leader()
@@ -236,7 +237,7 @@ func (s *heraldService) AlterTopic(ctx context.Context, req *heraldpb.AlterTopic
 	n := s.node
 	return controllerCall(ctx, n, "AlterTopic", func() (*heraldpb.AlterTopicResponse, error) {
 		cfg := req.GetConfig()
-		cur, ok := n.controllerFSM.topic(cfg.GetName())
+		cur, ok := n.controllerFSM.Topic(cfg.GetName())
 		if !ok {
 			return nil, wire.TopicNotFound(cfg.GetName())
 		}
@@ -245,22 +246,20 @@ func (s *heraldService) AlterTopic(ctx context.Context, req *heraldpb.AlterTopic
 		}
 		// Validate the altered topic as a whole, as create would.
 		merged := contractFromConfig(cfg)
-		next := cur.topicContract
-		if err := next.alter(merged, req.GetFields()); err != nil {
+		next := cur.Contract
+		if err := alterContract(&next, merged, req.GetFields()); err != nil {
 			return nil, err
 		}
 		altered := *cur
-		altered.topicContract = next
-		if err := validateContract(altered.info().GetConfig()); err != nil {
+		altered.Contract = next
+		if err := validateContract(topicInfo(&altered).GetConfig()); err != nil {
 			return nil, err
 		}
-		res, err := n.proposeController(controllerCommand{Op: opAlterTopic, AlterTopic: &alterTopicCommand{
-			Name: cfg.GetName(), Fields: req.GetFields(), Contract: merged,
-		}})
+		res, err := n.proposeController(&controller.AlterTopic{Name: cfg.GetName(), Fields: req.GetFields(), Contract: merged})
 		if err != nil {
 			return nil, err
 		}
-		done := res.(*topicRecord)
+		done := res.(*controller.Topic)
 		// Acknowledged only once every partition refuses calls checked
 		// against the previous contract (contract_fence.go).
 		if err := n.fenceContract(ctx, done); err != nil {
@@ -277,7 +276,7 @@ func (s *heraldService) AlterTopic(ctx context.Context, req *heraldpb.AlterTopic
 func (s *heraldService) DeleteTopic(ctx context.Context, req *heraldpb.DeleteTopicRequest) (*heraldpb.DeleteTopicResponse, error) {
 	n := s.node
 	return controllerCall(ctx, n, "DeleteTopic", func() (*heraldpb.DeleteTopicResponse, error) {
-		t, ok := n.controllerFSM.topic(req.GetName())
+		t, ok := n.controllerFSM.Topic(req.GetName())
 		if !ok {
 			return nil, wire.TopicNotFound(req.GetName())
 		}
@@ -286,7 +285,7 @@ func (s *heraldService) DeleteTopic(ctx context.Context, req *heraldpb.DeleteTop
 				return nil, wire.TopicInUse(t.Name, last)
 			}
 		}
-		if _, err := n.proposeController(controllerCommand{Op: opDeleteTopic, DeleteTopic: t.Name}); err != nil {
+		if _, err := n.proposeController(&controller.DeleteTopic{Name: t.Name}); err != nil {
 			return nil, err
 		}
 		n.logger.Info("topic deleted", "topic", t.Name, "forced", req.GetForce())
@@ -298,7 +297,7 @@ func (s *heraldService) DeleteTopic(ctx context.Context, req *heraldpb.DeleteTop
 
 // lastAppend returns the newest produce time over the topic's partitions
 // as their replicas report it (0 when nothing answers or nothing was produced).
-func (n *Node) lastAppend(ctx context.Context, t *topicRecord) int64 {
+func (n *Node) lastAppend(ctx context.Context, t *controller.Topic) int64 {
 	groups := make(map[uint64]bool)
 	for _, p := range t.Partitions {
 		groups[p.GroupID] = true
