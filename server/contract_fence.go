@@ -11,6 +11,7 @@ import (
 	"github.com/heraldlog/herald/client/heraldpb"
 	"github.com/heraldlog/herald/client/wire"
 	"github.com/heraldlog/herald/partition"
+	"github.com/heraldlog/herald/server/controller"
 )
 
 // Contract fencing keeps produce from applying a topic contract older than
@@ -40,7 +41,7 @@ const fenceWaitMax = 10 * time.Second
 
 // fenceContract fences every partition of t with t.ContractVersion,
 // waiting until each has committed it, ctx ends or fenceWaitMax passes.
-func (n *Node) fenceContract(ctx context.Context, t *topicRecord) error {
+func (n *Node) fenceContract(ctx context.Context, t *controller.Topic) error {
 	ctx, cancel := context.WithTimeout(ctx, fenceWaitMax)
 	defer cancel()
 	var (
@@ -70,7 +71,7 @@ func (n *Node) fenceContract(ctx context.Context, t *topicRecord) error {
 
 // fencePartition commits a fence at version into p's log through its
 // leader, following NOT_LEADER hints, until it is in or ctx ends.
-func (n *Node) fencePartition(ctx context.Context, p partitionRecord, version uint64) error {
+func (n *Node) fencePartition(ctx context.Context, p controller.Partition, version uint64) error {
 	var hint string // a leader address learnt from a NOT_LEADER answer
 	for attempt := 0; ; attempt++ {
 		err := n.fenceOnce(ctx, p, version, &hint)
@@ -93,7 +94,7 @@ func (n *Node) fencePartition(ctx context.Context, p partitionRecord, version ui
 // fenceOnce makes one attempt: locally when this node leads the group,
 // else through the leader it knows (its replica's view, a hint, or each
 // replica's node in turn).
-func (n *Node) fenceOnce(ctx context.Context, p partitionRecord, version uint64, hint *string) error {
+func (n *Node) fenceOnce(ctx context.Context, p controller.Partition, version uint64, hint *string) error {
 	addr := *hint
 	if r := n.replica(p.GroupID); r != nil {
 		if r.IsLeader() {
@@ -143,7 +144,7 @@ func (s *internalService) FenceContract(_ context.Context, req *heraldpb.FenceCo
 // version trails their topic's: an alter whose own fencing did not reach
 // them (its caller saw an error) still takes effect everywhere.
 func (n *Node) fenceLagging() {
-	for _, a := range n.controllerFSM.assignedTo(n.cfg.NodeID) {
+	for _, a := range n.controllerFSM.AssignedTo(n.cfg.NodeID) {
 		if a.ContractVersion == 0 {
 			continue
 		}

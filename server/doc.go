@@ -2,7 +2,8 @@
 //
 // StartNode (or Run) opens the node's Pebble log (package log), starts one
 // gRPC server for clients and peers, opens the controller group (Raft
-// group 0, the registry of tenants, topics and partition placement) and
+// group 0, whose state machine is package server/controller: the registry
+// of tenants, topics and partition placement) and
 // then, from its reconcile loop, the partition replicas (package partition)
 // the controller assigns to this node. On the one gRPC port it serves:
 //

@@ -74,9 +74,9 @@ func (n *Node) ready() error {
 		return errors.New("no controller leader")
 	}
 	if !n.registrySynced.Load() {
-		return fmt.Errorf("registry not caught up with the controller leader yet (applied %d)", n.controllerFSM.appliedIndex())
+		return fmt.Errorf("registry not caught up with the controller leader yet (applied %d)", n.controllerFSM.AppliedIndex())
 	}
-	for _, a := range n.controllerFSM.assignedTo(n.cfg.NodeID) {
+	for _, a := range n.controllerFSM.AssignedTo(n.cfg.NodeID) {
 		if n.replica(a.Partition.GroupID) == nil {
 			return fmt.Errorf("replica of %s/%d not open", a.Topic, a.Partition.Index)
 		}

@@ -113,7 +113,7 @@ func TestDeletedTopicIsRemovedByTombstone(t *testing.T) {
 			if _, err := os.Stat(filepath.Join(c.dirs[i], "raft", fmt.Sprintf("g%d", gid))); !os.IsNotExist(err) {
 				return fmt.Errorf("node %d still has group %d (%v)", i, gid, err)
 			}
-			if !c.nodes[i].controllerFSM.tombstoned(gid) {
+			if !c.nodes[i].controllerFSM.Tombstoned(gid) {
 				return fmt.Errorf("node %d has no tombstone for group %d", i, gid)
 			}
 			return nil
@@ -133,7 +133,7 @@ func TestLiveGroupWithoutStateRejoins(t *testing.T) {
 	c := f.c
 	for i := range c.nodes {
 		eventually(t, 20*time.Second, func() error {
-			for _, a := range c.nodes[i].controllerFSM.assignedTo(c.cfgs[i].NodeID) {
+			for _, a := range c.nodes[i].controllerFSM.AssignedTo(c.cfgs[i].NodeID) {
 				if a.Partition.GroupID == f.gid && a.Partition.Live {
 					return nil
 				}

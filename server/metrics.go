@@ -8,8 +8,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/status"
-
-	"github.com/heraldlog/herald/client/wire"
 )
 
 // nodeMetrics are the node's own Prometheus metrics.
@@ -150,31 +148,6 @@ func (m *nodeMetrics) unaryInterceptor(ctx context.Context, req any, info *grpc.
 	m.rpcSeconds.WithLabelValues(method).Observe(time.Since(start).Seconds())
 	m.rpcs.WithLabelValues(method, status.Code(err).String()).Inc()
 	return resp, err
-}
-
-// streamErrorInterceptor is errorInterceptor for streaming RPCs.
-func streamErrorInterceptor(srv any, ss grpc.ServerStream, _ *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
-	err := handler(srv, ss)
-	if err == nil {
-		return nil
-	}
-	if _, ok := status.FromError(err); ok {
-		return err
-	}
-	return wire.Status(err).Err()
-}
-
-// errorInterceptor converts the handlers' typed errors into gRPC statuses
-// in the one place that maps them (wire.Status).
-func errorInterceptor(ctx context.Context, req any, _ *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
-	resp, err := handler(ctx, req)
-	if err != nil {
-		if _, ok := status.FromError(err); ok {
-			return nil, err
-		}
-		return nil, wire.Status(err).Err()
-	}
-	return resp, nil
 }
 
 func shortMethod(full string) string {

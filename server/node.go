@@ -22,6 +22,7 @@ import (
 	heraldlog "github.com/heraldlog/herald/log"
 	"github.com/heraldlog/herald/partition"
 	heraldraft "github.com/heraldlog/herald/raft"
+	"github.com/heraldlog/herald/server/controller"
 )
 
 // Node is one running Herald node: one Pebble log, one gRPC server for
@@ -42,7 +43,7 @@ type Node struct {
 	httpServer *http.Server
 	httpLis    net.Listener
 
-	controllerFSM *controllerFSM
+	controllerFSM *controller.FSM
 	controller    *heraldraft.Group
 
 	peers            *peerPool
@@ -237,7 +238,7 @@ const grpcMessageBytesMax = 64 << 20
 // damaged, waits until the controller's leader has demoted this replica
 // (bounded by ctx). It returns the rejoin marker to follow, or nil.
 func (n *Node) prepareController(ctx context.Context) (*heraldraft.RejoinMarker, error) {
-	m, err := n.prepareGroup(controllerGroupID, checkControllerEntry)
+	m, err := n.prepareGroup(controller.GroupID, controller.CheckEntry)
 	if err != nil {
 		return nil, fmt.Errorf("server: controller: %w", err)
 	}
@@ -252,16 +253,21 @@ func (n *Node) prepareController(ctx context.Context) (*heraldraft.RejoinMarker,
 // openController opens the controller group; with a rejoin marker (stage
 // demoted) it starts without bootstrap, as a non-voter.
 func (n *Node) openController(rejoin *heraldraft.RejoinMarker) error {
-	fsm := newControllerFSM()
-	fsm.onDamage = func(err error) { n.markRaftDamaged(controllerGroupID, err) }
-	tr, err := n.mux.Transport(controllerGroupID)
+	fsm, err := controller.NewFSM(controller.Config{
+		AlterContract: alterContract,
+		OnDamage:      func(err error) { n.markRaftDamaged(controller.GroupID, err) },
+	})
+	if err != nil {
+		return err
+	}
+	tr, err := n.mux.Transport(controller.GroupID)
 	if err != nil {
 		return err
 	}
 	group, err := heraldraft.OpenGroup(heraldraft.GroupConfig{
-		GroupID:   controllerGroupID,
+		GroupID:   controller.GroupID,
 		NodeID:    n.cfg.NodeID,
-		Dir:       n.groupDir(controllerGroupID),
+		Dir:       n.groupDir(controller.GroupID),
 		FSM:       fsm,
 		Transport: tr,
 		Logger:    n.logger,

@@ -14,6 +14,7 @@ import (
 
 	"github.com/heraldlog/herald/partition"
 	heraldraft "github.com/heraldlog/herald/raft"
+	"github.com/heraldlog/herald/server/controller"
 )
 
 // Reconciler timing: how often the assigned replicas are rechecked even
@@ -38,7 +39,7 @@ func (n *Node) reconcileLoop() {
 		select {
 		case <-n.stop:
 			return
-		case <-n.controllerFSM.changed:
+		case <-n.controllerFSM.Changed():
 		case <-tick.C:
 		}
 		n.reconcile()
@@ -68,7 +69,7 @@ func (n *Node) reconcile() {
 	nodes := n.nodes()
 	n.removeTombstoned()
 	synced := n.registrySyncedOnce()
-	assigned := n.controllerFSM.assignedTo(n.cfg.NodeID)
+	assigned := n.controllerFSM.AssignedTo(n.cfg.NodeID)
 	if synced {
 		n.wipedPass(assigned)
 	}
@@ -104,7 +105,7 @@ func (n *Node) reconcile() {
 	}
 }
 
-func (n *Node) openReplica(a assignment, nodes map[string]string) error {
+func (n *Node) openReplica(a controller.Assignment, nodes map[string]string) error {
 	p := a.Partition
 	var servers []hraft.Server
 	for _, id := range p.Replicas {
@@ -186,7 +187,7 @@ func (n *Node) registrySyncedOnce() bool {
 		return false
 	}
 	n.registrySynced.Store(true)
-	n.logger.Info("registry caught up with the controller leader", "applied_index", n.controllerFSM.appliedIndex())
+	n.logger.Info("registry caught up with the controller leader", "applied_index", n.controllerFSM.AppliedIndex())
 	return true
 }
 
@@ -194,7 +195,7 @@ func (n *Node) registrySyncedOnce() bool {
 // that the registry does not list as live yet.
 func (n *Node) markLive() {
 	live := make(map[uint64]bool)
-	for _, a := range n.controllerFSM.assignedTo(n.cfg.NodeID) {
+	for _, a := range n.controllerFSM.AssignedTo(n.cfg.NodeID) {
 		live[a.Partition.GroupID] = a.Partition.Live
 	}
 	var gids []uint64
@@ -220,7 +221,7 @@ func (n *Node) markLive() {
 // this node has not replayed yet.
 func (n *Node) removeTombstoned() {
 	for _, r := range n.replicasSnapshot() {
-		if n.controllerFSM.tombstoned(r.GroupID()) {
+		if n.controllerFSM.Tombstoned(r.GroupID()) {
 			n.mu.Lock()
 			delete(n.mu.replicas, r.GroupID())
 			n.mu.Unlock()
@@ -235,7 +236,7 @@ func (n *Node) removeTombstoned() {
 	}
 	for _, e := range entries {
 		gid, err := strconv.ParseUint(strings.TrimPrefix(e.Name(), "g"), 10, 64)
-		if !e.IsDir() || !strings.HasPrefix(e.Name(), "g") || err != nil || gid == controllerGroupID || !n.controllerFSM.tombstoned(gid) || n.replica(gid) != nil {
+		if !e.IsDir() || !strings.HasPrefix(e.Name(), "g") || err != nil || gid == controller.GroupID || !n.controllerFSM.Tombstoned(gid) || n.replica(gid) != nil {
 			continue
 		}
 		lp, err := n.db.Partition(gid)
@@ -254,13 +255,13 @@ func (n *Node) removeTombstoned() {
 			continue
 		}
 		n.metrics.groupsRemoved.Inc()
-		n.logger.Info("removed replica of deleted partition", "group", gid, "tombstone_index", n.controllerFSM.tombstoneIndex(gid))
+		n.logger.Info("removed replica of deleted partition", "group", gid, "tombstone_index", n.controllerFSM.TombstoneIndex(gid))
 	}
 	// A group waiting for its demotion has no directory, only its marker.
 	markers, _ := filepath.Glob(filepath.Join(n.cfg.DataDir, "raft", "g*.rejoin"))
 	for _, path := range markers {
 		gid, err := strconv.ParseUint(strings.TrimSuffix(strings.TrimPrefix(filepath.Base(path), "g"), ".rejoin"), 10, 64)
-		if err != nil || gid == controllerGroupID || !n.controllerFSM.tombstoned(gid) || n.replica(gid) != nil {
+		if err != nil || gid == controller.GroupID || !n.controllerFSM.Tombstoned(gid) || n.replica(gid) != nil {
 			continue
 		}
 		if err := heraldraft.RemoveRejoinMarker(n.groupDir(gid)); err != nil {
@@ -279,7 +280,7 @@ func (n *Node) removeTombstoned() {
 // down or behind) is simply tried again later.
 func (n *Node) rebalance(leaderSince map[uint64]time.Time) {
 	preferred := make(map[uint64]string)
-	for _, a := range n.controllerFSM.assignedTo(n.cfg.NodeID) {
+	for _, a := range n.controllerFSM.AssignedTo(n.cfg.NodeID) {
 		preferred[a.Partition.GroupID] = a.Partition.Replicas[0]
 	}
 	nodes := n.nodes()

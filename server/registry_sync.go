@@ -6,6 +6,7 @@ import (
 
 	"github.com/heraldlog/herald/client/heraldpb"
 	"github.com/heraldlog/herald/client/wire"
+	"github.com/heraldlog/herald/server/controller"
 )
 
 // registrySyncWaitMax bounds one registry sync: the read index round trip
@@ -22,7 +23,7 @@ func (n *Node) controllerReadIndex(ctx context.Context) (uint64, error) {
 	case leaderID == "":
 		return 0, wire.NoLeader("controller")
 	case leaderID == n.cfg.NodeID:
-		idx, err := n.controller.ReadIndex(registrySyncWaitMax, n.controllerFSM.appliedIndex, true)
+		idx, err := n.controller.ReadIndex(registrySyncWaitMax, n.controllerFSM.AppliedIndex, true)
 		if err != nil {
 			n.logger.Debug("controller read index failed", "err", err)
 			return 0, wire.NoLeader("controller")
@@ -45,8 +46,8 @@ func (n *Node) controllerReadIndex(ctx context.Context) (uint64, error) {
 // ends (NO_LEADER: retry) or the node stops.
 func (n *Node) awaitRegistry(ctx context.Context, index uint64) error {
 	for {
-		ch := n.controllerFSM.appliedCh()
-		if n.controllerFSM.appliedIndex() >= index {
+		ch := n.controllerFSM.AppliedAdvanced()
+		if n.controllerFSM.AppliedIndex() >= index {
 			return nil
 		}
 		select {
@@ -88,7 +89,7 @@ func (s *internalService) ControllerReadIndex(context.Context, *heraldpb.Control
 	if id, addr := n.controllerLeader(); id != n.cfg.NodeID {
 		return nil, wire.NotLeader(id, addr)
 	}
-	idx, err := n.controller.ReadIndex(registrySyncWaitMax, n.controllerFSM.appliedIndex, true)
+	idx, err := n.controller.ReadIndex(registrySyncWaitMax, n.controllerFSM.AppliedIndex, true)
 	if err != nil {
 		return nil, wire.NoLeader("controller")
 	}
@@ -102,21 +103,21 @@ func (s *internalService) MarkGroupsLive(_ context.Context, req *heraldpb.MarkGr
 	if id, addr := n.controllerLeader(); id != n.cfg.NodeID {
 		return nil, wire.NotLeader(id, addr)
 	}
-	if _, err := n.proposeController(controllerCommand{Op: opMarkLive, MarkLive: req.GetGroupIds()}); err != nil {
+	if _, err := n.proposeController(&controller.MarkLive{GroupIDs: req.GetGroupIds()}); err != nil {
 		return nil, err
 	}
 	return &heraldpb.MarkGroupsLiveResponse{}, nil
 }
 
 // markGroupsLive records through the controller that groups have been
-// bootstrapped (see partitionRecord.Live).
+// bootstrapped (see controller.Partition.Live).
 func (n *Node) markGroupsLive(ctx context.Context, gids []uint64) error {
 	leaderID, leaderAddr := n.controllerLeader()
 	switch {
 	case leaderID == "":
 		return wire.NoLeader("controller")
 	case leaderID == n.cfg.NodeID:
-		_, err := n.proposeController(controllerCommand{Op: opMarkLive, MarkLive: gids})
+		_, err := n.proposeController(&controller.MarkLive{GroupIDs: gids})
 		return err
 	}
 	ic, err := n.peers.internal(leaderAddr)

@@ -13,6 +13,7 @@ import (
 
 	heraldraft "github.com/heraldlog/herald/raft"
 	"github.com/heraldlog/herald/raft/raftpb"
+	"github.com/heraldlog/herald/server/controller"
 )
 
 // A group replica whose Raft state is damaged rejoins from its peers (see
@@ -235,11 +236,11 @@ func (n *Node) demote(ctx context.Context, gid uint64, m *heraldraft.RejoinMarke
 // backoff until it succeeds or ctx ends (the node is not serving yet).
 func (n *Node) awaitControllerDemotion(ctx context.Context, m *heraldraft.RejoinMarker) error {
 	for {
-		err := n.demote(ctx, controllerGroupID, m)
+		err := n.demote(ctx, controller.GroupID, m)
 		if err == nil {
 			return nil
 		}
-		wait := time.NewTimer(time.Until(n.rejoins.dueAt(controllerGroupID)))
+		wait := time.NewTimer(time.Until(n.rejoins.dueAt(controller.GroupID)))
 		select {
 		case <-ctx.Done():
 			wait.Stop()
@@ -273,7 +274,7 @@ func (n *Node) advanceRejoins() {
 		// on its state machine having applied them.
 		var applied uint64
 		switch {
-		case gid == controllerGroupID:
+		case gid == controller.GroupID:
 			applied = n.controller.Raft().AppliedIndex()
 		case n.replica(gid) != nil:
 			applied = n.replica(gid).Raft().AppliedIndex()

@@ -14,6 +14,7 @@ import (
 
 	"github.com/heraldlog/herald/client/heraldpb"
 	heraldraft "github.com/heraldlog/herald/raft"
+	"github.com/heraldlog/herald/server/controller"
 )
 
 // groupLeader returns the in-process Raft instance leading group gid.
@@ -23,7 +24,7 @@ func (c *testCluster) groupLeader(gid uint64) (*hraft.Raft, error) {
 			continue
 		}
 		var rf *hraft.Raft
-		if gid == controllerGroupID {
+		if gid == controller.GroupID {
 			rf = n.controller.Raft()
 		} else if r := n.replica(gid); r != nil {
 			rf = r.Raft()
@@ -152,7 +153,7 @@ func TestRejoinResumesFromEveryStage(t *testing.T) {
 
 	t.Run("controller damaged", func(t *testing.T) {
 		c.stop(victim)
-		if err := heraldraft.MarkDamaged(dir(controllerGroupID), controllerGroupID, "test: controller damaged"); err != nil {
+		if err := heraldraft.MarkDamaged(dir(controller.GroupID), controller.GroupID, "test: controller damaged"); err != nil {
 			t.Fatal(err)
 		}
 		createTenant(t, hc, "globex") // a registry change the victim misses
@@ -162,11 +163,11 @@ func TestRejoinResumesFromEveryStage(t *testing.T) {
 		c.cfgs[victim].Peers = nil
 		c.restart(victim)
 		c.cfgs[victim].Peers = peers
-		c.waitRejoined(victim, controllerGroupID, "ledger", f.produced)
-		if _, ok := c.nodes[victim].controllerFSM.tenant("globex"); !ok {
+		c.waitRejoined(victim, controller.GroupID, "ledger", f.produced)
+		if _, ok := c.nodes[victim].controllerFSM.Tenant("globex"); !ok {
 			t.Fatal("rejoined controller misses a tenant created while it was down")
 		}
-		if moved, _ := filepath.Glob(dir(controllerGroupID) + ".damaged-*"); len(moved) != 1 {
+		if moved, _ := filepath.Glob(dir(controller.GroupID) + ".damaged-*"); len(moved) != 1 {
 			t.Fatalf("damaged controller directory not moved aside: %v", moved)
 		}
 	})

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	heraldraft "github.com/heraldlog/herald/raft"
+	"github.com/heraldlog/herald/server/controller"
 )
 
 // A node restarted on an empty data directory (disk replaced, data wiped)
@@ -73,7 +74,7 @@ func (n *Node) prepareWiped() error {
 	if !n.cfg.Rejoin && !resumed {
 		return nil
 	}
-	if len(n.cfg.Peers) == 0 && !n.hasRaftState(controllerGroupID) && !n.hasRejoinMarker(controllerGroupID) {
+	if len(n.cfg.Peers) == 0 && !n.hasRaftState(controller.GroupID) && !n.hasRejoinMarker(controller.GroupID) {
 		// Nothing here names a peer (the wiped Raft state held the
 		// addresses): the demotion could never be asked for.
 		return fmt.Errorf("server: rejoin: the data directory has no Raft state, so the node cannot find its peers: give --peers (every node's id=address)")
@@ -85,12 +86,12 @@ func (n *Node) prepareWiped() error {
 	}
 	n.wiped.pending = true
 	switch {
-	case n.hasRejoinMarker(controllerGroupID):
+	case n.hasRejoinMarker(controller.GroupID):
 		n.logger.Warn("rejoin: the controller is already rejoining; following its marker")
-	case n.hasRaftState(controllerGroupID):
+	case n.hasRaftState(controller.GroupID):
 		n.logger.Warn("rejoin: the controller has Raft state here; --rejoin applies only to groups without state", "resumed", resumed)
 	default:
-		if err := n.markWiped(controllerGroupID); err != nil {
+		if err := n.markWiped(controller.GroupID); err != nil {
 			return fmt.Errorf("server: rejoin: controller: %w", err)
 		}
 	}
@@ -115,7 +116,7 @@ func (n *Node) markRejoin(gid uint64, reason string) error {
 // index when it rejoined), it marks every assigned group that has neither
 // Raft state nor a marker here, then removes the pending marker. A failure
 // is logged and the pass runs again at the next reconcile.
-func (n *Node) wipedPass(assigned []assignment) {
+func (n *Node) wipedPass(assigned []controller.Assignment) {
 	if !n.wiped.pending {
 		return
 	}

@@ -12,6 +12,7 @@ import (
 
 	"github.com/heraldlog/herald/client/heraldpb"
 	heraldraft "github.com/heraldlog/herald/raft"
+	"github.com/heraldlog/herald/server/controller"
 )
 
 // Config.Rejoin leaves groups that have Raft state alone, and a partition
@@ -37,7 +38,7 @@ func TestRejoinWipedOnlyTouchesGroupsWithoutState(t *testing.T) {
 		c.cfgs[victim].Rejoin = false
 		eventually(t, 30*time.Second, pendingGone)
 		c.waitRejoined(victim, gid, "ledger", f.produced)
-		for _, g := range []uint64{controllerGroupID, gid} {
+		for _, g := range []uint64{controller.GroupID, gid} {
 			if _, err := os.Stat(heraldraft.RejoinMarkerPath(raftDir(g))); !errors.Is(err, os.ErrNotExist) {
 				t.Fatalf("group %d got a rejoin marker though it has state (%v)", g, err)
 			}

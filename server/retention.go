@@ -4,6 +4,7 @@ import (
 	"time"
 
 	heraldlog "github.com/heraldlog/herald/log"
+	"github.com/heraldlog/herald/server/controller"
 )
 
 // Retention timing: how often partition leaders check retention, and how
@@ -28,8 +29,8 @@ func (n *Node) retentionLoop() {
 			return
 		case <-tick.C:
 		}
-		byGroup := make(map[uint64]*topicRecord)
-		for _, t := range n.controllerFSM.topics() {
+		byGroup := make(map[uint64]*controller.Topic)
+		for _, t := range n.controllerFSM.Topics() {
 			for _, p := range t.Partitions {
 				byGroup[p.GroupID] = t
 			}

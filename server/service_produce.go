@@ -16,6 +16,7 @@ import (
 	"github.com/heraldlog/herald/client/heraldpb"
 	"github.com/heraldlog/herald/client/wire"
 	"github.com/heraldlog/herald/partition"
+	"github.com/heraldlog/herald/server/controller"
 )
 
 // produceEventsMax bounds the events of one produce request, so that its
@@ -73,7 +74,7 @@ func (s *heraldService) Produce(ctx context.Context, req *heraldpb.ProduceReques
 	)
 	for pidx, idxs := range byPartition {
 		wg.Add(1)
-		go func(p partitionRecord, idxs []int) {
+		go func(p controller.Partition, idxs []int) {
 			defer wg.Done()
 			sub := make([]*heraldpb.Event, len(idxs))
 			for j, i := range idxs {
@@ -149,7 +150,7 @@ func (e *contractRefusal) Unwrap() error { return e.err }
 // planProduce validates every event of a request against t and groups the
 // events' indices by partition. A refusal by the contract is a
 // *contractRefusal.
-func (n *Node) planProduce(ctx context.Context, t *topicRecord, events []*heraldpb.Event) (map[uint32][]int, error) {
+func (n *Node) planProduce(ctx context.Context, t *controller.Topic, events []*heraldpb.Event) (map[uint32][]int, error) {
 	byPartition := make(map[uint32][]int)
 	producerSeqs := make(map[producerKey]uint64) // last producer_seq seen in this request
 	for i, ev := range events {
@@ -166,7 +167,7 @@ func (n *Node) planProduce(ctx context.Context, t *topicRecord, events []*herald
 			}
 			ev.EventId = id.String()
 		}
-		p := wire.PartitionFor(t.Ordering, ev.TenantId, ev.Key, ev.EventId, uint32(len(t.Partitions)))
+		p := wire.PartitionFor(heraldpb.Ordering(t.Ordering), ev.TenantId, ev.Key, ev.EventId, uint32(len(t.Partitions)))
 		if ev.ProducerId != "" {
 			if ev.ProducerSeq == 0 {
 				return nil, wire.InvalidArgument(fmt.Sprintf("events[%d].producer_seq", i), "event %d has a producer_id but no producer_seq (they start at 1)", i)
@@ -191,7 +192,7 @@ const contractRetriesMax = 3
 // against t: when the partition refuses it as checked against an older
 // contract (nothing written), the node syncs its registry, checks the
 // events against the topic's current contract and resends them.
-func (n *Node) produceToPartitionChecked(ctx context.Context, t *topicRecord, p partitionRecord, events []*heraldpb.Event) ([]partition.Assigned, error) {
+func (n *Node) produceToPartitionChecked(ctx context.Context, t *controller.Topic, p controller.Partition, events []*heraldpb.Event) ([]partition.Assigned, error) {
 	assigned, err := n.produceToPartition(ctx, t, p, events)
 	for attempt := 0; errors.Is(err, partition.ErrContractChanged); attempt++ {
 		n.metrics.contractRechecks.Inc()
@@ -201,7 +202,7 @@ func (n *Node) produceToPartitionChecked(ctx context.Context, t *topicRecord, p 
 		if err := n.syncRegistry(ctx); err != nil {
 			return nil, err
 		}
-		cur, ok := n.controllerFSM.topic(t.Name)
+		cur, ok := n.controllerFSM.Topic(t.Name)
 		if !ok || int(p.Index) >= len(cur.Partitions) || cur.Partitions[p.Index].GroupID != p.GroupID {
 			return nil, wire.TopicNotFound(t.Name) // deleted (and perhaps created anew) meanwhile
 		}
@@ -219,7 +220,7 @@ func (n *Node) produceToPartitionChecked(ctx context.Context, t *topicRecord, p 
 // produceToPartition appends events to one partition: through the local
 // replica when it leads, else by forwarding to the leader (at most two
 // hops: a forwarded request is never forwarded again).
-func (n *Node) produceToPartition(ctx context.Context, t *topicRecord, p partitionRecord, events []*heraldpb.Event) ([]partition.Assigned, error) {
+func (n *Node) produceToPartition(ctx context.Context, t *controller.Topic, p controller.Partition, events []*heraldpb.Event) ([]partition.Assigned, error) {
 	topic := t.Name
 	forwarded := isForwarded(ctx)
 	if r := n.replica(p.GroupID); r != nil {
@@ -296,7 +297,7 @@ func (n *Node) forwardProduce(ctx context.Context, topic, addr string, events []
 
 // encodeRecords encodes each event once, without the server-assigned
 // fields, as the partition will store it.
-func encodeRecords(events []*heraldpb.Event, t *topicRecord) []partition.Record {
+func encodeRecords(events []*heraldpb.Event, t *controller.Topic) []partition.Record {
 	records := make([]partition.Record, len(events))
 	for i, ev := range events {
 		ev.Offset, ev.Sequence, ev.ProducedAtUnixNano, ev.Partition = 0, 0, 0, 0
@@ -329,7 +330,7 @@ func encodeRecords(events []*heraldpb.Event, t *topicRecord) []partition.Record 
 
 // effectiveTTL is the event's TTL under the topic's contract: its own, or
 // the topic's default, or (when neither is set) the topic's maximum.
-func effectiveTTL(ttlMs int64, t *topicRecord) int64 {
+func effectiveTTL(ttlMs int64, t *controller.Topic) int64 {
 	if ttlMs == 0 {
 		ttlMs = t.DefaultTTLMs
 	}
@@ -349,7 +350,7 @@ type producerKey struct {
 
 // checkContract enforces the topic's contract on one event: known tenant,
 // schema and version, TTL, required envelope fields.
-func (n *Node) checkContract(ctx context.Context, i int, t *topicRecord, ev *heraldpb.Event) error {
+func (n *Node) checkContract(ctx context.Context, i int, t *controller.Topic, ev *heraldpb.Event) error {
 	if !t.AutoTenants {
 		if err := n.lookupTenant(ctx, ev.TenantId); err != nil {
 			return err

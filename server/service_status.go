@@ -9,6 +9,7 @@ import (
 	"github.com/heraldlog/herald/client/wire"
 	"github.com/heraldlog/herald/partition"
 	heraldraft "github.com/heraldlog/herald/raft"
+	"github.com/heraldlog/herald/server/controller"
 )
 
 // statusTimeout bounds how long ClusterStatus waits for each peer.
@@ -47,8 +48,8 @@ func (n *Node) localStatus() *heraldpb.NodeStatusResponse {
 	rf := n.controller.Raft()
 	_, leaderID := rf.LeaderWithID()
 	resp.Groups = append(resp.Groups, &heraldpb.GroupStatus{
-		GroupId:      controllerGroupID,
-		State:        n.groupState(controllerGroupID, rf.State().String()),
+		GroupId:      controller.GroupID,
+		State:        n.groupState(controller.GroupID, rf.State().String()),
 		LeaderId:     string(leaderID),
 		CommitIndex:  rf.CommitIndex(),
 		AppliedIndex: rf.AppliedIndex(),
@@ -71,7 +72,7 @@ func (n *Node) localStatus() *heraldpb.NodeStatusResponse {
 			LastAppendUnixNano: lastAppend(r),
 		})
 	}
-	for _, a := range n.controllerFSM.assignedTo(n.cfg.NodeID) {
+	for _, a := range n.controllerFSM.AssignedTo(n.cfg.NodeID) {
 		gid := a.Partition.GroupID
 		if !open[gid] && n.rejoins.stage(gid) == heraldraft.RejoinDamaged {
 			resp.Groups = append(resp.Groups, &heraldpb.GroupStatus{GroupId: gid, State: stateRejoining})
@@ -129,8 +130,8 @@ func (n *Node) statusAuthoritative(nodes map[string]string) bool {
 	if len(nodes) == 0 {
 		return false
 	}
-	m, rejoining := n.rejoins.marker(controllerGroupID)
-	return !rejoining || m.Stage == heraldraft.RejoinDemoted && n.controllerFSM.appliedIndex() >= m.CatchUpIndex
+	m, rejoining := n.rejoins.marker(controller.GroupID)
+	return !rejoining || m.Stage == heraldraft.RejoinDemoted && n.controllerFSM.AppliedIndex() >= m.CatchUpIndex
 }
 
 func (s *heraldService) ClusterStatus(ctx context.Context, _ *heraldpb.ClusterStatusRequest) (*heraldpb.ClusterStatusResponse, error) {
@@ -152,13 +153,13 @@ func (s *heraldService) ClusterStatus(ctx context.Context, _ *heraldpb.ClusterSt
 	}
 	for _, id := range n.sortedNodeIDs() {
 		info := &heraldpb.NodeStatusInfo{Id: id, GrpcAddr: nodes[id]}
-		if g, ok := groupsByNode[id][controllerGroupID]; ok {
+		if g, ok := groupsByNode[id][controller.GroupID]; ok {
 			info.Reachable = true
 			info.ControllerState = g.GetState()
 		}
 		resp.Nodes = append(resp.Nodes, info)
 	}
-	for _, t := range n.controllerFSM.topics() {
+	for _, t := range n.controllerFSM.Topics() {
 		for _, p := range t.Partitions {
 			ps := &heraldpb.PartitionStatus{Topic: t.Name, Index: p.Index, GroupId: p.GroupID, Replicas: p.Replicas}
 			for _, id := range p.Replicas {

@@ -5,12 +5,14 @@ import (
 	"errors"
 	"regexp"
 	"slices"
+	"strings"
 	"time"
 
 	"google.golang.org/grpc/metadata"
 
 	"github.com/heraldlog/herald/client/heraldpb"
 	"github.com/heraldlog/herald/client/wire"
+	"github.com/heraldlog/herald/server/controller"
 )
 
 // Topic limits. Names are used in metrics labels and paths, so they are
@@ -29,6 +31,9 @@ const (
 	// topicWaitMax bounds how long CreateTopic waits for partition leaders,
 	// and a follower for its registry to learn a topic from the leader.
 	topicWaitMax = 10 * time.Second
+	// topicInUseWindow: a topic that received an event this recently is in
+	// use, and DeleteTopic refuses it unless forced.
+	topicInUseWindow = time.Minute
 )
 
 var topicNamePattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,199}$`)
@@ -76,19 +81,19 @@ func (s *heraldService) CreateTopic(ctx context.Context, req *heraldpb.CreateTop
 		if err := n.validateTopicConfig(cfg, len(nodeIDs)); err != nil {
 			return nil, err
 		}
-		res, err := n.proposeController(controllerCommand{Op: opCreateTopic, CreateTopic: &createTopicCommand{
+		res, err := n.proposeController(&controller.CreateTopic{
 			Name:              cfg.Name,
 			Partitions:        cfg.Partitions,
 			ReplicationFactor: cfg.ReplicationFactor,
 			MaxEventBytes:     cfg.MaxEventBytes,
 			CreatedAtUnixNano: time.Now().UnixNano(),
 			Nodes:             nodeIDs,
-			topicContract:     contractFromConfig(cfg),
-		}})
+			Contract:          contractFromConfig(cfg),
+		})
 		if err != nil {
 			return nil, err
 		}
-		t, ok := res.(*topicRecord)
+		t, ok := res.(*controller.Topic)
 		if !ok {
 			return nil, errors.New("server: controller returned no topic")
 		}
@@ -104,7 +109,7 @@ func (s *heraldService) CreateTopic(ctx context.Context, req *heraldpb.CreateTop
 // a replica here knows a leader, so that a produce right after create
 // usually succeeds at once. Partitions without a local replica are not
 // waited for; the SDK retries NO_LEADER.
-func (n *Node) waitPartitionLeaders(ctx context.Context, t *topicRecord) {
+func (n *Node) waitPartitionLeaders(ctx context.Context, t *controller.Topic) {
 	ctx, cancel := context.WithTimeout(ctx, topicWaitMax)
 	defer cancel()
 	tick := time.NewTicker(20 * time.Millisecond)
@@ -141,7 +146,7 @@ func (s *heraldService) ListTopics(ctx context.Context, req *heraldpb.ListTopics
 		return nil, err
 	}
 	resp := &heraldpb.ListTopicsResponse{}
-	for _, t := range s.node.controllerFSM.topics() {
+	for _, t := range s.node.controllerFSM.Topics() {
 		resp.Topics = append(resp.Topics, s.node.topicInfoWithLeaders(ctx, t))
 	}
 	return resp, nil
@@ -173,7 +178,7 @@ func (s *heraldService) Metadata(ctx context.Context, req *heraldpb.MetadataRequ
 	}
 	resp.ControllerLeaderId, _ = n.controllerLeader()
 	if len(req.GetTopics()) == 0 {
-		for _, t := range n.controllerFSM.topics() {
+		for _, t := range n.controllerFSM.Topics() {
 			resp.Topics = append(resp.Topics, n.topicInfoWithLeaders(ctx, t))
 		}
 		return resp, nil
@@ -191,11 +196,11 @@ func (s *heraldService) Metadata(ctx context.Context, req *heraldpb.MetadataRequ
 // lookupTopic finds a topic in the local registry; a miss is answered only
 // after this node's registry has caught up with the controller leader's
 // (syncRegistry: a read index, no forwarding of the lookup itself).
-func (n *Node) lookupTopic(ctx context.Context, name string) (*topicRecord, error) {
+func (n *Node) lookupTopic(ctx context.Context, name string) (*controller.Topic, error) {
 	if name == "" {
 		return nil, wire.InvalidArgument("topic", "topic name is required")
 	}
-	if t, ok := n.controllerFSM.topic(name); ok {
+	if t, ok := n.controllerFSM.Topic(name); ok {
 		return t, nil
 	}
 	// "Not found" only once this node's registry has caught up with the
@@ -204,7 +209,7 @@ func (n *Node) lookupTopic(ctx context.Context, name string) (*topicRecord, erro
 	if err := n.syncRegistry(ctx); err != nil {
 		return nil, err
 	}
-	if t, ok := n.controllerFSM.topic(name); ok {
+	if t, ok := n.controllerFSM.Topic(name); ok {
 		return t, nil
 	}
 	return nil, wire.TopicNotFound(name)
@@ -218,12 +223,130 @@ func lookupContext(ctx context.Context) context.Context {
 }
 
 // topicInfoWithLeaders fills in partition leaders known from local replicas.
-func (n *Node) topicInfoWithLeaders(_ context.Context, t *topicRecord) *heraldpb.TopicInfo {
-	info := t.info()
+func (n *Node) topicInfoWithLeaders(_ context.Context, t *controller.Topic) *heraldpb.TopicInfo {
+	info := topicInfo(t)
 	for _, p := range info.Partitions {
 		if r := n.replica(p.GroupId); r != nil {
 			p.LeaderAddr, p.LeaderId = r.Leader()
 		}
 	}
 	return info
+}
+
+func (s *heraldService) AlterTopic(ctx context.Context, req *heraldpb.AlterTopicRequest) (*heraldpb.AlterTopicResponse, error) {
+	n := s.node
+	return controllerCall(ctx, n, "AlterTopic", func() (*heraldpb.AlterTopicResponse, error) {
+		cfg := req.GetConfig()
+		cur, ok := n.controllerFSM.Topic(cfg.GetName())
+		if !ok {
+			return nil, wire.TopicNotFound(cfg.GetName())
+		}
+		if len(req.GetFields()) == 0 {
+			return nil, wire.InvalidArgument("fields", "name at least one field to alter")
+		}
+		// Validate the altered topic as a whole, as create would.
+		merged := contractFromConfig(cfg)
+		next := cur.Contract
+		if err := alterContract(&next, merged, req.GetFields()); err != nil {
+			return nil, err
+		}
+		altered := *cur
+		altered.Contract = next
+		if err := validateContract(topicInfo(&altered).GetConfig()); err != nil {
+			return nil, err
+		}
+		res, err := n.proposeController(&controller.AlterTopic{Name: cfg.GetName(), Fields: req.GetFields(), Contract: merged})
+		if err != nil {
+			return nil, err
+		}
+		done := res.(*controller.Topic)
+		// Acknowledged only once every partition refuses calls checked
+		// against the previous contract (contract_fence.go).
+		if err := n.fenceContract(ctx, done); err != nil {
+			n.logger.Warn("topic altered, contract not yet fenced on every partition", "topic", done.Name, "version", done.ContractVersion, "err", err)
+			return nil, wire.UnknownOutcome("topic %s altered in the registry (contract version %d), but not every partition refuses the old contract yet (%v); the nodes keep fencing it, and altering again is harmless", done.Name, done.ContractVersion, err)
+		}
+		n.logger.Info("topic altered", "topic", cfg.GetName(), "fields", req.GetFields(), "contract_version", done.ContractVersion)
+		return &heraldpb.AlterTopicResponse{Topic: n.topicInfoWithLeaders(ctx, done)}, nil
+	}, func(ctx context.Context, hc heraldpb.HeraldClient) (*heraldpb.AlterTopicResponse, error) {
+		return hc.AlterTopic(ctx, req)
+	})
+}
+
+func (s *heraldService) DeleteTopic(ctx context.Context, req *heraldpb.DeleteTopicRequest) (*heraldpb.DeleteTopicResponse, error) {
+	n := s.node
+	return controllerCall(ctx, n, "DeleteTopic", func() (*heraldpb.DeleteTopicResponse, error) {
+		t, ok := n.controllerFSM.Topic(req.GetName())
+		if !ok {
+			return nil, wire.TopicNotFound(req.GetName())
+		}
+		if !req.GetForce() {
+			if last := n.lastAppend(ctx, t); last > 0 && time.Since(time.Unix(0, last)) < topicInUseWindow {
+				return nil, wire.TopicInUse(t.Name, last)
+			}
+		}
+		if _, err := n.proposeController(&controller.DeleteTopic{Name: t.Name}); err != nil {
+			return nil, err
+		}
+		n.logger.Info("topic deleted", "topic", t.Name, "forced", req.GetForce())
+		return &heraldpb.DeleteTopicResponse{}, nil
+	}, func(ctx context.Context, hc heraldpb.HeraldClient) (*heraldpb.DeleteTopicResponse, error) {
+		return hc.DeleteTopic(ctx, req)
+	})
+}
+
+// lastAppend returns the newest produce time over the topic's partitions
+// as their replicas report it (0 when nothing answers or nothing was produced).
+func (n *Node) lastAppend(ctx context.Context, t *controller.Topic) int64 {
+	groups := make(map[uint64]bool)
+	for _, p := range t.Partitions {
+		groups[p.GroupID] = true
+	}
+	var last int64
+	for _, st := range n.gatherStatus(ctx) {
+		for _, g := range st.GetGroups() {
+			if groups[g.GetGroupId()] && g.GetLastAppendUnixNano() > last {
+				last = g.GetLastAppendUnixNano()
+			}
+		}
+	}
+	return last
+}
+
+// validateContract checks the contract fields of a topic config.
+func validateContract(c *heraldpb.TopicConfig) error {
+	var errs []error
+	if _, ok := heraldpb.Ordering_name[int32(c.Ordering)]; !ok {
+		errs = append(errs, wire.InvalidArgument("ordering", "unknown ordering %d", c.Ordering))
+	}
+	for name, v := range map[string]int64{"retention_age_ms": c.RetentionAgeMs, "default_ttl_ms": c.DefaultTtlMs, "max_ttl_ms": c.MaxTtlMs, "dedupe_window_ms": c.DedupeWindowMs} {
+		if v < 0 {
+			errs = append(errs, wire.InvalidArgument(name, "%s must not be negative", name))
+		}
+	}
+	if c.MaxTtlMs > 0 && c.DefaultTtlMs > c.MaxTtlMs {
+		errs = append(errs, wire.InvalidArgument("default_ttl_ms", "default TTL %v is above the maximum TTL %v", time.Duration(c.DefaultTtlMs)*time.Millisecond, time.Duration(c.MaxTtlMs)*time.Millisecond))
+	}
+	for _, f := range c.RequiredFields {
+		if !wire.IsEnvelopeField(f) {
+			errs = append(errs, wire.InvalidArgument("required_fields", "%q cannot be required (one of %s)", f, strings.Join(wire.EnvelopeFields(), ", ")))
+		}
+	}
+	if len(c.SchemaVersions) > 0 && c.Schema == "" {
+		errs = append(errs, wire.InvalidArgument("schema_versions", "schema versions need a schema name"))
+	}
+	if len(errs) > 0 {
+		// The first names the field for the error's metadata; the message
+		// lists every problem.
+		return wire.InvalidArgument(fieldOf(errs[0]), "%v", errors.Join(errs...))
+	}
+	return nil
+}
+
+func fieldOf(err error) string {
+	var e *wire.Error
+	if errors.As(err, &e) {
+		return e.Metadata[wire.MetadataField]
+	}
+	return ""
 }

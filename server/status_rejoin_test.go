@@ -10,6 +10,7 @@ import (
 	"github.com/heraldlog/herald/client/heraldpb"
 	"github.com/heraldlog/herald/client/wire"
 	heraldraft "github.com/heraldlog/herald/raft"
+	"github.com/heraldlog/herald/server/controller"
 )
 
 // A node whose controller replica rejoins and has not applied the registry
@@ -52,7 +53,7 @@ func TestClusterStatusRefusedWhileControllerCatchesUp(t *testing.T) {
 
 	// Demoted, catch-up index not applied yet.
 	n := c.nodes[victim]
-	n.rejoins.track(controllerGroupID, &heraldraft.RejoinMarker{Group: controllerGroupID,
+	n.rejoins.track(controller.GroupID, &heraldraft.RejoinMarker{Group: controller.GroupID,
 		Stage: heraldraft.RejoinDemoted, CatchUpIndex: math.MaxUint64, Reason: "test"})
 	_, err := status(victim)
 	if ce := wire.FromStatus(err); err == nil || !errors.Is(ce, wire.ErrNoLeader) {
@@ -67,7 +68,7 @@ func TestClusterStatusRefusedWhileControllerCatchesUp(t *testing.T) {
 	}
 
 	// Caught up, not promoted yet: it answers, and names itself a Nonvoter.
-	n.rejoins.track(controllerGroupID, &heraldraft.RejoinMarker{Group: controllerGroupID,
+	n.rejoins.track(controller.GroupID, &heraldraft.RejoinMarker{Group: controller.GroupID,
 		Stage: heraldraft.RejoinDemoted, CatchUpIndex: 1, Reason: "test"})
 	if st, err = status(victim); err != nil {
 		t.Fatalf("%s (caught up) refused ClusterStatus: %v", vid, err)
@@ -77,7 +78,7 @@ func TestClusterStatusRefusedWhileControllerCatchesUp(t *testing.T) {
 	}
 
 	// Promoted.
-	n.rejoins.untrack(controllerGroupID)
+	n.rejoins.untrack(controller.GroupID)
 	eventually(t, 10*time.Second, func() error {
 		st, err := status(victim)
 		if err != nil {

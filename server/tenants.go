@@ -20,13 +20,13 @@ const autoTenantQueueMax = 1024
 // controller leader's (syncRegistry), so a tenant whose creation was
 // acknowledged is never reported missing.
 func (n *Node) lookupTenant(ctx context.Context, id string) error {
-	if _, ok := n.controllerFSM.tenant(id); ok {
+	if _, ok := n.controllerFSM.Tenant(id); ok {
 		return nil
 	}
 	if err := n.syncRegistry(ctx); err != nil {
 		return err
 	}
-	if _, ok := n.controllerFSM.tenant(id); ok {
+	if _, ok := n.controllerFSM.Tenant(id); ok {
 		return nil
 	}
 	return wire.TenantNotFound(id)
@@ -35,7 +35,7 @@ func (n *Node) lookupTenant(ctx context.Context, id string) error {
 // autoCreateTenant queues an unregistered tenant of an auto-tenants topic
 // for registration; it never blocks the produce path.
 func (n *Node) autoCreateTenant(id string) {
-	if _, ok := n.controllerFSM.tenant(id); ok {
+	if _, ok := n.controllerFSM.Tenant(id); ok {
 		return
 	}
 	select {
@@ -55,7 +55,7 @@ func (n *Node) autoTenantLoop() {
 			return
 		case id = <-n.autoTenants:
 		}
-		if _, ok := n.controllerFSM.tenant(id); ok {
+		if _, ok := n.controllerFSM.Tenant(id); ok {
 			continue
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
