@@ -16,8 +16,8 @@ import (
 )
 
 // The subscription engine, shared by the transports that serve
-// subscriptions (gRPC Subscribe in service_subscribe.go; the WebSocket
-// gateway next): start resolution and the epoch check
+// subscriptions (gRPC Subscribe in service_subscribe.go, the WebSocket
+// gateway in ws_gateway.go): start resolution and the epoch check
 // (openSubscription), the shared partition.Tail of each replica, filters
 // and TTL skipping (selectEntries), and the serving loop (run). A
 // transport supplies a subscriptionSink: how much it may send now, and how
@@ -30,6 +30,8 @@ type tailFormat uint8
 const (
 	// tailProto holds SubscribeResponse.events entries (appendWireEvent).
 	tailProto tailFormat = iota
+	// tailJSON holds the WebSocket gateway's JSON event objects (wsEncodeEvent).
+	tailJSON
 )
 
 // tails keeps one partition.Tail per open replica and format that has
@@ -62,6 +64,9 @@ func (ts *tails) acquire(r *partition.Replica, index uint32, format tailFormat) 
 		return ref.tail, nil
 	}
 	encode := func(rec *heraldlog.Record) []byte { return appendWireEvent(nil, rec, index) }
+	if format == tailJSON {
+		encode = func(rec *heraldlog.Record) []byte { return wsEncodeEvent(rec, index) }
+	}
 	t, err := partition.NewTail(r, partition.TailOptions{Encode: encode})
 	if err != nil {
 		return nil, err
