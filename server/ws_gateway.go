@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -243,6 +244,14 @@ func (c *wsConn) readLoop() {
 		typ, data, err := c.conn.ReadMessage()
 		if err != nil {
 			c.closeWith(wsReadCloseCause(err, c.cfg.ReadBytesMax, c.cfg.PongTimeout))
+			if errors.Is(err, websocket.ErrReadLimit) {
+				// Read the rest of the oversized frame (a bounded amount,
+				// for the grace at most): closing a socket with unread data
+				// resets it, and the client would lose the 1009 close
+				// frame the library has sent.
+				_ = c.conn.NetConn().SetReadDeadline(time.Now().Add(wsCloseGrace))
+				_, _ = io.CopyN(io.Discard, c.conn.NetConn(), 2*c.cfg.ReadBytesMax)
+			}
 			return
 		}
 		extend()
