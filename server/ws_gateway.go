@@ -48,7 +48,7 @@ const (
 // per publish in flight (at most PublishesInflightMax); the handler owns
 // the others and returns after all of them have ended. Every one of them
 // ends when the connection's context is cancelled: the client goes, the
-// node stops (n.stop), or the server closes it (slow consumer).
+// node stops (n.ctx), or the server closes it (slow consumer).
 type wsGateway struct {
 	n        *Node
 	cfg      WebSocketConfig
@@ -188,6 +188,12 @@ func (c *wsConn) serve() {
 	m := c.n.metrics
 	m.wsConnections.Inc()
 	c.logger.Info("websocket: open")
+	// The node stopping closes the connection at once, whatever its
+	// goroutines are blocked on (n.ctx is cancelled with n.stop).
+	stopWatch := context.AfterFunc(c.n.ctx, func() {
+		c.closeWith(&wsCloseCause{code: websocket.CloseGoingAway, reason: "node stopping", send: true})
+	})
+	defer stopWatch()
 	writerDone := make(chan struct{})
 	go func() {
 		defer close(writerDone)
@@ -309,8 +315,6 @@ func (c *wsConn) writeLoop() {
 			if err := c.conn.WriteControl(websocket.PingMessage, nil, time.Now().Add(c.cfg.WriteTimeout)); err != nil {
 				c.closeWith(&wsCloseCause{code: websocket.CloseAbnormalClosure, reason: "ping: " + err.Error()})
 			}
-		case <-c.n.stop:
-			c.closeWith(&wsCloseCause{code: websocket.CloseGoingAway, reason: "node stopping", send: true})
 		case <-c.ctx.Done():
 		}
 	}

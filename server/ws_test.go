@@ -337,6 +337,16 @@ func TestWSSubscribePublishResume(t *testing.T) {
 	if hb.ID != "resume" || hb.NextOffset != 24 || hb.HighWatermark != 24 || hb.Epoch != epoch {
 		t.Fatalf("heartbeat %+v", hb)
 	}
+
+	// A node that stops closes its connections with 1001, promptly.
+	began := time.Now()
+	c.stop(2)
+	if code := b.closed(10 * time.Second); code != websocket.CloseGoingAway {
+		t.Fatalf("node stop closed the connection with %d, want %d", code, websocket.CloseGoingAway)
+	}
+	if d := time.Since(began); d > 5*time.Second {
+		t.Fatalf("stopping a node with a WebSocket client took %v", d)
+	}
 }
 
 // startClusterConfig is startCluster with each node's config changed by
