@@ -169,12 +169,16 @@ func byID(id string) func(wsTestFrame) bool {
 	return func(f wsTestFrame) bool { return f.ID == id && f.Type != wsTypeHeartbeat }
 }
 
-// events collects the events of subscription id until n have arrived.
+// events collects the events of subscription id until n have arrived
+// (passing over its subscribed frame).
 func (w *wsTestClient) events(id string, n int) []wsEvent {
 	w.t.Helper()
 	var got []wsEvent
 	for len(got) < n {
 		f := w.next(20*time.Second, byID(id))
+		if f.Type == wsTypeSubscribed {
+			continue
+		}
 		if f.Type != wsTypeEvents {
 			w.t.Fatalf("subscription %s: want events, got %+v", id, f)
 		}
@@ -336,6 +340,24 @@ func TestWSSubscribePublishResume(t *testing.T) {
 	hb := b.next(20*time.Second, func(f wsTestFrame) bool { return f.Type == wsTypeHeartbeat })
 	if hb.ID != "resume" || hb.NextOffset != 24 || hb.HighWatermark != 24 || hb.Epoch != epoch {
 		t.Fatalf("heartbeat %+v", hb)
+	}
+
+	// Starts by tenant sequence and by time, and the filters, as in gRPC.
+	b.send(map[string]any{"type": "subscribe", "id": "seq", "topic": "ws", "start": "sequence", "sequence": 23, "tenant": "acme"})
+	if ev := b.events("seq", 2); ev[0].Offset != 22 || ev[0].Sequence != 23 || ev[1].Offset != 23 {
+		t.Fatalf("from sequence 23: %+v", ev)
+	}
+	b.send(map[string]any{"type": "subscribe", "id": "time", "topic": "ws", "start": "time", "time": resumed[1].Time})
+	if ev := b.events("time", 2); ev[0].Offset != 22 {
+		t.Fatalf("from the time of offset 22: %+v", ev)
+	}
+	b.send(map[string]any{"type": "subscribe", "id": "flt", "topic": "ws", "start": "earliest", "heartbeat_ms": 100,
+		"tenant": "acme", "key": []byte{13}, "headers": map[string]string{"i": "13"}})
+	if ev := b.events("flt", 1); ev[0].Offset != 13 {
+		t.Fatalf("filtered: %+v", ev)
+	}
+	if hb := b.next(20*time.Second, func(f wsTestFrame) bool { return f.Type == wsTypeHeartbeat && f.ID == "flt" }); hb.NextOffset != 24 {
+		t.Fatalf("a filtered subscription moves past what it skips: %+v", hb)
 	}
 
 	// A node that stops closes its connections with 1001, promptly.
