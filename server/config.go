@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/url"
 	"sort"
 	"strings"
 	"time"
@@ -52,6 +53,116 @@ type Config struct {
 	// this node (controller and partitions); zero fields keep
 	// raft.DefaultConfig's values.
 	Raft RaftTuning
+	// WebSocket configures the WebSocket gateway at /v1/ws on the HTTP
+	// port (ws_gateway.go); zero fields take the defaults.
+	WebSocket WebSocketConfig
+}
+
+// WebSocketConfig bounds the WebSocket gateway's connections
+// (docs/protocol.md, "WebSocket"). Zero fields take the defaults
+// (EnsureDefaults); negative ones are refused by Validate.
+type WebSocketConfig struct {
+	// AllowedOrigins lists the browser origins (scheme://host[:port], as
+	// the Origin header spells them) allowed to connect besides the
+	// node's own (same host as the request); "*" allows any. A request
+	// without an Origin header (not a browser) is always allowed.
+	// Default: none (same-origin only).
+	AllowedOrigins []string
+	// SendQueueFramesMax and SendQueueBytesMax bound the frames waiting to
+	// be written to one connection: 256 frames, 4 MiB. A frame larger than
+	// the byte bound goes alone into an empty queue.
+	SendQueueFramesMax int
+	SendQueueBytesMax  int
+	// SlowConsumerTimeout is how long a full send queue may go without the
+	// connection writing anything before the client is closed as a slow
+	// consumer (close code 4008): 10 s.
+	SlowConsumerTimeout time.Duration
+	// WriteTimeout bounds one frame's write to the socket: 10 s.
+	WriteTimeout time.Duration
+	// SocketSendBufferBytes, when set, fixes each connection's socket send
+	// buffer (SO_SNDBUF) instead of the kernel's autotuning (which on
+	// Linux lets it grow to net.ipv4.tcp_wmem's maximum, 4 MiB by
+	// default): it bounds the kernel memory of a client that does not
+	// read, and lets its send queue fill, and the client be closed, that
+	// much sooner. Default 0: the kernel's.
+	SocketSendBufferBytes int
+	// PingInterval is how often the server pings; a connection that sends
+	// nothing (not even a pong) for PongTimeout is closed: 20 s and 60 s.
+	PingInterval time.Duration
+	PongTimeout  time.Duration
+	// ReadBytesMax bounds one client frame: 4 MiB (a publish's payload is
+	// base64, a third larger than its bytes). A larger frame closes the
+	// connection with 1009.
+	ReadBytesMax int64
+	// SubscriptionsMax bounds the subscriptions of one connection: 256.
+	SubscriptionsMax int
+	// PublishesInflightMax bounds one connection's unanswered publishes:
+	// 64; the server reads no more frames from it meanwhile.
+	PublishesInflightMax int
+}
+
+// EnsureDefaults fills the zero fields with the defaults.
+func (w *WebSocketConfig) EnsureDefaults() {
+	if w.SendQueueFramesMax == 0 {
+		w.SendQueueFramesMax = 256
+	}
+	if w.SendQueueBytesMax == 0 {
+		w.SendQueueBytesMax = 4 << 20
+	}
+	if w.SlowConsumerTimeout == 0 {
+		w.SlowConsumerTimeout = 10 * time.Second
+	}
+	if w.WriteTimeout == 0 {
+		w.WriteTimeout = 10 * time.Second
+	}
+	if w.PingInterval == 0 {
+		w.PingInterval = 20 * time.Second
+	}
+	if w.PongTimeout == 0 {
+		w.PongTimeout = 60 * time.Second
+	}
+	if w.ReadBytesMax == 0 {
+		w.ReadBytesMax = 4 << 20
+	}
+	if w.SubscriptionsMax == 0 {
+		w.SubscriptionsMax = 256
+	}
+	if w.PublishesInflightMax == 0 {
+		w.PublishesInflightMax = 64
+	}
+}
+
+// Validate reports every problem with w (zero fields are defaults).
+func (w *WebSocketConfig) Validate() error {
+	var errs []error
+	for _, f := range []struct {
+		name string
+		v    int64
+	}{
+		{"send queue frames", int64(w.SendQueueFramesMax)}, {"send queue bytes", int64(w.SendQueueBytesMax)},
+		{"slow consumer timeout", int64(w.SlowConsumerTimeout)}, {"write timeout", int64(w.WriteTimeout)},
+		{"ping interval", int64(w.PingInterval)}, {"pong timeout", int64(w.PongTimeout)},
+		{"read bytes", w.ReadBytesMax}, {"subscriptions", int64(w.SubscriptionsMax)},
+		{"publishes in flight", int64(w.PublishesInflightMax)}, {"socket send buffer", int64(w.SocketSendBufferBytes)},
+	} {
+		if f.v < 0 {
+			errs = append(errs, fmt.Errorf("server: websocket %s is negative", f.name))
+		}
+	}
+	d := *w
+	d.EnsureDefaults()
+	if d.PongTimeout <= d.PingInterval {
+		errs = append(errs, fmt.Errorf("server: websocket pong timeout %s must exceed the ping interval %s", d.PongTimeout, d.PingInterval))
+	}
+	for _, o := range w.AllowedOrigins {
+		if o == "*" {
+			continue
+		}
+		if u, err := url.Parse(o); err != nil || u.Scheme == "" || u.Host == "" || (u.Path != "" && u.Path != "/") {
+			errs = append(errs, fmt.Errorf("server: websocket allowed origin %q: want scheme://host[:port] or *", o))
+		}
+	}
+	return errors.Join(errs...)
 }
 
 // RaftTuning overrides hashicorp/raft's snapshot settings. Production keeps
@@ -148,6 +259,9 @@ func (c *Config) Validate() error {
 		if err := hraft.ValidateConfig(conf); err != nil {
 			errs = append(errs, fmt.Errorf("server: raft tuning: %w", err))
 		}
+	}
+	if err := c.WebSocket.Validate(); err != nil {
+		errs = append(errs, err)
 	}
 	return errors.Join(errs...)
 }

@@ -13,8 +13,9 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
 
-// startHTTP serves /metrics, /healthz (the process is up) and /readyz (the
-// controller has a leader and every replica assigned here is open).
+// startHTTP serves /metrics, /healthz (the process is up), /readyz (the
+// controller has a leader and every replica assigned here is open) and the
+// WebSocket gateway at /v1/ws.
 func (n *Node) startHTTP() error {
 	reg := n.registry
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
@@ -40,6 +41,9 @@ func (n *Node) startHTTP() error {
 	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
 	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
 	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	// The WebSocket gateway (ws_gateway.go): a client port, beside the
+	// operations endpoints.
+	mux.Handle(wsPath, newWSGateway(n))
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) {
 		fmt.Fprintln(w, "ok")
 	})

@@ -36,13 +36,44 @@ type nodeMetrics struct {
 	subscribeEvents     *prometheus.CounterVec
 	subscribeReads      *prometheus.CounterVec
 	subscribeHeartbeats prometheus.Counter
+	// WebSocket gateway (ws_gateway.go).
+	wsConnections prometheus.Gauge
+	wsMessages    *prometheus.CounterVec
+	wsCloses      *prometheus.CounterVec
+	wsQueueBytes  prometheus.Gauge
+	wsQueueDrops  *prometheus.CounterVec
+	wsRefused     *prometheus.CounterVec
 }
 
 func newNodeMetrics() *nodeMetrics {
 	return &nodeMetrics{
+		wsConnections: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "herald_ws_connections_open",
+			Help: "WebSocket connections open on this node.",
+		}),
+		wsMessages: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "herald_ws_messages_total",
+			Help: "WebSocket frames by direction (in: from clients, out: to clients) and type (invalid: a client frame that is not JSON of a known type).",
+		}, []string{"direction", "type"}),
+		wsCloses: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "herald_ws_closes_total",
+			Help: "WebSocket connections ended, by close code (1006: the socket broke or went silent; 4008: slow consumer).",
+		}, []string{"code"}),
+		wsQueueBytes: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "herald_ws_send_queue_bytes",
+			Help: "Bytes waiting in the send queues of this node's WebSocket connections.",
+		}),
+		wsQueueDrops: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "herald_ws_send_queue_drops_total",
+			Help: "WebSocket frames not sent: heartbeats skipped while a send queue was full (heartbeat), frames discarded when a slow consumer was closed (slow_consumer).",
+		}, []string{"reason"}),
+		wsRefused: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "herald_ws_handshakes_refused_total",
+			Help: "WebSocket upgrades refused, by reason (origin: not an allowed origin; handshake: not a valid WebSocket request; stopping: the node is stopping).",
+		}, []string{"reason"}),
 		subscriptions: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "herald_subscriptions_active",
-			Help: "Subscribe streams being served by this node.",
+			Help: "Subscriptions being served by this node (gRPC Subscribe streams and WebSocket subscriptions).",
 		}),
 		subscribeEvents: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "herald_subscribe_events_total",
@@ -136,7 +167,8 @@ func (m *nodeMetrics) collectors() []prometheus.Collector {
 	return []prometheus.Collector{m.rpcs, m.rpcSeconds, m.producedEvents, m.fetchedEvents, m.forwarded,
 		m.retainedTrims, m.retainedRecords, m.duplicates, m.logRebuilds, m.rejoins, m.rejoining, m.reconciles, m.groupsRemoved, m.refusedStarting, m.fetchBehind, m.fetchCatchUps,
 		m.contractRechecks, m.contractFences,
-		m.subscriptions, m.subscribeEvents, m.subscribeReads, m.subscribeHeartbeats}
+		m.subscriptions, m.subscribeEvents, m.subscribeReads, m.subscribeHeartbeats,
+		m.wsConnections, m.wsMessages, m.wsCloses, m.wsQueueBytes, m.wsQueueDrops, m.wsRefused}
 }
 
 // unaryInterceptor records request counts and latency. It runs outside

@@ -17,6 +17,7 @@ func newServeCommand() *cobra.Command {
 		cfg                 server.Config
 		peers               string
 		dialVia             string
+		wsOrigins           string
 		logFormat, logLevel string
 	)
 	cmd := &cobra.Command{
@@ -46,6 +47,11 @@ state are not affected. See docs/operations.md.`,
 			if cfg.DialVia, err = server.ParsePeers(dialVia); err != nil {
 				return usageError{fmt.Errorf("--dial-via: %w", err)}
 			}
+			for _, o := range strings.Split(wsOrigins, ",") {
+				if o = strings.TrimSpace(o); o != "" {
+					cfg.WebSocket.AllowedOrigins = append(cfg.WebSocket.AllowedOrigins, o)
+				}
+			}
 			cfg.Logger = logger
 			if err := cfg.Validate(); err != nil {
 				return usageError{err}
@@ -57,7 +63,7 @@ state are not affected. See docs/operations.md.`,
 	f.StringVar(&cfg.NodeID, "id", "", "node id, e.g. n1 (required)")
 	f.StringVar(&cfg.DataDir, "data", "", "data directory (required)")
 	f.StringVar(&cfg.GRPCAddr, "grpc", "", "gRPC listen and advertised address, host:port (required)")
-	f.StringVar(&cfg.HTTPAddr, "http", "", "HTTP address for /metrics and health, host:port (required)")
+	f.StringVar(&cfg.HTTPAddr, "http", "", "HTTP address for /metrics, health and the WebSocket gateway (/v1/ws), host:port (required)")
 	f.StringVar(&peers, "peers", "", "initial nodes: n1=host:port,n2=host:port,...")
 	f.BoolVar(&cfg.Rejoin, "rejoin", false, "this node's data directory was wiped: rejoin every group without state from its peers, never bootstrap it")
 	f.StringVar(&dialVia, "dial-via", "", "fault injection: dial peer ADDR through PROXY instead, as ADDR=PROXY,...")
@@ -65,6 +71,12 @@ state are not affected. See docs/operations.md.`,
 	f.Uint64Var(&cfg.Raft.SnapshotThreshold, "raft-snapshot-threshold", 0, "entries past the last snapshot that make a group snapshot (0: the default, 8192)")
 	f.DurationVar(&cfg.Raft.SnapshotInterval, "raft-snapshot-interval", 0, "how often a group checks --raft-snapshot-threshold (0: the default, 120s)")
 	f.Uint64Var(&cfg.Raft.TrailingLogs, "raft-trailing-logs", 0, "entries a snapshot leaves in the log for lagging followers (0: the default, 10240)")
+	f.StringVar(&wsOrigins, "ws-allowed-origins", "", "browser origins allowed on the WebSocket gateway besides the node's own, as scheme://host[:port],... or * for any (default: same origin only; clients without an Origin header are always allowed)")
+	f.IntVar(&cfg.WebSocket.SendQueueFramesMax, "ws-send-queue-frames", 0, "frames a WebSocket connection may have waiting to be written (0: the default, 256)")
+	f.IntVar(&cfg.WebSocket.SendQueueBytesMax, "ws-send-queue-bytes", 0, "bytes a WebSocket connection may have waiting to be written (0: the default, 4 MiB)")
+	f.DurationVar(&cfg.WebSocket.SlowConsumerTimeout, "ws-slow-consumer-timeout", 0, "how long a WebSocket client's full send queue may go unread before it is closed with 4008 (0: the default, 10s)")
+	f.Int64Var(&cfg.WebSocket.ReadBytesMax, "ws-read-bytes-max", 0, "largest WebSocket frame a client may send; larger closes the connection with 1009 (0: the default, 4 MiB)")
+	f.IntVar(&cfg.WebSocket.SocketSendBufferBytes, "ws-socket-send-buffer", 0, "fix each WebSocket connection's socket send buffer to this many bytes (0: the kernel's autotuning)")
 	f.StringVar(&logFormat, "log-format", "text", "log format: text or json")
 	f.StringVar(&logLevel, "log-level", "info", "log level: debug, info, warn or error")
 	return cmd

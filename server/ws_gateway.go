@@ -1,0 +1,541 @@
+package server
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/gorilla/websocket"
+
+	"github.com/heraldlog/herald/client/heraldpb"
+	"github.com/heraldlog/herald/client/wire"
+)
+
+// wsPath is where each node serves the gateway on its HTTP port.
+const wsPath = "/v1/ws"
+
+const (
+	// wsCloseGrace is how long a closing connection waits for the
+	// client's close frame (and, when the node stops, for a write in
+	// progress) before dropping the socket.
+	wsCloseGrace = time.Second
+	// wsPublishTimeout bounds one publish, as a gRPC client's deadline
+	// would.
+	wsPublishTimeout = 30 * time.Second
+	// wsFrameBytesMin is the smallest page a subscription reads for one
+	// events frame, whatever the send queue's byte bound.
+	wsFrameBytesMin = 16 << 10
+)
+
+// wsGateway serves the WebSocket protocol (docs/protocol.md, "WebSocket")
+// at /v1/ws: JSON frames over one connection carrying many subscriptions
+// (the engine of subscribe_core.go, with its own JSON tail per replica)
+// and publishes (the gRPC Produce path, forwarding included).
+//
+// Each connection is served by the HTTP handler's goroutine (reading
+// frames), one writer goroutine, one goroutine per subscription and one
+// per publish in flight (at most PublishesInflightMax); the handler owns
+// the others and returns after all of them have ended. Every one of them
+// ends when the connection's context is cancelled: the client goes, the
+// node stops (n.ctx), or the server closes it (slow consumer).
+type wsGateway struct {
+	n        *Node
+	cfg      WebSocketConfig
+	upgrader websocket.Upgrader
+	conns    atomic.Uint64 // connection ids, for the logs
+}
+
+func newWSGateway(n *Node) *wsGateway {
+	cfg := n.cfg.WebSocket
+	cfg.EnsureDefaults()
+	g := &wsGateway{n: n, cfg: cfg}
+	g.upgrader = websocket.Upgrader{
+		HandshakeTimeout: 10 * time.Second,
+		ReadBufferSize:   4 << 10,
+		WriteBufferSize:  4 << 10,
+		// ServeHTTP checks the origin (originAllowed) before upgrading.
+		CheckOrigin: func(*http.Request) bool { return true },
+	}
+	return g
+}
+
+// originAllowed allows a request without an Origin header (not a
+// browser), one from the node's own origin (same host and port as the
+// request), and the configured origins ("*": any). Others are refused
+// with 403 before the upgrade.
+func (g *wsGateway) originAllowed(r *http.Request) bool {
+	origin := r.Header.Get("Origin")
+	if origin == "" {
+		return true
+	}
+	for _, o := range g.cfg.AllowedOrigins {
+		if o == "*" || strings.EqualFold(strings.TrimSuffix(o, "/"), origin) {
+			return true
+		}
+	}
+	if u, err := url.Parse(origin); err == nil && strings.EqualFold(u.Host, r.Host) {
+		return true
+	}
+	return false
+}
+
+func (g *wsGateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	n := g.n
+	select {
+	case <-n.stop:
+		n.metrics.wsRefused.WithLabelValues("stopping").Inc()
+		http.Error(w, "node stopping", http.StatusServiceUnavailable)
+		return
+	default:
+	}
+	if !g.originAllowed(r) {
+		n.metrics.wsRefused.WithLabelValues("origin").Inc()
+		n.logger.Info("websocket: origin refused", "origin", r.Header.Get("Origin"), "remote", r.RemoteAddr)
+		http.Error(w, "websocket: origin not allowed", http.StatusForbidden)
+		return
+	}
+	// The node waits for the connection when it closes: added before the
+	// upgrade, while http.Server.Shutdown still tracks the request.
+	n.wg.Add(1)
+	defer n.wg.Done()
+	conn, err := g.upgrader.Upgrade(w, r, nil)
+	if err != nil {
+		n.metrics.wsRefused.WithLabelValues("handshake").Inc()
+		return // the upgrader answered the request
+	}
+	if tc, ok := conn.NetConn().(*net.TCPConn); ok && g.cfg.SocketSendBufferBytes > 0 {
+		if err := tc.SetWriteBuffer(g.cfg.SocketSendBufferBytes); err != nil {
+			n.logger.Warn("websocket: cannot set the socket send buffer", "err", err)
+		}
+	}
+	c := newWSConn(g, conn, r)
+	c.serve()
+}
+
+// wsCloseCause is why a connection ended: the close code (sent to the
+// client when send is set; 1006 when the socket broke) and a reason.
+type wsCloseCause struct {
+	code   int
+	reason string
+	send   bool
+}
+
+func (e *wsCloseCause) Error() string {
+	return fmt.Sprintf("websocket closed (%d): %s", e.code, e.reason)
+}
+
+// errWSUnsubscribed ends a subscription the client unsubscribed.
+var errWSUnsubscribed = errors.New("server: unsubscribed")
+
+// wsConn is one client connection.
+type wsConn struct {
+	g      *wsGateway
+	n      *Node
+	cfg    *WebSocketConfig
+	conn   *websocket.Conn
+	logger *slog.Logger
+	opened time.Time
+
+	// ctx ends with the connection; its cause is a *wsCloseCause.
+	ctx       context.Context
+	cancel    context.CancelCauseFunc
+	closeOnce sync.Once
+
+	queue *wsSendQueue
+	// publishes is a semaphore of the publishes in flight.
+	publishes chan struct{}
+	// wg counts the subscription and publish goroutines.
+	wg sync.WaitGroup
+	// readerDone is closed when the handler stops reading.
+	readerDone chan struct{}
+
+	mu struct {
+		sync.Mutex
+		subs map[string]*wsSub
+	}
+}
+
+// wsSub is a running subscription of a connection.
+type wsSub struct {
+	cancel context.CancelCauseFunc
+}
+
+func newWSConn(g *wsGateway, conn *websocket.Conn, r *http.Request) *wsConn {
+	c := &wsConn{g: g, n: g.n, cfg: &g.cfg, conn: conn, opened: time.Now(),
+		queue:      newWSSendQueue(g.cfg.SendQueueFramesMax, g.cfg.SendQueueBytesMax, g.n.metrics.wsQueueBytes),
+		publishes:  make(chan struct{}, g.cfg.PublishesInflightMax),
+		readerDone: make(chan struct{})}
+	c.logger = g.n.logger.With("ws_conn", g.conns.Add(1), "remote", r.RemoteAddr)
+	c.ctx, c.cancel = context.WithCancelCause(context.Background())
+	c.mu.subs = make(map[string]*wsSub)
+	return c
+}
+
+// serve runs the connection until it ends, then waits for everything it
+// started.
+func (c *wsConn) serve() {
+	m := c.n.metrics
+	m.wsConnections.Inc()
+	c.logger.Info("websocket: open")
+	// The node stopping closes the connection at once, whatever its
+	// goroutines are blocked on (n.ctx is cancelled with n.stop).
+	stopWatch := context.AfterFunc(c.n.ctx, func() {
+		c.closeWith(&wsCloseCause{code: websocket.CloseGoingAway, reason: "node stopping", send: true})
+	})
+	defer stopWatch()
+	writerDone := make(chan struct{})
+	go func() {
+		defer close(writerDone)
+		c.writeLoop()
+	}()
+	c.readLoop()
+	close(c.readerDone)
+	c.closeWith(&wsCloseCause{code: websocket.CloseAbnormalClosure, reason: "reader stopped"})
+	c.wg.Wait()
+	<-writerDone
+	c.queue.close()
+	cause := c.closeCause()
+	m.wsConnections.Dec()
+	m.wsCloses.WithLabelValues(strconv.Itoa(cause.code)).Inc()
+	c.logger.Info("websocket: close", "code", cause.code, "reason", cause.reason,
+		"duration", time.Since(c.opened).Round(time.Millisecond))
+}
+
+// closeWith ends the connection with cause (the first cause wins).
+func (c *wsConn) closeWith(cause *wsCloseCause) {
+	c.closeOnce.Do(func() {
+		c.cancel(cause)
+		switch cause.code {
+		case wsCloseSlowConsumer:
+			// What is queued will not be sent: free it now. The writer
+			// may still be blocked on the socket; the close frame follows
+			// if the client reads again within the write timeout.
+			dropped := c.queue.close()
+			c.n.metrics.wsQueueDrops.WithLabelValues("slow_consumer").Add(float64(dropped + 1))
+		case websocket.CloseGoingAway:
+			// The node is stopping: a write blocked on a client that does
+			// not read must not hold it up past the grace.
+			_ = c.conn.NetConn().SetWriteDeadline(time.Now().Add(wsCloseGrace))
+		}
+	})
+}
+
+func (c *wsConn) closeCause() *wsCloseCause {
+	var cause *wsCloseCause
+	if errors.As(context.Cause(c.ctx), &cause) {
+		return cause
+	}
+	return &wsCloseCause{code: websocket.CloseAbnormalClosure, reason: "unknown"}
+}
+
+// readLoop reads and handles the client's frames until the connection
+// ends.
+func (c *wsConn) readLoop() {
+	c.conn.SetReadLimit(c.cfg.ReadBytesMax)
+	extend := func() { _ = c.conn.SetReadDeadline(time.Now().Add(c.cfg.PongTimeout)) }
+	extend()
+	c.conn.SetPongHandler(func(string) error { extend(); return nil })
+	for {
+		typ, data, err := c.conn.ReadMessage()
+		if err != nil {
+			c.closeWith(wsReadCloseCause(err, c.cfg.ReadBytesMax, c.cfg.PongTimeout))
+			if errors.Is(err, websocket.ErrReadLimit) {
+				// Read the rest of the oversized frame (a bounded amount,
+				// for the grace at most): closing a socket with unread data
+				// resets it, and the client would lose the 1009 close
+				// frame the library has sent.
+				_ = c.conn.NetConn().SetReadDeadline(time.Now().Add(wsCloseGrace))
+				_, _ = io.CopyN(io.Discard, c.conn.NetConn(), 2*c.cfg.ReadBytesMax)
+			}
+			return
+		}
+		extend()
+		if typ != websocket.TextMessage {
+			c.n.metrics.wsMessages.WithLabelValues("in", "invalid").Inc()
+			c.sendError(wsErrorOf("", "frame", wire.InvalidArgument("frame", "binary frames are not accepted: send JSON in text frames")))
+			continue
+		}
+		c.handle(data)
+		if c.ctx.Err() != nil {
+			return
+		}
+	}
+}
+
+// wsReadCloseCause classifies the error that ended the reader.
+func wsReadCloseCause(err error, readBytesMax int64, pongTimeout time.Duration) *wsCloseCause {
+	var ce *websocket.CloseError
+	var ne net.Error
+	switch {
+	case errors.Is(err, websocket.ErrReadLimit):
+		// The library has sent 1009 already.
+		return &wsCloseCause{code: websocket.CloseMessageTooBig, reason: fmt.Sprintf("frame above the read limit of %d bytes", readBytesMax)}
+	case errors.As(err, &ce):
+		// The library has answered the client's close frame.
+		return &wsCloseCause{code: ce.Code, reason: "client closed: " + ce.Text}
+	case errors.As(err, &ne) && ne.Timeout():
+		return &wsCloseCause{code: websocket.CloseAbnormalClosure, reason: fmt.Sprintf("nothing from the client for %s", pongTimeout)}
+	}
+	return &wsCloseCause{code: websocket.CloseAbnormalClosure, reason: "read: " + err.Error()}
+}
+
+// writeLoop writes queued frames and pings until the connection ends,
+// then closes it: the close frame when the cause sends one, the client's
+// answer awaited for a moment, the socket.
+func (c *wsConn) writeLoop() {
+	ping := time.NewTicker(c.cfg.PingInterval)
+	defer ping.Stop()
+	for c.ctx.Err() == nil {
+		select {
+		case <-c.queue.ready:
+			for c.ctx.Err() == nil {
+				f, ok := c.queue.take()
+				if !ok {
+					break
+				}
+				_ = c.conn.SetWriteDeadline(time.Now().Add(c.cfg.WriteTimeout))
+				if err := c.conn.WriteMessage(websocket.TextMessage, f.data); err != nil {
+					c.closeWith(&wsCloseCause{code: websocket.CloseAbnormalClosure, reason: "write: " + err.Error()})
+					break
+				}
+				c.n.metrics.wsMessages.WithLabelValues("out", f.typ).Inc()
+			}
+		case <-ping.C:
+			if err := c.conn.WriteControl(websocket.PingMessage, nil, time.Now().Add(c.cfg.WriteTimeout)); err != nil {
+				c.closeWith(&wsCloseCause{code: websocket.CloseAbnormalClosure, reason: "ping: " + err.Error()})
+			}
+		case <-c.ctx.Done():
+		}
+	}
+	if cause := c.closeCause(); cause.send {
+		_ = c.conn.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(cause.code, cause.reason),
+			time.Now().Add(wsCloseGrace))
+		timer := time.NewTimer(wsCloseGrace)
+		select {
+		case <-c.readerDone:
+		case <-timer.C:
+		}
+		timer.Stop()
+	}
+	_ = c.conn.Close()
+}
+
+// send queues one frame of type typ, waiting for room as long as the
+// client reads; a client that does not is closed as a slow consumer.
+func (c *wsConn) send(ctx context.Context, typ string, data []byte) error {
+	err := c.queue.put(ctx, wsFrame{typ: typ, data: data}, c.cfg.SlowConsumerTimeout)
+	if errors.Is(err, errWSSlowConsumer) {
+		c.closeWith(&wsCloseCause{code: wsCloseSlowConsumer, send: true,
+			reason: fmt.Sprintf("slow consumer: send queue full for %s", c.cfg.SlowConsumerTimeout)})
+	}
+	return err
+}
+
+func (c *wsConn) sendJSON(ctx context.Context, typ string, v any) error {
+	data, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	return c.send(ctx, typ, data)
+}
+
+func (c *wsConn) sendError(e *wsError) {
+	_ = c.sendJSON(c.ctx, wsTypeError, e)
+}
+
+// handle acts on one client frame. A bad frame is answered with an error
+// frame; the connection and its other subscriptions go on.
+func (c *wsConn) handle(data []byte) {
+	msg, err := wsParse(data)
+	typ := msg.Type
+	switch typ {
+	case wsTypeSubscribe, wsTypeUnsubscribe, wsTypePublish:
+	default:
+		typ = "invalid"
+	}
+	c.n.metrics.wsMessages.WithLabelValues("in", typ).Inc()
+	if err != nil {
+		forType := typ
+		if forType == "invalid" {
+			forType = "frame"
+		}
+		c.sendError(wsErrorOf(msg.ID, forType, err))
+		return
+	}
+	switch msg.Type {
+	case wsTypeSubscribe:
+		c.subscribe(msg)
+	case wsTypeUnsubscribe:
+		c.unsubscribe(msg)
+	case wsTypePublish:
+		c.publish(msg)
+	}
+}
+
+func (c *wsConn) subscribe(msg *wsClientMessage) {
+	start, err := msg.subscribeStart()
+	if err != nil {
+		c.sendError(wsErrorOf(msg.ID, wsTypeSubscribe, err))
+		return
+	}
+	c.mu.Lock()
+	if _, dup := c.mu.subs[msg.ID]; dup {
+		c.mu.Unlock()
+		c.sendError(wsErrorOf(msg.ID, wsTypeSubscribe, wire.InvalidArgument("id",
+			"subscription id %q is in use on this connection (the running subscription goes on)", msg.ID)))
+		return
+	}
+	if len(c.mu.subs) >= c.cfg.SubscriptionsMax {
+		c.mu.Unlock()
+		c.sendError(wsErrorOf(msg.ID, wsTypeSubscribe, wire.InvalidArgument("id",
+			"a connection holds at most %d subscriptions", c.cfg.SubscriptionsMax)))
+		return
+	}
+	ctx, cancel := context.WithCancelCause(c.ctx)
+	sub := &wsSub{cancel: cancel}
+	c.mu.subs[msg.ID] = sub
+	c.mu.Unlock()
+	c.wg.Add(1)
+	go c.runSubscription(ctx, msg.ID, sub, start)
+}
+
+// runSubscription opens and serves one subscription until it ends, then
+// says why: unsubscribed, or an error frame (unless the connection is
+// closing).
+func (c *wsConn) runSubscription(ctx context.Context, id string, sub *wsSub, start *heraldpb.SubscribeStart) {
+	defer c.wg.Done()
+	defer sub.cancel(nil)
+	var pos *wsPosition
+	err := func() error {
+		s, err := c.n.openSubscription(ctx, start, tailJSON)
+		if err != nil {
+			return err
+		}
+		defer s.close()
+		pos = &wsPosition{ID: id, Topic: s.topic, Partition: s.index, Epoch: s.epoch}
+		sink := &wsSubscribeSink{c: c, ctx: ctx, s: s, id: id}
+		subscribed := *pos
+		subscribed.Type, subscribed.NextOffset = wsTypeSubscribed, s.next
+		subscribed.HighWatermark, subscribed.LowWatermark = s.r.HighWatermark(), s.r.LowWatermark()
+		if err := c.sendJSON(ctx, wsTypeSubscribed, &subscribed); err != nil {
+			return err
+		}
+		err = s.run(ctx, sink)
+		pos.NextOffset = s.next
+		pos.HighWatermark, pos.LowWatermark = s.r.HighWatermark(), s.r.LowWatermark()
+		return err
+	}()
+	// Free the id before saying so, so that the client may reuse it at once.
+	c.mu.Lock()
+	if c.mu.subs[id] == sub {
+		delete(c.mu.subs, id)
+	}
+	c.mu.Unlock()
+	switch {
+	case c.ctx.Err() != nil:
+		// The connection is closing; its close code says why.
+	case errors.Is(context.Cause(ctx), errWSUnsubscribed):
+		// Unsubscribed, whatever the engine made of its cancelled context.
+		if pos == nil {
+			pos = &wsPosition{ID: id}
+		}
+		pos.Type = wsTypeUnsubscribed
+		_ = c.sendJSON(c.ctx, wsTypeUnsubscribed, pos)
+	default:
+		e := wsErrorOf(id, wsTypeSubscribe, err)
+		e.Ended = true
+		c.sendError(e)
+	}
+}
+
+func (c *wsConn) unsubscribe(msg *wsClientMessage) {
+	c.mu.Lock()
+	sub, ok := c.mu.subs[msg.ID]
+	c.mu.Unlock()
+	if !ok {
+		c.sendError(wsErrorOf(msg.ID, wsTypeUnsubscribe, wire.InvalidArgument("id", "no subscription %q on this connection", msg.ID)))
+		return
+	}
+	sub.cancel(errWSUnsubscribed)
+}
+
+// publish produces one event through the node's Produce (validation,
+// contract, forwarding to the partition leader) and answers ack or error.
+// The reader waits while PublishesInflightMax publishes are unanswered.
+func (c *wsConn) publish(msg *wsClientMessage) {
+	if msg.Topic == "" {
+		c.sendError(wsErrorOf(msg.ID, wsTypePublish, wire.InvalidArgument("topic", "publish needs a topic")))
+		return
+	}
+	select {
+	case c.publishes <- struct{}{}:
+	case <-c.ctx.Done():
+		return
+	}
+	c.wg.Add(1)
+	go func() {
+		defer c.wg.Done()
+		defer func() { <-c.publishes }()
+		ctx, cancel := context.WithTimeout(c.ctx, wsPublishTimeout)
+		defer cancel()
+		resp, err := (&heraldService{node: c.n}).Produce(ctx, &heraldpb.ProduceRequest{Topic: msg.Topic,
+			Events: []*heraldpb.Event{msg.event()}})
+		if err != nil {
+			if c.ctx.Err() == nil {
+				c.sendError(wsErrorOf(msg.ID, wsTypePublish, err))
+			}
+			return
+		}
+		r := resp.GetResults()[0]
+		_ = c.sendJSON(c.ctx, wsTypeAck, &wsAck{Type: wsTypeAck, ID: msg.ID, Partition: r.GetPartition(),
+			Offset: r.GetOffset(), Sequence: r.GetSequence(), EventID: r.GetEventId(), Duplicate: r.GetDuplicate()})
+	}()
+}
+
+// wsSubscribeSink sends a subscription's batches as events frames into
+// the connection's send queue: the queue is its credit (a subscription
+// waits while the queue is full, and the connection is closed if the
+// client stops reading).
+type wsSubscribeSink struct {
+	c   *wsConn
+	ctx context.Context
+	s   *subscription
+	id  string
+}
+
+func (w *wsSubscribeSink) room() (int64, int64) {
+	return subscribeBatchEventsMax, int64(max(w.c.cfg.SendQueueBytesMax/4, wsFrameBytesMin))
+}
+
+func (w *wsSubscribeSink) wake() <-chan struct{} { return nil }
+
+func (w *wsSubscribeSink) sendEvents(b *subscribeBatch) error {
+	return w.c.send(w.ctx, wsTypeEvents, wsEventsFrame(w.id, w.s.index, w.s.epoch, b))
+}
+
+// sendHeartbeat drops the heartbeat when the queue is full: the client
+// has frames to read already.
+func (w *wsSubscribeSink) sendHeartbeat(next, high, low uint64) error {
+	data, err := json.Marshal(&wsPosition{Type: wsTypeHeartbeat, ID: w.id, Partition: w.s.index, Epoch: w.s.epoch,
+		NextOffset: next, HighWatermark: high, LowWatermark: low})
+	if err != nil {
+		return err
+	}
+	err = w.c.queue.put(w.ctx, wsFrame{typ: wsTypeHeartbeat, data: data}, 0)
+	if errors.Is(err, errWSQueueFull) {
+		w.c.n.metrics.wsQueueDrops.WithLabelValues("heartbeat").Inc()
+		return nil
+	}
+	return err
+}
