@@ -120,7 +120,7 @@ func TestBrowserSubscriberSurvivesNodeKill(t *testing.T) {
 	browser, cancelBrowser := chromedp.NewContext(alloc, chromedp.WithLogf(t.Logf))
 	defer cancelBrowser()
 	q := url.Values{"nodes": {strings.Join(sockets, ",")}, "topic": {"live"}, "partition": {"0"}}
-	if err := chromedp.Run(browser, chromedp.Navigate(origin+"/index.html?"+q.Encode())); err != nil {
+	if _, err := chromedp.Run(browser, chromedp.Navigate(origin+"/index.html?"+q.Encode())); err != nil {
 		t.Fatal(err)
 	}
 
@@ -134,10 +134,10 @@ func TestBrowserSubscriberSurvivesNodeKill(t *testing.T) {
 	}
 	read := func() pageState {
 		t.Helper()
-		var s pageState
 		js := `({node: herald.node, connects: herald.connects, shown: herald.shown, errors: herald.errors,
 			problems: herald.problems, dom: [...document.querySelectorAll("#events li")].map(li => li.textContent)})`
-		if err := chromedp.Run(browser, chromedp.Evaluate(js, &s)); err != nil {
+		s, err := chromedp.Run(browser, chromedp.Evaluate[pageState](js))
+		if err != nil {
 			t.Fatalf("read the page: %v", err)
 		}
 		return s
