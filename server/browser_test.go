@@ -96,7 +96,8 @@ func TestBrowserSubscriberSurvivesNodeKill(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer cl.Close()
-	if _, err := cl.CreateTopic(ctx, &heraldpb.TopicConfig{Name: "live", Partitions: 1, ReplicationFactor: 3}); err != nil {
+	if _, err := cl.CreateTopic(ctx, &heraldpb.TopicConfig{Name: "live", Partitions: 1, ReplicationFactor: 3,
+		DedupeWindowMs: int64(10 * time.Minute / time.Millisecond)}); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := cl.CreateTenant(ctx, &heraldpb.Tenant{Id: "acme"}); err != nil {
@@ -106,8 +107,19 @@ func TestBrowserSubscriberSurvivesNodeKill(t *testing.T) {
 	produce := func(n int) {
 		t.Helper()
 		for range n {
+			// A call cut by the kill has an unknown outcome: resend it
+			// with the same event id, which the topic's dedupe window
+			// makes safe.
 			text := fmt.Sprintf("event %d ✓", len(produced))
-			if _, err := cl.Produce(ctx, "live", &heraldpb.Event{TenantId: "acme", Payload: []byte(text)}); err != nil {
+			ev := &heraldpb.Event{TenantId: "acme", EventId: fmt.Sprintf("browser-%d", len(produced)), Payload: []byte(text)}
+			var err error
+			for attempt := 0; attempt < 50; attempt++ {
+				if _, err = cl.Produce(ctx, "live", ev); err == nil {
+					break
+				}
+				time.Sleep(200 * time.Millisecond)
+			}
+			if err != nil {
 				t.Fatalf("produce %q: %v", text, err)
 			}
 			produced = append(produced, text)
