@@ -3,6 +3,7 @@ package main
 import (
 	"errors"
 	"fmt"
+	"os"
 	"strings"
 
 	"github.com/spf13/cobra"
@@ -90,6 +91,63 @@ and the summary goes to stderr.`,
 			},
 		})
 	}
+	cmd.AddCommand(newBenchWSCmd())
+	return cmd
+}
+
+// newBenchWSCmd is `herald bench ws`, measured like the Centrifugo anchor.
+func newBenchWSCmd() *cobra.Command {
+	o := bench.DefaultWSOptions()
+	var asJSON bool
+	cmd := &cobra.Command{
+		Use:   "ws",
+		Short: "WebSocket gateway: --connections to one node, broadcast and own-stream delivery, memory per connection",
+		Long: `Start a local three-node cluster and open --connections WebSocket
+connections to node n1's /v1/ws, each subscribed to a stream of its own (its
+tenant on a shared topic) and to one stream all connections share; then
+report the node's memory per connection (RSS, and live heap+stack after a
+forced GC, minus a baseline), a broadcast phase (--broadcast-rate events/s to
+the shared stream, each delivered to every connection) and an own-stream
+phase (--own-rate events/s round-robin over the connections' tenants), with
+delivery counts and send-to-receive latency. The same measurements as
+../shared/anchors/centrifugo (run.sh) makes of Centrifugo; the open-file limit
+(ulimit -n) must exceed --connections plus a few hundred.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := o.Validate(); err != nil {
+				return usageError{err}
+			}
+			exe, err := os.Executable()
+			if err != nil {
+				return err
+			}
+			res, err := bench.RunWS(cmd.Context(), exe, o, cmd.ErrOrStderr())
+			if res != nil {
+				out := cmd.OutOrStdout()
+				if asJSON {
+					_ = res.WriteSummary(cmd.ErrOrStderr())
+					if jerr := res.WriteJSON(out); jerr != nil {
+						return jerr
+					}
+				} else if werr := res.WriteSummary(out); werr != nil {
+					return werr
+				}
+			}
+			return err
+		},
+	}
+	f := cmd.Flags()
+	f.IntVar(&o.Connections, "connections", o.Connections, "WebSocket connections to node n1")
+	f.IntVar(&o.DialConcurrency, "dial-concurrency", o.DialConcurrency, "dials in flight")
+	f.Float64Var(&o.BroadcastRate, "broadcast-rate", o.BroadcastRate, "events/s to the shared stream")
+	f.DurationVar(&o.BroadcastDuration, "broadcast-duration", o.BroadcastDuration, "length of the broadcast phase (0: skip)")
+	f.Float64Var(&o.OwnRate, "own-rate", o.OwnRate, "events/s to the connections' own streams, in total")
+	f.DurationVar(&o.OwnDuration, "own-duration", o.OwnDuration, "length of the own-stream phase (0: skip)")
+	f.IntVar(&o.Partitions, "partitions", o.Partitions, "partitions of the own streams' topic")
+	f.IntVar(&o.Replication, "replication", o.Replication, "replication factor of both topics")
+	f.DurationVar(&o.Drain, "drain", o.Drain, "longest wait for deliveries after a phase's last publish")
+	f.IntVar(&o.HeartbeatMs, "heartbeat-ms", o.HeartbeatMs, "each subscription's heartbeat interval")
+	f.BoolVar(&asJSON, "json", false, "print one JSON object on the last line of stdout")
 	return cmd
 }
 
