@@ -58,12 +58,15 @@ type wsGateway struct {
 	cfg      WebSocketConfig
 	upgrader websocket.Upgrader
 	conns    atomic.Uint64 // connection ids, for the logs
+	// hub serves the subscriptions that have caught up (ws_hub.go).
+	hub wsHub
 }
 
 func newWSGateway(n *Node) *wsGateway {
 	cfg := n.cfg.WebSocket
 	cfg.EnsureDefaults()
 	g := &wsGateway{n: n, cfg: cfg}
+	g.hub.n = n
 	g.upgrader = websocket.Upgrader{
 		HandshakeTimeout: 10 * time.Second,
 		ReadBufferSize:   1 << 10,
@@ -455,32 +458,54 @@ func (c *wsConn) subscribe(msg *wsClientMessage) {
 	go c.runSubscription(ctx, msg.ID, sub, start)
 }
 
-// runSubscription opens and serves one subscription until it ends, then
-// says why: unsubscribed, or an error frame (unless the connection is
-// closing).
+// runSubscription opens one subscription and serves it (followSubscription);
+// it says why when it cannot open it.
 func (c *wsConn) runSubscription(ctx context.Context, id string, sub *wsSub, start *heraldpb.SubscribeStart) {
+	s, err := c.n.openSubscription(ctx, start, tailJSON)
+	if err != nil {
+		c.endSubscription(ctx, &wsHubSub{c: c, ctx: ctx, id: id, sub: sub}, err)
+		return
+	}
+	hs := &wsHubSub{c: c, ctx: ctx, id: id, sub: sub, s: s,
+		pos:   &wsPosition{ID: id, Topic: s.topic, Partition: s.index, Epoch: s.epoch},
+		plain: s.filter.tenant == "" && !s.filter.hasKey && len(s.filter.headers) == 0 && s.filter.minSeq == 0}
+	subscribed := *hs.pos
+	subscribed.Type, subscribed.NextOffset = wsTypeSubscribed, s.next
+	subscribed.HighWatermark, subscribed.LowWatermark = s.r.HighWatermark(), s.r.LowWatermark()
+	if err := c.sendJSON(ctx, wsTypeSubscribed, &subscribed); err != nil {
+		c.endSubscription(ctx, hs, err)
+		return
+	}
+	c.followSubscription(hs)
+}
+
+// resumeSubscription serves a subscription the hub gave back, in a
+// goroutine of its own (the caller's).
+func (c *wsConn) resumeSubscription(hs *wsHubSub) { c.followSubscription(hs) }
+
+// followSubscription serves hs in this goroutine until it ends, or until
+// it has caught up and the gateway's hub takes it (ws_hub.go).
+func (c *wsConn) followSubscription(hs *wsHubSub) {
+	sink := &wsSubscribeSink{c: c, ctx: hs.ctx, s: hs.s, id: hs.id}
+	err := hs.s.run(hs.ctx, sink, func() bool { return c.g.hub.attach(hs) })
+	if errors.Is(err, errHandedOver) {
+		return
+	}
+	c.endSubscription(hs.ctx, hs, err)
+}
+
+// endSubscription closes an ended subscription and says why: unsubscribed,
+// or an error frame (unless the connection is closing).
+func (c *wsConn) endSubscription(ctx context.Context, hs *wsHubSub, err error) {
 	defer c.wg.Done()
-	defer sub.cancel(nil)
-	var pos *wsPosition
-	err := func() error {
-		s, err := c.n.openSubscription(ctx, start, tailJSON)
-		if err != nil {
-			return err
-		}
-		defer s.close()
-		pos = &wsPosition{ID: id, Topic: s.topic, Partition: s.index, Epoch: s.epoch}
-		sink := &wsSubscribeSink{c: c, ctx: ctx, s: s, id: id}
-		subscribed := *pos
-		subscribed.Type, subscribed.NextOffset = wsTypeSubscribed, s.next
-		subscribed.HighWatermark, subscribed.LowWatermark = s.r.HighWatermark(), s.r.LowWatermark()
-		if err := c.sendJSON(ctx, wsTypeSubscribed, &subscribed); err != nil {
-			return err
-		}
-		err = s.run(ctx, sink)
-		pos.NextOffset = s.next
-		pos.HighWatermark, pos.LowWatermark = s.r.HighWatermark(), s.r.LowWatermark()
-		return err
-	}()
+	defer hs.sub.cancel(nil)
+	pos := hs.pos
+	if hs.s != nil {
+		pos.NextOffset = hs.s.next
+		pos.HighWatermark, pos.LowWatermark = hs.s.r.HighWatermark(), hs.s.r.LowWatermark()
+		hs.s.close()
+	}
+	id, sub := hs.id, hs.sub
 	// Free the id before saying so, so that the client may reuse it at once.
 	c.mu.Lock()
 	if c.mu.subs[id] == sub {
