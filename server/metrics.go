@@ -43,6 +43,9 @@ type nodeMetrics struct {
 	wsQueueBytes  prometheus.Gauge
 	wsQueueDrops  *prometheus.CounterVec
 	wsRefused     *prometheus.CounterVec
+	// wsHubSubscriptions counts the WebSocket subscriptions served by
+	// their tail's hub (caught up, no goroutine of their own).
+	wsHubSubscriptions prometheus.Gauge
 }
 
 func newNodeMetrics() *nodeMetrics {
@@ -67,6 +70,10 @@ func newNodeMetrics() *nodeMetrics {
 			Name: "herald_ws_send_queue_drops_total",
 			Help: "WebSocket frames not sent: heartbeats skipped while a send queue was full (heartbeat), frames discarded when a slow consumer was closed (slow_consumer).",
 		}, []string{"reason"}),
+		wsHubSubscriptions: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "herald_ws_hub_subscriptions",
+			Help: "WebSocket subscriptions at the live edge, served by their tail's hub without a goroutine of their own (the others read their backlog in their own goroutine).",
+		}),
 		wsRefused: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "herald_ws_handshakes_refused_total",
 			Help: "WebSocket upgrades refused, by reason (origin: not an allowed origin; handshake: not a valid WebSocket request; stopping: the node is stopping).",
@@ -168,7 +175,7 @@ func (m *nodeMetrics) collectors() []prometheus.Collector {
 		m.retainedTrims, m.retainedRecords, m.duplicates, m.logRebuilds, m.rejoins, m.rejoining, m.reconciles, m.groupsRemoved, m.refusedStarting, m.fetchBehind, m.fetchCatchUps,
 		m.contractRechecks, m.contractFences,
 		m.subscriptions, m.subscribeEvents, m.subscribeReads, m.subscribeHeartbeats,
-		m.wsConnections, m.wsMessages, m.wsCloses, m.wsQueueBytes, m.wsQueueDrops, m.wsRefused}
+		m.wsConnections, m.wsMessages, m.wsCloses, m.wsQueueBytes, m.wsQueueDrops, m.wsRefused, m.wsHubSubscriptions}
 }
 
 // unaryInterceptor records request counts and latency. It runs outside

@@ -79,7 +79,7 @@ func (s *heraldService) Subscribe(stream heraldpb.Herald_SubscribeServer) error 
 		}
 	}()
 	n.logger.Debug("subscribe: start", "topic", sub.topic, "partition", sub.index, "from", sub.next, "tenant", sub.filter.tenant)
-	return sub.run(ctx, &grpcSubscribeSink{stream: stream, sub: sub, credit: credit})
+	return sub.run(ctx, &grpcSubscribeSink{stream: stream, sub: sub, credit: credit}, nil)
 }
 
 // grpcSubscribeSink sends a subscription as SubscribeResponse messages,

@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync"
 	"time"
@@ -393,11 +394,17 @@ func (s *subscription) step(events, bytes int64) (*subscribeBatch, error) {
 		highWatermark: s.r.HighWatermark(), lowWatermark: s.r.LowWatermark()}, nil
 }
 
+// errHandedOver: run's caller passed the subscription on (idle said so).
+var errHandedOver = errors.New("server: subscription handed over")
+
 // run serves the subscription into sink until ctx ends (it returns
 // context.Cause(ctx)), the node stops, the replica closes under it, a
 // read fails or the sink does. Offset order, no gap, no repeat: the
 // position moves only past what was sent or skipped by the filter.
-func (s *subscription) run(ctx context.Context, sink subscriptionSink) error {
+// When the subscription has caught up (nothing new to read, room to send
+// it) and idle (optional) returns true, run returns errHandedOver: idle
+// has passed the subscription on, and the caller must not touch it.
+func (s *subscription) run(ctx context.Context, sink subscriptionSink, idle func() bool) error {
 	n := s.n
 	timer := time.NewTimer(s.heartbeat)
 	defer timer.Stop()
@@ -410,12 +417,13 @@ func (s *subscription) run(ctx context.Context, sink subscriptionSink) error {
 		}
 		changed := s.r.Changed()
 		wake := sink.wake()
-		sent := false
+		sent, caughtUp := false, false
 		if events, bytes := sink.room(); events > 0 && bytes > 0 {
 			b, err := s.step(events, bytes)
 			if err != nil {
 				return err
 			}
+			caughtUp = b == nil
 			if b != nil {
 				if len(b.entries) > 0 {
 					if err := sink.sendEvents(b); err != nil {
@@ -429,6 +437,9 @@ func (s *subscription) run(ctx context.Context, sink subscriptionSink) error {
 		}
 		if sent {
 			continue
+		}
+		if caughtUp && idle != nil && idle() {
+			return errHandedOver
 		}
 		select {
 		case <-changed:

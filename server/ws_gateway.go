@@ -44,26 +44,34 @@ const (
 // and publishes (the gRPC Produce path, forwarding included).
 //
 // Each connection is served by the HTTP handler's goroutine (reading
-// frames), one writer goroutine, one goroutine per subscription and one
-// per publish in flight (at most PublishesInflightMax); the handler owns
-// the others and returns after all of them have ended. Every one of them
-// ends when the connection's context is cancelled: the client goes, the
-// node stops (n.ctx), or the server closes it (slow consumer).
+// frames), a writer goroutine only while frames wait to be written (an
+// idle connection has none; pings are queued by a timer), one goroutine
+// per subscription and one per publish in flight (at most
+// PublishesInflightMax), and, once the connection's context ends, one that
+// closes it; the handler owns the others and returns after all of them
+// have ended. Every one of them ends when the connection's context is
+// cancelled: the client goes, the node stops (n.ctx), or the server closes
+// it (slow consumer). Write buffers are pooled, held only while a frame is
+// written.
 type wsGateway struct {
 	n        *Node
 	cfg      WebSocketConfig
 	upgrader websocket.Upgrader
 	conns    atomic.Uint64 // connection ids, for the logs
+	// hub serves the subscriptions that have caught up (ws_hub.go).
+	hub wsHub
 }
 
 func newWSGateway(n *Node) *wsGateway {
 	cfg := n.cfg.WebSocket
 	cfg.EnsureDefaults()
 	g := &wsGateway{n: n, cfg: cfg}
+	g.hub.n = n
 	g.upgrader = websocket.Upgrader{
 		HandshakeTimeout: 10 * time.Second,
-		ReadBufferSize:   4 << 10,
+		ReadBufferSize:   1 << 10,
 		WriteBufferSize:  4 << 10,
+		WriteBufferPool:  &sync.Pool{},
 		// ServeHTTP checks the origin (originAllowed) before upgrading.
 		CheckOrigin: func(*http.Request) bool { return true },
 	}
@@ -153,6 +161,12 @@ type wsConn struct {
 	closeOnce sync.Once
 
 	queue *wsSendQueue
+	// writers counts the writer goroutine (at most one runs).
+	writers sync.WaitGroup
+	// ping queues the next ping frame.
+	ping *time.Timer
+	// closed is closed once the socket has been closed.
+	closed chan struct{}
 	// publishes is a semaphore of the publishes in flight.
 	publishes chan struct{}
 	// wg counts the subscription and publish goroutines.
@@ -175,7 +189,7 @@ func newWSConn(g *wsGateway, conn *websocket.Conn, r *http.Request) *wsConn {
 	c := &wsConn{g: g, n: g.n, cfg: &g.cfg, conn: conn, opened: time.Now(),
 		queue:      newWSSendQueue(g.cfg.SendQueueFramesMax, g.cfg.SendQueueBytesMax, g.n.metrics.wsQueueBytes),
 		publishes:  make(chan struct{}, g.cfg.PublishesInflightMax),
-		readerDone: make(chan struct{})}
+		readerDone: make(chan struct{}), closed: make(chan struct{})}
 	c.logger = g.n.logger.With("ws_conn", g.conns.Add(1), "remote", r.RemoteAddr)
 	c.ctx, c.cancel = context.WithCancelCause(context.Background())
 	c.mu.subs = make(map[string]*wsSub)
@@ -194,17 +208,20 @@ func (c *wsConn) serve() {
 		c.closeWith(&wsCloseCause{code: websocket.CloseGoingAway, reason: "node stopping", send: true})
 	})
 	defer stopWatch()
-	writerDone := make(chan struct{})
-	go func() {
-		defer close(writerDone)
-		c.writeLoop()
-	}()
+	// Once the context ends, the socket is closed (after the close frame,
+	// when the cause sends one), which also ends a blocked reader.
+	stopClose := context.AfterFunc(c.ctx, c.closeSocket)
+	c.ping = time.AfterFunc(c.cfg.PingInterval, c.queuePing)
 	c.readLoop()
 	close(c.readerDone)
 	c.closeWith(&wsCloseCause{code: websocket.CloseAbnormalClosure, reason: "reader stopped"})
+	c.ping.Stop()
 	c.wg.Wait()
-	<-writerDone
-	c.queue.close()
+	c.queue.close() // no writer starts after this
+	c.writers.Wait()
+	if !stopClose() {
+		<-c.closed // closeSocket ran, or runs
+	}
 	cause := c.closeCause()
 	m.wsConnections.Dec()
 	m.wsCloses.WithLabelValues(strconv.Itoa(cause.code)).Inc()
@@ -290,37 +307,68 @@ func wsReadCloseCause(err error, readBytesMax int64, pongTimeout time.Duration) 
 	return &wsCloseCause{code: websocket.CloseAbnormalClosure, reason: "read: " + err.Error()}
 }
 
-// writeLoop writes queued frames and pings until the connection ends,
-// then closes it: the close frame when the cause sends one, the client's
-// answer awaited for a moment, the socket.
+// wsTypePing is the queue's name for a ping control frame (in the
+// metrics of frames out).
+const wsTypePing = "ping"
+
+// startWriter starts the writer goroutine (the queue calls it when a
+// frame arrives and none runs).
+func (c *wsConn) startWriter() {
+	c.writers.Add(1)
+	go func() {
+		defer c.writers.Done()
+		c.writeLoop()
+	}()
+}
+
+// writeLoop writes queued frames until the queue is empty or the
+// connection ends.
 func (c *wsConn) writeLoop() {
-	ping := time.NewTicker(c.cfg.PingInterval)
-	defer ping.Stop()
 	for c.ctx.Err() == nil {
-		select {
-		case <-c.queue.ready:
-			for c.ctx.Err() == nil {
-				f, ok := c.queue.take()
-				if !ok {
-					break
-				}
-				_ = c.conn.SetWriteDeadline(time.Now().Add(c.cfg.WriteTimeout))
-				if err := c.conn.WriteMessage(websocket.TextMessage, f.data); err != nil {
-					c.closeWith(&wsCloseCause{code: websocket.CloseAbnormalClosure, reason: "write: " + err.Error()})
-					break
-				}
-				c.n.metrics.wsMessages.WithLabelValues("out", f.typ).Inc()
-			}
-		case <-ping.C:
-			if err := c.conn.WriteControl(websocket.PingMessage, nil, time.Now().Add(c.cfg.WriteTimeout)); err != nil {
-				c.closeWith(&wsCloseCause{code: websocket.CloseAbnormalClosure, reason: "ping: " + err.Error()})
-			}
-		case <-c.ctx.Done():
+		f, ok := c.queue.take()
+		if !ok {
+			return
 		}
+		var err error
+		if f.typ == wsTypePing {
+			err = c.conn.WriteControl(websocket.PingMessage, nil, time.Now().Add(c.cfg.WriteTimeout))
+		} else {
+			_ = c.conn.SetWriteDeadline(time.Now().Add(c.cfg.WriteTimeout))
+			err = c.conn.WriteMessage(websocket.TextMessage, f.data)
+		}
+		if err != nil {
+			c.closeWith(&wsCloseCause{code: websocket.CloseAbnormalClosure, reason: "write " + f.typ + ": " + err.Error()})
+			return
+		}
+		c.n.metrics.wsMessages.WithLabelValues("out", f.typ).Inc()
 	}
+}
+
+// queuePing queues a ping (unless the queue is full: the client has
+// frames to read, and the pong timeout is the reader's) and arms the next.
+func (c *wsConn) queuePing() {
+	if c.ctx.Err() != nil {
+		return
+	}
+	_ = c.queue.put(c.ctx, wsFrame{typ: wsTypePing}, 0, c.startWriter)
+	c.ping.Reset(c.cfg.PingInterval)
+}
+
+// closeSocket closes the connection once its context has ended: the close
+// frame first when the cause sends one, the client's answer awaited for a
+// moment, then the socket. WriteControl may run beside a writer: it waits
+// for a write in progress, for the write timeout at most (a slow consumer
+// that reads again gets its close frame after what it was being sent) or,
+// when the node stops, for the grace.
+func (c *wsConn) closeSocket() {
+	defer close(c.closed)
 	if cause := c.closeCause(); cause.send {
+		wait := c.cfg.WriteTimeout
+		if cause.code == websocket.CloseGoingAway {
+			wait = wsCloseGrace
+		}
 		_ = c.conn.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(cause.code, cause.reason),
-			time.Now().Add(wsCloseGrace))
+			time.Now().Add(wait))
 		timer := time.NewTimer(wsCloseGrace)
 		select {
 		case <-c.readerDone:
@@ -334,7 +382,7 @@ func (c *wsConn) writeLoop() {
 // send queues one frame of type typ, waiting for room as long as the
 // client reads; a client that does not is closed as a slow consumer.
 func (c *wsConn) send(ctx context.Context, typ string, data []byte) error {
-	err := c.queue.put(ctx, wsFrame{typ: typ, data: data}, c.cfg.SlowConsumerTimeout)
+	err := c.queue.put(ctx, wsFrame{typ: typ, data: data}, c.cfg.SlowConsumerTimeout, c.startWriter)
 	if errors.Is(err, errWSSlowConsumer) {
 		c.closeWith(&wsCloseCause{code: wsCloseSlowConsumer, send: true,
 			reason: fmt.Sprintf("slow consumer: send queue full for %s", c.cfg.SlowConsumerTimeout)})
@@ -410,32 +458,54 @@ func (c *wsConn) subscribe(msg *wsClientMessage) {
 	go c.runSubscription(ctx, msg.ID, sub, start)
 }
 
-// runSubscription opens and serves one subscription until it ends, then
-// says why: unsubscribed, or an error frame (unless the connection is
-// closing).
+// runSubscription opens one subscription and serves it (followSubscription);
+// it says why when it cannot open it.
 func (c *wsConn) runSubscription(ctx context.Context, id string, sub *wsSub, start *heraldpb.SubscribeStart) {
+	s, err := c.n.openSubscription(ctx, start, tailJSON)
+	if err != nil {
+		c.endSubscription(ctx, &wsHubSub{c: c, ctx: ctx, id: id, sub: sub}, err)
+		return
+	}
+	hs := &wsHubSub{c: c, ctx: ctx, id: id, sub: sub, s: s,
+		pos:   &wsPosition{ID: id, Topic: s.topic, Partition: s.index, Epoch: s.epoch},
+		plain: s.filter.tenant == "" && !s.filter.hasKey && len(s.filter.headers) == 0 && s.filter.minSeq == 0}
+	subscribed := *hs.pos
+	subscribed.Type, subscribed.NextOffset = wsTypeSubscribed, s.next
+	subscribed.HighWatermark, subscribed.LowWatermark = s.r.HighWatermark(), s.r.LowWatermark()
+	if err := c.sendJSON(ctx, wsTypeSubscribed, &subscribed); err != nil {
+		c.endSubscription(ctx, hs, err)
+		return
+	}
+	c.followSubscription(hs)
+}
+
+// resumeSubscription serves a subscription the hub gave back, in a
+// goroutine of its own (the caller's).
+func (c *wsConn) resumeSubscription(hs *wsHubSub) { c.followSubscription(hs) }
+
+// followSubscription serves hs in this goroutine until it ends, or until
+// it has caught up and the gateway's hub takes it (ws_hub.go).
+func (c *wsConn) followSubscription(hs *wsHubSub) {
+	sink := &wsSubscribeSink{c: c, ctx: hs.ctx, s: hs.s, id: hs.id}
+	err := hs.s.run(hs.ctx, sink, func() bool { return c.g.hub.attach(hs) })
+	if errors.Is(err, errHandedOver) {
+		return
+	}
+	c.endSubscription(hs.ctx, hs, err)
+}
+
+// endSubscription closes an ended subscription and says why: unsubscribed,
+// or an error frame (unless the connection is closing).
+func (c *wsConn) endSubscription(ctx context.Context, hs *wsHubSub, err error) {
 	defer c.wg.Done()
-	defer sub.cancel(nil)
-	var pos *wsPosition
-	err := func() error {
-		s, err := c.n.openSubscription(ctx, start, tailJSON)
-		if err != nil {
-			return err
-		}
-		defer s.close()
-		pos = &wsPosition{ID: id, Topic: s.topic, Partition: s.index, Epoch: s.epoch}
-		sink := &wsSubscribeSink{c: c, ctx: ctx, s: s, id: id}
-		subscribed := *pos
-		subscribed.Type, subscribed.NextOffset = wsTypeSubscribed, s.next
-		subscribed.HighWatermark, subscribed.LowWatermark = s.r.HighWatermark(), s.r.LowWatermark()
-		if err := c.sendJSON(ctx, wsTypeSubscribed, &subscribed); err != nil {
-			return err
-		}
-		err = s.run(ctx, sink)
-		pos.NextOffset = s.next
-		pos.HighWatermark, pos.LowWatermark = s.r.HighWatermark(), s.r.LowWatermark()
-		return err
-	}()
+	defer hs.sub.cancel(nil)
+	pos := hs.pos
+	if hs.s != nil {
+		pos.NextOffset = hs.s.next
+		pos.HighWatermark, pos.LowWatermark = hs.s.r.HighWatermark(), hs.s.r.LowWatermark()
+		hs.s.close()
+	}
+	id, sub := hs.id, hs.sub
 	// Free the id before saying so, so that the client may reuse it at once.
 	c.mu.Lock()
 	if c.mu.subs[id] == sub {
@@ -532,7 +602,7 @@ func (w *wsSubscribeSink) sendHeartbeat(next, high, low uint64) error {
 	if err != nil {
 		return err
 	}
-	err = w.c.queue.put(w.ctx, wsFrame{typ: wsTypeHeartbeat, data: data}, 0)
+	err = w.c.queue.put(w.ctx, wsFrame{typ: wsTypeHeartbeat, data: data}, 0, w.c.startWriter)
 	if errors.Is(err, errWSQueueFull) {
 		w.c.n.metrics.wsQueueDrops.WithLabelValues("heartbeat").Inc()
 		return nil

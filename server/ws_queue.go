@@ -37,29 +37,31 @@ type wsSendQueue struct {
 	// bytesGauge follows the bytes queued (summed over connections).
 	bytesGauge prometheus.Gauge
 
-	// ready holds one pending wake-up of the writer at most.
-	ready chan struct{}
-
 	mu struct {
 		sync.Mutex
 		frames []wsFrame
 		bytes  int
 		closed bool
+		// writing is set while a writer runs: put starts one when it
+		// queues a frame and none runs; take clears it when it finds the
+		// queue empty (both under mu, so no frame is left unwritten).
+		writing bool
 		// room is closed (and replaced) whenever the writer takes a frame.
 		room chan struct{}
 	}
 }
 
 func newWSSendQueue(framesMax, bytesMax int, bytesGauge prometheus.Gauge) *wsSendQueue {
-	q := &wsSendQueue{framesMax: framesMax, bytesMax: bytesMax, bytesGauge: bytesGauge, ready: make(chan struct{}, 1)}
+	q := &wsSendQueue{framesMax: framesMax, bytesMax: bytesMax, bytesGauge: bytesGauge}
 	q.mu.room = make(chan struct{})
 	return q
 }
 
-// put queues f. Without room it returns errWSQueueFull when wait is zero;
+// put queues f and, when no writer runs, calls startWriter (which must
+// start one, without blocking or touching the queue). Without room it returns errWSQueueFull when wait is zero;
 // otherwise it waits until the writer makes room, returning
 // errWSSlowConsumer if the writer takes nothing for wait, or ctx's cause.
-func (q *wsSendQueue) put(ctx context.Context, f wsFrame, wait time.Duration) error {
+func (q *wsSendQueue) put(ctx context.Context, f wsFrame, wait time.Duration, startWriter func()) error {
 	var timer *time.Timer
 	for {
 		q.mu.Lock()
@@ -71,12 +73,13 @@ func (q *wsSendQueue) put(ctx context.Context, f wsFrame, wait time.Duration) er
 		if n == 0 || (n < q.framesMax && q.mu.bytes+len(f.data) <= q.bytesMax) {
 			q.mu.frames = append(q.mu.frames, f)
 			q.mu.bytes += len(f.data)
+			if !q.mu.writing {
+				// Under mu: once close has returned, no writer starts.
+				q.mu.writing = true
+				startWriter()
+			}
 			q.mu.Unlock()
 			q.bytesGauge.Add(float64(len(f.data)))
-			select {
-			case q.ready <- struct{}{}:
-			default:
-			}
 			return nil
 		}
 		room := q.mu.room
@@ -100,17 +103,22 @@ func (q *wsSendQueue) put(ctx context.Context, f wsFrame, wait time.Duration) er
 	}
 }
 
-// take removes the oldest frame; ok is false when the queue is empty.
-// Only the writer calls it.
+// take removes the oldest frame; ok is false when the queue is empty, and
+// then the writer must end (the next put starts another). Only the writer
+// calls it.
 func (q *wsSendQueue) take() (f wsFrame, ok bool) {
 	q.mu.Lock()
 	if len(q.mu.frames) == 0 {
+		q.mu.writing = false
 		q.mu.Unlock()
 		return wsFrame{}, false
 	}
 	f = q.mu.frames[0]
 	q.mu.frames[0] = wsFrame{}
 	q.mu.frames = q.mu.frames[1:]
+	if len(q.mu.frames) == 0 {
+		q.mu.frames = nil // an idle connection keeps no backing array
+	}
 	q.mu.bytes -= len(f.data)
 	close(q.mu.room)
 	q.mu.room = make(chan struct{})
