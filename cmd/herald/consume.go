@@ -11,6 +11,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/heraldlog/herald/client"
+	"github.com/heraldlog/herald/client/wsclient"
 )
 
 // consumePageEventsMax is how many events one fetch asks for.
@@ -25,6 +26,8 @@ func newConsumeCommand(env environment) *cobra.Command {
 		fromText      string
 		limit         int
 		follow        bool
+		ws            bool
+		wsURLs        []string
 	)
 	cmd := &cobra.Command{
 		Use:   "consume --topic T (--tenant A | --partition P)",
@@ -55,7 +58,14 @@ With --partition, the whole partition:
 
 --follow keeps reading past the end, printing events as they are
 produced (each fetch long-polls the replica for up to 5s), until --limit
-events or Ctrl-C. With --from latest it prints only new events.`,
+events or Ctrl-C. With --from latest it prints only new events.
+
+--ws reads over the nodes' WebSocket gateways (--ws-url, one per node:
+ws://host:http-port/v1/ws) instead of gRPC, and follows like --follow:
+when the node it reads from dies or stops, it resumes on the next one at
+the offset after the last event printed, with no gap or repeat (stderr
+names each node it reads from). The topic's description still comes over
+gRPC (--server).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			byTenant, byPartition := cmd.Flags().Changed("tenant"), cmd.Flags().Changed("partition")
@@ -68,6 +78,10 @@ events or Ctrl-C. With --from latest it prints only new events.`,
 				return usagef("--tenant must not be empty")
 			case limit < 0:
 				return usagef("--limit %d: want 0 (no limit) or more", limit)
+			case ws && len(wsURLs) == 0:
+				return usagef(wsURLsMissing)
+			case !ws && len(wsURLs) > 0:
+				return usagef("--ws-url needs --ws")
 			}
 			from, err := parseFrom(fromText, byTenant)
 			if err != nil {
@@ -92,6 +106,14 @@ events or Ctrl-C. With --from latest it prints only new events.`,
 					return fmt.Errorf("topic %q is ordered %s: a tenant's events span partitions; read them with --partition", topic, orderingName(ordering))
 				}
 				partition = client.PartitionForTenant(tenant, info.GetConfig().GetPartitions())
+			}
+			if ws {
+				so, err := wsSubscribeOptions(topic, partition, tenant, from, fromText)
+				if err != nil {
+					return err
+				}
+				return consumeWS(ctx, wsclient.Config{URLs: wsURLs}, so, limit, info.GetConfig().GetDefaultTtlMs(),
+					newJSONWriter(cmd.OutOrStdout()), cmd.ErrOrStderr())
 			}
 			rc := client.ReaderConfig{
 				Topic: topic, Partition: partition, TenantID: tenant, Start: from,
@@ -118,6 +140,8 @@ events or Ctrl-C. With --from latest it prints only new events.`,
 	f.StringVar(&fromText, "from", "earliest", "start: earliest, latest, offset:N, seq:N (needs --tenant) or time:RFC3339")
 	f.IntVar(&limit, "limit", 0, "stop after this many events (0: no limit)")
 	f.BoolVar(&follow, "follow", false, "keep printing new events after the end of the log (until --limit or Ctrl-C)")
+	f.BoolVar(&ws, "ws", false, "read over WebSocket (--ws-url) and follow, resuming on another node when one dies")
+	f.StringSliceVar(&wsURLs, "ws-url", nil, "with --ws: every node's WebSocket URL, ws://host:http-port/v1/ws (comma-separated or repeated)")
 	return cmd
 }
 
