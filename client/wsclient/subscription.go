@@ -116,7 +116,9 @@ func newSubscription(cfg *Config, opts SubscribeOptions, firstNode int) *Subscri
 	return s
 }
 
-// Next returns the next event, reconnecting as needed. It returns ctx's
+// Next returns the next event, reconnecting as needed: it tries the nodes
+// in turn for as long as ctx allows (a cluster that is down makes it wait,
+// not fail). It returns ctx's
 // error when ctx ends (the subscription stays usable: the next call
 // resumes at the same place), ErrClosed after Close, and a final error
 // that ends the subscription: *wire.OffsetOutOfRangeError (the position
@@ -274,9 +276,12 @@ func (s *Subscription) subscribeMessage() *wire.WSClientMessage {
 
 // connect subscribes on the next node that takes the subscription,
 // waiting the backoff between failed attempts. It returns nil once
-// subscribed, a final error, or ctx's.
+// subscribed, a final error (ErrClosed after Close), or ctx's.
 func (s *Subscription) connect(ctx context.Context) error {
 	for {
+		if _, err := s.conn(); err != nil {
+			return err // closed
+		}
 		if err := sleep(ctx, backoff(s.cfg, s.failures)); err != nil {
 			return err
 		}
