@@ -20,7 +20,8 @@ import (
 
 // fakeGateway serves one partition of events 0..events-1 in epoch 7 over
 // the gateway's frames, ten events a frame, and closes a connection with
-// closeCode after it sent closeAfter events (0: never). It records the
+// closeCode after it sent closeAfter events (0: never), or with closeCode
+// 0 falls silent (no heartbeat) until the client leaves. It records the
 // subscribe frames it got.
 type fakeGateway struct {
 	t          *testing.T
@@ -95,6 +96,13 @@ func (g *fakeGateway) serve(w http.ResponseWriter, r *http.Request) {
 				return
 			}
 			sent += uint64(len(f.Events))
+			if g.closeAfter > 0 && sent >= g.closeAfter && g.closeCode == 0 {
+				for {
+					if _, _, err := conn.ReadMessage(); err != nil {
+						return
+					}
+				}
+			}
 			if g.closeAfter > 0 && sent >= g.closeAfter {
 				_ = conn.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(g.closeCode, "slow consumer: test"), time.Now().Add(time.Second))
 				return
@@ -115,16 +123,18 @@ func startFake(t *testing.T, g *fakeGateway, nodes int) []string {
 	return urls
 }
 
-// A connection closed with 4008 (slow consumer), or 1001, is resumed on
-// the next node at the offset after the last event returned, with the
-// epoch: the subscriber sees every offset once.
+// A connection closed with 4008 (slow consumer) or 1001, or silent for
+// three heartbeats (0), is resumed on the next node at the offset after
+// the last event returned, with the epoch: the subscriber sees every
+// offset once.
 func TestResumeAfterClose(t *testing.T) {
-	for _, code := range []int{wire.WSCloseSlowConsumer, websocket.CloseGoingAway} {
+	for _, code := range []int{wire.WSCloseSlowConsumer, websocket.CloseGoingAway, 0} {
 		t.Run(fmt.Sprint(code), func(t *testing.T) {
 			g := &fakeGateway{t: t, events: 95, closeAfter: 30, closeCode: code}
 			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 			defer cancel()
-			c, err := wsclient.Dial(ctx, wsclient.Config{URLs: startFake(t, g, 2), BackoffMin: time.Millisecond, BackoffMax: 10 * time.Millisecond})
+			c, err := wsclient.Dial(ctx, wsclient.Config{URLs: startFake(t, g, 2), BackoffMin: time.Millisecond, BackoffMax: 10 * time.Millisecond,
+				Heartbeat: 100 * time.Millisecond, HandshakeTimeout: 200 * time.Millisecond})
 			if err != nil {
 				t.Fatal(err)
 			}
