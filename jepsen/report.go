@@ -22,6 +22,10 @@ type Summary struct {
 	Faults       int      `json:"faults"`       // faults injected
 	Violations   int      `json:"violations"`   // summed over the checkers
 	Failing      []string `json:"failing,omitempty"`
+	// SubscribedEvents counts the events delivered to subscribers,
+	// SubscribeReconnects the streams they opened after their first.
+	SubscribedEvents    int `json:"subscribed_events,omitempty"`
+	SubscribeReconnects int `json:"subscribe_reconnects,omitempty"`
 }
 
 // Summarize counts h and the verdicts.
@@ -39,6 +43,10 @@ func Summarize(h History, verdicts []Verdict) Summary {
 			s.Reads++
 		case op.F == FFault && op.Error == "":
 			s.Faults++
+		case op.F == FSubscribe:
+			s.SubscribedEvents += len(op.Events)
+		case op.F == FSubscribeOpen && op.Conn > 1:
+			s.SubscribeReconnects++
 		}
 	}
 	s.Operations = s.Acknowledged + s.Failed + s.Unknown + s.Reads
@@ -60,8 +68,12 @@ func (s Summary) String() string {
 	if len(s.Failing) > 0 {
 		verdict = "FAIL (" + strings.Join(s.Failing, ", ") + ")"
 	}
-	return fmt.Sprintf("jepsen: %s: %d operations, %d acknowledged events (%d failed, %d unknown), %d reads, %d faults injected, %d violations",
-		verdict, s.Operations, s.Acknowledged, s.Failed, s.Unknown, s.Reads, s.Faults, s.Violations)
+	subscribed := ""
+	if s.SubscribedEvents > 0 || s.SubscribeReconnects > 0 {
+		subscribed = fmt.Sprintf(", %d events to subscribers (%d reconnects)", s.SubscribedEvents, s.SubscribeReconnects)
+	}
+	return fmt.Sprintf("jepsen: %s: %d operations, %d acknowledged events (%d failed, %d unknown), %d reads%s, %d faults injected, %d violations",
+		verdict, s.Operations, s.Acknowledged, s.Failed, s.Unknown, s.Reads, subscribed, s.Faults, s.Violations)
 }
 
 // WriteVerdicts prints one line per checker and its counterexamples.

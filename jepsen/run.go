@@ -108,7 +108,8 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 		schedule = volumeSchedule(schedule, opts.Duration)
 	}
 	tenants := pickTenants(tenantsN, uint32(opts.Partitions))
-	progress("jepsen: topic %s ready; %s mode, %d producers, %d readers, %d faults planned (seed %d)", topicName, opts.Mode, opts.Producers, opts.Nodes, len(schedule), opts.Seed)
+	progress("jepsen: topic %s ready; %s mode, %d producers, %d readers, %d subscribers, %d faults planned (seed %d)",
+		topicName, opts.Mode, opts.Producers, opts.Nodes, opts.Subscribers*opts.Partitions, len(schedule), opts.Seed)
 	if retainedN > 0 {
 		progress("jepsen: topic %s ready: retention %d events or %d bytes per partition; %d of the producers write it, %d readers read it",
 			retainedTopicName, retainedEventsMax, retainedBytesMax, retainedN, opts.Nodes)
@@ -152,6 +153,7 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 				Partitions: uint32(opts.Partitions), Tenants: tenants, Seed: opts.Seed, Interval: retainedReadInterval})
 		}
 	}
+	readers = append(readers, subscribers(opts, cluster.Nodes)...)
 	scraper := newPathScraper(cluster.Nodes)
 	sctx, scancel := context.WithCancel(ctx)
 	defer scancel()
@@ -318,6 +320,28 @@ func pickTenants(n int, partitions uint32) []string {
 		if per[p] < want {
 			per[p]++
 			out = append(out, t)
+		}
+	}
+	return out
+}
+
+// subscribers returns opts.Subscribers subscribers per partition of the
+// live topic: the even ones replay from EARLIEST at once, the odd ones
+// join at a time drawn in the first half of the run, from an offset drawn
+// below the highest acknowledged one; their first nodes go round the
+// cluster.
+func subscribers(opts Options, nodes []Node) []Reader {
+	rng := rand.New(rand.NewPCG(opts.Seed, 1<<24))
+	base := opts.Producers + 2*opts.Nodes + 16 // past every other worker's process number
+	var out []Reader
+	for p := range opts.Partitions {
+		for k := range opts.Subscribers {
+			i := p*opts.Subscribers + k
+			s := &Subscriber{Process: base + i, Nodes: nodes, Topic: topicName, Partition: uint32(p), First: i, Earliest: k%2 == 0, Seed: opts.Seed}
+			if !s.Earliest {
+				s.JoinAfter = time.Duration(rng.Int64N(int64(opts.Duration/2) + 1))
+			}
+			out = append(out, s)
 		}
 	}
 	return out

@@ -2,8 +2,10 @@ package jepsen
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
+	"hash/crc32"
 	"math/rand/v2"
 	"sync"
 	"time"
@@ -208,12 +210,43 @@ func opTopic(topic string) string {
 	return topic
 }
 
+// observe is what a read page keeps of its events (no digest: pages
+// during the run are many, and the checkers compare them by id).
 func observe(events []*heraldpb.Event) []Observed {
 	out := make([]Observed, len(events))
 	for i, e := range events {
 		out[i] = Observed{Offset: e.GetOffset(), Sequence: e.GetSequence(), Tenant: e.GetTenantId(), EventID: e.GetEventId()}
 	}
 	return out
+}
+
+// observeContent is observe with each event's digest, for the final logs
+// and subscriptions, whose content the subscriptions checker compares.
+func observeContent(events []*heraldpb.Event) []Observed {
+	out := observe(events)
+	for i, e := range events {
+		out[i].Digest = eventDigest(e)
+	}
+	return out
+}
+
+// crc32c is the Castagnoli table of eventDigest.
+var crc32c = crc32.MakeTable(crc32.Castagnoli)
+
+// eventDigest is a CRC32C of what an event carries besides its place
+// and identity: payload, key, producer id and sequence, and the time the
+// leader stamped (which differs between two appends of equal content).
+// Observed keeps it instead of the payload, to bound the history.
+func eventDigest(e *heraldpb.Event) uint32 {
+	var num [16]byte
+	binary.LittleEndian.PutUint64(num[:8], e.GetProducerSeq())
+	binary.LittleEndian.PutUint64(num[8:], uint64(e.GetProducedAtUnixNano()))
+	d := crc32.Update(0, crc32c, e.GetPayload())
+	d = crc32.Update(d, crc32c, []byte{0})
+	d = crc32.Update(d, crc32c, e.GetKey())
+	d = crc32.Update(d, crc32c, []byte{0})
+	d = crc32.Update(d, crc32c, []byte(e.GetProducerId()))
+	return crc32.Update(d, crc32c, num[:])
 }
 
 // localReadKey is the metadata a node sets on a request it forwards to a
@@ -294,7 +327,7 @@ func readAll(ctx context.Context, hc heraldpb.HeraldClient, topic string, p uint
 			low = max(low, resp.GetLowWatermark())
 		}
 		high = resp.GetHighWatermark()
-		events = append(events, observe(resp.GetEvents())...)
+		events = append(events, observeContent(resp.GetEvents())...)
 		if len(resp.GetEvents()) == 0 || resp.GetNextOffset() >= resp.GetHighWatermark() {
 			return events, low, high, nil
 		}
