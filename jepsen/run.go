@@ -153,7 +153,8 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 				Partitions: uint32(opts.Partitions), Tenants: tenants, Seed: opts.Seed, Interval: retainedReadInterval})
 		}
 	}
-	readers = append(readers, subscribers(opts, cluster.Nodes)...)
+	catch := newCatchUp()
+	subs := subscribers(opts, cluster.Nodes, catch)
 	scraper := newPathScraper(cluster.Nodes)
 	sctx, scancel := context.WithCancel(ctx)
 	defer scancel()
@@ -213,6 +214,14 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 			w.run(wctx, rec)
 		}
 	}()
+	// The subscribers outlive the workload: after healing they must
+	// reach the end of the converged log (see catchUp below).
+	subCtx, subCancel := context.WithCancel(ctx)
+	defer subCancel()
+	subsDone := make(chan []error, 1)
+	go func() { // owned by Run: ends once every subscriber caught up, or with subCtx
+		subsDone <- runWorkers(subCtx, rec, topicName, uint32(opts.Partitions), nil, nil, subs)
+	}()
 	werrs := runWorkers(wctx, rec, topicName, uint32(opts.Partitions), producers, batchers, readers)
 	injected := <-faultsDone
 	<-regDone
@@ -237,6 +246,7 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 	if convErr != nil {
 		progress("jepsen: %v (reading anyway)", convErr)
 	}
+	werrs = append(werrs, awaitSubscribers(ctx, cluster, opts, catch, convErr == nil, subCancel, subsDone, progress)...)
 	for _, cfg := range topics {
 		fctx, fcancel := context.WithTimeout(ctx, finalReadTimeout)
 		t0 := time.Now()
@@ -330,14 +340,14 @@ func pickTenants(n int, partitions uint32) []string {
 // join at a time drawn in the first half of the run, from an offset drawn
 // below the highest acknowledged one; their first nodes go round the
 // cluster.
-func subscribers(opts Options, nodes []Node) []Reader {
+func subscribers(opts Options, nodes []Node, catch *catchUp) []Reader {
 	rng := rand.New(rand.NewPCG(opts.Seed, 1<<24))
 	base := opts.Producers + 2*opts.Nodes + 16 // past every other worker's process number
 	var out []Reader
 	for p := range opts.Partitions {
 		for k := range opts.Subscribers {
 			i := p*opts.Subscribers + k
-			s := &Subscriber{Process: base + i, Nodes: nodes, Topic: topicName, Partition: uint32(p), First: i, Earliest: k%2 == 0, Seed: opts.Seed}
+			s := &Subscriber{Process: base + i, Nodes: nodes, Topic: topicName, Partition: uint32(p), First: i, Earliest: k%2 == 0, Seed: opts.Seed, catchUp: catch}
 			if !s.Earliest {
 				s.JoinAfter = time.Duration(rng.Int64N(int64(opts.Duration/2) + 1))
 			}
@@ -345,4 +355,36 @@ func subscribers(opts Options, nodes []Node) []Reader {
 		}
 	}
 	return out
+}
+
+// awaitSubscribers ends the subscribers. When the cluster converged, it
+// tells them where each partition's log ends and gives them
+// SubscribeCatchUpTimeout to get there (one that does not records
+// SubscribeBehind, a violation); otherwise it stops them at once. It
+// returns their errors.
+func awaitSubscribers(ctx context.Context, c *Cluster, opts Options, catch *catchUp, converged bool, cancel context.CancelFunc, done <-chan []error, progress func(string, ...any)) []error {
+	if opts.Subscribers == 0 {
+		cancel()
+		return <-done
+	}
+	if converged {
+		hctx, hcancel := context.WithTimeout(ctx, setupTimeout)
+		high, err := highWatermarks(hctx, c.Nodes[:1], topicName, uint32(opts.Partitions))
+		hcancel()
+		if err == nil {
+			catch.set(high[0])
+			t0 := time.Now()
+			select {
+			case errs := <-done:
+				progress("jepsen: subscribers caught up with the converged log in %s", time.Since(t0).Round(time.Millisecond))
+				return errs
+			case <-time.After(SubscribeCatchUpTimeout):
+				progress("jepsen: subscribers did not all catch up within %s", SubscribeCatchUpTimeout)
+			}
+		} else {
+			progress("jepsen: subscribers not asked to catch up: %v", err)
+		}
+	}
+	cancel()
+	return <-done
 }

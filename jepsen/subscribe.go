@@ -40,6 +40,10 @@ const (
 	subscribeEventsMax = 1 << 20
 	// subscribeStreamsMax bounds the streams one subscriber opens.
 	subscribeStreamsMax = 100_000
+	// SubscribeCatchUpTimeout bounds the wait, once the healed cluster
+	// has converged, for every subscriber to reach the end of its
+	// partition's log.
+	SubscribeCatchUpTimeout = 20 * time.Second
 )
 
 // subscribeCreditWindows are the credit windows a subscriber may keep
@@ -59,7 +63,41 @@ const (
 	SubscribeMoved     = "moved"   // the subscriber moved to another node on its own
 	SubscribeStalled   = "stalled" // nothing received for subscribeStallTimeout
 	SubscribeBound     = "bound"   // subscribeEventsMax reached: the subscriber stopped
+	// SubscribeCaughtUp and SubscribeBehind end a subscriber after the
+	// run: it reached the end of the converged log (HighWatermark), or
+	// it had not within SubscribeCatchUpTimeout (From: where it stood).
+	SubscribeCaughtUp = "caught-up"
+	SubscribeBehind   = "behind"
 )
+
+// catchUp tells the subscribers where each partition's log ends once the
+// healed cluster has converged. set is called once, by Run; target by
+// any subscriber, concurrently.
+type catchUp struct {
+	ready chan struct{}
+	high  []uint64 // per partition; written before ready is closed
+}
+
+func newCatchUp() *catchUp { return &catchUp{ready: make(chan struct{})} }
+
+// set publishes the high watermark of every partition.
+func (c *catchUp) set(high []uint64) {
+	c.high = high
+	close(c.ready)
+}
+
+// target returns the high watermark of partition p, once set.
+func (c *catchUp) target(p uint32) (uint64, bool) {
+	if c == nil {
+		return 0, false
+	}
+	select {
+	case <-c.ready:
+		return c.high[p], true
+	default:
+		return 0, false
+	}
+}
 
 // DefaultSubscribers returns the subscribers per partition Run starts in
 // mode when the caller does not say: two in careful mode (one replaying
@@ -96,6 +134,9 @@ type Subscriber struct {
 	Earliest  bool
 	JoinAfter time.Duration
 	Seed      uint64
+	// catchUp, when set, ends the subscriber once it has received the
+	// whole converged log (nil: it runs until ctx ends).
+	catchUp *catchUp
 }
 
 var _ Reader = (*Subscriber)(nil)
@@ -111,11 +152,27 @@ type subscriberState struct {
 	epoch   uint64 // the partition epoch seen (0: none yet)
 	events  int    // events received
 	conn    int    // streams opened
+	done    bool   // caught up with the converged log: SubscribeCaughtUp recorded
 }
 
-// Run subscribes until ctx ends (then it returns nil) or the bound on
-// recorded events is reached.
+// caughtUp reports whether st has reached the converged log's end.
+func (s *Subscriber) caughtUp(st *subscriberState) (high uint64, ok bool) {
+	high, set := s.catchUp.target(s.Partition)
+	return high, set && (st.pos >= high && (st.started || high == 0))
+}
+
+// Run subscribes until ctx ends (then it returns nil), it has caught up
+// with the converged log (catchUp) or the bound on recorded events is
+// reached. When ctx ends after the converged log's end was published and
+// before the subscriber reached it, it records SubscribeBehind.
 func (s *Subscriber) Run(ctx context.Context, rec *Recorder) error {
+	var st subscriberState
+	defer func() {
+		if high, set := s.catchUp.target(s.Partition); set && !st.done && st.events < subscribeEventsMax {
+			rec.Record(Op{Type: TypeInfo, F: FSubscribeEnd, Mode: SubscribeBehind, Process: s.Process, Topic: opTopic(s.Topic),
+				Partition: s.Partition, Conn: st.conn, From: st.pos, HighWatermark: high})
+		}
+	}()
 	rng := rand.New(rand.NewPCG(s.Seed, uint64(s.Process)<<8|uint64(s.Partition)))
 	clients := make([]heraldpb.HeraldClient, len(s.Nodes))
 	for i, n := range s.Nodes {
@@ -126,7 +183,6 @@ func (s *Subscriber) Run(ctx context.Context, rec *Recorder) error {
 		defer conn.Close()
 		clients[i] = heraldpb.NewHeraldClient(conn)
 	}
-	var st subscriberState
 	if !s.Earliest {
 		if !sleepCtx(ctx, s.JoinAfter) {
 			return nil
@@ -143,7 +199,7 @@ func (s *Subscriber) Run(ctx context.Context, rec *Recorder) error {
 			return nil
 		}
 		failed := s.stream(ctx, rec, rng, clients[node], s.Nodes[node], &st, window)
-		if st.events >= subscribeEventsMax {
+		if st.done || st.events >= subscribeEventsMax {
 			return nil
 		}
 		if len(s.Nodes) > 1 {
@@ -199,6 +255,12 @@ func (s *Subscriber) stream(ctx context.Context, rec *Recorder, rng *rand.Rand, 
 			break
 		}
 		stall.Reset(subscribeStallTimeout)
+		if high, ok := s.caughtUp(st); ok && len(resp.GetEvents()) == 0 {
+			st.done = true
+			end.Type, end.Mode, end.HighWatermark = TypeInfo, SubscribeCaughtUp, high
+			rec.Record(end)
+			return false
+		}
 		if len(resp.GetEvents()) == 0 {
 			if st.started && resp.GetNextOffset() != st.pos {
 				rec.Record(Op{Type: TypeOK, F: FSubscribe, Mode: SubscribeHeartbeat, Process: s.Process, Topic: open.Topic, Partition: s.Partition,

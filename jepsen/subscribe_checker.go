@@ -56,6 +56,7 @@ func (s *subscriptionView) passed(o uint64) bool {
 //     OFFSET_OUT_OF_RANGE answer explains (the offsets below the low
 //     watermark it gave, which retention removed); an EARLIEST start
 //     begins at the final log's low watermark;
+//
 //   - resumable: a resume from the offset after the last event received
 //     is never answered OFFSET_OUT_OF_RANGE at or above the low watermark
 //     (the offset was served, so it is committed), and never
@@ -64,21 +65,26 @@ func (s *subscriptionView) passed(o uint64) bool {
 //     next_offset (of responses and of heartbeats) is the offset after
 //     the last event received; no response carries more events than the
 //     credit granted;
+//
 //   - correct: every event received equals the event at its offset in
 //     the final log of its partition (the first node's; replicas-converge
 //     compares the nodes): same event id, tenant, sequence and digest;
+//
 //   - reliable: every acknowledged produce at an offset a subscriber
 //     passed was received by it there.
 //
-// It does not require a subscriber to reach the end of the log (the run
-// stops them with the workload, under faults) and it does not check
-// filtered subscriptions or starts by sequence or time. Skipped when no
-// subscriber ran.
+//   - live: once the healed cluster has converged, every subscriber
+//     reaches the end of its partition's log within
+//     SubscribeCatchUpTimeout (a SubscribeBehind end fails).
+//
+// It does not check filtered subscriptions or starts by sequence or time.
+// Skipped when no subscriber ran.
 func checkSubscriptions(ix *index, h History) Verdict {
 	v := Verdict{Name: CheckSubscriptions}
 	views := map[int]*subscriptionView{}
 	var order []int
-	endsByReason := map[string]int{}
+	endsByReason := map[string]int{} // the ends of streams the subscriber replaced
+	caughtUp, behind := 0, 0
 	ref := func(p uint32) (string, []Observed, bool) {
 		node := firstNode(ix, p)
 		log, ok := ix.finals[node][p]
@@ -181,6 +187,16 @@ func checkSubscriptions(ix *index, h History) Verdict {
 				v.add("%s: op %d has next_offset %d after offset %d", who, op.Index, op.Next, int64(s.pos)-1)
 			}
 		case FSubscribeEnd:
+			switch op.Mode {
+			case SubscribeCaughtUp:
+				caughtUp++
+				continue
+			case SubscribeBehind:
+				behind++
+				v.add("subscriber %d (partition %d) had not reached the end of the converged log (offset %d) %s after it was told, on stream %d: it stood at offset %d",
+					s.process, s.partition, op.HighWatermark, SubscribeCatchUpTimeout, op.Conn, op.From)
+				continue
+			}
 			endsByReason[op.Mode]++
 			if op.Type != TypeFail {
 				continue
@@ -243,6 +259,9 @@ func checkSubscriptions(ix *index, h History) Verdict {
 		v.Note += ": " + strings.Join(ends, ", ")
 	}
 	v.Note += ")"
+	if caughtUp+behind > 0 {
+		v.Note += fmt.Sprintf(", %d of them caught up with the converged log", caughtUp)
+	}
 	if gaps > 0 {
 		v.Note += fmt.Sprintf(", %d gaps explained by retention", gaps)
 	}

@@ -48,6 +48,8 @@ func subscribed() *hist {
 	h.open(101, 2, "n1", SubscribeResume, 3)
 	h.deliver(101, 2, "n1", 3, "e4")
 	h.ops = append(h.ops, final...)
+	h.end(100, 2, "n2", TypeInfo, SubscribeCaughtUp, 4)
+	h.end(101, 2, "n1", TypeInfo, SubscribeCaughtUp, 4)
 	return h
 }
 
@@ -58,7 +60,7 @@ func TestSubscriptionsCheckerPassesCleanHistory(t *testing.T) {
 	}
 	v := verdictOf(t, h, CheckSubscriptions)
 	require.Equal(t, StatusPass, v.Status)
-	require.Contains(t, v.Note, "2 subscribers, 7 events delivered over 4 streams (2 reconnects")
+	require.Contains(t, v.Note, "2 subscribers, 7 events delivered over 4 streams (2 reconnects: Unavailable 1, moved 1), 2 of them caught up")
 	sum := Summarize(h, Check(h))
 	require.Equal(t, 7, sum.SubscribedEvents)
 	require.Equal(t, 2, sum.SubscribeReconnects)
@@ -193,6 +195,14 @@ func TestSubscriptionsCheckerReportsViolations(t *testing.T) {
 			h.open(100, 2, "n2", SubscribeResume, 1)
 			h.ops = append(h.ops, Op{Type: TypeFail, F: FSubscribeEnd, Process: 100, Node: "n2", Conn: 2, Mode: "EPOCH_CHANGED", From: 1, Epoch: 9})
 			finish()
+			return h
+		}},
+		{"behind after the cluster converged", "had not reached the end of the converged log (offset 4)", func() *hist {
+			h, finish := base()
+			h.open(100, 1, "n1", SubscribeOffset, 0)
+			h.deliver(100, 1, "n1", 0, "e0")
+			finish()
+			h.ops = append(h.ops, Op{Type: TypeInfo, F: FSubscribeEnd, Mode: SubscribeBehind, Process: 100, Conn: 1, From: 1, HighWatermark: 4})
 			return h
 		}},
 		{"heartbeat next_offset ahead of the events", "heartbeat op", func() *hist {

@@ -14,8 +14,9 @@ import (
 // TestSubscribersUnderFaults runs subscribers (two a partition: one from
 // EARLIEST, one joining later at an acknowledged offset) against three
 // real nodes for 15 s of faults (seed 4: pause:leader, kill:one) and
-// requires them to deliver, to reconnect, and every checker, the
-// subscriptions one included, to pass.
+// requires them to deliver, to reconnect, to reach the end of the log
+// once the cluster has healed, and every checker, the subscriptions one
+// included, to pass.
 func TestSubscribersUnderFaults(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts a three-node cluster for about 25 s")
@@ -39,6 +40,7 @@ func TestSubscribersUnderFaults(t *testing.T) {
 	for _, v := range res.Verdicts {
 		if v.Name == CheckSubscriptions {
 			require.Equal(t, StatusPass, v.Status, "%+v", v)
+			require.Contains(t, v.Note, "6 of them caught up with the converged log", "every subscriber reaches the end once healed")
 		}
 	}
 	require.Positive(t, res.Summary.SubscribedEvents)
