@@ -198,12 +198,25 @@ func Check(h History) []Verdict {
 		both(checkFailedNotRead),
 		checkConvergence(live),
 		checkLinearizable(live, h),
-		checkSubscriptions(live, h),
+		subscriptionsVerdict(live, retained, h),
 		checkRegistry(h),
 		checkResend(h),
 		checkAckedReadable(h),
 		checkRetained(retained),
 	}
+}
+
+// subscriptionsVerdict is the subscriptions checker over the live topic
+// and, when it had subscribers (volume mode), the retained topic.
+func subscriptionsVerdict(live, retained *index, h History) Verdict {
+	v, r := checkSubscriptions(live, h), checkSubscriptions(retained, h)
+	switch {
+	case r.Status == StatusSkipped:
+		return v
+	case v.Status == StatusSkipped:
+		v.Status, v.Note = "", ""
+	}
+	return mergeVerdicts(v, r, retainedTopicName)
 }
 
 // mergeVerdicts is one checker's verdict over two topics: a's, with b's

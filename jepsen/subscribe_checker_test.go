@@ -90,6 +90,40 @@ func TestSubscriptionsCheckerAcceptsExplainedGap(t *testing.T) {
 	require.Contains(t, v.Note, "1 gaps explained by retention")
 }
 
+// On a topic with retention (volume mode's retained topic), events
+// received below the final logs' low watermark are not compared, a
+// subscriber moved up by an out-of-range answer passes, and the verdict
+// is reported under the live topic's checker with the topic named.
+func TestSubscriptionsCheckerRetainedTopic(t *testing.T) {
+	const topic = retainedTopicName
+	evs := events(0, "r0", "r1", "r2", "r3")
+	var h History
+	add := func(op Op) { op.Topic, op.Index = topic, len(h); h = append(h, op) }
+	add(Op{Type: TypeOK, F: FProduce, Tenant: "a", EventID: "r3", Offset: 3, Sequence: 4})
+	add(Op{Type: TypeInvoke, F: FSubscribeOpen, Process: 100, Node: "n1", Conn: 1, Mode: SubscribeEarliest})
+	add(Op{Type: TypeOK, F: FSubscribe, Process: 100, Node: "n1", Conn: 1, Epoch: subEpoch, Events: evs, Next: 4, Credit: 10})
+	add(Op{Type: TypeInvoke, F: FSubscribeOpen, Process: 101, Node: "n2", Conn: 1, Mode: SubscribeOffset, From: 0})
+	add(Op{Type: TypeFail, F: FSubscribeEnd, Process: 101, Node: "n2", Conn: 1, Mode: "OFFSET_OUT_OF_RANGE", From: 0, LowWatermark: 2, HighWatermark: 4})
+	add(Op{Type: TypeInvoke, F: FSubscribeOpen, Process: 101, Node: "n3", Conn: 2, Mode: SubscribeResume, From: 2})
+	add(Op{Type: TypeOK, F: FSubscribe, Process: 101, Node: "n3", Conn: 2, Epoch: subEpoch, Events: evs[2:], Next: 4, Credit: 10, LowWatermark: 2})
+	for _, n := range []string{"n1", "n2", "n3"} {
+		add(Op{Type: TypeOK, F: FFinalRead, Node: n, LowWatermark: 2, Events: evs[2:]})
+	}
+	v := verdictOf(t, h, CheckSubscriptions)
+	require.Equal(t, StatusPass, v.Status, "%+v", v)
+	require.Contains(t, v.Note, "topic "+topic+": 2 subscribers")
+	require.Contains(t, v.Note, "1 gaps explained by retention")
+	require.Contains(t, v.Note, "2 events received below the final log's low watermark")
+
+	// The same subscriber receiving another event than the final log's
+	// above its low watermark fails, named with its topic.
+	bad := append(History(nil), h...)
+	bad[2].Events = events(0, "r0", "r1", "r2", "x3")
+	v = verdictOf(t, bad, CheckSubscriptions)
+	require.Equal(t, StatusFail, v.Status, "%+v", v)
+	require.Contains(t, v.Counterexamples[0], "topic "+topic+": ")
+}
+
 // Each case breaks the subscribed history in one way; the subscriptions
 // checker must fail it with a counterexample that says so.
 func TestSubscriptionsCheckerReportsViolations(t *testing.T) {
@@ -162,7 +196,7 @@ func TestSubscriptionsCheckerReportsViolations(t *testing.T) {
 			finish()
 			return h
 		}},
-		{"EARLIEST starts late", "begins at offset 1; the final log at 0", func() *hist {
+		{"EARLIEST starts late", "begins at offset 1, above the low watermark 0", func() *hist {
 			h, finish := base()
 			h.open(100, 1, "n1", SubscribeEarliest, 0)
 			h.deliver(100, 1, "n1", 1, "e1", "e2", "e4")
