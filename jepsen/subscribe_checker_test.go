@@ -65,6 +65,10 @@ func TestSubscriptionsCheckerPassesCleanHistory(t *testing.T) {
 	require.Equal(t, 7, sum.SubscribedEvents)
 	require.Equal(t, 2, sum.SubscribeReconnects)
 	require.Contains(t, sum.String(), "7 events to subscribers (2 reconnects)")
+	var report strings.Builder
+	require.NoError(t, WriteReport(&report, Report{Seed: 1, Nodes: 3, Summary: sum, Verdicts: Check(h)}, h))
+	require.Contains(t, report.String(), "Events delivered to subscribers per second")
+	require.Contains(t, report.String(), "7 events to subscribers (2 reconnects)")
 
 	// Without subscribers the checker is skipped.
 	require.Equal(t, StatusSkipped, verdictOf(t, clean().history(), CheckSubscriptions).Status)
