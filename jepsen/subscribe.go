@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"math/rand/v2"
 	"strconv"
 	"sync/atomic"
@@ -40,10 +41,15 @@ const (
 	subscribeEventsMax = 1 << 20
 	// subscribeStreamsMax bounds the streams one subscriber opens.
 	subscribeStreamsMax = 100_000
-	// SubscribeCatchUpTimeout bounds the wait, once the healed cluster
-	// has converged, for every subscriber to reach the end of its
-	// partition's log.
-	SubscribeCatchUpTimeout = 20 * time.Second
+	// SubscribeCatchUpIdle: once the healed cluster has converged and
+	// the subscribers know where each log ends, one that is short of the
+	// end and receives nothing for this long is behind (a violation).
+	SubscribeCatchUpIdle = 10 * time.Second
+	// subscribeCatchUpMax bounds the whole wait for the subscribers to
+	// reach the end (a subscriber with a credit window of one event
+	// replays a volume run's log slowly); those still receiving then are
+	// stopped without a verdict (SubscribeCatchingUp).
+	subscribeCatchUpMax = 2 * time.Minute
 )
 
 // subscribeCreditWindows are the credit windows a subscriber may keep
@@ -63,11 +69,14 @@ const (
 	SubscribeMoved     = "moved"   // the subscriber moved to another node on its own
 	SubscribeStalled   = "stalled" // nothing received for subscribeStallTimeout
 	SubscribeBound     = "bound"   // subscribeEventsMax reached: the subscriber stopped
-	// SubscribeCaughtUp and SubscribeBehind end a subscriber after the
-	// run: it reached the end of the converged log (HighWatermark), or
-	// it had not within SubscribeCatchUpTimeout (From: where it stood).
-	SubscribeCaughtUp = "caught-up"
-	SubscribeBehind   = "behind"
+	// SubscribeCaughtUp, SubscribeBehind and SubscribeCatchingUp end a
+	// subscriber after the run: it reached the end of the converged log
+	// (HighWatermark); it received nothing for SubscribeCatchUpIdle while
+	// short of it (From: where it stood); or it was still receiving when
+	// the harness stopped waiting.
+	SubscribeCaughtUp   = "caught-up"
+	SubscribeBehind     = "behind"
+	SubscribeCatchingUp = "catching-up"
 )
 
 // catchUp tells the subscribers where each partition's log ends once the
@@ -75,27 +84,29 @@ const (
 // any subscriber, concurrently.
 type catchUp struct {
 	ready chan struct{}
-	high  []uint64 // per partition; written before ready is closed
+	high  []uint64  // per partition; written before ready is closed
+	at    time.Time // when set was called; written before ready is closed
 }
 
 func newCatchUp() *catchUp { return &catchUp{ready: make(chan struct{})} }
 
 // set publishes the high watermark of every partition.
 func (c *catchUp) set(high []uint64) {
-	c.high = high
+	c.high, c.at = high, time.Now()
 	close(c.ready)
 }
 
-// target returns the high watermark of partition p, once set.
-func (c *catchUp) target(p uint32) (uint64, bool) {
+// target returns the high watermark of partition p and when it was
+// published, once set.
+func (c *catchUp) target(p uint32) (high uint64, at time.Time, ok bool) {
 	if c == nil {
-		return 0, false
+		return 0, time.Time{}, false
 	}
 	select {
 	case <-c.ready:
-		return c.high[p], true
+		return c.high[p], c.at, true
 	default:
-		return 0, false
+		return 0, time.Time{}, false
 	}
 }
 
@@ -152,24 +163,51 @@ type subscriberState struct {
 	epoch   uint64 // the partition epoch seen (0: none yet)
 	events  int    // events received
 	conn    int    // streams opened
-	done    bool   // caught up with the converged log: SubscribeCaughtUp recorded
+	done    bool   // ended after the run: SubscribeCaughtUp or SubscribeBehind recorded
+	// receivedAt is when the last events arrived.
+	receivedAt time.Time
 }
 
-// caughtUp reports whether st has reached the converged log's end.
-func (s *Subscriber) caughtUp(st *subscriberState) (high uint64, ok bool) {
-	high, set := s.catchUp.target(s.Partition)
-	return high, set && (st.pos >= high && (st.started || high == 0))
+// afterRun ends the subscriber once the converged log's end is known:
+// it records SubscribeCaughtUp when st has reached it, SubscribeBehind
+// when it is short of it and has received nothing for
+// SubscribeCatchUpIdle (since the end was published, at the earliest),
+// and reports whether it did either. end is the stream's end op, or nil
+// between streams.
+func (s *Subscriber) afterRun(rec *Recorder, st *subscriberState, end *Op) bool {
+	high, at, set := s.catchUp.target(s.Partition)
+	if !set {
+		return false
+	}
+	op := Op{Type: TypeInfo, F: FSubscribeEnd, Process: s.Process, Topic: opTopic(s.Topic), Partition: s.Partition, Conn: st.conn, From: st.pos}
+	if end != nil {
+		op = *end
+		op.Type = TypeInfo
+	}
+	op.HighWatermark = high
+	switch {
+	case st.pos >= high && (st.started || high == 0):
+		op.Mode = SubscribeCaughtUp
+	case time.Since(latest(st.receivedAt, at)) > SubscribeCatchUpIdle:
+		op.Mode = SubscribeBehind
+	default:
+		return false
+	}
+	st.done = true
+	rec.Record(op)
+	return true
 }
 
 // Run subscribes until ctx ends (then it returns nil), it has caught up
-// with the converged log (catchUp) or the bound on recorded events is
-// reached. When ctx ends after the converged log's end was published and
-// before the subscriber reached it, it records SubscribeBehind.
+// with the converged log or fallen behind it (catchUp, afterRun) or the
+// bound on recorded events is reached. When ctx ends after the converged
+// log's end was published and before either, it records
+// SubscribeCatchingUp.
 func (s *Subscriber) Run(ctx context.Context, rec *Recorder) error {
 	var st subscriberState
 	defer func() {
-		if high, set := s.catchUp.target(s.Partition); set && !st.done && st.events < subscribeEventsMax {
-			rec.Record(Op{Type: TypeInfo, F: FSubscribeEnd, Mode: SubscribeBehind, Process: s.Process, Topic: opTopic(s.Topic),
+		if high, _, set := s.catchUp.target(s.Partition); set && !st.done && st.events < subscribeEventsMax {
+			rec.Record(Op{Type: TypeInfo, F: FSubscribeEnd, Mode: SubscribeCatchingUp, Process: s.Process, Topic: opTopic(s.Topic),
 				Partition: s.Partition, Conn: st.conn, From: st.pos, HighWatermark: high})
 		}
 	}()
@@ -195,7 +233,7 @@ func (s *Subscriber) Run(ctx context.Context, rec *Recorder) error {
 	window := subscribeCreditWindows[rng.IntN(len(subscribeCreditWindows))]
 	node := s.First % len(s.Nodes)
 	for st.conn < subscribeStreamsMax {
-		if ctx.Err() != nil {
+		if ctx.Err() != nil || s.afterRun(rec, &st, nil) {
 			return nil
 		}
 		failed := s.stream(ctx, rec, rng, clients[node], s.Nodes[node], &st, window)
@@ -244,8 +282,22 @@ func (s *Subscriber) stream(ctx context.Context, rec *Recorder, rng *rand.Rand, 
 
 	rec.Record(open)
 	stream, err := hc.Subscribe(sctx)
+	// sendEnded is set when a Send returned io.EOF: the server ended the
+	// stream, and Recv gives what it sent before and then its status.
+	sendEnded := false
+	send := func(req *heraldpb.SubscribeRequest) error {
+		if sendEnded {
+			return nil
+		}
+		err := stream.Send(req)
+		if errors.Is(err, io.EOF) {
+			sendEnded = true
+			return nil
+		}
+		return err
+	}
 	if err == nil {
-		err = stream.Send(&heraldpb.SubscribeRequest{Msg: &heraldpb.SubscribeRequest_Start{Start: start}})
+		err = send(&heraldpb.SubscribeRequest{Msg: &heraldpb.SubscribeRequest_Start{Start: start}})
 	}
 	outstanding := window
 	for err == nil {
@@ -255,10 +307,7 @@ func (s *Subscriber) stream(ctx context.Context, rec *Recorder, rng *rand.Rand, 
 			break
 		}
 		stall.Reset(subscribeStallTimeout)
-		if high, ok := s.caughtUp(st); ok && len(resp.GetEvents()) == 0 {
-			st.done = true
-			end.Type, end.Mode, end.HighWatermark = TypeInfo, SubscribeCaughtUp, high
-			rec.Record(end)
+		if len(resp.GetEvents()) == 0 && s.afterRun(rec, st, &end) {
 			return false
 		}
 		if len(resp.GetEvents()) == 0 {
@@ -279,6 +328,7 @@ func (s *Subscriber) stream(ctx context.Context, rec *Recorder, rng *rand.Rand, 
 			st.epoch = resp.GetEpoch()
 		}
 		st.events += len(events)
+		st.receivedAt = time.Now()
 		end.From = st.pos
 		if st.events >= subscribeEventsMax {
 			why.CompareAndSwap(nil, SubscribeBound)
@@ -289,7 +339,7 @@ func (s *Subscriber) stream(ctx context.Context, rec *Recorder, rng *rand.Rand, 
 		// took of the byte credit.
 		grant := len(events)
 		outstanding += grant
-		err = stream.Send(&heraldpb.SubscribeRequest{Msg: &heraldpb.SubscribeRequest_Credit{Credit: &heraldpb.SubscribeCredit{
+		err = send(&heraldpb.SubscribeRequest{Msg: &heraldpb.SubscribeRequest_Credit{Credit: &heraldpb.SubscribeCredit{
 			Events: uint32(grant), Bytes: uint32(proto.Size(resp))}}})
 	}
 	if ctx.Err() != nil {
@@ -324,9 +374,20 @@ func (s *Subscriber) stream(ctx context.Context, rec *Recorder, rng *rand.Rand, 
 	return true
 }
 
-// errorReason names err for FSubscribeEnd.Mode: its Herald reason, or
-// its gRPC code.
+// latest returns the later of a and b.
+func latest(a, b time.Time) time.Time {
+	if a.After(b) {
+		return a
+	}
+	return b
+}
+
+// errorReason names err for FSubscribeEnd.Mode: its Herald reason, its
+// gRPC code, or EOF.
 func errorReason(err error) string {
+	if errors.Is(err, io.EOF) {
+		return "EOF" // the server ended the stream without an error
+	}
 	var herr *client.Error
 	var oor *client.OffsetOutOfRangeError
 	var nl *client.NotLeaderError
