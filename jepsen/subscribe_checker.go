@@ -31,6 +31,8 @@ type subscriptionView struct {
 	received map[uint64]string
 	events   int
 	streams  int
+	// streamEvents counts the events of the current stream.
+	streamEvents int
 	// heartbeatOff is the last stream whose heartbeats were reported
 	// wrong: once a stream, not once a heartbeat.
 	heartbeatOff int
@@ -117,6 +119,7 @@ func checkSubscriptions(ix *index, h History) Verdict {
 		switch op.F {
 		case FSubscribeOpen:
 			s.streams++
+			s.streamEvents = 0
 			switch op.Mode {
 			case SubscribeEarliest:
 				s.earliest = true
@@ -179,6 +182,7 @@ func checkSubscriptions(ix *index, h History) Verdict {
 				}
 				s.received[e.Offset] = e.EventID
 				s.events++
+				s.streamEvents++
 				if !haveRef {
 					unknown[s.partition] = true
 					continue
@@ -222,6 +226,10 @@ func checkSubscriptions(ix *index, h History) Verdict {
 			case "OFFSET_OUT_OF_RANGE":
 				if op.From < op.LowWatermark {
 					s.skipTo = max(s.skipTo, op.LowWatermark)
+					continue
+				}
+				if s.streamEvents > 0 {
+					v.add("%s: op %d: the stream, after delivering %d events, ended out of range at offset %d [%d, %d): %s", who, op.Index, s.streamEvents, op.From, op.LowWatermark, op.HighWatermark, op.Error)
 					continue
 				}
 				what := "acknowledged before it began"

@@ -234,6 +234,14 @@ func TestSubscriptionsCheckerReportsViolations(t *testing.T) {
 			finish()
 			return h
 		}},
+		{"stream ended out of range at a served offset", "the stream, after delivering 2 events, ended out of range at offset 2 [0, 0)", func() *hist {
+			h, finish := base()
+			h.open(100, 1, "n1", SubscribeOffset, 0)
+			h.deliver(100, 1, "n1", 0, "e0", "e1")
+			h.ops = append(h.ops, Op{Type: TypeFail, F: FSubscribeEnd, Process: 100, Node: "n1", Conn: 1, Mode: "OFFSET_OUT_OF_RANGE", From: 2})
+			finish()
+			return h
+		}},
 		{"epoch changed on a live topic", "EPOCH_CHANGED", func() *hist {
 			h, finish := base()
 			h.open(100, 1, "n1", SubscribeOffset, 0)
