@@ -224,10 +224,15 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 	// The subscribers outlive the workload: after healing they must
 	// reach the end of the converged log (see catchUp below).
 	subCtx, subCancel := context.WithCancel(ctx)
-	defer subCancel()
 	subsDone := make(chan []error, 1)
-	go func() { // owned by Run: ends once every subscriber caught up, or with subCtx
+	subsExited := make(chan struct{})
+	go func() { // owned by Run: ends once every subscriber has ended, or with subCtx
+		defer close(subsExited)
 		subsDone <- runWorkers(subCtx, rec, topicName, uint32(opts.Partitions), nil, nil, subs)
+	}()
+	defer func() { // on every return, so that no subscriber outlives Run
+		subCancel()
+		<-subsExited
 	}()
 	werrs := runWorkers(wctx, rec, topicName, uint32(opts.Partitions), producers, batchers, readers)
 	injected := <-faultsDone
