@@ -90,8 +90,8 @@ type Observed struct {
 	Tenant   string `json:"t"`
 	EventID  string `json:"id"`
 	// Digest is eventDigest of the event's content (payload, key,
-	// producer, production time), set by final reads and subscriptions
-	// only (0: not taken).
+	// producer, production time), set by subscriptions and by the final
+	// reads of runs with subscribers only (0: not taken).
 	Digest uint32 `json:"d,omitempty"`
 }
 

@@ -262,7 +262,7 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 	for _, cfg := range topics {
 		fctx, fcancel := context.WithTimeout(ctx, finalReadTimeout)
 		t0 := time.Now()
-		if err := finalRead(fctx, rec, cluster.Nodes, cfg.Name, uint32(opts.Partitions)); err != nil {
+		if err := finalRead(fctx, rec, cluster.Nodes, cfg.Name, uint32(opts.Partitions), opts.Subscribers > 0); err != nil {
 			progress("jepsen: %v", err)
 		}
 		fcancel()

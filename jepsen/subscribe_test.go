@@ -48,4 +48,13 @@ func TestSubscribersUnderFaults(t *testing.T) {
 	// Every acknowledged event of the live topic reached the subscribers
 	// that passed its offset; at least the EARLIEST ones saw most of them.
 	require.Greater(t, res.Summary.SubscribedEvents, res.Summary.Acknowledged/2)
+	// Content was compared: the final logs and the subscriptions carry
+	// digests.
+	digests := map[string]bool{}
+	for _, op := range res.History {
+		if (op.F == FFinalRead || op.F == FSubscribe) && len(op.Events) > 0 && op.Events[0].Digest != 0 {
+			digests[op.F] = true
+		}
+	}
+	require.Equal(t, map[string]bool{FFinalRead: true, FSubscribe: true}, digests)
 }
