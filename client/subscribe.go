@@ -1,6 +1,7 @@
 package client
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -399,7 +400,7 @@ func (s *Subscription) Partitions() []SubscriptionPartition {
 		}
 		out = append(out, v)
 	}
-	slices.SortFunc(out, func(a, b SubscriptionPartition) int { return int(a.Partition) - int(b.Partition) })
+	slices.SortFunc(out, func(a, b SubscriptionPartition) int { return cmp.Compare(a.Partition, b.Partition) })
 	return out
 }
 
