@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"errors"
@@ -9,7 +10,10 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
+	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -20,6 +24,7 @@ import (
 
 	"github.com/heraldlog/herald/client"
 	"github.com/heraldlog/herald/server"
+	"github.com/heraldlog/herald/server/proccluster"
 )
 
 func TestParseFrom(t *testing.T) {
@@ -256,4 +261,70 @@ func TestConsumeFollowSurvivesNodeStop(t *testing.T) {
 		assert.Equal(t, "acme", got[i]["tenant"])
 		assert.Equal(t, float64(i+2), got[i]["sequence"])
 	}
+}
+
+// TestConsumeFollowBinaryExitsZeroOnInterrupt: the built binary following
+// a real node prints each event as it is produced (written out per event,
+// not at exit) and exits 0 on SIGINT.
+func TestConsumeFollowBinaryExitsZeroOnInterrupt(t *testing.T) {
+	if testing.Short() || runtime.GOOS == "windows" {
+		t.Skip("builds the binary and sends it SIGINT")
+	}
+	bin := proccluster.TestBinary(t)
+	_, addrs := startFollowCluster(t, 1)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	c, err := client.New(ctx, client.Config{Servers: addrs})
+	require.NoError(t, err)
+	defer c.Close()
+	_, err = c.CreateTopic(ctx, &client.TopicConfig{Name: "feed", Partitions: 1, ReplicationFactor: 1, AutoTenants: true})
+	require.NoError(t, err)
+
+	cmd := exec.CommandContext(ctx, bin, "consume", "--topic", "feed", "--partition", "0", "--from", "latest", "--follow", "--server", addrs[0])
+	cmd.Env = append(os.Environ(), serverEnv+"=")
+	stdout, err := cmd.StdoutPipe()
+	require.NoError(t, err)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	require.NoError(t, cmd.Start())
+	lines := make(chan string, 16)
+	scanned := make(chan struct{})
+	go func() {
+		defer close(scanned)
+		s := bufio.NewScanner(stdout)
+		for s.Scan() {
+			select {
+			case lines <- s.Text():
+			default: // the test reads two; never block the scanner
+			}
+		}
+	}()
+
+	// "latest" is fixed when the subscription starts: produce until the
+	// follower prints (bounded), then once more, one event per line.
+	var first string
+	for i := 0; first == ""; i++ {
+		require.Less(t, i, 100, "the follower printed nothing")
+		_, err := c.Produce(ctx, "feed", &client.Event{TenantId: "acme", Payload: fmt.Appendf(nil, "e%d", i)})
+		require.NoError(t, err)
+		select {
+		case first = <-lines:
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+	_, err = c.Produce(ctx, "feed", &client.Event{TenantId: "acme", Payload: []byte("last")})
+	require.NoError(t, err)
+	var second string
+	select {
+	case second = <-lines:
+	case <-time.After(30 * time.Second):
+		t.Fatal("the second event was not printed while the follower runs")
+	}
+	assert.Contains(t, second, `"payload":"last"`)
+
+	require.NoError(t, cmd.Process.Signal(os.Interrupt))
+	<-scanned
+	err = cmd.Wait()
+	require.NoError(t, err, "exit 0 on SIGINT; stderr: %s", stderr.String())
+	assert.Empty(t, stderr.String())
 }
