@@ -120,7 +120,7 @@ func (s *Subscription) resolve(ctx context.Context) (*subscribeRoutes, error) {
 	r := &subscribeRoutes{partitions: slices.Clone(s.opts.Partitions)}
 	switch {
 	case r.partitions != nil:
-	case s.opts.TenantID != "" && (info.GetConfig().GetOrdering() == OrderingPerTenant):
+	case s.opts.TenantID != "" && tenantOrdered(info.GetConfig().GetOrdering()):
 		r.partitions = []uint32{PartitionForTenant(s.opts.TenantID, count)}
 	default:
 		for p := range count {
@@ -134,6 +134,12 @@ func (s *Subscription) resolve(ctx context.Context) (*subscribeRoutes, error) {
 	}
 	r.update(md, s.topic)
 	return r, nil
+}
+
+// tenantOrdered reports whether a topic ordered so keeps all of a
+// tenant's events in one partition (per tenant, the unspecified default).
+func tenantOrdered(o heraldpb.Ordering) bool {
+	return o != OrderingPerKey && o != OrderingNone
 }
 
 // describedTopic returns topic's description in md, or nil.

@@ -133,3 +133,10 @@ func TestSubscribeOptionsValidate(t *testing.T) {
 	}
 	assert.ErrorContains(t, (&SubscribeOptions{Partitions: []uint32{}}).Validate(), "subscribes to nothing")
 }
+
+func TestSubscribeTenantOrdered(t *testing.T) {
+	assert.True(t, tenantOrdered(heraldpb.Ordering_ORDERING_UNSPECIFIED), "the default is per tenant")
+	assert.True(t, tenantOrdered(OrderingPerTenant))
+	assert.False(t, tenantOrdered(OrderingPerKey))
+	assert.False(t, tenantOrdered(OrderingNone))
+}
