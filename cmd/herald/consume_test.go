@@ -125,6 +125,9 @@ func startFollowCluster(t *testing.T, size int) ([]*server.Node, []string) {
 		lis[i] = l
 		peers[fmt.Sprintf("n%d", i+1)] = l.Addr().String()
 	}
+	// The data directory first: cleanups run last-registered first, so the
+	// nodes are closed before their directory is removed.
+	root := t.TempDir()
 	nodes := make([]*server.Node, size)
 	t.Cleanup(func() {
 		for _, n := range nodes {
@@ -133,7 +136,6 @@ func startFollowCluster(t *testing.T, size int) ([]*server.Node, []string) {
 			}
 		}
 	})
-	root := t.TempDir()
 	var addrs []string
 	for i := range size {
 		id := fmt.Sprintf("n%d", i+1)
