@@ -19,13 +19,19 @@
 // position, optionally as a long poll; a Reader (NewReader, TenantReader)
 // is the cursor built on it: page after page, long-polling at the end of
 // the log, with a Position to resume from with no gap and no repeat.
+// Subscribe (or NewSubscription, for Lag and Positions) is the live
+// stream: an iterator (range over func) over the events of every
+// partition, or some, pushed by a replica as they are produced within a
+// credit window the SDK gives back as the caller takes events; a stream
+// whose node dies is resumed on another replica at the next event, and a
+// position the partition no longer holds ends it with a typed error.
 // CreateTopic, AlterTopic, DeleteTopic, CreateTenant,
 // SetTenantQuota and the List/Describe calls manage the registry; registry
 // reads are linearizable unless Stale is given.
 //
 // Errors are typed: match them with errors.Is against the Err* sentinels
 // (ErrTopicNotFound, ErrUnknownOutcome, ...) or errors.As with
-// *NotLeaderError and *OffsetOutOfRangeError. ErrUnknownOutcome means a
+// *NotLeaderError, *OffsetOutOfRangeError and *EpochChangedError. ErrUnknownOutcome means a
 // write may or may not have been committed; any other error of a write
 // means it was not.
 //

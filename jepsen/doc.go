@@ -7,7 +7,8 @@
 //
 // The pieces, one per file: Proxy (a controllable TCP link), Cluster (the
 // processes and the proxy mesh), Schedule and the nemesis (faults), the
-// workload (producers and Readers), History (the JSON-lines record), the
+// workload (producers and Readers), the Subscribers (raw Subscribe
+// streams resumed across nodes), History (the JSON-lines record), the
 // checkers and the linearizability check (pure functions over a History),
 // and the report (verdict.json, report.html). Run ties them together; the
 // `herald jepsen` verb calls it.

@@ -49,6 +49,27 @@ const (
 	// FFault is a fault window of the nemesis: Fault names it, Time is its
 	// start and End its end (ns since the run started).
 	FFault = "fault"
+	// FSubscribeOpen is a subscriber (Process) opening its Conn-th stream
+	// of Partition on Node (subscribe.go), recorded before the start is
+	// sent: Mode is SubscribeEarliest, SubscribeOffset (its first stream,
+	// from From) or SubscribeResume (from From, the offset after the last
+	// event it received, with Epoch, the partition epoch it saw).
+	FSubscribeOpen = "subscribe-open"
+	// FSubscribe is one SubscribeResponse a subscriber received on stream
+	// Conn from Node: Events (with digests), Epoch, the watermarks, Next
+	// (next_offset) and Credit, the events it had granted and not yet
+	// received when the response arrived. A heartbeat (Mode
+	// SubscribeHeartbeat, no events) is recorded only when its next_offset
+	// is not where the subscriber stands.
+	FSubscribe = "subscribe"
+	// FSubscribeEnd is the end of stream Conn: fail with Error and Mode
+	// the error's reason (ErrorReason name, or the gRPC code) when the
+	// stream or its start failed (From: the offset asked; for
+	// OFFSET_OUT_OF_RANGE and EPOCH_CHANGED the watermarks it gave, and for
+	// EPOCH_CHANGED Epoch the current epoch); info when the subscriber
+	// closed it itself (Mode SubscribeMoved, SubscribeStalled,
+	// SubscribeBound).
+	FSubscribeEnd = "subscribe-end"
 )
 
 // Read modes of FRead ops.
@@ -68,6 +89,10 @@ type Observed struct {
 	Sequence uint64 `json:"s"`
 	Tenant   string `json:"t"`
 	EventID  string `json:"id"`
+	// Digest is eventDigest of the event's content (payload, key,
+	// producer, production time), set by subscriptions and by the final
+	// reads of runs with subscribers only (0: not taken).
+	Digest uint32 `json:"d,omitempty"`
 }
 
 // Op is one line of the history. Times are nanoseconds since the run
@@ -120,6 +145,13 @@ type Op struct {
 	Targets string `json:"targets,omitempty"`
 	End     int64  `json:"end,omitempty"`
 	Error   string `json:"error,omitempty"`
+	// Subscriptions: the stream's number (from 1) within its subscriber,
+	// the partition epoch, the next_offset answered and the credit the
+	// subscriber had outstanding.
+	Conn   int    `json:"conn,omitempty"`
+	Epoch  uint64 `json:"epoch,omitempty"`
+	Next   uint64 `json:"next_offset,omitempty"`
+	Credit int    `json:"credit,omitempty"`
 }
 
 // History is a list of ops in the order they were recorded.

@@ -64,9 +64,9 @@ func TestScheduleIsSeededAndFitsTheRun(t *testing.T) {
 }
 
 func TestOptionsValidateReportsEverything(t *testing.T) {
-	err := Options{Nodes: 2, Duration: -time.Second, Tenants: 1, Partitions: 3, Nemeses: []string{"flood"}}.Validate()
+	err := Options{Nodes: 2, Duration: -time.Second, Tenants: 1, Partitions: 3, Nemeses: []string{"flood"}, Subscribers: -1}.Validate()
 	require.Error(t, err)
-	for _, want := range []string{"binary", "output directory", "2 nodes", "negative", "cannot cover", "flood"} {
+	for _, want := range []string{"binary", "output directory", "2 nodes", "negative", "cannot cover", "flood", "-1 subscribers"} {
 		require.ErrorContains(t, err, want)
 	}
 	require.NoError(t, Options{Binary: "herald", OutDir: "out"}.Validate())

@@ -66,6 +66,12 @@ type Options struct {
 	// Mixed runs a raw-gRPC client that sends requests mixing valid and
 	// refused records, some spanning partitions.
 	Mixed bool
+	// Subscribers is the number of raw-gRPC subscribers per partition of
+	// the live topic (subscribe.go; checked by the subscriptions checker):
+	// the even ones replay from EARLIEST, the odd ones join later at an
+	// acknowledged offset. 0: none; the CLI passes DefaultSubscribers of
+	// the mode unless told.
+	Subscribers int
 	// ConvergeTimeout bounds the wait for the replicas to agree after healing.
 	ConvergeTimeout time.Duration
 	// Progress receives a line per phase and fault; nil discards.
@@ -141,6 +147,9 @@ func (o Options) Validate() error {
 	}
 	if o.InFlight < 0 || o.InFlight > inFlightMax {
 		errs = append(errs, fmt.Errorf("jepsen: %d sends in flight: want 1 to %d", o.InFlight, inFlightMax))
+	}
+	if o.Subscribers < 0 || o.Subscribers > subscribersMax {
+		errs = append(errs, fmt.Errorf("jepsen: %d subscribers a partition: want 0 to %d", o.Subscribers, subscribersMax))
 	}
 	for _, n := range o.Nemeses {
 		if _, err := ParseNemeses(n); err != nil {

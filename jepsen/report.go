@@ -22,6 +22,10 @@ type Summary struct {
 	Faults       int      `json:"faults"`       // faults injected
 	Violations   int      `json:"violations"`   // summed over the checkers
 	Failing      []string `json:"failing,omitempty"`
+	// SubscribedEvents counts the events delivered to subscribers,
+	// SubscribeReconnects the streams they opened after their first.
+	SubscribedEvents    int `json:"subscribed_events,omitempty"`
+	SubscribeReconnects int `json:"subscribe_reconnects,omitempty"`
 }
 
 // Summarize counts h and the verdicts.
@@ -39,6 +43,10 @@ func Summarize(h History, verdicts []Verdict) Summary {
 			s.Reads++
 		case op.F == FFault && op.Error == "":
 			s.Faults++
+		case op.F == FSubscribe:
+			s.SubscribedEvents += len(op.Events)
+		case op.F == FSubscribeOpen && op.Conn > 1:
+			s.SubscribeReconnects++
 		}
 	}
 	s.Operations = s.Acknowledged + s.Failed + s.Unknown + s.Reads
@@ -60,8 +68,12 @@ func (s Summary) String() string {
 	if len(s.Failing) > 0 {
 		verdict = "FAIL (" + strings.Join(s.Failing, ", ") + ")"
 	}
-	return fmt.Sprintf("jepsen: %s: %d operations, %d acknowledged events (%d failed, %d unknown), %d reads, %d faults injected, %d violations",
-		verdict, s.Operations, s.Acknowledged, s.Failed, s.Unknown, s.Reads, s.Faults, s.Violations)
+	subscribed := ""
+	if s.SubscribedEvents > 0 || s.SubscribeReconnects > 0 {
+		subscribed = fmt.Sprintf(", %d events to subscribers (%d reconnects)", s.SubscribedEvents, s.SubscribeReconnects)
+	}
+	return fmt.Sprintf("jepsen: %s: %d operations, %d acknowledged events (%d failed, %d unknown), %d reads%s, %d faults injected, %d violations",
+		verdict, s.Operations, s.Acknowledged, s.Failed, s.Unknown, s.Reads, subscribed, s.Faults, s.Violations)
 }
 
 // WriteVerdicts prints one line per checker and its counterexamples.
@@ -124,9 +136,10 @@ const (
 )
 
 // WriteReport writes a self-contained HTML page: the summary, the
-// verdicts, and two timelines (acknowledged produces per second; produce
-// latency, mean and max per second) with the fault windows shaded, as
-// inline SVG.
+// verdicts, and timelines (acknowledged produces per second; produce
+// latency, mean and max per second; with subscribers, events delivered
+// to them and their reconnects per second) with the fault windows
+// shaded, as inline SVG.
 func WriteReport(w io.Writer, vf Report, h History) error {
 	var end int64
 	for _, op := range h {
@@ -138,6 +151,8 @@ func WriteReport(w io.Writer, vf Report, h History) error {
 	latMax := make([]float64, seconds)
 	infos := make([]float64, seconds)
 	sends := make([]float64, seconds) // acknowledged Sends (a batch is one)
+	delivered := make([]float64, seconds)
+	reconnects := make([]float64, seconds)
 	var faults []Op
 	for _, op := range h {
 		sec := int(op.Time / int64(time.Second))
@@ -152,6 +167,10 @@ func WriteReport(w io.Writer, vf Report, h History) error {
 			infos[sec] += float64(op.events())
 		case op.F == FFault:
 			faults = append(faults, op)
+		case op.F == FSubscribe:
+			delivered[sec] += float64(len(op.Events))
+		case op.F == FSubscribeOpen && op.Conn > 1:
+			reconnects[sec]++
 		}
 	}
 	latMean := make([]float64, seconds)
@@ -178,6 +197,12 @@ func WriteReport(w io.Writer, vf Report, h History) error {
 	writePlot(&b, seconds, faults, []series{{acks, "#2563eb"}, {infos, "#dc2626"}})
 	b.WriteString("<h3>Produce latency per second, ms: mean (blue), max (orange)</h3>")
 	writePlot(&b, seconds, faults, []series{{latMean, "#2563eb"}, {latMax, "#ea580c"}})
+	if vf.Summary.SubscribedEvents > 0 {
+		b.WriteString("<h3>Events delivered to subscribers per second</h3>")
+		writePlot(&b, seconds, faults, []series{{delivered, "#16a34a"}})
+		b.WriteString("<h3>Subscriber reconnects per second</h3>")
+		writePlot(&b, seconds, faults, []series{{reconnects, "#dc2626"}})
+	}
 	b.WriteString("<h2>Faults</h2><table><tr><th>start s</th><th>end s</th><th>fault</th><th>targets</th><th>error</th></tr>")
 	for _, f := range faults {
 		fmt.Fprintf(&b, "<tr><td>%.1f</td><td>%.1f</td><td>%s</td><td>%s</td><td>%s</td></tr>", float64(f.Time)/1e9, float64(f.End)/1e9,

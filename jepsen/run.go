@@ -108,7 +108,8 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 		schedule = volumeSchedule(schedule, opts.Duration)
 	}
 	tenants := pickTenants(tenantsN, uint32(opts.Partitions))
-	progress("jepsen: topic %s ready; %s mode, %d producers, %d readers, %d faults planned (seed %d)", topicName, opts.Mode, opts.Producers, opts.Nodes, len(schedule), opts.Seed)
+	progress("jepsen: topic %s ready; %s mode, %d producers, %d readers, %d subscribers, %d faults planned (seed %d)",
+		topicName, opts.Mode, opts.Producers, opts.Nodes, opts.Subscribers*opts.Partitions*(1+min(retainedN, 1)), len(schedule), opts.Seed)
 	if retainedN > 0 {
 		progress("jepsen: topic %s ready: retention %d events or %d bytes per partition; %d of the producers write it, %d readers read it",
 			retainedTopicName, retainedEventsMax, retainedBytesMax, retainedN, opts.Nodes)
@@ -152,6 +153,15 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 				Partitions: uint32(opts.Partitions), Tenants: tenants, Seed: opts.Seed, Interval: retainedReadInterval})
 		}
 	}
+	subTopics := []string{topicName}
+	if retainedN > 0 {
+		subTopics = append(subTopics, retainedTopicName)
+	}
+	catches := map[string]*catchUp{}
+	for _, t := range subTopics {
+		catches[t] = newCatchUp()
+	}
+	subs := subscribers(opts, cluster.Nodes, subTopics, catches)
 	scraper := newPathScraper(cluster.Nodes)
 	sctx, scancel := context.WithCancel(ctx)
 	defer scancel()
@@ -211,6 +221,19 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 			w.run(wctx, rec)
 		}
 	}()
+	// The subscribers outlive the workload: after healing they must
+	// reach the end of the converged log (see catchUp below).
+	subCtx, subCancel := context.WithCancel(ctx)
+	subsDone := make(chan []error, 1)
+	subsExited := make(chan struct{})
+	go func() { // owned by Run: ends once every subscriber has ended, or with subCtx
+		defer close(subsExited)
+		subsDone <- runWorkers(subCtx, rec, topicName, uint32(opts.Partitions), nil, nil, subs)
+	}()
+	defer func() { // on every return, so that no subscriber outlives Run
+		subCancel()
+		<-subsExited
+	}()
 	werrs := runWorkers(wctx, rec, topicName, uint32(opts.Partitions), producers, batchers, readers)
 	injected := <-faultsDone
 	<-regDone
@@ -235,10 +258,11 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 	if convErr != nil {
 		progress("jepsen: %v (reading anyway)", convErr)
 	}
+	werrs = append(werrs, awaitSubscribers(ctx, cluster, opts, catches, convErr == nil, subCancel, subsDone, progress)...)
 	for _, cfg := range topics {
 		fctx, fcancel := context.WithTimeout(ctx, finalReadTimeout)
 		t0 := time.Now()
-		if err := finalRead(fctx, rec, cluster.Nodes, cfg.Name, uint32(opts.Partitions)); err != nil {
+		if err := finalRead(fctx, rec, cluster.Nodes, cfg.Name, uint32(opts.Partitions), opts.Subscribers > 0); err != nil {
 			progress("jepsen: %v", err)
 		}
 		fcancel()
@@ -321,4 +345,62 @@ func pickTenants(n int, partitions uint32) []string {
 		}
 	}
 	return out
+}
+
+// subscribers returns opts.Subscribers subscribers per partition of each
+// topic: the even ones replay from EARLIEST at once, the odd ones join at
+// a time drawn in the first half of the run, from an offset drawn below
+// the highest acknowledged one (on the retained topic, often one that
+// retention has removed by then: the out-of-range answer moves them to the
+// low watermark); their first nodes go round the cluster.
+func subscribers(opts Options, nodes []Node, topics []string, catches map[string]*catchUp) []Reader {
+	rng := rand.New(rand.NewPCG(opts.Seed, 1<<24))
+	base := opts.Producers + 2*opts.Nodes + 16 // past every other worker's process number
+	var out []Reader
+	for _, topic := range topics {
+		for p := range opts.Partitions {
+			for k := range opts.Subscribers {
+				i := len(out)
+				s := &Subscriber{Process: base + i, Nodes: nodes, Topic: topic, Partition: uint32(p), First: i, Earliest: k%2 == 0,
+					Seed: opts.Seed, catchUp: catches[topic]}
+				if !s.Earliest {
+					s.JoinAfter = time.Duration(rng.Int64N(int64(opts.Duration/2) + 1))
+				}
+				out = append(out, s)
+			}
+		}
+	}
+	return out
+}
+
+// awaitSubscribers ends the subscribers. When the cluster converged, it
+// tells them where each partition's log ends and waits until each has got
+// there or stopped receiving (SubscribeBehind, a violation), at most
+// subscribeCatchUpMax; otherwise it stops them at once. It returns their
+// errors.
+func awaitSubscribers(ctx context.Context, c *Cluster, opts Options, catches map[string]*catchUp, converged bool, cancel context.CancelFunc, done <-chan []error, progress func(string, ...any)) []error {
+	if opts.Subscribers == 0 || !converged {
+		cancel()
+		return <-done
+	}
+	for topic, catch := range catches {
+		hctx, hcancel := context.WithTimeout(ctx, setupTimeout)
+		high, err := highWatermarks(hctx, c.Nodes[:1], topic, uint32(opts.Partitions))
+		hcancel()
+		if err != nil {
+			progress("jepsen: subscribers of %s not asked to catch up: %v", topic, err)
+			continue
+		}
+		catch.set(high[0])
+	}
+	t0 := time.Now()
+	select {
+	case errs := <-done:
+		progress("jepsen: subscribers ended (caught up with the converged logs, or behind) in %s", time.Since(t0).Round(time.Millisecond))
+		return errs
+	case <-time.After(subscribeCatchUpMax):
+		progress("jepsen: subscribers still catching up after %s: stopped", subscribeCatchUpMax)
+	}
+	cancel()
+	return <-done
 }

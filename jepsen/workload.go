@@ -2,8 +2,10 @@ package jepsen
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
+	"hash/crc32"
 	"math/rand/v2"
 	"sync"
 	"time"
@@ -208,12 +210,43 @@ func opTopic(topic string) string {
 	return topic
 }
 
+// observe is what a read page keeps of its events (no digest: pages
+// during the run are many, and the checkers compare them by id).
 func observe(events []*heraldpb.Event) []Observed {
 	out := make([]Observed, len(events))
 	for i, e := range events {
 		out[i] = Observed{Offset: e.GetOffset(), Sequence: e.GetSequence(), Tenant: e.GetTenantId(), EventID: e.GetEventId()}
 	}
 	return out
+}
+
+// observeContent is observe with each event's digest, for the final logs
+// and subscriptions, whose content the subscriptions checker compares.
+func observeContent(events []*heraldpb.Event) []Observed {
+	out := observe(events)
+	for i, e := range events {
+		out[i].Digest = eventDigest(e)
+	}
+	return out
+}
+
+// crc32c is the Castagnoli table of eventDigest.
+var crc32c = crc32.MakeTable(crc32.Castagnoli)
+
+// eventDigest is a CRC32C of what an event carries besides its place
+// and identity: payload, key, producer id and sequence, and the time the
+// leader stamped (which differs between two appends of equal content).
+// Observed keeps it instead of the payload, to bound the history.
+func eventDigest(e *heraldpb.Event) uint32 {
+	var num [16]byte
+	binary.LittleEndian.PutUint64(num[:8], e.GetProducerSeq())
+	binary.LittleEndian.PutUint64(num[8:], uint64(e.GetProducedAtUnixNano()))
+	d := crc32.Update(0, crc32c, e.GetPayload())
+	d = crc32.Update(d, crc32c, []byte{0})
+	d = crc32.Update(d, crc32c, e.GetKey())
+	d = crc32.Update(d, crc32c, []byte{0})
+	d = crc32.Update(d, crc32c, []byte(e.GetProducerId()))
+	return crc32.Update(d, crc32c, num[:])
 }
 
 // localReadKey is the metadata a node sets on a request it forwards to a
@@ -230,8 +263,11 @@ func localRead(ctx context.Context) context.Context {
 }
 
 // finalRead reads the whole of every partition from every node and
-// records one FFinalRead op per (node, partition).
-func finalRead(ctx context.Context, rec *Recorder, nodes []Node, topic string, partitions uint32) error {
+// records one FFinalRead op per (node, partition), with each event's
+// digest when digests is set (a run with subscribers, whose events the
+// subscriptions checker compares by content; the digests cost about a
+// quarter more history in the final logs, which dominate a volume run's).
+func finalRead(ctx context.Context, rec *Recorder, nodes []Node, topic string, partitions uint32, digests bool) error {
 	var errs []error
 	for _, n := range nodes {
 		conn, err := grpc.NewClient(n.GRPCAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
@@ -242,7 +278,7 @@ func finalRead(ctx context.Context, rec *Recorder, nodes []Node, topic string, p
 		hc := heraldpb.NewHeraldClient(conn)
 		for p := range partitions {
 			op := Op{F: FFinalRead, Process: -2, Node: n.ID, Partition: p, Mode: ModeOffset, Topic: opTopic(topic)}
-			events, low, high, err := readAll(localRead(ctx), hc, topic, p)
+			events, low, high, err := readAll(localRead(ctx), hc, topic, p, digests)
 			op.Type, op.Events, op.LowWatermark, op.HighWatermark = TypeOK, events, low, high
 			if err != nil {
 				op.Type, op.Error = TypeFail, err.Error()
@@ -271,7 +307,7 @@ const finalTrimsMax = 20
 // replica serving events out of order or twice would show as a failed
 // final read (an unknown verdict) instead of the violation the checkers
 // report.
-func readAll(ctx context.Context, hc heraldpb.HeraldClient, topic string, p uint32) (events []Observed, low, high uint64, err error) {
+func readAll(ctx context.Context, hc heraldpb.HeraldClient, topic string, p uint32, digests bool) (events []Observed, low, high uint64, err error) {
 	from := uint64(0)
 	for trims := 0; ; {
 		rctx, cancel := context.WithTimeout(ctx, 5*time.Second)
@@ -294,7 +330,11 @@ func readAll(ctx context.Context, hc heraldpb.HeraldClient, topic string, p uint
 			low = max(low, resp.GetLowWatermark())
 		}
 		high = resp.GetHighWatermark()
-		events = append(events, observe(resp.GetEvents())...)
+		if digests {
+			events = append(events, observeContent(resp.GetEvents())...)
+		} else {
+			events = append(events, observe(resp.GetEvents())...)
+		}
 		if len(resp.GetEvents()) == 0 || resp.GetNextOffset() >= resp.GetHighWatermark() {
 			return events, low, high, nil
 		}

@@ -43,8 +43,8 @@ const (
 // (the engine of subscribe_core.go, with its own JSON tail per replica)
 // and publishes (the gRPC Produce path, forwarding included).
 //
-// Each connection is served by the HTTP handler's goroutine (reading
-// frames), a writer goroutine only while frames wait to be written (an
+// Each connection is served by a goroutine that reads its frames (started
+// by the HTTP handler, which returns), a writer goroutine only while frames wait to be written (an
 // idle connection has none; pings are queued by a timer), one goroutine
 // per subscription and one per publish in flight (at most
 // PublishesInflightMax), and, once the connection's context ends, one that
@@ -116,9 +116,9 @@ func (g *wsGateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	// The node waits for the connection when it closes: added before the
 	// upgrade, while http.Server.Shutdown still tracks the request.
 	n.wg.Add(1)
-	defer n.wg.Done()
 	conn, err := g.upgrader.Upgrade(w, r, nil)
 	if err != nil {
+		n.wg.Done()
 		n.metrics.wsRefused.WithLabelValues("handshake").Inc()
 		return // the upgrader answered the request
 	}
@@ -127,8 +127,16 @@ func (g *wsGateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			n.logger.Warn("websocket: cannot set the socket send buffer", "err", err)
 		}
 	}
-	c := newWSConn(g, conn, r)
-	c.serve()
+	// The connection is served by a goroutine of its own, so that this
+	// handler returns: net/http then lets go of the request and of the
+	// hijacked connection's 4 KiB read and write buffers, which a handler
+	// blocked in serve would keep for the connection's life (about 10 KiB
+	// of every idle connection).
+	c := newWSConn(g, conn, r.RemoteAddr)
+	go func() {
+		defer n.wg.Done()
+		c.serve()
+	}()
 }
 
 // wsCloseCause is why a connection ended: the close code (sent to the
@@ -185,12 +193,12 @@ type wsSub struct {
 	cancel context.CancelCauseFunc
 }
 
-func newWSConn(g *wsGateway, conn *websocket.Conn, r *http.Request) *wsConn {
+func newWSConn(g *wsGateway, conn *websocket.Conn, remote string) *wsConn {
 	c := &wsConn{g: g, n: g.n, cfg: &g.cfg, conn: conn, opened: time.Now(),
 		queue:      newWSSendQueue(g.cfg.SendQueueFramesMax, g.cfg.SendQueueBytesMax, g.n.metrics.wsQueueBytes),
 		publishes:  make(chan struct{}, g.cfg.PublishesInflightMax),
 		readerDone: make(chan struct{}), closed: make(chan struct{})}
-	c.logger = g.n.logger.With("ws_conn", g.conns.Add(1), "remote", r.RemoteAddr)
+	c.logger = g.n.logger.With("ws_conn", g.conns.Add(1), "remote", remote)
 	c.ctx, c.cancel = context.WithCancelCause(context.Background())
 	c.mu.subs = make(map[string]*wsSub)
 	return c

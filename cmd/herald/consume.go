@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	"google.golang.org/grpc/codes"
 
 	"github.com/heraldlog/herald/client"
 	"github.com/heraldlog/herald/client/wsclient"
@@ -56,9 +57,11 @@ With --partition, the whole partition:
                          e.g. time:2025-01-02T03:04:05Z
   --from latest          from the end (prints nothing)
 
---follow keeps reading past the end, printing events as they are
-produced (each fetch long-polls the replica for up to 5s), until --limit
-events or Ctrl-C. With --from latest it prints only new events.
+--follow keeps reading past the end, printing each event as it is
+produced (a subscription stream on one of the partition's replicas,
+resumed on another at the next event if that node dies), until --limit
+events or Ctrl-C, which exits 0. With --from latest it prints only new
+events. Against a server without subscriptions it long-polls instead.
 
 --ws reads over the nodes' WebSocket gateways (--ws-url, one per node:
 ws://host:http-port/v1/ws) instead of gRPC, and follows like --follow:
@@ -107,13 +110,22 @@ gRPC (--server).`,
 				}
 				partition = client.PartitionForTenant(tenant, info.GetConfig().GetPartitions())
 			}
+			out := newJSONWriter(cmd.OutOrStdout())
+			defaultTTLMs := info.GetConfig().GetDefaultTtlMs()
 			if ws {
 				so, err := wsSubscribeOptions(topic, partition, tenant, from, fromText)
 				if err != nil {
 					return err
 				}
-				return consumeWS(ctx, wsclient.Config{URLs: wsURLs}, so, limit, info.GetConfig().GetDefaultTtlMs(),
-					newJSONWriter(cmd.OutOrStdout()), cmd.ErrOrStderr())
+				return consumeWS(ctx, wsclient.Config{URLs: wsURLs}, so, limit, defaultTTLMs, out, cmd.ErrOrStderr())
+			}
+			if follow {
+				served, err := consumeFollow(ctx, c, topic, client.SubscribeOptions{
+					Partitions: []uint32{partition}, TenantID: tenant, Start: from,
+				}, limit, defaultTTLMs, out)
+				if served || err != nil {
+					return err
+				}
 			}
 			rc := client.ReaderConfig{
 				Topic: topic, Partition: partition, TenantID: tenant, Start: from,
@@ -129,7 +141,7 @@ gRPC (--server).`,
 			if err != nil {
 				return err
 			}
-			return consume(ctx, r, follow, limit, info.GetConfig().GetDefaultTtlMs(), newJSONWriter(cmd.OutOrStdout()))
+			return consume(ctx, r, follow, limit, defaultTTLMs, out)
 		},
 	}
 	f := cmd.Flags()
@@ -195,9 +207,38 @@ func parseFrom(s string, tenant bool) (client.Start, error) {
 	return client.FromSequence(n), nil
 }
 
-// consume --follow pacing: each fetch long-polls followWait; an empty
-// answer that came back sooner than the Reader's EmptyPause (a server that
-// does not long-poll) is followed by that pause, so the loop never spins.
+// consumeFollow prints the events of a subscription (client.Subscribe)
+// until limit events were printed (0: no limit) or ctx ends (Ctrl-C),
+// which is a clean end: it returns nil. The subscription resumes on
+// another replica by itself when a node dies. It reports whether the
+// cluster serves subscriptions: a server that predates them answers
+// Unimplemented before any event, and the caller then long-polls.
+func consumeFollow(ctx context.Context, c *client.Client, topic string, opts client.SubscribeOptions, limit int, defaultTTLMs int64, out *jsonWriter) (served bool, err error) {
+	printed := 0
+	for d, err := range c.Subscribe(ctx, topic, opts) {
+		if err != nil {
+			switch {
+			case ctx.Err() != nil:
+				return true, nil
+			case printed == 0 && client.Status(err).Code() == codes.Unimplemented:
+				return false, nil
+			}
+			return true, err
+		}
+		if err := out.write(renderEvent(d.Event.GetPartition(), d.Event, defaultTTLMs)); err != nil {
+			return true, err
+		}
+		if printed++; limit > 0 && printed >= limit {
+			return true, nil
+		}
+	}
+	return true, nil
+}
+
+// consume --follow pacing when it long-polls (a server without
+// subscriptions): each fetch long-polls followWait; an empty answer that
+// came back sooner than the Reader's EmptyPause (a server that does not
+// long-poll) is followed by that pause, so the loop never spins.
 const followWait = 5 * time.Second
 
 // consume prints events from r until limit events (0: no limit) were

@@ -95,7 +95,7 @@ func consumeWS(ctx context.Context, cfg wsclient.Config, opts wsclient.Subscribe
 
 // wsEventAsEvent gives the fields consume prints of e in the SDK's event.
 func wsEventAsEvent(e *wsclient.Event) *client.Event {
-	ev := &client.Event{EventId: e.EventID, TenantId: e.Tenant, Offset: e.Offset, Sequence: e.Sequence,
+	ev := &client.Event{EventId: e.EventID, TenantId: e.Tenant, Partition: e.Partition, Offset: e.Offset, Sequence: e.Sequence,
 		Key: e.Key, Headers: e.Headers, Payload: e.Payload, CausationId: e.CausationID, TtlMs: e.TTLMs}
 	if !e.Time.IsZero() {
 		ev.ProducedAtUnixNano = e.Time.UnixNano()

@@ -50,6 +50,9 @@ passes; otherwise 1, naming the failing checkers. See docs/fault-injection.md.`,
 			if !cmd.Flags().Changed("seed") {
 				opts.Seed = uint64(time.Now().UnixNano() % 1_000_000)
 			}
+			if !cmd.Flags().Changed("subscribers") {
+				opts.Subscribers = jepsen.DefaultSubscribers(opts.Mode)
+			}
 			opts.Progress = cmd.ErrOrStderr()
 			if err := opts.Validate(); err != nil {
 				return usageError{err}
@@ -86,6 +89,9 @@ passes; otherwise 1, naming the failing checkers. See docs/fault-injection.md.`,
 	f.BoolVar(&opts.Resend, "resend", true, "every 5 s, send an idempotent request of 2,500 events for one tenant over raw gRPC and resend it identically")
 	f.BoolVar(&opts.Hijack, "hijack", true, "every 3 s, a raw-gRPC victim producer and a hijacker sending with its producer id and a guessed epoch; the victim's acknowledged events must stay readable")
 	f.BoolVar(&opts.Mixed, "mixed", true, "every second, a raw-gRPC request mixing valid and refused records, some spanning partitions; a refusal must never hide a write")
+	// The default depends on --mode (DefaultSubscribers), so the flag's own
+	// default is 0, which cobra does not print; RunE applies the mode's.
+	f.IntVar(&opts.Subscribers, "subscribers", 0, "raw-gRPC subscribers per partition, resuming on other nodes across faults (checked by subscriptions; default: 2 in careful mode, 0 in volume mode)")
 	f.StringVar(&check, "check", "", "check the history.jsonl at this path again instead of running (prints the verdicts; starts no node)")
 	f.StringVar(&binary, "binary", "", "herald binary to run as the nodes (default: this one), e.g. an older build to reproduce a defect")
 	return cmd
