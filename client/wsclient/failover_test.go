@@ -124,8 +124,11 @@ func TestSubscriberSurvivesNodeKillUnderLoad(t *testing.T) {
 	// Four producers, one tenant each, in batches. A batch cut by the
 	// kill has an unknown outcome: it is resent with the same event ids,
 	// which the topic's dedupe window makes safe.
-	var wg sync.WaitGroup
-	produceErr := make(chan error, producers)
+	var (
+		wg         sync.WaitGroup
+		acked      atomic.Int64
+		produceErr = make(chan error, producers)
+	)
 	for p := range producers {
 		wg.Add(1)
 		go func() {
@@ -151,6 +154,7 @@ func TestSubscriberSurvivesNodeKillUnderLoad(t *testing.T) {
 					produceErr <- fmt.Errorf("%s: batch at %d: %w", tenant, first, err)
 					return
 				}
+				acked.Add(batchEvents)
 			}
 		}()
 	}
@@ -183,7 +187,8 @@ func TestSubscriberSurvivesNodeKillUnderLoad(t *testing.T) {
 	if victim < 0 {
 		t.Fatalf("the subscriber is connected to %q, not one of %v", victimURL, urls)
 	}
-	t.Logf("received %d; killing node %d (%s), the subscriber's", received.Load(), victim, victimURL)
+	t.Logf("received %d, producers acked %d of %d; killing node %d (%s), the subscriber's",
+		received.Load(), acked.Load(), eventsTotal, victim, victimURL)
 	killed := time.Now()
 	if err := c.Kill(victim); err != nil {
 		t.Fatal(err)
