@@ -15,6 +15,7 @@ const (
 	DefaultHeartbeat          = 5 * time.Second
 	DefaultReadBytesMax       = 16 << 20
 	DefaultPublishInFlightMax = 64
+	DefaultMaxRetries         = 16
 )
 
 // heartbeatMin is the gateway's lower bound for heartbeat_ms.
@@ -46,6 +47,13 @@ type Config struct {
 	// ReadBytesMax bounds one frame read from a node (the buffer of one
 	// frame of events).
 	ReadBytesMax int64
+	// MaxRetries bounds the connection attempts of a subscription that
+	// fail in a row after the first one, as the gRPC SDK's
+	// Config.MaxRetries does for its streams: past it the subscription ends
+	// with the last attempt's error (ErrRetriesExhausted). With the default
+	// backoff, 16 ride out about 25 seconds without a node. 0 means
+	// DefaultMaxRetries; negative means no retry.
+	MaxRetries int
 	// PublishInFlightMax bounds the publishes waiting for their ack on the
 	// client's connection; Publish blocks beyond it.
 	PublishInFlightMax int
@@ -70,6 +78,12 @@ func (cfg Config) withDefaults() Config {
 	}
 	if cfg.ReadBytesMax == 0 {
 		cfg.ReadBytesMax = DefaultReadBytesMax
+	}
+	switch {
+	case cfg.MaxRetries == 0:
+		cfg.MaxRetries = DefaultMaxRetries
+	case cfg.MaxRetries < 0:
+		cfg.MaxRetries = 0
 	}
 	if cfg.PublishInFlightMax == 0 {
 		cfg.PublishInFlightMax = DefaultPublishInFlightMax

@@ -16,7 +16,8 @@
 //     connection ends — the node was killed or is stopping (1001), the
 //     caller read too slowly (4008), the network failed, or nothing came
 //     for three heartbeats — Next connects to the next node (waiting a
-//     doubling, jittered, bounded backoff between failed attempts) and
+//     doubling, jittered, bounded backoff between failed attempts, at most
+//     Config.MaxRetries failed attempts in a row) and
 //     subscribes at the offset after the last event it returned, with the
 //     partition epoch it saw: no gap, no repeat. What no node would
 //     accept ends the subscription with a typed error:

@@ -23,6 +23,10 @@ var (
 	// behind the subscription's position, a frame that does not decode).
 	// A subscription ends with it rather than deliver a gap or a repeat.
 	ErrProtocol = errors.New("wsclient: protocol violation")
+	// ErrRetriesExhausted: a subscription's connection attempts failed
+	// Config.MaxRetries times in a row after the first; the error wraps
+	// the last attempt's too.
+	ErrRetriesExhausted = errors.New("wsclient: connection attempts exhausted")
 )
 
 // EpochChangedError ends a subscription whose position belongs to an
@@ -94,7 +98,7 @@ func upperSnake(c codes.Code) string {
 // request, corruption). Leadership, availability and overload are
 // retried elsewhere.
 func final(err error) bool {
-	if errors.Is(err, ErrProtocol) || errors.Is(err, ErrClosed) {
+	if errors.Is(err, ErrProtocol) || errors.Is(err, ErrClosed) || errors.Is(err, ErrRetriesExhausted) {
 		return true
 	}
 	if errors.Is(err, wire.ErrNotLeader) {

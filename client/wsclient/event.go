@@ -15,7 +15,7 @@ type Event struct {
 	Offset        uint64
 	Epoch         uint64
 	Sequence      uint64
-	Tenant        string
+	TenantID      string
 	EventID       string
 	Time          time.Time
 	Key           []byte
@@ -35,7 +35,7 @@ type Event struct {
 // eventOf converts an event object of an events frame of epoch.
 func eventOf(e *wire.WSEvent, epoch uint64) Event {
 	t, _ := time.Parse(time.RFC3339Nano, e.Time) // the gateway writes RFC 3339; a bad one is the zero time
-	return Event{Partition: e.Partition, Offset: e.Offset, Epoch: epoch, Sequence: e.Sequence, Tenant: e.Tenant,
+	return Event{Partition: e.Partition, Offset: e.Offset, Epoch: epoch, Sequence: e.Sequence, TenantID: e.Tenant,
 		EventID: e.EventID, Time: t, Key: e.Key, Headers: e.Headers, Payload: e.Payload, CausationID: e.CausationID,
 		CorrelationID: e.CorrelationID, Traceparent: e.Traceparent, ContentType: e.ContentType, Schema: e.Schema,
 		SchemaVersion: e.SchemaVersion, TTLMs: e.TTLMs, ProducerID: e.ProducerID, ProducerSeq: e.ProducerSeq}

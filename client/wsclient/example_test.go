@@ -36,6 +36,6 @@ func Example() {
 		case err != nil:
 			log.Fatal(err)
 		}
-		fmt.Println(e.Offset, e.Tenant, string(e.Payload))
+		fmt.Println(e.Offset, e.TenantID, string(e.Payload))
 	}
 }

@@ -248,10 +248,10 @@ func TestSubscriberSurvivesNodeKillUnderLoad(t *testing.T) {
 	ids := make(map[string]bool, eventsTotal)
 	for i, w := range replay {
 		g := got[i]
-		if g.Offset != w.GetOffset() || g.Sequence != w.GetSequence() || g.Tenant != w.GetTenantId() ||
+		if g.Offset != w.GetOffset() || g.Sequence != w.GetSequence() || g.TenantID != w.GetTenantId() ||
 			g.EventID != w.GetEventId() || string(g.Payload) != string(w.GetPayload()) {
 			t.Fatalf("event %d: subscriber got offset %d seq %d %s %s %q, replay has offset %d seq %d %s %s %q", i,
-				g.Offset, g.Sequence, g.Tenant, g.EventID, g.Payload,
+				g.Offset, g.Sequence, g.TenantID, g.EventID, g.Payload,
 				w.GetOffset(), w.GetSequence(), w.GetTenantId(), w.GetEventId(), w.GetPayload())
 		}
 		if ids[g.EventID] {

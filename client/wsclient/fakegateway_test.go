@@ -217,3 +217,37 @@ func TestConfigValidate(t *testing.T) {
 		t.Error("Validate of no URLs: no error")
 	}
 }
+
+// A subscription whose nodes all stopped answering ends after MaxRetries
+// failed attempts in a row, with ErrRetriesExhausted and the last cause.
+func TestRetriesExhausted(t *testing.T) {
+	g := &fakeGateway{t: t, events: 10, closeAfter: 10, closeCode: websocket.CloseGoingAway}
+	srv := httptest.NewServer(http.HandlerFunc(g.serve))
+	defer srv.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	c, err := wsclient.Dial(ctx, wsclient.Config{URLs: []string{"ws" + strings.TrimPrefix(srv.URL, "http") + "/v1/ws"},
+		BackoffMin: time.Millisecond, BackoffMax: 5 * time.Millisecond, MaxRetries: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	s, err := c.Subscribe(ctx, wsclient.SubscribeOptions{Topic: "orders", Start: wsclient.StartEarliest})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	for range g.events {
+		if _, err := s.Next(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	srv.Listener.Close() // the node is gone: every attempt is refused
+	_, err = s.Next(ctx)
+	if !errors.Is(err, wsclient.ErrRetriesExhausted) || !strings.Contains(err.Error(), "3 in a row") {
+		t.Fatalf("Next with no node: %v, want ErrRetriesExhausted after 3 attempts", err)
+	}
+	if _, again := s.Next(ctx); again != err {
+		t.Fatalf("Next after the end: %v, want the same error", again)
+	}
+}

@@ -24,7 +24,7 @@ const (
 	StartEarliest Start = "earliest" // the oldest retained event
 	StartLatest   Start = "latest"   // the next event produced
 	StartOffset   Start = "offset"   // SubscribeOptions.Offset
-	StartSequence Start = "sequence" // SubscribeOptions.Sequence of SubscribeOptions.Tenant
+	StartSequence Start = "sequence" // SubscribeOptions.Sequence of SubscribeOptions.TenantID
 	StartTime     Start = "time"     // the first event produced at or after SubscribeOptions.Time
 )
 
@@ -40,11 +40,11 @@ type SubscribeOptions struct {
 	// to (from an earlier Event.Epoch): a recreated topic then ends the
 	// subscription with EpochChangedError instead of reading the new one.
 	Epoch uint64
-	// Filters: only the events of Tenant, with Key, with every header of
+	// Filters: only the events of TenantID, with Key, with every header of
 	// Headers equal. The position still passes the events they skip.
-	Tenant  string
-	Key     []byte
-	Headers map[string]string
+	TenantID string
+	Key      []byte
+	Headers  map[string]string
 }
 
 func (o *SubscribeOptions) validate() error {
@@ -55,8 +55,8 @@ func (o *SubscribeOptions) validate() error {
 	switch o.Start {
 	case StartEarliest, StartLatest, StartOffset, StartTime:
 	case StartSequence:
-		if o.Tenant == "" {
-			errs = append(errs, errors.New("wsclient: Start sequence needs a Tenant"))
+		if o.TenantID == "" {
+			errs = append(errs, errors.New("wsclient: Start sequence needs a TenantID"))
 		}
 	default:
 		errs = append(errs, fmt.Errorf("wsclient: Start %q: want earliest, latest, offset, sequence or time", o.Start))
@@ -117,14 +117,13 @@ func newSubscription(cfg *Config, opts SubscribeOptions, firstNode int) *Subscri
 }
 
 // Next returns the next event, reconnecting as needed: it tries the nodes
-// in turn for as long as ctx allows (a cluster that is down makes it wait,
-// not fail). It returns ctx's
+// in turn, up to Config.MaxRetries failed attempts in a row. It returns ctx's
 // error when ctx ends (the subscription stays usable: the next call
 // resumes at the same place), ErrClosed after Close, and a final error
 // that ends the subscription: *wire.OffsetOutOfRangeError (the position
 // left the retained log; Low says where it begins), *EpochChangedError,
-// wire.ErrTopicNotFound, wire.ErrPartitionNotFound, invalid options, or
-// ErrProtocol.
+// wire.ErrTopicNotFound, wire.ErrPartitionNotFound, invalid options,
+// ErrRetriesExhausted (no node took it), or ErrProtocol.
 func (s *Subscription) Next(ctx context.Context) (Event, error) {
 	for {
 		if s.err != nil {
@@ -253,7 +252,7 @@ func (s *Subscription) subscribeMessage() *wire.WSClientMessage {
 	o := &s.opts
 	partition, heartbeat := int64(o.Partition), s.cfg.Heartbeat.Milliseconds()
 	m := &wire.WSClientMessage{Type: wire.WSTypeSubscribe, ID: s.id, Topic: o.Topic, Partition: &partition,
-		Tenant: o.Tenant, Key: o.Key, Headers: o.Headers, HeartbeatMs: &heartbeat}
+		Tenant: o.TenantID, Key: o.Key, Headers: o.Headers, HeartbeatMs: &heartbeat}
 	if s.positioned {
 		offset := int64(s.next)
 		m.Start, m.Offset = string(StartOffset), &offset
@@ -292,13 +291,15 @@ func (s *Subscription) connect(ctx context.Context) error {
 			s.failures = 0
 			return nil
 		}
-		if final(err) || ctx.Err() != nil {
-			if ctx.Err() != nil {
-				return ctx.Err()
-			}
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		if final(err) {
 			return err
 		}
-		s.failures++
+		if s.failures++; s.failures > s.cfg.MaxRetries {
+			return fmt.Errorf("%w: %d in a row, the last at %s: %w", ErrRetriesExhausted, s.failures, url, err)
+		}
 	}
 }
 

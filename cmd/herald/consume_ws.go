@@ -21,7 +21,7 @@ const wsURLsMissing = "--ws needs --ws-url ws://host:http-port/v1/ws,... (one pe
 // partition, filtered to tenant when set. fromText is the --from flag,
 // already checked by parseFrom (it gives the time of a time start).
 func wsSubscribeOptions(topic string, partition uint32, tenant string, from client.Start, fromText string) (wsclient.SubscribeOptions, error) {
-	o := wsclient.SubscribeOptions{Topic: topic, Partition: partition, Tenant: tenant}
+	o := wsclient.SubscribeOptions{Topic: topic, Partition: partition, TenantID: tenant}
 	if n, ok := from.Offset(); ok {
 		o.Start, o.Offset = wsclient.StartOffset, n
 		return o, nil
@@ -95,7 +95,7 @@ func consumeWS(ctx context.Context, cfg wsclient.Config, opts wsclient.Subscribe
 
 // wsEventAsEvent gives the fields consume prints of e in the SDK's event.
 func wsEventAsEvent(e *wsclient.Event) *client.Event {
-	ev := &client.Event{EventId: e.EventID, TenantId: e.Tenant, Partition: e.Partition, Offset: e.Offset, Sequence: e.Sequence,
+	ev := &client.Event{EventId: e.EventID, TenantId: e.TenantID, Partition: e.Partition, Offset: e.Offset, Sequence: e.Sequence,
 		Key: e.Key, Headers: e.Headers, Payload: e.Payload, CausationId: e.CausationID, TtlMs: e.TTLMs}
 	if !e.Time.IsZero() {
 		ev.ProducedAtUnixNano = e.Time.UnixNano()

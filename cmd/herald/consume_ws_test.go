@@ -60,7 +60,7 @@ func TestWSSubscribeOptions(t *testing.T) {
 	require.NoError(t, err)
 	got, err := wsSubscribeOptions("t", 1, "acme", from, "earliest")
 	require.NoError(t, err)
-	assert.Equal(t, wsclient.SubscribeOptions{Topic: "t", Partition: 1, Tenant: "acme", Start: wsclient.StartSequence, Sequence: 1}, got)
+	assert.Equal(t, wsclient.SubscribeOptions{Topic: "t", Partition: 1, TenantID: "acme", Start: wsclient.StartSequence, Sequence: 1}, got)
 
 	res := runCLI(t, "", map[string]string{serverEnv: deadAddr(t)}, "consume", "--topic", "t", "--partition", "0", "--ws")
 	assert.Equal(t, exitUsage, res.code)
