@@ -28,6 +28,7 @@ type fakeGateway struct {
 	events     uint64
 	closeAfter uint64
 	closeCode  int
+	dropAtOnce bool // close with 1001 right after subscribed
 
 	mu         sync.Mutex
 	subscribes []wire.WSClientMessage
@@ -84,6 +85,10 @@ func (g *fakeGateway) serve(w http.ResponseWriter, r *http.Request) {
 			continue
 		}
 		send(&wire.WSPosition{Type: wire.WSTypeSubscribed, ID: m.ID, Topic: m.Topic, Epoch: fakeEpoch, NextOffset: next, HighWatermark: high})
+		if g.dropAtOnce {
+			_ = conn.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(websocket.CloseGoingAway, "stopping"), time.Now().Add(time.Second))
+			return
+		}
 		sent := uint64(0)
 		for next < g.events {
 			f := wire.WSEvents{Type: wire.WSTypeEvents, ID: m.ID, Epoch: fakeEpoch, HighWatermark: high}
@@ -249,5 +254,32 @@ func TestRetriesExhausted(t *testing.T) {
 	}
 	if _, again := s.Next(ctx); again != err {
 		t.Fatalf("Next after the end: %v, want the same error", again)
+	}
+}
+
+// A node that takes the subscription and drops it before any frame counts
+// as a failed attempt: the subscription backs off and ends after
+// MaxRetries, rather than spin.
+func TestDroppedAtOnceCountsAsFailure(t *testing.T) {
+	g := &fakeGateway{t: t, events: 10, dropAtOnce: true}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	c, err := wsclient.Dial(ctx, wsclient.Config{URLs: startFake(t, g, 2), BackoffMin: time.Millisecond, BackoffMax: 5 * time.Millisecond, MaxRetries: 3})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	s, err := c.Subscribe(ctx, wsclient.SubscribeOptions{Topic: "orders", Start: wsclient.StartEarliest})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if _, err := s.Next(ctx); !errors.Is(err, wsclient.ErrRetriesExhausted) {
+		t.Fatalf("Next: %v, want ErrRetriesExhausted", err)
+	}
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if len(g.subscribes) != 4 {
+		t.Fatalf("%d subscribes, want 4 (the first and 3 retries)", len(g.subscribes))
 	}
 }

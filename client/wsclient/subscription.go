@@ -91,6 +91,7 @@ type Subscription struct {
 	node       int            // index into urls of the next node to try
 	failures   int            // connection attempts failed in a row
 	subscribed bool           // subscribed at least once
+	progressed bool           // the current connection delivered a frame of the subscription
 	err        error          // the error that ended the subscription
 
 	url        atomic.Pointer[string]
@@ -159,9 +160,18 @@ func (s *Subscription) Next(ctx context.Context) (Event, error) {
 			if ctx.Err() != nil {
 				return Event{}, ctx.Err()
 			}
-			// The connection worked: the next attempt goes to the next
-			// node without waiting.
-			s.failures = 0
+			if s.progressed {
+				// The connection worked: the next attempt goes to the
+				// next node without waiting.
+				s.failures = 0
+				continue
+			}
+			// Subscribed, then lost before any frame: a failed attempt,
+			// so that a node that takes subscriptions and drops them at
+			// once is not retried in a tight loop.
+			if s.failures++; s.failures > s.cfg.MaxRetries {
+				return Event{}, s.end(fmt.Errorf("%w: %d in a row: %w", ErrRetriesExhausted, s.failures, err))
+			}
 		}
 	}
 }
@@ -288,7 +298,7 @@ func (s *Subscription) connect(ctx context.Context) error {
 		s.node++
 		err := s.subscribeAt(ctx, url)
 		if err == nil {
-			s.failures = 0
+			s.progressed = false
 			return nil
 		}
 		if ctx.Err() != nil {
@@ -407,6 +417,7 @@ func (s *Subscription) receive(ctx context.Context, conn *websocket.Conn) error 
 			if err := s.check(&f); err != nil {
 				return err
 			}
+			s.progressed = true
 			if len(f.Events) == 0 {
 				s.next = f.NextOffset
 				continue
@@ -421,6 +432,7 @@ func (s *Subscription) receive(ctx context.Context, conn *websocket.Conn) error 
 			if f.NextOffset > s.next {
 				s.next = f.NextOffset // the filters skipped up to there
 			}
+			s.progressed = true
 		case wire.WSTypeError:
 			var f wire.WSError
 			if err := json.Unmarshal(data, &f); err != nil {
