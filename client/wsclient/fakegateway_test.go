@@ -51,6 +51,9 @@ func (g *fakeGateway) serve(w http.ResponseWriter, r *http.Request) {
 		}
 		switch m.Type {
 		case wire.WSTypePublish:
+			if m.Topic == "vanish" {
+				return // the node dies with the publish in flight
+			}
 			if m.Topic != "orders" {
 				high := uint64(0)
 				send(&wire.WSError{Type: wire.WSTypeError, ID: m.ID, For: wire.WSTypePublish, Code: "TOPIC_NOT_FOUND", Message: "no topic", HighWatermark: &high})
@@ -207,6 +210,14 @@ func TestFinalErrors(t *testing.T) {
 	}
 	if _, err := c.Publish(ctx, "missing", &heraldpb.Event{TenantId: "acme"}); !errors.Is(err, wire.ErrTopicNotFound) {
 		t.Fatalf("publish to a missing topic: %v, want ErrTopicNotFound", err)
+	}
+	// A connection lost with the publish in flight is an unknown outcome;
+	// the next publish goes on a new connection.
+	if _, err := c.Publish(ctx, "vanish", &heraldpb.Event{TenantId: "acme", EventId: "x2"}); !errors.Is(err, wire.ErrUnknownOutcome) {
+		t.Fatalf("publish cut by the connection: %v, want ErrUnknownOutcome", err)
+	}
+	if ack, err := c.Publish(ctx, "orders", &heraldpb.Event{TenantId: "acme", EventId: "x3"}); err != nil || ack.EventID != "x3" {
+		t.Fatalf("publish after a lost connection: %+v, %v", ack, err)
 	}
 }
 

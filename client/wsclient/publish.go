@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/gorilla/websocket"
 
@@ -71,9 +72,25 @@ type publishAnswer struct {
 	err error
 }
 
+// publishSilenceMax is how long the publish connection may hear nothing,
+// not even the node's ping (every 20s), before its reader takes it for
+// dead: the gateway's own pong timeout.
+const publishSilenceMax = 60 * time.Second
+
 func newPublisher(conn *websocket.Conn, url string, cfg *Config) *publisher {
 	p := &publisher{conn: conn, url: url, cfg: cfg, slots: make(chan struct{}, cfg.PublishInFlightMax), done: make(chan struct{})}
 	p.mu.waiting = map[string]chan publishAnswer{}
+	// A ping proves the node alive: extend the deadline, and answer as
+	// gorilla's default handler does (WriteControl may run concurrently
+	// with the writes of publish).
+	conn.SetPingHandler(func(data string) error {
+		_ = conn.SetReadDeadline(time.Now().Add(publishSilenceMax))
+		err := conn.WriteControl(websocket.PongMessage, []byte(data), time.Now().Add(time.Second))
+		if err == websocket.ErrCloseSent {
+			return nil
+		}
+		return err
+	})
 	go p.read()
 	return p
 }
@@ -82,6 +99,7 @@ func newPublisher(conn *websocket.Conn, url string, cfg *Config) *publisher {
 func (p *publisher) read() {
 	defer close(p.done)
 	for {
+		_ = p.conn.SetReadDeadline(time.Now().Add(publishSilenceMax))
 		_, data, err := p.conn.ReadMessage()
 		if err != nil {
 			p.fail(err)
