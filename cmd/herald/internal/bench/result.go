@@ -162,7 +162,7 @@ func latencyLabel(of string) string {
 	case latencyPerPage:
 		return "fetch page"
 	case latencyDelivered:
-		return "event, produced_at to fetched"
+		return "event, produced_at to delivered"
 	default:
 		return of
 	}
