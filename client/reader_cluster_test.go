@@ -44,6 +44,9 @@ func startRealCluster(t *testing.T, size int) *realCluster {
 		grpcLis[i] = l
 		peers[fmt.Sprintf("n%d", i+1)] = l.Addr().String()
 	}
+	// The directory first: cleanups run last-registered first, so the nodes
+	// close before their data is removed.
+	root := t.TempDir()
 	c := &realCluster{nodes: make([]*server.Node, size)}
 	t.Cleanup(func() {
 		for _, n := range c.nodes {
@@ -52,7 +55,6 @@ func startRealCluster(t *testing.T, size int) *realCluster {
 			}
 		}
 	})
-	root := t.TempDir()
 	for i := range size {
 		id := fmt.Sprintf("n%d", i+1)
 		httpLis, err := net.Listen("tcp", "127.0.0.1:0")

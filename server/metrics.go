@@ -88,7 +88,7 @@ func newNodeMetrics() *nodeMetrics {
 		}, []string{"topic"}),
 		subscribeReads: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "herald_subscribe_reads_total",
-			Help: "Pages a subscription took: from the partition's shared tail (tail) or read on its own behind it (own).",
+			Help: "Pages a subscription took: from the partition's shared tail (tail) or read on its own behind it (own); behind: a read found the replica's log ending before the subscription's position (a snapshot being restored) and waited.",
 		}, []string{"source"}),
 		subscribeHeartbeats: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "herald_subscribe_heartbeats_total",

@@ -313,6 +313,11 @@ func (n *Node) subscribeFrom(ctx context.Context, r *partition.Replica, index ui
 		// exists (Fetch forwards, and a caught-up leader answers).
 		if _, err := svc.Fetch(ctx, &heraldpb.FetchRequest{Topic: topic, Partition: index,
 			Start: &heraldpb.FetchRequest_Offset{Offset: off}, MaxEvents: 1}); err != nil {
+			if errors.Is(err, wire.ErrNotLeader) {
+				// The forwarded check met a leader change: the subscription
+				// answers as documented for a stream to resume elsewhere.
+				return 0, wire.NoLeader(fmt.Sprintf("partition %d of %s (checking offset %d with its leader: %v)", index, topic, off, err))
+			}
 			return 0, err
 		}
 		return off, nil
@@ -383,6 +388,17 @@ func (s *subscription) step(events, bytes int64) (*subscribeBatch, error) {
 		m.subscribeReads.WithLabelValues("tail").Inc()
 	}
 	if err != nil {
+		var oor *partition.OffsetOutOfRangeError
+		if errors.As(err, &oor) && oor.Requested > oor.High {
+			// The subscription has read past where this replica's log now
+			// ends: the log went back (a snapshot being restored shows it
+			// empty; a rebuilt log refills). The events are committed; wait
+			// for the replica to come back (run sends no heartbeat
+			// meanwhile, so a client may resume elsewhere), never answer a
+			// live stream out of range for them.
+			s.n.metrics.subscribeReads.WithLabelValues("behind").Inc()
+			return nil, nil
+		}
 		return nil, readError(err)
 	}
 	if len(entries) == 0 {
@@ -445,10 +461,15 @@ func (s *subscription) run(ctx context.Context, sink subscriptionSink, idle func
 		case <-changed:
 		case <-wake:
 		case <-timer.C:
-			if err := sink.sendHeartbeat(s.next, s.r.HighWatermark(), s.r.LowWatermark()); err != nil {
-				return err
+			// A replica whose log is behind the subscription (restoring a
+			// snapshot) has no position to report: no heartbeat, so that
+			// the client may resume elsewhere.
+			if high := s.r.HighWatermark(); high >= s.next {
+				if err := sink.sendHeartbeat(s.next, high, s.r.LowWatermark()); err != nil {
+					return err
+				}
+				n.metrics.subscribeHeartbeats.Inc()
 			}
-			n.metrics.subscribeHeartbeats.Inc()
 			timer.Reset(s.heartbeat)
 		case <-ctx.Done():
 			return context.Cause(ctx)

@@ -349,6 +349,9 @@ func (th *wsTailHub) heartbeats() {
 	th.mu.Lock()
 	defer th.mu.Unlock()
 	high, low := th.r.HighWatermark(), th.r.LowWatermark()
+	if high < th.mu.cur {
+		return // the replica's log went back (a restore): nothing to report
+	}
 	beat := func(hs *wsHubSub) {
 		if now.Sub(hs.lastSent) < hs.s.heartbeat {
 			return

@@ -389,3 +389,86 @@ func (c *Cluster) nodeIDLocked(i int) string {
 	}
 	return c.Nodes[i].ID
 }
+
+// subscribePoll is how often the fake's Subscribe looks for new events
+// (it has no apply notifications).
+const subscribePoll = time.Millisecond
+
+// Subscribe streams one partition from its start, polling the partition's
+// log; it honours the start and sends heartbeats, not credit (the fake's
+// subscribers are the SDK's, which grant ahead).
+func (s *service) Subscribe(stream heraldpb.Herald_SubscribeServer) error {
+	req, err := stream.Recv()
+	if err != nil {
+		return err
+	}
+	start := req.GetStart()
+	if start == nil {
+		return wire.InvalidArgument("start", "the first message of a subscription is its start")
+	}
+	go func() { // credit grants: read and dropped until the stream ends
+		for {
+			if _, err := stream.Recv(); err != nil {
+				return
+			}
+		}
+	}()
+	c := s.node.cluster
+	epoch := uint64(start.GetPartition()) + 1
+	c.mu.Lock()
+	t, ok := c.mu.topics[start.GetTopic()]
+	var next uint64
+	if ok && start.GetPartition() < t.config.GetPartitions() {
+		high := uint64(len(t.logs[start.GetPartition()]))
+		switch st := start.GetStart().(type) {
+		case *heraldpb.SubscribeStart_Offset:
+			next = st.Offset
+		case *heraldpb.SubscribeStart_Position:
+			if st.Position == heraldpb.StartPosition_LATEST {
+				next = high
+			}
+		}
+		if next > high {
+			c.mu.Unlock()
+			return wire.OffsetOutOfRange(next, 0, high)
+		}
+	}
+	c.mu.Unlock()
+	if !ok {
+		return wire.TopicNotFound(start.GetTopic())
+	}
+	if start.GetPartition() >= t.config.GetPartitions() {
+		return wire.PartitionNotFound(start.GetTopic(), start.GetPartition())
+	}
+	heartbeat := time.Duration(max(start.GetHeartbeatMs(), 100)) * time.Millisecond
+	lastSent := time.Now()
+	for {
+		c.mu.Lock()
+		log := t.logs[start.GetPartition()]
+		high := uint64(len(log))
+		var events []*heraldpb.Event
+		for _, e := range log[next:min(high, next+100)] {
+			events = append(events, e)
+		}
+		c.mu.Unlock()
+		resp := &heraldpb.SubscribeResponse{Partition: start.GetPartition(), Epoch: epoch, HighWatermark: high}
+		switch {
+		case len(events) > 0:
+			next = events[len(events)-1].GetOffset() + 1
+			resp.Events, resp.NextOffset = events, next
+		case time.Since(lastSent) >= heartbeat:
+			resp.NextOffset, resp.Heartbeat = next, true
+		default:
+			select {
+			case <-stream.Context().Done():
+				return stream.Context().Err()
+			case <-time.After(subscribePoll):
+			}
+			continue
+		}
+		if err := stream.Send(resp); err != nil {
+			return err
+		}
+		lastSent = time.Now()
+	}
+}

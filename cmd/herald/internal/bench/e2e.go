@@ -13,13 +13,6 @@ import (
 
 // E2E bounds and pacing.
 const (
-	// e2eWait is each reader fetch's long poll (FetchRequest.max_wait_ms):
-	// there are no streaming subscriptions yet, so delivery is by Fetch,
-	// which the leader answers as soon as it has applied new events.
-	e2eWait = time.Second
-	// e2eEmptyPauseDuration is the pause after an empty answer that came
-	// back sooner than this (a server that does not long-poll).
-	e2eEmptyPauseDuration = time.Millisecond
 	// e2eSendsPerSecond sizes the paced requests: about one request per
 	// millisecond across all producers (at least rate/1000 events, at
 	// least 1; more when the senders fall behind, up to --batch).
@@ -41,8 +34,9 @@ const (
 // time after the producers are done.
 var errDrainTimeout = errors.New("bench: e2e readers did not receive every event in time")
 
-// runE2E produces opts.Count events at a fixed rate while one reader per
-// partition tails it from its high watermark with long-polling Fetch; each
+// runE2E produces opts.Count events at a fixed rate while one subscriber
+// per partition (client.Subscribe, a gRPC Subscribe stream) follows it
+// from its high watermark; each
 // delivered event's latency is the reader's clock at receipt minus the
 // event's produced_at (stamped by the leader; same machine, same clock
 // for a local cluster).
@@ -57,8 +51,7 @@ func runE2E(ctx context.Context, e *env) error {
 		e.result.PeakEventsPerSec = round(peak, 1)
 	}
 	e.result.RateTarget = round(rate, 1)
-	e.result.FetchWaitMs = int(e2eWait.Milliseconds())
-	e.note("delivery is by long-polling Fetch (max_wait_ms %d; no streaming subscriptions yet): the leader answers as soon as it applies new events", e2eWait.Milliseconds())
+	e.note("delivery is by Subscribe streams (client.Subscribe, one per partition, on a replica chosen by the SDK): a replica sends events as soon as it applies them")
 	if e.result.Cluster != "local" {
 		e.note("latency compares the leader's clock (produced_at) with this machine's: meaningful only if they agree")
 	}
@@ -81,12 +74,16 @@ func runE2E(ctx context.Context, e *env) error {
 	)
 	failure := &firstFailure{cancel: cancelRead}
 	histograms := make([]*latency, len(starts))
+	// The subscriptions end together once every event has arrived (a
+	// partition's own subscription would otherwise wait for more).
+	subCtx, allDelivered := context.WithCancel(readCtx)
+	defer allDelivered()
 	e.cpu.begin(ctx)
 	start := time.Now()
 	for p, from := range starts {
 		histograms[p] = newLatency()
 		readers.Go(func() {
-			if err := tailPartition(readCtx, e.admin, e.topic, p, from, e.opts.Count, &delivered, histograms[p], prog); err != nil && readCtx.Err() == nil {
+			if err := tailPartition(subCtx, e.admin, e.topic, p, from, e.opts.Count, &delivered, histograms[p], prog, allDelivered); err != nil && subCtx.Err() == nil {
 				failure.set(err)
 			}
 		})
@@ -156,29 +153,26 @@ func pacedBatch(rate float64, batchMax int) int {
 	return min(max(b, 1), batchMax)
 }
 
-// tailPartition follows partition from offset from, recording each
-// event's produced_at-to-receipt latency, until total events have been
-// delivered over all partitions (delivered) or ctx ends.
-func tailPartition(ctx context.Context, cl *client.Client, topic string, partition int, from uint64, total int64, delivered *atomic.Int64, lat *latency, prog *progress) error {
-	rc := pageReader(topic, partition, client.FromOffset(from))
-	rc.Wait, rc.EmptyPause = e2eWait, e2eEmptyPauseDuration
-	r, err := client.NewReader(cl, rc)
-	if err != nil {
-		return err
+// tailPartition follows partition from offset from with a subscription,
+// recording each event's produced_at-to-receipt latency, until total
+// events have been delivered over all partitions (delivered: the
+// subscription that delivers the last one calls done) or ctx ends.
+func tailPartition(ctx context.Context, cl *client.Client, topic string, partition int, from uint64, total int64, delivered *atomic.Int64, lat *latency, prog *progress, done func()) error {
+	if delivered.Load() >= total {
+		done()
+		return nil
 	}
-	for delivered.Load() < total {
-		at := r.Position()
-		resp, err := r.Next(ctx)
+	opts := client.SubscribeOptions{Partitions: []uint32{uint32(partition)}, Start: client.FromOffset(from)}
+	for d, err := range cl.Subscribe(ctx, topic, opts) {
 		if err != nil {
-			return fmt.Errorf("bench: e2e read of %s/%d at %s: %w", topic, partition, at, err)
+			return fmt.Errorf("bench: e2e subscription to %s/%d: %w", topic, partition, err)
 		}
-		received := time.Now().UnixNano()
-		events := resp.GetEvents()
-		for _, ev := range events {
-			lat.record(time.Duration(received - ev.GetProducedAtUnixNano()))
+		lat.record(time.Duration(time.Now().UnixNano() - d.Event.GetProducedAtUnixNano()))
+		prog.add(1)
+		if delivered.Add(1) >= total {
+			done()
+			return nil
 		}
-		delivered.Add(int64(len(events)))
-		prog.add(int64(len(events)))
 	}
-	return nil
+	return ctx.Err()
 }

@@ -66,8 +66,6 @@ type Result struct {
 	// quick peak it was derived from, when it was.
 	RateTarget       float64 `json:"rate_target,omitempty"`
 	PeakEventsPerSec float64 `json:"peak_events_per_sec,omitempty"`
-	// FetchWaitMs is e2e's long poll per fetch (max_wait_ms).
-	FetchWaitMs int `json:"fetch_wait_ms,omitempty"`
 	// Notes are caveats about this run, one sentence each.
 	Notes []string `json:"notes,omitempty"`
 }
@@ -164,7 +162,7 @@ func latencyLabel(of string) string {
 	case latencyPerPage:
 		return "fetch page"
 	case latencyDelivered:
-		return "event, produced_at to fetched"
+		return "event, produced_at to delivered"
 	default:
 		return of
 	}

@@ -101,7 +101,7 @@ func TestResultSummaryOfOtherScenarios(t *testing.T) {
 	require.NoError(t, r.WriteSummary(&out))
 	assert.Contains(t, out.String(), "rate:       1000 events/s paced (half of a quick peak of 2000 events/s)")
 	assert.Contains(t, out.String(), "p50 150ms")
-	assert.Contains(t, out.String(), "(per event, produced_at to fetched)")
+	assert.Contains(t, out.String(), "(per event, produced_at to delivered)")
 }
 
 func TestThroughputOfZeroDuration(t *testing.T) {
