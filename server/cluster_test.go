@@ -38,6 +38,13 @@ func (discard) Write(p []byte) (int, error) { return len(p), nil }
 
 func startCluster(t *testing.T, size int) *testCluster {
 	t.Helper()
+	return startClusterConfig(t, size, nil)
+}
+
+// startClusterConfig is startCluster with each node's config changed by
+// mutate (when not nil) before it starts.
+func startClusterConfig(t *testing.T, size int, mutate func(*Config)) *testCluster {
+	t.Helper()
 	c := &testCluster{t: t}
 	peers := map[string]string{}
 	listeners := make([]net.Listener, size)
@@ -66,10 +73,15 @@ func startCluster(t *testing.T, size int) *testCluster {
 			GRPCListener: listeners[i],
 			HTTPListener: hl,
 		}
+		if mutate != nil {
+			mutate(&cfg)
+		}
 		c.cfgs = append(c.cfgs, cfg)
 		c.dirs = append(c.dirs, cfg.DataDir)
 	}
 	c.nodes = make([]*Node, size)
+	// Before the starts: a failed start still closes the nodes started.
+	t.Cleanup(c.close)
 	for i := range size {
 		n, err := StartNode(c.cfgs[i])
 		if err != nil {
@@ -77,7 +89,6 @@ func startCluster(t *testing.T, size int) *testCluster {
 		}
 		c.nodes[i] = n
 	}
-	t.Cleanup(c.close)
 	c.waitControllerLeader()
 	return c
 }

@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"net"
 	"net/http"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -369,47 +368,6 @@ func TestWSSubscribePublishResume(t *testing.T) {
 	if d := time.Since(began); d > 5*time.Second {
 		t.Fatalf("stopping a node with a WebSocket client took %v", d)
 	}
-}
-
-// startClusterConfig is startCluster with each node's config changed by
-// mutate before it starts.
-func startClusterConfig(t *testing.T, size int, mutate func(*Config)) *testCluster {
-	t.Helper()
-	c := &testCluster{t: t}
-	peers := map[string]string{}
-	listeners := make([]net.Listener, size)
-	for i := range size {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		listeners[i] = l
-		peers[fmt.Sprintf("n%d", i+1)] = l.Addr().String()
-	}
-	root := t.TempDir()
-	for i := range size {
-		id := fmt.Sprintf("n%d", i+1)
-		hl, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		cfg := Config{NodeID: id, DataDir: filepath.Join(root, id), GRPCAddr: peers[id], HTTPAddr: hl.Addr().String(),
-			Peers: peers, Logger: testLogger(t).With("test", t.Name()), GRPCListener: listeners[i], HTTPListener: hl}
-		mutate(&cfg)
-		c.cfgs = append(c.cfgs, cfg)
-		c.dirs = append(c.dirs, cfg.DataDir)
-	}
-	c.nodes = make([]*Node, size)
-	t.Cleanup(c.close)
-	for i := range size {
-		n, err := StartNode(c.cfgs[i])
-		if err != nil {
-			t.Fatalf("start %s: %v", c.cfgs[i].NodeID, err)
-		}
-		c.nodes[i] = n
-	}
-	c.waitControllerLeader()
-	return c
 }
 
 // A frame above the read limit closes the connection with 1009; origins
