@@ -25,69 +25,36 @@ import (
 // are ignored, so both sides may add fields; types and codes are
 // append-only.
 
+// The frame types, names and codes are the wire package's (client/wire/ws.go),
+// shared with the Go WebSocket client; the short names below keep the
+// gateway's code as it was.
+
 // Client message types.
 const (
-	wsTypeSubscribe   = "subscribe"
-	wsTypeUnsubscribe = "unsubscribe"
-	wsTypePublish     = "publish"
+	wsTypeSubscribe   = wire.WSTypeSubscribe
+	wsTypeUnsubscribe = wire.WSTypeUnsubscribe
+	wsTypePublish     = wire.WSTypePublish
 )
 
 // Server message types.
 const (
-	wsTypeSubscribed   = "subscribed"
-	wsTypeUnsubscribed = "unsubscribed"
-	wsTypeEvents       = "events"
-	wsTypeHeartbeat    = "heartbeat"
-	wsTypeAck          = "ack"
-	wsTypeError        = "error"
+	wsTypeSubscribed   = wire.WSTypeSubscribed
+	wsTypeUnsubscribed = wire.WSTypeUnsubscribed
+	wsTypeEvents       = wire.WSTypeEvents
+	wsTypeHeartbeat    = wire.WSTypeHeartbeat
+	wsTypeAck          = wire.WSTypeAck
+	wsTypeError        = wire.WSTypeError
 )
 
-// Close codes the gateway sends besides the standard ones (1000 normal,
-// 1001 node stopping, 1009 frame above the read limit, 1011 server error).
-const (
-	// wsCloseSlowConsumer: the client read too slowly; its send queue
-	// stayed full for the slow-consumer timeout. Resume by reconnecting
-	// from the last position received.
-	wsCloseSlowConsumer = 4008
-)
+// wsCloseSlowConsumer: the client read too slowly (wire.WSCloseSlowConsumer).
+const wsCloseSlowConsumer = wire.WSCloseSlowConsumer
 
 // wsIDBytesMax bounds a client-chosen subscription or request id.
-const wsIDBytesMax = 128
+const wsIDBytesMax = wire.WSIDBytesMax
 
-// wsClientMessage is any client frame; which fields matter depends on Type.
-// Numbers the client may get wrong (negative, absurd) are decoded signed
-// and checked, so the error names them.
-type wsClientMessage struct {
-	Type string `json:"type"`
-	ID   string `json:"id"`
-
-	// subscribe and publish
-	Topic string `json:"topic"`
-	// subscribe
-	Partition   *int64            `json:"partition"`
-	Start       string            `json:"start"` // earliest | latest | offset | sequence | time
-	Offset      *int64            `json:"offset"`
-	Sequence    *int64            `json:"sequence"`
-	Time        string            `json:"time"`
-	Epoch       *int64            `json:"epoch"`
-	Tenant      string            `json:"tenant"`
-	Key         []byte            `json:"key"`
-	Headers     map[string]string `json:"headers"`
-	HeartbeatMs *int64            `json:"heartbeat_ms"`
-	// publish (tenant, key, headers above)
-	Payload       []byte `json:"payload"`
-	EventID       string `json:"event_id"`
-	CausationID   string `json:"causation_id"`
-	CorrelationID string `json:"correlation_id"`
-	Traceparent   string `json:"traceparent"`
-	ContentType   string `json:"content_type"`
-	Schema        string `json:"schema"`
-	SchemaVersion uint32 `json:"schema_version"`
-	TTLMs         int64  `json:"ttl_ms"`
-	ProducerID    string `json:"producer_id"`
-	ProducerSeq   uint64 `json:"producer_seq"`
-	ProducerEpoch uint64 `json:"producer_epoch"`
-}
+// wsClientMessage is any client frame (wire.WSClientMessage), a type of
+// its own here for the translations below.
+type wsClientMessage wire.WSClientMessage
 
 // wsParse decodes one client frame. On error the message holds what could
 // be read (the id, when present, so that the error can name it).
@@ -189,26 +156,7 @@ func (m *wsClientMessage) event() *heraldpb.Event {
 }
 
 // wsEvent is one event as the gateway sends it.
-type wsEvent struct {
-	Offset        uint64            `json:"offset"`
-	Sequence      uint64            `json:"sequence"`
-	Partition     uint32            `json:"partition"`
-	Tenant        string            `json:"tenant"`
-	EventID       string            `json:"event_id"`
-	Time          string            `json:"time"`
-	Key           []byte            `json:"key,omitempty"`
-	Headers       map[string]string `json:"headers,omitempty"`
-	Payload       []byte            `json:"payload"`
-	CausationID   string            `json:"causation_id,omitempty"`
-	CorrelationID string            `json:"correlation_id,omitempty"`
-	Traceparent   string            `json:"traceparent,omitempty"`
-	ContentType   string            `json:"content_type,omitempty"`
-	Schema        string            `json:"schema,omitempty"`
-	SchemaVersion uint32            `json:"schema_version,omitempty"`
-	TTLMs         int64             `json:"ttl_ms,omitempty"`
-	ProducerID    string            `json:"producer_id,omitempty"`
-	ProducerSeq   uint64            `json:"producer_seq,omitempty"`
-}
+type wsEvent = wire.WSEvent
 
 // wsEncodeEvent encodes rec as a JSON event object: the tail's Encode for
 // the gateway, called once per record however many subscribers take it.
@@ -260,46 +208,14 @@ func wsEventsFrame(id string, partitionIndex uint32, epoch uint64, b *subscribeB
 	return append(out, "]}"...)
 }
 
-// wsPosition is the frame of subscribed, unsubscribed and heartbeat: where
-// the subscription stands.
-type wsPosition struct {
-	Type          string `json:"type"`
-	ID            string `json:"id"`
-	Topic         string `json:"topic,omitempty"`
-	Partition     uint32 `json:"partition"`
-	Epoch         uint64 `json:"epoch"`
-	NextOffset    uint64 `json:"next_offset"`
-	HighWatermark uint64 `json:"high_watermark"`
-	LowWatermark  uint64 `json:"low_watermark"`
-}
+// wsPosition is the frame of subscribed, unsubscribed and heartbeat.
+type wsPosition = wire.WSPosition
 
 // wsAck answers a publish.
-type wsAck struct {
-	Type      string `json:"type"`
-	ID        string `json:"id"`
-	Partition uint32 `json:"partition"`
-	Offset    uint64 `json:"offset"`
-	Sequence  uint64 `json:"sequence"`
-	EventID   string `json:"event_id"`
-	Duplicate bool   `json:"duplicate,omitempty"`
-}
+type wsAck = wire.WSAck
 
-// wsError is an error frame. For says what it answers: "subscribe",
-// "unsubscribe", "publish", or "frame" (a frame the server could not take
-// as any of them). Ended is set when a subscription ended with it.
-type wsError struct {
-	Type          string            `json:"type"`
-	ID            string            `json:"id,omitempty"`
-	For           string            `json:"for"`
-	Code          string            `json:"code"`
-	Message       string            `json:"message"`
-	Ended         bool              `json:"ended,omitempty"`
-	LowWatermark  *uint64           `json:"low_watermark,omitempty"`
-	HighWatermark *uint64           `json:"high_watermark,omitempty"`
-	Epoch         *uint64           `json:"epoch,omitempty"`
-	CurrentEpoch  *uint64           `json:"current_epoch,omitempty"`
-	Metadata      map[string]string `json:"metadata,omitempty"`
-}
+// wsError is an error frame.
+type wsError = wire.WSError
 
 // wsErrorOf describes err as an error frame: the code is the Herald
 // reason (the ErrorReason name, as gRPC's ErrorInfo carries it), or for

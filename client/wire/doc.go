@@ -4,8 +4,9 @@
 // their constructors, Status and FromStatus (the two halves of the
 // conversion between errors and gRPC statuses), the ErrorInfo metadata
 // keys, routing by ordering (PartitionFor), the envelope and alterable
-// field lists, and the stats handler that tells whether a request left the
-// process (SentTracker).
+// field lists, the stats handler that tells whether a request left the
+// process (SentTracker), and the WebSocket gateway's JSON frames (ws.go,
+// shared with package wsclient).
 //
 // It is a leaf: it imports only the generated protocol (heraldpb) and gRPC's
 // status packages, never the SDK or the server. So a node does not depend

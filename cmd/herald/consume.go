@@ -12,6 +12,7 @@ import (
 	"google.golang.org/grpc/codes"
 
 	"github.com/heraldlog/herald/client"
+	"github.com/heraldlog/herald/client/wsclient"
 )
 
 // consumePageEventsMax is how many events one fetch asks for.
@@ -26,6 +27,8 @@ func newConsumeCommand(env environment) *cobra.Command {
 		fromText      string
 		limit         int
 		follow        bool
+		ws            bool
+		wsURLs        []string
 	)
 	cmd := &cobra.Command{
 		Use:   "consume --topic T (--tenant A | --partition P)",
@@ -58,7 +61,14 @@ With --partition, the whole partition:
 produced (a subscription stream on one of the partition's replicas,
 resumed on another at the next event if that node dies), until --limit
 events or Ctrl-C, which exits 0. With --from latest it prints only new
-events. Against a server without subscriptions it long-polls instead.`,
+events. Against a server without subscriptions it long-polls instead.
+
+--ws reads over the nodes' WebSocket gateways (--ws-url, one per node:
+ws://host:http-port/v1/ws) instead of gRPC, and follows like --follow:
+when the node it reads from dies or stops, it resumes on the next one at
+the offset after the last event printed, with no gap or repeat (stderr
+names each node it reads from). The topic's description still comes over
+gRPC (--server).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			byTenant, byPartition := cmd.Flags().Changed("tenant"), cmd.Flags().Changed("partition")
@@ -71,6 +81,10 @@ events. Against a server without subscriptions it long-polls instead.`,
 				return usagef("--tenant must not be empty")
 			case limit < 0:
 				return usagef("--limit %d: want 0 (no limit) or more", limit)
+			case ws && len(wsURLs) == 0:
+				return usagef(wsURLsMissing)
+			case !ws && len(wsURLs) > 0:
+				return usagef("--ws-url needs --ws")
 			}
 			from, err := parseFrom(fromText, byTenant)
 			if err != nil {
@@ -98,6 +112,13 @@ events. Against a server without subscriptions it long-polls instead.`,
 			}
 			out := newJSONWriter(cmd.OutOrStdout())
 			defaultTTLMs := info.GetConfig().GetDefaultTtlMs()
+			if ws {
+				so, err := wsSubscribeOptions(topic, partition, tenant, from, fromText)
+				if err != nil {
+					return err
+				}
+				return consumeWS(ctx, wsclient.Config{URLs: wsURLs}, so, limit, defaultTTLMs, out, cmd.ErrOrStderr())
+			}
 			if follow {
 				served, err := consumeFollow(ctx, c, topic, client.SubscribeOptions{
 					Partitions: []uint32{partition}, TenantID: tenant, Start: from,
@@ -131,6 +152,8 @@ events. Against a server without subscriptions it long-polls instead.`,
 	f.StringVar(&fromText, "from", "earliest", "start: earliest, latest, offset:N, seq:N (needs --tenant) or time:RFC3339")
 	f.IntVar(&limit, "limit", 0, "stop after this many events (0: no limit)")
 	f.BoolVar(&follow, "follow", false, "keep printing new events after the end of the log (until --limit or Ctrl-C)")
+	f.BoolVar(&ws, "ws", false, "read over WebSocket (--ws-url) and follow, resuming on another node when one dies")
+	f.StringSliceVar(&wsURLs, "ws-url", nil, "with --ws: every node's WebSocket URL, ws://host:http-port/v1/ws (comma-separated or repeated)")
 	return cmd
 }
 
