@@ -313,12 +313,14 @@ func (n *Node) subscribeFrom(ctx context.Context, r *partition.Replica, index ui
 		// exists (Fetch forwards, and a caught-up leader answers).
 		if _, err := svc.Fetch(ctx, &heraldpb.FetchRequest{Topic: topic, Partition: index,
 			Start: &heraldpb.FetchRequest_Offset{Offset: off}, MaxEvents: 1}); err != nil {
-			if errors.Is(err, wire.ErrNotLeader) {
-				// The forwarded check met a leader change: the subscription
-				// answers as documented for a stream to resume elsewhere.
-				return 0, wire.NoLeader(fmt.Sprintf("partition %d of %s (checking offset %d with its leader: %v)", index, topic, off, err))
+			var oor *wire.OffsetOutOfRangeError
+			if errors.As(err, &oor) || errors.Is(err, wire.ErrEpochChanged) || errors.Is(err, wire.ErrInvalidArgument) {
+				return 0, err
 			}
-			return 0, err
+			// The leader could not be asked (it changed, or was just
+			// killed): the subscription answers as documented for a
+			// stream to resume, here later or elsewhere.
+			return 0, wire.NoLeader(fmt.Sprintf("partition %d of %s (checking offset %d with its leader: %v)", index, topic, off, err))
 		}
 		return off, nil
 	}
