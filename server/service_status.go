@@ -44,7 +44,7 @@ func (n *Node) groupState(gid uint64, raftState string) string {
 
 // localStatus reports the groups hosted here; group 0 is the controller.
 func (n *Node) localStatus() *heraldpb.NodeStatusResponse {
-	resp := &heraldpb.NodeStatusResponse{NodeId: n.cfg.NodeID}
+	resp := &heraldpb.NodeStatusResponse{NodeId: n.cfg.NodeID, HttpAddr: n.cfg.HTTPAddr}
 	rf := n.controller.Raft()
 	_, leaderID := rf.LeaderWithID()
 	resp.Groups = append(resp.Groups, &heraldpb.GroupStatus{
@@ -152,7 +152,7 @@ func (s *heraldService) ClusterStatus(ctx context.Context, _ *heraldpb.ClusterSt
 		groupsByNode[id] = m
 	}
 	for _, id := range n.sortedNodeIDs() {
-		info := &heraldpb.NodeStatusInfo{Id: id, GrpcAddr: nodes[id]}
+		info := &heraldpb.NodeStatusInfo{Id: id, GrpcAddr: nodes[id], HttpAddr: statuses[id].GetHttpAddr()}
 		if g, ok := groupsByNode[id][controller.GroupID]; ok {
 			info.Reachable = true
 			info.ControllerState = g.GetState()

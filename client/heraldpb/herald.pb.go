@@ -3044,8 +3044,11 @@ type NodeStatusInfo struct {
 	GrpcAddr        string                 `protobuf:"bytes,2,opt,name=grpc_addr,json=grpcAddr,proto3" json:"grpc_addr,omitempty"`
 	Reachable       bool                   `protobuf:"varint,3,opt,name=reachable,proto3" json:"reachable,omitempty"`
 	ControllerState string                 `protobuf:"bytes,4,opt,name=controller_state,json=controllerState,proto3" json:"controller_state,omitempty"`
-	unknownFields   protoimpl.UnknownFields
-	sizeCache       protoimpl.SizeCache
+	// The node's HTTP address (operations endpoints and the WebSocket
+	// gateway at /v1/ws), as the node reports it; empty when unreachable.
+	HttpAddr      string `protobuf:"bytes,5,opt,name=http_addr,json=httpAddr,proto3" json:"http_addr,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *NodeStatusInfo) Reset() {
@@ -3102,6 +3105,13 @@ func (x *NodeStatusInfo) GetReachable() bool {
 func (x *NodeStatusInfo) GetControllerState() string {
 	if x != nil {
 		return x.ControllerState
+	}
+	return ""
+}
+
+func (x *NodeStatusInfo) GetHttpAddr() string {
+	if x != nil {
+		return x.HttpAddr
 	}
 	return ""
 }
@@ -3578,7 +3588,8 @@ func (*NodeStatusRequest) Descriptor() ([]byte, []int) {
 type NodeStatusResponse struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	NodeId        string                 `protobuf:"bytes,1,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
-	Groups        []*GroupStatus         `protobuf:"bytes,2,rep,name=groups,proto3" json:"groups,omitempty"` // group 0 is the controller
+	Groups        []*GroupStatus         `protobuf:"bytes,2,rep,name=groups,proto3" json:"groups,omitempty"`                     // group 0 is the controller
+	HttpAddr      string                 `protobuf:"bytes,3,opt,name=http_addr,json=httpAddr,proto3" json:"http_addr,omitempty"` // the node's HTTP address (metrics, /v1/ws)
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -3625,6 +3636,13 @@ func (x *NodeStatusResponse) GetGroups() []*GroupStatus {
 		return x.Groups
 	}
 	return nil
+}
+
+func (x *NodeStatusResponse) GetHttpAddr() string {
+	if x != nil {
+		return x.HttpAddr
+	}
+	return ""
 }
 
 var File_client_heraldpb_herald_proto protoreflect.FileDescriptor
@@ -3845,12 +3863,13 @@ const file_client_heraldpb_herald_proto_rawDesc = "" +
 	"\fcommit_index\x18\x06 \x01(\x04R\vcommitIndex\x12%\n" +
 	"\x0ehigh_watermark\x18\a \x01(\x04R\rhighWatermark\x12?\n" +
 	"\x0ereplica_status\x18\b \x03(\v2\x18.herald.v1.ReplicaStatusR\rreplicaStatus\x12#\n" +
-	"\rlow_watermark\x18\t \x01(\x04R\flowWatermark\"\x86\x01\n" +
+	"\rlow_watermark\x18\t \x01(\x04R\flowWatermark\"\xa3\x01\n" +
 	"\x0eNodeStatusInfo\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x1b\n" +
 	"\tgrpc_addr\x18\x02 \x01(\tR\bgrpcAddr\x12\x1c\n" +
 	"\treachable\x18\x03 \x01(\bR\treachable\x12)\n" +
-	"\x10controller_state\x18\x04 \x01(\tR\x0fcontrollerState\"\xb6\x01\n" +
+	"\x10controller_state\x18\x04 \x01(\tR\x0fcontrollerState\x12\x1b\n" +
+	"\thttp_addr\x18\x05 \x01(\tR\bhttpAddr\"\xb6\x01\n" +
 	"\x15ClusterStatusResponse\x12/\n" +
 	"\x05nodes\x18\x01 \x03(\v2\x19.herald.v1.NodeStatusInfoR\x05nodes\x120\n" +
 	"\x14controller_leader_id\x18\x02 \x01(\tR\x12controllerLeaderId\x12:\n" +
@@ -3880,10 +3899,11 @@ const file_client_heraldpb_herald_proto_rawDesc = "" +
 	"\x15MarkGroupsLiveRequest\x12\x1b\n" +
 	"\tgroup_ids\x18\x01 \x03(\x04R\bgroupIds\"\x18\n" +
 	"\x16MarkGroupsLiveResponse\"\x13\n" +
-	"\x11NodeStatusRequest\"]\n" +
+	"\x11NodeStatusRequest\"z\n" +
 	"\x12NodeStatusResponse\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x12.\n" +
-	"\x06groups\x18\x02 \x03(\v2\x16.herald.v1.GroupStatusR\x06groups*\xf7\x03\n" +
+	"\x06groups\x18\x02 \x03(\v2\x16.herald.v1.GroupStatusR\x06groups\x12\x1b\n" +
+	"\thttp_addr\x18\x03 \x01(\tR\bhttpAddr*\xf7\x03\n" +
 	"\vErrorReason\x12\x1c\n" +
 	"\x18ERROR_REASON_UNSPECIFIED\x10\x00\x12\x0e\n" +
 	"\n" +

@@ -63,8 +63,10 @@ resumed on another at the next event if that node dies), until --limit
 events or Ctrl-C, which exits 0. With --from latest it prints only new
 events. Against a server without subscriptions it long-polls instead.
 
---ws reads over the nodes' WebSocket gateways (--ws-url, one per node:
-ws://host:http-port/v1/ws) instead of gRPC, and follows like --follow:
+--ws reads over the nodes' WebSocket gateways instead of gRPC (their
+URLs come from the cluster status, where each node reports its HTTP
+address; --ws-url ws://host:http-port/v1/ws,... names them instead), and
+follows like --follow:
 when the node it reads from dies or stops, it resumes on the next one at
 the offset after the last event printed, with no gap or repeat (stderr
 names each node it reads from). The topic's description still comes over
@@ -81,8 +83,6 @@ gRPC (--server).`,
 				return usagef("--tenant must not be empty")
 			case limit < 0:
 				return usagef("--limit %d: want 0 (no limit) or more", limit)
-			case ws && len(wsURLs) == 0:
-				return usagef(wsURLsMissing)
 			case !ws && len(wsURLs) > 0:
 				return usagef("--ws-url needs --ws")
 			}
@@ -116,6 +116,15 @@ gRPC (--server).`,
 				so, err := wsSubscribeOptions(topic, partition, tenant, from, fromText)
 				if err != nil {
 					return err
+				}
+				if len(wsURLs) == 0 {
+					st, err := c.ClusterStatus(ctx)
+					if err != nil {
+						return err
+					}
+					if wsURLs, err = wsURLsFromStatus(st); err != nil {
+						return err
+					}
 				}
 				return consumeWS(ctx, wsclient.Config{URLs: wsURLs}, so, limit, defaultTTLMs, out, cmd.ErrOrStderr())
 			}
@@ -152,8 +161,8 @@ gRPC (--server).`,
 	f.StringVar(&fromText, "from", "earliest", "start: earliest, latest, offset:N, seq:N (needs --tenant) or time:RFC3339")
 	f.IntVar(&limit, "limit", 0, "stop after this many events (0: no limit)")
 	f.BoolVar(&follow, "follow", false, "keep printing new events after the end of the log (until --limit or Ctrl-C)")
-	f.BoolVar(&ws, "ws", false, "read over WebSocket (--ws-url) and follow, resuming on another node when one dies")
-	f.StringSliceVar(&wsURLs, "ws-url", nil, "with --ws: every node's WebSocket URL, ws://host:http-port/v1/ws (comma-separated or repeated)")
+	f.BoolVar(&ws, "ws", false, "read over WebSocket and follow, resuming on another node when one dies")
+	f.StringSliceVar(&wsURLs, "ws-url", nil, "with --ws: the nodes' WebSocket URLs, ws://host:http-port/v1/ws (comma-separated or repeated; default: from the cluster status)")
 	return cmd
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"net"
 	"strings"
 	"time"
 
@@ -11,11 +12,33 @@ import (
 	"github.com/heraldlog/herald/client/wsclient"
 )
 
-// wsURLsMissing explains why consume --ws needs --ws-url: the nodes'
-// WebSocket endpoints are on their HTTP ports, which the cluster metadata
-// does not carry (heraldpb NodeInfo and NodeStatusInfo have id and
-// grpc_addr only).
-const wsURLsMissing = "--ws needs --ws-url ws://host:http-port/v1/ws,... (one per node): the cluster metadata carries only the nodes' gRPC addresses, not their HTTP ones"
+// wsURLsFromStatus returns the WebSocket URL of every reachable node, from
+// the HTTP addresses the nodes report in the cluster status. A node that
+// listens on every interface (":7801", "0.0.0.0:7801") is reached at the
+// host of its gRPC address.
+func wsURLsFromStatus(st *client.ClusterStatusResponse) ([]string, error) {
+	var urls []string
+	for _, n := range st.GetNodes() {
+		addr := n.GetHttpAddr()
+		if !n.GetReachable() || addr == "" {
+			continue
+		}
+		host, port, err := net.SplitHostPort(addr)
+		if err != nil {
+			continue
+		}
+		if ip := net.ParseIP(host); host == "" || ip != nil && ip.IsUnspecified() {
+			if gh, _, err := net.SplitHostPort(n.GetGrpcAddr()); err == nil {
+				host = gh
+			}
+		}
+		urls = append(urls, "ws://"+net.JoinHostPort(host, port)+"/v1/ws")
+	}
+	if len(urls) == 0 {
+		return nil, fmt.Errorf("no node reports an HTTP address in the cluster status (nodes older than this version?): give --ws-url ws://host:http-port/v1/ws,...")
+	}
+	return urls, nil
+}
 
 // wsSubscribeOptions translates consume's start into a subscription of
 // partition, filtered to tenant when set. fromText is the --from flag,

@@ -62,10 +62,7 @@ func TestWSSubscribeOptions(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, wsclient.SubscribeOptions{Topic: "t", Partition: 1, TenantID: "acme", Start: wsclient.StartSequence, Sequence: 1}, got)
 
-	res := runCLI(t, "", map[string]string{serverEnv: deadAddr(t)}, "consume", "--topic", "t", "--partition", "0", "--ws")
-	assert.Equal(t, exitUsage, res.code)
-	assert.Contains(t, res.stderr, "only the nodes' gRPC addresses")
-	res = runCLI(t, "", map[string]string{serverEnv: deadAddr(t)}, "consume", "--topic", "t", "--partition", "0", "--ws-url", "ws://x/v1/ws")
+	res := runCLI(t, "", map[string]string{serverEnv: deadAddr(t)}, "consume", "--topic", "t", "--partition", "0", "--ws-url", "ws://x/v1/ws")
 	assert.Equal(t, exitUsage, res.code)
 	assert.Contains(t, res.stderr, "--ws-url needs --ws")
 }
@@ -129,7 +126,7 @@ func TestConsumeWSResumesAfterNodeKill(t *testing.T) {
 	var stdout, stderr syncBuffer
 	code := make(chan int, 1)
 	go func() {
-		code <- run(ctx, []string{"consume", "--topic", "feed", "--partition", "0", "--ws", "--ws-url", strings.Join(urls, ","), "--limit", "200"},
+		code <- run(ctx, []string{"consume", "--topic", "feed", "--partition", "0", "--ws", "--limit", "200"},
 			strings.NewReader(""), &stdout, &stderr, func(k string) string { return env[k] })
 	}()
 	awaitText := func(what string, cond func() bool) {
@@ -168,4 +165,22 @@ func TestConsumeWSResumesAfterNodeKill(t *testing.T) {
 	require.GreaterOrEqual(t, len(moves), 2, "it did not move off the killed node; stderr:\n%s", stderr.String())
 	assert.NotEqual(t, m[1], moves[len(moves)-1][1])
 	t.Logf("stderr:\n%s", stderr.String())
+}
+
+// --ws learns the nodes' WebSocket URLs from the HTTP addresses they
+// report in the cluster status: unreachable nodes are left out, a node
+// listening on every interface is reached at its gRPC host.
+func TestWSURLsFromStatus(t *testing.T) {
+	st := &client.ClusterStatusResponse{Nodes: []*heraldpb.NodeStatusInfo{
+		{Id: "n1", GrpcAddr: "10.0.0.1:7701", HttpAddr: "10.0.0.1:7801", Reachable: true},
+		{Id: "n2", GrpcAddr: "10.0.0.2:7701", HttpAddr: "0.0.0.0:7801", Reachable: true},
+		{Id: "n3", GrpcAddr: "[fd00::3]:7701", HttpAddr: ":7801", Reachable: true},
+		{Id: "n4", GrpcAddr: "10.0.0.4:7701", HttpAddr: "10.0.0.4:7801", Reachable: false},
+		{Id: "n5", GrpcAddr: "10.0.0.5:7701", Reachable: true},
+	}}
+	urls, err := wsURLsFromStatus(st)
+	require.NoError(t, err)
+	assert.Equal(t, []string{"ws://10.0.0.1:7801/v1/ws", "ws://10.0.0.2:7801/v1/ws", "ws://[fd00::3]:7801/v1/ws"}, urls)
+	_, err = wsURLsFromStatus(&client.ClusterStatusResponse{Nodes: []*heraldpb.NodeStatusInfo{{Id: "n1", Reachable: true}}})
+	assert.ErrorContains(t, err, "--ws-url")
 }
