@@ -116,9 +116,9 @@ type WSResult struct {
 	RSSBaseKiB       int64     `json:"node_rss_baseline_kib"`
 	RSSKiB           int64     `json:"node_rss_connected_kib"`
 	RSSKiBPerConn    float64   `json:"node_rss_kib_per_conn"`
-	LiveBaseKiB      float64   `json:"node_liveTenantsbaseline_kib"`
-	LiveKiB          float64   `json:"node_liveTenantsconnected_kib"`
-	LiveKiBPerConn   float64   `json:"node_liveTenantskib_per_conn_after_gc"`
+	LiveBaseKiB      float64   `json:"node_live_baseline_kib"`
+	LiveKiB          float64   `json:"node_live_connected_kib"`
+	LiveKiBPerConn   float64   `json:"node_live_kib_per_conn_after_gc"`
 	Goroutines       int64     `json:"node_goroutines"`
 	FDs              int       `json:"node_fds"`
 	IdleNodeCPUPct   float64   `json:"idle_node_cpu_pct_of_one_core"`
