@@ -4,12 +4,9 @@ import (
 	"encoding/json"
 	"fmt"
 	"strconv"
-	"strings"
 	"time"
-	"unicode"
 
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
-	"google.golang.org/grpc/codes"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/heraldlog/herald/client/heraldpb"
@@ -223,7 +220,7 @@ type wsError = wire.WSError
 // DEADLINE_EXCEEDED, INTERNAL, ...); the bounds come from its metadata.
 func wsErrorOf(id, forType string, err error) *wsError {
 	st := wire.Status(err)
-	e := &wsError{Type: wsTypeError, ID: id, For: forType, Code: upperSnake(st.Code()), Message: st.Message()}
+	e := &wsError{Type: wsTypeError, ID: id, For: forType, Code: wire.WSCodeName(st.Code()), Message: st.Message()}
 	for _, d := range st.Details() {
 		if info, ok := d.(*errdetails.ErrorInfo); ok && info.GetReason() != "" {
 			e.Code, e.Metadata = info.GetReason(), info.GetMetadata()
@@ -245,17 +242,4 @@ func wsErrorOf(id, forType string, err error) *wsError {
 	e.Epoch = num(wire.MetadataEpoch)
 	e.CurrentEpoch = num(wire.MetadataCurrentEpoch)
 	return e
-}
-
-// upperSnake spells a gRPC code as the error frames do: DeadlineExceeded
-// as DEADLINE_EXCEEDED.
-func upperSnake(c codes.Code) string {
-	var b strings.Builder
-	for i, r := range c.String() {
-		if i > 0 && unicode.IsUpper(r) {
-			b.WriteByte('_')
-		}
-		b.WriteRune(unicode.ToUpper(r))
-	}
-	return b.String()
 }

@@ -1,5 +1,12 @@
 package wire
 
+import (
+	"strings"
+	"unicode"
+
+	"google.golang.org/grpc/codes"
+)
+
 // The WebSocket gateway's JSON frames (docs/protocol.md, "WebSocket"), shared
 // by the nodes' gateway (package server) and the Go WebSocket client
 // (package wsclient), so both read and write one definition.
@@ -157,4 +164,28 @@ type WSError struct {
 	Epoch         *uint64           `json:"epoch,omitempty"`
 	CurrentEpoch  *uint64           `json:"current_epoch,omitempty"`
 	Metadata      map[string]string `json:"metadata,omitempty"`
+}
+
+// WSCodeName spells a gRPC code as an error frame's code does when the
+// error has no Herald reason: DeadlineExceeded as DEADLINE_EXCEEDED.
+func WSCodeName(c codes.Code) string {
+	var b strings.Builder
+	for i, r := range c.String() {
+		if i > 0 && unicode.IsUpper(r) {
+			b.WriteByte('_')
+		}
+		b.WriteRune(unicode.ToUpper(r))
+	}
+	return b.String()
+}
+
+// WSCodeFromName is WSCodeName's inverse; a name that is no gRPC code (one
+// newer than this package) is codes.Unknown.
+func WSCodeFromName(name string) codes.Code {
+	for c := codes.OK; c <= codes.Unauthenticated; c++ {
+		if WSCodeName(c) == name {
+			return c
+		}
+	}
+	return codes.Unknown
 }

@@ -4,8 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
-	"strings"
-	"unicode"
 
 	"google.golang.org/grpc/codes"
 
@@ -71,25 +69,7 @@ func errorOf(f *wire.WSError) error {
 	}
 	// No Herald reason: the code is a gRPC code in upper snake case; a
 	// code newer than this package is Unknown.
-	code := codes.Unknown
-	for c := codes.OK; c <= codes.Unauthenticated; c++ {
-		if upperSnake(c) == f.Code {
-			code = c
-		}
-	}
-	return &wire.Error{Code: code, Message: f.Message, Metadata: f.Metadata}
-}
-
-// upperSnake spells a gRPC code as the error frames do (DEADLINE_EXCEEDED).
-func upperSnake(c codes.Code) string {
-	var b strings.Builder
-	for i, r := range c.String() {
-		if i > 0 && unicode.IsUpper(r) {
-			b.WriteByte('_')
-		}
-		b.WriteRune(unicode.ToUpper(r))
-	}
-	return b.String()
+	return &wire.Error{Code: wire.WSCodeFromName(f.Code), Message: f.Message, Metadata: f.Metadata}
 }
 
 // final reports whether a subscription error ends the subscription, rather
