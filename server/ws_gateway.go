@@ -487,12 +487,9 @@ func (c *wsConn) runSubscription(ctx context.Context, id string, sub *wsSub, sta
 	c.followSubscription(hs)
 }
 
-// resumeSubscription serves a subscription the hub gave back, in a
-// goroutine of its own (the caller's).
-func (c *wsConn) resumeSubscription(hs *wsHubSub) { c.followSubscription(hs) }
-
 // followSubscription serves hs in this goroutine until it ends, or until
-// it has caught up and the gateway's hub takes it (ws_hub.go).
+// it has caught up and the gateway's hub takes it (ws_hub.go); the hub
+// calls it too, in a new goroutine, for a subscription it gives back.
 func (c *wsConn) followSubscription(hs *wsHubSub) {
 	sink := &wsSubscribeSink{c: c, ctx: hs.ctx, s: hs.s, id: hs.id}
 	err := hs.s.run(hs.ctx, sink, func() bool { return c.g.hub.attach(hs) })

@@ -195,15 +195,14 @@ func (th *wsTailHub) detach(hs *wsHubSub) {
 	ok := th.removeLocked(hs)
 	th.mu.Unlock()
 	if ok {
-		hs.c.resumeSubscription(hs)
+		hs.c.followSubscription(hs)
 	}
 }
 
-// giveBackLocked removes hs (at position next) and returns it for the
-// caller to resume once the lock is released.
-func (th *wsTailHub) giveBackLocked(hs *wsHubSub, next uint64, out []*wsHubSub) []*wsHubSub {
+// giveBackLocked removes hs (at the hub's cursor) and appends it to out,
+// for the caller to resume once the lock is released.
+func (th *wsTailHub) giveBackLocked(hs *wsHubSub, out []*wsHubSub) []*wsHubSub {
 	if th.removeLocked(hs) {
-		hs.s.next = next
 		hs.stopWatch()
 		out = append(out, hs)
 	}
@@ -215,22 +214,11 @@ func (th *wsTailHub) giveBackLocked(hs *wsHubSub, next uint64, out []*wsHubSub) 
 // out of the tail: every subscription is then given back.
 func (th *wsTailHub) advanceLocked() bool {
 	var back []*wsHubSub
-	defer func() {
-		for _, hs := range back {
-			go hs.c.resumeSubscription(hs)
-		}
-	}()
+	defer func() { resume(back) }()
 	for {
 		entries, held, err := th.tail.Since(th.mu.cur, subscribeBatchEventsMax, subscribeCreditBytesDefault)
 		if err != nil || !held {
-			for hs := range th.mu.all {
-				back = th.giveBackLocked(hs, th.mu.cur, back)
-			}
-			for _, set := range th.mu.byTenant {
-				for hs := range set {
-					back = th.giveBackLocked(hs, th.mu.cur, back)
-				}
-			}
+			back = append(back, th.giveBackAllLocked()...)
 			return false
 		}
 		if len(entries) == 0 {
@@ -267,7 +255,7 @@ func (th *wsTailHub) deliverLocked(entries []partition.TailEntry, back []*wsHubS
 		}
 		if err := hs.c.queue.put(hs.ctx, wsFrame{typ: wsTypeEvents, data: frame}, 0, hs.c.startWriter); err != nil {
 			// No room (or closing): its own goroutine resends from here.
-			back = th.giveBackLocked(hs, th.mu.cur, back)
+			back = th.giveBackLocked(hs, back)
 			return
 		}
 		hs.lastSent = now
@@ -301,7 +289,7 @@ func (th *wsTailHub) loop() {
 		changed := th.r.Changed()
 		th.mu.Lock()
 		if n.replica(th.epoch) != th.r {
-			th.giveBackAllLocked()
+			resume(th.giveBackAllLocked())
 		} else {
 			th.advanceLocked()
 		}
@@ -318,7 +306,7 @@ func (th *wsTailHub) loop() {
 			th.heartbeats()
 		case <-n.stop:
 			th.mu.Lock()
-			th.giveBackAllLocked()
+			resume(th.giveBackAllLocked())
 			th.mu.running = false
 			th.mu.Unlock()
 			return
@@ -326,20 +314,31 @@ func (th *wsTailHub) loop() {
 	}
 }
 
-// giveBackAllLocked gives every subscription back its goroutine.
-func (th *wsTailHub) giveBackAllLocked() {
-	var back []*wsHubSub
+// resume gives each subscription handed back a goroutine of its own.
+func resume(back []*wsHubSub) {
+	for _, hs := range back {
+		go hs.c.followSubscription(hs)
+	}
+}
+
+// eachLocked calls fn for every attached subscription (fn may remove it).
+func (th *wsTailHub) eachLocked(fn func(*wsHubSub)) {
 	for hs := range th.mu.all {
-		back = th.giveBackLocked(hs, th.mu.cur, back)
+		fn(hs)
 	}
 	for _, set := range th.mu.byTenant {
 		for hs := range set {
-			back = th.giveBackLocked(hs, th.mu.cur, back)
+			fn(hs)
 		}
 	}
-	for _, hs := range back {
-		go hs.c.resumeSubscription(hs)
-	}
+}
+
+// giveBackAllLocked removes every subscription and returns them, for the
+// caller to resume (followSubscription) once the lock is released.
+func (th *wsTailHub) giveBackAllLocked() []*wsHubSub {
+	var back []*wsHubSub
+	th.eachLocked(func(hs *wsHubSub) { back = th.giveBackLocked(hs, back) })
+	return back
 }
 
 // heartbeats sends each idle subscription its heartbeat, dropped when its
@@ -370,14 +369,7 @@ func (th *wsTailHub) heartbeats() {
 			th.hub.n.metrics.subscribeHeartbeats.Inc()
 		}
 	}
-	for hs := range th.mu.all {
-		beat(hs)
-	}
-	for _, set := range th.mu.byTenant {
-		for hs := range set {
-			beat(hs)
-		}
-	}
+	th.eachLocked(beat)
 }
 
 // forget drops an empty hub (a new one starts on the next attach).
