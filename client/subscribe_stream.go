@@ -234,7 +234,7 @@ func (st *streamer) run(ctx context.Context) {
 			if subscribeRetryable(err) {
 				err = fmt.Errorf("client: subscription to %s/%d: gave up after %d failed streams: %w", st.sub.topic, p, failures, err)
 			}
-			st.handOver(ctx, subscribeItem{feed: st.feed, err: epochChanged(err)})
+			st.handOver(ctx, subscribeItem{feed: st.feed, err: err})
 			return
 		}
 		st.turn++

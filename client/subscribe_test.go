@@ -1,6 +1,7 @@
 package client
 
 import (
+	"errors"
 	"testing"
 	"time"
 
@@ -110,13 +111,13 @@ func TestSubscribeRetryable(t *testing.T) {
 }
 
 func TestSubscribeEpochChangedIsTyped(t *testing.T) {
-	err := epochChanged(FromStatus(wire.Status(wire.EpochChanged(7, 9, 3, 40)).Err()))
+	err := FromStatus(wire.Status(wire.EpochChanged(7, 9, 3, 40)).Err())
 	var changed *EpochChangedError
 	require.ErrorAs(t, err, &changed)
 	assert.Equal(t, EpochChangedError{Epoch: 7, CurrentEpoch: 9, Low: 3, High: 40}, *changed)
 	assert.ErrorIs(t, err, ErrEpochChanged)
-	other := wire.NoLeader("x")
-	assert.Equal(t, other, epochChanged(other))
+	other := FromStatus(wire.Status(wire.NoLeader("x")).Err())
+	assert.False(t, errors.As(other, &changed), "another error is not an EpochChangedError: %v", other)
 }
 
 func TestSubscribeOptionsValidate(t *testing.T) {

@@ -353,7 +353,7 @@ func (s *Subscriber) stream(ctx context.Context, rec *Recorder, rng *rand.Rand, 
 	end.Type, end.Error = TypeFail, err.Error()
 	end.Mode = errorReason(err)
 	var oor *client.OffsetOutOfRangeError
-	var herr *client.Error
+	var changed *client.EpochChangedError
 	switch e := client.FromStatus(err); {
 	case errors.As(e, &oor):
 		end.LowWatermark, end.HighWatermark = oor.Low, oor.High
@@ -363,10 +363,8 @@ func (s *Subscriber) stream(ctx context.Context, rec *Recorder, rng *rand.Rand, 
 			// accepts the gap this answer explains).
 			st.pos = oor.Low
 		}
-	case errors.As(e, &herr) && herr.Reason == heraldpb.ErrorReason_EPOCH_CHANGED:
-		end.Epoch = parseUint(herr.Metadata[client.MetadataCurrentEpoch])
-		end.LowWatermark = parseUint(herr.Metadata[client.MetadataLowWatermark])
-		end.HighWatermark = parseUint(herr.Metadata[client.MetadataHighWatermark])
+	case errors.As(e, &changed):
+		end.Epoch, end.LowWatermark, end.HighWatermark = changed.CurrentEpoch, changed.Low, changed.High
 		// A new incarnation: start over in it, from its low watermark.
 		st.pos, st.epoch = end.LowWatermark, 0
 	}

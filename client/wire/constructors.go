@@ -98,14 +98,7 @@ func OffsetOutOfRange(requested, low, high uint64) error {
 // requested while the partition is now at epoch current, with the current
 // bounds [low, high).
 func EpochChanged(requested, current, low, high uint64) error {
-	return newError(heraldpb.ErrorReason_EPOCH_CHANGED,
-		fmt.Sprintf("herald: partition epoch changed: position from epoch %d, partition now at epoch %d (offsets %d..%d); restart from a new position", requested, current, low, high),
-		map[string]string{
-			MetadataEpoch:         strconv.FormatUint(requested, 10),
-			MetadataCurrentEpoch:  strconv.FormatUint(current, 10),
-			MetadataLowWatermark:  strconv.FormatUint(low, 10),
-			MetadataHighWatermark: strconv.FormatUint(high, 10),
-		})
+	return &EpochChangedError{Epoch: requested, CurrentEpoch: current, Low: low, High: high}
 }
 
 // UnknownOutcome reports a write that may or may not have been committed,

@@ -105,6 +105,24 @@ func (e *OffsetOutOfRangeError) Error() string {
 // Is matches ErrOffsetOutOfRange.
 func (e *OffsetOutOfRangeError) Is(target error) bool { return target == ErrOffsetOutOfRange }
 
+// EpochChangedError says a position was taken at Epoch while the partition
+// is now at CurrentEpoch (the topic was deleted and recreated), whose
+// offsets are [Low, High): the position means nothing now, and where to
+// start in the new epoch is the caller's decision. It matches
+// ErrEpochChanged.
+type EpochChangedError struct {
+	Epoch, CurrentEpoch uint64
+	Low, High           uint64
+}
+
+func (e *EpochChangedError) Error() string {
+	return fmt.Sprintf("herald: partition epoch changed: position from epoch %d, partition now at epoch %d (offsets %d..%d); restart from a new position",
+		e.Epoch, e.CurrentEpoch, e.Low, e.High)
+}
+
+// Is matches ErrEpochChanged.
+func (e *EpochChangedError) Is(target error) bool { return target == ErrEpochChanged }
+
 // UnreachableError says that none of Servers answered; Errs holds each
 // server's error in the same order. It matches ErrUnavailable, and travels
 // as UNAVAILABLE (Status).

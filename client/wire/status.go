@@ -38,6 +38,7 @@ func Status(err error) *status.Status {
 	var (
 		notLeader  *NotLeaderError
 		outOfRange *OffsetOutOfRangeError
+		epoch      *EpochChangedError
 		herr       *Error
 		unreach    *UnreachableError
 	)
@@ -52,6 +53,13 @@ func Status(err error) *status.Status {
 			MetadataRequested:     strconv.FormatUint(outOfRange.Requested, 10),
 			MetadataLowWatermark:  strconv.FormatUint(outOfRange.Low, 10),
 			MetadataHighWatermark: strconv.FormatUint(outOfRange.High, 10),
+		})
+	case errors.As(err, &epoch):
+		return withInfo(msg, heraldpb.ErrorReason_EPOCH_CHANGED, map[string]string{
+			MetadataEpoch:         strconv.FormatUint(epoch.Epoch, 10),
+			MetadataCurrentEpoch:  strconv.FormatUint(epoch.CurrentEpoch, 10),
+			MetadataLowWatermark:  strconv.FormatUint(epoch.Low, 10),
+			MetadataHighWatermark: strconv.FormatUint(epoch.High, 10),
 		})
 	case errors.As(err, &herr):
 		if herr.Reason == heraldpb.ErrorReason_ERROR_REASON_UNSPECIFIED {
@@ -99,7 +107,7 @@ func withCodeAndInfo(code codes.Code, msg string, reason heraldpb.ErrorReason, m
 }
 
 // FromStatus converts an error returned by a Herald RPC into the typed
-// errors: NotLeaderError, OffsetOutOfRangeError or Error. A status without
+// errors: NotLeaderError, OffsetOutOfRangeError, EpochChangedError or Error. A status without
 // a Herald ErrorInfo becomes an Error without a reason (so a transport-level
 // Unavailable matches ErrUnavailable). An error that is not a gRPC status
 // is returned unchanged; nil gives nil.
@@ -134,6 +142,13 @@ func FromStatus(err error) error {
 				Low:       parseUint(md[MetadataLowWatermark]),
 				High:      parseUint(md[MetadataHighWatermark]),
 			}
+		case heraldpb.ErrorReason_EPOCH_CHANGED:
+			return &EpochChangedError{
+				Epoch:        parseUint(md[MetadataEpoch]),
+				CurrentEpoch: parseUint(md[MetadataCurrentEpoch]),
+				Low:          parseUint(md[MetadataLowWatermark]),
+				High:         parseUint(md[MetadataHighWatermark]),
+			}
 		}
 		return &Error{Reason: reason, Code: st.Code(), Message: st.Message(), Metadata: md}
 	}
@@ -160,6 +175,7 @@ func Reason(err error) heraldpb.ErrorReason {
 	var (
 		notLeader  *NotLeaderError
 		outOfRange *OffsetOutOfRangeError
+		epoch      *EpochChangedError
 		herr       *Error
 	)
 	switch {
@@ -167,6 +183,8 @@ func Reason(err error) heraldpb.ErrorReason {
 		return heraldpb.ErrorReason_NOT_LEADER
 	case errors.As(err, &outOfRange):
 		return heraldpb.ErrorReason_OFFSET_OUT_OF_RANGE
+	case errors.As(err, &epoch):
+		return heraldpb.ErrorReason_EPOCH_CHANGED
 	case errors.As(err, &herr):
 		return herr.Reason
 	}

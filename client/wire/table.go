@@ -55,9 +55,8 @@ var (
 	ErrQueueFull = errors.New("herald: produce queue full")
 	// ErrEpochChanged: a subscription resumed with a position taken from an
 	// earlier incarnation of the partition (the topic was deleted and
-	// recreated); the position means nothing now. Its metadata carries the
-	// requested and current epochs and the bounds (EpochChanged); the SDK
-	// returns them as a *client.EpochChangedError.
+	// recreated); the position means nothing now. The error is an
+	// *EpochChangedError with the current epoch and bounds.
 	ErrEpochChanged = errors.New("herald: partition epoch changed")
 
 	// ErrUnavailable has no reason of its own: it stands for a gRPC

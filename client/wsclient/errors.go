@@ -2,7 +2,6 @@ package wsclient
 
 import (
 	"errors"
-	"fmt"
 	"strconv"
 
 	"google.golang.org/grpc/codes"
@@ -30,18 +29,9 @@ var (
 // EpochChangedError ends a subscription whose position belongs to an
 // earlier incarnation of the partition (the topic was deleted and made
 // again): Epoch is the subscription's, CurrentEpoch the partition's, and
-// [Low, High) its offsets now. It matches wire.ErrEpochChanged.
-type EpochChangedError struct {
-	Epoch, CurrentEpoch, Low, High uint64
-}
-
-func (e *EpochChangedError) Error() string {
-	return fmt.Sprintf("herald: partition epoch changed: position from epoch %d, partition now at epoch %d (offsets %d..%d)",
-		e.Epoch, e.CurrentEpoch, e.Low, e.High)
-}
-
-// Is matches wire.ErrEpochChanged.
-func (e *EpochChangedError) Is(target error) bool { return target == wire.ErrEpochChanged }
+// [Low, High) its offsets now; the same type as the gRPC SDK's
+// (wire.EpochChangedError). It matches wire.ErrEpochChanged.
+type EpochChangedError = wire.EpochChangedError
 
 // errorOf turns an error frame into the Go error the gRPC SDK would
 // return for the same failure.
