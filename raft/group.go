@@ -293,7 +293,7 @@ func OpenGroup(cfg GroupConfig) (g *Group, err error) {
 			return nil, fmt.Errorf("raft: group %d: %w", cfg.GroupID, err)
 		}
 	}
-	r, err := hraft.NewRaft(&conf, cfg.FSM, logs, store, snapshots, cfg.Transport)
+	r, err := hraft.NewRaft(&conf, withCommitPush(cfg.FSM, cfg.Transport), logs, store, snapshots, cfg.Transport)
 	if err != nil {
 		return nil, fmt.Errorf("raft: group %d: start: %w", cfg.GroupID, err)
 	}

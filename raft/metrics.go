@@ -17,6 +17,15 @@ const (
 	rpcTimeoutNow            = "timeout_now"
 	rpcInstallSnapshot       = "install_snapshot"
 	rpcRejoinReplica         = "rejoin_replica"
+	rpcCommit                = "commit"
+)
+
+// Values of the "outcome" label of herald_raft_commit_pushes_total.
+const (
+	pushSent    = "sent"    // a group's commit went to a peer in a Commit message
+	pushSkipped = "skipped" // received, and of no use to the group's Raft
+	pushApplied = "applied" // received and accepted by the group's Raft
+	pushRefused = "refused" // received and refused by Raft (term or log mismatch)
 )
 
 // Values of the "side" and "direction" labels.
@@ -34,6 +43,7 @@ type transportMetrics struct {
 	unknownGroup  prometheus.Counter
 	duration      *prometheus.HistogramVec
 	snapshotBytes *prometheus.CounterVec
+	commitPushes  *prometheus.CounterVec
 }
 
 func newTransportMetrics() *transportMetrics {
@@ -63,11 +73,15 @@ func newTransportMetrics() *transportMetrics {
 			Namespace: "herald", Subsystem: "raft", Name: "snapshot_bytes_total",
 			Help: "Snapshot data bytes streamed, by direction (send, receive).",
 		}, []string{"direction"}),
+		commitPushes: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "herald", Subsystem: "raft", Name: "commit_pushes_total",
+			Help: "Group commits pushed to followers as leaders apply (sent), and as received: of no use (skipped), accepted (applied), refused by Raft (refused).",
+		}, []string{"outcome"}),
 	}
 }
 
 func (m *transportMetrics) collectors() []prometheus.Collector {
-	return []prometheus.Collector{m.sent, m.received, m.errors, m.unknownGroup, m.duration, m.snapshotBytes}
+	return []prometheus.Collector{m.sent, m.received, m.errors, m.unknownGroup, m.duration, m.snapshotBytes, m.commitPushes}
 }
 
 // observeSend records one finished outgoing RPC.

@@ -1,6 +1,7 @@
 package raft
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -44,6 +45,18 @@ type Mux struct {
 		groups map[uint64]*Transport
 		peers  map[hraft.ServerAddress]*peerConn
 	}
+
+	// ctx is cancelled by Close; it bounds the commit pushers' calls.
+	ctx    context.Context
+	cancel context.CancelFunc
+	// push holds the commit pushers, one per peer (commit_push.go);
+	// pushersWG counts their goroutines, which Close waits for.
+	push struct {
+		sync.Mutex
+		closed  bool
+		pushers map[hraft.ServerAddress]*commitPusher
+	}
+	pushersWG sync.WaitGroup
 }
 
 // peerConn is the one client connection to a peer address.
@@ -68,6 +81,8 @@ func NewMux(opts MuxOptions) (*Mux, error) {
 	}
 	m.mu.groups = make(map[uint64]*Transport)
 	m.mu.peers = make(map[hraft.ServerAddress]*peerConn)
+	m.push.pushers = make(map[hraft.ServerAddress]*commitPusher)
+	m.ctx, m.cancel = context.WithCancel(context.Background())
 	// Caller options come last so that they override these defaults
 	// (credentials in particular).
 	m.dialOptions = append([]grpc.DialOption{
@@ -150,7 +165,8 @@ func (m *Mux) Transport(groupID uint64) (*Transport, error) {
 }
 
 // Close closes every open Transport (failing their pending RPCs) and every
-// peer connection. Later calls return nil. It does not stop the grpc.Server.
+// peer connection, and waits for the commit pushers to stop. Later calls
+// return nil. It does not stop the grpc.Server.
 func (m *Mux) Close() error {
 	m.mu.Lock()
 	if m.mu.closed {
@@ -161,6 +177,11 @@ func (m *Mux) Close() error {
 	groups, peers := m.mu.groups, m.mu.peers
 	m.mu.groups, m.mu.peers = map[uint64]*Transport{}, map[hraft.ServerAddress]*peerConn{}
 	m.mu.Unlock()
+	m.push.Lock()
+	m.push.closed = true
+	m.push.Unlock()
+	m.cancel()
+	defer m.pushersWG.Wait()
 
 	var errs []error
 	for _, t := range groups {

@@ -95,6 +95,11 @@ type MuxOptions struct {
 	KeepaliveTimeout time.Duration
 	// ReconnectDelayMax caps the backoff between dials of an unreachable peer.
 	ReconnectDelayMax time.Duration
+	// NoCommitPush stops this node's leaders from pushing commit indexes to
+	// followers (commit_push.go); followers then learn them with the next
+	// append, up to CommitTimeout later. Pushes received are still used.
+	// For measuring what the push gives; off by default.
+	NoCommitPush bool
 }
 
 // EnsureDefaults fills zero fields with their defaults and returns o.

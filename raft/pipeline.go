@@ -91,6 +91,7 @@ func (p *pipeline) AppendEntries(args *hraft.AppendEntriesRequest, resp *hraft.A
 		p.transport.mux.metrics.errors.WithLabelValues(rpcAppendEntriesPipeline, sideSend).Inc()
 		return nil, err
 	}
+	p.transport.recordAppend(p.target, args)
 	timeout := p.transport.mux.opts.RPCTimeout
 	f := &appendFuture{start: time.Now(), args: args, resp: resp, done: make(chan struct{})}
 	slotTimer := time.NewTimer(timeout)

@@ -88,6 +88,18 @@ func (s *service) AppendEntriesPipeline(stream grpc.BidiStreamingServer[raftpb.A
 	}
 }
 
+// Commit serves pushed commits (commit_push.go): each group's is handed to
+// its transport; a group not open here is skipped.
+func (s *service) Commit(_ context.Context, req *raftpb.CommitRequest) (*raftpb.CommitResponse, error) {
+	for _, c := range req.GetCommits() {
+		if t, err := s.mux.lookup(c.GetGroupId()); err == nil {
+			t.receiveCommit(c)
+		}
+	}
+	s.mux.metrics.observeReceive(rpcCommit, nil)
+	return &raftpb.CommitResponse{}, nil
+}
+
 // RequestVote serves a vote request.
 func (s *service) RequestVote(ctx context.Context, req *raftpb.RequestVoteRequest) (*raftpb.RequestVoteResponse, error) {
 	t, err := s.mux.lookup(req.GetGroupId())

@@ -53,7 +53,15 @@ type Transport struct {
 		sync.Mutex
 		closed    bool
 		pipelines map[*pipeline]struct{}
+		// sent: the appends this node sent as leader (commit_push.go).
+		sent sentAppends
+		// commitIn is the newest pushed commit not yet handed to Raft;
+		// injecting is set while injectCommits runs.
+		commitIn  *raftpb.GroupCommit
+		injecting bool
 	}
+	// injectors counts injectCommits goroutines; Close waits for them.
+	injectors sync.WaitGroup
 
 	// heartbeatMu is held for reading while a heartbeat handler runs and
 	// for writing by Close, so Close returns only after every handler call
@@ -123,6 +131,7 @@ func (t *Transport) Close() error {
 	t.mu.Unlock()
 
 	t.cancel()
+	t.injectors.Wait()
 	t.heartbeatMu.Lock()
 	t.heartbeatsClosed = true
 	t.heartbeatMu.Unlock()
@@ -147,6 +156,7 @@ func (t *Transport) AppendEntries(_ hraft.ServerID, target hraft.ServerAddress, 
 		t.mux.metrics.errors.WithLabelValues(rpcType, sideSend).Inc()
 		return err
 	}
+	t.recordAppend(target, args)
 	return t.unary(rpcType, "AppendEntries", target, func(ctx context.Context, c raftpb.RaftTransportClient) error {
 		out, err := c.AppendEntries(ctx, msg)
 		if err == nil {

@@ -179,12 +179,18 @@ type RaftTuning struct {
 	// that a follower at most that far behind catches up from the log
 	// rather than by InstallSnapshot.
 	TrailingLogs uint64
+	// NoCommitPush stops this node's leaders from pushing commit indexes
+	// to followers as they apply (raft/commit_push.go); followers then
+	// learn them with the next append, up to CommitTimeout (50–100 ms)
+	// later. For measuring the push; off by default.
+	NoCommitPush bool
 }
 
 // raftConfig returns the Raft configuration of this node's groups: nil
 // (raft.DefaultConfig) when nothing is tuned.
 func (c *Config) raftConfig() *hraft.Config {
 	t := c.Raft
+	t.NoCommitPush = false // a transport setting, not Raft's
 	if t == (RaftTuning{}) {
 		return nil
 	}

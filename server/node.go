@@ -127,7 +127,8 @@ func StartNodeContext(ctx context.Context, cfg Config) (_ *Node, err error) {
 		return nil, err
 	}
 	n.mux, err = heraldraft.NewMux(heraldraft.MuxOptions{LocalAddr: cfg.GRPCAddr, Logger: logger,
-		DialOptions: []grpc.DialOption{grpc.WithContextDialer(cfg.dialer())}})
+		DialOptions:  []grpc.DialOption{grpc.WithContextDialer(cfg.dialer())},
+		NoCommitPush: cfg.Raft.NoCommitPush})
 	if err != nil {
 		return nil, err
 	}

@@ -20,6 +20,7 @@ func newBenchCmd() *cobra.Command {
 		flags     benchFlags
 		conn      clientOptions
 		httpAddrs string
+		nodeArgs  []string
 	)
 	cmd := &cobra.Command{
 		Use:   "bench",
@@ -46,6 +47,7 @@ and the summary goes to stderr.`,
 	pf.StringVar(&conn.servers, "server", "", "comma-separated gRPC addresses of an existing cluster (default: start a local one)")
 	pf.DurationVar(&conn.timeout, "timeout", bench.DefaultTimeout, "timeout of each request to the cluster")
 	pf.StringVar(&httpAddrs, "http-addrs", "", "with --server: the nodes' HTTP addresses, comma-separated, to read their CPU from /metrics")
+	pf.StringArrayVar(&nodeArgs, "node-arg", nil, "without --server: an extra flag of herald serve for every local node (repeatable), e.g. --node-arg=--raft-no-commit-push")
 	flags.register(pf)
 
 	for _, sc := range []struct {
@@ -71,6 +73,7 @@ and the summary goes to stderr.`,
 				}
 				opts.Timeout = conn.timeout
 				opts.HTTPAddrs = splitList(httpAddrs)
+				opts.NodeArgs = nodeArgs
 				if err := opts.Validate(); err != nil {
 					return usageError{err}
 				}
@@ -91,12 +94,12 @@ and the summary goes to stderr.`,
 			},
 		})
 	}
-	cmd.AddCommand(newBenchWSCmd())
+	cmd.AddCommand(newBenchWSCmd(&nodeArgs))
 	return cmd
 }
 
 // newBenchWSCmd is `herald bench ws`, measured like the Centrifugo anchor.
-func newBenchWSCmd() *cobra.Command {
+func newBenchWSCmd(nodeArgs *[]string) *cobra.Command {
 	o := bench.DefaultWSOptions()
 	var asJSON bool
 	cmd := &cobra.Command{
@@ -114,6 +117,7 @@ delivery counts and send-to-receive latency. The same measurements as
 (ulimit -n) must exceed --connections plus a few hundred.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			o.NodeArgs = *nodeArgs
 			if err := o.Validate(); err != nil {
 				return usageError{err}
 			}

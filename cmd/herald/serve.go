@@ -70,6 +70,7 @@ state are not affected. See docs/operations.md.`,
 	_ = f.MarkHidden("dial-via")
 	f.Uint64Var(&cfg.Raft.SnapshotThreshold, "raft-snapshot-threshold", 0, "entries past the last snapshot that make a group snapshot (0: the default, 8192)")
 	f.DurationVar(&cfg.Raft.SnapshotInterval, "raft-snapshot-interval", 0, "how often a group checks --raft-snapshot-threshold (0: the default, 120s)")
+	f.BoolVar(&cfg.Raft.NoCommitPush, "raft-no-commit-push", false, "do not push commit indexes to followers as leaders apply (followers learn them up to 50-100 ms later; for measuring the push)")
 	f.Uint64Var(&cfg.Raft.TrailingLogs, "raft-trailing-logs", 0, "entries a snapshot leaves in the log for lagging followers (0: the default, 10240)")
 	f.StringVar(&wsOrigins, "ws-allowed-origins", "", "browser origins allowed on the WebSocket gateway besides the node's own, as scheme://host[:port],... or * for any (default: same origin only; clients without an Origin header are always allowed)")
 	f.IntVar(&cfg.WebSocket.SendQueueFramesMax, "ws-send-queue-frames", 0, "frames a WebSocket connection may have waiting to be written (0: the default, 256)")

@@ -1251,6 +1251,175 @@ func (x *RejoinReplicaResponse) GetLeaderId() string {
 	return ""
 }
 
+type CommitRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Commits       []*GroupCommit         `protobuf:"bytes,1,rep,name=commits,proto3" json:"commits,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CommitRequest) Reset() {
+	*x = CommitRequest{}
+	mi := &file_raft_raftpb_raft_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CommitRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CommitRequest) ProtoMessage() {}
+
+func (x *CommitRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_raft_raftpb_raft_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CommitRequest.ProtoReflect.Descriptor instead.
+func (*CommitRequest) Descriptor() ([]byte, []int) {
+	return file_raft_raftpb_raft_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *CommitRequest) GetCommits() []*GroupCommit {
+	if x != nil {
+		return x.Commits
+	}
+	return nil
+}
+
+// GroupCommit is one group's commit index as its leader knows it.
+type GroupCommit struct {
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	GroupId uint64                 `protobuf:"varint,1,opt,name=group_id,json=groupId,proto3" json:"group_id,omitempty"`
+	// header and leader identify the leader as in its AppendEntries.
+	Header *RPCHeader `protobuf:"bytes,2,opt,name=header,proto3" json:"header,omitempty"`
+	Leader []byte     `protobuf:"bytes,3,opt,name=leader,proto3" json:"leader,omitempty"`
+	// term is the leader's term; index is committed and applied by the
+	// leader; index_term is the term of the entry at index (equal to term:
+	// leaders push only entries of their own term).
+	Term          uint64 `protobuf:"varint,4,opt,name=term,proto3" json:"term,omitempty"`
+	Index         uint64 `protobuf:"varint,5,opt,name=index,proto3" json:"index,omitempty"`
+	IndexTerm     uint64 `protobuf:"varint,6,opt,name=index_term,json=indexTerm,proto3" json:"index_term,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GroupCommit) Reset() {
+	*x = GroupCommit{}
+	mi := &file_raft_raftpb_raft_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GroupCommit) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GroupCommit) ProtoMessage() {}
+
+func (x *GroupCommit) ProtoReflect() protoreflect.Message {
+	mi := &file_raft_raftpb_raft_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GroupCommit.ProtoReflect.Descriptor instead.
+func (*GroupCommit) Descriptor() ([]byte, []int) {
+	return file_raft_raftpb_raft_proto_rawDescGZIP(), []int{16}
+}
+
+func (x *GroupCommit) GetGroupId() uint64 {
+	if x != nil {
+		return x.GroupId
+	}
+	return 0
+}
+
+func (x *GroupCommit) GetHeader() *RPCHeader {
+	if x != nil {
+		return x.Header
+	}
+	return nil
+}
+
+func (x *GroupCommit) GetLeader() []byte {
+	if x != nil {
+		return x.Leader
+	}
+	return nil
+}
+
+func (x *GroupCommit) GetTerm() uint64 {
+	if x != nil {
+		return x.Term
+	}
+	return 0
+}
+
+func (x *GroupCommit) GetIndex() uint64 {
+	if x != nil {
+		return x.Index
+	}
+	return 0
+}
+
+func (x *GroupCommit) GetIndexTerm() uint64 {
+	if x != nil {
+		return x.IndexTerm
+	}
+	return 0
+}
+
+type CommitResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CommitResponse) Reset() {
+	*x = CommitResponse{}
+	mi := &file_raft_raftpb_raft_proto_msgTypes[17]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CommitResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CommitResponse) ProtoMessage() {}
+
+func (x *CommitResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_raft_raftpb_raft_proto_msgTypes[17]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CommitResponse.ProtoReflect.Descriptor instead.
+func (*CommitResponse) Descriptor() ([]byte, []int) {
+	return file_raft_raftpb_raft_proto_rawDescGZIP(), []int{17}
+}
+
 var File_raft_raftpb_raft_proto protoreflect.FileDescriptor
 
 const file_raft_raftpb_raft_proto_rawDesc = "" +
@@ -1340,7 +1509,18 @@ const file_raft_raftpb_raft_proto_rawDesc = "" +
 	"\x04step\x18\x04 \x01(\x0e2\x1a.herald.raft.v1.RejoinStepR\x04step\"J\n" +
 	"\x15RejoinReplicaResponse\x12\x14\n" +
 	"\x05index\x18\x01 \x01(\x04R\x05index\x12\x1b\n" +
-	"\tleader_id\x18\x02 \x01(\tR\bleaderId*\xab\x01\n" +
+	"\tleader_id\x18\x02 \x01(\tR\bleaderId\"F\n" +
+	"\rCommitRequest\x125\n" +
+	"\acommits\x18\x01 \x03(\v2\x1b.herald.raft.v1.GroupCommitR\acommits\"\xbc\x01\n" +
+	"\vGroupCommit\x12\x19\n" +
+	"\bgroup_id\x18\x01 \x01(\x04R\agroupId\x121\n" +
+	"\x06header\x18\x02 \x01(\v2\x19.herald.raft.v1.RPCHeaderR\x06header\x12\x16\n" +
+	"\x06leader\x18\x03 \x01(\fR\x06leader\x12\x12\n" +
+	"\x04term\x18\x04 \x01(\x04R\x04term\x12\x14\n" +
+	"\x05index\x18\x05 \x01(\x04R\x05index\x12\x1d\n" +
+	"\n" +
+	"index_term\x18\x06 \x01(\x04R\tindexTerm\"\x10\n" +
+	"\x0eCommitResponse*\xab\x01\n" +
 	"\aLogType\x12\x14\n" +
 	"\x10LOG_TYPE_COMMAND\x10\x00\x12\x11\n" +
 	"\rLOG_TYPE_NOOP\x10\x01\x12 \n" +
@@ -1352,7 +1532,7 @@ const file_raft_raftpb_raft_proto_rawDesc = "" +
 	"RejoinStep\x12\x1b\n" +
 	"\x17REJOIN_STEP_UNSPECIFIED\x10\x00\x12\x16\n" +
 	"\x12REJOIN_STEP_DEMOTE\x10\x01\x12\x17\n" +
-	"\x13REJOIN_STEP_PROMOTE\x10\x022\xa7\x05\n" +
+	"\x13REJOIN_STEP_PROMOTE\x10\x022\xf0\x05\n" +
 	"\rRaftTransport\x12\\\n" +
 	"\rAppendEntries\x12$.herald.raft.v1.AppendEntriesRequest\x1a%.herald.raft.v1.AppendEntriesResponse\x12h\n" +
 	"\x15AppendEntriesPipeline\x12$.herald.raft.v1.AppendEntriesRequest\x1a%.herald.raft.v1.AppendEntriesResponse(\x010\x01\x12V\n" +
@@ -1361,7 +1541,8 @@ const file_raft_raftpb_raft_proto_rawDesc = "" +
 	"\n" +
 	"TimeoutNow\x12!.herald.raft.v1.TimeoutNowRequest\x1a\".herald.raft.v1.TimeoutNowResponse\x12b\n" +
 	"\x0fInstallSnapshot\x12$.herald.raft.v1.InstallSnapshotChunk\x1a'.herald.raft.v1.InstallSnapshotResponse(\x01\x12\\\n" +
-	"\rRejoinReplica\x12$.herald.raft.v1.RejoinReplicaRequest\x1a%.herald.raft.v1.RejoinReplicaResponseB0Z.github.com/heraldlog/herald/raft/raftpb;raftpbb\x06proto3"
+	"\rRejoinReplica\x12$.herald.raft.v1.RejoinReplicaRequest\x1a%.herald.raft.v1.RejoinReplicaResponse\x12G\n" +
+	"\x06Commit\x12\x1d.herald.raft.v1.CommitRequest\x1a\x1e.herald.raft.v1.CommitResponseB0Z.github.com/heraldlog/herald/raft/raftpb;raftpbb\x06proto3"
 
 var (
 	file_raft_raftpb_raft_proto_rawDescOnce sync.Once
@@ -1376,7 +1557,7 @@ func file_raft_raftpb_raft_proto_rawDescGZIP() []byte {
 }
 
 var file_raft_raftpb_raft_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_raft_raftpb_raft_proto_msgTypes = make([]protoimpl.MessageInfo, 15)
+var file_raft_raftpb_raft_proto_msgTypes = make([]protoimpl.MessageInfo, 18)
 var file_raft_raftpb_raft_proto_goTypes = []any{
 	(LogType)(0),                    // 0: herald.raft.v1.LogType
 	(RejoinStep)(0),                 // 1: herald.raft.v1.RejoinStep
@@ -1395,6 +1576,9 @@ var file_raft_raftpb_raft_proto_goTypes = []any{
 	(*InstallSnapshotResponse)(nil), // 14: herald.raft.v1.InstallSnapshotResponse
 	(*RejoinReplicaRequest)(nil),    // 15: herald.raft.v1.RejoinReplicaRequest
 	(*RejoinReplicaResponse)(nil),   // 16: herald.raft.v1.RejoinReplicaResponse
+	(*CommitRequest)(nil),           // 17: herald.raft.v1.CommitRequest
+	(*GroupCommit)(nil),             // 18: herald.raft.v1.GroupCommit
+	(*CommitResponse)(nil),          // 19: herald.raft.v1.CommitResponse
 }
 var file_raft_raftpb_raft_proto_depIdxs = []int32{
 	0,  // 0: herald.raft.v1.Log.type:type_name -> herald.raft.v1.LogType
@@ -1411,25 +1595,29 @@ var file_raft_raftpb_raft_proto_depIdxs = []int32{
 	12, // 11: herald.raft.v1.InstallSnapshotChunk.request:type_name -> herald.raft.v1.InstallSnapshotRequest
 	2,  // 12: herald.raft.v1.InstallSnapshotResponse.header:type_name -> herald.raft.v1.RPCHeader
 	1,  // 13: herald.raft.v1.RejoinReplicaRequest.step:type_name -> herald.raft.v1.RejoinStep
-	4,  // 14: herald.raft.v1.RaftTransport.AppendEntries:input_type -> herald.raft.v1.AppendEntriesRequest
-	4,  // 15: herald.raft.v1.RaftTransport.AppendEntriesPipeline:input_type -> herald.raft.v1.AppendEntriesRequest
-	6,  // 16: herald.raft.v1.RaftTransport.RequestVote:input_type -> herald.raft.v1.RequestVoteRequest
-	8,  // 17: herald.raft.v1.RaftTransport.RequestPreVote:input_type -> herald.raft.v1.RequestPreVoteRequest
-	10, // 18: herald.raft.v1.RaftTransport.TimeoutNow:input_type -> herald.raft.v1.TimeoutNowRequest
-	13, // 19: herald.raft.v1.RaftTransport.InstallSnapshot:input_type -> herald.raft.v1.InstallSnapshotChunk
-	15, // 20: herald.raft.v1.RaftTransport.RejoinReplica:input_type -> herald.raft.v1.RejoinReplicaRequest
-	5,  // 21: herald.raft.v1.RaftTransport.AppendEntries:output_type -> herald.raft.v1.AppendEntriesResponse
-	5,  // 22: herald.raft.v1.RaftTransport.AppendEntriesPipeline:output_type -> herald.raft.v1.AppendEntriesResponse
-	7,  // 23: herald.raft.v1.RaftTransport.RequestVote:output_type -> herald.raft.v1.RequestVoteResponse
-	9,  // 24: herald.raft.v1.RaftTransport.RequestPreVote:output_type -> herald.raft.v1.RequestPreVoteResponse
-	11, // 25: herald.raft.v1.RaftTransport.TimeoutNow:output_type -> herald.raft.v1.TimeoutNowResponse
-	14, // 26: herald.raft.v1.RaftTransport.InstallSnapshot:output_type -> herald.raft.v1.InstallSnapshotResponse
-	16, // 27: herald.raft.v1.RaftTransport.RejoinReplica:output_type -> herald.raft.v1.RejoinReplicaResponse
-	21, // [21:28] is the sub-list for method output_type
-	14, // [14:21] is the sub-list for method input_type
-	14, // [14:14] is the sub-list for extension type_name
-	14, // [14:14] is the sub-list for extension extendee
-	0,  // [0:14] is the sub-list for field type_name
+	18, // 14: herald.raft.v1.CommitRequest.commits:type_name -> herald.raft.v1.GroupCommit
+	2,  // 15: herald.raft.v1.GroupCommit.header:type_name -> herald.raft.v1.RPCHeader
+	4,  // 16: herald.raft.v1.RaftTransport.AppendEntries:input_type -> herald.raft.v1.AppendEntriesRequest
+	4,  // 17: herald.raft.v1.RaftTransport.AppendEntriesPipeline:input_type -> herald.raft.v1.AppendEntriesRequest
+	6,  // 18: herald.raft.v1.RaftTransport.RequestVote:input_type -> herald.raft.v1.RequestVoteRequest
+	8,  // 19: herald.raft.v1.RaftTransport.RequestPreVote:input_type -> herald.raft.v1.RequestPreVoteRequest
+	10, // 20: herald.raft.v1.RaftTransport.TimeoutNow:input_type -> herald.raft.v1.TimeoutNowRequest
+	13, // 21: herald.raft.v1.RaftTransport.InstallSnapshot:input_type -> herald.raft.v1.InstallSnapshotChunk
+	15, // 22: herald.raft.v1.RaftTransport.RejoinReplica:input_type -> herald.raft.v1.RejoinReplicaRequest
+	17, // 23: herald.raft.v1.RaftTransport.Commit:input_type -> herald.raft.v1.CommitRequest
+	5,  // 24: herald.raft.v1.RaftTransport.AppendEntries:output_type -> herald.raft.v1.AppendEntriesResponse
+	5,  // 25: herald.raft.v1.RaftTransport.AppendEntriesPipeline:output_type -> herald.raft.v1.AppendEntriesResponse
+	7,  // 26: herald.raft.v1.RaftTransport.RequestVote:output_type -> herald.raft.v1.RequestVoteResponse
+	9,  // 27: herald.raft.v1.RaftTransport.RequestPreVote:output_type -> herald.raft.v1.RequestPreVoteResponse
+	11, // 28: herald.raft.v1.RaftTransport.TimeoutNow:output_type -> herald.raft.v1.TimeoutNowResponse
+	14, // 29: herald.raft.v1.RaftTransport.InstallSnapshot:output_type -> herald.raft.v1.InstallSnapshotResponse
+	16, // 30: herald.raft.v1.RaftTransport.RejoinReplica:output_type -> herald.raft.v1.RejoinReplicaResponse
+	19, // 31: herald.raft.v1.RaftTransport.Commit:output_type -> herald.raft.v1.CommitResponse
+	24, // [24:32] is the sub-list for method output_type
+	16, // [16:24] is the sub-list for method input_type
+	16, // [16:16] is the sub-list for extension type_name
+	16, // [16:16] is the sub-list for extension extendee
+	0,  // [0:16] is the sub-list for field type_name
 }
 
 func init() { file_raft_raftpb_raft_proto_init() }
@@ -1447,7 +1635,7 @@ func file_raft_raftpb_raft_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_raft_raftpb_raft_proto_rawDesc), len(file_raft_raftpb_raft_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   15,
+			NumMessages:   18,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

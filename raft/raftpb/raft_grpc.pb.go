@@ -33,6 +33,7 @@ const (
 	RaftTransport_TimeoutNow_FullMethodName            = "/herald.raft.v1.RaftTransport/TimeoutNow"
 	RaftTransport_InstallSnapshot_FullMethodName       = "/herald.raft.v1.RaftTransport/InstallSnapshot"
 	RaftTransport_RejoinReplica_FullMethodName         = "/herald.raft.v1.RaftTransport/RejoinReplica"
+	RaftTransport_Commit_FullMethodName                = "/herald.raft.v1.RaftTransport/Commit"
 )
 
 // RaftTransportClient is the client API for RaftTransport service.
@@ -62,6 +63,15 @@ type RaftTransportClient interface {
 	// NOT_LEADER naming the leader it knows (metadata leader_id,
 	// leader_address; both may be empty).
 	RejoinReplica(ctx context.Context, in *RejoinReplicaRequest, opts ...grpc.CallOption) (*RejoinReplicaResponse, error)
+	// Commit tells a follower, as soon as a leader has applied entries, how
+	// far the log is committed, for any number of groups in one message (one
+	// stream of these per peer, coalesced: the latest index per group). It
+	// only speeds up what the next AppendEntries would carry anyway (see
+	// raft/commit_push.go): the receiver hands each group's Raft an
+	// AppendEntries without entries whose previous entry is the committed one,
+	// so Raft's own log-matching check decides. Fire and forget: the answer is
+	// empty, a lost message costs only latency.
+	Commit(ctx context.Context, in *CommitRequest, opts ...grpc.CallOption) (*CommitResponse, error)
 }
 
 type raftTransportClient struct {
@@ -148,6 +158,16 @@ func (c *raftTransportClient) RejoinReplica(ctx context.Context, in *RejoinRepli
 	return out, nil
 }
 
+func (c *raftTransportClient) Commit(ctx context.Context, in *CommitRequest, opts ...grpc.CallOption) (*CommitResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(CommitResponse)
+	err := c.cc.Invoke(ctx, RaftTransport_Commit_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // RaftTransportServer is the server API for RaftTransport service.
 // All implementations must embed UnimplementedRaftTransportServer
 // for forward compatibility.
@@ -175,6 +195,15 @@ type RaftTransportServer interface {
 	// NOT_LEADER naming the leader it knows (metadata leader_id,
 	// leader_address; both may be empty).
 	RejoinReplica(context.Context, *RejoinReplicaRequest) (*RejoinReplicaResponse, error)
+	// Commit tells a follower, as soon as a leader has applied entries, how
+	// far the log is committed, for any number of groups in one message (one
+	// stream of these per peer, coalesced: the latest index per group). It
+	// only speeds up what the next AppendEntries would carry anyway (see
+	// raft/commit_push.go): the receiver hands each group's Raft an
+	// AppendEntries without entries whose previous entry is the committed one,
+	// so Raft's own log-matching check decides. Fire and forget: the answer is
+	// empty, a lost message costs only latency.
+	Commit(context.Context, *CommitRequest) (*CommitResponse, error)
 	mustEmbedUnimplementedRaftTransportServer()
 }
 
@@ -205,6 +234,9 @@ func (UnimplementedRaftTransportServer) InstallSnapshot(grpc.ClientStreamingServ
 }
 func (UnimplementedRaftTransportServer) RejoinReplica(context.Context, *RejoinReplicaRequest) (*RejoinReplicaResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method RejoinReplica not implemented")
+}
+func (UnimplementedRaftTransportServer) Commit(context.Context, *CommitRequest) (*CommitResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method Commit not implemented")
 }
 func (UnimplementedRaftTransportServer) mustEmbedUnimplementedRaftTransportServer() {}
 func (UnimplementedRaftTransportServer) testEmbeddedByValue()                       {}
@@ -331,6 +363,24 @@ func _RaftTransport_RejoinReplica_Handler(srv interface{}, ctx context.Context, 
 	return interceptor(ctx, in, info, handler)
 }
 
+func _RaftTransport_Commit_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(CommitRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(RaftTransportServer).Commit(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: RaftTransport_Commit_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(RaftTransportServer).Commit(ctx, req.(*CommitRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // RaftTransport_ServiceDesc is the grpc.ServiceDesc for RaftTransport service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -357,6 +407,10 @@ var RaftTransport_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "RejoinReplica",
 			Handler:    _RaftTransport_RejoinReplica_Handler,
+		},
+		{
+			MethodName: "Commit",
+			Handler:    _RaftTransport_Commit_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{

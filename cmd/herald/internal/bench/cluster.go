@@ -26,11 +26,11 @@ type LocalCluster struct {
 }
 
 // StartLocalCluster starts n nodes of exe (`exe serve ... --log-level
-// warn`) on free 127.0.0.1 ports, each with its data and log under one
+// warn`, then nodeArgs) on free 127.0.0.1 ports, each with its data and log under one
 // new temporary directory, and waits until /readyz answers 200 on every
 // node. On failure every node already started is stopped and the
 // directory removed. log (nil: discarded) gets one line per node.
-func StartLocalCluster(ctx context.Context, exe string, n int, log io.Writer) (*LocalCluster, error) {
+func StartLocalCluster(ctx context.Context, exe string, n int, nodeArgs []string, log io.Writer) (*LocalCluster, error) {
 	if log == nil {
 		log = io.Discard
 	}
@@ -46,7 +46,7 @@ func StartLocalCluster(ctx context.Context, exe string, n int, log io.Writer) (*
 	if err != nil {
 		return fail(err)
 	}
-	c.procs, err = proccluster.New(proccluster.Config{Binary: exe, Nodes: nodes, ServeArgs: []string{"--log-level", "warn"}})
+	c.procs, err = proccluster.New(proccluster.Config{Binary: exe, Nodes: nodes, ServeArgs: append([]string{"--log-level", "warn"}, nodeArgs...)})
 	if err != nil {
 		return fail(err)
 	}

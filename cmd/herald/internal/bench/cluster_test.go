@@ -28,7 +28,7 @@ func TestLocalClusterNodeThatExitsFailsTheStart(t *testing.T) {
 	}
 	tmp := t.TempDir()
 	t.Setenv("TMPDIR", tmp)
-	_, err = StartLocalCluster(t.Context(), exe, localNodes, nil)
+	_, err = StartLocalCluster(t.Context(), exe, localNodes, nil, nil)
 	require.Error(t, err)
 	assert.Contains(t, err.Error(), "exited before it was ready")
 	entries, err := os.ReadDir(tmp)

@@ -85,6 +85,9 @@ type Options struct {
 	// Servers are the gRPC addresses of an existing cluster. Empty: start
 	// a local three-node cluster of Executable.
 	Servers []string
+	// NodeArgs are extra `herald serve` flags for the local cluster's
+	// nodes (without Servers), e.g. to measure a setting.
+	NodeArgs []string
 	// HTTPAddrs are the nodes' HTTP addresses (only with Servers); when
 	// set, the nodes' CPU comes from /metrics process_cpu_seconds_total.
 	HTTPAddrs []string

@@ -71,7 +71,7 @@ func Run(ctx context.Context, opts Options, progressOut io.Writer) (res *Result,
 			return nil, err
 		}
 		fmt.Fprintf(logOut, "bench: starting a local %d-node cluster (%s serve)\n", localNodes, exe)
-		cluster, err := StartLocalCluster(ctx, exe, localNodes, logOut)
+		cluster, err := StartLocalCluster(ctx, exe, localNodes, opts.NodeArgs, logOut)
 		if err != nil {
 			return nil, err
 		}

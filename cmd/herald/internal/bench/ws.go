@@ -44,6 +44,8 @@ import (
 
 // WSOptions configure the WebSocket scenario.
 type WSOptions struct {
+	// NodeArgs are extra `herald serve` flags for the local cluster's nodes.
+	NodeArgs []string
 	// Connections is the number of WebSocket connections.
 	Connections int
 	// DialConcurrency bounds dials in flight.
@@ -230,7 +232,7 @@ func RunWS(ctx context.Context, exe string, opts WSOptions, progress io.Writer) 
 		return nil, err
 	}
 	logf := func(format string, args ...any) { fmt.Fprintf(progress, "bench ws: "+format+"\n", args...) }
-	cluster, err := StartLocalCluster(ctx, exe, localNodes, progress)
+	cluster, err := StartLocalCluster(ctx, exe, localNodes, opts.NodeArgs, progress)
 	if err != nil {
 		return nil, err
 	}

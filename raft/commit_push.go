@@ -1,0 +1,263 @@
+package raft
+
+import (
+	"context"
+	"time"
+
+	hraft "github.com/hashicorp/raft"
+
+	"github.com/heraldlog/herald/raft/raftpb"
+)
+
+// Commit push: followers learn the commit index when it moves, not at the
+// next append.
+//
+// hashicorp/raft tells a follower how far the log is committed only in the
+// AppendEntries that carries the next entries, or, when none come, the one
+// its replication loop sends after CommitTimeout (50–100 ms). A follower
+// applies an entry only once it knows the entry is committed, so every
+// reader of a follower's state (subscribers above all: any replica serves
+// them) sees a write up to CommitTimeout after the leader acknowledged it.
+// A shorter CommitTimeout costs every idle group an append per timeout.
+//
+// Instead, a leader's FSM wrapper (pushingFSM) reports each batch it has
+// applied; if the batch's last entry is of the term this node leads, the
+// group's Transport queues (group, term, index, index's term) for each
+// follower it has sent appends to recently, and the Mux sends them in one
+// Commit message per peer, coalesced: while one is in flight, later
+// commits of any group wait in a map holding the newest per group (bounded
+// by the number of groups) and go in the next message.
+//
+// The receiving Transport hands its Raft an AppendEntries with no entries,
+// previous entry (index, index's term) and leader commit index: the same
+// message hashicorp/raft's replication loop sends after CommitTimeout
+// when the follower is up to date. Raft's own checks decide: an older term
+// is ignored; the previous-entry check proves that the follower's log
+// matches the leader's up to index (Raft's log-matching property), so
+// committing up to it is safe even if the follower holds a different,
+// uncommitted suffix after it, which the message leaves alone. The
+// receiver skips a push its Raft cannot use (it lacks the entry, or
+// already knows the commit), so a slow follower gets no log lines for it.
+//
+// Only an index applied by the leader is pushed, so it is committed; only
+// one of the leader's own term, so the message is one the leader of that
+// term could send. At most one injection per group is queued to Raft at a
+// time (the newest index wins), by a goroutine that exits when none waits.
+
+// appendsFresh is how recently a follower must have been sent an append
+// (heartbeats count; hashicorp/raft sends one every HeartbeatTimeout/10)
+// to get commit pushes.
+const appendsFresh = 5 * time.Second
+
+// pushingFSM wraps a batching FSM (partition groups) so that the group's
+// transport learns each applied batch.
+type pushingFSM struct {
+	hraft.BatchingFSM
+	t *Transport
+}
+
+// withCommitPush wraps fsm when it is a BatchingFSM that is not also a
+// ConfigurationStore (the wrapper would hide StoreConfiguration); other
+// FSMs are returned as they are, and their followers learn commits the
+// usual way.
+func withCommitPush(fsm hraft.FSM, t *Transport) hraft.FSM {
+	b, ok := fsm.(hraft.BatchingFSM)
+	if !ok {
+		return fsm
+	}
+	if _, cs := fsm.(hraft.ConfigurationStore); cs {
+		return fsm
+	}
+	return &pushingFSM{BatchingFSM: b, t: t}
+}
+
+func (f *pushingFSM) Apply(l *hraft.Log) interface{} {
+	out := f.BatchingFSM.Apply(l)
+	f.t.applied(l.Index, l.Term)
+	return out
+}
+
+func (f *pushingFSM) ApplyBatch(logs []*hraft.Log) []interface{} {
+	out := f.BatchingFSM.ApplyBatch(logs)
+	if n := len(logs); n > 0 {
+		f.t.applied(logs[n-1].Index, logs[n-1].Term)
+	}
+	return out
+}
+
+// sentAppends is what a transport knows of the appends its Raft sent as
+// leader: the term and identity they carried and when each target was
+// last sent one.
+type sentAppends struct {
+	term    uint64
+	header  hraft.RPCHeader
+	leader  []byte
+	targets map[hraft.ServerAddress]time.Time
+}
+
+// recordAppend notes an outgoing append (or heartbeat): only leaders send
+// them, so its term is the one this node leads.
+func (t *Transport) recordAppend(target hraft.ServerAddress, args *hraft.AppendEntriesRequest) {
+	now := time.Now()
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	s := &t.mu.sent
+	if s.term != args.Term || s.targets == nil {
+		s.term, s.header, s.leader = args.Term, args.RPCHeader, args.Leader
+		s.targets = make(map[hraft.ServerAddress]time.Time, 4)
+	}
+	s.targets[target] = now
+}
+
+// applied is told by the leader's FSM wrapper that it applied up to index,
+// an entry of term indexTerm, and pushes the commit to the followers when
+// this node leads that term.
+func (t *Transport) applied(index, indexTerm uint64) {
+	r := t.raft.Load()
+	if t.mux.opts.NoCommitPush || r == nil || r.State() != hraft.Leader || r.CurrentTerm() != indexTerm {
+		return
+	}
+	now := time.Now()
+	t.mu.Lock()
+	s := &t.mu.sent
+	if t.mu.closed || s.term != indexTerm {
+		t.mu.Unlock()
+		return
+	}
+	targets := make([]hraft.ServerAddress, 0, len(s.targets))
+	for addr, at := range s.targets {
+		if now.Sub(at) > appendsFresh {
+			delete(s.targets, addr)
+			continue
+		}
+		targets = append(targets, addr)
+	}
+	header, leader := s.header, s.leader
+	t.mu.Unlock()
+	for _, addr := range targets {
+		t.mux.pushCommit(addr, &raftpb.GroupCommit{
+			GroupId: t.groupID, Header: headerToProto(header), Leader: leader,
+			Term: indexTerm, Index: index, IndexTerm: indexTerm,
+		})
+	}
+}
+
+// receiveCommit takes a pushed commit for this group (see the comment at
+// the top of this file).
+func (t *Transport) receiveCommit(c *raftpb.GroupCommit) {
+	r := t.raft.Load()
+	if r == nil || r.CommitIndex() >= c.GetIndex() || r.LastIndex() < c.GetIndex() || r.CurrentTerm() > c.GetTerm() {
+		t.mux.metrics.commitPushes.WithLabelValues(pushSkipped).Inc()
+		return
+	}
+	t.mu.Lock()
+	if t.mu.closed {
+		t.mu.Unlock()
+		return
+	}
+	if in := t.mu.commitIn; in == nil || c.GetIndex() > in.GetIndex() {
+		t.mu.commitIn = c
+	}
+	start := !t.mu.injecting
+	if start {
+		t.mu.injecting = true
+		t.injectors.Add(1)
+	}
+	t.mu.Unlock()
+	if start {
+		go t.injectCommits()
+	}
+}
+
+// injectCommits hands Raft the newest pushed commit, one at a time, until
+// none waits or the transport closes.
+func (t *Transport) injectCommits() {
+	defer t.injectors.Done()
+	for {
+		t.mu.Lock()
+		c := t.mu.commitIn
+		t.mu.commitIn = nil
+		if c == nil || t.mu.closed {
+			t.mu.injecting = false
+			t.mu.Unlock()
+			return
+		}
+		t.mu.Unlock()
+		req := &hraft.AppendEntriesRequest{
+			RPCHeader:         headerFromProto(c.GetHeader()),
+			Term:              c.GetTerm(),
+			Leader:            c.GetLeader(),
+			PrevLogEntry:      c.GetIndex(),
+			PrevLogTerm:       c.GetIndexTerm(),
+			LeaderCommitIndex: c.GetIndex(),
+		}
+		outcome := pushApplied
+		resp, err := t.serve(t.ctx, req, false)
+		if r, ok := resp.(*hraft.AppendEntriesResponse); err != nil || !ok || !r.Success {
+			outcome = pushRefused
+		}
+		t.mux.metrics.commitPushes.WithLabelValues(outcome).Inc()
+	}
+}
+
+// pushCommit queues c for the peer at addr and starts its sender if idle.
+func (m *Mux) pushCommit(addr hraft.ServerAddress, c *raftpb.GroupCommit) {
+	m.push.Lock()
+	defer m.push.Unlock()
+	if m.push.closed {
+		return
+	}
+	p := m.push.pushers[addr]
+	if p == nil {
+		p = &commitPusher{m: m, addr: addr, pending: make(map[uint64]*raftpb.GroupCommit)}
+		m.push.pushers[addr] = p
+	}
+	if old := p.pending[c.GetGroupId()]; old == nil || c.GetTerm() > old.GetTerm() ||
+		(c.GetTerm() == old.GetTerm() && c.GetIndex() > old.GetIndex()) {
+		p.pending[c.GetGroupId()] = c
+	}
+	if !p.running {
+		p.running = true
+		m.pushersWG.Add(1)
+		go p.run()
+	}
+}
+
+// commitPusher sends one peer's pushed commits, one message at a time.
+// Its fields other than m and addr are guarded by m.push.
+type commitPusher struct {
+	m       *Mux
+	addr    hraft.ServerAddress
+	pending map[uint64]*raftpb.GroupCommit
+	running bool
+}
+
+// run sends what waits until nothing does or the Mux closes.
+func (p *commitPusher) run() {
+	m := p.m
+	defer m.pushersWG.Done()
+	for {
+		m.push.Lock()
+		if len(p.pending) == 0 || m.push.closed {
+			p.running = false
+			m.push.Unlock()
+			return
+		}
+		req := &raftpb.CommitRequest{Commits: make([]*raftpb.GroupCommit, 0, len(p.pending))}
+		for _, c := range p.pending {
+			req.Commits = append(req.Commits, c)
+		}
+		clear(p.pending)
+		m.push.Unlock()
+
+		start := time.Now()
+		client, err := m.client(p.addr)
+		if err == nil {
+			ctx, cancel := context.WithTimeout(m.ctx, m.opts.RPCTimeout)
+			_, err = client.Commit(ctx, req)
+			cancel()
+		}
+		m.metrics.observeSend(rpcCommit, start, err)
+		m.metrics.commitPushes.WithLabelValues(pushSent).Add(float64(len(req.Commits)))
+	}
+}
