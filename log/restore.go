@@ -215,6 +215,12 @@ func valueBytesMax(kind byte) uint64 {
 		return eventEntryValueBytes
 	case kindProducer, kindProducerWindow:
 		return producerValueBytes
+	case kindGroup:
+		return groupHeaderBytesMax
+	case kindGroupPending:
+		return groupPendingValueMax
+	case kindGroupDue:
+		return 0
 	default:
 		return 8
 	}
@@ -287,6 +293,10 @@ func (p *Partition) checkEntry(key, value []byte, views *[]recordView) error {
 	case kindTimeIndex:
 		if _, _, ok := parseTimeIndexKey(p.id, key); !ok || len(value) != 0 {
 			return p.streamCorrupt("malformed time index entry %x", relative)
+		}
+	case kindGroup, kindGroupPending, kindGroupDue:
+		if err := p.checkGroupEntry(key, value); err != nil {
+			return p.streamCorrupt("%v", err)
 		}
 	default:
 		return p.streamCorrupt("unknown key kind %q", relative[0])
