@@ -366,7 +366,8 @@ type GroupDeliverRequest struct {
 	Member     string
 	// NewFrom and NewCount: the new offsets [NewFrom, NewFrom+NewCount).
 	// NewFrom must be the group's cursor (else *CursorMovedError) and the
-	// offsets below the high watermark as this batch sees it.
+	// offsets below the high watermark as this batch sees it. NewFrom is
+	// ignored when NewCount is 0.
 	NewFrom  uint64
 	NewCount uint64
 	// Redeliver lists pending offsets to deliver again, strictly

@@ -452,6 +452,34 @@ func TestGroupResetAndDelete(t *testing.T) {
 	// A new group of the same name starts afresh.
 	h.create("other", testGroupConfig)
 	require.Zero(t, h.state("other").Pending)
+
+	// Within one batch, each command sees the ones before it, range
+	// deletes of a reset included.
+	res = h.must(func(b *Batch) (GroupResult, error) {
+		steps := []func() (GroupResult, error){
+			func() (GroupResult, error) {
+				return b.GroupDeliver(GroupDeliverRequest{Group: "g", Generation: 1, Member: "m1", NewFrom: 0, NewCount: 4, NowUnixNano: 3})
+			},
+			func() (GroupResult, error) { return b.GroupReset("g", 2) },
+			func() (GroupResult, error) {
+				return b.GroupDeliver(GroupDeliverRequest{Group: "g", Generation: 1, Member: "m1", NewFrom: 2, NewCount: 3, NowUnixNano: 4})
+			},
+			func() (GroupResult, error) {
+				return b.GroupAck(GroupAckRequest{Group: "g", Generation: 1, Member: "m1", Offsets: []uint64{1, 2}})
+			},
+		}
+		var res GroupResult
+		for _, step := range steps {
+			var err error
+			if res, err = step(); err != nil {
+				return res, err
+			}
+		}
+		return res, nil
+	})
+	require.Equal(t, outcomes(OffsetAlreadyDone, OffsetApplied), res.Outcomes)
+	require.Equal(t, GroupState{Name: "g", Config: testGroupConfig, Floor: 3, Delivered: 5, Generation: 1, Member: "m1", Pending: 2}, res.State)
+	require.Equal(t, res.State, h.state("g"))
 }
 
 // The groups survive a restart of the DB and come along in a snapshot,

@@ -115,7 +115,8 @@ func (s *Snapshot) Close() error {
 }
 
 // WriteTo streams every key and value of the partition's image in the
-// snapshot stream format (version 3) and returns the bytes written. It
+// snapshot stream format (version 4 when the partition has a consumer
+// group, else 3) and returns the bytes written. It
 // holds one entry at a time in memory, besides a fixed-size buffer. Each
 // record and chunk is checked before it is sent; a failure is a
 // *CorruptionError. If the DB is closing, WriteTo stops with ErrClosed.
