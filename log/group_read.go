@@ -7,7 +7,9 @@ import (
 
 // Reads of the consumer group state, as committed. They are safe for
 // concurrent use, with each other and with the writer; each reads one
-// point-in-time view, but two calls may straddle a commit.
+// point-in-time view, but two calls may straddle a commit. While a restore
+// is under way (or after one failed) the partition has no group, as it has
+// no record.
 // Memory is bounded by limit (GroupsMax for Groups).
 
 // groupStore reads the committed state. db.lifecycle must be read-held.
@@ -25,6 +27,9 @@ func (p *Partition) GroupState(name string) (GroupState, error) {
 		return GroupState{}, err
 	}
 	defer p.db.release()
+	if p.restoring.Load() {
+		return GroupState{}, fmt.Errorf("%w: %q (partition restoring)", ErrUnknownGroup, name)
+	}
 	h, found, err := p.groupStoreLocked().header(name)
 	if err != nil {
 		return GroupState{}, err
@@ -42,6 +47,9 @@ func (p *Partition) Groups() ([]GroupState, error) {
 		return nil, err
 	}
 	defer p.db.release()
+	if p.restoring.Load() {
+		return nil, nil
+	}
 	var states []GroupState
 	err := p.groupStoreLocked().groups(func(name string, h groupHeader) bool {
 		states = append(states, h.state(name))
@@ -83,6 +91,9 @@ func (p *Partition) scanGroup(name string, limit int, scan func(groupStore, func
 		return nil, err
 	}
 	defer p.db.release()
+	if p.restoring.Load() {
+		return nil, fmt.Errorf("%w: %q (partition restoring)", ErrUnknownGroup, name)
+	}
 	// One point-in-time view: the due keys, the pending deliveries and the
 	// header must agree while applies go on.
 	view := p.db.pebble.NewSnapshot()

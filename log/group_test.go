@@ -552,6 +552,17 @@ func TestGroupStateSurvivesRestartSnapshotAndDrop(t *testing.T) {
 	at := bytes.Index(damaged, header) + len(header) + 4 + 10 // inside the header value
 	damaged[at] ^= 0x01
 	require.ErrorIs(t, partition(t, openMemDB(t), 2).Restore(bytes.NewReader(damaged)), ErrCorruption)
+	// While a restore is unfinished (under way, or failed after writing
+	// some keys) the partition shows no group, as it shows no record.
+	q.restoring.Store(true)
+	halfGroups, err := q.Groups()
+	require.NoError(t, err)
+	require.Empty(t, halfGroups)
+	_, err = q.GroupState("g")
+	require.ErrorIs(t, err, ErrUnknownGroup)
+	_, err = q.GroupPending("g", 0, 10)
+	require.ErrorIs(t, err, ErrUnknownGroup)
+	q.restoring.Store(false)
 
 	require.NoError(t, p.Drop())
 	require.Empty(t, groupKeys(t, db, 1))
