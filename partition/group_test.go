@@ -2,6 +2,7 @@ package partition
 
 import (
 	"bytes"
+	"context"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -488,4 +489,63 @@ func TestReplicaGroupCommands(t *testing.T) {
 	require.NoError(t, err)
 	_, err = r.GroupState("g")
 	require.ErrorIs(t, err, ErrUnknownGroup)
+}
+
+// Issue 12's rule: a leader failover loses no acknowledgement, and the new
+// leader redelivers only what was not acknowledged.
+func TestGroupAcknowledgementsSurviveLeaderFailover(t *testing.T) {
+	nodes := []*replicaNode{startReplicaNode(t, "n1", nil), startReplicaNode(t, "n2", nil), startReplicaNode(t, "n3", nil)}
+	servers := voters(nodes...)
+	replicas := make([]*Replica, len(nodes))
+	for i, n := range nodes {
+		replicas[i] = n.openReplica(t, 1, servers, nil)
+	}
+	leader := awaitLeader(t, replicas...)
+	produce(t, leader, plainRecords("acme", 10))
+	_, err := leader.GroupCreate("g", GroupConfig{AckWait: time.Minute, MaxDeliveries: 5, MaxPending: 100}, 0)
+	require.NoError(t, err)
+	_, err = leader.GroupAssign("g", 1, "m1")
+	require.NoError(t, err)
+	now := time.Unix(1000, 0)
+	_, err = leader.GroupDeliver(GroupDeliverRequest{Group: "g", Generation: 1, Member: "m1", NewFrom: 0, NewCount: 10, NowUnixNano: now.UnixNano()})
+	require.NoError(t, err)
+	acked, err := leader.GroupAck(GroupAckRequest{Group: "g", Generation: 1, Member: "m1", Before: 4, Offsets: []uint64{6, 8}})
+	require.NoError(t, err)
+	require.Equal(t, uint64(4), acked.State.Floor)
+	require.Equal(t, uint64(4), acked.State.Pending)
+
+	require.NoError(t, leader.Close())
+	var rest []*Replica
+	for _, r := range replicas {
+		if r != leader {
+			rest = append(rest, r)
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	var next *Replica
+	require.Eventually(t, func() bool {
+		next = awaitLeader(t, rest...)
+		return next.CatchUp(ctx) == nil
+	}, 20*time.Second, 10*time.Millisecond, "no caught-up leader after the failover")
+	state, err := next.GroupState("g")
+	require.NoError(t, err)
+	require.Equal(t, acked.State, state, "the new leader lost acknowledgements")
+
+	// The new owner redelivers what is due: exactly what was not acknowledged.
+	_, err = next.GroupAssign("g", 2, "m2")
+	require.NoError(t, err)
+	due, err := next.GroupExpired("g", now.Add(time.Minute), 100)
+	require.NoError(t, err)
+	var offsets []uint64
+	for _, d := range due {
+		offsets = append(offsets, d.Offset)
+	}
+	require.Equal(t, []uint64{4, 5, 7, 9}, offsets)
+	res, err := next.GroupDeliver(GroupDeliverRequest{Group: "g", Generation: 2, Member: "m2", Redeliver: offsets, NowUnixNano: now.Add(time.Minute).UnixNano()})
+	require.NoError(t, err)
+	require.Equal(t, []OffsetOutcome{OffsetApplied, OffsetApplied, OffsetApplied, OffsetApplied}, res.Outcomes)
+	res, err = next.GroupAck(GroupAckRequest{Group: "g", Generation: 2, Member: "m2", Offsets: offsets})
+	require.NoError(t, err)
+	require.Equal(t, uint64(10), res.State.Floor)
 }
