@@ -121,3 +121,38 @@ func TestGroupDamagedValueIsCorruption(t *testing.T) {
 		require.NoError(t, h.db.Pebble().Set(key, value, pebble.Sync))
 	}
 }
+
+// A restored image whose group header disagrees with its pending
+// deliveries is refused, whatever the stream's framing says.
+func TestGroupRestoreChecksHeadersAgainstPendingDeliveries(t *testing.T) {
+	relative := func(key []byte) string { return string(key[partitionPrefixBytes:]) }
+	applied := streamEntry{key: relative(appendMetaKey(nil, 0, metaApplied)), value: string(encodeUint64(7))}
+	header := groupHeader{floor: 0, delivered: 2, generation: 1, member: "m", pending: 2, config: testGroupConfig}
+	pending := pendingValue{deliveries: 1, lastDeliveredUnixNano: 5, notBeforeUnixNano: 9, member: "m"}
+	entries := func(h groupHeader, offsets []uint64, due []uint64) []streamEntry {
+		es := []streamEntry{{key: relative(appendGroupKey(nil, 0, "g")), value: string(h.encode())}}
+		es = append(es, applied)
+		for _, o := range offsets {
+			es = append(es, streamEntry{key: relative(appendGroupPendingKey(nil, 0, "g", o)), value: string(pending.encode())})
+		}
+		for _, o := range due {
+			es = append(es, streamEntry{key: relative(appendGroupDueKey(nil, 0, "g", pending.notBeforeUnixNano, o))})
+		}
+		return es
+	}
+	require.NoError(t, partition(t, openMemDB(t), 1).Restore(bytes.NewReader(makeStream(7, entries(header, []uint64{0, 1}, []uint64{0, 1}), -1))))
+
+	floorAbove := header
+	floorAbove.floor, floorAbove.delivered = 1, 3
+	cases := map[string][]streamEntry{
+		"a pending delivery missing": entries(header, []uint64{0}, []uint64{0}),
+		"a due key missing":          entries(header, []uint64{0, 1}, []uint64{0}),
+		"a due key of no delivery":   entries(header, []uint64{0, 1}, []uint64{0, 1, 2}),
+		"the floor above the lowest": entries(floorAbove, []uint64{0, 1}, []uint64{0, 1}),
+	}
+	for name, es := range cases {
+		err := partition(t, openMemDB(t), 1).Restore(bytes.NewReader(makeStream(7, es, -1)))
+		require.ErrorIs(t, err, ErrCorruption, name)
+		require.ErrorContains(t, err, "restored consumer groups are inconsistent", name)
+	}
+}

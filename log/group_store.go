@@ -1,6 +1,7 @@
 package log
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"math"
@@ -310,6 +311,72 @@ func (p *Partition) checkGroupEntry(key, value []byte) error {
 	case kindGroupDue:
 		if _, _, _, ok := parseGroupDueKey(p.id, key); !ok || len(value) != 0 {
 			return s.corrupt(s.nearOffset, "malformed consumer group due entry %x", key)
+		}
+	}
+	return nil
+}
+
+// check verifies the groups' keys against each other: each group's pending
+// count is its number of pending keys, its floor the lowest of them (its
+// cursor when there is none), each below its cursor with one due key at
+// its not-before, and no pending or due key belongs to a group that does
+// not exist. It reads every group key once. A failure is a
+// *CorruptionError.
+func (s groupStore) check() error {
+	var pendingTotal uint64
+	var failure error
+	err := s.groups(func(name string, h groupHeader) bool {
+		var count uint64
+		first := h.delivered
+		err := s.scanPending(name, 0, math.MaxUint64, 0, func(d PendingDelivery) bool {
+			if count == 0 {
+				first = d.Offset
+			}
+			count++
+			if d.Offset >= h.delivered {
+				failure = s.corrupt(d.Offset, "consumer group %q: offset %d pending at or above the cursor %d", name, d.Offset, h.delivered)
+			}
+			return failure == nil
+		})
+		if err != nil || failure != nil {
+			failure = cmp.Or(failure, err)
+			return false
+		}
+		var due uint64
+		if err := s.scanDue(name, math.MaxInt64, func(PendingDelivery) bool { due++; return true }); err != nil {
+			failure = err
+			return false
+		}
+		if count != h.pending || due != h.pending || first != h.floor {
+			failure = s.corrupt(h.floor, "consumer group %q: header says %d pending from floor %d; %d pending keys from %d, %d due keys",
+				name, h.pending, h.floor, count, first, due)
+			return false
+		}
+		pendingTotal += count
+		return true
+	})
+	if err := cmp.Or(failure, err); err != nil {
+		return err
+	}
+	for _, kind := range []byte{kindGroupPending, kindGroupDue} {
+		lower, upper := kindBounds(s.partition, kind)
+		iter, err := s.r.NewIter(&pebble.IterOptions{LowerBound: lower, UpperBound: upper})
+		if err != nil {
+			return fmt.Errorf("log: partition %d: consumer group iterator: %w", s.partition, err)
+		}
+		var n uint64
+		for valid := iter.First(); valid; valid = iter.Next() {
+			n++
+		}
+		err = iter.Error()
+		if closeErr := iter.Close(); err == nil {
+			err = closeErr
+		}
+		if err != nil {
+			return fmt.Errorf("log: partition %d: consumer group scan: %w", s.partition, err)
+		}
+		if n != pendingTotal {
+			return s.corrupt(s.nearOffset, "%d keys of kind %q, the groups have %d pending deliveries", n, kind, pendingTotal)
 		}
 	}
 	return nil
