@@ -64,6 +64,18 @@
 // written once per batch, at Commit; its window entries ('w') are still
 // written per record.
 //
+// Version 5 adds the consumer groups (group.go; values in group_value.go):
+//
+//	group header:    'p' | pid(8) | 'g' | len(group)(1) | group            -> header value
+//	group pending:   'p' | pid(8) | 'q' | len(group)(1) | group | offset(8) -> pending value
+//	group due:       'p' | pid(8) | 'r' | len(group)(1) | group | not_before(8) | offset(8) -> empty
+//
+// A group's header holds its floor, cursor, assignment, pending count and
+// config; each pending delivery has one 'q' key and one 'r' key at its
+// not-before (sign-flipped), so that the due deliveries are read in
+// not-before order. An offset between the floor and the cursor with no 'q'
+// key is done. Both values carry a CRC32C and a version byte.
+//
 // Meta names: "applied" (last applied Raft index, 8 bytes), "next_offset"
 // (high watermark, 8 bytes), "low_watermark" (first retained offset, 8
 // bytes), "restoring" (present, empty, while a snapshot restore is under
@@ -162,10 +174,12 @@
 //	entry:   'E' | key_len(4) | key | value_len(4) | value     (repeated, key order)
 //	trailer: 'T' | entry count(8) | crc32c(4)
 //
-// Version 3 is written; versions 1, 2 and 3 are read. They frame entries
-// the same way; version 2 may hold the version-2 kinds, meta and records,
-// version 3 also chunks and sparse index entries (an older node refuses a
-// newer stream by its version). Keys in the stream are
+// Versions 3 and 4 are written; versions 1 to 4 are read. They frame
+// entries the same way; version 2 may hold the version-2 kinds, meta and
+// records, version 3 also chunks and sparse index entries, version 4 also
+// consumer group keys (an older node refuses a newer stream by its
+// version). Version 4 is written only for a partition that has a consumer
+// group, so a node that predates groups still takes the others. Keys in the stream are
 // partition-relative (the kind byte onwards), so a snapshot can be
 // restored under another partition id. The trailer CRC (Castagnoli) covers
 // every byte of the stream before it. Key and value lengths are bounded;

@@ -27,6 +27,11 @@ const (
 	// index; 'e' and 't' are no longer written (still read and truncated).
 	kindChunk       byte = 'b' // chunk of consecutive records, by base offset
 	kindTenantChunk byte = 's' // sparse tenant index: one entry per tenant per chunk
+
+	// Version 5 kinds: consumer groups (group.go).
+	kindGroup        byte = 'g' // group header: config, floor, cursor, assignment
+	kindGroupPending byte = 'q' // a pending delivery of a group, by offset
+	kindGroupDue     byte = 'r' // a pending delivery by not-before, for redelivery
 )
 
 // Meta names.
@@ -56,9 +61,14 @@ const (
 	// eventIDBytesMax is the longest event id. It is the last field of its
 	// keys, so the bound only keeps keys (and restore buffers) small.
 	eventIDBytesMax = 255
+	// groupNameBytesMax is the longest consumer group name, and
+	// groupMemberBytesMax the longest member id (lengths stored in one byte).
+	groupNameBytesMax   = 255
+	groupMemberBytesMax = 255
 	// relativeKeyBytesMax bounds a partition-relative key (kind onwards):
 	// the longest is the producer window key,
-	// 1 + 1 + 255 + 1 + 255 + 8 bytes.
+	// 1 + 1 + 255 + 1 + 255 + 8 bytes (a group's due key, the longest
+	// group key, is 1 + 1 + 255 + 8 + 8).
 	relativeKeyBytesMax = 1 + 1 + tenantBytesMax + 1 + producerIDBytesMax + 8
 )
 
@@ -368,4 +378,78 @@ func parseTenantChunkKey(partition uint64, key []byte) (tenant []byte, firstSeq 
 		return nil, 0, false
 	}
 	return tenant, binary.BigEndian.Uint64(rest), true
+}
+
+// appendGroupKey appends 'p' | pid | 'g' | len(group) | group. group must
+// be 1..255 bytes.
+func appendGroupKey(dst []byte, partition uint64, group string) []byte {
+	dst = appendKindPrefix(dst, partition, kindGroup)
+	return appendShortString(dst, group)
+}
+
+// parseGroupKey returns the group name of a group header key of partition;
+// ok is false when key is not such a key.
+func parseGroupKey(partition uint64, key []byte) (group []byte, ok bool) {
+	if len(key) < partitionPrefixBytes+1 || !hasPartitionPrefix(partition, key) || key[partitionPrefixBytes] != kindGroup {
+		return nil, false
+	}
+	group, rest, ok := cutShortString(key[partitionPrefixBytes+1:])
+	if !ok || len(rest) != 0 {
+		return nil, false
+	}
+	return group, true
+}
+
+// appendGroupPendingPrefix appends 'p' | pid | 'q' | len(group) | group:
+// every pending key of the group starts with it.
+func appendGroupPendingPrefix(dst []byte, partition uint64, group string) []byte {
+	dst = appendKindPrefix(dst, partition, kindGroupPending)
+	return appendShortString(dst, group)
+}
+
+// appendGroupPendingKey appends 'p' | pid | 'q' | len(group) | group | offset(8).
+func appendGroupPendingKey(dst []byte, partition uint64, group string, offset uint64) []byte {
+	dst = appendGroupPendingPrefix(dst, partition, group)
+	return binary.BigEndian.AppendUint64(dst, offset)
+}
+
+// parseGroupPendingKey returns the group and offset of a pending key of
+// partition; ok is false when key is not such a key.
+func parseGroupPendingKey(partition uint64, key []byte) (group []byte, offset uint64, ok bool) {
+	if len(key) < partitionPrefixBytes+1 || !hasPartitionPrefix(partition, key) || key[partitionPrefixBytes] != kindGroupPending {
+		return nil, 0, false
+	}
+	group, rest, ok := cutShortString(key[partitionPrefixBytes+1:])
+	if !ok || len(rest) != 8 {
+		return nil, 0, false
+	}
+	return group, binary.BigEndian.Uint64(rest), true
+}
+
+// appendGroupDuePrefix appends 'p' | pid | 'r' | len(group) | group: every
+// due key of the group starts with it.
+func appendGroupDuePrefix(dst []byte, partition uint64, group string) []byte {
+	dst = appendKindPrefix(dst, partition, kindGroupDue)
+	return appendShortString(dst, group)
+}
+
+// appendGroupDueKey appends 'p' | pid | 'r' | len(group) | group |
+// not_before(8, sign-flipped) | offset(8).
+func appendGroupDueKey(dst []byte, partition uint64, group string, notBeforeUnixNano int64, offset uint64) []byte {
+	dst = appendGroupDuePrefix(dst, partition, group)
+	dst = binary.BigEndian.AppendUint64(dst, orderedInt64(notBeforeUnixNano))
+	return binary.BigEndian.AppendUint64(dst, offset)
+}
+
+// parseGroupDueKey returns the parts of a due key of partition; ok is false
+// when key is not such a key.
+func parseGroupDueKey(partition uint64, key []byte) (group []byte, notBeforeUnixNano int64, offset uint64, ok bool) {
+	if len(key) < partitionPrefixBytes+1 || !hasPartitionPrefix(partition, key) || key[partitionPrefixBytes] != kindGroupDue {
+		return nil, 0, 0, false
+	}
+	group, rest, ok := cutShortString(key[partitionPrefixBytes+1:])
+	if !ok || len(rest) != 16 {
+		return nil, 0, 0, false
+	}
+	return group, unorderedInt64(binary.BigEndian.Uint64(rest)), binary.BigEndian.Uint64(rest[8:]), true
 }

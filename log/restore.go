@@ -22,7 +22,8 @@ const restoreBatchBytesMax = 4 << 20
 // written by [Snapshot.WriteTo] (of any partition id). In order: it writes
 // the "restoring" marker and deletes the partition's range in one synced
 // batch; writes the entries in batches of at most 4 MiB; checks the
-// trailer's CRC and entry count and the restored meta against the records;
+// trailer's CRC and entry count, the restored meta against the records and
+// the consumer groups' headers against their pending deliveries;
 // then deletes the marker with a synced write, which makes everything
 // durable, and publishes the restored state.
 //
@@ -68,6 +69,9 @@ func (p *Partition) Restore(r io.Reader) error {
 	}
 	if state.applied != streamApplied {
 		return p.streamCorrupt("header applied index %d, restored meta says %d", streamApplied, state.applied)
+	}
+	if err := (groupStore{partition: p.id, r: db.pebble, nearOffset: state.nextOffset}).check(); err != nil {
+		return fmt.Errorf("log: partition %d: restored consumer groups are inconsistent: %w", p.id, err)
 	}
 	// The WAL is ordered: syncing the marker's deletion makes the entry
 	// batches before it durable too.
@@ -215,6 +219,12 @@ func valueBytesMax(kind byte) uint64 {
 		return eventEntryValueBytes
 	case kindProducer, kindProducerWindow:
 		return producerValueBytes
+	case kindGroup:
+		return groupHeaderBytesMax
+	case kindGroupPending:
+		return groupPendingValueMax
+	case kindGroupDue:
+		return 0
 	default:
 		return 8
 	}
@@ -287,6 +297,10 @@ func (p *Partition) checkEntry(key, value []byte, views *[]recordView) error {
 	case kindTimeIndex:
 		if _, _, ok := parseTimeIndexKey(p.id, key); !ok || len(value) != 0 {
 			return p.streamCorrupt("malformed time index entry %x", relative)
+		}
+	case kindGroup, kindGroupPending, kindGroupDue:
+		if err := p.checkGroupEntry(key, value); err != nil {
+			return p.streamCorrupt("%v", err)
 		}
 	default:
 		return p.streamCorrupt("unknown key kind %q", relative[0])

@@ -22,9 +22,13 @@ const (
 	// version-2 records, kinds and meta. An older node refuses them by
 	// version rather than by an unknown kind.
 	snapshotVersion2 byte = 2
-	// snapshotVersion3 streams (the only ones written) may also hold
-	// chunks and sparse tenant index entries.
-	snapshotVersion3    byte = 3
+	// snapshotVersion3 streams may also hold chunks and sparse tenant
+	// index entries. They are written for a partition with no consumer
+	// group, so that a node that knows no groups still takes them.
+	snapshotVersion3 byte = 3
+	// snapshotVersion4 streams may also hold consumer group keys ('g', 'q',
+	// 'r'); they are written for a partition with at least one group.
+	snapshotVersion4    byte = 4
 	snapshotHeaderBytes      = len(snapshotMagic) + 1 + 8
 	snapshotTagEntry    byte = 'E'
 	snapshotTagTrailer  byte = 'T'
@@ -111,7 +115,8 @@ func (s *Snapshot) Close() error {
 }
 
 // WriteTo streams every key and value of the partition's image in the
-// snapshot stream format (version 3) and returns the bytes written. It
+// snapshot stream format (version 4 when the partition has a consumer
+// group, else 3) and returns the bytes written. It
 // holds one entry at a time in memory, besides a fixed-size buffer. Each
 // record and chunk is checked before it is sent; a failure is a
 // *CorruptionError. If the DB is closing, WriteTo stops with ErrClosed.
@@ -133,8 +138,12 @@ func (s *Snapshot) WriteTo(w io.Writer) (int64, error) {
 	}
 	defer iter.Close()
 
+	version, err := s.streamVersion()
+	if err != nil {
+		return 0, err
+	}
 	sw := newSnapshotWriter(w)
-	sw.header(s.appliedIndex)
+	sw.header(version, s.appliedIndex)
 	var count uint64
 	var views []recordView
 	restoringKey := appendMetaKey(nil, p.id, metaRestoring)
@@ -159,6 +168,9 @@ func (s *Snapshot) WriteTo(w io.Writer) (int64, error) {
 			if _, views, err = decodeChunk(p.id, base, value, views); err != nil {
 				return sw.written, err
 			}
+		}
+		if err := p.checkGroupEntry(key, value); err != nil {
+			return sw.written, err
 		}
 		sw.entry(key[partitionPrefixBytes:], value)
 		count++
@@ -198,9 +210,32 @@ func (sw *snapshotWriter) write(b []byte) {
 	_, sw.err = sw.buf.Write(b)
 }
 
-func (sw *snapshotWriter) header(appliedIndex uint64) {
+// streamVersion is the version the image is written with: 4 when the
+// partition has a consumer group, else 3.
+func (s *Snapshot) streamVersion() (byte, error) {
+	p := s.partition
+	lower, upper := kindBounds(p.id, kindGroup)
+	iter, err := s.pebbleSnapshot.NewIter(&pebble.IterOptions{LowerBound: lower, UpperBound: upper})
+	if err != nil {
+		return 0, fmt.Errorf("log: partition %d: snapshot: %w", p.id, err)
+	}
+	hasGroups := iter.First()
+	err = iter.Error()
+	if closeErr := iter.Close(); err == nil {
+		err = closeErr
+	}
+	if err != nil {
+		return 0, fmt.Errorf("log: partition %d: snapshot: %w", p.id, err)
+	}
+	if hasGroups {
+		return snapshotVersion4, nil
+	}
+	return snapshotVersion3, nil
+}
+
+func (sw *snapshotWriter) header(version byte, appliedIndex uint64) {
 	sw.write([]byte(snapshotMagic))
-	sw.write([]byte{snapshotVersion3})
+	sw.write([]byte{version})
 	sw.write(binary.BigEndian.AppendUint64(sw.scratch[:0], appliedIndex))
 }
 
@@ -210,7 +245,7 @@ func parseSnapshotHeader(header [snapshotHeaderBytes]byte) (appliedIndex uint64,
 	if string(header[:len(snapshotMagic)]) != snapshotMagic {
 		return 0, fmt.Sprintf("bad magic %q", header[:len(snapshotMagic)])
 	}
-	if version := header[len(snapshotMagic)]; version != snapshotVersion1 && version != snapshotVersion2 && version != snapshotVersion3 {
+	if version := header[len(snapshotMagic)]; version < snapshotVersion1 || version > snapshotVersion4 {
 		return 0, fmt.Sprintf("unknown version %d", version)
 	}
 	return binary.BigEndian.Uint64(header[len(snapshotMagic)+1:]), ""

@@ -16,7 +16,7 @@ type streamEntry struct{ key, value string }
 func makeStream(applied uint64, entries []streamEntry, count int) []byte {
 	var buf bytes.Buffer
 	sw := newSnapshotWriter(&buf)
-	sw.header(applied)
+	sw.header(snapshotVersion3, applied)
 	for _, e := range entries {
 		sw.entry([]byte(e.key), []byte(e.value))
 	}

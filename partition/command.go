@@ -28,7 +28,84 @@ const (
 	commandTrimChecked   byte = 4
 	// 5 (ContractCommand) exists only checksummed.
 	commandContractChecked byte = 5
+	// 6..13: the consumer group commands (group.go), only checksummed.
+	commandGroupCreate     byte = 6
+	commandGroupReset      byte = 7
+	commandGroupDelete     byte = 8
+	commandGroupAssign     byte = 9
+	commandGroupDeliver    byte = 10
+	commandGroupAck        byte = 11
+	commandGroupNack       byte = 12
+	commandGroupDeadLetter byte = 13
 )
+
+// newCommand returns an empty command of type kind and whether its entries
+// carry a checksum; ok is false for an unknown type.
+func newCommand(kind byte) (cmd proto.Message, checked, ok bool) {
+	switch kind {
+	case commandAppend:
+		return &partitionpb.AppendCommand{}, false, true
+	case commandTrim:
+		return &partitionpb.TrimCommand{}, false, true
+	case commandAppendChecked:
+		return &partitionpb.AppendCommand{}, true, true
+	case commandTrimChecked:
+		return &partitionpb.TrimCommand{}, true, true
+	case commandContractChecked:
+		return &partitionpb.ContractCommand{}, true, true
+	case commandGroupCreate:
+		return &partitionpb.GroupCreateCommand{}, true, true
+	case commandGroupReset:
+		return &partitionpb.GroupResetCommand{}, true, true
+	case commandGroupDelete:
+		return &partitionpb.GroupDeleteCommand{}, true, true
+	case commandGroupAssign:
+		return &partitionpb.GroupAssignCommand{}, true, true
+	case commandGroupDeliver:
+		return &partitionpb.GroupDeliverCommand{}, true, true
+	case commandGroupAck:
+		return &partitionpb.GroupAckCommand{}, true, true
+	case commandGroupNack:
+		return &partitionpb.GroupNackCommand{}, true, true
+	case commandGroupDeadLetter:
+		return &partitionpb.GroupDeadLetterCommand{}, true, true
+	}
+	return nil, false, false
+}
+
+// groupCommandType returns the entry type of a consumer group command;
+// ok is false when cmd is none.
+func groupCommandType(cmd proto.Message) (kind byte, ok bool) {
+	switch cmd.(type) {
+	case *partitionpb.GroupCreateCommand:
+		return commandGroupCreate, true
+	case *partitionpb.GroupResetCommand:
+		return commandGroupReset, true
+	case *partitionpb.GroupDeleteCommand:
+		return commandGroupDelete, true
+	case *partitionpb.GroupAssignCommand:
+		return commandGroupAssign, true
+	case *partitionpb.GroupDeliverCommand:
+		return commandGroupDeliver, true
+	case *partitionpb.GroupAckCommand:
+		return commandGroupAck, true
+	case *partitionpb.GroupNackCommand:
+		return commandGroupNack, true
+	case *partitionpb.GroupDeadLetterCommand:
+		return commandGroupDeadLetter, true
+	}
+	return 0, false
+}
+
+// encodeGroup builds the Raft entry for a consumer group command (one of
+// the partitionpb.Group*Command messages).
+func encodeGroup(cmd proto.Message) ([]byte, error) {
+	kind, ok := groupCommandType(cmd)
+	if !ok {
+		return nil, fmt.Errorf("partition: %T is not a consumer group command", cmd)
+	}
+	return encodeChecked(kind, cmd)
+}
 
 var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 
@@ -88,29 +165,22 @@ func encodeContract(cmd *partitionpb.ContractCommand) ([]byte, error) {
 }
 
 // decodeCommand decodes a Raft entry into an *AppendCommand, a
-// *TrimCommand or a *ContractCommand.
+// *TrimCommand, a *ContractCommand or one of the Group*Command messages.
 func decodeCommand(data []byte) (proto.Message, error) {
 	if len(data) == 0 {
 		return nil, fmt.Errorf("%w: empty entry", ErrBadCommand)
 	}
-	var cmd proto.Message
-	body := data[1:]
-	switch data[0] {
-	case commandAppend, commandAppendChecked:
-		cmd = &partitionpb.AppendCommand{}
-	case commandTrim, commandTrimChecked:
-		cmd = &partitionpb.TrimCommand{}
-	case commandContractChecked:
-		cmd = &partitionpb.ContractCommand{}
-	default:
+	cmd, checked, ok := newCommand(data[0])
+	if !ok {
 		return nil, fmt.Errorf("%w: unknown command type %d", ErrBadCommand, data[0])
 	}
-	if data[0] == commandAppendChecked || data[0] == commandTrimChecked || data[0] == commandContractChecked {
-		if len(data) < 5 {
+	body := data[1:]
+	if checked {
+		if len(data) < checkedHeaderBytes {
 			return nil, fmt.Errorf("%w: %w: type %d: truncated", ErrBadCommand, ErrDamagedCommand, data[0])
 		}
-		body = data[5:]
-		if want, got := binary.BigEndian.Uint32(data[1:5]), crc32.Checksum(body, castagnoli); want != got {
+		body = data[checkedHeaderBytes:]
+		if want, got := binary.BigEndian.Uint32(data[1:checkedHeaderBytes]), crc32.Checksum(body, castagnoli); want != got {
 			return nil, fmt.Errorf("%w: %w: type %d: checksum mismatch (stored %08x, computed %08x): the entry is damaged in this replica's Raft log", ErrBadCommand, ErrDamagedCommand, data[0], want, got)
 		}
 	}

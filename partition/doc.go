@@ -23,7 +23,12 @@
 //     does not wrap (retention points).
 //  3. Replica.Changed to wait for the next apply (long polls), Status and
 //     IsLeader/Leader for routing and reporting.
-//  4. Replica.Close on removal or shutdown.
+//  4. Consumer groups (group.go): on the leader, Replica.GroupCreate,
+//     GroupReset, GroupDelete, GroupAssign, GroupDeliver, GroupAck,
+//     GroupNack and GroupDeadLetter each propose one command and wait for
+//     it to apply; any replica serves GroupState, Groups, GroupPending and
+//     GroupExpired as applied there.
+//  5. Replica.Close on removal or shutdown.
 //
 // The FSM (a raft.BatchingFSM and raft.IndexedFSM) writes one Pebble batch
 // per ApplyBatch with the applied index in the same batch, skips entries at
@@ -36,7 +41,8 @@
 // errors.As: not proposed (ErrNotLeader, ErrClosed, *EntryTooLargeError,
 // *QueueFullError), refused by the state machine with nothing written
 // (*ContractChangedError and the producer rules' refusals, which wrap the
-// log's error and keep its message), fate unknown (ErrUnknownOutcome), and
+// log's error and keep its message; the consumer group refusals, which are
+// the log's own under the partition's names), fate unknown (ErrUnknownOutcome), and
 // the read errors (*OffsetOutOfRangeError, *CorruptionError).
 //
 // Concurrency: Replica methods are safe for concurrent use. The FSM's

@@ -144,6 +144,8 @@ func (f *FSM) ApplyBatch(logs []*hraft.Log) []interface{} {
 			results[i] = f.applyTrim(batch, l.Index, cmd)
 		case *partitionpb.ContractCommand:
 			results[i] = f.applyContract(batch, l.Index, cmd)
+		default:
+			results[i] = f.applyGroup(batch, l.Index, cmd)
 		}
 	}
 	if last == applied {

@@ -322,6 +322,616 @@ func (x *TrimCommand) GetProducerIdleMs() int64 {
 	return 0
 }
 
+// GroupConfig is a consumer group's config, fixed at creation.
+type GroupConfig struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// How long after a delivery an unacknowledged offset becomes due for
+	// redelivery; above 0.
+	AckWaitNanos int64 `protobuf:"varint,1,opt,name=ack_wait_nanos,json=ackWaitNanos,proto3" json:"ack_wait_nanos,omitempty"`
+	// How often one offset is delivered at most; 0: no bound.
+	MaxDeliveries uint32 `protobuf:"varint,2,opt,name=max_deliveries,json=maxDeliveries,proto3" json:"max_deliveries,omitempty"`
+	// How many deliveries may be pending at once: 1..65536.
+	MaxPending    uint32 `protobuf:"varint,3,opt,name=max_pending,json=maxPending,proto3" json:"max_pending,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GroupConfig) Reset() {
+	*x = GroupConfig{}
+	mi := &file_partition_partitionpb_partition_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GroupConfig) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GroupConfig) ProtoMessage() {}
+
+func (x *GroupConfig) ProtoReflect() protoreflect.Message {
+	mi := &file_partition_partitionpb_partition_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GroupConfig.ProtoReflect.Descriptor instead.
+func (*GroupConfig) Descriptor() ([]byte, []int) {
+	return file_partition_partitionpb_partition_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *GroupConfig) GetAckWaitNanos() int64 {
+	if x != nil {
+		return x.AckWaitNanos
+	}
+	return 0
+}
+
+func (x *GroupConfig) GetMaxDeliveries() uint32 {
+	if x != nil {
+		return x.MaxDeliveries
+	}
+	return 0
+}
+
+func (x *GroupConfig) GetMaxPending() uint32 {
+	if x != nil {
+		return x.MaxPending
+	}
+	return 0
+}
+
+// GroupCreateCommand creates a group whose floor and cursor are start_offset.
+type GroupCreateCommand struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Group         string                 `protobuf:"bytes,1,opt,name=group,proto3" json:"group,omitempty"`
+	Config        *GroupConfig           `protobuf:"bytes,2,opt,name=config,proto3" json:"config,omitempty"`
+	StartOffset   uint64                 `protobuf:"varint,3,opt,name=start_offset,json=startOffset,proto3" json:"start_offset,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GroupCreateCommand) Reset() {
+	*x = GroupCreateCommand{}
+	mi := &file_partition_partitionpb_partition_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GroupCreateCommand) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GroupCreateCommand) ProtoMessage() {}
+
+func (x *GroupCreateCommand) ProtoReflect() protoreflect.Message {
+	mi := &file_partition_partitionpb_partition_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GroupCreateCommand.ProtoReflect.Descriptor instead.
+func (*GroupCreateCommand) Descriptor() ([]byte, []int) {
+	return file_partition_partitionpb_partition_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *GroupCreateCommand) GetGroup() string {
+	if x != nil {
+		return x.Group
+	}
+	return ""
+}
+
+func (x *GroupCreateCommand) GetConfig() *GroupConfig {
+	if x != nil {
+		return x.Config
+	}
+	return nil
+}
+
+func (x *GroupCreateCommand) GetStartOffset() uint64 {
+	if x != nil {
+		return x.StartOffset
+	}
+	return 0
+}
+
+// GroupResetCommand moves a group's floor and cursor to start_offset and
+// drops its pending deliveries.
+type GroupResetCommand struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Group         string                 `protobuf:"bytes,1,opt,name=group,proto3" json:"group,omitempty"`
+	StartOffset   uint64                 `protobuf:"varint,2,opt,name=start_offset,json=startOffset,proto3" json:"start_offset,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GroupResetCommand) Reset() {
+	*x = GroupResetCommand{}
+	mi := &file_partition_partitionpb_partition_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GroupResetCommand) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GroupResetCommand) ProtoMessage() {}
+
+func (x *GroupResetCommand) ProtoReflect() protoreflect.Message {
+	mi := &file_partition_partitionpb_partition_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GroupResetCommand.ProtoReflect.Descriptor instead.
+func (*GroupResetCommand) Descriptor() ([]byte, []int) {
+	return file_partition_partitionpb_partition_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *GroupResetCommand) GetGroup() string {
+	if x != nil {
+		return x.Group
+	}
+	return ""
+}
+
+func (x *GroupResetCommand) GetStartOffset() uint64 {
+	if x != nil {
+		return x.StartOffset
+	}
+	return 0
+}
+
+// GroupDeleteCommand deletes a group and everything it holds.
+type GroupDeleteCommand struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Group         string                 `protobuf:"bytes,1,opt,name=group,proto3" json:"group,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GroupDeleteCommand) Reset() {
+	*x = GroupDeleteCommand{}
+	mi := &file_partition_partitionpb_partition_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GroupDeleteCommand) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GroupDeleteCommand) ProtoMessage() {}
+
+func (x *GroupDeleteCommand) ProtoReflect() protoreflect.Message {
+	mi := &file_partition_partitionpb_partition_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GroupDeleteCommand.ProtoReflect.Descriptor instead.
+func (*GroupDeleteCommand) Descriptor() ([]byte, []int) {
+	return file_partition_partitionpb_partition_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *GroupDeleteCommand) GetGroup() string {
+	if x != nil {
+		return x.Group
+	}
+	return ""
+}
+
+// GroupAssignCommand makes member the owner of the partition for the group
+// under generation (above the current one).
+type GroupAssignCommand struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Group         string                 `protobuf:"bytes,1,opt,name=group,proto3" json:"group,omitempty"`
+	Generation    uint64                 `protobuf:"varint,2,opt,name=generation,proto3" json:"generation,omitempty"`
+	Member        string                 `protobuf:"bytes,3,opt,name=member,proto3" json:"member,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GroupAssignCommand) Reset() {
+	*x = GroupAssignCommand{}
+	mi := &file_partition_partitionpb_partition_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GroupAssignCommand) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GroupAssignCommand) ProtoMessage() {}
+
+func (x *GroupAssignCommand) ProtoReflect() protoreflect.Message {
+	mi := &file_partition_partitionpb_partition_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GroupAssignCommand.ProtoReflect.Descriptor instead.
+func (*GroupAssignCommand) Descriptor() ([]byte, []int) {
+	return file_partition_partitionpb_partition_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *GroupAssignCommand) GetGroup() string {
+	if x != nil {
+		return x.Group
+	}
+	return ""
+}
+
+func (x *GroupAssignCommand) GetGeneration() uint64 {
+	if x != nil {
+		return x.Generation
+	}
+	return 0
+}
+
+func (x *GroupAssignCommand) GetMember() string {
+	if x != nil {
+		return x.Member
+	}
+	return ""
+}
+
+// GroupDeliverCommand records a delivery by the current owner: the new
+// offsets [new_from, new_from + new_count) from the group's cursor, and
+// redeliveries of pending offsets (strictly increasing).
+type GroupDeliverCommand struct {
+	state      protoimpl.MessageState `protogen:"open.v1"`
+	Group      string                 `protobuf:"bytes,1,opt,name=group,proto3" json:"group,omitempty"`
+	Generation uint64                 `protobuf:"varint,2,opt,name=generation,proto3" json:"generation,omitempty"`
+	Member     string                 `protobuf:"bytes,3,opt,name=member,proto3" json:"member,omitempty"`
+	NewFrom    uint64                 `protobuf:"varint,4,opt,name=new_from,json=newFrom,proto3" json:"new_from,omitempty"`
+	NewCount   uint64                 `protobuf:"varint,5,opt,name=new_count,json=newCount,proto3" json:"new_count,omitempty"`
+	Redeliver  []uint64               `protobuf:"varint,6,rep,packed,name=redeliver,proto3" json:"redeliver,omitempty"`
+	// The leader's clock when proposed: the deliveries' time; they are due
+	// again at now + ack wait.
+	NowUnixNano   int64 `protobuf:"varint,7,opt,name=now_unix_nano,json=nowUnixNano,proto3" json:"now_unix_nano,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GroupDeliverCommand) Reset() {
+	*x = GroupDeliverCommand{}
+	mi := &file_partition_partitionpb_partition_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GroupDeliverCommand) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GroupDeliverCommand) ProtoMessage() {}
+
+func (x *GroupDeliverCommand) ProtoReflect() protoreflect.Message {
+	mi := &file_partition_partitionpb_partition_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GroupDeliverCommand.ProtoReflect.Descriptor instead.
+func (*GroupDeliverCommand) Descriptor() ([]byte, []int) {
+	return file_partition_partitionpb_partition_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *GroupDeliverCommand) GetGroup() string {
+	if x != nil {
+		return x.Group
+	}
+	return ""
+}
+
+func (x *GroupDeliverCommand) GetGeneration() uint64 {
+	if x != nil {
+		return x.Generation
+	}
+	return 0
+}
+
+func (x *GroupDeliverCommand) GetMember() string {
+	if x != nil {
+		return x.Member
+	}
+	return ""
+}
+
+func (x *GroupDeliverCommand) GetNewFrom() uint64 {
+	if x != nil {
+		return x.NewFrom
+	}
+	return 0
+}
+
+func (x *GroupDeliverCommand) GetNewCount() uint64 {
+	if x != nil {
+		return x.NewCount
+	}
+	return 0
+}
+
+func (x *GroupDeliverCommand) GetRedeliver() []uint64 {
+	if x != nil {
+		return x.Redeliver
+	}
+	return nil
+}
+
+func (x *GroupDeliverCommand) GetNowUnixNano() int64 {
+	if x != nil {
+		return x.NowUnixNano
+	}
+	return 0
+}
+
+// GroupAckCommand acknowledges every pending offset below before
+// (cumulative; 0: none), then the offsets one by one.
+type GroupAckCommand struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Group         string                 `protobuf:"bytes,1,opt,name=group,proto3" json:"group,omitempty"`
+	Generation    uint64                 `protobuf:"varint,2,opt,name=generation,proto3" json:"generation,omitempty"`
+	Member        string                 `protobuf:"bytes,3,opt,name=member,proto3" json:"member,omitempty"`
+	Before        uint64                 `protobuf:"varint,4,opt,name=before,proto3" json:"before,omitempty"`
+	Offsets       []uint64               `protobuf:"varint,5,rep,packed,name=offsets,proto3" json:"offsets,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GroupAckCommand) Reset() {
+	*x = GroupAckCommand{}
+	mi := &file_partition_partitionpb_partition_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GroupAckCommand) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GroupAckCommand) ProtoMessage() {}
+
+func (x *GroupAckCommand) ProtoReflect() protoreflect.Message {
+	mi := &file_partition_partitionpb_partition_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GroupAckCommand.ProtoReflect.Descriptor instead.
+func (*GroupAckCommand) Descriptor() ([]byte, []int) {
+	return file_partition_partitionpb_partition_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *GroupAckCommand) GetGroup() string {
+	if x != nil {
+		return x.Group
+	}
+	return ""
+}
+
+func (x *GroupAckCommand) GetGeneration() uint64 {
+	if x != nil {
+		return x.Generation
+	}
+	return 0
+}
+
+func (x *GroupAckCommand) GetMember() string {
+	if x != nil {
+		return x.Member
+	}
+	return ""
+}
+
+func (x *GroupAckCommand) GetBefore() uint64 {
+	if x != nil {
+		return x.Before
+	}
+	return 0
+}
+
+func (x *GroupAckCommand) GetOffsets() []uint64 {
+	if x != nil {
+		return x.Offsets
+	}
+	return nil
+}
+
+// GroupNackCommand makes pending offsets due again at now + delay.
+type GroupNackCommand struct {
+	state      protoimpl.MessageState `protogen:"open.v1"`
+	Group      string                 `protobuf:"bytes,1,opt,name=group,proto3" json:"group,omitempty"`
+	Generation uint64                 `protobuf:"varint,2,opt,name=generation,proto3" json:"generation,omitempty"`
+	Member     string                 `protobuf:"bytes,3,opt,name=member,proto3" json:"member,omitempty"`
+	Offsets    []uint64               `protobuf:"varint,4,rep,packed,name=offsets,proto3" json:"offsets,omitempty"`
+	DelayNanos int64                  `protobuf:"varint,5,opt,name=delay_nanos,json=delayNanos,proto3" json:"delay_nanos,omitempty"`
+	// The leader's clock when proposed.
+	NowUnixNano   int64 `protobuf:"varint,6,opt,name=now_unix_nano,json=nowUnixNano,proto3" json:"now_unix_nano,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GroupNackCommand) Reset() {
+	*x = GroupNackCommand{}
+	mi := &file_partition_partitionpb_partition_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GroupNackCommand) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GroupNackCommand) ProtoMessage() {}
+
+func (x *GroupNackCommand) ProtoReflect() protoreflect.Message {
+	mi := &file_partition_partitionpb_partition_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GroupNackCommand.ProtoReflect.Descriptor instead.
+func (*GroupNackCommand) Descriptor() ([]byte, []int) {
+	return file_partition_partitionpb_partition_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *GroupNackCommand) GetGroup() string {
+	if x != nil {
+		return x.Group
+	}
+	return ""
+}
+
+func (x *GroupNackCommand) GetGeneration() uint64 {
+	if x != nil {
+		return x.Generation
+	}
+	return 0
+}
+
+func (x *GroupNackCommand) GetMember() string {
+	if x != nil {
+		return x.Member
+	}
+	return ""
+}
+
+func (x *GroupNackCommand) GetOffsets() []uint64 {
+	if x != nil {
+		return x.Offsets
+	}
+	return nil
+}
+
+func (x *GroupNackCommand) GetDelayNanos() int64 {
+	if x != nil {
+		return x.DelayNanos
+	}
+	return 0
+}
+
+func (x *GroupNackCommand) GetNowUnixNano() int64 {
+	if x != nil {
+		return x.NowUnixNano
+	}
+	return 0
+}
+
+// GroupDeadLetterCommand marks pending offsets done: the leader has written
+// them to the dead-letter topic. reason is kept in the Raft log only.
+type GroupDeadLetterCommand struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Group         string                 `protobuf:"bytes,1,opt,name=group,proto3" json:"group,omitempty"`
+	Offsets       []uint64               `protobuf:"varint,2,rep,packed,name=offsets,proto3" json:"offsets,omitempty"`
+	Reason        string                 `protobuf:"bytes,3,opt,name=reason,proto3" json:"reason,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GroupDeadLetterCommand) Reset() {
+	*x = GroupDeadLetterCommand{}
+	mi := &file_partition_partitionpb_partition_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GroupDeadLetterCommand) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GroupDeadLetterCommand) ProtoMessage() {}
+
+func (x *GroupDeadLetterCommand) ProtoReflect() protoreflect.Message {
+	mi := &file_partition_partitionpb_partition_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GroupDeadLetterCommand.ProtoReflect.Descriptor instead.
+func (*GroupDeadLetterCommand) Descriptor() ([]byte, []int) {
+	return file_partition_partitionpb_partition_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *GroupDeadLetterCommand) GetGroup() string {
+	if x != nil {
+		return x.Group
+	}
+	return ""
+}
+
+func (x *GroupDeadLetterCommand) GetOffsets() []uint64 {
+	if x != nil {
+		return x.Offsets
+	}
+	return nil
+}
+
+func (x *GroupDeadLetterCommand) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
 var File_partition_partitionpb_partition_proto protoreflect.FileDescriptor
 
 const file_partition_partitionpb_partition_proto_rawDesc = "" +
@@ -348,7 +958,59 @@ const file_partition_partitionpb_partition_proto_rawDesc = "" +
 	"\vTrimCommand\x12'\n" +
 	"\x0ftruncate_before\x18\x01 \x01(\x04R\x0etruncateBefore\x12\"\n" +
 	"\rnow_unix_nano\x18\x02 \x01(\x03R\vnowUnixNano\x12(\n" +
-	"\x10producer_idle_ms\x18\x03 \x01(\x03R\x0eproducerIdleMsB?Z=github.com/heraldlog/herald/partition/partitionpb;partitionpbb\x06proto3"
+	"\x10producer_idle_ms\x18\x03 \x01(\x03R\x0eproducerIdleMs\"{\n" +
+	"\vGroupConfig\x12$\n" +
+	"\x0eack_wait_nanos\x18\x01 \x01(\x03R\fackWaitNanos\x12%\n" +
+	"\x0emax_deliveries\x18\x02 \x01(\rR\rmaxDeliveries\x12\x1f\n" +
+	"\vmax_pending\x18\x03 \x01(\rR\n" +
+	"maxPending\"\x87\x01\n" +
+	"\x12GroupCreateCommand\x12\x14\n" +
+	"\x05group\x18\x01 \x01(\tR\x05group\x128\n" +
+	"\x06config\x18\x02 \x01(\v2 .herald.partition.v1.GroupConfigR\x06config\x12!\n" +
+	"\fstart_offset\x18\x03 \x01(\x04R\vstartOffset\"L\n" +
+	"\x11GroupResetCommand\x12\x14\n" +
+	"\x05group\x18\x01 \x01(\tR\x05group\x12!\n" +
+	"\fstart_offset\x18\x02 \x01(\x04R\vstartOffset\"*\n" +
+	"\x12GroupDeleteCommand\x12\x14\n" +
+	"\x05group\x18\x01 \x01(\tR\x05group\"b\n" +
+	"\x12GroupAssignCommand\x12\x14\n" +
+	"\x05group\x18\x01 \x01(\tR\x05group\x12\x1e\n" +
+	"\n" +
+	"generation\x18\x02 \x01(\x04R\n" +
+	"generation\x12\x16\n" +
+	"\x06member\x18\x03 \x01(\tR\x06member\"\xdd\x01\n" +
+	"\x13GroupDeliverCommand\x12\x14\n" +
+	"\x05group\x18\x01 \x01(\tR\x05group\x12\x1e\n" +
+	"\n" +
+	"generation\x18\x02 \x01(\x04R\n" +
+	"generation\x12\x16\n" +
+	"\x06member\x18\x03 \x01(\tR\x06member\x12\x19\n" +
+	"\bnew_from\x18\x04 \x01(\x04R\anewFrom\x12\x1b\n" +
+	"\tnew_count\x18\x05 \x01(\x04R\bnewCount\x12\x1c\n" +
+	"\tredeliver\x18\x06 \x03(\x04R\tredeliver\x12\"\n" +
+	"\rnow_unix_nano\x18\a \x01(\x03R\vnowUnixNano\"\x91\x01\n" +
+	"\x0fGroupAckCommand\x12\x14\n" +
+	"\x05group\x18\x01 \x01(\tR\x05group\x12\x1e\n" +
+	"\n" +
+	"generation\x18\x02 \x01(\x04R\n" +
+	"generation\x12\x16\n" +
+	"\x06member\x18\x03 \x01(\tR\x06member\x12\x16\n" +
+	"\x06before\x18\x04 \x01(\x04R\x06before\x12\x18\n" +
+	"\aoffsets\x18\x05 \x03(\x04R\aoffsets\"\xbf\x01\n" +
+	"\x10GroupNackCommand\x12\x14\n" +
+	"\x05group\x18\x01 \x01(\tR\x05group\x12\x1e\n" +
+	"\n" +
+	"generation\x18\x02 \x01(\x04R\n" +
+	"generation\x12\x16\n" +
+	"\x06member\x18\x03 \x01(\tR\x06member\x12\x18\n" +
+	"\aoffsets\x18\x04 \x03(\x04R\aoffsets\x12\x1f\n" +
+	"\vdelay_nanos\x18\x05 \x01(\x03R\n" +
+	"delayNanos\x12\"\n" +
+	"\rnow_unix_nano\x18\x06 \x01(\x03R\vnowUnixNano\"`\n" +
+	"\x16GroupDeadLetterCommand\x12\x14\n" +
+	"\x05group\x18\x01 \x01(\tR\x05group\x12\x18\n" +
+	"\aoffsets\x18\x02 \x03(\x04R\aoffsets\x12\x16\n" +
+	"\x06reason\x18\x03 \x01(\tR\x06reasonB?Z=github.com/heraldlog/herald/partition/partitionpb;partitionpbb\x06proto3"
 
 var (
 	file_partition_partitionpb_partition_proto_rawDescOnce sync.Once
@@ -362,20 +1024,30 @@ func file_partition_partitionpb_partition_proto_rawDescGZIP() []byte {
 	return file_partition_partitionpb_partition_proto_rawDescData
 }
 
-var file_partition_partitionpb_partition_proto_msgTypes = make([]protoimpl.MessageInfo, 4)
+var file_partition_partitionpb_partition_proto_msgTypes = make([]protoimpl.MessageInfo, 13)
 var file_partition_partitionpb_partition_proto_goTypes = []any{
-	(*AppendCommand)(nil),   // 0: herald.partition.v1.AppendCommand
-	(*AppendRecord)(nil),    // 1: herald.partition.v1.AppendRecord
-	(*ContractCommand)(nil), // 2: herald.partition.v1.ContractCommand
-	(*TrimCommand)(nil),     // 3: herald.partition.v1.TrimCommand
+	(*AppendCommand)(nil),          // 0: herald.partition.v1.AppendCommand
+	(*AppendRecord)(nil),           // 1: herald.partition.v1.AppendRecord
+	(*ContractCommand)(nil),        // 2: herald.partition.v1.ContractCommand
+	(*TrimCommand)(nil),            // 3: herald.partition.v1.TrimCommand
+	(*GroupConfig)(nil),            // 4: herald.partition.v1.GroupConfig
+	(*GroupCreateCommand)(nil),     // 5: herald.partition.v1.GroupCreateCommand
+	(*GroupResetCommand)(nil),      // 6: herald.partition.v1.GroupResetCommand
+	(*GroupDeleteCommand)(nil),     // 7: herald.partition.v1.GroupDeleteCommand
+	(*GroupAssignCommand)(nil),     // 8: herald.partition.v1.GroupAssignCommand
+	(*GroupDeliverCommand)(nil),    // 9: herald.partition.v1.GroupDeliverCommand
+	(*GroupAckCommand)(nil),        // 10: herald.partition.v1.GroupAckCommand
+	(*GroupNackCommand)(nil),       // 11: herald.partition.v1.GroupNackCommand
+	(*GroupDeadLetterCommand)(nil), // 12: herald.partition.v1.GroupDeadLetterCommand
 }
 var file_partition_partitionpb_partition_proto_depIdxs = []int32{
 	1, // 0: herald.partition.v1.AppendCommand.records:type_name -> herald.partition.v1.AppendRecord
-	1, // [1:1] is the sub-list for method output_type
-	1, // [1:1] is the sub-list for method input_type
-	1, // [1:1] is the sub-list for extension type_name
-	1, // [1:1] is the sub-list for extension extendee
-	0, // [0:1] is the sub-list for field type_name
+	4, // 1: herald.partition.v1.GroupCreateCommand.config:type_name -> herald.partition.v1.GroupConfig
+	2, // [2:2] is the sub-list for method output_type
+	2, // [2:2] is the sub-list for method input_type
+	2, // [2:2] is the sub-list for extension type_name
+	2, // [2:2] is the sub-list for extension extendee
+	0, // [0:2] is the sub-list for field type_name
 }
 
 func init() { file_partition_partitionpb_partition_proto_init() }
@@ -389,7 +1061,7 @@ func file_partition_partitionpb_partition_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_partition_partitionpb_partition_proto_rawDesc), len(file_partition_partitionpb_partition_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   4,
+			NumMessages:   13,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

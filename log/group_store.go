@@ -1,0 +1,383 @@
+package log
+
+import (
+	"cmp"
+	"errors"
+	"fmt"
+	"math"
+
+	"github.com/cockroachdb/pebble/v2"
+)
+
+// Reads and writes of the consumer group keys, shared by the writer (through
+// its indexed Batch, which sees its own writes) and the readers (through
+// the DB). Every value is checked right after it is read and every header
+// right before it is written; a failure is a *CorruptionError.
+
+var _ pebbleReader = (*pebble.Batch)(nil)
+
+// groupStore reads one partition's group keys from r.
+type groupStore struct {
+	partition uint64
+	r         pebbleReader
+	// nearOffset is the offset a *CorruptionError names for damage not
+	// tied to one offset (the partition's high watermark).
+	nearOffset uint64
+}
+
+func (s groupStore) corrupt(offset uint64, format string, args ...any) error {
+	return &CorruptionError{Partition: s.partition, Offset: offset, Reason: fmt.Sprintf(format, args...)}
+}
+
+// get returns a copy of key's value; found is false when it is absent.
+func (s groupStore) get(key []byte, what string) (value []byte, found bool, err error) {
+	v, closer, err := s.r.Get(key)
+	if errors.Is(err, pebble.ErrNotFound) {
+		return nil, false, nil
+	}
+	if err != nil {
+		return nil, false, fmt.Errorf("log: partition %d: read %s: %w", s.partition, what, err)
+	}
+	value = append([]byte(nil), v...)
+	if err := closer.Close(); err != nil {
+		return nil, false, fmt.Errorf("log: partition %d: read %s: %w", s.partition, what, err)
+	}
+	return value, true, nil
+}
+
+// header reads and checks group's header; found is false when the group
+// does not exist.
+func (s groupStore) header(group string) (h groupHeader, found bool, err error) {
+	value, found, err := s.get(appendGroupKey(nil, s.partition, group), "consumer group header")
+	if err != nil || !found {
+		return h, found, err
+	}
+	h, problem := decodeGroupHeader(value)
+	if problem != "" {
+		return h, false, s.corrupt(s.nearOffset, "consumer group %q: %s", group, problem)
+	}
+	return h, true, nil
+}
+
+// pending reads and checks group's pending delivery of offset; found is
+// false when the offset is not pending.
+func (s groupStore) pending(group string, offset uint64) (v pendingValue, found bool, err error) {
+	value, found, err := s.get(appendGroupPendingKey(nil, s.partition, group, offset), "consumer group pending delivery")
+	if err != nil || !found {
+		return v, found, err
+	}
+	v, problem := decodePendingValue(value)
+	if problem != "" {
+		return v, false, s.corrupt(offset, "consumer group %q: offset %d: %s", group, offset, problem)
+	}
+	return v, true, nil
+}
+
+// scanPending calls fn with group's pending deliveries of offsets in
+// [from, before) in offset order, until fn returns false or limit entries
+// were passed (limit <= 0: no limit beyond the range).
+func (s groupStore) scanPending(group string, from, before uint64, limit int, fn func(PendingDelivery) bool) error {
+	if from >= before {
+		return nil
+	}
+	lower := appendGroupPendingKey(nil, s.partition, group, from)
+	var upper []byte
+	if before == math.MaxUint64 {
+		upper = prefixSuccessor(appendGroupPendingPrefix(nil, s.partition, group))
+	} else {
+		upper = appendGroupPendingKey(nil, s.partition, group, before)
+	}
+	iter, err := s.r.NewIter(&pebble.IterOptions{LowerBound: lower, UpperBound: upper})
+	if err != nil {
+		return fmt.Errorf("log: partition %d: consumer group iterator: %w", s.partition, err)
+	}
+	defer iter.Close()
+	n := 0
+	for valid := iter.First(); valid; valid = iter.Next() {
+		name, offset, ok := parseGroupPendingKey(s.partition, iter.Key())
+		if !ok || string(name) != group {
+			return s.corrupt(s.nearOffset, "consumer group %q: malformed pending key %x", group, iter.Key())
+		}
+		value, err := iter.ValueAndErr()
+		if err != nil {
+			return fmt.Errorf("log: partition %d: read consumer group pending delivery: %w", s.partition, err)
+		}
+		v, problem := decodePendingValue(value)
+		if problem != "" {
+			return s.corrupt(offset, "consumer group %q: offset %d: %s", group, offset, problem)
+		}
+		n++
+		if !fn(v.delivery(offset)) || (limit > 0 && n >= limit) {
+			break
+		}
+	}
+	if err := iter.Error(); err != nil {
+		return fmt.Errorf("log: partition %d: consumer group scan: %w", s.partition, err)
+	}
+	return nil
+}
+
+// firstPending returns group's lowest pending offset at or above from;
+// found is false when there is none.
+func (s groupStore) firstPending(group string, from uint64) (offset uint64, found bool, err error) {
+	err = s.scanPending(group, from, math.MaxUint64, 1, func(d PendingDelivery) bool {
+		offset, found = d.Offset, true
+		return false
+	})
+	return offset, found, err
+}
+
+// scanDue calls fn with group's pending deliveries whose not-before is at
+// or before nowUnixNano, in not-before then offset order, until fn
+// returns false. Each due key must have its pending delivery, with the
+// same not-before.
+func (s groupStore) scanDue(group string, nowUnixNano int64, fn func(PendingDelivery) bool) error {
+	prefix := appendGroupDuePrefix(nil, s.partition, group)
+	iter, err := s.r.NewIter(&pebble.IterOptions{LowerBound: prefix, UpperBound: prefixSuccessor(prefix)})
+	if err != nil {
+		return fmt.Errorf("log: partition %d: consumer group iterator: %w", s.partition, err)
+	}
+	defer iter.Close()
+	for valid := iter.First(); valid; valid = iter.Next() {
+		name, notBefore, offset, ok := parseGroupDueKey(s.partition, iter.Key())
+		if !ok || string(name) != group {
+			return s.corrupt(s.nearOffset, "consumer group %q: malformed due key %x", group, iter.Key())
+		}
+		if notBefore > nowUnixNano {
+			break
+		}
+		v, found, err := s.pending(group, offset)
+		if err != nil {
+			return err
+		}
+		if !found || v.notBeforeUnixNano != notBefore {
+			return s.corrupt(offset, "consumer group %q: due key of offset %d at %d, pending delivery found %v with not-before %d",
+				group, offset, notBefore, found, v.notBeforeUnixNano)
+		}
+		if !fn(v.delivery(offset)) {
+			break
+		}
+	}
+	if err := iter.Error(); err != nil {
+		return fmt.Errorf("log: partition %d: consumer group scan: %w", s.partition, err)
+	}
+	return nil
+}
+
+// groups calls fn with every group's name and header in name order (by
+// length, then bytes: the key order), until fn returns false.
+func (s groupStore) groups(fn func(name string, h groupHeader) bool) error {
+	lower, upper := kindBounds(s.partition, kindGroup)
+	iter, err := s.r.NewIter(&pebble.IterOptions{LowerBound: lower, UpperBound: upper})
+	if err != nil {
+		return fmt.Errorf("log: partition %d: consumer group iterator: %w", s.partition, err)
+	}
+	defer iter.Close()
+	for valid := iter.First(); valid; valid = iter.Next() {
+		name, ok := parseGroupKey(s.partition, iter.Key())
+		if !ok {
+			return s.corrupt(s.nearOffset, "malformed consumer group key %x", iter.Key())
+		}
+		value, err := iter.ValueAndErr()
+		if err != nil {
+			return fmt.Errorf("log: partition %d: read consumer group header: %w", s.partition, err)
+		}
+		h, problem := decodeGroupHeader(value)
+		if problem != "" {
+			return s.corrupt(s.nearOffset, "consumer group %q: %s", name, problem)
+		}
+		if !fn(string(name), h) {
+			break
+		}
+	}
+	if err := iter.Error(); err != nil {
+		return fmt.Errorf("log: partition %d: consumer group scan: %w", s.partition, err)
+	}
+	return nil
+}
+
+// groupStoreLocked reads through the batch. db.lifecycle must be read-held.
+func (b *Batch) groupStoreLocked() groupStore {
+	return groupStore{partition: b.partition.id, r: b.pebbleBatch, nearOffset: b.nextOffset}
+}
+
+// putGroupLocked checks h and writes it as group's header. A broken
+// invariant is a *CorruptionError (the state machine computed a wrong
+// state: stop rather than persist it). Failures are sticky.
+func (b *Batch) putGroupLocked(group string, h groupHeader) error {
+	if problem := h.check(); problem != "" {
+		return b.fail(b.corrupt("consumer group %q: would write %s", group, problem))
+	}
+	return b.set(appendGroupKey(nil, b.partition.id, group), h.encode(), "consumer group header")
+}
+
+// putPending writes group's pending delivery of offset with its due key,
+// replacing the due key of previous (found: the offset was pending).
+// Failures are sticky.
+func (b *Batch) putPending(group string, offset uint64, v pendingValue, previous pendingValue, found bool) error {
+	p := b.partition.id
+	if found && previous.notBeforeUnixNano != v.notBeforeUnixNano {
+		if err := b.delete(appendGroupDueKey(nil, p, group, previous.notBeforeUnixNano, offset), "consumer group due key"); err != nil {
+			return err
+		}
+	}
+	if err := b.set(appendGroupPendingKey(nil, p, group, offset), v.encode(), "consumer group pending delivery"); err != nil {
+		return err
+	}
+	return b.set(appendGroupDueKey(nil, p, group, v.notBeforeUnixNano, offset), nil, "consumer group due key")
+}
+
+// deletePending deletes group's pending delivery of offset and its due
+// key. Failures are sticky.
+func (b *Batch) deletePending(group string, offset uint64, v pendingValue) error {
+	p := b.partition.id
+	if err := b.delete(appendGroupPendingKey(nil, p, group, offset), "consumer group pending delivery"); err != nil {
+		return err
+	}
+	return b.delete(appendGroupDueKey(nil, p, group, v.notBeforeUnixNano, offset), "consumer group due key")
+}
+
+// deleteGroupEntries deletes every pending delivery and due key of group
+// (two range deletes). Failures are sticky.
+func (b *Batch) deleteGroupEntries(group string) error {
+	p := b.partition.id
+	pending := appendGroupPendingPrefix(nil, p, group)
+	if err := b.deleteRange(pending, prefixSuccessor(pending), "consumer group pending deliveries"); err != nil {
+		return err
+	}
+	due := appendGroupDuePrefix(nil, p, group)
+	return b.deleteRange(due, prefixSuccessor(due), "consumer group due keys")
+}
+
+// groupDeleteChunk is how many pending deliveries a cumulative
+// acknowledgement reads before it deletes them: it bounds the memory of
+// one acknowledgement whatever the group's max pending.
+const groupDeleteChunk = 1024
+
+// deletePendingBelowLocked deletes group's pending deliveries of offsets in
+// [from, before) and returns how many it deleted. db.lifecycle must be
+// read-held. Failures are sticky.
+func (b *Batch) deletePendingBelowLocked(group string, from, before uint64) (uint64, error) {
+	var deleted uint64
+	chunk := make([]PendingDelivery, 0, groupDeleteChunk)
+	for from < before {
+		chunk = chunk[:0]
+		err := b.groupStoreLocked().scanPending(group, from, before, groupDeleteChunk, func(d PendingDelivery) bool {
+			chunk = append(chunk, d)
+			return true
+		})
+		if err != nil {
+			return deleted, b.fail(err)
+		}
+		for _, d := range chunk {
+			if err := b.deletePending(group, d.Offset, pendingValue{notBeforeUnixNano: d.NotBeforeUnixNano}); err != nil {
+				return deleted, err
+			}
+		}
+		deleted += uint64(len(chunk))
+		if len(chunk) < groupDeleteChunk {
+			break
+		}
+		from = chunk[len(chunk)-1].Offset + 1
+	}
+	return deleted, nil
+}
+
+// checkGroupEntry checks one stored entry (full key) when it is a consumer
+// group key: the key parses and the value decodes and passes its checks. It
+// returns nil for the other kinds. A failure is a *CorruptionError.
+func (p *Partition) checkGroupEntry(key, value []byte) error {
+	if len(key) <= partitionPrefixBytes {
+		return nil
+	}
+	s := groupStore{partition: p.id, nearOffset: p.high.Load()}
+	switch key[partitionPrefixBytes] {
+	case kindGroup:
+		name, ok := parseGroupKey(p.id, key)
+		if !ok {
+			return s.corrupt(s.nearOffset, "malformed consumer group key %x", key)
+		}
+		if _, problem := decodeGroupHeader(value); problem != "" {
+			return s.corrupt(s.nearOffset, "consumer group %q: %s", name, problem)
+		}
+	case kindGroupPending:
+		name, offset, ok := parseGroupPendingKey(p.id, key)
+		if !ok {
+			return s.corrupt(s.nearOffset, "malformed consumer group pending key %x", key)
+		}
+		if _, problem := decodePendingValue(value); problem != "" {
+			return s.corrupt(offset, "consumer group %q: offset %d: %s", name, offset, problem)
+		}
+	case kindGroupDue:
+		if _, _, _, ok := parseGroupDueKey(p.id, key); !ok || len(value) != 0 {
+			return s.corrupt(s.nearOffset, "malformed consumer group due entry %x", key)
+		}
+	}
+	return nil
+}
+
+// check verifies the groups' keys against each other: each group's pending
+// count is its number of pending keys, its floor the lowest of them (its
+// cursor when there is none), each below its cursor with one due key at
+// its not-before, and no pending or due key belongs to a group that does
+// not exist. It reads every group key once. A failure is a
+// *CorruptionError.
+func (s groupStore) check() error {
+	var pendingTotal uint64
+	var failure error
+	err := s.groups(func(name string, h groupHeader) bool {
+		var count uint64
+		first := h.delivered
+		err := s.scanPending(name, 0, math.MaxUint64, 0, func(d PendingDelivery) bool {
+			if count == 0 {
+				first = d.Offset
+			}
+			count++
+			if d.Offset >= h.delivered {
+				failure = s.corrupt(d.Offset, "consumer group %q: offset %d pending at or above the cursor %d", name, d.Offset, h.delivered)
+			}
+			return failure == nil
+		})
+		if err != nil || failure != nil {
+			failure = cmp.Or(failure, err)
+			return false
+		}
+		var due uint64
+		if err := s.scanDue(name, math.MaxInt64, func(PendingDelivery) bool { due++; return true }); err != nil {
+			failure = err
+			return false
+		}
+		if count != h.pending || due != h.pending || first != h.floor {
+			failure = s.corrupt(h.floor, "consumer group %q: header says %d pending from floor %d; %d pending keys from %d, %d due keys",
+				name, h.pending, h.floor, count, first, due)
+			return false
+		}
+		pendingTotal += count
+		return true
+	})
+	if err := cmp.Or(failure, err); err != nil {
+		return err
+	}
+	for _, kind := range []byte{kindGroupPending, kindGroupDue} {
+		lower, upper := kindBounds(s.partition, kind)
+		iter, err := s.r.NewIter(&pebble.IterOptions{LowerBound: lower, UpperBound: upper})
+		if err != nil {
+			return fmt.Errorf("log: partition %d: consumer group iterator: %w", s.partition, err)
+		}
+		var n uint64
+		for valid := iter.First(); valid; valid = iter.Next() {
+			n++
+		}
+		err = iter.Error()
+		if closeErr := iter.Close(); err == nil {
+			err = closeErr
+		}
+		if err != nil {
+			return fmt.Errorf("log: partition %d: consumer group scan: %w", s.partition, err)
+		}
+		if n != pendingTotal {
+			return s.corrupt(s.nearOffset, "%d keys of kind %q, the groups have %d pending deliveries", n, kind, pendingTotal)
+		}
+	}
+	return nil
+}

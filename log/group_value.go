@@ -1,0 +1,166 @@
+package log
+
+import (
+	"encoding/binary"
+	"fmt"
+	"hash/crc32"
+	"time"
+)
+
+// Consumer group values (key layout version 5; see the package
+// documentation). Both are persisted and sent in snapshots: the version
+// byte gets a new number for a new encoding, and an older node refuses a
+// newer one.
+//
+// Group header ('g'), version 1:
+//
+//	crc32c(4) | version(1)=1 | floor(8) | delivered(8) | generation(8) |
+//	pending(8) | dead_lettered(8) | ack_wait_ns(8) | max_deliveries(4) |
+//	max_pending(4) | len(member)(1) | member
+//
+// Pending delivery ('q'), version 1:
+//
+//	crc32c(4) | version(1)=1 | deliveries(4) | last_delivered_unix_nano(8) |
+//	not_before_unix_nano(8) | len(member)(1) | member
+//
+// The CRC (Castagnoli) covers every byte after it. A due key ('r') has an
+// empty value.
+const (
+	groupValueVersion1 byte = 1
+
+	groupHeaderFixedBytes   = 4 + 1 + 8*6 + 4 + 4 + 1
+	groupHeaderBytesMax     = groupHeaderFixedBytes + groupMemberBytesMax
+	groupPendingFixedBytes  = 4 + 1 + 4 + 8 + 8 + 1
+	groupPendingValueMax    = groupPendingFixedBytes + groupMemberBytesMax
+	groupChecksumBytes      = 4
+	groupDueValueBytes      = 0
+	groupHeaderMemberOffset = groupHeaderFixedBytes - 1
+)
+
+// groupHeader is a group's stored header: everything of GroupState but
+// its name.
+type groupHeader struct {
+	floor        uint64
+	delivered    uint64
+	generation   uint64
+	pending      uint64
+	deadLettered uint64
+	config       GroupConfig
+	member       string
+}
+
+// check returns what is wrong with h, or "" when its invariants hold: the
+// floor is at or below the cursor, the pending deliveries fit between them
+// and within the bound, there are pending deliveries exactly when the
+// floor is below the cursor (the floor is the lowest pending offset), a
+// member is named exactly when a generation is assigned, and the config
+// is valid.
+func (h groupHeader) check() string {
+	switch {
+	case h.floor > h.delivered:
+		return fmt.Sprintf("floor %d above delivered %d", h.floor, h.delivered)
+	case h.pending > h.delivered-h.floor:
+		return fmt.Sprintf("%d pending between floor %d and delivered %d", h.pending, h.floor, h.delivered)
+	case (h.pending == 0) != (h.floor == h.delivered):
+		return fmt.Sprintf("%d pending with floor %d and delivered %d", h.pending, h.floor, h.delivered)
+	case h.pending > uint64(h.config.MaxPending):
+		return fmt.Sprintf("%d pending above max pending %d", h.pending, h.config.MaxPending)
+	case (h.generation == 0) != (h.member == ""):
+		return fmt.Sprintf("generation %d with member %q", h.generation, h.member)
+	case len(h.member) > groupMemberBytesMax:
+		return fmt.Sprintf("member of %d bytes", len(h.member))
+	case h.config.Validate() != nil:
+		return fmt.Sprintf("config: %v", h.config.Validate())
+	}
+	return ""
+}
+
+func (h groupHeader) encode() []byte {
+	v := make([]byte, groupChecksumBytes, groupHeaderFixedBytes+len(h.member))
+	v = append(v, groupValueVersion1)
+	v = binary.BigEndian.AppendUint64(v, h.floor)
+	v = binary.BigEndian.AppendUint64(v, h.delivered)
+	v = binary.BigEndian.AppendUint64(v, h.generation)
+	v = binary.BigEndian.AppendUint64(v, h.pending)
+	v = binary.BigEndian.AppendUint64(v, h.deadLettered)
+	v = binary.BigEndian.AppendUint64(v, uint64(h.config.AckWait))
+	v = binary.BigEndian.AppendUint32(v, h.config.MaxDeliveries)
+	v = binary.BigEndian.AppendUint32(v, h.config.MaxPending)
+	v = append(v, byte(len(h.member)))
+	v = append(v, h.member...)
+	binary.BigEndian.PutUint32(v, crc32.Checksum(v[groupChecksumBytes:], castagnoli))
+	return v
+}
+
+// decodeGroupHeader decodes and checks a header value; problem is "" when
+// it is sound.
+func decodeGroupHeader(value []byte) (h groupHeader, problem string) {
+	if len(value) < groupHeaderFixedBytes || len(value) > groupHeaderBytesMax {
+		return h, fmt.Sprintf("header of %d bytes", len(value))
+	}
+	if stored, computed := binary.BigEndian.Uint32(value), crc32.Checksum(value[groupChecksumBytes:], castagnoli); stored != computed {
+		return h, fmt.Sprintf("header checksum mismatch: stored %08x, computed %08x", stored, computed)
+	}
+	if value[4] != groupValueVersion1 {
+		return h, fmt.Sprintf("header version %d", value[4])
+	}
+	v := value[5:]
+	h.floor = binary.BigEndian.Uint64(v)
+	h.delivered = binary.BigEndian.Uint64(v[8:])
+	h.generation = binary.BigEndian.Uint64(v[16:])
+	h.pending = binary.BigEndian.Uint64(v[24:])
+	h.deadLettered = binary.BigEndian.Uint64(v[32:])
+	h.config.AckWait = time.Duration(binary.BigEndian.Uint64(v[40:]))
+	h.config.MaxDeliveries = binary.BigEndian.Uint32(v[48:])
+	h.config.MaxPending = binary.BigEndian.Uint32(v[52:])
+	if n := int(value[groupHeaderMemberOffset]); len(value) != groupHeaderFixedBytes+n {
+		return h, fmt.Sprintf("header of %d bytes with a member of %d", len(value), n)
+	}
+	h.member = string(value[groupHeaderFixedBytes:])
+	return h, h.check()
+}
+
+// pendingValue is a stored pending delivery (its offset is in the key).
+type pendingValue struct {
+	deliveries            uint32
+	lastDeliveredUnixNano int64
+	notBeforeUnixNano     int64
+	member                string
+}
+
+func (v pendingValue) encode() []byte {
+	b := make([]byte, groupChecksumBytes, groupPendingFixedBytes+len(v.member))
+	b = append(b, groupValueVersion1)
+	b = binary.BigEndian.AppendUint32(b, v.deliveries)
+	b = binary.BigEndian.AppendUint64(b, uint64(v.lastDeliveredUnixNano))
+	b = binary.BigEndian.AppendUint64(b, uint64(v.notBeforeUnixNano))
+	b = append(b, byte(len(v.member)))
+	b = append(b, v.member...)
+	binary.BigEndian.PutUint32(b, crc32.Checksum(b[groupChecksumBytes:], castagnoli))
+	return b
+}
+
+// decodePendingValue decodes and checks a pending value: a delivery has
+// been made at least once, by a member. problem is "" when it is sound.
+func decodePendingValue(value []byte) (v pendingValue, problem string) {
+	if len(value) < groupPendingFixedBytes || len(value) > groupPendingValueMax {
+		return v, fmt.Sprintf("pending value of %d bytes", len(value))
+	}
+	if stored, computed := binary.BigEndian.Uint32(value), crc32.Checksum(value[groupChecksumBytes:], castagnoli); stored != computed {
+		return v, fmt.Sprintf("pending value checksum mismatch: stored %08x, computed %08x", stored, computed)
+	}
+	if value[4] != groupValueVersion1 {
+		return v, fmt.Sprintf("pending value version %d", value[4])
+	}
+	v.deliveries = binary.BigEndian.Uint32(value[5:])
+	v.lastDeliveredUnixNano = int64(binary.BigEndian.Uint64(value[9:]))
+	v.notBeforeUnixNano = int64(binary.BigEndian.Uint64(value[17:]))
+	if n := int(value[25]); len(value) != groupPendingFixedBytes+n {
+		return v, fmt.Sprintf("pending value of %d bytes with a member of %d", len(value), n)
+	}
+	v.member = string(value[groupPendingFixedBytes:])
+	if v.deliveries == 0 || v.member == "" {
+		return v, fmt.Sprintf("pending value with %d deliveries by member %q", v.deliveries, v.member)
+	}
+	return v, ""
+}
