@@ -3,6 +3,7 @@ package partition
 import (
 	"errors"
 	"sync"
+	"unsafe"
 
 	heraldlog "github.com/heraldlog/herald/log"
 )
@@ -13,8 +14,10 @@ type TailOptions struct {
 	// (one fill): 500 records, 1 MiB of bodies.
 	PageRecords int
 	PageBytes   int
-	// MaxBytes bounds what the tail holds (record bodies plus their
-	// encodings): 8 MiB. The oldest entries go first.
+	// MaxBytes bounds what the tail holds (entries with their record
+	// bodies and encodings): 8 MiB. The oldest entries go first; dropped
+	// ones are freed when the array is next reallocated, so the tail's
+	// memory is at most about 1.25 × MaxBytes, plus the page just read.
 	MaxBytes int
 	// Encode turns a record into the bytes every subscriber is sent (the
 	// node's wire encoding). It is called once per record the tail reads,
@@ -149,6 +152,7 @@ func (t *Tail) fillLocked() error {
 	if err != nil {
 		return err
 	}
+	held := len(t.mu.entries)
 	for i := range recs {
 		e := TailEntry{Record: recs[i]}
 		e.Wire = t.opts.Encode(&e.Record)
@@ -158,21 +162,33 @@ func (t *Tail) fillLocked() error {
 	if len(recs) > 0 {
 		t.mu.next = recs[len(recs)-1].Offset + 1
 	}
+	// Never drop the page just read (its reader is waiting for it): the
+	// tail may exceed MaxBytes by at most one page.
 	drop := 0
-	for t.mu.bytes > t.opts.MaxBytes && drop < len(t.mu.entries)-1 {
+	for t.mu.bytes > t.opts.MaxBytes && drop < held {
 		t.mu.bytes -= entrySize(&t.mu.entries[drop])
 		drop++
 	}
 	if drop > 0 {
-		// Copy rather than reslice, so the dropped entries' memory goes
-		// (readers keep their own slices of the old array).
-		t.mu.entries = append([]TailEntry(nil), t.mu.entries[drop:]...)
+		// Reslice, never copy here: a full tail drops a few entries on
+		// every fill, and copying the rest each time cost a copy of the
+		// whole tail per fill (the top of a node's profile with thousands
+		// of subscribers). The dropped entries stay in the array until an
+		// append outgrows it and copies the live ones into a new one
+		// (amortised: append grows the array by at least a quarter), so
+		// the tail holds at most about 1.25 × MaxBytes (plus one page). Readers keep
+		// capped slices of the old arrays, which appends never write.
+		t.mu.entries = t.mu.entries[drop:]
 		t.mu.first += uint64(drop)
 	}
 	return nil
 }
 
-func entrySize(e *TailEntry) int { return len(e.Record.Body) + len(e.Wire) }
+// tailEntryBytes is what an entry costs besides its record's body and its
+// encoding: the entry itself in the tail's array.
+const tailEntryBytes = int(unsafe.Sizeof(TailEntry{}))
+
+func entrySize(e *TailEntry) int { return tailEntryBytes + len(e.Record.Body) + len(e.Wire) }
 
 // ReadPage reads the entries from offset from on the caller's behalf,
 // outside the tail (for a subscriber behind it), with the same limits and

@@ -85,7 +85,9 @@ func TestTailEncodesEachRecordOnceForEveryReader(t *testing.T) {
 func TestTailDropsOldestPastMaxBytesAndSendsLaggardsToTheLog(t *testing.T) {
 	r := singleReplica(t)
 	var calls atomic.Int64
-	// Each entry is 1 byte of body + 3 of encoding: 4 bytes.
+	// Each entry is 1 byte of body + 3 of encoding + the entry itself
+	// (tailEntryBytes): more than MaxBytes, so the tail keeps only the page
+	// it read last (it never drops the page just read).
 	tail, err := NewTail(r, TailOptions{Encode: countingEncode(&calls), PageRecords: 5, PageBytes: 20, MaxBytes: 20})
 	require.NoError(t, err)
 	produce(t, r, plainRecords("t", 10))
@@ -99,7 +101,7 @@ func TestTailDropsOldestPastMaxBytesAndSendsLaggardsToTheLog(t *testing.T) {
 	}
 	first, next := tail.Held()
 	require.Equal(t, uint64(10), next)
-	require.Equal(t, uint64(5), first, "20 bytes hold 5 entries of 4")
+	require.Equal(t, uint64(5), first, "the last page, 5 entries")
 
 	got, held, err := tail.Since(2, 100, 1<<20)
 	require.NoError(t, err)
