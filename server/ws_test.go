@@ -340,6 +340,10 @@ func TestWSSubscribePublishResume(t *testing.T) {
 	if hb.ID != "resume" || hb.NextOffset != 24 || hb.HighWatermark != 24 || hb.Epoch != epoch {
 		t.Fatalf("heartbeat %+v", hb)
 	}
+	// And keeps doing so (the hub's next scan is due by then).
+	if hb := b.next(20*time.Second, func(f wsTestFrame) bool { return f.Type == wsTypeHeartbeat }); hb.ID != "resume" {
+		t.Fatalf("second heartbeat %+v", hb)
+	}
 
 	// Starts by tenant sequence and by time, and the filters, as in gRPC.
 	b.send(map[string]any{"type": "subscribe", "id": "seq", "topic": "ws", "start": "sequence", "sequence": 23, "tenant": "acme"})
