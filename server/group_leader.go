@@ -103,8 +103,10 @@ func (n *Node) partitionGroupOnce(ctx context.Context, p controller.Partition, r
 	case errors.Is(err, wire.ErrUnavailable) && !sent():
 		// Never left this node: nothing was written.
 		return nil, wire.NoLeader(fmt.Sprintf("partition %d of %s: leader %s unreachable", p.Index, req.GetTopic(), addr))
-	case errors.Is(err, wire.ErrUnavailable) && isGroupWrite(req):
-		// The peer may have received it before the connection broke.
+	case isGroupWrite(req) && wire.Reason(err) == heraldpb.ErrorReason_ERROR_REASON_UNSPECIFIED:
+		// Not the leader's answer but gRPC's (the connection broke, the
+		// deadline passed) after the request left: the leader may have
+		// proposed it.
 		return nil, wire.UnknownOutcome("partition %d of %s: consumer group %q: forwarding to %s: %v", p.Index, req.GetTopic(), req.GetGroup(), addr, err)
 	}
 	return nil, err

@@ -8,7 +8,9 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 
 	"github.com/heraldlog/herald/client/heraldpb"
@@ -348,4 +350,87 @@ func TestDeadLetterTopicContract(t *testing.T) {
 	if _, err := hc.DeleteTopic(ctxTimeout(t, 20*time.Second), &heraldpb.DeleteTopicRequest{Name: "orders-dlq", Force: true}); err != nil {
 		t.Fatalf("delete the former dead-letter topic: %v", err)
 	}
+}
+
+// A group that exists on some partitions only (a create that failed half
+// way) is described with the others not present and reset with an unknown
+// outcome; a create with the same config completes it, one with another
+// config is an unknown outcome naming the conflict (the other partitions
+// were created); a delete removes what there is.
+func TestGroupCreateCompletesAPartialOne(t *testing.T) {
+	c := startCluster(t, 3)
+	hc := c.rawClient(0)
+	info := createAutoTopic(t, hc, "orders", 3, 3)
+	produceRetry(t, hc, "orders", &heraldpb.Event{TenantId: "warmup"})
+	cfg := &heraldpb.ConsumerGroupConfig{AckWaitMs: 1000, MaxPending: 10}
+
+	// The first part of a create: partition 1 only, through the internal
+	// RPC on its leader.
+	p1 := info.GetPartitions()[1].GetGroupId()
+	createOnPartition1 := func(group string) {
+		t.Helper()
+		eventually(t, 20*time.Second, func() error {
+			for i, n := range c.nodes {
+				if r := n.replica(p1); r != nil && r.IsLeader() {
+					conn, err := grpc.NewClient(c.cfgs[i].GRPCAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+					if err != nil {
+						return err
+					}
+					defer conn.Close()
+					_, err = heraldpb.NewNodeInternalClient(conn).PartitionGroup(ctxTimeout(t, 10*time.Second), &heraldpb.PartitionGroupRequest{
+						GroupId: p1, Group: group, Topic: "orders", Partition: 1,
+						Command: &heraldpb.PartitionGroupRequest_Create{Create: &heraldpb.PartitionGroupCreate{Config: cfg}}})
+					return err
+				}
+			}
+			return errors.New("partition 1 has no leader yet")
+		})
+	}
+	present := func(group string) map[uint32]bool {
+		t.Helper()
+		d, err := hc.DescribeGroup(ctxTimeout(t, 20*time.Second), &heraldpb.DescribeGroupRequest{Topic: "orders", Group: group})
+		if err != nil {
+			t.Fatalf("describe %s: %v", group, err)
+		}
+		out := map[uint32]bool{}
+		for _, p := range d.GetGroup().GetPartitions() {
+			out[p.GetPartition()] = p.GetPresent()
+		}
+		return out
+	}
+
+	createOnPartition1("half")
+	if got := present("half"); !got[1] || got[0] || got[2] {
+		t.Fatalf("present %v; want partition 1 only", got)
+	}
+	_, err := hc.ResetGroup(ctxTimeout(t, 20*time.Second), &heraldpb.ResetGroupRequest{Topic: "orders", Group: "half"})
+	if !errors.Is(wire.FromStatus(err), wire.ErrUnknownOutcome) {
+		t.Fatalf("reset of a half-created group: %v; want an unknown outcome (partition 1 was reset, the others refused)", err)
+	}
+	if _, err := hc.CreateGroup(ctxTimeout(t, 20*time.Second), &heraldpb.CreateGroupRequest{Topic: "orders", Group: "half", Config: cfg}); err != nil {
+		t.Fatalf("create with the same config: %v", err)
+	}
+	if got := present("half"); !got[0] || !got[1] || !got[2] {
+		t.Fatalf("present %v after the create completed it; want every partition", got)
+	}
+
+	createOnPartition1("other")
+	_, err = hc.CreateGroup(ctxTimeout(t, 20*time.Second), &heraldpb.CreateGroupRequest{Topic: "orders", Group: "other",
+		Config: &heraldpb.ConsumerGroupConfig{AckWaitMs: 2000, MaxPending: 10}})
+	if !errors.Is(wire.FromStatus(err), wire.ErrUnknownOutcome) || !strings.Contains(err.Error(), "already exists") {
+		t.Fatalf("create with another config: %v; want an unknown outcome (two partitions created) naming the conflict", err)
+	}
+	if _, err := hc.DeleteGroup(ctxTimeout(t, 20*time.Second), &heraldpb.DeleteGroupRequest{Topic: "orders", Group: "other"}); err != nil {
+		t.Fatal(err)
+	}
+	_, err = hc.DescribeGroup(ctxTimeout(t, 10*time.Second), &heraldpb.DescribeGroupRequest{Topic: "orders", Group: "other"})
+	requireGroupError(t, err, codes.NotFound, wire.ErrGroupNotFound)
+
+	// A delete of a group on one partition: done; then it is on none.
+	createOnPartition1("third")
+	if _, err := hc.DeleteGroup(ctxTimeout(t, 20*time.Second), &heraldpb.DeleteGroupRequest{Topic: "orders", Group: "third"}); err != nil {
+		t.Fatalf("delete of a group on one partition: %v", err)
+	}
+	_, err = hc.DeleteGroup(ctxTimeout(t, 20*time.Second), &heraldpb.DeleteGroupRequest{Topic: "orders", Group: "third"})
+	requireGroupError(t, err, codes.NotFound, wire.ErrGroupNotFound)
 }

@@ -3845,7 +3845,7 @@ type ConsumerGroupPartition struct {
 	Partition uint32                 `protobuf:"varint,1,opt,name=partition,proto3" json:"partition,omitempty"`
 	// False when the group does not exist on this partition (a create or a
 	// delete that reached only some partitions); the other fields are then
-	// the partition's only.
+	// zero.
 	Present       bool   `protobuf:"varint,2,opt,name=present,proto3" json:"present,omitempty"`
 	Floor         uint64 `protobuf:"varint,3,opt,name=floor,proto3" json:"floor,omitempty"`           // committed position: every offset below is done
 	Cursor        uint64 `protobuf:"varint,4,opt,name=cursor,proto3" json:"cursor,omitempty"`         // next offset never delivered
