@@ -1816,8 +1816,7 @@ func (x *SetTenantQuotaResponse) GetTenant() *Tenant {
 
 // AlterTopicRequest changes what is safe to change: retention, TTLs,
 // dedupe window, allowed schema versions, auto_tenants, dead_letter_topic.
-// Only the fields
-// named in `fields` (TopicConfig field names) are changed.
+// Only the fields named in `fields` (TopicConfig field names) are changed.
 type AlterTopicRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Config        *TopicConfig           `protobuf:"bytes,1,opt,name=config,proto3" json:"config,omitempty"`
