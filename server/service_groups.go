@@ -111,16 +111,22 @@ type groupPart struct {
 	err   error
 }
 
+// groupFanOutMax bounds the partitions one group call works on at once
+// (a topic has up to 1,024).
+const groupFanOutMax = 64
+
 // eachPartitionGroup runs the command mk makes for each partition of t on
-// that partition's leader, all at once, and returns the answers in
-// partition order.
+// that partition's leader, up to groupFanOutMax at once, and returns the
+// answers in partition order.
 func (n *Node) eachPartitionGroup(ctx context.Context, t *controller.Topic, mk func() *heraldpb.PartitionGroupRequest) []groupPart {
 	parts := make([]groupPart, len(t.Partitions))
+	slots := make(chan struct{}, groupFanOutMax)
 	var wg sync.WaitGroup
 	for i, p := range t.Partitions {
+		slots <- struct{}{}
 		wg.Add(1)
 		go func() { // owned by eachPartitionGroup: ends with runPartitionGroup
-			defer wg.Done()
+			defer func() { <-slots; wg.Done() }()
 			resp, err := n.runPartitionGroup(ctx, t, p, mk())
 			parts[i] = groupPart{index: p.Index, resp: resp, err: err}
 		}()
