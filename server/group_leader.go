@@ -54,7 +54,7 @@ func (n *Node) runPartitionGroup(ctx context.Context, t *controller.Topic, p con
 		}
 		select {
 		case <-ctx.Done():
-			return nil, fmt.Errorf("partition %d of %s: no leader answered before the deadline (nothing written): %w", p.Index, t.Name, err)
+			return nil, wire.NoLeader(fmt.Sprintf("partition %d of %s: none answered as leader before the deadline (nothing written): %v", p.Index, t.Name, err))
 		case <-n.stop:
 			return nil, wire.NodeStopping(n.cfg.NodeID)
 		case <-time.After(groupLeaderRetryWait):
@@ -103,6 +103,8 @@ func (n *Node) partitionGroupOnce(ctx context.Context, p controller.Partition, r
 	case errors.Is(err, wire.ErrUnavailable) && !sent():
 		// Never left this node: nothing was written.
 		return nil, wire.NoLeader(fmt.Sprintf("partition %d of %s: leader %s unreachable", p.Index, req.GetTopic(), addr))
+	case !sent():
+		return nil, err // never left this node (the caller's deadline): nothing was written
 	case isGroupWrite(req) && wire.Reason(err) == heraldpb.ErrorReason_ERROR_REASON_UNSPECIFIED:
 		// Not the leader's answer but gRPC's (the connection broke, the
 		// deadline passed) after the request left: the leader may have
