@@ -26,8 +26,8 @@ const (
 	// groupLeaderRetryWait is the pause between two attempts.
 	groupLeaderRetryWait = 50 * time.Millisecond
 	// groupLeaderAttemptsMax bounds the attempts of one command (with the
-	// pause, about 5 s of elections), within the call's deadline.
-	groupLeaderAttemptsMax = 100
+	// pause, at least 10 s of elections), within the call's deadline.
+	groupLeaderAttemptsMax = 200
 )
 
 // runPartitionGroup runs req (its group_id, topic and partition set from

@@ -434,3 +434,33 @@ func TestGroupCreateCompletesAPartialOne(t *testing.T) {
 	_, err = hc.DeleteGroup(ctxTimeout(t, 20*time.Second), &heraldpb.DeleteGroupRequest{Topic: "orders", Group: "third"})
 	requireGroupError(t, err, codes.NotFound, wire.ErrGroupNotFound)
 }
+
+// A group command issued right after the partition's leader stops is
+// retried by the answering node (the old leader unreachable, no leader
+// yet) until the new leader answers, within the call's deadline.
+func TestGroupCommandWaitsForANewLeader(t *testing.T) {
+	c := startCluster(t, 3)
+	info := createAutoTopic(t, c.rawClient(0), "orders", 1, 3)
+	produceRetry(t, c.rawClient(0), "orders", &heraldpb.Event{TenantId: "acme"})
+	gid := info.GetPartitions()[0].GetGroupId()
+	leader := -1
+	eventually(t, 20*time.Second, func() error {
+		for i, n := range c.nodes {
+			if r := n.replica(gid); r != nil && r.IsLeader() {
+				leader = i
+				return nil
+			}
+		}
+		return errors.New("no leader yet")
+	})
+	c.stop(leader)
+	other := (leader + 1) % 3
+	resp, err := c.rawClient(other).CreateGroup(ctxTimeout(t, 30*time.Second), &heraldpb.CreateGroupRequest{Topic: "orders", Group: "billing"})
+	if err != nil {
+		t.Fatalf("create while the leader is gone: %v", err)
+	}
+	p := resp.GetGroup().GetPartitions()[0]
+	if p.GetLeaderId() == c.cfgs[leader].NodeID || p.GetLagEvents() != 1 {
+		t.Fatalf("answered by %s with lag %d; want a new leader, lag 1", p.GetLeaderId(), p.GetLagEvents())
+	}
+}
