@@ -27,7 +27,9 @@
 // position the partition no longer holds ends it with a typed error.
 // CreateTopic, AlterTopic, DeleteTopic, CreateTenant,
 // SetTenantQuota and the List/Describe calls manage the registry; registry
-// reads are linearizable unless Stale is given.
+// reads are linearizable unless Stale is given. CreateGroup, ListGroups,
+// DescribeGroup, ResetGroup and DeleteGroup administer consumer groups and
+// report their lag per partition.
 //
 // Errors are typed: match them with errors.Is against the Err* sentinels
 // (ErrTopicNotFound, ErrUnknownOutcome, ...) or errors.As with

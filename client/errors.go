@@ -47,6 +47,7 @@ const (
 	MetadataGot                 = wire.MetadataGot
 	MetadataEpoch               = wire.MetadataEpoch
 	MetadataCurrentEpoch        = wire.MetadataCurrentEpoch
+	MetadataGroup               = wire.MetadataGroup
 )
 
 // Sentinel errors. Every error the SDK returns for a Herald condition
@@ -75,6 +76,9 @@ var (
 	ErrProducerFenced          = wire.ErrProducerFenced
 	ErrDuplicateSequence       = wire.ErrDuplicateSequence
 	ErrQueueFull               = wire.ErrQueueFull
+	ErrGroupNotFound           = wire.ErrGroupNotFound
+	ErrGroupExists             = wire.ErrGroupExists
+	ErrTooManyGroups           = wire.ErrTooManyGroups
 )
 
 // ErrClosed is returned by calls on a Client after Close. It never crosses

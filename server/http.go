@@ -23,6 +23,7 @@ func (n *Node) startHTTP() error {
 	reg.MustRegister(n.partitionMetrics.Collectors()...)
 	reg.MustRegister(n.mux.Collectors()...)
 	reg.MustRegister(newPartitionCollector(n))
+	reg.MustRegister(newGroupCollector(n))
 	// The node's Pebble compactions: db is opened before this and closed
 	// after the HTTP server has shut down (Close), so a scrape never sees it
 	// closed.

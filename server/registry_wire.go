@@ -83,6 +83,7 @@ func contractConfig(c controller.Contract) *heraldpb.TopicConfig {
 		SchemaVersions:  append([]uint32(nil), c.SchemaVersions...),
 		RequiredFields:  append([]string(nil), c.RequiredFields...),
 		AutoTenants:     c.AutoTenants,
+		DeadLetterTopic: c.DeadLetterTopic,
 	}
 }
 
@@ -100,6 +101,7 @@ func contractFromConfig(cfg *heraldpb.TopicConfig) controller.Contract {
 		SchemaVersions:  append([]uint32(nil), cfg.GetSchemaVersions()...),
 		RequiredFields:  append([]string(nil), cfg.GetRequiredFields()...),
 		AutoTenants:     cfg.GetAutoTenants(),
+		DeadLetterTopic: cfg.GetDeadLetterTopic(),
 	}
 }
 

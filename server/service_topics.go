@@ -81,6 +81,9 @@ func (s *heraldService) CreateTopic(ctx context.Context, req *heraldpb.CreateTop
 		if err := n.validateTopicConfig(cfg, len(nodeIDs)); err != nil {
 			return nil, err
 		}
+		if err := n.checkDeadLetterTopic(lookupContext(ctx), cfg.Name, cfg.GetDeadLetterTopic()); err != nil {
+			return nil, err
+		}
 		res, err := n.proposeController(&controller.CreateTopic{
 			Name:              cfg.Name,
 			Partitions:        cfg.Partitions,
@@ -255,6 +258,9 @@ func (s *heraldService) AlterTopic(ctx context.Context, req *heraldpb.AlterTopic
 		if err := validateContract(topicInfo(&altered).GetConfig()); err != nil {
 			return nil, err
 		}
+		if err := n.checkDeadLetterTopic(lookupContext(ctx), cur.Name, next.DeadLetterTopic); err != nil {
+			return nil, err
+		}
 		res, err := n.proposeController(&controller.AlterTopic{Name: cfg.GetName(), Fields: req.GetFields(), Contract: merged})
 		if err != nil {
 			return nil, err
@@ -279,6 +285,9 @@ func (s *heraldService) DeleteTopic(ctx context.Context, req *heraldpb.DeleteTop
 		t, ok := n.controllerFSM.Topic(req.GetName())
 		if !ok {
 			return nil, wire.TopicNotFound(req.GetName())
+		}
+		if err := n.checkNotDeadLetterTarget(t.Name); err != nil {
+			return nil, err
 		}
 		if !req.GetForce() {
 			if last := n.lastAppend(ctx, t); last > 0 && time.Since(time.Unix(0, last)) < topicInUseWindow {

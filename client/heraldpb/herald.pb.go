@@ -51,6 +51,9 @@ const (
 	ErrorReason_DUPLICATE_SEQUENCE         ErrorReason = 20 // already committed; its positions are no longer remembered
 	ErrorReason_QUEUE_FULL                 ErrorReason = 21 // the partition's produce queue is full; nothing written; metadata: retry_after_ms
 	ErrorReason_EPOCH_CHANGED              ErrorReason = 22 // the partition was deleted and recreated since the position was taken; metadata: epoch, current_epoch, low_watermark, high_watermark
+	ErrorReason_GROUP_NOT_FOUND            ErrorReason = 23 // metadata: topic, group
+	ErrorReason_GROUP_EXISTS               ErrorReason = 24 // with another config; metadata: topic, group
+	ErrorReason_TOO_MANY_GROUPS            ErrorReason = 25 // a partition holds the most consumer groups it may; metadata: topic, partition, max
 )
 
 // Enum value maps for ErrorReason.
@@ -79,6 +82,9 @@ var (
 		20: "DUPLICATE_SEQUENCE",
 		21: "QUEUE_FULL",
 		22: "EPOCH_CHANGED",
+		23: "GROUP_NOT_FOUND",
+		24: "GROUP_EXISTS",
+		25: "TOO_MANY_GROUPS",
 	}
 	ErrorReason_value = map[string]int32{
 		"ERROR_REASON_UNSPECIFIED":   0,
@@ -104,6 +110,9 @@ var (
 		"DUPLICATE_SEQUENCE":         20,
 		"QUEUE_FULL":                 21,
 		"EPOCH_CHANGED":              22,
+		"GROUP_NOT_FOUND":            23,
+		"GROUP_EXISTS":               24,
+		"TOO_MANY_GROUPS":            25,
 	}
 )
 
@@ -446,8 +455,12 @@ type TopicConfig struct {
 	// "content_type".
 	RequiredFields []string `protobuf:"bytes,14,rep,name=required_fields,json=requiredFields,proto3" json:"required_fields,omitempty"`
 	AutoTenants    bool     `protobuf:"varint,15,opt,name=auto_tenants,json=autoTenants,proto3" json:"auto_tenants,omitempty"` // accept events for unknown tenants
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	// The topic consumer groups write an event to once it was delivered
+	// their max_deliveries times without an acknowledgement. Empty: none.
+	// It must name another existing topic (alterable).
+	DeadLetterTopic string `protobuf:"bytes,16,opt,name=dead_letter_topic,json=deadLetterTopic,proto3" json:"dead_letter_topic,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
 }
 
 func (x *TopicConfig) Reset() {
@@ -583,6 +596,13 @@ func (x *TopicConfig) GetAutoTenants() bool {
 		return x.AutoTenants
 	}
 	return false
+}
+
+func (x *TopicConfig) GetDeadLetterTopic() string {
+	if x != nil {
+		return x.DeadLetterTopic
+	}
+	return ""
 }
 
 type PartitionInfo struct {
@@ -1795,8 +1815,8 @@ func (x *SetTenantQuotaResponse) GetTenant() *Tenant {
 }
 
 // AlterTopicRequest changes what is safe to change: retention, TTLs,
-// dedupe window, allowed schema versions, auto_tenants. Only the fields
-// named in `fields` (TopicConfig field names) are changed.
+// dedupe window, allowed schema versions, auto_tenants, dead_letter_topic.
+// Only the fields named in `fields` (TopicConfig field names) are changed.
 type AlterTopicRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Config        *TopicConfig           `protobuf:"bytes,1,opt,name=config,proto3" json:"config,omitempty"`
@@ -3645,6 +3665,1346 @@ func (x *NodeStatusResponse) GetHttpAddr() string {
 	return ""
 }
 
+// ConsumerGroupConfig is a consumer group's config, fixed at creation and
+// the same on every partition.
+type ConsumerGroupConfig struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// How long after a delivery an unacknowledged event is redelivered.
+	// 0: 30,000.
+	AckWaitMs int64 `protobuf:"varint,1,opt,name=ack_wait_ms,json=ackWaitMs,proto3" json:"ack_wait_ms,omitempty"`
+	// Deliveries of one event before it goes to the topic's dead-letter
+	// topic. 0: no bound.
+	MaxDeliveries uint32 `protobuf:"varint,2,opt,name=max_deliveries,json=maxDeliveries,proto3" json:"max_deliveries,omitempty"`
+	// Pending (delivered, unacknowledged) events per partition, at most
+	// 65,536. 0: 1,000.
+	MaxPending    uint32 `protobuf:"varint,3,opt,name=max_pending,json=maxPending,proto3" json:"max_pending,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ConsumerGroupConfig) Reset() {
+	*x = ConsumerGroupConfig{}
+	mi := &file_client_heraldpb_herald_proto_msgTypes[52]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ConsumerGroupConfig) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ConsumerGroupConfig) ProtoMessage() {}
+
+func (x *ConsumerGroupConfig) ProtoReflect() protoreflect.Message {
+	mi := &file_client_heraldpb_herald_proto_msgTypes[52]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ConsumerGroupConfig.ProtoReflect.Descriptor instead.
+func (*ConsumerGroupConfig) Descriptor() ([]byte, []int) {
+	return file_client_heraldpb_herald_proto_rawDescGZIP(), []int{52}
+}
+
+func (x *ConsumerGroupConfig) GetAckWaitMs() int64 {
+	if x != nil {
+		return x.AckWaitMs
+	}
+	return 0
+}
+
+func (x *ConsumerGroupConfig) GetMaxDeliveries() uint32 {
+	if x != nil {
+		return x.MaxDeliveries
+	}
+	return 0
+}
+
+func (x *ConsumerGroupConfig) GetMaxPending() uint32 {
+	if x != nil {
+		return x.MaxPending
+	}
+	return 0
+}
+
+// GroupStart says where a group starts (create) or is moved to (reset),
+// resolved per partition on its leader. Unset: EARLIEST.
+type GroupStart struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Types that are valid to be assigned to At:
+	//
+	//	*GroupStart_Position
+	//	*GroupStart_Offset
+	//	*GroupStart_TimeUnixNano
+	At            isGroupStart_At `protobuf_oneof:"at"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GroupStart) Reset() {
+	*x = GroupStart{}
+	mi := &file_client_heraldpb_herald_proto_msgTypes[53]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GroupStart) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GroupStart) ProtoMessage() {}
+
+func (x *GroupStart) ProtoReflect() protoreflect.Message {
+	mi := &file_client_heraldpb_herald_proto_msgTypes[53]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GroupStart.ProtoReflect.Descriptor instead.
+func (*GroupStart) Descriptor() ([]byte, []int) {
+	return file_client_heraldpb_herald_proto_rawDescGZIP(), []int{53}
+}
+
+func (x *GroupStart) GetAt() isGroupStart_At {
+	if x != nil {
+		return x.At
+	}
+	return nil
+}
+
+func (x *GroupStart) GetPosition() StartPosition {
+	if x != nil {
+		if x, ok := x.At.(*GroupStart_Position); ok {
+			return x.Position
+		}
+	}
+	return StartPosition_START_POSITION_UNSPECIFIED
+}
+
+func (x *GroupStart) GetOffset() uint64 {
+	if x != nil {
+		if x, ok := x.At.(*GroupStart_Offset); ok {
+			return x.Offset
+		}
+	}
+	return 0
+}
+
+func (x *GroupStart) GetTimeUnixNano() int64 {
+	if x != nil {
+		if x, ok := x.At.(*GroupStart_TimeUnixNano); ok {
+			return x.TimeUnixNano
+		}
+	}
+	return 0
+}
+
+type isGroupStart_At interface {
+	isGroupStart_At()
+}
+
+type GroupStart_Position struct {
+	// EARLIEST: the partition's low watermark; LATEST: its high watermark.
+	Position StartPosition `protobuf:"varint,1,opt,name=position,proto3,enum=herald.v1.StartPosition,oneof"`
+}
+
+type GroupStart_Offset struct {
+	// An offset, clamped into [low watermark, high watermark] per
+	// partition.
+	Offset uint64 `protobuf:"varint,2,opt,name=offset,proto3,oneof"`
+}
+
+type GroupStart_TimeUnixNano struct {
+	// The first offset produced at or after this time (the high
+	// watermark when every event is older).
+	TimeUnixNano int64 `protobuf:"varint,3,opt,name=time_unix_nano,json=timeUnixNano,proto3,oneof"`
+}
+
+func (*GroupStart_Position) isGroupStart_At() {}
+
+func (*GroupStart_Offset) isGroupStart_At() {}
+
+func (*GroupStart_TimeUnixNano) isGroupStart_At() {}
+
+// ConsumerGroupPartition is a group's state on one partition, as its
+// leader has applied it.
+type ConsumerGroupPartition struct {
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	Partition uint32                 `protobuf:"varint,1,opt,name=partition,proto3" json:"partition,omitempty"`
+	// False when the group does not exist on this partition (a create or a
+	// delete that reached only some partitions); the other fields are then
+	// zero.
+	Present       bool   `protobuf:"varint,2,opt,name=present,proto3" json:"present,omitempty"`
+	Floor         uint64 `protobuf:"varint,3,opt,name=floor,proto3" json:"floor,omitempty"`           // committed position: every offset below is done
+	Cursor        uint64 `protobuf:"varint,4,opt,name=cursor,proto3" json:"cursor,omitempty"`         // next offset never delivered
+	Generation    uint64 `protobuf:"varint,5,opt,name=generation,proto3" json:"generation,omitempty"` // current assignment (0: none)
+	Member        string `protobuf:"bytes,6,opt,name=member,proto3" json:"member,omitempty"`
+	Pending       uint64 `protobuf:"varint,7,opt,name=pending,proto3" json:"pending,omitempty"`                                   // delivered, not acknowledged
+	DeadLettered  uint64 `protobuf:"varint,8,opt,name=dead_lettered,json=deadLettered,proto3" json:"dead_lettered,omitempty"`     // since the group was created
+	LowWatermark  uint64 `protobuf:"varint,9,opt,name=low_watermark,json=lowWatermark,proto3" json:"low_watermark,omitempty"`     // the leader's
+	HighWatermark uint64 `protobuf:"varint,10,opt,name=high_watermark,json=highWatermark,proto3" json:"high_watermark,omitempty"` // the leader's
+	LagEvents     uint64 `protobuf:"varint,11,opt,name=lag_events,json=lagEvents,proto3" json:"lag_events,omitempty"`             // high_watermark - floor
+	// Now (the leader's clock) minus the produce time of the event at the
+	// floor; 0 when caught up.
+	LagMs         int64  `protobuf:"varint,12,opt,name=lag_ms,json=lagMs,proto3" json:"lag_ms,omitempty"`
+	LeaderId      string `protobuf:"bytes,13,opt,name=leader_id,json=leaderId,proto3" json:"leader_id,omitempty"` // the node that answered for the partition
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ConsumerGroupPartition) Reset() {
+	*x = ConsumerGroupPartition{}
+	mi := &file_client_heraldpb_herald_proto_msgTypes[54]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ConsumerGroupPartition) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ConsumerGroupPartition) ProtoMessage() {}
+
+func (x *ConsumerGroupPartition) ProtoReflect() protoreflect.Message {
+	mi := &file_client_heraldpb_herald_proto_msgTypes[54]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ConsumerGroupPartition.ProtoReflect.Descriptor instead.
+func (*ConsumerGroupPartition) Descriptor() ([]byte, []int) {
+	return file_client_heraldpb_herald_proto_rawDescGZIP(), []int{54}
+}
+
+func (x *ConsumerGroupPartition) GetPartition() uint32 {
+	if x != nil {
+		return x.Partition
+	}
+	return 0
+}
+
+func (x *ConsumerGroupPartition) GetPresent() bool {
+	if x != nil {
+		return x.Present
+	}
+	return false
+}
+
+func (x *ConsumerGroupPartition) GetFloor() uint64 {
+	if x != nil {
+		return x.Floor
+	}
+	return 0
+}
+
+func (x *ConsumerGroupPartition) GetCursor() uint64 {
+	if x != nil {
+		return x.Cursor
+	}
+	return 0
+}
+
+func (x *ConsumerGroupPartition) GetGeneration() uint64 {
+	if x != nil {
+		return x.Generation
+	}
+	return 0
+}
+
+func (x *ConsumerGroupPartition) GetMember() string {
+	if x != nil {
+		return x.Member
+	}
+	return ""
+}
+
+func (x *ConsumerGroupPartition) GetPending() uint64 {
+	if x != nil {
+		return x.Pending
+	}
+	return 0
+}
+
+func (x *ConsumerGroupPartition) GetDeadLettered() uint64 {
+	if x != nil {
+		return x.DeadLettered
+	}
+	return 0
+}
+
+func (x *ConsumerGroupPartition) GetLowWatermark() uint64 {
+	if x != nil {
+		return x.LowWatermark
+	}
+	return 0
+}
+
+func (x *ConsumerGroupPartition) GetHighWatermark() uint64 {
+	if x != nil {
+		return x.HighWatermark
+	}
+	return 0
+}
+
+func (x *ConsumerGroupPartition) GetLagEvents() uint64 {
+	if x != nil {
+		return x.LagEvents
+	}
+	return 0
+}
+
+func (x *ConsumerGroupPartition) GetLagMs() int64 {
+	if x != nil {
+		return x.LagMs
+	}
+	return 0
+}
+
+func (x *ConsumerGroupPartition) GetLeaderId() string {
+	if x != nil {
+		return x.LeaderId
+	}
+	return ""
+}
+
+// ConsumerGroupInfo is a group on every partition of its topic.
+type ConsumerGroupInfo struct {
+	state         protoimpl.MessageState    `protogen:"open.v1"`
+	Topic         string                    `protobuf:"bytes,1,opt,name=topic,proto3" json:"topic,omitempty"`
+	Name          string                    `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
+	Config        *ConsumerGroupConfig      `protobuf:"bytes,3,opt,name=config,proto3" json:"config,omitempty"`
+	Partitions    []*ConsumerGroupPartition `protobuf:"bytes,4,rep,name=partitions,proto3" json:"partitions,omitempty"`                 // in partition order
+	LagEvents     uint64                    `protobuf:"varint,5,opt,name=lag_events,json=lagEvents,proto3" json:"lag_events,omitempty"` // the sum over partitions
+	LagMs         int64                     `protobuf:"varint,6,opt,name=lag_ms,json=lagMs,proto3" json:"lag_ms,omitempty"`             // the largest over partitions
+	Pending       uint64                    `protobuf:"varint,7,opt,name=pending,proto3" json:"pending,omitempty"`                      // the sum over partitions
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ConsumerGroupInfo) Reset() {
+	*x = ConsumerGroupInfo{}
+	mi := &file_client_heraldpb_herald_proto_msgTypes[55]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ConsumerGroupInfo) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ConsumerGroupInfo) ProtoMessage() {}
+
+func (x *ConsumerGroupInfo) ProtoReflect() protoreflect.Message {
+	mi := &file_client_heraldpb_herald_proto_msgTypes[55]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ConsumerGroupInfo.ProtoReflect.Descriptor instead.
+func (*ConsumerGroupInfo) Descriptor() ([]byte, []int) {
+	return file_client_heraldpb_herald_proto_rawDescGZIP(), []int{55}
+}
+
+func (x *ConsumerGroupInfo) GetTopic() string {
+	if x != nil {
+		return x.Topic
+	}
+	return ""
+}
+
+func (x *ConsumerGroupInfo) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *ConsumerGroupInfo) GetConfig() *ConsumerGroupConfig {
+	if x != nil {
+		return x.Config
+	}
+	return nil
+}
+
+func (x *ConsumerGroupInfo) GetPartitions() []*ConsumerGroupPartition {
+	if x != nil {
+		return x.Partitions
+	}
+	return nil
+}
+
+func (x *ConsumerGroupInfo) GetLagEvents() uint64 {
+	if x != nil {
+		return x.LagEvents
+	}
+	return 0
+}
+
+func (x *ConsumerGroupInfo) GetLagMs() int64 {
+	if x != nil {
+		return x.LagMs
+	}
+	return 0
+}
+
+func (x *ConsumerGroupInfo) GetPending() uint64 {
+	if x != nil {
+		return x.Pending
+	}
+	return 0
+}
+
+type CreateGroupRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Topic         string                 `protobuf:"bytes,1,opt,name=topic,proto3" json:"topic,omitempty"`
+	Group         string                 `protobuf:"bytes,2,opt,name=group,proto3" json:"group,omitempty"` // 1-200 of letters, digits, '.', '_', '-'
+	Config        *ConsumerGroupConfig   `protobuf:"bytes,3,opt,name=config,proto3" json:"config,omitempty"`
+	Start         *GroupStart            `protobuf:"bytes,4,opt,name=start,proto3" json:"start,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CreateGroupRequest) Reset() {
+	*x = CreateGroupRequest{}
+	mi := &file_client_heraldpb_herald_proto_msgTypes[56]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CreateGroupRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CreateGroupRequest) ProtoMessage() {}
+
+func (x *CreateGroupRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_client_heraldpb_herald_proto_msgTypes[56]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CreateGroupRequest.ProtoReflect.Descriptor instead.
+func (*CreateGroupRequest) Descriptor() ([]byte, []int) {
+	return file_client_heraldpb_herald_proto_rawDescGZIP(), []int{56}
+}
+
+func (x *CreateGroupRequest) GetTopic() string {
+	if x != nil {
+		return x.Topic
+	}
+	return ""
+}
+
+func (x *CreateGroupRequest) GetGroup() string {
+	if x != nil {
+		return x.Group
+	}
+	return ""
+}
+
+func (x *CreateGroupRequest) GetConfig() *ConsumerGroupConfig {
+	if x != nil {
+		return x.Config
+	}
+	return nil
+}
+
+func (x *CreateGroupRequest) GetStart() *GroupStart {
+	if x != nil {
+		return x.Start
+	}
+	return nil
+}
+
+type CreateGroupResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Group         *ConsumerGroupInfo     `protobuf:"bytes,1,opt,name=group,proto3" json:"group,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CreateGroupResponse) Reset() {
+	*x = CreateGroupResponse{}
+	mi := &file_client_heraldpb_herald_proto_msgTypes[57]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CreateGroupResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CreateGroupResponse) ProtoMessage() {}
+
+func (x *CreateGroupResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_client_heraldpb_herald_proto_msgTypes[57]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CreateGroupResponse.ProtoReflect.Descriptor instead.
+func (*CreateGroupResponse) Descriptor() ([]byte, []int) {
+	return file_client_heraldpb_herald_proto_rawDescGZIP(), []int{57}
+}
+
+func (x *CreateGroupResponse) GetGroup() *ConsumerGroupInfo {
+	if x != nil {
+		return x.Group
+	}
+	return nil
+}
+
+type ListGroupsRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Topic         string                 `protobuf:"bytes,1,opt,name=topic,proto3" json:"topic,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListGroupsRequest) Reset() {
+	*x = ListGroupsRequest{}
+	mi := &file_client_heraldpb_herald_proto_msgTypes[58]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListGroupsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListGroupsRequest) ProtoMessage() {}
+
+func (x *ListGroupsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_client_heraldpb_herald_proto_msgTypes[58]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListGroupsRequest.ProtoReflect.Descriptor instead.
+func (*ListGroupsRequest) Descriptor() ([]byte, []int) {
+	return file_client_heraldpb_herald_proto_rawDescGZIP(), []int{58}
+}
+
+func (x *ListGroupsRequest) GetTopic() string {
+	if x != nil {
+		return x.Topic
+	}
+	return ""
+}
+
+type ListGroupsResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// By name; partitions are left out (DescribeGroup has them).
+	Groups        []*ConsumerGroupInfo `protobuf:"bytes,1,rep,name=groups,proto3" json:"groups,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListGroupsResponse) Reset() {
+	*x = ListGroupsResponse{}
+	mi := &file_client_heraldpb_herald_proto_msgTypes[59]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListGroupsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListGroupsResponse) ProtoMessage() {}
+
+func (x *ListGroupsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_client_heraldpb_herald_proto_msgTypes[59]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListGroupsResponse.ProtoReflect.Descriptor instead.
+func (*ListGroupsResponse) Descriptor() ([]byte, []int) {
+	return file_client_heraldpb_herald_proto_rawDescGZIP(), []int{59}
+}
+
+func (x *ListGroupsResponse) GetGroups() []*ConsumerGroupInfo {
+	if x != nil {
+		return x.Groups
+	}
+	return nil
+}
+
+type DescribeGroupRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Topic         string                 `protobuf:"bytes,1,opt,name=topic,proto3" json:"topic,omitempty"`
+	Group         string                 `protobuf:"bytes,2,opt,name=group,proto3" json:"group,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DescribeGroupRequest) Reset() {
+	*x = DescribeGroupRequest{}
+	mi := &file_client_heraldpb_herald_proto_msgTypes[60]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DescribeGroupRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DescribeGroupRequest) ProtoMessage() {}
+
+func (x *DescribeGroupRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_client_heraldpb_herald_proto_msgTypes[60]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DescribeGroupRequest.ProtoReflect.Descriptor instead.
+func (*DescribeGroupRequest) Descriptor() ([]byte, []int) {
+	return file_client_heraldpb_herald_proto_rawDescGZIP(), []int{60}
+}
+
+func (x *DescribeGroupRequest) GetTopic() string {
+	if x != nil {
+		return x.Topic
+	}
+	return ""
+}
+
+func (x *DescribeGroupRequest) GetGroup() string {
+	if x != nil {
+		return x.Group
+	}
+	return ""
+}
+
+type DescribeGroupResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Group         *ConsumerGroupInfo     `protobuf:"bytes,1,opt,name=group,proto3" json:"group,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DescribeGroupResponse) Reset() {
+	*x = DescribeGroupResponse{}
+	mi := &file_client_heraldpb_herald_proto_msgTypes[61]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DescribeGroupResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DescribeGroupResponse) ProtoMessage() {}
+
+func (x *DescribeGroupResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_client_heraldpb_herald_proto_msgTypes[61]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DescribeGroupResponse.ProtoReflect.Descriptor instead.
+func (*DescribeGroupResponse) Descriptor() ([]byte, []int) {
+	return file_client_heraldpb_herald_proto_rawDescGZIP(), []int{61}
+}
+
+func (x *DescribeGroupResponse) GetGroup() *ConsumerGroupInfo {
+	if x != nil {
+		return x.Group
+	}
+	return nil
+}
+
+type ResetGroupRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Topic         string                 `protobuf:"bytes,1,opt,name=topic,proto3" json:"topic,omitempty"`
+	Group         string                 `protobuf:"bytes,2,opt,name=group,proto3" json:"group,omitempty"`
+	To            *GroupStart            `protobuf:"bytes,3,opt,name=to,proto3" json:"to,omitempty"` // unset: EARLIEST
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ResetGroupRequest) Reset() {
+	*x = ResetGroupRequest{}
+	mi := &file_client_heraldpb_herald_proto_msgTypes[62]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ResetGroupRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ResetGroupRequest) ProtoMessage() {}
+
+func (x *ResetGroupRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_client_heraldpb_herald_proto_msgTypes[62]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ResetGroupRequest.ProtoReflect.Descriptor instead.
+func (*ResetGroupRequest) Descriptor() ([]byte, []int) {
+	return file_client_heraldpb_herald_proto_rawDescGZIP(), []int{62}
+}
+
+func (x *ResetGroupRequest) GetTopic() string {
+	if x != nil {
+		return x.Topic
+	}
+	return ""
+}
+
+func (x *ResetGroupRequest) GetGroup() string {
+	if x != nil {
+		return x.Group
+	}
+	return ""
+}
+
+func (x *ResetGroupRequest) GetTo() *GroupStart {
+	if x != nil {
+		return x.To
+	}
+	return nil
+}
+
+type ResetGroupResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Group         *ConsumerGroupInfo     `protobuf:"bytes,1,opt,name=group,proto3" json:"group,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ResetGroupResponse) Reset() {
+	*x = ResetGroupResponse{}
+	mi := &file_client_heraldpb_herald_proto_msgTypes[63]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ResetGroupResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ResetGroupResponse) ProtoMessage() {}
+
+func (x *ResetGroupResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_client_heraldpb_herald_proto_msgTypes[63]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ResetGroupResponse.ProtoReflect.Descriptor instead.
+func (*ResetGroupResponse) Descriptor() ([]byte, []int) {
+	return file_client_heraldpb_herald_proto_rawDescGZIP(), []int{63}
+}
+
+func (x *ResetGroupResponse) GetGroup() *ConsumerGroupInfo {
+	if x != nil {
+		return x.Group
+	}
+	return nil
+}
+
+type DeleteGroupRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Topic         string                 `protobuf:"bytes,1,opt,name=topic,proto3" json:"topic,omitempty"`
+	Group         string                 `protobuf:"bytes,2,opt,name=group,proto3" json:"group,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeleteGroupRequest) Reset() {
+	*x = DeleteGroupRequest{}
+	mi := &file_client_heraldpb_herald_proto_msgTypes[64]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeleteGroupRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeleteGroupRequest) ProtoMessage() {}
+
+func (x *DeleteGroupRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_client_heraldpb_herald_proto_msgTypes[64]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeleteGroupRequest.ProtoReflect.Descriptor instead.
+func (*DeleteGroupRequest) Descriptor() ([]byte, []int) {
+	return file_client_heraldpb_herald_proto_rawDescGZIP(), []int{64}
+}
+
+func (x *DeleteGroupRequest) GetTopic() string {
+	if x != nil {
+		return x.Topic
+	}
+	return ""
+}
+
+func (x *DeleteGroupRequest) GetGroup() string {
+	if x != nil {
+		return x.Group
+	}
+	return ""
+}
+
+type DeleteGroupResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeleteGroupResponse) Reset() {
+	*x = DeleteGroupResponse{}
+	mi := &file_client_heraldpb_herald_proto_msgTypes[65]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeleteGroupResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeleteGroupResponse) ProtoMessage() {}
+
+func (x *DeleteGroupResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_client_heraldpb_herald_proto_msgTypes[65]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeleteGroupResponse.ProtoReflect.Descriptor instead.
+func (*DeleteGroupResponse) Descriptor() ([]byte, []int) {
+	return file_client_heraldpb_herald_proto_rawDescGZIP(), []int{65}
+}
+
+// PartitionGroupRequest is one consumer group command for one partition,
+// run by its leader. Commands are a oneof so that the consuming side's
+// (assign, deliver, ack, nack, dead letter) join it with new field
+// numbers.
+type PartitionGroupRequest struct {
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	GroupId uint64                 `protobuf:"varint,1,opt,name=group_id,json=groupId,proto3" json:"group_id,omitempty"` // the partition's Raft group
+	Group   string                 `protobuf:"bytes,2,opt,name=group,proto3" json:"group,omitempty"`                     // the consumer group; empty for list
+	// Types that are valid to be assigned to Command:
+	//
+	//	*PartitionGroupRequest_Create
+	//	*PartitionGroupRequest_Reset_
+	//	*PartitionGroupRequest_Delete
+	//	*PartitionGroupRequest_Read
+	Command isPartitionGroupRequest_Command `protobuf_oneof:"command"`
+	// For error messages: the topic and the partition's index in it.
+	Topic         string `protobuf:"bytes,7,opt,name=topic,proto3" json:"topic,omitempty"`
+	Partition     uint32 `protobuf:"varint,8,opt,name=partition,proto3" json:"partition,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PartitionGroupRequest) Reset() {
+	*x = PartitionGroupRequest{}
+	mi := &file_client_heraldpb_herald_proto_msgTypes[66]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PartitionGroupRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PartitionGroupRequest) ProtoMessage() {}
+
+func (x *PartitionGroupRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_client_heraldpb_herald_proto_msgTypes[66]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PartitionGroupRequest.ProtoReflect.Descriptor instead.
+func (*PartitionGroupRequest) Descriptor() ([]byte, []int) {
+	return file_client_heraldpb_herald_proto_rawDescGZIP(), []int{66}
+}
+
+func (x *PartitionGroupRequest) GetGroupId() uint64 {
+	if x != nil {
+		return x.GroupId
+	}
+	return 0
+}
+
+func (x *PartitionGroupRequest) GetGroup() string {
+	if x != nil {
+		return x.Group
+	}
+	return ""
+}
+
+func (x *PartitionGroupRequest) GetCommand() isPartitionGroupRequest_Command {
+	if x != nil {
+		return x.Command
+	}
+	return nil
+}
+
+func (x *PartitionGroupRequest) GetCreate() *PartitionGroupCreate {
+	if x != nil {
+		if x, ok := x.Command.(*PartitionGroupRequest_Create); ok {
+			return x.Create
+		}
+	}
+	return nil
+}
+
+func (x *PartitionGroupRequest) GetReset_() *PartitionGroupReset {
+	if x != nil {
+		if x, ok := x.Command.(*PartitionGroupRequest_Reset_); ok {
+			return x.Reset_
+		}
+	}
+	return nil
+}
+
+func (x *PartitionGroupRequest) GetDelete() *PartitionGroupDelete {
+	if x != nil {
+		if x, ok := x.Command.(*PartitionGroupRequest_Delete); ok {
+			return x.Delete
+		}
+	}
+	return nil
+}
+
+func (x *PartitionGroupRequest) GetRead() *PartitionGroupRead {
+	if x != nil {
+		if x, ok := x.Command.(*PartitionGroupRequest_Read); ok {
+			return x.Read
+		}
+	}
+	return nil
+}
+
+func (x *PartitionGroupRequest) GetTopic() string {
+	if x != nil {
+		return x.Topic
+	}
+	return ""
+}
+
+func (x *PartitionGroupRequest) GetPartition() uint32 {
+	if x != nil {
+		return x.Partition
+	}
+	return 0
+}
+
+type isPartitionGroupRequest_Command interface {
+	isPartitionGroupRequest_Command()
+}
+
+type PartitionGroupRequest_Create struct {
+	Create *PartitionGroupCreate `protobuf:"bytes,3,opt,name=create,proto3,oneof"`
+}
+
+type PartitionGroupRequest_Reset_ struct {
+	Reset_ *PartitionGroupReset `protobuf:"bytes,4,opt,name=reset,proto3,oneof"`
+}
+
+type PartitionGroupRequest_Delete struct {
+	Delete *PartitionGroupDelete `protobuf:"bytes,5,opt,name=delete,proto3,oneof"`
+}
+
+type PartitionGroupRequest_Read struct {
+	Read *PartitionGroupRead `protobuf:"bytes,6,opt,name=read,proto3,oneof"`
+}
+
+func (*PartitionGroupRequest_Create) isPartitionGroupRequest_Command() {}
+
+func (*PartitionGroupRequest_Reset_) isPartitionGroupRequest_Command() {}
+
+func (*PartitionGroupRequest_Delete) isPartitionGroupRequest_Command() {}
+
+func (*PartitionGroupRequest_Read) isPartitionGroupRequest_Command() {}
+
+type PartitionGroupCreate struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Config        *ConsumerGroupConfig   `protobuf:"bytes,1,opt,name=config,proto3" json:"config,omitempty"` // defaults filled in
+	Start         *GroupStart            `protobuf:"bytes,2,opt,name=start,proto3" json:"start,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PartitionGroupCreate) Reset() {
+	*x = PartitionGroupCreate{}
+	mi := &file_client_heraldpb_herald_proto_msgTypes[67]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PartitionGroupCreate) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PartitionGroupCreate) ProtoMessage() {}
+
+func (x *PartitionGroupCreate) ProtoReflect() protoreflect.Message {
+	mi := &file_client_heraldpb_herald_proto_msgTypes[67]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PartitionGroupCreate.ProtoReflect.Descriptor instead.
+func (*PartitionGroupCreate) Descriptor() ([]byte, []int) {
+	return file_client_heraldpb_herald_proto_rawDescGZIP(), []int{67}
+}
+
+func (x *PartitionGroupCreate) GetConfig() *ConsumerGroupConfig {
+	if x != nil {
+		return x.Config
+	}
+	return nil
+}
+
+func (x *PartitionGroupCreate) GetStart() *GroupStart {
+	if x != nil {
+		return x.Start
+	}
+	return nil
+}
+
+type PartitionGroupReset struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	To            *GroupStart            `protobuf:"bytes,1,opt,name=to,proto3" json:"to,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PartitionGroupReset) Reset() {
+	*x = PartitionGroupReset{}
+	mi := &file_client_heraldpb_herald_proto_msgTypes[68]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PartitionGroupReset) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PartitionGroupReset) ProtoMessage() {}
+
+func (x *PartitionGroupReset) ProtoReflect() protoreflect.Message {
+	mi := &file_client_heraldpb_herald_proto_msgTypes[68]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PartitionGroupReset.ProtoReflect.Descriptor instead.
+func (*PartitionGroupReset) Descriptor() ([]byte, []int) {
+	return file_client_heraldpb_herald_proto_rawDescGZIP(), []int{68}
+}
+
+func (x *PartitionGroupReset) GetTo() *GroupStart {
+	if x != nil {
+		return x.To
+	}
+	return nil
+}
+
+type PartitionGroupDelete struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PartitionGroupDelete) Reset() {
+	*x = PartitionGroupDelete{}
+	mi := &file_client_heraldpb_herald_proto_msgTypes[69]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PartitionGroupDelete) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PartitionGroupDelete) ProtoMessage() {}
+
+func (x *PartitionGroupDelete) ProtoReflect() protoreflect.Message {
+	mi := &file_client_heraldpb_herald_proto_msgTypes[69]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PartitionGroupDelete.ProtoReflect.Descriptor instead.
+func (*PartitionGroupDelete) Descriptor() ([]byte, []int) {
+	return file_client_heraldpb_herald_proto_rawDescGZIP(), []int{69}
+}
+
+// PartitionGroupRead reads the state of the group named in the request,
+// or of every group of the partition when it names none, after a read
+// index (nothing written).
+type PartitionGroupRead struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PartitionGroupRead) Reset() {
+	*x = PartitionGroupRead{}
+	mi := &file_client_heraldpb_herald_proto_msgTypes[70]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PartitionGroupRead) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PartitionGroupRead) ProtoMessage() {}
+
+func (x *PartitionGroupRead) ProtoReflect() protoreflect.Message {
+	mi := &file_client_heraldpb_herald_proto_msgTypes[70]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PartitionGroupRead.ProtoReflect.Descriptor instead.
+func (*PartitionGroupRead) Descriptor() ([]byte, []int) {
+	return file_client_heraldpb_herald_proto_rawDescGZIP(), []int{70}
+}
+
+type PartitionGroupState struct {
+	state         protoimpl.MessageState  `protogen:"open.v1"`
+	Name          string                  `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Config        *ConsumerGroupConfig    `protobuf:"bytes,2,opt,name=config,proto3" json:"config,omitempty"`
+	State         *ConsumerGroupPartition `protobuf:"bytes,3,opt,name=state,proto3" json:"state,omitempty"` // partition index left 0: the caller knows it
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PartitionGroupState) Reset() {
+	*x = PartitionGroupState{}
+	mi := &file_client_heraldpb_herald_proto_msgTypes[71]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PartitionGroupState) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PartitionGroupState) ProtoMessage() {}
+
+func (x *PartitionGroupState) ProtoReflect() protoreflect.Message {
+	mi := &file_client_heraldpb_herald_proto_msgTypes[71]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PartitionGroupState.ProtoReflect.Descriptor instead.
+func (*PartitionGroupState) Descriptor() ([]byte, []int) {
+	return file_client_heraldpb_herald_proto_rawDescGZIP(), []int{71}
+}
+
+func (x *PartitionGroupState) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *PartitionGroupState) GetConfig() *ConsumerGroupConfig {
+	if x != nil {
+		return x.Config
+	}
+	return nil
+}
+
+func (x *PartitionGroupState) GetState() *ConsumerGroupPartition {
+	if x != nil {
+		return x.State
+	}
+	return nil
+}
+
+type PartitionGroupResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The group's state after the command (before it, for delete), or every
+	// group's for a list read.
+	Groups []*PartitionGroupState `protobuf:"bytes,1,rep,name=groups,proto3" json:"groups,omitempty"`
+	// create: the group existed already with the same config (nothing
+	// written).
+	Existed       bool `protobuf:"varint,2,opt,name=existed,proto3" json:"existed,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PartitionGroupResponse) Reset() {
+	*x = PartitionGroupResponse{}
+	mi := &file_client_heraldpb_herald_proto_msgTypes[72]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PartitionGroupResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PartitionGroupResponse) ProtoMessage() {}
+
+func (x *PartitionGroupResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_client_heraldpb_herald_proto_msgTypes[72]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PartitionGroupResponse.ProtoReflect.Descriptor instead.
+func (*PartitionGroupResponse) Descriptor() ([]byte, []int) {
+	return file_client_heraldpb_herald_proto_rawDescGZIP(), []int{72}
+}
+
+func (x *PartitionGroupResponse) GetGroups() []*PartitionGroupState {
+	if x != nil {
+		return x.Groups
+	}
+	return nil
+}
+
+func (x *PartitionGroupResponse) GetExisted() bool {
+	if x != nil {
+		return x.Existed
+	}
+	return false
+}
+
 var File_client_heraldpb_herald_proto protoreflect.FileDescriptor
 
 const file_client_heraldpb_herald_proto_rawDesc = "" +
@@ -3674,7 +5034,7 @@ const file_client_heraldpb_herald_proto_rawDesc = "" +
 	"\x0eproducer_epoch\x18\x13 \x01(\x04R\rproducerEpoch\x1a:\n" +
 	"\fHeadersEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xc2\x04\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xee\x04\n" +
 	"\vTopicConfig\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1e\n" +
 	"\n" +
@@ -3694,7 +5054,8 @@ const file_client_heraldpb_herald_proto_rawDesc = "" +
 	"\x06schema\x18\f \x01(\tR\x06schema\x12'\n" +
 	"\x0fschema_versions\x18\r \x03(\rR\x0eschemaVersions\x12'\n" +
 	"\x0frequired_fields\x18\x0e \x03(\tR\x0erequiredFields\x12!\n" +
-	"\fauto_tenants\x18\x0f \x01(\bR\vautoTenants\"\x9a\x01\n" +
+	"\fauto_tenants\x18\x0f \x01(\bR\vautoTenants\x12*\n" +
+	"\x11dead_letter_topic\x18\x10 \x01(\tR\x0fdeadLetterTopic\"\x9a\x01\n" +
 	"\rPartitionInfo\x12\x14\n" +
 	"\x05index\x18\x01 \x01(\rR\x05index\x12\x19\n" +
 	"\bgroup_id\x18\x02 \x01(\x04R\agroupId\x12\x1a\n" +
@@ -3903,7 +5264,97 @@ const file_client_heraldpb_herald_proto_rawDesc = "" +
 	"\x12NodeStatusResponse\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x12.\n" +
 	"\x06groups\x18\x02 \x03(\v2\x16.herald.v1.GroupStatusR\x06groups\x12\x1b\n" +
-	"\thttp_addr\x18\x03 \x01(\tR\bhttpAddr*\xf7\x03\n" +
+	"\thttp_addr\x18\x03 \x01(\tR\bhttpAddr\"}\n" +
+	"\x13ConsumerGroupConfig\x12\x1e\n" +
+	"\vack_wait_ms\x18\x01 \x01(\x03R\tackWaitMs\x12%\n" +
+	"\x0emax_deliveries\x18\x02 \x01(\rR\rmaxDeliveries\x12\x1f\n" +
+	"\vmax_pending\x18\x03 \x01(\rR\n" +
+	"maxPending\"\x8c\x01\n" +
+	"\n" +
+	"GroupStart\x126\n" +
+	"\bposition\x18\x01 \x01(\x0e2\x18.herald.v1.StartPositionH\x00R\bposition\x12\x18\n" +
+	"\x06offset\x18\x02 \x01(\x04H\x00R\x06offset\x12&\n" +
+	"\x0etime_unix_nano\x18\x03 \x01(\x03H\x00R\ftimeUnixNanoB\x04\n" +
+	"\x02at\"\x94\x03\n" +
+	"\x16ConsumerGroupPartition\x12\x1c\n" +
+	"\tpartition\x18\x01 \x01(\rR\tpartition\x12\x18\n" +
+	"\apresent\x18\x02 \x01(\bR\apresent\x12\x14\n" +
+	"\x05floor\x18\x03 \x01(\x04R\x05floor\x12\x16\n" +
+	"\x06cursor\x18\x04 \x01(\x04R\x06cursor\x12\x1e\n" +
+	"\n" +
+	"generation\x18\x05 \x01(\x04R\n" +
+	"generation\x12\x16\n" +
+	"\x06member\x18\x06 \x01(\tR\x06member\x12\x18\n" +
+	"\apending\x18\a \x01(\x04R\apending\x12#\n" +
+	"\rdead_lettered\x18\b \x01(\x04R\fdeadLettered\x12#\n" +
+	"\rlow_watermark\x18\t \x01(\x04R\flowWatermark\x12%\n" +
+	"\x0ehigh_watermark\x18\n" +
+	" \x01(\x04R\rhighWatermark\x12\x1d\n" +
+	"\n" +
+	"lag_events\x18\v \x01(\x04R\tlagEvents\x12\x15\n" +
+	"\x06lag_ms\x18\f \x01(\x03R\x05lagMs\x12\x1b\n" +
+	"\tleader_id\x18\r \x01(\tR\bleaderId\"\x88\x02\n" +
+	"\x11ConsumerGroupInfo\x12\x14\n" +
+	"\x05topic\x18\x01 \x01(\tR\x05topic\x12\x12\n" +
+	"\x04name\x18\x02 \x01(\tR\x04name\x126\n" +
+	"\x06config\x18\x03 \x01(\v2\x1e.herald.v1.ConsumerGroupConfigR\x06config\x12A\n" +
+	"\n" +
+	"partitions\x18\x04 \x03(\v2!.herald.v1.ConsumerGroupPartitionR\n" +
+	"partitions\x12\x1d\n" +
+	"\n" +
+	"lag_events\x18\x05 \x01(\x04R\tlagEvents\x12\x15\n" +
+	"\x06lag_ms\x18\x06 \x01(\x03R\x05lagMs\x12\x18\n" +
+	"\apending\x18\a \x01(\x04R\apending\"\xa5\x01\n" +
+	"\x12CreateGroupRequest\x12\x14\n" +
+	"\x05topic\x18\x01 \x01(\tR\x05topic\x12\x14\n" +
+	"\x05group\x18\x02 \x01(\tR\x05group\x126\n" +
+	"\x06config\x18\x03 \x01(\v2\x1e.herald.v1.ConsumerGroupConfigR\x06config\x12+\n" +
+	"\x05start\x18\x04 \x01(\v2\x15.herald.v1.GroupStartR\x05start\"I\n" +
+	"\x13CreateGroupResponse\x122\n" +
+	"\x05group\x18\x01 \x01(\v2\x1c.herald.v1.ConsumerGroupInfoR\x05group\")\n" +
+	"\x11ListGroupsRequest\x12\x14\n" +
+	"\x05topic\x18\x01 \x01(\tR\x05topic\"J\n" +
+	"\x12ListGroupsResponse\x124\n" +
+	"\x06groups\x18\x01 \x03(\v2\x1c.herald.v1.ConsumerGroupInfoR\x06groups\"B\n" +
+	"\x14DescribeGroupRequest\x12\x14\n" +
+	"\x05topic\x18\x01 \x01(\tR\x05topic\x12\x14\n" +
+	"\x05group\x18\x02 \x01(\tR\x05group\"K\n" +
+	"\x15DescribeGroupResponse\x122\n" +
+	"\x05group\x18\x01 \x01(\v2\x1c.herald.v1.ConsumerGroupInfoR\x05group\"f\n" +
+	"\x11ResetGroupRequest\x12\x14\n" +
+	"\x05topic\x18\x01 \x01(\tR\x05topic\x12\x14\n" +
+	"\x05group\x18\x02 \x01(\tR\x05group\x12%\n" +
+	"\x02to\x18\x03 \x01(\v2\x15.herald.v1.GroupStartR\x02to\"H\n" +
+	"\x12ResetGroupResponse\x122\n" +
+	"\x05group\x18\x01 \x01(\v2\x1c.herald.v1.ConsumerGroupInfoR\x05group\"@\n" +
+	"\x12DeleteGroupRequest\x12\x14\n" +
+	"\x05topic\x18\x01 \x01(\tR\x05topic\x12\x14\n" +
+	"\x05group\x18\x02 \x01(\tR\x05group\"\x15\n" +
+	"\x13DeleteGroupResponse\"\xea\x02\n" +
+	"\x15PartitionGroupRequest\x12\x19\n" +
+	"\bgroup_id\x18\x01 \x01(\x04R\agroupId\x12\x14\n" +
+	"\x05group\x18\x02 \x01(\tR\x05group\x129\n" +
+	"\x06create\x18\x03 \x01(\v2\x1f.herald.v1.PartitionGroupCreateH\x00R\x06create\x126\n" +
+	"\x05reset\x18\x04 \x01(\v2\x1e.herald.v1.PartitionGroupResetH\x00R\x05reset\x129\n" +
+	"\x06delete\x18\x05 \x01(\v2\x1f.herald.v1.PartitionGroupDeleteH\x00R\x06delete\x123\n" +
+	"\x04read\x18\x06 \x01(\v2\x1d.herald.v1.PartitionGroupReadH\x00R\x04read\x12\x14\n" +
+	"\x05topic\x18\a \x01(\tR\x05topic\x12\x1c\n" +
+	"\tpartition\x18\b \x01(\rR\tpartitionB\t\n" +
+	"\acommand\"{\n" +
+	"\x14PartitionGroupCreate\x126\n" +
+	"\x06config\x18\x01 \x01(\v2\x1e.herald.v1.ConsumerGroupConfigR\x06config\x12+\n" +
+	"\x05start\x18\x02 \x01(\v2\x15.herald.v1.GroupStartR\x05start\"<\n" +
+	"\x13PartitionGroupReset\x12%\n" +
+	"\x02to\x18\x01 \x01(\v2\x15.herald.v1.GroupStartR\x02to\"\x16\n" +
+	"\x14PartitionGroupDelete\"\x14\n" +
+	"\x12PartitionGroupRead\"\x9a\x01\n" +
+	"\x13PartitionGroupState\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x126\n" +
+	"\x06config\x18\x02 \x01(\v2\x1e.herald.v1.ConsumerGroupConfigR\x06config\x127\n" +
+	"\x05state\x18\x03 \x01(\v2!.herald.v1.ConsumerGroupPartitionR\x05state\"j\n" +
+	"\x16PartitionGroupResponse\x126\n" +
+	"\x06groups\x18\x01 \x03(\v2\x1e.herald.v1.PartitionGroupStateR\x06groups\x12\x18\n" +
+	"\aexisted\x18\x02 \x01(\bR\aexisted*\xb3\x04\n" +
 	"\vErrorReason\x12\x1c\n" +
 	"\x18ERROR_REASON_UNSPECIFIED\x10\x00\x12\x0e\n" +
 	"\n" +
@@ -3931,7 +5382,10 @@ const file_client_heraldpb_herald_proto_rawDesc = "" +
 	"\x12DUPLICATE_SEQUENCE\x10\x14\x12\x0e\n" +
 	"\n" +
 	"QUEUE_FULL\x10\x15\x12\x11\n" +
-	"\rEPOCH_CHANGED\x10\x16*K\n" +
+	"\rEPOCH_CHANGED\x10\x16\x12\x13\n" +
+	"\x0fGROUP_NOT_FOUND\x10\x17\x12\x10\n" +
+	"\fGROUP_EXISTS\x10\x18\x12\x13\n" +
+	"\x0fTOO_MANY_GROUPS\x10\x19*K\n" +
 	"\bOrdering\x12\x18\n" +
 	"\x14ORDERING_UNSPECIFIED\x10\x00\x12\x0e\n" +
 	"\n" +
@@ -3942,7 +5396,7 @@ const file_client_heraldpb_herald_proto_rawDesc = "" +
 	"\x1aSTART_POSITION_UNSPECIFIED\x10\x00\x12\f\n" +
 	"\bEARLIEST\x10\x01\x12\n" +
 	"\n" +
-	"\x06LATEST\x10\x022\x8f\t\n" +
+	"\x06LATEST\x10\x022\x95\f\n" +
 	"\x06Herald\x12L\n" +
 	"\vCreateTopic\x12\x1d.herald.v1.CreateTopicRequest\x1a\x1e.herald.v1.CreateTopicResponse\x12I\n" +
 	"\n" +
@@ -3960,13 +5414,21 @@ const file_client_heraldpb_herald_proto_rawDesc = "" +
 	"\vListTenants\x12\x1d.herald.v1.ListTenantsRequest\x1a\x1e.herald.v1.ListTenantsResponse\x12U\n" +
 	"\x0eDescribeTenant\x12 .herald.v1.DescribeTenantRequest\x1a!.herald.v1.DescribeTenantResponse\x12U\n" +
 	"\x0eSetTenantQuota\x12 .herald.v1.SetTenantQuotaRequest\x1a!.herald.v1.SetTenantQuotaResponse\x12O\n" +
-	"\fInitProducer\x12\x1e.herald.v1.InitProducerRequest\x1a\x1f.herald.v1.InitProducerResponse2\xea\x02\n" +
+	"\fInitProducer\x12\x1e.herald.v1.InitProducerRequest\x1a\x1f.herald.v1.InitProducerResponse\x12L\n" +
+	"\vCreateGroup\x12\x1d.herald.v1.CreateGroupRequest\x1a\x1e.herald.v1.CreateGroupResponse\x12I\n" +
+	"\n" +
+	"ListGroups\x12\x1c.herald.v1.ListGroupsRequest\x1a\x1d.herald.v1.ListGroupsResponse\x12R\n" +
+	"\rDescribeGroup\x12\x1f.herald.v1.DescribeGroupRequest\x1a .herald.v1.DescribeGroupResponse\x12I\n" +
+	"\n" +
+	"ResetGroup\x12\x1c.herald.v1.ResetGroupRequest\x1a\x1d.herald.v1.ResetGroupResponse\x12L\n" +
+	"\vDeleteGroup\x12\x1d.herald.v1.DeleteGroupRequest\x1a\x1e.herald.v1.DeleteGroupResponse2\xc1\x03\n" +
 	"\fNodeInternal\x12I\n" +
 	"\n" +
 	"NodeStatus\x12\x1c.herald.v1.NodeStatusRequest\x1a\x1d.herald.v1.NodeStatusResponse\x12d\n" +
 	"\x13ControllerReadIndex\x12%.herald.v1.ControllerReadIndexRequest\x1a&.herald.v1.ControllerReadIndexResponse\x12U\n" +
 	"\x0eMarkGroupsLive\x12 .herald.v1.MarkGroupsLiveRequest\x1a!.herald.v1.MarkGroupsLiveResponse\x12R\n" +
-	"\rFenceContract\x12\x1f.herald.v1.FenceContractRequest\x1a .herald.v1.FenceContractResponseB6Z4github.com/heraldlog/herald/client/heraldpb;heraldpbb\x06proto3"
+	"\rFenceContract\x12\x1f.herald.v1.FenceContractRequest\x1a .herald.v1.FenceContractResponse\x12U\n" +
+	"\x0ePartitionGroup\x12 .herald.v1.PartitionGroupRequest\x1a!.herald.v1.PartitionGroupResponseB6Z4github.com/heraldlog/herald/client/heraldpb;heraldpbb\x06proto3"
 
 var (
 	file_client_heraldpb_herald_proto_rawDescOnce sync.Once
@@ -3981,7 +5443,7 @@ func file_client_heraldpb_herald_proto_rawDescGZIP() []byte {
 }
 
 var file_client_heraldpb_herald_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_client_heraldpb_herald_proto_msgTypes = make([]protoimpl.MessageInfo, 54)
+var file_client_heraldpb_herald_proto_msgTypes = make([]protoimpl.MessageInfo, 75)
 var file_client_heraldpb_herald_proto_goTypes = []any{
 	(ErrorReason)(0),                    // 0: herald.v1.ErrorReason
 	(Ordering)(0),                       // 1: herald.v1.Ordering
@@ -4038,11 +5500,32 @@ var file_client_heraldpb_herald_proto_goTypes = []any{
 	(*MarkGroupsLiveResponse)(nil),      // 52: herald.v1.MarkGroupsLiveResponse
 	(*NodeStatusRequest)(nil),           // 53: herald.v1.NodeStatusRequest
 	(*NodeStatusResponse)(nil),          // 54: herald.v1.NodeStatusResponse
-	nil,                                 // 55: herald.v1.Event.HeadersEntry
-	nil,                                 // 56: herald.v1.SubscribeStart.HeadersEntry
+	(*ConsumerGroupConfig)(nil),         // 55: herald.v1.ConsumerGroupConfig
+	(*GroupStart)(nil),                  // 56: herald.v1.GroupStart
+	(*ConsumerGroupPartition)(nil),      // 57: herald.v1.ConsumerGroupPartition
+	(*ConsumerGroupInfo)(nil),           // 58: herald.v1.ConsumerGroupInfo
+	(*CreateGroupRequest)(nil),          // 59: herald.v1.CreateGroupRequest
+	(*CreateGroupResponse)(nil),         // 60: herald.v1.CreateGroupResponse
+	(*ListGroupsRequest)(nil),           // 61: herald.v1.ListGroupsRequest
+	(*ListGroupsResponse)(nil),          // 62: herald.v1.ListGroupsResponse
+	(*DescribeGroupRequest)(nil),        // 63: herald.v1.DescribeGroupRequest
+	(*DescribeGroupResponse)(nil),       // 64: herald.v1.DescribeGroupResponse
+	(*ResetGroupRequest)(nil),           // 65: herald.v1.ResetGroupRequest
+	(*ResetGroupResponse)(nil),          // 66: herald.v1.ResetGroupResponse
+	(*DeleteGroupRequest)(nil),          // 67: herald.v1.DeleteGroupRequest
+	(*DeleteGroupResponse)(nil),         // 68: herald.v1.DeleteGroupResponse
+	(*PartitionGroupRequest)(nil),       // 69: herald.v1.PartitionGroupRequest
+	(*PartitionGroupCreate)(nil),        // 70: herald.v1.PartitionGroupCreate
+	(*PartitionGroupReset)(nil),         // 71: herald.v1.PartitionGroupReset
+	(*PartitionGroupDelete)(nil),        // 72: herald.v1.PartitionGroupDelete
+	(*PartitionGroupRead)(nil),          // 73: herald.v1.PartitionGroupRead
+	(*PartitionGroupState)(nil),         // 74: herald.v1.PartitionGroupState
+	(*PartitionGroupResponse)(nil),      // 75: herald.v1.PartitionGroupResponse
+	nil,                                 // 76: herald.v1.Event.HeadersEntry
+	nil,                                 // 77: herald.v1.SubscribeStart.HeadersEntry
 }
 var file_client_heraldpb_herald_proto_depIdxs = []int32{
-	55, // 0: herald.v1.Event.headers:type_name -> herald.v1.Event.HeadersEntry
+	76, // 0: herald.v1.Event.headers:type_name -> herald.v1.Event.HeadersEntry
 	1,  // 1: herald.v1.TopicConfig.ordering:type_name -> herald.v1.Ordering
 	4,  // 2: herald.v1.TopicInfo.config:type_name -> herald.v1.TopicConfig
 	5,  // 3: herald.v1.TopicInfo.partitions:type_name -> herald.v1.PartitionInfo
@@ -4068,55 +5551,87 @@ var file_client_heraldpb_herald_proto_depIdxs = []int32{
 	38, // 23: herald.v1.SubscribeRequest.start:type_name -> herald.v1.SubscribeStart
 	39, // 24: herald.v1.SubscribeRequest.credit:type_name -> herald.v1.SubscribeCredit
 	2,  // 25: herald.v1.SubscribeStart.position:type_name -> herald.v1.StartPosition
-	56, // 26: herald.v1.SubscribeStart.headers:type_name -> herald.v1.SubscribeStart.HeadersEntry
+	77, // 26: herald.v1.SubscribeStart.headers:type_name -> herald.v1.SubscribeStart.HeadersEntry
 	3,  // 27: herald.v1.SubscribeResponse.events:type_name -> herald.v1.Event
 	42, // 28: herald.v1.PartitionStatus.replica_status:type_name -> herald.v1.ReplicaStatus
 	44, // 29: herald.v1.ClusterStatusResponse.nodes:type_name -> herald.v1.NodeStatusInfo
 	43, // 30: herald.v1.ClusterStatusResponse.partitions:type_name -> herald.v1.PartitionStatus
 	46, // 31: herald.v1.NodeStatusResponse.groups:type_name -> herald.v1.GroupStatus
-	8,  // 32: herald.v1.Herald.CreateTopic:input_type -> herald.v1.CreateTopicRequest
-	10, // 33: herald.v1.Herald.ListTopics:input_type -> herald.v1.ListTopicsRequest
-	12, // 34: herald.v1.Herald.DescribeTopic:input_type -> herald.v1.DescribeTopicRequest
-	14, // 35: herald.v1.Herald.Metadata:input_type -> herald.v1.MetadataRequest
-	16, // 36: herald.v1.Herald.Produce:input_type -> herald.v1.ProduceRequest
-	35, // 37: herald.v1.Herald.Fetch:input_type -> herald.v1.FetchRequest
-	37, // 38: herald.v1.Herald.Subscribe:input_type -> herald.v1.SubscribeRequest
-	41, // 39: herald.v1.Herald.ClusterStatus:input_type -> herald.v1.ClusterStatusRequest
-	28, // 40: herald.v1.Herald.AlterTopic:input_type -> herald.v1.AlterTopicRequest
-	30, // 41: herald.v1.Herald.DeleteTopic:input_type -> herald.v1.DeleteTopicRequest
-	20, // 42: herald.v1.Herald.CreateTenant:input_type -> herald.v1.CreateTenantRequest
-	22, // 43: herald.v1.Herald.ListTenants:input_type -> herald.v1.ListTenantsRequest
-	24, // 44: herald.v1.Herald.DescribeTenant:input_type -> herald.v1.DescribeTenantRequest
-	26, // 45: herald.v1.Herald.SetTenantQuota:input_type -> herald.v1.SetTenantQuotaRequest
-	32, // 46: herald.v1.Herald.InitProducer:input_type -> herald.v1.InitProducerRequest
-	53, // 47: herald.v1.NodeInternal.NodeStatus:input_type -> herald.v1.NodeStatusRequest
-	47, // 48: herald.v1.NodeInternal.ControllerReadIndex:input_type -> herald.v1.ControllerReadIndexRequest
-	51, // 49: herald.v1.NodeInternal.MarkGroupsLive:input_type -> herald.v1.MarkGroupsLiveRequest
-	49, // 50: herald.v1.NodeInternal.FenceContract:input_type -> herald.v1.FenceContractRequest
-	9,  // 51: herald.v1.Herald.CreateTopic:output_type -> herald.v1.CreateTopicResponse
-	11, // 52: herald.v1.Herald.ListTopics:output_type -> herald.v1.ListTopicsResponse
-	13, // 53: herald.v1.Herald.DescribeTopic:output_type -> herald.v1.DescribeTopicResponse
-	15, // 54: herald.v1.Herald.Metadata:output_type -> herald.v1.MetadataResponse
-	34, // 55: herald.v1.Herald.Produce:output_type -> herald.v1.ProduceResponse
-	36, // 56: herald.v1.Herald.Fetch:output_type -> herald.v1.FetchResponse
-	40, // 57: herald.v1.Herald.Subscribe:output_type -> herald.v1.SubscribeResponse
-	45, // 58: herald.v1.Herald.ClusterStatus:output_type -> herald.v1.ClusterStatusResponse
-	29, // 59: herald.v1.Herald.AlterTopic:output_type -> herald.v1.AlterTopicResponse
-	31, // 60: herald.v1.Herald.DeleteTopic:output_type -> herald.v1.DeleteTopicResponse
-	21, // 61: herald.v1.Herald.CreateTenant:output_type -> herald.v1.CreateTenantResponse
-	23, // 62: herald.v1.Herald.ListTenants:output_type -> herald.v1.ListTenantsResponse
-	25, // 63: herald.v1.Herald.DescribeTenant:output_type -> herald.v1.DescribeTenantResponse
-	27, // 64: herald.v1.Herald.SetTenantQuota:output_type -> herald.v1.SetTenantQuotaResponse
-	33, // 65: herald.v1.Herald.InitProducer:output_type -> herald.v1.InitProducerResponse
-	54, // 66: herald.v1.NodeInternal.NodeStatus:output_type -> herald.v1.NodeStatusResponse
-	48, // 67: herald.v1.NodeInternal.ControllerReadIndex:output_type -> herald.v1.ControllerReadIndexResponse
-	52, // 68: herald.v1.NodeInternal.MarkGroupsLive:output_type -> herald.v1.MarkGroupsLiveResponse
-	50, // 69: herald.v1.NodeInternal.FenceContract:output_type -> herald.v1.FenceContractResponse
-	51, // [51:70] is the sub-list for method output_type
-	32, // [32:51] is the sub-list for method input_type
-	32, // [32:32] is the sub-list for extension type_name
-	32, // [32:32] is the sub-list for extension extendee
-	0,  // [0:32] is the sub-list for field type_name
+	2,  // 32: herald.v1.GroupStart.position:type_name -> herald.v1.StartPosition
+	55, // 33: herald.v1.ConsumerGroupInfo.config:type_name -> herald.v1.ConsumerGroupConfig
+	57, // 34: herald.v1.ConsumerGroupInfo.partitions:type_name -> herald.v1.ConsumerGroupPartition
+	55, // 35: herald.v1.CreateGroupRequest.config:type_name -> herald.v1.ConsumerGroupConfig
+	56, // 36: herald.v1.CreateGroupRequest.start:type_name -> herald.v1.GroupStart
+	58, // 37: herald.v1.CreateGroupResponse.group:type_name -> herald.v1.ConsumerGroupInfo
+	58, // 38: herald.v1.ListGroupsResponse.groups:type_name -> herald.v1.ConsumerGroupInfo
+	58, // 39: herald.v1.DescribeGroupResponse.group:type_name -> herald.v1.ConsumerGroupInfo
+	56, // 40: herald.v1.ResetGroupRequest.to:type_name -> herald.v1.GroupStart
+	58, // 41: herald.v1.ResetGroupResponse.group:type_name -> herald.v1.ConsumerGroupInfo
+	70, // 42: herald.v1.PartitionGroupRequest.create:type_name -> herald.v1.PartitionGroupCreate
+	71, // 43: herald.v1.PartitionGroupRequest.reset:type_name -> herald.v1.PartitionGroupReset
+	72, // 44: herald.v1.PartitionGroupRequest.delete:type_name -> herald.v1.PartitionGroupDelete
+	73, // 45: herald.v1.PartitionGroupRequest.read:type_name -> herald.v1.PartitionGroupRead
+	55, // 46: herald.v1.PartitionGroupCreate.config:type_name -> herald.v1.ConsumerGroupConfig
+	56, // 47: herald.v1.PartitionGroupCreate.start:type_name -> herald.v1.GroupStart
+	56, // 48: herald.v1.PartitionGroupReset.to:type_name -> herald.v1.GroupStart
+	55, // 49: herald.v1.PartitionGroupState.config:type_name -> herald.v1.ConsumerGroupConfig
+	57, // 50: herald.v1.PartitionGroupState.state:type_name -> herald.v1.ConsumerGroupPartition
+	74, // 51: herald.v1.PartitionGroupResponse.groups:type_name -> herald.v1.PartitionGroupState
+	8,  // 52: herald.v1.Herald.CreateTopic:input_type -> herald.v1.CreateTopicRequest
+	10, // 53: herald.v1.Herald.ListTopics:input_type -> herald.v1.ListTopicsRequest
+	12, // 54: herald.v1.Herald.DescribeTopic:input_type -> herald.v1.DescribeTopicRequest
+	14, // 55: herald.v1.Herald.Metadata:input_type -> herald.v1.MetadataRequest
+	16, // 56: herald.v1.Herald.Produce:input_type -> herald.v1.ProduceRequest
+	35, // 57: herald.v1.Herald.Fetch:input_type -> herald.v1.FetchRequest
+	37, // 58: herald.v1.Herald.Subscribe:input_type -> herald.v1.SubscribeRequest
+	41, // 59: herald.v1.Herald.ClusterStatus:input_type -> herald.v1.ClusterStatusRequest
+	28, // 60: herald.v1.Herald.AlterTopic:input_type -> herald.v1.AlterTopicRequest
+	30, // 61: herald.v1.Herald.DeleteTopic:input_type -> herald.v1.DeleteTopicRequest
+	20, // 62: herald.v1.Herald.CreateTenant:input_type -> herald.v1.CreateTenantRequest
+	22, // 63: herald.v1.Herald.ListTenants:input_type -> herald.v1.ListTenantsRequest
+	24, // 64: herald.v1.Herald.DescribeTenant:input_type -> herald.v1.DescribeTenantRequest
+	26, // 65: herald.v1.Herald.SetTenantQuota:input_type -> herald.v1.SetTenantQuotaRequest
+	32, // 66: herald.v1.Herald.InitProducer:input_type -> herald.v1.InitProducerRequest
+	59, // 67: herald.v1.Herald.CreateGroup:input_type -> herald.v1.CreateGroupRequest
+	61, // 68: herald.v1.Herald.ListGroups:input_type -> herald.v1.ListGroupsRequest
+	63, // 69: herald.v1.Herald.DescribeGroup:input_type -> herald.v1.DescribeGroupRequest
+	65, // 70: herald.v1.Herald.ResetGroup:input_type -> herald.v1.ResetGroupRequest
+	67, // 71: herald.v1.Herald.DeleteGroup:input_type -> herald.v1.DeleteGroupRequest
+	53, // 72: herald.v1.NodeInternal.NodeStatus:input_type -> herald.v1.NodeStatusRequest
+	47, // 73: herald.v1.NodeInternal.ControllerReadIndex:input_type -> herald.v1.ControllerReadIndexRequest
+	51, // 74: herald.v1.NodeInternal.MarkGroupsLive:input_type -> herald.v1.MarkGroupsLiveRequest
+	49, // 75: herald.v1.NodeInternal.FenceContract:input_type -> herald.v1.FenceContractRequest
+	69, // 76: herald.v1.NodeInternal.PartitionGroup:input_type -> herald.v1.PartitionGroupRequest
+	9,  // 77: herald.v1.Herald.CreateTopic:output_type -> herald.v1.CreateTopicResponse
+	11, // 78: herald.v1.Herald.ListTopics:output_type -> herald.v1.ListTopicsResponse
+	13, // 79: herald.v1.Herald.DescribeTopic:output_type -> herald.v1.DescribeTopicResponse
+	15, // 80: herald.v1.Herald.Metadata:output_type -> herald.v1.MetadataResponse
+	34, // 81: herald.v1.Herald.Produce:output_type -> herald.v1.ProduceResponse
+	36, // 82: herald.v1.Herald.Fetch:output_type -> herald.v1.FetchResponse
+	40, // 83: herald.v1.Herald.Subscribe:output_type -> herald.v1.SubscribeResponse
+	45, // 84: herald.v1.Herald.ClusterStatus:output_type -> herald.v1.ClusterStatusResponse
+	29, // 85: herald.v1.Herald.AlterTopic:output_type -> herald.v1.AlterTopicResponse
+	31, // 86: herald.v1.Herald.DeleteTopic:output_type -> herald.v1.DeleteTopicResponse
+	21, // 87: herald.v1.Herald.CreateTenant:output_type -> herald.v1.CreateTenantResponse
+	23, // 88: herald.v1.Herald.ListTenants:output_type -> herald.v1.ListTenantsResponse
+	25, // 89: herald.v1.Herald.DescribeTenant:output_type -> herald.v1.DescribeTenantResponse
+	27, // 90: herald.v1.Herald.SetTenantQuota:output_type -> herald.v1.SetTenantQuotaResponse
+	33, // 91: herald.v1.Herald.InitProducer:output_type -> herald.v1.InitProducerResponse
+	60, // 92: herald.v1.Herald.CreateGroup:output_type -> herald.v1.CreateGroupResponse
+	62, // 93: herald.v1.Herald.ListGroups:output_type -> herald.v1.ListGroupsResponse
+	64, // 94: herald.v1.Herald.DescribeGroup:output_type -> herald.v1.DescribeGroupResponse
+	66, // 95: herald.v1.Herald.ResetGroup:output_type -> herald.v1.ResetGroupResponse
+	68, // 96: herald.v1.Herald.DeleteGroup:output_type -> herald.v1.DeleteGroupResponse
+	54, // 97: herald.v1.NodeInternal.NodeStatus:output_type -> herald.v1.NodeStatusResponse
+	48, // 98: herald.v1.NodeInternal.ControllerReadIndex:output_type -> herald.v1.ControllerReadIndexResponse
+	52, // 99: herald.v1.NodeInternal.MarkGroupsLive:output_type -> herald.v1.MarkGroupsLiveResponse
+	50, // 100: herald.v1.NodeInternal.FenceContract:output_type -> herald.v1.FenceContractResponse
+	75, // 101: herald.v1.NodeInternal.PartitionGroup:output_type -> herald.v1.PartitionGroupResponse
+	77, // [77:102] is the sub-list for method output_type
+	52, // [52:77] is the sub-list for method input_type
+	52, // [52:52] is the sub-list for extension type_name
+	52, // [52:52] is the sub-list for extension extendee
+	0,  // [0:52] is the sub-list for field type_name
 }
 
 func init() { file_client_heraldpb_herald_proto_init() }
@@ -4140,13 +5655,24 @@ func file_client_heraldpb_herald_proto_init() {
 		(*SubscribeStart_Position)(nil),
 		(*SubscribeStart_TimeUnixNano)(nil),
 	}
+	file_client_heraldpb_herald_proto_msgTypes[53].OneofWrappers = []any{
+		(*GroupStart_Position)(nil),
+		(*GroupStart_Offset)(nil),
+		(*GroupStart_TimeUnixNano)(nil),
+	}
+	file_client_heraldpb_herald_proto_msgTypes[66].OneofWrappers = []any{
+		(*PartitionGroupRequest_Create)(nil),
+		(*PartitionGroupRequest_Reset_)(nil),
+		(*PartitionGroupRequest_Delete)(nil),
+		(*PartitionGroupRequest_Read)(nil),
+	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_client_heraldpb_herald_proto_rawDesc), len(file_client_heraldpb_herald_proto_rawDesc)),
 			NumEnums:      3,
-			NumMessages:   54,
+			NumMessages:   75,
 			NumExtensions: 0,
 			NumServices:   2,
 		},

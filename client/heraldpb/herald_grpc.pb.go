@@ -37,6 +37,11 @@ const (
 	Herald_DescribeTenant_FullMethodName = "/herald.v1.Herald/DescribeTenant"
 	Herald_SetTenantQuota_FullMethodName = "/herald.v1.Herald/SetTenantQuota"
 	Herald_InitProducer_FullMethodName   = "/herald.v1.Herald/InitProducer"
+	Herald_CreateGroup_FullMethodName    = "/herald.v1.Herald/CreateGroup"
+	Herald_ListGroups_FullMethodName     = "/herald.v1.Herald/ListGroups"
+	Herald_DescribeGroup_FullMethodName  = "/herald.v1.Herald/DescribeGroup"
+	Herald_ResetGroup_FullMethodName     = "/herald.v1.Herald/ResetGroup"
+	Herald_DeleteGroup_FullMethodName    = "/herald.v1.Herald/DeleteGroup"
 )
 
 // HeraldClient is the client API for Herald service.
@@ -74,6 +79,15 @@ type HeraldClient interface {
 	// producer_seq 1 under that epoch. Called with an existing producer_id it
 	// issues a higher epoch for it, which fences every holder of an older one.
 	InitProducer(ctx context.Context, in *InitProducerRequest, opts ...grpc.CallOption) (*InitProducerResponse, error)
+	// Consumer group administration (docs/protocol.md, "Consumer groups").
+	// A group exists per partition of its topic; the answering node runs
+	// each partition's part on that partition's leader (forwarding through
+	// NodeInternal.PartitionGroup) and answers for the whole topic.
+	CreateGroup(ctx context.Context, in *CreateGroupRequest, opts ...grpc.CallOption) (*CreateGroupResponse, error)
+	ListGroups(ctx context.Context, in *ListGroupsRequest, opts ...grpc.CallOption) (*ListGroupsResponse, error)
+	DescribeGroup(ctx context.Context, in *DescribeGroupRequest, opts ...grpc.CallOption) (*DescribeGroupResponse, error)
+	ResetGroup(ctx context.Context, in *ResetGroupRequest, opts ...grpc.CallOption) (*ResetGroupResponse, error)
+	DeleteGroup(ctx context.Context, in *DeleteGroupRequest, opts ...grpc.CallOption) (*DeleteGroupResponse, error)
 }
 
 type heraldClient struct {
@@ -237,6 +251,56 @@ func (c *heraldClient) InitProducer(ctx context.Context, in *InitProducerRequest
 	return out, nil
 }
 
+func (c *heraldClient) CreateGroup(ctx context.Context, in *CreateGroupRequest, opts ...grpc.CallOption) (*CreateGroupResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(CreateGroupResponse)
+	err := c.cc.Invoke(ctx, Herald_CreateGroup_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *heraldClient) ListGroups(ctx context.Context, in *ListGroupsRequest, opts ...grpc.CallOption) (*ListGroupsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListGroupsResponse)
+	err := c.cc.Invoke(ctx, Herald_ListGroups_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *heraldClient) DescribeGroup(ctx context.Context, in *DescribeGroupRequest, opts ...grpc.CallOption) (*DescribeGroupResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(DescribeGroupResponse)
+	err := c.cc.Invoke(ctx, Herald_DescribeGroup_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *heraldClient) ResetGroup(ctx context.Context, in *ResetGroupRequest, opts ...grpc.CallOption) (*ResetGroupResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ResetGroupResponse)
+	err := c.cc.Invoke(ctx, Herald_ResetGroup_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *heraldClient) DeleteGroup(ctx context.Context, in *DeleteGroupRequest, opts ...grpc.CallOption) (*DeleteGroupResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(DeleteGroupResponse)
+	err := c.cc.Invoke(ctx, Herald_DeleteGroup_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // HeraldServer is the server API for Herald service.
 // All implementations must embed UnimplementedHeraldServer
 // for forward compatibility.
@@ -272,6 +336,15 @@ type HeraldServer interface {
 	// producer_seq 1 under that epoch. Called with an existing producer_id it
 	// issues a higher epoch for it, which fences every holder of an older one.
 	InitProducer(context.Context, *InitProducerRequest) (*InitProducerResponse, error)
+	// Consumer group administration (docs/protocol.md, "Consumer groups").
+	// A group exists per partition of its topic; the answering node runs
+	// each partition's part on that partition's leader (forwarding through
+	// NodeInternal.PartitionGroup) and answers for the whole topic.
+	CreateGroup(context.Context, *CreateGroupRequest) (*CreateGroupResponse, error)
+	ListGroups(context.Context, *ListGroupsRequest) (*ListGroupsResponse, error)
+	DescribeGroup(context.Context, *DescribeGroupRequest) (*DescribeGroupResponse, error)
+	ResetGroup(context.Context, *ResetGroupRequest) (*ResetGroupResponse, error)
+	DeleteGroup(context.Context, *DeleteGroupRequest) (*DeleteGroupResponse, error)
 	mustEmbedUnimplementedHeraldServer()
 }
 
@@ -326,6 +399,21 @@ func (UnimplementedHeraldServer) SetTenantQuota(context.Context, *SetTenantQuota
 }
 func (UnimplementedHeraldServer) InitProducer(context.Context, *InitProducerRequest) (*InitProducerResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method InitProducer not implemented")
+}
+func (UnimplementedHeraldServer) CreateGroup(context.Context, *CreateGroupRequest) (*CreateGroupResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method CreateGroup not implemented")
+}
+func (UnimplementedHeraldServer) ListGroups(context.Context, *ListGroupsRequest) (*ListGroupsResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListGroups not implemented")
+}
+func (UnimplementedHeraldServer) DescribeGroup(context.Context, *DescribeGroupRequest) (*DescribeGroupResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method DescribeGroup not implemented")
+}
+func (UnimplementedHeraldServer) ResetGroup(context.Context, *ResetGroupRequest) (*ResetGroupResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ResetGroup not implemented")
+}
+func (UnimplementedHeraldServer) DeleteGroup(context.Context, *DeleteGroupRequest) (*DeleteGroupResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method DeleteGroup not implemented")
 }
 func (UnimplementedHeraldServer) mustEmbedUnimplementedHeraldServer() {}
 func (UnimplementedHeraldServer) testEmbeddedByValue()                {}
@@ -607,6 +695,96 @@ func _Herald_InitProducer_Handler(srv interface{}, ctx context.Context, dec func
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Herald_CreateGroup_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(CreateGroupRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(HeraldServer).CreateGroup(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Herald_CreateGroup_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(HeraldServer).CreateGroup(ctx, req.(*CreateGroupRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Herald_ListGroups_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListGroupsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(HeraldServer).ListGroups(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Herald_ListGroups_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(HeraldServer).ListGroups(ctx, req.(*ListGroupsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Herald_DescribeGroup_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(DescribeGroupRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(HeraldServer).DescribeGroup(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Herald_DescribeGroup_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(HeraldServer).DescribeGroup(ctx, req.(*DescribeGroupRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Herald_ResetGroup_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ResetGroupRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(HeraldServer).ResetGroup(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Herald_ResetGroup_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(HeraldServer).ResetGroup(ctx, req.(*ResetGroupRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Herald_DeleteGroup_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(DeleteGroupRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(HeraldServer).DeleteGroup(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Herald_DeleteGroup_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(HeraldServer).DeleteGroup(ctx, req.(*DeleteGroupRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // Herald_ServiceDesc is the grpc.ServiceDesc for Herald service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -670,6 +848,26 @@ var Herald_ServiceDesc = grpc.ServiceDesc{
 			MethodName: "InitProducer",
 			Handler:    _Herald_InitProducer_Handler,
 		},
+		{
+			MethodName: "CreateGroup",
+			Handler:    _Herald_CreateGroup_Handler,
+		},
+		{
+			MethodName: "ListGroups",
+			Handler:    _Herald_ListGroups_Handler,
+		},
+		{
+			MethodName: "DescribeGroup",
+			Handler:    _Herald_DescribeGroup_Handler,
+		},
+		{
+			MethodName: "ResetGroup",
+			Handler:    _Herald_ResetGroup_Handler,
+		},
+		{
+			MethodName: "DeleteGroup",
+			Handler:    _Herald_DeleteGroup_Handler,
+		},
 	},
 	Streams: []grpc.StreamDesc{
 		{
@@ -687,6 +885,7 @@ const (
 	NodeInternal_ControllerReadIndex_FullMethodName = "/herald.v1.NodeInternal/ControllerReadIndex"
 	NodeInternal_MarkGroupsLive_FullMethodName      = "/herald.v1.NodeInternal/MarkGroupsLive"
 	NodeInternal_FenceContract_FullMethodName       = "/herald.v1.NodeInternal/FenceContract"
+	NodeInternal_PartitionGroup_FullMethodName      = "/herald.v1.NodeInternal/PartitionGroup"
 )
 
 // NodeInternalClient is the client API for NodeInternal service.
@@ -710,6 +909,11 @@ type NodeInternalClient interface {
 	// produce calls checked against an older contract of its topic.
 	// NOT_LEADER elsewhere.
 	FenceContract(ctx context.Context, in *FenceContractRequest, opts ...grpc.CallOption) (*FenceContractResponse, error)
+	// PartitionGroup, on a partition group's leader, runs one consumer group
+	// command of that partition (create, reset, delete, or a read of the
+	// state as of a read index) and answers the state after it.
+	// NOT_LEADER elsewhere (never forwarded again).
+	PartitionGroup(ctx context.Context, in *PartitionGroupRequest, opts ...grpc.CallOption) (*PartitionGroupResponse, error)
 }
 
 type nodeInternalClient struct {
@@ -760,6 +964,16 @@ func (c *nodeInternalClient) FenceContract(ctx context.Context, in *FenceContrac
 	return out, nil
 }
 
+func (c *nodeInternalClient) PartitionGroup(ctx context.Context, in *PartitionGroupRequest, opts ...grpc.CallOption) (*PartitionGroupResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(PartitionGroupResponse)
+	err := c.cc.Invoke(ctx, NodeInternal_PartitionGroup_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // NodeInternalServer is the server API for NodeInternal service.
 // All implementations must embed UnimplementedNodeInternalServer
 // for forward compatibility.
@@ -781,6 +995,11 @@ type NodeInternalServer interface {
 	// produce calls checked against an older contract of its topic.
 	// NOT_LEADER elsewhere.
 	FenceContract(context.Context, *FenceContractRequest) (*FenceContractResponse, error)
+	// PartitionGroup, on a partition group's leader, runs one consumer group
+	// command of that partition (create, reset, delete, or a read of the
+	// state as of a read index) and answers the state after it.
+	// NOT_LEADER elsewhere (never forwarded again).
+	PartitionGroup(context.Context, *PartitionGroupRequest) (*PartitionGroupResponse, error)
 	mustEmbedUnimplementedNodeInternalServer()
 }
 
@@ -802,6 +1021,9 @@ func (UnimplementedNodeInternalServer) MarkGroupsLive(context.Context, *MarkGrou
 }
 func (UnimplementedNodeInternalServer) FenceContract(context.Context, *FenceContractRequest) (*FenceContractResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method FenceContract not implemented")
+}
+func (UnimplementedNodeInternalServer) PartitionGroup(context.Context, *PartitionGroupRequest) (*PartitionGroupResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method PartitionGroup not implemented")
 }
 func (UnimplementedNodeInternalServer) mustEmbedUnimplementedNodeInternalServer() {}
 func (UnimplementedNodeInternalServer) testEmbeddedByValue()                      {}
@@ -896,6 +1118,24 @@ func _NodeInternal_FenceContract_Handler(srv interface{}, ctx context.Context, d
 	return interceptor(ctx, in, info, handler)
 }
 
+func _NodeInternal_PartitionGroup_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(PartitionGroupRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(NodeInternalServer).PartitionGroup(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: NodeInternal_PartitionGroup_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(NodeInternalServer).PartitionGroup(ctx, req.(*PartitionGroupRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // NodeInternal_ServiceDesc is the grpc.ServiceDesc for NodeInternal service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -918,6 +1158,10 @@ var NodeInternal_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "FenceContract",
 			Handler:    _NodeInternal_FenceContract_Handler,
+		},
+		{
+			MethodName: "PartitionGroup",
+			Handler:    _NodeInternal_PartitionGroup_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

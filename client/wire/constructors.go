@@ -226,3 +226,30 @@ func QueueFull(queuedBytes, queueBytesMax int, retryAfterMs int64) error {
 func DuplicateSequence(detail string) error {
 	return newError(heraldpb.ErrorReason_DUPLICATE_SEQUENCE, "herald: duplicate sequence: "+detail, nil)
 }
+
+// GroupNotFound reports that topic has no consumer group called group.
+func GroupNotFound(topic, group string) error {
+	return newError(heraldpb.ErrorReason_GROUP_NOT_FOUND,
+		fmt.Sprintf("herald: consumer group %q of topic %q not found", group, topic),
+		map[string]string{MetadataTopic: topic, MetadataGroup: group})
+}
+
+// GroupExists reports that topic has a consumer group called group with
+// another config than the one asked for; detail says which.
+func GroupExists(topic, group, detail string) error {
+	return newError(heraldpb.ErrorReason_GROUP_EXISTS,
+		fmt.Sprintf("herald: consumer group %q of topic %q already exists: %s", group, topic, detail),
+		map[string]string{MetadataTopic: topic, MetadataGroup: group})
+}
+
+// TooManyGroups reports that partition of topic holds max consumer groups
+// already.
+func TooManyGroups(topic string, partition uint32, max int) error {
+	return newError(heraldpb.ErrorReason_TOO_MANY_GROUPS,
+		fmt.Sprintf("herald: partition %d of topic %q holds %d consumer groups, the most it may", partition, topic, max),
+		map[string]string{
+			MetadataTopic:     topic,
+			MetadataPartition: strconv.FormatUint(uint64(partition), 10),
+			MetadataMax:       strconv.Itoa(max),
+		})
+}

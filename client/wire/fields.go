@@ -74,6 +74,7 @@ var alterableFields = [...]alterableField{
 	{"dedupe_window_ms", func(dst, src *heraldpb.TopicConfig) { dst.DedupeWindowMs = src.GetDedupeWindowMs() }},
 	{"schema_versions", func(dst, src *heraldpb.TopicConfig) { dst.SchemaVersions = slices.Clone(src.GetSchemaVersions()) }},
 	{"auto_tenants", func(dst, src *heraldpb.TopicConfig) { dst.AutoTenants = src.GetAutoTenants() }},
+	{"dead_letter_topic", func(dst, src *heraldpb.TopicConfig) { dst.DeadLetterTopic = src.GetDeadLetterTopic() }},
 }
 
 // AlterableFields returns the names of the TopicConfig fields AlterTopic

@@ -33,4 +33,5 @@ const (
 	MetadataGot                 = "got"
 	MetadataEpoch               = "epoch"
 	MetadataCurrentEpoch        = "current_epoch"
+	MetadataGroup               = "group"
 )

@@ -58,6 +58,14 @@ var (
 	// recreated); the position means nothing now. The error is an
 	// *EpochChangedError with the current epoch and bounds.
 	ErrEpochChanged = errors.New("herald: partition epoch changed")
+	// ErrGroupNotFound: the topic has no consumer group of that name.
+	ErrGroupNotFound = errors.New("herald: consumer group not found")
+	// ErrGroupExists: a consumer group of that name exists with another
+	// config (a create with the same config succeeds).
+	ErrGroupExists = errors.New("herald: consumer group already exists")
+	// ErrTooManyGroups: a partition of the topic holds the most consumer
+	// groups it may (1,024).
+	ErrTooManyGroups = errors.New("herald: too many consumer groups")
 
 	// ErrUnavailable has no reason of its own: it stands for a gRPC
 	// UNAVAILABLE status without a Herald ErrorInfo (a node that did not
@@ -103,6 +111,9 @@ var reasonTable = [...]reasonRow{
 	{heraldpb.ErrorReason_INVALID_ARGUMENT, codes.InvalidArgument, ErrInvalidArgument},
 	{heraldpb.ErrorReason_OFFSET_OUT_OF_RANGE, codes.OutOfRange, ErrOffsetOutOfRange},
 	{heraldpb.ErrorReason_EPOCH_CHANGED, codes.FailedPrecondition, ErrEpochChanged},
+	{heraldpb.ErrorReason_GROUP_NOT_FOUND, codes.NotFound, ErrGroupNotFound},
+	{heraldpb.ErrorReason_GROUP_EXISTS, codes.AlreadyExists, ErrGroupExists},
+	{heraldpb.ErrorReason_TOO_MANY_GROUPS, codes.ResourceExhausted, ErrTooManyGroups},
 }
 
 // reasonRows indexes reasonTable by reason; built from it, never edited.

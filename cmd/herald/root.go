@@ -65,6 +65,7 @@ func newRootCommand(env environment) *cobra.Command {
 		newDevCommand(),
 		newTopicCommand(env),
 		newTenantCommand(env),
+		newGroupCommand(env),
 		newProduceCommand(env),
 		newConsumeCommand(env),
 		newClusterCommand(env),

@@ -96,6 +96,7 @@ func registerAlterableFlags(f *pflag.FlagSet, cfg *client.TopicConfig) {
 	f.Var(millisFlag{&cfg.MaxTtlMs}, "max-ttl", "largest TTL an event may set (0: no maximum)")
 	f.Var(millisFlag{&cfg.DedupeWindowMs}, "dedupe-window", "drop an event whose event id was seen this recently (0: off)")
 	f.Var(versionsFlag{&cfg.SchemaVersions}, "schema-versions", "allowed schema versions, comma-separated (empty: any)")
+	f.StringVar(&cfg.DeadLetterTopic, "dead-letter-topic", "", "existing topic where consumer groups put events delivered max-deliveries times (empty: none)")
 }
 
 func newTopicAlterCommand(opts *clientOptions) *cobra.Command {
@@ -105,7 +106,7 @@ func newTopicAlterCommand(opts *clientOptions) *cobra.Command {
 	)
 	cmd := &cobra.Command{
 		Use:   "alter NAME [--retention-age DUR] [--default-ttl DUR] [...]",
-		Short: "Change a topic's retention, TTLs, dedupe window, schema versions or auto-tenants",
+		Short: "Change a topic's retention, TTLs, dedupe window, schema versions, auto-tenants or dead-letter topic",
 		Long: `Change the settings given as flags, and only those; the others keep their
 values. Durations are Go durations (90m, 1h30m) or days (7d, 1d12h).`,
 		Args: cobra.ExactArgs(1),
@@ -252,6 +253,7 @@ type topicView struct {
 	SchemaVersions    []uint32         `json:"schema_versions"`
 	RequiredFields    []string         `json:"required_fields"`
 	AutoTenants       bool             `json:"auto_tenants"`
+	DeadLetterTopic   string           `json:"dead_letter_topic"`
 	CreatedAt         string           `json:"created_at,omitempty"`
 	Assignments       []assignmentView `json:"assignments"`
 }
@@ -283,6 +285,7 @@ func newTopicView(t *client.TopicInfo) topicView {
 		SchemaVersions:    append([]uint32{}, cfg.GetSchemaVersions()...),
 		RequiredFields:    append([]string{}, cfg.GetRequiredFields()...),
 		AutoTenants:       cfg.GetAutoTenants(),
+		DeadLetterTopic:   cfg.GetDeadLetterTopic(),
 		Assignments:       []assignmentView{},
 	}
 	if ns := t.GetCreatedAtUnixNano(); ns != 0 {
@@ -317,6 +320,7 @@ func printTopic(w io.Writer, t *client.TopicInfo, asJSON bool) error {
 	fmt.Fprintf(w, "schema: %s\n", schema)
 	fmt.Fprintf(w, "required fields: %s\n", orDash(strings.Join(v.RequiredFields, ",")))
 	fmt.Fprintf(w, "auto tenants: %s\n", yesNo(v.AutoTenants))
+	fmt.Fprintf(w, "dead-letter topic: %s\n", orDash(v.DeadLetterTopic))
 	tw := newTable(w)
 	fmt.Fprintln(tw, "PARTITION\tGROUP\tLEADER\tREPLICAS")
 	for _, a := range v.Assignments {

@@ -462,3 +462,42 @@ type memSink struct{ bytes.Buffer }
 func (*memSink) ID() string    { return "test" }
 func (*memSink) Cancel() error { return nil }
 func (*memSink) Close() error  { return nil }
+
+// The dead-letter topic (issue 12) is one more contract field: stored as
+// "dead_letter_topic", left out when empty (a registry without one encodes
+// as before it existed), kept by snapshots; older registries decode with
+// none (TestSnapshotRestore's first-version snapshot).
+func TestDeadLetterTopicInTheContract(t *testing.T) {
+	empty, err := json.Marshal(Contract{Ordering: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if bytes.Contains(empty, []byte("dead_letter")) {
+		t.Fatalf("an empty dead-letter topic is encoded: %s", empty)
+	}
+	f := newTestFSM(t)
+	apply(t, f, 1, &CreateTopic{Name: "dlq", Partitions: 1, ReplicationFactor: 1, Nodes: []string{"n1"}})
+	created := apply(t, f, 2, &CreateTopic{Name: "orders", Partitions: 1, ReplicationFactor: 1, Nodes: []string{"n1"},
+		Contract: Contract{DeadLetterTopic: "dlq"}}).(*Topic)
+	if created.DeadLetterTopic != "dlq" {
+		t.Fatalf("created with dead-letter topic %q", created.DeadLetterTopic)
+	}
+	snap, err := f.Snapshot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	sink := &memSink{}
+	if err := snap.Persist(sink); err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Contains(sink.Bytes(), []byte(`"dead_letter_topic":"dlq"`)) {
+		t.Fatalf("snapshot without the dead-letter topic: %s", sink.Bytes())
+	}
+	g := newTestFSM(t)
+	if err := g.Restore(io.NopCloser(bytes.NewReader(sink.Bytes()))); err != nil {
+		t.Fatal(err)
+	}
+	if tp, ok := g.Topic("orders"); !ok || tp.DeadLetterTopic != "dlq" {
+		t.Fatalf("restored: %+v", tp)
+	}
+}

@@ -43,6 +43,10 @@ type Contract struct {
 	SchemaVersions  []uint32 `json:"schema_versions,omitempty"`
 	RequiredFields  []string `json:"required_fields,omitempty"`
 	AutoTenants     bool     `json:"auto_tenants,omitempty"`
+	// DeadLetterTopic names the topic consumer groups write an event to
+	// once it was delivered max-deliveries times; empty: none. Added with
+	// issue 12 (registries without it decode with none).
+	DeadLetterTopic string `json:"dead_letter_topic,omitempty"`
 }
 
 // Partition is one partition of a topic and the Raft group that holds it.
