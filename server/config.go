@@ -13,6 +13,7 @@ import (
 
 	hraft "github.com/hashicorp/raft"
 
+	"github.com/heraldlog/herald/partition"
 	heraldraft "github.com/heraldlog/herald/raft"
 )
 
@@ -56,6 +57,30 @@ type Config struct {
 	// WebSocket configures the WebSocket gateway at /v1/ws on the HTTP
 	// port (ws_gateway.go); zero fields take the defaults.
 	WebSocket WebSocketConfig
+	// Batching tunes the leader-side batcher of every partition this node
+	// leads; zero fields keep partition.DefaultBatcherOptions' values.
+	Batching BatchTuning
+}
+
+// BatchTuning tunes the partition batchers (partition.BatcherOptions).
+type BatchTuning struct {
+	// Linger is how long a batcher waits for more produce calls when its
+	// batch is not full and an apply slot is free (0: send at once).
+	Linger time.Duration
+	// InflightMax bounds a partition's Raft applies in flight (0: 4).
+	InflightMax int
+}
+
+// batcherOptions returns the batcher options of this node's partitions.
+func (c *Config) batcherOptions() partition.BatcherOptions {
+	o := partition.DefaultBatcherOptions()
+	if c.Batching.Linger > 0 {
+		o.Linger = c.Batching.Linger
+	}
+	if c.Batching.InflightMax > 0 {
+		o.InflightMax = c.Batching.InflightMax
+	}
+	return o
 }
 
 // WebSocketConfig bounds the WebSocket gateway's connections

@@ -149,7 +149,7 @@ func (n *Node) openReplica(a controller.Assignment, nodes map[string]string) err
 		Servers:      servers,
 		Logger:       n.logger.With("topic", a.Topic, "partition", p.Index),
 		Metrics:      n.partitionMetrics,
-		Batcher:      partition.DefaultBatcherOptions(),
+		Batcher:      n.cfg.batcherOptions(),
 		Raft:         n.cfg.raftConfig(),
 		OnCorruption: n.markCorrupt,
 		OnRaftDamage: func(err error) { n.markRaftDamaged(p.GroupID, err) },

@@ -70,6 +70,8 @@ state are not affected. See docs/operations.md.`,
 	_ = f.MarkHidden("dial-via")
 	f.Uint64Var(&cfg.Raft.SnapshotThreshold, "raft-snapshot-threshold", 0, "entries past the last snapshot that make a group snapshot (0: the default, 8192)")
 	f.DurationVar(&cfg.Raft.SnapshotInterval, "raft-snapshot-interval", 0, "how often a group checks --raft-snapshot-threshold (0: the default, 120s)")
+	f.DurationVar(&cfg.Batching.Linger, "batch-linger", 0, "how long a partition leader's batcher waits for more produce calls before proposing a batch that is not full (0: at once)")
+	f.IntVar(&cfg.Batching.InflightMax, "batch-inflight", 0, "Raft applies in flight per partition leader (0: the default, 4)")
 	f.BoolVar(&cfg.Raft.NoCommitPush, "raft-no-commit-push", false, "do not push commit indexes to followers as leaders apply (followers learn them up to 50-100 ms later; for measuring the push)")
 	f.Uint64Var(&cfg.Raft.TrailingLogs, "raft-trailing-logs", 0, "entries a snapshot leaves in the log for lagging followers (0: the default, 10240)")
 	f.StringVar(&wsOrigins, "ws-allowed-origins", "", "browser origins allowed on the WebSocket gateway besides the node's own, as scheme://host[:port],... or * for any (default: same origin only; clients without an Origin header are always allowed)")
