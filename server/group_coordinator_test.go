@@ -3,7 +3,10 @@ package server
 import (
 	"errors"
 	"fmt"
+	"math/rand/v2"
+	"os"
 	"slices"
+	"strconv"
 	"sync"
 	"testing"
 	"time"
@@ -317,4 +320,117 @@ func TestGroupCoordinatorFailover(t *testing.T) {
 		}
 	}
 	requireAssigned(t, cl, "orders", "billing", gen2, owners)
+}
+
+func TestAssignPartitions(t *testing.T) {
+	for _, tc := range []struct {
+		ids        []string
+		partitions int
+		owners     []string
+		assignment map[string][]uint32
+	}{
+		{nil, 2, []string{"-", "-"}, map[string][]uint32{}},
+		{[]string{"a"}, 3, []string{"a", "a", "a"}, map[string][]uint32{"a": {0, 1, 2}}},
+		{[]string{"a", "b", "c"}, 3, []string{"a", "b", "c"}, map[string][]uint32{"a": {0}, "b": {1}, "c": {2}}},
+		{[]string{"a", "b"}, 5, []string{"a", "b", "a", "b", "a"}, map[string][]uint32{"a": {0, 2, 4}, "b": {1, 3}}},
+		{[]string{"a", "b", "c", "d"}, 3, []string{"a", "b", "c"}, map[string][]uint32{"a": {0}, "b": {1}, "c": {2}, "d": {}}},
+	} {
+		owners, assignment := assignPartitions(tc.ids, tc.partitions)
+		if !slices.Equal(owners, tc.owners) {
+			t.Errorf("%v over %d: owners %v, want %v", tc.ids, tc.partitions, owners, tc.owners)
+		}
+		if len(assignment) != len(tc.assignment) {
+			t.Errorf("%v over %d: assignment %v, want %v", tc.ids, tc.partitions, assignment, tc.assignment)
+		}
+		for id, want := range tc.assignment {
+			if got, ok := assignment[id]; !ok || !slices.Equal(got, want) {
+				t.Errorf("%v over %d: %s owns %v, want %v", tc.ids, tc.partitions, id, got, want)
+			}
+		}
+	}
+}
+
+// A seeded random sequence of joins and leaves on a 4-partition group:
+// after each step the members settle on one generation, higher than the
+// last, with the deterministic assignment (sorted ids, round robin) on
+// every partition. When every member has left, the partitions are
+// assigned to no member ("-") and the coordinator's loop for the group
+// ends.
+func TestGroupCoordinatorRandomMembership(t *testing.T) {
+	seed := uint64(time.Now().UnixNano())
+	if s := os.Getenv("GROUP_TEST_SEED"); s != "" {
+		var err error
+		if seed, err = strconv.ParseUint(s, 10, 64); err != nil {
+			t.Fatal(err)
+		}
+	}
+	t.Logf("seed %d (replay: GROUP_TEST_SEED=%d go test -race -run TestGroupCoordinatorRandomMembership ./server/)", seed, seed)
+	rng := rand.New(rand.NewPCG(seed, 0))
+	c := startCluster(t, 3)
+	hc := c.rawClient(0)
+	createAutoTopic(t, hc, "orders", 4, 3)
+	produceRetry(t, hc, "orders", &heraldpb.Event{TenantId: "warmup"})
+	cl := newSDK(t, c)
+	if _, err := cl.CreateGroup(ctxTimeout(t, 20*time.Second), "orders", "billing", nil, nil); err != nil {
+		t.Fatalf("create group: %v", err)
+	}
+	var members []*testMember
+	var last uint64
+	next := 0
+	for step := range 6 {
+		if len(members) == 0 || (len(members) < 6 && rng.IntN(3) > 0) {
+			members = append(members, &testMember{id: fmt.Sprintf("m%02d", next)})
+			next++
+		} else {
+			i := rng.IntN(len(members))
+			if err := cl.LeaveGroup(ctxTimeout(t, 20*time.Second), "orders", "billing", members[i].id); err != nil {
+				t.Fatalf("seed %d step %d: leave %s: %v", seed, step, members[i].id, err)
+			}
+			members = slices.Delete(members, i, i+1)
+		}
+		if len(members) == 0 {
+			continue
+		}
+		gen, owners := settle(t, cl, "orders", "billing", 4, members)
+		ids := make([]string, len(members))
+		for i, m := range members {
+			ids[i] = m.id
+		}
+		slices.Sort(ids)
+		want, _ := assignPartitions(ids, 4)
+		for p, id := range want {
+			if owners[uint32(p)] != id {
+				t.Fatalf("seed %d step %d: owners %v, want %v", seed, step, owners, want)
+			}
+		}
+		if gen <= last {
+			t.Fatalf("seed %d step %d: generation %d, want above %d", seed, step, gen, last)
+		}
+		last = gen
+		requireAssigned(t, cl, "orders", "billing", gen, owners)
+	}
+	coord := c.nodes[nodeByID(t, c, members[0].got.CoordinatorID)]
+	for _, m := range members {
+		if err := cl.LeaveGroup(ctxTimeout(t, 20*time.Second), "orders", "billing", m.id); err != nil {
+			t.Fatalf("seed %d: leave %s: %v", seed, m.id, err)
+		}
+	}
+	eventually(t, 30*time.Second, func() error {
+		coord.coordinator.mu.Lock()
+		defer coord.coordinator.mu.Unlock()
+		if n := len(coord.coordinator.mu.groups); n != 0 {
+			return fmt.Errorf("the coordinator still holds %d groups", n)
+		}
+		return nil
+	})
+	info, err := cl.DescribeGroup(ctxTimeout(t, 20*time.Second), "orders", "billing")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range info.GetPartitions() {
+		if p.GetMember() != groupUnownedMember || p.GetGeneration() <= last {
+			t.Fatalf("seed %d: partition %d after every member left: generation %d member %q; want above %d, %q",
+				seed, p.GetPartition(), p.GetGeneration(), p.GetMember(), last, groupUnownedMember)
+		}
+	}
 }
