@@ -189,12 +189,23 @@ func (n *Node) partitionZeroGeneration(ctx context.Context, r *partition.Replica
 // the membership changed. r leads partition 0.
 func (c *coordinator) join(ctx context.Context, r *partition.Replica, t *controller.Topic, group, member string, session time.Duration) (uint64, []uint32, error) {
 	n := c.node
-	if _, err := n.partitionZeroGeneration(ctx, r, t, group); err != nil {
+	current, err := n.partitionZeroGeneration(ctx, r, t, group)
+	if err != nil {
 		return 0, nil, err
 	}
 	key := groupKey{t.Name, group}
 	c.mu.Lock()
 	g := c.mu.groups[key]
+	if g != nil && current > g.generationMax {
+		// Another coordinator assigned the group since this memory of it
+		// (leadership lost and won back): its members are not known here.
+		delete(c.mu.groups, key)
+		g.dropped = true
+		n.coordinatorMetrics.forget(key.topic, key.group)
+		g = nil
+		defer n.logger.Info("consumer group coordinator state dropped", "topic", key.topic, "group", key.group,
+			"why", fmt.Sprintf("partition 0 is at generation %d, assigned elsewhere", current))
+	}
 	if g == nil {
 		select {
 		case <-n.stop: // no new loop once the node stops (as the WebSocket hub's)
