@@ -29,7 +29,10 @@
 // SetTenantQuota and the List/Describe calls manage the registry; registry
 // reads are linearizable unless Stale is given. CreateGroup, ListGroups,
 // DescribeGroup, ResetGroup and DeleteGroup administer consumer groups and
-// report their lag per partition.
+// report their lag per partition. JoinGroup, GroupHeartbeat and LeaveGroup
+// are the lower-level membership calls a group consumer is built on: they
+// go to the group's coordinator (the leader of the topic's partition 0),
+// following NOT_LEADER, and answer a member's partitions and generation.
 //
 // Errors are typed: match them with errors.Is against the Err* sentinels
 // (ErrTopicNotFound, ErrUnknownOutcome, ...) or errors.As with

@@ -79,6 +79,9 @@ var (
 	ErrGroupNotFound           = wire.ErrGroupNotFound
 	ErrGroupExists             = wire.ErrGroupExists
 	ErrTooManyGroups           = wire.ErrTooManyGroups
+	ErrUnknownMember           = wire.ErrUnknownMember
+	ErrStaleGeneration         = wire.ErrStaleGeneration
+	ErrTooManyMembers          = wire.ErrTooManyMembers
 )
 
 // ErrClosed is returned by calls on a Client after Close. It never crosses

@@ -181,6 +181,10 @@ func (n *Node) partitionGroupLocal(ctx context.Context, r *partition.Replica, re
 		res, err = r.GroupReset(name, start)
 	case *heraldpb.PartitionGroupRequest_Delete:
 		res, err = r.GroupDelete(name)
+	case *heraldpb.PartitionGroupRequest_Assign:
+		// From the group's coordinator (group_coordinator.go); a retried
+		// assign of the current generation and member is a no-op.
+		res, err = r.GroupAssign(name, c.Assign.GetGeneration(), c.Assign.GetMember())
 	case *heraldpb.PartitionGroupRequest_Read:
 		if name == "" {
 			states, rerr := r.Groups()
@@ -211,7 +215,10 @@ func (n *Node) partitionGroupLocal(ctx context.Context, r *partition.Replica, re
 // (nothing written) is a refusal; anything else is an unknown outcome.
 func (n *Node) groupError(req *heraldpb.PartitionGroupRequest, err error) error {
 	topic, name, index := req.GetTopic(), req.GetGroup(), req.GetPartition()
-	var ce *partition.CorruptionError
+	var (
+		ce    *partition.CorruptionError
+		stale *partition.StaleGenerationError
+	)
 	switch {
 	case errors.Is(err, partition.ErrUnknownGroup):
 		return wire.GroupNotFound(topic, name)
@@ -219,6 +226,9 @@ func (n *Node) groupError(req *heraldpb.PartitionGroupRequest, err error) error 
 		return wire.GroupExists(topic, name, fmt.Sprintf("on partition %d", index))
 	case errors.Is(err, partition.ErrTooManyGroups):
 		return wire.TooManyGroups(topic, index, partition.GroupsMax)
+	case errors.As(err, &stale):
+		return wire.StaleGeneration(topic, name, stale.Generation, stale.CurrentGeneration,
+			fmt.Sprintf("partition %d is at generation %d, member %q; nothing written", index, stale.CurrentGeneration, stale.CurrentMember))
 	case errors.Is(err, partition.ErrInvalidGroupCommand):
 		return wire.InvalidArgument("group", "%v", err)
 	case errors.Is(err, partition.ErrNotLeader):

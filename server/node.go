@@ -46,10 +46,14 @@ type Node struct {
 	controllerFSM *controller.FSM
 	controller    *heraldraft.Group
 
-	peers            *peerPool
-	metrics          *nodeMetrics
-	partitionMetrics *partition.Metrics
-	registry         *prometheus.Registry
+	peers   *peerPool
+	metrics *nodeMetrics
+	// coordinator coordinates the consumer groups of the topics whose
+	// partition 0 this node leads (group_coordinator.go).
+	coordinator        *coordinator
+	coordinatorMetrics *coordinatorMetrics
+	partitionMetrics   *partition.Metrics
+	registry           *prometheus.Registry
 
 	mu struct {
 		sync.Mutex
@@ -103,15 +107,17 @@ func StartNodeContext(ctx context.Context, cfg Config) (_ *Node, err error) {
 	}
 	logger = logger.With("node", cfg.NodeID)
 	n := &Node{
-		cfg:              cfg,
-		logger:           logger,
-		stop:             make(chan struct{}),
-		autoTenants:      make(chan string, autoTenantQueueMax),
-		metrics:          newNodeMetrics(),
-		partitionMetrics: partition.NewMetrics(),
-		registry:         prometheus.NewRegistry(),
-		rejoins:          newRejoins(),
+		cfg:                cfg,
+		logger:             logger,
+		stop:               make(chan struct{}),
+		autoTenants:        make(chan string, autoTenantQueueMax),
+		metrics:            newNodeMetrics(),
+		partitionMetrics:   partition.NewMetrics(),
+		registry:           prometheus.NewRegistry(),
+		rejoins:            newRejoins(),
+		coordinatorMetrics: newCoordinatorMetrics(),
 	}
+	n.coordinator = newCoordinator(n)
 	n.ctx, n.cancel = context.WithCancel(context.Background())
 	n.mu.replicas = make(map[uint64]*partition.Replica)
 	defer func() {

@@ -54,6 +54,9 @@ const (
 	ErrorReason_GROUP_NOT_FOUND            ErrorReason = 23 // metadata: topic, group
 	ErrorReason_GROUP_EXISTS               ErrorReason = 24 // with another config; metadata: topic, group
 	ErrorReason_TOO_MANY_GROUPS            ErrorReason = 25 // a partition holds the most consumer groups it may; metadata: topic, partition, max
+	ErrorReason_UNKNOWN_MEMBER             ErrorReason = 26 // the group's coordinator does not know the member (expired, left, or the coordinator moved): join again; metadata: topic, group, member
+	ErrorReason_STALE_GENERATION           ErrorReason = 27 // an assignment older than the partition's current one; nothing written; metadata: topic, group, current_generation
+	ErrorReason_TOO_MANY_MEMBERS           ErrorReason = 28 // the coordinator holds the most members of a group, or the most groups, it may; nothing changed; metadata: topic, group, max
 )
 
 // Enum value maps for ErrorReason.
@@ -85,6 +88,9 @@ var (
 		23: "GROUP_NOT_FOUND",
 		24: "GROUP_EXISTS",
 		25: "TOO_MANY_GROUPS",
+		26: "UNKNOWN_MEMBER",
+		27: "STALE_GENERATION",
+		28: "TOO_MANY_MEMBERS",
 	}
 	ErrorReason_value = map[string]int32{
 		"ERROR_REASON_UNSPECIFIED":   0,
@@ -113,6 +119,9 @@ var (
 		"GROUP_NOT_FOUND":            23,
 		"GROUP_EXISTS":               24,
 		"TOO_MANY_GROUPS":            25,
+		"UNKNOWN_MEMBER":             26,
+		"STALE_GENERATION":           27,
+		"TOO_MANY_MEMBERS":           28,
 	}
 )
 
@@ -4581,6 +4590,7 @@ type PartitionGroupRequest struct {
 	//	*PartitionGroupRequest_Reset_
 	//	*PartitionGroupRequest_Delete
 	//	*PartitionGroupRequest_Read
+	//	*PartitionGroupRequest_Assign
 	Command isPartitionGroupRequest_Command `protobuf_oneof:"command"`
 	// For error messages: the topic and the partition's index in it.
 	Topic         string `protobuf:"bytes,7,opt,name=topic,proto3" json:"topic,omitempty"`
@@ -4676,6 +4686,15 @@ func (x *PartitionGroupRequest) GetRead() *PartitionGroupRead {
 	return nil
 }
 
+func (x *PartitionGroupRequest) GetAssign() *PartitionGroupAssign {
+	if x != nil {
+		if x, ok := x.Command.(*PartitionGroupRequest_Assign); ok {
+			return x.Assign
+		}
+	}
+	return nil
+}
+
 func (x *PartitionGroupRequest) GetTopic() string {
 	if x != nil {
 		return x.Topic
@@ -4710,6 +4729,10 @@ type PartitionGroupRequest_Read struct {
 	Read *PartitionGroupRead `protobuf:"bytes,6,opt,name=read,proto3,oneof"`
 }
 
+type PartitionGroupRequest_Assign struct {
+	Assign *PartitionGroupAssign `protobuf:"bytes,9,opt,name=assign,proto3,oneof"`
+}
+
 func (*PartitionGroupRequest_Create) isPartitionGroupRequest_Command() {}
 
 func (*PartitionGroupRequest_Reset_) isPartitionGroupRequest_Command() {}
@@ -4717,6 +4740,8 @@ func (*PartitionGroupRequest_Reset_) isPartitionGroupRequest_Command() {}
 func (*PartitionGroupRequest_Delete) isPartitionGroupRequest_Command() {}
 
 func (*PartitionGroupRequest_Read) isPartitionGroupRequest_Command() {}
+
+func (*PartitionGroupRequest_Assign) isPartitionGroupRequest_Command() {}
 
 type PartitionGroupCreate struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -5003,6 +5028,425 @@ func (x *PartitionGroupResponse) GetExisted() bool {
 		return x.Existed
 	}
 	return false
+}
+
+// JoinGroupRequest makes member_id a member of the group (or renews it)
+// and answers with the member's partitions under the current generation,
+// once that generation's assignment is applied on every partition.
+type JoinGroupRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Topic string                 `protobuf:"bytes,1,opt,name=topic,proto3" json:"topic,omitempty"`
+	Group string                 `protobuf:"bytes,2,opt,name=group,proto3" json:"group,omitempty"`
+	// Chosen by the client: 1-200 characters of letters, digits, '.', '_'
+	// or '-', starting with a letter or digit (as group names).
+	MemberId string `protobuf:"bytes,3,opt,name=member_id,json=memberId,proto3" json:"member_id,omitempty"`
+	// The member expires when it has not heartbeaten for this long;
+	// 0: 10,000 ms; at least 1,000 and at most 300,000.
+	SessionTimeoutMs int64 `protobuf:"varint,4,opt,name=session_timeout_ms,json=sessionTimeoutMs,proto3" json:"session_timeout_ms,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
+}
+
+func (x *JoinGroupRequest) Reset() {
+	*x = JoinGroupRequest{}
+	mi := &file_client_heraldpb_herald_proto_msgTypes[73]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *JoinGroupRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*JoinGroupRequest) ProtoMessage() {}
+
+func (x *JoinGroupRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_client_heraldpb_herald_proto_msgTypes[73]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use JoinGroupRequest.ProtoReflect.Descriptor instead.
+func (*JoinGroupRequest) Descriptor() ([]byte, []int) {
+	return file_client_heraldpb_herald_proto_rawDescGZIP(), []int{73}
+}
+
+func (x *JoinGroupRequest) GetTopic() string {
+	if x != nil {
+		return x.Topic
+	}
+	return ""
+}
+
+func (x *JoinGroupRequest) GetGroup() string {
+	if x != nil {
+		return x.Group
+	}
+	return ""
+}
+
+func (x *JoinGroupRequest) GetMemberId() string {
+	if x != nil {
+		return x.MemberId
+	}
+	return ""
+}
+
+func (x *JoinGroupRequest) GetSessionTimeoutMs() int64 {
+	if x != nil {
+		return x.SessionTimeoutMs
+	}
+	return 0
+}
+
+type JoinGroupResponse struct {
+	state      protoimpl.MessageState `protogen:"open.v1"`
+	Generation uint64                 `protobuf:"varint,1,opt,name=generation,proto3" json:"generation,omitempty"`
+	// The indexes of the partitions this member owns under generation,
+	// ascending (empty: more members than partitions).
+	Partitions []uint32 `protobuf:"varint,2,rep,packed,name=partitions,proto3" json:"partitions,omitempty"`
+	// How often to heartbeat (a third of the session timeout).
+	HeartbeatIntervalMs int64 `protobuf:"varint,3,opt,name=heartbeat_interval_ms,json=heartbeatIntervalMs,proto3" json:"heartbeat_interval_ms,omitempty"`
+	// The coordinator's node id.
+	CoordinatorId string `protobuf:"bytes,4,opt,name=coordinator_id,json=coordinatorId,proto3" json:"coordinator_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *JoinGroupResponse) Reset() {
+	*x = JoinGroupResponse{}
+	mi := &file_client_heraldpb_herald_proto_msgTypes[74]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *JoinGroupResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*JoinGroupResponse) ProtoMessage() {}
+
+func (x *JoinGroupResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_client_heraldpb_herald_proto_msgTypes[74]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use JoinGroupResponse.ProtoReflect.Descriptor instead.
+func (*JoinGroupResponse) Descriptor() ([]byte, []int) {
+	return file_client_heraldpb_herald_proto_rawDescGZIP(), []int{74}
+}
+
+func (x *JoinGroupResponse) GetGeneration() uint64 {
+	if x != nil {
+		return x.Generation
+	}
+	return 0
+}
+
+func (x *JoinGroupResponse) GetPartitions() []uint32 {
+	if x != nil {
+		return x.Partitions
+	}
+	return nil
+}
+
+func (x *JoinGroupResponse) GetHeartbeatIntervalMs() int64 {
+	if x != nil {
+		return x.HeartbeatIntervalMs
+	}
+	return 0
+}
+
+func (x *JoinGroupResponse) GetCoordinatorId() string {
+	if x != nil {
+		return x.CoordinatorId
+	}
+	return ""
+}
+
+type GroupHeartbeatRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Topic         string                 `protobuf:"bytes,1,opt,name=topic,proto3" json:"topic,omitempty"`
+	Group         string                 `protobuf:"bytes,2,opt,name=group,proto3" json:"group,omitempty"`
+	MemberId      string                 `protobuf:"bytes,3,opt,name=member_id,json=memberId,proto3" json:"member_id,omitempty"`
+	Generation    uint64                 `protobuf:"varint,4,opt,name=generation,proto3" json:"generation,omitempty"` // the member's, from its last join
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GroupHeartbeatRequest) Reset() {
+	*x = GroupHeartbeatRequest{}
+	mi := &file_client_heraldpb_herald_proto_msgTypes[75]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GroupHeartbeatRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GroupHeartbeatRequest) ProtoMessage() {}
+
+func (x *GroupHeartbeatRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_client_heraldpb_herald_proto_msgTypes[75]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GroupHeartbeatRequest.ProtoReflect.Descriptor instead.
+func (*GroupHeartbeatRequest) Descriptor() ([]byte, []int) {
+	return file_client_heraldpb_herald_proto_rawDescGZIP(), []int{75}
+}
+
+func (x *GroupHeartbeatRequest) GetTopic() string {
+	if x != nil {
+		return x.Topic
+	}
+	return ""
+}
+
+func (x *GroupHeartbeatRequest) GetGroup() string {
+	if x != nil {
+		return x.Group
+	}
+	return ""
+}
+
+func (x *GroupHeartbeatRequest) GetMemberId() string {
+	if x != nil {
+		return x.MemberId
+	}
+	return ""
+}
+
+func (x *GroupHeartbeatRequest) GetGeneration() uint64 {
+	if x != nil {
+		return x.Generation
+	}
+	return 0
+}
+
+type GroupHeartbeatResponse struct {
+	state      protoimpl.MessageState `protogen:"open.v1"`
+	Generation uint64                 `protobuf:"varint,1,opt,name=generation,proto3" json:"generation,omitempty"` // the coordinator's current generation
+	// The member must join again: the membership changed, or its
+	// generation is not the current one.
+	Rebalance     bool `protobuf:"varint,2,opt,name=rebalance,proto3" json:"rebalance,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GroupHeartbeatResponse) Reset() {
+	*x = GroupHeartbeatResponse{}
+	mi := &file_client_heraldpb_herald_proto_msgTypes[76]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GroupHeartbeatResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GroupHeartbeatResponse) ProtoMessage() {}
+
+func (x *GroupHeartbeatResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_client_heraldpb_herald_proto_msgTypes[76]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GroupHeartbeatResponse.ProtoReflect.Descriptor instead.
+func (*GroupHeartbeatResponse) Descriptor() ([]byte, []int) {
+	return file_client_heraldpb_herald_proto_rawDescGZIP(), []int{76}
+}
+
+func (x *GroupHeartbeatResponse) GetGeneration() uint64 {
+	if x != nil {
+		return x.Generation
+	}
+	return 0
+}
+
+func (x *GroupHeartbeatResponse) GetRebalance() bool {
+	if x != nil {
+		return x.Rebalance
+	}
+	return false
+}
+
+type LeaveGroupRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Topic         string                 `protobuf:"bytes,1,opt,name=topic,proto3" json:"topic,omitempty"`
+	Group         string                 `protobuf:"bytes,2,opt,name=group,proto3" json:"group,omitempty"`
+	MemberId      string                 `protobuf:"bytes,3,opt,name=member_id,json=memberId,proto3" json:"member_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *LeaveGroupRequest) Reset() {
+	*x = LeaveGroupRequest{}
+	mi := &file_client_heraldpb_herald_proto_msgTypes[77]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *LeaveGroupRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*LeaveGroupRequest) ProtoMessage() {}
+
+func (x *LeaveGroupRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_client_heraldpb_herald_proto_msgTypes[77]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use LeaveGroupRequest.ProtoReflect.Descriptor instead.
+func (*LeaveGroupRequest) Descriptor() ([]byte, []int) {
+	return file_client_heraldpb_herald_proto_rawDescGZIP(), []int{77}
+}
+
+func (x *LeaveGroupRequest) GetTopic() string {
+	if x != nil {
+		return x.Topic
+	}
+	return ""
+}
+
+func (x *LeaveGroupRequest) GetGroup() string {
+	if x != nil {
+		return x.Group
+	}
+	return ""
+}
+
+func (x *LeaveGroupRequest) GetMemberId() string {
+	if x != nil {
+		return x.MemberId
+	}
+	return ""
+}
+
+type LeaveGroupResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *LeaveGroupResponse) Reset() {
+	*x = LeaveGroupResponse{}
+	mi := &file_client_heraldpb_herald_proto_msgTypes[78]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *LeaveGroupResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*LeaveGroupResponse) ProtoMessage() {}
+
+func (x *LeaveGroupResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_client_heraldpb_herald_proto_msgTypes[78]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use LeaveGroupResponse.ProtoReflect.Descriptor instead.
+func (*LeaveGroupResponse) Descriptor() ([]byte, []int) {
+	return file_client_heraldpb_herald_proto_rawDescGZIP(), []int{78}
+}
+
+// PartitionGroupAssign makes member the partition's owner for the group
+// under generation (GroupAssign); member "" leaves it unowned.
+type PartitionGroupAssign struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Generation    uint64                 `protobuf:"varint,1,opt,name=generation,proto3" json:"generation,omitempty"`
+	Member        string                 `protobuf:"bytes,2,opt,name=member,proto3" json:"member,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PartitionGroupAssign) Reset() {
+	*x = PartitionGroupAssign{}
+	mi := &file_client_heraldpb_herald_proto_msgTypes[79]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PartitionGroupAssign) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PartitionGroupAssign) ProtoMessage() {}
+
+func (x *PartitionGroupAssign) ProtoReflect() protoreflect.Message {
+	mi := &file_client_heraldpb_herald_proto_msgTypes[79]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PartitionGroupAssign.ProtoReflect.Descriptor instead.
+func (*PartitionGroupAssign) Descriptor() ([]byte, []int) {
+	return file_client_heraldpb_herald_proto_rawDescGZIP(), []int{79}
+}
+
+func (x *PartitionGroupAssign) GetGeneration() uint64 {
+	if x != nil {
+		return x.Generation
+	}
+	return 0
+}
+
+func (x *PartitionGroupAssign) GetMember() string {
+	if x != nil {
+		return x.Member
+	}
+	return ""
 }
 
 var File_client_heraldpb_herald_proto protoreflect.FileDescriptor
@@ -5330,14 +5774,15 @@ const file_client_heraldpb_herald_proto_rawDesc = "" +
 	"\x12DeleteGroupRequest\x12\x14\n" +
 	"\x05topic\x18\x01 \x01(\tR\x05topic\x12\x14\n" +
 	"\x05group\x18\x02 \x01(\tR\x05group\"\x15\n" +
-	"\x13DeleteGroupResponse\"\xea\x02\n" +
+	"\x13DeleteGroupResponse\"\xa5\x03\n" +
 	"\x15PartitionGroupRequest\x12\x19\n" +
 	"\bgroup_id\x18\x01 \x01(\x04R\agroupId\x12\x14\n" +
 	"\x05group\x18\x02 \x01(\tR\x05group\x129\n" +
 	"\x06create\x18\x03 \x01(\v2\x1f.herald.v1.PartitionGroupCreateH\x00R\x06create\x126\n" +
 	"\x05reset\x18\x04 \x01(\v2\x1e.herald.v1.PartitionGroupResetH\x00R\x05reset\x129\n" +
 	"\x06delete\x18\x05 \x01(\v2\x1f.herald.v1.PartitionGroupDeleteH\x00R\x06delete\x123\n" +
-	"\x04read\x18\x06 \x01(\v2\x1d.herald.v1.PartitionGroupReadH\x00R\x04read\x12\x14\n" +
+	"\x04read\x18\x06 \x01(\v2\x1d.herald.v1.PartitionGroupReadH\x00R\x04read\x129\n" +
+	"\x06assign\x18\t \x01(\v2\x1f.herald.v1.PartitionGroupAssignH\x00R\x06assign\x12\x14\n" +
 	"\x05topic\x18\a \x01(\tR\x05topic\x12\x1c\n" +
 	"\tpartition\x18\b \x01(\rR\tpartitionB\t\n" +
 	"\acommand\"{\n" +
@@ -5354,7 +5799,43 @@ const file_client_heraldpb_herald_proto_rawDesc = "" +
 	"\x05state\x18\x03 \x01(\v2!.herald.v1.ConsumerGroupPartitionR\x05state\"j\n" +
 	"\x16PartitionGroupResponse\x126\n" +
 	"\x06groups\x18\x01 \x03(\v2\x1e.herald.v1.PartitionGroupStateR\x06groups\x12\x18\n" +
-	"\aexisted\x18\x02 \x01(\bR\aexisted*\xb3\x04\n" +
+	"\aexisted\x18\x02 \x01(\bR\aexisted\"\x89\x01\n" +
+	"\x10JoinGroupRequest\x12\x14\n" +
+	"\x05topic\x18\x01 \x01(\tR\x05topic\x12\x14\n" +
+	"\x05group\x18\x02 \x01(\tR\x05group\x12\x1b\n" +
+	"\tmember_id\x18\x03 \x01(\tR\bmemberId\x12,\n" +
+	"\x12session_timeout_ms\x18\x04 \x01(\x03R\x10sessionTimeoutMs\"\xae\x01\n" +
+	"\x11JoinGroupResponse\x12\x1e\n" +
+	"\n" +
+	"generation\x18\x01 \x01(\x04R\n" +
+	"generation\x12\x1e\n" +
+	"\n" +
+	"partitions\x18\x02 \x03(\rR\n" +
+	"partitions\x122\n" +
+	"\x15heartbeat_interval_ms\x18\x03 \x01(\x03R\x13heartbeatIntervalMs\x12%\n" +
+	"\x0ecoordinator_id\x18\x04 \x01(\tR\rcoordinatorId\"\x80\x01\n" +
+	"\x15GroupHeartbeatRequest\x12\x14\n" +
+	"\x05topic\x18\x01 \x01(\tR\x05topic\x12\x14\n" +
+	"\x05group\x18\x02 \x01(\tR\x05group\x12\x1b\n" +
+	"\tmember_id\x18\x03 \x01(\tR\bmemberId\x12\x1e\n" +
+	"\n" +
+	"generation\x18\x04 \x01(\x04R\n" +
+	"generation\"V\n" +
+	"\x16GroupHeartbeatResponse\x12\x1e\n" +
+	"\n" +
+	"generation\x18\x01 \x01(\x04R\n" +
+	"generation\x12\x1c\n" +
+	"\trebalance\x18\x02 \x01(\bR\trebalance\"\\\n" +
+	"\x11LeaveGroupRequest\x12\x14\n" +
+	"\x05topic\x18\x01 \x01(\tR\x05topic\x12\x14\n" +
+	"\x05group\x18\x02 \x01(\tR\x05group\x12\x1b\n" +
+	"\tmember_id\x18\x03 \x01(\tR\bmemberId\"\x14\n" +
+	"\x12LeaveGroupResponse\"N\n" +
+	"\x14PartitionGroupAssign\x12\x1e\n" +
+	"\n" +
+	"generation\x18\x01 \x01(\x04R\n" +
+	"generation\x12\x16\n" +
+	"\x06member\x18\x02 \x01(\tR\x06member*\xf3\x04\n" +
 	"\vErrorReason\x12\x1c\n" +
 	"\x18ERROR_REASON_UNSPECIFIED\x10\x00\x12\x0e\n" +
 	"\n" +
@@ -5385,7 +5866,10 @@ const file_client_heraldpb_herald_proto_rawDesc = "" +
 	"\rEPOCH_CHANGED\x10\x16\x12\x13\n" +
 	"\x0fGROUP_NOT_FOUND\x10\x17\x12\x10\n" +
 	"\fGROUP_EXISTS\x10\x18\x12\x13\n" +
-	"\x0fTOO_MANY_GROUPS\x10\x19*K\n" +
+	"\x0fTOO_MANY_GROUPS\x10\x19\x12\x12\n" +
+	"\x0eUNKNOWN_MEMBER\x10\x1a\x12\x14\n" +
+	"\x10STALE_GENERATION\x10\x1b\x12\x14\n" +
+	"\x10TOO_MANY_MEMBERS\x10\x1c*K\n" +
 	"\bOrdering\x12\x18\n" +
 	"\x14ORDERING_UNSPECIFIED\x10\x00\x12\x0e\n" +
 	"\n" +
@@ -5396,7 +5880,7 @@ const file_client_heraldpb_herald_proto_rawDesc = "" +
 	"\x1aSTART_POSITION_UNSPECIFIED\x10\x00\x12\f\n" +
 	"\bEARLIEST\x10\x01\x12\n" +
 	"\n" +
-	"\x06LATEST\x10\x022\x95\f\n" +
+	"\x06LATEST\x10\x022\xff\r\n" +
 	"\x06Herald\x12L\n" +
 	"\vCreateTopic\x12\x1d.herald.v1.CreateTopicRequest\x1a\x1e.herald.v1.CreateTopicResponse\x12I\n" +
 	"\n" +
@@ -5421,7 +5905,11 @@ const file_client_heraldpb_herald_proto_rawDesc = "" +
 	"\rDescribeGroup\x12\x1f.herald.v1.DescribeGroupRequest\x1a .herald.v1.DescribeGroupResponse\x12I\n" +
 	"\n" +
 	"ResetGroup\x12\x1c.herald.v1.ResetGroupRequest\x1a\x1d.herald.v1.ResetGroupResponse\x12L\n" +
-	"\vDeleteGroup\x12\x1d.herald.v1.DeleteGroupRequest\x1a\x1e.herald.v1.DeleteGroupResponse2\xc1\x03\n" +
+	"\vDeleteGroup\x12\x1d.herald.v1.DeleteGroupRequest\x1a\x1e.herald.v1.DeleteGroupResponse\x12F\n" +
+	"\tJoinGroup\x12\x1b.herald.v1.JoinGroupRequest\x1a\x1c.herald.v1.JoinGroupResponse\x12U\n" +
+	"\x0eGroupHeartbeat\x12 .herald.v1.GroupHeartbeatRequest\x1a!.herald.v1.GroupHeartbeatResponse\x12I\n" +
+	"\n" +
+	"LeaveGroup\x12\x1c.herald.v1.LeaveGroupRequest\x1a\x1d.herald.v1.LeaveGroupResponse2\xc1\x03\n" +
 	"\fNodeInternal\x12I\n" +
 	"\n" +
 	"NodeStatus\x12\x1c.herald.v1.NodeStatusRequest\x1a\x1d.herald.v1.NodeStatusResponse\x12d\n" +
@@ -5443,7 +5931,7 @@ func file_client_heraldpb_herald_proto_rawDescGZIP() []byte {
 }
 
 var file_client_heraldpb_herald_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_client_heraldpb_herald_proto_msgTypes = make([]protoimpl.MessageInfo, 75)
+var file_client_heraldpb_herald_proto_msgTypes = make([]protoimpl.MessageInfo, 82)
 var file_client_heraldpb_herald_proto_goTypes = []any{
 	(ErrorReason)(0),                    // 0: herald.v1.ErrorReason
 	(Ordering)(0),                       // 1: herald.v1.Ordering
@@ -5521,11 +6009,18 @@ var file_client_heraldpb_herald_proto_goTypes = []any{
 	(*PartitionGroupRead)(nil),          // 73: herald.v1.PartitionGroupRead
 	(*PartitionGroupState)(nil),         // 74: herald.v1.PartitionGroupState
 	(*PartitionGroupResponse)(nil),      // 75: herald.v1.PartitionGroupResponse
-	nil,                                 // 76: herald.v1.Event.HeadersEntry
-	nil,                                 // 77: herald.v1.SubscribeStart.HeadersEntry
+	(*JoinGroupRequest)(nil),            // 76: herald.v1.JoinGroupRequest
+	(*JoinGroupResponse)(nil),           // 77: herald.v1.JoinGroupResponse
+	(*GroupHeartbeatRequest)(nil),       // 78: herald.v1.GroupHeartbeatRequest
+	(*GroupHeartbeatResponse)(nil),      // 79: herald.v1.GroupHeartbeatResponse
+	(*LeaveGroupRequest)(nil),           // 80: herald.v1.LeaveGroupRequest
+	(*LeaveGroupResponse)(nil),          // 81: herald.v1.LeaveGroupResponse
+	(*PartitionGroupAssign)(nil),        // 82: herald.v1.PartitionGroupAssign
+	nil,                                 // 83: herald.v1.Event.HeadersEntry
+	nil,                                 // 84: herald.v1.SubscribeStart.HeadersEntry
 }
 var file_client_heraldpb_herald_proto_depIdxs = []int32{
-	76, // 0: herald.v1.Event.headers:type_name -> herald.v1.Event.HeadersEntry
+	83, // 0: herald.v1.Event.headers:type_name -> herald.v1.Event.HeadersEntry
 	1,  // 1: herald.v1.TopicConfig.ordering:type_name -> herald.v1.Ordering
 	4,  // 2: herald.v1.TopicInfo.config:type_name -> herald.v1.TopicConfig
 	5,  // 3: herald.v1.TopicInfo.partitions:type_name -> herald.v1.PartitionInfo
@@ -5551,7 +6046,7 @@ var file_client_heraldpb_herald_proto_depIdxs = []int32{
 	38, // 23: herald.v1.SubscribeRequest.start:type_name -> herald.v1.SubscribeStart
 	39, // 24: herald.v1.SubscribeRequest.credit:type_name -> herald.v1.SubscribeCredit
 	2,  // 25: herald.v1.SubscribeStart.position:type_name -> herald.v1.StartPosition
-	77, // 26: herald.v1.SubscribeStart.headers:type_name -> herald.v1.SubscribeStart.HeadersEntry
+	84, // 26: herald.v1.SubscribeStart.headers:type_name -> herald.v1.SubscribeStart.HeadersEntry
 	3,  // 27: herald.v1.SubscribeResponse.events:type_name -> herald.v1.Event
 	42, // 28: herald.v1.PartitionStatus.replica_status:type_name -> herald.v1.ReplicaStatus
 	44, // 29: herald.v1.ClusterStatusResponse.nodes:type_name -> herald.v1.NodeStatusInfo
@@ -5571,67 +6066,74 @@ var file_client_heraldpb_herald_proto_depIdxs = []int32{
 	71, // 43: herald.v1.PartitionGroupRequest.reset:type_name -> herald.v1.PartitionGroupReset
 	72, // 44: herald.v1.PartitionGroupRequest.delete:type_name -> herald.v1.PartitionGroupDelete
 	73, // 45: herald.v1.PartitionGroupRequest.read:type_name -> herald.v1.PartitionGroupRead
-	55, // 46: herald.v1.PartitionGroupCreate.config:type_name -> herald.v1.ConsumerGroupConfig
-	56, // 47: herald.v1.PartitionGroupCreate.start:type_name -> herald.v1.GroupStart
-	56, // 48: herald.v1.PartitionGroupReset.to:type_name -> herald.v1.GroupStart
-	55, // 49: herald.v1.PartitionGroupState.config:type_name -> herald.v1.ConsumerGroupConfig
-	57, // 50: herald.v1.PartitionGroupState.state:type_name -> herald.v1.ConsumerGroupPartition
-	74, // 51: herald.v1.PartitionGroupResponse.groups:type_name -> herald.v1.PartitionGroupState
-	8,  // 52: herald.v1.Herald.CreateTopic:input_type -> herald.v1.CreateTopicRequest
-	10, // 53: herald.v1.Herald.ListTopics:input_type -> herald.v1.ListTopicsRequest
-	12, // 54: herald.v1.Herald.DescribeTopic:input_type -> herald.v1.DescribeTopicRequest
-	14, // 55: herald.v1.Herald.Metadata:input_type -> herald.v1.MetadataRequest
-	16, // 56: herald.v1.Herald.Produce:input_type -> herald.v1.ProduceRequest
-	35, // 57: herald.v1.Herald.Fetch:input_type -> herald.v1.FetchRequest
-	37, // 58: herald.v1.Herald.Subscribe:input_type -> herald.v1.SubscribeRequest
-	41, // 59: herald.v1.Herald.ClusterStatus:input_type -> herald.v1.ClusterStatusRequest
-	28, // 60: herald.v1.Herald.AlterTopic:input_type -> herald.v1.AlterTopicRequest
-	30, // 61: herald.v1.Herald.DeleteTopic:input_type -> herald.v1.DeleteTopicRequest
-	20, // 62: herald.v1.Herald.CreateTenant:input_type -> herald.v1.CreateTenantRequest
-	22, // 63: herald.v1.Herald.ListTenants:input_type -> herald.v1.ListTenantsRequest
-	24, // 64: herald.v1.Herald.DescribeTenant:input_type -> herald.v1.DescribeTenantRequest
-	26, // 65: herald.v1.Herald.SetTenantQuota:input_type -> herald.v1.SetTenantQuotaRequest
-	32, // 66: herald.v1.Herald.InitProducer:input_type -> herald.v1.InitProducerRequest
-	59, // 67: herald.v1.Herald.CreateGroup:input_type -> herald.v1.CreateGroupRequest
-	61, // 68: herald.v1.Herald.ListGroups:input_type -> herald.v1.ListGroupsRequest
-	63, // 69: herald.v1.Herald.DescribeGroup:input_type -> herald.v1.DescribeGroupRequest
-	65, // 70: herald.v1.Herald.ResetGroup:input_type -> herald.v1.ResetGroupRequest
-	67, // 71: herald.v1.Herald.DeleteGroup:input_type -> herald.v1.DeleteGroupRequest
-	53, // 72: herald.v1.NodeInternal.NodeStatus:input_type -> herald.v1.NodeStatusRequest
-	47, // 73: herald.v1.NodeInternal.ControllerReadIndex:input_type -> herald.v1.ControllerReadIndexRequest
-	51, // 74: herald.v1.NodeInternal.MarkGroupsLive:input_type -> herald.v1.MarkGroupsLiveRequest
-	49, // 75: herald.v1.NodeInternal.FenceContract:input_type -> herald.v1.FenceContractRequest
-	69, // 76: herald.v1.NodeInternal.PartitionGroup:input_type -> herald.v1.PartitionGroupRequest
-	9,  // 77: herald.v1.Herald.CreateTopic:output_type -> herald.v1.CreateTopicResponse
-	11, // 78: herald.v1.Herald.ListTopics:output_type -> herald.v1.ListTopicsResponse
-	13, // 79: herald.v1.Herald.DescribeTopic:output_type -> herald.v1.DescribeTopicResponse
-	15, // 80: herald.v1.Herald.Metadata:output_type -> herald.v1.MetadataResponse
-	34, // 81: herald.v1.Herald.Produce:output_type -> herald.v1.ProduceResponse
-	36, // 82: herald.v1.Herald.Fetch:output_type -> herald.v1.FetchResponse
-	40, // 83: herald.v1.Herald.Subscribe:output_type -> herald.v1.SubscribeResponse
-	45, // 84: herald.v1.Herald.ClusterStatus:output_type -> herald.v1.ClusterStatusResponse
-	29, // 85: herald.v1.Herald.AlterTopic:output_type -> herald.v1.AlterTopicResponse
-	31, // 86: herald.v1.Herald.DeleteTopic:output_type -> herald.v1.DeleteTopicResponse
-	21, // 87: herald.v1.Herald.CreateTenant:output_type -> herald.v1.CreateTenantResponse
-	23, // 88: herald.v1.Herald.ListTenants:output_type -> herald.v1.ListTenantsResponse
-	25, // 89: herald.v1.Herald.DescribeTenant:output_type -> herald.v1.DescribeTenantResponse
-	27, // 90: herald.v1.Herald.SetTenantQuota:output_type -> herald.v1.SetTenantQuotaResponse
-	33, // 91: herald.v1.Herald.InitProducer:output_type -> herald.v1.InitProducerResponse
-	60, // 92: herald.v1.Herald.CreateGroup:output_type -> herald.v1.CreateGroupResponse
-	62, // 93: herald.v1.Herald.ListGroups:output_type -> herald.v1.ListGroupsResponse
-	64, // 94: herald.v1.Herald.DescribeGroup:output_type -> herald.v1.DescribeGroupResponse
-	66, // 95: herald.v1.Herald.ResetGroup:output_type -> herald.v1.ResetGroupResponse
-	68, // 96: herald.v1.Herald.DeleteGroup:output_type -> herald.v1.DeleteGroupResponse
-	54, // 97: herald.v1.NodeInternal.NodeStatus:output_type -> herald.v1.NodeStatusResponse
-	48, // 98: herald.v1.NodeInternal.ControllerReadIndex:output_type -> herald.v1.ControllerReadIndexResponse
-	52, // 99: herald.v1.NodeInternal.MarkGroupsLive:output_type -> herald.v1.MarkGroupsLiveResponse
-	50, // 100: herald.v1.NodeInternal.FenceContract:output_type -> herald.v1.FenceContractResponse
-	75, // 101: herald.v1.NodeInternal.PartitionGroup:output_type -> herald.v1.PartitionGroupResponse
-	77, // [77:102] is the sub-list for method output_type
-	52, // [52:77] is the sub-list for method input_type
-	52, // [52:52] is the sub-list for extension type_name
-	52, // [52:52] is the sub-list for extension extendee
-	0,  // [0:52] is the sub-list for field type_name
+	82, // 46: herald.v1.PartitionGroupRequest.assign:type_name -> herald.v1.PartitionGroupAssign
+	55, // 47: herald.v1.PartitionGroupCreate.config:type_name -> herald.v1.ConsumerGroupConfig
+	56, // 48: herald.v1.PartitionGroupCreate.start:type_name -> herald.v1.GroupStart
+	56, // 49: herald.v1.PartitionGroupReset.to:type_name -> herald.v1.GroupStart
+	55, // 50: herald.v1.PartitionGroupState.config:type_name -> herald.v1.ConsumerGroupConfig
+	57, // 51: herald.v1.PartitionGroupState.state:type_name -> herald.v1.ConsumerGroupPartition
+	74, // 52: herald.v1.PartitionGroupResponse.groups:type_name -> herald.v1.PartitionGroupState
+	8,  // 53: herald.v1.Herald.CreateTopic:input_type -> herald.v1.CreateTopicRequest
+	10, // 54: herald.v1.Herald.ListTopics:input_type -> herald.v1.ListTopicsRequest
+	12, // 55: herald.v1.Herald.DescribeTopic:input_type -> herald.v1.DescribeTopicRequest
+	14, // 56: herald.v1.Herald.Metadata:input_type -> herald.v1.MetadataRequest
+	16, // 57: herald.v1.Herald.Produce:input_type -> herald.v1.ProduceRequest
+	35, // 58: herald.v1.Herald.Fetch:input_type -> herald.v1.FetchRequest
+	37, // 59: herald.v1.Herald.Subscribe:input_type -> herald.v1.SubscribeRequest
+	41, // 60: herald.v1.Herald.ClusterStatus:input_type -> herald.v1.ClusterStatusRequest
+	28, // 61: herald.v1.Herald.AlterTopic:input_type -> herald.v1.AlterTopicRequest
+	30, // 62: herald.v1.Herald.DeleteTopic:input_type -> herald.v1.DeleteTopicRequest
+	20, // 63: herald.v1.Herald.CreateTenant:input_type -> herald.v1.CreateTenantRequest
+	22, // 64: herald.v1.Herald.ListTenants:input_type -> herald.v1.ListTenantsRequest
+	24, // 65: herald.v1.Herald.DescribeTenant:input_type -> herald.v1.DescribeTenantRequest
+	26, // 66: herald.v1.Herald.SetTenantQuota:input_type -> herald.v1.SetTenantQuotaRequest
+	32, // 67: herald.v1.Herald.InitProducer:input_type -> herald.v1.InitProducerRequest
+	59, // 68: herald.v1.Herald.CreateGroup:input_type -> herald.v1.CreateGroupRequest
+	61, // 69: herald.v1.Herald.ListGroups:input_type -> herald.v1.ListGroupsRequest
+	63, // 70: herald.v1.Herald.DescribeGroup:input_type -> herald.v1.DescribeGroupRequest
+	65, // 71: herald.v1.Herald.ResetGroup:input_type -> herald.v1.ResetGroupRequest
+	67, // 72: herald.v1.Herald.DeleteGroup:input_type -> herald.v1.DeleteGroupRequest
+	76, // 73: herald.v1.Herald.JoinGroup:input_type -> herald.v1.JoinGroupRequest
+	78, // 74: herald.v1.Herald.GroupHeartbeat:input_type -> herald.v1.GroupHeartbeatRequest
+	80, // 75: herald.v1.Herald.LeaveGroup:input_type -> herald.v1.LeaveGroupRequest
+	53, // 76: herald.v1.NodeInternal.NodeStatus:input_type -> herald.v1.NodeStatusRequest
+	47, // 77: herald.v1.NodeInternal.ControllerReadIndex:input_type -> herald.v1.ControllerReadIndexRequest
+	51, // 78: herald.v1.NodeInternal.MarkGroupsLive:input_type -> herald.v1.MarkGroupsLiveRequest
+	49, // 79: herald.v1.NodeInternal.FenceContract:input_type -> herald.v1.FenceContractRequest
+	69, // 80: herald.v1.NodeInternal.PartitionGroup:input_type -> herald.v1.PartitionGroupRequest
+	9,  // 81: herald.v1.Herald.CreateTopic:output_type -> herald.v1.CreateTopicResponse
+	11, // 82: herald.v1.Herald.ListTopics:output_type -> herald.v1.ListTopicsResponse
+	13, // 83: herald.v1.Herald.DescribeTopic:output_type -> herald.v1.DescribeTopicResponse
+	15, // 84: herald.v1.Herald.Metadata:output_type -> herald.v1.MetadataResponse
+	34, // 85: herald.v1.Herald.Produce:output_type -> herald.v1.ProduceResponse
+	36, // 86: herald.v1.Herald.Fetch:output_type -> herald.v1.FetchResponse
+	40, // 87: herald.v1.Herald.Subscribe:output_type -> herald.v1.SubscribeResponse
+	45, // 88: herald.v1.Herald.ClusterStatus:output_type -> herald.v1.ClusterStatusResponse
+	29, // 89: herald.v1.Herald.AlterTopic:output_type -> herald.v1.AlterTopicResponse
+	31, // 90: herald.v1.Herald.DeleteTopic:output_type -> herald.v1.DeleteTopicResponse
+	21, // 91: herald.v1.Herald.CreateTenant:output_type -> herald.v1.CreateTenantResponse
+	23, // 92: herald.v1.Herald.ListTenants:output_type -> herald.v1.ListTenantsResponse
+	25, // 93: herald.v1.Herald.DescribeTenant:output_type -> herald.v1.DescribeTenantResponse
+	27, // 94: herald.v1.Herald.SetTenantQuota:output_type -> herald.v1.SetTenantQuotaResponse
+	33, // 95: herald.v1.Herald.InitProducer:output_type -> herald.v1.InitProducerResponse
+	60, // 96: herald.v1.Herald.CreateGroup:output_type -> herald.v1.CreateGroupResponse
+	62, // 97: herald.v1.Herald.ListGroups:output_type -> herald.v1.ListGroupsResponse
+	64, // 98: herald.v1.Herald.DescribeGroup:output_type -> herald.v1.DescribeGroupResponse
+	66, // 99: herald.v1.Herald.ResetGroup:output_type -> herald.v1.ResetGroupResponse
+	68, // 100: herald.v1.Herald.DeleteGroup:output_type -> herald.v1.DeleteGroupResponse
+	77, // 101: herald.v1.Herald.JoinGroup:output_type -> herald.v1.JoinGroupResponse
+	79, // 102: herald.v1.Herald.GroupHeartbeat:output_type -> herald.v1.GroupHeartbeatResponse
+	81, // 103: herald.v1.Herald.LeaveGroup:output_type -> herald.v1.LeaveGroupResponse
+	54, // 104: herald.v1.NodeInternal.NodeStatus:output_type -> herald.v1.NodeStatusResponse
+	48, // 105: herald.v1.NodeInternal.ControllerReadIndex:output_type -> herald.v1.ControllerReadIndexResponse
+	52, // 106: herald.v1.NodeInternal.MarkGroupsLive:output_type -> herald.v1.MarkGroupsLiveResponse
+	50, // 107: herald.v1.NodeInternal.FenceContract:output_type -> herald.v1.FenceContractResponse
+	75, // 108: herald.v1.NodeInternal.PartitionGroup:output_type -> herald.v1.PartitionGroupResponse
+	81, // [81:109] is the sub-list for method output_type
+	53, // [53:81] is the sub-list for method input_type
+	53, // [53:53] is the sub-list for extension type_name
+	53, // [53:53] is the sub-list for extension extendee
+	0,  // [0:53] is the sub-list for field type_name
 }
 
 func init() { file_client_heraldpb_herald_proto_init() }
@@ -5665,6 +6167,7 @@ func file_client_heraldpb_herald_proto_init() {
 		(*PartitionGroupRequest_Reset_)(nil),
 		(*PartitionGroupRequest_Delete)(nil),
 		(*PartitionGroupRequest_Read)(nil),
+		(*PartitionGroupRequest_Assign)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -5672,7 +6175,7 @@ func file_client_heraldpb_herald_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_client_heraldpb_herald_proto_rawDesc), len(file_client_heraldpb_herald_proto_rawDesc)),
 			NumEnums:      3,
-			NumMessages:   75,
+			NumMessages:   82,
 			NumExtensions: 0,
 			NumServices:   2,
 		},

@@ -253,3 +253,28 @@ func TooManyGroups(topic string, partition uint32, max int) error {
 			MetadataMax:       strconv.Itoa(max),
 		})
 }
+
+// UnknownMember reports that the coordinator of group of topic does not
+// know member: it expired, left, or the coordinator moved. Join again.
+func UnknownMember(topic, group, member string) error {
+	return newError(heraldpb.ErrorReason_UNKNOWN_MEMBER,
+		fmt.Sprintf("herald: consumer group %q of topic %q has no member %q here (expired, left, or the coordinator moved); join again", group, topic, member),
+		map[string]string{MetadataTopic: topic, MetadataGroup: group, MetadataMember: member})
+}
+
+// StaleGeneration reports a command of generation for group of topic
+// where the current generation is current; detail says where. Nothing
+// was written.
+func StaleGeneration(topic, group string, generation, current uint64, detail string) error {
+	return newError(heraldpb.ErrorReason_STALE_GENERATION,
+		fmt.Sprintf("herald: consumer group %q of topic %q: generation %d is stale, the current one is %d: %s", group, topic, generation, current, detail),
+		map[string]string{MetadataTopic: topic, MetadataGroup: group, MetadataCurrentGeneration: strconv.FormatUint(current, 10)})
+}
+
+// TooManyMembers reports that the coordinator holds max of what (members
+// of group of topic, or groups); nothing changed.
+func TooManyMembers(topic, group, what string, max int) error {
+	return newError(heraldpb.ErrorReason_TOO_MANY_MEMBERS,
+		fmt.Sprintf("herald: consumer group %q of topic %q: the coordinator holds %d %s, the most it may", group, topic, max, what),
+		map[string]string{MetadataTopic: topic, MetadataGroup: group, MetadataMax: strconv.Itoa(max)})
+}

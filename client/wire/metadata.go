@@ -34,4 +34,6 @@ const (
 	MetadataEpoch               = "epoch"
 	MetadataCurrentEpoch        = "current_epoch"
 	MetadataGroup               = "group"
+	MetadataMember              = "member"
+	MetadataCurrentGeneration   = "current_generation"
 )

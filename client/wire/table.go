@@ -66,6 +66,16 @@ var (
 	// ErrTooManyGroups: a partition of the topic holds the most consumer
 	// groups it may (1,024).
 	ErrTooManyGroups = errors.New("herald: too many consumer groups")
+	// ErrUnknownMember: the group's coordinator does not know the member
+	// (it expired, left, or the coordinator moved to another node): the
+	// member joins again.
+	ErrUnknownMember = errors.New("herald: unknown consumer group member")
+	// ErrStaleGeneration: an assignment (or a member's command) of a
+	// generation older than the partition's current one; nothing written.
+	ErrStaleGeneration = errors.New("herald: stale consumer group generation")
+	// ErrTooManyMembers: the coordinator holds the most members of a group
+	// (or the most groups) it may; nothing changed.
+	ErrTooManyMembers = errors.New("herald: too many consumer group members")
 
 	// ErrUnavailable has no reason of its own: it stands for a gRPC
 	// UNAVAILABLE status without a Herald ErrorInfo (a node that did not
@@ -114,6 +124,9 @@ var reasonTable = [...]reasonRow{
 	{heraldpb.ErrorReason_GROUP_NOT_FOUND, codes.NotFound, ErrGroupNotFound},
 	{heraldpb.ErrorReason_GROUP_EXISTS, codes.AlreadyExists, ErrGroupExists},
 	{heraldpb.ErrorReason_TOO_MANY_GROUPS, codes.ResourceExhausted, ErrTooManyGroups},
+	{heraldpb.ErrorReason_UNKNOWN_MEMBER, codes.FailedPrecondition, ErrUnknownMember},
+	{heraldpb.ErrorReason_STALE_GENERATION, codes.FailedPrecondition, ErrStaleGeneration},
+	{heraldpb.ErrorReason_TOO_MANY_MEMBERS, codes.ResourceExhausted, ErrTooManyMembers},
 }
 
 // reasonRows indexes reasonTable by reason; built from it, never edited.
