@@ -79,6 +79,7 @@ var (
 	ErrGroupNotFound           = wire.ErrGroupNotFound
 	ErrGroupExists             = wire.ErrGroupExists
 	ErrTooManyGroups           = wire.ErrTooManyGroups
+	ErrGroupFenced             = wire.ErrGroupFenced
 )
 
 // ErrClosed is returned by calls on a Client after Close. It never crosses

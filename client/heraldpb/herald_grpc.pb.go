@@ -42,6 +42,7 @@ const (
 	Herald_DescribeGroup_FullMethodName  = "/herald.v1.Herald/DescribeGroup"
 	Herald_ResetGroup_FullMethodName     = "/herald.v1.Herald/ResetGroup"
 	Herald_DeleteGroup_FullMethodName    = "/herald.v1.Herald/DeleteGroup"
+	Herald_GroupConsume_FullMethodName   = "/herald.v1.Herald/GroupConsume"
 )
 
 // HeraldClient is the client API for Herald service.
@@ -88,6 +89,11 @@ type HeraldClient interface {
 	DescribeGroup(ctx context.Context, in *DescribeGroupRequest, opts ...grpc.CallOption) (*DescribeGroupResponse, error)
 	ResetGroup(ctx context.Context, in *ResetGroupRequest, opts ...grpc.CallOption) (*ResetGroupResponse, error)
 	DeleteGroup(ctx context.Context, in *DeleteGroupRequest, opts ...grpc.CallOption) (*DeleteGroupResponse, error)
+	// GroupConsume: a member of a consumer group consumes one partition it
+	// owns (the group's assignment on that partition) on the partition's
+	// leader: batches of events out, acks and nacks in, per-offset results
+	// out (docs/protocol.md, "Consuming a partition of a group").
+	GroupConsume(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[GroupConsumeRequest, GroupConsumeResponse], error)
 }
 
 type heraldClient struct {
@@ -301,6 +307,19 @@ func (c *heraldClient) DeleteGroup(ctx context.Context, in *DeleteGroupRequest, 
 	return out, nil
 }
 
+func (c *heraldClient) GroupConsume(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[GroupConsumeRequest, GroupConsumeResponse], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &Herald_ServiceDesc.Streams[1], Herald_GroupConsume_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[GroupConsumeRequest, GroupConsumeResponse]{ClientStream: stream}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Herald_GroupConsumeClient = grpc.BidiStreamingClient[GroupConsumeRequest, GroupConsumeResponse]
+
 // HeraldServer is the server API for Herald service.
 // All implementations must embed UnimplementedHeraldServer
 // for forward compatibility.
@@ -345,6 +364,11 @@ type HeraldServer interface {
 	DescribeGroup(context.Context, *DescribeGroupRequest) (*DescribeGroupResponse, error)
 	ResetGroup(context.Context, *ResetGroupRequest) (*ResetGroupResponse, error)
 	DeleteGroup(context.Context, *DeleteGroupRequest) (*DeleteGroupResponse, error)
+	// GroupConsume: a member of a consumer group consumes one partition it
+	// owns (the group's assignment on that partition) on the partition's
+	// leader: batches of events out, acks and nacks in, per-offset results
+	// out (docs/protocol.md, "Consuming a partition of a group").
+	GroupConsume(grpc.BidiStreamingServer[GroupConsumeRequest, GroupConsumeResponse]) error
 	mustEmbedUnimplementedHeraldServer()
 }
 
@@ -414,6 +438,9 @@ func (UnimplementedHeraldServer) ResetGroup(context.Context, *ResetGroupRequest)
 }
 func (UnimplementedHeraldServer) DeleteGroup(context.Context, *DeleteGroupRequest) (*DeleteGroupResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method DeleteGroup not implemented")
+}
+func (UnimplementedHeraldServer) GroupConsume(grpc.BidiStreamingServer[GroupConsumeRequest, GroupConsumeResponse]) error {
+	return status.Error(codes.Unimplemented, "method GroupConsume not implemented")
 }
 func (UnimplementedHeraldServer) mustEmbedUnimplementedHeraldServer() {}
 func (UnimplementedHeraldServer) testEmbeddedByValue()                {}
@@ -785,6 +812,13 @@ func _Herald_DeleteGroup_Handler(srv interface{}, ctx context.Context, dec func(
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Herald_GroupConsume_Handler(srv interface{}, stream grpc.ServerStream) error {
+	return srv.(HeraldServer).GroupConsume(&grpc.GenericServerStream[GroupConsumeRequest, GroupConsumeResponse]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Herald_GroupConsumeServer = grpc.BidiStreamingServer[GroupConsumeRequest, GroupConsumeResponse]
+
 // Herald_ServiceDesc is the grpc.ServiceDesc for Herald service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -873,6 +907,12 @@ var Herald_ServiceDesc = grpc.ServiceDesc{
 		{
 			StreamName:    "Subscribe",
 			Handler:       _Herald_Subscribe_Handler,
+			ServerStreams: true,
+			ClientStreams: true,
+		},
+		{
+			StreamName:    "GroupConsume",
+			Handler:       _Herald_GroupConsume_Handler,
 			ServerStreams: true,
 			ClientStreams: true,
 		},

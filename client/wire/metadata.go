@@ -34,4 +34,6 @@ const (
 	MetadataEpoch               = "epoch"
 	MetadataCurrentEpoch        = "current_epoch"
 	MetadataGroup               = "group"
+	MetadataGeneration          = "generation"
+	MetadataCurrentGeneration   = "current_generation"
 )

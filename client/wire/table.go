@@ -66,6 +66,11 @@ var (
 	// ErrTooManyGroups: a partition of the topic holds the most consumer
 	// groups it may (1,024).
 	ErrTooManyGroups = errors.New("herald: too many consumer groups")
+	// ErrGroupFenced: a member consumed, acknowledged or nacked a
+	// partition of a group under a generation or member id that is not the
+	// partition's current assignment (a rebalance gave it to another
+	// generation). Nothing of the request was written.
+	ErrGroupFenced = errors.New("herald: consumer group member fenced")
 
 	// ErrUnavailable has no reason of its own: it stands for a gRPC
 	// UNAVAILABLE status without a Herald ErrorInfo (a node that did not
@@ -114,6 +119,7 @@ var reasonTable = [...]reasonRow{
 	{heraldpb.ErrorReason_GROUP_NOT_FOUND, codes.NotFound, ErrGroupNotFound},
 	{heraldpb.ErrorReason_GROUP_EXISTS, codes.AlreadyExists, ErrGroupExists},
 	{heraldpb.ErrorReason_TOO_MANY_GROUPS, codes.ResourceExhausted, ErrTooManyGroups},
+	{heraldpb.ErrorReason_GROUP_FENCED, codes.FailedPrecondition, ErrGroupFenced},
 }
 
 // reasonRows indexes reasonTable by reason; built from it, never edited.
