@@ -569,3 +569,46 @@ func TestGroupConsumeDeadLettersWithoutATopicAndSkipsExpired(t *testing.T) {
 		t.Fatalf("herald_group_skipped_total{reason=expired} %v, want 1", got)
 	}
 }
+
+// The partition's leadership moves mid-stream (a transfer, the old
+// leader still up): the stream ends with NOT_LEADER naming the new
+// leader, where a new stream gets the unacknowledged events again.
+func TestGroupConsumeEndsWithNotLeader(t *testing.T) {
+	f := newConsumeFixture(t, 10, &heraldpb.ConsumerGroupConfig{AckWaitMs: 60_000}, "")
+	stream := f.open(t, 1, "m1", 100)
+	b := recvBatch(t, stream)
+	if len(b.GetEvents()) != 10 {
+		t.Fatalf("batch of %d, want 10", len(b.GetEvents()))
+	}
+	sendAck(t, stream, 1, 4)
+	if r := recvAckResult(t, stream); r.GetFloor() != 4 {
+		t.Fatalf("ack result %v", r)
+	}
+	old := f.leader(t)
+	if err := f.c.nodes[old].replica(f.gid).Raft().LeadershipTransfer().Error(); err != nil {
+		t.Fatalf("leadership transfer: %v", err)
+	}
+	_, err := stream.Recv()
+	var nl *wire.NotLeaderError
+	if !errors.As(wire.FromStatus(err), &nl) {
+		t.Fatalf("stream after the transfer: %v, want NOT_LEADER", err)
+	}
+	leader := f.leader(t)
+	if leader == old {
+		t.Fatalf("leadership did not move")
+	}
+	if nl.LeaderAddr != "" && nl.LeaderAddr != f.c.cfgs[leader].GRPCAddr {
+		t.Fatalf("NOT_LEADER names %s, the leader is %s", nl.LeaderAddr, f.c.cfgs[leader].GRPCAddr)
+	}
+	again := recvBatch(t, f.open(t, 1, "m1", 100))
+	var got []uint64
+	for i, ev := range again.GetEvents() {
+		got = append(got, ev.GetOffset())
+		if again.GetDeliveryCounts()[i] != 2 {
+			t.Fatalf("offset %d delivery count %d, want 2", ev.GetOffset(), again.GetDeliveryCounts()[i])
+		}
+	}
+	if fmt.Sprint(got) != "[4 5 6 7 8 9]" {
+		t.Fatalf("redelivered %v, want [4 5 6 7 8 9]", got)
+	}
+}

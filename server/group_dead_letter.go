@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/heraldlog/herald/client/heraldpb"
@@ -134,7 +135,9 @@ func (c *groupConsumer) deadLetter(ctx context.Context, due []partition.PendingD
 		}
 	}
 	if len(events) > 0 {
-		wctx, cancel := context.WithTimeout(ctx, groupDeadLetterWriteTimeout)
+		// The node's own request: none of the member's call metadata
+		// (a forwarded mark would stop the produce path from forwarding).
+		wctx, cancel := context.WithTimeout(metadata.NewIncomingContext(ctx, metadata.MD{}), groupDeadLetterWriteTimeout)
 		_, perr := (&heraldService{node: n}).Produce(wctx, &heraldpb.ProduceRequest{Topic: dlt, Events: events})
 		cancel()
 		switch {
