@@ -20,11 +20,12 @@ import (
 // consumeFixture is a one-partition topic on a three-node cluster with a
 // consumer group assigned to member "m1" under generation 1.
 type consumeFixture struct {
-	c     *testCluster
-	hc    heraldpb.HeraldClient
-	topic string
-	group string
-	gid   uint64
+	c       *testCluster
+	hc      heraldpb.HeraldClient
+	clients []heraldpb.HeraldClient // one per node
+	topic   string
+	group   string
+	gid     uint64
 }
 
 // newConsumeFixture creates topic (one partition, three replicas; with
@@ -46,6 +47,9 @@ func newConsumeFixture(t *testing.T, events int, cfg *heraldpb.ConsumerGroupConf
 		t.Fatalf("create orders: %v", err)
 	}
 	f := &consumeFixture{c: c, hc: hc, topic: "orders", group: "billing", gid: resp.GetTopic().GetPartitions()[0].GetGroupId()}
+	for i := range c.nodes {
+		f.clients = append(f.clients, c.rawClient(i))
+	}
 	for done := 0; done < events; {
 		batch := make([]*heraldpb.Event, min(500, events-done))
 		for i := range batch {
@@ -92,10 +96,18 @@ func (f *consumeFixture) assign(t *testing.T, generation uint64, member string) 
 	})
 }
 
-// describe returns the group's state on the partition.
+// describe returns the group's state on the partition, asked of a node
+// that runs.
 func (f *consumeFixture) describe(t *testing.T) *heraldpb.ConsumerGroupPartition {
 	t.Helper()
-	d, err := f.hc.DescribeGroup(ctxTimeout(t, 20*time.Second), &heraldpb.DescribeGroupRequest{Topic: f.topic, Group: f.group})
+	hc := f.hc
+	for i, n := range f.c.nodes {
+		if n != nil {
+			hc = f.clients[i]
+			break
+		}
+	}
+	d, err := hc.DescribeGroup(ctxTimeout(t, 20*time.Second), &heraldpb.DescribeGroupRequest{Topic: f.topic, Group: f.group})
 	if err != nil {
 		t.Fatalf("describe: %v", err)
 	}
