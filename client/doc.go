@@ -29,7 +29,10 @@
 // SetTenantQuota and the List/Describe calls manage the registry; registry
 // reads are linearizable unless Stale is given. CreateGroup, ListGroups,
 // DescribeGroup, ResetGroup and DeleteGroup administer consumer groups and
-// report their lag per partition.
+// report their lag per partition. GroupConsume opens, on a partition's
+// leader, the stream through which the member that owns the partition (under
+// the group's generation) receives batches and acknowledges or nacks them;
+// the consumer iterator that joins a group is built on it.
 //
 // Errors are typed: match them with errors.Is against the Err* sentinels
 // (ErrTopicNotFound, ErrUnknownOutcome, ...) or errors.As with

@@ -140,25 +140,54 @@ func (c *groupConsumer) nextDue() time.Time {
 	return time.Unix(0, pending[0].NotBeforeUnixNano)
 }
 
-// read returns the record at offset, or why it is skipped.
-func (c *groupConsumer) read(offset uint64, now time.Time) (*heraldlog.Record, string, error) {
+// redeliveryReadMax bounds the records one read of redelivered offsets
+// takes (the log reads whole chunks of up to ~1,024 records: one read
+// serves the redeliveries that fall in it).
+const redeliveryReadMax = 1024
+
+// pageReader reads the records of increasing offsets for one step,
+// keeping the last page read (at most redeliveryReadMax records and the
+// batch's bytes, or one record) so that offsets close together cost one
+// read.
+type pageReader struct {
+	c    *groupConsumer
+	page []heraldlog.Record
+}
+
+// read returns the record at offset (offsets asked in increasing order, up
+// to last), or why it is skipped.
+func (p *pageReader) read(offset, last uint64, now time.Time) (*heraldlog.Record, string, error) {
+	c := p.c
 	if offset < c.r.LowWatermark() {
 		return nil, "retention", nil
 	}
-	recs, err := c.r.Read(offset, 1, c.batchBytes)
-	var oor *partition.OffsetOutOfRangeError
-	switch {
-	case errors.As(err, &oor) && offset < oor.Low:
-		return nil, "retention", nil
-	case err != nil:
-		return nil, "", c.error(err)
-	case len(recs) == 0 || recs[0].Offset != offset:
-		return nil, "retention", nil
+	if len(p.page) == 0 || offset < p.page[0].Offset || offset > p.page[len(p.page)-1].Offset {
+		recs, err := c.r.Read(offset, int(min(last-offset+1, redeliveryReadMax)), c.batchBytes)
+		var oor *partition.OffsetOutOfRangeError
+		switch {
+		case errors.As(err, &oor) && offset < oor.Low:
+			return nil, "retention", nil
+		case err != nil:
+			return nil, "", c.error(err)
+		}
+		p.page = recs
 	}
-	if e := recs[0].ExpireAtUnixNano; e != 0 && e <= now.UnixNano() {
+	i := int(offset - min(offset, p.pageStart()))
+	if i >= len(p.page) || p.page[i].Offset != offset {
+		return nil, "retention", nil // the log's offsets are dense: only retention leaves a hole
+	}
+	rec := &p.page[i]
+	if e := rec.ExpireAtUnixNano; e != 0 && e <= now.UnixNano() {
 		return nil, "expired", nil
 	}
-	return &recs[0], "", nil
+	return rec, "", nil
+}
+
+func (p *pageReader) pageStart() uint64 {
+	if len(p.page) == 0 {
+		return 0
+	}
+	return p.page[0].Offset
 }
 
 // prepare picks this step's entries: the due redeliveries, then new
@@ -173,8 +202,9 @@ func (c *groupConsumer) prepare(st partition.GroupState, redeliver []partition.P
 	full := func(size int) bool {
 		return sent >= c.batchEvents || (sent > 0 && bytes+size > c.batchBytes)
 	}
+	reader := &pageReader{c: c}
 	for _, d := range redeliver {
-		rec, skip, err := c.read(d.Offset, now)
+		rec, skip, err := reader.read(d.Offset, redeliver[len(redeliver)-1].Offset, now)
 		if err != nil {
 			return nil, err
 		}

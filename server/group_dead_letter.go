@@ -1,6 +1,7 @@
 package server
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"slices"
@@ -96,15 +97,7 @@ func (c *groupConsumer) deadLetterEvent(d partition.PendingDelivery, body []byte
 // the stream (not leader, unknown group, corruption).
 func (c *groupConsumer) deadLetter(ctx context.Context, due []partition.PendingDelivery) (done bool, err error) {
 	n, m := c.n, c.n.metrics.groupConsume
-	slices.SortFunc(due, func(a, b partition.PendingDelivery) int {
-		switch {
-		case a.Offset < b.Offset:
-			return -1
-		case a.Offset > b.Offset:
-			return 1
-		}
-		return 0
-	})
+	slices.SortFunc(due, func(a, b partition.PendingDelivery) int { return cmp.Compare(a.Offset, b.Offset) })
 	offsets := make([]uint64, len(due))
 	for i, d := range due {
 		offsets[i] = d.Offset
