@@ -317,6 +317,19 @@ func (c *groupConsumer) room(now time.Time) (bool, time.Time) {
 	return len(c.batches) < groupConsumeBatchesInFlightMax, next
 }
 
+// track counts a batch of offsets sent, in flight until expiresAt (its
+// ack wait's end).
+func (c *groupConsumer) track(offsets []uint64, expiresAt time.Time) {
+	b := &groupBatchInFlight{left: len(offsets), expiresAt: expiresAt}
+	for _, off := range offsets {
+		if old, ok := c.inFlight[off]; ok {
+			old.left-- // redelivered: it now belongs to the new batch
+		}
+		c.inFlight[off] = b
+	}
+	c.batches = append(c.batches, b)
+}
+
 // settle marks offset acknowledged or nacked by the member.
 func (c *groupConsumer) settle(offset uint64) {
 	if b, ok := c.inFlight[offset]; ok {

@@ -339,14 +339,7 @@ func (c *groupConsumer) deliver(st partition.GroupState, entries []groupEntry, n
 		if err := c.stream.Send(&heraldpb.GroupConsumeResponse{Msg: &heraldpb.GroupConsumeResponse_Batch{Batch: batch}}); err != nil {
 			return err
 		}
-		b := &groupBatchInFlight{left: len(sentOffsets), expiresAt: now.Add(st.Config.AckWait)}
-		for _, off := range sentOffsets {
-			if old, ok := c.inFlight[off]; ok {
-				old.left-- // redelivered: it now belongs to the new batch
-			}
-			c.inFlight[off] = b
-		}
-		c.batches = append(c.batches, b)
+		c.track(sentOffsets, now.Add(st.Config.AckWait))
 		m.deliveries.WithLabelValues(c.topic, c.group).Add(float64(newSent))
 		m.redeliveries.WithLabelValues(c.topic, c.group).Add(float64(reSent))
 	}
