@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"context"
 	"errors"
+	"log/slog"
 	"slices"
 	"strconv"
 	"time"
@@ -170,7 +171,11 @@ func (c *groupConsumer) deadLetter(ctx context.Context, due []partition.PendingD
 		}
 		m.deadLetters.WithLabelValues(c.topic, c.group).Inc()
 		c.settle(d.Offset)
-		n.logger.Info("consumer group: event dead-lettered", "topic", c.topic, "partition", c.index, "group", c.group,
+		level := slog.LevelInfo
+		if dlt == "" {
+			level = slog.LevelWarn // no copy kept anywhere but this line
+		}
+		n.logger.Log(ctx, level, "consumer group: event dead-lettered", "topic", c.topic, "partition", c.index, "group", c.group,
 			"offset", d.Offset, "deliveries", d.Deliveries, "reason", reason, "dead_letter_topic", dlt)
 	}
 	return true, nil
