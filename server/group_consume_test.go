@@ -33,11 +33,23 @@ type consumeFixture struct {
 // group with cfg at earliest and assigns it to m1, generation 1.
 func newConsumeFixture(t *testing.T, events int, cfg *heraldpb.ConsumerGroupConfig, dlt string) *consumeFixture {
 	t.Helper()
+	return newConsumeFixtureDLT(t, events, cfg, dlt, nil)
+}
+
+// newConsumeFixtureDLT is newConsumeFixture with the dead-letter topic's
+// allowed schema versions given (the events have none: [2] refuses them).
+func newConsumeFixtureDLT(t *testing.T, events int, cfg *heraldpb.ConsumerGroupConfig, dlt string, dltSchemaVersions []uint32) *consumeFixture {
+	t.Helper()
 	c := startCluster(t, 3)
 	hc := c.rawClient(0)
 	if dlt != "" {
+		schema := ""
+		if len(dltSchemaVersions) > 0 {
+			schema = "dead-letters"
+		}
 		if _, err := hc.CreateTopic(ctxTimeout(t, 20*time.Second), &heraldpb.CreateTopicRequest{Config: &heraldpb.TopicConfig{
-			Name: dlt, Partitions: 1, ReplicationFactor: 3, AutoTenants: true, DedupeWindowMs: 3_600_000}}); err != nil {
+			Name: dlt, Partitions: 1, ReplicationFactor: 3, AutoTenants: true, DedupeWindowMs: 3_600_000,
+			Schema: schema, SchemaVersions: dltSchemaVersions}}); err != nil {
 			t.Fatalf("create %s: %v", dlt, err)
 		}
 	}
@@ -622,5 +634,43 @@ func TestGroupConsumeEndsWithNotLeader(t *testing.T) {
 	}
 	if fmt.Sprint(got) != "[4 5 6 7 8 9]" {
 		t.Fatalf("redelivered %v, want [4 5 6 7 8 9]", got)
+	}
+}
+
+// A dead-letter topic that refuses the event (its contract allows only
+// schema version 2) leaves the offset pending, counted as a failure, and the
+// write is tried again: once the contract accepts it, the event is in the
+// dead-letter topic once and the floor moves past it.
+func TestGroupConsumeDeadLetterWriteRetried(t *testing.T) {
+	f := newConsumeFixtureDLT(t, 1, &heraldpb.ConsumerGroupConfig{AckWaitMs: 200, MaxDeliveries: 1}, "orders-dlq", []uint32{2})
+	stream := f.open(t, 1, "m1", 100)
+	recvBatch(t, stream) // never acknowledged
+	leader := f.c.nodes[f.leader(t)]
+	eventually(t, 20*time.Second, func() error {
+		if got := testutil.ToFloat64(leader.metrics.groupConsume.deadLetterFailures.WithLabelValues(f.topic, f.group)); got < 1 {
+			return fmt.Errorf("%v dead-letter failures", got)
+		}
+		return nil
+	})
+	if p := f.describe(t); p.GetFloor() != 0 || p.GetPending() != 1 || p.GetDeadLettered() != 0 {
+		t.Fatalf("after a refused dead-letter write: floor %d, pending %d, dead lettered %d; want 0, 1, 0", p.GetFloor(), p.GetPending(), p.GetDeadLettered())
+	}
+	if _, err := f.hc.AlterTopic(ctxTimeout(t, 20*time.Second), &heraldpb.AlterTopicRequest{
+		Config: &heraldpb.TopicConfig{Name: "orders-dlq"}, Fields: []string{"schema_versions"}}); err != nil {
+		t.Fatalf("alter the dead-letter topic: %v", err)
+	}
+	eventually(t, 20*time.Second, func() error {
+		if p := f.describe(t); p.GetFloor() != 1 || p.GetDeadLettered() != 1 {
+			return fmt.Errorf("floor %d, dead lettered %d", p.GetFloor(), p.GetDeadLettered())
+		}
+		return nil
+	})
+	resp, err := f.hc.Fetch(ctxTimeout(t, 10*time.Second), &heraldpb.FetchRequest{Topic: "orders-dlq", Partition: 0,
+		Start: &heraldpb.FetchRequest_Offset{Offset: 0}, MaxEvents: 10})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(resp.GetEvents()) != 1 || resp.GetEvents()[0].GetHeaders()[deadLetterHeaderOffset] != "0" {
+		t.Fatalf("dead-letter topic holds %v, want the event at offset 0 once", resp.GetEvents())
 	}
 }
