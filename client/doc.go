@@ -33,6 +33,10 @@
 // are the lower-level membership calls a group consumer is built on: they
 // go to the group's coordinator (the leader of the topic's partition 0),
 // following NOT_LEADER, and answer a member's partitions and generation.
+// GroupConsume opens, on a partition's
+// leader, the stream through which the member that owns the partition (under
+// the group's generation) receives batches and acknowledges or nacks them;
+// the consumer iterator that joins a group is built on it.
 //
 // Errors are typed: match them with errors.Is against the Err* sentinels
 // (ErrTopicNotFound, ErrUnknownOutcome, ...) or errors.As with

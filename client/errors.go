@@ -82,6 +82,7 @@ var (
 	ErrUnknownMember           = wire.ErrUnknownMember
 	ErrStaleGeneration         = wire.ErrStaleGeneration
 	ErrTooManyMembers          = wire.ErrTooManyMembers
+	ErrGroupFenced             = wire.ErrGroupFenced
 )
 
 // ErrClosed is returned by calls on a Client after Close. It never crosses

@@ -46,10 +46,13 @@ type nodeMetrics struct {
 	// wsHubSubscriptions counts the WebSocket subscriptions served by
 	// their tail's hub (caught up, no goroutine of their own).
 	wsHubSubscriptions prometheus.Gauge
+	// Consumer group consumption (group_consume.go).
+	groupConsume *groupConsumeMetrics
 }
 
 func newNodeMetrics() *nodeMetrics {
 	return &nodeMetrics{
+		groupConsume: newGroupConsumeMetrics(),
 		wsConnections: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "herald_ws_connections_open",
 			Help: "WebSocket connections open on this node.",
@@ -171,11 +174,11 @@ func newNodeMetrics() *nodeMetrics {
 }
 
 func (m *nodeMetrics) collectors() []prometheus.Collector {
-	return []prometheus.Collector{m.rpcs, m.rpcSeconds, m.producedEvents, m.fetchedEvents, m.forwarded,
+	return append(m.groupConsume.collectors(), m.rpcs, m.rpcSeconds, m.producedEvents, m.fetchedEvents, m.forwarded,
 		m.retainedTrims, m.retainedRecords, m.duplicates, m.logRebuilds, m.rejoins, m.rejoining, m.reconciles, m.groupsRemoved, m.refusedStarting, m.fetchBehind, m.fetchCatchUps,
 		m.contractRechecks, m.contractFences,
 		m.subscriptions, m.subscribeEvents, m.subscribeReads, m.subscribeHeartbeats,
-		m.wsConnections, m.wsMessages, m.wsCloses, m.wsQueueBytes, m.wsQueueDrops, m.wsRefused, m.wsHubSubscriptions}
+		m.wsConnections, m.wsMessages, m.wsCloses, m.wsQueueBytes, m.wsQueueDrops, m.wsRefused, m.wsHubSubscriptions)
 }
 
 // unaryInterceptor records request counts and latency. It runs outside

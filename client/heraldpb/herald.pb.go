@@ -57,6 +57,7 @@ const (
 	ErrorReason_UNKNOWN_MEMBER             ErrorReason = 26 // the group's coordinator does not know the member (expired, left, or the coordinator moved): join again; metadata: topic, group, member
 	ErrorReason_STALE_GENERATION           ErrorReason = 27 // an assignment older than the partition's current one; nothing written; metadata: topic, group, current_generation
 	ErrorReason_TOO_MANY_MEMBERS           ErrorReason = 28 // the coordinator holds the most members of a group, or the most groups, it may; nothing changed; metadata: topic, group, max
+	ErrorReason_GROUP_FENCED               ErrorReason = 30 // the generation or member is not the partition's current assignment of the group; metadata: topic, group, partition, generation, current_generation
 )
 
 // Enum value maps for ErrorReason.
@@ -91,6 +92,7 @@ var (
 		26: "UNKNOWN_MEMBER",
 		27: "STALE_GENERATION",
 		28: "TOO_MANY_MEMBERS",
+		30: "GROUP_FENCED",
 	}
 	ErrorReason_value = map[string]int32{
 		"ERROR_REASON_UNSPECIFIED":   0,
@@ -122,6 +124,7 @@ var (
 		"UNKNOWN_MEMBER":             26,
 		"STALE_GENERATION":           27,
 		"TOO_MANY_MEMBERS":           28,
+		"GROUP_FENCED":               30,
 	}
 )
 
@@ -252,6 +255,58 @@ func (x StartPosition) Number() protoreflect.EnumNumber {
 // Deprecated: Use StartPosition.Descriptor instead.
 func (StartPosition) EnumDescriptor() ([]byte, []int) {
 	return file_client_heraldpb_herald_proto_rawDescGZIP(), []int{2}
+}
+
+type GroupOffsetOutcome int32
+
+const (
+	GroupOffsetOutcome_GROUP_OFFSET_OUTCOME_UNSPECIFIED GroupOffsetOutcome = 0
+	GroupOffsetOutcome_GROUP_OFFSET_APPLIED             GroupOffsetOutcome = 1 // acknowledged (or nacked)
+	GroupOffsetOutcome_GROUP_OFFSET_ALREADY_DONE        GroupOffsetOutcome = 2 // acknowledged or dead-lettered before; nothing changed
+	GroupOffsetOutcome_GROUP_OFFSET_NOT_DELIVERED       GroupOffsetOutcome = 3 // never delivered; nothing changed
+)
+
+// Enum value maps for GroupOffsetOutcome.
+var (
+	GroupOffsetOutcome_name = map[int32]string{
+		0: "GROUP_OFFSET_OUTCOME_UNSPECIFIED",
+		1: "GROUP_OFFSET_APPLIED",
+		2: "GROUP_OFFSET_ALREADY_DONE",
+		3: "GROUP_OFFSET_NOT_DELIVERED",
+	}
+	GroupOffsetOutcome_value = map[string]int32{
+		"GROUP_OFFSET_OUTCOME_UNSPECIFIED": 0,
+		"GROUP_OFFSET_APPLIED":             1,
+		"GROUP_OFFSET_ALREADY_DONE":        2,
+		"GROUP_OFFSET_NOT_DELIVERED":       3,
+	}
+)
+
+func (x GroupOffsetOutcome) Enum() *GroupOffsetOutcome {
+	p := new(GroupOffsetOutcome)
+	*p = x
+	return p
+}
+
+func (x GroupOffsetOutcome) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (GroupOffsetOutcome) Descriptor() protoreflect.EnumDescriptor {
+	return file_client_heraldpb_herald_proto_enumTypes[3].Descriptor()
+}
+
+func (GroupOffsetOutcome) Type() protoreflect.EnumType {
+	return &file_client_heraldpb_herald_proto_enumTypes[3]
+}
+
+func (x GroupOffsetOutcome) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use GroupOffsetOutcome.Descriptor instead.
+func (GroupOffsetOutcome) EnumDescriptor() ([]byte, []int) {
+	return file_client_heraldpb_herald_proto_rawDescGZIP(), []int{3}
 }
 
 // Event is the envelope of DESIGN.md. Fields marked server-assigned are
@@ -5396,7 +5451,8 @@ func (*LeaveGroupResponse) Descriptor() ([]byte, []int) {
 }
 
 // PartitionGroupAssign makes member the partition's owner for the group
-// under generation (GroupAssign); member "" leaves it unowned.
+// under generation (GroupAssign); member "-" (which no member id can be)
+// leaves it unowned.
 type PartitionGroupAssign struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Generation    uint64                 `protobuf:"varint,1,opt,name=generation,proto3" json:"generation,omitempty"`
@@ -5447,6 +5503,720 @@ func (x *PartitionGroupAssign) GetMember() string {
 		return x.Member
 	}
 	return ""
+}
+
+type GroupConsumeRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Types that are valid to be assigned to Msg:
+	//
+	//	*GroupConsumeRequest_Start
+	//	*GroupConsumeRequest_Ack
+	//	*GroupConsumeRequest_Nack
+	Msg           isGroupConsumeRequest_Msg `protobuf_oneof:"msg"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GroupConsumeRequest) Reset() {
+	*x = GroupConsumeRequest{}
+	mi := &file_client_heraldpb_herald_proto_msgTypes[80]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GroupConsumeRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GroupConsumeRequest) ProtoMessage() {}
+
+func (x *GroupConsumeRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_client_heraldpb_herald_proto_msgTypes[80]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GroupConsumeRequest.ProtoReflect.Descriptor instead.
+func (*GroupConsumeRequest) Descriptor() ([]byte, []int) {
+	return file_client_heraldpb_herald_proto_rawDescGZIP(), []int{80}
+}
+
+func (x *GroupConsumeRequest) GetMsg() isGroupConsumeRequest_Msg {
+	if x != nil {
+		return x.Msg
+	}
+	return nil
+}
+
+func (x *GroupConsumeRequest) GetStart() *GroupConsumeStart {
+	if x != nil {
+		if x, ok := x.Msg.(*GroupConsumeRequest_Start); ok {
+			return x.Start
+		}
+	}
+	return nil
+}
+
+func (x *GroupConsumeRequest) GetAck() *GroupConsumeAck {
+	if x != nil {
+		if x, ok := x.Msg.(*GroupConsumeRequest_Ack); ok {
+			return x.Ack
+		}
+	}
+	return nil
+}
+
+func (x *GroupConsumeRequest) GetNack() *GroupConsumeNack {
+	if x != nil {
+		if x, ok := x.Msg.(*GroupConsumeRequest_Nack); ok {
+			return x.Nack
+		}
+	}
+	return nil
+}
+
+type isGroupConsumeRequest_Msg interface {
+	isGroupConsumeRequest_Msg()
+}
+
+type GroupConsumeRequest_Start struct {
+	Start *GroupConsumeStart `protobuf:"bytes,1,opt,name=start,proto3,oneof"` // first message, once
+}
+
+type GroupConsumeRequest_Ack struct {
+	Ack *GroupConsumeAck `protobuf:"bytes,2,opt,name=ack,proto3,oneof"`
+}
+
+type GroupConsumeRequest_Nack struct {
+	Nack *GroupConsumeNack `protobuf:"bytes,3,opt,name=nack,proto3,oneof"`
+}
+
+func (*GroupConsumeRequest_Start) isGroupConsumeRequest_Msg() {}
+
+func (*GroupConsumeRequest_Ack) isGroupConsumeRequest_Msg() {}
+
+func (*GroupConsumeRequest_Nack) isGroupConsumeRequest_Msg() {}
+
+// GroupConsumeStart opens the stream on the partition's leader for the
+// member that owns the partition under generation.
+type GroupConsumeStart struct {
+	state          protoimpl.MessageState `protogen:"open.v1"`
+	Topic          string                 `protobuf:"bytes,1,opt,name=topic,proto3" json:"topic,omitempty"`
+	Group          string                 `protobuf:"bytes,2,opt,name=group,proto3" json:"group,omitempty"`
+	Partition      uint32                 `protobuf:"varint,3,opt,name=partition,proto3" json:"partition,omitempty"`
+	MemberId       string                 `protobuf:"bytes,4,opt,name=member_id,json=memberId,proto3" json:"member_id,omitempty"`
+	Generation     uint64                 `protobuf:"varint,5,opt,name=generation,proto3" json:"generation,omitempty"`
+	MaxBatchEvents uint32                 `protobuf:"varint,6,opt,name=max_batch_events,json=maxBatchEvents,proto3" json:"max_batch_events,omitempty"` // 0: 100; at most 1,000
+	MaxBatchBytes  uint32                 `protobuf:"varint,7,opt,name=max_batch_bytes,json=maxBatchBytes,proto3" json:"max_batch_bytes,omitempty"`    // 0: 1 MiB; at most 4 MiB (the first event goes whatever its size)
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+func (x *GroupConsumeStart) Reset() {
+	*x = GroupConsumeStart{}
+	mi := &file_client_heraldpb_herald_proto_msgTypes[81]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GroupConsumeStart) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GroupConsumeStart) ProtoMessage() {}
+
+func (x *GroupConsumeStart) ProtoReflect() protoreflect.Message {
+	mi := &file_client_heraldpb_herald_proto_msgTypes[81]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GroupConsumeStart.ProtoReflect.Descriptor instead.
+func (*GroupConsumeStart) Descriptor() ([]byte, []int) {
+	return file_client_heraldpb_herald_proto_rawDescGZIP(), []int{81}
+}
+
+func (x *GroupConsumeStart) GetTopic() string {
+	if x != nil {
+		return x.Topic
+	}
+	return ""
+}
+
+func (x *GroupConsumeStart) GetGroup() string {
+	if x != nil {
+		return x.Group
+	}
+	return ""
+}
+
+func (x *GroupConsumeStart) GetPartition() uint32 {
+	if x != nil {
+		return x.Partition
+	}
+	return 0
+}
+
+func (x *GroupConsumeStart) GetMemberId() string {
+	if x != nil {
+		return x.MemberId
+	}
+	return ""
+}
+
+func (x *GroupConsumeStart) GetGeneration() uint64 {
+	if x != nil {
+		return x.Generation
+	}
+	return 0
+}
+
+func (x *GroupConsumeStart) GetMaxBatchEvents() uint32 {
+	if x != nil {
+		return x.MaxBatchEvents
+	}
+	return 0
+}
+
+func (x *GroupConsumeStart) GetMaxBatchBytes() uint32 {
+	if x != nil {
+		return x.MaxBatchBytes
+	}
+	return 0
+}
+
+// GroupConsumeAck acknowledges offsets: every pending one below before
+// (cumulative, exclusive; 0: none), then each of offsets one by one.
+type GroupConsumeAck struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Id            uint64                 `protobuf:"varint,1,opt,name=id,proto3" json:"id,omitempty"` // echoed in its GroupAckResult
+	Before        uint64                 `protobuf:"varint,2,opt,name=before,proto3" json:"before,omitempty"`
+	Offsets       []uint64               `protobuf:"varint,3,rep,packed,name=offsets,proto3" json:"offsets,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GroupConsumeAck) Reset() {
+	*x = GroupConsumeAck{}
+	mi := &file_client_heraldpb_herald_proto_msgTypes[82]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GroupConsumeAck) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GroupConsumeAck) ProtoMessage() {}
+
+func (x *GroupConsumeAck) ProtoReflect() protoreflect.Message {
+	mi := &file_client_heraldpb_herald_proto_msgTypes[82]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GroupConsumeAck.ProtoReflect.Descriptor instead.
+func (*GroupConsumeAck) Descriptor() ([]byte, []int) {
+	return file_client_heraldpb_herald_proto_rawDescGZIP(), []int{82}
+}
+
+func (x *GroupConsumeAck) GetId() uint64 {
+	if x != nil {
+		return x.Id
+	}
+	return 0
+}
+
+func (x *GroupConsumeAck) GetBefore() uint64 {
+	if x != nil {
+		return x.Before
+	}
+	return 0
+}
+
+func (x *GroupConsumeAck) GetOffsets() []uint64 {
+	if x != nil {
+		return x.Offsets
+	}
+	return nil
+}
+
+// GroupConsumeNack makes offsets due for redelivery after delay_ms.
+type GroupConsumeNack struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Id            uint64                 `protobuf:"varint,1,opt,name=id,proto3" json:"id,omitempty"` // echoed in its GroupAckResult
+	Offsets       []uint64               `protobuf:"varint,2,rep,packed,name=offsets,proto3" json:"offsets,omitempty"`
+	DelayMs       uint32                 `protobuf:"varint,3,opt,name=delay_ms,json=delayMs,proto3" json:"delay_ms,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GroupConsumeNack) Reset() {
+	*x = GroupConsumeNack{}
+	mi := &file_client_heraldpb_herald_proto_msgTypes[83]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GroupConsumeNack) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GroupConsumeNack) ProtoMessage() {}
+
+func (x *GroupConsumeNack) ProtoReflect() protoreflect.Message {
+	mi := &file_client_heraldpb_herald_proto_msgTypes[83]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GroupConsumeNack.ProtoReflect.Descriptor instead.
+func (*GroupConsumeNack) Descriptor() ([]byte, []int) {
+	return file_client_heraldpb_herald_proto_rawDescGZIP(), []int{83}
+}
+
+func (x *GroupConsumeNack) GetId() uint64 {
+	if x != nil {
+		return x.Id
+	}
+	return 0
+}
+
+func (x *GroupConsumeNack) GetOffsets() []uint64 {
+	if x != nil {
+		return x.Offsets
+	}
+	return nil
+}
+
+func (x *GroupConsumeNack) GetDelayMs() uint32 {
+	if x != nil {
+		return x.DelayMs
+	}
+	return 0
+}
+
+type GroupConsumeResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Types that are valid to be assigned to Msg:
+	//
+	//	*GroupConsumeResponse_Batch
+	//	*GroupConsumeResponse_AckResult
+	//	*GroupConsumeResponse_Started
+	Msg           isGroupConsumeResponse_Msg `protobuf_oneof:"msg"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GroupConsumeResponse) Reset() {
+	*x = GroupConsumeResponse{}
+	mi := &file_client_heraldpb_herald_proto_msgTypes[84]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GroupConsumeResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GroupConsumeResponse) ProtoMessage() {}
+
+func (x *GroupConsumeResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_client_heraldpb_herald_proto_msgTypes[84]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GroupConsumeResponse.ProtoReflect.Descriptor instead.
+func (*GroupConsumeResponse) Descriptor() ([]byte, []int) {
+	return file_client_heraldpb_herald_proto_rawDescGZIP(), []int{84}
+}
+
+func (x *GroupConsumeResponse) GetMsg() isGroupConsumeResponse_Msg {
+	if x != nil {
+		return x.Msg
+	}
+	return nil
+}
+
+func (x *GroupConsumeResponse) GetBatch() *GroupConsumeBatch {
+	if x != nil {
+		if x, ok := x.Msg.(*GroupConsumeResponse_Batch); ok {
+			return x.Batch
+		}
+	}
+	return nil
+}
+
+func (x *GroupConsumeResponse) GetAckResult() *GroupAckResult {
+	if x != nil {
+		if x, ok := x.Msg.(*GroupConsumeResponse_AckResult); ok {
+			return x.AckResult
+		}
+	}
+	return nil
+}
+
+func (x *GroupConsumeResponse) GetStarted() *GroupConsumeStarted {
+	if x != nil {
+		if x, ok := x.Msg.(*GroupConsumeResponse_Started); ok {
+			return x.Started
+		}
+	}
+	return nil
+}
+
+type isGroupConsumeResponse_Msg interface {
+	isGroupConsumeResponse_Msg()
+}
+
+type GroupConsumeResponse_Batch struct {
+	Batch *GroupConsumeBatch `protobuf:"bytes,1,opt,name=batch,proto3,oneof"`
+}
+
+type GroupConsumeResponse_AckResult struct {
+	AckResult *GroupAckResult `protobuf:"bytes,2,opt,name=ack_result,json=ackResult,proto3,oneof"`
+}
+
+type GroupConsumeResponse_Started struct {
+	Started *GroupConsumeStarted `protobuf:"bytes,3,opt,name=started,proto3,oneof"` // first message, once: the stream is accepted
+}
+
+func (*GroupConsumeResponse_Batch) isGroupConsumeResponse_Msg() {}
+
+func (*GroupConsumeResponse_AckResult) isGroupConsumeResponse_Msg() {}
+
+func (*GroupConsumeResponse_Started) isGroupConsumeResponse_Msg() {}
+
+// GroupConsumeStarted accepts a stream: this node leads the partition and
+// the member and generation are its current assignment of the group.
+type GroupConsumeStarted struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Partition     uint32                 `protobuf:"varint,1,opt,name=partition,proto3" json:"partition,omitempty"`
+	Floor         uint64                 `protobuf:"varint,2,opt,name=floor,proto3" json:"floor,omitempty"`
+	Cursor        uint64                 `protobuf:"varint,3,opt,name=cursor,proto3" json:"cursor,omitempty"`
+	HighWatermark uint64                 `protobuf:"varint,4,opt,name=high_watermark,json=highWatermark,proto3" json:"high_watermark,omitempty"`
+	Config        *ConsumerGroupConfig   `protobuf:"bytes,5,opt,name=config,proto3" json:"config,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GroupConsumeStarted) Reset() {
+	*x = GroupConsumeStarted{}
+	mi := &file_client_heraldpb_herald_proto_msgTypes[85]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GroupConsumeStarted) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GroupConsumeStarted) ProtoMessage() {}
+
+func (x *GroupConsumeStarted) ProtoReflect() protoreflect.Message {
+	mi := &file_client_heraldpb_herald_proto_msgTypes[85]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GroupConsumeStarted.ProtoReflect.Descriptor instead.
+func (*GroupConsumeStarted) Descriptor() ([]byte, []int) {
+	return file_client_heraldpb_herald_proto_rawDescGZIP(), []int{85}
+}
+
+func (x *GroupConsumeStarted) GetPartition() uint32 {
+	if x != nil {
+		return x.Partition
+	}
+	return 0
+}
+
+func (x *GroupConsumeStarted) GetFloor() uint64 {
+	if x != nil {
+		return x.Floor
+	}
+	return 0
+}
+
+func (x *GroupConsumeStarted) GetCursor() uint64 {
+	if x != nil {
+		return x.Cursor
+	}
+	return 0
+}
+
+func (x *GroupConsumeStarted) GetHighWatermark() uint64 {
+	if x != nil {
+		return x.HighWatermark
+	}
+	return 0
+}
+
+func (x *GroupConsumeStarted) GetConfig() *ConsumerGroupConfig {
+	if x != nil {
+		return x.Config
+	}
+	return nil
+}
+
+// GroupConsumeBatch is one delivery: events in offset order, each with how
+// often it was delivered (1 the first time).
+type GroupConsumeBatch struct {
+	state          protoimpl.MessageState `protogen:"open.v1"`
+	Events         []*Event               `protobuf:"bytes,1,rep,name=events,proto3" json:"events,omitempty"`                                               // as Fetch and Subscribe deliver them
+	DeliveryCounts []uint32               `protobuf:"varint,2,rep,packed,name=delivery_counts,json=deliveryCounts,proto3" json:"delivery_counts,omitempty"` // one per event
+	Partition      uint32                 `protobuf:"varint,3,opt,name=partition,proto3" json:"partition,omitempty"`
+	HighWatermark  uint64                 `protobuf:"varint,4,opt,name=high_watermark,json=highWatermark,proto3" json:"high_watermark,omitempty"` // the leader's
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+func (x *GroupConsumeBatch) Reset() {
+	*x = GroupConsumeBatch{}
+	mi := &file_client_heraldpb_herald_proto_msgTypes[86]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GroupConsumeBatch) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GroupConsumeBatch) ProtoMessage() {}
+
+func (x *GroupConsumeBatch) ProtoReflect() protoreflect.Message {
+	mi := &file_client_heraldpb_herald_proto_msgTypes[86]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GroupConsumeBatch.ProtoReflect.Descriptor instead.
+func (*GroupConsumeBatch) Descriptor() ([]byte, []int) {
+	return file_client_heraldpb_herald_proto_rawDescGZIP(), []int{86}
+}
+
+func (x *GroupConsumeBatch) GetEvents() []*Event {
+	if x != nil {
+		return x.Events
+	}
+	return nil
+}
+
+func (x *GroupConsumeBatch) GetDeliveryCounts() []uint32 {
+	if x != nil {
+		return x.DeliveryCounts
+	}
+	return nil
+}
+
+func (x *GroupConsumeBatch) GetPartition() uint32 {
+	if x != nil {
+		return x.Partition
+	}
+	return 0
+}
+
+func (x *GroupConsumeBatch) GetHighWatermark() uint64 {
+	if x != nil {
+		return x.HighWatermark
+	}
+	return 0
+}
+
+type GroupOffsetResult struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Offset        uint64                 `protobuf:"varint,1,opt,name=offset,proto3" json:"offset,omitempty"`
+	Outcome       GroupOffsetOutcome     `protobuf:"varint,2,opt,name=outcome,proto3,enum=herald.v1.GroupOffsetOutcome" json:"outcome,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GroupOffsetResult) Reset() {
+	*x = GroupOffsetResult{}
+	mi := &file_client_heraldpb_herald_proto_msgTypes[87]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GroupOffsetResult) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GroupOffsetResult) ProtoMessage() {}
+
+func (x *GroupOffsetResult) ProtoReflect() protoreflect.Message {
+	mi := &file_client_heraldpb_herald_proto_msgTypes[87]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GroupOffsetResult.ProtoReflect.Descriptor instead.
+func (*GroupOffsetResult) Descriptor() ([]byte, []int) {
+	return file_client_heraldpb_herald_proto_rawDescGZIP(), []int{87}
+}
+
+func (x *GroupOffsetResult) GetOffset() uint64 {
+	if x != nil {
+		return x.Offset
+	}
+	return 0
+}
+
+func (x *GroupOffsetResult) GetOutcome() GroupOffsetOutcome {
+	if x != nil {
+		return x.Outcome
+	}
+	return GroupOffsetOutcome_GROUP_OFFSET_OUTCOME_UNSPECIFIED
+}
+
+// GroupAckResult answers one GroupConsumeAck or GroupConsumeNack.
+type GroupAckResult struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Id    uint64                 `protobuf:"varint,1,opt,name=id,proto3" json:"id,omitempty"`
+	Nack  bool                   `protobuf:"varint,2,opt,name=nack,proto3" json:"nack,omitempty"`
+	// Per offset of the request's offsets, in its order (none when
+	// unknown_outcome is set).
+	Results []*GroupOffsetResult `protobuf:"bytes,3,rep,name=results,proto3" json:"results,omitempty"`
+	Floor   uint64               `protobuf:"varint,4,opt,name=floor,proto3" json:"floor,omitempty"` // the group's floor on the partition after it
+	// The proposal's outcome is unknown (it may or may not have applied);
+	// error says why. Resending is safe: an ack applied twice answers
+	// GROUP_OFFSET_ALREADY_DONE.
+	UnknownOutcome bool   `protobuf:"varint,5,opt,name=unknown_outcome,json=unknownOutcome,proto3" json:"unknown_outcome,omitempty"`
+	Error          string `protobuf:"bytes,6,opt,name=error,proto3" json:"error,omitempty"`
+	// The request was refused before anything was proposed (a cumulative
+	// before above the group's cursor, a nack delay above 24 h); error says
+	// why. Nothing was written.
+	Refused       bool `protobuf:"varint,7,opt,name=refused,proto3" json:"refused,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GroupAckResult) Reset() {
+	*x = GroupAckResult{}
+	mi := &file_client_heraldpb_herald_proto_msgTypes[88]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GroupAckResult) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GroupAckResult) ProtoMessage() {}
+
+func (x *GroupAckResult) ProtoReflect() protoreflect.Message {
+	mi := &file_client_heraldpb_herald_proto_msgTypes[88]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GroupAckResult.ProtoReflect.Descriptor instead.
+func (*GroupAckResult) Descriptor() ([]byte, []int) {
+	return file_client_heraldpb_herald_proto_rawDescGZIP(), []int{88}
+}
+
+func (x *GroupAckResult) GetId() uint64 {
+	if x != nil {
+		return x.Id
+	}
+	return 0
+}
+
+func (x *GroupAckResult) GetNack() bool {
+	if x != nil {
+		return x.Nack
+	}
+	return false
+}
+
+func (x *GroupAckResult) GetResults() []*GroupOffsetResult {
+	if x != nil {
+		return x.Results
+	}
+	return nil
+}
+
+func (x *GroupAckResult) GetFloor() uint64 {
+	if x != nil {
+		return x.Floor
+	}
+	return 0
+}
+
+func (x *GroupAckResult) GetUnknownOutcome() bool {
+	if x != nil {
+		return x.UnknownOutcome
+	}
+	return false
+}
+
+func (x *GroupAckResult) GetError() string {
+	if x != nil {
+		return x.Error
+	}
+	return ""
+}
+
+func (x *GroupAckResult) GetRefused() bool {
+	if x != nil {
+		return x.Refused
+	}
+	return false
 }
 
 var File_client_heraldpb_herald_proto protoreflect.FileDescriptor
@@ -5835,7 +6605,58 @@ const file_client_heraldpb_herald_proto_rawDesc = "" +
 	"\n" +
 	"generation\x18\x01 \x01(\x04R\n" +
 	"generation\x12\x16\n" +
-	"\x06member\x18\x02 \x01(\tR\x06member*\xf3\x04\n" +
+	"\x06member\x18\x02 \x01(\tR\x06member\"\xb5\x01\n" +
+	"\x13GroupConsumeRequest\x124\n" +
+	"\x05start\x18\x01 \x01(\v2\x1c.herald.v1.GroupConsumeStartH\x00R\x05start\x12.\n" +
+	"\x03ack\x18\x02 \x01(\v2\x1a.herald.v1.GroupConsumeAckH\x00R\x03ack\x121\n" +
+	"\x04nack\x18\x03 \x01(\v2\x1b.herald.v1.GroupConsumeNackH\x00R\x04nackB\x05\n" +
+	"\x03msg\"\xec\x01\n" +
+	"\x11GroupConsumeStart\x12\x14\n" +
+	"\x05topic\x18\x01 \x01(\tR\x05topic\x12\x14\n" +
+	"\x05group\x18\x02 \x01(\tR\x05group\x12\x1c\n" +
+	"\tpartition\x18\x03 \x01(\rR\tpartition\x12\x1b\n" +
+	"\tmember_id\x18\x04 \x01(\tR\bmemberId\x12\x1e\n" +
+	"\n" +
+	"generation\x18\x05 \x01(\x04R\n" +
+	"generation\x12(\n" +
+	"\x10max_batch_events\x18\x06 \x01(\rR\x0emaxBatchEvents\x12&\n" +
+	"\x0fmax_batch_bytes\x18\a \x01(\rR\rmaxBatchBytes\"S\n" +
+	"\x0fGroupConsumeAck\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\x04R\x02id\x12\x16\n" +
+	"\x06before\x18\x02 \x01(\x04R\x06before\x12\x18\n" +
+	"\aoffsets\x18\x03 \x03(\x04R\aoffsets\"W\n" +
+	"\x10GroupConsumeNack\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\x04R\x02id\x12\x18\n" +
+	"\aoffsets\x18\x02 \x03(\x04R\aoffsets\x12\x19\n" +
+	"\bdelay_ms\x18\x03 \x01(\rR\adelayMs\"\xcb\x01\n" +
+	"\x14GroupConsumeResponse\x124\n" +
+	"\x05batch\x18\x01 \x01(\v2\x1c.herald.v1.GroupConsumeBatchH\x00R\x05batch\x12:\n" +
+	"\n" +
+	"ack_result\x18\x02 \x01(\v2\x19.herald.v1.GroupAckResultH\x00R\tackResult\x12:\n" +
+	"\astarted\x18\x03 \x01(\v2\x1e.herald.v1.GroupConsumeStartedH\x00R\astartedB\x05\n" +
+	"\x03msg\"\xc0\x01\n" +
+	"\x13GroupConsumeStarted\x12\x1c\n" +
+	"\tpartition\x18\x01 \x01(\rR\tpartition\x12\x14\n" +
+	"\x05floor\x18\x02 \x01(\x04R\x05floor\x12\x16\n" +
+	"\x06cursor\x18\x03 \x01(\x04R\x06cursor\x12%\n" +
+	"\x0ehigh_watermark\x18\x04 \x01(\x04R\rhighWatermark\x126\n" +
+	"\x06config\x18\x05 \x01(\v2\x1e.herald.v1.ConsumerGroupConfigR\x06config\"\xab\x01\n" +
+	"\x11GroupConsumeBatch\x12(\n" +
+	"\x06events\x18\x01 \x03(\v2\x10.herald.v1.EventR\x06events\x12'\n" +
+	"\x0fdelivery_counts\x18\x02 \x03(\rR\x0edeliveryCounts\x12\x1c\n" +
+	"\tpartition\x18\x03 \x01(\rR\tpartition\x12%\n" +
+	"\x0ehigh_watermark\x18\x04 \x01(\x04R\rhighWatermark\"d\n" +
+	"\x11GroupOffsetResult\x12\x16\n" +
+	"\x06offset\x18\x01 \x01(\x04R\x06offset\x127\n" +
+	"\aoutcome\x18\x02 \x01(\x0e2\x1d.herald.v1.GroupOffsetOutcomeR\aoutcome\"\xdb\x01\n" +
+	"\x0eGroupAckResult\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\x04R\x02id\x12\x12\n" +
+	"\x04nack\x18\x02 \x01(\bR\x04nack\x126\n" +
+	"\aresults\x18\x03 \x03(\v2\x1c.herald.v1.GroupOffsetResultR\aresults\x12\x14\n" +
+	"\x05floor\x18\x04 \x01(\x04R\x05floor\x12'\n" +
+	"\x0funknown_outcome\x18\x05 \x01(\bR\x0eunknownOutcome\x12\x14\n" +
+	"\x05error\x18\x06 \x01(\tR\x05error\x12\x18\n" +
+	"\arefused\x18\a \x01(\bR\arefused*\x85\x05\n" +
 	"\vErrorReason\x12\x1c\n" +
 	"\x18ERROR_REASON_UNSPECIFIED\x10\x00\x12\x0e\n" +
 	"\n" +
@@ -5869,7 +6690,8 @@ const file_client_heraldpb_herald_proto_rawDesc = "" +
 	"\x0fTOO_MANY_GROUPS\x10\x19\x12\x12\n" +
 	"\x0eUNKNOWN_MEMBER\x10\x1a\x12\x14\n" +
 	"\x10STALE_GENERATION\x10\x1b\x12\x14\n" +
-	"\x10TOO_MANY_MEMBERS\x10\x1c*K\n" +
+	"\x10TOO_MANY_MEMBERS\x10\x1c\x12\x10\n" +
+	"\fGROUP_FENCED\x10\x1e*K\n" +
 	"\bOrdering\x12\x18\n" +
 	"\x14ORDERING_UNSPECIFIED\x10\x00\x12\x0e\n" +
 	"\n" +
@@ -5880,7 +6702,12 @@ const file_client_heraldpb_herald_proto_rawDesc = "" +
 	"\x1aSTART_POSITION_UNSPECIFIED\x10\x00\x12\f\n" +
 	"\bEARLIEST\x10\x01\x12\n" +
 	"\n" +
-	"\x06LATEST\x10\x022\xff\r\n" +
+	"\x06LATEST\x10\x02*\x93\x01\n" +
+	"\x12GroupOffsetOutcome\x12$\n" +
+	" GROUP_OFFSET_OUTCOME_UNSPECIFIED\x10\x00\x12\x18\n" +
+	"\x14GROUP_OFFSET_APPLIED\x10\x01\x12\x1d\n" +
+	"\x19GROUP_OFFSET_ALREADY_DONE\x10\x02\x12\x1e\n" +
+	"\x1aGROUP_OFFSET_NOT_DELIVERED\x10\x032\xd4\x0e\n" +
 	"\x06Herald\x12L\n" +
 	"\vCreateTopic\x12\x1d.herald.v1.CreateTopicRequest\x1a\x1e.herald.v1.CreateTopicResponse\x12I\n" +
 	"\n" +
@@ -5909,7 +6736,8 @@ const file_client_heraldpb_herald_proto_rawDesc = "" +
 	"\tJoinGroup\x12\x1b.herald.v1.JoinGroupRequest\x1a\x1c.herald.v1.JoinGroupResponse\x12U\n" +
 	"\x0eGroupHeartbeat\x12 .herald.v1.GroupHeartbeatRequest\x1a!.herald.v1.GroupHeartbeatResponse\x12I\n" +
 	"\n" +
-	"LeaveGroup\x12\x1c.herald.v1.LeaveGroupRequest\x1a\x1d.herald.v1.LeaveGroupResponse2\xc1\x03\n" +
+	"LeaveGroup\x12\x1c.herald.v1.LeaveGroupRequest\x1a\x1d.herald.v1.LeaveGroupResponse\x12S\n" +
+	"\fGroupConsume\x12\x1e.herald.v1.GroupConsumeRequest\x1a\x1f.herald.v1.GroupConsumeResponse(\x010\x012\xc1\x03\n" +
 	"\fNodeInternal\x12I\n" +
 	"\n" +
 	"NodeStatus\x12\x1c.herald.v1.NodeStatusRequest\x1a\x1d.herald.v1.NodeStatusResponse\x12d\n" +
@@ -5930,210 +6758,232 @@ func file_client_heraldpb_herald_proto_rawDescGZIP() []byte {
 	return file_client_heraldpb_herald_proto_rawDescData
 }
 
-var file_client_heraldpb_herald_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_client_heraldpb_herald_proto_msgTypes = make([]protoimpl.MessageInfo, 82)
+var file_client_heraldpb_herald_proto_enumTypes = make([]protoimpl.EnumInfo, 4)
+var file_client_heraldpb_herald_proto_msgTypes = make([]protoimpl.MessageInfo, 91)
 var file_client_heraldpb_herald_proto_goTypes = []any{
 	(ErrorReason)(0),                    // 0: herald.v1.ErrorReason
 	(Ordering)(0),                       // 1: herald.v1.Ordering
 	(StartPosition)(0),                  // 2: herald.v1.StartPosition
-	(*Event)(nil),                       // 3: herald.v1.Event
-	(*TopicConfig)(nil),                 // 4: herald.v1.TopicConfig
-	(*PartitionInfo)(nil),               // 5: herald.v1.PartitionInfo
-	(*TopicInfo)(nil),                   // 6: herald.v1.TopicInfo
-	(*NodeInfo)(nil),                    // 7: herald.v1.NodeInfo
-	(*CreateTopicRequest)(nil),          // 8: herald.v1.CreateTopicRequest
-	(*CreateTopicResponse)(nil),         // 9: herald.v1.CreateTopicResponse
-	(*ListTopicsRequest)(nil),           // 10: herald.v1.ListTopicsRequest
-	(*ListTopicsResponse)(nil),          // 11: herald.v1.ListTopicsResponse
-	(*DescribeTopicRequest)(nil),        // 12: herald.v1.DescribeTopicRequest
-	(*DescribeTopicResponse)(nil),       // 13: herald.v1.DescribeTopicResponse
-	(*MetadataRequest)(nil),             // 14: herald.v1.MetadataRequest
-	(*MetadataResponse)(nil),            // 15: herald.v1.MetadataResponse
-	(*ProduceRequest)(nil),              // 16: herald.v1.ProduceRequest
-	(*ProduceResult)(nil),               // 17: herald.v1.ProduceResult
-	(*TenantQuota)(nil),                 // 18: herald.v1.TenantQuota
-	(*Tenant)(nil),                      // 19: herald.v1.Tenant
-	(*CreateTenantRequest)(nil),         // 20: herald.v1.CreateTenantRequest
-	(*CreateTenantResponse)(nil),        // 21: herald.v1.CreateTenantResponse
-	(*ListTenantsRequest)(nil),          // 22: herald.v1.ListTenantsRequest
-	(*ListTenantsResponse)(nil),         // 23: herald.v1.ListTenantsResponse
-	(*DescribeTenantRequest)(nil),       // 24: herald.v1.DescribeTenantRequest
-	(*DescribeTenantResponse)(nil),      // 25: herald.v1.DescribeTenantResponse
-	(*SetTenantQuotaRequest)(nil),       // 26: herald.v1.SetTenantQuotaRequest
-	(*SetTenantQuotaResponse)(nil),      // 27: herald.v1.SetTenantQuotaResponse
-	(*AlterTopicRequest)(nil),           // 28: herald.v1.AlterTopicRequest
-	(*AlterTopicResponse)(nil),          // 29: herald.v1.AlterTopicResponse
-	(*DeleteTopicRequest)(nil),          // 30: herald.v1.DeleteTopicRequest
-	(*DeleteTopicResponse)(nil),         // 31: herald.v1.DeleteTopicResponse
-	(*InitProducerRequest)(nil),         // 32: herald.v1.InitProducerRequest
-	(*InitProducerResponse)(nil),        // 33: herald.v1.InitProducerResponse
-	(*ProduceResponse)(nil),             // 34: herald.v1.ProduceResponse
-	(*FetchRequest)(nil),                // 35: herald.v1.FetchRequest
-	(*FetchResponse)(nil),               // 36: herald.v1.FetchResponse
-	(*SubscribeRequest)(nil),            // 37: herald.v1.SubscribeRequest
-	(*SubscribeStart)(nil),              // 38: herald.v1.SubscribeStart
-	(*SubscribeCredit)(nil),             // 39: herald.v1.SubscribeCredit
-	(*SubscribeResponse)(nil),           // 40: herald.v1.SubscribeResponse
-	(*ClusterStatusRequest)(nil),        // 41: herald.v1.ClusterStatusRequest
-	(*ReplicaStatus)(nil),               // 42: herald.v1.ReplicaStatus
-	(*PartitionStatus)(nil),             // 43: herald.v1.PartitionStatus
-	(*NodeStatusInfo)(nil),              // 44: herald.v1.NodeStatusInfo
-	(*ClusterStatusResponse)(nil),       // 45: herald.v1.ClusterStatusResponse
-	(*GroupStatus)(nil),                 // 46: herald.v1.GroupStatus
-	(*ControllerReadIndexRequest)(nil),  // 47: herald.v1.ControllerReadIndexRequest
-	(*ControllerReadIndexResponse)(nil), // 48: herald.v1.ControllerReadIndexResponse
-	(*FenceContractRequest)(nil),        // 49: herald.v1.FenceContractRequest
-	(*FenceContractResponse)(nil),       // 50: herald.v1.FenceContractResponse
-	(*MarkGroupsLiveRequest)(nil),       // 51: herald.v1.MarkGroupsLiveRequest
-	(*MarkGroupsLiveResponse)(nil),      // 52: herald.v1.MarkGroupsLiveResponse
-	(*NodeStatusRequest)(nil),           // 53: herald.v1.NodeStatusRequest
-	(*NodeStatusResponse)(nil),          // 54: herald.v1.NodeStatusResponse
-	(*ConsumerGroupConfig)(nil),         // 55: herald.v1.ConsumerGroupConfig
-	(*GroupStart)(nil),                  // 56: herald.v1.GroupStart
-	(*ConsumerGroupPartition)(nil),      // 57: herald.v1.ConsumerGroupPartition
-	(*ConsumerGroupInfo)(nil),           // 58: herald.v1.ConsumerGroupInfo
-	(*CreateGroupRequest)(nil),          // 59: herald.v1.CreateGroupRequest
-	(*CreateGroupResponse)(nil),         // 60: herald.v1.CreateGroupResponse
-	(*ListGroupsRequest)(nil),           // 61: herald.v1.ListGroupsRequest
-	(*ListGroupsResponse)(nil),          // 62: herald.v1.ListGroupsResponse
-	(*DescribeGroupRequest)(nil),        // 63: herald.v1.DescribeGroupRequest
-	(*DescribeGroupResponse)(nil),       // 64: herald.v1.DescribeGroupResponse
-	(*ResetGroupRequest)(nil),           // 65: herald.v1.ResetGroupRequest
-	(*ResetGroupResponse)(nil),          // 66: herald.v1.ResetGroupResponse
-	(*DeleteGroupRequest)(nil),          // 67: herald.v1.DeleteGroupRequest
-	(*DeleteGroupResponse)(nil),         // 68: herald.v1.DeleteGroupResponse
-	(*PartitionGroupRequest)(nil),       // 69: herald.v1.PartitionGroupRequest
-	(*PartitionGroupCreate)(nil),        // 70: herald.v1.PartitionGroupCreate
-	(*PartitionGroupReset)(nil),         // 71: herald.v1.PartitionGroupReset
-	(*PartitionGroupDelete)(nil),        // 72: herald.v1.PartitionGroupDelete
-	(*PartitionGroupRead)(nil),          // 73: herald.v1.PartitionGroupRead
-	(*PartitionGroupState)(nil),         // 74: herald.v1.PartitionGroupState
-	(*PartitionGroupResponse)(nil),      // 75: herald.v1.PartitionGroupResponse
-	(*JoinGroupRequest)(nil),            // 76: herald.v1.JoinGroupRequest
-	(*JoinGroupResponse)(nil),           // 77: herald.v1.JoinGroupResponse
-	(*GroupHeartbeatRequest)(nil),       // 78: herald.v1.GroupHeartbeatRequest
-	(*GroupHeartbeatResponse)(nil),      // 79: herald.v1.GroupHeartbeatResponse
-	(*LeaveGroupRequest)(nil),           // 80: herald.v1.LeaveGroupRequest
-	(*LeaveGroupResponse)(nil),          // 81: herald.v1.LeaveGroupResponse
-	(*PartitionGroupAssign)(nil),        // 82: herald.v1.PartitionGroupAssign
-	nil,                                 // 83: herald.v1.Event.HeadersEntry
-	nil,                                 // 84: herald.v1.SubscribeStart.HeadersEntry
+	(GroupOffsetOutcome)(0),             // 3: herald.v1.GroupOffsetOutcome
+	(*Event)(nil),                       // 4: herald.v1.Event
+	(*TopicConfig)(nil),                 // 5: herald.v1.TopicConfig
+	(*PartitionInfo)(nil),               // 6: herald.v1.PartitionInfo
+	(*TopicInfo)(nil),                   // 7: herald.v1.TopicInfo
+	(*NodeInfo)(nil),                    // 8: herald.v1.NodeInfo
+	(*CreateTopicRequest)(nil),          // 9: herald.v1.CreateTopicRequest
+	(*CreateTopicResponse)(nil),         // 10: herald.v1.CreateTopicResponse
+	(*ListTopicsRequest)(nil),           // 11: herald.v1.ListTopicsRequest
+	(*ListTopicsResponse)(nil),          // 12: herald.v1.ListTopicsResponse
+	(*DescribeTopicRequest)(nil),        // 13: herald.v1.DescribeTopicRequest
+	(*DescribeTopicResponse)(nil),       // 14: herald.v1.DescribeTopicResponse
+	(*MetadataRequest)(nil),             // 15: herald.v1.MetadataRequest
+	(*MetadataResponse)(nil),            // 16: herald.v1.MetadataResponse
+	(*ProduceRequest)(nil),              // 17: herald.v1.ProduceRequest
+	(*ProduceResult)(nil),               // 18: herald.v1.ProduceResult
+	(*TenantQuota)(nil),                 // 19: herald.v1.TenantQuota
+	(*Tenant)(nil),                      // 20: herald.v1.Tenant
+	(*CreateTenantRequest)(nil),         // 21: herald.v1.CreateTenantRequest
+	(*CreateTenantResponse)(nil),        // 22: herald.v1.CreateTenantResponse
+	(*ListTenantsRequest)(nil),          // 23: herald.v1.ListTenantsRequest
+	(*ListTenantsResponse)(nil),         // 24: herald.v1.ListTenantsResponse
+	(*DescribeTenantRequest)(nil),       // 25: herald.v1.DescribeTenantRequest
+	(*DescribeTenantResponse)(nil),      // 26: herald.v1.DescribeTenantResponse
+	(*SetTenantQuotaRequest)(nil),       // 27: herald.v1.SetTenantQuotaRequest
+	(*SetTenantQuotaResponse)(nil),      // 28: herald.v1.SetTenantQuotaResponse
+	(*AlterTopicRequest)(nil),           // 29: herald.v1.AlterTopicRequest
+	(*AlterTopicResponse)(nil),          // 30: herald.v1.AlterTopicResponse
+	(*DeleteTopicRequest)(nil),          // 31: herald.v1.DeleteTopicRequest
+	(*DeleteTopicResponse)(nil),         // 32: herald.v1.DeleteTopicResponse
+	(*InitProducerRequest)(nil),         // 33: herald.v1.InitProducerRequest
+	(*InitProducerResponse)(nil),        // 34: herald.v1.InitProducerResponse
+	(*ProduceResponse)(nil),             // 35: herald.v1.ProduceResponse
+	(*FetchRequest)(nil),                // 36: herald.v1.FetchRequest
+	(*FetchResponse)(nil),               // 37: herald.v1.FetchResponse
+	(*SubscribeRequest)(nil),            // 38: herald.v1.SubscribeRequest
+	(*SubscribeStart)(nil),              // 39: herald.v1.SubscribeStart
+	(*SubscribeCredit)(nil),             // 40: herald.v1.SubscribeCredit
+	(*SubscribeResponse)(nil),           // 41: herald.v1.SubscribeResponse
+	(*ClusterStatusRequest)(nil),        // 42: herald.v1.ClusterStatusRequest
+	(*ReplicaStatus)(nil),               // 43: herald.v1.ReplicaStatus
+	(*PartitionStatus)(nil),             // 44: herald.v1.PartitionStatus
+	(*NodeStatusInfo)(nil),              // 45: herald.v1.NodeStatusInfo
+	(*ClusterStatusResponse)(nil),       // 46: herald.v1.ClusterStatusResponse
+	(*GroupStatus)(nil),                 // 47: herald.v1.GroupStatus
+	(*ControllerReadIndexRequest)(nil),  // 48: herald.v1.ControllerReadIndexRequest
+	(*ControllerReadIndexResponse)(nil), // 49: herald.v1.ControllerReadIndexResponse
+	(*FenceContractRequest)(nil),        // 50: herald.v1.FenceContractRequest
+	(*FenceContractResponse)(nil),       // 51: herald.v1.FenceContractResponse
+	(*MarkGroupsLiveRequest)(nil),       // 52: herald.v1.MarkGroupsLiveRequest
+	(*MarkGroupsLiveResponse)(nil),      // 53: herald.v1.MarkGroupsLiveResponse
+	(*NodeStatusRequest)(nil),           // 54: herald.v1.NodeStatusRequest
+	(*NodeStatusResponse)(nil),          // 55: herald.v1.NodeStatusResponse
+	(*ConsumerGroupConfig)(nil),         // 56: herald.v1.ConsumerGroupConfig
+	(*GroupStart)(nil),                  // 57: herald.v1.GroupStart
+	(*ConsumerGroupPartition)(nil),      // 58: herald.v1.ConsumerGroupPartition
+	(*ConsumerGroupInfo)(nil),           // 59: herald.v1.ConsumerGroupInfo
+	(*CreateGroupRequest)(nil),          // 60: herald.v1.CreateGroupRequest
+	(*CreateGroupResponse)(nil),         // 61: herald.v1.CreateGroupResponse
+	(*ListGroupsRequest)(nil),           // 62: herald.v1.ListGroupsRequest
+	(*ListGroupsResponse)(nil),          // 63: herald.v1.ListGroupsResponse
+	(*DescribeGroupRequest)(nil),        // 64: herald.v1.DescribeGroupRequest
+	(*DescribeGroupResponse)(nil),       // 65: herald.v1.DescribeGroupResponse
+	(*ResetGroupRequest)(nil),           // 66: herald.v1.ResetGroupRequest
+	(*ResetGroupResponse)(nil),          // 67: herald.v1.ResetGroupResponse
+	(*DeleteGroupRequest)(nil),          // 68: herald.v1.DeleteGroupRequest
+	(*DeleteGroupResponse)(nil),         // 69: herald.v1.DeleteGroupResponse
+	(*PartitionGroupRequest)(nil),       // 70: herald.v1.PartitionGroupRequest
+	(*PartitionGroupCreate)(nil),        // 71: herald.v1.PartitionGroupCreate
+	(*PartitionGroupReset)(nil),         // 72: herald.v1.PartitionGroupReset
+	(*PartitionGroupDelete)(nil),        // 73: herald.v1.PartitionGroupDelete
+	(*PartitionGroupRead)(nil),          // 74: herald.v1.PartitionGroupRead
+	(*PartitionGroupState)(nil),         // 75: herald.v1.PartitionGroupState
+	(*PartitionGroupResponse)(nil),      // 76: herald.v1.PartitionGroupResponse
+	(*JoinGroupRequest)(nil),            // 77: herald.v1.JoinGroupRequest
+	(*JoinGroupResponse)(nil),           // 78: herald.v1.JoinGroupResponse
+	(*GroupHeartbeatRequest)(nil),       // 79: herald.v1.GroupHeartbeatRequest
+	(*GroupHeartbeatResponse)(nil),      // 80: herald.v1.GroupHeartbeatResponse
+	(*LeaveGroupRequest)(nil),           // 81: herald.v1.LeaveGroupRequest
+	(*LeaveGroupResponse)(nil),          // 82: herald.v1.LeaveGroupResponse
+	(*PartitionGroupAssign)(nil),        // 83: herald.v1.PartitionGroupAssign
+	(*GroupConsumeRequest)(nil),         // 84: herald.v1.GroupConsumeRequest
+	(*GroupConsumeStart)(nil),           // 85: herald.v1.GroupConsumeStart
+	(*GroupConsumeAck)(nil),             // 86: herald.v1.GroupConsumeAck
+	(*GroupConsumeNack)(nil),            // 87: herald.v1.GroupConsumeNack
+	(*GroupConsumeResponse)(nil),        // 88: herald.v1.GroupConsumeResponse
+	(*GroupConsumeStarted)(nil),         // 89: herald.v1.GroupConsumeStarted
+	(*GroupConsumeBatch)(nil),           // 90: herald.v1.GroupConsumeBatch
+	(*GroupOffsetResult)(nil),           // 91: herald.v1.GroupOffsetResult
+	(*GroupAckResult)(nil),              // 92: herald.v1.GroupAckResult
+	nil,                                 // 93: herald.v1.Event.HeadersEntry
+	nil,                                 // 94: herald.v1.SubscribeStart.HeadersEntry
 }
 var file_client_heraldpb_herald_proto_depIdxs = []int32{
-	83, // 0: herald.v1.Event.headers:type_name -> herald.v1.Event.HeadersEntry
+	93, // 0: herald.v1.Event.headers:type_name -> herald.v1.Event.HeadersEntry
 	1,  // 1: herald.v1.TopicConfig.ordering:type_name -> herald.v1.Ordering
-	4,  // 2: herald.v1.TopicInfo.config:type_name -> herald.v1.TopicConfig
-	5,  // 3: herald.v1.TopicInfo.partitions:type_name -> herald.v1.PartitionInfo
-	4,  // 4: herald.v1.CreateTopicRequest.config:type_name -> herald.v1.TopicConfig
-	6,  // 5: herald.v1.CreateTopicResponse.topic:type_name -> herald.v1.TopicInfo
-	6,  // 6: herald.v1.ListTopicsResponse.topics:type_name -> herald.v1.TopicInfo
-	6,  // 7: herald.v1.DescribeTopicResponse.topic:type_name -> herald.v1.TopicInfo
-	7,  // 8: herald.v1.MetadataResponse.nodes:type_name -> herald.v1.NodeInfo
-	6,  // 9: herald.v1.MetadataResponse.topics:type_name -> herald.v1.TopicInfo
-	3,  // 10: herald.v1.ProduceRequest.events:type_name -> herald.v1.Event
-	18, // 11: herald.v1.Tenant.quota:type_name -> herald.v1.TenantQuota
-	19, // 12: herald.v1.CreateTenantRequest.tenant:type_name -> herald.v1.Tenant
-	19, // 13: herald.v1.CreateTenantResponse.tenant:type_name -> herald.v1.Tenant
-	19, // 14: herald.v1.ListTenantsResponse.tenants:type_name -> herald.v1.Tenant
-	19, // 15: herald.v1.DescribeTenantResponse.tenant:type_name -> herald.v1.Tenant
-	18, // 16: herald.v1.SetTenantQuotaRequest.quota:type_name -> herald.v1.TenantQuota
-	19, // 17: herald.v1.SetTenantQuotaResponse.tenant:type_name -> herald.v1.Tenant
-	4,  // 18: herald.v1.AlterTopicRequest.config:type_name -> herald.v1.TopicConfig
-	6,  // 19: herald.v1.AlterTopicResponse.topic:type_name -> herald.v1.TopicInfo
-	17, // 20: herald.v1.ProduceResponse.results:type_name -> herald.v1.ProduceResult
+	5,  // 2: herald.v1.TopicInfo.config:type_name -> herald.v1.TopicConfig
+	6,  // 3: herald.v1.TopicInfo.partitions:type_name -> herald.v1.PartitionInfo
+	5,  // 4: herald.v1.CreateTopicRequest.config:type_name -> herald.v1.TopicConfig
+	7,  // 5: herald.v1.CreateTopicResponse.topic:type_name -> herald.v1.TopicInfo
+	7,  // 6: herald.v1.ListTopicsResponse.topics:type_name -> herald.v1.TopicInfo
+	7,  // 7: herald.v1.DescribeTopicResponse.topic:type_name -> herald.v1.TopicInfo
+	8,  // 8: herald.v1.MetadataResponse.nodes:type_name -> herald.v1.NodeInfo
+	7,  // 9: herald.v1.MetadataResponse.topics:type_name -> herald.v1.TopicInfo
+	4,  // 10: herald.v1.ProduceRequest.events:type_name -> herald.v1.Event
+	19, // 11: herald.v1.Tenant.quota:type_name -> herald.v1.TenantQuota
+	20, // 12: herald.v1.CreateTenantRequest.tenant:type_name -> herald.v1.Tenant
+	20, // 13: herald.v1.CreateTenantResponse.tenant:type_name -> herald.v1.Tenant
+	20, // 14: herald.v1.ListTenantsResponse.tenants:type_name -> herald.v1.Tenant
+	20, // 15: herald.v1.DescribeTenantResponse.tenant:type_name -> herald.v1.Tenant
+	19, // 16: herald.v1.SetTenantQuotaRequest.quota:type_name -> herald.v1.TenantQuota
+	20, // 17: herald.v1.SetTenantQuotaResponse.tenant:type_name -> herald.v1.Tenant
+	5,  // 18: herald.v1.AlterTopicRequest.config:type_name -> herald.v1.TopicConfig
+	7,  // 19: herald.v1.AlterTopicResponse.topic:type_name -> herald.v1.TopicInfo
+	18, // 20: herald.v1.ProduceResponse.results:type_name -> herald.v1.ProduceResult
 	2,  // 21: herald.v1.FetchRequest.position:type_name -> herald.v1.StartPosition
-	3,  // 22: herald.v1.FetchResponse.events:type_name -> herald.v1.Event
-	38, // 23: herald.v1.SubscribeRequest.start:type_name -> herald.v1.SubscribeStart
-	39, // 24: herald.v1.SubscribeRequest.credit:type_name -> herald.v1.SubscribeCredit
+	4,  // 22: herald.v1.FetchResponse.events:type_name -> herald.v1.Event
+	39, // 23: herald.v1.SubscribeRequest.start:type_name -> herald.v1.SubscribeStart
+	40, // 24: herald.v1.SubscribeRequest.credit:type_name -> herald.v1.SubscribeCredit
 	2,  // 25: herald.v1.SubscribeStart.position:type_name -> herald.v1.StartPosition
-	84, // 26: herald.v1.SubscribeStart.headers:type_name -> herald.v1.SubscribeStart.HeadersEntry
-	3,  // 27: herald.v1.SubscribeResponse.events:type_name -> herald.v1.Event
-	42, // 28: herald.v1.PartitionStatus.replica_status:type_name -> herald.v1.ReplicaStatus
-	44, // 29: herald.v1.ClusterStatusResponse.nodes:type_name -> herald.v1.NodeStatusInfo
-	43, // 30: herald.v1.ClusterStatusResponse.partitions:type_name -> herald.v1.PartitionStatus
-	46, // 31: herald.v1.NodeStatusResponse.groups:type_name -> herald.v1.GroupStatus
+	94, // 26: herald.v1.SubscribeStart.headers:type_name -> herald.v1.SubscribeStart.HeadersEntry
+	4,  // 27: herald.v1.SubscribeResponse.events:type_name -> herald.v1.Event
+	43, // 28: herald.v1.PartitionStatus.replica_status:type_name -> herald.v1.ReplicaStatus
+	45, // 29: herald.v1.ClusterStatusResponse.nodes:type_name -> herald.v1.NodeStatusInfo
+	44, // 30: herald.v1.ClusterStatusResponse.partitions:type_name -> herald.v1.PartitionStatus
+	47, // 31: herald.v1.NodeStatusResponse.groups:type_name -> herald.v1.GroupStatus
 	2,  // 32: herald.v1.GroupStart.position:type_name -> herald.v1.StartPosition
-	55, // 33: herald.v1.ConsumerGroupInfo.config:type_name -> herald.v1.ConsumerGroupConfig
-	57, // 34: herald.v1.ConsumerGroupInfo.partitions:type_name -> herald.v1.ConsumerGroupPartition
-	55, // 35: herald.v1.CreateGroupRequest.config:type_name -> herald.v1.ConsumerGroupConfig
-	56, // 36: herald.v1.CreateGroupRequest.start:type_name -> herald.v1.GroupStart
-	58, // 37: herald.v1.CreateGroupResponse.group:type_name -> herald.v1.ConsumerGroupInfo
-	58, // 38: herald.v1.ListGroupsResponse.groups:type_name -> herald.v1.ConsumerGroupInfo
-	58, // 39: herald.v1.DescribeGroupResponse.group:type_name -> herald.v1.ConsumerGroupInfo
-	56, // 40: herald.v1.ResetGroupRequest.to:type_name -> herald.v1.GroupStart
-	58, // 41: herald.v1.ResetGroupResponse.group:type_name -> herald.v1.ConsumerGroupInfo
-	70, // 42: herald.v1.PartitionGroupRequest.create:type_name -> herald.v1.PartitionGroupCreate
-	71, // 43: herald.v1.PartitionGroupRequest.reset:type_name -> herald.v1.PartitionGroupReset
-	72, // 44: herald.v1.PartitionGroupRequest.delete:type_name -> herald.v1.PartitionGroupDelete
-	73, // 45: herald.v1.PartitionGroupRequest.read:type_name -> herald.v1.PartitionGroupRead
-	82, // 46: herald.v1.PartitionGroupRequest.assign:type_name -> herald.v1.PartitionGroupAssign
-	55, // 47: herald.v1.PartitionGroupCreate.config:type_name -> herald.v1.ConsumerGroupConfig
-	56, // 48: herald.v1.PartitionGroupCreate.start:type_name -> herald.v1.GroupStart
-	56, // 49: herald.v1.PartitionGroupReset.to:type_name -> herald.v1.GroupStart
-	55, // 50: herald.v1.PartitionGroupState.config:type_name -> herald.v1.ConsumerGroupConfig
-	57, // 51: herald.v1.PartitionGroupState.state:type_name -> herald.v1.ConsumerGroupPartition
-	74, // 52: herald.v1.PartitionGroupResponse.groups:type_name -> herald.v1.PartitionGroupState
-	8,  // 53: herald.v1.Herald.CreateTopic:input_type -> herald.v1.CreateTopicRequest
-	10, // 54: herald.v1.Herald.ListTopics:input_type -> herald.v1.ListTopicsRequest
-	12, // 55: herald.v1.Herald.DescribeTopic:input_type -> herald.v1.DescribeTopicRequest
-	14, // 56: herald.v1.Herald.Metadata:input_type -> herald.v1.MetadataRequest
-	16, // 57: herald.v1.Herald.Produce:input_type -> herald.v1.ProduceRequest
-	35, // 58: herald.v1.Herald.Fetch:input_type -> herald.v1.FetchRequest
-	37, // 59: herald.v1.Herald.Subscribe:input_type -> herald.v1.SubscribeRequest
-	41, // 60: herald.v1.Herald.ClusterStatus:input_type -> herald.v1.ClusterStatusRequest
-	28, // 61: herald.v1.Herald.AlterTopic:input_type -> herald.v1.AlterTopicRequest
-	30, // 62: herald.v1.Herald.DeleteTopic:input_type -> herald.v1.DeleteTopicRequest
-	20, // 63: herald.v1.Herald.CreateTenant:input_type -> herald.v1.CreateTenantRequest
-	22, // 64: herald.v1.Herald.ListTenants:input_type -> herald.v1.ListTenantsRequest
-	24, // 65: herald.v1.Herald.DescribeTenant:input_type -> herald.v1.DescribeTenantRequest
-	26, // 66: herald.v1.Herald.SetTenantQuota:input_type -> herald.v1.SetTenantQuotaRequest
-	32, // 67: herald.v1.Herald.InitProducer:input_type -> herald.v1.InitProducerRequest
-	59, // 68: herald.v1.Herald.CreateGroup:input_type -> herald.v1.CreateGroupRequest
-	61, // 69: herald.v1.Herald.ListGroups:input_type -> herald.v1.ListGroupsRequest
-	63, // 70: herald.v1.Herald.DescribeGroup:input_type -> herald.v1.DescribeGroupRequest
-	65, // 71: herald.v1.Herald.ResetGroup:input_type -> herald.v1.ResetGroupRequest
-	67, // 72: herald.v1.Herald.DeleteGroup:input_type -> herald.v1.DeleteGroupRequest
-	76, // 73: herald.v1.Herald.JoinGroup:input_type -> herald.v1.JoinGroupRequest
-	78, // 74: herald.v1.Herald.GroupHeartbeat:input_type -> herald.v1.GroupHeartbeatRequest
-	80, // 75: herald.v1.Herald.LeaveGroup:input_type -> herald.v1.LeaveGroupRequest
-	53, // 76: herald.v1.NodeInternal.NodeStatus:input_type -> herald.v1.NodeStatusRequest
-	47, // 77: herald.v1.NodeInternal.ControllerReadIndex:input_type -> herald.v1.ControllerReadIndexRequest
-	51, // 78: herald.v1.NodeInternal.MarkGroupsLive:input_type -> herald.v1.MarkGroupsLiveRequest
-	49, // 79: herald.v1.NodeInternal.FenceContract:input_type -> herald.v1.FenceContractRequest
-	69, // 80: herald.v1.NodeInternal.PartitionGroup:input_type -> herald.v1.PartitionGroupRequest
-	9,  // 81: herald.v1.Herald.CreateTopic:output_type -> herald.v1.CreateTopicResponse
-	11, // 82: herald.v1.Herald.ListTopics:output_type -> herald.v1.ListTopicsResponse
-	13, // 83: herald.v1.Herald.DescribeTopic:output_type -> herald.v1.DescribeTopicResponse
-	15, // 84: herald.v1.Herald.Metadata:output_type -> herald.v1.MetadataResponse
-	34, // 85: herald.v1.Herald.Produce:output_type -> herald.v1.ProduceResponse
-	36, // 86: herald.v1.Herald.Fetch:output_type -> herald.v1.FetchResponse
-	40, // 87: herald.v1.Herald.Subscribe:output_type -> herald.v1.SubscribeResponse
-	45, // 88: herald.v1.Herald.ClusterStatus:output_type -> herald.v1.ClusterStatusResponse
-	29, // 89: herald.v1.Herald.AlterTopic:output_type -> herald.v1.AlterTopicResponse
-	31, // 90: herald.v1.Herald.DeleteTopic:output_type -> herald.v1.DeleteTopicResponse
-	21, // 91: herald.v1.Herald.CreateTenant:output_type -> herald.v1.CreateTenantResponse
-	23, // 92: herald.v1.Herald.ListTenants:output_type -> herald.v1.ListTenantsResponse
-	25, // 93: herald.v1.Herald.DescribeTenant:output_type -> herald.v1.DescribeTenantResponse
-	27, // 94: herald.v1.Herald.SetTenantQuota:output_type -> herald.v1.SetTenantQuotaResponse
-	33, // 95: herald.v1.Herald.InitProducer:output_type -> herald.v1.InitProducerResponse
-	60, // 96: herald.v1.Herald.CreateGroup:output_type -> herald.v1.CreateGroupResponse
-	62, // 97: herald.v1.Herald.ListGroups:output_type -> herald.v1.ListGroupsResponse
-	64, // 98: herald.v1.Herald.DescribeGroup:output_type -> herald.v1.DescribeGroupResponse
-	66, // 99: herald.v1.Herald.ResetGroup:output_type -> herald.v1.ResetGroupResponse
-	68, // 100: herald.v1.Herald.DeleteGroup:output_type -> herald.v1.DeleteGroupResponse
-	77, // 101: herald.v1.Herald.JoinGroup:output_type -> herald.v1.JoinGroupResponse
-	79, // 102: herald.v1.Herald.GroupHeartbeat:output_type -> herald.v1.GroupHeartbeatResponse
-	81, // 103: herald.v1.Herald.LeaveGroup:output_type -> herald.v1.LeaveGroupResponse
-	54, // 104: herald.v1.NodeInternal.NodeStatus:output_type -> herald.v1.NodeStatusResponse
-	48, // 105: herald.v1.NodeInternal.ControllerReadIndex:output_type -> herald.v1.ControllerReadIndexResponse
-	52, // 106: herald.v1.NodeInternal.MarkGroupsLive:output_type -> herald.v1.MarkGroupsLiveResponse
-	50, // 107: herald.v1.NodeInternal.FenceContract:output_type -> herald.v1.FenceContractResponse
-	75, // 108: herald.v1.NodeInternal.PartitionGroup:output_type -> herald.v1.PartitionGroupResponse
-	81, // [81:109] is the sub-list for method output_type
-	53, // [53:81] is the sub-list for method input_type
-	53, // [53:53] is the sub-list for extension type_name
-	53, // [53:53] is the sub-list for extension extendee
-	0,  // [0:53] is the sub-list for field type_name
+	56, // 33: herald.v1.ConsumerGroupInfo.config:type_name -> herald.v1.ConsumerGroupConfig
+	58, // 34: herald.v1.ConsumerGroupInfo.partitions:type_name -> herald.v1.ConsumerGroupPartition
+	56, // 35: herald.v1.CreateGroupRequest.config:type_name -> herald.v1.ConsumerGroupConfig
+	57, // 36: herald.v1.CreateGroupRequest.start:type_name -> herald.v1.GroupStart
+	59, // 37: herald.v1.CreateGroupResponse.group:type_name -> herald.v1.ConsumerGroupInfo
+	59, // 38: herald.v1.ListGroupsResponse.groups:type_name -> herald.v1.ConsumerGroupInfo
+	59, // 39: herald.v1.DescribeGroupResponse.group:type_name -> herald.v1.ConsumerGroupInfo
+	57, // 40: herald.v1.ResetGroupRequest.to:type_name -> herald.v1.GroupStart
+	59, // 41: herald.v1.ResetGroupResponse.group:type_name -> herald.v1.ConsumerGroupInfo
+	71, // 42: herald.v1.PartitionGroupRequest.create:type_name -> herald.v1.PartitionGroupCreate
+	72, // 43: herald.v1.PartitionGroupRequest.reset:type_name -> herald.v1.PartitionGroupReset
+	73, // 44: herald.v1.PartitionGroupRequest.delete:type_name -> herald.v1.PartitionGroupDelete
+	74, // 45: herald.v1.PartitionGroupRequest.read:type_name -> herald.v1.PartitionGroupRead
+	83, // 46: herald.v1.PartitionGroupRequest.assign:type_name -> herald.v1.PartitionGroupAssign
+	56, // 47: herald.v1.PartitionGroupCreate.config:type_name -> herald.v1.ConsumerGroupConfig
+	57, // 48: herald.v1.PartitionGroupCreate.start:type_name -> herald.v1.GroupStart
+	57, // 49: herald.v1.PartitionGroupReset.to:type_name -> herald.v1.GroupStart
+	56, // 50: herald.v1.PartitionGroupState.config:type_name -> herald.v1.ConsumerGroupConfig
+	58, // 51: herald.v1.PartitionGroupState.state:type_name -> herald.v1.ConsumerGroupPartition
+	75, // 52: herald.v1.PartitionGroupResponse.groups:type_name -> herald.v1.PartitionGroupState
+	85, // 53: herald.v1.GroupConsumeRequest.start:type_name -> herald.v1.GroupConsumeStart
+	86, // 54: herald.v1.GroupConsumeRequest.ack:type_name -> herald.v1.GroupConsumeAck
+	87, // 55: herald.v1.GroupConsumeRequest.nack:type_name -> herald.v1.GroupConsumeNack
+	90, // 56: herald.v1.GroupConsumeResponse.batch:type_name -> herald.v1.GroupConsumeBatch
+	92, // 57: herald.v1.GroupConsumeResponse.ack_result:type_name -> herald.v1.GroupAckResult
+	89, // 58: herald.v1.GroupConsumeResponse.started:type_name -> herald.v1.GroupConsumeStarted
+	56, // 59: herald.v1.GroupConsumeStarted.config:type_name -> herald.v1.ConsumerGroupConfig
+	4,  // 60: herald.v1.GroupConsumeBatch.events:type_name -> herald.v1.Event
+	3,  // 61: herald.v1.GroupOffsetResult.outcome:type_name -> herald.v1.GroupOffsetOutcome
+	91, // 62: herald.v1.GroupAckResult.results:type_name -> herald.v1.GroupOffsetResult
+	9,  // 63: herald.v1.Herald.CreateTopic:input_type -> herald.v1.CreateTopicRequest
+	11, // 64: herald.v1.Herald.ListTopics:input_type -> herald.v1.ListTopicsRequest
+	13, // 65: herald.v1.Herald.DescribeTopic:input_type -> herald.v1.DescribeTopicRequest
+	15, // 66: herald.v1.Herald.Metadata:input_type -> herald.v1.MetadataRequest
+	17, // 67: herald.v1.Herald.Produce:input_type -> herald.v1.ProduceRequest
+	36, // 68: herald.v1.Herald.Fetch:input_type -> herald.v1.FetchRequest
+	38, // 69: herald.v1.Herald.Subscribe:input_type -> herald.v1.SubscribeRequest
+	42, // 70: herald.v1.Herald.ClusterStatus:input_type -> herald.v1.ClusterStatusRequest
+	29, // 71: herald.v1.Herald.AlterTopic:input_type -> herald.v1.AlterTopicRequest
+	31, // 72: herald.v1.Herald.DeleteTopic:input_type -> herald.v1.DeleteTopicRequest
+	21, // 73: herald.v1.Herald.CreateTenant:input_type -> herald.v1.CreateTenantRequest
+	23, // 74: herald.v1.Herald.ListTenants:input_type -> herald.v1.ListTenantsRequest
+	25, // 75: herald.v1.Herald.DescribeTenant:input_type -> herald.v1.DescribeTenantRequest
+	27, // 76: herald.v1.Herald.SetTenantQuota:input_type -> herald.v1.SetTenantQuotaRequest
+	33, // 77: herald.v1.Herald.InitProducer:input_type -> herald.v1.InitProducerRequest
+	60, // 78: herald.v1.Herald.CreateGroup:input_type -> herald.v1.CreateGroupRequest
+	62, // 79: herald.v1.Herald.ListGroups:input_type -> herald.v1.ListGroupsRequest
+	64, // 80: herald.v1.Herald.DescribeGroup:input_type -> herald.v1.DescribeGroupRequest
+	66, // 81: herald.v1.Herald.ResetGroup:input_type -> herald.v1.ResetGroupRequest
+	68, // 82: herald.v1.Herald.DeleteGroup:input_type -> herald.v1.DeleteGroupRequest
+	77, // 83: herald.v1.Herald.JoinGroup:input_type -> herald.v1.JoinGroupRequest
+	79, // 84: herald.v1.Herald.GroupHeartbeat:input_type -> herald.v1.GroupHeartbeatRequest
+	81, // 85: herald.v1.Herald.LeaveGroup:input_type -> herald.v1.LeaveGroupRequest
+	84, // 86: herald.v1.Herald.GroupConsume:input_type -> herald.v1.GroupConsumeRequest
+	54, // 87: herald.v1.NodeInternal.NodeStatus:input_type -> herald.v1.NodeStatusRequest
+	48, // 88: herald.v1.NodeInternal.ControllerReadIndex:input_type -> herald.v1.ControllerReadIndexRequest
+	52, // 89: herald.v1.NodeInternal.MarkGroupsLive:input_type -> herald.v1.MarkGroupsLiveRequest
+	50, // 90: herald.v1.NodeInternal.FenceContract:input_type -> herald.v1.FenceContractRequest
+	70, // 91: herald.v1.NodeInternal.PartitionGroup:input_type -> herald.v1.PartitionGroupRequest
+	10, // 92: herald.v1.Herald.CreateTopic:output_type -> herald.v1.CreateTopicResponse
+	12, // 93: herald.v1.Herald.ListTopics:output_type -> herald.v1.ListTopicsResponse
+	14, // 94: herald.v1.Herald.DescribeTopic:output_type -> herald.v1.DescribeTopicResponse
+	16, // 95: herald.v1.Herald.Metadata:output_type -> herald.v1.MetadataResponse
+	35, // 96: herald.v1.Herald.Produce:output_type -> herald.v1.ProduceResponse
+	37, // 97: herald.v1.Herald.Fetch:output_type -> herald.v1.FetchResponse
+	41, // 98: herald.v1.Herald.Subscribe:output_type -> herald.v1.SubscribeResponse
+	46, // 99: herald.v1.Herald.ClusterStatus:output_type -> herald.v1.ClusterStatusResponse
+	30, // 100: herald.v1.Herald.AlterTopic:output_type -> herald.v1.AlterTopicResponse
+	32, // 101: herald.v1.Herald.DeleteTopic:output_type -> herald.v1.DeleteTopicResponse
+	22, // 102: herald.v1.Herald.CreateTenant:output_type -> herald.v1.CreateTenantResponse
+	24, // 103: herald.v1.Herald.ListTenants:output_type -> herald.v1.ListTenantsResponse
+	26, // 104: herald.v1.Herald.DescribeTenant:output_type -> herald.v1.DescribeTenantResponse
+	28, // 105: herald.v1.Herald.SetTenantQuota:output_type -> herald.v1.SetTenantQuotaResponse
+	34, // 106: herald.v1.Herald.InitProducer:output_type -> herald.v1.InitProducerResponse
+	61, // 107: herald.v1.Herald.CreateGroup:output_type -> herald.v1.CreateGroupResponse
+	63, // 108: herald.v1.Herald.ListGroups:output_type -> herald.v1.ListGroupsResponse
+	65, // 109: herald.v1.Herald.DescribeGroup:output_type -> herald.v1.DescribeGroupResponse
+	67, // 110: herald.v1.Herald.ResetGroup:output_type -> herald.v1.ResetGroupResponse
+	69, // 111: herald.v1.Herald.DeleteGroup:output_type -> herald.v1.DeleteGroupResponse
+	78, // 112: herald.v1.Herald.JoinGroup:output_type -> herald.v1.JoinGroupResponse
+	80, // 113: herald.v1.Herald.GroupHeartbeat:output_type -> herald.v1.GroupHeartbeatResponse
+	82, // 114: herald.v1.Herald.LeaveGroup:output_type -> herald.v1.LeaveGroupResponse
+	88, // 115: herald.v1.Herald.GroupConsume:output_type -> herald.v1.GroupConsumeResponse
+	55, // 116: herald.v1.NodeInternal.NodeStatus:output_type -> herald.v1.NodeStatusResponse
+	49, // 117: herald.v1.NodeInternal.ControllerReadIndex:output_type -> herald.v1.ControllerReadIndexResponse
+	53, // 118: herald.v1.NodeInternal.MarkGroupsLive:output_type -> herald.v1.MarkGroupsLiveResponse
+	51, // 119: herald.v1.NodeInternal.FenceContract:output_type -> herald.v1.FenceContractResponse
+	76, // 120: herald.v1.NodeInternal.PartitionGroup:output_type -> herald.v1.PartitionGroupResponse
+	92, // [92:121] is the sub-list for method output_type
+	63, // [63:92] is the sub-list for method input_type
+	63, // [63:63] is the sub-list for extension type_name
+	63, // [63:63] is the sub-list for extension extendee
+	0,  // [0:63] is the sub-list for field type_name
 }
 
 func init() { file_client_heraldpb_herald_proto_init() }
@@ -6169,13 +7019,23 @@ func file_client_heraldpb_herald_proto_init() {
 		(*PartitionGroupRequest_Read)(nil),
 		(*PartitionGroupRequest_Assign)(nil),
 	}
+	file_client_heraldpb_herald_proto_msgTypes[80].OneofWrappers = []any{
+		(*GroupConsumeRequest_Start)(nil),
+		(*GroupConsumeRequest_Ack)(nil),
+		(*GroupConsumeRequest_Nack)(nil),
+	}
+	file_client_heraldpb_herald_proto_msgTypes[84].OneofWrappers = []any{
+		(*GroupConsumeResponse_Batch)(nil),
+		(*GroupConsumeResponse_AckResult)(nil),
+		(*GroupConsumeResponse_Started)(nil),
+	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_client_heraldpb_herald_proto_rawDesc), len(file_client_heraldpb_herald_proto_rawDesc)),
-			NumEnums:      3,
-			NumMessages:   82,
+			NumEnums:      4,
+			NumMessages:   91,
 			NumExtensions: 0,
 			NumServices:   2,
 		},

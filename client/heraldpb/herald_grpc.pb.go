@@ -45,6 +45,7 @@ const (
 	Herald_JoinGroup_FullMethodName      = "/herald.v1.Herald/JoinGroup"
 	Herald_GroupHeartbeat_FullMethodName = "/herald.v1.Herald/GroupHeartbeat"
 	Herald_LeaveGroup_FullMethodName     = "/herald.v1.Herald/LeaveGroup"
+	Herald_GroupConsume_FullMethodName   = "/herald.v1.Herald/GroupConsume"
 )
 
 // HeraldClient is the client API for Herald service.
@@ -98,6 +99,11 @@ type HeraldClient interface {
 	JoinGroup(ctx context.Context, in *JoinGroupRequest, opts ...grpc.CallOption) (*JoinGroupResponse, error)
 	GroupHeartbeat(ctx context.Context, in *GroupHeartbeatRequest, opts ...grpc.CallOption) (*GroupHeartbeatResponse, error)
 	LeaveGroup(ctx context.Context, in *LeaveGroupRequest, opts ...grpc.CallOption) (*LeaveGroupResponse, error)
+	// GroupConsume: a member of a consumer group consumes one partition it
+	// owns (the group's assignment on that partition) on the partition's
+	// leader: batches of events out, acks and nacks in, per-offset results
+	// out (docs/protocol.md, "Consuming a partition of a group").
+	GroupConsume(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[GroupConsumeRequest, GroupConsumeResponse], error)
 }
 
 type heraldClient struct {
@@ -341,6 +347,19 @@ func (c *heraldClient) LeaveGroup(ctx context.Context, in *LeaveGroupRequest, op
 	return out, nil
 }
 
+func (c *heraldClient) GroupConsume(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[GroupConsumeRequest, GroupConsumeResponse], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &Herald_ServiceDesc.Streams[1], Herald_GroupConsume_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[GroupConsumeRequest, GroupConsumeResponse]{ClientStream: stream}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Herald_GroupConsumeClient = grpc.BidiStreamingClient[GroupConsumeRequest, GroupConsumeResponse]
+
 // HeraldServer is the server API for Herald service.
 // All implementations must embed UnimplementedHeraldServer
 // for forward compatibility.
@@ -392,6 +411,11 @@ type HeraldServer interface {
 	JoinGroup(context.Context, *JoinGroupRequest) (*JoinGroupResponse, error)
 	GroupHeartbeat(context.Context, *GroupHeartbeatRequest) (*GroupHeartbeatResponse, error)
 	LeaveGroup(context.Context, *LeaveGroupRequest) (*LeaveGroupResponse, error)
+	// GroupConsume: a member of a consumer group consumes one partition it
+	// owns (the group's assignment on that partition) on the partition's
+	// leader: batches of events out, acks and nacks in, per-offset results
+	// out (docs/protocol.md, "Consuming a partition of a group").
+	GroupConsume(grpc.BidiStreamingServer[GroupConsumeRequest, GroupConsumeResponse]) error
 	mustEmbedUnimplementedHeraldServer()
 }
 
@@ -470,6 +494,9 @@ func (UnimplementedHeraldServer) GroupHeartbeat(context.Context, *GroupHeartbeat
 }
 func (UnimplementedHeraldServer) LeaveGroup(context.Context, *LeaveGroupRequest) (*LeaveGroupResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method LeaveGroup not implemented")
+}
+func (UnimplementedHeraldServer) GroupConsume(grpc.BidiStreamingServer[GroupConsumeRequest, GroupConsumeResponse]) error {
+	return status.Error(codes.Unimplemented, "method GroupConsume not implemented")
 }
 func (UnimplementedHeraldServer) mustEmbedUnimplementedHeraldServer() {}
 func (UnimplementedHeraldServer) testEmbeddedByValue()                {}
@@ -895,6 +922,13 @@ func _Herald_LeaveGroup_Handler(srv interface{}, ctx context.Context, dec func(i
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Herald_GroupConsume_Handler(srv interface{}, stream grpc.ServerStream) error {
+	return srv.(HeraldServer).GroupConsume(&grpc.GenericServerStream[GroupConsumeRequest, GroupConsumeResponse]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Herald_GroupConsumeServer = grpc.BidiStreamingServer[GroupConsumeRequest, GroupConsumeResponse]
+
 // Herald_ServiceDesc is the grpc.ServiceDesc for Herald service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -995,6 +1029,12 @@ var Herald_ServiceDesc = grpc.ServiceDesc{
 		{
 			StreamName:    "Subscribe",
 			Handler:       _Herald_Subscribe_Handler,
+			ServerStreams: true,
+			ClientStreams: true,
+		},
+		{
+			StreamName:    "GroupConsume",
+			Handler:       _Herald_GroupConsume_Handler,
 			ServerStreams: true,
 			ClientStreams: true,
 		},

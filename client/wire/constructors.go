@@ -278,3 +278,19 @@ func TooManyMembers(topic, group, what string, max int) error {
 		fmt.Sprintf("herald: consumer group %q of topic %q: the coordinator holds %d %s, the most it may", group, topic, max, what),
 		map[string]string{MetadataTopic: topic, MetadataGroup: group, MetadataMax: strconv.Itoa(max)})
 }
+
+// GroupFenced reports that generation (and member) is not the current
+// assignment of partition of group, which current is; nothing was
+// written. detail says which.
+func GroupFenced(topic, group string, partition uint32, generation, current uint64, detail string) error {
+	return newError(heraldpb.ErrorReason_GROUP_FENCED,
+		fmt.Sprintf("herald: consumer group %q of topic %q, partition %d: generation %d fenced (current generation %d): %s",
+			group, topic, partition, generation, current, detail),
+		map[string]string{
+			MetadataTopic:             topic,
+			MetadataGroup:             group,
+			MetadataPartition:         strconv.FormatUint(uint64(partition), 10),
+			MetadataGeneration:        strconv.FormatUint(generation, 10),
+			MetadataCurrentGeneration: strconv.FormatUint(current, 10),
+		})
+}

@@ -35,5 +35,6 @@ const (
 	MetadataCurrentEpoch        = "current_epoch"
 	MetadataGroup               = "group"
 	MetadataMember              = "member"
+	MetadataGeneration          = "generation"
 	MetadataCurrentGeneration   = "current_generation"
 )

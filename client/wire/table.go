@@ -76,6 +76,11 @@ var (
 	// ErrTooManyMembers: the coordinator holds the most members of a group
 	// (or the most groups) it may; nothing changed.
 	ErrTooManyMembers = errors.New("herald: too many consumer group members")
+	// ErrGroupFenced: a member consumed, acknowledged or nacked a
+	// partition of a group under a generation or member id that is not the
+	// partition's current assignment (a rebalance gave it to another
+	// generation). Nothing of the request was written.
+	ErrGroupFenced = errors.New("herald: consumer group member fenced")
 
 	// ErrUnavailable has no reason of its own: it stands for a gRPC
 	// UNAVAILABLE status without a Herald ErrorInfo (a node that did not
@@ -127,6 +132,7 @@ var reasonTable = [...]reasonRow{
 	{heraldpb.ErrorReason_UNKNOWN_MEMBER, codes.FailedPrecondition, ErrUnknownMember},
 	{heraldpb.ErrorReason_STALE_GENERATION, codes.FailedPrecondition, ErrStaleGeneration},
 	{heraldpb.ErrorReason_TOO_MANY_MEMBERS, codes.ResourceExhausted, ErrTooManyMembers},
+	{heraldpb.ErrorReason_GROUP_FENCED, codes.FailedPrecondition, ErrGroupFenced},
 }
 
 // reasonRows indexes reasonTable by reason; built from it, never edited.

@@ -88,6 +88,7 @@ func TestConstructorsUseTheTable(t *testing.T) {
 		TenantNotFound("a"), TenantExists("a"), SchemaVersionNotAllowed("s", 1, nil), TTLTooLarge(2, 1),
 		MissingField("key", "x"), TopicInUse("t", 1), OutOfOrderSequence("p", 1, 2), UnknownProducer("x"),
 		ProducerFenced("p", 1, 2), QueueFull(2, 1, 10), DuplicateSequence("x"),
+		GroupFenced("t", "g", 1, 2, 3, "x"),
 	} {
 		reason := Reason(err)
 		require.NotEqual(t, heraldpb.ErrorReason_ERROR_REASON_UNSPECIFIED, reason, err.Error())
