@@ -220,8 +220,11 @@ func (c *coordinator) join(ctx context.Context, r *partition.Replica, t *control
 		g = &coordinatedGroup{key: key, turn: make(chan struct{}, 1), kick: make(chan struct{}, 1),
 			members: make(map[string]groupMember)}
 		c.mu.groups[key] = g
-		n.wg.Add(1)
-		go c.runGroup(g) // owned by the node: ends at stop, when idle or not coordinator
+		if !n.spawn(func() { c.runGroup(g) }) { // owned by the node: ends at stop, when idle or not coordinator
+			delete(c.mu.groups, key)
+			c.mu.Unlock()
+			return 0, nil, wire.NodeStopping(n.cfg.NodeID)
+		}
 	}
 	_, known := g.members[member]
 	if !known && len(g.members) >= coordinatorMembersMax {
@@ -471,7 +474,6 @@ func assignPartitions(ids []string, partitions int) ([]string, map[string][]uint
 // and when this node no longer coordinates the group (or it is gone).
 func (c *coordinator) runGroup(g *coordinatedGroup) {
 	n := c.node
-	defer n.wg.Done()
 	timer := time.NewTimer(groupCoordinatorCheckInterval)
 	defer timer.Stop()
 	retryWait, retryAt := time.Duration(0), time.Time{}

@@ -84,6 +84,38 @@ type Node struct {
 	ctx    context.Context
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
+	// spawnMu guards spawnClosed. Goroutines started on demand while the
+	// node runs (spawn) join wg under it, and Close sets spawnClosed under
+	// it before waiting: an Add never races the Wait (a request handler
+	// still running after the gRPC server's Stop, which does not wait for
+	// handlers, could otherwise add to a counter at zero while Close waits).
+	spawnMu     sync.Mutex
+	spawnClosed bool
+}
+
+// spawn runs fn in a goroutine that Close waits for, unless the node is
+// closing: then fn does not run and spawn returns false.
+func (n *Node) spawn(fn func()) bool {
+	if !n.track() {
+		return false
+	}
+	go func() {
+		defer n.wg.Done()
+		fn()
+	}()
+	return true
+}
+
+// track adds one to what Close waits for (the caller calls n.wg.Done),
+// unless the node is closing: then it returns false.
+func (n *Node) track() bool {
+	n.spawnMu.Lock()
+	defer n.spawnMu.Unlock()
+	if n.spawnClosed {
+		return false
+	}
+	n.wg.Add(1)
+	return true
 }
 
 // StartNode opens the node's storage, starts serving and joins (or
@@ -383,6 +415,9 @@ func (n *Node) Close() {
 			<-done
 		}
 	}
+	n.spawnMu.Lock()
+	n.spawnClosed = true
+	n.spawnMu.Unlock()
 	n.wg.Wait()
 	for gid, r := range replicas {
 		if err := r.Close(); err != nil {

@@ -115,7 +115,11 @@ func (g *wsGateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	// The node waits for the connection when it closes: added before the
 	// upgrade, while http.Server.Shutdown still tracks the request.
-	n.wg.Add(1)
+	if !n.track() {
+		n.metrics.wsRefused.WithLabelValues("stopping").Inc()
+		http.Error(w, "node stopping", http.StatusServiceUnavailable)
+		return
+	}
 	conn, err := g.upgrader.Upgrade(w, r, nil)
 	if err != nil {
 		n.wg.Done()

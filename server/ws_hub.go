@@ -125,10 +125,8 @@ func (th *wsTailHub) attach(hs *wsHubSub) bool {
 	}
 	hs.stopWatch = context.AfterFunc(hs.ctx, func() { th.detach(hs) })
 	th.hub.n.metrics.wsHubSubscriptions.Inc()
-	if !th.mu.running {
-		th.mu.running = true
-		th.hub.n.wg.Add(1)
-		go th.loop()
+	if !th.mu.running && th.hub.n.spawn(th.loop) {
+		th.mu.running = true // (no loop once the node closes: it drops every subscription)
 	}
 	return true
 }
@@ -290,7 +288,6 @@ func (th *wsTailHub) deliverLocked(entries []partition.TailEntry, back []*wsHubS
 // hub is empty or the node stops.
 func (th *wsTailHub) loop() {
 	n := th.hub.n
-	defer n.wg.Done()
 	tick := time.NewTicker(wsHubTick)
 	defer tick.Stop()
 	for {
