@@ -57,6 +57,7 @@ and the summary goes to stderr.`,
 		{bench.ScenarioProduce, "Produce --count events: --sync (one per request, per-event latency) or batched (--batch, --inflight)"},
 		{bench.ScenarioReplay, "Produce --count events untimed, then time reading them all from offset 0 (one subscriber, partitions in parallel)"},
 		{bench.ScenarioE2E, "Produce at --rate (default half of a quick peak) while readers poll each partition: produced_at-to-fetch latency"},
+		{bench.ScenarioGroup, "Produce --count events untimed, then time a three-member consumer group consuming them all with explicit acks"},
 	} {
 		cmd.AddCommand(&cobra.Command{
 			Use:   string(sc.scenario),

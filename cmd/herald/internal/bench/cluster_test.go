@@ -93,3 +93,27 @@ func startedPIDs(t *testing.T, out string) []int {
 	}
 	return pids
 }
+
+// TestSmokeGroupOnLocalCluster runs `group` with a tiny count on a local
+// cluster of processes: three members consume every event with acks.
+// Nothing about speed is asserted.
+func TestSmokeGroupOnLocalCluster(t *testing.T) {
+	if testing.Short() {
+		t.Skip("smoke: builds herald and runs a 3-node cluster of processes")
+	}
+	bin := proccluster.TestBinary(t)
+	t.Setenv("TMPDIR", t.TempDir())
+
+	opts := DefaultOptions(ScenarioGroup)
+	opts.Executable = bin
+	opts.Count = 3_000
+	opts.Batch = 100
+	var progress lockedBuffer
+	ctx, cancel := context.WithTimeout(t.Context(), 120*time.Second)
+	defer cancel()
+	res, err := Run(ctx, opts, &progress)
+	t.Logf("bench output:\n%s", progress.String())
+	require.NoError(t, err)
+	assert.Equal(t, int64(3_000), res.Events, "every event acknowledged by the group")
+	assert.Greater(t, res.EventsPerSec, 0.0)
+}

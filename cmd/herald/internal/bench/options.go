@@ -23,10 +23,13 @@ const (
 	ScenarioReplay Scenario = "replay"
 	// ScenarioE2E measures produce-to-delivery latency at a fixed rate.
 	ScenarioE2E Scenario = "e2e"
+	// ScenarioGroup measures a three-member consumer group consuming
+	// every event with explicit acks.
+	ScenarioGroup Scenario = "group"
 )
 
 // Scenarios lists every scenario, in the order the CLI shows them.
-var Scenarios = []Scenario{ScenarioProduce, ScenarioReplay, ScenarioE2E}
+var Scenarios = []Scenario{ScenarioProduce, ScenarioReplay, ScenarioE2E, ScenarioGroup}
 
 // ClientMode says how producers share SDK clients (gRPC connections).
 type ClientMode string

@@ -153,6 +153,8 @@ func Run(ctx context.Context, opts Options, progressOut io.Writer) (res *Result,
 		err = runReplay(ctx, e)
 	case ScenarioE2E:
 		err = runE2E(ctx, e)
+	case ScenarioGroup:
+		err = runGroup(ctx, e)
 	}
 	if err != nil {
 		return nil, err
