@@ -53,6 +53,29 @@ type GroupConsumerOptions struct {
 	MaxBatchBytes  uint32
 }
 
+// Limits of GroupConsumerOptions (docs/protocol.md).
+const (
+	groupSessionTimeoutMin = time.Second
+	groupSessionTimeoutMax = 5 * time.Minute
+	groupBatchEventsMax    = 1000
+	groupBatchBytesMax     = 4 << 20
+)
+
+// validate reports every option out of its range at once.
+func (o GroupConsumerOptions) validate() error {
+	var errs []error
+	if o.SessionTimeout != 0 && (o.SessionTimeout < groupSessionTimeoutMin || o.SessionTimeout > groupSessionTimeoutMax) {
+		errs = append(errs, InvalidArgument("session_timeout_ms", "session timeout %s: want 0 (the server's) or 1s to 5m", o.SessionTimeout))
+	}
+	if o.MaxBatchEvents > groupBatchEventsMax {
+		errs = append(errs, InvalidArgument("max_batch_events", "%d events: at most %d", o.MaxBatchEvents, groupBatchEventsMax))
+	}
+	if o.MaxBatchBytes > groupBatchBytesMax {
+		errs = append(errs, InvalidArgument("max_batch_bytes", "%d bytes: at most %d", o.MaxBatchBytes, groupBatchBytesMax))
+	}
+	return errors.Join(errs...)
+}
+
 // GroupConsumer is a member of a consumer group that consumes the
 // partitions the group's coordinator gives it. Its goroutines: one that
 // joins and heartbeats (it owns the membership and the partition
@@ -103,6 +126,9 @@ func (c *Client) ConsumeGroup(ctx context.Context, topic, group string, opts Gro
 		opts.MemberID = "consumer-" + hex.EncodeToString(b[:])
 	}
 	if err := checkMember(topic, group, opts.MemberID); err != nil {
+		return nil, err
+	}
+	if err := opts.validate(); err != nil {
 		return nil, err
 	}
 	shape, err := c.shape(ctx, topic)

@@ -294,4 +294,14 @@ func TestGroupConsumerRedeliversUnacknowledged(t *testing.T) {
 	for _, p := range info.GetPartitions() {
 		assert.Equal(t, p.GetHighWatermark(), p.GetFloor(), "partition %d", p.GetPartition())
 	}
+
+	// Options out of range are refused at once; a group that does not
+	// exist ends the consumer with ErrGroupNotFound.
+	_, err = c.ConsumeGroup(ctx, "orders", "billing", client.GroupConsumerOptions{MaxBatchEvents: 5000, SessionTimeout: time.Millisecond})
+	require.ErrorIs(t, err, client.ErrInvalidArgument)
+	missing, err := c.ConsumeGroup(ctx, "orders", "nope", client.GroupConsumerOptions{})
+	require.NoError(t, err)
+	_, err = missing.Next(ctx)
+	require.ErrorIs(t, err, client.ErrGroupNotFound)
+	require.ErrorIs(t, missing.Close(), client.ErrGroupNotFound)
 }

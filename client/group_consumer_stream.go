@@ -120,9 +120,14 @@ func (g *GroupConsumer) consumePartition(ctx context.Context, partition uint32, 
 		switch {
 		case ctx.Err() != nil:
 			return false
-		case groupConsumerRejoin(err), groupConsumerFatal(err):
-			// A fatal error (the group was deleted) is the join's to
-			// report: the join that follows fails with it.
+		case groupConsumerFatal(err):
+			// The group or topic is gone, or the request is malformed: no
+			// join mends it, so the consumer ends (Next returns err).
+			log.Error("herald: group consumer: partition stream refused; the consumer ends", "err", err)
+			g.fail(err)
+			g.cancel()
+			return false
+		case groupConsumerRejoin(err):
 			log.Debug("herald: group consumer: partition stream fenced", "err", err)
 			return true
 		}
