@@ -305,3 +305,39 @@ func TestGroupConsumerRedeliversUnacknowledged(t *testing.T) {
 	require.ErrorIs(t, err, client.ErrGroupNotFound)
 	require.ErrorIs(t, missing.Close(), client.ErrGroupNotFound)
 }
+
+// A node that leads a partition stops while two members consume: the
+// stream it served is reopened on the new leader (and, when it was the
+// coordinator, the members join the new one), and every event is still
+// acknowledged, the floors ending at the high watermarks.
+func TestGroupConsumerSurvivesNodeStop(t *testing.T) {
+	rc, c, ctx := groupConsumerSetup(t, nil)
+	rec := &groupRecord{}
+	var wg sync.WaitGroup
+	var consumers []*client.GroupConsumer
+	for i := range 2 {
+		gc, err := c.ConsumeGroup(ctx, "orders", "billing", client.GroupConsumerOptions{MemberID: fmt.Sprintf("m%d", i), SessionTimeout: 3 * time.Second})
+		require.NoError(t, err)
+		consumers = append(consumers, gc)
+		wg.Add(1)
+		go func() { defer wg.Done(); runTestConsumer(ctx, t, gc, i, rec) }()
+	}
+	require.NoError(t, produceSpread(ctx, c, "a", 600))
+	awaitGroupCaughtUp(ctx, t, c, 600)
+	info, err := c.DescribeGroup(ctx, "orders", "billing")
+	require.NoError(t, err)
+	victim := info.GetPartitions()[1].GetLeaderId() // a node that leads partition 1
+	var index int
+	_, err = fmt.Sscanf(victim, "n%d", &index)
+	require.NoError(t, err, "leader id %q", victim)
+	t.Logf("stopping %s, the leader of partition 1", victim)
+	rc.stop(t, rc.addrs[index-1])
+	require.NoError(t, produceSpread(ctx, c, "b", 600))
+	awaitGroupCaughtUp(ctx, t, c, 1200)
+	for _, gc := range consumers {
+		require.NoError(t, gc.Close())
+	}
+	wg.Wait()
+	redelivered := checkDeliveries(t, rec.snapshot(), highWatermarks(ctx, t, c))
+	t.Logf("%d deliveries, %d redeliveries", len(rec.snapshot()), redelivered)
+}
