@@ -93,6 +93,13 @@ func (g *GroupConsumer) startStreams(ctx context.Context, m *GroupMembership, re
 // leadership moved, the node failed) is reopened after a jittered
 // backoff.
 func (g *GroupConsumer) consumePartition(ctx context.Context, partition uint32, generation uint64, log *slog.Logger) (rejoin bool) {
+	if int(partition) >= len(g.queued) {
+		// The topic's partitions are fixed at creation: this one is of a
+		// topic recreated since the consumer started.
+		g.fail(fmt.Errorf("client: group consumer: assigned partition %d, but %s had %d partitions when the consumer started", partition, g.topic, len(g.queued)))
+		g.cancel()
+		return false
+	}
 	for attempt := 0; ; attempt++ {
 		s, err := g.c.GroupConsume(ctx, GroupConsumeOptions{Topic: g.topic, Group: g.group, Partition: partition,
 			MemberID: g.member, Generation: generation, MaxBatchEvents: g.opts.MaxBatchEvents, MaxBatchBytes: g.opts.MaxBatchBytes})
@@ -200,15 +207,13 @@ type groupPartitionStream struct {
 	mu struct {
 		sync.Mutex
 		err     error                           // why the stream ended
-		waiters map[uint64]chan *GroupAckResult // by ack id
-		early   map[uint64]*GroupAckResult      // results that came before their waiter registered
+		waiters map[uint64]chan *GroupAckResult // by ack id, registered before the ack is sent
 	}
 }
 
 func newGroupPartitionStream(s *GroupConsumeStream, partition uint32, generation uint64) *groupPartitionStream {
 	ps := &groupPartitionStream{s: s, partition: partition, generation: generation, done: make(chan struct{})}
 	ps.mu.waiters = map[uint64]chan *GroupAckResult{}
-	ps.mu.early = map[uint64]*GroupAckResult{}
 	return ps
 }
 
@@ -236,35 +241,33 @@ func (ps *groupPartitionStream) end(err error) {
 	close(ps.done)
 }
 
-// result hands r to the ack waiting for it (or keeps it until that ack
-// registers: its Send returned after the result arrived).
+// result hands r to the ack waiting for it; a result nobody waits for
+// (its ack gave up on its context) is dropped.
 func (ps *groupPartitionStream) result(r *GroupAckResult) {
 	ps.mu.Lock()
 	defer ps.mu.Unlock()
 	if w, ok := ps.mu.waiters[r.GetId()]; ok {
 		delete(ps.mu.waiters, r.GetId())
 		w <- r // buffered, one result per waiter
-		return
 	}
-	ps.mu.early[r.GetId()] = r
 }
 
-// await waits for the result of ack id.
-func (ps *groupPartitionStream) await(ctx context.Context, id uint64) (*GroupAckResult, error) {
+// register makes w the waiter of ack id.
+func (ps *groupPartitionStream) register(id uint64, w chan *GroupAckResult) {
 	ps.mu.Lock()
-	if r, ok := ps.mu.early[id]; ok {
-		delete(ps.mu.early, id)
-		ps.mu.Unlock()
-		return r, nil
-	}
-	w := make(chan *GroupAckResult, 1)
+	defer ps.mu.Unlock()
 	ps.mu.waiters[id] = w
-	ps.mu.Unlock()
-	defer func() {
-		ps.mu.Lock()
-		delete(ps.mu.waiters, id)
-		ps.mu.Unlock()
-	}()
+}
+
+// unregister forgets the waiter of ack id.
+func (ps *groupPartitionStream) unregister(id uint64) {
+	ps.mu.Lock()
+	defer ps.mu.Unlock()
+	delete(ps.mu.waiters, id)
+}
+
+// await waits for w, the result of an ack sent on the stream.
+func (ps *groupPartitionStream) await(ctx context.Context, w chan *GroupAckResult) (*GroupAckResult, error) {
 	select {
 	case r := <-w:
 		return r, nil
@@ -301,14 +304,11 @@ func (ps *groupPartitionStream) settle(ctx context.Context, nack bool, delayMs u
 		if ps.ended() {
 			return ps.endErr(resend > 0)
 		}
-		var id uint64
-		var err error
-		if nack {
-			id, err = ps.s.Nack(delayMs, offset)
-		} else {
-			id, err = ps.s.Ack(0, offset)
-		}
+		w := make(chan *GroupAckResult, 1)
+		var registered uint64
+		_, err := ps.s.settle(nack, delayMs, offset, func(id uint64) { registered = id; ps.register(id, w) })
 		if err != nil {
+			ps.unregister(registered)
 			// The send failed: the stream is ending; its receive
 			// goroutine records why.
 			select {
@@ -318,7 +318,8 @@ func (ps *groupPartitionStream) settle(ctx context.Context, nack bool, delayMs u
 				return fmt.Errorf("client: ack of partition %d: %w (%w)", ps.partition, ctx.Err(), ErrUnknownOutcome)
 			}
 		}
-		r, err := ps.await(ctx, id)
+		r, err := ps.await(ctx, w)
+		ps.unregister(registered)
 		if err != nil {
 			return err
 		}
