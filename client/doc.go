@@ -36,7 +36,17 @@
 // GroupConsume opens, on a partition's
 // leader, the stream through which the member that owns the partition (under
 // the group's generation) receives batches and acknowledges or nacks them;
-// the consumer iterator that joins a group is built on it.
+// ConsumeGroup is the group consumer built on both: a GroupConsumer joins
+// the group, heartbeats, opens a stream on the leader of each partition
+// it owns and hands their events to Next (or the Messages iterator) with
+// their partition, offset and delivery count; each GroupMessage is
+// acknowledged (Ack) or nacked (Nack) on the stream that delivered it. On
+// a rebalance it closes its streams, joins again and opens those of its
+// new partitions; a stream whose leader moves or fails is reopened on the
+// new leader. Delivery is at least once: an ack of a message whose
+// partition moved fails (ErrGroupFenced, or ErrUnknownOutcome when it was
+// sent) and the event is redelivered to its new owner unless the ack was
+// recorded. Close leaves the group.
 //
 // Errors are typed: match them with errors.Is against the Err* sentinels
 // (ErrTopicNotFound, ErrUnknownOutcome, ...) or errors.As with

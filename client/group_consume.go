@@ -188,6 +188,21 @@ func (s *GroupConsumeStream) Nack(delayMs uint32, offsets ...uint64) (uint64, er
 	return s.nextID, wire.FromStatus(err)
 }
 
+// settle sends an ack of offset (or a nack, after delayMs) and calls
+// registered with its id first, under the send lock, so that its
+// GroupAckResult cannot be received before the caller waits for it.
+func (s *GroupConsumeStream) settle(nack bool, delayMs uint32, offset uint64, registered func(id uint64)) (uint64, error) {
+	s.sendMu.Lock()
+	defer s.sendMu.Unlock()
+	s.nextID++
+	registered(s.nextID)
+	req := &heraldpb.GroupConsumeRequest{Msg: &heraldpb.GroupConsumeRequest_Ack{Ack: &heraldpb.GroupConsumeAck{Id: s.nextID, Offsets: []uint64{offset}}}}
+	if nack {
+		req = &heraldpb.GroupConsumeRequest{Msg: &heraldpb.GroupConsumeRequest_Nack{Nack: &heraldpb.GroupConsumeNack{Id: s.nextID, DelayMs: delayMs, Offsets: []uint64{offset}}}}
+	}
+	return s.nextID, wire.FromStatus(s.stream.Send(req))
+}
+
 // Close ends the stream. Offsets delivered and not acknowledged are
 // redelivered after the group's ack wait.
 func (s *GroupConsumeStream) Close() error {

@@ -29,9 +29,11 @@ func newConsumeCommand(env environment) *cobra.Command {
 		follow        bool
 		ws            bool
 		wsURLs        []string
+		group, member string
+		idleExit      time.Duration
 	)
 	cmd := &cobra.Command{
-		Use:   "consume --topic T (--tenant A | --partition P)",
+		Use:   "consume --topic T (--tenant A | --partition P | --group G)",
 		Short: "Print events as JSON lines, up to the end of the log",
 		Long: `Print events as JSON lines until the end of the log or --limit events:
   {"partition":0,"offset":12,"sequence":5,"tenant":"acme","event_id":"...",
@@ -70,11 +72,27 @@ follows like --follow:
 when the node it reads from dies or stops, it resumes on the next one at
 the offset after the last event printed, with no gap or repeat (stderr
 names each node it reads from). The topic's description still comes over
-gRPC (--server).`,
+gRPC (--server).
+
+--group G reads as a member of consumer group G (herald group create):
+the member gets some of the topic's partitions from the group's
+coordinator and prints their events, each partition's in offset order,
+acknowledging each event once its line is written, so runs in a row (or
+members side by side) print each event once between them, except an
+event redelivered because its acknowledgement was lost (at least once).
+--member ID names the member (default: a random id); it stops after
+--limit events, after --idle-exit with no event (e.g. 3s; default: never)
+or on Ctrl-C, and leaves the group, whose other members then take its
+partitions. --tenant, --partition, --from, --follow and --ws do not apply.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			byTenant, byPartition := cmd.Flags().Changed("tenant"), cmd.Flags().Changed("partition")
+			if cmd.Flags().Changed("group") {
+				return runConsumeGroup(cmd, opts, consumeGroupOptions{topic: topic, group: group, member: member, limit: limit, idleExit: idleExit})
+			}
 			switch {
+			case cmd.Flags().Changed("member"), cmd.Flags().Changed("idle-exit"):
+				return usagef("--member and --idle-exit need --group")
 			case topic == "":
 				return usagef("--topic is required")
 			case byTenant == byPartition:
@@ -163,7 +181,44 @@ gRPC (--server).`,
 	f.BoolVar(&follow, "follow", false, "keep printing new events after the end of the log (until --limit or Ctrl-C)")
 	f.BoolVar(&ws, "ws", false, "read over WebSocket and follow, resuming on another node when one dies")
 	f.StringSliceVar(&wsURLs, "ws-url", nil, "with --ws: the nodes' WebSocket URLs, ws://host:http-port/v1/ws (comma-separated or repeated; default: from the cluster status)")
+	f.StringVar(&group, "group", "", "read as a member of this consumer group, acknowledging each event printed")
+	f.StringVar(&member, "member", "", "with --group: the member id (default: a random one)")
+	f.DurationVar(&idleExit, "idle-exit", 0, "with --group: stop once no event came for this long (0: never)")
 	return cmd
+}
+
+// runConsumeGroup checks consume --group's flags and runs consumeGroup.
+func runConsumeGroup(cmd *cobra.Command, opts clientOptions, o consumeGroupOptions) error {
+	for _, name := range []string{"tenant", "partition", "from", "follow", "ws", "ws-url"} {
+		if cmd.Flags().Changed(name) {
+			return usagef("--%s does not apply to --group", name)
+		}
+	}
+	switch {
+	case o.topic == "":
+		return usagef("--topic is required")
+	case o.group == "":
+		return usagef("--group must not be empty")
+	case o.limit < 0:
+		return usagef("--limit %d: want 0 (no limit) or more", o.limit)
+	case o.idleExit < 0:
+		return usagef("--idle-exit %s: want 0 (never) or more", o.idleExit)
+	}
+	if _, err := opts.serverList(); err != nil {
+		return err
+	}
+	ctx := cmd.Context()
+	c, err := opts.connect(ctx, cmd.ErrOrStderr())
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	info, err := c.DescribeTopic(ctx, o.topic)
+	if err != nil {
+		return err
+	}
+	o.defaultTTLMs = info.GetConfig().GetDefaultTtlMs()
+	return consumeGroup(ctx, c, o, newJSONWriter(cmd.OutOrStdout()), cmd.ErrOrStderr())
 }
 
 // The times that Unix nanoseconds (the wire's time_unix_nano) can hold.
