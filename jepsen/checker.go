@@ -182,7 +182,8 @@ func buildIndex(h History, topic string) *index {
 // retained-no-lost-write. Event ids are not compared across topics (the
 // workload never writes one id to both). The subscriptions checker (which
 // took the place of replay-equals-live, a placeholder until Herald had
-// subscriptions) judges the live topic's subscribers.
+// subscriptions) judges the live topic's subscribers; consumer-groups
+// (group_checker.go) the live topic's consumer group.
 func Check(h History) []Verdict {
 	live := buildIndex(h, "")
 	retained := buildIndex(h, retainedTopicName)
@@ -199,6 +200,7 @@ func Check(h History) []Verdict {
 		checkConvergence(live),
 		checkLinearizable(live, h),
 		subscriptionsVerdict(live, retained, h),
+		checkGroups(live, h),
 		checkRegistry(h),
 		checkResend(h),
 		checkAckedReadable(h),

@@ -8,8 +8,9 @@
 // The pieces, one per file: Proxy (a controllable TCP link), Cluster (the
 // processes and the proxy mesh), Schedule and the nemesis (faults), the
 // workload (producers and Readers), the Subscribers (raw Subscribe
-// streams resumed across nodes), History (the JSON-lines record), the
-// checkers and the linearizability check (pure functions over a History),
-// and the report (verdict.json, report.html). Run ties them together; the
+// streams resumed across nodes), the GroupMembers (a consumer group's
+// members through the SDK, and its drain after the run), History (the
+// JSON-lines record), the checkers and the linearizability check (pure
+// functions over a History), and the report (verdict.json, report.html). Run ties them together; the
 // `herald jepsen` verb calls it.
 package jepsen

@@ -70,6 +70,22 @@ const (
 	// closed it itself (Mode SubscribeMoved, SubscribeStalled,
 	// SubscribeBound).
 	FSubscribeEnd = "subscribe-end"
+	// FGroupDeliver is one message a group member (Process, member id
+	// Name) got from its GroupConsumer's Next (group.go): Partition,
+	// Offset, Deliveries (its delivery count), Generation and Events (the
+	// one event, with its digest). Mode is GroupDrain for the drain
+	// member after the run.
+	FGroupDeliver = "group-deliver"
+	// FGroupAck is a member settling a message it was delivered: an
+	// invoke before the call and one completion: ok (nil: recorded), fail
+	// (fenced or a stale generation: nothing written) or info (outcome
+	// unknown), Error the error. Mode is GroupAckMode or GroupNackMode.
+	FGroupAck = "group-ack"
+	// FGroupState is the group on one partition as DescribeGroup gave it
+	// after healing, convergence and the drain: From the floor, Next the
+	// cursor, Count the pending deliveries, HighWatermark the leader's
+	// (ok), or the error (fail).
+	FGroupState = "group-state"
 )
 
 // Read modes of FRead ops.
@@ -152,6 +168,9 @@ type Op struct {
 	Epoch  uint64 `json:"epoch,omitempty"`
 	Next   uint64 `json:"next_offset,omitempty"`
 	Credit int    `json:"credit,omitempty"`
+	// Consumer groups: a delivery's count and group generation.
+	Deliveries uint32 `json:"deliveries,omitempty"`
+	Generation uint64 `json:"generation,omitempty"`
 }
 
 // History is a list of ops in the order they were recorded.

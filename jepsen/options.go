@@ -72,6 +72,11 @@ type Options struct {
 	// acknowledged offset. 0: none; the CLI passes DefaultSubscribers of
 	// the mode unless told.
 	Subscribers int
+	// GroupMembers is the number of members of the consumer group the
+	// workload creates on the live topic (group.go; checked by the
+	// consumer-groups checker). 0: no group; the CLI passes
+	// DefaultGroupMembers of the mode unless told.
+	GroupMembers int
 	// ConvergeTimeout bounds the wait for the replicas to agree after healing.
 	ConvergeTimeout time.Duration
 	// Progress receives a line per phase and fault; nil discards.
@@ -150,6 +155,9 @@ func (o Options) Validate() error {
 	}
 	if o.Subscribers < 0 || o.Subscribers > subscribersMax {
 		errs = append(errs, fmt.Errorf("jepsen: %d subscribers a partition: want 0 to %d", o.Subscribers, subscribersMax))
+	}
+	if o.GroupMembers < 0 || o.GroupMembers > groupMembersMax {
+		errs = append(errs, fmt.Errorf("jepsen: %d group members: want 0 to %d", o.GroupMembers, groupMembersMax))
 	}
 	for _, n := range o.Nemeses {
 		if _, err := ParseNemeses(n); err != nil {

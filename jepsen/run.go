@@ -99,6 +99,12 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 			return nil, err
 		}
 	}
+	if opts.GroupMembers > 0 {
+		if err := createGroup(ctx, cluster); err != nil {
+			return nil, err
+		}
+		progress("jepsen: group %s of topic %s ready (ack wait %s, no bound on deliveries), %d members", groupName, topicName, groupAckWait, opts.GroupMembers)
+	}
 	tenantsN := opts.Tenants
 	schedule := Schedule(opts.Seed, opts.Nodes, opts.Nemeses, opts.Duration)
 	if volume {
@@ -152,6 +158,9 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 			readers = append(readers, &FetchReader{Process: opts.Producers + opts.Nodes + 8 + i, Node: n, Topic: retainedTopicName,
 				Partitions: uint32(opts.Partitions), Tenants: tenants, Seed: opts.Seed, Interval: retainedReadInterval})
 		}
+	}
+	for k := range opts.GroupMembers {
+		readers = append(readers, &GroupMember{Process: groupProcessBase + k, Cluster: cluster, Seed: opts.Seed})
 	}
 	subTopics := []string{topicName}
 	if retainedN > 0 {
@@ -259,10 +268,13 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 		progress("jepsen: %v (reading anyway)", convErr)
 	}
 	werrs = append(werrs, awaitSubscribers(ctx, cluster, opts, catches, convErr == nil, subCancel, subsDone, progress)...)
+	if opts.GroupMembers > 0 {
+		progress("jepsen: group %s: %s", groupName, drainGroup(ctx, cluster, rec, uint32(opts.Partitions), opts.Seed))
+	}
 	for _, cfg := range topics {
 		fctx, fcancel := context.WithTimeout(ctx, finalReadTimeout)
 		t0 := time.Now()
-		if err := finalRead(fctx, rec, cluster.Nodes, cfg.Name, uint32(opts.Partitions), opts.Subscribers > 0); err != nil {
+		if err := finalRead(fctx, rec, cluster.Nodes, cfg.Name, uint32(opts.Partitions), opts.Subscribers > 0 || opts.GroupMembers > 0); err != nil {
 			progress("jepsen: %v", err)
 		}
 		fcancel()

@@ -53,6 +53,9 @@ passes; otherwise 1, naming the failing checkers. See docs/fault-injection.md.`,
 			if !cmd.Flags().Changed("subscribers") {
 				opts.Subscribers = jepsen.DefaultSubscribers(opts.Mode)
 			}
+			if !cmd.Flags().Changed("group-members") {
+				opts.GroupMembers = jepsen.DefaultGroupMembers(opts.Mode)
+			}
 			opts.Progress = cmd.ErrOrStderr()
 			if err := opts.Validate(); err != nil {
 				return usageError{err}
@@ -92,6 +95,7 @@ passes; otherwise 1, naming the failing checkers. See docs/fault-injection.md.`,
 	// The default depends on --mode (DefaultSubscribers), so the flag's own
 	// default is 0, which cobra does not print; RunE applies the mode's.
 	f.IntVar(&opts.Subscribers, "subscribers", 0, "raw-gRPC subscribers per partition, resuming on other nodes across faults (checked by subscriptions; default: 2 in careful mode, 0 in volume mode)")
+	f.IntVar(&opts.GroupMembers, "group-members", 0, "members of a consumer group on the live topic, acking most messages and leaving some unacknowledged or nacked (checked by consumer-groups; default: 3 in careful mode, 0 in volume mode; 0 for none)")
 	f.StringVar(&check, "check", "", "check the history.jsonl at this path again instead of running (prints the verdicts; starts no node)")
 	f.StringVar(&binary, "binary", "", "herald binary to run as the nodes (default: this one), e.g. an older build to reproduce a defect")
 	return cmd
