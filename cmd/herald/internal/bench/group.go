@@ -31,26 +31,9 @@ const (
 // partition's leader), until every partition's acknowledged position
 // reaches its end. Latency is per batch: delivery to ack result.
 func runGroup(ctx context.Context, e *env) error {
-	load := startProgress(e.progress, "group: loading", e.opts.Count)
-	plan := &sendPlan{
-		topic: e.topic, clients: e.clients, work: e.work, total: e.opts.Count,
-		batch: e.opts.Batch, inflight: e.opts.Inflight, progress: load,
-	}
-	if e.opts.Sync {
-		plan.batch, plan.inflight = 1, 1
-	}
-	_, err := plan.run(ctx)
-	load.stop()
+	ends, total, err := preload(ctx, e, "group")
 	if err != nil {
 		return err
-	}
-	ends, err := highWatermarks(ctx, e.admin, e.topic, e.opts.Partitions)
-	if err != nil {
-		return err
-	}
-	var total int64
-	for _, end := range ends {
-		total += int64(end)
 	}
 	const group = "bench"
 	if _, err := e.admin.CreateGroup(ctx, e.topic, group, &client.GroupConfig{AckWaitMs: 30_000, MaxPending: 65_536}, client.GroupStartEarliest()); err != nil {

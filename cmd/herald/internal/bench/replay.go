@@ -19,26 +19,9 @@ const replayEmptyPagesMax = 1000
 // subscriber): pages of up to 10,000 events, one page at a time per
 // partition, the partitions in parallel.
 func runReplay(ctx context.Context, e *env) error {
-	load := startProgress(e.progress, "replay: loading", e.opts.Count)
-	plan := &sendPlan{
-		topic: e.topic, clients: e.clients, work: e.work, total: e.opts.Count,
-		batch: e.opts.Batch, inflight: e.opts.Inflight, progress: load,
-	}
-	if e.opts.Sync {
-		plan.batch, plan.inflight = 1, 1
-	}
-	_, err := plan.run(ctx)
-	load.stop()
+	ends, total, err := preload(ctx, e, "replay")
 	if err != nil {
 		return err
-	}
-	ends, err := highWatermarks(ctx, e.admin, e.topic, e.opts.Partitions)
-	if err != nil {
-		return err
-	}
-	var total int64
-	for _, end := range ends {
-		total += int64(end)
 	}
 	if total != e.opts.Count {
 		e.note("the topic holds %d events, %d were produced", total, e.opts.Count)
@@ -77,6 +60,32 @@ func runReplay(ctx context.Context, e *env) error {
 	}
 	e.result.setLatency(all.percentiles(), latencyPerPage)
 	return nil
+}
+
+// preload produces opts.Count events (batched, not timed; one per request
+// with --sync) for a scenario that then reads them, and returns each
+// partition's end and the events the topic holds.
+func preload(ctx context.Context, e *env, scenario string) (ends []uint64, total int64, err error) {
+	load := startProgress(e.progress, scenario+": loading", e.opts.Count)
+	plan := &sendPlan{
+		topic: e.topic, clients: e.clients, work: e.work, total: e.opts.Count,
+		batch: e.opts.Batch, inflight: e.opts.Inflight, progress: load,
+	}
+	if e.opts.Sync {
+		plan.batch, plan.inflight = 1, 1
+	}
+	_, err = plan.run(ctx)
+	load.stop()
+	if err != nil {
+		return nil, 0, err
+	}
+	if ends, err = highWatermarks(ctx, e.admin, e.topic, e.opts.Partitions); err != nil {
+		return nil, 0, err
+	}
+	for _, end := range ends {
+		total += int64(end)
+	}
+	return ends, total, nil
 }
 
 // readPartition reads partition from offset 0 up to end, one page at a
