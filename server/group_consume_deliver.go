@@ -199,8 +199,19 @@ func (c *groupConsumer) prepare(st partition.GroupState, redeliver []partition.P
 	})
 	var entries []groupEntry
 	sent, bytes := 0, 0
-	full := func(size int) bool {
-		return sent >= c.batchEvents || (sent > 0 && bytes+size > c.batchBytes)
+	// take adds e, with rec's event unless e is skipped, and reports
+	// false (adding nothing) when the event does not fit in the batch.
+	take := func(e groupEntry, rec *heraldlog.Record) bool {
+		if e.skip == "" {
+			e.wire = appendWireEvent(nil, rec, c.index)
+			if sent >= c.batchEvents || (sent > 0 && bytes+len(e.wire) > c.batchBytes) {
+				return false
+			}
+			sent++
+			bytes += len(e.wire)
+		}
+		entries = append(entries, e)
+		return true
 	}
 	reader := &pageReader{c: c}
 	for _, d := range redeliver {
@@ -208,16 +219,9 @@ func (c *groupConsumer) prepare(st partition.GroupState, redeliver []partition.P
 		if err != nil {
 			return nil, err
 		}
-		e := groupEntry{offset: d.Offset, deliveries: d.Deliveries + 1, skip: skip, redelivery: true}
-		if rec != nil {
-			e.wire = appendWireEvent(nil, rec, c.index)
-			if full(len(e.wire)) {
-				break
-			}
-			sent++
-			bytes += len(e.wire)
+		if !take(groupEntry{offset: d.Offset, deliveries: d.Deliveries + 1, skip: skip, redelivery: true}, rec) {
+			break
 		}
-		entries = append(entries, e)
 	}
 	high, low := c.r.HighWatermark(), c.r.LowWatermark()
 	if st.Pending >= uint64(st.Config.MaxPending) || st.Delivered >= high {
@@ -252,15 +256,10 @@ func (c *groupConsumer) prepare(st partition.GroupState, redeliver []partition.P
 		e := groupEntry{offset: rec.Offset, deliveries: 1}
 		if x := rec.ExpireAtUnixNano; x != 0 && x <= now.UnixNano() {
 			e.skip = "expired"
-		} else {
-			e.wire = appendWireEvent(nil, rec, c.index)
-			if full(len(e.wire)) {
-				break
-			}
-			sent++
-			bytes += len(e.wire)
 		}
-		entries = append(entries, e)
+		if !take(e, rec) {
+			break
+		}
 	}
 	return entries, nil
 }
