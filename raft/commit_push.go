@@ -143,13 +143,56 @@ func (t *Transport) applied(index, indexTerm uint64) {
 }
 
 // receiveCommit takes a pushed commit for this group (see the comment at
-// the top of this file).
+// the top of this file). A push can overtake the append carrying its
+// entry (the leader applies once a majority holds it, and this follower
+// may not be in that majority): such a push waits, the newest one per
+// group, until an append brings the entry (appendServed), since no later
+// message may tell this follower of the commit before CommitTimeout.
 func (t *Transport) receiveCommit(c *raftpb.GroupCommit) {
 	r := t.raft.Load()
-	if r == nil || r.CommitIndex() >= c.GetIndex() || r.LastIndex() < c.GetIndex() || r.CurrentTerm() > c.GetTerm() {
+	if r == nil || r.CommitIndex() >= c.GetIndex() || r.CurrentTerm() > c.GetTerm() {
 		t.mux.metrics.commitPushes.WithLabelValues(pushSkipped).Inc()
 		return
 	}
+	if r.LastIndex() < c.GetIndex() {
+		t.mu.Lock()
+		if !t.mu.closed && newerCommit(c, t.mu.commitLater) {
+			t.mu.commitLater = c
+		}
+		t.mu.Unlock()
+		t.mux.metrics.commitPushes.WithLabelValues(pushDeferred).Inc()
+		// The append may have been stored while this push was checked.
+		t.appendServed()
+		return
+	}
+	t.injectCommit(c)
+}
+
+// newerCommit reports whether c is ahead of old (nil: none).
+func newerCommit(c, old *raftpb.GroupCommit) bool {
+	return old == nil || c.GetTerm() > old.GetTerm() || (c.GetTerm() == old.GetTerm() && c.GetIndex() > old.GetIndex())
+}
+
+// appendServed is called after this group's Raft stored an append: a
+// deferred push whose entry it now holds is handed to Raft.
+func (t *Transport) appendServed() {
+	r := t.raft.Load()
+	t.mu.Lock()
+	c := t.mu.commitLater
+	if c == nil || r == nil || r.LastIndex() < c.GetIndex() {
+		t.mu.Unlock()
+		return
+	}
+	t.mu.commitLater = nil
+	t.mu.Unlock()
+	if r.CommitIndex() >= c.GetIndex() || r.CurrentTerm() > c.GetTerm() {
+		return // the append itself carried the commit, or a new term began
+	}
+	t.injectCommit(c)
+}
+
+// injectCommit queues c for injectCommits, starting it when idle.
+func (t *Transport) injectCommit(c *raftpb.GroupCommit) {
 	t.mu.Lock()
 	if t.mu.closed {
 		t.mu.Unlock()
@@ -212,8 +255,7 @@ func (m *Mux) pushCommit(addr hraft.ServerAddress, c *raftpb.GroupCommit) {
 		p = &commitPusher{m: m, addr: addr, pending: make(map[uint64]*raftpb.GroupCommit)}
 		m.push.pushers[addr] = p
 	}
-	if old := p.pending[c.GetGroupId()]; old == nil || c.GetTerm() > old.GetTerm() ||
-		(c.GetTerm() == old.GetTerm() && c.GetIndex() > old.GetIndex()) {
+	if newerCommit(c, p.pending[c.GetGroupId()]) {
 		p.pending[c.GetGroupId()] = c
 	}
 	if !p.running {

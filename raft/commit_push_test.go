@@ -69,8 +69,8 @@ func TestCommitPushAppliesLastEntryOnFollowers(t *testing.T) {
 
 // A pushed commit is only a hint: the follower's Raft checks it like an
 // append. One whose entry term does not match the follower's log is
-// refused and commits nothing; one naming an entry the follower lacks is
-// skipped; the true one commits.
+// refused and commits nothing; one naming an entry the follower lacks
+// waits until an append brings it; the true one commits.
 func TestCommitPushIsCheckedByRaft(t *testing.T) {
 	network := newTestNetwork()
 	noPush := func(o *MuxOptions) { o.NoCommitPush = true }
@@ -113,12 +113,21 @@ func TestCommitPushIsCheckedByRaft(t *testing.T) {
 	require.Eventually(t, func() bool { return counterValue(metrics.WithLabelValues(pushRefused)) == 1 }, 10*time.Second, 10*time.Millisecond)
 	require.Equal(t, commitBefore, fr.CommitIndex())
 
-	push(index+5, term) // the follower has no such entry
-	require.Equal(t, float64(1), counterValue(metrics.WithLabelValues(pushSkipped)))
+	push(index+5, term) // the follower has no such entry yet: it waits
+	require.Equal(t, float64(1), counterValue(metrics.WithLabelValues(pushDeferred)))
 	require.Equal(t, commitBefore, fr.CommitIndex())
 
 	push(index, term)
 	requireConverged(t, []string{"a", "b"}, fsms[leader], fsms[follower])
 	require.Equal(t, float64(1), counterValue(metrics.WithLabelValues(pushApplied)))
 	require.Equal(t, index, fr.CommitIndex())
+
+	// The waiting push is handed to Raft once an append brings its entry:
+	// five more entries, whose appends tell the follower at most the
+	// commit of those before them, and the follower applies all five (a
+	// push that overtook its append, as under load, is not lost).
+	applyAll(t, groups[leader], "c", "d", "e", "f", "g")
+	requireConverged(t, []string{"a", "b", "c", "d", "e", "f", "g"}, fsms[follower])
+	require.Equal(t, index+5, fr.CommitIndex())
+	require.Equal(t, float64(2), counterValue(metrics.WithLabelValues(pushApplied)))
 }

@@ -22,10 +22,11 @@ const (
 
 // Values of the "outcome" label of herald_raft_commit_pushes_total.
 const (
-	pushSent    = "sent"    // a group's commit went to a peer in a Commit message
-	pushSkipped = "skipped" // received, and of no use to the group's Raft
-	pushApplied = "applied" // received and accepted by the group's Raft
-	pushRefused = "refused" // received and refused by Raft (term or log mismatch)
+	pushSent     = "sent"     // a group's commit went to a peer in a Commit message
+	pushSkipped  = "skipped"  // received, and of no use to the group's Raft
+	pushDeferred = "deferred" // received before the entry it names; handed on once an append brings it
+	pushApplied  = "applied"  // received and accepted by the group's Raft
+	pushRefused  = "refused"  // received and refused by Raft (term or log mismatch)
 )
 
 // Values of the "side" and "direction" labels.
@@ -75,7 +76,7 @@ func newTransportMetrics() *transportMetrics {
 		}, []string{"direction"}),
 		commitPushes: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: "herald", Subsystem: "raft", Name: "commit_pushes_total",
-			Help: "Group commits pushed to followers as leaders apply (sent), and as received: of no use (skipped), accepted (applied), refused by Raft (refused).",
+			Help: "Group commits pushed to followers as leaders apply (sent), and as received: of no use (skipped), waiting for their entry's append (deferred), accepted (applied), refused by Raft (refused).",
 		}, []string{"outcome"}),
 	}
 }

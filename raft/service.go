@@ -52,6 +52,9 @@ func (t *Transport) serveAppendEntries(ctx context.Context, req *raftpb.AppendEn
 			err = fmt.Errorf("raft: group %d answered AppendEntries with %T", t.groupID, resp)
 		} else {
 			out = appendEntriesResponseToProto(r)
+			if r.Success && !heartbeat {
+				t.appendServed()
+			}
 		}
 	}
 	t.mux.metrics.observeReceive(rpcType, err)

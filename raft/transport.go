@@ -59,6 +59,9 @@ type Transport struct {
 		// injecting is set while injectCommits runs.
 		commitIn  *raftpb.GroupCommit
 		injecting bool
+		// commitLater is the newest pushed commit that arrived before the
+		// entry it names; appendServed hands it on.
+		commitLater *raftpb.GroupCommit
 	}
 	// injectors counts injectCommits goroutines; Close waits for them.
 	injectors sync.WaitGroup

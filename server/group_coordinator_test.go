@@ -206,14 +206,23 @@ func TestGroupCoordinatorMembership(t *testing.T) {
 	if _, _, err := cl.GroupHeartbeat(ctxTimeout(t, 20*time.Second), "orders", "billing", "m0", gen4); !errors.Is(err, client.ErrUnknownMember) {
 		t.Fatalf("heartbeat of the expired member: %v, want ErrUnknownMember", err)
 	}
-	if got := testutil.ToFloat64(coord.coordinatorMetrics.members.WithLabelValues("orders", "billing")); got != 3 {
-		t.Fatalf("herald_group_members %v, want 3", got)
+	// The gauges are the current coordinator's: partition 0's leadership
+	// may have moved under a loaded machine since gen1 (the members then
+	// joined the new coordinator, which counts only its own rebalances).
+	now := c.nodes[nodeByID(t, c, members[len(members)-1].got.CoordinatorID)]
+	if got := testutil.ToFloat64(now.coordinatorMetrics.members.WithLabelValues("orders", "billing")); got != 3 {
+		t.Fatalf("herald_group_members %v on %s, want 3", got, now.cfg.NodeID)
 	}
-	if got := testutil.ToFloat64(coord.coordinatorMetrics.generation.WithLabelValues("orders", "billing")); got != float64(gen5) {
+	if got := testutil.ToFloat64(now.coordinatorMetrics.generation.WithLabelValues("orders", "billing")); got != float64(gen5) {
 		t.Fatalf("herald_group_generation %v, want %d", got, gen5)
 	}
-	if got := testutil.ToFloat64(coord.coordinatorMetrics.rebalances.WithLabelValues("orders", "billing")); got < 5 {
-		t.Fatalf("herald_group_rebalances_total %v, want at least 5", got)
+	wantRebalances := 5.0
+	if now != coord {
+		wantRebalances = 1
+		t.Logf("the coordinator moved from %s to %s during the test", coord.cfg.NodeID, now.cfg.NodeID)
+	}
+	if got := testutil.ToFloat64(now.coordinatorMetrics.rebalances.WithLabelValues("orders", "billing")); got < wantRebalances {
+		t.Fatalf("herald_group_rebalances_total %v, want at least %v", got, wantRebalances)
 	}
 
 	// The partitions fence a stale generation: an assign below the
