@@ -66,6 +66,11 @@ type GroupConfig struct {
 	MaxDeliveries uint32
 	// MaxPending bounds the group's pending deliveries: 1..GroupPendingMax.
 	MaxPending uint32
+	// KeyOrder asks the partition's leader to keep per-key order: no
+	// event is delivered while an earlier event of the same tenant and
+	// key is pending (server/group_consume_order.go). The state machine
+	// only stores it.
+	KeyOrder bool
 }
 
 // Validate reports every problem of c at once; each matches

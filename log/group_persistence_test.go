@@ -2,6 +2,8 @@ package log
 
 import (
 	"bytes"
+	"encoding/binary"
+	"hash/crc32"
 	"testing"
 	"time"
 
@@ -30,7 +32,7 @@ func TestGroupStateSurvivesRestartSnapshotAndDrop(t *testing.T) {
 
 	h := &groupHarness{t: t, db: db, p: p, applied: 1}
 	h.create("g", testGroupConfig)
-	h.create("g2", GroupConfig{AckWait: time.Minute, MaxDeliveries: 0, MaxPending: 5})
+	h.create("g2", GroupConfig{AckWait: time.Minute, MaxDeliveries: 0, MaxPending: 5, KeyOrder: true}) // a version-2 header
 	_, err = h.deliver("g", 0, 6, nil, 10)
 	require.NoError(t, err)
 	_, err = h.ack("g", 0, 0, 3)
@@ -155,4 +157,38 @@ func TestGroupRestoreChecksHeadersAgainstPendingDeliveries(t *testing.T) {
 		require.ErrorIs(t, err, ErrCorruption, name)
 		require.ErrorContains(t, err, "restored consumer groups are inconsistent", name)
 	}
+}
+
+// A header without flags is written as version 1 (readable by nodes that
+// know only it); one with key order as version 2; both decode to what was
+// encoded, and unknown flags or versions are refused.
+func TestGroupHeaderVersions(t *testing.T) {
+	h := groupHeader{floor: 3, delivered: 9, generation: 2, pending: 4, deadLettered: 1, member: "m1",
+		config: GroupConfig{AckWait: time.Second, MaxDeliveries: 5, MaxPending: 10}}
+	v1 := h.encode()
+	require.Equal(t, groupValueVersion1, v1[4])
+	got, problem := decodeGroupHeader(v1)
+	require.Empty(t, problem)
+	require.Equal(t, h, got)
+
+	h.config.KeyOrder = true
+	v2 := h.encode()
+	require.Equal(t, groupValueVersion2, v2[4])
+	require.Len(t, v2, len(v1)+1)
+	got, problem = decodeGroupHeader(v2)
+	require.Empty(t, problem)
+	require.Equal(t, h, got)
+
+	reseal := func(v []byte) []byte {
+		binary.BigEndian.PutUint32(v, crc32.Checksum(v[groupChecksumBytes:], castagnoli))
+		return v
+	}
+	bad := reseal(append([]byte(nil), v2...))
+	bad[groupHeaderMemberOffset] = 0x80 // an unknown flag
+	_, problem = decodeGroupHeader(reseal(bad))
+	require.Contains(t, problem, "flags")
+	bad = append([]byte(nil), v1...)
+	bad[4] = 3
+	_, problem = decodeGroupHeader(reseal(bad))
+	require.Contains(t, problem, "version 3")
 }

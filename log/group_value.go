@@ -18,6 +18,14 @@ import (
 //	pending(8) | dead_lettered(8) | ack_wait_ns(8) | max_deliveries(4) |
 //	max_pending(4) | len(member)(1) | member
 //
+// Version 2 adds a flags byte after max_pending (bit 0: key order); a
+// header without flags is still written as version 1, so a group created
+// without them stays readable by a node that knows only version 1.
+//
+//	crc32c(4) | version(1)=2 | floor(8) | delivered(8) | generation(8) |
+//	pending(8) | dead_lettered(8) | ack_wait_ns(8) | max_deliveries(4) |
+//	max_pending(4) | flags(1) | len(member)(1) | member
+//
 // Pending delivery ('q'), version 1:
 //
 //	crc32c(4) | version(1)=1 | deliveries(4) | last_delivered_unix_nano(8) |
@@ -27,15 +35,31 @@ import (
 // empty value.
 const (
 	groupValueVersion1 byte = 1
+	groupValueVersion2 byte = 2
 
 	groupHeaderFixedBytes   = 4 + 1 + 8*6 + 4 + 4 + 1
-	groupHeaderBytesMax     = groupHeaderFixedBytes + groupMemberBytesMax
+	groupHeaderBytesMax     = groupHeaderFixedBytes + 1 + groupMemberBytesMax
 	groupPendingFixedBytes  = 4 + 1 + 4 + 8 + 8 + 1
 	groupPendingValueMax    = groupPendingFixedBytes + groupMemberBytesMax
 	groupChecksumBytes      = 4
 	groupDueValueBytes      = 0
 	groupHeaderMemberOffset = groupHeaderFixedBytes - 1
 )
+
+// Flags of a version-2 group header.
+const (
+	groupFlagKeyOrder byte = 1 << 0
+	groupFlagsKnown        = groupFlagKeyOrder
+)
+
+// flags returns c's header flags.
+func (c GroupConfig) flags() byte {
+	var f byte
+	if c.KeyOrder {
+		f |= groupFlagKeyOrder
+	}
+	return f
+}
 
 // groupHeader is a group's stored header: everything of GroupState but
 // its name.
@@ -76,8 +100,13 @@ func (h groupHeader) check() string {
 }
 
 func (h groupHeader) encode() []byte {
-	v := make([]byte, groupChecksumBytes, groupHeaderFixedBytes+len(h.member))
-	v = append(v, groupValueVersion1)
+	flags := h.config.flags()
+	v := make([]byte, groupChecksumBytes, groupHeaderFixedBytes+1+len(h.member))
+	if flags == 0 {
+		v = append(v, groupValueVersion1)
+	} else {
+		v = append(v, groupValueVersion2)
+	}
 	v = binary.BigEndian.AppendUint64(v, h.floor)
 	v = binary.BigEndian.AppendUint64(v, h.delivered)
 	v = binary.BigEndian.AppendUint64(v, h.generation)
@@ -86,6 +115,9 @@ func (h groupHeader) encode() []byte {
 	v = binary.BigEndian.AppendUint64(v, uint64(h.config.AckWait))
 	v = binary.BigEndian.AppendUint32(v, h.config.MaxDeliveries)
 	v = binary.BigEndian.AppendUint32(v, h.config.MaxPending)
+	if flags != 0 {
+		v = append(v, flags)
+	}
 	v = append(v, byte(len(h.member)))
 	v = append(v, h.member...)
 	binary.BigEndian.PutUint32(v, crc32.Checksum(v[groupChecksumBytes:], castagnoli))
@@ -101,7 +133,20 @@ func decodeGroupHeader(value []byte) (h groupHeader, problem string) {
 	if stored, computed := binary.BigEndian.Uint32(value), crc32.Checksum(value[groupChecksumBytes:], castagnoli); stored != computed {
 		return h, fmt.Sprintf("header checksum mismatch: stored %08x, computed %08x", stored, computed)
 	}
-	if value[4] != groupValueVersion1 {
+	fixed := groupHeaderFixedBytes
+	switch value[4] {
+	case groupValueVersion1:
+	case groupValueVersion2:
+		fixed++
+		if len(value) < fixed {
+			return h, fmt.Sprintf("version 2 header of %d bytes", len(value))
+		}
+		flags := value[groupHeaderMemberOffset]
+		if flags&^groupFlagsKnown != 0 || flags == 0 {
+			return h, fmt.Sprintf("header flags %#x", flags)
+		}
+		h.config.KeyOrder = flags&groupFlagKeyOrder != 0
+	default:
 		return h, fmt.Sprintf("header version %d", value[4])
 	}
 	v := value[5:]
@@ -113,10 +158,10 @@ func decodeGroupHeader(value []byte) (h groupHeader, problem string) {
 	h.config.AckWait = time.Duration(binary.BigEndian.Uint64(v[40:]))
 	h.config.MaxDeliveries = binary.BigEndian.Uint32(v[48:])
 	h.config.MaxPending = binary.BigEndian.Uint32(v[52:])
-	if n := int(value[groupHeaderMemberOffset]); len(value) != groupHeaderFixedBytes+n {
+	if n := int(value[fixed-1]); len(value) != fixed+n {
 		return h, fmt.Sprintf("header of %d bytes with a member of %d", len(value), n)
 	}
-	h.member = string(value[groupHeaderFixedBytes:])
+	h.member = string(value[fixed:])
 	return h, h.check()
 }
 

@@ -94,11 +94,12 @@ func groupConfigFromProto(c *partitionpb.GroupConfig) GroupConfig {
 		AckWait:       time.Duration(c.GetAckWaitNanos()),
 		MaxDeliveries: c.GetMaxDeliveries(),
 		MaxPending:    c.GetMaxPending(),
+		KeyOrder:      c.GetKeyOrder(),
 	}
 }
 
 func groupConfigToProto(c GroupConfig) *partitionpb.GroupConfig {
-	return &partitionpb.GroupConfig{AckWaitNanos: int64(c.AckWait), MaxDeliveries: c.MaxDeliveries, MaxPending: c.MaxPending}
+	return &partitionpb.GroupConfig{AckWaitNanos: int64(c.AckWait), MaxDeliveries: c.MaxDeliveries, MaxPending: c.MaxPending, KeyOrder: c.KeyOrder}
 }
 
 // applyGroup applies one consumer group command to the batch. A refusal is

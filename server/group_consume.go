@@ -242,6 +242,9 @@ type groupConsumer struct {
 	// not-before, from takeoverFrom up to takeoverEnd (the cursor at the
 	// start), then serves as usual.
 	takeoverFrom, takeoverEnd uint64
+	// orderKeys caches the order keys of the group's pending offsets when
+	// it keeps per-key order (group_consume_order.go); nil otherwise.
+	orderKeys map[uint64]string
 }
 
 // groupBatchInFlight is a batch sent and not settled.

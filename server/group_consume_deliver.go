@@ -34,7 +34,15 @@ type groupEntry struct {
 	wire       []byte // appendWireEvent's encoding; nil when skipped
 	skip       string // why it is skipped ("expired", "retention"), or ""
 	redelivery bool
+	key        string // its order key, when the group keeps per-key order
 }
+
+// Outcomes of prepare's take.
+const (
+	entryTaken = iota
+	entryFull  // the batch has no room for it
+	entryHeld  // per-key order holds it
+)
 
 // step makes one step of the loop. progressed reports that it changed
 // something (sent a batch, dead-lettered, proposed): the loop steps again
@@ -93,28 +101,26 @@ func (c *groupConsumer) step(ctx context.Context, now time.Time) (progressed boo
 		}
 	}
 
-	entries, err := c.prepare(st, redeliver, now)
+	entries, consumed, order, err := c.prepare(st, redeliver, now)
 	if err != nil {
 		return false, time.Time{}, err
 	}
 	if takingOver {
-		// prepare takes a prefix of redeliver (the batch's bounds): the
-		// takeover resumes after it.
-		taken := 0
-		for _, e := range entries {
-			if e.redelivery {
-				taken++
-			}
-		}
-		if taken < len(redeliver) {
-			c.takeoverFrom = redeliver[taken].Offset
+		// prepare goes through a prefix of redeliver (the batch's bounds):
+		// the takeover resumes after it.
+		if consumed < len(redeliver) {
+			c.takeoverFrom = redeliver[consumed].Offset
 		}
 		if len(entries) == 0 && c.takeoverFrom < c.takeoverEnd {
 			return true, time.Time{}, nil
 		}
 	}
+	if order != nil && order.heldNew {
+		c.n.metrics.groupConsume.keyOrderHolds.WithLabelValues(c.topic, c.group).Inc()
+	}
 	if len(entries) == 0 {
-		return false, earliest(next, c.nextDue()), nil
+		wake := order.wakeOr(c.nextDue)
+		return false, earliest(next, wake), nil
 	}
 	return true, time.Time{}, c.deliver(st, entries, now)
 }
@@ -192,45 +198,65 @@ func (p *pageReader) pageStart() uint64 {
 
 // prepare picks this step's entries: the due redeliveries, then new
 // offsets from the cursor, within the batch's events and bytes (the first
-// event goes whatever its size) and the group's max pending.
-func (c *groupConsumer) prepare(st partition.GroupState, redeliver []partition.PendingDelivery, now time.Time) ([]groupEntry, error) {
+// event goes whatever its size), the group's max pending and, when the
+// group keeps per-key order, its held keys (group_consume_order.go; order
+// is then that view, else nil). consumed is how many of redeliver it went
+// through (taken or held) before the batch was full.
+func (c *groupConsumer) prepare(st partition.GroupState, redeliver []partition.PendingDelivery, now time.Time) (entries []groupEntry, consumed int, order *keyOrder, err error) {
 	slices.SortFunc(redeliver, func(a, b partition.PendingDelivery) int {
 		return cmp.Compare(a.Offset, b.Offset)
 	})
-	var entries []groupEntry
+	if st.Config.KeyOrder {
+		if order, err = c.keyOrderView(st, now); err != nil {
+			return nil, 0, nil, err
+		}
+	}
 	sent, bytes := 0, 0
-	// take adds e, with rec's event unless e is skipped, and reports
-	// false (adding nothing) when the event does not fit in the batch.
-	take := func(e groupEntry, rec *heraldlog.Record) bool {
+	// take adds e, with rec's event unless e is skipped, or reports why
+	// it added nothing.
+	take := func(e groupEntry, rec *heraldlog.Record) int {
 		if e.skip == "" {
+			if order != nil {
+				e.key = orderKey(rec)
+				if order.holds(e.key, e.offset) {
+					return entryHeld
+				}
+			}
 			e.wire = appendWireEvent(nil, rec, c.index)
 			if sent >= c.batchEvents || (sent > 0 && bytes+len(e.wire) > c.batchBytes) {
-				return false
+				return entryFull
 			}
 			sent++
 			bytes += len(e.wire)
+			if order != nil {
+				order.take(e.key)
+			}
 		}
 		entries = append(entries, e)
-		return true
+		return entryTaken
 	}
 	reader := &pageReader{c: c}
+redeliveries:
 	for _, d := range redeliver {
 		rec, skip, err := reader.read(d.Offset, redeliver[len(redeliver)-1].Offset, now)
 		if err != nil {
-			return nil, err
+			return nil, 0, nil, err
 		}
-		if !take(groupEntry{offset: d.Offset, deliveries: d.Deliveries + 1, skip: skip, redelivery: true}, rec) {
-			break
+		switch take(groupEntry{offset: d.Offset, deliveries: d.Deliveries + 1, skip: skip, redelivery: true}, rec) {
+		case entryFull:
+			break redeliveries
+		default:
+			consumed++
 		}
 	}
 	high, low := c.r.HighWatermark(), c.r.LowWatermark()
 	if st.Pending >= uint64(st.Config.MaxPending) || st.Delivered >= high {
-		return entries, nil
+		return entries, consumed, order, nil
 	}
 	room := min(uint64(c.batchEvents-sent), uint64(st.Config.MaxPending)-st.Pending,
 		uint64(partition.GroupCommandOffsetsMax-len(entries)))
 	if room == 0 {
-		return entries, nil
+		return entries, consumed, order, nil
 	}
 	from := st.Delivered
 	if from < low {
@@ -238,16 +264,17 @@ func (c *groupConsumer) prepare(st partition.GroupState, redeliver []partition.P
 		for off := from; off < min(low, from+room); off++ {
 			entries = append(entries, groupEntry{offset: off, deliveries: 1, skip: "retention"})
 		}
-		return entries, nil
+		return entries, consumed, order, nil
 	}
 	recs, err := c.r.Read(from, int(room), c.batchBytes)
 	var oor *partition.OffsetOutOfRangeError
 	if errors.As(err, &oor) {
-		return entries, nil // retention moved under us: the next step sees it
+		return entries, consumed, order, nil // retention moved under us: the next step sees it
 	}
 	if err != nil {
-		return nil, c.error(err)
+		return nil, 0, nil, c.error(err)
 	}
+newOffsets:
 	for i := range recs {
 		rec := &recs[i]
 		if rec.Offset != from+uint64(i) {
@@ -257,11 +284,15 @@ func (c *groupConsumer) prepare(st partition.GroupState, redeliver []partition.P
 		if x := rec.ExpireAtUnixNano; x != 0 && x <= now.UnixNano() {
 			e.skip = "expired"
 		}
-		if !take(e, rec) {
-			break
+		switch take(e, rec) {
+		case entryHeld:
+			order.heldNew = true
+			break newOffsets
+		case entryFull:
+			break newOffsets
 		}
 	}
-	return entries, nil
+	return entries, consumed, order, nil
 }
 
 // deliver records entries as delivered (one GroupDeliver), sends the
@@ -315,6 +346,9 @@ func (c *groupConsumer) deliver(st partition.GroupState, entries []groupEntry, n
 		frame = append(frame, e.wire...)
 		batch.DeliveryCounts = append(batch.DeliveryCounts, e.deliveries)
 		sentOffsets = append(sentOffsets, e.offset)
+		if c.orderKeys != nil && e.key != "" {
+			c.orderKeys[e.offset] = e.key // pending now: the next step's view needs no read for it
+		}
 	}
 	// The batch is in offset order: redeliveries (all below the cursor)
 	// first, then the new offsets.

@@ -14,6 +14,7 @@ type groupConsumeMetrics struct {
 	deadLetterFailures *prometheus.CounterVec
 	skipped            *prometheus.CounterVec
 	fenced             *prometheus.CounterVec
+	keyOrderHolds      *prometheus.CounterVec
 }
 
 func newGroupConsumeMetrics() *groupConsumeMetrics {
@@ -55,10 +56,14 @@ func newGroupConsumeMetrics() *groupConsumeMetrics {
 			Name: "herald_group_consume_fenced_total",
 			Help: "GroupConsume streams ended because their generation or member was not the partition's assignment.",
 		}, labels),
+		keyOrderHolds: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "herald_group_key_order_holds_total",
+			Help: "Delivery steps of per-key-order groups whose new events stopped at an event whose key had one pending.",
+		}, labels),
 	}
 }
 
 func (m *groupConsumeMetrics) collectors() []prometheus.Collector {
 	return []prometheus.Collector{m.streams, m.deliveries, m.redeliveries, m.acks, m.nacks, m.deadLetters,
-		m.deadLetterFailures, m.skipped, m.fenced}
+		m.deadLetterFailures, m.skipped, m.fenced, m.keyOrderHolds}
 }

@@ -32,6 +32,7 @@ func groupConfigFromWire(c *heraldpb.ConsumerGroupConfig) partition.GroupConfig 
 		AckWait:       time.Duration(c.GetAckWaitMs()) * time.Millisecond,
 		MaxDeliveries: c.GetMaxDeliveries(),
 		MaxPending:    c.GetMaxPending(),
+		KeyOrder:      c.GetKeyOrder(),
 	}
 	if cfg.AckWait == 0 {
 		cfg.AckWait = groupAckWaitDefault
@@ -43,11 +44,11 @@ func groupConfigFromWire(c *heraldpb.ConsumerGroupConfig) partition.GroupConfig 
 }
 
 func groupConfigWire(c partition.GroupConfig) *heraldpb.ConsumerGroupConfig {
-	return &heraldpb.ConsumerGroupConfig{AckWaitMs: c.AckWait.Milliseconds(), MaxDeliveries: c.MaxDeliveries, MaxPending: c.MaxPending}
+	return &heraldpb.ConsumerGroupConfig{AckWaitMs: c.AckWait.Milliseconds(), MaxDeliveries: c.MaxDeliveries, MaxPending: c.MaxPending, KeyOrder: c.KeyOrder}
 }
 
 func describeGroupConfig(c partition.GroupConfig) string {
-	return fmt.Sprintf("ack wait %s, max deliveries %d, max pending %d", c.AckWait, c.MaxDeliveries, c.MaxPending)
+	return fmt.Sprintf("ack wait %s, max deliveries %d, max pending %d, key order %t", c.AckWait, c.MaxDeliveries, c.MaxPending, c.KeyOrder)
 }
 
 // validateGroupConfig reports every problem of a requested config at once

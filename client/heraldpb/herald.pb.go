@@ -3741,7 +3741,11 @@ type ConsumerGroupConfig struct {
 	MaxDeliveries uint32 `protobuf:"varint,2,opt,name=max_deliveries,json=maxDeliveries,proto3" json:"max_deliveries,omitempty"`
 	// Pending (delivered, unacknowledged) events per partition, at most
 	// 65,536. 0: 1,000.
-	MaxPending    uint32 `protobuf:"varint,3,opt,name=max_pending,json=maxPending,proto3" json:"max_pending,omitempty"`
+	MaxPending uint32 `protobuf:"varint,3,opt,name=max_pending,json=maxPending,proto3" json:"max_pending,omitempty"`
+	// Per-key order: no event is delivered while an earlier event of the
+	// same tenant and key is pending (delivered, not yet acknowledged or
+	// dead-lettered). Events without a key are not held.
+	KeyOrder      bool `protobuf:"varint,4,opt,name=key_order,json=keyOrder,proto3" json:"key_order,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -3795,6 +3799,13 @@ func (x *ConsumerGroupConfig) GetMaxPending() uint32 {
 		return x.MaxPending
 	}
 	return 0
+}
+
+func (x *ConsumerGroupConfig) GetKeyOrder() bool {
+	if x != nil {
+		return x.KeyOrder
+	}
+	return false
 }
 
 // GroupStart says where a group starts (create) or is moved to (reset),
@@ -6478,12 +6489,13 @@ const file_client_heraldpb_herald_proto_rawDesc = "" +
 	"\x12NodeStatusResponse\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x12.\n" +
 	"\x06groups\x18\x02 \x03(\v2\x16.herald.v1.GroupStatusR\x06groups\x12\x1b\n" +
-	"\thttp_addr\x18\x03 \x01(\tR\bhttpAddr\"}\n" +
+	"\thttp_addr\x18\x03 \x01(\tR\bhttpAddr\"\x9a\x01\n" +
 	"\x13ConsumerGroupConfig\x12\x1e\n" +
 	"\vack_wait_ms\x18\x01 \x01(\x03R\tackWaitMs\x12%\n" +
 	"\x0emax_deliveries\x18\x02 \x01(\rR\rmaxDeliveries\x12\x1f\n" +
 	"\vmax_pending\x18\x03 \x01(\rR\n" +
-	"maxPending\"\x8c\x01\n" +
+	"maxPending\x12\x1b\n" +
+	"\tkey_order\x18\x04 \x01(\bR\bkeyOrder\"\x8c\x01\n" +
 	"\n" +
 	"GroupStart\x126\n" +
 	"\bposition\x18\x01 \x01(\x0e2\x18.herald.v1.StartPositionH\x00R\bposition\x12\x18\n" +

@@ -109,6 +109,7 @@ group that exists with the same settings succeeds and changes nothing.`,
 	f.Var(millisFlag{&cfg.AckWaitMs}, "ack-wait", "redeliver an event not acknowledged this long after its delivery (0: the server default, 30s)")
 	f.Uint32Var(&cfg.MaxDeliveries, "max-deliveries", 0, "deliveries of one event before it goes to the dead-letter topic (0: no limit)")
 	f.Uint32Var(&cfg.MaxPending, "max-pending", 0, "delivered, unacknowledged events per partition at most (0: the server default, 1000)")
+	f.BoolVar(&cfg.KeyOrder, "key-order", false, "keep per-key order: deliver no event while an earlier one of its tenant and key is pending")
 	f.Var(groupStartFlag{&start}, "start", "where the group starts: earliest, latest, offset:N or time:RFC3339")
 	f.BoolVar(&asJSON, "json", false, "print JSON instead of a table")
 	_ = cmd.MarkFlagRequired("topic")
@@ -251,6 +252,7 @@ type groupView struct {
 	AckWaitMs     int64                `json:"ack_wait_ms"`
 	MaxDeliveries uint32               `json:"max_deliveries"`
 	MaxPending    uint32               `json:"max_pending"`
+	KeyOrder      bool                 `json:"key_order"`
 	Pending       uint64               `json:"pending"`
 	LagEvents     uint64               `json:"lag_events"`
 	LagMs         int64                `json:"lag_ms"`
@@ -279,7 +281,7 @@ func newGroupView(g *client.GroupInfo) groupView {
 	v := groupView{
 		Topic: g.GetTopic(), Name: g.GetName(),
 		AckWaitMs: cfg.GetAckWaitMs(), MaxDeliveries: cfg.GetMaxDeliveries(), MaxPending: cfg.GetMaxPending(),
-		Pending: g.GetPending(), LagEvents: g.GetLagEvents(), LagMs: g.GetLagMs(),
+		KeyOrder: cfg.GetKeyOrder(), Pending: g.GetPending(), LagEvents: g.GetLagEvents(), LagMs: g.GetLagMs(),
 		Partitions: []groupPartitionView{},
 	}
 	for _, p := range g.GetPartitions() {
@@ -299,8 +301,12 @@ func printGroup(w io.Writer, g *client.GroupInfo, asJSON bool) error {
 	if asJSON {
 		return newJSONWriter(w).write(v)
 	}
-	fmt.Fprintf(w, "group %s of topic %s: ack wait %s, max deliveries %s, max pending %d\n",
-		v.Name, v.Topic, formatMillis(v.AckWaitMs), countOr(uint64(v.MaxDeliveries), "unlimited"), v.MaxPending)
+	order := ""
+	if v.KeyOrder {
+		order = ", per-key order"
+	}
+	fmt.Fprintf(w, "group %s of topic %s: ack wait %s, max deliveries %s, max pending %d%s\n",
+		v.Name, v.Topic, formatMillis(v.AckWaitMs), countOr(uint64(v.MaxDeliveries), "unlimited"), v.MaxPending, order)
 	fmt.Fprintf(w, "lag: %d events, %s; pending: %d\n", v.LagEvents, lagText(v.LagMs), v.Pending)
 	tw := newTable(w)
 	fmt.Fprintln(tw, "PARTITION\tFLOOR\tCURSOR\tPENDING\tDEAD-LETTERED\tLAG EVENTS\tLAG TIME\tGENERATION\tMEMBER\tLEADER")

@@ -331,7 +331,10 @@ type GroupConfig struct {
 	// How often one offset is delivered at most; 0: no bound.
 	MaxDeliveries uint32 `protobuf:"varint,2,opt,name=max_deliveries,json=maxDeliveries,proto3" json:"max_deliveries,omitempty"`
 	// How many deliveries may be pending at once: 1..65536.
-	MaxPending    uint32 `protobuf:"varint,3,opt,name=max_pending,json=maxPending,proto3" json:"max_pending,omitempty"`
+	MaxPending uint32 `protobuf:"varint,3,opt,name=max_pending,json=maxPending,proto3" json:"max_pending,omitempty"`
+	// Per-key order: the leader delivers no event while an earlier one of
+	// the same tenant and key is pending.
+	KeyOrder      bool `protobuf:"varint,4,opt,name=key_order,json=keyOrder,proto3" json:"key_order,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -385,6 +388,13 @@ func (x *GroupConfig) GetMaxPending() uint32 {
 		return x.MaxPending
 	}
 	return 0
+}
+
+func (x *GroupConfig) GetKeyOrder() bool {
+	if x != nil {
+		return x.KeyOrder
+	}
+	return false
 }
 
 // GroupCreateCommand creates a group whose floor and cursor are start_offset.
@@ -958,12 +968,13 @@ const file_partition_partitionpb_partition_proto_rawDesc = "" +
 	"\vTrimCommand\x12'\n" +
 	"\x0ftruncate_before\x18\x01 \x01(\x04R\x0etruncateBefore\x12\"\n" +
 	"\rnow_unix_nano\x18\x02 \x01(\x03R\vnowUnixNano\x12(\n" +
-	"\x10producer_idle_ms\x18\x03 \x01(\x03R\x0eproducerIdleMs\"{\n" +
+	"\x10producer_idle_ms\x18\x03 \x01(\x03R\x0eproducerIdleMs\"\x98\x01\n" +
 	"\vGroupConfig\x12$\n" +
 	"\x0eack_wait_nanos\x18\x01 \x01(\x03R\fackWaitNanos\x12%\n" +
 	"\x0emax_deliveries\x18\x02 \x01(\rR\rmaxDeliveries\x12\x1f\n" +
 	"\vmax_pending\x18\x03 \x01(\rR\n" +
-	"maxPending\"\x87\x01\n" +
+	"maxPending\x12\x1b\n" +
+	"\tkey_order\x18\x04 \x01(\bR\bkeyOrder\"\x87\x01\n" +
 	"\x12GroupCreateCommand\x12\x14\n" +
 	"\x05group\x18\x01 \x01(\tR\x05group\x128\n" +
 	"\x06config\x18\x02 \x01(\v2 .herald.partition.v1.GroupConfigR\x06config\x12!\n" +
