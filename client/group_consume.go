@@ -41,6 +41,10 @@ type GroupConsumeOptions struct {
 	// 1 MiB; at most 1,000 and 4 MiB).
 	MaxBatchEvents uint32
 	MaxBatchBytes  uint32
+	// MaxBatchesInFlight is the window: batches received and not yet
+	// settled at most (0: 2; at most 8). A larger one hides more of the
+	// round trips of a delivery and its ack.
+	MaxBatchesInFlight uint32
 }
 
 // GroupConsumeStream is one open GroupConsume stream. Recv is for one
@@ -71,7 +75,8 @@ func (s *GroupConsumeStream) Addr() string { return s.addr }
 // ErrInvalidArgument.
 func (c *Client) GroupConsume(ctx context.Context, opts GroupConsumeOptions) (*GroupConsumeStream, error) {
 	start := &heraldpb.GroupConsumeStart{Topic: opts.Topic, Group: opts.Group, Partition: opts.Partition,
-		MemberId: opts.MemberID, Generation: opts.Generation, MaxBatchEvents: opts.MaxBatchEvents, MaxBatchBytes: opts.MaxBatchBytes}
+		MemberId: opts.MemberID, Generation: opts.Generation, MaxBatchEvents: opts.MaxBatchEvents, MaxBatchBytes: opts.MaxBatchBytes,
+		MaxBatchesInFlight: opts.MaxBatchesInFlight}
 	addr := c.meta.leader(opts.Topic, opts.Partition)
 	var last error
 	for attempt := 0; attempt <= c.cfg.MaxRetries; attempt++ {

@@ -30,10 +30,12 @@ const (
 	groupConsumeBatchEventsMax     = 1000
 	groupConsumeBatchBytesDefault  = 1 << 20
 	groupConsumeBatchBytesMax      = 4 << 20
-	// groupConsumeBatchesInFlightMax bounds the batches sent to the member
-	// and not yet settled (every offset acknowledged or nacked, or the ack
-	// wait passed).
-	groupConsumeBatchesInFlightMax = 2
+	// groupConsumeBatchesInFlightDefault and Max bound the batches sent
+	// to the member and not yet settled (every offset acknowledged or
+	// nacked, or the ack wait passed): the member's window, which it may
+	// ask for (max_batches_in_flight).
+	groupConsumeBatchesInFlightDefault = 2
+	groupConsumeBatchesInFlightMax     = 8
 	// groupConsumeAckQueueMax bounds the acks and nacks received and not
 	// yet proposed; a member past it waits (gRPC flow control).
 	groupConsumeAckQueueMax = 64
@@ -44,6 +46,11 @@ const (
 	// node still leads the partition (a lost leadership applies nothing,
 	// so Replica.Changed does not say so).
 	groupConsumeLeaderCheck = 250 * time.Millisecond
+	// groupDueScanInterval is the longest a stream goes without scanning
+	// the group's due index when nothing was due at the last scan (a
+	// pending offset this stream did not deliver or nack, which it cannot
+	// know of, is redelivered at most this late).
+	groupDueScanInterval = time.Second
 	// groupDeadLettersPerStepMax bounds the offsets one step of the loop
 	// dead-letters (one produce call, one proposal).
 	groupDeadLettersPerStepMax = 64
@@ -85,6 +92,9 @@ func checkGroupConsumeStart(req *heraldpb.GroupConsumeRequest) (*heraldpb.GroupC
 	}
 	if start.GetMaxBatchBytes() > groupConsumeBatchBytesMax {
 		errs = append(errs, wire.InvalidArgument("max_batch_bytes", "max batch bytes %d above the limit %d", start.GetMaxBatchBytes(), groupConsumeBatchBytesMax))
+	}
+	if start.GetMaxBatchesInFlight() > groupConsumeBatchesInFlightMax {
+		errs = append(errs, wire.InvalidArgument("max_batches_in_flight", "%d batches in flight above the limit %d", start.GetMaxBatchesInFlight(), groupConsumeBatchesInFlightMax))
 	}
 	return start, firstError(errs...)
 }
@@ -132,6 +142,7 @@ func (s *heraldService) GroupConsume(stream heraldpb.Herald_GroupConsumeServer) 
 		n: n, r: r, topic: t.Name, index: p.Index, groupID: p.GroupID,
 		group: start.GetGroup(), member: start.GetMemberId(), generation: start.GetGeneration(),
 		batchEvents: int(start.GetMaxBatchEvents()), batchBytes: int(start.GetMaxBatchBytes()),
+		inFlightMax: int(start.GetMaxBatchesInFlight()),
 		stream: stream, acks: make(chan *groupAckItem, groupConsumeAckQueueMax),
 		inFlight: map[uint64]*groupBatchInFlight{},
 	}
@@ -140,6 +151,9 @@ func (s *heraldService) GroupConsume(stream heraldpb.Herald_GroupConsumeServer) 
 	}
 	if c.batchBytes == 0 {
 		c.batchBytes = groupConsumeBatchBytesDefault
+	}
+	if c.inFlightMax == 0 {
+		c.inFlightMax = groupConsumeBatchesInFlightDefault
 	}
 	st, err := c.state()
 	if err != nil {
@@ -224,6 +238,7 @@ type groupConsumer struct {
 
 	batchEvents int
 	batchBytes  int
+	inFlightMax int // batches in flight at most
 
 	stream heraldpb.Herald_GroupConsumeServer
 	acks   chan *groupAckItem
@@ -242,6 +257,10 @@ type groupConsumer struct {
 	// not-before, from takeoverFrom up to takeoverEnd (the cursor at the
 	// start), then serves as usual.
 	takeoverFrom, takeoverEnd uint64
+	// dueScanAt: no pending offset is due before it, as far as this
+	// stream knows (zero: unknown), so a step before it skips the scan of
+	// the group's due index (group_consume_deliver.go, "dueScan").
+	dueScanAt time.Time
 	// orderKeys caches the order keys of the group's pending offsets when
 	// it keeps per-key order (group_consume_order.go); nil otherwise.
 	orderKeys map[uint64]string
@@ -317,7 +336,7 @@ func (c *groupConsumer) room(now time.Time) (bool, time.Time) {
 	if len(c.batches) == 0 {
 		clear(c.inFlight) // every batch settled or expired
 	}
-	return len(c.batches) < groupConsumeBatchesInFlightMax, next
+	return len(c.batches) < c.inFlightMax, next
 }
 
 // track counts a batch of offsets sent, in flight until expiresAt (its

@@ -89,6 +89,7 @@ func (c *groupConsumer) propose(run []*groupAckItem) error {
 	if len(counted) > 0 {
 		var res partition.GroupResult
 		if run[0].nack {
+			c.mayBeDue(time.Now().Add(time.Duration(run[0].delayMs) * time.Millisecond))
 			res, err = c.r.GroupNack(partition.GroupNackRequest{Group: c.group, Generation: c.generation, Member: c.member,
 				Offsets: offsets, Delay: time.Duration(run[0].delayMs) * time.Millisecond, NowUnixNano: time.Now().UnixNano()})
 		} else {

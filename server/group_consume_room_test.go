@@ -49,7 +49,7 @@ func TestGroupConsumerRoom(t *testing.T) {
 		}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			c := &groupConsumer{inFlight: map[uint64]*groupBatchInFlight{}}
+			c := &groupConsumer{inFlight: map[uint64]*groupBatchInFlight{}, inFlightMax: groupConsumeBatchesInFlightDefault}
 			for i, s := range tc.steps {
 				now := t0.Add(s.now)
 				if len(s.send) > 0 {

@@ -5625,8 +5625,11 @@ type GroupConsumeStart struct {
 	Generation     uint64                 `protobuf:"varint,5,opt,name=generation,proto3" json:"generation,omitempty"`
 	MaxBatchEvents uint32                 `protobuf:"varint,6,opt,name=max_batch_events,json=maxBatchEvents,proto3" json:"max_batch_events,omitempty"` // 0: 100; at most 1,000
 	MaxBatchBytes  uint32                 `protobuf:"varint,7,opt,name=max_batch_bytes,json=maxBatchBytes,proto3" json:"max_batch_bytes,omitempty"`    // 0: 1 MiB; at most 4 MiB (the first event goes whatever its size)
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	// Batches sent and not yet settled (every offset acknowledged or
+	// nacked, or the ack wait passed) at most. 0: 2; at most 8.
+	MaxBatchesInFlight uint32 `protobuf:"varint,8,opt,name=max_batches_in_flight,json=maxBatchesInFlight,proto3" json:"max_batches_in_flight,omitempty"`
+	unknownFields      protoimpl.UnknownFields
+	sizeCache          protoimpl.SizeCache
 }
 
 func (x *GroupConsumeStart) Reset() {
@@ -5704,6 +5707,13 @@ func (x *GroupConsumeStart) GetMaxBatchEvents() uint32 {
 func (x *GroupConsumeStart) GetMaxBatchBytes() uint32 {
 	if x != nil {
 		return x.MaxBatchBytes
+	}
+	return 0
+}
+
+func (x *GroupConsumeStart) GetMaxBatchesInFlight() uint32 {
+	if x != nil {
+		return x.MaxBatchesInFlight
 	}
 	return 0
 }
@@ -6622,7 +6632,7 @@ const file_client_heraldpb_herald_proto_rawDesc = "" +
 	"\x05start\x18\x01 \x01(\v2\x1c.herald.v1.GroupConsumeStartH\x00R\x05start\x12.\n" +
 	"\x03ack\x18\x02 \x01(\v2\x1a.herald.v1.GroupConsumeAckH\x00R\x03ack\x121\n" +
 	"\x04nack\x18\x03 \x01(\v2\x1b.herald.v1.GroupConsumeNackH\x00R\x04nackB\x05\n" +
-	"\x03msg\"\xec\x01\n" +
+	"\x03msg\"\x9f\x02\n" +
 	"\x11GroupConsumeStart\x12\x14\n" +
 	"\x05topic\x18\x01 \x01(\tR\x05topic\x12\x14\n" +
 	"\x05group\x18\x02 \x01(\tR\x05group\x12\x1c\n" +
@@ -6632,7 +6642,8 @@ const file_client_heraldpb_herald_proto_rawDesc = "" +
 	"generation\x18\x05 \x01(\x04R\n" +
 	"generation\x12(\n" +
 	"\x10max_batch_events\x18\x06 \x01(\rR\x0emaxBatchEvents\x12&\n" +
-	"\x0fmax_batch_bytes\x18\a \x01(\rR\rmaxBatchBytes\"S\n" +
+	"\x0fmax_batch_bytes\x18\a \x01(\rR\rmaxBatchBytes\x121\n" +
+	"\x15max_batches_in_flight\x18\b \x01(\rR\x12maxBatchesInFlight\"S\n" +
 	"\x0fGroupConsumeAck\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x04R\x02id\x12\x16\n" +
 	"\x06before\x18\x02 \x01(\x04R\x06before\x12\x18\n" +

@@ -159,6 +159,7 @@ delivery counts and send-to-receive latency. The same measurements as
 // benchFlags are the scenario flags of `herald bench`.
 type benchFlags struct {
 	producers, size, batch, inflight, tenants, partitions, replication int
+	groupWindow                                                        int
 	count                                                              int64
 	rate                                                               float64
 	sync, asJSON                                                       bool
@@ -174,6 +175,7 @@ func (f *benchFlags) register(fs *pflag.FlagSet) {
 	fs.BoolVar(&f.asJSON, "json", false, "print one JSON object on the last line of stdout")
 	fs.IntVar(&f.batch, "batch", bench.DefaultBatch, "events per produce request, without --sync")
 	fs.IntVar(&f.inflight, "inflight", bench.DefaultInflight, "produce requests in flight per producer, without --sync")
+	fs.IntVar(&f.groupWindow, "group-window", bench.DefaultGroupWindow, "group: batches in flight per member and partition (1 to 8)")
 	fs.IntVar(&f.tenants, "tenants", bench.DefaultTenants, "tenants the events are spread over (evenly over the partitions)")
 	fs.IntVar(&f.partitions, "partitions", bench.DefaultPartitions, "partitions of the bench topic")
 	fs.IntVar(&f.replication, "replication", bench.DefaultReplication, "replication factor of the bench topic")
@@ -189,6 +191,7 @@ func (f *benchFlags) options(scenario bench.Scenario) bench.Options {
 	o.Batch, o.Inflight, o.Tenants = f.batch, f.inflight, f.tenants
 	o.Partitions, o.Replication, o.Rate = f.partitions, f.replication, f.rate
 	o.Clients = bench.ClientMode(f.clients)
+	o.GroupWindow = f.groupWindow
 	return o
 }
 

@@ -39,7 +39,7 @@ func runGroup(ctx context.Context, e *env) error {
 	if _, err := e.admin.CreateGroup(ctx, e.topic, group, &client.GroupConfig{AckWaitMs: 30_000, MaxPending: 65_536}, client.GroupStartEarliest()); err != nil {
 		return fmt.Errorf("bench: create group: %w", err)
 	}
-	owners, generation, err := settleGroup(ctx, e.admin, e.topic, group)
+	owners, generation, interval, err := settleGroup(ctx, e.admin, e.topic, group)
 	if err != nil {
 		return err
 	}
@@ -53,29 +53,74 @@ func runGroup(ctx context.Context, e *env) error {
 	var wg sync.WaitGroup
 	e.cpu.begin(ctx)
 	start := time.Now()
-	for p, member := range owners {
+	// The members heartbeat while they consume (a member that does not
+	// expires after its session timeout, and the rebalance fences its
+	// streams); a rebalance during the run fails it.
+	for i := range groupMembers {
 		wg.Go(func() {
-			if err := consumePartition(ctx, e.admin, e.topic, group, member, generation, uint32(p), ends[p], lat, &acked, prog); err != nil {
+			if err := heartbeatMember(ctx, e.admin, e.topic, group, fmt.Sprintf("m%d", i), generation, interval); err != nil {
 				failure.set(err)
 			}
 		})
 	}
-	wg.Wait()
+	var consumers sync.WaitGroup
+	for p, member := range owners {
+		consumers.Go(func() {
+			if err := consumePartition(ctx, e.admin, e.topic, group, member, generation, uint32(p), ends[p], e.opts.GroupWindow, lat, &acked, prog); err != nil {
+				failure.set(err)
+			}
+		})
+	}
+	consumers.Wait()
 	elapsed := time.Since(start)
 	prog.stop()
 	if err := failure.err(); err != nil {
+		wg.Wait()
 		return err
 	}
 	e.result.setThroughput(acked.Load(), e.opts.SizeBytes, elapsed.Seconds())
 	e.finishCPU(ctx)
+	cancel() // ends the heartbeats
+	wg.Wait()
 	e.result.setLatency(lat.percentiles(), latencyPerBatch)
-	e.note("%d members of a consumer group (ack wait 30 s), one cumulative ack per batch of up to %d events; counted when the ack is applied", groupMembers, groupBatchEvents)
+	e.note("%d members of a consumer group (ack wait 30 s), one cumulative ack per batch of up to %d events, %d batches in flight per partition; counted when the ack is applied", groupMembers, groupBatchEvents, e.opts.GroupWindow)
 	return nil
 }
 
+// heartbeatMember heartbeats member at interval until ctx ends; a
+// heartbeat that asks for a rebalance, or fails past the session, is an
+// error.
+func heartbeatMember(ctx context.Context, cl *client.Client, topic, group, member string, generation uint64, interval time.Duration) error {
+	if interval <= 0 {
+		interval = time.Second
+	}
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	last := time.Now()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		}
+		_, rebalance, err := cl.GroupHeartbeat(ctx, topic, group, member, generation)
+		switch {
+		case ctx.Err() != nil:
+			return nil
+		case err == nil && rebalance:
+			return fmt.Errorf("bench: member %s of group %s: a rebalance during the run (a member expired, or the coordinator moved)", member, group)
+		case err == nil:
+			last = time.Now()
+		case time.Since(last) > 3*interval:
+			return fmt.Errorf("bench: heartbeat of member %s of group %s: %w", member, group, err)
+		}
+	}
+}
+
 // settleGroup joins groupMembers members and rejoins until all of them
-// hold the same generation; it returns each partition's owner.
-func settleGroup(ctx context.Context, cl *client.Client, topic, group string) (map[int]string, uint64, error) {
+// hold the same generation; it returns each partition's owner, the
+// generation and the members' heartbeat interval.
+func settleGroup(ctx context.Context, cl *client.Client, topic, group string) (map[int]string, uint64, time.Duration, error) {
 	for range groupSettleAttempts {
 		joined := make([]*client.GroupMembership, groupMembers)
 		errs := make([]error, groupMembers)
@@ -88,7 +133,7 @@ func settleGroup(ctx context.Context, cl *client.Client, topic, group string) (m
 		wg.Wait()
 		if err := errors.Join(errs...); err != nil {
 			if ctx.Err() != nil {
-				return nil, 0, err
+				return nil, 0, 0, err
 			}
 			continue
 		}
@@ -102,17 +147,17 @@ func settleGroup(ctx context.Context, cl *client.Client, topic, group string) (m
 			}
 		}
 		if same {
-			return owners, gen, nil
+			return owners, gen, joined[0].HeartbeatInterval, nil
 		}
 	}
-	return nil, 0, fmt.Errorf("bench: the %d members of group %s did not settle on one generation in %d joins", groupMembers, group, groupSettleAttempts)
+	return nil, 0, 0, fmt.Errorf("bench: the %d members of group %s did not settle on one generation in %d joins", groupMembers, group, groupSettleAttempts)
 }
 
 // consumePartition consumes partition as member until its acknowledged
 // position reaches end, acknowledging each batch at once.
-func consumePartition(ctx context.Context, cl *client.Client, topic, group, member string, generation uint64, partition uint32, end uint64, lat *latency, acked *atomic.Int64, prog *progress) error {
+func consumePartition(ctx context.Context, cl *client.Client, topic, group, member string, generation uint64, partition uint32, end uint64, window int, lat *latency, acked *atomic.Int64, prog *progress) error {
 	s, err := cl.GroupConsume(ctx, client.GroupConsumeOptions{Topic: topic, Group: group, Partition: partition,
-		MemberID: member, Generation: generation, MaxBatchEvents: groupBatchEvents})
+		MemberID: member, Generation: generation, MaxBatchEvents: groupBatchEvents, MaxBatchesInFlight: uint32(window)})
 	if err != nil {
 		return fmt.Errorf("bench: group consume %s/%d: %w", topic, partition, err)
 	}

@@ -45,11 +45,13 @@ const (
 
 // Defaults of Options (DefaultOptions).
 const (
-	DefaultProducers   = 4
-	DefaultSizeBytes   = 128
-	DefaultCount       = 100_000
-	DefaultBatch       = 500
-	DefaultInflight    = 4
+	DefaultProducers = 4
+	DefaultSizeBytes = 128
+	DefaultCount     = 100_000
+	DefaultBatch     = 500
+	DefaultInflight  = 4
+	// DefaultGroupWindow is the SDK's and the server's default window.
+	DefaultGroupWindow = 2
 	DefaultTenants     = 16
 	DefaultPartitions  = 3
 	DefaultReplication = 3
@@ -70,9 +72,10 @@ const (
 	countMax     = 1 << 40
 	// batchMax is the most events a produce request may carry (as
 	// `herald produce --batch`).
-	batchMax    = 10_000
-	inflightMax = 64
-	tenantsMax  = 100_000
+	batchMax       = 10_000
+	inflightMax    = 64
+	groupWindowMax = 8
+	tenantsMax     = 100_000
 	// partitionsMax bounds the reader goroutines of replay and e2e.
 	partitionsMax = 1024
 	// localNodes is the size of the cluster bench starts itself.
@@ -120,6 +123,9 @@ type Options struct {
 	Rate float64
 	// Clients says whether producers share one SDK client.
 	Clients ClientMode
+	// GroupWindow is the group scenario's batches in flight per member
+	// and partition (GroupConsume's max_batches_in_flight).
+	GroupWindow int
 	// Timeout bounds each request to the cluster (the SDK's attempt
 	// timeout) and each dial.
 	Timeout time.Duration
@@ -143,6 +149,7 @@ func DefaultOptions(scenario Scenario) Options {
 		Replication: DefaultReplication,
 		Clients:     DefaultClientMode,
 		Timeout:     DefaultTimeout,
+		GroupWindow: DefaultGroupWindow,
 	}
 }
 
@@ -170,6 +177,9 @@ func (o *Options) Validate() error {
 	}
 	if o.Inflight < 1 || o.Inflight > inflightMax {
 		bad("--inflight %d: want 1 to %d", o.Inflight, inflightMax)
+	}
+	if o.GroupWindow < 1 || o.GroupWindow > groupWindowMax {
+		bad("--group-window %d: want 1 to %d", o.GroupWindow, groupWindowMax)
 	}
 	if o.Tenants < 1 || o.Tenants > tenantsMax {
 		bad("--tenants %d: want 1 to %d", o.Tenants, tenantsMax)
