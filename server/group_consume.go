@@ -143,7 +143,7 @@ func (s *heraldService) GroupConsume(stream heraldpb.Herald_GroupConsumeServer) 
 		group: start.GetGroup(), member: start.GetMemberId(), generation: start.GetGeneration(),
 		batchEvents: int(start.GetMaxBatchEvents()), batchBytes: int(start.GetMaxBatchBytes()),
 		inFlightMax: int(start.GetMaxBatchesInFlight()),
-		stream: stream, acks: make(chan *groupAckItem, groupConsumeAckQueueMax),
+		stream:      stream, acks: make(chan *groupAckItem, groupConsumeAckQueueMax),
 		inFlight: map[uint64]*groupBatchInFlight{},
 	}
 	if c.batchEvents == 0 {
