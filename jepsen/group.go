@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"sync"
 	"time"
 
 	"github.com/heraldlog/herald/client"
@@ -14,7 +15,8 @@ import (
 // few members through the SDK's GroupConsumer (the proxies' side of the
 // cluster, as every other client), which ack most messages and leave
 // some unacknowledged or nack them; after the run, one drain member acks
-// everything until the group's floor reaches the end of every partition.
+// everything (many acks in flight at once) until the group's floor
+// reaches the end of every partition.
 // checkGroups judges the history.
 
 // Group workload limits and pacing.
@@ -30,6 +32,16 @@ const (
 	groupSessionTimeout = 3 * time.Second
 	// groupBatchEvents bounds the batches a member receives.
 	groupBatchEvents = 20
+	// groupDrainBatchEvents bounds the batches the drain member
+	// receives. The server keeps two batches in flight per stream and
+	// replicates each delivery before it sends it, so the drain moves
+	// at most two batches a partition per delivery-and-ack round trip:
+	// with batches of 20 that was about 200 events a second a partition
+	// on the loaded 2-core machine, short of the end after 60 s. Two
+	// batches of 500 stay within the group's default max pending (1,000
+	// a partition). The checker's rule (a) bounds what a member may
+	// still hold with the batch size it ran with (groupBufferedMessagesMax).
+	groupDrainBatchEvents = 500
 	// groupSettleTimeout bounds one Ack or Nack.
 	groupSettleTimeout = 5 * time.Second
 	// groupNackDelayMax bounds the delay of a nack.
@@ -48,6 +60,15 @@ const (
 	// groupDrainPoll is how often the drain asks whether the floors
 	// reached the high watermarks.
 	groupDrainPoll = 500 * time.Millisecond
+	// groupDrainAcksInFlightMax bounds the drain member's acks sent and
+	// not yet answered. The drain acks each message on its own goroutine
+	// so that the partition leaders gather many acks into one proposal
+	// (one ack at a time is one Raft round trip each, about 110 acks a
+	// second on the 2-core machine). The bound covers what the drain's
+	// consumer holds with the default 3 partitions, (2×3+1)×500: with
+	// more, Next waits for a slot and the SDK drops a batch past its
+	// bound, redelivered after the ack wait.
+	groupDrainAcksInFlightMax = 3500
 	// groupMembersMax bounds Options.GroupMembers.
 	groupMembersMax = 16
 	// groupProcessBase numbers the members' processes, past every other
@@ -108,7 +129,10 @@ func createGroup(ctx context.Context, c *Cluster) error {
 
 // GroupMember is one member of the workload's group: it consumes through
 // a GroupConsumer until ctx ends and records every delivery and every
-// settle (FGroupDeliver, FGroupAck). With Drain it acks every message.
+// settle (FGroupDeliver, FGroupAck). With Drain it takes batches of
+// groupDrainBatchEvents and acks every message, each on its own goroutine (at most groupDrainAcksInFlightMax at once;
+// consume waits for them before it returns); otherwise it settles each
+// message before it takes the next.
 type GroupMember struct {
 	Process int
 	Cluster *Cluster
@@ -137,9 +161,13 @@ func (m *GroupMember) Run(ctx context.Context, rec *Recorder) error {
 		return fmt.Errorf("jepsen: %s: %w", m.Name(), err)
 	}
 	defer cl.Close()
+	batch := groupBatchEvents
+	if m.Drain {
+		batch = groupDrainBatchEvents
+	}
 	for ctx.Err() == nil && m.deliveries < groupDeliveriesMax {
 		g, err := cl.ConsumeGroup(ctx, topicName, groupName, client.GroupConsumerOptions{MemberID: m.Name(),
-			SessionTimeout: groupSessionTimeout, MaxBatchEvents: groupBatchEvents})
+			SessionTimeout: groupSessionTimeout, MaxBatchEvents: uint32(batch)})
 		if err != nil {
 			if !sleepCtx(ctx, 250*time.Millisecond) {
 				return nil
@@ -152,8 +180,13 @@ func (m *GroupMember) Run(ctx context.Context, rec *Recorder) error {
 	return nil
 }
 
-// consume records and settles g's messages until g or ctx ends.
+// consume records and settles g's messages until g or ctx ends. The
+// drain's acks run concurrently; consume returns once every one of them
+// completed (each is bounded by groupSettleTimeout).
 func (m *GroupMember) consume(ctx context.Context, rec *Recorder, rng *rand.Rand, g *client.GroupConsumer) {
+	var inFlight sync.WaitGroup
+	defer inFlight.Wait()
+	slots := make(chan struct{}, groupDrainAcksInFlightMax)
 	for m.deliveries < groupDeliveriesMax {
 		msg, err := g.Next(ctx)
 		if err != nil {
@@ -182,20 +215,47 @@ func (m *GroupMember) consume(ctx context.Context, rec *Recorder, rng *rand.Rand
 		op := Op{Type: TypeInvoke, F: FGroupAck, Process: m.Process, Name: m.Name(), Partition: msg.Partition, Offset: msg.Offset,
 			Deliveries: msg.DeliveryCount, Generation: msg.Generation, Mode: mode}
 		rec.Record(op)
-		sctx, cancel := context.WithTimeout(ctx, groupSettleTimeout)
-		t0 := time.Now()
-		if mode == GroupNackMode {
-			err = msg.Nack(sctx, time.Duration(rng.Int64N(int64(groupNackDelayMax))))
-		} else {
-			err = msg.Ack(sctx)
+		if !m.Drain {
+			var delay time.Duration
+			if mode == GroupNackMode {
+				delay = time.Duration(rng.Int64N(int64(groupNackDelayMax)))
+			}
+			settleGroupMessage(ctx, rec, msg, op, delay)
+			continue
 		}
-		cancel()
-		op.Type, op.Time, op.LatencyNs = groupSettleType(err), 0, int64(time.Since(t0))
-		if err != nil {
-			op.Error = err.Error()
+		select {
+		case slots <- struct{}{}:
+		case <-ctx.Done():
+			op.Type, op.Time, op.Error = TypeFail, 0, "the drain ended before the ack was sent"
+			rec.Record(op)
+			return
 		}
-		rec.Record(op)
+		inFlight.Add(1)
+		go func() { // owned by consume: waited for before it returns
+			defer inFlight.Done()
+			defer func() { <-slots }()
+			settleGroupMessage(ctx, rec, msg, op, 0)
+		}()
 	}
+}
+
+// settleGroupMessage acks msg (or, when op's mode is nack, nacks it after
+// delay), bounded by groupSettleTimeout, and records op's completion.
+func settleGroupMessage(ctx context.Context, rec *Recorder, msg *client.GroupMessage, op Op, delay time.Duration) {
+	sctx, cancel := context.WithTimeout(ctx, groupSettleTimeout)
+	defer cancel()
+	t0 := time.Now()
+	var err error
+	if op.Mode == GroupNackMode {
+		err = msg.Nack(sctx, delay)
+	} else {
+		err = msg.Ack(sctx)
+	}
+	op.Type, op.Time, op.LatencyNs = groupSettleType(err), 0, int64(time.Since(t0))
+	if err != nil {
+		op.Error = err.Error()
+	}
+	rec.Record(op)
 }
 
 // groupSettleType classifies a settle's error: nil is ok (recorded); a

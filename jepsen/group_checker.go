@@ -13,8 +13,14 @@ const CheckGroups = "consumer-groups"
 // from what its GroupConsumer had received before a settle returned: the
 // batch Next is taking from and at most two batches per partition in its
 // inbox (client.groupConsumerBatchesPerPartition), of at most
-// groupBatchEvents each.
-func groupBufferedMessagesMax(partitions int) int { return (2*partitions + 1) * groupBatchEvents }
+// groupBatchEvents each (groupDrainBatchEvents for the drain member,
+// whose deliveries carry mode GroupDrain).
+func groupBufferedMessagesMax(partitions int, drain bool) int {
+	if drain {
+		return (2*partitions + 1) * groupDrainBatchEvents
+	}
+	return (2*partitions + 1) * groupBatchEvents
+}
 
 // groupKey is one offset of one partition.
 type groupKey struct {
@@ -40,7 +46,8 @@ type groupAck struct {
 //	    acking member's consumer had already received when the ack
 //	    returned — the server sends a stream's batches and ack results in
 //	    order, so such a copy was sent before the ack was applied, and it
-//	    is among the acking member's next groupBufferedMessagesMax
+//	    is among the acking member's next groupBufferedMessagesMax (by
+//	    the batch size the member ran with)
 //	    deliveries, under the same generation;
 //	(b) no event skipped: every offset below a partition's final floor
 //	    was delivered at least once (the group starts at the earliest
@@ -109,7 +116,7 @@ func checkGroups(ix *index, h History) Verdict {
 				}
 			}
 			if a, ok := firstOK[k]; ok {
-				stale := a.process == op.Process && a.generation == op.Generation && perMember[op.Process]-a.seen < groupBufferedMessagesMax(max(partitions, 1))
+				stale := a.process == op.Process && a.generation == op.Generation && perMember[op.Process]-a.seen < groupBufferedMessagesMax(max(partitions, 1), op.Mode == GroupDrain)
 				if !stale {
 					v.add("%s: op %d delivers offset %d of partition %d again (count %d) after its ack returned ok (op %d)", who, op.Index, op.Offset, op.Partition, op.Deliveries, a.op)
 				}
