@@ -261,8 +261,10 @@ const (
 	// WSAckUnknown: the outcome is unknown (the stream ended after the
 	// ack was sent); acknowledging it again is safe.
 	WSAckUnknown = "unknown"
-	// WSAckFailed: the leader answered with an error (Message says it);
-	// the event is redelivered after the group's ack wait.
+	// WSAckFailed: not recorded (Message says why): the partition's
+	// stream ended before the ack left (a leader move: the new stream
+	// redelivers the event), or the leader refused it (redelivered after
+	// the group's ack wait).
 	WSAckFailed = "failed"
 )
 
