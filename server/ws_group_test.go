@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"sort"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -19,7 +20,7 @@ import (
 	"github.com/heraldlog/herald/client/wsclient"
 )
 
-// wsGroupKeyOf names an event of the test topic.
+// wsGroupTestKey names an event of the test topic.
 type wsGroupTestKey struct {
 	partition uint32
 	offset    uint64
@@ -622,5 +623,50 @@ func TestWSGroupSlowSocketClosedAndRejoined(t *testing.T) {
 	}
 	if info.GetGroup().GetPending() != 0 || info.GetGroup().GetLagEvents() != 0 {
 		t.Fatalf("pending %d, lag %d after every ack; want 0 and 0", info.GetGroup().GetPending(), info.GetGroup().GetLagEvents())
+	}
+}
+
+// group_subscribe frames: the numbers out of range and the missing names
+// are refused with the field named; the rest become the consumer's
+// options.
+func TestWSGroupSubscribeOptions(t *testing.T) {
+	num := func(v int64) *int64 { return &v }
+	for _, tc := range []struct {
+		name  string
+		msg   wsClientMessage
+		field string // "" : accepted
+	}{
+		{"no topic", wsClientMessage{Group: "g"}, "topic"},
+		{"no group", wsClientMessage{Topic: "t"}, "group"},
+		{"defaults", wsClientMessage{Topic: "t", Group: "g"}, ""},
+		{"bounds", wsClientMessage{Topic: "t", Group: "g", MaxBatchEvents: num(1000), MaxBatchBytes: num(4 << 20), SessionTimeoutMs: num(300_000)}, ""},
+		{"events above", wsClientMessage{Topic: "t", Group: "g", MaxBatchEvents: num(1001)}, "max_batch_events"},
+		{"events negative", wsClientMessage{Topic: "t", Group: "g", MaxBatchEvents: num(-1)}, "max_batch_events"},
+		{"bytes above", wsClientMessage{Topic: "t", Group: "g", MaxBatchBytes: num(4<<20 + 1)}, "max_batch_bytes"},
+		{"session below", wsClientMessage{Topic: "t", Group: "g", SessionTimeoutMs: num(999)}, "session_timeout_ms"},
+		{"session above", wsClientMessage{Topic: "t", Group: "g", SessionTimeoutMs: num(300_001)}, "session_timeout_ms"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			o, err := tc.msg.groupOptions()
+			if tc.field == "" {
+				if err != nil {
+					t.Fatal(err)
+				}
+				if o.MemberID == "" {
+					t.Fatal("no member id made")
+				}
+				return
+			}
+			if !errors.Is(err, wire.ErrInvalidArgument) {
+				t.Fatalf("error %v, want INVALID_ARGUMENT", err)
+			}
+			if e := wsErrorOf("x", wsTypeGroupSubscribe, err); e.Code != "INVALID_ARGUMENT" || !strings.Contains(e.Message, tc.field) {
+				t.Fatalf("error frame %+v, want INVALID_ARGUMENT naming %s", e, tc.field)
+			}
+		})
+	}
+	o, err := (&wsClientMessage{Topic: "t", Group: "g", Member: "web-7", MaxBatchEvents: num(5), SessionTimeoutMs: num(2000)}).groupOptions()
+	if err != nil || o.MemberID != "web-7" || o.MaxBatchEvents != 5 || o.SessionTimeout != 2*time.Second {
+		t.Fatalf("options %+v, %v", o, err)
 	}
 }
