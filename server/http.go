@@ -45,7 +45,8 @@ func (n *Node) startHTTP() error {
 	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
 	// The WebSocket gateway (ws_gateway.go): a client port, beside the
 	// operations endpoints.
-	mux.Handle(wsPath, newWSGateway(n))
+	n.ws = newWSGateway(n)
+	mux.Handle(wsPath, n.ws)
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) {
 		fmt.Fprintln(w, "ok")
 	})

@@ -48,6 +48,9 @@ type Node struct {
 
 	peers   *peerPool
 	metrics *nodeMetrics
+	// ws is the WebSocket gateway (ws_gateway.go), set when the HTTP
+	// server starts.
+	ws *wsGateway
 	// coordinator coordinates the consumer groups of the topics whose
 	// partition 0 this node leads (group_coordinator.go).
 	coordinator        *coordinator
@@ -419,6 +422,10 @@ func (n *Node) Close() {
 	n.spawnClosed = true
 	n.spawnMu.Unlock()
 	n.wg.Wait()
+	if n.ws != nil {
+		// Every connection has ended: their group members have left.
+		n.ws.closeGroupClient()
+	}
 	for gid, r := range replicas {
 		if err := r.Close(); err != nil {
 			n.logger.Warn("closing replica", "group", gid, "err", err)

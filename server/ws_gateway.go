@@ -60,6 +60,9 @@ type wsGateway struct {
 	conns    atomic.Uint64 // connection ids, for the logs
 	// hub serves the subscriptions that have caught up (ws_hub.go).
 	hub wsHub
+	// groupsClient reaches the cluster for group subscriptions
+	// (ws_group.go).
+	groupsClient wsGroupClient
 }
 
 func newWSGateway(n *Node) *wsGateway {
@@ -186,6 +189,9 @@ type wsConn struct {
 	// readerDone is closed when the handler stops reading.
 	readerDone chan struct{}
 
+	// groups are the connection's group subscriptions (ws_group.go).
+	groups *wsConnGroups
+
 	mu struct {
 		sync.Mutex
 		subs map[string]*wsSub
@@ -201,7 +207,7 @@ func newWSConn(g *wsGateway, conn *websocket.Conn, remote string) *wsConn {
 	c := &wsConn{g: g, n: g.n, cfg: &g.cfg, conn: conn, opened: time.Now(),
 		queue:      newWSSendQueue(g.cfg.SendQueueFramesMax, g.cfg.SendQueueBytesMax, g.n.metrics.wsQueueBytes),
 		publishes:  make(chan struct{}, g.cfg.PublishesInflightMax),
-		readerDone: make(chan struct{}), closed: make(chan struct{})}
+		readerDone: make(chan struct{}), closed: make(chan struct{}), groups: newWSConnGroups()}
 	c.logger = g.n.logger.With("ws_conn", g.conns.Add(1), "remote", remote)
 	c.ctx, c.cancel = context.WithCancelCause(context.Background())
 	c.mu.subs = make(map[string]*wsSub)
@@ -420,7 +426,8 @@ func (c *wsConn) handle(data []byte) {
 	msg, err := wsParse(data)
 	typ := msg.Type
 	switch typ {
-	case wsTypeSubscribe, wsTypeUnsubscribe, wsTypePublish:
+	case wsTypeSubscribe, wsTypeUnsubscribe, wsTypePublish,
+		wsTypeGroupSubscribe, wsTypeGroupUnsubscribe, wsTypeGroupAck, wsTypeGroupNack:
 	default:
 		typ = "invalid"
 	}
@@ -440,6 +447,14 @@ func (c *wsConn) handle(data []byte) {
 		c.unsubscribe(msg)
 	case wsTypePublish:
 		c.publish(msg)
+	case wsTypeGroupSubscribe:
+		c.groupSubscribe(msg)
+	case wsTypeGroupUnsubscribe:
+		c.groupUnsubscribe(msg)
+	case wsTypeGroupAck:
+		c.groupSettle(msg, false)
+	case wsTypeGroupNack:
+		c.groupSettle(msg, true)
 	}
 }
 

@@ -31,6 +31,11 @@ const (
 	wsTypeSubscribe   = wire.WSTypeSubscribe
 	wsTypeUnsubscribe = wire.WSTypeUnsubscribe
 	wsTypePublish     = wire.WSTypePublish
+	// Consumer groups (ws_group.go).
+	wsTypeGroupSubscribe   = wire.WSTypeGroupSubscribe
+	wsTypeGroupUnsubscribe = wire.WSTypeGroupUnsubscribe
+	wsTypeGroupAck         = wire.WSTypeGroupAck
+	wsTypeGroupNack        = wire.WSTypeGroupNack
 )
 
 // Server message types.
@@ -41,6 +46,11 @@ const (
 	wsTypeHeartbeat    = wire.WSTypeHeartbeat
 	wsTypeAck          = wire.WSTypeAck
 	wsTypeError        = wire.WSTypeError
+	// Consumer groups (ws_group.go).
+	wsTypeGroupSubscribed   = wire.WSTypeGroupSubscribed
+	wsTypeGroupEvents       = wire.WSTypeGroupEvents
+	wsTypeGroupUnsubscribed = wire.WSTypeGroupUnsubscribed
+	wsTypeGroupAckResult    = wire.WSTypeGroupAckResult
 )
 
 // wsCloseSlowConsumer: the client read too slowly (wire.WSCloseSlowConsumer).
@@ -53,6 +63,9 @@ const wsIDBytesMax = wire.WSIDBytesMax
 // its own here for the translations below.
 type wsClientMessage wire.WSClientMessage
 
+// wsClientTypes lists the client frame types, for errors.
+const wsClientTypes = "subscribe, unsubscribe, publish, group_subscribe, group_unsubscribe, ack or nack"
+
 // wsParse decodes one client frame. On error the message holds what could
 // be read (the id, when present, so that the error can name it).
 func wsParse(data []byte) (*wsClientMessage, error) {
@@ -61,11 +74,12 @@ func wsParse(data []byte) (*wsClientMessage, error) {
 		return &m, wire.InvalidArgument("frame", "malformed frame: %v", err)
 	}
 	switch m.Type {
-	case wsTypeSubscribe, wsTypeUnsubscribe, wsTypePublish:
+	case wsTypeSubscribe, wsTypeUnsubscribe, wsTypePublish,
+		wsTypeGroupSubscribe, wsTypeGroupUnsubscribe, wsTypeGroupAck, wsTypeGroupNack:
 	case "":
-		return &m, wire.InvalidArgument("type", "a frame needs a type: subscribe, unsubscribe or publish")
+		return &m, wire.InvalidArgument("type", "a frame needs a type: %s", wsClientTypes)
 	default:
-		return &m, wire.InvalidArgument("type", "unknown frame type %q: want subscribe, unsubscribe or publish", m.Type)
+		return &m, wire.InvalidArgument("type", "unknown frame type %q: want %s", m.Type, wsClientTypes)
 	}
 	if m.ID == "" {
 		return &m, wire.InvalidArgument("id", "a %s frame needs an id", m.Type)

@@ -23,6 +23,12 @@ const (
 	WSTypeSubscribe   = "subscribe"
 	WSTypeUnsubscribe = "unsubscribe"
 	WSTypePublish     = "publish"
+	// Consumer groups over WebSocket (docs/protocol.md, "Consumer groups
+	// over WebSocket").
+	WSTypeGroupSubscribe   = "group_subscribe"
+	WSTypeGroupUnsubscribe = "group_unsubscribe"
+	WSTypeGroupAck         = "ack"
+	WSTypeGroupNack        = "nack"
 )
 
 // Server message types.
@@ -33,6 +39,11 @@ const (
 	WSTypeHeartbeat    = "heartbeat"
 	WSTypeAck          = "ack"
 	WSTypeError        = "error"
+	// Consumer groups over WebSocket.
+	WSTypeGroupSubscribed   = "group_subscribed"
+	WSTypeGroupEvents       = "group_events"
+	WSTypeGroupUnsubscribed = "group_unsubscribed"
+	WSTypeGroupAckResult    = "ack_result"
 )
 
 // WSErrorForFrame is the For of an error frame that answers a frame the
@@ -84,6 +95,20 @@ type WSClientMessage struct {
 	ProducerID    string `json:"producer_id"`
 	ProducerSeq   uint64 `json:"producer_seq"`
 	ProducerEpoch uint64 `json:"producer_epoch"`
+
+	// group_subscribe (topic above)
+	// (omitempty: a publish or subscribe frame does not carry them).
+	Group            string `json:"group,omitempty"`
+	Member           string `json:"member,omitempty"`
+	MaxBatchEvents   *int64 `json:"max_batch_events,omitempty"`
+	MaxBatchBytes    *int64 `json:"max_batch_bytes,omitempty"`
+	SessionTimeoutMs *int64 `json:"session_timeout_ms,omitempty"`
+	// ack and nack (partition above): the group subscription's id, the
+	// offsets, or every offset delivered below before; nack's delay.
+	Sub     string  `json:"sub,omitempty"`
+	Offsets []int64 `json:"offsets,omitempty"`
+	Before  *int64  `json:"before,omitempty"`
+	DelayMs *int64  `json:"delay_ms,omitempty"`
 }
 
 // WSEvent is one event object of an events frame. Time is RFC 3339 with
@@ -147,8 +172,9 @@ type WSAck struct {
 }
 
 // WSError is an error frame. For says what it answers: "subscribe",
-// "unsubscribe", "publish", or "frame" (a frame the server could not take
-// as any of them). Code is the Herald reason's name (ErrorReason), or for
+// "unsubscribe", "publish", "group_subscribe", "group_unsubscribe",
+// "ack", "nack", or "frame" (a frame the server could not take as any of
+// them). Code is the Herald reason's name (ErrorReason), or for
 // an error without one the gRPC code in upper snake case (UNAVAILABLE).
 // Ended is set when a subscription ended with it; the numbers are set
 // where they apply (OFFSET_OUT_OF_RANGE, EPOCH_CHANGED).
@@ -188,4 +214,74 @@ func WSCodeFromName(name string) codes.Code {
 		}
 	}
 	return codes.Unknown
+}
+
+// WSGroupSubscribed answers a group_subscribe: the gateway joined the
+// group as Member on the connection's behalf.
+type WSGroupSubscribed struct {
+	Type   string `json:"type"`
+	ID     string `json:"id"`
+	Topic  string `json:"topic"`
+	Group  string `json:"group"`
+	Member string `json:"member"`
+}
+
+// WSGroupEvent is one event of a group_events frame: the event as an
+// events frame carries it, with how often it was delivered (1 the first
+// time).
+type WSGroupEvent struct {
+	WSEvent
+	DeliveryCount uint32 `json:"delivery_count"`
+}
+
+// WSGroupEvents is a group_events frame: a batch of one partition,
+// delivered to the member under Generation.
+type WSGroupEvents struct {
+	Type       string         `json:"type"`
+	ID         string         `json:"id"`
+	Partition  uint32         `json:"partition"`
+	Generation uint64         `json:"generation"`
+	Events     []WSGroupEvent `json:"events"`
+}
+
+// WSGroupUnsubscribed answers a group_unsubscribe once the member left.
+type WSGroupUnsubscribed struct {
+	Type string `json:"type"`
+	ID   string `json:"id"`
+}
+
+// Per-offset outcomes of an ack_result.
+const (
+	// WSAckAcked: acknowledged (or nacked), now or before.
+	WSAckAcked = "acked"
+	// WSAckFenced: the partition moved to another member or generation
+	// before the ack was sent; nothing was written, and the event is
+	// redelivered to its new owner.
+	WSAckFenced = "fenced"
+	// WSAckUnknown: the outcome is unknown (the stream ended after the
+	// ack was sent); acknowledging it again is safe.
+	WSAckUnknown = "unknown"
+	// WSAckFailed: not recorded (Message says why): the partition's
+	// stream ended before the ack left (a leader move: the new stream
+	// redelivers the event), or the leader refused it (redelivered after
+	// the group's ack wait).
+	WSAckFailed = "failed"
+)
+
+// WSGroupOffsetResult is one offset's outcome in an ack_result.
+type WSGroupOffsetResult struct {
+	Offset  uint64 `json:"offset"`
+	Outcome string `json:"outcome"`
+	Message string `json:"message,omitempty"`
+}
+
+// WSGroupAckResult answers an ack or a nack: the outcome of each offset it
+// named (with before: each delivered offset below it), in offset order.
+type WSGroupAckResult struct {
+	Type      string                `json:"type"`
+	ID        string                `json:"id"`
+	Sub       string                `json:"sub"`
+	Partition uint32                `json:"partition"`
+	Nack      bool                  `json:"nack,omitempty"`
+	Results   []WSGroupOffsetResult `json:"results"`
 }
