@@ -34,6 +34,8 @@ type groupEntry struct {
 	wire       []byte // appendWireEvent's encoding; nil when skipped
 	skip       string // why it is skipped ("expired", "retention"), or ""
 	redelivery bool
+	mark       markKey // the event's idempotency key (group_consume_marks.go)
+	sequence   uint64  // the event's tenant sequence
 }
 
 // step makes one step of the loop. progressed reports that it changed
@@ -204,6 +206,7 @@ func (c *groupConsumer) prepare(st partition.GroupState, redeliver []partition.P
 	take := func(e groupEntry, rec *heraldlog.Record) bool {
 		if e.skip == "" {
 			e.wire = appendWireEvent(nil, rec, c.index)
+			e.mark, e.sequence = idempotencyKeyOf(rec), rec.Sequence
 			if sent >= c.batchEvents || (sent > 0 && bytes+len(e.wire) > c.batchBytes) {
 				return false
 			}
@@ -305,6 +308,7 @@ func (c *groupConsumer) deliver(st partition.GroupState, entries []groupEntry, n
 	var frame []byte
 	var skipped []uint64
 	var sentOffsets []uint64
+	var sent []groupEntry
 	newSent, reSent := 0, 0
 	take := func(e groupEntry) {
 		if e.skip != "" {
@@ -315,6 +319,7 @@ func (c *groupConsumer) deliver(st partition.GroupState, entries []groupEntry, n
 		frame = append(frame, e.wire...)
 		batch.DeliveryCounts = append(batch.DeliveryCounts, e.deliveries)
 		sentOffsets = append(sentOffsets, e.offset)
+		sent = append(sent, e)
 	}
 	// The batch is in offset order: redeliveries (all below the cursor)
 	// first, then the new offsets.
@@ -334,6 +339,7 @@ func (c *groupConsumer) deliver(st partition.GroupState, entries []groupEntry, n
 		take(e)
 	}
 	if len(sentOffsets) > 0 {
+		batch.ProcessedSequences = c.processedSequences(sent)
 		batch.ProtoReflect().SetUnknown(frame)
 		if err := c.stream.Send(&heraldpb.GroupConsumeResponse{Msg: &heraldpb.GroupConsumeResponse_Batch{Batch: batch}}); err != nil {
 			return err

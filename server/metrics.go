@@ -48,11 +48,13 @@ type nodeMetrics struct {
 	wsHubSubscriptions prometheus.Gauge
 	// Consumer group consumption (group_consume.go).
 	groupConsume *groupConsumeMetrics
+	groupMarks   *groupMarkMetrics
 }
 
 func newNodeMetrics() *nodeMetrics {
 	return &nodeMetrics{
 		groupConsume: newGroupConsumeMetrics(),
+		groupMarks:   newGroupMarkMetrics(),
 		wsConnections: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "herald_ws_connections_open",
 			Help: "WebSocket connections open on this node.",
@@ -174,7 +176,7 @@ func newNodeMetrics() *nodeMetrics {
 }
 
 func (m *nodeMetrics) collectors() []prometheus.Collector {
-	return append(m.groupConsume.collectors(), m.rpcs, m.rpcSeconds, m.producedEvents, m.fetchedEvents, m.forwarded,
+	return append(append(m.groupConsume.collectors(), m.groupMarks.collectors()...), m.rpcs, m.rpcSeconds, m.producedEvents, m.fetchedEvents, m.forwarded,
 		m.retainedTrims, m.retainedRecords, m.duplicates, m.logRebuilds, m.rejoins, m.rejoining, m.reconciles, m.groupsRemoved, m.refusedStarting, m.fetchBehind, m.fetchCatchUps,
 		m.contractRechecks, m.contractFences,
 		m.subscriptions, m.subscribeEvents, m.subscribeReads, m.subscribeHeartbeats,
