@@ -171,6 +171,20 @@ func (s *GroupConsumeStream) Recv() (*GroupBatch, *GroupAckResult, error) {
 	}
 }
 
+// AckWithMarks acknowledges as Ack does and writes marks (processed
+// marks of the idempotent consumer, each naming an offset this ack
+// acknowledges) in the same Raft command; it returns the id its
+// GroupAckResult will carry. A bad mark refuses the whole ack (the result
+// says refused and why; nothing written).
+func (s *GroupConsumeStream) AckWithMarks(before uint64, offsets []uint64, marks []*heraldpb.ProcessedMark) (uint64, error) {
+	s.sendMu.Lock()
+	defer s.sendMu.Unlock()
+	s.nextID++
+	err := s.stream.Send(&heraldpb.GroupConsumeRequest{Msg: &heraldpb.GroupConsumeRequest_Ack{Ack: &heraldpb.GroupConsumeAck{
+		Id: s.nextID, Before: before, Offsets: offsets, Marks: marks}}})
+	return s.nextID, wire.FromStatus(err)
+}
+
 // Ack acknowledges every pending offset below before (0: none) and each
 // of offsets, and returns the id its GroupAckResult will carry.
 func (s *GroupConsumeStream) Ack(before uint64, offsets ...uint64) (uint64, error) {
@@ -196,12 +210,16 @@ func (s *GroupConsumeStream) Nack(delayMs uint32, offsets ...uint64) (uint64, er
 // settle sends an ack of offset (or a nack, after delayMs) and calls
 // registered with its id first, under the send lock, so that its
 // GroupAckResult cannot be received before the caller waits for it.
-func (s *GroupConsumeStream) settle(nack bool, delayMs uint32, offset uint64, registered func(id uint64)) (uint64, error) {
+func (s *GroupConsumeStream) settle(nack bool, delayMs uint32, offset uint64, mark *heraldpb.ProcessedMark, registered func(id uint64)) (uint64, error) {
 	s.sendMu.Lock()
 	defer s.sendMu.Unlock()
 	s.nextID++
 	registered(s.nextID)
-	req := &heraldpb.GroupConsumeRequest{Msg: &heraldpb.GroupConsumeRequest_Ack{Ack: &heraldpb.GroupConsumeAck{Id: s.nextID, Offsets: []uint64{offset}}}}
+	ack := &heraldpb.GroupConsumeAck{Id: s.nextID, Offsets: []uint64{offset}}
+	if mark != nil {
+		ack.Marks = []*heraldpb.ProcessedMark{mark}
+	}
+	req := &heraldpb.GroupConsumeRequest{Msg: &heraldpb.GroupConsumeRequest_Ack{Ack: ack}}
 	if nack {
 		req = &heraldpb.GroupConsumeRequest{Msg: &heraldpb.GroupConsumeRequest_Nack{Nack: &heraldpb.GroupConsumeNack{Id: s.nextID, DelayMs: delayMs, Offsets: []uint64{offset}}}}
 	}

@@ -26,6 +26,11 @@ type GroupMessage struct {
 	DeliveryCount uint32
 	// Generation is the group generation under which it was delivered.
 	Generation uint64
+	// ProcessedSequence is the group's processed mark of the event's
+	// idempotency key on the partition when the leader sent it (0: none):
+	// the highest tenant sequence a member acknowledged with AckProcessed
+	// under the same key. See Processed (group_once.go).
+	ProcessedSequence uint64
 
 	stream *groupPartitionStream
 }
@@ -42,7 +47,7 @@ type GroupMessage struct {
 // and if it was not the event is redelivered. Ack may be called from any
 // goroutine.
 func (m *GroupMessage) Ack(ctx context.Context) error {
-	return m.stream.settle(ctx, false, 0, m.Offset)
+	return m.stream.settle(ctx, false, 0, m.Offset, nil)
 }
 
 // Nack asks for the message to be redelivered after delay (0: at once;
@@ -51,7 +56,7 @@ func (m *GroupMessage) Nack(ctx context.Context, delay time.Duration) error {
 	if delay < 0 || delay > 24*time.Hour {
 		return InvalidArgument("delay", "a nack delay is 0 to 24 h")
 	}
-	return m.stream.settle(ctx, true, uint32(delay.Milliseconds()), m.Offset)
+	return m.stream.settle(ctx, true, uint32(delay.Milliseconds()), m.Offset, nil)
 }
 
 // groupStreams are the partition streams of one generation: one goroutine
@@ -168,6 +173,10 @@ func (g *GroupConsumer) receive(ctx context.Context, ps *groupPartitionStream, l
 		if len(counts) != len(events) {
 			return fmt.Errorf("client: group consume of partition %d: a batch of %d events with %d delivery counts", ps.partition, len(events), len(counts))
 		}
+		processed := b.GetProcessedSequences()
+		if len(processed) != 0 && len(processed) != len(events) {
+			return fmt.Errorf("client: group consume of partition %d: a batch of %d events with %d processed sequences", ps.partition, len(events), len(processed))
+		}
 		queued := &g.queued[ps.partition]
 		if queued.Load() >= groupConsumerBatchesPerPartition {
 			log.Debug("herald: group consumer: batch dropped, the caller has not taken the earlier ones; redelivered after the ack wait",
@@ -178,6 +187,9 @@ func (g *GroupConsumer) receive(ctx context.Context, ps *groupPartitionStream, l
 		for i, e := range events {
 			msgs[i] = &GroupMessage{Event: e, Partition: ps.partition, Offset: e.GetOffset(), DeliveryCount: counts[i],
 				Generation: ps.generation, stream: ps}
+			if len(processed) > 0 {
+				msgs[i].ProcessedSequence = processed[i]
+			}
 		}
 		queued.Add(1)
 		select {
@@ -297,16 +309,16 @@ func (ps *groupPartitionStream) endErr(sent bool) error {
 	return unknownOutcome(fmt.Sprintf("ack on partition %d", ps.partition), ps.s.Addr(), err)
 }
 
-// settle acknowledges (or nacks) offset and waits for the result,
-// resending an ack whose outcome is unknown a few times.
-func (ps *groupPartitionStream) settle(ctx context.Context, nack bool, delayMs uint32, offset uint64) error {
+// settle acknowledges (or nacks) offset, with mark if not nil, and waits
+// for the result, resending an ack whose outcome is unknown a few times.
+func (ps *groupPartitionStream) settle(ctx context.Context, nack bool, delayMs uint32, offset uint64, mark *heraldpb.ProcessedMark) error {
 	for resend := 0; ; resend++ {
 		if ps.ended() {
 			return ps.endErr(resend > 0)
 		}
 		w := make(chan *GroupAckResult, 1)
 		var registered uint64
-		_, err := ps.s.settle(nack, delayMs, offset, func(id uint64) { registered = id; ps.register(id, w) })
+		_, err := ps.s.settle(nack, delayMs, offset, mark, func(id uint64) { registered = id; ps.register(id, w) })
 		if err != nil {
 			ps.unregister(registered)
 			// The send failed: the stream is ending; its receive

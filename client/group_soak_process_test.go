@@ -140,7 +140,7 @@ func soakAck(ctx context.Context, m *GroupMessage) (heraldpb.GroupOffsetOutcome,
 		}
 		w := make(chan *GroupAckResult, 1)
 		var id uint64
-		if _, err := ps.s.settle(false, 0, m.Offset, func(i uint64) { id = i; ps.register(i, w) }); err != nil {
+		if _, err := ps.s.settle(false, 0, m.Offset, nil, func(i uint64) { id = i; ps.register(i, w) }); err != nil {
 			ps.unregister(id)
 			select {
 			case <-ps.done:

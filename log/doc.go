@@ -76,6 +76,19 @@
 // not-before order. An offset between the floor and the cursor with no 'q'
 // key is done. Both values carry a CRC32C and a version byte.
 //
+// Version 6 adds the processed marks of consumer groups (the idempotent
+// consumer; group_marks.go):
+//
+//	group mark:        'p' | pid(8) | 'k' | len(group)(1) | group | len(key)(1) | key -> mark value
+//	group mark offset: 'p' | pid(8) | 'o' | len(group)(1) | group | offset(8) | len(key)(1) | key -> empty
+//	group mark count:  'p' | pid(8) | 'u' | len(group)(1) | group -> count(8)
+//
+// A mark value is crc32c(4) | version(1)=1 | sequence(8) | offset(8): the
+// highest tenant sequence processed under the key and that event's offset.
+// The 'o' keys list a group's marks in offset order, for eviction of the
+// lowest offsets beyond [GroupMarksMax]. A snapshot holding marks is
+// stream version 5.
+//
 // Meta names: "applied" (last applied Raft index, 8 bytes), "next_offset"
 // (high watermark, 8 bytes), "low_watermark" (first retained offset, 8
 // bytes), "restoring" (present, empty, while a snapshot restore is under

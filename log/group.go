@@ -189,4 +189,9 @@ type GroupResult struct {
 	// Done counts the offsets the command made done (acknowledged,
 	// cumulative ones included, or dead-lettered).
 	Done uint64
+	// MarksWritten and MarksEvicted count GroupAck's processed marks that
+	// raised a key's sequence, and the marks evicted for them
+	// (group_marks.go).
+	MarksWritten uint64
+	MarksEvicted uint64
 }

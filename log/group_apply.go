@@ -104,7 +104,7 @@ func (b *Batch) GroupCreate(name string, config GroupConfig, start uint64) (Grou
 
 // GroupReset moves group name's floor and cursor to start (at most the
 // high watermark as this batch sees it) and drops its pending deliveries;
-// the assignment, config and dead-letter count stay. Refusals: invalid
+// the assignment, config, dead-letter count and processed marks stay. Refusals: invalid
 // name or start, ErrUnknownGroup. Writer only.
 func (b *Batch) GroupReset(name string, start uint64) (GroupResult, error) {
 	if err := b.begin(); err != nil {
@@ -141,6 +141,9 @@ func (b *Batch) GroupDelete(name string) (GroupResult, error) {
 		return GroupResult{}, err
 	}
 	if err := b.deleteGroupEntries(name); err != nil {
+		return GroupResult{}, err
+	}
+	if err := b.deleteMarks(name); err != nil {
 		return GroupResult{}, err
 	}
 	if err := b.delete(appendGroupKey(nil, b.partition.id, name), "consumer group header"); err != nil {
@@ -305,6 +308,13 @@ type GroupAckRequest struct {
 	// outcome: OffsetApplied, OffsetAlreadyDone (below the cursor, not
 	// pending) or OffsetNotDelivered (at or above the cursor).
 	Offsets []uint64
+	// Marks are processed marks written with the acknowledgement (at most
+	// GroupCommandOffsetsMax; rules in group_marks.go): each names an
+	// offset below Before or in Offsets. A mark below the cursor is
+	// written whatever its offset's outcome (an ack applied twice writes
+	// it twice: marks only rise, so the second changes nothing); one at or
+	// above the cursor is not written.
+	Marks []GroupMark
 }
 
 // GroupAck acknowledges offsets of a group: they are done, and the floor
@@ -330,7 +340,13 @@ func (b *Batch) GroupAck(req GroupAckRequest) (GroupResult, error) {
 	if req.Before > h.delivered {
 		return GroupResult{}, &NotDeliveredError{Group: name, Before: req.Before, Delivered: h.delivered}
 	}
+	if err := checkMarks(name, req); err != nil {
+		return GroupResult{}, err
+	}
 	result := GroupResult{}
+	if result.MarksWritten, result.MarksEvicted, err = b.putMarksLocked(name, h.delivered, req.Marks); err != nil {
+		return GroupResult{}, err
+	}
 	if req.Before > h.floor {
 		deleted, err := b.deletePendingBelowLocked(name, h.floor, req.Before)
 		if err != nil {

@@ -312,6 +312,9 @@ func (p *Partition) checkGroupEntry(key, value []byte) error {
 		if _, _, _, ok := parseGroupDueKey(p.id, key); !ok || len(value) != 0 {
 			return s.corrupt(s.nearOffset, "malformed consumer group due entry %x", key)
 		}
+	case kindGroupMark, kindGroupMarkOffset, kindGroupMarkCount:
+		_, err := p.checkMarkEntry(key, value)
+		return err
 	}
 	return nil
 }

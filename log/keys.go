@@ -32,6 +32,11 @@ const (
 	kindGroup        byte = 'g' // group header: config, floor, cursor, assignment
 	kindGroupPending byte = 'q' // a pending delivery of a group, by offset
 	kindGroupDue     byte = 'r' // a pending delivery by not-before, for redelivery
+
+	// Version 6 kinds: the processed marks of consumer groups (group_marks.go).
+	kindGroupMark       byte = 'k' // idempotency key -> highest processed sequence, offset
+	kindGroupMarkOffset byte = 'o' // a mark by offset, for eviction in offset order
+	kindGroupMarkCount  byte = 'u' // how many marks a group holds
 )
 
 // Meta names.

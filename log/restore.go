@@ -73,6 +73,9 @@ func (p *Partition) Restore(r io.Reader) error {
 	if err := (groupStore{partition: p.id, r: db.pebble, nearOffset: state.nextOffset}).check(); err != nil {
 		return fmt.Errorf("log: partition %d: restored consumer groups are inconsistent: %w", p.id, err)
 	}
+	if err := (groupStore{partition: p.id, r: db.pebble, nearOffset: state.nextOffset}).checkMarks(); err != nil {
+		return fmt.Errorf("log: partition %d: restored consumer group marks are inconsistent: %w", p.id, err)
+	}
 	// The WAL is ordered: syncing the marker's deletion makes the entry
 	// batches before it durable too.
 	if err := db.pebble.Delete(restoringKey, pebble.Sync); err != nil {
@@ -223,8 +226,10 @@ func valueBytesMax(kind byte) uint64 {
 		return groupHeaderBytesMax
 	case kindGroupPending:
 		return groupPendingValueMax
-	case kindGroupDue:
+	case kindGroupDue, kindGroupMarkOffset:
 		return 0
+	case kindGroupMark:
+		return groupMarkValueBytes
 	default:
 		return 8
 	}
@@ -298,7 +303,7 @@ func (p *Partition) checkEntry(key, value []byte, views *[]recordView) error {
 		if _, _, ok := parseTimeIndexKey(p.id, key); !ok || len(value) != 0 {
 			return p.streamCorrupt("malformed time index entry %x", relative)
 		}
-	case kindGroup, kindGroupPending, kindGroupDue:
+	case kindGroup, kindGroupPending, kindGroupDue, kindGroupMark, kindGroupMarkOffset, kindGroupMarkCount:
 		if err := p.checkGroupEntry(key, value); err != nil {
 			return p.streamCorrupt("%v", err)
 		}

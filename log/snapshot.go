@@ -28,7 +28,11 @@ const (
 	snapshotVersion3 byte = 3
 	// snapshotVersion4 streams may also hold consumer group keys ('g', 'q',
 	// 'r'); they are written for a partition with at least one group.
-	snapshotVersion4    byte = 4
+	snapshotVersion4 byte = 4
+	// snapshotVersion5 streams may also hold consumer group processed
+	// marks ('k', 'o', 'u'); they are written for a partition where a
+	// group holds at least one mark.
+	snapshotVersion5    byte = 5
 	snapshotHeaderBytes      = len(snapshotMagic) + 1 + 8
 	snapshotTagEntry    byte = 'E'
 	snapshotTagTrailer  byte = 'T'
@@ -210,27 +214,44 @@ func (sw *snapshotWriter) write(b []byte) {
 	_, sw.err = sw.buf.Write(b)
 }
 
-// streamVersion is the version the image is written with: 4 when the
-// partition has a consumer group, else 3.
+// streamVersion is the version the image is written with: 5 when a
+// consumer group of the partition holds processed marks, 4 when it has a
+// group, else 3 (so an older node takes every image it can read).
 func (s *Snapshot) streamVersion() (byte, error) {
-	p := s.partition
-	lower, upper := kindBounds(p.id, kindGroup)
-	iter, err := s.pebbleSnapshot.NewIter(&pebble.IterOptions{LowerBound: lower, UpperBound: upper})
+	hasMarks, err := s.hasKind(kindGroupMarkCount)
 	if err != nil {
-		return 0, fmt.Errorf("log: partition %d: snapshot: %w", p.id, err)
+		return 0, err
 	}
-	hasGroups := iter.First()
-	err = iter.Error()
-	if closeErr := iter.Close(); err == nil {
-		err = closeErr
+	if hasMarks {
+		return snapshotVersion5, nil
 	}
+	hasGroups, err := s.hasKind(kindGroup)
 	if err != nil {
-		return 0, fmt.Errorf("log: partition %d: snapshot: %w", p.id, err)
+		return 0, err
 	}
 	if hasGroups {
 		return snapshotVersion4, nil
 	}
 	return snapshotVersion3, nil
+}
+
+// hasKind reports whether the image holds a key of kind.
+func (s *Snapshot) hasKind(kind byte) (bool, error) {
+	p := s.partition
+	lower, upper := kindBounds(p.id, kind)
+	iter, err := s.pebbleSnapshot.NewIter(&pebble.IterOptions{LowerBound: lower, UpperBound: upper})
+	if err != nil {
+		return false, fmt.Errorf("log: partition %d: snapshot: %w", p.id, err)
+	}
+	found := iter.First()
+	err = iter.Error()
+	if closeErr := iter.Close(); err == nil {
+		err = closeErr
+	}
+	if err != nil {
+		return false, fmt.Errorf("log: partition %d: snapshot: %w", p.id, err)
+	}
+	return found, nil
 }
 
 func (sw *snapshotWriter) header(version byte, appliedIndex uint64) {
@@ -245,7 +266,7 @@ func parseSnapshotHeader(header [snapshotHeaderBytes]byte) (appliedIndex uint64,
 	if string(header[:len(snapshotMagic)]) != snapshotMagic {
 		return 0, fmt.Sprintf("bad magic %q", header[:len(snapshotMagic)])
 	}
-	if version := header[len(snapshotMagic)]; version < snapshotVersion1 || version > snapshotVersion4 {
+	if version := header[len(snapshotMagic)]; version < snapshotVersion1 || version > snapshotVersion5 {
 		return 0, fmt.Sprintf("unknown version %d", version)
 	}
 	return binary.BigEndian.Uint64(header[len(snapshotMagic)+1:]), ""

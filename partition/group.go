@@ -35,6 +35,7 @@ type (
 	GroupDeliverRequest = heraldlog.GroupDeliverRequest
 	GroupAckRequest     = heraldlog.GroupAckRequest
 	GroupNackRequest    = heraldlog.GroupNackRequest
+	GroupMark           = heraldlog.GroupMark
 )
 
 // Per-offset outcomes (GroupResult.Outcomes); OffsetOutcome.Err gives the
@@ -51,6 +52,8 @@ const (
 	GroupsMax              = heraldlog.GroupsMax
 	GroupPendingMax        = heraldlog.GroupPendingMax
 	GroupCommandOffsetsMax = heraldlog.GroupCommandOffsetsMax
+	GroupMarksMax          = heraldlog.GroupMarksMax
+	GroupMarkKeyBytesMax   = heraldlog.GroupMarkKeyBytesMax
 )
 
 // Refusals of a consumer group command by the state machine: every replica
@@ -121,7 +124,7 @@ func (f *FSM) applyGroup(batch *heraldlog.Batch, index uint64, cmd proto.Message
 			NewFrom: c.NewFrom, NewCount: c.NewCount, Redeliver: c.Redeliver, NowUnixNano: c.NowUnixNano})
 	case *partitionpb.GroupAckCommand:
 		res, err = batch.GroupAck(GroupAckRequest{Group: c.Group, Generation: c.Generation, Member: c.Member,
-			Before: c.Before, Offsets: c.Offsets})
+			Before: c.Before, Offsets: c.Offsets, Marks: groupMarksFromProto(c.Marks)})
 	case *partitionpb.GroupNackCommand:
 		res, err = batch.GroupNack(GroupNackRequest{Group: c.Group, Generation: c.Generation, Member: c.Member,
 			Offsets: c.Offsets, Delay: time.Duration(c.DelayNanos), NowUnixNano: c.NowUnixNano})
@@ -204,11 +207,41 @@ func (r *Replica) GroupDeliver(req GroupDeliverRequest) (GroupResult, error) {
 }
 
 // GroupAck acknowledges offsets (cumulatively below req.Before, then one by
-// one with per-offset outcomes). Refusals as a whole: ErrUnknownGroup,
+// one with per-offset outcomes) and writes req.Marks in the same entry. Refusals as a whole: ErrUnknownGroup,
 // *StaleGenerationError, *NotDeliveredError, ErrInvalidGroupCommand.
 func (r *Replica) GroupAck(req GroupAckRequest) (GroupResult, error) {
 	return r.proposeGroup(&partitionpb.GroupAckCommand{Group: req.Group, Generation: req.Generation, Member: req.Member,
-		Before: req.Before, Offsets: req.Offsets})
+		Before: req.Before, Offsets: req.Offsets, Marks: groupMarksToProto(req.Marks)})
+}
+
+func groupMarksFromProto(marks []*partitionpb.GroupMark) []GroupMark {
+	if len(marks) == 0 {
+		return nil
+	}
+	out := make([]GroupMark, len(marks))
+	for i, m := range marks {
+		out[i] = GroupMark{Key: m.GetKey(), Sequence: m.GetSequence(), Offset: m.GetOffset()}
+	}
+	return out
+}
+
+func groupMarksToProto(marks []GroupMark) []*partitionpb.GroupMark {
+	if len(marks) == 0 {
+		return nil
+	}
+	out := make([]*partitionpb.GroupMark, len(marks))
+	for i, m := range marks {
+		out[i] = &partitionpb.GroupMark{Key: m.Key, Sequence: m.Sequence, Offset: m.Offset}
+	}
+	return out
+}
+
+// GroupMarks returns, per key, group name's processed mark sequence (0:
+// none; an absent group has none) as applied here (log/group_marks.go).
+// At most GroupCommandOffsetsMax keys. Errors: *CorruptionError.
+func (r *Replica) GroupMarks(name string, keys []string) ([]uint64, error) {
+	seqs, err := r.cfg.Log.GroupMarks(name, keys)
+	return seqs, readError(err)
 }
 
 // GroupNack makes pending offsets due again at req.NowUnixNano +

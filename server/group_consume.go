@@ -193,6 +193,7 @@ type groupAckItem struct {
 	before  uint64
 	offsets []uint64
 	delayMs uint32
+	marks   []*heraldpb.ProcessedMark // an ack's processed marks (group_consume_marks.go)
 }
 
 // receive queues the member's acks and nacks until the stream ends; any
@@ -206,14 +207,14 @@ func (c *groupConsumer) receive(ctx context.Context) error {
 		var item *groupAckItem
 		switch m := req.GetMsg().(type) {
 		case *heraldpb.GroupConsumeRequest_Ack:
-			item = &groupAckItem{id: m.Ack.GetId(), before: m.Ack.GetBefore(), offsets: m.Ack.GetOffsets()}
+			item = &groupAckItem{id: m.Ack.GetId(), before: m.Ack.GetBefore(), offsets: m.Ack.GetOffsets(), marks: m.Ack.GetMarks()}
 		case *heraldpb.GroupConsumeRequest_Nack:
 			item = &groupAckItem{nack: true, id: m.Nack.GetId(), offsets: m.Nack.GetOffsets(), delayMs: m.Nack.GetDelayMs()}
 		default:
 			return wire.InvalidArgument("msg", "after start, a group consume stream takes only ack and nack messages")
 		}
-		if len(item.offsets) > partition.GroupCommandOffsetsMax {
-			return wire.InvalidArgument("offsets", "%d offsets in one ack or nack; the limit is %d", len(item.offsets), partition.GroupCommandOffsetsMax)
+		if len(item.offsets) > partition.GroupCommandOffsetsMax || len(item.marks) > partition.GroupCommandOffsetsMax {
+			return wire.InvalidArgument("offsets", "%d offsets and %d processed marks in one ack or nack; the limit is %d of each", len(item.offsets), len(item.marks), partition.GroupCommandOffsetsMax)
 		}
 		select {
 		case c.acks <- item:

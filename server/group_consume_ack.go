@@ -42,13 +42,15 @@ gather:
 	}
 	// Runs of compatible items, each within the command's offset bound.
 	for len(items) > 0 {
-		run, n := items[:1], len(items[0].offsets)
+		run, n, marks := items[:1], len(items[0].offsets), len(items[0].marks)
 		for _, it := range items[1:] {
-			if it.nack != items[0].nack || it.delayMs != items[0].delayMs || n+len(it.offsets) > partition.GroupCommandOffsetsMax {
+			if it.nack != items[0].nack || it.delayMs != items[0].delayMs || n+len(it.offsets) > partition.GroupCommandOffsetsMax ||
+				marks+len(it.marks) > partition.GroupCommandOffsetsMax {
 				break
 			}
 			run = items[:len(run)+1]
 			n += len(it.offsets)
+			marks += len(it.marks)
 		}
 		items = items[len(run):]
 		if err := c.propose(run); err != nil {
@@ -69,10 +71,19 @@ func (c *groupConsumer) propose(run []*groupAckItem) error {
 	results := make([]*heraldpb.GroupAckResult, len(run))
 	var offsets []uint64
 	var before uint64
+	var marks []partition.GroupMark
 	var counted []int // indices of the items in the proposal
 	for i, it := range run {
 		results[i] = &heraldpb.GroupAckResult{Id: it.id, Nack: it.nack}
+		itemMarks, problem := groupMarksFromWire(it.marks, it.before, it.offsets)
+		if problem == "" {
+			problem = marksBelowCursor(itemMarks, st.Delivered)
+		}
 		switch {
+		case problem != "":
+			results[i].Refused = true
+			results[i].Error = problem
+			continue
 		case !it.nack && it.before > st.Delivered:
 			results[i].Refused = true
 			results[i].Error = fmt.Sprintf("before %d is above the group's cursor %d: those offsets were never delivered; nothing acknowledged", it.before, st.Delivered)
@@ -83,6 +94,7 @@ func (c *groupConsumer) propose(run []*groupAckItem) error {
 			continue
 		}
 		offsets = append(offsets, it.offsets...)
+		marks = append(marks, itemMarks...)
 		before = max(before, it.before)
 		counted = append(counted, i)
 	}
@@ -94,7 +106,7 @@ func (c *groupConsumer) propose(run []*groupAckItem) error {
 				Offsets: offsets, Delay: time.Duration(run[0].delayMs) * time.Millisecond, NowUnixNano: time.Now().UnixNano()})
 		} else {
 			res, err = c.r.GroupAck(partition.GroupAckRequest{Group: c.group, Generation: c.generation, Member: c.member,
-				Before: before, Offsets: offsets})
+				Before: before, Offsets: offsets, Marks: marks})
 		}
 		switch {
 		case errors.Is(err, partition.ErrUnknownOutcome):
@@ -129,6 +141,7 @@ func (c *groupConsumer) propose(run []*groupAckItem) error {
 				m.nacks.WithLabelValues(c.topic, c.group).Add(float64(applied))
 			} else {
 				m.acks.WithLabelValues(c.topic, c.group).Add(float64(res.Done))
+				c.recordMarks(res)
 			}
 		}
 	}

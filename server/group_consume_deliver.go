@@ -33,7 +33,9 @@ type groupEntry struct {
 	wire       []byte // appendWireEvent's encoding; nil when skipped
 	skip       string // why it is skipped ("expired", "retention"), or ""
 	redelivery bool
-	key        string // its order key, when the group keeps per-key order
+	key        string  // its order key, when the group keeps per-key order
+	mark       markKey // the event's idempotency key (group_consume_marks.go)
+	sequence   uint64  // the event's tenant sequence
 }
 
 // Outcomes of prepare's take.
@@ -246,6 +248,7 @@ func (c *groupConsumer) prepare(st partition.GroupState, redeliver []partition.P
 				}
 			}
 			e.wire = appendWireEvent(nil, rec, c.index)
+			e.mark, e.sequence = idempotencyKeyOf(rec), rec.Sequence
 			if sent >= c.batchEvents || (sent > 0 && bytes+len(e.wire) > c.batchBytes) {
 				return entryFull
 			}
@@ -360,6 +363,7 @@ func (c *groupConsumer) deliver(st partition.GroupState, entries []groupEntry, n
 	var frame []byte
 	var skipped []uint64
 	var sentOffsets []uint64
+	var sent []groupEntry
 	newSent, reSent := 0, 0
 	take := func(e groupEntry) {
 		if e.skip != "" {
@@ -373,6 +377,7 @@ func (c *groupConsumer) deliver(st partition.GroupState, entries []groupEntry, n
 		if c.orderKeys != nil && e.key != "" {
 			c.orderKeys[e.offset] = e.key // pending now: the next step's view needs no read for it
 		}
+		sent = append(sent, e)
 	}
 	// The batch is in offset order: redeliveries (all below the cursor)
 	// first, then the new offsets.
@@ -392,6 +397,7 @@ func (c *groupConsumer) deliver(st partition.GroupState, entries []groupEntry, n
 		take(e)
 	}
 	if len(sentOffsets) > 0 {
+		batch.ProcessedSequences = c.processedSequences(sent)
 		batch.ProtoReflect().SetUnknown(frame)
 		if err := c.stream.Send(&heraldpb.GroupConsumeResponse{Msg: &heraldpb.GroupConsumeResponse_Batch{Batch: batch}}); err != nil {
 			return err

@@ -49,13 +49,15 @@ type nodeMetrics struct {
 	// Consumer group consumption (group_consume.go).
 	groupConsume *groupConsumeMetrics
 	// Consumer groups over WebSocket (ws_group.go).
-	wsGroup *wsGroupMetrics
+	wsGroup    *wsGroupMetrics
+	groupMarks *groupMarkMetrics
 }
 
 func newNodeMetrics() *nodeMetrics {
 	return &nodeMetrics{
 		groupConsume: newGroupConsumeMetrics(),
 		wsGroup:      newWSGroupMetrics(),
+		groupMarks:   newGroupMarkMetrics(),
 		wsConnections: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "herald_ws_connections_open",
 			Help: "WebSocket connections open on this node.",
@@ -177,7 +179,7 @@ func newNodeMetrics() *nodeMetrics {
 }
 
 func (m *nodeMetrics) collectors() []prometheus.Collector {
-	return append(append(m.groupConsume.collectors(), m.wsGroup.collectors()...), m.rpcs, m.rpcSeconds, m.producedEvents, m.fetchedEvents, m.forwarded,
+	return append(append(append(m.groupConsume.collectors(), m.wsGroup.collectors()...), m.groupMarks.collectors()...), m.rpcs, m.rpcSeconds, m.producedEvents, m.fetchedEvents, m.forwarded,
 		m.retainedTrims, m.retainedRecords, m.duplicates, m.logRebuilds, m.rejoins, m.rejoining, m.reconciles, m.groupsRemoved, m.refusedStarting, m.fetchBehind, m.fetchCatchUps,
 		m.contractRechecks, m.contractFences,
 		m.subscriptions, m.subscribeEvents, m.subscribeReads, m.subscribeHeartbeats,

@@ -5721,10 +5721,13 @@ func (x *GroupConsumeStart) GetMaxBatchesInFlight() uint32 {
 // GroupConsumeAck acknowledges offsets: every pending one below before
 // (cumulative, exclusive; 0: none), then each of offsets one by one.
 type GroupConsumeAck struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Id            uint64                 `protobuf:"varint,1,opt,name=id,proto3" json:"id,omitempty"` // echoed in its GroupAckResult
-	Before        uint64                 `protobuf:"varint,2,opt,name=before,proto3" json:"before,omitempty"`
-	Offsets       []uint64               `protobuf:"varint,3,rep,packed,name=offsets,proto3" json:"offsets,omitempty"`
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Id      uint64                 `protobuf:"varint,1,opt,name=id,proto3" json:"id,omitempty"` // echoed in its GroupAckResult
+	Before  uint64                 `protobuf:"varint,2,opt,name=before,proto3" json:"before,omitempty"`
+	Offsets []uint64               `protobuf:"varint,3,rep,packed,name=offsets,proto3" json:"offsets,omitempty"`
+	// Idempotent consumer: processed marks written in the same Raft command
+	// as this ack; each names an offset this ack acknowledges.
+	Marks         []*ProcessedMark `protobuf:"bytes,4,rep,name=marks,proto3" json:"marks,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -5776,6 +5779,13 @@ func (x *GroupConsumeAck) GetBefore() uint64 {
 func (x *GroupConsumeAck) GetOffsets() []uint64 {
 	if x != nil {
 		return x.Offsets
+	}
+	return nil
+}
+
+func (x *GroupConsumeAck) GetMarks() []*ProcessedMark {
+	if x != nil {
+		return x.Marks
 	}
 	return nil
 }
@@ -6025,8 +6035,12 @@ type GroupConsumeBatch struct {
 	DeliveryCounts []uint32               `protobuf:"varint,2,rep,packed,name=delivery_counts,json=deliveryCounts,proto3" json:"delivery_counts,omitempty"` // one per event
 	Partition      uint32                 `protobuf:"varint,3,opt,name=partition,proto3" json:"partition,omitempty"`
 	HighWatermark  uint64                 `protobuf:"varint,4,opt,name=high_watermark,json=highWatermark,proto3" json:"high_watermark,omitempty"` // the leader's
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	// Idempotent consumer: per event, the group's processed mark of the
+	// event's idempotency key (its sequence; 0: none). Absent when no event
+	// of the batch has a mark.
+	ProcessedSequences []uint64 `protobuf:"varint,5,rep,packed,name=processed_sequences,json=processedSequences,proto3" json:"processed_sequences,omitempty"`
+	unknownFields      protoimpl.UnknownFields
+	sizeCache          protoimpl.SizeCache
 }
 
 func (x *GroupConsumeBatch) Reset() {
@@ -6085,6 +6099,13 @@ func (x *GroupConsumeBatch) GetHighWatermark() uint64 {
 		return x.HighWatermark
 	}
 	return 0
+}
+
+func (x *GroupConsumeBatch) GetProcessedSequences() []uint64 {
+	if x != nil {
+		return x.ProcessedSequences
+	}
+	return nil
 }
 
 type GroupOffsetResult struct {
@@ -6238,6 +6259,70 @@ func (x *GroupAckResult) GetRefused() bool {
 		return x.Refused
 	}
 	return false
+}
+
+// ProcessedMark says that the event at offset, of tenant sequence
+// sequence, was processed under key (the SDK derives the key from the
+// event's tenant and causation id, or event id: client/wire
+// IdempotencyKey). Key: 1..255 bytes; sequence from 1.
+type ProcessedMark struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Key           string                 `protobuf:"bytes,1,opt,name=key,proto3" json:"key,omitempty"`
+	Sequence      uint64                 `protobuf:"varint,2,opt,name=sequence,proto3" json:"sequence,omitempty"`
+	Offset        uint64                 `protobuf:"varint,3,opt,name=offset,proto3" json:"offset,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ProcessedMark) Reset() {
+	*x = ProcessedMark{}
+	mi := &file_client_heraldpb_herald_proto_msgTypes[89]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ProcessedMark) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ProcessedMark) ProtoMessage() {}
+
+func (x *ProcessedMark) ProtoReflect() protoreflect.Message {
+	mi := &file_client_heraldpb_herald_proto_msgTypes[89]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ProcessedMark.ProtoReflect.Descriptor instead.
+func (*ProcessedMark) Descriptor() ([]byte, []int) {
+	return file_client_heraldpb_herald_proto_rawDescGZIP(), []int{89}
+}
+
+func (x *ProcessedMark) GetKey() string {
+	if x != nil {
+		return x.Key
+	}
+	return ""
+}
+
+func (x *ProcessedMark) GetSequence() uint64 {
+	if x != nil {
+		return x.Sequence
+	}
+	return 0
+}
+
+func (x *ProcessedMark) GetOffset() uint64 {
+	if x != nil {
+		return x.Offset
+	}
+	return 0
 }
 
 var File_client_heraldpb_herald_proto protoreflect.FileDescriptor
@@ -6643,11 +6728,12 @@ const file_client_heraldpb_herald_proto_rawDesc = "" +
 	"generation\x12(\n" +
 	"\x10max_batch_events\x18\x06 \x01(\rR\x0emaxBatchEvents\x12&\n" +
 	"\x0fmax_batch_bytes\x18\a \x01(\rR\rmaxBatchBytes\x121\n" +
-	"\x15max_batches_in_flight\x18\b \x01(\rR\x12maxBatchesInFlight\"S\n" +
+	"\x15max_batches_in_flight\x18\b \x01(\rR\x12maxBatchesInFlight\"\x83\x01\n" +
 	"\x0fGroupConsumeAck\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x04R\x02id\x12\x16\n" +
 	"\x06before\x18\x02 \x01(\x04R\x06before\x12\x18\n" +
-	"\aoffsets\x18\x03 \x03(\x04R\aoffsets\"W\n" +
+	"\aoffsets\x18\x03 \x03(\x04R\aoffsets\x12.\n" +
+	"\x05marks\x18\x04 \x03(\v2\x18.herald.v1.ProcessedMarkR\x05marks\"W\n" +
 	"\x10GroupConsumeNack\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x04R\x02id\x12\x18\n" +
 	"\aoffsets\x18\x02 \x03(\x04R\aoffsets\x12\x19\n" +
@@ -6663,12 +6749,13 @@ const file_client_heraldpb_herald_proto_rawDesc = "" +
 	"\x05floor\x18\x02 \x01(\x04R\x05floor\x12\x16\n" +
 	"\x06cursor\x18\x03 \x01(\x04R\x06cursor\x12%\n" +
 	"\x0ehigh_watermark\x18\x04 \x01(\x04R\rhighWatermark\x126\n" +
-	"\x06config\x18\x05 \x01(\v2\x1e.herald.v1.ConsumerGroupConfigR\x06config\"\xab\x01\n" +
+	"\x06config\x18\x05 \x01(\v2\x1e.herald.v1.ConsumerGroupConfigR\x06config\"\xdc\x01\n" +
 	"\x11GroupConsumeBatch\x12(\n" +
 	"\x06events\x18\x01 \x03(\v2\x10.herald.v1.EventR\x06events\x12'\n" +
 	"\x0fdelivery_counts\x18\x02 \x03(\rR\x0edeliveryCounts\x12\x1c\n" +
 	"\tpartition\x18\x03 \x01(\rR\tpartition\x12%\n" +
-	"\x0ehigh_watermark\x18\x04 \x01(\x04R\rhighWatermark\"d\n" +
+	"\x0ehigh_watermark\x18\x04 \x01(\x04R\rhighWatermark\x12/\n" +
+	"\x13processed_sequences\x18\x05 \x03(\x04R\x12processedSequences\"d\n" +
 	"\x11GroupOffsetResult\x12\x16\n" +
 	"\x06offset\x18\x01 \x01(\x04R\x06offset\x127\n" +
 	"\aoutcome\x18\x02 \x01(\x0e2\x1d.herald.v1.GroupOffsetOutcomeR\aoutcome\"\xdb\x01\n" +
@@ -6679,7 +6766,11 @@ const file_client_heraldpb_herald_proto_rawDesc = "" +
 	"\x05floor\x18\x04 \x01(\x04R\x05floor\x12'\n" +
 	"\x0funknown_outcome\x18\x05 \x01(\bR\x0eunknownOutcome\x12\x14\n" +
 	"\x05error\x18\x06 \x01(\tR\x05error\x12\x18\n" +
-	"\arefused\x18\a \x01(\bR\arefused*\x85\x05\n" +
+	"\arefused\x18\a \x01(\bR\arefused\"U\n" +
+	"\rProcessedMark\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x1a\n" +
+	"\bsequence\x18\x02 \x01(\x04R\bsequence\x12\x16\n" +
+	"\x06offset\x18\x03 \x01(\x04R\x06offset*\x85\x05\n" +
 	"\vErrorReason\x12\x1c\n" +
 	"\x18ERROR_REASON_UNSPECIFIED\x10\x00\x12\x0e\n" +
 	"\n" +
@@ -6782,7 +6873,7 @@ func file_client_heraldpb_herald_proto_rawDescGZIP() []byte {
 }
 
 var file_client_heraldpb_herald_proto_enumTypes = make([]protoimpl.EnumInfo, 4)
-var file_client_heraldpb_herald_proto_msgTypes = make([]protoimpl.MessageInfo, 91)
+var file_client_heraldpb_herald_proto_msgTypes = make([]protoimpl.MessageInfo, 92)
 var file_client_heraldpb_herald_proto_goTypes = []any{
 	(ErrorReason)(0),                    // 0: herald.v1.ErrorReason
 	(Ordering)(0),                       // 1: herald.v1.Ordering
@@ -6877,11 +6968,12 @@ var file_client_heraldpb_herald_proto_goTypes = []any{
 	(*GroupConsumeBatch)(nil),           // 90: herald.v1.GroupConsumeBatch
 	(*GroupOffsetResult)(nil),           // 91: herald.v1.GroupOffsetResult
 	(*GroupAckResult)(nil),              // 92: herald.v1.GroupAckResult
-	nil,                                 // 93: herald.v1.Event.HeadersEntry
-	nil,                                 // 94: herald.v1.SubscribeStart.HeadersEntry
+	(*ProcessedMark)(nil),               // 93: herald.v1.ProcessedMark
+	nil,                                 // 94: herald.v1.Event.HeadersEntry
+	nil,                                 // 95: herald.v1.SubscribeStart.HeadersEntry
 }
 var file_client_heraldpb_herald_proto_depIdxs = []int32{
-	93, // 0: herald.v1.Event.headers:type_name -> herald.v1.Event.HeadersEntry
+	94, // 0: herald.v1.Event.headers:type_name -> herald.v1.Event.HeadersEntry
 	1,  // 1: herald.v1.TopicConfig.ordering:type_name -> herald.v1.Ordering
 	5,  // 2: herald.v1.TopicInfo.config:type_name -> herald.v1.TopicConfig
 	6,  // 3: herald.v1.TopicInfo.partitions:type_name -> herald.v1.PartitionInfo
@@ -6907,7 +6999,7 @@ var file_client_heraldpb_herald_proto_depIdxs = []int32{
 	39, // 23: herald.v1.SubscribeRequest.start:type_name -> herald.v1.SubscribeStart
 	40, // 24: herald.v1.SubscribeRequest.credit:type_name -> herald.v1.SubscribeCredit
 	2,  // 25: herald.v1.SubscribeStart.position:type_name -> herald.v1.StartPosition
-	94, // 26: herald.v1.SubscribeStart.headers:type_name -> herald.v1.SubscribeStart.HeadersEntry
+	95, // 26: herald.v1.SubscribeStart.headers:type_name -> herald.v1.SubscribeStart.HeadersEntry
 	4,  // 27: herald.v1.SubscribeResponse.events:type_name -> herald.v1.Event
 	43, // 28: herald.v1.PartitionStatus.replica_status:type_name -> herald.v1.ReplicaStatus
 	45, // 29: herald.v1.ClusterStatusResponse.nodes:type_name -> herald.v1.NodeStatusInfo
@@ -6937,76 +7029,77 @@ var file_client_heraldpb_herald_proto_depIdxs = []int32{
 	85, // 53: herald.v1.GroupConsumeRequest.start:type_name -> herald.v1.GroupConsumeStart
 	86, // 54: herald.v1.GroupConsumeRequest.ack:type_name -> herald.v1.GroupConsumeAck
 	87, // 55: herald.v1.GroupConsumeRequest.nack:type_name -> herald.v1.GroupConsumeNack
-	90, // 56: herald.v1.GroupConsumeResponse.batch:type_name -> herald.v1.GroupConsumeBatch
-	92, // 57: herald.v1.GroupConsumeResponse.ack_result:type_name -> herald.v1.GroupAckResult
-	89, // 58: herald.v1.GroupConsumeResponse.started:type_name -> herald.v1.GroupConsumeStarted
-	56, // 59: herald.v1.GroupConsumeStarted.config:type_name -> herald.v1.ConsumerGroupConfig
-	4,  // 60: herald.v1.GroupConsumeBatch.events:type_name -> herald.v1.Event
-	3,  // 61: herald.v1.GroupOffsetResult.outcome:type_name -> herald.v1.GroupOffsetOutcome
-	91, // 62: herald.v1.GroupAckResult.results:type_name -> herald.v1.GroupOffsetResult
-	9,  // 63: herald.v1.Herald.CreateTopic:input_type -> herald.v1.CreateTopicRequest
-	11, // 64: herald.v1.Herald.ListTopics:input_type -> herald.v1.ListTopicsRequest
-	13, // 65: herald.v1.Herald.DescribeTopic:input_type -> herald.v1.DescribeTopicRequest
-	15, // 66: herald.v1.Herald.Metadata:input_type -> herald.v1.MetadataRequest
-	17, // 67: herald.v1.Herald.Produce:input_type -> herald.v1.ProduceRequest
-	36, // 68: herald.v1.Herald.Fetch:input_type -> herald.v1.FetchRequest
-	38, // 69: herald.v1.Herald.Subscribe:input_type -> herald.v1.SubscribeRequest
-	42, // 70: herald.v1.Herald.ClusterStatus:input_type -> herald.v1.ClusterStatusRequest
-	29, // 71: herald.v1.Herald.AlterTopic:input_type -> herald.v1.AlterTopicRequest
-	31, // 72: herald.v1.Herald.DeleteTopic:input_type -> herald.v1.DeleteTopicRequest
-	21, // 73: herald.v1.Herald.CreateTenant:input_type -> herald.v1.CreateTenantRequest
-	23, // 74: herald.v1.Herald.ListTenants:input_type -> herald.v1.ListTenantsRequest
-	25, // 75: herald.v1.Herald.DescribeTenant:input_type -> herald.v1.DescribeTenantRequest
-	27, // 76: herald.v1.Herald.SetTenantQuota:input_type -> herald.v1.SetTenantQuotaRequest
-	33, // 77: herald.v1.Herald.InitProducer:input_type -> herald.v1.InitProducerRequest
-	60, // 78: herald.v1.Herald.CreateGroup:input_type -> herald.v1.CreateGroupRequest
-	62, // 79: herald.v1.Herald.ListGroups:input_type -> herald.v1.ListGroupsRequest
-	64, // 80: herald.v1.Herald.DescribeGroup:input_type -> herald.v1.DescribeGroupRequest
-	66, // 81: herald.v1.Herald.ResetGroup:input_type -> herald.v1.ResetGroupRequest
-	68, // 82: herald.v1.Herald.DeleteGroup:input_type -> herald.v1.DeleteGroupRequest
-	77, // 83: herald.v1.Herald.JoinGroup:input_type -> herald.v1.JoinGroupRequest
-	79, // 84: herald.v1.Herald.GroupHeartbeat:input_type -> herald.v1.GroupHeartbeatRequest
-	81, // 85: herald.v1.Herald.LeaveGroup:input_type -> herald.v1.LeaveGroupRequest
-	84, // 86: herald.v1.Herald.GroupConsume:input_type -> herald.v1.GroupConsumeRequest
-	54, // 87: herald.v1.NodeInternal.NodeStatus:input_type -> herald.v1.NodeStatusRequest
-	48, // 88: herald.v1.NodeInternal.ControllerReadIndex:input_type -> herald.v1.ControllerReadIndexRequest
-	52, // 89: herald.v1.NodeInternal.MarkGroupsLive:input_type -> herald.v1.MarkGroupsLiveRequest
-	50, // 90: herald.v1.NodeInternal.FenceContract:input_type -> herald.v1.FenceContractRequest
-	70, // 91: herald.v1.NodeInternal.PartitionGroup:input_type -> herald.v1.PartitionGroupRequest
-	10, // 92: herald.v1.Herald.CreateTopic:output_type -> herald.v1.CreateTopicResponse
-	12, // 93: herald.v1.Herald.ListTopics:output_type -> herald.v1.ListTopicsResponse
-	14, // 94: herald.v1.Herald.DescribeTopic:output_type -> herald.v1.DescribeTopicResponse
-	16, // 95: herald.v1.Herald.Metadata:output_type -> herald.v1.MetadataResponse
-	35, // 96: herald.v1.Herald.Produce:output_type -> herald.v1.ProduceResponse
-	37, // 97: herald.v1.Herald.Fetch:output_type -> herald.v1.FetchResponse
-	41, // 98: herald.v1.Herald.Subscribe:output_type -> herald.v1.SubscribeResponse
-	46, // 99: herald.v1.Herald.ClusterStatus:output_type -> herald.v1.ClusterStatusResponse
-	30, // 100: herald.v1.Herald.AlterTopic:output_type -> herald.v1.AlterTopicResponse
-	32, // 101: herald.v1.Herald.DeleteTopic:output_type -> herald.v1.DeleteTopicResponse
-	22, // 102: herald.v1.Herald.CreateTenant:output_type -> herald.v1.CreateTenantResponse
-	24, // 103: herald.v1.Herald.ListTenants:output_type -> herald.v1.ListTenantsResponse
-	26, // 104: herald.v1.Herald.DescribeTenant:output_type -> herald.v1.DescribeTenantResponse
-	28, // 105: herald.v1.Herald.SetTenantQuota:output_type -> herald.v1.SetTenantQuotaResponse
-	34, // 106: herald.v1.Herald.InitProducer:output_type -> herald.v1.InitProducerResponse
-	61, // 107: herald.v1.Herald.CreateGroup:output_type -> herald.v1.CreateGroupResponse
-	63, // 108: herald.v1.Herald.ListGroups:output_type -> herald.v1.ListGroupsResponse
-	65, // 109: herald.v1.Herald.DescribeGroup:output_type -> herald.v1.DescribeGroupResponse
-	67, // 110: herald.v1.Herald.ResetGroup:output_type -> herald.v1.ResetGroupResponse
-	69, // 111: herald.v1.Herald.DeleteGroup:output_type -> herald.v1.DeleteGroupResponse
-	78, // 112: herald.v1.Herald.JoinGroup:output_type -> herald.v1.JoinGroupResponse
-	80, // 113: herald.v1.Herald.GroupHeartbeat:output_type -> herald.v1.GroupHeartbeatResponse
-	82, // 114: herald.v1.Herald.LeaveGroup:output_type -> herald.v1.LeaveGroupResponse
-	88, // 115: herald.v1.Herald.GroupConsume:output_type -> herald.v1.GroupConsumeResponse
-	55, // 116: herald.v1.NodeInternal.NodeStatus:output_type -> herald.v1.NodeStatusResponse
-	49, // 117: herald.v1.NodeInternal.ControllerReadIndex:output_type -> herald.v1.ControllerReadIndexResponse
-	53, // 118: herald.v1.NodeInternal.MarkGroupsLive:output_type -> herald.v1.MarkGroupsLiveResponse
-	51, // 119: herald.v1.NodeInternal.FenceContract:output_type -> herald.v1.FenceContractResponse
-	76, // 120: herald.v1.NodeInternal.PartitionGroup:output_type -> herald.v1.PartitionGroupResponse
-	92, // [92:121] is the sub-list for method output_type
-	63, // [63:92] is the sub-list for method input_type
-	63, // [63:63] is the sub-list for extension type_name
-	63, // [63:63] is the sub-list for extension extendee
-	0,  // [0:63] is the sub-list for field type_name
+	93, // 56: herald.v1.GroupConsumeAck.marks:type_name -> herald.v1.ProcessedMark
+	90, // 57: herald.v1.GroupConsumeResponse.batch:type_name -> herald.v1.GroupConsumeBatch
+	92, // 58: herald.v1.GroupConsumeResponse.ack_result:type_name -> herald.v1.GroupAckResult
+	89, // 59: herald.v1.GroupConsumeResponse.started:type_name -> herald.v1.GroupConsumeStarted
+	56, // 60: herald.v1.GroupConsumeStarted.config:type_name -> herald.v1.ConsumerGroupConfig
+	4,  // 61: herald.v1.GroupConsumeBatch.events:type_name -> herald.v1.Event
+	3,  // 62: herald.v1.GroupOffsetResult.outcome:type_name -> herald.v1.GroupOffsetOutcome
+	91, // 63: herald.v1.GroupAckResult.results:type_name -> herald.v1.GroupOffsetResult
+	9,  // 64: herald.v1.Herald.CreateTopic:input_type -> herald.v1.CreateTopicRequest
+	11, // 65: herald.v1.Herald.ListTopics:input_type -> herald.v1.ListTopicsRequest
+	13, // 66: herald.v1.Herald.DescribeTopic:input_type -> herald.v1.DescribeTopicRequest
+	15, // 67: herald.v1.Herald.Metadata:input_type -> herald.v1.MetadataRequest
+	17, // 68: herald.v1.Herald.Produce:input_type -> herald.v1.ProduceRequest
+	36, // 69: herald.v1.Herald.Fetch:input_type -> herald.v1.FetchRequest
+	38, // 70: herald.v1.Herald.Subscribe:input_type -> herald.v1.SubscribeRequest
+	42, // 71: herald.v1.Herald.ClusterStatus:input_type -> herald.v1.ClusterStatusRequest
+	29, // 72: herald.v1.Herald.AlterTopic:input_type -> herald.v1.AlterTopicRequest
+	31, // 73: herald.v1.Herald.DeleteTopic:input_type -> herald.v1.DeleteTopicRequest
+	21, // 74: herald.v1.Herald.CreateTenant:input_type -> herald.v1.CreateTenantRequest
+	23, // 75: herald.v1.Herald.ListTenants:input_type -> herald.v1.ListTenantsRequest
+	25, // 76: herald.v1.Herald.DescribeTenant:input_type -> herald.v1.DescribeTenantRequest
+	27, // 77: herald.v1.Herald.SetTenantQuota:input_type -> herald.v1.SetTenantQuotaRequest
+	33, // 78: herald.v1.Herald.InitProducer:input_type -> herald.v1.InitProducerRequest
+	60, // 79: herald.v1.Herald.CreateGroup:input_type -> herald.v1.CreateGroupRequest
+	62, // 80: herald.v1.Herald.ListGroups:input_type -> herald.v1.ListGroupsRequest
+	64, // 81: herald.v1.Herald.DescribeGroup:input_type -> herald.v1.DescribeGroupRequest
+	66, // 82: herald.v1.Herald.ResetGroup:input_type -> herald.v1.ResetGroupRequest
+	68, // 83: herald.v1.Herald.DeleteGroup:input_type -> herald.v1.DeleteGroupRequest
+	77, // 84: herald.v1.Herald.JoinGroup:input_type -> herald.v1.JoinGroupRequest
+	79, // 85: herald.v1.Herald.GroupHeartbeat:input_type -> herald.v1.GroupHeartbeatRequest
+	81, // 86: herald.v1.Herald.LeaveGroup:input_type -> herald.v1.LeaveGroupRequest
+	84, // 87: herald.v1.Herald.GroupConsume:input_type -> herald.v1.GroupConsumeRequest
+	54, // 88: herald.v1.NodeInternal.NodeStatus:input_type -> herald.v1.NodeStatusRequest
+	48, // 89: herald.v1.NodeInternal.ControllerReadIndex:input_type -> herald.v1.ControllerReadIndexRequest
+	52, // 90: herald.v1.NodeInternal.MarkGroupsLive:input_type -> herald.v1.MarkGroupsLiveRequest
+	50, // 91: herald.v1.NodeInternal.FenceContract:input_type -> herald.v1.FenceContractRequest
+	70, // 92: herald.v1.NodeInternal.PartitionGroup:input_type -> herald.v1.PartitionGroupRequest
+	10, // 93: herald.v1.Herald.CreateTopic:output_type -> herald.v1.CreateTopicResponse
+	12, // 94: herald.v1.Herald.ListTopics:output_type -> herald.v1.ListTopicsResponse
+	14, // 95: herald.v1.Herald.DescribeTopic:output_type -> herald.v1.DescribeTopicResponse
+	16, // 96: herald.v1.Herald.Metadata:output_type -> herald.v1.MetadataResponse
+	35, // 97: herald.v1.Herald.Produce:output_type -> herald.v1.ProduceResponse
+	37, // 98: herald.v1.Herald.Fetch:output_type -> herald.v1.FetchResponse
+	41, // 99: herald.v1.Herald.Subscribe:output_type -> herald.v1.SubscribeResponse
+	46, // 100: herald.v1.Herald.ClusterStatus:output_type -> herald.v1.ClusterStatusResponse
+	30, // 101: herald.v1.Herald.AlterTopic:output_type -> herald.v1.AlterTopicResponse
+	32, // 102: herald.v1.Herald.DeleteTopic:output_type -> herald.v1.DeleteTopicResponse
+	22, // 103: herald.v1.Herald.CreateTenant:output_type -> herald.v1.CreateTenantResponse
+	24, // 104: herald.v1.Herald.ListTenants:output_type -> herald.v1.ListTenantsResponse
+	26, // 105: herald.v1.Herald.DescribeTenant:output_type -> herald.v1.DescribeTenantResponse
+	28, // 106: herald.v1.Herald.SetTenantQuota:output_type -> herald.v1.SetTenantQuotaResponse
+	34, // 107: herald.v1.Herald.InitProducer:output_type -> herald.v1.InitProducerResponse
+	61, // 108: herald.v1.Herald.CreateGroup:output_type -> herald.v1.CreateGroupResponse
+	63, // 109: herald.v1.Herald.ListGroups:output_type -> herald.v1.ListGroupsResponse
+	65, // 110: herald.v1.Herald.DescribeGroup:output_type -> herald.v1.DescribeGroupResponse
+	67, // 111: herald.v1.Herald.ResetGroup:output_type -> herald.v1.ResetGroupResponse
+	69, // 112: herald.v1.Herald.DeleteGroup:output_type -> herald.v1.DeleteGroupResponse
+	78, // 113: herald.v1.Herald.JoinGroup:output_type -> herald.v1.JoinGroupResponse
+	80, // 114: herald.v1.Herald.GroupHeartbeat:output_type -> herald.v1.GroupHeartbeatResponse
+	82, // 115: herald.v1.Herald.LeaveGroup:output_type -> herald.v1.LeaveGroupResponse
+	88, // 116: herald.v1.Herald.GroupConsume:output_type -> herald.v1.GroupConsumeResponse
+	55, // 117: herald.v1.NodeInternal.NodeStatus:output_type -> herald.v1.NodeStatusResponse
+	49, // 118: herald.v1.NodeInternal.ControllerReadIndex:output_type -> herald.v1.ControllerReadIndexResponse
+	53, // 119: herald.v1.NodeInternal.MarkGroupsLive:output_type -> herald.v1.MarkGroupsLiveResponse
+	51, // 120: herald.v1.NodeInternal.FenceContract:output_type -> herald.v1.FenceContractResponse
+	76, // 121: herald.v1.NodeInternal.PartitionGroup:output_type -> herald.v1.PartitionGroupResponse
+	93, // [93:122] is the sub-list for method output_type
+	64, // [64:93] is the sub-list for method input_type
+	64, // [64:64] is the sub-list for extension type_name
+	64, // [64:64] is the sub-list for extension extendee
+	0,  // [0:64] is the sub-list for field type_name
 }
 
 func init() { file_client_heraldpb_herald_proto_init() }
@@ -7058,7 +7151,7 @@ func file_client_heraldpb_herald_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_client_heraldpb_herald_proto_rawDesc), len(file_client_heraldpb_herald_proto_rawDesc)),
 			NumEnums:      4,
-			NumMessages:   91,
+			NumMessages:   92,
 			NumExtensions: 0,
 			NumServices:   2,
 		},

@@ -31,6 +31,7 @@ func newConsumeCommand(env environment) *cobra.Command {
 		wsURLs        []string
 		group, member string
 		idleExit      time.Duration
+		idempotent    bool
 	)
 	cmd := &cobra.Command{
 		Use:   "consume --topic T (--tenant A | --partition P | --group G)",
@@ -83,16 +84,25 @@ event redelivered because its acknowledgement was lost (at least once).
 --member ID names the member (default: a random id); it stops after
 --limit events, after --idle-exit with no event (e.g. 3s; default: never)
 or on Ctrl-C, and leaves the group, whose other members then take its
-partitions. --tenant, --partition, --from, --follow and --ws do not apply.`,
+partitions. --tenant, --partition, --from, --follow and --ws do not apply.
+
+--idempotent (with --group) prints each event at most once per group:
+it acknowledges each printed event with a processed mark of its tenant
+and causation id (or event id), kept by Herald, and acknowledges without
+printing an event that any member of the group already marked, even
+after herald group reset --to earliest (docs/protocol.md, "The
+idempotent consumer").`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			byTenant, byPartition := cmd.Flags().Changed("tenant"), cmd.Flags().Changed("partition")
 			if cmd.Flags().Changed("group") {
-				return runConsumeGroup(cmd, opts, consumeGroupOptions{topic: topic, group: group, member: member, limit: limit, idleExit: idleExit})
+				return runConsumeGroup(cmd, opts, consumeGroupOptions{topic: topic, group: group, member: member, limit: limit, idleExit: idleExit, idempotent: idempotent})
 			}
 			switch {
 			case cmd.Flags().Changed("member"), cmd.Flags().Changed("idle-exit"):
 				return usagef("--member and --idle-exit need --group")
+			case cmd.Flags().Changed("idempotent"):
+				return usagef("--idempotent needs --group")
 			case topic == "":
 				return usagef("--topic is required")
 			case byTenant == byPartition:
@@ -184,6 +194,7 @@ partitions. --tenant, --partition, --from, --follow and --ws do not apply.`,
 	f.StringVar(&group, "group", "", "read as a member of this consumer group, acknowledging each event printed")
 	f.StringVar(&member, "member", "", "with --group: the member id (default: a random one)")
 	f.DurationVar(&idleExit, "idle-exit", 0, "with --group: stop once no event came for this long (0: never)")
+	f.BoolVar(&idempotent, "idempotent", false, "with --group: skip events a member of the group already processed, and mark each printed one processed")
 	return cmd
 }
 

@@ -21,6 +21,10 @@ type consumeGroupOptions struct {
 	limit                int
 	idleExit             time.Duration
 	defaultTTLMs         int64
+	// idempotent skips (and acknowledges) what the group's processed
+	// marks say was processed, and acknowledges each printed event with
+	// its mark (client/group_once.go).
+	idempotent bool
 }
 
 // consumeGroup consumes as a member of o.group (client.ConsumeGroup) and
@@ -63,11 +67,21 @@ func consumeGroup(ctx context.Context, c *client.Client, o consumeGroupOptions, 
 		default:
 			return err
 		}
+		ack := m.Ack
+		if o.idempotent {
+			if m.Processed() {
+				if err := m.Ack(ctx); err != nil && ctx.Err() == nil {
+					fmt.Fprintf(stderr, "herald: ack of processed offset %d of partition %d: %v (redelivered and skipped again unless it was recorded)\n", m.Offset, m.Partition, err)
+				}
+				continue
+			}
+			ack = m.AckProcessed
+		}
 		if err := out.write(renderEvent(m.Partition, m.Event, o.defaultTTLMs)); err != nil {
 			return err
 		}
 		printed++
-		if err := m.Ack(ctx); err != nil {
+		if err := ack(ctx); err != nil {
 			if ctx.Err() != nil {
 				return nil
 			}

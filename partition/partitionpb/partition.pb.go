@@ -725,6 +725,7 @@ type GroupAckCommand struct {
 	Member        string                 `protobuf:"bytes,3,opt,name=member,proto3" json:"member,omitempty"`
 	Before        uint64                 `protobuf:"varint,4,opt,name=before,proto3" json:"before,omitempty"`
 	Offsets       []uint64               `protobuf:"varint,5,rep,packed,name=offsets,proto3" json:"offsets,omitempty"`
+	Marks         []*GroupMark           `protobuf:"bytes,6,rep,name=marks,proto3" json:"marks,omitempty"` // idempotent consumer: processed marks written with the ack
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -790,6 +791,13 @@ func (x *GroupAckCommand) GetBefore() uint64 {
 func (x *GroupAckCommand) GetOffsets() []uint64 {
 	if x != nil {
 		return x.Offsets
+	}
+	return nil
+}
+
+func (x *GroupAckCommand) GetMarks() []*GroupMark {
+	if x != nil {
+		return x.Marks
 	}
 	return nil
 }
@@ -942,6 +950,68 @@ func (x *GroupDeadLetterCommand) GetReason() string {
 	return ""
 }
 
+// GroupMark is one processed mark of a consumer group: the highest tenant
+// sequence processed under an idempotency key, and that event's offset.
+type GroupMark struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Key           string                 `protobuf:"bytes,1,opt,name=key,proto3" json:"key,omitempty"`
+	Sequence      uint64                 `protobuf:"varint,2,opt,name=sequence,proto3" json:"sequence,omitempty"`
+	Offset        uint64                 `protobuf:"varint,3,opt,name=offset,proto3" json:"offset,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GroupMark) Reset() {
+	*x = GroupMark{}
+	mi := &file_partition_partitionpb_partition_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GroupMark) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GroupMark) ProtoMessage() {}
+
+func (x *GroupMark) ProtoReflect() protoreflect.Message {
+	mi := &file_partition_partitionpb_partition_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GroupMark.ProtoReflect.Descriptor instead.
+func (*GroupMark) Descriptor() ([]byte, []int) {
+	return file_partition_partitionpb_partition_proto_rawDescGZIP(), []int{13}
+}
+
+func (x *GroupMark) GetKey() string {
+	if x != nil {
+		return x.Key
+	}
+	return ""
+}
+
+func (x *GroupMark) GetSequence() uint64 {
+	if x != nil {
+		return x.Sequence
+	}
+	return 0
+}
+
+func (x *GroupMark) GetOffset() uint64 {
+	if x != nil {
+		return x.Offset
+	}
+	return 0
+}
+
 var File_partition_partitionpb_partition_proto protoreflect.FileDescriptor
 
 const file_partition_partitionpb_partition_proto_rawDesc = "" +
@@ -999,7 +1069,7 @@ const file_partition_partitionpb_partition_proto_rawDesc = "" +
 	"\bnew_from\x18\x04 \x01(\x04R\anewFrom\x12\x1b\n" +
 	"\tnew_count\x18\x05 \x01(\x04R\bnewCount\x12\x1c\n" +
 	"\tredeliver\x18\x06 \x03(\x04R\tredeliver\x12\"\n" +
-	"\rnow_unix_nano\x18\a \x01(\x03R\vnowUnixNano\"\x91\x01\n" +
+	"\rnow_unix_nano\x18\a \x01(\x03R\vnowUnixNano\"\xc7\x01\n" +
 	"\x0fGroupAckCommand\x12\x14\n" +
 	"\x05group\x18\x01 \x01(\tR\x05group\x12\x1e\n" +
 	"\n" +
@@ -1007,7 +1077,8 @@ const file_partition_partitionpb_partition_proto_rawDesc = "" +
 	"generation\x12\x16\n" +
 	"\x06member\x18\x03 \x01(\tR\x06member\x12\x16\n" +
 	"\x06before\x18\x04 \x01(\x04R\x06before\x12\x18\n" +
-	"\aoffsets\x18\x05 \x03(\x04R\aoffsets\"\xbf\x01\n" +
+	"\aoffsets\x18\x05 \x03(\x04R\aoffsets\x124\n" +
+	"\x05marks\x18\x06 \x03(\v2\x1e.herald.partition.v1.GroupMarkR\x05marks\"\xbf\x01\n" +
 	"\x10GroupNackCommand\x12\x14\n" +
 	"\x05group\x18\x01 \x01(\tR\x05group\x12\x1e\n" +
 	"\n" +
@@ -1021,7 +1092,11 @@ const file_partition_partitionpb_partition_proto_rawDesc = "" +
 	"\x16GroupDeadLetterCommand\x12\x14\n" +
 	"\x05group\x18\x01 \x01(\tR\x05group\x12\x18\n" +
 	"\aoffsets\x18\x02 \x03(\x04R\aoffsets\x12\x16\n" +
-	"\x06reason\x18\x03 \x01(\tR\x06reasonB?Z=github.com/heraldlog/herald/partition/partitionpb;partitionpbb\x06proto3"
+	"\x06reason\x18\x03 \x01(\tR\x06reason\"Q\n" +
+	"\tGroupMark\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x1a\n" +
+	"\bsequence\x18\x02 \x01(\x04R\bsequence\x12\x16\n" +
+	"\x06offset\x18\x03 \x01(\x04R\x06offsetB?Z=github.com/heraldlog/herald/partition/partitionpb;partitionpbb\x06proto3"
 
 var (
 	file_partition_partitionpb_partition_proto_rawDescOnce sync.Once
@@ -1035,7 +1110,7 @@ func file_partition_partitionpb_partition_proto_rawDescGZIP() []byte {
 	return file_partition_partitionpb_partition_proto_rawDescData
 }
 
-var file_partition_partitionpb_partition_proto_msgTypes = make([]protoimpl.MessageInfo, 13)
+var file_partition_partitionpb_partition_proto_msgTypes = make([]protoimpl.MessageInfo, 14)
 var file_partition_partitionpb_partition_proto_goTypes = []any{
 	(*AppendCommand)(nil),          // 0: herald.partition.v1.AppendCommand
 	(*AppendRecord)(nil),           // 1: herald.partition.v1.AppendRecord
@@ -1050,15 +1125,17 @@ var file_partition_partitionpb_partition_proto_goTypes = []any{
 	(*GroupAckCommand)(nil),        // 10: herald.partition.v1.GroupAckCommand
 	(*GroupNackCommand)(nil),       // 11: herald.partition.v1.GroupNackCommand
 	(*GroupDeadLetterCommand)(nil), // 12: herald.partition.v1.GroupDeadLetterCommand
+	(*GroupMark)(nil),              // 13: herald.partition.v1.GroupMark
 }
 var file_partition_partitionpb_partition_proto_depIdxs = []int32{
-	1, // 0: herald.partition.v1.AppendCommand.records:type_name -> herald.partition.v1.AppendRecord
-	4, // 1: herald.partition.v1.GroupCreateCommand.config:type_name -> herald.partition.v1.GroupConfig
-	2, // [2:2] is the sub-list for method output_type
-	2, // [2:2] is the sub-list for method input_type
-	2, // [2:2] is the sub-list for extension type_name
-	2, // [2:2] is the sub-list for extension extendee
-	0, // [0:2] is the sub-list for field type_name
+	1,  // 0: herald.partition.v1.AppendCommand.records:type_name -> herald.partition.v1.AppendRecord
+	4,  // 1: herald.partition.v1.GroupCreateCommand.config:type_name -> herald.partition.v1.GroupConfig
+	13, // 2: herald.partition.v1.GroupAckCommand.marks:type_name -> herald.partition.v1.GroupMark
+	3,  // [3:3] is the sub-list for method output_type
+	3,  // [3:3] is the sub-list for method input_type
+	3,  // [3:3] is the sub-list for extension type_name
+	3,  // [3:3] is the sub-list for extension extendee
+	0,  // [0:3] is the sub-list for field type_name
 }
 
 func init() { file_partition_partitionpb_partition_proto_init() }
@@ -1072,7 +1149,7 @@ func file_partition_partitionpb_partition_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_partition_partitionpb_partition_proto_rawDesc), len(file_partition_partitionpb_partition_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   13,
+			NumMessages:   14,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
