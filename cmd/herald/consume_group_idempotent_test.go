@@ -1,10 +1,8 @@
 package main
 
 import (
-	"context"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -16,23 +14,7 @@ import (
 // after herald group reset --to earliest prints none of what the first
 // run printed, and still acknowledges them all.
 func TestConsumeGroupIdempotentSkipsAfterReset(t *testing.T) {
-	_, addrs := startFollowCluster(t, 3)
-	env := map[string]string{serverEnv: strings.Join(addrs, ",")}
-	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
-	defer cancel()
-	c, err := client.New(ctx, client.Config{Servers: addrs})
-	require.NoError(t, err)
-	defer c.Close()
-	_, err = c.CreateTopic(ctx, &client.TopicConfig{Name: "orders", Partitions: 3, ReplicationFactor: 3, AutoTenants: true})
-	require.NoError(t, err)
-	_, err = c.CreateGroup(ctx, "orders", "g", nil, client.GroupStartEarliest())
-	require.NoError(t, err)
-	evs := make([]*client.Event, 9)
-	for i := range evs {
-		evs[i] = &client.Event{TenantId: []string{"acme", "globex", "tenant-42"}[i%3], Payload: []byte{'a' + byte(i)}}
-	}
-	_, err = c.Produce(ctx, "orders", evs...)
-	require.NoError(t, err)
+	ctx, env, c, evs := consumeGroupFixture(t, 9)
 
 	first := runCLI(t, "", env, "consume", "--topic", "orders", "--group", "g", "--idempotent", "--idle-exit", "5s")
 	require.Equal(t, exitOK, first.code, first.stderr)
@@ -44,7 +26,7 @@ func TestConsumeGroupIdempotentSkipsAfterReset(t *testing.T) {
 		assert.GreaterOrEqual(t, printed[string(e.GetPayload())], 1, "event %s not printed", e.GetPayload())
 	}
 
-	_, err = c.ResetGroup(ctx, "orders", "g", client.GroupStartEarliest())
+	_, err := c.ResetGroup(ctx, "orders", "g", client.GroupStartEarliest())
 	require.NoError(t, err)
 	second := runCLI(t, "", env, "consume", "--topic", "orders", "--group", "g", "--idempotent", "--idle-exit", "3s")
 	require.Equal(t, exitOK, second.code, second.stderr)

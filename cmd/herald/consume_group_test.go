@@ -12,27 +12,37 @@ import (
 	"github.com/heraldlog/herald/client"
 )
 
-// consume --group prints and acknowledges: 10 events, a run with --limit
-// 6 then one with --limit 10 and --idle-exit print each event exactly
-// once between them, and the group's floors end at the high watermarks.
-func TestConsumeGroupTwoRunsPrintEachEventOnce(t *testing.T) {
+// consumeGroupFixture starts a three-node cluster with topic "orders" (3
+// partitions), group "g" at earliest and events events of three tenants
+// (payloads 'a', 'b', ...); it returns a context for the test, the CLI's
+// environment naming the cluster, an SDK client of it and the events.
+func consumeGroupFixture(t *testing.T, events int) (context.Context, map[string]string, *client.Client, []*client.Event) {
+	t.Helper()
 	_, addrs := startFollowCluster(t, 3)
 	env := map[string]string{serverEnv: strings.Join(addrs, ",")}
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
-	defer cancel()
+	t.Cleanup(cancel)
 	c, err := client.New(ctx, client.Config{Servers: addrs})
 	require.NoError(t, err)
-	defer c.Close()
+	t.Cleanup(func() { c.Close() })
 	_, err = c.CreateTopic(ctx, &client.TopicConfig{Name: "orders", Partitions: 3, ReplicationFactor: 3, AutoTenants: true})
 	require.NoError(t, err)
 	_, err = c.CreateGroup(ctx, "orders", "g", nil, client.GroupStartEarliest())
 	require.NoError(t, err)
-	evs := make([]*client.Event, 10)
+	evs := make([]*client.Event, events)
 	for i := range evs {
 		evs[i] = &client.Event{TenantId: []string{"acme", "globex", "tenant-42"}[i%3], Payload: []byte{'a' + byte(i)}}
 	}
 	_, err = c.Produce(ctx, "orders", evs...)
 	require.NoError(t, err)
+	return ctx, env, c, evs
+}
+
+// consume --group prints and acknowledges: 10 events, a run with --limit
+// 6 then one with --limit 10 and --idle-exit print each event exactly
+// once between them, and the group's floors end at the high watermarks.
+func TestConsumeGroupTwoRunsPrintEachEventOnce(t *testing.T) {
+	ctx, env, c, evs := consumeGroupFixture(t, 10)
 
 	first := runCLI(t, "", env, "consume", "--topic", "orders", "--group", "g", "--limit", "6", "--member", "cli")
 	require.Equal(t, exitOK, first.code, first.stderr)
