@@ -3,6 +3,9 @@ GO      ?= go
 BIN     := bin/herald
 TOOLS   := $(CURDIR)/.bin
 PKGS    := ./...
+# The two longest test packages first (each mostly waits on clusters of
+# its own), so that the short ones run beside them rather than after.
+TESTPKGS := ./server/ ./client/ ./...
 
 .PHONY: build run test test-short bench proto lint jepsen jepsen-careful clean
 
@@ -19,7 +22,7 @@ run: build
 # building its own (server/proccluster).
 test: build
 	$(GO) vet $(PKGS)
-	HERALD_BIN=$(CURDIR)/$(BIN) $(GO) test -race -count=1 -timeout 20m $(PKGS)
+	HERALD_BIN=$(CURDIR)/$(BIN) $(GO) test -race -count=1 -timeout 20m $(TESTPKGS)
 
 test-short: build
 	HERALD_BIN=$(CURDIR)/$(BIN) $(GO) test -short -count=1 $(PKGS)
