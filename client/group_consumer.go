@@ -20,13 +20,16 @@ import (
 
 // Group consumer limits.
 const (
-	// groupConsumerBatchesPerPartition bounds the batches received from
-	// one partition that wait for the caller. The server keeps at most
-	// two batches in flight per stream, so a third arrives only when an
-	// earlier one's ack wait passed; a batch past the bound is dropped
-	// (its events are redelivered after the ack wait) so that the
-	// partition's stream never blocks and its ack results keep flowing.
-	groupConsumerBatchesPerPartition = 2
+	// groupConsumerWindowDefault and Max: the batches in flight per
+	// partition (GroupConsumerOptions.MaxBatchesInFlight), which also
+	// bound the batches received from one partition that wait for the
+	// caller. The server keeps at most that many in flight per stream, so
+	// one more arrives only when an earlier one's ack wait passed; a batch
+	// past the bound is dropped (its events are redelivered after the ack
+	// wait, and DroppedBatches counts it) so that the partition's stream
+	// never blocks and its ack results keep flowing.
+	groupConsumerWindowDefault = 2
+	groupConsumerWindowMax     = 8
 	// groupConsumerLeaveTimeout bounds the LeaveGroup that Close sends.
 	groupConsumerLeaveTimeout = 5 * time.Second
 	// groupConsumerAckResends bounds the resends of an ack whose outcome
@@ -51,6 +54,19 @@ type GroupConsumerOptions struct {
 	// sends (0: 100 events, 1 MiB).
 	MaxBatchEvents uint32
 	MaxBatchBytes  uint32
+	// MaxBatchesInFlight is the window of each partition: batches
+	// received and not yet settled (0: 2; at most 8). A larger one hides
+	// more of each batch's two Raft rounds (its delivery and its ack):
+	// docs/benchmarks.md measures 2, 4 and 8.
+	MaxBatchesInFlight uint32
+}
+
+// window returns the effective MaxBatchesInFlight.
+func (o GroupConsumerOptions) window() int {
+	if o.MaxBatchesInFlight == 0 {
+		return groupConsumerWindowDefault
+	}
+	return int(o.MaxBatchesInFlight)
 }
 
 // Limits of GroupConsumerOptions (docs/protocol.md).
@@ -69,6 +85,9 @@ func (o GroupConsumerOptions) validate() error {
 	}
 	if o.MaxBatchEvents > groupBatchEventsMax {
 		errs = append(errs, InvalidArgument("max_batch_events", "%d events: at most %d", o.MaxBatchEvents, groupBatchEventsMax))
+	}
+	if o.MaxBatchesInFlight > groupConsumerWindowMax {
+		errs = append(errs, InvalidArgument("max_batches_in_flight", "%d batches in flight: at most %d", o.MaxBatchesInFlight, groupConsumerWindowMax))
 	}
 	if o.MaxBatchBytes > groupBatchBytesMax {
 		errs = append(errs, InvalidArgument("max_batch_bytes", "%d bytes: at most %d", o.MaxBatchBytes, groupBatchBytesMax))
@@ -104,6 +123,7 @@ type GroupConsumer struct {
 	done    chan struct{} // closed when the membership goroutine exits
 	inbox   chan *groupInboxBatch
 	queued  []atomic.Int32  // batches in inbox, by partition
+	dropped atomic.Uint64   // batches dropped past the window (DroppedBatches)
 	current []*GroupMessage // the batch Next is taking from; Next's goroutine only
 
 	mu struct {
@@ -139,12 +159,18 @@ func (c *Client) ConsumeGroup(ctx context.Context, topic, group string, opts Gro
 	g := &GroupConsumer{
 		c: c, topic: topic, group: group, member: opts.MemberID, opts: opts, cancel: cancel,
 		done:   make(chan struct{}),
-		inbox:  make(chan *groupInboxBatch, int(shape.partitions)*groupConsumerBatchesPerPartition),
+		inbox:  make(chan *groupInboxBatch, int(shape.partitions)*opts.window()),
 		queued: make([]atomic.Int32, shape.partitions),
 	}
 	go g.run(rctx)
 	return g, nil
 }
+
+// DroppedBatches counts the batches a partition sent while the caller had
+// not taken the earlier ones (past MaxBatchesInFlight waiting): their
+// events come again after the group's ack wait. A count that grows says
+// the caller takes messages slower than it acknowledges them.
+func (g *GroupConsumer) DroppedBatches() uint64 { return g.dropped.Load() }
 
 // MemberID is the consumer's member id.
 func (g *GroupConsumer) MemberID() string { return g.member }

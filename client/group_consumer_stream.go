@@ -107,7 +107,8 @@ func (g *GroupConsumer) consumePartition(ctx context.Context, partition uint32, 
 	}
 	for attempt := 0; ; attempt++ {
 		s, err := g.c.GroupConsume(ctx, GroupConsumeOptions{Topic: g.topic, Group: g.group, Partition: partition,
-			MemberID: g.member, Generation: generation, MaxBatchEvents: g.opts.MaxBatchEvents, MaxBatchBytes: g.opts.MaxBatchBytes})
+			MemberID: g.member, Generation: generation, MaxBatchEvents: g.opts.MaxBatchEvents, MaxBatchBytes: g.opts.MaxBatchBytes,
+			MaxBatchesInFlight: g.opts.MaxBatchesInFlight})
 		if err == nil {
 			log.Debug("herald: group consumer: stream open", "addr", s.Addr(), "floor", s.Started().GetFloor())
 			ps := newGroupPartitionStream(s, partition, generation)
@@ -151,7 +152,7 @@ func (g *GroupConsumer) consumePartition(ctx context.Context, partition uint32, 
 }
 
 // receive reads s until it ends: batches go to the consumer's inbox (at
-// most groupConsumerBatchesPerPartition waiting per partition: a batch
+// most the window waiting per partition: a batch
 // past it is dropped and redelivered after the ack wait), ack results to
 // their waiters. It never blocks on the caller, so ack results always
 // flow.
@@ -178,7 +179,8 @@ func (g *GroupConsumer) receive(ctx context.Context, ps *groupPartitionStream, l
 			return fmt.Errorf("client: group consume of partition %d: a batch of %d events with %d processed sequences", ps.partition, len(events), len(processed))
 		}
 		queued := &g.queued[ps.partition]
-		if queued.Load() >= groupConsumerBatchesPerPartition {
+		if int(queued.Load()) >= g.opts.window() {
+			g.dropped.Add(1)
 			log.Debug("herald: group consumer: batch dropped, the caller has not taken the earlier ones; redelivered after the ack wait",
 				"events", len(events), "first_offset", events[0].GetOffset())
 			continue
