@@ -63,15 +63,24 @@ func runGroup(ctx context.Context, e *env) error {
 			}
 		})
 	}
+	// One histogram per partition's goroutine (a latency is not safe for
+	// concurrent use), merged once they are done.
 	var consumers sync.WaitGroup
+	histograms := make(map[int]*latency, len(owners))
+	for p := range owners {
+		histograms[p] = newLatency()
+	}
 	for p, member := range owners {
 		consumers.Go(func() {
-			if err := consumePartition(ctx, e.admin, e.topic, group, member, generation, uint32(p), ends[p], e.opts.GroupWindow, lat, &acked, prog); err != nil {
+			if err := consumePartition(ctx, e.admin, e.topic, group, member, generation, uint32(p), ends[p], e.opts.GroupWindow, histograms[p], &acked, prog); err != nil {
 				failure.set(err)
 			}
 		})
 	}
 	consumers.Wait()
+	for _, h := range histograms {
+		lat.merge(h)
+	}
 	elapsed := time.Since(start)
 	prog.stop()
 	if err := failure.err(); err != nil {
