@@ -88,7 +88,16 @@ func groupConsumerSetup(t *testing.T, cfg *client.GroupConfig) (*realCluster, *c
 // loaded machine) under the same sequences: the tests count on exactly n
 // events in the log.
 func produceSpread(ctx context.Context, c *client.Client, prefix string, n int) error {
-	p, err := c.NewProducer(ctx, "orders")
+	// NewProducer's InitProducer may meet a node just stopped (an unknown
+	// outcome); asking again is harmless, a few times.
+	var p *client.Producer
+	var err error
+	for attempt := 0; attempt < 5; attempt++ {
+		if p, err = c.NewProducer(ctx, "orders"); !errors.Is(err, client.ErrUnknownOutcome) {
+			break
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
 	if err != nil {
 		return err
 	}
