@@ -88,15 +88,19 @@ func groupConsumerSetup(t *testing.T, cfg *client.GroupConfig) (*realCluster, *c
 // loaded machine) under the same sequences: the tests count on exactly n
 // events in the log.
 func produceSpread(ctx context.Context, c *client.Client, prefix string, n int) error {
-	// NewProducer's InitProducer may meet a node just stopped (an unknown
-	// outcome); asking again is harmless, a few times.
+	// NewProducer's InitProducer may be forwarded to a node just stopped
+	// (an unknown outcome) until the controller's leadership moves; asking
+	// again is harmless, every half second while ctx lasts.
 	var p *client.Producer
 	var err error
-	for attempt := 0; attempt < 5; attempt++ {
-		if p, err = c.NewProducer(ctx, "orders"); !errors.Is(err, client.ErrUnknownOutcome) {
+	for {
+		if p, err = c.NewProducer(ctx, "orders"); !errors.Is(err, client.ErrUnknownOutcome) || ctx.Err() != nil {
 			break
 		}
-		time.Sleep(500 * time.Millisecond)
+		select {
+		case <-ctx.Done():
+		case <-time.After(500 * time.Millisecond):
+		}
 	}
 	if err != nil {
 		return err
