@@ -13,18 +13,7 @@ import (
 // markKeys returns every processed mark key and value of partition id.
 func markKeys(t testing.TB, db *DB, id uint64) [][2][]byte {
 	t.Helper()
-	var out [][2][]byte
-	for _, kind := range []byte{kindGroupMark, kindGroupMarkOffset, kindGroupMarkCount} {
-		lower, upper := kindBounds(id, kind)
-		iter, err := db.Pebble().NewIter(&pebble.IterOptions{LowerBound: lower, UpperBound: upper})
-		require.NoError(t, err)
-		for valid := iter.First(); valid; valid = iter.Next() {
-			out = append(out, [2][]byte{bytes.Clone(iter.Key()), bytes.Clone(iter.Value())})
-		}
-		require.NoError(t, iter.Error())
-		require.NoError(t, iter.Close())
-	}
-	return out
+	return kindEntries(t, db, id, kindGroupMark, kindGroupMarkOffset, kindGroupMarkCount)
 }
 
 func (h *groupHarness) ackMarks(name string, before uint64, offsets []uint64, marks ...GroupMark) (GroupResult, error) {

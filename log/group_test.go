@@ -89,8 +89,15 @@ func (h *groupHarness) ack(name string, before uint64, offsets ...uint64) (Group
 // groupKeys returns every consumer group key and value of partition id.
 func groupKeys(t testing.TB, db *DB, id uint64) [][2][]byte {
 	t.Helper()
+	return kindEntries(t, db, id, kindGroup, kindGroupPending, kindGroupDue)
+}
+
+// kindEntries returns every key and value of partition id's kinds, kind
+// by kind in the order given.
+func kindEntries(t testing.TB, db *DB, id uint64, kinds ...byte) [][2][]byte {
+	t.Helper()
 	var out [][2][]byte
-	for _, kind := range []byte{kindGroup, kindGroupPending, kindGroupDue} {
+	for _, kind := range kinds {
 		lower, upper := kindBounds(id, kind)
 		iter, err := db.Pebble().NewIter(&pebble.IterOptions{LowerBound: lower, UpperBound: upper})
 		require.NoError(t, err)

@@ -85,15 +85,6 @@ func (c *groupConsumer) keyOrderView(st partition.GroupState, now time.Time) (*k
 	return o, nil
 }
 
-// wakeOr returns o's wake time, or, without per-key order (o nil),
-// nextDue's.
-func (o *keyOrder) wakeOr(nextDue func() time.Time) time.Time {
-	if o == nil {
-		return nextDue()
-	}
-	return o.wake
-}
-
 // holds reports whether the event at offset, of key key, must wait: an
 // earlier pending offset of its key, or one of its key in the batch.
 func (o *keyOrder) holds(key string, offset uint64) bool {
