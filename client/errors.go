@@ -3,6 +3,7 @@ package client
 import (
 	"context"
 	"errors"
+	"time"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/stats"
@@ -83,7 +84,22 @@ var (
 	ErrStaleGeneration         = wire.ErrStaleGeneration
 	ErrTooManyMembers          = wire.ErrTooManyMembers
 	ErrGroupFenced             = wire.ErrGroupFenced
+	// ErrThrottled matches every backpressure refusal (THROTTLED and
+	// QUEUE_FULL): nothing was written; RetryAfter gives the hint.
+	ErrThrottled = wire.ErrThrottled
 )
+
+// The limits a backpressure refusal names (RetryAfter).
+const (
+	LimitTenantQuota    = wire.LimitTenantQuota
+	LimitPartitionQueue = wire.LimitPartitionQueue
+	LimitConsumerLag    = wire.LimitConsumerLag
+	LimitNodeLimit      = wire.LimitNodeLimit
+)
+
+// RetryAfter returns the retry hint of a backpressure refusal (an error
+// matching ErrThrottled) and the limit it names.
+func RetryAfter(err error) (time.Duration, string, bool) { return wire.RetryAfter(err) }
 
 // ErrClosed is returned by calls on a Client after Close. It never crosses
 // the wire, so it is the SDK's own.

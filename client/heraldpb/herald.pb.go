@@ -49,7 +49,7 @@ const (
 	ErrorReason_UNKNOWN_PRODUCER           ErrorReason = 18 // the partition does not know the producer and its sequence is not 1
 	ErrorReason_PRODUCER_FENCED            ErrorReason = 19 // metadata: producer_id, epoch, current_epoch; a newer epoch of the producer exists
 	ErrorReason_DUPLICATE_SEQUENCE         ErrorReason = 20 // already committed; its positions are no longer remembered
-	ErrorReason_QUEUE_FULL                 ErrorReason = 21 // the partition's produce queue is full; nothing written; metadata: retry_after_ms
+	ErrorReason_QUEUE_FULL                 ErrorReason = 21 // the partition's produce queue (or the tenant's share of it) is full; nothing written; metadata: retry_after_ms, limit (partition_queue), tenant
 	ErrorReason_EPOCH_CHANGED              ErrorReason = 22 // the partition was deleted and recreated since the position was taken; metadata: epoch, current_epoch, low_watermark, high_watermark
 	ErrorReason_GROUP_NOT_FOUND            ErrorReason = 23 // metadata: topic, group
 	ErrorReason_GROUP_EXISTS               ErrorReason = 24 // with another config; metadata: topic, group
@@ -58,6 +58,12 @@ const (
 	ErrorReason_STALE_GENERATION           ErrorReason = 27 // an assignment older than the partition's current one; nothing written; metadata: topic, group, current_generation
 	ErrorReason_TOO_MANY_MEMBERS           ErrorReason = 28 // the coordinator holds the most members of a group, or the most groups, it may; nothing changed; metadata: topic, group, max
 	ErrorReason_GROUP_FENCED               ErrorReason = 30 // the generation or member is not the partition's current assignment of the group; metadata: topic, group, partition, generation, current_generation
+	// Refused by admission control (broker-level backpressure); nothing
+	// written. metadata: limit (tenant_quota, consumer_lag, node_limit),
+	// retry_after_ms, and tenant (tenant_quota) or topic and group
+	// (consumer_lag) or what (node_limit: produce_bytes, fetch_bytes,
+	// streams, long_polls).
+	ErrorReason_THROTTLED ErrorReason = 31
 )
 
 // Enum value maps for ErrorReason.
@@ -93,6 +99,7 @@ var (
 		27: "STALE_GENERATION",
 		28: "TOO_MANY_MEMBERS",
 		30: "GROUP_FENCED",
+		31: "THROTTLED",
 	}
 	ErrorReason_value = map[string]int32{
 		"ERROR_REASON_UNSPECIFIED":   0,
@@ -125,6 +132,7 @@ var (
 		"STALE_GENERATION":           27,
 		"TOO_MANY_MEMBERS":           28,
 		"GROUP_FENCED":               30,
+		"THROTTLED":                  31,
 	}
 )
 
@@ -523,6 +531,12 @@ type TopicConfig struct {
 	// their max_deliveries times without an acknowledgement. Empty: none.
 	// It must name another existing topic (alterable).
 	DeadLetterTopic string `protobuf:"bytes,16,opt,name=dead_letter_topic,json=deadLetterTopic,proto3" json:"dead_letter_topic,omitempty"`
+	// Consumer groups this topic's producers must not outrun (alterable):
+	// while one of them is behind by slow_lag events or more on a
+	// partition, produce replies to that partition carry a growing
+	// throttle_ms; at pause_lag or more, produce calls to it are refused
+	// (THROTTLED, limit consumer_lag) until the group catches up.
+	ProtectedGroups []*ProtectedGroup `protobuf:"bytes,17,rep,name=protected_groups,json=protectedGroups,proto3" json:"protected_groups,omitempty"`
 	unknownFields   protoimpl.UnknownFields
 	sizeCache       protoimpl.SizeCache
 }
@@ -669,6 +683,73 @@ func (x *TopicConfig) GetDeadLetterTopic() string {
 	return ""
 }
 
+func (x *TopicConfig) GetProtectedGroups() []*ProtectedGroup {
+	if x != nil {
+		return x.ProtectedGroups
+	}
+	return nil
+}
+
+type ProtectedGroup struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Group         string                 `protobuf:"bytes,1,opt,name=group,proto3" json:"group,omitempty"`
+	SlowLag       uint64                 `protobuf:"varint,2,opt,name=slow_lag,json=slowLag,proto3" json:"slow_lag,omitempty"`    // events; 0: no slowing (pause only)
+	PauseLag      uint64                 `protobuf:"varint,3,opt,name=pause_lag,json=pauseLag,proto3" json:"pause_lag,omitempty"` // events; must be above slow_lag; 0: no pause
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ProtectedGroup) Reset() {
+	*x = ProtectedGroup{}
+	mi := &file_client_heraldpb_herald_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ProtectedGroup) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ProtectedGroup) ProtoMessage() {}
+
+func (x *ProtectedGroup) ProtoReflect() protoreflect.Message {
+	mi := &file_client_heraldpb_herald_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ProtectedGroup.ProtoReflect.Descriptor instead.
+func (*ProtectedGroup) Descriptor() ([]byte, []int) {
+	return file_client_heraldpb_herald_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *ProtectedGroup) GetGroup() string {
+	if x != nil {
+		return x.Group
+	}
+	return ""
+}
+
+func (x *ProtectedGroup) GetSlowLag() uint64 {
+	if x != nil {
+		return x.SlowLag
+	}
+	return 0
+}
+
+func (x *ProtectedGroup) GetPauseLag() uint64 {
+	if x != nil {
+		return x.PauseLag
+	}
+	return 0
+}
+
 type PartitionInfo struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Index         uint32                 `protobuf:"varint,1,opt,name=index,proto3" json:"index,omitempty"`                      // partition number within the topic, from 0
@@ -682,7 +763,7 @@ type PartitionInfo struct {
 
 func (x *PartitionInfo) Reset() {
 	*x = PartitionInfo{}
-	mi := &file_client_heraldpb_herald_proto_msgTypes[2]
+	mi := &file_client_heraldpb_herald_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -694,7 +775,7 @@ func (x *PartitionInfo) String() string {
 func (*PartitionInfo) ProtoMessage() {}
 
 func (x *PartitionInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_client_heraldpb_herald_proto_msgTypes[2]
+	mi := &file_client_heraldpb_herald_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -707,7 +788,7 @@ func (x *PartitionInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PartitionInfo.ProtoReflect.Descriptor instead.
 func (*PartitionInfo) Descriptor() ([]byte, []int) {
-	return file_client_heraldpb_herald_proto_rawDescGZIP(), []int{2}
+	return file_client_heraldpb_herald_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *PartitionInfo) GetIndex() uint32 {
@@ -756,7 +837,7 @@ type TopicInfo struct {
 
 func (x *TopicInfo) Reset() {
 	*x = TopicInfo{}
-	mi := &file_client_heraldpb_herald_proto_msgTypes[3]
+	mi := &file_client_heraldpb_herald_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -768,7 +849,7 @@ func (x *TopicInfo) String() string {
 func (*TopicInfo) ProtoMessage() {}
 
 func (x *TopicInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_client_heraldpb_herald_proto_msgTypes[3]
+	mi := &file_client_heraldpb_herald_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -781,7 +862,7 @@ func (x *TopicInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TopicInfo.ProtoReflect.Descriptor instead.
 func (*TopicInfo) Descriptor() ([]byte, []int) {
-	return file_client_heraldpb_herald_proto_rawDescGZIP(), []int{3}
+	return file_client_heraldpb_herald_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *TopicInfo) GetConfig() *TopicConfig {
@@ -815,7 +896,7 @@ type NodeInfo struct {
 
 func (x *NodeInfo) Reset() {
 	*x = NodeInfo{}
-	mi := &file_client_heraldpb_herald_proto_msgTypes[4]
+	mi := &file_client_heraldpb_herald_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -827,7 +908,7 @@ func (x *NodeInfo) String() string {
 func (*NodeInfo) ProtoMessage() {}
 
 func (x *NodeInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_client_heraldpb_herald_proto_msgTypes[4]
+	mi := &file_client_heraldpb_herald_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -840,7 +921,7 @@ func (x *NodeInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodeInfo.ProtoReflect.Descriptor instead.
 func (*NodeInfo) Descriptor() ([]byte, []int) {
-	return file_client_heraldpb_herald_proto_rawDescGZIP(), []int{4}
+	return file_client_heraldpb_herald_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *NodeInfo) GetId() string {
@@ -866,7 +947,7 @@ type CreateTopicRequest struct {
 
 func (x *CreateTopicRequest) Reset() {
 	*x = CreateTopicRequest{}
-	mi := &file_client_heraldpb_herald_proto_msgTypes[5]
+	mi := &file_client_heraldpb_herald_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -878,7 +959,7 @@ func (x *CreateTopicRequest) String() string {
 func (*CreateTopicRequest) ProtoMessage() {}
 
 func (x *CreateTopicRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_client_heraldpb_herald_proto_msgTypes[5]
+	mi := &file_client_heraldpb_herald_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -891,7 +972,7 @@ func (x *CreateTopicRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateTopicRequest.ProtoReflect.Descriptor instead.
 func (*CreateTopicRequest) Descriptor() ([]byte, []int) {
-	return file_client_heraldpb_herald_proto_rawDescGZIP(), []int{5}
+	return file_client_heraldpb_herald_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *CreateTopicRequest) GetConfig() *TopicConfig {
@@ -910,7 +991,7 @@ type CreateTopicResponse struct {
 
 func (x *CreateTopicResponse) Reset() {
 	*x = CreateTopicResponse{}
-	mi := &file_client_heraldpb_herald_proto_msgTypes[6]
+	mi := &file_client_heraldpb_herald_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -922,7 +1003,7 @@ func (x *CreateTopicResponse) String() string {
 func (*CreateTopicResponse) ProtoMessage() {}
 
 func (x *CreateTopicResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_client_heraldpb_herald_proto_msgTypes[6]
+	mi := &file_client_heraldpb_herald_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -935,7 +1016,7 @@ func (x *CreateTopicResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateTopicResponse.ProtoReflect.Descriptor instead.
 func (*CreateTopicResponse) Descriptor() ([]byte, []int) {
-	return file_client_heraldpb_herald_proto_rawDescGZIP(), []int{6}
+	return file_client_heraldpb_herald_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *CreateTopicResponse) GetTopic() *TopicInfo {
@@ -959,7 +1040,7 @@ type ListTopicsRequest struct {
 
 func (x *ListTopicsRequest) Reset() {
 	*x = ListTopicsRequest{}
-	mi := &file_client_heraldpb_herald_proto_msgTypes[7]
+	mi := &file_client_heraldpb_herald_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -971,7 +1052,7 @@ func (x *ListTopicsRequest) String() string {
 func (*ListTopicsRequest) ProtoMessage() {}
 
 func (x *ListTopicsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_client_heraldpb_herald_proto_msgTypes[7]
+	mi := &file_client_heraldpb_herald_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -984,7 +1065,7 @@ func (x *ListTopicsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListTopicsRequest.ProtoReflect.Descriptor instead.
 func (*ListTopicsRequest) Descriptor() ([]byte, []int) {
-	return file_client_heraldpb_herald_proto_rawDescGZIP(), []int{7}
+	return file_client_heraldpb_herald_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *ListTopicsRequest) GetStale() bool {
@@ -1003,7 +1084,7 @@ type ListTopicsResponse struct {
 
 func (x *ListTopicsResponse) Reset() {
 	*x = ListTopicsResponse{}
-	mi := &file_client_heraldpb_herald_proto_msgTypes[8]
+	mi := &file_client_heraldpb_herald_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1015,7 +1096,7 @@ func (x *ListTopicsResponse) String() string {
 func (*ListTopicsResponse) ProtoMessage() {}
 
 func (x *ListTopicsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_client_heraldpb_herald_proto_msgTypes[8]
+	mi := &file_client_heraldpb_herald_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1028,7 +1109,7 @@ func (x *ListTopicsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListTopicsResponse.ProtoReflect.Descriptor instead.
 func (*ListTopicsResponse) Descriptor() ([]byte, []int) {
-	return file_client_heraldpb_herald_proto_rawDescGZIP(), []int{8}
+	return file_client_heraldpb_herald_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *ListTopicsResponse) GetTopics() []*TopicInfo {
@@ -1048,7 +1129,7 @@ type DescribeTopicRequest struct {
 
 func (x *DescribeTopicRequest) Reset() {
 	*x = DescribeTopicRequest{}
-	mi := &file_client_heraldpb_herald_proto_msgTypes[9]
+	mi := &file_client_heraldpb_herald_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1060,7 +1141,7 @@ func (x *DescribeTopicRequest) String() string {
 func (*DescribeTopicRequest) ProtoMessage() {}
 
 func (x *DescribeTopicRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_client_heraldpb_herald_proto_msgTypes[9]
+	mi := &file_client_heraldpb_herald_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1073,7 +1154,7 @@ func (x *DescribeTopicRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DescribeTopicRequest.ProtoReflect.Descriptor instead.
 func (*DescribeTopicRequest) Descriptor() ([]byte, []int) {
-	return file_client_heraldpb_herald_proto_rawDescGZIP(), []int{9}
+	return file_client_heraldpb_herald_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *DescribeTopicRequest) GetName() string {
@@ -1099,7 +1180,7 @@ type DescribeTopicResponse struct {
 
 func (x *DescribeTopicResponse) Reset() {
 	*x = DescribeTopicResponse{}
-	mi := &file_client_heraldpb_herald_proto_msgTypes[10]
+	mi := &file_client_heraldpb_herald_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1111,7 +1192,7 @@ func (x *DescribeTopicResponse) String() string {
 func (*DescribeTopicResponse) ProtoMessage() {}
 
 func (x *DescribeTopicResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_client_heraldpb_herald_proto_msgTypes[10]
+	mi := &file_client_heraldpb_herald_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1124,7 +1205,7 @@ func (x *DescribeTopicResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DescribeTopicResponse.ProtoReflect.Descriptor instead.
 func (*DescribeTopicResponse) Descriptor() ([]byte, []int) {
-	return file_client_heraldpb_herald_proto_rawDescGZIP(), []int{10}
+	return file_client_heraldpb_herald_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *DescribeTopicResponse) GetTopic() *TopicInfo {
@@ -1144,7 +1225,7 @@ type MetadataRequest struct {
 
 func (x *MetadataRequest) Reset() {
 	*x = MetadataRequest{}
-	mi := &file_client_heraldpb_herald_proto_msgTypes[11]
+	mi := &file_client_heraldpb_herald_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1156,7 +1237,7 @@ func (x *MetadataRequest) String() string {
 func (*MetadataRequest) ProtoMessage() {}
 
 func (x *MetadataRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_client_heraldpb_herald_proto_msgTypes[11]
+	mi := &file_client_heraldpb_herald_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1169,7 +1250,7 @@ func (x *MetadataRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MetadataRequest.ProtoReflect.Descriptor instead.
 func (*MetadataRequest) Descriptor() ([]byte, []int) {
-	return file_client_heraldpb_herald_proto_rawDescGZIP(), []int{11}
+	return file_client_heraldpb_herald_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *MetadataRequest) GetTopics() []string {
@@ -1197,7 +1278,7 @@ type MetadataResponse struct {
 
 func (x *MetadataResponse) Reset() {
 	*x = MetadataResponse{}
-	mi := &file_client_heraldpb_herald_proto_msgTypes[12]
+	mi := &file_client_heraldpb_herald_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1209,7 +1290,7 @@ func (x *MetadataResponse) String() string {
 func (*MetadataResponse) ProtoMessage() {}
 
 func (x *MetadataResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_client_heraldpb_herald_proto_msgTypes[12]
+	mi := &file_client_heraldpb_herald_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1222,7 +1303,7 @@ func (x *MetadataResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MetadataResponse.ProtoReflect.Descriptor instead.
 func (*MetadataResponse) Descriptor() ([]byte, []int) {
-	return file_client_heraldpb_herald_proto_rawDescGZIP(), []int{12}
+	return file_client_heraldpb_herald_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *MetadataResponse) GetNodes() []*NodeInfo {
@@ -1256,7 +1337,7 @@ type ProduceRequest struct {
 
 func (x *ProduceRequest) Reset() {
 	*x = ProduceRequest{}
-	mi := &file_client_heraldpb_herald_proto_msgTypes[13]
+	mi := &file_client_heraldpb_herald_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1268,7 +1349,7 @@ func (x *ProduceRequest) String() string {
 func (*ProduceRequest) ProtoMessage() {}
 
 func (x *ProduceRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_client_heraldpb_herald_proto_msgTypes[13]
+	mi := &file_client_heraldpb_herald_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1281,7 +1362,7 @@ func (x *ProduceRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ProduceRequest.ProtoReflect.Descriptor instead.
 func (*ProduceRequest) Descriptor() ([]byte, []int) {
-	return file_client_heraldpb_herald_proto_rawDescGZIP(), []int{13}
+	return file_client_heraldpb_herald_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *ProduceRequest) GetTopic() string {
@@ -1311,7 +1392,7 @@ type ProduceResult struct {
 
 func (x *ProduceResult) Reset() {
 	*x = ProduceResult{}
-	mi := &file_client_heraldpb_herald_proto_msgTypes[14]
+	mi := &file_client_heraldpb_herald_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1323,7 +1404,7 @@ func (x *ProduceResult) String() string {
 func (*ProduceResult) ProtoMessage() {}
 
 func (x *ProduceResult) ProtoReflect() protoreflect.Message {
-	mi := &file_client_heraldpb_herald_proto_msgTypes[14]
+	mi := &file_client_heraldpb_herald_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1336,7 +1417,7 @@ func (x *ProduceResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ProduceResult.ProtoReflect.Descriptor instead.
 func (*ProduceResult) Descriptor() ([]byte, []int) {
-	return file_client_heraldpb_herald_proto_rawDescGZIP(), []int{14}
+	return file_client_heraldpb_herald_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *ProduceResult) GetPartition() uint32 {
@@ -1386,7 +1467,7 @@ type TenantQuota struct {
 
 func (x *TenantQuota) Reset() {
 	*x = TenantQuota{}
-	mi := &file_client_heraldpb_herald_proto_msgTypes[15]
+	mi := &file_client_heraldpb_herald_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1398,7 +1479,7 @@ func (x *TenantQuota) String() string {
 func (*TenantQuota) ProtoMessage() {}
 
 func (x *TenantQuota) ProtoReflect() protoreflect.Message {
-	mi := &file_client_heraldpb_herald_proto_msgTypes[15]
+	mi := &file_client_heraldpb_herald_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1411,7 +1492,7 @@ func (x *TenantQuota) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TenantQuota.ProtoReflect.Descriptor instead.
 func (*TenantQuota) Descriptor() ([]byte, []int) {
-	return file_client_heraldpb_herald_proto_rawDescGZIP(), []int{15}
+	return file_client_heraldpb_herald_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *TenantQuota) GetEventsPerSec() uint64 {
@@ -1454,7 +1535,7 @@ type Tenant struct {
 
 func (x *Tenant) Reset() {
 	*x = Tenant{}
-	mi := &file_client_heraldpb_herald_proto_msgTypes[16]
+	mi := &file_client_heraldpb_herald_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1466,7 +1547,7 @@ func (x *Tenant) String() string {
 func (*Tenant) ProtoMessage() {}
 
 func (x *Tenant) ProtoReflect() protoreflect.Message {
-	mi := &file_client_heraldpb_herald_proto_msgTypes[16]
+	mi := &file_client_heraldpb_herald_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1479,7 +1560,7 @@ func (x *Tenant) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Tenant.ProtoReflect.Descriptor instead.
 func (*Tenant) Descriptor() ([]byte, []int) {
-	return file_client_heraldpb_herald_proto_rawDescGZIP(), []int{16}
+	return file_client_heraldpb_herald_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *Tenant) GetId() string {
@@ -1519,7 +1600,7 @@ type CreateTenantRequest struct {
 
 func (x *CreateTenantRequest) Reset() {
 	*x = CreateTenantRequest{}
-	mi := &file_client_heraldpb_herald_proto_msgTypes[17]
+	mi := &file_client_heraldpb_herald_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1531,7 +1612,7 @@ func (x *CreateTenantRequest) String() string {
 func (*CreateTenantRequest) ProtoMessage() {}
 
 func (x *CreateTenantRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_client_heraldpb_herald_proto_msgTypes[17]
+	mi := &file_client_heraldpb_herald_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1544,7 +1625,7 @@ func (x *CreateTenantRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateTenantRequest.ProtoReflect.Descriptor instead.
 func (*CreateTenantRequest) Descriptor() ([]byte, []int) {
-	return file_client_heraldpb_herald_proto_rawDescGZIP(), []int{17}
+	return file_client_heraldpb_herald_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *CreateTenantRequest) GetTenant() *Tenant {
@@ -1563,7 +1644,7 @@ type CreateTenantResponse struct {
 
 func (x *CreateTenantResponse) Reset() {
 	*x = CreateTenantResponse{}
-	mi := &file_client_heraldpb_herald_proto_msgTypes[18]
+	mi := &file_client_heraldpb_herald_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1575,7 +1656,7 @@ func (x *CreateTenantResponse) String() string {
 func (*CreateTenantResponse) ProtoMessage() {}
 
 func (x *CreateTenantResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_client_heraldpb_herald_proto_msgTypes[18]
+	mi := &file_client_heraldpb_herald_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1588,7 +1669,7 @@ func (x *CreateTenantResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateTenantResponse.ProtoReflect.Descriptor instead.
 func (*CreateTenantResponse) Descriptor() ([]byte, []int) {
-	return file_client_heraldpb_herald_proto_rawDescGZIP(), []int{18}
+	return file_client_heraldpb_herald_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *CreateTenantResponse) GetTenant() *Tenant {
@@ -1607,7 +1688,7 @@ type ListTenantsRequest struct {
 
 func (x *ListTenantsRequest) Reset() {
 	*x = ListTenantsRequest{}
-	mi := &file_client_heraldpb_herald_proto_msgTypes[19]
+	mi := &file_client_heraldpb_herald_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1619,7 +1700,7 @@ func (x *ListTenantsRequest) String() string {
 func (*ListTenantsRequest) ProtoMessage() {}
 
 func (x *ListTenantsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_client_heraldpb_herald_proto_msgTypes[19]
+	mi := &file_client_heraldpb_herald_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1632,7 +1713,7 @@ func (x *ListTenantsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListTenantsRequest.ProtoReflect.Descriptor instead.
 func (*ListTenantsRequest) Descriptor() ([]byte, []int) {
-	return file_client_heraldpb_herald_proto_rawDescGZIP(), []int{19}
+	return file_client_heraldpb_herald_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *ListTenantsRequest) GetStale() bool {
@@ -1651,7 +1732,7 @@ type ListTenantsResponse struct {
 
 func (x *ListTenantsResponse) Reset() {
 	*x = ListTenantsResponse{}
-	mi := &file_client_heraldpb_herald_proto_msgTypes[20]
+	mi := &file_client_heraldpb_herald_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1663,7 +1744,7 @@ func (x *ListTenantsResponse) String() string {
 func (*ListTenantsResponse) ProtoMessage() {}
 
 func (x *ListTenantsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_client_heraldpb_herald_proto_msgTypes[20]
+	mi := &file_client_heraldpb_herald_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1676,7 +1757,7 @@ func (x *ListTenantsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListTenantsResponse.ProtoReflect.Descriptor instead.
 func (*ListTenantsResponse) Descriptor() ([]byte, []int) {
-	return file_client_heraldpb_herald_proto_rawDescGZIP(), []int{20}
+	return file_client_heraldpb_herald_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *ListTenantsResponse) GetTenants() []*Tenant {
@@ -1696,7 +1777,7 @@ type DescribeTenantRequest struct {
 
 func (x *DescribeTenantRequest) Reset() {
 	*x = DescribeTenantRequest{}
-	mi := &file_client_heraldpb_herald_proto_msgTypes[21]
+	mi := &file_client_heraldpb_herald_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1708,7 +1789,7 @@ func (x *DescribeTenantRequest) String() string {
 func (*DescribeTenantRequest) ProtoMessage() {}
 
 func (x *DescribeTenantRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_client_heraldpb_herald_proto_msgTypes[21]
+	mi := &file_client_heraldpb_herald_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1721,7 +1802,7 @@ func (x *DescribeTenantRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DescribeTenantRequest.ProtoReflect.Descriptor instead.
 func (*DescribeTenantRequest) Descriptor() ([]byte, []int) {
-	return file_client_heraldpb_herald_proto_rawDescGZIP(), []int{21}
+	return file_client_heraldpb_herald_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *DescribeTenantRequest) GetId() string {
@@ -1747,7 +1828,7 @@ type DescribeTenantResponse struct {
 
 func (x *DescribeTenantResponse) Reset() {
 	*x = DescribeTenantResponse{}
-	mi := &file_client_heraldpb_herald_proto_msgTypes[22]
+	mi := &file_client_heraldpb_herald_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1759,7 +1840,7 @@ func (x *DescribeTenantResponse) String() string {
 func (*DescribeTenantResponse) ProtoMessage() {}
 
 func (x *DescribeTenantResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_client_heraldpb_herald_proto_msgTypes[22]
+	mi := &file_client_heraldpb_herald_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1772,7 +1853,7 @@ func (x *DescribeTenantResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DescribeTenantResponse.ProtoReflect.Descriptor instead.
 func (*DescribeTenantResponse) Descriptor() ([]byte, []int) {
-	return file_client_heraldpb_herald_proto_rawDescGZIP(), []int{22}
+	return file_client_heraldpb_herald_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *DescribeTenantResponse) GetTenant() *Tenant {
@@ -1792,7 +1873,7 @@ type SetTenantQuotaRequest struct {
 
 func (x *SetTenantQuotaRequest) Reset() {
 	*x = SetTenantQuotaRequest{}
-	mi := &file_client_heraldpb_herald_proto_msgTypes[23]
+	mi := &file_client_heraldpb_herald_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1804,7 +1885,7 @@ func (x *SetTenantQuotaRequest) String() string {
 func (*SetTenantQuotaRequest) ProtoMessage() {}
 
 func (x *SetTenantQuotaRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_client_heraldpb_herald_proto_msgTypes[23]
+	mi := &file_client_heraldpb_herald_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1817,7 +1898,7 @@ func (x *SetTenantQuotaRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetTenantQuotaRequest.ProtoReflect.Descriptor instead.
 func (*SetTenantQuotaRequest) Descriptor() ([]byte, []int) {
-	return file_client_heraldpb_herald_proto_rawDescGZIP(), []int{23}
+	return file_client_heraldpb_herald_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *SetTenantQuotaRequest) GetId() string {
@@ -1843,7 +1924,7 @@ type SetTenantQuotaResponse struct {
 
 func (x *SetTenantQuotaResponse) Reset() {
 	*x = SetTenantQuotaResponse{}
-	mi := &file_client_heraldpb_herald_proto_msgTypes[24]
+	mi := &file_client_heraldpb_herald_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1855,7 +1936,7 @@ func (x *SetTenantQuotaResponse) String() string {
 func (*SetTenantQuotaResponse) ProtoMessage() {}
 
 func (x *SetTenantQuotaResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_client_heraldpb_herald_proto_msgTypes[24]
+	mi := &file_client_heraldpb_herald_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1868,7 +1949,7 @@ func (x *SetTenantQuotaResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetTenantQuotaResponse.ProtoReflect.Descriptor instead.
 func (*SetTenantQuotaResponse) Descriptor() ([]byte, []int) {
-	return file_client_heraldpb_herald_proto_rawDescGZIP(), []int{24}
+	return file_client_heraldpb_herald_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *SetTenantQuotaResponse) GetTenant() *Tenant {
@@ -1891,7 +1972,7 @@ type AlterTopicRequest struct {
 
 func (x *AlterTopicRequest) Reset() {
 	*x = AlterTopicRequest{}
-	mi := &file_client_heraldpb_herald_proto_msgTypes[25]
+	mi := &file_client_heraldpb_herald_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1903,7 +1984,7 @@ func (x *AlterTopicRequest) String() string {
 func (*AlterTopicRequest) ProtoMessage() {}
 
 func (x *AlterTopicRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_client_heraldpb_herald_proto_msgTypes[25]
+	mi := &file_client_heraldpb_herald_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1916,7 +1997,7 @@ func (x *AlterTopicRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AlterTopicRequest.ProtoReflect.Descriptor instead.
 func (*AlterTopicRequest) Descriptor() ([]byte, []int) {
-	return file_client_heraldpb_herald_proto_rawDescGZIP(), []int{25}
+	return file_client_heraldpb_herald_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *AlterTopicRequest) GetConfig() *TopicConfig {
@@ -1942,7 +2023,7 @@ type AlterTopicResponse struct {
 
 func (x *AlterTopicResponse) Reset() {
 	*x = AlterTopicResponse{}
-	mi := &file_client_heraldpb_herald_proto_msgTypes[26]
+	mi := &file_client_heraldpb_herald_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1954,7 +2035,7 @@ func (x *AlterTopicResponse) String() string {
 func (*AlterTopicResponse) ProtoMessage() {}
 
 func (x *AlterTopicResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_client_heraldpb_herald_proto_msgTypes[26]
+	mi := &file_client_heraldpb_herald_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1967,7 +2048,7 @@ func (x *AlterTopicResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AlterTopicResponse.ProtoReflect.Descriptor instead.
 func (*AlterTopicResponse) Descriptor() ([]byte, []int) {
-	return file_client_heraldpb_herald_proto_rawDescGZIP(), []int{26}
+	return file_client_heraldpb_herald_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *AlterTopicResponse) GetTopic() *TopicInfo {
@@ -1988,7 +2069,7 @@ type DeleteTopicRequest struct {
 
 func (x *DeleteTopicRequest) Reset() {
 	*x = DeleteTopicRequest{}
-	mi := &file_client_heraldpb_herald_proto_msgTypes[27]
+	mi := &file_client_heraldpb_herald_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2000,7 +2081,7 @@ func (x *DeleteTopicRequest) String() string {
 func (*DeleteTopicRequest) ProtoMessage() {}
 
 func (x *DeleteTopicRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_client_heraldpb_herald_proto_msgTypes[27]
+	mi := &file_client_heraldpb_herald_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2013,7 +2094,7 @@ func (x *DeleteTopicRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteTopicRequest.ProtoReflect.Descriptor instead.
 func (*DeleteTopicRequest) Descriptor() ([]byte, []int) {
-	return file_client_heraldpb_herald_proto_rawDescGZIP(), []int{27}
+	return file_client_heraldpb_herald_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *DeleteTopicRequest) GetName() string {
@@ -2038,7 +2119,7 @@ type DeleteTopicResponse struct {
 
 func (x *DeleteTopicResponse) Reset() {
 	*x = DeleteTopicResponse{}
-	mi := &file_client_heraldpb_herald_proto_msgTypes[28]
+	mi := &file_client_heraldpb_herald_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2050,7 +2131,7 @@ func (x *DeleteTopicResponse) String() string {
 func (*DeleteTopicResponse) ProtoMessage() {}
 
 func (x *DeleteTopicResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_client_heraldpb_herald_proto_msgTypes[28]
+	mi := &file_client_heraldpb_herald_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2063,7 +2144,7 @@ func (x *DeleteTopicResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteTopicResponse.ProtoReflect.Descriptor instead.
 func (*DeleteTopicResponse) Descriptor() ([]byte, []int) {
-	return file_client_heraldpb_herald_proto_rawDescGZIP(), []int{28}
+	return file_client_heraldpb_herald_proto_rawDescGZIP(), []int{29}
 }
 
 type InitProducerRequest struct {
@@ -2075,7 +2156,7 @@ type InitProducerRequest struct {
 
 func (x *InitProducerRequest) Reset() {
 	*x = InitProducerRequest{}
-	mi := &file_client_heraldpb_herald_proto_msgTypes[29]
+	mi := &file_client_heraldpb_herald_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2087,7 +2168,7 @@ func (x *InitProducerRequest) String() string {
 func (*InitProducerRequest) ProtoMessage() {}
 
 func (x *InitProducerRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_client_heraldpb_herald_proto_msgTypes[29]
+	mi := &file_client_heraldpb_herald_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2100,7 +2181,7 @@ func (x *InitProducerRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InitProducerRequest.ProtoReflect.Descriptor instead.
 func (*InitProducerRequest) Descriptor() ([]byte, []int) {
-	return file_client_heraldpb_herald_proto_rawDescGZIP(), []int{29}
+	return file_client_heraldpb_herald_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *InitProducerRequest) GetProducerId() string {
@@ -2120,7 +2201,7 @@ type InitProducerResponse struct {
 
 func (x *InitProducerResponse) Reset() {
 	*x = InitProducerResponse{}
-	mi := &file_client_heraldpb_herald_proto_msgTypes[30]
+	mi := &file_client_heraldpb_herald_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2132,7 +2213,7 @@ func (x *InitProducerResponse) String() string {
 func (*InitProducerResponse) ProtoMessage() {}
 
 func (x *InitProducerResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_client_heraldpb_herald_proto_msgTypes[30]
+	mi := &file_client_heraldpb_herald_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2145,7 +2226,7 @@ func (x *InitProducerResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InitProducerResponse.ProtoReflect.Descriptor instead.
 func (*InitProducerResponse) Descriptor() ([]byte, []int) {
-	return file_client_heraldpb_herald_proto_rawDescGZIP(), []int{30}
+	return file_client_heraldpb_herald_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *InitProducerResponse) GetProducerId() string {
@@ -2163,16 +2244,19 @@ func (x *InitProducerResponse) GetProducerEpoch() uint64 {
 }
 
 type ProduceResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Results       []*ProduceResult       `protobuf:"bytes,1,rep,name=results,proto3" json:"results,omitempty"`                          // one per request event, in request order
-	ThrottleMs    uint32                 `protobuf:"varint,2,opt,name=throttle_ms,json=throttleMs,proto3" json:"throttle_ms,omitempty"` // backpressure hint (0 today)
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Results []*ProduceResult       `protobuf:"bytes,1,rep,name=results,proto3" json:"results,omitempty"` // one per request event, in request order
+	// Backpressure hint: how long the producer should wait before its next
+	// request to these partitions (0 when healthy). The events were
+	// admitted; the hint only paces what comes next.
+	ThrottleMs    uint32 `protobuf:"varint,2,opt,name=throttle_ms,json=throttleMs,proto3" json:"throttle_ms,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *ProduceResponse) Reset() {
 	*x = ProduceResponse{}
-	mi := &file_client_heraldpb_herald_proto_msgTypes[31]
+	mi := &file_client_heraldpb_herald_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2184,7 +2268,7 @@ func (x *ProduceResponse) String() string {
 func (*ProduceResponse) ProtoMessage() {}
 
 func (x *ProduceResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_client_heraldpb_herald_proto_msgTypes[31]
+	mi := &file_client_heraldpb_herald_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2197,7 +2281,7 @@ func (x *ProduceResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ProduceResponse.ProtoReflect.Descriptor instead.
 func (*ProduceResponse) Descriptor() ([]byte, []int) {
-	return file_client_heraldpb_herald_proto_rawDescGZIP(), []int{31}
+	return file_client_heraldpb_herald_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *ProduceResponse) GetResults() []*ProduceResult {
@@ -2240,7 +2324,7 @@ type FetchRequest struct {
 
 func (x *FetchRequest) Reset() {
 	*x = FetchRequest{}
-	mi := &file_client_heraldpb_herald_proto_msgTypes[32]
+	mi := &file_client_heraldpb_herald_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2252,7 +2336,7 @@ func (x *FetchRequest) String() string {
 func (*FetchRequest) ProtoMessage() {}
 
 func (x *FetchRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_client_heraldpb_herald_proto_msgTypes[32]
+	mi := &file_client_heraldpb_herald_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2265,7 +2349,7 @@ func (x *FetchRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FetchRequest.ProtoReflect.Descriptor instead.
 func (*FetchRequest) Descriptor() ([]byte, []int) {
-	return file_client_heraldpb_herald_proto_rawDescGZIP(), []int{32}
+	return file_client_heraldpb_herald_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *FetchRequest) GetTopic() string {
@@ -2394,7 +2478,7 @@ type FetchResponse struct {
 
 func (x *FetchResponse) Reset() {
 	*x = FetchResponse{}
-	mi := &file_client_heraldpb_herald_proto_msgTypes[33]
+	mi := &file_client_heraldpb_herald_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2406,7 +2490,7 @@ func (x *FetchResponse) String() string {
 func (*FetchResponse) ProtoMessage() {}
 
 func (x *FetchResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_client_heraldpb_herald_proto_msgTypes[33]
+	mi := &file_client_heraldpb_herald_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2419,7 +2503,7 @@ func (x *FetchResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FetchResponse.ProtoReflect.Descriptor instead.
 func (*FetchResponse) Descriptor() ([]byte, []int) {
-	return file_client_heraldpb_herald_proto_rawDescGZIP(), []int{33}
+	return file_client_heraldpb_herald_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *FetchResponse) GetEvents() []*Event {
@@ -2470,7 +2554,7 @@ type SubscribeRequest struct {
 
 func (x *SubscribeRequest) Reset() {
 	*x = SubscribeRequest{}
-	mi := &file_client_heraldpb_herald_proto_msgTypes[34]
+	mi := &file_client_heraldpb_herald_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2482,7 +2566,7 @@ func (x *SubscribeRequest) String() string {
 func (*SubscribeRequest) ProtoMessage() {}
 
 func (x *SubscribeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_client_heraldpb_herald_proto_msgTypes[34]
+	mi := &file_client_heraldpb_herald_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2495,7 +2579,7 @@ func (x *SubscribeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SubscribeRequest.ProtoReflect.Descriptor instead.
 func (*SubscribeRequest) Descriptor() ([]byte, []int) {
-	return file_client_heraldpb_herald_proto_rawDescGZIP(), []int{34}
+	return file_client_heraldpb_herald_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *SubscribeRequest) GetMsg() isSubscribeRequest_Msg {
@@ -2577,7 +2661,7 @@ type SubscribeStart struct {
 
 func (x *SubscribeStart) Reset() {
 	*x = SubscribeStart{}
-	mi := &file_client_heraldpb_herald_proto_msgTypes[35]
+	mi := &file_client_heraldpb_herald_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2589,7 +2673,7 @@ func (x *SubscribeStart) String() string {
 func (*SubscribeStart) ProtoMessage() {}
 
 func (x *SubscribeStart) ProtoReflect() protoreflect.Message {
-	mi := &file_client_heraldpb_herald_proto_msgTypes[35]
+	mi := &file_client_heraldpb_herald_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2602,7 +2686,7 @@ func (x *SubscribeStart) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SubscribeStart.ProtoReflect.Descriptor instead.
 func (*SubscribeStart) Descriptor() ([]byte, []int) {
-	return file_client_heraldpb_herald_proto_rawDescGZIP(), []int{35}
+	return file_client_heraldpb_herald_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *SubscribeStart) GetTopic() string {
@@ -2750,7 +2834,7 @@ type SubscribeCredit struct {
 
 func (x *SubscribeCredit) Reset() {
 	*x = SubscribeCredit{}
-	mi := &file_client_heraldpb_herald_proto_msgTypes[36]
+	mi := &file_client_heraldpb_herald_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2762,7 +2846,7 @@ func (x *SubscribeCredit) String() string {
 func (*SubscribeCredit) ProtoMessage() {}
 
 func (x *SubscribeCredit) ProtoReflect() protoreflect.Message {
-	mi := &file_client_heraldpb_herald_proto_msgTypes[36]
+	mi := &file_client_heraldpb_herald_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2775,7 +2859,7 @@ func (x *SubscribeCredit) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SubscribeCredit.ProtoReflect.Descriptor instead.
 func (*SubscribeCredit) Descriptor() ([]byte, []int) {
-	return file_client_heraldpb_herald_proto_rawDescGZIP(), []int{36}
+	return file_client_heraldpb_herald_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *SubscribeCredit) GetEvents() uint32 {
@@ -2809,7 +2893,7 @@ type SubscribeResponse struct {
 
 func (x *SubscribeResponse) Reset() {
 	*x = SubscribeResponse{}
-	mi := &file_client_heraldpb_herald_proto_msgTypes[37]
+	mi := &file_client_heraldpb_herald_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2821,7 +2905,7 @@ func (x *SubscribeResponse) String() string {
 func (*SubscribeResponse) ProtoMessage() {}
 
 func (x *SubscribeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_client_heraldpb_herald_proto_msgTypes[37]
+	mi := &file_client_heraldpb_herald_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2834,7 +2918,7 @@ func (x *SubscribeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SubscribeResponse.ProtoReflect.Descriptor instead.
 func (*SubscribeResponse) Descriptor() ([]byte, []int) {
-	return file_client_heraldpb_herald_proto_rawDescGZIP(), []int{37}
+	return file_client_heraldpb_herald_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *SubscribeResponse) GetEvents() []*Event {
@@ -2894,7 +2978,7 @@ type ClusterStatusRequest struct {
 
 func (x *ClusterStatusRequest) Reset() {
 	*x = ClusterStatusRequest{}
-	mi := &file_client_heraldpb_herald_proto_msgTypes[38]
+	mi := &file_client_heraldpb_herald_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2906,7 +2990,7 @@ func (x *ClusterStatusRequest) String() string {
 func (*ClusterStatusRequest) ProtoMessage() {}
 
 func (x *ClusterStatusRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_client_heraldpb_herald_proto_msgTypes[38]
+	mi := &file_client_heraldpb_herald_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2919,7 +3003,7 @@ func (x *ClusterStatusRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClusterStatusRequest.ProtoReflect.Descriptor instead.
 func (*ClusterStatusRequest) Descriptor() ([]byte, []int) {
-	return file_client_heraldpb_herald_proto_rawDescGZIP(), []int{38}
+	return file_client_heraldpb_herald_proto_rawDescGZIP(), []int{39}
 }
 
 type ReplicaStatus struct {
@@ -2937,7 +3021,7 @@ type ReplicaStatus struct {
 
 func (x *ReplicaStatus) Reset() {
 	*x = ReplicaStatus{}
-	mi := &file_client_heraldpb_herald_proto_msgTypes[39]
+	mi := &file_client_heraldpb_herald_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2949,7 +3033,7 @@ func (x *ReplicaStatus) String() string {
 func (*ReplicaStatus) ProtoMessage() {}
 
 func (x *ReplicaStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_client_heraldpb_herald_proto_msgTypes[39]
+	mi := &file_client_heraldpb_herald_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2962,7 +3046,7 @@ func (x *ReplicaStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReplicaStatus.ProtoReflect.Descriptor instead.
 func (*ReplicaStatus) Descriptor() ([]byte, []int) {
-	return file_client_heraldpb_herald_proto_rawDescGZIP(), []int{39}
+	return file_client_heraldpb_herald_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *ReplicaStatus) GetNodeId() string {
@@ -3031,7 +3115,7 @@ type PartitionStatus struct {
 
 func (x *PartitionStatus) Reset() {
 	*x = PartitionStatus{}
-	mi := &file_client_heraldpb_herald_proto_msgTypes[40]
+	mi := &file_client_heraldpb_herald_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3043,7 +3127,7 @@ func (x *PartitionStatus) String() string {
 func (*PartitionStatus) ProtoMessage() {}
 
 func (x *PartitionStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_client_heraldpb_herald_proto_msgTypes[40]
+	mi := &file_client_heraldpb_herald_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3056,7 +3140,7 @@ func (x *PartitionStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PartitionStatus.ProtoReflect.Descriptor instead.
 func (*PartitionStatus) Descriptor() ([]byte, []int) {
-	return file_client_heraldpb_herald_proto_rawDescGZIP(), []int{40}
+	return file_client_heraldpb_herald_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *PartitionStatus) GetTopic() string {
@@ -3137,7 +3221,7 @@ type NodeStatusInfo struct {
 
 func (x *NodeStatusInfo) Reset() {
 	*x = NodeStatusInfo{}
-	mi := &file_client_heraldpb_herald_proto_msgTypes[41]
+	mi := &file_client_heraldpb_herald_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3149,7 +3233,7 @@ func (x *NodeStatusInfo) String() string {
 func (*NodeStatusInfo) ProtoMessage() {}
 
 func (x *NodeStatusInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_client_heraldpb_herald_proto_msgTypes[41]
+	mi := &file_client_heraldpb_herald_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3162,7 +3246,7 @@ func (x *NodeStatusInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodeStatusInfo.ProtoReflect.Descriptor instead.
 func (*NodeStatusInfo) Descriptor() ([]byte, []int) {
-	return file_client_heraldpb_herald_proto_rawDescGZIP(), []int{41}
+	return file_client_heraldpb_herald_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *NodeStatusInfo) GetId() string {
@@ -3211,7 +3295,7 @@ type ClusterStatusResponse struct {
 
 func (x *ClusterStatusResponse) Reset() {
 	*x = ClusterStatusResponse{}
-	mi := &file_client_heraldpb_herald_proto_msgTypes[42]
+	mi := &file_client_heraldpb_herald_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3223,7 +3307,7 @@ func (x *ClusterStatusResponse) String() string {
 func (*ClusterStatusResponse) ProtoMessage() {}
 
 func (x *ClusterStatusResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_client_heraldpb_herald_proto_msgTypes[42]
+	mi := &file_client_heraldpb_herald_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3236,7 +3320,7 @@ func (x *ClusterStatusResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClusterStatusResponse.ProtoReflect.Descriptor instead.
 func (*ClusterStatusResponse) Descriptor() ([]byte, []int) {
-	return file_client_heraldpb_herald_proto_rawDescGZIP(), []int{42}
+	return file_client_heraldpb_herald_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *ClusterStatusResponse) GetNodes() []*NodeStatusInfo {
@@ -3278,7 +3362,7 @@ type GroupStatus struct {
 
 func (x *GroupStatus) Reset() {
 	*x = GroupStatus{}
-	mi := &file_client_heraldpb_herald_proto_msgTypes[43]
+	mi := &file_client_heraldpb_herald_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3290,7 +3374,7 @@ func (x *GroupStatus) String() string {
 func (*GroupStatus) ProtoMessage() {}
 
 func (x *GroupStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_client_heraldpb_herald_proto_msgTypes[43]
+	mi := &file_client_heraldpb_herald_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3303,7 +3387,7 @@ func (x *GroupStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GroupStatus.ProtoReflect.Descriptor instead.
 func (*GroupStatus) Descriptor() ([]byte, []int) {
-	return file_client_heraldpb_herald_proto_rawDescGZIP(), []int{43}
+	return file_client_heraldpb_herald_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *GroupStatus) GetGroupId() uint64 {
@@ -3384,7 +3468,7 @@ type ControllerReadIndexRequest struct {
 
 func (x *ControllerReadIndexRequest) Reset() {
 	*x = ControllerReadIndexRequest{}
-	mi := &file_client_heraldpb_herald_proto_msgTypes[44]
+	mi := &file_client_heraldpb_herald_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3396,7 +3480,7 @@ func (x *ControllerReadIndexRequest) String() string {
 func (*ControllerReadIndexRequest) ProtoMessage() {}
 
 func (x *ControllerReadIndexRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_client_heraldpb_herald_proto_msgTypes[44]
+	mi := &file_client_heraldpb_herald_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3409,7 +3493,7 @@ func (x *ControllerReadIndexRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ControllerReadIndexRequest.ProtoReflect.Descriptor instead.
 func (*ControllerReadIndexRequest) Descriptor() ([]byte, []int) {
-	return file_client_heraldpb_herald_proto_rawDescGZIP(), []int{44}
+	return file_client_heraldpb_herald_proto_rawDescGZIP(), []int{45}
 }
 
 type ControllerReadIndexResponse struct {
@@ -3421,7 +3505,7 @@ type ControllerReadIndexResponse struct {
 
 func (x *ControllerReadIndexResponse) Reset() {
 	*x = ControllerReadIndexResponse{}
-	mi := &file_client_heraldpb_herald_proto_msgTypes[45]
+	mi := &file_client_heraldpb_herald_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3433,7 +3517,7 @@ func (x *ControllerReadIndexResponse) String() string {
 func (*ControllerReadIndexResponse) ProtoMessage() {}
 
 func (x *ControllerReadIndexResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_client_heraldpb_herald_proto_msgTypes[45]
+	mi := &file_client_heraldpb_herald_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3446,7 +3530,7 @@ func (x *ControllerReadIndexResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ControllerReadIndexResponse.ProtoReflect.Descriptor instead.
 func (*ControllerReadIndexResponse) Descriptor() ([]byte, []int) {
-	return file_client_heraldpb_herald_proto_rawDescGZIP(), []int{45}
+	return file_client_heraldpb_herald_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *ControllerReadIndexResponse) GetIndex() uint64 {
@@ -3466,7 +3550,7 @@ type FenceContractRequest struct {
 
 func (x *FenceContractRequest) Reset() {
 	*x = FenceContractRequest{}
-	mi := &file_client_heraldpb_herald_proto_msgTypes[46]
+	mi := &file_client_heraldpb_herald_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3478,7 +3562,7 @@ func (x *FenceContractRequest) String() string {
 func (*FenceContractRequest) ProtoMessage() {}
 
 func (x *FenceContractRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_client_heraldpb_herald_proto_msgTypes[46]
+	mi := &file_client_heraldpb_herald_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3491,7 +3575,7 @@ func (x *FenceContractRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FenceContractRequest.ProtoReflect.Descriptor instead.
 func (*FenceContractRequest) Descriptor() ([]byte, []int) {
-	return file_client_heraldpb_herald_proto_rawDescGZIP(), []int{46}
+	return file_client_heraldpb_herald_proto_rawDescGZIP(), []int{47}
 }
 
 func (x *FenceContractRequest) GetGroupId() uint64 {
@@ -3518,7 +3602,7 @@ type FenceContractResponse struct {
 
 func (x *FenceContractResponse) Reset() {
 	*x = FenceContractResponse{}
-	mi := &file_client_heraldpb_herald_proto_msgTypes[47]
+	mi := &file_client_heraldpb_herald_proto_msgTypes[48]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3530,7 +3614,7 @@ func (x *FenceContractResponse) String() string {
 func (*FenceContractResponse) ProtoMessage() {}
 
 func (x *FenceContractResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_client_heraldpb_herald_proto_msgTypes[47]
+	mi := &file_client_heraldpb_herald_proto_msgTypes[48]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3543,7 +3627,7 @@ func (x *FenceContractResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FenceContractResponse.ProtoReflect.Descriptor instead.
 func (*FenceContractResponse) Descriptor() ([]byte, []int) {
-	return file_client_heraldpb_herald_proto_rawDescGZIP(), []int{47}
+	return file_client_heraldpb_herald_proto_rawDescGZIP(), []int{48}
 }
 
 func (x *FenceContractResponse) GetVersion() uint64 {
@@ -3562,7 +3646,7 @@ type MarkGroupsLiveRequest struct {
 
 func (x *MarkGroupsLiveRequest) Reset() {
 	*x = MarkGroupsLiveRequest{}
-	mi := &file_client_heraldpb_herald_proto_msgTypes[48]
+	mi := &file_client_heraldpb_herald_proto_msgTypes[49]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3574,7 +3658,7 @@ func (x *MarkGroupsLiveRequest) String() string {
 func (*MarkGroupsLiveRequest) ProtoMessage() {}
 
 func (x *MarkGroupsLiveRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_client_heraldpb_herald_proto_msgTypes[48]
+	mi := &file_client_heraldpb_herald_proto_msgTypes[49]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3587,7 +3671,7 @@ func (x *MarkGroupsLiveRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MarkGroupsLiveRequest.ProtoReflect.Descriptor instead.
 func (*MarkGroupsLiveRequest) Descriptor() ([]byte, []int) {
-	return file_client_heraldpb_herald_proto_rawDescGZIP(), []int{48}
+	return file_client_heraldpb_herald_proto_rawDescGZIP(), []int{49}
 }
 
 func (x *MarkGroupsLiveRequest) GetGroupIds() []uint64 {
@@ -3605,7 +3689,7 @@ type MarkGroupsLiveResponse struct {
 
 func (x *MarkGroupsLiveResponse) Reset() {
 	*x = MarkGroupsLiveResponse{}
-	mi := &file_client_heraldpb_herald_proto_msgTypes[49]
+	mi := &file_client_heraldpb_herald_proto_msgTypes[50]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3617,7 +3701,7 @@ func (x *MarkGroupsLiveResponse) String() string {
 func (*MarkGroupsLiveResponse) ProtoMessage() {}
 
 func (x *MarkGroupsLiveResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_client_heraldpb_herald_proto_msgTypes[49]
+	mi := &file_client_heraldpb_herald_proto_msgTypes[50]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3630,7 +3714,7 @@ func (x *MarkGroupsLiveResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MarkGroupsLiveResponse.ProtoReflect.Descriptor instead.
 func (*MarkGroupsLiveResponse) Descriptor() ([]byte, []int) {
-	return file_client_heraldpb_herald_proto_rawDescGZIP(), []int{49}
+	return file_client_heraldpb_herald_proto_rawDescGZIP(), []int{50}
 }
 
 type NodeStatusRequest struct {
@@ -3641,7 +3725,7 @@ type NodeStatusRequest struct {
 
 func (x *NodeStatusRequest) Reset() {
 	*x = NodeStatusRequest{}
-	mi := &file_client_heraldpb_herald_proto_msgTypes[50]
+	mi := &file_client_heraldpb_herald_proto_msgTypes[51]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3653,7 +3737,7 @@ func (x *NodeStatusRequest) String() string {
 func (*NodeStatusRequest) ProtoMessage() {}
 
 func (x *NodeStatusRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_client_heraldpb_herald_proto_msgTypes[50]
+	mi := &file_client_heraldpb_herald_proto_msgTypes[51]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3666,7 +3750,7 @@ func (x *NodeStatusRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodeStatusRequest.ProtoReflect.Descriptor instead.
 func (*NodeStatusRequest) Descriptor() ([]byte, []int) {
-	return file_client_heraldpb_herald_proto_rawDescGZIP(), []int{50}
+	return file_client_heraldpb_herald_proto_rawDescGZIP(), []int{51}
 }
 
 type NodeStatusResponse struct {
@@ -3680,7 +3764,7 @@ type NodeStatusResponse struct {
 
 func (x *NodeStatusResponse) Reset() {
 	*x = NodeStatusResponse{}
-	mi := &file_client_heraldpb_herald_proto_msgTypes[51]
+	mi := &file_client_heraldpb_herald_proto_msgTypes[52]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3692,7 +3776,7 @@ func (x *NodeStatusResponse) String() string {
 func (*NodeStatusResponse) ProtoMessage() {}
 
 func (x *NodeStatusResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_client_heraldpb_herald_proto_msgTypes[51]
+	mi := &file_client_heraldpb_herald_proto_msgTypes[52]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3705,7 +3789,7 @@ func (x *NodeStatusResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodeStatusResponse.ProtoReflect.Descriptor instead.
 func (*NodeStatusResponse) Descriptor() ([]byte, []int) {
-	return file_client_heraldpb_herald_proto_rawDescGZIP(), []int{51}
+	return file_client_heraldpb_herald_proto_rawDescGZIP(), []int{52}
 }
 
 func (x *NodeStatusResponse) GetNodeId() string {
@@ -3752,7 +3836,7 @@ type ConsumerGroupConfig struct {
 
 func (x *ConsumerGroupConfig) Reset() {
 	*x = ConsumerGroupConfig{}
-	mi := &file_client_heraldpb_herald_proto_msgTypes[52]
+	mi := &file_client_heraldpb_herald_proto_msgTypes[53]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3764,7 +3848,7 @@ func (x *ConsumerGroupConfig) String() string {
 func (*ConsumerGroupConfig) ProtoMessage() {}
 
 func (x *ConsumerGroupConfig) ProtoReflect() protoreflect.Message {
-	mi := &file_client_heraldpb_herald_proto_msgTypes[52]
+	mi := &file_client_heraldpb_herald_proto_msgTypes[53]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3777,7 +3861,7 @@ func (x *ConsumerGroupConfig) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ConsumerGroupConfig.ProtoReflect.Descriptor instead.
 func (*ConsumerGroupConfig) Descriptor() ([]byte, []int) {
-	return file_client_heraldpb_herald_proto_rawDescGZIP(), []int{52}
+	return file_client_heraldpb_herald_proto_rawDescGZIP(), []int{53}
 }
 
 func (x *ConsumerGroupConfig) GetAckWaitMs() int64 {
@@ -3824,7 +3908,7 @@ type GroupStart struct {
 
 func (x *GroupStart) Reset() {
 	*x = GroupStart{}
-	mi := &file_client_heraldpb_herald_proto_msgTypes[53]
+	mi := &file_client_heraldpb_herald_proto_msgTypes[54]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3836,7 +3920,7 @@ func (x *GroupStart) String() string {
 func (*GroupStart) ProtoMessage() {}
 
 func (x *GroupStart) ProtoReflect() protoreflect.Message {
-	mi := &file_client_heraldpb_herald_proto_msgTypes[53]
+	mi := &file_client_heraldpb_herald_proto_msgTypes[54]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3849,7 +3933,7 @@ func (x *GroupStart) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GroupStart.ProtoReflect.Descriptor instead.
 func (*GroupStart) Descriptor() ([]byte, []int) {
-	return file_client_heraldpb_herald_proto_rawDescGZIP(), []int{53}
+	return file_client_heraldpb_herald_proto_rawDescGZIP(), []int{54}
 }
 
 func (x *GroupStart) GetAt() isGroupStart_At {
@@ -3941,7 +4025,7 @@ type ConsumerGroupPartition struct {
 
 func (x *ConsumerGroupPartition) Reset() {
 	*x = ConsumerGroupPartition{}
-	mi := &file_client_heraldpb_herald_proto_msgTypes[54]
+	mi := &file_client_heraldpb_herald_proto_msgTypes[55]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3953,7 +4037,7 @@ func (x *ConsumerGroupPartition) String() string {
 func (*ConsumerGroupPartition) ProtoMessage() {}
 
 func (x *ConsumerGroupPartition) ProtoReflect() protoreflect.Message {
-	mi := &file_client_heraldpb_herald_proto_msgTypes[54]
+	mi := &file_client_heraldpb_herald_proto_msgTypes[55]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3966,7 +4050,7 @@ func (x *ConsumerGroupPartition) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ConsumerGroupPartition.ProtoReflect.Descriptor instead.
 func (*ConsumerGroupPartition) Descriptor() ([]byte, []int) {
-	return file_client_heraldpb_herald_proto_rawDescGZIP(), []int{54}
+	return file_client_heraldpb_herald_proto_rawDescGZIP(), []int{55}
 }
 
 func (x *ConsumerGroupPartition) GetPartition() uint32 {
@@ -4076,7 +4160,7 @@ type ConsumerGroupInfo struct {
 
 func (x *ConsumerGroupInfo) Reset() {
 	*x = ConsumerGroupInfo{}
-	mi := &file_client_heraldpb_herald_proto_msgTypes[55]
+	mi := &file_client_heraldpb_herald_proto_msgTypes[56]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4088,7 +4172,7 @@ func (x *ConsumerGroupInfo) String() string {
 func (*ConsumerGroupInfo) ProtoMessage() {}
 
 func (x *ConsumerGroupInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_client_heraldpb_herald_proto_msgTypes[55]
+	mi := &file_client_heraldpb_herald_proto_msgTypes[56]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4101,7 +4185,7 @@ func (x *ConsumerGroupInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ConsumerGroupInfo.ProtoReflect.Descriptor instead.
 func (*ConsumerGroupInfo) Descriptor() ([]byte, []int) {
-	return file_client_heraldpb_herald_proto_rawDescGZIP(), []int{55}
+	return file_client_heraldpb_herald_proto_rawDescGZIP(), []int{56}
 }
 
 func (x *ConsumerGroupInfo) GetTopic() string {
@@ -4165,7 +4249,7 @@ type CreateGroupRequest struct {
 
 func (x *CreateGroupRequest) Reset() {
 	*x = CreateGroupRequest{}
-	mi := &file_client_heraldpb_herald_proto_msgTypes[56]
+	mi := &file_client_heraldpb_herald_proto_msgTypes[57]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4177,7 +4261,7 @@ func (x *CreateGroupRequest) String() string {
 func (*CreateGroupRequest) ProtoMessage() {}
 
 func (x *CreateGroupRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_client_heraldpb_herald_proto_msgTypes[56]
+	mi := &file_client_heraldpb_herald_proto_msgTypes[57]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4190,7 +4274,7 @@ func (x *CreateGroupRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateGroupRequest.ProtoReflect.Descriptor instead.
 func (*CreateGroupRequest) Descriptor() ([]byte, []int) {
-	return file_client_heraldpb_herald_proto_rawDescGZIP(), []int{56}
+	return file_client_heraldpb_herald_proto_rawDescGZIP(), []int{57}
 }
 
 func (x *CreateGroupRequest) GetTopic() string {
@@ -4230,7 +4314,7 @@ type CreateGroupResponse struct {
 
 func (x *CreateGroupResponse) Reset() {
 	*x = CreateGroupResponse{}
-	mi := &file_client_heraldpb_herald_proto_msgTypes[57]
+	mi := &file_client_heraldpb_herald_proto_msgTypes[58]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4242,7 +4326,7 @@ func (x *CreateGroupResponse) String() string {
 func (*CreateGroupResponse) ProtoMessage() {}
 
 func (x *CreateGroupResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_client_heraldpb_herald_proto_msgTypes[57]
+	mi := &file_client_heraldpb_herald_proto_msgTypes[58]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4255,7 +4339,7 @@ func (x *CreateGroupResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateGroupResponse.ProtoReflect.Descriptor instead.
 func (*CreateGroupResponse) Descriptor() ([]byte, []int) {
-	return file_client_heraldpb_herald_proto_rawDescGZIP(), []int{57}
+	return file_client_heraldpb_herald_proto_rawDescGZIP(), []int{58}
 }
 
 func (x *CreateGroupResponse) GetGroup() *ConsumerGroupInfo {
@@ -4274,7 +4358,7 @@ type ListGroupsRequest struct {
 
 func (x *ListGroupsRequest) Reset() {
 	*x = ListGroupsRequest{}
-	mi := &file_client_heraldpb_herald_proto_msgTypes[58]
+	mi := &file_client_heraldpb_herald_proto_msgTypes[59]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4286,7 +4370,7 @@ func (x *ListGroupsRequest) String() string {
 func (*ListGroupsRequest) ProtoMessage() {}
 
 func (x *ListGroupsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_client_heraldpb_herald_proto_msgTypes[58]
+	mi := &file_client_heraldpb_herald_proto_msgTypes[59]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4299,7 +4383,7 @@ func (x *ListGroupsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListGroupsRequest.ProtoReflect.Descriptor instead.
 func (*ListGroupsRequest) Descriptor() ([]byte, []int) {
-	return file_client_heraldpb_herald_proto_rawDescGZIP(), []int{58}
+	return file_client_heraldpb_herald_proto_rawDescGZIP(), []int{59}
 }
 
 func (x *ListGroupsRequest) GetTopic() string {
@@ -4319,7 +4403,7 @@ type ListGroupsResponse struct {
 
 func (x *ListGroupsResponse) Reset() {
 	*x = ListGroupsResponse{}
-	mi := &file_client_heraldpb_herald_proto_msgTypes[59]
+	mi := &file_client_heraldpb_herald_proto_msgTypes[60]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4331,7 +4415,7 @@ func (x *ListGroupsResponse) String() string {
 func (*ListGroupsResponse) ProtoMessage() {}
 
 func (x *ListGroupsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_client_heraldpb_herald_proto_msgTypes[59]
+	mi := &file_client_heraldpb_herald_proto_msgTypes[60]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4344,7 +4428,7 @@ func (x *ListGroupsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListGroupsResponse.ProtoReflect.Descriptor instead.
 func (*ListGroupsResponse) Descriptor() ([]byte, []int) {
-	return file_client_heraldpb_herald_proto_rawDescGZIP(), []int{59}
+	return file_client_heraldpb_herald_proto_rawDescGZIP(), []int{60}
 }
 
 func (x *ListGroupsResponse) GetGroups() []*ConsumerGroupInfo {
@@ -4364,7 +4448,7 @@ type DescribeGroupRequest struct {
 
 func (x *DescribeGroupRequest) Reset() {
 	*x = DescribeGroupRequest{}
-	mi := &file_client_heraldpb_herald_proto_msgTypes[60]
+	mi := &file_client_heraldpb_herald_proto_msgTypes[61]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4376,7 +4460,7 @@ func (x *DescribeGroupRequest) String() string {
 func (*DescribeGroupRequest) ProtoMessage() {}
 
 func (x *DescribeGroupRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_client_heraldpb_herald_proto_msgTypes[60]
+	mi := &file_client_heraldpb_herald_proto_msgTypes[61]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4389,7 +4473,7 @@ func (x *DescribeGroupRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DescribeGroupRequest.ProtoReflect.Descriptor instead.
 func (*DescribeGroupRequest) Descriptor() ([]byte, []int) {
-	return file_client_heraldpb_herald_proto_rawDescGZIP(), []int{60}
+	return file_client_heraldpb_herald_proto_rawDescGZIP(), []int{61}
 }
 
 func (x *DescribeGroupRequest) GetTopic() string {
@@ -4415,7 +4499,7 @@ type DescribeGroupResponse struct {
 
 func (x *DescribeGroupResponse) Reset() {
 	*x = DescribeGroupResponse{}
-	mi := &file_client_heraldpb_herald_proto_msgTypes[61]
+	mi := &file_client_heraldpb_herald_proto_msgTypes[62]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4427,7 +4511,7 @@ func (x *DescribeGroupResponse) String() string {
 func (*DescribeGroupResponse) ProtoMessage() {}
 
 func (x *DescribeGroupResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_client_heraldpb_herald_proto_msgTypes[61]
+	mi := &file_client_heraldpb_herald_proto_msgTypes[62]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4440,7 +4524,7 @@ func (x *DescribeGroupResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DescribeGroupResponse.ProtoReflect.Descriptor instead.
 func (*DescribeGroupResponse) Descriptor() ([]byte, []int) {
-	return file_client_heraldpb_herald_proto_rawDescGZIP(), []int{61}
+	return file_client_heraldpb_herald_proto_rawDescGZIP(), []int{62}
 }
 
 func (x *DescribeGroupResponse) GetGroup() *ConsumerGroupInfo {
@@ -4461,7 +4545,7 @@ type ResetGroupRequest struct {
 
 func (x *ResetGroupRequest) Reset() {
 	*x = ResetGroupRequest{}
-	mi := &file_client_heraldpb_herald_proto_msgTypes[62]
+	mi := &file_client_heraldpb_herald_proto_msgTypes[63]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4473,7 +4557,7 @@ func (x *ResetGroupRequest) String() string {
 func (*ResetGroupRequest) ProtoMessage() {}
 
 func (x *ResetGroupRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_client_heraldpb_herald_proto_msgTypes[62]
+	mi := &file_client_heraldpb_herald_proto_msgTypes[63]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4486,7 +4570,7 @@ func (x *ResetGroupRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResetGroupRequest.ProtoReflect.Descriptor instead.
 func (*ResetGroupRequest) Descriptor() ([]byte, []int) {
-	return file_client_heraldpb_herald_proto_rawDescGZIP(), []int{62}
+	return file_client_heraldpb_herald_proto_rawDescGZIP(), []int{63}
 }
 
 func (x *ResetGroupRequest) GetTopic() string {
@@ -4519,7 +4603,7 @@ type ResetGroupResponse struct {
 
 func (x *ResetGroupResponse) Reset() {
 	*x = ResetGroupResponse{}
-	mi := &file_client_heraldpb_herald_proto_msgTypes[63]
+	mi := &file_client_heraldpb_herald_proto_msgTypes[64]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4531,7 +4615,7 @@ func (x *ResetGroupResponse) String() string {
 func (*ResetGroupResponse) ProtoMessage() {}
 
 func (x *ResetGroupResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_client_heraldpb_herald_proto_msgTypes[63]
+	mi := &file_client_heraldpb_herald_proto_msgTypes[64]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4544,7 +4628,7 @@ func (x *ResetGroupResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResetGroupResponse.ProtoReflect.Descriptor instead.
 func (*ResetGroupResponse) Descriptor() ([]byte, []int) {
-	return file_client_heraldpb_herald_proto_rawDescGZIP(), []int{63}
+	return file_client_heraldpb_herald_proto_rawDescGZIP(), []int{64}
 }
 
 func (x *ResetGroupResponse) GetGroup() *ConsumerGroupInfo {
@@ -4564,7 +4648,7 @@ type DeleteGroupRequest struct {
 
 func (x *DeleteGroupRequest) Reset() {
 	*x = DeleteGroupRequest{}
-	mi := &file_client_heraldpb_herald_proto_msgTypes[64]
+	mi := &file_client_heraldpb_herald_proto_msgTypes[65]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4576,7 +4660,7 @@ func (x *DeleteGroupRequest) String() string {
 func (*DeleteGroupRequest) ProtoMessage() {}
 
 func (x *DeleteGroupRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_client_heraldpb_herald_proto_msgTypes[64]
+	mi := &file_client_heraldpb_herald_proto_msgTypes[65]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4589,7 +4673,7 @@ func (x *DeleteGroupRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteGroupRequest.ProtoReflect.Descriptor instead.
 func (*DeleteGroupRequest) Descriptor() ([]byte, []int) {
-	return file_client_heraldpb_herald_proto_rawDescGZIP(), []int{64}
+	return file_client_heraldpb_herald_proto_rawDescGZIP(), []int{65}
 }
 
 func (x *DeleteGroupRequest) GetTopic() string {
@@ -4614,7 +4698,7 @@ type DeleteGroupResponse struct {
 
 func (x *DeleteGroupResponse) Reset() {
 	*x = DeleteGroupResponse{}
-	mi := &file_client_heraldpb_herald_proto_msgTypes[65]
+	mi := &file_client_heraldpb_herald_proto_msgTypes[66]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4626,7 +4710,7 @@ func (x *DeleteGroupResponse) String() string {
 func (*DeleteGroupResponse) ProtoMessage() {}
 
 func (x *DeleteGroupResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_client_heraldpb_herald_proto_msgTypes[65]
+	mi := &file_client_heraldpb_herald_proto_msgTypes[66]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4639,7 +4723,7 @@ func (x *DeleteGroupResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteGroupResponse.ProtoReflect.Descriptor instead.
 func (*DeleteGroupResponse) Descriptor() ([]byte, []int) {
-	return file_client_heraldpb_herald_proto_rawDescGZIP(), []int{65}
+	return file_client_heraldpb_herald_proto_rawDescGZIP(), []int{66}
 }
 
 // PartitionGroupRequest is one consumer group command for one partition,
@@ -4667,7 +4751,7 @@ type PartitionGroupRequest struct {
 
 func (x *PartitionGroupRequest) Reset() {
 	*x = PartitionGroupRequest{}
-	mi := &file_client_heraldpb_herald_proto_msgTypes[66]
+	mi := &file_client_heraldpb_herald_proto_msgTypes[67]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4679,7 +4763,7 @@ func (x *PartitionGroupRequest) String() string {
 func (*PartitionGroupRequest) ProtoMessage() {}
 
 func (x *PartitionGroupRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_client_heraldpb_herald_proto_msgTypes[66]
+	mi := &file_client_heraldpb_herald_proto_msgTypes[67]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4692,7 +4776,7 @@ func (x *PartitionGroupRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PartitionGroupRequest.ProtoReflect.Descriptor instead.
 func (*PartitionGroupRequest) Descriptor() ([]byte, []int) {
-	return file_client_heraldpb_herald_proto_rawDescGZIP(), []int{66}
+	return file_client_heraldpb_herald_proto_rawDescGZIP(), []int{67}
 }
 
 func (x *PartitionGroupRequest) GetGroupId() uint64 {
@@ -4819,7 +4903,7 @@ type PartitionGroupCreate struct {
 
 func (x *PartitionGroupCreate) Reset() {
 	*x = PartitionGroupCreate{}
-	mi := &file_client_heraldpb_herald_proto_msgTypes[67]
+	mi := &file_client_heraldpb_herald_proto_msgTypes[68]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4831,7 +4915,7 @@ func (x *PartitionGroupCreate) String() string {
 func (*PartitionGroupCreate) ProtoMessage() {}
 
 func (x *PartitionGroupCreate) ProtoReflect() protoreflect.Message {
-	mi := &file_client_heraldpb_herald_proto_msgTypes[67]
+	mi := &file_client_heraldpb_herald_proto_msgTypes[68]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4844,7 +4928,7 @@ func (x *PartitionGroupCreate) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PartitionGroupCreate.ProtoReflect.Descriptor instead.
 func (*PartitionGroupCreate) Descriptor() ([]byte, []int) {
-	return file_client_heraldpb_herald_proto_rawDescGZIP(), []int{67}
+	return file_client_heraldpb_herald_proto_rawDescGZIP(), []int{68}
 }
 
 func (x *PartitionGroupCreate) GetConfig() *ConsumerGroupConfig {
@@ -4870,7 +4954,7 @@ type PartitionGroupReset struct {
 
 func (x *PartitionGroupReset) Reset() {
 	*x = PartitionGroupReset{}
-	mi := &file_client_heraldpb_herald_proto_msgTypes[68]
+	mi := &file_client_heraldpb_herald_proto_msgTypes[69]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4882,7 +4966,7 @@ func (x *PartitionGroupReset) String() string {
 func (*PartitionGroupReset) ProtoMessage() {}
 
 func (x *PartitionGroupReset) ProtoReflect() protoreflect.Message {
-	mi := &file_client_heraldpb_herald_proto_msgTypes[68]
+	mi := &file_client_heraldpb_herald_proto_msgTypes[69]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4895,7 +4979,7 @@ func (x *PartitionGroupReset) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PartitionGroupReset.ProtoReflect.Descriptor instead.
 func (*PartitionGroupReset) Descriptor() ([]byte, []int) {
-	return file_client_heraldpb_herald_proto_rawDescGZIP(), []int{68}
+	return file_client_heraldpb_herald_proto_rawDescGZIP(), []int{69}
 }
 
 func (x *PartitionGroupReset) GetTo() *GroupStart {
@@ -4913,7 +4997,7 @@ type PartitionGroupDelete struct {
 
 func (x *PartitionGroupDelete) Reset() {
 	*x = PartitionGroupDelete{}
-	mi := &file_client_heraldpb_herald_proto_msgTypes[69]
+	mi := &file_client_heraldpb_herald_proto_msgTypes[70]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4925,7 +5009,7 @@ func (x *PartitionGroupDelete) String() string {
 func (*PartitionGroupDelete) ProtoMessage() {}
 
 func (x *PartitionGroupDelete) ProtoReflect() protoreflect.Message {
-	mi := &file_client_heraldpb_herald_proto_msgTypes[69]
+	mi := &file_client_heraldpb_herald_proto_msgTypes[70]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4938,7 +5022,7 @@ func (x *PartitionGroupDelete) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PartitionGroupDelete.ProtoReflect.Descriptor instead.
 func (*PartitionGroupDelete) Descriptor() ([]byte, []int) {
-	return file_client_heraldpb_herald_proto_rawDescGZIP(), []int{69}
+	return file_client_heraldpb_herald_proto_rawDescGZIP(), []int{70}
 }
 
 // PartitionGroupRead reads the state of the group named in the request,
@@ -4952,7 +5036,7 @@ type PartitionGroupRead struct {
 
 func (x *PartitionGroupRead) Reset() {
 	*x = PartitionGroupRead{}
-	mi := &file_client_heraldpb_herald_proto_msgTypes[70]
+	mi := &file_client_heraldpb_herald_proto_msgTypes[71]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4964,7 +5048,7 @@ func (x *PartitionGroupRead) String() string {
 func (*PartitionGroupRead) ProtoMessage() {}
 
 func (x *PartitionGroupRead) ProtoReflect() protoreflect.Message {
-	mi := &file_client_heraldpb_herald_proto_msgTypes[70]
+	mi := &file_client_heraldpb_herald_proto_msgTypes[71]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4977,7 +5061,7 @@ func (x *PartitionGroupRead) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PartitionGroupRead.ProtoReflect.Descriptor instead.
 func (*PartitionGroupRead) Descriptor() ([]byte, []int) {
-	return file_client_heraldpb_herald_proto_rawDescGZIP(), []int{70}
+	return file_client_heraldpb_herald_proto_rawDescGZIP(), []int{71}
 }
 
 type PartitionGroupState struct {
@@ -4991,7 +5075,7 @@ type PartitionGroupState struct {
 
 func (x *PartitionGroupState) Reset() {
 	*x = PartitionGroupState{}
-	mi := &file_client_heraldpb_herald_proto_msgTypes[71]
+	mi := &file_client_heraldpb_herald_proto_msgTypes[72]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5003,7 +5087,7 @@ func (x *PartitionGroupState) String() string {
 func (*PartitionGroupState) ProtoMessage() {}
 
 func (x *PartitionGroupState) ProtoReflect() protoreflect.Message {
-	mi := &file_client_heraldpb_herald_proto_msgTypes[71]
+	mi := &file_client_heraldpb_herald_proto_msgTypes[72]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5016,7 +5100,7 @@ func (x *PartitionGroupState) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PartitionGroupState.ProtoReflect.Descriptor instead.
 func (*PartitionGroupState) Descriptor() ([]byte, []int) {
-	return file_client_heraldpb_herald_proto_rawDescGZIP(), []int{71}
+	return file_client_heraldpb_herald_proto_rawDescGZIP(), []int{72}
 }
 
 func (x *PartitionGroupState) GetName() string {
@@ -5054,7 +5138,7 @@ type PartitionGroupResponse struct {
 
 func (x *PartitionGroupResponse) Reset() {
 	*x = PartitionGroupResponse{}
-	mi := &file_client_heraldpb_herald_proto_msgTypes[72]
+	mi := &file_client_heraldpb_herald_proto_msgTypes[73]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5066,7 +5150,7 @@ func (x *PartitionGroupResponse) String() string {
 func (*PartitionGroupResponse) ProtoMessage() {}
 
 func (x *PartitionGroupResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_client_heraldpb_herald_proto_msgTypes[72]
+	mi := &file_client_heraldpb_herald_proto_msgTypes[73]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5079,7 +5163,7 @@ func (x *PartitionGroupResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PartitionGroupResponse.ProtoReflect.Descriptor instead.
 func (*PartitionGroupResponse) Descriptor() ([]byte, []int) {
-	return file_client_heraldpb_herald_proto_rawDescGZIP(), []int{72}
+	return file_client_heraldpb_herald_proto_rawDescGZIP(), []int{73}
 }
 
 func (x *PartitionGroupResponse) GetGroups() []*PartitionGroupState {
@@ -5115,7 +5199,7 @@ type JoinGroupRequest struct {
 
 func (x *JoinGroupRequest) Reset() {
 	*x = JoinGroupRequest{}
-	mi := &file_client_heraldpb_herald_proto_msgTypes[73]
+	mi := &file_client_heraldpb_herald_proto_msgTypes[74]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5127,7 +5211,7 @@ func (x *JoinGroupRequest) String() string {
 func (*JoinGroupRequest) ProtoMessage() {}
 
 func (x *JoinGroupRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_client_heraldpb_herald_proto_msgTypes[73]
+	mi := &file_client_heraldpb_herald_proto_msgTypes[74]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5140,7 +5224,7 @@ func (x *JoinGroupRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JoinGroupRequest.ProtoReflect.Descriptor instead.
 func (*JoinGroupRequest) Descriptor() ([]byte, []int) {
-	return file_client_heraldpb_herald_proto_rawDescGZIP(), []int{73}
+	return file_client_heraldpb_herald_proto_rawDescGZIP(), []int{74}
 }
 
 func (x *JoinGroupRequest) GetTopic() string {
@@ -5187,7 +5271,7 @@ type JoinGroupResponse struct {
 
 func (x *JoinGroupResponse) Reset() {
 	*x = JoinGroupResponse{}
-	mi := &file_client_heraldpb_herald_proto_msgTypes[74]
+	mi := &file_client_heraldpb_herald_proto_msgTypes[75]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5199,7 +5283,7 @@ func (x *JoinGroupResponse) String() string {
 func (*JoinGroupResponse) ProtoMessage() {}
 
 func (x *JoinGroupResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_client_heraldpb_herald_proto_msgTypes[74]
+	mi := &file_client_heraldpb_herald_proto_msgTypes[75]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5212,7 +5296,7 @@ func (x *JoinGroupResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JoinGroupResponse.ProtoReflect.Descriptor instead.
 func (*JoinGroupResponse) Descriptor() ([]byte, []int) {
-	return file_client_heraldpb_herald_proto_rawDescGZIP(), []int{74}
+	return file_client_heraldpb_herald_proto_rawDescGZIP(), []int{75}
 }
 
 func (x *JoinGroupResponse) GetGeneration() uint64 {
@@ -5255,7 +5339,7 @@ type GroupHeartbeatRequest struct {
 
 func (x *GroupHeartbeatRequest) Reset() {
 	*x = GroupHeartbeatRequest{}
-	mi := &file_client_heraldpb_herald_proto_msgTypes[75]
+	mi := &file_client_heraldpb_herald_proto_msgTypes[76]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5267,7 +5351,7 @@ func (x *GroupHeartbeatRequest) String() string {
 func (*GroupHeartbeatRequest) ProtoMessage() {}
 
 func (x *GroupHeartbeatRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_client_heraldpb_herald_proto_msgTypes[75]
+	mi := &file_client_heraldpb_herald_proto_msgTypes[76]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5280,7 +5364,7 @@ func (x *GroupHeartbeatRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GroupHeartbeatRequest.ProtoReflect.Descriptor instead.
 func (*GroupHeartbeatRequest) Descriptor() ([]byte, []int) {
-	return file_client_heraldpb_herald_proto_rawDescGZIP(), []int{75}
+	return file_client_heraldpb_herald_proto_rawDescGZIP(), []int{76}
 }
 
 func (x *GroupHeartbeatRequest) GetTopic() string {
@@ -5323,7 +5407,7 @@ type GroupHeartbeatResponse struct {
 
 func (x *GroupHeartbeatResponse) Reset() {
 	*x = GroupHeartbeatResponse{}
-	mi := &file_client_heraldpb_herald_proto_msgTypes[76]
+	mi := &file_client_heraldpb_herald_proto_msgTypes[77]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5335,7 +5419,7 @@ func (x *GroupHeartbeatResponse) String() string {
 func (*GroupHeartbeatResponse) ProtoMessage() {}
 
 func (x *GroupHeartbeatResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_client_heraldpb_herald_proto_msgTypes[76]
+	mi := &file_client_heraldpb_herald_proto_msgTypes[77]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5348,7 +5432,7 @@ func (x *GroupHeartbeatResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GroupHeartbeatResponse.ProtoReflect.Descriptor instead.
 func (*GroupHeartbeatResponse) Descriptor() ([]byte, []int) {
-	return file_client_heraldpb_herald_proto_rawDescGZIP(), []int{76}
+	return file_client_heraldpb_herald_proto_rawDescGZIP(), []int{77}
 }
 
 func (x *GroupHeartbeatResponse) GetGeneration() uint64 {
@@ -5376,7 +5460,7 @@ type LeaveGroupRequest struct {
 
 func (x *LeaveGroupRequest) Reset() {
 	*x = LeaveGroupRequest{}
-	mi := &file_client_heraldpb_herald_proto_msgTypes[77]
+	mi := &file_client_heraldpb_herald_proto_msgTypes[78]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5388,7 +5472,7 @@ func (x *LeaveGroupRequest) String() string {
 func (*LeaveGroupRequest) ProtoMessage() {}
 
 func (x *LeaveGroupRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_client_heraldpb_herald_proto_msgTypes[77]
+	mi := &file_client_heraldpb_herald_proto_msgTypes[78]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5401,7 +5485,7 @@ func (x *LeaveGroupRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LeaveGroupRequest.ProtoReflect.Descriptor instead.
 func (*LeaveGroupRequest) Descriptor() ([]byte, []int) {
-	return file_client_heraldpb_herald_proto_rawDescGZIP(), []int{77}
+	return file_client_heraldpb_herald_proto_rawDescGZIP(), []int{78}
 }
 
 func (x *LeaveGroupRequest) GetTopic() string {
@@ -5433,7 +5517,7 @@ type LeaveGroupResponse struct {
 
 func (x *LeaveGroupResponse) Reset() {
 	*x = LeaveGroupResponse{}
-	mi := &file_client_heraldpb_herald_proto_msgTypes[78]
+	mi := &file_client_heraldpb_herald_proto_msgTypes[79]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5445,7 +5529,7 @@ func (x *LeaveGroupResponse) String() string {
 func (*LeaveGroupResponse) ProtoMessage() {}
 
 func (x *LeaveGroupResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_client_heraldpb_herald_proto_msgTypes[78]
+	mi := &file_client_heraldpb_herald_proto_msgTypes[79]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5458,7 +5542,7 @@ func (x *LeaveGroupResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LeaveGroupResponse.ProtoReflect.Descriptor instead.
 func (*LeaveGroupResponse) Descriptor() ([]byte, []int) {
-	return file_client_heraldpb_herald_proto_rawDescGZIP(), []int{78}
+	return file_client_heraldpb_herald_proto_rawDescGZIP(), []int{79}
 }
 
 // PartitionGroupAssign makes member the partition's owner for the group
@@ -5474,7 +5558,7 @@ type PartitionGroupAssign struct {
 
 func (x *PartitionGroupAssign) Reset() {
 	*x = PartitionGroupAssign{}
-	mi := &file_client_heraldpb_herald_proto_msgTypes[79]
+	mi := &file_client_heraldpb_herald_proto_msgTypes[80]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5486,7 +5570,7 @@ func (x *PartitionGroupAssign) String() string {
 func (*PartitionGroupAssign) ProtoMessage() {}
 
 func (x *PartitionGroupAssign) ProtoReflect() protoreflect.Message {
-	mi := &file_client_heraldpb_herald_proto_msgTypes[79]
+	mi := &file_client_heraldpb_herald_proto_msgTypes[80]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5499,7 +5583,7 @@ func (x *PartitionGroupAssign) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PartitionGroupAssign.ProtoReflect.Descriptor instead.
 func (*PartitionGroupAssign) Descriptor() ([]byte, []int) {
-	return file_client_heraldpb_herald_proto_rawDescGZIP(), []int{79}
+	return file_client_heraldpb_herald_proto_rawDescGZIP(), []int{80}
 }
 
 func (x *PartitionGroupAssign) GetGeneration() uint64 {
@@ -5530,7 +5614,7 @@ type GroupConsumeRequest struct {
 
 func (x *GroupConsumeRequest) Reset() {
 	*x = GroupConsumeRequest{}
-	mi := &file_client_heraldpb_herald_proto_msgTypes[80]
+	mi := &file_client_heraldpb_herald_proto_msgTypes[81]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5542,7 +5626,7 @@ func (x *GroupConsumeRequest) String() string {
 func (*GroupConsumeRequest) ProtoMessage() {}
 
 func (x *GroupConsumeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_client_heraldpb_herald_proto_msgTypes[80]
+	mi := &file_client_heraldpb_herald_proto_msgTypes[81]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5555,7 +5639,7 @@ func (x *GroupConsumeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GroupConsumeRequest.ProtoReflect.Descriptor instead.
 func (*GroupConsumeRequest) Descriptor() ([]byte, []int) {
-	return file_client_heraldpb_herald_proto_rawDescGZIP(), []int{80}
+	return file_client_heraldpb_herald_proto_rawDescGZIP(), []int{81}
 }
 
 func (x *GroupConsumeRequest) GetMsg() isGroupConsumeRequest_Msg {
@@ -5634,7 +5718,7 @@ type GroupConsumeStart struct {
 
 func (x *GroupConsumeStart) Reset() {
 	*x = GroupConsumeStart{}
-	mi := &file_client_heraldpb_herald_proto_msgTypes[81]
+	mi := &file_client_heraldpb_herald_proto_msgTypes[82]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5646,7 +5730,7 @@ func (x *GroupConsumeStart) String() string {
 func (*GroupConsumeStart) ProtoMessage() {}
 
 func (x *GroupConsumeStart) ProtoReflect() protoreflect.Message {
-	mi := &file_client_heraldpb_herald_proto_msgTypes[81]
+	mi := &file_client_heraldpb_herald_proto_msgTypes[82]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5659,7 +5743,7 @@ func (x *GroupConsumeStart) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GroupConsumeStart.ProtoReflect.Descriptor instead.
 func (*GroupConsumeStart) Descriptor() ([]byte, []int) {
-	return file_client_heraldpb_herald_proto_rawDescGZIP(), []int{81}
+	return file_client_heraldpb_herald_proto_rawDescGZIP(), []int{82}
 }
 
 func (x *GroupConsumeStart) GetTopic() string {
@@ -5734,7 +5818,7 @@ type GroupConsumeAck struct {
 
 func (x *GroupConsumeAck) Reset() {
 	*x = GroupConsumeAck{}
-	mi := &file_client_heraldpb_herald_proto_msgTypes[82]
+	mi := &file_client_heraldpb_herald_proto_msgTypes[83]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5746,7 +5830,7 @@ func (x *GroupConsumeAck) String() string {
 func (*GroupConsumeAck) ProtoMessage() {}
 
 func (x *GroupConsumeAck) ProtoReflect() protoreflect.Message {
-	mi := &file_client_heraldpb_herald_proto_msgTypes[82]
+	mi := &file_client_heraldpb_herald_proto_msgTypes[83]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5759,7 +5843,7 @@ func (x *GroupConsumeAck) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GroupConsumeAck.ProtoReflect.Descriptor instead.
 func (*GroupConsumeAck) Descriptor() ([]byte, []int) {
-	return file_client_heraldpb_herald_proto_rawDescGZIP(), []int{82}
+	return file_client_heraldpb_herald_proto_rawDescGZIP(), []int{83}
 }
 
 func (x *GroupConsumeAck) GetId() uint64 {
@@ -5802,7 +5886,7 @@ type GroupConsumeNack struct {
 
 func (x *GroupConsumeNack) Reset() {
 	*x = GroupConsumeNack{}
-	mi := &file_client_heraldpb_herald_proto_msgTypes[83]
+	mi := &file_client_heraldpb_herald_proto_msgTypes[84]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5814,7 +5898,7 @@ func (x *GroupConsumeNack) String() string {
 func (*GroupConsumeNack) ProtoMessage() {}
 
 func (x *GroupConsumeNack) ProtoReflect() protoreflect.Message {
-	mi := &file_client_heraldpb_herald_proto_msgTypes[83]
+	mi := &file_client_heraldpb_herald_proto_msgTypes[84]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5827,7 +5911,7 @@ func (x *GroupConsumeNack) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GroupConsumeNack.ProtoReflect.Descriptor instead.
 func (*GroupConsumeNack) Descriptor() ([]byte, []int) {
-	return file_client_heraldpb_herald_proto_rawDescGZIP(), []int{83}
+	return file_client_heraldpb_herald_proto_rawDescGZIP(), []int{84}
 }
 
 func (x *GroupConsumeNack) GetId() uint64 {
@@ -5865,7 +5949,7 @@ type GroupConsumeResponse struct {
 
 func (x *GroupConsumeResponse) Reset() {
 	*x = GroupConsumeResponse{}
-	mi := &file_client_heraldpb_herald_proto_msgTypes[84]
+	mi := &file_client_heraldpb_herald_proto_msgTypes[85]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5877,7 +5961,7 @@ func (x *GroupConsumeResponse) String() string {
 func (*GroupConsumeResponse) ProtoMessage() {}
 
 func (x *GroupConsumeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_client_heraldpb_herald_proto_msgTypes[84]
+	mi := &file_client_heraldpb_herald_proto_msgTypes[85]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5890,7 +5974,7 @@ func (x *GroupConsumeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GroupConsumeResponse.ProtoReflect.Descriptor instead.
 func (*GroupConsumeResponse) Descriptor() ([]byte, []int) {
-	return file_client_heraldpb_herald_proto_rawDescGZIP(), []int{84}
+	return file_client_heraldpb_herald_proto_rawDescGZIP(), []int{85}
 }
 
 func (x *GroupConsumeResponse) GetMsg() isGroupConsumeResponse_Msg {
@@ -5964,7 +6048,7 @@ type GroupConsumeStarted struct {
 
 func (x *GroupConsumeStarted) Reset() {
 	*x = GroupConsumeStarted{}
-	mi := &file_client_heraldpb_herald_proto_msgTypes[85]
+	mi := &file_client_heraldpb_herald_proto_msgTypes[86]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5976,7 +6060,7 @@ func (x *GroupConsumeStarted) String() string {
 func (*GroupConsumeStarted) ProtoMessage() {}
 
 func (x *GroupConsumeStarted) ProtoReflect() protoreflect.Message {
-	mi := &file_client_heraldpb_herald_proto_msgTypes[85]
+	mi := &file_client_heraldpb_herald_proto_msgTypes[86]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5989,7 +6073,7 @@ func (x *GroupConsumeStarted) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GroupConsumeStarted.ProtoReflect.Descriptor instead.
 func (*GroupConsumeStarted) Descriptor() ([]byte, []int) {
-	return file_client_heraldpb_herald_proto_rawDescGZIP(), []int{85}
+	return file_client_heraldpb_herald_proto_rawDescGZIP(), []int{86}
 }
 
 func (x *GroupConsumeStarted) GetPartition() uint32 {
@@ -6045,7 +6129,7 @@ type GroupConsumeBatch struct {
 
 func (x *GroupConsumeBatch) Reset() {
 	*x = GroupConsumeBatch{}
-	mi := &file_client_heraldpb_herald_proto_msgTypes[86]
+	mi := &file_client_heraldpb_herald_proto_msgTypes[87]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6057,7 +6141,7 @@ func (x *GroupConsumeBatch) String() string {
 func (*GroupConsumeBatch) ProtoMessage() {}
 
 func (x *GroupConsumeBatch) ProtoReflect() protoreflect.Message {
-	mi := &file_client_heraldpb_herald_proto_msgTypes[86]
+	mi := &file_client_heraldpb_herald_proto_msgTypes[87]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6070,7 +6154,7 @@ func (x *GroupConsumeBatch) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GroupConsumeBatch.ProtoReflect.Descriptor instead.
 func (*GroupConsumeBatch) Descriptor() ([]byte, []int) {
-	return file_client_heraldpb_herald_proto_rawDescGZIP(), []int{86}
+	return file_client_heraldpb_herald_proto_rawDescGZIP(), []int{87}
 }
 
 func (x *GroupConsumeBatch) GetEvents() []*Event {
@@ -6118,7 +6202,7 @@ type GroupOffsetResult struct {
 
 func (x *GroupOffsetResult) Reset() {
 	*x = GroupOffsetResult{}
-	mi := &file_client_heraldpb_herald_proto_msgTypes[87]
+	mi := &file_client_heraldpb_herald_proto_msgTypes[88]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6130,7 +6214,7 @@ func (x *GroupOffsetResult) String() string {
 func (*GroupOffsetResult) ProtoMessage() {}
 
 func (x *GroupOffsetResult) ProtoReflect() protoreflect.Message {
-	mi := &file_client_heraldpb_herald_proto_msgTypes[87]
+	mi := &file_client_heraldpb_herald_proto_msgTypes[88]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6143,7 +6227,7 @@ func (x *GroupOffsetResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GroupOffsetResult.ProtoReflect.Descriptor instead.
 func (*GroupOffsetResult) Descriptor() ([]byte, []int) {
-	return file_client_heraldpb_herald_proto_rawDescGZIP(), []int{87}
+	return file_client_heraldpb_herald_proto_rawDescGZIP(), []int{88}
 }
 
 func (x *GroupOffsetResult) GetOffset() uint64 {
@@ -6184,7 +6268,7 @@ type GroupAckResult struct {
 
 func (x *GroupAckResult) Reset() {
 	*x = GroupAckResult{}
-	mi := &file_client_heraldpb_herald_proto_msgTypes[88]
+	mi := &file_client_heraldpb_herald_proto_msgTypes[89]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6196,7 +6280,7 @@ func (x *GroupAckResult) String() string {
 func (*GroupAckResult) ProtoMessage() {}
 
 func (x *GroupAckResult) ProtoReflect() protoreflect.Message {
-	mi := &file_client_heraldpb_herald_proto_msgTypes[88]
+	mi := &file_client_heraldpb_herald_proto_msgTypes[89]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6209,7 +6293,7 @@ func (x *GroupAckResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GroupAckResult.ProtoReflect.Descriptor instead.
 func (*GroupAckResult) Descriptor() ([]byte, []int) {
-	return file_client_heraldpb_herald_proto_rawDescGZIP(), []int{88}
+	return file_client_heraldpb_herald_proto_rawDescGZIP(), []int{89}
 }
 
 func (x *GroupAckResult) GetId() uint64 {
@@ -6276,7 +6360,7 @@ type ProcessedMark struct {
 
 func (x *ProcessedMark) Reset() {
 	*x = ProcessedMark{}
-	mi := &file_client_heraldpb_herald_proto_msgTypes[89]
+	mi := &file_client_heraldpb_herald_proto_msgTypes[90]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6288,7 +6372,7 @@ func (x *ProcessedMark) String() string {
 func (*ProcessedMark) ProtoMessage() {}
 
 func (x *ProcessedMark) ProtoReflect() protoreflect.Message {
-	mi := &file_client_heraldpb_herald_proto_msgTypes[89]
+	mi := &file_client_heraldpb_herald_proto_msgTypes[90]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6301,7 +6385,7 @@ func (x *ProcessedMark) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ProcessedMark.ProtoReflect.Descriptor instead.
 func (*ProcessedMark) Descriptor() ([]byte, []int) {
-	return file_client_heraldpb_herald_proto_rawDescGZIP(), []int{89}
+	return file_client_heraldpb_herald_proto_rawDescGZIP(), []int{90}
 }
 
 func (x *ProcessedMark) GetKey() string {
@@ -6354,7 +6438,7 @@ const file_client_heraldpb_herald_proto_rawDesc = "" +
 	"\x0eproducer_epoch\x18\x13 \x01(\x04R\rproducerEpoch\x1a:\n" +
 	"\fHeadersEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xee\x04\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xb4\x05\n" +
 	"\vTopicConfig\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1e\n" +
 	"\n" +
@@ -6375,7 +6459,12 @@ const file_client_heraldpb_herald_proto_rawDesc = "" +
 	"\x0fschema_versions\x18\r \x03(\rR\x0eschemaVersions\x12'\n" +
 	"\x0frequired_fields\x18\x0e \x03(\tR\x0erequiredFields\x12!\n" +
 	"\fauto_tenants\x18\x0f \x01(\bR\vautoTenants\x12*\n" +
-	"\x11dead_letter_topic\x18\x10 \x01(\tR\x0fdeadLetterTopic\"\x9a\x01\n" +
+	"\x11dead_letter_topic\x18\x10 \x01(\tR\x0fdeadLetterTopic\x12D\n" +
+	"\x10protected_groups\x18\x11 \x03(\v2\x19.herald.v1.ProtectedGroupR\x0fprotectedGroups\"^\n" +
+	"\x0eProtectedGroup\x12\x14\n" +
+	"\x05group\x18\x01 \x01(\tR\x05group\x12\x19\n" +
+	"\bslow_lag\x18\x02 \x01(\x04R\aslowLag\x12\x1b\n" +
+	"\tpause_lag\x18\x03 \x01(\x04R\bpauseLag\"\x9a\x01\n" +
 	"\rPartitionInfo\x12\x14\n" +
 	"\x05index\x18\x01 \x01(\rR\x05index\x12\x19\n" +
 	"\bgroup_id\x18\x02 \x01(\x04R\agroupId\x12\x1a\n" +
@@ -6770,7 +6859,7 @@ const file_client_heraldpb_herald_proto_rawDesc = "" +
 	"\rProcessedMark\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x1a\n" +
 	"\bsequence\x18\x02 \x01(\x04R\bsequence\x12\x16\n" +
-	"\x06offset\x18\x03 \x01(\x04R\x06offset*\x85\x05\n" +
+	"\x06offset\x18\x03 \x01(\x04R\x06offset*\x94\x05\n" +
 	"\vErrorReason\x12\x1c\n" +
 	"\x18ERROR_REASON_UNSPECIFIED\x10\x00\x12\x0e\n" +
 	"\n" +
@@ -6805,7 +6894,8 @@ const file_client_heraldpb_herald_proto_rawDesc = "" +
 	"\x0eUNKNOWN_MEMBER\x10\x1a\x12\x14\n" +
 	"\x10STALE_GENERATION\x10\x1b\x12\x14\n" +
 	"\x10TOO_MANY_MEMBERS\x10\x1c\x12\x10\n" +
-	"\fGROUP_FENCED\x10\x1e*K\n" +
+	"\fGROUP_FENCED\x10\x1e\x12\r\n" +
+	"\tTHROTTLED\x10\x1f*K\n" +
 	"\bOrdering\x12\x18\n" +
 	"\x14ORDERING_UNSPECIFIED\x10\x00\x12\x0e\n" +
 	"\n" +
@@ -6873,7 +6963,7 @@ func file_client_heraldpb_herald_proto_rawDescGZIP() []byte {
 }
 
 var file_client_heraldpb_herald_proto_enumTypes = make([]protoimpl.EnumInfo, 4)
-var file_client_heraldpb_herald_proto_msgTypes = make([]protoimpl.MessageInfo, 92)
+var file_client_heraldpb_herald_proto_msgTypes = make([]protoimpl.MessageInfo, 93)
 var file_client_heraldpb_herald_proto_goTypes = []any{
 	(ErrorReason)(0),                    // 0: herald.v1.ErrorReason
 	(Ordering)(0),                       // 1: herald.v1.Ordering
@@ -6881,225 +6971,227 @@ var file_client_heraldpb_herald_proto_goTypes = []any{
 	(GroupOffsetOutcome)(0),             // 3: herald.v1.GroupOffsetOutcome
 	(*Event)(nil),                       // 4: herald.v1.Event
 	(*TopicConfig)(nil),                 // 5: herald.v1.TopicConfig
-	(*PartitionInfo)(nil),               // 6: herald.v1.PartitionInfo
-	(*TopicInfo)(nil),                   // 7: herald.v1.TopicInfo
-	(*NodeInfo)(nil),                    // 8: herald.v1.NodeInfo
-	(*CreateTopicRequest)(nil),          // 9: herald.v1.CreateTopicRequest
-	(*CreateTopicResponse)(nil),         // 10: herald.v1.CreateTopicResponse
-	(*ListTopicsRequest)(nil),           // 11: herald.v1.ListTopicsRequest
-	(*ListTopicsResponse)(nil),          // 12: herald.v1.ListTopicsResponse
-	(*DescribeTopicRequest)(nil),        // 13: herald.v1.DescribeTopicRequest
-	(*DescribeTopicResponse)(nil),       // 14: herald.v1.DescribeTopicResponse
-	(*MetadataRequest)(nil),             // 15: herald.v1.MetadataRequest
-	(*MetadataResponse)(nil),            // 16: herald.v1.MetadataResponse
-	(*ProduceRequest)(nil),              // 17: herald.v1.ProduceRequest
-	(*ProduceResult)(nil),               // 18: herald.v1.ProduceResult
-	(*TenantQuota)(nil),                 // 19: herald.v1.TenantQuota
-	(*Tenant)(nil),                      // 20: herald.v1.Tenant
-	(*CreateTenantRequest)(nil),         // 21: herald.v1.CreateTenantRequest
-	(*CreateTenantResponse)(nil),        // 22: herald.v1.CreateTenantResponse
-	(*ListTenantsRequest)(nil),          // 23: herald.v1.ListTenantsRequest
-	(*ListTenantsResponse)(nil),         // 24: herald.v1.ListTenantsResponse
-	(*DescribeTenantRequest)(nil),       // 25: herald.v1.DescribeTenantRequest
-	(*DescribeTenantResponse)(nil),      // 26: herald.v1.DescribeTenantResponse
-	(*SetTenantQuotaRequest)(nil),       // 27: herald.v1.SetTenantQuotaRequest
-	(*SetTenantQuotaResponse)(nil),      // 28: herald.v1.SetTenantQuotaResponse
-	(*AlterTopicRequest)(nil),           // 29: herald.v1.AlterTopicRequest
-	(*AlterTopicResponse)(nil),          // 30: herald.v1.AlterTopicResponse
-	(*DeleteTopicRequest)(nil),          // 31: herald.v1.DeleteTopicRequest
-	(*DeleteTopicResponse)(nil),         // 32: herald.v1.DeleteTopicResponse
-	(*InitProducerRequest)(nil),         // 33: herald.v1.InitProducerRequest
-	(*InitProducerResponse)(nil),        // 34: herald.v1.InitProducerResponse
-	(*ProduceResponse)(nil),             // 35: herald.v1.ProduceResponse
-	(*FetchRequest)(nil),                // 36: herald.v1.FetchRequest
-	(*FetchResponse)(nil),               // 37: herald.v1.FetchResponse
-	(*SubscribeRequest)(nil),            // 38: herald.v1.SubscribeRequest
-	(*SubscribeStart)(nil),              // 39: herald.v1.SubscribeStart
-	(*SubscribeCredit)(nil),             // 40: herald.v1.SubscribeCredit
-	(*SubscribeResponse)(nil),           // 41: herald.v1.SubscribeResponse
-	(*ClusterStatusRequest)(nil),        // 42: herald.v1.ClusterStatusRequest
-	(*ReplicaStatus)(nil),               // 43: herald.v1.ReplicaStatus
-	(*PartitionStatus)(nil),             // 44: herald.v1.PartitionStatus
-	(*NodeStatusInfo)(nil),              // 45: herald.v1.NodeStatusInfo
-	(*ClusterStatusResponse)(nil),       // 46: herald.v1.ClusterStatusResponse
-	(*GroupStatus)(nil),                 // 47: herald.v1.GroupStatus
-	(*ControllerReadIndexRequest)(nil),  // 48: herald.v1.ControllerReadIndexRequest
-	(*ControllerReadIndexResponse)(nil), // 49: herald.v1.ControllerReadIndexResponse
-	(*FenceContractRequest)(nil),        // 50: herald.v1.FenceContractRequest
-	(*FenceContractResponse)(nil),       // 51: herald.v1.FenceContractResponse
-	(*MarkGroupsLiveRequest)(nil),       // 52: herald.v1.MarkGroupsLiveRequest
-	(*MarkGroupsLiveResponse)(nil),      // 53: herald.v1.MarkGroupsLiveResponse
-	(*NodeStatusRequest)(nil),           // 54: herald.v1.NodeStatusRequest
-	(*NodeStatusResponse)(nil),          // 55: herald.v1.NodeStatusResponse
-	(*ConsumerGroupConfig)(nil),         // 56: herald.v1.ConsumerGroupConfig
-	(*GroupStart)(nil),                  // 57: herald.v1.GroupStart
-	(*ConsumerGroupPartition)(nil),      // 58: herald.v1.ConsumerGroupPartition
-	(*ConsumerGroupInfo)(nil),           // 59: herald.v1.ConsumerGroupInfo
-	(*CreateGroupRequest)(nil),          // 60: herald.v1.CreateGroupRequest
-	(*CreateGroupResponse)(nil),         // 61: herald.v1.CreateGroupResponse
-	(*ListGroupsRequest)(nil),           // 62: herald.v1.ListGroupsRequest
-	(*ListGroupsResponse)(nil),          // 63: herald.v1.ListGroupsResponse
-	(*DescribeGroupRequest)(nil),        // 64: herald.v1.DescribeGroupRequest
-	(*DescribeGroupResponse)(nil),       // 65: herald.v1.DescribeGroupResponse
-	(*ResetGroupRequest)(nil),           // 66: herald.v1.ResetGroupRequest
-	(*ResetGroupResponse)(nil),          // 67: herald.v1.ResetGroupResponse
-	(*DeleteGroupRequest)(nil),          // 68: herald.v1.DeleteGroupRequest
-	(*DeleteGroupResponse)(nil),         // 69: herald.v1.DeleteGroupResponse
-	(*PartitionGroupRequest)(nil),       // 70: herald.v1.PartitionGroupRequest
-	(*PartitionGroupCreate)(nil),        // 71: herald.v1.PartitionGroupCreate
-	(*PartitionGroupReset)(nil),         // 72: herald.v1.PartitionGroupReset
-	(*PartitionGroupDelete)(nil),        // 73: herald.v1.PartitionGroupDelete
-	(*PartitionGroupRead)(nil),          // 74: herald.v1.PartitionGroupRead
-	(*PartitionGroupState)(nil),         // 75: herald.v1.PartitionGroupState
-	(*PartitionGroupResponse)(nil),      // 76: herald.v1.PartitionGroupResponse
-	(*JoinGroupRequest)(nil),            // 77: herald.v1.JoinGroupRequest
-	(*JoinGroupResponse)(nil),           // 78: herald.v1.JoinGroupResponse
-	(*GroupHeartbeatRequest)(nil),       // 79: herald.v1.GroupHeartbeatRequest
-	(*GroupHeartbeatResponse)(nil),      // 80: herald.v1.GroupHeartbeatResponse
-	(*LeaveGroupRequest)(nil),           // 81: herald.v1.LeaveGroupRequest
-	(*LeaveGroupResponse)(nil),          // 82: herald.v1.LeaveGroupResponse
-	(*PartitionGroupAssign)(nil),        // 83: herald.v1.PartitionGroupAssign
-	(*GroupConsumeRequest)(nil),         // 84: herald.v1.GroupConsumeRequest
-	(*GroupConsumeStart)(nil),           // 85: herald.v1.GroupConsumeStart
-	(*GroupConsumeAck)(nil),             // 86: herald.v1.GroupConsumeAck
-	(*GroupConsumeNack)(nil),            // 87: herald.v1.GroupConsumeNack
-	(*GroupConsumeResponse)(nil),        // 88: herald.v1.GroupConsumeResponse
-	(*GroupConsumeStarted)(nil),         // 89: herald.v1.GroupConsumeStarted
-	(*GroupConsumeBatch)(nil),           // 90: herald.v1.GroupConsumeBatch
-	(*GroupOffsetResult)(nil),           // 91: herald.v1.GroupOffsetResult
-	(*GroupAckResult)(nil),              // 92: herald.v1.GroupAckResult
-	(*ProcessedMark)(nil),               // 93: herald.v1.ProcessedMark
-	nil,                                 // 94: herald.v1.Event.HeadersEntry
-	nil,                                 // 95: herald.v1.SubscribeStart.HeadersEntry
+	(*ProtectedGroup)(nil),              // 6: herald.v1.ProtectedGroup
+	(*PartitionInfo)(nil),               // 7: herald.v1.PartitionInfo
+	(*TopicInfo)(nil),                   // 8: herald.v1.TopicInfo
+	(*NodeInfo)(nil),                    // 9: herald.v1.NodeInfo
+	(*CreateTopicRequest)(nil),          // 10: herald.v1.CreateTopicRequest
+	(*CreateTopicResponse)(nil),         // 11: herald.v1.CreateTopicResponse
+	(*ListTopicsRequest)(nil),           // 12: herald.v1.ListTopicsRequest
+	(*ListTopicsResponse)(nil),          // 13: herald.v1.ListTopicsResponse
+	(*DescribeTopicRequest)(nil),        // 14: herald.v1.DescribeTopicRequest
+	(*DescribeTopicResponse)(nil),       // 15: herald.v1.DescribeTopicResponse
+	(*MetadataRequest)(nil),             // 16: herald.v1.MetadataRequest
+	(*MetadataResponse)(nil),            // 17: herald.v1.MetadataResponse
+	(*ProduceRequest)(nil),              // 18: herald.v1.ProduceRequest
+	(*ProduceResult)(nil),               // 19: herald.v1.ProduceResult
+	(*TenantQuota)(nil),                 // 20: herald.v1.TenantQuota
+	(*Tenant)(nil),                      // 21: herald.v1.Tenant
+	(*CreateTenantRequest)(nil),         // 22: herald.v1.CreateTenantRequest
+	(*CreateTenantResponse)(nil),        // 23: herald.v1.CreateTenantResponse
+	(*ListTenantsRequest)(nil),          // 24: herald.v1.ListTenantsRequest
+	(*ListTenantsResponse)(nil),         // 25: herald.v1.ListTenantsResponse
+	(*DescribeTenantRequest)(nil),       // 26: herald.v1.DescribeTenantRequest
+	(*DescribeTenantResponse)(nil),      // 27: herald.v1.DescribeTenantResponse
+	(*SetTenantQuotaRequest)(nil),       // 28: herald.v1.SetTenantQuotaRequest
+	(*SetTenantQuotaResponse)(nil),      // 29: herald.v1.SetTenantQuotaResponse
+	(*AlterTopicRequest)(nil),           // 30: herald.v1.AlterTopicRequest
+	(*AlterTopicResponse)(nil),          // 31: herald.v1.AlterTopicResponse
+	(*DeleteTopicRequest)(nil),          // 32: herald.v1.DeleteTopicRequest
+	(*DeleteTopicResponse)(nil),         // 33: herald.v1.DeleteTopicResponse
+	(*InitProducerRequest)(nil),         // 34: herald.v1.InitProducerRequest
+	(*InitProducerResponse)(nil),        // 35: herald.v1.InitProducerResponse
+	(*ProduceResponse)(nil),             // 36: herald.v1.ProduceResponse
+	(*FetchRequest)(nil),                // 37: herald.v1.FetchRequest
+	(*FetchResponse)(nil),               // 38: herald.v1.FetchResponse
+	(*SubscribeRequest)(nil),            // 39: herald.v1.SubscribeRequest
+	(*SubscribeStart)(nil),              // 40: herald.v1.SubscribeStart
+	(*SubscribeCredit)(nil),             // 41: herald.v1.SubscribeCredit
+	(*SubscribeResponse)(nil),           // 42: herald.v1.SubscribeResponse
+	(*ClusterStatusRequest)(nil),        // 43: herald.v1.ClusterStatusRequest
+	(*ReplicaStatus)(nil),               // 44: herald.v1.ReplicaStatus
+	(*PartitionStatus)(nil),             // 45: herald.v1.PartitionStatus
+	(*NodeStatusInfo)(nil),              // 46: herald.v1.NodeStatusInfo
+	(*ClusterStatusResponse)(nil),       // 47: herald.v1.ClusterStatusResponse
+	(*GroupStatus)(nil),                 // 48: herald.v1.GroupStatus
+	(*ControllerReadIndexRequest)(nil),  // 49: herald.v1.ControllerReadIndexRequest
+	(*ControllerReadIndexResponse)(nil), // 50: herald.v1.ControllerReadIndexResponse
+	(*FenceContractRequest)(nil),        // 51: herald.v1.FenceContractRequest
+	(*FenceContractResponse)(nil),       // 52: herald.v1.FenceContractResponse
+	(*MarkGroupsLiveRequest)(nil),       // 53: herald.v1.MarkGroupsLiveRequest
+	(*MarkGroupsLiveResponse)(nil),      // 54: herald.v1.MarkGroupsLiveResponse
+	(*NodeStatusRequest)(nil),           // 55: herald.v1.NodeStatusRequest
+	(*NodeStatusResponse)(nil),          // 56: herald.v1.NodeStatusResponse
+	(*ConsumerGroupConfig)(nil),         // 57: herald.v1.ConsumerGroupConfig
+	(*GroupStart)(nil),                  // 58: herald.v1.GroupStart
+	(*ConsumerGroupPartition)(nil),      // 59: herald.v1.ConsumerGroupPartition
+	(*ConsumerGroupInfo)(nil),           // 60: herald.v1.ConsumerGroupInfo
+	(*CreateGroupRequest)(nil),          // 61: herald.v1.CreateGroupRequest
+	(*CreateGroupResponse)(nil),         // 62: herald.v1.CreateGroupResponse
+	(*ListGroupsRequest)(nil),           // 63: herald.v1.ListGroupsRequest
+	(*ListGroupsResponse)(nil),          // 64: herald.v1.ListGroupsResponse
+	(*DescribeGroupRequest)(nil),        // 65: herald.v1.DescribeGroupRequest
+	(*DescribeGroupResponse)(nil),       // 66: herald.v1.DescribeGroupResponse
+	(*ResetGroupRequest)(nil),           // 67: herald.v1.ResetGroupRequest
+	(*ResetGroupResponse)(nil),          // 68: herald.v1.ResetGroupResponse
+	(*DeleteGroupRequest)(nil),          // 69: herald.v1.DeleteGroupRequest
+	(*DeleteGroupResponse)(nil),         // 70: herald.v1.DeleteGroupResponse
+	(*PartitionGroupRequest)(nil),       // 71: herald.v1.PartitionGroupRequest
+	(*PartitionGroupCreate)(nil),        // 72: herald.v1.PartitionGroupCreate
+	(*PartitionGroupReset)(nil),         // 73: herald.v1.PartitionGroupReset
+	(*PartitionGroupDelete)(nil),        // 74: herald.v1.PartitionGroupDelete
+	(*PartitionGroupRead)(nil),          // 75: herald.v1.PartitionGroupRead
+	(*PartitionGroupState)(nil),         // 76: herald.v1.PartitionGroupState
+	(*PartitionGroupResponse)(nil),      // 77: herald.v1.PartitionGroupResponse
+	(*JoinGroupRequest)(nil),            // 78: herald.v1.JoinGroupRequest
+	(*JoinGroupResponse)(nil),           // 79: herald.v1.JoinGroupResponse
+	(*GroupHeartbeatRequest)(nil),       // 80: herald.v1.GroupHeartbeatRequest
+	(*GroupHeartbeatResponse)(nil),      // 81: herald.v1.GroupHeartbeatResponse
+	(*LeaveGroupRequest)(nil),           // 82: herald.v1.LeaveGroupRequest
+	(*LeaveGroupResponse)(nil),          // 83: herald.v1.LeaveGroupResponse
+	(*PartitionGroupAssign)(nil),        // 84: herald.v1.PartitionGroupAssign
+	(*GroupConsumeRequest)(nil),         // 85: herald.v1.GroupConsumeRequest
+	(*GroupConsumeStart)(nil),           // 86: herald.v1.GroupConsumeStart
+	(*GroupConsumeAck)(nil),             // 87: herald.v1.GroupConsumeAck
+	(*GroupConsumeNack)(nil),            // 88: herald.v1.GroupConsumeNack
+	(*GroupConsumeResponse)(nil),        // 89: herald.v1.GroupConsumeResponse
+	(*GroupConsumeStarted)(nil),         // 90: herald.v1.GroupConsumeStarted
+	(*GroupConsumeBatch)(nil),           // 91: herald.v1.GroupConsumeBatch
+	(*GroupOffsetResult)(nil),           // 92: herald.v1.GroupOffsetResult
+	(*GroupAckResult)(nil),              // 93: herald.v1.GroupAckResult
+	(*ProcessedMark)(nil),               // 94: herald.v1.ProcessedMark
+	nil,                                 // 95: herald.v1.Event.HeadersEntry
+	nil,                                 // 96: herald.v1.SubscribeStart.HeadersEntry
 }
 var file_client_heraldpb_herald_proto_depIdxs = []int32{
-	94, // 0: herald.v1.Event.headers:type_name -> herald.v1.Event.HeadersEntry
+	95, // 0: herald.v1.Event.headers:type_name -> herald.v1.Event.HeadersEntry
 	1,  // 1: herald.v1.TopicConfig.ordering:type_name -> herald.v1.Ordering
-	5,  // 2: herald.v1.TopicInfo.config:type_name -> herald.v1.TopicConfig
-	6,  // 3: herald.v1.TopicInfo.partitions:type_name -> herald.v1.PartitionInfo
-	5,  // 4: herald.v1.CreateTopicRequest.config:type_name -> herald.v1.TopicConfig
-	7,  // 5: herald.v1.CreateTopicResponse.topic:type_name -> herald.v1.TopicInfo
-	7,  // 6: herald.v1.ListTopicsResponse.topics:type_name -> herald.v1.TopicInfo
-	7,  // 7: herald.v1.DescribeTopicResponse.topic:type_name -> herald.v1.TopicInfo
-	8,  // 8: herald.v1.MetadataResponse.nodes:type_name -> herald.v1.NodeInfo
-	7,  // 9: herald.v1.MetadataResponse.topics:type_name -> herald.v1.TopicInfo
-	4,  // 10: herald.v1.ProduceRequest.events:type_name -> herald.v1.Event
-	19, // 11: herald.v1.Tenant.quota:type_name -> herald.v1.TenantQuota
-	20, // 12: herald.v1.CreateTenantRequest.tenant:type_name -> herald.v1.Tenant
-	20, // 13: herald.v1.CreateTenantResponse.tenant:type_name -> herald.v1.Tenant
-	20, // 14: herald.v1.ListTenantsResponse.tenants:type_name -> herald.v1.Tenant
-	20, // 15: herald.v1.DescribeTenantResponse.tenant:type_name -> herald.v1.Tenant
-	19, // 16: herald.v1.SetTenantQuotaRequest.quota:type_name -> herald.v1.TenantQuota
-	20, // 17: herald.v1.SetTenantQuotaResponse.tenant:type_name -> herald.v1.Tenant
-	5,  // 18: herald.v1.AlterTopicRequest.config:type_name -> herald.v1.TopicConfig
-	7,  // 19: herald.v1.AlterTopicResponse.topic:type_name -> herald.v1.TopicInfo
-	18, // 20: herald.v1.ProduceResponse.results:type_name -> herald.v1.ProduceResult
-	2,  // 21: herald.v1.FetchRequest.position:type_name -> herald.v1.StartPosition
-	4,  // 22: herald.v1.FetchResponse.events:type_name -> herald.v1.Event
-	39, // 23: herald.v1.SubscribeRequest.start:type_name -> herald.v1.SubscribeStart
-	40, // 24: herald.v1.SubscribeRequest.credit:type_name -> herald.v1.SubscribeCredit
-	2,  // 25: herald.v1.SubscribeStart.position:type_name -> herald.v1.StartPosition
-	95, // 26: herald.v1.SubscribeStart.headers:type_name -> herald.v1.SubscribeStart.HeadersEntry
-	4,  // 27: herald.v1.SubscribeResponse.events:type_name -> herald.v1.Event
-	43, // 28: herald.v1.PartitionStatus.replica_status:type_name -> herald.v1.ReplicaStatus
-	45, // 29: herald.v1.ClusterStatusResponse.nodes:type_name -> herald.v1.NodeStatusInfo
-	44, // 30: herald.v1.ClusterStatusResponse.partitions:type_name -> herald.v1.PartitionStatus
-	47, // 31: herald.v1.NodeStatusResponse.groups:type_name -> herald.v1.GroupStatus
-	2,  // 32: herald.v1.GroupStart.position:type_name -> herald.v1.StartPosition
-	56, // 33: herald.v1.ConsumerGroupInfo.config:type_name -> herald.v1.ConsumerGroupConfig
-	58, // 34: herald.v1.ConsumerGroupInfo.partitions:type_name -> herald.v1.ConsumerGroupPartition
-	56, // 35: herald.v1.CreateGroupRequest.config:type_name -> herald.v1.ConsumerGroupConfig
-	57, // 36: herald.v1.CreateGroupRequest.start:type_name -> herald.v1.GroupStart
-	59, // 37: herald.v1.CreateGroupResponse.group:type_name -> herald.v1.ConsumerGroupInfo
-	59, // 38: herald.v1.ListGroupsResponse.groups:type_name -> herald.v1.ConsumerGroupInfo
-	59, // 39: herald.v1.DescribeGroupResponse.group:type_name -> herald.v1.ConsumerGroupInfo
-	57, // 40: herald.v1.ResetGroupRequest.to:type_name -> herald.v1.GroupStart
-	59, // 41: herald.v1.ResetGroupResponse.group:type_name -> herald.v1.ConsumerGroupInfo
-	71, // 42: herald.v1.PartitionGroupRequest.create:type_name -> herald.v1.PartitionGroupCreate
-	72, // 43: herald.v1.PartitionGroupRequest.reset:type_name -> herald.v1.PartitionGroupReset
-	73, // 44: herald.v1.PartitionGroupRequest.delete:type_name -> herald.v1.PartitionGroupDelete
-	74, // 45: herald.v1.PartitionGroupRequest.read:type_name -> herald.v1.PartitionGroupRead
-	83, // 46: herald.v1.PartitionGroupRequest.assign:type_name -> herald.v1.PartitionGroupAssign
-	56, // 47: herald.v1.PartitionGroupCreate.config:type_name -> herald.v1.ConsumerGroupConfig
-	57, // 48: herald.v1.PartitionGroupCreate.start:type_name -> herald.v1.GroupStart
-	57, // 49: herald.v1.PartitionGroupReset.to:type_name -> herald.v1.GroupStart
-	56, // 50: herald.v1.PartitionGroupState.config:type_name -> herald.v1.ConsumerGroupConfig
-	58, // 51: herald.v1.PartitionGroupState.state:type_name -> herald.v1.ConsumerGroupPartition
-	75, // 52: herald.v1.PartitionGroupResponse.groups:type_name -> herald.v1.PartitionGroupState
-	85, // 53: herald.v1.GroupConsumeRequest.start:type_name -> herald.v1.GroupConsumeStart
-	86, // 54: herald.v1.GroupConsumeRequest.ack:type_name -> herald.v1.GroupConsumeAck
-	87, // 55: herald.v1.GroupConsumeRequest.nack:type_name -> herald.v1.GroupConsumeNack
-	93, // 56: herald.v1.GroupConsumeAck.marks:type_name -> herald.v1.ProcessedMark
-	90, // 57: herald.v1.GroupConsumeResponse.batch:type_name -> herald.v1.GroupConsumeBatch
-	92, // 58: herald.v1.GroupConsumeResponse.ack_result:type_name -> herald.v1.GroupAckResult
-	89, // 59: herald.v1.GroupConsumeResponse.started:type_name -> herald.v1.GroupConsumeStarted
-	56, // 60: herald.v1.GroupConsumeStarted.config:type_name -> herald.v1.ConsumerGroupConfig
-	4,  // 61: herald.v1.GroupConsumeBatch.events:type_name -> herald.v1.Event
-	3,  // 62: herald.v1.GroupOffsetResult.outcome:type_name -> herald.v1.GroupOffsetOutcome
-	91, // 63: herald.v1.GroupAckResult.results:type_name -> herald.v1.GroupOffsetResult
-	9,  // 64: herald.v1.Herald.CreateTopic:input_type -> herald.v1.CreateTopicRequest
-	11, // 65: herald.v1.Herald.ListTopics:input_type -> herald.v1.ListTopicsRequest
-	13, // 66: herald.v1.Herald.DescribeTopic:input_type -> herald.v1.DescribeTopicRequest
-	15, // 67: herald.v1.Herald.Metadata:input_type -> herald.v1.MetadataRequest
-	17, // 68: herald.v1.Herald.Produce:input_type -> herald.v1.ProduceRequest
-	36, // 69: herald.v1.Herald.Fetch:input_type -> herald.v1.FetchRequest
-	38, // 70: herald.v1.Herald.Subscribe:input_type -> herald.v1.SubscribeRequest
-	42, // 71: herald.v1.Herald.ClusterStatus:input_type -> herald.v1.ClusterStatusRequest
-	29, // 72: herald.v1.Herald.AlterTopic:input_type -> herald.v1.AlterTopicRequest
-	31, // 73: herald.v1.Herald.DeleteTopic:input_type -> herald.v1.DeleteTopicRequest
-	21, // 74: herald.v1.Herald.CreateTenant:input_type -> herald.v1.CreateTenantRequest
-	23, // 75: herald.v1.Herald.ListTenants:input_type -> herald.v1.ListTenantsRequest
-	25, // 76: herald.v1.Herald.DescribeTenant:input_type -> herald.v1.DescribeTenantRequest
-	27, // 77: herald.v1.Herald.SetTenantQuota:input_type -> herald.v1.SetTenantQuotaRequest
-	33, // 78: herald.v1.Herald.InitProducer:input_type -> herald.v1.InitProducerRequest
-	60, // 79: herald.v1.Herald.CreateGroup:input_type -> herald.v1.CreateGroupRequest
-	62, // 80: herald.v1.Herald.ListGroups:input_type -> herald.v1.ListGroupsRequest
-	64, // 81: herald.v1.Herald.DescribeGroup:input_type -> herald.v1.DescribeGroupRequest
-	66, // 82: herald.v1.Herald.ResetGroup:input_type -> herald.v1.ResetGroupRequest
-	68, // 83: herald.v1.Herald.DeleteGroup:input_type -> herald.v1.DeleteGroupRequest
-	77, // 84: herald.v1.Herald.JoinGroup:input_type -> herald.v1.JoinGroupRequest
-	79, // 85: herald.v1.Herald.GroupHeartbeat:input_type -> herald.v1.GroupHeartbeatRequest
-	81, // 86: herald.v1.Herald.LeaveGroup:input_type -> herald.v1.LeaveGroupRequest
-	84, // 87: herald.v1.Herald.GroupConsume:input_type -> herald.v1.GroupConsumeRequest
-	54, // 88: herald.v1.NodeInternal.NodeStatus:input_type -> herald.v1.NodeStatusRequest
-	48, // 89: herald.v1.NodeInternal.ControllerReadIndex:input_type -> herald.v1.ControllerReadIndexRequest
-	52, // 90: herald.v1.NodeInternal.MarkGroupsLive:input_type -> herald.v1.MarkGroupsLiveRequest
-	50, // 91: herald.v1.NodeInternal.FenceContract:input_type -> herald.v1.FenceContractRequest
-	70, // 92: herald.v1.NodeInternal.PartitionGroup:input_type -> herald.v1.PartitionGroupRequest
-	10, // 93: herald.v1.Herald.CreateTopic:output_type -> herald.v1.CreateTopicResponse
-	12, // 94: herald.v1.Herald.ListTopics:output_type -> herald.v1.ListTopicsResponse
-	14, // 95: herald.v1.Herald.DescribeTopic:output_type -> herald.v1.DescribeTopicResponse
-	16, // 96: herald.v1.Herald.Metadata:output_type -> herald.v1.MetadataResponse
-	35, // 97: herald.v1.Herald.Produce:output_type -> herald.v1.ProduceResponse
-	37, // 98: herald.v1.Herald.Fetch:output_type -> herald.v1.FetchResponse
-	41, // 99: herald.v1.Herald.Subscribe:output_type -> herald.v1.SubscribeResponse
-	46, // 100: herald.v1.Herald.ClusterStatus:output_type -> herald.v1.ClusterStatusResponse
-	30, // 101: herald.v1.Herald.AlterTopic:output_type -> herald.v1.AlterTopicResponse
-	32, // 102: herald.v1.Herald.DeleteTopic:output_type -> herald.v1.DeleteTopicResponse
-	22, // 103: herald.v1.Herald.CreateTenant:output_type -> herald.v1.CreateTenantResponse
-	24, // 104: herald.v1.Herald.ListTenants:output_type -> herald.v1.ListTenantsResponse
-	26, // 105: herald.v1.Herald.DescribeTenant:output_type -> herald.v1.DescribeTenantResponse
-	28, // 106: herald.v1.Herald.SetTenantQuota:output_type -> herald.v1.SetTenantQuotaResponse
-	34, // 107: herald.v1.Herald.InitProducer:output_type -> herald.v1.InitProducerResponse
-	61, // 108: herald.v1.Herald.CreateGroup:output_type -> herald.v1.CreateGroupResponse
-	63, // 109: herald.v1.Herald.ListGroups:output_type -> herald.v1.ListGroupsResponse
-	65, // 110: herald.v1.Herald.DescribeGroup:output_type -> herald.v1.DescribeGroupResponse
-	67, // 111: herald.v1.Herald.ResetGroup:output_type -> herald.v1.ResetGroupResponse
-	69, // 112: herald.v1.Herald.DeleteGroup:output_type -> herald.v1.DeleteGroupResponse
-	78, // 113: herald.v1.Herald.JoinGroup:output_type -> herald.v1.JoinGroupResponse
-	80, // 114: herald.v1.Herald.GroupHeartbeat:output_type -> herald.v1.GroupHeartbeatResponse
-	82, // 115: herald.v1.Herald.LeaveGroup:output_type -> herald.v1.LeaveGroupResponse
-	88, // 116: herald.v1.Herald.GroupConsume:output_type -> herald.v1.GroupConsumeResponse
-	55, // 117: herald.v1.NodeInternal.NodeStatus:output_type -> herald.v1.NodeStatusResponse
-	49, // 118: herald.v1.NodeInternal.ControllerReadIndex:output_type -> herald.v1.ControllerReadIndexResponse
-	53, // 119: herald.v1.NodeInternal.MarkGroupsLive:output_type -> herald.v1.MarkGroupsLiveResponse
-	51, // 120: herald.v1.NodeInternal.FenceContract:output_type -> herald.v1.FenceContractResponse
-	76, // 121: herald.v1.NodeInternal.PartitionGroup:output_type -> herald.v1.PartitionGroupResponse
-	93, // [93:122] is the sub-list for method output_type
-	64, // [64:93] is the sub-list for method input_type
-	64, // [64:64] is the sub-list for extension type_name
-	64, // [64:64] is the sub-list for extension extendee
-	0,  // [0:64] is the sub-list for field type_name
+	6,  // 2: herald.v1.TopicConfig.protected_groups:type_name -> herald.v1.ProtectedGroup
+	5,  // 3: herald.v1.TopicInfo.config:type_name -> herald.v1.TopicConfig
+	7,  // 4: herald.v1.TopicInfo.partitions:type_name -> herald.v1.PartitionInfo
+	5,  // 5: herald.v1.CreateTopicRequest.config:type_name -> herald.v1.TopicConfig
+	8,  // 6: herald.v1.CreateTopicResponse.topic:type_name -> herald.v1.TopicInfo
+	8,  // 7: herald.v1.ListTopicsResponse.topics:type_name -> herald.v1.TopicInfo
+	8,  // 8: herald.v1.DescribeTopicResponse.topic:type_name -> herald.v1.TopicInfo
+	9,  // 9: herald.v1.MetadataResponse.nodes:type_name -> herald.v1.NodeInfo
+	8,  // 10: herald.v1.MetadataResponse.topics:type_name -> herald.v1.TopicInfo
+	4,  // 11: herald.v1.ProduceRequest.events:type_name -> herald.v1.Event
+	20, // 12: herald.v1.Tenant.quota:type_name -> herald.v1.TenantQuota
+	21, // 13: herald.v1.CreateTenantRequest.tenant:type_name -> herald.v1.Tenant
+	21, // 14: herald.v1.CreateTenantResponse.tenant:type_name -> herald.v1.Tenant
+	21, // 15: herald.v1.ListTenantsResponse.tenants:type_name -> herald.v1.Tenant
+	21, // 16: herald.v1.DescribeTenantResponse.tenant:type_name -> herald.v1.Tenant
+	20, // 17: herald.v1.SetTenantQuotaRequest.quota:type_name -> herald.v1.TenantQuota
+	21, // 18: herald.v1.SetTenantQuotaResponse.tenant:type_name -> herald.v1.Tenant
+	5,  // 19: herald.v1.AlterTopicRequest.config:type_name -> herald.v1.TopicConfig
+	8,  // 20: herald.v1.AlterTopicResponse.topic:type_name -> herald.v1.TopicInfo
+	19, // 21: herald.v1.ProduceResponse.results:type_name -> herald.v1.ProduceResult
+	2,  // 22: herald.v1.FetchRequest.position:type_name -> herald.v1.StartPosition
+	4,  // 23: herald.v1.FetchResponse.events:type_name -> herald.v1.Event
+	40, // 24: herald.v1.SubscribeRequest.start:type_name -> herald.v1.SubscribeStart
+	41, // 25: herald.v1.SubscribeRequest.credit:type_name -> herald.v1.SubscribeCredit
+	2,  // 26: herald.v1.SubscribeStart.position:type_name -> herald.v1.StartPosition
+	96, // 27: herald.v1.SubscribeStart.headers:type_name -> herald.v1.SubscribeStart.HeadersEntry
+	4,  // 28: herald.v1.SubscribeResponse.events:type_name -> herald.v1.Event
+	44, // 29: herald.v1.PartitionStatus.replica_status:type_name -> herald.v1.ReplicaStatus
+	46, // 30: herald.v1.ClusterStatusResponse.nodes:type_name -> herald.v1.NodeStatusInfo
+	45, // 31: herald.v1.ClusterStatusResponse.partitions:type_name -> herald.v1.PartitionStatus
+	48, // 32: herald.v1.NodeStatusResponse.groups:type_name -> herald.v1.GroupStatus
+	2,  // 33: herald.v1.GroupStart.position:type_name -> herald.v1.StartPosition
+	57, // 34: herald.v1.ConsumerGroupInfo.config:type_name -> herald.v1.ConsumerGroupConfig
+	59, // 35: herald.v1.ConsumerGroupInfo.partitions:type_name -> herald.v1.ConsumerGroupPartition
+	57, // 36: herald.v1.CreateGroupRequest.config:type_name -> herald.v1.ConsumerGroupConfig
+	58, // 37: herald.v1.CreateGroupRequest.start:type_name -> herald.v1.GroupStart
+	60, // 38: herald.v1.CreateGroupResponse.group:type_name -> herald.v1.ConsumerGroupInfo
+	60, // 39: herald.v1.ListGroupsResponse.groups:type_name -> herald.v1.ConsumerGroupInfo
+	60, // 40: herald.v1.DescribeGroupResponse.group:type_name -> herald.v1.ConsumerGroupInfo
+	58, // 41: herald.v1.ResetGroupRequest.to:type_name -> herald.v1.GroupStart
+	60, // 42: herald.v1.ResetGroupResponse.group:type_name -> herald.v1.ConsumerGroupInfo
+	72, // 43: herald.v1.PartitionGroupRequest.create:type_name -> herald.v1.PartitionGroupCreate
+	73, // 44: herald.v1.PartitionGroupRequest.reset:type_name -> herald.v1.PartitionGroupReset
+	74, // 45: herald.v1.PartitionGroupRequest.delete:type_name -> herald.v1.PartitionGroupDelete
+	75, // 46: herald.v1.PartitionGroupRequest.read:type_name -> herald.v1.PartitionGroupRead
+	84, // 47: herald.v1.PartitionGroupRequest.assign:type_name -> herald.v1.PartitionGroupAssign
+	57, // 48: herald.v1.PartitionGroupCreate.config:type_name -> herald.v1.ConsumerGroupConfig
+	58, // 49: herald.v1.PartitionGroupCreate.start:type_name -> herald.v1.GroupStart
+	58, // 50: herald.v1.PartitionGroupReset.to:type_name -> herald.v1.GroupStart
+	57, // 51: herald.v1.PartitionGroupState.config:type_name -> herald.v1.ConsumerGroupConfig
+	59, // 52: herald.v1.PartitionGroupState.state:type_name -> herald.v1.ConsumerGroupPartition
+	76, // 53: herald.v1.PartitionGroupResponse.groups:type_name -> herald.v1.PartitionGroupState
+	86, // 54: herald.v1.GroupConsumeRequest.start:type_name -> herald.v1.GroupConsumeStart
+	87, // 55: herald.v1.GroupConsumeRequest.ack:type_name -> herald.v1.GroupConsumeAck
+	88, // 56: herald.v1.GroupConsumeRequest.nack:type_name -> herald.v1.GroupConsumeNack
+	94, // 57: herald.v1.GroupConsumeAck.marks:type_name -> herald.v1.ProcessedMark
+	91, // 58: herald.v1.GroupConsumeResponse.batch:type_name -> herald.v1.GroupConsumeBatch
+	93, // 59: herald.v1.GroupConsumeResponse.ack_result:type_name -> herald.v1.GroupAckResult
+	90, // 60: herald.v1.GroupConsumeResponse.started:type_name -> herald.v1.GroupConsumeStarted
+	57, // 61: herald.v1.GroupConsumeStarted.config:type_name -> herald.v1.ConsumerGroupConfig
+	4,  // 62: herald.v1.GroupConsumeBatch.events:type_name -> herald.v1.Event
+	3,  // 63: herald.v1.GroupOffsetResult.outcome:type_name -> herald.v1.GroupOffsetOutcome
+	92, // 64: herald.v1.GroupAckResult.results:type_name -> herald.v1.GroupOffsetResult
+	10, // 65: herald.v1.Herald.CreateTopic:input_type -> herald.v1.CreateTopicRequest
+	12, // 66: herald.v1.Herald.ListTopics:input_type -> herald.v1.ListTopicsRequest
+	14, // 67: herald.v1.Herald.DescribeTopic:input_type -> herald.v1.DescribeTopicRequest
+	16, // 68: herald.v1.Herald.Metadata:input_type -> herald.v1.MetadataRequest
+	18, // 69: herald.v1.Herald.Produce:input_type -> herald.v1.ProduceRequest
+	37, // 70: herald.v1.Herald.Fetch:input_type -> herald.v1.FetchRequest
+	39, // 71: herald.v1.Herald.Subscribe:input_type -> herald.v1.SubscribeRequest
+	43, // 72: herald.v1.Herald.ClusterStatus:input_type -> herald.v1.ClusterStatusRequest
+	30, // 73: herald.v1.Herald.AlterTopic:input_type -> herald.v1.AlterTopicRequest
+	32, // 74: herald.v1.Herald.DeleteTopic:input_type -> herald.v1.DeleteTopicRequest
+	22, // 75: herald.v1.Herald.CreateTenant:input_type -> herald.v1.CreateTenantRequest
+	24, // 76: herald.v1.Herald.ListTenants:input_type -> herald.v1.ListTenantsRequest
+	26, // 77: herald.v1.Herald.DescribeTenant:input_type -> herald.v1.DescribeTenantRequest
+	28, // 78: herald.v1.Herald.SetTenantQuota:input_type -> herald.v1.SetTenantQuotaRequest
+	34, // 79: herald.v1.Herald.InitProducer:input_type -> herald.v1.InitProducerRequest
+	61, // 80: herald.v1.Herald.CreateGroup:input_type -> herald.v1.CreateGroupRequest
+	63, // 81: herald.v1.Herald.ListGroups:input_type -> herald.v1.ListGroupsRequest
+	65, // 82: herald.v1.Herald.DescribeGroup:input_type -> herald.v1.DescribeGroupRequest
+	67, // 83: herald.v1.Herald.ResetGroup:input_type -> herald.v1.ResetGroupRequest
+	69, // 84: herald.v1.Herald.DeleteGroup:input_type -> herald.v1.DeleteGroupRequest
+	78, // 85: herald.v1.Herald.JoinGroup:input_type -> herald.v1.JoinGroupRequest
+	80, // 86: herald.v1.Herald.GroupHeartbeat:input_type -> herald.v1.GroupHeartbeatRequest
+	82, // 87: herald.v1.Herald.LeaveGroup:input_type -> herald.v1.LeaveGroupRequest
+	85, // 88: herald.v1.Herald.GroupConsume:input_type -> herald.v1.GroupConsumeRequest
+	55, // 89: herald.v1.NodeInternal.NodeStatus:input_type -> herald.v1.NodeStatusRequest
+	49, // 90: herald.v1.NodeInternal.ControllerReadIndex:input_type -> herald.v1.ControllerReadIndexRequest
+	53, // 91: herald.v1.NodeInternal.MarkGroupsLive:input_type -> herald.v1.MarkGroupsLiveRequest
+	51, // 92: herald.v1.NodeInternal.FenceContract:input_type -> herald.v1.FenceContractRequest
+	71, // 93: herald.v1.NodeInternal.PartitionGroup:input_type -> herald.v1.PartitionGroupRequest
+	11, // 94: herald.v1.Herald.CreateTopic:output_type -> herald.v1.CreateTopicResponse
+	13, // 95: herald.v1.Herald.ListTopics:output_type -> herald.v1.ListTopicsResponse
+	15, // 96: herald.v1.Herald.DescribeTopic:output_type -> herald.v1.DescribeTopicResponse
+	17, // 97: herald.v1.Herald.Metadata:output_type -> herald.v1.MetadataResponse
+	36, // 98: herald.v1.Herald.Produce:output_type -> herald.v1.ProduceResponse
+	38, // 99: herald.v1.Herald.Fetch:output_type -> herald.v1.FetchResponse
+	42, // 100: herald.v1.Herald.Subscribe:output_type -> herald.v1.SubscribeResponse
+	47, // 101: herald.v1.Herald.ClusterStatus:output_type -> herald.v1.ClusterStatusResponse
+	31, // 102: herald.v1.Herald.AlterTopic:output_type -> herald.v1.AlterTopicResponse
+	33, // 103: herald.v1.Herald.DeleteTopic:output_type -> herald.v1.DeleteTopicResponse
+	23, // 104: herald.v1.Herald.CreateTenant:output_type -> herald.v1.CreateTenantResponse
+	25, // 105: herald.v1.Herald.ListTenants:output_type -> herald.v1.ListTenantsResponse
+	27, // 106: herald.v1.Herald.DescribeTenant:output_type -> herald.v1.DescribeTenantResponse
+	29, // 107: herald.v1.Herald.SetTenantQuota:output_type -> herald.v1.SetTenantQuotaResponse
+	35, // 108: herald.v1.Herald.InitProducer:output_type -> herald.v1.InitProducerResponse
+	62, // 109: herald.v1.Herald.CreateGroup:output_type -> herald.v1.CreateGroupResponse
+	64, // 110: herald.v1.Herald.ListGroups:output_type -> herald.v1.ListGroupsResponse
+	66, // 111: herald.v1.Herald.DescribeGroup:output_type -> herald.v1.DescribeGroupResponse
+	68, // 112: herald.v1.Herald.ResetGroup:output_type -> herald.v1.ResetGroupResponse
+	70, // 113: herald.v1.Herald.DeleteGroup:output_type -> herald.v1.DeleteGroupResponse
+	79, // 114: herald.v1.Herald.JoinGroup:output_type -> herald.v1.JoinGroupResponse
+	81, // 115: herald.v1.Herald.GroupHeartbeat:output_type -> herald.v1.GroupHeartbeatResponse
+	83, // 116: herald.v1.Herald.LeaveGroup:output_type -> herald.v1.LeaveGroupResponse
+	89, // 117: herald.v1.Herald.GroupConsume:output_type -> herald.v1.GroupConsumeResponse
+	56, // 118: herald.v1.NodeInternal.NodeStatus:output_type -> herald.v1.NodeStatusResponse
+	50, // 119: herald.v1.NodeInternal.ControllerReadIndex:output_type -> herald.v1.ControllerReadIndexResponse
+	54, // 120: herald.v1.NodeInternal.MarkGroupsLive:output_type -> herald.v1.MarkGroupsLiveResponse
+	52, // 121: herald.v1.NodeInternal.FenceContract:output_type -> herald.v1.FenceContractResponse
+	77, // 122: herald.v1.NodeInternal.PartitionGroup:output_type -> herald.v1.PartitionGroupResponse
+	94, // [94:123] is the sub-list for method output_type
+	65, // [65:94] is the sub-list for method input_type
+	65, // [65:65] is the sub-list for extension type_name
+	65, // [65:65] is the sub-list for extension extendee
+	0,  // [0:65] is the sub-list for field type_name
 }
 
 func init() { file_client_heraldpb_herald_proto_init() }
@@ -7107,40 +7199,40 @@ func file_client_heraldpb_herald_proto_init() {
 	if File_client_heraldpb_herald_proto != nil {
 		return
 	}
-	file_client_heraldpb_herald_proto_msgTypes[32].OneofWrappers = []any{
+	file_client_heraldpb_herald_proto_msgTypes[33].OneofWrappers = []any{
 		(*FetchRequest_Offset)(nil),
 		(*FetchRequest_Sequence)(nil),
 		(*FetchRequest_Position)(nil),
 		(*FetchRequest_TimeUnixNano)(nil),
 	}
-	file_client_heraldpb_herald_proto_msgTypes[34].OneofWrappers = []any{
+	file_client_heraldpb_herald_proto_msgTypes[35].OneofWrappers = []any{
 		(*SubscribeRequest_Start)(nil),
 		(*SubscribeRequest_Credit)(nil),
 	}
-	file_client_heraldpb_herald_proto_msgTypes[35].OneofWrappers = []any{
+	file_client_heraldpb_herald_proto_msgTypes[36].OneofWrappers = []any{
 		(*SubscribeStart_Offset)(nil),
 		(*SubscribeStart_Sequence)(nil),
 		(*SubscribeStart_Position)(nil),
 		(*SubscribeStart_TimeUnixNano)(nil),
 	}
-	file_client_heraldpb_herald_proto_msgTypes[53].OneofWrappers = []any{
+	file_client_heraldpb_herald_proto_msgTypes[54].OneofWrappers = []any{
 		(*GroupStart_Position)(nil),
 		(*GroupStart_Offset)(nil),
 		(*GroupStart_TimeUnixNano)(nil),
 	}
-	file_client_heraldpb_herald_proto_msgTypes[66].OneofWrappers = []any{
+	file_client_heraldpb_herald_proto_msgTypes[67].OneofWrappers = []any{
 		(*PartitionGroupRequest_Create)(nil),
 		(*PartitionGroupRequest_Reset_)(nil),
 		(*PartitionGroupRequest_Delete)(nil),
 		(*PartitionGroupRequest_Read)(nil),
 		(*PartitionGroupRequest_Assign)(nil),
 	}
-	file_client_heraldpb_herald_proto_msgTypes[80].OneofWrappers = []any{
+	file_client_heraldpb_herald_proto_msgTypes[81].OneofWrappers = []any{
 		(*GroupConsumeRequest_Start)(nil),
 		(*GroupConsumeRequest_Ack)(nil),
 		(*GroupConsumeRequest_Nack)(nil),
 	}
-	file_client_heraldpb_herald_proto_msgTypes[84].OneofWrappers = []any{
+	file_client_heraldpb_herald_proto_msgTypes[85].OneofWrappers = []any{
 		(*GroupConsumeResponse_Batch)(nil),
 		(*GroupConsumeResponse_AckResult)(nil),
 		(*GroupConsumeResponse_Started)(nil),
@@ -7151,7 +7243,7 @@ func file_client_heraldpb_herald_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_client_heraldpb_herald_proto_rawDesc), len(file_client_heraldpb_herald_proto_rawDesc)),
 			NumEnums:      4,
-			NumMessages:   92,
+			NumMessages:   93,
 			NumExtensions: 0,
 			NumServices:   2,
 		},

@@ -1,6 +1,7 @@
 package wire
 
 import (
+	"errors"
 	"fmt"
 	"strconv"
 	"strings"
@@ -217,7 +218,60 @@ func ProducerFenced(producerID string, epoch, current uint64) error {
 func QueueFull(queuedBytes, queueBytesMax int, retryAfterMs int64) error {
 	return newError(heraldpb.ErrorReason_QUEUE_FULL,
 		fmt.Sprintf("herald: produce queue full: %d bytes waiting, the limit is %d; retry after %d ms", queuedBytes, queueBytesMax, retryAfterMs),
-		map[string]string{MetadataRetryAfterMs: strconv.FormatInt(retryAfterMs, 10)})
+		map[string]string{MetadataRetryAfterMs: strconv.FormatInt(retryAfterMs, 10), MetadataLimit: LimitPartitionQueue})
+}
+
+// TenantQueueFull reports that tenant already holds its share of a
+// partition leader's produce queue; nothing was written; retry after
+// retryAfterMs. Other tenants' calls still find room.
+func TenantQueueFull(tenant string, queuedBytes, shareBytes int, retryAfterMs int64) error {
+	return newError(heraldpb.ErrorReason_QUEUE_FULL,
+		fmt.Sprintf("herald: produce queue full for tenant %s: %d bytes waiting, its share is %d; retry after %d ms", tenant, queuedBytes, shareBytes, retryAfterMs),
+		map[string]string{MetadataRetryAfterMs: strconv.FormatInt(retryAfterMs, 10), MetadataLimit: LimitPartitionQueue, MetadataTenant: tenant})
+}
+
+// QuotaExceeded reports that tenant is over its quota (events or bytes
+// per second) on this partition leader; nothing was written; retry after
+// retryAfterMs.
+func QuotaExceeded(tenant, detail string, retryAfterMs int64) error {
+	return newError(heraldpb.ErrorReason_THROTTLED,
+		fmt.Sprintf("herald: throttled: tenant %s is over its quota (%s); retry after %d ms", tenant, detail, retryAfterMs),
+		map[string]string{MetadataRetryAfterMs: strconv.FormatInt(retryAfterMs, 10), MetadataLimit: LimitTenantQuota, MetadataTenant: tenant})
+}
+
+// ConsumerLagExceeded reports that group, which topic protects, is lag
+// events behind on a partition, at or past the pause lag; nothing was
+// written; retry after retryAfterMs.
+func ConsumerLagExceeded(topic, group string, lag, pauseLag uint64, retryAfterMs int64) error {
+	return newError(heraldpb.ErrorReason_THROTTLED,
+		fmt.Sprintf("herald: throttled: consumer group %s of %s is %d events behind (pause at %d); retry after %d ms", group, topic, lag, pauseLag, retryAfterMs),
+		map[string]string{
+			MetadataRetryAfterMs: strconv.FormatInt(retryAfterMs, 10), MetadataLimit: LimitConsumerLag,
+			MetadataTopic: topic, MetadataGroup: group,
+		})
+}
+
+// NodeLimit reports that the node is at one of its limits (what:
+// produce_bytes, fetch_bytes, streams, long_polls); detail says which
+// bound; nothing was done; retry after retryAfterMs, or elsewhere.
+func NodeLimit(what, detail string, retryAfterMs int64) error {
+	return newError(heraldpb.ErrorReason_THROTTLED,
+		fmt.Sprintf("herald: throttled: node limit on %s (%s); retry after %d ms", what, detail, retryAfterMs),
+		map[string]string{MetadataRetryAfterMs: strconv.FormatInt(retryAfterMs, 10), MetadataLimit: LimitNodeLimit, MetadataWhat: what})
+}
+
+// RetryAfter returns the retry hint of a THROTTLED or QUEUE_FULL error
+// (retry_after_ms), and the limit it names, when err carries one.
+func RetryAfter(err error) (time.Duration, string, bool) {
+	var e *Error
+	if !errors.As(err, &e) || (e.Reason != heraldpb.ErrorReason_THROTTLED && e.Reason != heraldpb.ErrorReason_QUEUE_FULL) {
+		return 0, "", false
+	}
+	ms, perr := strconv.ParseInt(e.Metadata[MetadataRetryAfterMs], 10, 64)
+	if perr != nil || ms < 0 {
+		return 0, e.Metadata[MetadataLimit], false
+	}
+	return time.Duration(ms) * time.Millisecond, e.Metadata[MetadataLimit], true
 }
 
 // DuplicateSequence reports an idempotent producer's sequence committed

@@ -48,6 +48,9 @@ func (e *Error) Error() string {
 // Is reports whether target is the sentinel of e's reason (see Error).
 func (e *Error) Is(target error) bool {
 	if e.Reason != heraldpb.ErrorReason_ERROR_REASON_UNSPECIFIED {
+		if target != nil && alsoMatches[e.Reason] == target {
+			return true
+		}
 		s := SentinelOf(e.Reason)
 		return s != nil && target == s
 	}

@@ -37,4 +37,18 @@ const (
 	MetadataMember              = "member"
 	MetadataGeneration          = "generation"
 	MetadataCurrentGeneration   = "current_generation"
+	// MetadataLimit names the limit of a THROTTLED or QUEUE_FULL refusal:
+	// one of the Limit* values.
+	MetadataLimit = "limit"
+	// MetadataWhat names the node limit of a THROTTLED refusal with limit
+	// node_limit (produce_bytes, fetch_bytes, streams, long_polls).
+	MetadataWhat = "what"
+)
+
+// The limits a THROTTLED or QUEUE_FULL refusal names (MetadataLimit).
+const (
+	LimitTenantQuota    = "tenant_quota"
+	LimitPartitionQueue = "partition_queue"
+	LimitConsumerLag    = "consumer_lag"
+	LimitNodeLimit      = "node_limit"
 )

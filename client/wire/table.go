@@ -53,6 +53,12 @@ var (
 	// to be proposed is full (bytes); nothing was written. Retry after the
 	// hint (retry_after_ms); the SDK does so with backoff.
 	ErrQueueFull = errors.New("herald: produce queue full")
+	// ErrThrottled: admission control refused the request (a tenant over
+	// its quota, a protected consumer group too far behind, a node at one
+	// of its limits); nothing was written. Retry after the hint
+	// (RetryAfter). A QUEUE_FULL error matches it too: both are
+	// backpressure.
+	ErrThrottled = errors.New("herald: throttled")
 	// ErrEpochChanged: a subscription resumed with a position taken from an
 	// earlier incarnation of the partition (the topic was deleted and
 	// recreated); the position means nothing now. The error is an
@@ -133,6 +139,13 @@ var reasonTable = [...]reasonRow{
 	{heraldpb.ErrorReason_STALE_GENERATION, codes.FailedPrecondition, ErrStaleGeneration},
 	{heraldpb.ErrorReason_TOO_MANY_MEMBERS, codes.ResourceExhausted, ErrTooManyMembers},
 	{heraldpb.ErrorReason_GROUP_FENCED, codes.FailedPrecondition, ErrGroupFenced},
+	{heraldpb.ErrorReason_THROTTLED, codes.ResourceExhausted, ErrThrottled},
+}
+
+// alsoMatches names the one further sentinel a reason matches, besides its
+// own: a QUEUE_FULL refusal is backpressure as THROTTLED is.
+var alsoMatches = map[heraldpb.ErrorReason]error{
+	heraldpb.ErrorReason_QUEUE_FULL: ErrThrottled,
 }
 
 // reasonRows indexes reasonTable by reason; built from it, never edited.

@@ -3,6 +3,7 @@ package wire
 import (
 	"errors"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -67,7 +68,7 @@ func TestEveryReasonRoundTrips(t *testing.T) {
 				assert.Equal(t, row.reason, Reason(got))
 				assert.Equal(t, row.code, Code(got))
 				for _, other := range reasonTable {
-					if other.reason == row.reason {
+					if other.reason == row.reason || alsoMatches[row.reason] == other.sentinel {
 						assert.ErrorIs(t, got, other.sentinel)
 					} else {
 						assert.NotErrorIs(t, got, other.sentinel)
@@ -88,6 +89,7 @@ func TestConstructorsUseTheTable(t *testing.T) {
 		TenantNotFound("a"), TenantExists("a"), SchemaVersionNotAllowed("s", 1, nil), TTLTooLarge(2, 1),
 		MissingField("key", "x"), TopicInUse("t", 1), OutOfOrderSequence("p", 1, 2), UnknownProducer("x"),
 		ProducerFenced("p", 1, 2), QueueFull(2, 1, 10), DuplicateSequence("x"),
+		TenantQueueFull("a", 2, 1, 10), QuotaExceeded("a", "x", 10), ConsumerLagExceeded("t", "g", 2, 1, 10), NodeLimit("streams", "x", 10),
 		GroupFenced("t", "g", 1, 2, 3, "x"),
 	} {
 		reason := Reason(err)
@@ -114,4 +116,29 @@ func errorInfo(st *status.Status) *errdetails.ErrorInfo {
 		}
 	}
 	return nil
+}
+
+// A backpressure refusal names its limit and retry hint, on both sides of
+// the wire, and matches ErrThrottled whichever reason carries it.
+func TestBackpressureRefusalsCarryLimitAndHint(t *testing.T) {
+	for _, tc := range []struct {
+		err   error
+		limit string
+	}{
+		{QueueFull(2, 1, 100), LimitPartitionQueue},
+		{TenantQueueFull("a", 2, 1, 100), LimitPartitionQueue},
+		{QuotaExceeded("a", "events", 100), LimitTenantQuota},
+		{ConsumerLagExceeded("t", "g", 2, 1, 100), LimitConsumerLag},
+		{NodeLimit("streams", "x", 100), LimitNodeLimit},
+	} {
+		got := FromStatus(overTheWire(t, Status(tc.err)))
+		assert.ErrorIs(t, got, ErrThrottled)
+		d, limit, ok := RetryAfter(got)
+		assert.True(t, ok)
+		assert.Equal(t, 100*time.Millisecond, d)
+		assert.Equal(t, tc.limit, limit)
+	}
+	_, _, ok := RetryAfter(TopicNotFound("t"))
+	assert.False(t, ok)
+	assert.NotErrorIs(t, TopicNotFound("t"), ErrThrottled)
 }
