@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"strconv"
+	"sync/atomic"
 	"time"
 
 	hraft "github.com/hashicorp/raft"
@@ -80,6 +81,7 @@ type Replica struct {
 	fsm      *FSM
 	batcher  *Batcher
 	notifier *notifier
+	lagGuard atomic.Pointer[LagGuard]
 }
 
 // OpenReplica opens (or creates and bootstraps) a replica.
