@@ -192,10 +192,12 @@ func (f *consumeFixture) alterProtected(t *testing.T, groups ...*heraldpb.Protec
 
 // A protected consumer group on a three-node cluster (issue 13): with the
 // group 300 events behind (slow 100, pause 200) the leader's guard pauses
-// the topic's producers; raising the pause lag by an alter resumes them,
+// the topic's producers and a produce is refused THROTTLED (consumer_lag)
+// with nothing written; raising the pause lag by an alter resumes them,
 // restoring it pauses them again; the group consuming and acknowledging
-// to lag 150 turns the pause into a throttle of half lagThrottleMax, and
-// to lag 0 into nothing. Bad protected groups are refused on create and
+// to lag 150 turns the pause into a throttle of half lagThrottleMax (a
+// produce is admitted with throttle_ms), and to lag 0 into nothing (a
+// produce is admitted). Bad protected groups are refused on create and
 // alter.
 func TestProtectedGroupPacesProducers(t *testing.T) {
 	// A short ack wait and no dead-lettering: what a stream lost to a
@@ -250,9 +252,7 @@ func TestProtectedGroupPacesProducers(t *testing.T) {
 		}
 		return nil
 	})
-	// End to end through Produce once the admission controller consults
-	// the guard (the lead's partition/admission.go):
-	// assertProduceRefusedForLag(t, f)
+	assertProduceRefusedForLag(t, f)
 
 	// A raised pause lag applies without a restart.
 	f.alterProtected(t, &heraldpb.ProtectedGroup{Group: f.group, PauseLag: 1000})
@@ -283,7 +283,7 @@ func TestProtectedGroupPacesProducers(t *testing.T) {
 		}
 		return nil
 	})
-	// assertProduceThrottled(t, f) (as above)
+	assertProduceThrottled(t, f)
 
 	// Caught up: nothing; the topic's producers are accepted again.
 	ackThrough(f.c.nodes[f.leader(t)].replica(f.gid).HighWatermark())
