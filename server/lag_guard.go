@@ -246,8 +246,8 @@ func (g *lagGuards) cellsFrom() []*lagCell {
 		out = append(out, g.mu.cells[gids[(start+i)%len(gids)]])
 	}
 	g.mu.Unlock()
-	if len(out) > 0 {
-		g.cursor = out[len(out)-1].replica.GroupID() + 1
+	if take > 0 {
+		g.cursor = gids[(start+take-1)%len(gids)] + 1
 	}
 	return out
 }

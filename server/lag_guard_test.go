@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	hraft "github.com/hashicorp/raft"
+
 	"github.com/heraldlog/herald/client/heraldpb"
 	"github.com/heraldlog/herald/client/wire"
 	"github.com/heraldlog/herald/partition"
@@ -383,5 +385,72 @@ func (f *consumeFixture) consumer(t *testing.T) func(through uint64) {
 				}
 			}
 		})
+	}
+}
+
+// One tick refreshes at most lagGuardPartitionsPerTickMax guards, taking
+// them round-robin by group id, so that every guard is refreshed within
+// a few ticks; the guard of a tombstoned group without a replica is
+// forgotten.
+func TestLagGuardTicksAreBounded(t *testing.T) {
+	fsm, err := controller.NewFSM(controller.Config{AlterContract: alterContract})
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := &Node{controllerFSM: fsm}
+	n.mu.replicas = map[uint64]*partition.Replica{}
+	g := newLagGuards(n)
+	total := lagGuardPartitionsPerTickMax + lagGuardPartitionsPerTickMax/2
+	for gid := uint64(1); gid <= uint64(total); gid++ {
+		g.mu.cells[gid] = &lagCell{}
+	}
+	gidOf := make(map[*lagCell]uint64, total)
+	for gid, c := range g.mu.cells {
+		gidOf[c] = gid
+	}
+	// Group 1 belongs to a topic created and deleted (its tombstone); it
+	// has no replica here.
+	for i, cmd := range []controller.Command{
+		&controller.CreateTopic{Name: "gone", Partitions: 1, ReplicationFactor: 1, Nodes: []string{"n1"}},
+		&controller.DeleteTopic{Name: "gone"},
+	} {
+		data, err := controller.Encode(cmd)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if res := fsm.Apply(&hraft.Log{Index: uint64(i + 1), Type: hraft.LogCommand, Data: data}); res != nil {
+			if err, ok := res.(error); ok {
+				t.Fatal(err)
+			}
+		}
+	}
+	if !fsm.Tombstoned(1) {
+		t.Fatal("group 1 not tombstoned")
+	}
+	g.mu.cells[uint64(total+1)] = &lagCell{} // in place of group 1
+	gidOf[g.mu.cells[uint64(total+1)]] = uint64(total + 1)
+	seen := make(map[uint64]int)
+	for tick := 0; tick < 2; tick++ {
+		cells := g.cellsFrom()
+		if len(cells) != lagGuardPartitionsPerTickMax {
+			t.Fatalf("tick %d refreshed %d guards, want %d", tick, len(cells), lagGuardPartitionsPerTickMax)
+		}
+		for _, c := range cells {
+			seen[gidOf[c]]++
+		}
+	}
+	// Two ticks cover 2 × max guards of 1.5 × max: each at least once,
+	// the first half of the ids twice (the second tick wrapped around).
+	if _, kept := g.mu.cells[1]; kept || seen[1] != 0 {
+		t.Fatalf("the guard of a tombstoned group was kept (refreshed %d times)", seen[1])
+	}
+	for gid := uint64(2); gid <= uint64(total+1); gid++ {
+		want := 1
+		if gid <= uint64(lagGuardPartitionsPerTickMax/2+1) {
+			want = 2
+		}
+		if seen[gid] != want {
+			t.Fatalf("group %d refreshed %d times in two ticks, want %d", gid, seen[gid], want)
+		}
 	}
 }
