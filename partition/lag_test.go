@@ -55,3 +55,21 @@ func TestSetLagGuard(t *testing.T) {
 	r.SetLagGuard(nil)
 	require.Equal(t, LagPressure{}, r.lagPressure())
 }
+
+// BenchmarkGroupLag measures one GroupLag: what the lag guard pays per
+// protected group and led partition on each tick.
+func BenchmarkGroupLag(b *testing.B) {
+	n := startReplicaNode(b, "n1", nil)
+	r := n.openReplica(b, 1, voters(n), nil)
+	awaitLeader(b, r)
+	produce(b, r, plainRecords("acme", 100))
+	if _, err := r.GroupCreate("g", GroupConfig{AckWait: time.Second, MaxPending: 16}, 0); err != nil {
+		b.Fatal(err)
+	}
+	b.ResetTimer()
+	for range b.N {
+		if lag, ok := r.GroupLag("g"); !ok || lag != 100 {
+			b.Fatalf("lag %d, %v", lag, ok)
+		}
+	}
+}
