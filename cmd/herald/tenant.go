@@ -1,8 +1,12 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"io"
+	"math"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -26,16 +30,68 @@ func newTenantCommand(env environment) *cobra.Command {
 	return cmd
 }
 
-// quotaFlags are the flags of a tenant quota; 0 means unlimited (for
-// --burst: one second's worth).
+// quotaFlags are the flags of a tenant quota. Each takes a positive whole
+// number; "unlimited" (for --burst: "default", one second's worth) is how
+// to say none, stored as the wire's 0. A bare 0 and negative numbers are
+// refused while the command line is parsed (exit 2), since 0 reads as
+// "nothing allowed" to a person and as "unlimited" to the server.
 var quotaFlags = []string{"events-per-sec", "bytes-per-sec", "burst", "max-inflight-bytes"}
 
+// Words a quota flag takes in place of a number.
+const (
+	quotaUnlimited = "unlimited"
+	quotaDefault   = "default"
+)
+
 func registerQuotaFlags(f *pflag.FlagSet, q *client.TenantQuota) {
-	f.Uint64Var(&q.EventsPerSec, "events-per-sec", 0, "events per second (0: unlimited)")
-	f.Uint64Var(&q.BytesPerSec, "bytes-per-sec", 0, "payload bytes per second (0: unlimited)")
-	f.Uint64Var(&q.Burst, "burst", 0, "events above the rate allowed at once (0: one second's worth)")
-	f.Uint64Var(&q.MaxInflightBytes, "max-inflight-bytes", 0, "bytes waiting to be committed at once (0: unlimited)")
+	f.Var(quotaFlag{&q.EventsPerSec, quotaUnlimited}, "events-per-sec", `events per second, or "unlimited"`)
+	f.Var(quotaFlag{&q.BytesPerSec, quotaUnlimited}, "bytes-per-sec", `payload bytes per second, or "unlimited"`)
+	f.Var(quotaFlag{&q.Burst, quotaDefault}, "burst", `events above the rate allowed at once (needs --events-per-sec), or "default" (one second's worth)`)
+	f.Var(quotaFlag{&q.MaxInflightBytes, quotaUnlimited}, "max-inflight-bytes", `bytes waiting to be committed at once, or "unlimited"`)
 }
+
+var _ pflag.Value = quotaFlag{}
+
+// quotaFlag is one limit of a quota: a positive whole number, or word
+// (unlimited or default) for the wire's 0.
+type quotaFlag struct {
+	v    *uint64
+	word string
+}
+
+func (f quotaFlag) String() string {
+	if f.v == nil || *f.v == 0 {
+		return f.word
+	}
+	return strconv.FormatUint(*f.v, 10)
+}
+
+func (f quotaFlag) Set(s string) error {
+	s = strings.TrimSpace(s)
+	if s == f.word {
+		*f.v = 0
+		return nil
+	}
+	if strings.HasPrefix(s, "-") {
+		return fmt.Errorf("a quota cannot be negative: want a positive whole number, or %q", f.word)
+	}
+	n, err := strconv.ParseUint(s, 10, 64)
+	switch {
+	case errors.Is(err, strconv.ErrRange):
+		return fmt.Errorf("too large: want at most %d, or %q", uint64(math.MaxUint64), f.word)
+	case err != nil:
+		return fmt.Errorf("want a positive whole number, or %q", f.word)
+	case n == 0:
+		if f.word == quotaDefault {
+			return fmt.Errorf(`0 is ambiguous: give %q for one second's worth`, f.word)
+		}
+		return fmt.Errorf(`0 is ambiguous: give %q for no limit`, f.word)
+	}
+	*f.v = n
+	return nil
+}
+
+func (quotaFlag) Type() string { return "count" }
 
 func newTenantCreateCommand(opts *clientOptions) *cobra.Command {
 	var (
@@ -141,7 +197,11 @@ func newTenantSetQuotaCommand(opts *clientOptions) *cobra.Command {
 		Use:   "set-quota NAME [--events-per-sec N] [--bytes-per-sec N] [--burst N] [--max-inflight-bytes N]",
 		Short: "Set a tenant's quota",
 		Long: `Set a tenant's quota. Limits not given keep their current values (the
-tenant is described first, then its whole quota is sent); 0 means unlimited.`,
+tenant is described first, then its whole quota is sent). Each limit is a
+positive whole number or "unlimited" ("default" for --burst: one second's
+worth); 0 and negative numbers are refused. Setting --events-per-sec to
+unlimited without --burst also resets the burst to its default (a burst needs
+a rate).`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			changed := false
@@ -176,6 +236,8 @@ tenant is described first, then its whole quota is sent); 0 means unlimited.`,
 			}
 			if f.Changed("burst") {
 				quota.Burst = given.Burst
+			} else if quota.EventsPerSec == 0 {
+				quota.Burst = 0 // a burst without a rate is refused
 			}
 			if f.Changed("max-inflight-bytes") {
 				quota.MaxInflightBytes = given.MaxInflightBytes
