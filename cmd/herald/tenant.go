@@ -165,27 +165,70 @@ func newTenantListCommand(opts *clientOptions) *cobra.Command {
 }
 
 func newTenantDescribeCommand(opts *clientOptions) *cobra.Command {
-	var asJSON, stale bool
+	var (
+		asJSON, stale bool
+		window        time.Duration
+	)
 	cmd := &cobra.Command{
-		Use:   "describe NAME",
-		Short: "Describe a tenant and its quota",
-		Args:  cobra.ExactArgs(1),
+		Use:   "describe NAME [--usage-window D] [--json]",
+		Short: "Describe a tenant, its quota and its current usage",
+		Long: `Describe a tenant, its quota and its current usage against the quota:
+admitted events/s and bytes/s over --usage-window, and the produce requests
+throttled and refused by limit (tenant_quota, partition_queue, consumer_lag,
+node_limit, deadline), summed over the nodes. The usage is read from every
+node's /metrics (the HTTP address each reports in the cluster status), twice,
+--usage-window apart; "no usage recorded" means no node has admission
+metrics for the tenant (nothing produced since the nodes started).`,
+		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := opts.connect(cmd.Context(), cmd.ErrOrStderr())
+			if window < 0 || window > usageWindowMax {
+				return usagef("--usage-window %s: want 0 (no usage) to %s", window, usageWindowMax)
+			}
+			ctx := cmd.Context()
+			c, err := opts.connect(ctx, cmd.ErrOrStderr())
 			if err != nil {
 				return err
 			}
 			defer c.Close()
-			tenant, err := c.DescribeTenant(cmd.Context(), args[0], readOptions(stale)...)
+			tenant, err := c.DescribeTenant(ctx, args[0], readOptions(stale)...)
 			if err != nil {
 				return err
 			}
-			return printTenant(cmd.OutOrStdout(), tenant, asJSON)
+			view := describeView{tenantView: newTenantView(tenant)}
+			if window > 0 {
+				st, err := c.ClusterStatus(ctx)
+				if err != nil {
+					return fmt.Errorf("usage: cluster status: %w", err)
+				}
+				u, err := measureUsage(ctx, st, tenant.GetId(), window)
+				if err != nil {
+					return err
+				}
+				view.Usage = &u
+			}
+			if asJSON {
+				return newJSONWriter(cmd.OutOrStdout()).write(view)
+			}
+			if err := printTenant(cmd.OutOrStdout(), tenant, false); err != nil {
+				return err
+			}
+			if view.Usage == nil {
+				return nil
+			}
+			return printUsage(cmd.OutOrStdout(), *view.Usage, view.Quota)
 		},
 	}
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON instead of text")
 	cmd.Flags().BoolVar(&stale, "stale", false, "answer from the node's own copy of the registry, which may trail the controller leader (no read index round trip)")
+	cmd.Flags().DurationVar(&window, "usage-window", defaultUsageWindow, "time between the two reads of the nodes' metrics whose difference gives the usage rates (0: no usage)")
 	return cmd
+}
+
+// describeView is a tenant as `tenant describe --json` prints it: the
+// tenant and, unless --usage-window is 0, its usage.
+type describeView struct {
+	tenantView
+	Usage *usageView `json:"usage,omitempty"`
 }
 
 func newTenantSetQuotaCommand(opts *clientOptions) *cobra.Command {
