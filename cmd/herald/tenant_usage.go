@@ -243,15 +243,17 @@ func measureUsage(ctx context.Context, st *client.ClusterStatusResponse, tenant 
 		return usageOf(nil, nil, 0, unreachable), nil
 	}
 	hc := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}}
-	first, errs1 := scrapeTenant(ctx, hc, urls, tenant)
+	// The window runs from the start of the first reads to the start of
+	// the second: each node is read at about the same point of both.
 	start := time.Now()
+	first, errs1 := scrapeTenant(ctx, hc, urls, tenant)
 	select {
 	case <-ctx.Done():
 		return usageView{}, ctx.Err()
-	case <-time.After(window):
+	case <-time.After(time.Until(start.Add(window))):
 	}
-	second, errs2 := scrapeTenant(ctx, hc, urls, tenant)
 	elapsed := time.Since(start)
+	second, errs2 := scrapeTenant(ctx, hc, urls, tenant)
 	failed := slices.Clone(unreachable)
 	for id := range urls {
 		if errs1[id] != nil || errs2[id] != nil {
@@ -340,8 +342,16 @@ func printUsage(w io.Writer, u usageView, q quotaView) error {
 		formatRate(u.AdmittedBytesPerSec), ofQuota(u.AdmittedBytesPerSec, q.BytesPerSec), u.AdmittedEventsTotal, u.AdmittedBytesTotal)
 	fmt.Fprintf(&b, "throttled: %s\n", formatLimits(u.Throttled))
 	fmt.Fprintf(&b, "refused: %s\n", formatLimits(u.Refused))
-	if len(u.Tokens) > 0 {
-		fmt.Fprintf(&b, "tokens left: events %s, bytes %s\n", formatRate(u.Tokens["events"]), formatRate(u.Tokens["bytes"]))
+	// Tokens of an unlimited kind mean nothing: shown for limited kinds only.
+	var tokens []string
+	if _, ok := u.Tokens["events"]; ok && q.EventsPerSec > 0 {
+		tokens = append(tokens, "events "+formatRate(u.Tokens["events"]))
+	}
+	if _, ok := u.Tokens["bytes"]; ok && q.BytesPerSec > 0 {
+		tokens = append(tokens, "bytes "+formatRate(u.Tokens["bytes"]))
+	}
+	if len(tokens) > 0 {
+		fmt.Fprintf(&b, "tokens left: %s\n", strings.Join(tokens, ", "))
 	}
 	_, err := io.WriteString(w, b.String())
 	return err

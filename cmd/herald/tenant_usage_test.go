@@ -87,26 +87,34 @@ func TestUsageSumsNodes(t *testing.T) {
 
 // TestTenantDescribeUsage runs `tenant describe` against three real nodes:
 // it reads every node's /metrics through the HTTP addresses of the cluster
-// status and sums the tenant's admission series. Without admission
-// metrics on the nodes it says "no usage recorded"; with them the
-// admitted total is what was produced.
+// status and sums the tenant's admission series: the events admitted, and
+// a request refused for the tenant's quota. A tenant that produced nothing
+// has no usage recorded.
 func TestTenantDescribeUsage(t *testing.T) {
-	nodes, addrs := startFollowCluster(t, 3)
+	_, addrs := startFollowCluster(t, 3)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	c, err := client.New(ctx, client.Config{Servers: addrs})
 	require.NoError(t, err)
 	defer c.Close()
-	_, err = c.CreateTenant(ctx, &client.Tenant{Id: "acme", Quota: &client.TenantQuota{EventsPerSec: 1000, Burst: 1000}})
+	_, err = c.CreateTenant(ctx, &client.Tenant{Id: "acme", Quota: &client.TenantQuota{EventsPerSec: 5, Burst: 5}})
+	require.NoError(t, err)
+	_, err = c.CreateTenant(ctx, &client.Tenant{Id: "globex"})
 	require.NoError(t, err)
 	_, err = c.CreateTopic(ctx, &client.TopicConfig{Name: "orders", Partitions: 1, ReplicationFactor: 3})
 	require.NoError(t, err)
-	const produced = 10
+	const produced = 4
 	for i := range produced {
 		_, err := c.Produce(ctx, "orders", &client.Event{TenantId: "acme", Payload: fmt.Appendf(nil, "e%d", i)})
 		require.NoError(t, err)
 	}
-	admission := strings.Contains(httpGet(nodes[0].HTTPAddr(), "/metrics"), "herald_admission_")
+	// 50 events at once are far over a burst of 5: refused whole.
+	big := make([]*client.Event, 50)
+	for i := range big {
+		big[i] = &client.Event{TenantId: "acme", Payload: []byte("x")}
+	}
+	_, err = c.Produce(ctx, "orders", big...)
+	require.ErrorIs(t, err, client.ErrThrottled)
 	env := map[string]string{serverEnv: strings.Join(addrs, ",")}
 
 	res := runCLI(t, "", env, "tenant", "describe", "acme", "--usage-window", "200ms", "--json")
@@ -114,23 +122,24 @@ func TestTenantDescribeUsage(t *testing.T) {
 	var v describeView
 	require.NoError(t, json.Unmarshal([]byte(res.stdout), &v))
 	require.NotNil(t, v.Usage, res.stdout)
-	assert.Equal(t, quotaView{EventsPerSec: 1000, Burst: 1000}, v.Quota)
+	assert.Equal(t, quotaView{EventsPerSec: 5, Burst: 5}, v.Quota)
 	assert.Equal(t, 3, v.Usage.Nodes, res.stdout)
 	assert.Empty(t, v.Usage.NodesFailed)
 	assert.GreaterOrEqual(t, v.Usage.WindowMs, int64(200))
-	assert.Equal(t, admission, v.Usage.Recorded, res.stdout)
-	if admission {
-		assert.Equal(t, uint64(produced), v.Usage.AdmittedEventsTotal, res.stdout)
-	}
+	assert.True(t, v.Usage.Recorded, res.stdout)
+	assert.Equal(t, uint64(produced), v.Usage.AdmittedEventsTotal, res.stdout)
+	assert.Equal(t, limitCount{Total: 1}, v.Usage.Refused["tenant_quota"], res.stdout)
 
 	res = runCLI(t, "", env, "tenant", "describe", "acme", "--usage-window", "100ms")
 	require.Equal(t, exitOK, res.code, res.stderr)
-	assert.Contains(t, res.stdout, "quota: events/s 1000, bytes/s unlimited, burst 1000, max inflight bytes unlimited\nusage over ")
-	if !admission {
-		assert.Contains(t, res.stdout, "(3 node(s)): no usage recorded\n")
-	} else {
-		assert.Contains(t, res.stdout, fmt.Sprintf("since the nodes started %d events", produced))
-	}
+	t.Logf("%s", res.stdout)
+	assert.Contains(t, res.stdout, "quota: events/s 5, bytes/s unlimited, burst 5, max inflight bytes unlimited\nusage over ")
+	assert.Contains(t, res.stdout, fmt.Sprintf("(3 node(s)): admitted 0.0 events/s of 5 (0%%), 0.0 bytes/s (unlimited); since the nodes started %d events", produced))
+	assert.Contains(t, res.stdout, "\nrefused: tenant_quota 1 (+0 in the window)\n")
+
+	res = runCLI(t, "", env, "tenant", "describe", "globex", "--usage-window", "100ms")
+	require.Equal(t, exitOK, res.code, res.stderr)
+	assert.Contains(t, res.stdout, "(3 node(s)): no usage recorded\n")
 
 	res = runCLI(t, "", env, "tenant", "describe", "acme", "--usage-window", "0")
 	require.Equal(t, exitOK, res.code, res.stderr)
