@@ -64,10 +64,13 @@ func (a *TenantActivity) record(groupID uint64, tenants []string) {
 }
 
 // Partitions returns how many partitions tenant's events were applied to
-// within the window on this node; at least 1.
-func (a *TenantActivity) Partitions(tenant string) int {
+// within the window on this node, counting groupID (the partition asking)
+// among them, and whether the tenant had any activity in the window (a
+// tenant just starting has none, and its events may be about to arrive at
+// every partition at once).
+func (a *TenantActivity) Partitions(tenant string, groupID uint64) (n int, active bool) {
 	if a == nil {
-		return 1
+		return 1, false
 	}
 	now := a.now().UnixNano()
 	a.mu.Lock()
@@ -75,13 +78,18 @@ func (a *TenantActivity) Partitions(tenant string) int {
 	if time.Duration(now-a.swept.UnixNano()) > a.window {
 		a.sweepLocked(now)
 	}
-	n := 0
-	for _, t := range a.seen[tenant] {
+	self := false
+	for g, t := range a.seen[tenant] {
 		if time.Duration(now-t) <= a.window {
 			n++
+			self = self || g == groupID
 		}
 	}
-	return max(n, 1)
+	active = n > 0
+	if !self {
+		n++
+	}
+	return n, active
 }
 
 // sweepLocked forgets what is older than the window (a.mu held).

@@ -245,3 +245,29 @@ func TestBatcherHoldsATenantToItsShare(t *testing.T) {
 		require.NoError(t, <-held)
 	}
 }
+
+// Activity counts the partitions a tenant's events were applied to within
+// the window, the asking partition among them, and says when the tenant
+// has none (a fresh start).
+func TestTenantActivityCountsPartitions(t *testing.T) {
+	clock := &fakeClock{t: time.Unix(1000, 0)}
+	a := NewTenantActivity(10 * time.Second)
+	a.now = clock.now
+	n, active := a.Partitions("a", 1)
+	require.Equal(t, 1, n)
+	require.False(t, active)
+	a.record(1, []string{"a", "b"})
+	a.record(2, []string{"a"})
+	n, active = a.Partitions("a", 1)
+	require.Equal(t, 2, n)
+	require.True(t, active)
+	n, _ = a.Partitions("a", 3) // about to start on a third
+	require.Equal(t, 3, n)
+	n, _ = a.Partitions("b", 1)
+	require.Equal(t, 1, n)
+	clock.advance(11 * time.Second)
+	n, active = a.Partitions("a", 1)
+	require.Equal(t, 1, n)
+	require.False(t, active, "activity older than the window still counted")
+	require.Zero(t, a.entries, "swept entries still counted")
+}

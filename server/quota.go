@@ -12,39 +12,51 @@ import (
 // applied to a partition for the partition to share its quota.
 const quotaActivityWindow = 10 * time.Second
 
-// tenantLimit is the share of tenant's quota that the leader of one
-// partition enforces (partition.TenantLimits): the tenant's rates and
-// bursts from the registry, divided evenly over the partitions its events
-// went to within quotaActivityWindow, as this node's replicas applied them
-// (partition.TenantActivity). A tenant without a quota, or unknown to this
-// node's registry, is unlimited; a quota changed in the registry applies
-// from the next produce call.
-func (n *Node) tenantLimit(tenant string, _ uint64) (partition.TenantLimit, bool) {
-	t, ok := n.controllerFSM.Tenant(tenant)
-	if !ok {
-		return partition.TenantLimit{}, false
+// tenantLimits returns the partition.TenantLimits of a replica of a
+// topic with partitions partitions.
+//
+// A tenant's share on a partition is its quota (rates and bursts from the
+// registry) divided evenly over the partitions its events went to within
+// quotaActivityWindow, as this node's replicas applied them
+// (partition.TenantActivity), this partition included. A tenant with no
+// activity in the window is assumed to be starting on every partition of
+// the topic at once (a flood's first wave reaches them all before any of
+// it applies): its share is divided by the topic's partitions until its
+// first events apply. A tenant without a quota, or unknown to this node's
+// registry, is unlimited; a quota changed in the registry applies from the
+// next produce call.
+func (n *Node) tenantLimits(partitions int) partition.TenantLimits {
+	return func(tenant string, groupID uint64) (partition.TenantLimit, bool) {
+		t, ok := n.controllerFSM.Tenant(tenant)
+		if !ok {
+			return partition.TenantLimit{}, false
+		}
+		q := t.Quota
+		if q.EventsPerSec == 0 && q.BytesPerSec == 0 && q.MaxInflightBytes == 0 {
+			return partition.TenantLimit{}, false
+		}
+		k, active := n.tenantActivity.Partitions(tenant, groupID)
+		if !active {
+			k = max(k, partitions)
+		}
+		share := float64(k)
+		lim := partition.TenantLimit{
+			EventsPerSec: float64(q.EventsPerSec) / share,
+			BytesPerSec:  float64(q.BytesPerSec) / share,
+			BurstEvents:  float64(q.Burst) / share,
+		}
+		if q.MaxInflightBytes > 0 {
+			// At least one byte, so that a tiny quota still caps (an idle
+			// tenant always gets one call in, whatever its size).
+			lim.QueuedBytesMax = int(max(float64(q.MaxInflightBytes)/share, 1))
+		}
+		if q.Burst == 0 {
+			lim.BurstEvents = lim.EventsPerSec
+		}
+		// Bytes get one second's worth of burst (the quota has no byte burst).
+		lim.BurstBytes = lim.BytesPerSec
+		return lim, true
 	}
-	q := t.Quota
-	if q.EventsPerSec == 0 && q.BytesPerSec == 0 && q.MaxInflightBytes == 0 {
-		return partition.TenantLimit{}, false
-	}
-	share := float64(n.tenantActivity.Partitions(tenant))
-	lim := partition.TenantLimit{
-		EventsPerSec: float64(q.EventsPerSec) / share,
-		BytesPerSec:  float64(q.BytesPerSec) / share,
-		BurstEvents:  float64(q.Burst) / share,
-	}
-	if q.MaxInflightBytes > 0 {
-		// At least one byte, so that a tiny quota still caps (an idle
-		// tenant always gets one call in, whatever its size).
-		lim.QueuedBytesMax = int(max(float64(q.MaxInflightBytes)/share, 1))
-	}
-	if q.Burst == 0 {
-		lim.BurstEvents = lim.EventsPerSec
-	}
-	// Bytes get one second's worth of burst (the quota has no byte burst).
-	lim.BurstBytes = lim.BytesPerSec
-	return lim, true
 }
 
 // quotaBlocks remembers, for a short while, the tenants a partition leader

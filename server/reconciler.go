@@ -140,6 +140,10 @@ func (n *Node) openReplica(a controller.Assignment, nodes map[string]string) err
 	if err != nil {
 		return err
 	}
+	topicPartitions := 1
+	if t, ok := n.controllerFSM.Topic(a.Topic); ok {
+		topicPartitions = len(t.Partitions)
+	}
 	r, err := partition.OpenReplica(partition.ReplicaConfig{
 		GroupID:      p.GroupID,
 		NodeID:       n.cfg.NodeID,
@@ -154,7 +158,7 @@ func (n *Node) openReplica(a controller.Assignment, nodes map[string]string) err
 		OnCorruption: n.markCorrupt,
 		OnRaftDamage: func(err error) { n.markRaftDamaged(p.GroupID, err) },
 		Rejoining:    rejoin != nil,
-		Limits:       n.tenantLimit,
+		Limits:       n.tenantLimits(topicPartitions),
 		Activity:     n.tenantActivity,
 	})
 	if err != nil {
