@@ -56,7 +56,13 @@ type Node struct {
 	coordinator        *coordinator
 	coordinatorMetrics *coordinatorMetrics
 	partitionMetrics   *partition.Metrics
-	registry           *prometheus.Registry
+	// tenantActivity learns which partitions each tenant uses, from every
+	// replica's applies, to split quotas over them (quota.go).
+	tenantActivity *partition.TenantActivity
+	// quotaBlocks refuses a tenant just refused for its quota here before
+	// its requests are planned (quota.go).
+	quotaBlocks quotaBlocks
+	registry    *prometheus.Registry
 
 	mu struct {
 		sync.Mutex
@@ -148,6 +154,7 @@ func StartNodeContext(ctx context.Context, cfg Config) (_ *Node, err error) {
 		autoTenants:        make(chan string, autoTenantQueueMax),
 		metrics:            newNodeMetrics(),
 		partitionMetrics:   partition.NewMetrics(),
+		tenantActivity:     partition.NewTenantActivity(quotaActivityWindow),
 		registry:           prometheus.NewRegistry(),
 		rejoins:            newRejoins(),
 		coordinatorMetrics: newCoordinatorMetrics(),
