@@ -201,8 +201,7 @@ func (p *Producer) Send(ctx context.Context, events ...*Event) ([]*ProduceResult
 // PendingBytes returns the encoded bytes of the events in this producer's
 // Sends admitted under Config.MaxPendingBytes and not yet answered:
 // waiting for a lane, for a partition's pause, for a retry or for their
-// reply.
-// Client.PendingBytes includes them.
+// reply. Client.PendingBytes includes them.
 func (p *Producer) PendingBytes() int64 { return p.pending.load() }
 
 // releaseBytes uncounts n bytes of an answered group, here and in the
