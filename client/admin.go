@@ -85,9 +85,10 @@ func (c *Client) ClusterStatus(ctx context.Context) (*ClusterStatusResponse, err
 // (TopicConfig field names, listed by wire.AlterableFields:
 // "retention_age_ms", "retention_bytes", "retention_events",
 // "default_ttl_ms", "max_ttl_ms", "dedupe_window_ms", "schema_versions",
-// "auto_tenants", "dead_letter_topic") to their values in cfg, and returns
-// the topic as altered. Other fields of cfg are ignored; the server
-// refuses fields it cannot change with ErrInvalidArgument. Like CreateTopic
+// "auto_tenants", "dead_letter_topic", "protected_groups") to their values
+// in cfg, and returns the topic as altered. Other fields of cfg are
+// ignored; the server refuses fields it cannot change with
+// ErrInvalidArgument. Like CreateTopic
 // it is not resent after an ambiguous failure (ErrUnknownOutcome).
 func (c *Client) AlterTopic(ctx context.Context, cfg *TopicConfig, fields ...string) (*TopicInfo, error) {
 	switch {

@@ -152,14 +152,7 @@ type produceCall struct {
 // answer delivers c's result and releases its bytes from the queue bounds;
 // every call Submit reserved is answered exactly once.
 func (b *Batcher) answer(c *produceCall, res callResult) {
-	b.setQueueGauge(b.queuedBytes.Add(-int64(c.bytes)))
-	b.tenantMu.Lock()
-	if left := b.tenantBytes[c.tenant] - c.bytes; left > 0 {
-		b.tenantBytes[c.tenant] = left
-	} else {
-		delete(b.tenantBytes, c.tenant)
-	}
-	b.tenantMu.Unlock()
+	b.release(c)
 	c.result <- res
 }
 
@@ -302,7 +295,8 @@ func (b *Batcher) setQueueGauge(bytes int64) {
 	}
 }
 
-// release gives back a call's reservation when it was never queued.
+// release gives back a call's reservation: once answered, or when it was
+// never queued.
 func (b *Batcher) release(call *produceCall) {
 	b.setQueueGauge(b.queuedBytes.Add(-int64(call.bytes)))
 	b.tenantMu.Lock()

@@ -40,3 +40,23 @@ func (r *Replica) lagPressure() LagPressure {
 	}
 	return LagPressure{}
 }
+
+// GroupLag returns consumer group name's lag on this partition as applied
+// here: the high watermark minus the group's floor (its committed next
+// offset, below which every offset is done). ok is false when the group
+// does not exist here or its state cannot be read (a read error is the
+// group reads' to report, see GroupState). It is one point read, safe for
+// concurrent use with everything; the lag guard calls it on every tick.
+func (r *Replica) GroupLag(name string) (lag uint64, ok bool) {
+	state, err := r.cfg.Log.GroupState(name)
+	if err != nil {
+		return 0, false
+	}
+	// The floor was read first and the high watermark only grows, so the
+	// floor is at most the watermark read after it.
+	high := r.cfg.Log.HighWatermark()
+	if state.Floor >= high {
+		return 0, true
+	}
+	return high - state.Floor, true
+}

@@ -24,6 +24,7 @@ func (n *Node) startHTTP() error {
 	reg.MustRegister(n.mux.Collectors()...)
 	reg.MustRegister(newPartitionCollector(n))
 	reg.MustRegister(newGroupCollector(n))
+	reg.MustRegister(n.lag)
 	reg.MustRegister(n.coordinatorMetrics.collectors()...)
 	// The node's Pebble compactions: db is opened before this and closed
 	// after the HTTP server has shut down (Close), so a scrape never sees it

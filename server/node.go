@@ -87,6 +87,10 @@ type Node struct {
 	// tails are the shared live edges of the replicas with subscribers.
 	tails tails
 
+	// lag holds the replicas' lag guards, refreshed by its loop
+	// (lag_guard.go).
+	lag *lagGuards
+
 	stop chan struct{}
 	// ctx is cancelled when the node stops (with stop), for calls the
 	// background loops make.
@@ -160,6 +164,7 @@ func StartNodeContext(ctx context.Context, cfg Config) (_ *Node, err error) {
 		coordinatorMetrics: newCoordinatorMetrics(),
 	}
 	n.coordinator = newCoordinator(n)
+	n.lag = newLagGuards(n)
 	n.ctx, n.cancel = context.WithCancel(context.Background())
 	n.mu.replicas = make(map[uint64]*partition.Replica)
 	defer func() {
@@ -217,8 +222,9 @@ func StartNodeContext(ctx context.Context, cfg Config) (_ *Node, err error) {
 	if err := n.startHTTP(); err != nil {
 		return nil, err
 	}
-	n.wg.Add(3)
+	n.wg.Add(4)
 	go n.reconcileLoop()
+	go n.lag.loop()
 	go n.retentionLoop()
 	go n.autoTenantLoop()
 	n.logger.Info("node started", "grpc", cfg.GRPCAddr, "http", cfg.HTTPAddr, "data", cfg.DataDir)

@@ -161,6 +161,8 @@ func (n *Node) openReplica(a controller.Assignment, nodes map[string]string) err
 		_ = tr.Close()
 		return err
 	}
+	// The guard before any produce can reach the replica (n.replica).
+	n.lag.install(r)
 	n.mu.Lock()
 	if n.mu.closed {
 		n.mu.Unlock()

@@ -84,6 +84,7 @@ func contractConfig(c controller.Contract) *heraldpb.TopicConfig {
 		RequiredFields:  append([]string(nil), c.RequiredFields...),
 		AutoTenants:     c.AutoTenants,
 		DeadLetterTopic: c.DeadLetterTopic,
+		ProtectedGroups: protectedGroupsToWire(c.ProtectedGroups),
 	}
 }
 
@@ -102,7 +103,33 @@ func contractFromConfig(cfg *heraldpb.TopicConfig) controller.Contract {
 		RequiredFields:  append([]string(nil), cfg.GetRequiredFields()...),
 		AutoTenants:     cfg.GetAutoTenants(),
 		DeadLetterTopic: cfg.GetDeadLetterTopic(),
+		ProtectedGroups: protectedGroupsFromWire(cfg.GetProtectedGroups()),
 	}
+}
+
+// protectedGroupsToWire converts a topic's protected groups (nil for none).
+func protectedGroupsToWire(groups []controller.ProtectedGroup) []*heraldpb.ProtectedGroup {
+	if len(groups) == 0 {
+		return nil
+	}
+	out := make([]*heraldpb.ProtectedGroup, len(groups))
+	for i, g := range groups {
+		out[i] = &heraldpb.ProtectedGroup{Group: g.Group, SlowLag: g.SlowLag, PauseLag: g.PauseLag}
+	}
+	return out
+}
+
+// protectedGroupsFromWire takes a topic config's protected groups (nil for
+// none).
+func protectedGroupsFromWire(groups []*heraldpb.ProtectedGroup) []controller.ProtectedGroup {
+	if len(groups) == 0 {
+		return nil
+	}
+	out := make([]controller.ProtectedGroup, len(groups))
+	for i, g := range groups {
+		out[i] = controller.ProtectedGroup{Group: g.GetGroup(), SlowLag: g.GetSlowLag(), PauseLag: g.GetPauseLag()}
+	}
+	return out
 }
 
 // tenantInfo converts a tenant to the wire form.

@@ -344,12 +344,49 @@ func validateContract(c *heraldpb.TopicConfig) error {
 	if len(c.SchemaVersions) > 0 && c.Schema == "" {
 		errs = append(errs, wire.InvalidArgument("schema_versions", "schema versions need a schema name"))
 	}
+	errs = append(errs, validateProtectedGroups(c.GetProtectedGroups())...)
 	if len(errs) > 0 {
 		// The first names the field for the error's metadata; the message
 		// lists every problem.
 		return wire.InvalidArgument(fieldOf(errs[0]), "%v", errors.Join(errs...))
 	}
 	return nil
+}
+
+// protectedGroupsMax bounds a topic's protected groups: the lag guard
+// reads each one's position on every partition it leads, every tick.
+const protectedGroupsMax = 8
+
+// validateProtectedGroups checks a topic's protected groups: each names a
+// valid group once, with a slow lag, a pause lag or both, the pause lag
+// above the slow lag. The groups need not exist.
+func validateProtectedGroups(groups []*heraldpb.ProtectedGroup) []error {
+	const field = "protected_groups"
+	var errs []error
+	if len(groups) > protectedGroupsMax {
+		errs = append(errs, wire.InvalidArgument(field, "%d protected groups, at most %d", len(groups), protectedGroupsMax))
+	}
+	seen := make(map[string]bool, len(groups))
+	for _, g := range groups {
+		name := g.GetGroup()
+		switch {
+		case validateGroupName(name) != nil:
+			errs = append(errs, wire.InvalidArgument(field, "protected group: invalid consumer group name %q: 1-200 characters of letters, digits, '.', '_' or '-', starting with a letter or digit", name))
+			continue
+		case seen[name]:
+			errs = append(errs, wire.InvalidArgument(field, "protected group %q is named twice", name))
+			continue
+		}
+		seen[name] = true
+		slow, pause := g.GetSlowLag(), g.GetPauseLag()
+		switch {
+		case slow == 0 && pause == 0:
+			errs = append(errs, wire.InvalidArgument(field, "protected group %q needs a slow lag, a pause lag or both", name))
+		case slow > 0 && pause > 0 && pause <= slow:
+			errs = append(errs, wire.InvalidArgument(field, "protected group %q: pause lag %d must be above slow lag %d", name, pause, slow))
+		}
+	}
+	return errs
 }
 
 func fieldOf(err error) string {

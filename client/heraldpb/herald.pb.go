@@ -1960,7 +1960,8 @@ func (x *SetTenantQuotaResponse) GetTenant() *Tenant {
 }
 
 // AlterTopicRequest changes what is safe to change: retention, TTLs,
-// dedupe window, allowed schema versions, auto_tenants, dead_letter_topic.
+// dedupe window, allowed schema versions, auto_tenants, dead_letter_topic,
+// protected_groups.
 // Only the fields named in `fields` (TopicConfig field names) are changed.
 type AlterTopicRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`

@@ -75,6 +75,21 @@ var alterableFields = [...]alterableField{
 	{"schema_versions", func(dst, src *heraldpb.TopicConfig) { dst.SchemaVersions = slices.Clone(src.GetSchemaVersions()) }},
 	{"auto_tenants", func(dst, src *heraldpb.TopicConfig) { dst.AutoTenants = src.GetAutoTenants() }},
 	{"dead_letter_topic", func(dst, src *heraldpb.TopicConfig) { dst.DeadLetterTopic = src.GetDeadLetterTopic() }},
+	{"protected_groups", func(dst, src *heraldpb.TopicConfig) {
+		dst.ProtectedGroups = cloneProtectedGroups(src.GetProtectedGroups())
+	}},
+}
+
+// cloneProtectedGroups returns a deep copy of groups (nil for none).
+func cloneProtectedGroups(groups []*heraldpb.ProtectedGroup) []*heraldpb.ProtectedGroup {
+	if len(groups) == 0 {
+		return nil
+	}
+	out := make([]*heraldpb.ProtectedGroup, len(groups))
+	for i, g := range groups {
+		out[i] = &heraldpb.ProtectedGroup{Group: g.GetGroup(), SlowLag: g.GetSlowLag(), PauseLag: g.GetPauseLag()}
+	}
+	return out
 }
 
 // AlterableFields returns the names of the TopicConfig fields AlterTopic

@@ -41,6 +41,7 @@ func TestAlterTopicConfig(t *testing.T) {
 	src := &heraldpb.TopicConfig{
 		Name: "src", RetentionAgeMs: 1, RetentionBytes: 2, RetentionEvents: 3, DefaultTtlMs: 4, MaxTtlMs: 5,
 		DedupeWindowMs: 6, SchemaVersions: []uint32{7}, AutoTenants: true, Partitions: 9,
+		DeadLetterTopic: "dlq", ProtectedGroups: []*heraldpb.ProtectedGroup{{Group: "g", SlowLag: 10, PauseLag: 20}},
 	}
 	for _, name := range AlterableFields() {
 		fd := desc.ByName(protoreflect.Name(name))

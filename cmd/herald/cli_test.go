@@ -387,7 +387,7 @@ func TestTenantVerbs(t *testing.T) {
 	assert.Equal(t, quotaView{EventsPerSec: 100, Burst: 20}, tenants[0].Quota)
 
 	// set-quota keeps the limits not given.
-	res = runCLI(t, "", env, "tenant", "set-quota", "acme", "--bytes-per-sec", "4096", "--burst", "0")
+	res = runCLI(t, "", env, "tenant", "set-quota", "acme", "--bytes-per-sec", "4096", "--burst", "default")
 	require.Equal(t, exitOK, res.code, res.stderr)
 	res = runCLI(t, "", env, "tenant", "describe", "acme", "--json")
 	require.Equal(t, exitOK, res.code, res.stderr)
@@ -412,8 +412,10 @@ func TestTopicCreateAlterDelete(t *testing.T) {
 	res := runCLI(t, "", env, "topic", "create", "orders", "--partitions", "2", "--replication", "1",
 		"--ordering", "per-key", "--retention-age", "7d", "--retention-bytes", "1000000", "--retention-events", "500",
 		"--default-ttl", "1h30m", "--max-ttl", "1d12h", "--dedupe-window", "10m", "--auto-tenants",
-		"--schema", "order", "--schema-versions", "1,2", "--required-fields", "correlation_id,key")
+		"--schema", "order", "--schema-versions", "1,2", "--required-fields", "correlation_id,key",
+		"--protect-group", "billing:100:200", "--protect-group", "audit:0:50")
 	require.Equal(t, exitOK, res.code, res.stderr)
+	assert.Contains(t, res.stdout, "protected groups: billing (slow 100, pause 200), audit (pause 50)\n")
 	assert.Contains(t, res.stdout, "ordering: per-key\n")
 	assert.Contains(t, res.stdout, "retention: age 7d, bytes 1000000, events 500\n")
 	assert.Contains(t, res.stdout, "ttl: default 1h30m0s, max 36h0m0s\n")
@@ -446,9 +448,19 @@ func TestTopicCreateAlterDelete(t *testing.T) {
 	assert.Equal(t, int64(90*60*1000), altered.DefaultTTLMs, "not given, not changed")
 	assert.Equal(t, uint64(1000000), altered.RetentionBytes)
 	assert.Equal(t, "per-key", altered.Ordering)
+	assert.Equal(t, []protectedView{{Group: "billing", SlowLag: 100, PauseLag: 200}, {Group: "audit", PauseLag: 50}}, altered.ProtectedGroups, "not given, not changed")
 	res = runCLI(t, "", env, "topic", "alter", "orders", "--max-ttl", "0")
 	require.Equal(t, exitOK, res.code, res.stderr)
 	assert.Contains(t, res.stdout, "ttl: default 1h30m0s, max none\n")
+	res = runCLI(t, "", env, "topic", "alter", "orders", "--protect-group", "search:10:0")
+	require.Equal(t, exitOK, res.code, res.stderr)
+	assert.Contains(t, res.stdout, "protected groups: search (slow 10)\n", "alter replaces the list")
+	res = runCLI(t, "", env, "topic", "alter", "orders", "--protect-group", "none")
+	require.Equal(t, exitOK, res.code, res.stderr)
+	assert.Contains(t, res.stdout, "protected groups: -\n")
+	res = runCLI(t, "", env, "topic", "alter", "orders", "--protect-group", "billing")
+	assert.Equal(t, exitUsage, res.code)
+	assert.Contains(t, res.stderr, "want GROUP:SLOW:PAUSE")
 	res = runCLI(t, "", env, "topic", "alter", "nope", "--max-ttl", "1h")
 	assert.Equal(t, exitFailure, res.code)
 	assert.Contains(t, res.stderr, `topic "nope" not found`)

@@ -12,6 +12,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/heraldlog/herald/client"
+	"github.com/heraldlog/herald/client/heraldpb"
 	"github.com/heraldlog/herald/client/wire"
 )
 
@@ -24,6 +25,7 @@ var (
 	_ pflag.Value = (*orderingFlag)(nil)
 	_ pflag.Value = (*versionsFlag)(nil)
 	_ pflag.Value = (*fieldsFlag)(nil)
+	_ pflag.Value = (*protectFlag)(nil)
 )
 
 // parseDuration parses a Go duration ("90m", "1h30m") or a number of days
@@ -211,4 +213,53 @@ func readOptions(stale bool) []client.ReadOption {
 		return []client.ReadOption{client.Stale()}
 	}
 	return nil
+}
+
+// protectNone is the --protect-group value that protects no group (to
+// clear a topic's protection with alter).
+const protectNone = "none"
+
+// protectFlag is a repeatable NAME:SLOW:PAUSE, a consumer group the topic
+// protects with its slow and pause lags in events (either may be 0, not
+// both: the server checks the rest), or "none".
+type protectFlag struct{ groups *[]*heraldpb.ProtectedGroup }
+
+func (f protectFlag) String() string {
+	if f.groups == nil {
+		return ""
+	}
+	return formatProtectedGroups(*f.groups)
+}
+
+func (f protectFlag) Set(s string) error {
+	if s == protectNone {
+		*f.groups = []*heraldpb.ProtectedGroup{}
+		return nil
+	}
+	parts := strings.Split(s, ":")
+	if len(parts) != 3 || parts[0] == "" {
+		return fmt.Errorf("%q: want GROUP:SLOW:PAUSE (lags in events, 0: that stage off) or %s", s, protectNone)
+	}
+	var lags [2]uint64
+	for i, part := range parts[1:] {
+		v, err := strconv.ParseUint(part, 10, 64)
+		if err != nil {
+			return fmt.Errorf("%q: lag %q is not a number of events", s, part)
+		}
+		lags[i] = v
+	}
+	*f.groups = append(*f.groups, &heraldpb.ProtectedGroup{Group: parts[0], SlowLag: lags[0], PauseLag: lags[1]})
+	return nil
+}
+
+func (protectFlag) Type() string { return "group:slow:pause" }
+
+// formatProtectedGroups renders protected groups as the flag takes them,
+// comma-separated.
+func formatProtectedGroups(groups []*heraldpb.ProtectedGroup) string {
+	parts := make([]string, len(groups))
+	for i, g := range groups {
+		parts[i] = fmt.Sprintf("%s:%d:%d", g.GetGroup(), g.GetSlowLag(), g.GetPauseLag())
+	}
+	return strings.Join(parts, ",")
 }

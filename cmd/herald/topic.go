@@ -83,6 +83,10 @@ func newTopicCreateCommand(opts *clientOptions) *cobra.Command {
 // --retention-age). TestEveryAlterableFieldHasAFlag checks that each one is
 // registered.
 func alterableFlag(field string) string {
+	if field == "protected_groups" {
+		// Repeated, one group per flag.
+		return "protect-group"
+	}
 	return strings.ReplaceAll(strings.TrimSuffix(field, "_ms"), "_", "-")
 }
 
@@ -97,6 +101,7 @@ func registerAlterableFlags(f *pflag.FlagSet, cfg *client.TopicConfig) {
 	f.Var(millisFlag{&cfg.DedupeWindowMs}, "dedupe-window", "drop an event whose event id was seen this recently (0: off)")
 	f.Var(versionsFlag{&cfg.SchemaVersions}, "schema-versions", "allowed schema versions, comma-separated (empty: any)")
 	f.StringVar(&cfg.DeadLetterTopic, "dead-letter-topic", "", "existing topic where consumer groups put events delivered max-deliveries times (empty: none)")
+	f.Var(protectFlag{&cfg.ProtectedGroups}, "protect-group", "consumer group the topic's producers must not outrun, GROUP:SLOW:PAUSE in events of lag per partition: slowed from SLOW, refused from PAUSE (0: that stage off); repeat for more groups; alter replaces the list (none: clear it)")
 }
 
 func newTopicAlterCommand(opts *clientOptions) *cobra.Command {
@@ -106,7 +111,7 @@ func newTopicAlterCommand(opts *clientOptions) *cobra.Command {
 	)
 	cmd := &cobra.Command{
 		Use:   "alter NAME [--retention-age DUR] [--default-ttl DUR] [...]",
-		Short: "Change a topic's retention, TTLs, dedupe window, schema versions, auto-tenants or dead-letter topic",
+		Short: "Change a topic's retention, TTLs, dedupe window, schema versions, auto-tenants, dead-letter topic or protected groups",
 		Long: `Change the settings given as flags, and only those; the others keep their
 values. Durations are Go durations (90m, 1h30m) or days (7d, 1d12h).`,
 		Args: cobra.ExactArgs(1),
@@ -254,8 +259,16 @@ type topicView struct {
 	RequiredFields    []string         `json:"required_fields"`
 	AutoTenants       bool             `json:"auto_tenants"`
 	DeadLetterTopic   string           `json:"dead_letter_topic"`
+	ProtectedGroups   []protectedView  `json:"protected_groups"`
 	CreatedAt         string           `json:"created_at,omitempty"`
 	Assignments       []assignmentView `json:"assignments"`
+}
+
+// protectedView is one protected consumer group of a topicView.
+type protectedView struct {
+	Group    string `json:"group"`
+	SlowLag  uint64 `json:"slow_lag"`
+	PauseLag uint64 `json:"pause_lag"`
 }
 
 // assignmentView is one partition of a topicView.
@@ -286,7 +299,11 @@ func newTopicView(t *client.TopicInfo) topicView {
 		RequiredFields:    append([]string{}, cfg.GetRequiredFields()...),
 		AutoTenants:       cfg.GetAutoTenants(),
 		DeadLetterTopic:   cfg.GetDeadLetterTopic(),
+		ProtectedGroups:   []protectedView{},
 		Assignments:       []assignmentView{},
+	}
+	for _, g := range cfg.GetProtectedGroups() {
+		v.ProtectedGroups = append(v.ProtectedGroups, protectedView{Group: g.GetGroup(), SlowLag: g.GetSlowLag(), PauseLag: g.GetPauseLag()})
 	}
 	if ns := t.GetCreatedAtUnixNano(); ns != 0 {
 		v.CreatedAt = time.Unix(0, ns).UTC().Format(time.RFC3339Nano)
@@ -321,12 +338,33 @@ func printTopic(w io.Writer, t *client.TopicInfo, asJSON bool) error {
 	fmt.Fprintf(w, "required fields: %s\n", orDash(strings.Join(v.RequiredFields, ",")))
 	fmt.Fprintf(w, "auto tenants: %s\n", yesNo(v.AutoTenants))
 	fmt.Fprintf(w, "dead-letter topic: %s\n", orDash(v.DeadLetterTopic))
+	fmt.Fprintf(w, "protected groups: %s\n", protectedText(v.ProtectedGroups))
 	tw := newTable(w)
 	fmt.Fprintln(tw, "PARTITION\tGROUP\tLEADER\tREPLICAS")
 	for _, a := range v.Assignments {
 		fmt.Fprintf(tw, "%d\t%d\t%s\t%s\n", a.Partition, a.GroupID, orDash(a.LeaderID), strings.Join(a.Replicas, ","))
 	}
 	return tw.Flush()
+}
+
+// protectedText renders protected groups as "billing (slow 100, pause
+// 200), audit (pause 50)", or "-".
+func protectedText(groups []protectedView) string {
+	if len(groups) == 0 {
+		return "-"
+	}
+	parts := make([]string, len(groups))
+	for i, g := range groups {
+		var stages []string
+		if g.SlowLag > 0 {
+			stages = append(stages, fmt.Sprintf("slow %d", g.SlowLag))
+		}
+		if g.PauseLag > 0 {
+			stages = append(stages, fmt.Sprintf("pause %d", g.PauseLag))
+		}
+		parts[i] = fmt.Sprintf("%s (%s)", g.Group, strings.Join(stages, ", "))
+	}
+	return strings.Join(parts, ", ")
 }
 
 func maxBytesText(n uint64) string {

@@ -23,6 +23,8 @@ func testAlter(c *Contract, src Contract, fields []string) error {
 			next.RetentionAgeMs = src.RetentionAgeMs
 		case "required_fields":
 			next.RequiredFields = append([]string(nil), src.RequiredFields...)
+		case "protected_groups":
+			next.ProtectedGroups = append([]ProtectedGroup(nil), src.ProtectedGroups...)
 		default:
 			return fmt.Errorf("test: field %q cannot be altered", f)
 		}
@@ -499,5 +501,81 @@ func TestDeadLetterTopicInTheContract(t *testing.T) {
 	}
 	if tp, ok := g.Topic("orders"); !ok || tp.DeadLetterTopic != "dlq" {
 		t.Fatalf("restored: %+v", tp)
+	}
+}
+
+// Protected groups (issue 13) are one more contract field: stored as
+// "protected_groups", left out when empty, carried by the create and alter
+// commands, kept by snapshots and copied by reads; older registries (the
+// dead-letter era's snapshot below) decode with none.
+func TestProtectedGroupsInTheContract(t *testing.T) {
+	empty, err := json.Marshal(Contract{Ordering: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if bytes.Contains(empty, []byte("protected")) {
+		t.Fatalf("empty protected groups are encoded: %s", empty)
+	}
+	groups := []ProtectedGroup{{Group: "billing", SlowLag: 100, PauseLag: 200}, {Group: "audit", PauseLag: 50}}
+	create := &CreateTopic{Name: "orders", Partitions: 1, ReplicationFactor: 1, Nodes: []string{"n1"}, Contract: Contract{ProtectedGroups: groups}}
+	entry, err := Encode(create)
+	if err != nil {
+		t.Fatal(err)
+	}
+	decoded, err := decodeEntry(entry)
+	if err != nil || !reflect.DeepEqual(decoded, create) {
+		t.Fatalf("create round trip: %+v, %v", decoded, err)
+	}
+	f := newTestFSM(t)
+	created := apply(t, f, 1, create).(*Topic)
+	if !reflect.DeepEqual(created.ProtectedGroups, groups) {
+		t.Fatalf("created with %+v", created.ProtectedGroups)
+	}
+	// Reads are copies.
+	read, _ := f.Topic("orders")
+	read.ProtectedGroups[0].PauseLag = 1
+	if again, _ := f.Topic("orders"); again.ProtectedGroups[0].PauseLag != 200 {
+		t.Fatal("a read's protected groups alias the registry's")
+	}
+
+	altered := []ProtectedGroup{{Group: "billing", SlowLag: 10}}
+	alter := &AlterTopic{Name: "orders", Fields: []string{"protected_groups"}, Contract: Contract{ProtectedGroups: altered}}
+	if entry, err = Encode(alter); err != nil {
+		t.Fatal(err)
+	}
+	if decoded, err = decodeEntry(entry); err != nil || !reflect.DeepEqual(decoded, alter) {
+		t.Fatalf("alter round trip: %+v, %v", decoded, err)
+	}
+	if got := apply(t, f, 2, alter).(*Topic); !reflect.DeepEqual(got.ProtectedGroups, altered) || got.ContractVersion != 2 {
+		t.Fatalf("altered to %+v (version %d)", got.ProtectedGroups, got.ContractVersion)
+	}
+
+	snap, err := f.Snapshot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	sink := &memSink{}
+	if err := snap.Persist(sink); err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Contains(sink.Bytes(), []byte(`"protected_groups":[{"group":"billing","slow_lag":10}]`)) {
+		t.Fatalf("snapshot without the protected groups: %s", sink.Bytes())
+	}
+	g := newTestFSM(t)
+	if err := g.Restore(io.NopCloser(bytes.NewReader(sink.Bytes()))); err != nil {
+		t.Fatal(err)
+	}
+	if tp, ok := g.Topic("orders"); !ok || !reflect.DeepEqual(tp.ProtectedGroups, altered) {
+		t.Fatalf("restored: %+v", tp)
+	}
+
+	// A snapshot written before protected groups existed.
+	old := `{"version":1,"topics":{"t":{"name":"t","partitions":[{"index":0,"group_id":1,"replicas":["n1"],"live":true}],"replication_factor":1,"max_event_bytes":10,"created_at_unix_nano":1,"dead_letter_topic":"d"}},"next_group_id":2,"applied_index":3}`
+	h := newTestFSM(t)
+	if err := h.Restore(io.NopCloser(bytes.NewReader([]byte(old)))); err != nil {
+		t.Fatal(err)
+	}
+	if tp, ok := h.Topic("t"); !ok || tp.ProtectedGroups != nil || tp.DeadLetterTopic != "d" {
+		t.Fatalf("old snapshot: %+v", tp)
 	}
 }

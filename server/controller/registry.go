@@ -47,6 +47,21 @@ type Contract struct {
 	// once it was delivered max-deliveries times; empty: none. Added with
 	// issue 12 (registries without it decode with none).
 	DeadLetterTopic string `json:"dead_letter_topic,omitempty"`
+	// ProtectedGroups are the consumer groups the topic's producers must
+	// not outrun (issue 13; registries without it decode with none). A
+	// group need not exist: it protects once it is created.
+	ProtectedGroups []ProtectedGroup `json:"protected_groups,omitempty"`
+}
+
+// ProtectedGroup is a consumer group a topic protects, with its lags in
+// events (0: that stage is off): from SlowLag on the topic's producers are
+// slowed on the partition where the group is behind, from PauseLag on they
+// are refused. The node checks PauseLag > SlowLag (when both are set)
+// before proposing.
+type ProtectedGroup struct {
+	Group    string `json:"group"`
+	SlowLag  uint64 `json:"slow_lag,omitempty"`
+	PauseLag uint64 `json:"pause_lag,omitempty"`
 }
 
 // Partition is one partition of a topic and the Raft group that holds it.
@@ -113,6 +128,7 @@ func newRegistry() registry {
 func (c Contract) Clone() Contract {
 	c.SchemaVersions = append([]uint32(nil), c.SchemaVersions...)
 	c.RequiredFields = append([]string(nil), c.RequiredFields...)
+	c.ProtectedGroups = append([]ProtectedGroup(nil), c.ProtectedGroups...)
 	return c
 }
 
