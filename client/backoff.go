@@ -37,3 +37,20 @@ func (b backoff) delay(retry int) time.Duration {
 	}
 	return time.Duration(b.int64N(int64(c)))
 }
+
+// afterHint draws the delay before resending a request refused with a
+// retry hint (ErrThrottled): the hint, capped at pauseMax, plus a jitter
+// in [0, hint/4 + min), so that the producers one refusal stopped do not
+// all come back at the same instant. Without a hint (ok false) it is the
+// plain backoff of retry.
+func (b backoff) afterHint(hint time.Duration, ok bool, retry int) time.Duration {
+	if !ok {
+		return b.delay(retry)
+	}
+	hint = min(max(hint, 0), pauseMax)
+	spread := hint/4 + b.min
+	if spread <= 0 {
+		return hint
+	}
+	return hint + time.Duration(b.int64N(int64(spread)))
+}

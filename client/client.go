@@ -22,6 +22,10 @@ type Client struct {
 	backoff backoff
 	pool    *pool
 	meta    *metadataCache
+	// pacer holds the partitions' pauses (throttle_ms, retry-after).
+	pacer *pacer
+	// pending counts the bytes of unanswered produce calls.
+	pending *pending
 }
 
 // New validates cfg, connects to the cluster and loads its metadata from
@@ -40,6 +44,8 @@ func New(ctx context.Context, cfg Config) (*Client, error) {
 		backoff: newBackoff(cfg.BackoffMin, cfg.BackoffMax),
 		pool:    newPool(cfg),
 		meta:    newMetadataCache(cfg.Servers),
+		pacer:   newPacer(cfg.Logger),
+		pending: newPending(cfg.MaxPendingBytes, cfg.Logger),
 	}
 	unreachable := &UnreachableError{}
 	for _, addr := range cfg.Servers {
@@ -147,3 +153,11 @@ func (c *Client) shape(ctx context.Context, topic string) (topicShape, error) {
 	}
 	return topicShape{}, TopicNotFound(topic)
 }
+
+// PendingBytes returns the encoded bytes of the events in this Client's
+// produce calls (Produce and every Producer's Send) not yet answered:
+// waiting for a lane, for a partition's pause, for a retry or for their
+// reply. A call's bytes count from when it is admitted under
+// Config.MaxPendingBytes (a call still waiting for room is not counted)
+// until each of its partitions' groups is answered.
+func (c *Client) PendingBytes() int64 { return c.pending.load() }

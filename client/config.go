@@ -17,6 +17,10 @@ const (
 	DefaultMaxRetries     = 16
 	DefaultBackoffMin     = 20 * time.Millisecond
 	DefaultBackoffMax     = 2 * time.Second
+	// DefaultMaxThrottleRetries bounds the resends of one request refused
+	// by backpressure (ErrThrottled); each waits at least the refusal's
+	// retry-after.
+	DefaultMaxThrottleRetries = 100
 )
 
 // maxRetriesMax bounds Config.MaxRetries: past it a caller wants a context
@@ -42,6 +46,22 @@ type Config struct {
 	// from BackoffMin, capped at BackoffMax, with full jitter. Defaults 20ms
 	// and 2s.
 	BackoffMin, BackoffMax time.Duration
+	// Backpressure says whether produce calls wait when the cluster asks
+	// them to slow down (BackpressureBlock, the default) or fail at once
+	// with ErrThrottled (BackpressureFailFast). See Backpressure.
+	Backpressure Backpressure
+	// MaxThrottleRetries bounds the resends of one request after
+	// backpressure refusals (THROTTLED, QUEUE_FULL), apart from
+	// MaxRetries: each waits the refusal's retry-after plus jitter, and
+	// nothing was written by the refused attempts. 0 means the default
+	// (100); a negative value disables them (the refusal is returned).
+	MaxThrottleRetries int
+	// MaxPendingBytes bounds the encoded bytes of the events in produce
+	// calls not yet answered (PendingBytes): a call that would pass it
+	// waits for room (BackpressureBlock) or fails with ErrThrottled
+	// (BackpressureFailFast), unless nothing is pending, so that one call
+	// larger than the bound still goes. 0 means no bound.
+	MaxPendingBytes int64
 	// Logger receives retries at DEBUG. Nil means slog.Default().
 	Logger *slog.Logger
 	// DialOptions are appended after the SDK's own (insecure transport
@@ -74,6 +94,15 @@ func (c *Config) Validate() error {
 	if c.MaxRetries > maxRetriesMax {
 		errs = append(errs, fmt.Errorf("client: max retries %d is over %d; bound the call with a context deadline instead", c.MaxRetries, maxRetriesMax))
 	}
+	if c.MaxThrottleRetries > maxRetriesMax {
+		errs = append(errs, fmt.Errorf("client: max throttle retries %d is over %d; bound the call with a context deadline instead", c.MaxThrottleRetries, maxRetriesMax))
+	}
+	if c.Backpressure != BackpressureBlock && c.Backpressure != BackpressureFailFast {
+		errs = append(errs, fmt.Errorf("client: unknown backpressure mode %s", c.Backpressure))
+	}
+	if c.MaxPendingBytes < 0 {
+		errs = append(errs, fmt.Errorf("client: max pending bytes %d is negative", c.MaxPendingBytes))
+	}
 	if c.BackoffMin < 0 {
 		errs = append(errs, fmt.Errorf("client: backoff min %s is negative", c.BackoffMin))
 	}
@@ -98,6 +127,12 @@ func (c Config) withDefaults() Config {
 		c.MaxRetries = DefaultMaxRetries
 	case c.MaxRetries < 0:
 		c.MaxRetries = 0
+	}
+	switch {
+	case c.MaxThrottleRetries == 0:
+		c.MaxThrottleRetries = DefaultMaxThrottleRetries
+	case c.MaxThrottleRetries < 0:
+		c.MaxThrottleRetries = 0
 	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()

@@ -48,6 +48,17 @@
 // sent) and the event is redelivered to its new owner unless the ack was
 // recorded. Close leaves the group.
 //
+// Backpressure: every produce answer may ask for a pause before the next
+// request to its partition (throttle_ms), and a leader over a limit
+// refuses with an error matching ErrThrottled (nothing written; RetryAfter
+// gives the hint and the limit). In the default blocking mode
+// (Config.Backpressure) Produce and Producer.Send wait out each
+// partition's pause and resend refusals after the hint plus jitter, at
+// most Config.MaxThrottleRetries times; in fail-fast mode they return
+// ErrThrottled at once instead, without sending. PendingBytes reports the
+// bytes of unanswered produce calls, and Config.MaxPendingBytes bounds
+// them. See docs/protocol.md, "SDK backpressure".
+//
 // Errors are typed: match them with errors.Is against the Err* sentinels
 // (ErrTopicNotFound, ErrUnknownOutcome, ...) or errors.As with
 // *NotLeaderError, *OffsetOutOfRangeError and *EpochChangedError. ErrUnknownOutcome means a

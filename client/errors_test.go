@@ -15,6 +15,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/heraldlog/herald/client/heraldpb"
+	"github.com/heraldlog/herald/client/wire"
 )
 
 // overTheWire sends st through its marshalled protobuf form, as gRPC does.
@@ -189,7 +190,7 @@ func TestStatusAndFromStatusEdges(t *testing.T) {
 	assert.Equal(t, codes.NotFound, Status(got).Code())
 
 	// A reason newer than this SDK keeps its code.
-	st, err = status.New(codes.ResourceExhausted, "slow down").WithDetails(&errdetails.ErrorInfo{Domain: ErrorDomain, Reason: "THROTTLED"})
+	st, err = status.New(codes.ResourceExhausted, "slow down").WithDetails(&errdetails.ErrorInfo{Domain: ErrorDomain, Reason: "SOME_NEWER_REASON"})
 	require.NoError(t, err)
 	got = FromStatus(st.Err())
 	var herr *Error
@@ -223,6 +224,9 @@ func TestRefusedAndTransientClassification(t *testing.T) {
 		{SchemaVersionNotAllowed("s", 2, []uint32{1}), true, false},
 		{TopicInUse("t", 1), true, false},
 		{OutOfOrderSequence("p", 1, 3), true, false},
+		// Backpressure: refused, nothing written; resent after the hint.
+		{QueueFull(2, 1, 10), true, true},
+		{wire.QuotaExceeded("a", "events/s", 10), true, false},
 	}
 	for _, tc := range cases {
 		assert.Equal(t, tc.refused, refused(tc.err), "refused(%v)", tc.err)

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"slices"
 	"sync"
+	"time"
 
 	"github.com/google/uuid"
 
@@ -28,6 +29,19 @@ import (
 // quorum. When some groups fail, the returned slice still holds the
 // results of the acknowledged events and nil for the others, and the error
 // joins each failed group's error.
+//
+// Backpressure: a reply's throttle_ms pauses its partition, and a THROTTLED
+// or QUEUE_FULL refusal (ErrThrottled; nothing was written) pauses it for
+// its retry-after. With Config.Backpressure BackpressureBlock (the
+// default) Produce waits for a partition's pause before sending to it and
+// resends a refused group after the retry-after plus jitter, at most
+// Config.MaxThrottleRetries times, while ctx lasts; such a resend never
+// makes the outcome unknown. With BackpressureFailFast the group of a
+// paused or refusing partition fails at once with an error matching
+// ErrThrottled (RetryAfter gives the time left), and nothing of it was
+// written. Config.MaxPendingBytes bounds the bytes of unanswered calls
+// (PendingBytes): a call past it waits for room or fails with
+// ErrThrottled, by the same mode.
 //
 // Retries: a NOT_LEADER answer is followed to the leader it names at once;
 // NO_LEADER, or a node that cannot be reached before the request was sent,
@@ -56,19 +70,38 @@ func (c *Client) Produce(ctx context.Context, topic string, events ...*Event) ([
 	if err := assignEventIDs(events); err != nil {
 		return nil, err
 	}
+	sizes, total, err := c.admit(ctx, topic, events)
+	if err != nil {
+		return nil, err
+	}
 	shape, err := c.shape(ctx, topic)
 	if err != nil {
+		c.pending.release(total)
 		return nil, err
 	}
 	order, groups := groupByPartition(shape, events)
 	results := make([]*ProduceResult, len(events))
 	errs := forEachGroup(order, func(p uint32) error {
+		defer c.pending.release(groupBytes(sizes, groups[p]))
 		return c.produceGroup(ctx, topic, p, groups[p], events, results, false)
 	})
 	if err := errors.Join(errs...); err != nil {
 		return results, err
 	}
 	return results, nil
+}
+
+// admit counts the events' bytes as pending (PendingBytes), waiting for
+// room under Config.MaxPendingBytes or failing with ErrThrottled as the
+// backpressure mode says. It returns each event's size and their sum; the
+// caller releases them, group by group, as the groups are answered.
+func (c *Client) admit(ctx context.Context, topic string, events []*Event) ([]int64, int64, error) {
+	sizes, total := eventBytes(events)
+	if err := c.pending.acquire(ctx, "produce to "+topic, total, c.cfg.Backpressure == BackpressureFailFast); err != nil {
+		c.log.DebugContext(ctx, "herald: produce held by max pending bytes", "topic", topic, "bytes", total, "err", err)
+		return nil, 0, err
+	}
+	return sizes, total, nil
 }
 
 // validateEvents checks what can be checked before anything is sent.
@@ -147,13 +180,20 @@ func (c *Client) produceGroup(ctx context.Context, topic string, partition uint3
 	}
 	op := fmt.Sprintf("produce to %s/%d", topic, partition)
 	resp, err := invoke(ctx, c, call{
-		op: op, topic: topic, partition: partition, bound: true, mutating: true, idempotent: idempotent,
+		op: op, topic: topic, partition: partition, bound: true, mutating: true, idempotent: idempotent, paced: true,
 	}, heraldpb.HeraldClient.Produce, req)
 	if err != nil {
 		if errors.Is(err, ErrTopicNotFound) {
 			c.meta.forgetTopic(topic)
 		}
 		return err
+	}
+	if ms := resp.GetThrottleMs(); ms > 0 {
+		// Admitted, but the leader asks for a pause before the next
+		// request to this partition.
+		pauseFor := time.Duration(ms) * time.Millisecond
+		c.pacer.hold(topic, partition, pauseFor, "")
+		c.log.DebugContext(ctx, "herald: partition asks for a pause", "op", op, "throttle", pauseFor)
 	}
 	if got := len(resp.GetResults()); got != len(indexes) {
 		return fmt.Errorf("client: %s: the server acknowledged %d results for %d events: %w", op, got, len(indexes), ErrUnknownOutcome)

@@ -33,6 +33,9 @@ const producerRenewalsMax = 3
 type Producer struct {
 	client *Client
 	topic  string
+	// pending counts the bytes of this producer's unanswered Sends; the
+	// Client's count (and bound) includes them.
+	pending *pending
 	// initSlot admits one InitProducer call at a time (a renewal), waited
 	// for with a context rather than under mu.
 	initSlot chan struct{}
@@ -95,7 +98,7 @@ func (c *Client) NewProducer(ctx context.Context, topic string) (*Producer, erro
 	if err != nil {
 		return nil, err
 	}
-	p := &Producer{client: c, topic: topic, initSlot: make(chan struct{}, 1)}
+	p := &Producer{client: c, topic: topic, pending: newPending(0, nil), initSlot: make(chan struct{}, 1)}
 	p.mu.id = id
 	p.mu.producerEpoch = producerEpoch
 	p.mu.next = make(map[laneKey]uint64)
@@ -143,6 +146,13 @@ func (p *Producer) Topic() string { return p.topic }
 // store them twice (their event ids stay, which a topic's dedupe window
 // recognises).
 //
+// Backpressure is as for Client.Produce: in the default blocking mode a
+// Send waits for a partition's pause (throttle_ms) and resends a THROTTLED
+// or QUEUE_FULL refusal after its retry-after plus jitter, with the same
+// sequences (nothing was written); in fail-fast mode the group fails at
+// once with ErrThrottled and consumes no sequence number. PendingBytes
+// counts the bytes of unanswered Sends.
+//
 // Producer refusals are decided for the whole request before any of it is
 // written. UNKNOWN_PRODUCER (the partition forgot the idle producer, so
 // nothing of this request can be there) renews the epoch and the request
@@ -166,19 +176,39 @@ func (p *Producer) Send(ctx context.Context, events ...*Event) ([]*ProduceResult
 	if err := assignEventIDs(events); err != nil {
 		return nil, err
 	}
+	sizes, total, err := p.client.admit(ctx, p.topic, events)
+	if err != nil {
+		return nil, err
+	}
+	p.pending.add(total)
 	shape, err := p.client.shape(ctx, p.topic)
 	if err != nil {
+		p.releaseBytes(total)
 		return nil, err
 	}
 	order, groups := groupByPartition(shape, events)
 	results := make([]*ProduceResult, len(events))
 	errs := forEachGroup(order, func(partition uint32) error {
+		defer p.releaseBytes(groupBytes(sizes, groups[partition]))
 		return p.sendGroup(ctx, partition, groups[partition], events, results)
 	})
 	if err := errors.Join(errs...); err != nil {
 		return results, err
 	}
 	return results, nil
+}
+
+// PendingBytes returns the encoded bytes of the events in this producer's
+// Sends admitted under Config.MaxPendingBytes and not yet answered:
+// waiting for a lane, for a partition's pause, for a retry or for their
+// reply. Client.PendingBytes includes them.
+func (p *Producer) PendingBytes() int64 { return p.pending.load() }
+
+// releaseBytes uncounts n bytes of an answered group, here and in the
+// Client.
+func (p *Producer) releaseBytes(n int64) {
+	p.pending.release(n)
+	p.client.pending.release(n)
 }
 
 // Close stops the producer: later Sends fail with ErrClosed. Sends in

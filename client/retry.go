@@ -37,6 +37,11 @@ type call struct {
 	// matches ErrUnknownOutcome, since an earlier attempt may have been
 	// applied.
 	idempotent bool
+	// paced produce calls (bound to their partition) obey backpressure:
+	// each attempt first waits for the partition's pause to end (or, in
+	// fail-fast mode, fails with ErrThrottled while it lasts), and a
+	// refusal's retry-after pauses the partition for every call.
+	paced bool
 	// do makes one attempt on the given server.
 	do func(ctx context.Context, hc heraldpb.HeraldClient) error
 }
@@ -58,12 +63,17 @@ func invoke[Req, Resp any](ctx context.Context, c *Client, cl call,
 // run attempts cl until it succeeds or fails for good. Each attempt gets
 // RequestTimeout; retries (at most MaxRetries) wait with backoff, except
 // NOT_LEADER redirects to a newly named leader, which go at once (at most
-// leaderHopsMax in a row).
+// leaderHopsMax in a row), and backpressure refusals, which wait their
+// retry-after plus jitter (at most MaxThrottleRetries). A paced call
+// waits for its partition's pause before each attempt (see call.paced).
 //
 // What is retried:
 //   - a request that never left this process (no server reachable, the
 //     connection not up): on another server, after a backoff;
 //   - NO_LEADER and NOT_LEADER: definite refusals, nothing was applied;
+//   - THROTTLED and QUEUE_FULL (ErrThrottled): definite refusals, on the
+//     same leader after the hint, unless the call is paced and the
+//     Client fails fast;
 //   - for reads only, any transient failure after sending (Unavailable,
 //     DeadlineExceeded of an attempt, ResourceExhausted, Aborted).
 //
@@ -76,6 +86,8 @@ func (c *Client) run(ctx context.Context, cl call) error {
 		hint  string // an address named by NOT_LEADER, tried next
 		tried string // the address of the last attempt
 		hops  int
+		// throttled counts the resends after backpressure refusals.
+		throttled int
 		// maybeApplied: an earlier attempt of an idempotent call may have
 		// been applied, so any failure now has an unknown outcome.
 		maybeApplied bool
@@ -87,6 +99,11 @@ func (c *Client) run(ctx context.Context, cl call) error {
 		return err
 	}
 	for retry, attempts := 0, 1; ; attempts++ {
+		if cl.paced {
+			if err := c.pace(ctx, cl); err != nil {
+				return fail(tried, err)
+			}
+		}
 		addr := hint
 		hint = ""
 		if addr == "" && cl.bound {
@@ -127,11 +144,30 @@ func (c *Client) run(ctx context.Context, cl call) error {
 				c.log.DebugContext(ctx, "herald: following leader", "op", cl.op, "from", addr, "to", hint)
 				continue
 			}
+		case errors.Is(err, ErrThrottled):
+			// Refused before anything was proposed: the same leader takes
+			// it after the hint. Other calls to the partition wait too.
+			after, limit, ok := RetryAfter(err)
+			if cl.paced && ok {
+				c.pacer.hold(cl.topic, cl.partition, after, limit)
+			}
+			if cl.paced && c.cfg.Backpressure == BackpressureFailFast {
+				return fail(addr, err)
+			}
+			if throttled >= c.cfg.MaxThrottleRetries {
+				return fail(addr, fmt.Errorf("client: %s: still throttled after %d resends: %w", cl.op, throttled, err))
+			}
+			delay := c.backoff.afterHint(after, ok, throttled)
+			c.log.DebugContext(ctx, "herald: throttled, resending after the hint", "op", cl.op, "addr", addr,
+				"limit", limit, "retry_after", after, "delay", delay, "resend", throttled+1)
+			if werr := sleep(ctx, delay); werr != nil {
+				return fail(addr, fmt.Errorf("client: %s: %w; last attempt: %w", cl.op, werr, err))
+			}
+			throttled++
+			hops = 0
+			continue
 		case errors.Is(err, ErrNoLeader):
 			c.forget(cl, addr)
-		case errors.Is(err, ErrQueueFull):
-			// Refused before anything was proposed: the same leader takes
-			// it after a backoff.
 		case !sent && transient(err):
 			c.forget(cl, addr)
 		case ambiguous && cl.idempotent:
@@ -170,6 +206,24 @@ func (c *Client) attempt(ctx context.Context, addr string, do func(context.Conte
 	attemptCtx, sentFn := wire.TrackSent(attemptCtx)
 	err = FromStatus(do(attemptCtx, hc))
 	return sentFn(), err
+}
+
+// pace waits, before an attempt of a paced call, until its partition's
+// pause is over; in fail-fast mode it fails with ErrThrottled instead
+// while the pause lasts.
+func (c *Client) pace(ctx context.Context, cl call) error {
+	if c.cfg.Backpressure != BackpressureFailFast {
+		return c.pacer.wait(ctx, cl.op, cl.topic, cl.partition)
+	}
+	left, limit := c.pacer.remaining(cl.topic, cl.partition)
+	if left <= 0 {
+		return nil
+	}
+	if limit == "" {
+		limit = LimitPacing
+	}
+	c.log.DebugContext(ctx, "herald: partition paused, failing fast", "op", cl.op, "left", left, "limit", limit)
+	return throttledLocally(cl.op, limit, left, "the partition is paused")
 }
 
 // forget drops a bound call's cached leader after addr failed it.
