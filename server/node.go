@@ -80,6 +80,8 @@ type Node struct {
 
 	// tails are the shared live edges of the replicas with subscribers.
 	tails tails
+	// limits are the node's caps on what its callers hold (limits.go).
+	limits *nodeLimits
 
 	stop chan struct{}
 	// ctx is cancelled when the node stops (with stop), for calls the
@@ -147,6 +149,7 @@ func StartNodeContext(ctx context.Context, cfg Config) (_ *Node, err error) {
 		stop:               make(chan struct{}),
 		autoTenants:        make(chan string, autoTenantQueueMax),
 		metrics:            newNodeMetrics(),
+		limits:             newNodeLimits(cfg.Limits),
 		partitionMetrics:   partition.NewMetrics(),
 		registry:           prometheus.NewRegistry(),
 		rejoins:            newRejoins(),

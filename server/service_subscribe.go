@@ -59,6 +59,11 @@ func (s *heraldService) Subscribe(stream heraldpb.Herald_SubscribeServer) error 
 	if err != nil {
 		return err
 	}
+	release, err := n.limits.acquireStream(stream.Context())
+	if err != nil {
+		return err
+	}
+	defer release()
 	ctx, cancel := context.WithCancelCause(stream.Context())
 	defer cancel(nil)
 	sub, err := n.openSubscription(ctx, start, tailProto)

@@ -381,7 +381,7 @@ func selectEntries(entries []partition.TailEntry, f *subscribeFilter, events, by
 // entries means the position moved past events the filter skipped.
 func (s *subscription) step(events, bytes int64) (*subscribeBatch, error) {
 	m := s.n.metrics
-	pageBytes := int(min(bytes, subscribeCreditBytesDefault))
+	pageBytes := int(stepPageBytes(bytes))
 	entries, held, err := s.tail.Since(s.next, subscribeBatchEventsMax, pageBytes)
 	if err == nil && !held {
 		m.subscribeReads.WithLabelValues("own").Inc()
@@ -412,6 +412,31 @@ func (s *subscription) step(events, bytes int64) (*subscribeBatch, error) {
 		highWatermark: s.r.HighWatermark(), lowWatermark: s.r.LowWatermark()}, nil
 }
 
+// stepPageBytes is the most a step reads for a sink with room for bytes:
+// what it reserves of the node's fetch budget.
+func stepPageBytes(bytes int64) int64 { return min(bytes, subscribeCreditBytesDefault) }
+
+// sendStep reads one step within events and bytes and sends what it
+// found; sent reports a step that moved the position, caughtUp one that
+// found nothing new. A batch sent resets the heartbeat timer.
+func (s *subscription) sendStep(sink subscriptionSink, events, bytes int64, timer *time.Timer) (sent, caughtUp bool, err error) {
+	b, err := s.step(events, bytes)
+	if err != nil {
+		return false, false, err
+	}
+	if b == nil {
+		return false, true, nil
+	}
+	if len(b.entries) > 0 {
+		if err := sink.sendEvents(b); err != nil {
+			return false, false, err
+		}
+		s.n.metrics.subscribeEvents.WithLabelValues(s.topic).Add(float64(len(b.entries)))
+		timer.Reset(s.heartbeat)
+	}
+	return true, false, nil
+}
+
 // errHandedOver: run's caller passed the subscription on (idle said so).
 var errHandedOver = errors.New("server: subscription handed over")
 
@@ -437,20 +462,18 @@ func (s *subscription) run(ctx context.Context, sink subscriptionSink, idle func
 		wake := sink.wake()
 		sent, caughtUp := false, false
 		if events, bytes := sink.room(); events > 0 && bytes > 0 {
-			b, err := s.step(events, bytes)
-			if err != nil {
-				return err
-			}
-			caughtUp = b == nil
-			if b != nil {
-				if len(b.entries) > 0 {
-					if err := sink.sendEvents(b); err != nil {
-						return err
-					}
-					n.metrics.subscribeEvents.WithLabelValues(s.topic).Add(float64(len(b.entries)))
-					timer.Reset(s.heartbeat)
+			// The page read and the batch encoded for it hold memory until
+			// sent: reserve it of the node's fetch budget first. Without
+			// room within a heartbeat, wait below as if the sink had none
+			// (the heartbeat goes on; the next turn asks again).
+			release, ok := n.limits.reserveStreamBytes(ctx, stepPageBytes(bytes), s.heartbeat)
+			if ok {
+				var err error
+				sent, caughtUp, err = s.sendStep(sink, events, bytes, timer)
+				release()
+				if err != nil {
+					return err
 				}
-				sent = true
 			}
 		}
 		if sent {
