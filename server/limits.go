@@ -141,14 +141,33 @@ func (l *nodeLimits) acquireLongPoll(ctx context.Context) (release func(), err e
 
 // reserveStreamBytes reserves a subscription step's page of the fetch
 // budget, waiting up to wait (a subscription waits rather than fail: it
-// tries again after its heartbeat); ok is false when it could not.
-func (l *nodeLimits) reserveStreamBytes(ctx context.Context, bytes int64, wait time.Duration) (release func(), ok bool) {
+// tries again after its heartbeat); nil when it could not.
+func (l *nodeLimits) reserveStreamBytes(ctx context.Context, bytes int64, wait time.Duration) *budgetShare {
 	n := min(bytes, l.cfg.FetchBytesMax)
 	if !l.fetchBytes.acquire(ctx, n, wait) {
-		return nil, false
+		return nil
 	}
-	return sync.OnceFunc(func() { l.fetchBytes.release(n) }), true
+	return &budgetShare{budget: l.fetchBytes, bytes: n}
 }
+
+// budgetShare is bytes reserved of a byteBudget, which its holder may
+// shrink to what it turned out to need and gives back once. It belongs
+// to one goroutine.
+type budgetShare struct {
+	budget *byteBudget
+	bytes  int64
+}
+
+// shrink gives back what the share holds above bytes.
+func (s *budgetShare) shrink(bytes int64) {
+	if bytes < s.bytes {
+		s.budget.release(s.bytes - max(bytes, 0))
+		s.bytes = max(bytes, 0)
+	}
+}
+
+// release gives the share back (again: nothing).
+func (s *budgetShare) release() { s.shrink(0) }
 
 // fetchHold is one fetch's reservation of the node's fetch budget: taken
 // before each read (reserve), given back when a read finds nothing to

@@ -277,3 +277,44 @@ func TestPublishThrottle(t *testing.T) {
 		}
 	}
 }
+
+// TestNodeLimitStreamBytesCounted: the batch a Subscribe stream has sent
+// stays counted against the node's fetch budget while gRPC may still hold
+// it (until the stream's next send returns, here its next heartbeat, or
+// the stream ends), shrunk to the batch's size; ending the stream gives it
+// back.
+func TestNodeLimitStreamBytesCounted(t *testing.T) {
+	c := startClusterConfig(t, 1, nil)
+	hc := c.rawClient(0)
+	createTopic(t, hc, "counted", 1, 1)
+	createTenant(t, hc, "acme")
+	payload := make([]byte, 64<<10)
+	produceRetry(t, hc, "counted", &heraldpb.Event{TenantId: "acme", Payload: payload})
+	gauge := c.nodes[0].limits.metrics.inflight.WithLabelValues(limitFetchBytes)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	s, err := hc.Subscribe(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A heartbeat long after the test: the batch stays held until the end.
+	if err := s.Send(&heraldpb.SubscribeRequest{Msg: &heraldpb.SubscribeRequest_Start{Start: &heraldpb.SubscribeStart{Topic: "counted",
+		Start: &heraldpb.SubscribeStart_Position{Position: heraldpb.StartPosition_EARLIEST}, HeartbeatMs: 60_000}}}); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := s.Recv()
+	if err != nil || len(resp.GetEvents()) != 1 {
+		t.Fatalf("first answer %v, %v: want the one event", resp, err)
+	}
+	held := testutil.ToFloat64(gauge)
+	if held < float64(len(payload)) || held > float64(subscribeCreditBytesDefault) {
+		t.Fatalf("fetch_bytes in flight %v with one %d-byte batch sent: want the batch's size (not the %d-byte page)", held, len(payload), subscribeCreditBytesDefault)
+	}
+	cancel()
+	eventually(t, 10*time.Second, func() error {
+		if got := testutil.ToFloat64(gauge); got != 0 {
+			return fmt.Errorf("fetch_bytes in flight %v after the stream ended, want 0", got)
+		}
+		return nil
+	})
+}

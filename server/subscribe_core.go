@@ -336,6 +336,12 @@ type subscribeBatch struct {
 	next          uint64
 	highWatermark uint64
 	lowWatermark  uint64
+	// reservation is the step's share of the node's fetch budget
+	// (limits.go). run gives it back once sendEvents returns, unless the
+	// sink took it over (kept): a sink whose transport still holds the
+	// batch after sending it gives it back when that is gone.
+	reservation *budgetShare
+	kept        bool
 }
 
 // subscriptionSink is a transport's side of a subscription's run loop.
@@ -418,15 +424,22 @@ func stepPageBytes(bytes int64) int64 { return min(bytes, subscribeCreditBytesDe
 
 // sendStep reads one step within events and bytes and sends what it
 // found; sent reports a step that moved the position, caughtUp one that
-// found nothing new. A batch sent resets the heartbeat timer.
-func (s *subscription) sendStep(sink subscriptionSink, events, bytes int64, timer *time.Timer) (sent, caughtUp bool, err error) {
+// found nothing new. A batch sent resets the heartbeat timer. It gives
+// back the step's reservation (share) unless the sink kept it.
+func (s *subscription) sendStep(sink subscriptionSink, events, bytes int64, timer *time.Timer, share *budgetShare) (sent, caughtUp bool, err error) {
 	b, err := s.step(events, bytes)
+	defer func() {
+		if b == nil || !b.kept {
+			share.release()
+		}
+	}()
 	if err != nil {
 		return false, false, err
 	}
 	if b == nil {
 		return false, true, nil
 	}
+	b.reservation = share
 	if len(b.entries) > 0 {
 		if err := sink.sendEvents(b); err != nil {
 			return false, false, err
@@ -466,11 +479,9 @@ func (s *subscription) run(ctx context.Context, sink subscriptionSink, idle func
 			// sent: reserve it of the node's fetch budget first. Without
 			// room within a heartbeat, wait below as if the sink had none
 			// (the heartbeat goes on; the next turn asks again).
-			release, ok := n.limits.reserveStreamBytes(ctx, stepPageBytes(bytes), s.heartbeat)
-			if ok {
+			if share := n.limits.reserveStreamBytes(ctx, stepPageBytes(bytes), s.heartbeat); share != nil {
 				var err error
-				sent, caughtUp, err = s.sendStep(sink, events, bytes, timer)
-				release()
+				sent, caughtUp, err = s.sendStep(sink, events, bytes, timer, share)
 				if err != nil {
 					return err
 				}
