@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -317,4 +318,35 @@ func TestNodeLimitStreamBytesCounted(t *testing.T) {
 		}
 		return nil
 	})
+}
+
+// NodeLimits: zero takes the defaults; Validate names every problem.
+func TestNodeLimitsDefaultsAndValidate(t *testing.T) {
+	var l NodeLimits
+	if err := l.Validate(); err != nil {
+		t.Fatalf("zero limits: %v", err)
+	}
+	l.EnsureDefaults()
+	if l.ProduceBytesMax != 256<<20 || l.FetchBytesMax != 256<<20 || l.LongPollsMax != 4096 || l.LongPollsPerConnectionMax != 256 ||
+		l.StreamsMax != 4096 || l.StreamsPerConnectionMax != 256 || l.LimitWait != 100*time.Millisecond || l.RetryAfter != 200*time.Millisecond {
+		t.Fatalf("defaults %+v", l)
+	}
+	bad := NodeLimits{FetchBytesMax: -1, LimitWait: -time.Second, StreamsMax: 10, StreamsPerConnectionMax: 11, LongPollsMax: 100}
+	err := bad.Validate()
+	if err == nil {
+		t.Fatal("bad limits accepted")
+	}
+	for _, want := range []string{"fetch bytes is negative", "wait is negative", "streams per connection 11 exceeds streams per node 10",
+		"long polls per connection 256 exceeds long polls per node 100"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("%q not reported in: %v", want, err)
+		}
+	}
+	if err := (&Config{Limits: bad}).Validate(); err == nil || !strings.Contains(err.Error(), "fetch bytes is negative") {
+		t.Errorf("Config.Validate does not report its limits: %v", err)
+	}
+	w := WebSocketConfig{PublishPauseMax: time.Minute}
+	if err := w.Validate(); err == nil || !strings.Contains(err.Error(), "publish pause") {
+		t.Errorf("a publish pause above the pong timeout accepted: %v", err)
+	}
 }
