@@ -350,3 +350,56 @@ func TestNodeLimitsDefaultsAndValidate(t *testing.T) {
 		t.Errorf("a publish pause above the pong timeout accepted: %v", err)
 	}
 }
+
+// TestNodeLimitForwardedLongPollsHoldNoBytes: long polls forwarded by a
+// node without a replica hold none of its fetch budget while they wait at
+// the replica (three of them with a budget of one), and each reserves for
+// its answer when it arrives.
+func TestNodeLimitForwardedLongPollsHoldNoBytes(t *testing.T) {
+	c := startClusterConfig(t, 3, func(cfg *Config) {
+		cfg.Limits = NodeLimits{FetchBytesMax: 1 << 20}
+	})
+	info := createTopic(t, c.rawClient(0), "far", 1, 1)
+	createTenant(t, c.rawClient(0), "acme")
+	replica := info.GetPartitions()[0].GetReplicas()[0]
+	via := -1
+	for i, cfg := range c.cfgs {
+		if cfg.NodeID != replica {
+			via = i
+			break
+		}
+	}
+	hc := c.rawClient(via)
+	limits := c.nodes[via].limits
+	// Until the replica is open, the forward finds none.
+	eventually(t, 20*time.Second, func() error {
+		_, err := hc.Fetch(ctxTimeout(t, 10*time.Second), &heraldpb.FetchRequest{Topic: "far", Start: &heraldpb.FetchRequest_Offset{Offset: 0}})
+		return err
+	})
+	answers := make(chan error, 3)
+	for range 3 {
+		go func() {
+			resp, err := hc.Fetch(ctxTimeout(t, 30*time.Second), &heraldpb.FetchRequest{Topic: "far",
+				Start: &heraldpb.FetchRequest_Offset{Offset: 0}, MaxWaitMs: 20_000, MaxBytes: 1 << 20})
+			if err == nil && len(resp.GetEvents()) != 1 {
+				err = fmt.Errorf("forwarded long poll answered %d events, want 1", len(resp.GetEvents()))
+			}
+			answers <- err
+		}()
+	}
+	eventually(t, 10*time.Second, func() error {
+		if got := testutil.ToFloat64(limits.metrics.inflight.WithLabelValues(limitLongPolls)); got != 3 {
+			return fmt.Errorf("%v long polls on the forwarding node, want 3", got)
+		}
+		return nil
+	})
+	if got := testutil.ToFloat64(limits.metrics.inflight.WithLabelValues(limitFetchBytes)); got != 0 {
+		t.Fatalf("forwarded long polls hold %v bytes of the fetch budget while they wait, want 0", got)
+	}
+	produceRetry(t, hc, "far", &heraldpb.Event{TenantId: "acme", Payload: []byte("wake")})
+	for range 3 {
+		if err := <-answers; err != nil {
+			t.Fatalf("forwarded long poll: %v", err)
+		}
+	}
+}

@@ -94,8 +94,15 @@ func (s *heraldService) Fetch(ctx context.Context, req *heraldpb.FetchRequest) (
 	if behind {
 		lastErr = wire.NoLeader(fmt.Sprintf("partition %d of %s (this replica is behind the offset asked for)", p.Index, t.Name))
 	}
-	if err := hold.reserve(ctx); err != nil {
-		return nil, err
+	// The answer comes back through this node: reserve for it before
+	// asking, except for a long poll, which would hold the reservation
+	// while it waits at the other node; its answer is reserved for when
+	// it arrives (a read refused then is simply asked again).
+	longPoll := req.GetMaxWaitMs() > 0
+	if !longPoll {
+		if err := hold.reserve(ctx); err != nil {
+			return nil, err
+		}
 	}
 	for _, addr := range targets {
 		hc, err := n.peers.herald(addr)
@@ -106,6 +113,11 @@ func (s *heraldService) Fetch(ctx context.Context, req *heraldpb.FetchRequest) (
 		n.metrics.forwarded.WithLabelValues("Fetch").Inc()
 		resp, err := hc.Fetch(forwardContext(ctx), req)
 		if err == nil {
+			if longPoll && len(resp.GetEvents()) > 0 {
+				if err := hold.reserve(ctx); err != nil {
+					return nil, err
+				}
+			}
 			return resp, nil
 		}
 		lastErr = wire.FromStatus(err)
