@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/http"
 	"os"
 	"strconv"
 	"strings"
@@ -66,43 +67,13 @@ func TestProcessesFetchFloodBoundedByNodeLimit(t *testing.T) {
 		budget     = 32 << 20
 		fetches    = 40
 		fetchBytes = 16 << 20
-		payload    = 900 << 10
-		events     = 24 // 21 MiB: every fetch reads its full 16 MiB
 		growthMax  = 12 * budget
 	)
-	nodes, err := proccluster.Layout(t.TempDir(), 1)
-	if err != nil {
-		t.Fatal(err)
-	}
-	pc, err := proccluster.New(proccluster.Config{Binary: proccluster.TestBinary(t), Nodes: nodes,
-		ServeArgs: []string{"--limit-fetch-bytes=" + strconv.Itoa(budget)}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = pc.Close() })
-	if err := pc.StartAll(); err != nil {
-		t.Fatal(err)
-	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	if err := pc.AwaitReady(ctx, 0); err != nil {
-		t.Fatal(err)
-	}
-	conn, err := grpc.NewClient(nodes[0].GRPCAddr, grpc.WithTransportCredentials(insecure.NewCredentials()),
-		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(64<<20)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	hc := heraldpb.NewHeraldClient(conn)
-	createTopic(t, hc, "flood", 1, 1)
-	createTenant(t, hc, "acme")
-	body := make([]byte, payload)
-	for i := range events {
-		body[0] = byte(i)
-		produceRetry(t, hc, "flood", &heraldpb.Event{TenantId: "acme", Payload: body})
-	}
-	pid := pc.Process(0).Pid()
+	node := startFloodNode(t, ctx, budget)
+	hc := node.hc
+	pid := node.pid
 	before := procStatusBytes(t, pid, "VmHWM")
 
 	var (
@@ -117,7 +88,7 @@ func TestProcessesFetchFloodBoundedByNodeLimit(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			resp, err := hc.Fetch(ctx, &heraldpb.FetchRequest{Topic: "flood", Start: &heraldpb.FetchRequest_Offset{Offset: 0},
-				MaxEvents: events, MaxBytes: fetchBytes})
+				MaxEvents: floodEvents, MaxBytes: fetchBytes})
 			mu.Lock()
 			defer mu.Unlock()
 			err = wire.FromStatus(err)
@@ -146,5 +117,145 @@ func TestProcessesFetchFloodBoundedByNodeLimit(t *testing.T) {
 	}
 	if growth := peak - before; growth > growthMax {
 		t.Fatalf("the node's peak RSS grew by %d MiB under the flood, above the bound of %d MiB", growth>>20, growthMax>>20)
+	}
+}
+
+// Data of the flood tests: 24 events of 900 KiB (21 MiB), so that every
+// read from offset 0 fills 16 MiB.
+const (
+	floodEvents       = 24
+	floodPayloadBytes = 900 << 10
+)
+
+// floodNode is one `herald serve` process holding the flood data.
+type floodNode struct {
+	hc       heraldpb.HeraldClient
+	pid      int
+	httpAddr string
+	grpcAddr string
+}
+
+// startFloodNode starts one node with a fetch budget of budget bytes,
+// creates topic "flood" (one partition) and tenant acme, and produces the
+// flood data.
+func startFloodNode(t *testing.T, ctx context.Context, budget int) *floodNode {
+	t.Helper()
+	nodes, err := proccluster.Layout(t.TempDir(), 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pc, err := proccluster.New(proccluster.Config{Binary: proccluster.TestBinary(t), Nodes: nodes,
+		ServeArgs: []string{"--limit-fetch-bytes=" + strconv.Itoa(budget)}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = pc.Close() })
+	if err := pc.StartAll(); err != nil {
+		t.Fatal(err)
+	}
+	if err := pc.AwaitReady(ctx, 0); err != nil {
+		t.Fatal(err)
+	}
+	hc := floodClient(t, nodes[0].GRPCAddr)
+	createTopic(t, hc, "flood", 1, 1)
+	createTenant(t, hc, "acme")
+	body := make([]byte, floodPayloadBytes)
+	for i := range floodEvents {
+		body[0] = byte(i)
+		produceRetry(t, hc, "flood", &heraldpb.Event{TenantId: "acme", Payload: body})
+	}
+	return &floodNode{hc: hc, pid: pc.Process(0).Pid(), httpAddr: nodes[0].HTTPAddr, grpcAddr: nodes[0].GRPCAddr}
+}
+
+// floodClient is a client connection of its own to addr, taking answers
+// of up to 64 MiB.
+func floodClient(t *testing.T, addr string) heraldpb.HeraldClient {
+	t.Helper()
+	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(64<<20)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	return heraldpb.NewHeraldClient(conn)
+}
+
+// nodeMetric reads one sample (name with its labels, as /metrics spells
+// it) from a node; -1 when it cannot be read.
+func nodeMetric(t *testing.T, httpAddr, sample string) float64 {
+	t.Helper()
+	resp, err := http.Get("http://" + httpAddr + "/metrics")
+	if err != nil {
+		return -1
+	}
+	defer resp.Body.Close()
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	for sc.Scan() {
+		if v, ok := strings.CutPrefix(sc.Text(), sample+" "); ok {
+			f, err := strconv.ParseFloat(v, 64)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return f
+		}
+	}
+	return 0
+}
+
+// TestProcessesStreamFloodBoundedByNodeLimit: 40 Subscribe streams from
+// offset 0 with a gigabyte of credit each, whose client never reads,
+// against a node whose fetch budget is 32 MiB: each stream's page and the
+// batch gRPC holds for the client count against the budget, so the
+// streams that find it full wait, and the node's peak RSS grows by less
+// than the same bound as the fetch flood (12 × the budget). Without the
+// budget every stream holds two 4 MiB pages and their copies.
+func TestProcessesStreamFloodBoundedByNodeLimit(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a real process")
+	}
+	const (
+		budget    = 32 << 20
+		streams   = 40
+		growthMax = 12 * budget
+	)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	node := startFloodNode(t, ctx, budget)
+	before := procStatusBytes(t, node.pid, "VmHWM")
+	// One connection that never reads: its streams stall once gRPC's
+	// windows are full.
+	slow := floodClient(t, node.grpcAddr)
+	for i := range streams {
+		s, err := slow.Subscribe(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := s.Send(&heraldpb.SubscribeRequest{Msg: &heraldpb.SubscribeRequest_Start{Start: &heraldpb.SubscribeStart{
+			Topic: "flood", Start: &heraldpb.SubscribeStart_Offset{Offset: 0}, CreditEvents: 1 << 20, CreditBytes: 1 << 30}}}); err != nil {
+			t.Fatalf("stream %d: %v", i, err)
+		}
+	}
+	// Every stream admitted, and the budget taken: the streams that have
+	// it are blocked on the client, the rest wait for it.
+	eventually(t, time.Minute, func() error {
+		open := nodeMetric(t, node.httpAddr, `herald_node_limit_inflight{what="streams"}`)
+		held := nodeMetric(t, node.httpAddr, `herald_node_limit_inflight{what="fetch_bytes"}`)
+		if open != streams || held < budget-(4<<20) {
+			return fmt.Errorf("%v streams open, %v bytes of fetch_bytes held; want %d and the budget", open, held, streams)
+		}
+		return nil
+	})
+	// The streams that wait are not refused: a fetch is (the budget is full).
+	_, err := node.hc.Fetch(ctx, &heraldpb.FetchRequest{Topic: "flood", Start: &heraldpb.FetchRequest_Offset{Offset: 0}, MaxBytes: 1 << 20})
+	var e *wire.Error
+	if err = wire.FromStatus(err); !errors.Is(err, wire.ErrThrottled) || !errors.As(err, &e) || e.Metadata[wire.MetadataWhat] != limitFetchBytes {
+		t.Fatalf("a fetch while the streams hold the budget: %v; want THROTTLED fetch_bytes", err)
+	}
+	peak := procStatusBytes(t, node.pid, "VmHWM")
+	t.Logf("%d stalled streams, budget %d MiB: peak RSS %d MiB before, %d MiB after (growth %d MiB, bound %d MiB)",
+		streams, budget>>20, before>>20, peak>>20, (peak-before)>>20, growthMax>>20)
+	if growth := peak - before; growth > growthMax {
+		t.Fatalf("the node's peak RSS grew by %d MiB under the stream flood, above the bound of %d MiB", growth>>20, growthMax>>20)
 	}
 }
