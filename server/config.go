@@ -60,6 +60,10 @@ type Config struct {
 	// Batching tunes the leader-side batcher of every partition this node
 	// leads; zero fields keep partition.DefaultBatcherOptions' values.
 	Batching BatchTuning
+	// Limits bounds what the node holds for its callers: produce and
+	// fetch bytes in flight, long polls and streams (limits.go); zero
+	// fields take the defaults.
+	Limits NodeLimits
 }
 
 // BatchTuning tunes the partition batchers (partition.BatcherOptions).
@@ -124,6 +128,11 @@ type WebSocketConfig struct {
 	// PublishesInflightMax bounds one connection's unanswered publishes:
 	// 64; the server reads no more frames from it meanwhile.
 	PublishesInflightMax int
+	// PublishPauseMax bounds one pause of a connection's reader after a
+	// throttled publish (the ack's throttle_ms, or a THROTTLED or
+	// QUEUE_FULL refusal's retry_after_ms): 5 s. It must stay below
+	// PongTimeout, which the pause does not count against.
+	PublishPauseMax time.Duration
 }
 
 // EnsureDefaults fills the zero fields with the defaults.
@@ -155,6 +164,9 @@ func (w *WebSocketConfig) EnsureDefaults() {
 	if w.PublishesInflightMax == 0 {
 		w.PublishesInflightMax = 64
 	}
+	if w.PublishPauseMax == 0 {
+		w.PublishPauseMax = 5 * time.Second
+	}
 }
 
 // Validate reports every problem with w (zero fields are defaults).
@@ -169,6 +181,7 @@ func (w *WebSocketConfig) Validate() error {
 		{"ping interval", int64(w.PingInterval)}, {"pong timeout", int64(w.PongTimeout)},
 		{"read bytes", w.ReadBytesMax}, {"subscriptions", int64(w.SubscriptionsMax)},
 		{"publishes in flight", int64(w.PublishesInflightMax)}, {"socket send buffer", int64(w.SocketSendBufferBytes)},
+		{"publish pause", int64(w.PublishPauseMax)},
 	} {
 		if f.v < 0 {
 			errs = append(errs, fmt.Errorf("server: websocket %s is negative", f.name))
@@ -178,6 +191,9 @@ func (w *WebSocketConfig) Validate() error {
 	d.EnsureDefaults()
 	if d.PongTimeout <= d.PingInterval {
 		errs = append(errs, fmt.Errorf("server: websocket pong timeout %s must exceed the ping interval %s", d.PongTimeout, d.PingInterval))
+	}
+	if d.PongTimeout <= d.PublishPauseMax {
+		errs = append(errs, fmt.Errorf("server: websocket pong timeout %s must exceed the publish pause %s", d.PongTimeout, d.PublishPauseMax))
 	}
 	for _, o := range w.AllowedOrigins {
 		if o == "*" {
@@ -292,6 +308,9 @@ func (c *Config) Validate() error {
 		}
 	}
 	if err := c.WebSocket.Validate(); err != nil {
+		errs = append(errs, err)
+	}
+	if err := c.Limits.Validate(); err != nil {
 		errs = append(errs, err)
 	}
 	return errors.Join(errs...)

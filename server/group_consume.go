@@ -111,6 +111,11 @@ func (s *heraldService) GroupConsume(stream heraldpb.Herald_GroupConsumeServer) 
 	if err != nil {
 		return err
 	}
+	release, err := n.limits.acquireStream(stream.Context())
+	if err != nil {
+		return err
+	}
+	defer release()
 	ctx, cancel := context.WithCancelCause(stream.Context())
 	defer cancel(nil)
 	t, err := n.lookupTopic(ctx, start.GetTopic())

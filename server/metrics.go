@@ -43,6 +43,9 @@ type nodeMetrics struct {
 	wsQueueBytes  prometheus.Gauge
 	wsQueueDrops  *prometheus.CounterVec
 	wsRefused     *prometheus.CounterVec
+	// wsPublishPauses counts the pauses of connection readers after a
+	// throttled publish.
+	wsPublishPauses prometheus.Counter
 	// wsHubSubscriptions counts the WebSocket subscriptions served by
 	// their tail's hub (caught up, no goroutine of their own).
 	wsHubSubscriptions prometheus.Gauge
@@ -86,6 +89,10 @@ func newNodeMetrics() *nodeMetrics {
 			Name: "herald_ws_handshakes_refused_total",
 			Help: "WebSocket upgrades refused, by reason (origin: not an allowed origin; handshake: not a valid WebSocket request; stopping: the node is stopping).",
 		}, []string{"reason"}),
+		wsPublishPauses: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "herald_ws_publish_pauses_total",
+			Help: "Pauses of a WebSocket connection's reader after a throttled publish (ack throttle_ms, or a THROTTLED or QUEUE_FULL refusal): the client's frames wait in its socket.",
+		}),
 		subscriptions: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "herald_subscriptions_active",
 			Help: "Subscriptions being served by this node (gRPC Subscribe streams and WebSocket subscriptions).",
@@ -183,7 +190,7 @@ func (m *nodeMetrics) collectors() []prometheus.Collector {
 		m.retainedTrims, m.retainedRecords, m.duplicates, m.logRebuilds, m.rejoins, m.rejoining, m.reconciles, m.groupsRemoved, m.refusedStarting, m.fetchBehind, m.fetchCatchUps,
 		m.contractRechecks, m.contractFences,
 		m.subscriptions, m.subscribeEvents, m.subscribeReads, m.subscribeHeartbeats,
-		m.wsConnections, m.wsMessages, m.wsCloses, m.wsQueueBytes, m.wsQueueDrops, m.wsRefused, m.wsHubSubscriptions)
+		m.wsConnections, m.wsMessages, m.wsCloses, m.wsQueueBytes, m.wsQueueDrops, m.wsRefused, m.wsHubSubscriptions, m.wsPublishPauses)
 }
 
 // unaryInterceptor records request counts and latency. It runs outside

@@ -86,6 +86,8 @@ type Node struct {
 
 	// tails are the shared live edges of the replicas with subscribers.
 	tails tails
+	// limits are the node's caps on what its callers hold (limits.go).
+	limits *nodeLimits
 
 	// lag holds the replicas' lag guards, refreshed by its loop
 	// (lag_guard.go).
@@ -157,6 +159,7 @@ func StartNodeContext(ctx context.Context, cfg Config) (_ *Node, err error) {
 		stop:               make(chan struct{}),
 		autoTenants:        make(chan string, autoTenantQueueMax),
 		metrics:            newNodeMetrics(),
+		limits:             newNodeLimits(cfg.Limits),
 		partitionMetrics:   partition.NewMetrics(),
 		tenantActivity:     partition.NewTenantActivity(quotaActivityWindow),
 		registry:           prometheus.NewRegistry(),

@@ -25,8 +25,22 @@ const (
 	fetchWaitMax = 30 * time.Second
 )
 
+// Fetch serves a read of one partition (docs/protocol.md, "Fetch"), from
+// this node's replica when its answer is authoritative, else forwarded.
+// It draws on the node limits (limits.go): a long poll counts against
+// long_polls, and every read (a forwarded one included: its answer comes
+// back through here) reserves the fetch's max_bytes of fetch_bytes first.
 func (s *heraldService) Fetch(ctx context.Context, req *heraldpb.FetchRequest) (*heraldpb.FetchResponse, error) {
 	n := s.node
+	if req.GetMaxWaitMs() > 0 && req.GetPosition() != heraldpb.StartPosition_LATEST {
+		release, err := n.limits.acquireLongPoll(ctx)
+		if err != nil {
+			return nil, err
+		}
+		defer release()
+	}
+	hold := n.limits.fetchHold(req)
+	defer hold.release()
 	t, err := n.lookupTopic(ctx, req.GetTopic())
 	if err != nil {
 		return nil, err
@@ -42,7 +56,7 @@ func (s *heraldService) Fetch(ctx context.Context, req *heraldpb.FetchRequest) (
 	latest := req.GetPosition() == heraldpb.StartPosition_LATEST
 	behind := false
 	if r != nil && (!latest || r.IsLeader()) {
-		resp, delivered, err := n.readLocal(ctx, r, p.Index, req)
+		resp, delivered, err := n.readLocal(ctx, r, p.Index, req, hold)
 		switch {
 		case err == nil:
 			n.metrics.fetchedEvents.WithLabelValues(t.Name).Add(float64(delivered))
@@ -80,6 +94,16 @@ func (s *heraldService) Fetch(ctx context.Context, req *heraldpb.FetchRequest) (
 	if behind {
 		lastErr = wire.NoLeader(fmt.Sprintf("partition %d of %s (this replica is behind the offset asked for)", p.Index, t.Name))
 	}
+	// The answer comes back through this node: reserve for it before
+	// asking, except for a long poll, which would hold the reservation
+	// while it waits at the other node; its answer is reserved for when
+	// it arrives (a read refused then is simply asked again).
+	longPoll := req.GetMaxWaitMs() > 0
+	if !longPoll {
+		if err := hold.reserve(ctx); err != nil {
+			return nil, err
+		}
+	}
 	for _, addr := range targets {
 		hc, err := n.peers.herald(addr)
 		if err != nil {
@@ -89,6 +113,11 @@ func (s *heraldService) Fetch(ctx context.Context, req *heraldpb.FetchRequest) (
 		n.metrics.forwarded.WithLabelValues("Fetch").Inc()
 		resp, err := hc.Fetch(forwardContext(ctx), req)
 		if err == nil {
+			if longPoll && len(resp.GetEvents()) > 0 {
+				if err := hold.reserve(ctx); err != nil {
+					return nil, err
+				}
+			}
 			return resp, nil
 		}
 		lastErr = wire.FromStatus(err)
@@ -119,14 +148,15 @@ var errReplicaBehind = errors.New("server: replica behind the offset asked for")
 // (seeds 1-3) read acknowledged offsets answered out of range by such
 // leaders. So a leader confirms with Replica.CatchUp (a read index) before
 // either answer, and a follower never gives them.
-func (n *Node) readLocal(ctx context.Context, r *partition.Replica, index uint32, req *heraldpb.FetchRequest) (*heraldpb.FetchResponse, int, error) {
+func (n *Node) readLocal(ctx context.Context, r *partition.Replica, index uint32, req *heraldpb.FetchRequest, hold *fetchHold) (*heraldpb.FetchResponse, int, error) {
 	if req.GetPosition() == heraldpb.StartPosition_LATEST {
 		if err := n.leaderCatchUp(ctx, r); err != nil {
 			return nil, 0, err
 		}
+		// A LATEST answer carries no event: nothing to reserve.
 		return readReplica(r, index, req)
 	}
-	resp, delivered, err := n.readWaiting(ctx, r, index, req)
+	resp, delivered, err := n.readWaiting(ctx, r, index, req, hold)
 	if !aboveHigh(err) {
 		return resp, delivered, err
 	}
@@ -137,7 +167,22 @@ func (n *Node) readLocal(ctx context.Context, r *partition.Replica, index uint32
 		return nil, 0, err
 	}
 	// Caught up: what is still above the high watermark is out of range.
-	return readReplica(r, index, req)
+	return readHeld(ctx, hold, r, index, req)
+}
+
+// readHeld is readReplica within the fetch's reservation of the node's
+// fetch budget: taken before the read, given back at once when the read
+// delivers nothing (so that a long poll holds no bytes while it waits),
+// else kept until the fetch returns.
+func readHeld(ctx context.Context, hold *fetchHold, r *partition.Replica, index uint32, req *heraldpb.FetchRequest) (*heraldpb.FetchResponse, int, error) {
+	if err := hold.reserve(ctx); err != nil {
+		return nil, 0, err
+	}
+	resp, delivered, err := readReplica(r, index, req)
+	if delivered == 0 {
+		hold.release()
+	}
+	return resp, delivered, err
 }
 
 // leaderCatchUp runs Replica.CatchUp, counting its outcome; any failure is
@@ -159,10 +204,10 @@ func (n *Node) leaderCatchUp(ctx context.Context, r *partition.Replica) error {
 // tenants' events is progress, answered at once). It wakes when the
 // replica applies entries, when ctx ends (answering what it has) or when
 // the node closes. It holds no lock while it waits.
-func (n *Node) readWaiting(ctx context.Context, r *partition.Replica, index uint32, req *heraldpb.FetchRequest) (*heraldpb.FetchResponse, int, error) {
+func (n *Node) readWaiting(ctx context.Context, r *partition.Replica, index uint32, req *heraldpb.FetchRequest, hold *fetchHold) (*heraldpb.FetchResponse, int, error) {
 	wait := min(time.Duration(req.GetMaxWaitMs())*time.Millisecond, fetchWaitMax)
 	if wait <= 0 || req.GetPosition() == heraldpb.StartPosition_LATEST {
-		return readReplica(r, index, req)
+		return readHeld(ctx, hold, r, index, req)
 	}
 	timer := time.NewTimer(wait)
 	defer timer.Stop()
@@ -170,7 +215,7 @@ func (n *Node) readWaiting(ctx context.Context, r *partition.Replica, index uint
 		// Take the channel before reading: an apply between the read and
 		// the wait closes it, so no growth is missed.
 		changed := r.Changed()
-		resp, delivered, err := readReplica(r, index, req)
+		resp, delivered, err := readHeld(ctx, hold, r, index, req)
 		// A follower behind the offset asked for waits for it like for an
 		// empty read; if it never comes, the error goes back to Fetch,
 		// which asks another replica rather than answer "out of range".

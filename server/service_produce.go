@@ -39,6 +39,11 @@ func (s *heraldService) Produce(ctx context.Context, req *heraldpb.ProduceReques
 	if len(events) == 0 {
 		return nil, wire.InvalidArgument("events", "a produce request needs at least one event")
 	}
+	release, err := n.limits.acquireProduce(ctx, proto.Size(req))
+	if err != nil {
+		return nil, err
+	}
+	defer release()
 	if len(events) > produceEventsMax {
 		return nil, wire.InvalidArgument("events", "%d events in one request; the limit is %d", len(events), produceEventsMax)
 	}

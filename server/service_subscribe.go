@@ -59,6 +59,11 @@ func (s *heraldService) Subscribe(stream heraldpb.Herald_SubscribeServer) error 
 	if err != nil {
 		return err
 	}
+	release, err := n.limits.acquireStream(stream.Context())
+	if err != nil {
+		return err
+	}
+	defer release()
 	ctx, cancel := context.WithCancelCause(stream.Context())
 	defer cancel(nil)
 	sub, err := n.openSubscription(ctx, start, tailProto)
@@ -79,15 +84,35 @@ func (s *heraldService) Subscribe(stream heraldpb.Herald_SubscribeServer) error 
 		}
 	}()
 	n.logger.Debug("subscribe: start", "topic", sub.topic, "partition", sub.index, "from", sub.next, "tenant", sub.filter.tenant)
-	return sub.run(ctx, &grpcSubscribeSink{stream: stream, sub: sub, credit: credit}, nil)
+	sink := &grpcSubscribeSink{stream: stream, sub: sub, credit: credit}
+	defer sink.releaseSent()
+	return sub.run(ctx, sink, nil)
 }
 
 // grpcSubscribeSink sends a subscription as SubscribeResponse messages,
-// within the client's credit.
+// within the client's credit. It belongs to the Subscribe handler's
+// goroutine (run's).
 type grpcSubscribeSink struct {
 	stream heraldpb.Herald_SubscribeServer
 	sub    *subscription
 	credit *subscribeCredit
+	// sent gives back the fetch-budget reservation of the last batch
+	// sent: Send returns once gRPC has queued the message, which it
+	// holds until the client's flow control lets it out, so the batch
+	// stays counted until the next Send returns (gRPC lets a stream's
+	// next message through only once the previous one is written) or the
+	// stream ends. A client that stops reading keeps its last batch
+	// counted against the node: the budget, not the number of streams,
+	// bounds what such clients hold.
+	sent *budgetShare
+}
+
+// releaseSent gives back the last batch's reservation, if held.
+func (g *grpcSubscribeSink) releaseSent() {
+	if g.sent != nil {
+		g.sent.release()
+		g.sent = nil
+	}
 }
 
 func (g *grpcSubscribeSink) room() (int64, int64)  { return g.credit.left() }
@@ -101,16 +126,25 @@ func (g *grpcSubscribeSink) sendEvents(b *subscribeBatch) error {
 	resp := &heraldpb.SubscribeResponse{Partition: g.sub.index, Epoch: g.sub.epoch,
 		HighWatermark: b.highWatermark, LowWatermark: b.lowWatermark, NextOffset: b.next}
 	resp.ProtoReflect().SetUnknown(frame)
-	if err := g.stream.Send(resp); err != nil {
+	err := g.stream.Send(resp)
+	g.releaseSent()
+	if err != nil {
 		return err
+	}
+	if b.reservation != nil {
+		// What gRPC holds now is the message: about the frame's bytes.
+		b.reservation.shrink(int64(len(frame)))
+		g.sent, b.kept = b.reservation, true
 	}
 	g.credit.take(int64(len(b.entries)), b.bytes)
 	return nil
 }
 
 func (g *grpcSubscribeSink) sendHeartbeat(next, high, low uint64) error {
-	return g.stream.Send(&heraldpb.SubscribeResponse{Partition: g.sub.index, Epoch: g.sub.epoch, Heartbeat: true,
+	err := g.stream.Send(&heraldpb.SubscribeResponse{Partition: g.sub.index, Epoch: g.sub.epoch, Heartbeat: true,
 		HighWatermark: high, LowWatermark: low, NextOffset: next})
+	g.releaseSent()
+	return err
 }
 
 // subscribeCredit is a subscription's credit: what the client granted and

@@ -336,6 +336,12 @@ type subscribeBatch struct {
 	next          uint64
 	highWatermark uint64
 	lowWatermark  uint64
+	// reservation is the step's share of the node's fetch budget
+	// (limits.go). run gives it back once sendEvents returns, unless the
+	// sink took it over (kept): a sink whose transport still holds the
+	// batch after sending it gives it back when that is gone.
+	reservation *budgetShare
+	kept        bool
 }
 
 // subscriptionSink is a transport's side of a subscription's run loop.
@@ -381,7 +387,7 @@ func selectEntries(entries []partition.TailEntry, f *subscribeFilter, events, by
 // entries means the position moved past events the filter skipped.
 func (s *subscription) step(events, bytes int64) (*subscribeBatch, error) {
 	m := s.n.metrics
-	pageBytes := int(min(bytes, subscribeCreditBytesDefault))
+	pageBytes := int(stepPageBytes(bytes))
 	entries, held, err := s.tail.Since(s.next, subscribeBatchEventsMax, pageBytes)
 	if err == nil && !held {
 		m.subscribeReads.WithLabelValues("own").Inc()
@@ -412,6 +418,38 @@ func (s *subscription) step(events, bytes int64) (*subscribeBatch, error) {
 		highWatermark: s.r.HighWatermark(), lowWatermark: s.r.LowWatermark()}, nil
 }
 
+// stepPageBytes is the most a step reads for a sink with room for bytes:
+// what it reserves of the node's fetch budget.
+func stepPageBytes(bytes int64) int64 { return min(bytes, subscribeCreditBytesDefault) }
+
+// sendStep reads one step within events and bytes and sends what it
+// found; sent reports a step that moved the position, caughtUp one that
+// found nothing new. A batch sent resets the heartbeat timer. It gives
+// back the step's reservation (share) unless the sink kept it.
+func (s *subscription) sendStep(sink subscriptionSink, events, bytes int64, timer *time.Timer, share *budgetShare) (sent, caughtUp bool, err error) {
+	b, err := s.step(events, bytes)
+	defer func() {
+		if b == nil || !b.kept {
+			share.release()
+		}
+	}()
+	if err != nil {
+		return false, false, err
+	}
+	if b == nil {
+		return false, true, nil
+	}
+	b.reservation = share
+	if len(b.entries) > 0 {
+		if err := sink.sendEvents(b); err != nil {
+			return false, false, err
+		}
+		s.n.metrics.subscribeEvents.WithLabelValues(s.topic).Add(float64(len(b.entries)))
+		timer.Reset(s.heartbeat)
+	}
+	return true, false, nil
+}
+
 // errHandedOver: run's caller passed the subscription on (idle said so).
 var errHandedOver = errors.New("server: subscription handed over")
 
@@ -437,20 +475,16 @@ func (s *subscription) run(ctx context.Context, sink subscriptionSink, idle func
 		wake := sink.wake()
 		sent, caughtUp := false, false
 		if events, bytes := sink.room(); events > 0 && bytes > 0 {
-			b, err := s.step(events, bytes)
-			if err != nil {
-				return err
-			}
-			caughtUp = b == nil
-			if b != nil {
-				if len(b.entries) > 0 {
-					if err := sink.sendEvents(b); err != nil {
-						return err
-					}
-					n.metrics.subscribeEvents.WithLabelValues(s.topic).Add(float64(len(b.entries)))
-					timer.Reset(s.heartbeat)
+			// The page read and the batch encoded for it hold memory until
+			// sent: reserve it of the node's fetch budget first. Without
+			// room within a heartbeat, wait below as if the sink had none
+			// (the heartbeat goes on; the next turn asks again).
+			if share := n.limits.reserveStreamBytes(ctx, stepPageBytes(bytes), s.heartbeat); share != nil {
+				var err error
+				sent, caughtUp, err = s.sendStep(sink, events, bytes, timer, share)
+				if err != nil {
+					return err
 				}
-				sent = true
 			}
 		}
 		if sent {

@@ -195,12 +195,17 @@ type wsConn struct {
 	mu struct {
 		sync.Mutex
 		subs map[string]*wsSub
+		// readPausedUntil is when the reader may read again after a
+		// throttled publish (pauseReading).
+		readPausedUntil time.Time
 	}
 }
 
 // wsSub is a running subscription of a connection.
 type wsSub struct {
 	cancel context.CancelCauseFunc
+	// release gives back its place among the node's streams.
+	release func()
 }
 
 func newWSConn(g *wsGateway, conn *websocket.Conn, remote string) *wsConn {
@@ -282,6 +287,9 @@ func (c *wsConn) readLoop() {
 	extend()
 	c.conn.SetPongHandler(func(string) error { extend(); return nil })
 	for {
+		if !c.waitReadPause() {
+			return
+		}
 		typ, data, err := c.conn.ReadMessage()
 		if err != nil {
 			c.closeWith(wsReadCloseCause(err, c.cfg.ReadBytesMax, c.cfg.PongTimeout))
@@ -295,6 +303,12 @@ func (c *wsConn) readLoop() {
 			}
 			return
 		}
+		// A throttle that arrived while the read was blocked holds the
+		// frame just read (one frame) until the pause is over; the next
+		// ones wait in the socket.
+		if !c.waitReadPause() {
+			return
+		}
 		extend()
 		if typ != websocket.TextMessage {
 			c.n.metrics.wsMessages.WithLabelValues("in", "invalid").Inc()
@@ -306,6 +320,61 @@ func (c *wsConn) readLoop() {
 			return
 		}
 	}
+}
+
+// pauseReading stops the reader for d (at most PublishPauseMax) from
+// now, unless it is paused longer already: a publish was throttled, and
+// the client's next frames wait in its socket (TCP backpressure) rather
+// than in the gateway. Any goroutine may call it.
+func (c *wsConn) pauseReading(d time.Duration) {
+	d = min(d, c.cfg.PublishPauseMax)
+	if d <= 0 {
+		return
+	}
+	until := time.Now().Add(d)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if until.After(c.mu.readPausedUntil) {
+		c.mu.readPausedUntil = until
+	}
+}
+
+// waitReadPause waits, before the reader's next read, for the pause a
+// throttled publish asked for; false when the connection ended meanwhile.
+// The pings go on (their timer queues them), and the read deadline is
+// moved past the pause: the client's pongs wait unread with its frames.
+func (c *wsConn) waitReadPause() bool {
+	for {
+		c.mu.Lock()
+		d := time.Until(c.mu.readPausedUntil)
+		c.mu.Unlock()
+		if d <= 0 {
+			return true
+		}
+		c.n.metrics.wsPublishPauses.Inc()
+		timer := time.NewTimer(d)
+		select {
+		case <-timer.C:
+		case <-c.ctx.Done():
+			timer.Stop()
+			return false
+		}
+		_ = c.conn.SetReadDeadline(time.Now().Add(c.cfg.PongTimeout))
+	}
+}
+
+// publishThrottle is how long a publish's answer asks the client to wait:
+// the ack's throttle_ms, or a THROTTLED or QUEUE_FULL refusal's retry
+// hint; 0 when it does not.
+func publishThrottle(resp *heraldpb.ProduceResponse, err error) time.Duration {
+	if err != nil {
+		if !errors.Is(err, wire.ErrThrottled) {
+			return 0
+		}
+		d, _, _ := wire.RetryAfter(err)
+		return d
+	}
+	return time.Duration(resp.GetThrottleMs()) * time.Millisecond
 }
 
 // wsReadCloseCause classifies the error that ended the reader.
@@ -477,8 +546,16 @@ func (c *wsConn) subscribe(msg *wsClientMessage) {
 			"a connection holds at most %d subscriptions", c.cfg.SubscriptionsMax)))
 		return
 	}
+	// The connection bounds its own subscriptions (above); the node
+	// counts them among its streams.
+	release, err := c.n.limits.acquireStream(c.ctx)
+	if err != nil {
+		c.mu.Unlock()
+		c.sendError(wsErrorOf(msg.ID, wsTypeSubscribe, err))
+		return
+	}
 	ctx, cancel := context.WithCancelCause(c.ctx)
-	sub := &wsSub{cancel: cancel}
+	sub := &wsSub{cancel: cancel, release: release}
 	c.mu.subs[msg.ID] = sub
 	c.mu.Unlock()
 	c.wg.Add(1)
@@ -522,6 +599,7 @@ func (c *wsConn) followSubscription(hs *wsHubSub) {
 // or an error frame (unless the connection is closing).
 func (c *wsConn) endSubscription(ctx context.Context, hs *wsHubSub, err error) {
 	defer c.wg.Done()
+	defer hs.sub.release()
 	defer hs.sub.cancel(nil)
 	pos := hs.pos
 	if hs.s != nil {
@@ -565,8 +643,11 @@ func (c *wsConn) unsubscribe(msg *wsClientMessage) {
 }
 
 // publish produces one event through the node's Produce (validation,
-// contract, forwarding to the partition leader) and answers ack or error.
-// The reader waits while PublishesInflightMax publishes are unanswered.
+// contract, forwarding to the partition leader, admission and the node
+// limits) and answers ack or error. The reader waits while
+// PublishesInflightMax publishes are unanswered, and pauses (up to
+// PublishPauseMax) when a publish is throttled: an ack with throttle_ms,
+// or a THROTTLED or QUEUE_FULL refusal with retry_after_ms.
 func (c *wsConn) publish(msg *wsClientMessage) {
 	if msg.Topic == "" {
 		c.sendError(wsErrorOf(msg.ID, wsTypePublish, wire.InvalidArgument("topic", "publish needs a topic")))
@@ -585,6 +666,9 @@ func (c *wsConn) publish(msg *wsClientMessage) {
 		defer cancel()
 		resp, err := (&heraldService{node: c.n}).Produce(ctx, &heraldpb.ProduceRequest{Topic: msg.Topic,
 			Events: []*heraldpb.Event{msg.event()}})
+		// Pause before answering: a client that waits for the answer to
+		// send again finds the reader paused already.
+		c.pauseReading(publishThrottle(resp, err))
 		if err != nil {
 			if c.ctx.Err() == nil {
 				c.sendError(wsErrorOf(msg.ID, wsTypePublish, err))
@@ -593,7 +677,8 @@ func (c *wsConn) publish(msg *wsClientMessage) {
 		}
 		r := resp.GetResults()[0]
 		_ = c.sendJSON(c.ctx, wsTypeAck, &wsAck{Type: wsTypeAck, ID: msg.ID, Partition: r.GetPartition(),
-			Offset: r.GetOffset(), Sequence: r.GetSequence(), EventID: r.GetEventId(), Duplicate: r.GetDuplicate()})
+			Offset: r.GetOffset(), Sequence: r.GetSequence(), EventID: r.GetEventId(), Duplicate: r.GetDuplicate(),
+			ThrottleMs: resp.GetThrottleMs()})
 	}()
 }
 

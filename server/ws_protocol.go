@@ -255,5 +255,6 @@ func wsErrorOf(id, forType string, err error) *wsError {
 	e.HighWatermark = num(wire.MetadataHighWatermark)
 	e.Epoch = num(wire.MetadataEpoch)
 	e.CurrentEpoch = num(wire.MetadataCurrentEpoch)
+	e.RetryAfterMs = num(wire.MetadataRetryAfterMs)
 	return e
 }

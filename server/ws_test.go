@@ -39,6 +39,10 @@ type wsTestFrame struct {
 	Sequence      uint64    `json:"sequence"`
 	EventID       string    `json:"event_id"`
 	Events        []wsEvent `json:"events"`
+	// Throttle hints: an ack's throttle_ms, an error's retry_after_ms.
+	ThrottleMs   uint32            `json:"throttle_ms"`
+	RetryAfterMs uint64            `json:"retry_after_ms"`
+	Metadata     map[string]string `json:"metadata"`
 }
 
 // wsTestClient is a WebSocket client of one node. Its frames are read by

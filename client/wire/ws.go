@@ -169,6 +169,10 @@ type WSAck struct {
 	Sequence  uint64 `json:"sequence"`
 	EventID   string `json:"event_id"`
 	Duplicate bool   `json:"duplicate,omitempty"`
+	// ThrottleMs, when set, asks the client to wait that long before its
+	// next publish (ProduceResponse.throttle_ms); the event was admitted.
+	// The gateway reads nothing more from the connection meanwhile.
+	ThrottleMs uint32 `json:"throttle_ms,omitempty"`
 }
 
 // WSError is an error frame. For says what it answers: "subscribe",
@@ -179,17 +183,21 @@ type WSAck struct {
 // Ended is set when a subscription ended with it; the numbers are set
 // where they apply (OFFSET_OUT_OF_RANGE, EPOCH_CHANGED).
 type WSError struct {
-	Type          string            `json:"type"`
-	ID            string            `json:"id,omitempty"`
-	For           string            `json:"for"`
-	Code          string            `json:"code"`
-	Message       string            `json:"message"`
-	Ended         bool              `json:"ended,omitempty"`
-	LowWatermark  *uint64           `json:"low_watermark,omitempty"`
-	HighWatermark *uint64           `json:"high_watermark,omitempty"`
-	Epoch         *uint64           `json:"epoch,omitempty"`
-	CurrentEpoch  *uint64           `json:"current_epoch,omitempty"`
-	Metadata      map[string]string `json:"metadata,omitempty"`
+	Type          string  `json:"type"`
+	ID            string  `json:"id,omitempty"`
+	For           string  `json:"for"`
+	Code          string  `json:"code"`
+	Message       string  `json:"message"`
+	Ended         bool    `json:"ended,omitempty"`
+	LowWatermark  *uint64 `json:"low_watermark,omitempty"`
+	HighWatermark *uint64 `json:"high_watermark,omitempty"`
+	Epoch         *uint64 `json:"epoch,omitempty"`
+	CurrentEpoch  *uint64 `json:"current_epoch,omitempty"`
+	// RetryAfterMs is the retry hint of a THROTTLED or QUEUE_FULL refusal
+	// (nothing was written); after a publish's, the gateway reads nothing
+	// more from the connection for that long.
+	RetryAfterMs *uint64           `json:"retry_after_ms,omitempty"`
+	Metadata     map[string]string `json:"metadata,omitempty"`
 }
 
 // WSCodeName spells a gRPC code as an error frame's code does when the

@@ -32,6 +32,7 @@ func newDevCommand() *cobra.Command {
 		nodes, portBase int
 		dataDir         string
 		restart         bool
+		limits          nodeLimitFlags
 	)
 	cmd := &cobra.Command{
 		Use:   "dev",
@@ -61,7 +62,7 @@ Running dev again on the same --data resumes the cluster.`,
 				addrs[i] = n.GRPCAddr
 			}
 			s := &supervisor{
-				cluster:      proccluster.Config{Binary: exe, Nodes: layout, StopTimeout: devStopTimeout},
+				cluster:      proccluster.Config{Binary: exe, Nodes: layout, StopTimeout: devStopTimeout, ServeArgs: limits.serveArgs()},
 				ready:        pollReady(addrs, devReadyPollInterval),
 				restart:      restart,
 				restartDelay: devRestartDelay,
@@ -75,6 +76,8 @@ Running dev again on the same --data resumes the cluster.`,
 	f.StringVar(&dataDir, "data", "./data", "parent of the nodes' data directories")
 	f.IntVar(&portBase, "port-base", 7700, "node i uses gRPC port port-base+i and HTTP port port-base+100+i")
 	f.BoolVar(&restart, "restart", false, "restart a node 1s after it exits")
+	// The node limits, passed on to every node's serve.
+	limits.register(f)
 	return cmd
 }
 

@@ -19,6 +19,7 @@ func newServeCommand() *cobra.Command {
 		dialVia             string
 		wsOrigins           string
 		logFormat, logLevel string
+		limits              nodeLimitFlags
 	)
 	cmd := &cobra.Command{
 		Use:   "serve",
@@ -53,6 +54,7 @@ state are not affected. See docs/operations.md.`,
 				}
 			}
 			cfg.Logger = logger
+			limits.apply(&cfg)
 			if err := cfg.Validate(); err != nil {
 				return usageError{err}
 			}
@@ -80,6 +82,7 @@ state are not affected. See docs/operations.md.`,
 	f.DurationVar(&cfg.WebSocket.SlowConsumerTimeout, "ws-slow-consumer-timeout", 0, "how long a WebSocket client's full send queue may go unread before it is closed with 4008 (0: the default, 10s)")
 	f.Int64Var(&cfg.WebSocket.ReadBytesMax, "ws-read-bytes-max", 0, "largest WebSocket frame a client may send; larger closes the connection with 1009 (0: the default, 4 MiB)")
 	f.IntVar(&cfg.WebSocket.SocketSendBufferBytes, "ws-socket-send-buffer", 0, "fix each WebSocket connection's socket send buffer to this many bytes (0: the kernel's autotuning)")
+	limits.register(f)
 	f.StringVar(&logFormat, "log-format", "text", "log format: text or json")
 	f.StringVar(&logLevel, "log-level", "info", "log level: debug, info, warn or error")
 	return cmd

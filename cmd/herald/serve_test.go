@@ -3,6 +3,7 @@ package main
 import (
 	"strings"
 	"testing"
+	"time"
 )
 
 // serve documents --rejoin and parses it as a boolean.
@@ -20,5 +21,24 @@ func TestServeRejoinFlag(t *testing.T) {
 	res = runCLI(t, "", nil, "serve", "--rejoin=maybe", "--id", "n1")
 	if res.code == 0 || !strings.Contains(res.stderr, "rejoin") {
 		t.Fatalf("--rejoin=maybe: exit %d, stderr %q; want a usage error naming the flag", res.code, res.stderr)
+	}
+}
+
+// serve documents the node-limit flags, and dev passes the ones set on
+// to its nodes' serve.
+func TestNodeLimitFlags(t *testing.T) {
+	res := runCLI(t, "", nil, "serve", "--help")
+	for _, want := range []string{"--limit-produce-bytes", "--limit-fetch-bytes", "--limit-long-polls-per-conn", "--limit-streams", "--ws-publish-pause-max"} {
+		if !strings.Contains(res.stdout+res.stderr, want) {
+			t.Fatalf("serve --help does not mention %q", want)
+		}
+	}
+	var l nodeLimitFlags
+	l.limits.FetchBytesMax = 32 << 20
+	l.limits.StreamsPerConnectionMax = 8
+	l.publishPauseMax = 2 * time.Second
+	got := strings.Join(l.serveArgs(), " ")
+	if want := "--limit-fetch-bytes=33554432 --limit-streams-per-conn=8 --ws-publish-pause-max=2s"; got != want {
+		t.Fatalf("serve args %q, want %q", got, want)
 	}
 }
