@@ -111,9 +111,10 @@ func newBenchNoisyCmd(flags *benchFlags, conn *clientOptions, httpAddrs *string,
 		Short: "Tenant A floods (over its quota) while B..E produce steadily: B..E latency with A off and flooding, A's admitted rate",
 		Long: `Create tenants A..E (A with --quota events/s, set by SetTenantQuota) and a
 topic with ordering none, so every tenant lands on every partition. Phase
-"A off" (--phase long): B..E each produce --steady-rate events/s, one event
-per request on a fixed schedule; each ack's latency is measured from the
-event's scheduled send time (HDR histograms). Phase "A flooding" (as long):
+"A off" (--phase long, after --warmup of the same load, unmeasured): B..E
+each produce --steady-rate events/s, one event per request on a fixed
+schedule; each ack's latency is measured from the event's scheduled send
+time (HDR histograms). Phase "A flooding" (as long):
 the same B..E load while A's --flooders senders send --flood-batch events per
 request as fast as they can, ignoring throttle hints, without SDK retries,
 pausing only --flood-pause after a refusal.
@@ -160,6 +161,7 @@ to --svg.`,
 	f.Uint64Var(&o.QuotaEventsPerSec, "quota", o.QuotaEventsPerSec, "tenant A's quota, events/s")
 	f.Float64Var(&o.SteadyRate, "steady-rate", o.SteadyRate, "each of B..E's produce rate, events/s")
 	f.DurationVar(&o.Phase, "phase", o.Phase, "length of each phase (A off, A flooding)")
+	f.DurationVar(&o.Warmup, "warmup", o.Warmup, "B..E's load before the first phase, not measured")
 	f.IntVar(&o.Flooders, "flooders", o.Flooders, "A's concurrent senders")
 	f.IntVar(&o.FloodBatch, "flood-batch", o.FloodBatch, "events per request A sends")
 	f.DurationVar(&o.FloodPause, "flood-pause", o.FloodPause, "A's pause after a refused or failed request (0: none)")

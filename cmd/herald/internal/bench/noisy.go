@@ -20,7 +20,8 @@ import (
 //  1. create tenants A..E (A with a quota of QuotaEventsPerSec) and a
 //     topic with ordering NONE, so every tenant's events land on every
 //     partition;
-//  2. phase "A off", Phase long: B..E each produce SteadyRate events/s,
+//  2. after Warmup of the same load, unmeasured, phase "A off", Phase
+//     long: B..E each produce SteadyRate events/s,
 //     one event per request, paced on a fixed schedule (open loop: a
 //     slow ack does not delay the next send, up to steadyInflightMax
 //     requests in flight per tenant); each ack's latency is measured from
@@ -43,6 +44,7 @@ const (
 	DefaultNoisyQuotaEventsPerSec = 2000
 	DefaultNoisySteadyRate        = 200
 	DefaultNoisyPhase             = 20 * time.Second
+	DefaultNoisyWarmup            = 5 * time.Second
 	DefaultNoisyFlooders          = 8
 	DefaultNoisyFloodBatch        = 100
 	DefaultNoisyFloodPause        = 10 * time.Millisecond
@@ -90,6 +92,9 @@ type NoisyOptions struct {
 	SizeBytes int
 	// Phase is the length of each of the two phases.
 	Phase time.Duration
+	// Warmup is how long B..E produce, unmeasured, before the first
+	// phase (connections, leader caches, Pebble and Raft warm up).
+	Warmup time.Duration
 	// Flooders is A's number of concurrent senders.
 	Flooders int
 	// FloodBatch is the events per request A sends.
@@ -110,6 +115,7 @@ func DefaultNoisyOptions() NoisyOptions {
 		SteadyRate:        DefaultNoisySteadyRate,
 		SizeBytes:         DefaultSizeBytes,
 		Phase:             DefaultNoisyPhase,
+		Warmup:            DefaultNoisyWarmup,
 		Flooders:          DefaultNoisyFlooders,
 		FloodBatch:        DefaultNoisyFloodBatch,
 		FloodPause:        DefaultNoisyFloodPause,
@@ -140,6 +146,9 @@ func (o *NoisyOptions) Validate() error {
 	}
 	if o.Phase < time.Second || o.Phase > noisyPhaseMax {
 		bad("--phase %s: want 1s to %s", o.Phase, noisyPhaseMax)
+	}
+	if o.Warmup < 0 || o.Warmup > noisyPhaseMax {
+		bad("--warmup %s: want 0 to %s", o.Warmup, noisyPhaseMax)
 	}
 	if o.Flooders < 1 || o.Flooders > noisyFloodersMax {
 		bad("--flooders %d: want 1 to %d", o.Flooders, noisyFloodersMax)

@@ -149,7 +149,8 @@ func (r *noisyRun) recordFlood(sent, done time.Time, n, admitted int, err error,
 func (e *noisyEnv) run(ctx context.Context, progressOut io.Writer) (*noisyRun, error) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	r := newNoisyRun(time.Now(), e.opts.Phase)
+	warmStart := time.Now()
+	r := newNoisyRun(warmStart.Add(e.opts.Warmup), e.opts.Phase)
 	end := r.start.Add(2 * e.opts.Phase)
 
 	quit := make(chan struct{})
@@ -159,7 +160,7 @@ func (e *noisyEnv) run(ctx context.Context, progressOut io.Writer) (*noisyRun, e
 	}
 	var wg sync.WaitGroup
 	for i := range noisySteadyTenants {
-		wg.Go(func() { e.steadyTenant(ctx, r, i) })
+		wg.Go(func() { e.steadyTenant(ctx, r, i, warmStart) })
 	}
 	floodCtx, stopFlood := context.WithDeadline(ctx, end)
 	defer stopFlood()
@@ -178,19 +179,20 @@ func (e *noisyEnv) run(ctx context.Context, progressOut io.Writer) (*noisyRun, e
 }
 
 // steadyTenant sends tenant i's events (index 0 is B) one per request on
-// a fixed schedule over both phases: event k is due at start +
-// k/SteadyRate. Each send is a goroutine of its own, at most
-// steadyInflightMax at a time; steadyTenant waits for them before it
+// a fixed schedule from from (the warm-up's start) to the end of both
+// phases: event k is due at from + k/SteadyRate; those due before the
+// first phase are not recorded. Each send is a goroutine of its own, at
+// most steadyInflightMax at a time; steadyTenant waits for them before it
 // returns.
-func (e *noisyEnv) steadyTenant(ctx context.Context, r *noisyRun, i int) {
+func (e *noisyEnv) steadyTenant(ctx context.Context, r *noisyRun, i int, from time.Time) {
 	cl, tenant := e.steady[i], e.tenants[1+i]
-	total := int64(math.Round(2 * e.opts.Phase.Seconds() * e.opts.SteadyRate))
+	total := int64(math.Round((r.start.Sub(from) + 2*e.opts.Phase).Seconds() * e.opts.SteadyRate))
 	interval := float64(time.Second) / e.opts.SteadyRate
 	slots := make(chan struct{}, steadyInflightMax)
 	var sends sync.WaitGroup
 	defer sends.Wait()
 	for k := range total {
-		due := r.start.Add(time.Duration(float64(k) * interval))
+		due := from.Add(time.Duration(float64(k) * interval))
 		if sleepUntil(ctx, due) != nil {
 			return
 		}
@@ -204,8 +206,8 @@ func (e *noisyEnv) steadyTenant(ctx context.Context, r *noisyRun, i int) {
 			sctx, cancel := context.WithTimeout(ctx, noisyDrainTimeout)
 			defer cancel()
 			_, err := cl.Produce(sctx, e.topic, &client.Event{TenantId: tenant, Payload: e.payload})
-			if ctx.Err() != nil {
-				return // the run was cancelled: not a measurement
+			if ctx.Err() != nil || due.Before(r.start) {
+				return // the run was cancelled, or the warm-up: not a measurement
 			}
 			r.recordSteady(i, due, time.Since(due), err)
 		})

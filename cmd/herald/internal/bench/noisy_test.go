@@ -31,11 +31,12 @@ func TestNoisyOptionsValidateReportsEveryProblem(t *testing.T) {
 	o.Flooders = 0
 	o.FloodBatch = batchMax + 1
 	o.FloodPause = -time.Second
+	o.Warmup = -time.Second
 	o.Replication = 5
 	o.HTTPAddrs = []string{"127.0.0.1:1"}
 	err := o.Validate()
 	require.ErrorIs(t, err, ErrInvalidOptions)
-	for _, flag := range []string{"--quota 0", "--steady-rate -1", "--phase 10ms", "--flooders 0", "--flood-batch 10001", "--flood-pause -1s", "--replication 5", "--http-addrs needs --server"} {
+	for _, flag := range []string{"--quota 0", "--steady-rate -1", "--phase 10ms", "--flooders 0", "--flood-batch 10001", "--flood-pause -1s", "--warmup -1s", "--replication 5", "--http-addrs needs --server"} {
 		assert.Contains(t, err.Error(), flag)
 	}
 }
@@ -68,6 +69,7 @@ func TestRunNoisyAgainstFakeCluster(t *testing.T) {
 	o.Servers = fake.Addrs()
 	o.Replication = 1
 	o.Phase = time.Second
+	o.Warmup = 200 * time.Millisecond
 	o.SteadyRate = 50
 	o.Flooders = 2
 	o.FloodBatch = 10
