@@ -45,10 +45,14 @@ const (
 	DefaultNoisySteadyRate        = 200
 	DefaultNoisyPhase             = 20 * time.Second
 	DefaultNoisyWarmup            = 5 * time.Second
-	DefaultNoisyFlooders          = 8
-	DefaultNoisyFloodBatch        = 100
-	DefaultNoisyFloodPause        = 10 * time.Millisecond
-	DefaultNoisySVGPath           = "noisy-tenant.svg"
+	// DefaultNoisyFlooders and DefaultNoisyFloodBatch make A flood: on
+	// the 2-core machine, with no admission control, 8 senders of 100
+	// events only reached ~6,000 events/s and moved B..E's p99 by 1.45x;
+	// 16 of 500 reached ~11,000 and 4.6x (docs/benchmarks.md).
+	DefaultNoisyFlooders   = 16
+	DefaultNoisyFloodBatch = 500
+	DefaultNoisyFloodPause = 10 * time.Millisecond
+	DefaultNoisySVGPath    = "noisy-tenant.svg"
 )
 
 // Limits of NoisyOptions and of the run.
