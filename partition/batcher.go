@@ -10,6 +10,7 @@ import (
 	"time"
 
 	hraft "github.com/hashicorp/raft"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/heraldlog/herald/partition/partitionpb"
 )
@@ -117,8 +118,13 @@ type Batcher struct {
 	groupID uint64
 	now     func() time.Time
 
-	queue       chan *produceCall
-	queuedBytes atomic.Int64 // of calls taken by Submit and not yet answered
+	queue       *fairQueue
+	queuedBytes atomic.Int64     // of calls taken by Submit and not yet answered
+	queueGauge  prometheus.Gauge // herald_admission_queue_bytes of the partition; nil without metrics
+	// tenantBytes holds each tenant's share of queuedBytes (tenants with
+	// calls held only), bounded by tenantBytesMax.
+	tenantMu    sync.Mutex
+	tenantBytes map[string]int
 	inflight    chan struct{}
 	stop        chan struct{} // closed by Close: no new work
 	done        chan struct{} // closed by Close once run and every waiter returned
@@ -126,25 +132,46 @@ type Batcher struct {
 	once        sync.Once
 }
 
+// The states of a produce call: queued until the batcher takes it into an
+// entry (proposed), or withdrawn by its caller (or its deadline) first.
+const (
+	callQueued int32 = iota
+	callTaken
+	callWithdrawn
+)
+
 type produceCall struct {
 	records []*partitionpb.AppendRecord
 	bytes   int             // encoded, in an append entry (appendRecordBytes)
+	tenant  string          // the first record's: the fair queue's key
+	ctx     context.Context // the caller's: a call whose context ended is not proposed
+	state   atomic.Int32
 	result  chan callResult // buffered 1: the waiter never blocks
 }
 
-// answer delivers c's result and releases its bytes from the queue bound;
+// answer delivers c's result and releases its bytes from the queue bounds;
 // every call Submit reserved is answered exactly once.
 func (b *Batcher) answer(c *produceCall, res callResult) {
-	b.queuedBytes.Add(-int64(c.bytes))
+	b.setQueueGauge(b.queuedBytes.Add(-int64(c.bytes)))
+	b.tenantMu.Lock()
+	if left := b.tenantBytes[c.tenant] - c.bytes; left > 0 {
+		b.tenantBytes[c.tenant] = left
+	} else {
+		delete(b.tenantBytes, c.tenant)
+	}
+	b.tenantMu.Unlock()
 	c.result <- res
 }
 
 // newProduceCall returns a call for records, sized as they encode in an
 // append entry.
-func newProduceCall(records []*partitionpb.AppendRecord) *produceCall {
-	call := &produceCall{records: records, result: make(chan callResult, 1)}
+func newProduceCall(ctx context.Context, records []*partitionpb.AppendRecord) *produceCall {
+	call := &produceCall{records: records, ctx: ctx, result: make(chan callResult, 1)}
 	for _, r := range records {
 		call.bytes += appendRecordBytes(r)
+	}
+	if len(records) > 0 {
+		call.tenant = records[0].TenantId
 	}
 	return call
 }
@@ -160,16 +187,18 @@ func NewBatcher(groupID uint64, r *hraft.Raft, opts BatcherOptions, logger *slog
 		return nil, err
 	}
 	b := &Batcher{
-		raft:     r,
-		opts:     opts,
-		logger:   logger,
-		metrics:  metrics,
-		groupID:  groupID,
-		now:      time.Now,
-		queue:    make(chan *produceCall, opts.QueueCallsMax),
-		inflight: make(chan struct{}, opts.InflightMax),
-		stop:     make(chan struct{}),
-		done:     make(chan struct{}),
+		raft:        r,
+		opts:        opts,
+		logger:      logger,
+		metrics:     metrics,
+		groupID:     groupID,
+		now:         time.Now,
+		queue:       newFairQueue(opts.BatchBytesMax/4, opts.QueueCallsMax),
+		tenantBytes: make(map[string]int),
+		inflight:    make(chan struct{}, opts.InflightMax),
+		queueGauge:  metrics.queueBytesGauge(groupID),
+		stop:        make(chan struct{}),
+		done:        make(chan struct{}),
 	}
 	b.wg.Add(1)
 	go b.run()
@@ -178,52 +207,117 @@ func NewBatcher(groupID uint64, r *hraft.Raft, opts BatcherOptions, logger *slog
 
 // Submit proposes records and waits until they are committed on a quorum
 // and applied here, returning each record's offset and tenant sequence in
-// order. Errors: ErrNotLeader (not proposed), ErrClosed (not proposed),
-// *EntryTooLargeError (not proposed), *QueueFullError (not proposed),
+// order, and a throttle hint when the queue is more than half full.
+// Errors: ErrNotLeader (not proposed), ErrClosed (not proposed),
+// *EntryTooLargeError (not proposed), *QueueFullError (not proposed), ctx's
+// error alone (it ended before the call was proposed: not proposed),
 // ErrUnknownOutcome (proposed; may or may not commit).
-func (b *Batcher) Submit(ctx context.Context, records []*partitionpb.AppendRecord) ([]Assigned, error) {
+func (b *Batcher) Submit(ctx context.Context, records []*partitionpb.AppendRecord) ([]Assigned, time.Duration, error) {
 	select {
 	case <-b.stop:
-		return nil, ErrClosed
+		return nil, 0, ErrClosed
 	default:
 	}
-	call := newProduceCall(records)
+	call := newProduceCall(ctx, records)
 	if entryBytes := appendCommandOverheadBytes + call.bytes; entryBytes > b.opts.EntryBytesMax {
-		return nil, &EntryTooLargeError{Records: len(records), EntryBytes: entryBytes, EntryBytesMax: b.opts.EntryBytesMax}
+		return nil, 0, &EntryTooLargeError{Records: len(records), EntryBytes: entryBytes, EntryBytesMax: b.opts.EntryBytesMax}
 	}
 	if b.raft.State() != hraft.Leader {
-		return nil, ErrNotLeader
+		return nil, 0, ErrNotLeader
 	}
-	if queued := b.queuedBytes.Add(int64(call.bytes)); queued > int64(b.opts.QueueBytesMax) && queued > int64(call.bytes) {
-		b.queuedBytes.Add(-int64(call.bytes))
-		b.metrics.observeQueueFull()
-		return nil, &QueueFullError{QueuedBytes: int(queued) - call.bytes, CallBytes: call.bytes, QueueBytesMax: b.opts.QueueBytesMax}
+	throttle, err := b.reserve(call)
+	if err != nil {
+		return nil, 0, err
 	}
-	select {
-	case b.queue <- call:
-	case <-b.stop:
-		b.queuedBytes.Add(-int64(call.bytes))
-		return nil, ErrClosed
-	case <-ctx.Done():
-		b.queuedBytes.Add(-int64(call.bytes))
-		return nil, ctx.Err() // not queued: nothing proposed
+	if err := b.queue.push(ctx, call); err != nil {
+		b.release(call)
+		return nil, 0, err // not queued: nothing proposed
 	}
 	select {
 	case res := <-call.result:
-		return res.assigned, res.err
+		return res.assigned, throttle, res.err
 	case <-ctx.Done():
-		return nil, fmt.Errorf("%w: %w", ErrUnknownOutcome, ctx.Err())
+		if call.state.CompareAndSwap(callQueued, callWithdrawn) {
+			// Not taken into an entry, and now never will be: the batcher
+			// drops it (and releases its bytes) when it comes to it.
+			b.metrics.observeRefused(call.tenant, refusedDeadline)
+			return nil, 0, ctx.Err()
+		}
+		return nil, 0, fmt.Errorf("%w: %w", ErrUnknownOutcome, ctx.Err())
 	case <-b.done:
 		// Every call run took has its result by now; one still without a
 		// result was queued after run stopped and was never proposed.
 		select {
 		case res := <-call.result:
-			return res.assigned, res.err
+			return res.assigned, throttle, res.err
 		default:
-			return nil, ErrClosed
+			return nil, 0, ErrClosed
 		}
 	}
 }
+
+// reserve counts call's bytes against the partition's bound and its
+// tenant's share, or refuses it (*QueueFullError) with nothing reserved.
+// An idle queue, or a tenant holding nothing, always takes one call. The
+// throttle hint grows from zero at half of a bound to queueThrottleMax at
+// the bound.
+func (b *Batcher) reserve(call *produceCall) (time.Duration, error) {
+	queued := b.queuedBytes.Add(int64(call.bytes))
+	if queued > int64(b.opts.QueueBytesMax) && queued > int64(call.bytes) {
+		b.queuedBytes.Add(-int64(call.bytes))
+		b.metrics.observeQueueFull()
+		b.metrics.observeRefused(call.tenant, refusedPartitionQueue)
+		return 0, &QueueFullError{QueuedBytes: int(queued) - call.bytes, CallBytes: call.bytes, QueueBytesMax: b.opts.QueueBytesMax}
+	}
+	share := b.tenantBytesMax()
+	b.tenantMu.Lock()
+	held := b.tenantBytes[call.tenant]
+	if held > 0 && held+call.bytes > share {
+		b.tenantMu.Unlock()
+		b.queuedBytes.Add(-int64(call.bytes))
+		b.metrics.observeQueueFull()
+		b.metrics.observeRefused(call.tenant, refusedPartitionQueue)
+		return 0, &QueueFullError{Tenant: call.tenant, QueuedBytes: held, CallBytes: call.bytes, QueueBytesMax: share}
+	}
+	b.tenantBytes[call.tenant] = held + call.bytes
+	b.tenantMu.Unlock()
+	b.setQueueGauge(queued)
+	fill := max(float64(queued)/float64(b.opts.QueueBytesMax), float64(held+call.bytes)/float64(share))
+	if fill <= 0.5 {
+		return 0, nil
+	}
+	return time.Duration(float64(queueThrottleMax) * min(1, (fill-0.5)*2)), nil
+}
+
+// setQueueGauge exports the queue's bytes.
+func (b *Batcher) setQueueGauge(bytes int64) {
+	if b.queueGauge != nil {
+		b.queueGauge.Set(float64(bytes))
+	}
+}
+
+// release gives back a call's reservation when it was never queued.
+func (b *Batcher) release(call *produceCall) {
+	b.setQueueGauge(b.queuedBytes.Add(-int64(call.bytes)))
+	b.tenantMu.Lock()
+	if left := b.tenantBytes[call.tenant] - call.bytes; left > 0 {
+		b.tenantBytes[call.tenant] = left
+	} else {
+		delete(b.tenantBytes, call.tenant)
+	}
+	b.tenantMu.Unlock()
+}
+
+// tenantBytesMax is the most of the queue bound one tenant may hold: half
+// of it, and at least one entry, so that a tenant in a tight loop leaves
+// the other half to everyone else.
+func (b *Batcher) tenantBytesMax() int {
+	return max(b.opts.QueueBytesMax/2, b.opts.EntryBytesMax)
+}
+
+// queueThrottleMax is the throttle hint of a full queue: about the time a
+// leader takes to commit what its queue holds.
+const queueThrottleMax = 100 * time.Millisecond
 
 // Close stops the batcher and waits for in-flight applies to finish.
 func (b *Batcher) Close() {
@@ -242,9 +336,14 @@ func (b *Batcher) run() {
 	for {
 		first := carry
 		carry = nil
-		if first == nil {
+		for first == nil {
+			c, ready := b.queue.pop()
+			if c != nil {
+				first = c
+				break
+			}
 			select {
-			case first = <-b.queue:
+			case <-ready:
 			case <-b.stop:
 				return
 			}
@@ -257,18 +356,40 @@ func (b *Batcher) run() {
 			return
 		}
 		calls, leftover := b.gather(first)
-		b.propose(calls)
+		if len(calls) == 0 {
+			<-b.inflight
+		} else {
+			b.propose(calls)
+		}
 		carry = leftover
 	}
+}
+
+// take claims c for the entry being formed, unless its caller withdrew it
+// or its context ended first; then c is answered (nothing proposed) and
+// take reports false.
+func (b *Batcher) take(c *produceCall) bool {
+	if c.ctx.Err() == nil && c.state.CompareAndSwap(callQueued, callTaken) {
+		return true
+	}
+	if c.state.CompareAndSwap(callQueued, callWithdrawn) {
+		b.metrics.observeRefused(c.tenant, refusedDeadline)
+	}
+	b.answer(c, callResult{err: c.ctx.Err()})
+	return false
 }
 
 // gather takes first plus whatever else is queued, up to the caps, waiting
 // up to Linger for more when the batch is not full. A call that would
 // overflow the caps is returned as leftover to lead the next batch, so
-// calls keep their arrival order.
+// each tenant's calls keep their arrival order. Calls whose context ended
+// are dropped, answered, without being proposed.
 func (b *Batcher) gather(first *produceCall) (calls []*produceCall, leftover *produceCall) {
-	calls = []*produceCall{first}
-	records, size := len(first.records), appendCommandOverheadBytes+first.bytes
+	records, size := 0, appendCommandOverheadBytes
+	if b.take(first) {
+		calls = []*produceCall{first}
+		records, size = len(first.records), size+first.bytes
+	}
 	var linger <-chan time.Time
 	if b.opts.Linger > 0 {
 		t := time.NewTimer(b.opts.Linger)
@@ -276,23 +397,25 @@ func (b *Batcher) gather(first *produceCall) (calls []*produceCall, leftover *pr
 		linger = t.C
 	}
 	for records < b.opts.BatchRecordsMax && size < b.opts.BatchBytesMax {
-		var c *produceCall
-		select {
-		case c = <-b.queue:
-		default:
+		c, ready := b.queue.pop()
+		if c == nil {
 			if linger == nil {
 				return calls, nil
 			}
 			select {
-			case c = <-b.queue:
+			case <-ready:
+				continue
 			case <-linger:
 				return calls, nil
 			case <-b.stop:
 				return calls, nil
 			}
 		}
-		if records+len(c.records) > b.opts.BatchRecordsMax || size+c.bytes > b.opts.BatchBytesMax {
+		if len(calls) > 0 && (records+len(c.records) > b.opts.BatchRecordsMax || size+c.bytes > b.opts.BatchBytesMax) {
 			return calls, c
+		}
+		if !b.take(c) {
+			continue
 		}
 		calls = append(calls, c)
 		records += len(c.records)
@@ -374,13 +497,8 @@ func (b *Batcher) finish(calls []*produceCall, assigned []Assigned, err error) {
 }
 
 func (b *Batcher) failQueued() {
-	for {
-		select {
-		case c := <-b.queue:
-			b.answer(c, callResult{err: ErrClosed})
-		default:
-			return
-		}
+	for _, c := range b.queue.close() {
+		b.answer(c, callResult{err: ErrClosed})
 	}
 }
 

@@ -59,16 +59,17 @@ func TestBatcherCutsEntriesByEncodedSize(t *testing.T) {
 	opts.BatchBytesMax = 16 << 10
 	opts.EntryBytesMax = 64 << 10
 	const calls = 300
-	b := &Batcher{opts: opts, queue: make(chan *produceCall, calls), stop: make(chan struct{})}
+	b := &Batcher{opts: opts, queue: newFairQueue(opts.BatchBytesMax/4, calls), tenantBytes: make(map[string]int), stop: make(chan struct{})}
 	for range calls {
 		recs := make([]*partitionpb.AppendRecord, 1+rng.IntN(8))
 		for i := range recs {
 			recs[i] = randomRecord(rng)
 		}
-		b.queue <- newProduceCall(recs)
+		require.NoError(t, b.queue.push(context.Background(), newProduceCall(context.Background(), recs)))
 	}
 	batches := 0
-	for first := <-b.queue; first != nil; batches++ {
+	first, _ := b.queue.pop()
+	for ; first != nil; batches++ {
 		batch, leftover := b.gather(first)
 		cmd := &partitionpb.AppendCommand{ProducedAtUnixNano: time.Now().UnixNano()}
 		for _, c := range batch {
@@ -81,8 +82,8 @@ func TestBatcherCutsEntriesByEncodedSize(t *testing.T) {
 		}
 		require.LessOrEqual(t, len(data), opts.EntryBytesMax, "seed %d", seed)
 		first = leftover
-		if first == nil && len(b.queue) > 0 {
-			first = <-b.queue
+		if first == nil {
+			first, _ = b.queue.pop()
 		}
 	}
 	require.Greater(t, batches, 10, "seed %d: the caps never cut", seed)
@@ -115,7 +116,7 @@ func TestBatcherRefusesACallTooLargeForOneEntry(t *testing.T) {
 	before := r.LastIndex()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	_, err = b.Submit(ctx, recs)
+	_, _, err = b.Submit(ctx, recs)
 	require.ErrorIs(t, err, ErrEntryTooLarge)
 	require.ErrorIs(t, err, heraldlog.ErrInvalidArgument)
 	var tooLarge *EntryTooLargeError
@@ -123,7 +124,7 @@ func TestBatcherRefusesACallTooLargeForOneEntry(t *testing.T) {
 	require.Equal(t, size, tooLarge.EntryBytes)
 	require.Equal(t, before, r.LastIndex(), "a refused call was proposed")
 
-	assigned, err := b.Submit(ctx, recs[:len(recs)-1])
+	assigned, _, err := b.Submit(ctx, recs[:len(recs)-1])
 	require.NoError(t, err)
 	require.Len(t, assigned, len(recs)-1)
 }

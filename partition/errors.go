@@ -51,8 +51,10 @@ func (e *EntryTooLargeError) Is(target error) bool {
 // retried. A *QueueFullError matches it.
 var ErrQueueFull = errors.New("partition: produce queue full")
 
-// QueueFullError is ErrQueueFull with the sizes.
+// QueueFullError is ErrQueueFull with the sizes: of the whole queue, or,
+// when Tenant is set, of that tenant's share of it.
 type QueueFullError struct {
+	Tenant        string
 	QueuedBytes   int // held when the call arrived
 	CallBytes     int
 	QueueBytesMax int
@@ -60,12 +62,23 @@ type QueueFullError struct {
 
 // Error implements error.
 func (e *QueueFullError) Error() string {
+	if e.Tenant != "" {
+		return fmt.Sprintf("partition: produce queue full for tenant %s: %d bytes waiting and %d more in this call; its share is %d bytes",
+			e.Tenant, e.QueuedBytes, e.CallBytes, e.QueueBytesMax)
+	}
 	return fmt.Sprintf("partition: produce queue full: %d bytes waiting and %d more in this call; the limit is %d bytes",
 		e.QueuedBytes, e.CallBytes, e.QueueBytesMax)
 }
 
-// Is reports whether target is ErrQueueFull.
-func (e *QueueFullError) Is(target error) bool { return target == ErrQueueFull }
+// Is reports whether target is ErrQueueFull or ErrThrottled.
+func (e *QueueFullError) Is(target error) bool {
+	return target == ErrQueueFull || target == ErrThrottled
+}
+
+// ErrThrottled matches every refusal by admission control (a tenant over
+// its quota, a protected consumer group too far behind, a full queue):
+// nothing was proposed, and the call may be sent again after its hint.
+var ErrThrottled = errors.New("partition: throttled")
 
 // ErrContractChanged means a produce call was checked against an older
 // contract of its topic than the one the partition has been fenced with (a

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"slices"
 	"sync"
 	"time"
 
@@ -66,6 +67,8 @@ type FSM struct {
 	onRaftDamage func(error)
 	// metrics counts snapshots and restores; nil counts nothing.
 	metrics *Metrics
+	// activity, when set, learns the tenants of every applied append.
+	activity *TenantActivity
 	// applyMu is held while a batch applies. Raft applies from one
 	// goroutine, so it is never contended in a node; a test holds it to
 	// keep a replica's state machine behind its Raft log.
@@ -190,6 +193,9 @@ func (f *FSM) applyAppend(batch *heraldlog.Batch, index uint64, cmd *partitionpb
 			f.stop(index, "append", err)
 		}
 	}
+	if f.activity != nil {
+		f.activity.record(f.groupID, entryTenants(cmd.Records))
+	}
 	return &appendResult{assigned: assigned}
 }
 
@@ -270,3 +276,19 @@ func (s *fsmSnapshot) Persist(sink hraft.SnapshotSink) error {
 }
 
 func (s *fsmSnapshot) Release() { _ = s.snap.Close() }
+
+// entryTenants returns the distinct tenants of an entry's records (calls
+// keep a tenant's records together, so comparing with the last one found
+// is usually enough).
+func entryTenants(records []*partitionpb.AppendRecord) []string {
+	var out []string
+	for _, r := range records {
+		if len(out) > 0 && out[len(out)-1] == r.TenantId {
+			continue
+		}
+		if !slices.Contains(out, r.TenantId) {
+			out = append(out, r.TenantId)
+		}
+	}
+	return out
+}

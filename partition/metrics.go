@@ -2,6 +2,7 @@ package partition
 
 import (
 	"errors"
+	"strconv"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -20,7 +21,24 @@ type Metrics struct {
 	// newest local snapshot, or after InstallSnapshot from a leader).
 	snapshots prometheus.Counter
 	restores  prometheus.Counter
+
+	// Admission control (admission.go, the batcher's bounds).
+	admittedEvents    *prometheus.CounterVec // tenant
+	admittedBytes     *prometheus.CounterVec // tenant
+	throttled         *prometheus.CounterVec // tenant, limit
+	refused           *prometheus.CounterVec // tenant, limit
+	queueBytes        *prometheus.GaugeVec   // partition
+	partitionAdmitted *prometheus.CounterVec // partition
+	tokens            *prometheus.GaugeVec   // tenant, kind
 }
+
+// The limits of herald_admission_refused_total and _throttled_total.
+const (
+	refusedTenantQuota    = "tenant_quota"
+	refusedPartitionQueue = "partition_queue"
+	refusedConsumerLag    = "consumer_lag"
+	refusedDeadline       = "deadline"
+)
 
 // NewMetrics makes the partition metrics; register Collectors() once.
 func NewMetrics() *Metrics {
@@ -56,12 +74,41 @@ func NewMetrics() *Metrics {
 			Name: "herald_partition_snapshot_restores_total",
 			Help: "Partition replicas restored from a Raft snapshot on this node: at start, or after InstallSnapshot from the leader.",
 		}),
+		admittedEvents: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "herald_admission_admitted_events_total",
+			Help: "Events of produce calls admitted and acknowledged by partition leaders on this node, by tenant (duplicates included).",
+		}, []string{"tenant"}),
+		admittedBytes: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "herald_admission_admitted_bytes_total",
+			Help: "Encoded bytes of the events counted by herald_admission_admitted_events_total, by tenant.",
+		}, []string{"tenant"}),
+		throttled: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "herald_admission_throttled_total",
+			Help: "Produce calls admitted with a throttle hint (throttle_ms > 0), by tenant and the limit that set it (tenant_quota, partition_queue, consumer_lag).",
+		}, []string{"tenant", "limit"}),
+		refused: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "herald_admission_refused_total",
+			Help: "Produce calls refused by admission control with nothing written, by tenant and limit (tenant_quota, partition_queue, consumer_lag, deadline).",
+		}, []string{"tenant", "limit"}),
+		queueBytes: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "herald_admission_queue_bytes",
+			Help: "Bytes of produce calls a partition leader holds (queued, batched or in flight), by partition (Raft group id).",
+		}, []string{"partition"}),
+		partitionAdmitted: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "herald_admission_partition_admitted_events_total",
+			Help: "Events admitted and acknowledged by partition leaders on this node, by partition (Raft group id).",
+		}, []string{"partition"}),
+		tokens: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "herald_admission_tokens",
+			Help: "Tokens left (negative: debt) in the tenant's bucket of the partition it last produced to on this node, by tenant and kind (events, bytes). Absent for tenants without a quota.",
+		}, []string{"tenant", "kind"}),
 	}
 }
 
 // Collectors returns the metrics to register.
 func (m *Metrics) Collectors() []prometheus.Collector {
-	return []prometheus.Collector{m.batchRecords, m.batchBytes, m.applyLatency, m.applyErrors, m.queueFull, m.snapshots, m.restores}
+	return []prometheus.Collector{m.batchRecords, m.batchBytes, m.applyLatency, m.applyErrors, m.queueFull, m.snapshots, m.restores,
+		m.admittedEvents, m.admittedBytes, m.throttled, m.refused, m.queueBytes, m.partitionAdmitted, m.tokens}
 }
 
 func (m *Metrics) observeBatch(records, bytes int) {
@@ -106,4 +153,65 @@ func (m *Metrics) observeRestore() {
 		return
 	}
 	m.restores.Inc()
+}
+
+func (m *Metrics) observeRefused(tenant, limit string) {
+	if m == nil {
+		return
+	}
+	m.refused.WithLabelValues(tenant, limit).Inc()
+}
+
+func (m *Metrics) observeThrottled(tenant, limit string) {
+	if m == nil {
+		return
+	}
+	m.throttled.WithLabelValues(tenant, limit).Inc()
+}
+
+// observeAdmitted counts a call's events once acknowledged.
+func (m *Metrics) observeAdmitted(groupID uint64, costs []tenantCost) {
+	if m == nil {
+		return
+	}
+	total := 0.0
+	for _, c := range costs {
+		m.admittedEvents.WithLabelValues(c.tenant).Add(c.events)
+		m.admittedBytes.WithLabelValues(c.tenant).Add(c.bytes)
+		total += c.events
+	}
+	m.partitionAdmitted.WithLabelValues(strconv.FormatUint(groupID, 10)).Add(total)
+}
+
+// queueBytesGauge returns the partition's queue bytes gauge, or nil.
+func (m *Metrics) queueBytesGauge(groupID uint64) prometheus.Gauge {
+	if m == nil {
+		return nil
+	}
+	return m.queueBytes.WithLabelValues(strconv.FormatUint(groupID, 10))
+}
+
+// forgetPartition drops the partition's series (its replica closed).
+func (m *Metrics) forgetPartition(groupID uint64) {
+	if m == nil {
+		return
+	}
+	id := strconv.FormatUint(groupID, 10)
+	m.queueBytes.DeleteLabelValues(id)
+	m.partitionAdmitted.DeleteLabelValues(id)
+}
+
+// observeTokens records the levels of the buckets a call just used (held
+// by a.mu).
+func (m *Metrics) observeTokens(_ *admission, costs []tenantCost, held []*tenantBuckets) {
+	if m == nil {
+		return
+	}
+	for i, tb := range held {
+		if tb == nil {
+			continue
+		}
+		m.tokens.WithLabelValues(costs[i].tenant, "events").Set(tb.events.tokens)
+		m.tokens.WithLabelValues(costs[i].tenant, "bytes").Set(tb.bytes.tokens)
+	}
 }

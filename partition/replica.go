@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strconv"
 	"sync/atomic"
 	"time"
@@ -39,6 +40,13 @@ type ReplicaConfig struct {
 	// replica's Raft log while applying, just before the replica stops the
 	// node (the node marks the group for rejoin).
 	OnRaftDamage func(error)
+	// Limits gives each tenant's share of its quota on this partition, for
+	// the admission controller's token buckets; nil: no quotas.
+	Limits TenantLimits
+	// Activity, when set, is told which tenants each applied entry carried
+	// (on every replica), so that the node can split quotas over the
+	// partitions tenants use (see TenantActivity).
+	Activity *TenantActivity
 	// Rejoining opens the group without bootstrapping it, whatever its
 	// state: the replica lost its Raft state, was demoted to a non-voter by
 	// the leader and gets everything from it (see raft.PrepareRejoin).
@@ -82,6 +90,8 @@ type Replica struct {
 	batcher  *Batcher
 	notifier *notifier
 	lagGuard atomic.Pointer[LagGuard]
+	// admission holds the tenants' token buckets (used while leading).
+	admission *admission
 }
 
 // OpenReplica opens (or creates and bootstraps) a replica.
@@ -93,9 +103,11 @@ func OpenReplica(cfg ReplicaConfig) (*Replica, error) {
 		return nil, err
 	}
 	r := &Replica{cfg: cfg, notifier: newNotifier()}
+	r.admission = newAdmission(cfg.GroupID, cfg.Limits, cfg.Metrics, time.Now)
 	logger := cfg.Logger.With("group", cfg.GroupID)
 	r.fsm = NewFSM(cfg.GroupID, cfg.Log, logger, func(uint64) { r.notifier.notify() })
 	r.fsm.metrics = cfg.Metrics
+	r.fsm.activity = cfg.Activity
 	if cfg.OnCorruption != nil {
 		r.fsm.onCorruption = cfg.OnCorruption
 	}
@@ -149,20 +161,86 @@ func (r *Replica) Leader() (addr, id string) {
 	return string(a), string(i)
 }
 
-// Produce proposes one produce call's records (already validated against
-// their topic's contract at contractVersion, and encoded) and waits for
-// commit on a quorum and apply here; it returns each record's Assigned
-// position in order. The state machine decides the producer rules and the
-// contract fence for the call as a whole: either every record is appended
-// (or answered as a duplicate) or none is.
+// Produce admits one produce call's records (already validated against
+// their topic's contract at contractVersion, and encoded), proposes them
+// and waits for commit on a quorum and apply here; it returns each
+// record's Assigned position in order, and the throttle hint for the
+// producer's next call (zero when healthy). The state machine decides the
+// producer rules and the contract fence for the call as a whole: either
+// every record is appended (or answered as a duplicate) or none is.
+//
+// Admission (admission.go) comes first: the protected consumer groups'
+// lag (LagGuard), the tenants' token buckets (ReplicaConfig.Limits), the
+// batcher's byte bounds; a refusal there matches ErrThrottled.
 //
 // Errors that wrote nothing: ErrNotLeader, ErrClosed, *EntryTooLargeError,
-// *QueueFullError, *ContractChangedError and the refusals of the producer
-// rules (*OutOfOrderError, *ProducerFencedError, ErrSequenceTooOld,
-// ErrUnknownProducer, ErrInvalidRecord); ErrUnknownOutcome (proposed; may
-// or may not commit); ctx's error when it ends before the call is queued.
-func (r *Replica) Produce(ctx context.Context, contractVersion uint64, records []Record) ([]Assigned, error) {
-	return r.batcher.Submit(ctx, appendRecords(contractVersion, records))
+// *QueueFullError, *QuotaError, *LagError, *ContractChangedError and the
+// refusals of the producer rules (*OutOfOrderError, *ProducerFencedError,
+// ErrSequenceTooOld, ErrUnknownProducer, ErrInvalidRecord); ctx's error
+// alone when it ended before the call was proposed. ErrUnknownOutcome:
+// proposed; may or may not commit.
+func (r *Replica) Produce(ctx context.Context, contractVersion uint64, records []Record) ([]Assigned, time.Duration, error) {
+	if !r.IsLeader() {
+		return nil, 0, ErrNotLeader
+	}
+	costs := recordCosts(records)
+	lag := r.lagPressure()
+	if lag.Pause {
+		for _, c := range costs {
+			r.cfg.Metrics.observeRefused(c.tenant, refusedConsumerLag)
+		}
+		return nil, 0, &LagError{Pressure: lag, RetryAfter: lagRetryAfter}
+	}
+	tk, quotaThrottle, err := r.admission.take(costs)
+	if err != nil {
+		var qe *QuotaError
+		if errors.As(err, &qe) {
+			r.cfg.Metrics.observeRefused(qe.Tenant, refusedTenantQuota)
+		}
+		return nil, 0, err
+	}
+	assigned, queueThrottle, err := r.batcher.Submit(ctx, appendRecords(contractVersion, records))
+	if err != nil {
+		if !errors.Is(err, ErrUnknownOutcome) {
+			tk.giveBack() // nothing written
+		}
+		return nil, 0, err
+	}
+	r.cfg.Metrics.observeAdmitted(r.cfg.GroupID, costs)
+	throttle := max(quotaThrottle, queueThrottle, lag.Throttle)
+	if throttle > 0 {
+		limit := refusedTenantQuota
+		switch throttle {
+		case lag.Throttle:
+			limit = refusedConsumerLag
+		case queueThrottle:
+			limit = refusedPartitionQueue
+		}
+		for _, c := range costs {
+			r.cfg.Metrics.observeThrottled(c.tenant, limit)
+		}
+	}
+	return assigned, throttle, nil
+}
+
+// recordCosts sums a call's events and bytes per tenant, in the order the
+// tenants first appear.
+func recordCosts(records []Record) []tenantCost {
+	costs := make([]tenantCost, 0, 1)
+	for i := range records {
+		rec := &records[i]
+		k := len(costs) - 1
+		if k < 0 || costs[k].tenant != rec.TenantID {
+			k = slices.IndexFunc(costs, func(c tenantCost) bool { return c.tenant == rec.TenantID })
+			if k < 0 {
+				costs = append(costs, tenantCost{tenant: rec.TenantID})
+				k = len(costs) - 1
+			}
+		}
+		costs[k].events++
+		costs[k].bytes += float64(len(rec.Event))
+	}
+	return costs
 }
 
 // catchUpWaitMax bounds CatchUp when ctx has no earlier deadline.
@@ -257,6 +335,7 @@ func (r *Replica) Status() Status {
 // the Raft group down. The log partition stays open: it belongs to the node.
 func (r *Replica) Close() error {
 	r.batcher.Close()
+	r.cfg.Metrics.forgetPartition(r.cfg.GroupID)
 	return r.group.Close()
 }
 

@@ -157,7 +157,7 @@ func produce(t testing.TB, r *Replica, recs []Record) []Assigned {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	assigned, err := r.Produce(ctx, 0, recs)
+	assigned, _, err := r.Produce(ctx, 0, recs)
 	require.NoError(t, err)
 	return assigned
 }
@@ -235,12 +235,12 @@ func TestFollowerBehindByManyLargeEntriesCatchesUp(t *testing.T) {
 	for i := range entries {
 		body[0] = byte(i)
 		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-		_, err := leader.Produce(ctx, 0, []Record{rec})
+		_, _, err := leader.Produce(ctx, 0, []Record{rec})
 		cancel()
 		for errors.Is(err, ErrNotLeader) { // not proposed: safe to send to the new leader
 			leader = awaitLeader(t, up...)
 			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-			_, err = leader.Produce(ctx, 0, []Record{rec})
+			_, _, err = leader.Produce(ctx, 0, []Record{rec})
 			cancel()
 		}
 		require.NoError(t, err, "entry %d", i)

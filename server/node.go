@@ -56,7 +56,10 @@ type Node struct {
 	coordinator        *coordinator
 	coordinatorMetrics *coordinatorMetrics
 	partitionMetrics   *partition.Metrics
-	registry           *prometheus.Registry
+	// tenantActivity learns which partitions each tenant uses, from every
+	// replica's applies, to split quotas over them (quota.go).
+	tenantActivity *partition.TenantActivity
+	registry       *prometheus.Registry
 
 	mu struct {
 		sync.Mutex
@@ -148,6 +151,7 @@ func StartNodeContext(ctx context.Context, cfg Config) (_ *Node, err error) {
 		autoTenants:        make(chan string, autoTenantQueueMax),
 		metrics:            newNodeMetrics(),
 		partitionMetrics:   partition.NewMetrics(),
+		tenantActivity:     partition.NewTenantActivity(quotaActivityWindow),
 		registry:           prometheus.NewRegistry(),
 		rejoins:            newRejoins(),
 		coordinatorMetrics: newCoordinatorMetrics(),

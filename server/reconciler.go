@@ -154,6 +154,8 @@ func (n *Node) openReplica(a controller.Assignment, nodes map[string]string) err
 		OnCorruption: n.markCorrupt,
 		OnRaftDamage: func(err error) { n.markRaftDamaged(p.GroupID, err) },
 		Rejoining:    rejoin != nil,
+		Limits:       n.tenantLimit,
+		Activity:     n.tenantActivity,
 	})
 	if err != nil {
 		_ = tr.Close()

@@ -71,6 +71,7 @@ func (s *heraldService) Produce(ctx context.Context, req *heraldpb.ProduceReques
 		mu        sync.Mutex
 		committed []uint32    // partitions whose part committed
 		failed    []partError // the others
+		throttle  time.Duration
 	)
 	for pidx, idxs := range byPartition {
 		wg.Add(1)
@@ -80,7 +81,7 @@ func (s *heraldService) Produce(ctx context.Context, req *heraldpb.ProduceReques
 			for j, i := range idxs {
 				sub[j] = events[i]
 			}
-			assigned, err := n.produceToPartitionChecked(ctx, t, p, sub)
+			assigned, pause, err := n.produceToPartitionChecked(ctx, t, p, sub)
 			mu.Lock()
 			defer mu.Unlock()
 			if err != nil {
@@ -88,6 +89,7 @@ func (s *heraldService) Produce(ctx context.Context, req *heraldpb.ProduceReques
 				return
 			}
 			committed = append(committed, p.Index)
+			throttle = max(throttle, pause)
 			for j, i := range idxs {
 				results[i] = &heraldpb.ProduceResult{
 					Partition: p.Index,
@@ -111,7 +113,18 @@ func (s *heraldService) Produce(ctx context.Context, req *heraldpb.ProduceReques
 	}
 	n.metrics.producedEvents.WithLabelValues(t.Name).Add(float64(len(events) - dups))
 	n.metrics.duplicates.WithLabelValues(t.Name).Add(float64(dups))
-	return &heraldpb.ProduceResponse{Results: results}, nil
+	return &heraldpb.ProduceResponse{Results: results, ThrottleMs: throttleMs(throttle)}, nil
+}
+
+// throttleMaxMs caps the throttle hint of one reply.
+const throttleMaxMs = 30_000
+
+// throttleMs is a throttle hint in whole milliseconds, rounded up, capped.
+func throttleMs(d time.Duration) uint32 {
+	if d <= 0 {
+		return 0
+	}
+	return uint32(min((d+time.Millisecond-1)/time.Millisecond, throttleMaxMs))
 }
 
 // validateEvent checks one event of a produce request.
@@ -192,79 +205,79 @@ const contractRetriesMax = 3
 // against t: when the partition refuses it as checked against an older
 // contract (nothing written), the node syncs its registry, checks the
 // events against the topic's current contract and resends them.
-func (n *Node) produceToPartitionChecked(ctx context.Context, t *controller.Topic, p controller.Partition, events []*heraldpb.Event) ([]partition.Assigned, error) {
-	assigned, err := n.produceToPartition(ctx, t, p, events)
+func (n *Node) produceToPartitionChecked(ctx context.Context, t *controller.Topic, p controller.Partition, events []*heraldpb.Event) ([]partition.Assigned, time.Duration, error) {
+	assigned, throttle, err := n.produceToPartition(ctx, t, p, events)
 	for attempt := 0; errors.Is(err, partition.ErrContractChanged); attempt++ {
 		n.metrics.contractRechecks.Inc()
 		if attempt == contractRetriesMax {
-			return nil, wire.NoLeader(fmt.Sprintf("partition %d of %s: the topic's contract kept changing while the request was checked; nothing written", p.Index, t.Name))
+			return nil, 0, wire.NoLeader(fmt.Sprintf("partition %d of %s: the topic's contract kept changing while the request was checked; nothing written", p.Index, t.Name))
 		}
 		if err := n.syncRegistry(ctx); err != nil {
-			return nil, err
+			return nil, 0, err
 		}
 		cur, ok := n.controllerFSM.Topic(t.Name)
 		if !ok || int(p.Index) >= len(cur.Partitions) || cur.Partitions[p.Index].GroupID != p.GroupID {
-			return nil, wire.TopicNotFound(t.Name) // deleted (and perhaps created anew) meanwhile
+			return nil, 0, wire.TopicNotFound(t.Name) // deleted (and perhaps created anew) meanwhile
 		}
 		for i, ev := range events {
 			if err := n.checkContract(ctx, i, cur, ev); err != nil {
-				return nil, err
+				return nil, 0, err
 			}
 		}
 		t = cur
-		assigned, err = n.produceToPartition(ctx, t, p, events)
+		assigned, throttle, err = n.produceToPartition(ctx, t, p, events)
 	}
-	return assigned, err
+	return assigned, throttle, err
 }
 
 // produceToPartition appends events to one partition: through the local
 // replica when it leads, else by forwarding to the leader (at most two
 // hops: a forwarded request is never forwarded again).
-func (n *Node) produceToPartition(ctx context.Context, t *controller.Topic, p controller.Partition, events []*heraldpb.Event) ([]partition.Assigned, error) {
+func (n *Node) produceToPartition(ctx context.Context, t *controller.Topic, p controller.Partition, events []*heraldpb.Event) ([]partition.Assigned, time.Duration, error) {
 	topic := t.Name
 	forwarded := isForwarded(ctx)
 	if r := n.replica(p.GroupID); r != nil {
 		if r.IsLeader() {
 			// One produce call: the partition checks the producer rules and
 			// the contract fence for all of it before appending any of it.
-			assigned, err := r.Produce(ctx, t.ContractVersion, encodeRecords(events, t))
+			assigned, throttle, err := r.Produce(ctx, t.ContractVersion, encodeRecords(events, t))
 			if err == nil {
-				return assigned, nil
+				return assigned, throttle, nil
 			}
 			if errors.Is(err, partition.ErrContractChanged) {
-				return nil, err // produceToPartitionChecked checks again and resends
+				return nil, 0, err // produceToPartitionChecked checks again and resends
 			}
 			if !errors.Is(err, partition.ErrNotLeader) {
-				return nil, partitionError(err)
+				return nil, 0, partitionError(err)
 			}
 			// Lost leadership before proposing: safe to send to the new leader.
 		}
 		addr, id := r.Leader()
 		if addr == "" {
-			return nil, wire.NoLeader(fmt.Sprintf("partition %d of %s", p.Index, topic))
+			return nil, 0, wire.NoLeader(fmt.Sprintf("partition %d of %s", p.Index, topic))
 		}
 		if forwarded || id == n.cfg.NodeID {
-			return nil, wire.NotLeader(id, addr)
+			return nil, 0, wire.NotLeader(id, addr)
 		}
 		return n.forwardProduce(ctx, topic, addr, events)
 	}
 	if forwarded {
-		return nil, wire.NotLeader("", "")
+		return nil, 0, wire.NotLeader("", "")
 	}
 	// No replica here: send to the preferred leader, which forwards once
 	// more to the actual leader if needed.
 	addr := n.nodes()[p.Replicas[0]]
 	if addr == "" {
-		return nil, wire.NoLeader(fmt.Sprintf("partition %d of %s", p.Index, topic))
+		return nil, 0, wire.NoLeader(fmt.Sprintf("partition %d of %s", p.Index, topic))
 	}
 	return n.forwardProduce(ctx, topic, addr, events)
 }
 
-func (n *Node) forwardProduce(ctx context.Context, topic, addr string, events []*heraldpb.Event) ([]partition.Assigned, error) {
+func (n *Node) forwardProduce(ctx context.Context, topic, addr string, events []*heraldpb.Event) ([]partition.Assigned, time.Duration, error) {
 	n.metrics.forwarded.WithLabelValues("Produce").Inc()
 	hc, err := n.peers.herald(addr)
 	if err != nil {
-		return nil, err
+		return nil, 0, err
 	}
 	fctx, sent := wire.TrackSent(forwardContext(ctx))
 	resp, err := hc.Produce(fctx, &heraldpb.ProduceRequest{Topic: topic, Events: events})
@@ -273,26 +286,26 @@ func (n *Node) forwardProduce(ctx context.Context, topic, addr string, events []
 		var nl *wire.NotLeaderError
 		switch {
 		case errors.As(err, &nl), errors.Is(err, wire.ErrNoLeader), errors.Is(err, wire.ErrUnknownOutcome):
-			return nil, err
+			return nil, 0, err
 		case errors.Is(err, wire.ErrUnavailable) && !sent():
 			// Never left this node (the leader it knows is down): nothing
 			// was written, the caller may retry once a new leader is known.
-			return nil, wire.NoLeader(fmt.Sprintf("partition leader %s unreachable", addr))
+			return nil, 0, wire.NoLeader(fmt.Sprintf("partition leader %s unreachable", addr))
 		case errors.Is(err, wire.ErrUnavailable):
 			// The peer may have received it before the connection broke.
-			return nil, wire.UnknownOutcome("forwarding to %s: %v", addr, err)
+			return nil, 0, wire.UnknownOutcome("forwarding to %s: %v", addr, err)
 		default:
-			return nil, err
+			return nil, 0, err
 		}
 	}
 	if len(resp.GetResults()) != len(events) {
-		return nil, wire.UnknownOutcome("leader %s returned %d results for %d events", addr, len(resp.GetResults()), len(events))
+		return nil, 0, wire.UnknownOutcome("leader %s returned %d results for %d events", addr, len(resp.GetResults()), len(events))
 	}
 	out := make([]partition.Assigned, len(events))
 	for i, r := range resp.GetResults() {
 		out[i] = partition.Assigned{Offset: r.GetOffset(), Sequence: r.GetSequence(), Duplicate: r.GetDuplicate()}
 	}
-	return out, nil
+	return out, time.Duration(resp.GetThrottleMs()) * time.Millisecond, nil
 }
 
 // encodeRecords encodes each event once, without the server-assigned
@@ -390,7 +403,16 @@ func partitionError(err error) error {
 	var ooo *partition.OutOfOrderError
 	var fenced *partition.ProducerFencedError
 	var full *partition.QueueFullError
+	var quota *partition.QuotaError
+	var lag *partition.LagError
 	switch {
+	case errors.As(err, &quota):
+		return wire.QuotaExceeded(quota.Tenant, quota.Detail, max(quota.RetryAfter.Milliseconds(), 1))
+	case errors.As(err, &lag):
+		p := lag.Pressure
+		return wire.ConsumerLagExceeded(p.Topic, p.Group, p.Lag, p.PauseLag, lag.RetryAfter.Milliseconds())
+	case errors.As(err, &full) && full.Tenant != "":
+		return wire.TenantQueueFull(full.Tenant, full.QueuedBytes, full.QueueBytesMax, queueFullRetryAfter.Milliseconds())
 	case errors.As(err, &ooo):
 		return wire.OutOfOrderSequence(ooo.ProducerID, ooo.Expected, ooo.Got)
 	case errors.As(err, &fenced):
