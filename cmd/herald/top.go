@@ -47,8 +47,8 @@ func newTopCommand(env environment) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "top",
 		Short: "Live view of the busiest tenants and partitions (admission metrics of every node)",
-		Long: `Show the busiest tenants (admitted events/s and bytes/s, throttled and
-refused per second by limit) and the busiest partitions (admitted events/s,
+		Long: `Show the busiest tenants (admitted events/s and bytes/s; produce calls
+throttled and refused per second, by limit) and the busiest partitions (admitted events/s,
 bytes waiting in the admission queue), summed over every node of the
 cluster and refreshed every --interval.
 
@@ -212,7 +212,7 @@ func renderTop(w io.Writer, f topFrame, nodes topNodes, limit int) {
 	}
 	fmt.Fprintln(w)
 	tw := newTable(w)
-	fmt.Fprintln(tw, "TENANT\tEVENTS/S\tBYTES/S\tTHROTTLED/S\tREFUSED/S\tBY LIMIT")
+	fmt.Fprintln(tw, "TENANT\tEVENTS/S\tBYTES/S\tTHROTTLED CALLS/S\tREFUSED CALLS/S\tBY LIMIT")
 	for _, t := range f.Tenants[:min(limit, len(f.Tenants))] {
 		var why []string
 		if s := byLimit(t.Refused); s != "" {

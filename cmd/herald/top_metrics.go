@@ -87,7 +87,9 @@ func label(m *dto.Metric, name string) string {
 // empty says whether the node exposes no admission series at all.
 func (s topSample) empty() bool { return len(s.counters) == 0 && len(s.queueBytes) == 0 }
 
-// tenantRow is one tenant's rates across the cluster.
+// tenantRow is one tenant's rates across the cluster: admitted events
+// and bytes, and produce calls throttled (admitted with a throttle hint)
+// and refused, in all and by limit.
 type tenantRow struct {
 	Tenant          string             `json:"tenant"`
 	EventsPerSec    float64            `json:"admitted_events_per_sec"`
