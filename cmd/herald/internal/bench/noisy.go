@@ -219,6 +219,11 @@ type NoisyPhase struct {
 	Steady  NoisyTenant   `json:"steady"`
 	Tenants []NoisyTenant `json:"tenants"`
 	Flood   *NoisyFlood   `json:"flood,omitempty"`
+	// NodeCPUCores is the CPU the node processes used in the phase, in
+	// cores (CPU seconds per second, all nodes together); BenchCPUCores
+	// this load generator's. -1 when unknown.
+	NodeCPUCores  float64 `json:"node_cpu_cores"`
+	BenchCPUCores float64 `json:"bench_cpu_cores"`
 }
 
 // NoisyNode is one node's memory over the run.
@@ -276,6 +281,7 @@ type noisyEnv struct {
 	steady  []*client.Client               // one per steady tenant
 	flood   []*client.Client               // one per flooder, no retries
 	payload []byte
+	cpu     cpuMeter // the nodes' CPU; nil when unknown
 }
 
 // noisyNames are the tenants' names in the report.
@@ -299,7 +305,10 @@ func RunNoisy(ctx context.Context, opts NoisyOptions, progressOut io.Writer) (re
 		Size: opts.SizeBytes, SteadyRate: opts.SteadyRate, Flooders: opts.Flooders, FloodBatch: opts.FloodBatch,
 		FloodPauseS: opts.FloodPause.Seconds(),
 	}
-	var mem memMeter
+	var (
+		mem memMeter
+		cpu cpuMeter
+	)
 	servers := opts.Servers
 	if len(servers) == 0 {
 		exe := opts.Executable
@@ -325,14 +334,17 @@ func RunNoisy(ctx context.Context, opts NoisyOptions, progressOut io.Writer) (re
 		}()
 		servers = cluster.GRPCAddrs()
 		mem = procMem{pids: cluster.PIDs()}
+		cpu = procCPU{pids: cluster.PIDs()}
 		res.Cluster = "local"
 	} else if len(opts.HTTPAddrs) > 0 {
-		mem = metricsMem{httpAddrs: opts.HTTPAddrs, client: &http.Client{Timeout: metricsTimeout}}
+		hc := &http.Client{Timeout: metricsTimeout}
+		mem = metricsMem{httpAddrs: opts.HTTPAddrs, client: hc}
+		cpu = metricsCPU{httpAddrs: opts.HTTPAddrs, client: hc}
 	} else {
-		res.note("--server given without --http-addrs: the nodes' RSS cannot be read")
+		res.note("--server given without --http-addrs: the nodes' RSS and CPU cannot be read")
 	}
 
-	e := &noisyEnv{opts: opts, payload: make([]byte, opts.SizeBytes)}
+	e := &noisyEnv{opts: opts, payload: make([]byte, opts.SizeBytes), cpu: cpu}
 	if _, err := rand.Read(e.payload); err != nil {
 		return nil, fmt.Errorf("bench: payload: %w", err)
 	}

@@ -52,6 +52,11 @@ type noisyRun struct {
 	// A's events by second of the run: attempted by send time, the
 	// outcomes by the time the request returned.
 	aAttempted, aAdmitted, aRefused []atomic.Int64
+	// cpuAt are the nodes' and this process's CPU seconds at the start
+	// of each phase and at the end (-1: unknown); written by the CPU
+	// sampler, read after it is done.
+	nodeCPUAt, selfCPUAt [noisyPhases + 1]float64
+
 	// A's totals over the flooding phase.
 	aAttemptedTotal, aAdmittedTotal, aRefusedTotal, aFailedTotal, aCutTotal atomic.Int64
 }
@@ -126,10 +131,7 @@ func (r *noisyRun) recordFlood(sent, done time.Time, n, admitted int, err error,
 	case errors.Is(err, client.ErrThrottled) && !errors.Is(err, client.ErrUnknownOutcome):
 		r.aRefused[r.second(done)].Add(rest)
 		r.aRefusedTotal.Add(rest)
-		_, limit, _ := client.RetryAfter(err)
-		if limit == "" {
-			limit = "unnamed"
-		}
+		limit := throttleLimit(err)
 		r.mu.Lock()
 		r.mu.refusedByLimit[limit] += rest
 		r.mu.Unlock()
@@ -141,6 +143,29 @@ func (r *noisyRun) recordFlood(sent, done time.Time, n, admitted int, err error,
 		r.mu.firstFloodErr = err.Error()
 	}
 	r.mu.Unlock()
+}
+
+// throttleLimit returns the limit named by the first backpressure refusal
+// in err's tree (Produce joins one error per partition, and RetryAfter
+// looks only at the first *wire.Error), or "unnamed".
+func throttleLimit(err error) string {
+	if err == nil {
+		return "unnamed"
+	}
+	if _, limit, _ := client.RetryAfter(err); limit != "" {
+		return limit
+	}
+	switch u := err.(type) {
+	case interface{ Unwrap() []error }:
+		for _, e := range u.Unwrap() {
+			if limit := throttleLimit(e); limit != "unnamed" {
+				return limit
+			}
+		}
+	case interface{ Unwrap() error }:
+		return throttleLimit(u.Unwrap())
+	}
+	return "unnamed"
 }
 
 // run runs both phases and returns what they measured. Its goroutines
@@ -159,6 +184,7 @@ func (e *noisyEnv) run(ctx context.Context, progressOut io.Writer) (*noisyRun, e
 		printer.Go(func() { r.printProgress(progressOut, quit) })
 	}
 	var wg sync.WaitGroup
+	wg.Go(func() { e.sampleCPU(ctx, r) })
 	for i := range noisySteadyTenants {
 		wg.Go(func() { e.steadyTenant(ctx, r, i, warmStart) })
 	}
@@ -176,6 +202,34 @@ func (e *noisyEnv) run(ctx context.Context, progressOut io.Writer) (*noisyRun, e
 	close(quit)
 	printer.Wait()
 	return r, ctx.Err()
+}
+
+// sampleCPU reads the nodes' and this process's CPU at the start of each
+// phase and at the end of the last.
+func (e *noisyEnv) sampleCPU(ctx context.Context, r *noisyRun) {
+	for i := range r.nodeCPUAt {
+		r.nodeCPUAt[i], r.selfCPUAt[i] = -1, -1
+	}
+	for i := range r.nodeCPUAt {
+		if sleepUntil(ctx, r.start.Add(time.Duration(i)*r.phase)) != nil {
+			return
+		}
+		r.selfCPUAt[i] = selfCPUSeconds()
+		if e.cpu != nil {
+			if v, err := e.cpu.cpuSeconds(ctx); err == nil {
+				r.nodeCPUAt[i] = v
+			}
+		}
+	}
+}
+
+// cores returns the CPU used between two readings per second of phase,
+// or -1 when either reading is unknown.
+func cores(before, after float64, phase time.Duration) float64 {
+	if before < 0 || after < 0 {
+		return -1
+	}
+	return round((after-before)/phase.Seconds(), 2)
 }
 
 // steadyTenant sends tenant i's events (index 0 is B) one per request on
@@ -270,7 +324,11 @@ func (r *noisyRun) fill(res *NoisyResult, e *noisyEnv) {
 	seconds := r.phase.Seconds()
 	res.Phases = nil
 	for p := range noisyPhases {
-		ph := NoisyPhase{Name: noisyPhaseNames[p], DurationS: round(seconds, 3)}
+		ph := NoisyPhase{
+			Name: noisyPhaseNames[p], DurationS: round(seconds, 3),
+			NodeCPUCores:  cores(r.nodeCPUAt[p], r.nodeCPUAt[p+1], r.phase),
+			BenchCPUCores: cores(r.selfCPUAt[p], r.selfCPUAt[p+1], r.phase),
+		}
 		all := newLatency()
 		steady := NoisyTenant{Name: "B..E"}
 		for t := range noisySteadyTenants {

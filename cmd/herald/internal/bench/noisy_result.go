@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"maps"
+	"runtime"
 	"slices"
 	"strings"
 	"text/tabwriter"
@@ -15,6 +16,14 @@ func (r *NoisyResult) WriteJSON(w io.Writer) error {
 	enc := json.NewEncoder(w)
 	enc.SetEscapeHTML(false)
 	return enc.Encode(r)
+}
+
+// formatCores renders a CPU figure in cores, "unknown" when negative.
+func formatCores(v float64) string {
+	if v < 0 {
+		return "unknown"
+	}
+	return fmt.Sprintf("%.2f", v)
 }
 
 // WriteSummary writes r for people: the shape of the run, a table of
@@ -36,6 +45,9 @@ func (r *NoisyResult) WriteSummary(w io.Writer) error {
 	}
 	if err := tw.Flush(); err != nil {
 		return err
+	}
+	for _, ph := range r.Phases {
+		fmt.Fprintf(&b, "\n  %s: node CPU %s cores, bench CPU %s cores (this machine has %d)", ph.Name, formatCores(ph.NodeCPUCores), formatCores(ph.BenchCPUCores), runtime.NumCPU())
 	}
 	fmt.Fprintf(&b, "\n  B..E p99 flooding / A off: x%.2f (goal: at most x2)\n", r.P99Ratio)
 	if len(r.Phases) == noisyPhases {

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/xml"
 	"errors"
+	"fmt"
 	"io"
 	"os"
 	"path/filepath"
@@ -108,6 +109,16 @@ func TestRunNoisyAgainstFakeCluster(t *testing.T) {
 	require.NoError(t, res.WriteSummary(&out))
 	assert.Regexp(t, `(?m)^A flooding\s+B\.\.E\s+200\s+200\s+0\s`, out.String())
 	assert.Contains(t, out.String(), "refused by tenant_quota")
+}
+
+func TestThrottleLimitLooksPastOtherErrors(t *testing.T) {
+	joined := errors.Join(
+		fmt.Errorf("produce to t/0: %w", wire.NoLeader("partition 0")),
+		fmt.Errorf("produce to t/1: %w", wire.QuotaExceeded("a", "events_per_sec", 10)),
+	)
+	assert.Equal(t, "tenant_quota", throttleLimit(joined))
+	assert.Equal(t, "partition_queue", throttleLimit(wire.QueueFull(10, 5, 1)))
+	assert.Equal(t, "unnamed", throttleLimit(wire.NoLeader("x")))
 }
 
 func TestRenderNoisySVGBreaksTheLineOnSecondsWithoutAcks(t *testing.T) {
