@@ -34,10 +34,26 @@ type TenantLimit struct {
 	// second's worth of the rate.
 	BurstEvents float64
 	BurstBytes  float64
+	// QueuedBytesMax, when positive, caps the bytes of the tenant's calls
+	// the partition leader holds (queued or in flight) below the default
+	// share (half of the partition's bound).
+	QueuedBytesMax int
 }
 
 // unlimited reports whether the limit limits nothing.
 func (l TenantLimit) unlimited() bool { return l.EventsPerSec <= 0 && l.BytesPerSec <= 0 }
+
+// queuedBytesMax returns the cap of tenant's held bytes on groupID from
+// limits, or 0 for the default share.
+func queuedBytesMax(limits TenantLimits, tenant string, groupID uint64) int {
+	if limits == nil {
+		return 0
+	}
+	if lim, ok := limits(tenant, groupID); ok {
+		return lim.QueuedBytesMax
+	}
+	return 0
+}
 
 // TenantLimits returns a tenant's share of its quota on the partition with
 // Raft group groupID; ok is false when the tenant has no quota. It is

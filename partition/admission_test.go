@@ -14,7 +14,7 @@ import (
 // fakeClock is a settable clock for the admission controller.
 type fakeClock struct{ t time.Time }
 
-func (c *fakeClock) now() time.Time           { return c.t }
+func (c *fakeClock) now() time.Time          { return c.t }
 func (c *fakeClock) advance(d time.Duration) { c.t = c.t.Add(d) }
 
 // The buckets admit the burst at once, then admit into debt with a hint
@@ -30,7 +30,9 @@ func TestAdmissionBucketsThrottleThenRefuse(t *testing.T) {
 		return TenantLimit{EventsPerSec: 100}, true // burst: one second's worth
 	}
 	a := newAdmission(1, limits, NewMetrics(), clock.now)
-	cost := func(tenant string, n float64) []tenantCost { return []tenantCost{{tenant: tenant, events: n, bytes: n}} }
+	cost := func(tenant string, n float64) []tenantCost {
+		return []tenantCost{{tenant: tenant, events: n, bytes: n}}
+	}
 
 	// The burst: 100 events without a hint.
 	for range 10 {
@@ -179,15 +181,67 @@ func TestBatcherDropsAWithdrawnCall(t *testing.T) {
 	before := r.LastIndex()
 	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
 	defer cancel()
-	_, _, err = b.Submit(ctx, records("a", 3))
+	_, _, err = b.Submit(ctx, records("a", 3), 0)
 	require.ErrorIs(t, err, context.DeadlineExceeded)
 	require.False(t, errors.Is(err, ErrUnknownOutcome), "a call never proposed reported as unknown: %v", err)
 	for range cap(b.inflight) {
 		<-b.inflight
 	}
 	// A later call goes; the withdrawn one never does.
-	_, _, err = b.Submit(context.Background(), records("a", 1))
+	_, _, err = b.Submit(context.Background(), records("a", 1), 0)
 	require.NoError(t, err)
 	require.Equal(t, before+1, r.LastIndex(), "the withdrawn call was proposed")
 	require.Eventually(t, func() bool { return b.queuedBytes.Load() == 0 }, 5*time.Second, time.Millisecond)
+}
+
+// A tenant holding its share of the queue (half of the bound, or less by
+// its quota's max_inflight_bytes) is refused with nothing proposed, while
+// another tenant's call still finds room.
+func TestBatcherHoldsATenantToItsShare(t *testing.T) {
+	r, _ := singleNodeRaft(t)
+	opts := DefaultBatcherOptions()
+	opts.BatchBytesMax = 4 << 10
+	opts.EntryBytesMax = 8 << 10
+	opts.QueueBytesMax = 32 << 10 // share: 16 KiB
+	b, err := NewBatcher(1, r, opts, testLogger(t), NewMetrics())
+	require.NoError(t, err)
+	t.Cleanup(b.Close)
+	require.NoError(t, r.Barrier(10*time.Second).Error())
+	for range cap(b.inflight) {
+		b.inflight <- struct{}{}
+	}
+	call := func(tenant string) []*partitionpb.AppendRecord {
+		return []*partitionpb.AppendRecord{{TenantId: tenant, Event: make([]byte, 5<<10)}}
+	}
+	held := make(chan error, 4)
+	for range 3 { // 15 KiB and more of tenant a: within its share
+		go func() {
+			_, _, err := b.Submit(context.Background(), call("a"), 0)
+			held <- err
+		}()
+	}
+	require.Eventually(t, func() bool { return b.queuedBytes.Load() >= 15<<10 }, 5*time.Second, time.Millisecond)
+	before := r.LastIndex()
+	_, _, err = b.Submit(context.Background(), call("a"), 0)
+	var full *QueueFullError
+	require.ErrorAs(t, err, &full)
+	require.ErrorIs(t, err, ErrThrottled)
+	require.Equal(t, "a", full.Tenant)
+	// Tenant b has a quota capping it at 4 KiB: its first call goes (an
+	// idle tenant always gets one in), its second is refused.
+	go func() {
+		_, _, err := b.Submit(context.Background(), call("b"), 4<<10)
+		held <- err
+	}()
+	require.Eventually(t, func() bool { return b.queuedBytes.Load() >= 20<<10 }, 5*time.Second, time.Millisecond)
+	_, _, err = b.Submit(context.Background(), call("b"), 4<<10)
+	require.ErrorAs(t, err, &full)
+	require.Equal(t, "b", full.Tenant)
+	require.Equal(t, before, r.LastIndex(), "a refused call was proposed")
+	for range cap(b.inflight) {
+		<-b.inflight
+	}
+	for range 4 {
+		require.NoError(t, <-held)
+	}
 }

@@ -152,14 +152,7 @@ type produceCall struct {
 // answer delivers c's result and releases its bytes from the queue bounds;
 // every call Submit reserved is answered exactly once.
 func (b *Batcher) answer(c *produceCall, res callResult) {
-	b.setQueueGauge(b.queuedBytes.Add(-int64(c.bytes)))
-	b.tenantMu.Lock()
-	if left := b.tenantBytes[c.tenant] - c.bytes; left > 0 {
-		b.tenantBytes[c.tenant] = left
-	} else {
-		delete(b.tenantBytes, c.tenant)
-	}
-	b.tenantMu.Unlock()
+	b.release(c)
 	c.result <- res
 }
 
@@ -212,7 +205,10 @@ func NewBatcher(groupID uint64, r *hraft.Raft, opts BatcherOptions, logger *slog
 // *EntryTooLargeError (not proposed), *QueueFullError (not proposed), ctx's
 // error alone (it ended before the call was proposed: not proposed),
 // ErrUnknownOutcome (proposed; may or may not commit).
-func (b *Batcher) Submit(ctx context.Context, records []*partitionpb.AppendRecord) ([]Assigned, time.Duration, error) {
+//
+// tenantBytesMax, when positive, caps the bytes the call's tenant (its
+// first record's) may hold here below its default share.
+func (b *Batcher) Submit(ctx context.Context, records []*partitionpb.AppendRecord, tenantBytesMax int) ([]Assigned, time.Duration, error) {
 	select {
 	case <-b.stop:
 		return nil, 0, ErrClosed
@@ -225,7 +221,7 @@ func (b *Batcher) Submit(ctx context.Context, records []*partitionpb.AppendRecor
 	if b.raft.State() != hraft.Leader {
 		return nil, 0, ErrNotLeader
 	}
-	throttle, err := b.reserve(call)
+	throttle, err := b.reserve(call, tenantBytesMax)
 	if err != nil {
 		return nil, 0, err
 	}
@@ -257,11 +253,11 @@ func (b *Batcher) Submit(ctx context.Context, records []*partitionpb.AppendRecor
 }
 
 // reserve counts call's bytes against the partition's bound and its
-// tenant's share, or refuses it (*QueueFullError) with nothing reserved.
+// tenant's share (capped by tenantBytesMax when positive), or refuses it (*QueueFullError) with nothing reserved.
 // An idle queue, or a tenant holding nothing, always takes one call. The
 // throttle hint grows from zero at half of a bound to queueThrottleMax at
 // the bound.
-func (b *Batcher) reserve(call *produceCall) (time.Duration, error) {
+func (b *Batcher) reserve(call *produceCall, tenantBytesMax int) (time.Duration, error) {
 	queued := b.queuedBytes.Add(int64(call.bytes))
 	if queued > int64(b.opts.QueueBytesMax) && queued > int64(call.bytes) {
 		b.queuedBytes.Add(-int64(call.bytes))
@@ -270,6 +266,9 @@ func (b *Batcher) reserve(call *produceCall) (time.Duration, error) {
 		return 0, &QueueFullError{QueuedBytes: int(queued) - call.bytes, CallBytes: call.bytes, QueueBytesMax: b.opts.QueueBytesMax}
 	}
 	share := b.tenantBytesMax()
+	if tenantBytesMax > 0 {
+		share = min(share, tenantBytesMax)
+	}
 	b.tenantMu.Lock()
 	held := b.tenantBytes[call.tenant]
 	if held > 0 && held+call.bytes > share {
@@ -296,7 +295,8 @@ func (b *Batcher) setQueueGauge(bytes int64) {
 	}
 }
 
-// release gives back a call's reservation when it was never queued.
+// release gives back a call's reservation: once answered, or when it was
+// never queued.
 func (b *Batcher) release(call *produceCall) {
 	b.setQueueGauge(b.queuedBytes.Add(-int64(call.bytes)))
 	b.tenantMu.Lock()

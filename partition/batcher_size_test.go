@@ -116,7 +116,7 @@ func TestBatcherRefusesACallTooLargeForOneEntry(t *testing.T) {
 	before := r.LastIndex()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	_, _, err = b.Submit(ctx, recs)
+	_, _, err = b.Submit(ctx, recs, 0)
 	require.ErrorIs(t, err, ErrEntryTooLarge)
 	require.ErrorIs(t, err, heraldlog.ErrInvalidArgument)
 	var tooLarge *EntryTooLargeError
@@ -124,7 +124,7 @@ func TestBatcherRefusesACallTooLargeForOneEntry(t *testing.T) {
 	require.Equal(t, size, tooLarge.EntryBytes)
 	require.Equal(t, before, r.LastIndex(), "a refused call was proposed")
 
-	assigned, _, err := b.Submit(ctx, recs[:len(recs)-1])
+	assigned, _, err := b.Submit(ctx, recs[:len(recs)-1], 0)
 	require.NoError(t, err)
 	require.Len(t, assigned, len(recs)-1)
 }

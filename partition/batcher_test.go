@@ -92,7 +92,7 @@ func TestBatcherConcurrentCallsGetDenseDistinctPositions(t *testing.T) {
 			defer wg.Done()
 			tenant := fmt.Sprintf("t%d", c%4)
 			for range calls {
-				got, _, err := b.Submit(context.Background(), records(tenant, perCall))
+				got, _, err := b.Submit(context.Background(), records(tenant, perCall), 0)
 				if err != nil {
 					t.Error(err)
 					return
@@ -145,7 +145,7 @@ func TestBatcherOversizedCallGoesAlone(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer b.Close()
-	got, _, err := b.Submit(context.Background(), records("a", 10))
+	got, _, err := b.Submit(context.Background(), records("a", 10), 0)
 	if err != nil || len(got) != 10 || got[9].Offset != 9 {
 		t.Fatalf("oversized call: %v %v", got, err)
 	}
@@ -175,14 +175,14 @@ func TestBatcherRefusesCallsAboveQueueBytesMax(t *testing.T) {
 	}
 	held := make(chan error, 1)
 	go func() {
-		_, _, err := b.Submit(context.Background(), big("a"))
+		_, _, err := b.Submit(context.Background(), big("a"), 0)
 		held <- err
 	}()
 	for b.queuedBytes.Load() == 0 {
 		time.Sleep(time.Millisecond)
 	}
 	before := r.LastIndex()
-	_, _, err = b.Submit(context.Background(), big("b"))
+	_, _, err = b.Submit(context.Background(), big("b"), 0)
 	var full *QueueFullError
 	if !errors.As(err, &full) || !errors.Is(err, ErrQueueFull) {
 		t.Fatalf("second call above QueueBytesMax: %v, want *QueueFullError", err)
@@ -200,7 +200,7 @@ func TestBatcherRefusesCallsAboveQueueBytesMax(t *testing.T) {
 	// A small call still fits beside the held one.
 	smallDone := make(chan error, 1)
 	go func() {
-		_, _, err := b.Submit(context.Background(), records("c", 1))
+		_, _, err := b.Submit(context.Background(), records("c", 1), 0)
 		smallDone <- err
 	}()
 	if last := r.LastIndex(); last != before {
@@ -215,7 +215,7 @@ func TestBatcherRefusesCallsAboveQueueBytesMax(t *testing.T) {
 	if err := <-smallDone; err != nil {
 		t.Fatalf("small call: %v", err)
 	}
-	if _, _, err := b.Submit(context.Background(), big("b")); err != nil {
+	if _, _, err := b.Submit(context.Background(), big("b"), 0); err != nil {
 		t.Fatalf("refused call sent again once the queue drained: %v", err)
 	}
 	if hw := fsm.log.HighWatermark(); hw != 3 {
@@ -233,7 +233,7 @@ func TestBatcherRefusesOnFollowerAndAfterClose(t *testing.T) {
 		t.Fatal(err)
 	}
 	b.Close()
-	if _, _, err := b.Submit(context.Background(), records("a", 1)); !errors.Is(err, ErrClosed) {
+	if _, _, err := b.Submit(context.Background(), records("a", 1), 0); !errors.Is(err, ErrClosed) {
 		t.Fatalf("after close: %v", err)
 	}
 	if err := r.Shutdown().Error(); err != nil {
@@ -244,7 +244,7 @@ func TestBatcherRefusesOnFollowerAndAfterClose(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer b2.Close()
-	if _, _, err := b2.Submit(context.Background(), records("a", 1)); !errors.Is(err, ErrNotLeader) {
+	if _, _, err := b2.Submit(context.Background(), records("a", 1), 0); !errors.Is(err, ErrNotLeader) {
 		t.Fatalf("on a shut-down replica: %v", err)
 	}
 }

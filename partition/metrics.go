@@ -155,6 +155,10 @@ func (m *Metrics) observeRestore() {
 	m.restores.Inc()
 }
 
+// ObserveRefused counts a produce call refused by admission control before
+// it reached a partition (the node's quota blocks).
+func (m *Metrics) ObserveRefused(tenant, limit string) { m.observeRefused(tenant, limit) }
+
 func (m *Metrics) observeRefused(tenant, limit string) {
 	if m == nil {
 		return

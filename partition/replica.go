@@ -199,7 +199,8 @@ func (r *Replica) Produce(ctx context.Context, contractVersion uint64, records [
 		}
 		return nil, 0, err
 	}
-	assigned, queueThrottle, err := r.batcher.Submit(ctx, appendRecords(contractVersion, records))
+	assigned, queueThrottle, err := r.batcher.Submit(ctx, appendRecords(contractVersion, records),
+		queuedBytesMax(r.cfg.Limits, costs[0].tenant, r.cfg.GroupID))
 	if err != nil {
 		if !errors.Is(err, ErrUnknownOutcome) {
 			tk.giveBack() // nothing written

@@ -72,6 +72,20 @@ func TestTenantOverQuotaIsThrottledThenRefused(t *testing.T) {
 	if len(acked) < 100 {
 		t.Fatalf("only %d events admitted before refusals; the burst is 100", len(acked))
 	}
+	// A request that mixes the refused tenant (more than its remaining
+	// debt allowance) with the calm one is refused whole: the calm
+	// tenant's event is not written either.
+	mixed := []*heraldpb.Event{{TenantId: "calm", EventId: "mixed-calm", Payload: []byte("z")}}
+	for i := range 60 {
+		mixed = append(mixed, &heraldpb.Event{TenantId: "noisy", EventId: fmt.Sprintf("mixed-noisy-%d", i), Payload: []byte("z")})
+	}
+	_, err := hc.Produce(ctxTimeout(t, 10*time.Second), &heraldpb.ProduceRequest{Topic: "quota", Events: mixed})
+	if err := wire.FromStatus(err); !errors.Is(err, wire.ErrThrottled) {
+		t.Fatalf("mixed request while noisy is refused: %v, want THROTTLED", err)
+	}
+	for _, ev := range mixed {
+		refused = append(refused, ev.EventId)
+	}
 
 	// Every acknowledged event is in the log once; no refused one is.
 	want := len(acked) + calmAcked

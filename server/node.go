@@ -59,7 +59,10 @@ type Node struct {
 	// tenantActivity learns which partitions each tenant uses, from every
 	// replica's applies, to split quotas over them (quota.go).
 	tenantActivity *partition.TenantActivity
-	registry       *prometheus.Registry
+	// quotaBlocks refuses a tenant just refused for its quota here before
+	// its requests are planned (quota.go).
+	quotaBlocks quotaBlocks
+	registry    *prometheus.Registry
 
 	mu struct {
 		sync.Mutex

@@ -42,6 +42,10 @@ func (s *heraldService) Produce(ctx context.Context, req *heraldpb.ProduceReques
 	if len(events) > produceEventsMax {
 		return nil, wire.InvalidArgument("events", "%d events in one request; the limit is %d", len(events), produceEventsMax)
 	}
+	if tenant, wait, ok := n.quotaBlocks.blocked(events); ok {
+		n.partitionMetrics.ObserveRefused(tenant, wire.LimitTenantQuota)
+		return nil, wire.QuotaExceeded(tenant, "refused moments ago on this node", max(wait.Milliseconds(), 1))
+	}
 	// Validate everything before anything is proposed: a bad event fails
 	// the whole request and nothing is written.
 	byPartition, err := n.planProduce(ctx, t, events)
@@ -246,6 +250,10 @@ func (n *Node) produceToPartition(ctx context.Context, t *controller.Topic, p co
 			}
 			if errors.Is(err, partition.ErrContractChanged) {
 				return nil, 0, err // produceToPartitionChecked checks again and resends
+			}
+			var quota *partition.QuotaError
+			if errors.As(err, &quota) {
+				n.quotaBlocks.block(quota.Tenant, quota.RetryAfter)
 			}
 			if !errors.Is(err, partition.ErrNotLeader) {
 				return nil, 0, partitionError(err)
