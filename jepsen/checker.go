@@ -183,12 +183,25 @@ func buildIndex(h History, topic string) *index {
 // workload never writes one id to both). The subscriptions checker (which
 // took the place of replay-equals-live, a placeholder until Herald had
 // subscriptions) judges the live topic's subscribers; consumer-groups
-// (group_checker.go) the live topic's consumer group.
+// (group_checker.go) the live topic's consumer group. The flood topic
+// (flood.go), when the run had one, is checked like the retained topic by
+// the checkers that read every log, by replicas-converge, and by flood
+// (flood_checker.go).
 func Check(h History) []Verdict {
 	live := buildIndex(h, "")
 	retained := buildIndex(h, retainedTopicName)
+	flood := buildIndex(h, floodTopicName)
+	flooded := flood.batches > 0 || len(flood.nodes) > 0
 	both := func(check func(*index) Verdict) Verdict {
-		return mergeVerdicts(check(live), check(retained), retainedTopicName)
+		v := mergeVerdicts(check(live), check(retained), retainedTopicName)
+		if flooded {
+			v = mergeVerdicts(v, check(flood), floodTopicName)
+		}
+		return v
+	}
+	convergence := checkConvergence(live)
+	if flooded {
+		convergence = mergeVerdicts(convergence, checkConvergence(flood), floodTopicName)
 	}
 	return []Verdict{
 		checkLostWrite(live),
@@ -197,7 +210,7 @@ func Check(h History) []Verdict {
 		both(checkTenantSequences),
 		both(checkSameOrder),
 		both(checkFailedNotRead),
-		checkConvergence(live),
+		convergence,
 		checkLinearizable(live, h),
 		subscriptionsVerdict(live, retained, h),
 		checkGroups(live, h),
@@ -205,6 +218,7 @@ func Check(h History) []Verdict {
 		checkResend(h),
 		checkAckedReadable(h),
 		checkRetained(retained),
+		checkFlood(h),
 	}
 }
 

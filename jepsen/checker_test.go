@@ -77,7 +77,7 @@ func verdictOf(t *testing.T, h History, name string) Verdict {
 
 func TestCheckCleanHistoryPasses(t *testing.T) {
 	vs := Check(clean().history())
-	require.Len(t, vs, 14)
+	require.Len(t, vs, 15)
 	for _, v := range vs {
 		require.Truef(t, v.OK(), "%s: %s %v %s", v.Name, v.Status, v.Counterexamples, v.Note)
 	}

@@ -14,7 +14,9 @@ import (
 )
 
 // TestRunUnderFaults runs a short schedule of kills, pauses and
-// partitions against three real nodes and asserts every checker passes.
+// partitions against three real nodes, with the flooding tenant beside the
+// other workloads, and asserts every checker passes and the flood's was
+// not skipped.
 func TestRunUnderFaults(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts a three-node cluster for about 30 s")
@@ -27,7 +29,7 @@ func TestRunUnderFaults(t *testing.T) {
 	defer cancel()
 	res, err := Run(ctx, Options{
 		Binary: bin, OutDir: out, Nodes: 3, Duration: 20 * time.Second, Seed: seed,
-		Nemeses: []string{NemesisKill, NemesisPause, NemesisPartition}, Mixed: true, Progress: &progress,
+		Nemeses: []string{NemesisKill, NemesisPause, NemesisPartition}, Mixed: true, Flood: true, Progress: &progress,
 	})
 	t.Logf("seed %d\n%s", seed, progress.String())
 	require.NoError(t, err)
@@ -37,6 +39,11 @@ func TestRunUnderFaults(t *testing.T) {
 	require.True(t, res.OK(), "failing: %v", res.Summary.Failing)
 	require.Positive(t, res.Summary.Acknowledged)
 	require.Positive(t, res.Summary.Faults, "schedule %v", res.Schedule)
+	for _, v := range res.Verdicts {
+		if v.Name == CheckFlood {
+			require.Equal(t, StatusPass, v.Status, v.Note)
+		}
+	}
 	for _, f := range []string{"history.jsonl", "verdict.json", "report.html"} {
 		st, err := os.Stat(filepath.Join(out, f))
 		require.NoError(t, err)

@@ -196,7 +196,7 @@ func windowOps(h History, ix *index, p uint32, ref []Observed, lo, hi uint64) []
 	}
 	var reads, finals []porcupine.Operation
 	for _, op := range h {
-		if (op.F != FRead && op.F != FFinalRead) || op.Type != TypeOK || op.Partition != p {
+		if (op.F != FRead && op.F != FFinalRead) || op.Type != TypeOK || op.Partition != p || op.Topic != ix.topic {
 			continue
 		}
 		var pairs []Observed

@@ -66,6 +66,9 @@ type Options struct {
 	// Mixed runs a raw-gRPC client that sends requests mixing valid and
 	// refused records, some spanning partitions.
 	Mixed bool
+	// Flood runs a tenant with a small quota producing as fast as it can
+	// on a topic of its own (flood.go; checked by the flood checker).
+	Flood bool
 	// Subscribers is the number of raw-gRPC subscribers per partition of
 	// the live topic (subscribe.go; checked by the subscriptions checker):
 	// the even ones replay from EARLIEST, the odd ones join later at an

@@ -94,10 +94,20 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 	if retainedN > 0 {
 		topics = append(topics, retainedTopicConfig(opts))
 	}
+	if opts.Flood {
+		if err := setupFlood(ctx, cluster); err != nil {
+			return nil, err
+		}
+		topics = append(topics, floodTopicConfig(opts))
+	}
 	for _, cfg := range topics {
 		if err := createTopic(ctx, cluster, cfg); err != nil {
 			return nil, err
 		}
+	}
+	if opts.Flood {
+		progress("jepsen: topic %s ready: tenant %s (quota %d events/s, burst %d) floods it from %d goroutines, %d events a request, unpaced",
+			floodTopicName, floodTenant, floodQuotaEventsPerSec, floodQuotaBurst, floodWorkers, floodBatchEvents)
 	}
 	if opts.GroupMembers > 0 {
 		if err := createGroup(ctx, cluster); err != nil {
@@ -230,6 +240,15 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 			w.run(wctx, rec)
 		}
 	}()
+	floodDone := make(chan floodStats, 1)
+	go func() { // owned by Run: ends with wctx, or at floodRequestsMax
+		if !opts.Flood {
+			floodDone <- floodStats{}
+			return
+		}
+		w := &floodWorker{cluster: cluster, partitions: uint32(opts.Partitions)}
+		floodDone <- w.run(wctx, rec)
+	}()
 	// The subscribers outlive the workload: after healing they must
 	// reach the end of the converged log (see catchUp below).
 	subCtx, subCancel := context.WithCancel(ctx)
@@ -249,6 +268,9 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 	<-resendDone
 	<-hijackDone
 	<-mixedDone
+	if flood := <-floodDone; opts.Flood {
+		progress("jepsen: flood: %s", flood)
+	}
 	if churn := <-churnDone; opts.Churn {
 		progress("jepsen: churn: %d topics created, %d deleted", churn[0], churn[1])
 	}

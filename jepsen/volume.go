@@ -148,7 +148,7 @@ func (w *batchProducer) send(rec *Recorder, partitions uint32, rng *rand.Rand, p
 	switch {
 	case complete:
 		op.Type = TypeOK
-		w.describe(&op, res)
+		describeBatch(&op, res)
 		rec.noteAcked(w.topic, op.Partition, op.Offset+uint64(op.Count-1))
 		if len(op.Offsets) > 0 {
 			rec.noteAcked(w.topic, op.Partition, op.Offsets[len(op.Offsets)-1])
@@ -165,10 +165,10 @@ func (w *batchProducer) send(rec *Recorder, partitions uint32, rng *rand.Rand, p
 	rec.Record(op)
 }
 
-// describe fills the places of an acknowledged batch: Offset and Sequence
-// of its first event, and Offsets and Sequences only when the events are
-// not consecutive from them.
-func (w *batchProducer) describe(op *Op, res []*client.ProduceResult) {
+// describeBatch fills the places of an acknowledged batch: Offset and
+// Sequence of its first event, and Offsets and Sequences only when the
+// events are not consecutive from them.
+func describeBatch(op *Op, res []*client.ProduceResult) {
 	op.Partition, op.Offset, op.Sequence = res[0].GetPartition(), res[0].GetOffset(), res[0].GetSequence()
 	offsetsRun, seqRun := true, true
 	for k, r := range res {

@@ -387,7 +387,7 @@ func TestTenantVerbs(t *testing.T) {
 	assert.Equal(t, quotaView{EventsPerSec: 100, Burst: 20}, tenants[0].Quota)
 
 	// set-quota keeps the limits not given.
-	res = runCLI(t, "", env, "tenant", "set-quota", "acme", "--bytes-per-sec", "4096", "--burst", "0")
+	res = runCLI(t, "", env, "tenant", "set-quota", "acme", "--bytes-per-sec", "4096", "--burst", "default")
 	require.Equal(t, exitOK, res.code, res.stderr)
 	res = runCLI(t, "", env, "tenant", "describe", "acme", "--json")
 	require.Equal(t, exitOK, res.code, res.stderr)

@@ -1,8 +1,12 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"io"
+	"math"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -26,16 +30,68 @@ func newTenantCommand(env environment) *cobra.Command {
 	return cmd
 }
 
-// quotaFlags are the flags of a tenant quota; 0 means unlimited (for
-// --burst: one second's worth).
+// quotaFlags are the flags of a tenant quota. Each takes a positive whole
+// number; "unlimited" (for --burst: "default", one second's worth) is how
+// to say none, stored as the wire's 0. A bare 0 and negative numbers are
+// refused while the command line is parsed (exit 2), since 0 reads as
+// "nothing allowed" to a person and as "unlimited" to the server.
 var quotaFlags = []string{"events-per-sec", "bytes-per-sec", "burst", "max-inflight-bytes"}
 
+// Words a quota flag takes in place of a number.
+const (
+	quotaUnlimited = "unlimited"
+	quotaDefault   = "default"
+)
+
 func registerQuotaFlags(f *pflag.FlagSet, q *client.TenantQuota) {
-	f.Uint64Var(&q.EventsPerSec, "events-per-sec", 0, "events per second (0: unlimited)")
-	f.Uint64Var(&q.BytesPerSec, "bytes-per-sec", 0, "payload bytes per second (0: unlimited)")
-	f.Uint64Var(&q.Burst, "burst", 0, "events above the rate allowed at once (0: one second's worth)")
-	f.Uint64Var(&q.MaxInflightBytes, "max-inflight-bytes", 0, "bytes waiting to be committed at once (0: unlimited)")
+	f.Var(quotaFlag{&q.EventsPerSec, quotaUnlimited}, "events-per-sec", `events per second, or "unlimited"`)
+	f.Var(quotaFlag{&q.BytesPerSec, quotaUnlimited}, "bytes-per-sec", `payload bytes per second, or "unlimited"`)
+	f.Var(quotaFlag{&q.Burst, quotaDefault}, "burst", `events above the rate allowed at once (needs --events-per-sec), or "default" (one second's worth)`)
+	f.Var(quotaFlag{&q.MaxInflightBytes, quotaUnlimited}, "max-inflight-bytes", `bytes waiting to be committed at once, or "unlimited"`)
 }
+
+var _ pflag.Value = quotaFlag{}
+
+// quotaFlag is one limit of a quota: a positive whole number, or word
+// (unlimited or default) for the wire's 0.
+type quotaFlag struct {
+	v    *uint64
+	word string
+}
+
+func (f quotaFlag) String() string {
+	if f.v == nil || *f.v == 0 {
+		return f.word
+	}
+	return strconv.FormatUint(*f.v, 10)
+}
+
+func (f quotaFlag) Set(s string) error {
+	s = strings.TrimSpace(s)
+	if s == f.word {
+		*f.v = 0
+		return nil
+	}
+	if strings.HasPrefix(s, "-") {
+		return fmt.Errorf("a quota cannot be negative: want a positive whole number, or %q", f.word)
+	}
+	n, err := strconv.ParseUint(s, 10, 64)
+	switch {
+	case errors.Is(err, strconv.ErrRange):
+		return fmt.Errorf("too large: want at most %d, or %q", uint64(math.MaxUint64), f.word)
+	case err != nil:
+		return fmt.Errorf("want a positive whole number, or %q", f.word)
+	case n == 0:
+		if f.word == quotaDefault {
+			return fmt.Errorf(`0 is ambiguous: give %q for one second's worth`, f.word)
+		}
+		return fmt.Errorf(`0 is ambiguous: give %q for no limit`, f.word)
+	}
+	*f.v = n
+	return nil
+}
+
+func (quotaFlag) Type() string { return "count" }
 
 func newTenantCreateCommand(opts *clientOptions) *cobra.Command {
 	var (
@@ -109,27 +165,70 @@ func newTenantListCommand(opts *clientOptions) *cobra.Command {
 }
 
 func newTenantDescribeCommand(opts *clientOptions) *cobra.Command {
-	var asJSON, stale bool
+	var (
+		asJSON, stale bool
+		window        time.Duration
+	)
 	cmd := &cobra.Command{
-		Use:   "describe NAME",
-		Short: "Describe a tenant and its quota",
-		Args:  cobra.ExactArgs(1),
+		Use:   "describe NAME [--usage-window D] [--json]",
+		Short: "Describe a tenant, its quota and its current usage",
+		Long: `Describe a tenant, its quota and its current usage against the quota:
+admitted events/s and bytes/s over --usage-window, and the produce requests
+throttled and refused by limit (tenant_quota, partition_queue, consumer_lag,
+node_limit, deadline), summed over the nodes. The usage is read from every
+node's /metrics (the HTTP address each reports in the cluster status), twice,
+--usage-window apart; "no usage recorded" means no node has admission
+metrics for the tenant (nothing produced since the nodes started).`,
+		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := opts.connect(cmd.Context(), cmd.ErrOrStderr())
+			if window < 0 || window > usageWindowMax {
+				return usagef("--usage-window %s: want 0 (no usage) to %s", window, usageWindowMax)
+			}
+			ctx := cmd.Context()
+			c, err := opts.connect(ctx, cmd.ErrOrStderr())
 			if err != nil {
 				return err
 			}
 			defer c.Close()
-			tenant, err := c.DescribeTenant(cmd.Context(), args[0], readOptions(stale)...)
+			tenant, err := c.DescribeTenant(ctx, args[0], readOptions(stale)...)
 			if err != nil {
 				return err
 			}
-			return printTenant(cmd.OutOrStdout(), tenant, asJSON)
+			view := describeView{tenantView: newTenantView(tenant)}
+			if window > 0 {
+				st, err := c.ClusterStatus(ctx)
+				if err != nil {
+					return fmt.Errorf("usage: cluster status: %w", err)
+				}
+				u, err := measureUsage(ctx, st, tenant.GetId(), window)
+				if err != nil {
+					return err
+				}
+				view.Usage = &u
+			}
+			if asJSON {
+				return newJSONWriter(cmd.OutOrStdout()).write(view)
+			}
+			if err := printTenant(cmd.OutOrStdout(), tenant, false); err != nil {
+				return err
+			}
+			if view.Usage == nil {
+				return nil
+			}
+			return printUsage(cmd.OutOrStdout(), *view.Usage, view.Quota)
 		},
 	}
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON instead of text")
 	cmd.Flags().BoolVar(&stale, "stale", false, "answer from the node's own copy of the registry, which may trail the controller leader (no read index round trip)")
+	cmd.Flags().DurationVar(&window, "usage-window", defaultUsageWindow, "time between the two reads of the nodes' metrics whose difference gives the usage rates (0: no usage)")
 	return cmd
+}
+
+// describeView is a tenant as `tenant describe --json` prints it: the
+// tenant and, unless --usage-window is 0, its usage.
+type describeView struct {
+	tenantView
+	Usage *usageView `json:"usage,omitempty"`
 }
 
 func newTenantSetQuotaCommand(opts *clientOptions) *cobra.Command {
@@ -141,7 +240,11 @@ func newTenantSetQuotaCommand(opts *clientOptions) *cobra.Command {
 		Use:   "set-quota NAME [--events-per-sec N] [--bytes-per-sec N] [--burst N] [--max-inflight-bytes N]",
 		Short: "Set a tenant's quota",
 		Long: `Set a tenant's quota. Limits not given keep their current values (the
-tenant is described first, then its whole quota is sent); 0 means unlimited.`,
+tenant is described first, then its whole quota is sent). Each limit is a
+positive whole number or "unlimited" ("default" for --burst: one second's
+worth); 0 and negative numbers are refused. Setting --events-per-sec to
+unlimited without --burst also resets the burst to its default (a burst needs
+a rate).`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			changed := false
@@ -176,6 +279,8 @@ tenant is described first, then its whole quota is sent); 0 means unlimited.`,
 			}
 			if f.Changed("burst") {
 				quota.Burst = given.Burst
+			} else if quota.EventsPerSec == 0 {
+				quota.Burst = 0 // a burst without a rate is refused
 			}
 			if f.Changed("max-inflight-bytes") {
 				quota.MaxInflightBytes = given.MaxInflightBytes

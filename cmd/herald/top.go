@@ -221,8 +221,8 @@ func renderTop(w io.Writer, f topFrame, nodes topNodes, limit int) {
 		if s := byLimit(t.Throttled); s != "" {
 			why = append(why, "throttled: "+s)
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", t.Tenant, formatRate(t.EventsPerSec), formatBytes(t.BytesPerSec)+"/s",
-			formatRate(t.ThrottledPerSec), formatRate(t.RefusedPerSec), orDash(strings.Join(why, "; ")))
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", t.Tenant, formatTopRate(t.EventsPerSec), formatBytes(t.BytesPerSec)+"/s",
+			formatTopRate(t.ThrottledPerSec), formatTopRate(t.RefusedPerSec), orDash(strings.Join(why, "; ")))
 	}
 	if len(f.Tenants) == 0 {
 		fmt.Fprintln(tw, "-\t\t\t\t\t")
@@ -233,7 +233,7 @@ func renderTop(w io.Writer, f topFrame, nodes topNodes, limit int) {
 	fmt.Fprintln(tw, "PARTITION\tGROUP\tLEADER\tEVENTS/S\tQUEUE BYTES")
 	for _, p := range f.Partitions[:min(limit, len(f.Partitions))] {
 		known := nodes.partitions[p.Partition]
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", orDash(known.Name), p.Partition, orDash(known.Leader), formatRate(p.EventsPerSec), formatBytes(p.QueueBytes))
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", orDash(known.Name), p.Partition, orDash(known.Leader), formatTopRate(p.EventsPerSec), formatBytes(p.QueueBytes))
 	}
 	if len(f.Partitions) == 0 {
 		fmt.Fprintln(tw, "-\t\t\t\t")
@@ -241,9 +241,9 @@ func renderTop(w io.Writer, f topFrame, nodes topNodes, limit int) {
 	_ = tw.Flush()
 }
 
-// formatRate renders a per-second rate: whole numbers with thousands
+// formatTopRate renders a per-second rate: whole numbers with thousands
 // separators, one decimal under 10.
-func formatRate(v float64) string {
+func formatTopRate(v float64) string {
 	if v < 10 {
 		return strconv.FormatFloat(v, 'f', 1, 64)
 	}

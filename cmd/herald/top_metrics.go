@@ -13,13 +13,10 @@ import (
 	"github.com/prometheus/common/model"
 )
 
-// The admission metrics `herald top` reads (defined in partition/; the
-// names are fixed by issue 13).
+// The partitions' admission series `herald top` reads beside the tenants'
+// (metricAdmittedEvents and the others of tenant_usage.go; the names are
+// fixed by issue 13).
 const (
-	metricAdmittedEvents          = "herald_admission_admitted_events_total"
-	metricAdmittedBytes           = "herald_admission_admitted_bytes_total"
-	metricThrottled               = "herald_admission_throttled_total"
-	metricRefused                 = "herald_admission_refused_total"
 	metricQueueBytes              = "herald_admission_queue_bytes"
 	metricPartitionAdmittedEvents = "herald_admission_partition_admitted_events_total"
 )
@@ -205,7 +202,7 @@ func byLimit(rates map[string]float64) string {
 		if name == "" {
 			name = "unnamed"
 		}
-		parts[i] = fmt.Sprintf("%s %s/s", name, formatRate(rates[l]))
+		parts[i] = fmt.Sprintf("%s %s/s", name, formatTopRate(rates[l]))
 	}
 	return strings.Join(parts, ", ")
 }
