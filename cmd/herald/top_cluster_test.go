@@ -75,7 +75,7 @@ func TestTopOnceAgainstACluster(t *testing.T) {
 
 	t.Logf("herald top --once:\n%s", res.stdout)
 	assert.NotContains(t, res.stdout, clearScreen, "--once does not clear the screen")
-	assert.Regexp(t, `(?m)^herald top  \d\d:\d\d:\d\d UTC  3 of 3 nodes read, rates over 1\.\ds$`, res.stdout)
+	assert.Regexp(t, `(?m)^herald top  \d\d:\d\d:\d\d UTC  3 of 3 nodes read, rates over \d+\.\ds$`, res.stdout)
 	assert.Regexp(t, `(?m)^TENANT\s+EVENTS/S\s+BYTES/S\s+THROTTLED CALLS/S\s+REFUSED CALLS/S\s+BY LIMIT$`, res.stdout)
 	assert.Regexp(t, `(?m)^busy\s+[1-9][\d,.]*\s+[\d.]+ (B|KiB)/s\s+0\.0\s+0\.0\s+-$`, res.stdout)
 	busy, quiet := strings.Index(res.stdout, "\nbusy "), strings.Index(res.stdout, "\nquiet ")
