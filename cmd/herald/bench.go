@@ -24,7 +24,7 @@ func newBenchCmd() *cobra.Command {
 	)
 	cmd := &cobra.Command{
 		Use:   "bench",
-		Short: "Measure throughput, latency and CPU: produce, replay, e2e",
+		Short: "Measure throughput, latency and CPU: produce, replay, e2e, group, ws, noisy-tenant",
 		Long: `Run a load scenario and print events/s, MB/s (payload, 10^6 bytes), latency
 percentiles (HDR histogram) and the CPU the node processes used per event.
 
@@ -96,6 +96,76 @@ and the summary goes to stderr.`,
 		})
 	}
 	cmd.AddCommand(newBenchWSCmd(&nodeArgs))
+	cmd.AddCommand(newBenchNoisyCmd(&flags, &conn, &httpAddrs, &nodeArgs))
+	return cmd
+}
+
+// newBenchNoisyCmd is `herald bench noisy-tenant` (issue 13): tenant A
+// floods while B..E produce steadily. Of bench's shared flags it takes
+// --server, --timeout, --http-addrs, --node-arg, --size, --partitions,
+// --replication and --json.
+func newBenchNoisyCmd(flags *benchFlags, conn *clientOptions, httpAddrs *string, nodeArgs *[]string) *cobra.Command {
+	o := bench.DefaultNoisyOptions()
+	cmd := &cobra.Command{
+		Use:   "noisy-tenant",
+		Short: "Tenant A floods (over its quota) while B..E produce steadily: B..E latency with A off and flooding, A's admitted rate",
+		Long: `Create tenants A..E (A with --quota events/s, set by SetTenantQuota) and a
+topic with ordering none, so every tenant lands on every partition. Phase
+"A off" (--phase long, after --warmup of the same load, unmeasured): B..E
+each produce --steady-rate events/s, one event per request on a fixed
+schedule; each ack's latency is measured from the event's scheduled send
+time (HDR histograms). Phase "A flooding" (as long):
+the same B..E load while A's --flooders senders send --flood-batch events per
+request as fast as they can, ignoring throttle hints, without SDK retries,
+pausing only --flood-pause after a refusal.
+
+Reports B..E's p50/p99/p99.9 and throughput per phase, A's attempted,
+admitted and refused rates and admitted/quota, each node's RSS (start and
+peak, sampled every 200 ms: /proc for the local cluster, else
+process_resident_memory_bytes from --http-addrs), and writes a plot (SVG) of
+B..E's p99 per second and A's admitted rate per second against its quota
+to --svg.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if strings.TrimSpace(conn.servers) != "" {
+				servers, err := conn.serverList()
+				if err != nil {
+					return err
+				}
+				o.Servers = servers
+			}
+			o.Timeout = conn.timeout
+			o.HTTPAddrs = splitList(*httpAddrs)
+			o.NodeArgs = *nodeArgs
+			o.SizeBytes, o.Partitions, o.Replication = flags.size, flags.partitions, flags.replication
+			if err := o.Validate(); err != nil {
+				return usageError{err}
+			}
+			res, err := bench.RunNoisy(cmd.Context(), o, cmd.ErrOrStderr())
+			if err != nil {
+				if errors.Is(err, bench.ErrInvalidOptions) {
+					return usageError{err}
+				}
+				return err
+			}
+			if !flags.asJSON {
+				return res.WriteSummary(cmd.OutOrStdout())
+			}
+			if err := res.WriteSummary(cmd.ErrOrStderr()); err != nil {
+				return err
+			}
+			return res.WriteJSON(cmd.OutOrStdout())
+		},
+	}
+	f := cmd.Flags()
+	f.Uint64Var(&o.QuotaEventsPerSec, "quota", o.QuotaEventsPerSec, "tenant A's quota, events/s")
+	f.Float64Var(&o.SteadyRate, "steady-rate", o.SteadyRate, "each of B..E's produce rate, events/s")
+	f.DurationVar(&o.Phase, "phase", o.Phase, "length of each phase (A off, A flooding)")
+	f.DurationVar(&o.Warmup, "warmup", o.Warmup, "B..E's load before the first phase, not measured")
+	f.IntVar(&o.Flooders, "flooders", o.Flooders, "A's concurrent senders")
+	f.IntVar(&o.FloodBatch, "flood-batch", o.FloodBatch, "events per request A sends")
+	f.DurationVar(&o.FloodPause, "flood-pause", o.FloodPause, "A's pause after a refused or failed request (0: none)")
+	f.StringVar(&o.SVGPath, "svg", o.SVGPath, "where to write the plot (empty: none)")
 	return cmd
 }
 

@@ -45,6 +45,9 @@ func TestBenchRefusesBadFlagsAsUsageErrors(t *testing.T) {
 		{[]string{"produce", "--http-addrs", "127.0.0.1:1"}, "--http-addrs needs --server"},
 		{[]string{"produce", "--server", " , "}, "--server: at least one address"},
 		{[]string{"produce", "--server", dead, "--timeout", "0s"}, "--timeout"},
+		{[]string{"noisy-tenant", "--quota", "0"}, "--quota 0"},
+		{[]string{"noisy-tenant", "--phase", "100ms", "--server", dead}, "--phase 100ms"},
+		{[]string{"noisy-tenant", "--http-addrs", "127.0.0.1:1"}, "--http-addrs needs --server"},
 	} {
 		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
 			res := runBench(t, tc.args...)

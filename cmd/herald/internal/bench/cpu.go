@@ -118,7 +118,12 @@ func (m metricsCPU) scrape(ctx context.Context, addr string) (float64, error) {
 // parseProcessCPU finds process_cpu_seconds_total in a Prometheus text
 // exposition.
 func parseProcessCPU(r io.Reader) (float64, error) {
-	const name = "process_cpu_seconds_total"
+	return parseMetricValue(r, "process_cpu_seconds_total")
+}
+
+// parseMetricValue returns the value of the first sample of metric name
+// in a Prometheus text exposition.
+func parseMetricValue(r io.Reader, name string) (float64, error) {
 	sc := bufio.NewScanner(r)
 	sc.Buffer(make([]byte, 64<<10), 1<<20)
 	for sc.Scan() {

@@ -12,5 +12,9 @@
 // return a Result, and delete the topic (external cluster) or stop the
 // nodes and remove their data (local cluster).
 //
+// The WebSocket scenario (RunWS, ws.go) and the noisy-tenant scenario
+// (RunNoisy, noisy.go: one tenant flooding over its quota beside four
+// steady ones, with a plot) have options and results of their own.
+//
 // Scenarios never assert anything about speed: they report figures.
 package bench
