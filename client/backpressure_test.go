@@ -448,3 +448,31 @@ func TestPendingBytesRiseAndFallAndBound(t *testing.T) {
 		})
 	}
 }
+
+// In ignore mode every call is sent, whatever the partition's pause, and a
+// refusal comes back as it came, not resent.
+func TestIgnoreModeSendsThroughPausesAndReturnsRefusals(t *testing.T) {
+	cluster := heraldtest.NewCluster(t, 1)
+	cluster.CreateTopic("orders", 1, 0)
+	var rec produceRecorder
+	rec.install(cluster, func(n int) answer {
+		if n%2 == 0 {
+			return answer{throttleMs: uint32(time.Hour / time.Millisecond)}
+		}
+		return answer{err: wire.QuotaExceeded("t", "events/s", 3_600_000)}
+	})
+	c := newClient(t, cluster.Addrs(), func(cfg *client.Config) { cfg.Backpressure = client.BackpressureIgnore })
+	t0 := tenantFor(t, 0, 1)
+	for i := range 4 {
+		_, err := c.Produce(context.Background(), "orders", events(t0)...)
+		if i%2 == 0 {
+			require.NoError(t, err)
+		} else {
+			require.ErrorIs(t, err, client.ErrThrottled)
+			_, limit, _ := client.RetryAfter(err)
+			assert.Equal(t, client.LimitTenantQuota, limit)
+		}
+		assert.Equal(t, i+1, cluster.Nodes[0].Calls("Produce"), "call %d waited for a pause or was resent", i)
+	}
+	assert.Zero(t, c.PendingBytes())
+}

@@ -48,7 +48,8 @@ type Config struct {
 	BackoffMin, BackoffMax time.Duration
 	// Backpressure says whether produce calls wait when the cluster asks
 	// them to slow down (BackpressureBlock, the default) or fail at once
-	// with ErrThrottled (BackpressureFailFast). See Backpressure.
+	// with ErrThrottled (BackpressureFailFast); BackpressureIgnore is for
+	// tools that play a producer ignoring the hints. See Backpressure.
 	Backpressure Backpressure
 	// MaxThrottleRetries bounds the resends of one request after
 	// backpressure refusals (THROTTLED, QUEUE_FULL), apart from
@@ -97,7 +98,7 @@ func (c *Config) Validate() error {
 	if c.MaxThrottleRetries > maxRetriesMax {
 		errs = append(errs, fmt.Errorf("client: max throttle retries %d is over %d; bound the call with a context deadline instead", c.MaxThrottleRetries, maxRetriesMax))
 	}
-	if c.Backpressure != BackpressureBlock && c.Backpressure != BackpressureFailFast {
+	if c.Backpressure != BackpressureBlock && c.Backpressure != BackpressureFailFast && c.Backpressure != BackpressureIgnore {
 		errs = append(errs, fmt.Errorf("client: unknown backpressure mode %s", c.Backpressure))
 	}
 	if c.MaxPendingBytes < 0 {

@@ -32,6 +32,13 @@ const (
 	// ErrThrottled, on which RetryAfter gives the time left; nothing of
 	// that partition's events was sent (or, when refused, written).
 	BackpressureFailFast
+	// BackpressureIgnore makes produce calls neither wait for a pause nor
+	// resend a refused request: they send at once, and a refusal is
+	// returned as it came (nothing written). It is for tools that play a
+	// producer ignoring the cluster's hints, such as `herald bench
+	// noisy-tenant` and the jepsen flood workload; a well-behaved producer
+	// uses one of the other modes.
+	BackpressureIgnore
 )
 
 // String names the mode as in the docs ("block", "fail-fast").
@@ -41,6 +48,8 @@ func (b Backpressure) String() string {
 		return "block"
 	case BackpressureFailFast:
 		return "fail-fast"
+	case BackpressureIgnore:
+		return "ignore"
 	}
 	return "Backpressure(" + strconv.Itoa(int(b)) + ")"
 }

@@ -97,7 +97,7 @@ func (c *Client) Produce(ctx context.Context, topic string, events ...*Event) ([
 // caller releases them, group by group, as the groups are answered.
 func (c *Client) admit(ctx context.Context, topic string, events []*Event) ([]int64, int64, error) {
 	sizes, total := eventBytes(events)
-	if err := c.pending.acquire(ctx, "produce to "+topic, total, c.cfg.Backpressure == BackpressureFailFast); err != nil {
+	if err := c.pending.acquire(ctx, "produce to "+topic, total, c.cfg.Backpressure != BackpressureBlock); err != nil {
 		c.log.DebugContext(ctx, "herald: produce held by max pending bytes", "topic", topic, "bytes", total, "err", err)
 		return nil, 0, err
 	}

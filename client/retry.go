@@ -151,7 +151,7 @@ func (c *Client) run(ctx context.Context, cl call) error {
 			if cl.paced && ok {
 				c.pacer.hold(cl.topic, cl.partition, after, limit)
 			}
-			if cl.paced && c.cfg.Backpressure == BackpressureFailFast {
+			if cl.paced && c.cfg.Backpressure != BackpressureBlock {
 				return fail(addr, err)
 			}
 			if throttled >= c.cfg.MaxThrottleRetries {
@@ -212,7 +212,10 @@ func (c *Client) attempt(ctx context.Context, addr string, do func(context.Conte
 // pause is over; in fail-fast mode it fails with ErrThrottled instead
 // while the pause lasts.
 func (c *Client) pace(ctx context.Context, cl call) error {
-	if c.cfg.Backpressure != BackpressureFailFast {
+	switch c.cfg.Backpressure {
+	case BackpressureIgnore:
+		return nil
+	case BackpressureBlock:
 		return c.pacer.wait(ctx, cl.op, cl.topic, cl.partition)
 	}
 	left, limit := c.pacer.remaining(cl.topic, cl.partition)

@@ -248,8 +248,15 @@ func (c *Cluster) Close() error {
 // newClient returns an SDK client over every node with short timeouts, so
 // that one stopped node costs little.
 func (c *Cluster) newClient(ctx context.Context) (*client.Client, error) {
+	return c.newClientMode(ctx, client.BackpressureBlock)
+}
+
+// newClientMode is newClient with a backpressure mode (the flood ignores
+// the cluster's hints).
+func (c *Cluster) newClientMode(ctx context.Context, mode client.Backpressure) (*client.Client, error) {
 	return client.New(ctx, client.Config{
 		Servers: c.Addrs(), DialTimeout: time.Second, RequestTimeout: 2 * time.Second,
 		MaxRetries: 10, BackoffMax: 500 * time.Millisecond, Logger: slog.New(slog.DiscardHandler),
+		Backpressure: mode,
 	})
 }

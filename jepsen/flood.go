@@ -117,7 +117,9 @@ type floodStats struct {
 // request in flight then completes (within floodProduceTimeout) and is
 // recorded.
 func (w *floodWorker) run(ctx context.Context, rec *Recorder) floodStats {
-	cl, err := w.cluster.newClient(ctx)
+	// A misbehaving tenant: it neither waits out throttle hints nor waits
+	// after a refusal before its next request.
+	cl, err := w.cluster.newClientMode(ctx, client.BackpressureIgnore)
 	if err != nil {
 		return floodStats{}
 	}

@@ -348,19 +348,19 @@ func RunNoisy(ctx context.Context, opts NoisyOptions, progressOut io.Writer) (re
 	if _, err := rand.Read(e.payload); err != nil {
 		return nil, fmt.Errorf("bench: payload: %w", err)
 	}
-	newClient := func(retries int) (*client.Client, error) {
+	newClient := func(retries int, mode client.Backpressure) (*client.Client, error) {
 		return client.New(ctx, client.Config{
-			Servers: servers, DialTimeout: opts.Timeout, RequestTimeout: opts.Timeout, MaxRetries: retries,
+			Servers: servers, DialTimeout: opts.Timeout, RequestTimeout: opts.Timeout, MaxRetries: retries, Backpressure: mode,
 			Logger: slog.New(slog.NewTextHandler(logOut, &slog.HandlerOptions{Level: slog.LevelError})),
 		})
 	}
-	admin, err := newClient(0)
+	admin, err := newClient(0, client.BackpressureBlock)
 	if err != nil {
 		return nil, err
 	}
 	defer admin.Close()
 	for range noisySteadyTenants {
-		cl, err := newClient(0)
+		cl, err := newClient(0, client.BackpressureBlock)
 		if err != nil {
 			return nil, err
 		}
@@ -368,7 +368,8 @@ func RunNoisy(ctx context.Context, opts NoisyOptions, progressOut io.Writer) (re
 		e.steady = append(e.steady, cl)
 	}
 	for range opts.Flooders {
-		cl, err := newClient(-1) // no retries: A resends by itself
+		// A misbehaves: no retries (it resends by itself), no pacing.
+		cl, err := newClient(-1, client.BackpressureIgnore)
 		if err != nil {
 			return nil, err
 		}
