@@ -62,7 +62,10 @@ type Node struct {
 	// quotaBlocks refuses a tenant just refused for its quota here before
 	// its requests are planned (quota.go).
 	quotaBlocks quotaBlocks
-	registry    *prometheus.Registry
+	// doorHeld is the bytes of requests refused at the door and held
+	// (quota.go).
+	doorHeld atomic.Int64
+	registry *prometheus.Registry
 
 	mu struct {
 		sync.Mutex

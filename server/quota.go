@@ -1,8 +1,13 @@
 package server
 
 import (
+	"context"
 	"sync"
 	"time"
+
+	"google.golang.org/protobuf/proto"
+
+	"github.com/heraldlog/herald/client/wire"
 
 	"github.com/heraldlog/herald/client/heraldpb"
 	"github.com/heraldlog/herald/partition"
@@ -57,6 +62,38 @@ func (n *Node) tenantLimits(partitions int) partition.TenantLimits {
 		lim.BurstBytes = lim.BytesPerSec
 		return lim, true
 	}
+}
+
+// Door holds: a request refused at the door (its tenant is blocked) is
+// answered only once the block is over, up to doorHoldMax, the way Kafka
+// delays a throttled client's answers: a producer that sends its next
+// request when the last is answered, ignoring the hints, is then slowed
+// to one request per retry hint instead of spinning the node's cores on
+// refusals. The requests held at once are bounded by their bytes
+// (doorHoldBytesMax); past it a refusal is answered at once.
+const (
+	doorHoldMax      = time.Second
+	doorHoldBytesMax = 64 << 20
+)
+
+// refuseAtDoor answers a request of a blocked tenant: QuotaExceeded, after
+// holding it while the block lasts (within the bounds above).
+func (n *Node) refuseAtDoor(ctx context.Context, req *heraldpb.ProduceRequest, tenant string, wait time.Duration) error {
+	n.partitionMetrics.ObserveRefused(tenant, wire.LimitTenantQuota)
+	hold := min(wait, doorHoldMax)
+	size := int64(proto.Size(req))
+	if n.doorHeld.Add(size) <= doorHoldBytesMax {
+		t := time.NewTimer(hold)
+		select {
+		case <-t.C:
+			wait -= hold
+		case <-ctx.Done():
+		case <-n.ctx.Done():
+		}
+		t.Stop()
+	}
+	n.doorHeld.Add(-size)
+	return wire.QuotaExceeded(tenant, "refused moments ago on this node", max(wait.Milliseconds(), 1))
 }
 
 // quotaBlocks remembers, for a short while, the tenants a partition leader

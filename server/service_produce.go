@@ -39,6 +39,9 @@ func (s *heraldService) Produce(ctx context.Context, req *heraldpb.ProduceReques
 	if len(events) == 0 {
 		return nil, wire.InvalidArgument("events", "a produce request needs at least one event")
 	}
+	if tenant, wait, ok := n.quotaBlocks.blocked(events); ok {
+		return nil, n.refuseAtDoor(ctx, req, tenant, wait)
+	}
 	release, err := n.limits.acquireProduce(ctx, proto.Size(req))
 	if err != nil {
 		return nil, err
@@ -46,10 +49,6 @@ func (s *heraldService) Produce(ctx context.Context, req *heraldpb.ProduceReques
 	defer release()
 	if len(events) > produceEventsMax {
 		return nil, wire.InvalidArgument("events", "%d events in one request; the limit is %d", len(events), produceEventsMax)
-	}
-	if tenant, wait, ok := n.quotaBlocks.blocked(events); ok {
-		n.partitionMetrics.ObserveRefused(tenant, wire.LimitTenantQuota)
-		return nil, wire.QuotaExceeded(tenant, "refused moments ago on this node", max(wait.Milliseconds(), 1))
 	}
 	// Validate everything before anything is proposed: a bad event fails
 	// the whole request and nothing is written.
