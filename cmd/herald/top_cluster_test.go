@@ -28,7 +28,13 @@ func TestTopOnceAgainstACluster(t *testing.T) {
 	defer c.Close()
 	_, err = c.CreateTopic(ctx, &client.TopicConfig{Name: "feed", Partitions: 2, ReplicationFactor: 3, AutoTenants: true})
 	require.NoError(t, err)
-	produce := func(tenant string, n int) error {
+	// The capped tenant ignores the cluster's hints (its own client): an
+	// SDK in the default mode would wait out the long pause its quota asks
+	// for.
+	flooder, err := client.New(ctx, client.Config{Servers: addrs, Backpressure: client.BackpressureIgnore})
+	require.NoError(t, err)
+	defer flooder.Close()
+	produceWith := func(c *client.Client, tenant string, n int) error {
 		evs := make([]*client.Event, n)
 		for i := range evs {
 			evs[i] = &client.Event{TenantId: tenant, Payload: []byte("x")}
@@ -36,15 +42,37 @@ func TestTopOnceAgainstACluster(t *testing.T) {
 		_, err := c.Produce(ctx, "feed", evs...)
 		return err
 	}
+	produce := func(tenant string, n int) error { return produceWith(c, tenant, n) }
 	require.NoError(t, produce("busy", 1))
 	require.NoError(t, produce("quiet", 1))
 	_, err = c.CreateTenant(ctx, &client.Tenant{Id: "capped", Quota: &client.TenantQuota{EventsPerSec: 1}})
 	require.NoError(t, err)
 
-	// The producer is owned by the test and ends before it returns.
+	// The producers are owned by the test and end before it returns.
 	stop := make(chan struct{})
 	var producer sync.WaitGroup
-	var produceErr error
+	var produceErr, floodErr error
+	var floodMu sync.Mutex
+	for range 4 { // a few senders: a refusal at the door takes up to a second
+		producer.Go(func() {
+			for {
+				select {
+				case <-stop:
+					return
+				case <-time.After(20 * time.Millisecond):
+				}
+				// Far over its quota: refused (nothing written) most times;
+				// a refusal at the node's door is answered when its block
+				// ends, up to a second.
+				if err := produceWith(flooder, "capped", 50); err != nil && !errors.Is(err, client.ErrThrottled) {
+					floodMu.Lock()
+					floodErr = err
+					floodMu.Unlock()
+					return
+				}
+			}
+		})
+	}
 	producer.Go(func() {
 		for {
 			select {
@@ -60,17 +88,13 @@ func TestTopOnceAgainstACluster(t *testing.T) {
 				produceErr = err
 				return
 			}
-			// Far over its quota: refused (nothing written) most times.
-			if err := produce("capped", 50); err != nil && !errors.Is(err, client.ErrThrottled) {
-				produceErr = err
-				return
-			}
 		}
 	})
 	res := runCLI(t, "", map[string]string{serverEnv: addrs[0]}, "top", "--once", "--interval", "1s")
 	close(stop)
 	producer.Wait()
 	require.NoError(t, produceErr)
+	require.NoError(t, floodErr)
 	require.Equal(t, exitOK, res.code, res.stderr)
 
 	t.Logf("herald top --once:\n%s", res.stdout)
