@@ -108,12 +108,17 @@ func TestTenantDescribeUsage(t *testing.T) {
 		_, err := c.Produce(ctx, "orders", &client.Event{TenantId: "acme", Payload: fmt.Appendf(nil, "e%d", i)})
 		require.NoError(t, err)
 	}
-	// 50 events at once are far over a burst of 5: refused whole.
+	// 50 events at once are far over a burst of 5: refused whole (a
+	// fail-fast client returns the refusal rather than resend it once the
+	// bucket is full again).
+	ff, err := client.New(ctx, client.Config{Servers: addrs, Backpressure: client.BackpressureFailFast})
+	require.NoError(t, err)
+	defer ff.Close()
 	big := make([]*client.Event, 50)
 	for i := range big {
 		big[i] = &client.Event{TenantId: "acme", Payload: []byte("x")}
 	}
-	_, err = c.Produce(ctx, "orders", big...)
+	_, err = ff.Produce(ctx, "orders", big...)
 	require.ErrorIs(t, err, client.ErrThrottled)
 	env := map[string]string{serverEnv: strings.Join(addrs, ",")}
 
