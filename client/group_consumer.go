@@ -122,9 +122,12 @@ type GroupConsumer struct {
 	cancel  context.CancelFunc
 	done    chan struct{} // closed when the membership goroutine exits
 	inbox   chan *groupInboxBatch
-	queued  []atomic.Int32  // batches in inbox, by partition
-	dropped atomic.Uint64   // batches dropped past the window (DroppedBatches)
-	current []*GroupMessage // the batch Next is taking from; Next's goroutine only
+	queued  []atomic.Int32 // batches in inbox, by partition
+	dropped atomic.Uint64  // batches dropped past the window (DroppedBatches)
+	// skippedAcked counts redeliveries not handed out because this
+	// consumer's ack of the offset was recorded meanwhile (SkippedAcked).
+	skippedAcked atomic.Uint64
+	current      []*GroupMessage // the batch Next is taking from; Next's goroutine only
 
 	mu struct {
 		sync.Mutex
@@ -172,6 +175,13 @@ func (c *Client) ConsumeGroup(ctx context.Context, topic, group string, opts Gro
 // the caller takes messages slower than it acknowledges them.
 func (g *GroupConsumer) DroppedBatches() uint64 { return g.dropped.Load() }
 
+// SkippedAcked counts redeliveries Next did not return because the
+// consumer's own ack of the offset, on the same stream, was recorded after
+// the leader sent them (the ack wait ran out while the event was being
+// handled): the event is done, and handing it out again would only make
+// the caller handle it twice.
+func (g *GroupConsumer) SkippedAcked() uint64 { return g.skippedAcked.Load() }
+
 // MemberID is the consumer's member id.
 func (g *GroupConsumer) MemberID() string { return g.member }
 
@@ -209,9 +219,16 @@ func (g *GroupConsumer) Next(ctx context.Context) (*GroupMessage, error) {
 			m := g.current[0]
 			g.current[0] = nil
 			g.current = g.current[1:]
-			if !m.stream.ended() {
-				return m, nil
+			if m.stream.ended() {
+				continue // redelivered to whoever owns the partition now
 			}
+			if m.DeliveryCount > 1 && m.stream.wasAcked(m.Offset) {
+				// A redelivery sent before this consumer's ack of the
+				// offset was recorded: it is done.
+				g.skippedAcked.Add(1)
+				continue
+			}
+			return m, nil
 		}
 		select {
 		case b := <-g.inbox:

@@ -431,3 +431,28 @@ func TestGroupConsumerWindow(t *testing.T) {
 	require.NoError(t, gc.Close())
 	wg.Wait()
 }
+
+// A redelivery the leader sent while the consumer was still handling the
+// event (its ack wait ran out), and that waits in the consumer's window,
+// is not handed out once the consumer's ack of the event is recorded.
+func TestGroupConsumerSkipsRedeliveriesOfAckedEvents(t *testing.T) {
+	_, c, ctx := groupConsumerSetup(t, &client.GroupConfig{AckWaitMs: 200})
+	_, err := c.Produce(ctx, "orders", &client.Event{TenantId: "t0", Payload: []byte("slow")})
+	require.NoError(t, err)
+	gc, err := c.ConsumeGroup(ctx, "orders", "billing", client.GroupConsumerOptions{SessionTimeout: 5 * time.Second})
+	require.NoError(t, err)
+	defer gc.Close()
+	m, err := gc.Next(ctx)
+	require.NoError(t, err)
+	require.Equal(t, uint32(1), m.DeliveryCount)
+	time.Sleep(time.Second) // the ack wait runs out: redeliveries queue in the window
+	require.NoError(t, m.Ack(ctx))
+	quiet, cancel := context.WithTimeout(ctx, 1500*time.Millisecond)
+	defer cancel()
+	again, err := gc.Next(quiet)
+	if err == nil {
+		t.Fatalf("offset %d/%d handed out again (delivery %d) after its ack was recorded", again.Partition, again.Offset, again.DeliveryCount)
+	}
+	require.ErrorIs(t, err, context.DeadlineExceeded)
+	require.Positive(t, gc.SkippedAcked(), "no redelivery reached the window: the test did not test anything")
+}

@@ -222,12 +222,49 @@ type groupPartitionStream struct {
 		sync.Mutex
 		err     error                           // why the stream ended
 		waiters map[uint64]chan *GroupAckResult // by ack id, registered before the ack is sent
+		// acked holds the offsets acknowledged on this stream (the last
+		// ackedRemembered of them, oldest first in ackedOrder): a
+		// redelivery of one of them that the leader sent before the ack
+		// was recorded, and that still waits in the inbox, is not handed
+		// to the caller.
+		acked      map[uint64]struct{}
+		ackedOrder []uint64
 	}
+}
+
+// ackedRemembered bounds the acknowledged offsets a stream remembers: far
+// more than the deliveries its window can hold (at most 8 batches of at
+// most 10,000 events).
+const ackedRemembered = 1 << 17
+
+// noteAcked remembers that offset's ack was recorded.
+func (ps *groupPartitionStream) noteAcked(offset uint64) {
+	ps.mu.Lock()
+	defer ps.mu.Unlock()
+	if _, ok := ps.mu.acked[offset]; ok {
+		return
+	}
+	if len(ps.mu.ackedOrder) >= ackedRemembered {
+		delete(ps.mu.acked, ps.mu.ackedOrder[0])
+		ps.mu.ackedOrder[0] = 0
+		ps.mu.ackedOrder = ps.mu.ackedOrder[1:]
+	}
+	ps.mu.acked[offset] = struct{}{}
+	ps.mu.ackedOrder = append(ps.mu.ackedOrder, offset)
+}
+
+// wasAcked reports whether offset's ack was recorded on this stream.
+func (ps *groupPartitionStream) wasAcked(offset uint64) bool {
+	ps.mu.Lock()
+	defer ps.mu.Unlock()
+	_, ok := ps.mu.acked[offset]
+	return ok
 }
 
 func newGroupPartitionStream(s *GroupConsumeStream, partition uint32, generation uint64) *groupPartitionStream {
 	ps := &groupPartitionStream{s: s, partition: partition, generation: generation, done: make(chan struct{})}
 	ps.mu.waiters = map[uint64]chan *GroupAckResult{}
+	ps.mu.acked = map[uint64]struct{}{}
 	return ps
 }
 
@@ -350,6 +387,9 @@ func (ps *groupPartitionStream) settle(ctx context.Context, nack bool, delayMs u
 			if o.GetOffset() == offset && o.GetOutcome() == heraldpb.GroupOffsetOutcome_GROUP_OFFSET_NOT_DELIVERED {
 				return fmt.Errorf("client: ack of offset %d of partition %d: the leader has no delivery of it", offset, ps.partition)
 			}
+		}
+		if !nack {
+			ps.noteAcked(offset)
 		}
 		return nil
 	}
