@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -13,6 +12,10 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	dto "github.com/prometheus/client_model/go"
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
 
 	"github.com/heraldlog/herald/client"
 )
@@ -52,90 +55,49 @@ type tenantSample struct {
 	seen bool
 }
 
-// parseTenantSample reads a Prometheus text exposition and keeps tenant's
-// admission series.
+// parseTenantSample reads a Prometheus text exposition (with the parser
+// `herald top` uses) and keeps tenant's admission series.
 func parseTenantSample(r io.Reader, tenant string) (tenantSample, error) {
 	s := tenantSample{throttled: map[string]float64{}, refused: map[string]float64{}, tokens: map[string]float64{}}
-	sc := bufio.NewScanner(r)
-	sc.Buffer(make([]byte, 64<<10), 1<<20)
-	for sc.Scan() {
-		line := sc.Text()
-		if line == "" || line[0] == '#' || !strings.HasPrefix(line, "herald_admission_") {
-			continue
-		}
-		name, labels, value, err := parseSeries(line)
-		if err != nil {
-			return s, err
-		}
-		if labels["tenant"] != tenant {
-			continue
-		}
-		switch name {
-		case metricAdmittedEvents:
-			s.admittedEvents += value
-		case metricAdmittedBytes:
-			s.admittedBytes += value
-		case metricThrottled:
-			s.throttled[labels["limit"]] += value
-		case metricRefused:
-			s.refused[labels["limit"]] += value
-		case metricTokens:
-			s.tokens[labels["kind"]] += value
-		default:
-			continue
-		}
-		s.seen = true
+	parser := expfmt.NewTextParser(model.UTF8Validation)
+	families, err := parser.TextToMetricFamilies(r)
+	if err != nil {
+		return s, fmt.Errorf("parsing /metrics: %w", err)
 	}
-	return s, sc.Err()
+	for _, name := range []string{metricAdmittedEvents, metricAdmittedBytes, metricThrottled, metricRefused, metricTokens} {
+		for _, m := range families[name].GetMetric() {
+			if label(m, "tenant") != tenant {
+				continue
+			}
+			v := sampleValue(m)
+			switch name {
+			case metricAdmittedEvents:
+				s.admittedEvents += v
+			case metricAdmittedBytes:
+				s.admittedBytes += v
+			case metricThrottled:
+				s.throttled[label(m, "limit")] += v
+			case metricRefused:
+				s.refused[label(m, "limit")] += v
+			case metricTokens:
+				s.tokens[label(m, "kind")] += v
+			}
+			s.seen = true
+		}
+	}
+	return s, nil
 }
 
-// parseSeries splits one sample line, `name{k="v",...} value [timestamp]`.
-func parseSeries(line string) (name string, labels map[string]string, value float64, err error) {
-	labels = map[string]string{}
-	rest := line
-	if i := strings.IndexAny(line, "{ "); i >= 0 && line[i] == '{' {
-		name, rest = line[:i], line[i+1:]
-		for {
-			rest = strings.TrimLeft(rest, ", ")
-			if strings.HasPrefix(rest, "}") {
-				rest = rest[1:]
-				break
-			}
-			k, after, ok := strings.Cut(rest, "=\"")
-			if !ok {
-				return "", nil, 0, fmt.Errorf("metrics line %q: bad labels", line)
-			}
-			var v strings.Builder
-			i := 0
-			for ; i < len(after) && after[i] != '"'; i++ {
-				if after[i] == '\\' && i+1 < len(after) {
-					i++
-					switch after[i] {
-					case 'n':
-						v.WriteByte('\n')
-						continue
-					}
-				}
-				v.WriteByte(after[i])
-			}
-			if i == len(after) {
-				return "", nil, 0, fmt.Errorf("metrics line %q: unterminated label value", line)
-			}
-			labels[k] = v.String()
-			rest = after[i+1:]
-		}
-	} else {
-		name, rest, _ = strings.Cut(line, " ")
+// sampleValue is a counter's, gauge's or untyped metric's value.
+func sampleValue(m *dto.Metric) float64 {
+	switch {
+	case m.GetCounter() != nil:
+		return m.GetCounter().GetValue()
+	case m.GetGauge() != nil:
+		return m.GetGauge().GetValue()
+	default:
+		return m.GetUntyped().GetValue()
 	}
-	fields := strings.Fields(rest)
-	if len(fields) == 0 {
-		return "", nil, 0, fmt.Errorf("metrics line %q: no value", line)
-	}
-	value, err = strconv.ParseFloat(fields[0], 64)
-	if err != nil {
-		return "", nil, 0, fmt.Errorf("metrics line %q: %w", line, err)
-	}
-	return name, labels, value, nil
 }
 
 // limitCount is a throttled or refused count of one limit: since the
