@@ -43,18 +43,6 @@ type TenantLimit struct {
 // unlimited reports whether the limit limits nothing.
 func (l TenantLimit) unlimited() bool { return l.EventsPerSec <= 0 && l.BytesPerSec <= 0 }
 
-// queuedBytesMax returns the cap of tenant's held bytes on groupID from
-// limits, or 0 for the default share.
-func queuedBytesMax(limits TenantLimits, tenant string, groupID uint64) int {
-	if limits == nil {
-		return 0
-	}
-	if lim, ok := limits(tenant, groupID); ok {
-		return lim.QueuedBytesMax
-	}
-	return 0
-}
-
 // TenantLimits returns a tenant's share of its quota on the partition with
 // Raft group groupID; ok is false when the tenant has no quota. It is
 // called for every produce call on a leader, so it must be cheap; a quota
@@ -192,6 +180,9 @@ type ticket struct {
 	a     *admission
 	costs []tenantCost
 	taken []bool // per cost: whether tokens were taken
+	// queuedBytesMax is the first tenant's (the call's key in the fair
+	// queue) TenantLimit.QueuedBytesMax: 0 for the default share.
+	queuedBytesMax int
 }
 
 // take decides a call of costs against the tenants' buckets, all or
@@ -211,6 +202,9 @@ func (a *admission) take(costs []tenantCost) (*ticket, time.Duration, error) {
 	held := make([]*tenantBuckets, len(costs))
 	for i, c := range costs {
 		lim, ok := a.limits(c.tenant, a.groupID)
+		if ok && i == 0 {
+			tk.queuedBytesMax = lim.QueuedBytesMax
+		}
 		if !ok || lim.unlimited() {
 			continue
 		}
@@ -242,7 +236,7 @@ func (a *admission) take(costs []tenantCost) (*ticket, time.Duration, error) {
 			tk.taken[i] = true
 		}
 	}
-	a.metrics.observeTokens(a, costs, held)
+	a.metrics.observeTokens(costs, held)
 	return tk, throttle, nil
 }
 
@@ -331,16 +325,4 @@ func (a *admission) sweep(now time.Time) {
 			delete(a.buckets, t)
 		}
 	}
-}
-
-// level returns tenant's current tokens (events, bytes) on this partition,
-// and whether it has buckets here.
-func (a *admission) level(tenant string) (events, bytes float64, ok bool) {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	tb := a.buckets[tenant]
-	if tb == nil {
-		return 0, 0, false
-	}
-	return tb.events.tokens, tb.bytes.tokens, true
 }

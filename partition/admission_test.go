@@ -11,6 +11,18 @@ import (
 	"github.com/heraldlog/herald/partition/partitionpb"
 )
 
+// level returns tenant's current tokens (events, bytes) on this partition,
+// and whether it has buckets here.
+func (a *admission) level(tenant string) (events, bytes float64, ok bool) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	tb := a.buckets[tenant]
+	if tb == nil {
+		return 0, 0, false
+	}
+	return tb.events.tokens, tb.bytes.tokens, true
+}
+
 // fakeClock is a settable clock for the admission controller.
 type fakeClock struct{ t time.Time }
 
@@ -270,4 +282,27 @@ func TestTenantActivityCountsPartitions(t *testing.T) {
 	require.Equal(t, 1, n)
 	require.False(t, active, "activity older than the window still counted")
 	require.Zero(t, a.entries, "swept entries still counted")
+}
+
+// A ticket carries the queue cap of the call's first tenant (its key in
+// the fair queue), also for a tenant whose quota caps only its bytes held.
+func TestAdmissionTicketCarriesTheFirstTenantsQueueCap(t *testing.T) {
+	limits := func(tenant string, _ uint64) (TenantLimit, bool) {
+		switch tenant {
+		case "capped":
+			return TenantLimit{QueuedBytesMax: 4096}, true
+		case "rated":
+			return TenantLimit{EventsPerSec: 10, QueuedBytesMax: 512}, true
+		}
+		return TenantLimit{}, false
+	}
+	a := newAdmission(1, limits, nil, time.Now)
+	for _, tc := range []struct {
+		first string
+		want  int
+	}{{"capped", 4096}, {"rated", 512}, {"free", 0}} {
+		tk, _, err := a.take([]tenantCost{{tenant: tc.first, events: 1, bytes: 1}, {tenant: "capped", events: 1, bytes: 1}})
+		require.NoError(t, err)
+		require.Equal(t, tc.want, tk.queuedBytesMax, "first tenant %s", tc.first)
+	}
 }

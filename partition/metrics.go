@@ -207,7 +207,7 @@ func (m *Metrics) forgetPartition(groupID uint64) {
 
 // observeTokens records the levels of the buckets a call just used (held
 // by a.mu).
-func (m *Metrics) observeTokens(_ *admission, costs []tenantCost, held []*tenantBuckets) {
+func (m *Metrics) observeTokens(costs []tenantCost, held []*tenantBuckets) {
 	if m == nil {
 		return
 	}

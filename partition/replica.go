@@ -199,8 +199,7 @@ func (r *Replica) Produce(ctx context.Context, contractVersion uint64, records [
 		}
 		return nil, 0, err
 	}
-	assigned, queueThrottle, err := r.batcher.Submit(ctx, appendRecords(contractVersion, records),
-		queuedBytesMax(r.cfg.Limits, costs[0].tenant, r.cfg.GroupID))
+	assigned, queueThrottle, err := r.batcher.Submit(ctx, appendRecords(contractVersion, records), tk.queuedBytesMax)
 	if err != nil {
 		if !errors.Is(err, ErrUnknownOutcome) {
 			tk.giveBack() // nothing written

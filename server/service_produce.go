@@ -423,8 +423,7 @@ func partitionError(err error) error {
 	case errors.As(err, &lag):
 		p := lag.Pressure
 		return wire.ConsumerLagExceeded(p.Topic, p.Group, p.Lag, p.PauseLag, lag.RetryAfter.Milliseconds())
-	case errors.As(err, &full) && full.Tenant != "":
-		return wire.TenantQueueFull(full.Tenant, full.QueuedBytes, full.QueueBytesMax, queueFullRetryAfter.Milliseconds())
+
 	case errors.As(err, &ooo):
 		return wire.OutOfOrderSequence(ooo.ProducerID, ooo.Expected, ooo.Got)
 	case errors.As(err, &fenced):
@@ -436,6 +435,9 @@ func partitionError(err error) error {
 	case errors.Is(err, partition.ErrInvalidRecord), errors.Is(err, partition.ErrEntryTooLarge):
 		return wire.InvalidArgument("events", "%v", err)
 	case errors.As(err, &full):
+		if full.Tenant != "" {
+			return wire.TenantQueueFull(full.Tenant, full.QueuedBytes, full.QueueBytesMax, queueFullRetryAfter.Milliseconds())
+		}
 		return wire.QueueFull(full.QueuedBytes, full.QueueBytesMax, queueFullRetryAfter.Milliseconds())
 	case errors.Is(err, partition.ErrUnknownOutcome):
 		return wire.UnknownOutcome("%v", err)
