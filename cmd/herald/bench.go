@@ -3,6 +3,7 @@ package main
 import (
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"strings"
 
@@ -79,19 +80,7 @@ and the summary goes to stderr.`,
 					return usageError{err}
 				}
 				res, err := bench.Run(cmd.Context(), opts, cmd.ErrOrStderr())
-				if err != nil {
-					if errors.Is(err, bench.ErrInvalidOptions) {
-						return usageError{err}
-					}
-					return err
-				}
-				if !flags.asJSON {
-					return res.WriteSummary(cmd.OutOrStdout())
-				}
-				if err := res.WriteSummary(cmd.ErrOrStderr()); err != nil {
-					return err
-				}
-				return res.WriteJSON(cmd.OutOrStdout())
+				return writeBenchResult(cmd, flags.asJSON, res, err)
 			},
 		})
 	}
@@ -142,19 +131,7 @@ to --svg.`,
 				return usageError{err}
 			}
 			res, err := bench.RunNoisy(cmd.Context(), o, cmd.ErrOrStderr())
-			if err != nil {
-				if errors.Is(err, bench.ErrInvalidOptions) {
-					return usageError{err}
-				}
-				return err
-			}
-			if !flags.asJSON {
-				return res.WriteSummary(cmd.OutOrStdout())
-			}
-			if err := res.WriteSummary(cmd.ErrOrStderr()); err != nil {
-				return err
-			}
-			return res.WriteJSON(cmd.OutOrStdout())
+			return writeBenchResult(cmd, flags.asJSON, res, err)
 		},
 	}
 	f := cmd.Flags()
@@ -274,4 +251,29 @@ func splitList(s string) []string {
 		}
 	}
 	return items
+}
+
+// benchResult is what a bench scenario reports.
+type benchResult interface {
+	WriteSummary(io.Writer) error
+	WriteJSON(io.Writer) error
+}
+
+// writeBenchResult ends a bench command: a run refused for its options is
+// a usage error; a result is printed as a summary, or with asJSON as a
+// summary on stderr and one JSON object on stdout.
+func writeBenchResult[R benchResult](cmd *cobra.Command, asJSON bool, res R, err error) error {
+	if err != nil {
+		if errors.Is(err, bench.ErrInvalidOptions) {
+			return usageError{err}
+		}
+		return err
+	}
+	if !asJSON {
+		return res.WriteSummary(cmd.OutOrStdout())
+	}
+	if err := res.WriteSummary(cmd.ErrOrStderr()); err != nil {
+		return err
+	}
+	return res.WriteJSON(cmd.OutOrStdout())
 }
