@@ -100,3 +100,29 @@ func (c *LocalCluster) Close() error {
 	}
 	return errors.Join(errs...)
 }
+
+// startRunCluster starts the local cluster of a run given no servers:
+// localNodes nodes of exe (this binary when empty), announced on logOut.
+// Defer finishRun with the run's named results to end it.
+func startRunCluster(ctx context.Context, exe string, nodeArgs []string, logOut io.Writer) (*LocalCluster, error) {
+	exe, err := (&Options{Executable: exe}).executable()
+	if err != nil {
+		return nil, err
+	}
+	fmt.Fprintf(logOut, "bench: starting a local %d-node cluster (%s serve)\n", localNodes, exe)
+	return StartLocalCluster(ctx, exe, localNodes, nodeArgs, logOut)
+}
+
+// finishRun ends a run's local cluster, deferred with pointers to the
+// run's named results: a node that died during the run makes a run that
+// succeeded fail with that error and no result (its figures are suspect),
+// and a failure to close the cluster is joined to the run's error.
+func finishRun[R any](c *LocalCluster, res *R, err *error) {
+	if xerr := c.Exited(); xerr != nil && *err == nil {
+		var none R
+		*res, *err = none, xerr
+	}
+	if cerr := c.Close(); cerr != nil {
+		*err = errors.Join(*err, cerr)
+	}
+}

@@ -6,6 +6,7 @@ import (
 	"bufio"
 	"context"
 	"errors"
+	"io"
 	"os"
 	"os/exec"
 	"regexp"
@@ -116,4 +117,36 @@ func TestSmokeGroupOnLocalCluster(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, int64(3_000), res.Events, "every event acknowledged by the group")
 	assert.Greater(t, res.EventsPerSec, 0.0)
+}
+
+// A node that died during a run fails the run, which then reports no
+// figures; a run that failed already keeps its own error. The cluster is
+// closed either way.
+func TestFinishRunReportsANodeThatDied(t *testing.T) {
+	if testing.Short() {
+		t.Skip("smoke: runs a 3-node cluster of processes")
+	}
+	bin := proccluster.TestBinary(t)
+	t.Setenv("TMPDIR", t.TempDir())
+	ctx, cancel := context.WithTimeout(t.Context(), 90*time.Second)
+	defer cancel()
+	run := func(kill bool, runErr error) (res *Result, err error) {
+		cluster, err := startRunCluster(ctx, bin, nil, io.Discard)
+		require.NoError(t, err)
+		defer finishRun(cluster, &res, &err)
+		if kill {
+			require.NoError(t, cluster.procs.Kill(0))
+			require.Eventually(t, func() bool { return !cluster.procs.Running(0) }, 10*time.Second, 10*time.Millisecond)
+		}
+		return &Result{Events: 1}, runErr
+	}
+	res, err := run(false, nil)
+	require.NoError(t, err)
+	require.NotNil(t, res)
+	res, err = run(true, nil)
+	require.ErrorContains(t, err, "exited")
+	require.Nil(t, res, "figures reported from a run whose node died")
+	failed := errors.New("the run's own failure")
+	_, err = run(true, failed)
+	require.ErrorIs(t, err, failed)
 }

@@ -311,27 +311,12 @@ func RunNoisy(ctx context.Context, opts NoisyOptions, progressOut io.Writer) (re
 	)
 	servers := opts.Servers
 	if len(servers) == 0 {
-		exe := opts.Executable
-		if exe == "" {
-			if exe, err = (&Options{}).executable(); err != nil {
-				return nil, err
-			}
-		}
-		fmt.Fprintf(logOut, "bench: starting a local %d-node cluster (%s serve)\n", localNodes, exe)
-		cluster, err := StartLocalCluster(ctx, exe, localNodes, opts.NodeArgs, logOut)
-		if err != nil {
+		// Assigned, not declared: finishRun must see the named results.
+		var cluster *LocalCluster
+		if cluster, err = startRunCluster(ctx, opts.Executable, opts.NodeArgs, logOut); err != nil {
 			return nil, err
 		}
-		defer func() {
-			if cerr := cluster.Close(); cerr != nil {
-				err = errors.Join(err, cerr)
-			}
-		}()
-		defer func() {
-			if xerr := cluster.Exited(); xerr != nil && err == nil {
-				res, err = nil, xerr
-			}
-		}()
+		defer finishRun(cluster, &res, &err)
 		servers = cluster.GRPCAddrs()
 		mem = procMem{pids: cluster.PIDs()}
 		cpu = procCPU{pids: cluster.PIDs()}

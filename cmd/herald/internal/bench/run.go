@@ -66,26 +66,12 @@ func Run(ctx context.Context, opts Options, progressOut io.Writer) (res *Result,
 
 	servers := opts.Servers
 	if len(servers) == 0 {
-		exe, err := opts.executable()
-		if err != nil {
+		// Assigned, not declared: finishRun must see the named results.
+		var cluster *LocalCluster
+		if cluster, err = startRunCluster(ctx, opts.Executable, opts.NodeArgs, logOut); err != nil {
 			return nil, err
 		}
-		fmt.Fprintf(logOut, "bench: starting a local %d-node cluster (%s serve)\n", localNodes, exe)
-		cluster, err := StartLocalCluster(ctx, exe, localNodes, opts.NodeArgs, logOut)
-		if err != nil {
-			return nil, err
-		}
-		defer func() {
-			if cerr := cluster.Close(); cerr != nil {
-				err = errors.Join(err, cerr)
-			}
-		}()
-		defer func() {
-			// A node that died during the run makes its figures suspect.
-			if xerr := cluster.Exited(); xerr != nil && err == nil {
-				res, err = nil, xerr
-			}
-		}()
+		defer finishRun(cluster, &res, &err)
 		servers = cluster.GRPCAddrs()
 		e.cpu.meter = procCPU{pids: cluster.PIDs()}
 		e.result.Cluster = "local"
