@@ -183,25 +183,9 @@ func (w *floodWorker) send(cl *client.Client, rec *Recorder, process int, prefix
 	cancel()
 	op.Time = rec.Now()
 	op.LatencyNs = op.Time - inv
-	complete := err == nil && len(res) == len(events)
-	for _, r := range res {
-		complete = complete && r != nil
-	}
-	switch {
-	case complete:
-		op.Type = TypeOK
-		describeBatch(&op, res)
-	case err == nil:
-		op.Type, op.Error = TypeInfo, "incomplete results"
-	case errors.Is(err, client.ErrUnknownOutcome):
-		op.Type, op.Error = TypeInfo, err.Error()
-	default:
-		// Client.Produce reports an unknown outcome whenever an attempt
-		// may have been applied; anything else was definitely not written.
-		op.Type, op.Error = TypeFail, err.Error()
-		if errors.Is(err, client.ErrThrottled) {
-			op.Mode = floodRefused
-		}
+	settleBatch(&op, res, len(events), err)
+	if op.Type == TypeFail && errors.Is(err, client.ErrThrottled) {
+		op.Mode = floodRefused
 	}
 	rec.Record(op)
 	return op

@@ -141,28 +141,38 @@ func (w *batchProducer) send(rec *Recorder, partitions uint32, rng *rand.Rand, p
 	cancel()
 	op.Time = rec.Now()
 	op.LatencyNs = op.Time - inv
-	complete := err == nil && len(res) == len(events)
+	if settleBatch(&op, res, len(events), err) {
+		rec.noteAcked(w.topic, op.Partition, op.Offset+uint64(op.Count-1))
+		if len(op.Offsets) > 0 {
+			rec.noteAcked(w.topic, op.Partition, op.Offsets[len(op.Offsets)-1])
+		}
+	}
+	rec.Record(op)
+}
+
+// settleBatch completes the op of a batch of n events sent through the
+// SDK, from its results and error, and reports whether it was
+// acknowledged whole: ok (with its places, describeBatch), info when the
+// outcome is unknown (or results are missing), else fail: the SDK reports
+// an unknown outcome whenever an attempt may have been applied, so
+// anything else was definitely not written.
+func settleBatch(op *Op, res []*client.ProduceResult, n int, err error) bool {
+	complete := err == nil && len(res) == n
 	for _, r := range res {
 		complete = complete && r != nil
 	}
 	switch {
 	case complete:
 		op.Type = TypeOK
-		describeBatch(&op, res)
-		rec.noteAcked(w.topic, op.Partition, op.Offset+uint64(op.Count-1))
-		if len(op.Offsets) > 0 {
-			rec.noteAcked(w.topic, op.Partition, op.Offsets[len(op.Offsets)-1])
-		}
+		describeBatch(op, res)
 	case err == nil:
 		op.Type, op.Error = TypeInfo, "incomplete results"
 	case errors.Is(err, client.ErrUnknownOutcome):
 		op.Type, op.Error = TypeInfo, err.Error()
 	default:
-		// The SDK reports an unknown outcome whenever an attempt may have
-		// been applied; anything else was definitely not written.
 		op.Type, op.Error = TypeFail, err.Error()
 	}
-	rec.Record(op)
+	return complete
 }
 
 // describeBatch fills the places of an acknowledged batch: Offset and
