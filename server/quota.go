@@ -7,9 +7,8 @@ import (
 
 	"google.golang.org/protobuf/proto"
 
-	"github.com/heraldlog/herald/client/wire"
-
 	"github.com/heraldlog/herald/client/heraldpb"
+	"github.com/heraldlog/herald/client/wire"
 	"github.com/heraldlog/herald/partition"
 )
 
@@ -104,7 +103,7 @@ func (n *Node) refuseAtDoor(ctx context.Context, req *heraldpb.ProduceRequest, t
 // retry hint. The quota is split evenly over the partitions a tenant uses,
 // so a tenant refused by one of them is about as far over on the others.
 type quotaBlocks struct {
-	mu    sync.Mutex
+	mu    sync.RWMutex // read by every produce request, written on refusals
 	until map[string]time.Time
 }
 
@@ -140,8 +139,8 @@ func (b *quotaBlocks) block(tenant string, d time.Duration) {
 // one of them is (the shortest wait), else false.
 func (b *quotaBlocks) blocked(events []*heraldpb.Event) (tenant string, wait time.Duration, ok bool) {
 	now := time.Now()
-	b.mu.Lock()
-	defer b.mu.Unlock()
+	b.mu.RLock()
+	defer b.mu.RUnlock()
 	if len(b.until) == 0 {
 		return "", 0, false
 	}
