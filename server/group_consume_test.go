@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"strconv"
 	"testing"
 	"time"
@@ -410,11 +411,16 @@ func TestGroupConsumeFencing(t *testing.T) {
 	if !errors.As(wire.FromStatus(err), &nl) || nl.LeaderAddr != f.c.cfgs[leader].GRPCAddr {
 		t.Fatalf("stream on a follower: %v, want NOT_LEADER naming %s", err, f.c.cfgs[leader].GRPCAddr)
 	}
-	// A generation moved on mid-stream ends the stream at its next ack.
+	// A generation moved on mid-stream ends the stream at its next ack (or
+	// before it, when the leader notices the new generation first: the
+	// send then finds the stream ended, io.EOF, and Recv has its status).
 	stream := f.open(t, 2, "m2", 10)
 	recvBatch(t, stream)
 	f.assign(t, 3, "m3")
-	sendAck(t, stream, 1, 1)
+	if err := stream.Send(&heraldpb.GroupConsumeRequest{Msg: &heraldpb.GroupConsumeRequest_Ack{Ack: &heraldpb.GroupConsumeAck{
+		Id: 1, Before: 1}}}); err != nil && !errors.Is(err, io.EOF) {
+		t.Fatalf("send ack: %v", err)
+	}
 	for {
 		_, err := stream.Recv()
 		if err != nil {
