@@ -87,6 +87,12 @@ var (
 	// ErrThrottled matches every backpressure refusal (THROTTLED and
 	// QUEUE_FULL): nothing was written; RetryAfter gives the hint.
 	ErrThrottled = wire.ErrThrottled
+	// ErrUnauthenticated: no credentials, or credentials that are not
+	// valid (signature, key, expiry); nothing was done.
+	ErrUnauthenticated = wire.ErrUnauthenticated
+	// ErrPermissionDenied: the credentials do not allow the request;
+	// nothing was done.
+	ErrPermissionDenied = wire.ErrPermissionDenied
 )
 
 // The limits a backpressure refusal names (RetryAfter).

@@ -64,7 +64,50 @@ type Config struct {
 	// fetch bytes in flight, long polls and streams (limits.go); zero
 	// fields take the defaults.
 	Limits NodeLimits
+	// TLS, when its files are set, serves gRPC and HTTP (wss) over TLS and
+	// makes every link to a peer mutual TLS with this node's certificate
+	// (security: docs/security.md). Empty: plaintext.
+	TLS TLSFiles
+	// ClusterSecretFile names a file holding the secret that peers present
+	// to one another when the cluster runs without TLS; with TLS, peers
+	// are known by their certificates instead. Either way, the Raft
+	// transport and NodeInternal refuse every caller that is not a peer.
+	ClusterSecretFile string
+	// Auth, when its keys are set, requires a signed token on every
+	// client request (gRPC and WebSocket) and checks what it allows.
+	// Empty: no client credentials are checked.
+	Auth AuthConfig
+	// AdminAddr, when set, serves the operations endpoints that must not
+	// be public (pprof, and /metrics with tenant labels) on their own
+	// listener; bind it to loopback. Empty: no admin listener.
+	AdminAddr string
+	// AdminListener, when set, is used instead of listening on AdminAddr.
+	AdminListener net.Listener
 }
+
+// TLSFiles names the PEM files of a node's TLS identity. CertFile and
+// KeyFile are this node's certificate (issued by the cluster CA, naming
+// the node: `herald certs node`) and key; CAFile is the cluster CA, which
+// every peer's certificate, and every client certificate, must chain to.
+// The files are read again when they change (rotation without restart).
+type TLSFiles struct {
+	CertFile, KeyFile, CAFile string
+}
+
+// Enabled reports whether TLS is configured.
+func (t TLSFiles) Enabled() bool { return t.CertFile != "" || t.KeyFile != "" || t.CAFile != "" }
+
+// AuthConfig configures the checking of client tokens.
+type AuthConfig struct {
+	// KeysFile names a PEM file of one or more Ed25519 public keys
+	// (`herald token keygen`); a token signed by any of them is valid
+	// until it expires. Several keys allow rotation. Read again when it
+	// changes.
+	KeysFile string
+}
+
+// Enabled reports whether client tokens are required.
+func (a AuthConfig) Enabled() bool { return a.KeysFile != "" }
 
 // BatchTuning tunes the partition batchers (partition.BatcherOptions).
 type BatchTuning struct {

@@ -64,6 +64,15 @@ const (
 	// (consumer_lag) or what (node_limit: produce_bytes, fetch_bytes,
 	// streams, long_polls).
 	ErrorReason_THROTTLED ErrorReason = 31
+	// The request carries no credentials, or credentials that are not
+	// valid (bad signature, unknown key, expired). Nothing done. metadata:
+	// what (missing, malformed, signature, expired, not_yet_valid).
+	ErrorReason_UNAUTHENTICATED ErrorReason = 32
+	// The request's credentials do not allow it (another tenant's events,
+	// a topic outside the token's, an action it does not grant, an admin
+	// operation without an admin token). Nothing done. metadata: action,
+	// and tenant or topic when one is named.
+	ErrorReason_PERMISSION_DENIED ErrorReason = 33
 )
 
 // Enum value maps for ErrorReason.
@@ -100,6 +109,8 @@ var (
 		28: "TOO_MANY_MEMBERS",
 		30: "GROUP_FENCED",
 		31: "THROTTLED",
+		32: "UNAUTHENTICATED",
+		33: "PERMISSION_DENIED",
 	}
 	ErrorReason_value = map[string]int32{
 		"ERROR_REASON_UNSPECIFIED":   0,
@@ -133,6 +144,8 @@ var (
 		"TOO_MANY_MEMBERS":           28,
 		"GROUP_FENCED":               30,
 		"THROTTLED":                  31,
+		"UNAUTHENTICATED":            32,
+		"PERMISSION_DENIED":          33,
 	}
 )
 
@@ -6860,7 +6873,7 @@ const file_client_heraldpb_herald_proto_rawDesc = "" +
 	"\rProcessedMark\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x1a\n" +
 	"\bsequence\x18\x02 \x01(\x04R\bsequence\x12\x16\n" +
-	"\x06offset\x18\x03 \x01(\x04R\x06offset*\x94\x05\n" +
+	"\x06offset\x18\x03 \x01(\x04R\x06offset*\xc0\x05\n" +
 	"\vErrorReason\x12\x1c\n" +
 	"\x18ERROR_REASON_UNSPECIFIED\x10\x00\x12\x0e\n" +
 	"\n" +
@@ -6896,7 +6909,9 @@ const file_client_heraldpb_herald_proto_rawDesc = "" +
 	"\x10STALE_GENERATION\x10\x1b\x12\x14\n" +
 	"\x10TOO_MANY_MEMBERS\x10\x1c\x12\x10\n" +
 	"\fGROUP_FENCED\x10\x1e\x12\r\n" +
-	"\tTHROTTLED\x10\x1f*K\n" +
+	"\tTHROTTLED\x10\x1f\x12\x13\n" +
+	"\x0fUNAUTHENTICATED\x10 \x12\x15\n" +
+	"\x11PERMISSION_DENIED\x10!*K\n" +
 	"\bOrdering\x12\x18\n" +
 	"\x14ORDERING_UNSPECIFIED\x10\x00\x12\x0e\n" +
 	"\n" +

@@ -348,3 +348,26 @@ func GroupFenced(topic, group string, partition uint32, generation, current uint
 			MetadataCurrentGeneration: strconv.FormatUint(current, 10),
 		})
 }
+
+// Unauthenticated refuses a request without valid credentials; what says
+// why (missing, malformed, signature, expired, not_yet_valid). Nothing was
+// done.
+func Unauthenticated(what, detail string) error {
+	return newError(heraldpb.ErrorReason_UNAUTHENTICATED,
+		fmt.Sprintf("herald: unauthenticated: %s", detail),
+		map[string]string{MetadataWhat: what})
+}
+
+// PermissionDenied refuses a request its credentials do not allow; action
+// names what was asked (produce, consume, groups, admin), and tenant or
+// topic, when not empty, what it was asked for. Nothing was done.
+func PermissionDenied(action, tenant, topic, detail string) error {
+	md := map[string]string{MetadataAction: action}
+	if tenant != "" {
+		md[MetadataTenant] = tenant
+	}
+	if topic != "" {
+		md[MetadataTopic] = topic
+	}
+	return newError(heraldpb.ErrorReason_PERMISSION_DENIED, "herald: permission denied: "+detail, md)
+}

@@ -43,6 +43,9 @@ const (
 	// MetadataWhat names the node limit of a THROTTLED refusal with limit
 	// node_limit (produce_bytes, fetch_bytes, streams, long_polls).
 	MetadataWhat = "what"
+	// MetadataAction names the action a PERMISSION_DENIED refusal was
+	// asked for: produce, consume, groups or admin.
+	MetadataAction = "action"
 )
 
 // The limits a THROTTLED or QUEUE_FULL refusal names (MetadataLimit).

@@ -87,6 +87,13 @@ var (
 	// partition's current assignment (a rebalance gave it to another
 	// generation). Nothing of the request was written.
 	ErrGroupFenced = errors.New("herald: consumer group member fenced")
+	// ErrUnauthenticated: the request had no credentials, or credentials
+	// that are not valid (signature, key, expiry); nothing was done.
+	ErrUnauthenticated = errors.New("herald: unauthenticated")
+	// ErrPermissionDenied: the request's credentials do not allow it
+	// (another tenant, a topic or action the token does not grant, an
+	// admin operation without an admin token); nothing was done.
+	ErrPermissionDenied = errors.New("herald: permission denied")
 
 	// ErrUnavailable has no reason of its own: it stands for a gRPC
 	// UNAVAILABLE status without a Herald ErrorInfo (a node that did not
@@ -140,6 +147,8 @@ var reasonTable = [...]reasonRow{
 	{heraldpb.ErrorReason_TOO_MANY_MEMBERS, codes.ResourceExhausted, ErrTooManyMembers},
 	{heraldpb.ErrorReason_GROUP_FENCED, codes.FailedPrecondition, ErrGroupFenced},
 	{heraldpb.ErrorReason_THROTTLED, codes.ResourceExhausted, ErrThrottled},
+	{heraldpb.ErrorReason_UNAUTHENTICATED, codes.Unauthenticated, ErrUnauthenticated},
+	{heraldpb.ErrorReason_PERMISSION_DENIED, codes.PermissionDenied, ErrPermissionDenied},
 }
 
 // alsoMatches names the one further sentinel a reason matches, besides its
