@@ -1,6 +1,7 @@
 package client
 
 import (
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -65,6 +66,16 @@ type Config struct {
 	MaxPendingBytes int64
 	// Logger receives retries at DEBUG. Nil means slog.Default().
 	Logger *slog.Logger
+	// TLS, when set, makes every connection TLS with this configuration
+	// (its RootCAs: the cluster CA; its Certificates: a client certificate,
+	// when the cluster asks for one). Nil: plaintext. The WebSocket client
+	// uses it for wss.
+	TLS *tls.Config
+	// Token is the signed credential sent with every request (gRPC
+	// metadata "authorization: Bearer <token>"; the WebSocket client sends
+	// it when it connects), for a cluster that checks them
+	// (docs/security.md). Empty: none sent.
+	Token string
 	// DialOptions are appended after the SDK's own (insecure transport
 	// credentials, message size limits, connect backoff), so they override
 	// them; TLS is configured here.
