@@ -69,6 +69,7 @@ func newRootCommand(env environment) *cobra.Command {
 		newProduceCommand(env),
 		newConsumeCommand(env),
 		newClusterCommand(env),
+		newContextCommand(env),
 		newTopCommand(env),
 		newBenchCmd(),
 		newJepsenCmd(),
