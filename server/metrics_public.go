@@ -15,10 +15,11 @@ import (
 // tenantLabel is the label that marks a series as tenant data.
 const tenantLabel = "tenant"
 
-// metricTenantSeriesHidden is the gauge the public /metrics carries when
-// it hides the tenant series: tools that read tenant usage from it
-// (`herald top`, `herald tenant describe`) tell "hidden" from "none yet".
-const metricTenantSeriesHidden = "herald_metrics_tenant_series_hidden"
+// MetricTenantSeriesHidden is the gauge (value 1) the public /metrics
+// carries when it hides the tenant series: tools that read tenant usage
+// from it (`herald top`, `herald tenant describe`) tell "hidden" from
+// "none yet".
+const MetricTenantSeriesHidden = "herald_metrics_tenant_series_hidden"
 
 // withoutTenantSeries wraps a Gatherer and drops every series with a
 // tenant label, and every family left without series. It filters what
@@ -64,14 +65,14 @@ func hasLabel(m *dto.Metric, name string) bool {
 
 // publicGatherer returns what the public HTTP port's /metrics serves from
 // the node's registry: everything without client credentials; with them,
-// the registry without tenant series, plus metricTenantSeriesHidden.
+// the registry without tenant series, plus MetricTenantSeriesHidden.
 func publicGatherer(reg *prometheus.Registry, auth AuthConfig) prometheus.Gatherer {
 	if !auth.Enabled() {
 		return reg
 	}
 	marker := prometheus.NewRegistry()
 	marker.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
-		Name: metricTenantSeriesHidden,
+		Name: MetricTenantSeriesHidden,
 		Help: "1: this endpoint hides every series with a tenant label (client credentials are required); the admin listener serves them.",
 	}, func() float64 { return 1 }))
 	return prometheus.Gatherers{withoutTenantSeries{inner: reg}, marker}

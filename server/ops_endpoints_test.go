@@ -126,13 +126,13 @@ func TestPublicMetricsHideTenantSeriesWithAuth(t *testing.T) {
 		code, body := httpGetStatus(t, n.AdminAddr(), "/metrics")
 		require.Equal(t, http.StatusOK, code)
 		assert.Contains(t, body, `herald_admission_admitted_events_total{tenant="acme"} 1`)
-		assert.NotContains(t, body, metricTenantSeriesHidden)
+		assert.NotContains(t, body, MetricTenantSeriesHidden)
 
 		code, body = httpGetStatus(t, n.HTTPAddr(), "/metrics")
 		require.Equal(t, http.StatusOK, code)
 		assert.Empty(t, tenantSeries(body))
 		assert.NotContains(t, body, "acme")
-		assert.Contains(t, body, metricTenantSeriesHidden+" 1")
+		assert.Contains(t, body, MetricTenantSeriesHidden+" 1")
 		// The rest is still there: node-wide series without a tenant.
 		assert.Contains(t, body, "herald_admission_partition_admitted_events_total")
 		assert.Contains(t, body, "go_goroutines")
@@ -143,7 +143,7 @@ func TestPublicMetricsHideTenantSeriesWithAuth(t *testing.T) {
 		code, body := httpGetStatus(t, c.nodes[0].HTTPAddr(), "/metrics")
 		require.Equal(t, http.StatusOK, code)
 		assert.Contains(t, body, `herald_admission_admitted_events_total{tenant="acme"} 1`)
-		assert.NotContains(t, body, metricTenantSeriesHidden)
+		assert.NotContains(t, body, MetricTenantSeriesHidden)
 	})
 }
 
