@@ -201,3 +201,23 @@ func TestHealthStartsNotServing(t *testing.T) {
 		assert.Equal(t, healthpb.HealthCheckResponse_NOT_SERVING, resp.GetStatus(), "service %q", s)
 	}
 }
+
+// isLoopback decides the admin listener's warning: only loopback
+// addresses are quiet; every interface (unspecified) is not loopback.
+func TestIsLoopback(t *testing.T) {
+	for _, tc := range []struct {
+		addr net.Addr
+		want bool
+	}{
+		{&net.TCPAddr{IP: net.ParseIP("127.0.0.1"), Port: 7901}, true},
+		{&net.TCPAddr{IP: net.ParseIP("127.5.0.1"), Port: 7901}, true},
+		{&net.TCPAddr{IP: net.IPv6loopback, Port: 7901}, true},
+		{&net.TCPAddr{IP: net.IPv4zero, Port: 7901}, false},
+		{&net.TCPAddr{IP: net.IPv6unspecified, Port: 7901}, false},
+		{&net.TCPAddr{IP: net.ParseIP("10.0.0.1"), Port: 7901}, false},
+		{&net.UnixAddr{Name: "localhost:7901", Net: "unix"}, true},
+		{&net.UnixAddr{Name: "admin.sock", Net: "unix"}, false},
+	} {
+		assert.Equal(t, tc.want, isLoopback(tc.addr), "%s", tc.addr)
+	}
+}

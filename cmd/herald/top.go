@@ -58,10 +58,10 @@ cluster and refreshed every --interval.
 
 The nodes' HTTP addresses come from the cluster status (asked of --server
 every frame); each node's /metrics is read and the herald_admission_*
-series are compared with the previous read. A cluster that requires
-credentials hides the tenant series on the nodes' HTTP port: --admin
-names the nodes' admin listeners (--admin-addr), read instead. The first frame therefore
-appears after one interval. --once prints one frame without clearing the
+series are compared with the previous read. The first frame therefore
+appears after one interval. A cluster that requires credentials hides the
+tenant series on the nodes' HTTP port: --admin names the nodes' admin
+listeners (--admin-addr), read instead. --once prints one frame without clearing the
 screen and exits; otherwise the screen is cleared (ANSI) before each frame
 until Ctrl-C.`,
 		Args: cobra.NoArgs,
