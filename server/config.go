@@ -30,7 +30,9 @@ type Config struct {
 	// GRPCAddr is the one gRPC listen address for clients and peers; it is
 	// also the address advertised to peers, so it must be reachable by them.
 	GRPCAddr string
-	// HTTPAddr serves /metrics, /healthz and /readyz.
+	// HTTPAddr is the public HTTP port: /metrics (without tenant series
+	// when Auth is enabled), /healthz, /readyz and the WebSocket gateway.
+	// pprof is served only on the admin listener (AdminAddr).
 	HTTPAddr string
 	// Peers maps node id to gRPC address for every initial node, this one
 	// included. It bootstraps the controller group on first start.
@@ -334,6 +336,11 @@ func (c *Config) Validate() error {
 	for name, addr := range map[string]string{"grpc": c.GRPCAddr, "http": c.HTTPAddr} {
 		if _, _, err := net.SplitHostPort(addr); err != nil {
 			errs = append(errs, fmt.Errorf("server: %s address %q: %w", name, addr, err))
+		}
+	}
+	if c.AdminAddr != "" && c.AdminListener == nil {
+		if _, _, err := net.SplitHostPort(c.AdminAddr); err != nil {
+			errs = append(errs, fmt.Errorf("server: admin address %q: %w", c.AdminAddr, err))
 		}
 	}
 	if len(c.Peers) > 0 {

@@ -5,17 +5,16 @@ import (
 	"fmt"
 	"net"
 	"net/http"
-	"net/http/pprof"
-	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
 
-// startHTTP serves /metrics, /healthz (the process is up), /readyz (the
-// controller has a leader and every replica assigned here is open) and the
-// WebSocket gateway at /v1/ws.
+// startHTTP registers the node's metrics and serves the public HTTP port:
+// /metrics (without tenant series when credentials are required),
+// /healthz, /readyz and the WebSocket gateway at /v1/ws. pprof is only on
+// the admin listener (admin.go).
 func (n *Node) startHTTP() error {
 	reg := n.registry
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
@@ -38,27 +37,17 @@ func (n *Node) startHTTP() error {
 	}
 
 	mux := http.NewServeMux()
-	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
-	// Profiles for operators (CPU, heap, goroutines): the HTTP port is an
-	// operations port, not for clients.
-	mux.HandleFunc("/debug/pprof/", pprof.Index)
-	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
-	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
-	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	// The public port is reachable by clients: its /metrics hides the
+	// tenant series when credentials are required (metrics_public.go), and
+	// it serves no pprof at all (profiles are on the admin listener,
+	// admin.go).
+	public := publicGatherer(reg, n.cfg.Auth)
+	mux.Handle("/metrics", promhttp.HandlerFor(public, promhttp.HandlerOpts{Registry: reg}))
 	// The WebSocket gateway (ws_gateway.go): a client port, beside the
 	// operations endpoints.
 	n.ws = newWSGateway(n)
 	mux.Handle(wsPath, n.ws)
-	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) {
-		fmt.Fprintln(w, "ok")
-	})
-	mux.HandleFunc("/readyz", func(w http.ResponseWriter, _ *http.Request) {
-		if err := n.ready(); err != nil {
-			http.Error(w, err.Error(), http.StatusServiceUnavailable)
-			return
-		}
-		fmt.Fprintln(w, "ready")
-	})
+	n.handleHealth(mux)
 	lis := n.cfg.HTTPListener
 	if lis == nil {
 		var err error
@@ -67,7 +56,7 @@ func (n *Node) startHTTP() error {
 		}
 	}
 	n.httpLis = lis
-	n.httpServer = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	n.httpServer = &http.Server{Handler: mux, ReadHeaderTimeout: httpReadHeaderTimeout}
 	n.wg.Add(1)
 	go func() {
 		defer n.wg.Done()
@@ -78,6 +67,25 @@ func (n *Node) startHTTP() error {
 	return nil
 }
 
+// handleHealth adds /healthz (the process is up) and /readyz (ready, 200,
+// or why not, 503) to mux: the public port and the admin listener serve
+// both.
+func (n *Node) handleHealth(mux *http.ServeMux) {
+	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) {
+		fmt.Fprintln(w, "ok")
+	})
+	mux.HandleFunc("/readyz", func(w http.ResponseWriter, _ *http.Request) {
+		if err := n.ready(); err != nil {
+			http.Error(w, err.Error(), http.StatusServiceUnavailable)
+			return
+		}
+		fmt.Fprintln(w, "ready")
+	})
+}
+
+// ready returns nil when the node serves: the controller has a leader,
+// this node's registry has caught up with it, and every replica assigned
+// here is open. /readyz and the gRPC health service (health.go) report it.
 func (n *Node) ready() error {
 	if id, _ := n.controllerLeader(); id == "" {
 		return errors.New("no controller leader")

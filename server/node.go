@@ -17,6 +17,8 @@ import (
 	hraft "github.com/hashicorp/raft"
 	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
 	"github.com/heraldlog/herald/client/heraldpb"
 	heraldlog "github.com/heraldlog/herald/log"
@@ -27,7 +29,8 @@ import (
 
 // Node is one running Herald node: one Pebble log, one gRPC server for
 // clients and peers (the Herald API, NodeInternal and the Raft transport),
-// one HTTP server, the controller group and the partition replicas the
+// one public HTTP server (and, when configured, an admin listener), the
+// gRPC health service, the controller group and the partition replicas the
 // controller assigned here.
 //
 // Start it with StartNode and stop it with Close; in between every method
@@ -42,6 +45,13 @@ type Node struct {
 	grpcLis    net.Listener
 	httpServer *http.Server
 	httpLis    net.Listener
+	// adminServer and adminLis are the admin listener (admin.go), nil
+	// when none is configured.
+	adminServer *http.Server
+	adminLis    net.Listener
+	// health is the gRPC health service (health.go): written by
+	// healthLoop while the node runs, shut down by Close.
+	health *health.Server
 
 	controllerFSM *controller.FSM
 	controller    *heraldraft.Group
@@ -207,6 +217,8 @@ func StartNodeContext(ctx context.Context, cfg Config) (_ *Node, err error) {
 	n.mux.Register(n.grpcServer)
 	heraldpb.RegisterHeraldServer(n.grpcServer, &heraldService{node: n})
 	heraldpb.RegisterNodeInternalServer(n.grpcServer, &internalService{node: n})
+	n.health = newHealthServer()
+	healthpb.RegisterHealthServer(n.grpcServer, n.health)
 	if n.grpcLis = cfg.GRPCListener; n.grpcLis == nil {
 		if n.grpcLis, err = net.Listen("tcp", cfg.GRPCAddr); err != nil {
 			return nil, fmt.Errorf("server: listen grpc: %w", err)
@@ -228,12 +240,16 @@ func StartNodeContext(ctx context.Context, cfg Config) (_ *Node, err error) {
 	if err := n.startHTTP(); err != nil {
 		return nil, err
 	}
-	n.wg.Add(4)
+	if err := n.startAdmin(); err != nil {
+		return nil, err
+	}
+	n.wg.Add(5)
 	go n.reconcileLoop()
 	go n.lag.loop()
 	go n.retentionLoop()
 	go n.autoTenantLoop()
-	n.logger.Info("node started", "grpc", cfg.GRPCAddr, "http", cfg.HTTPAddr, "data", cfg.DataDir)
+	go n.healthLoop()
+	n.logger.Info("node started", "grpc", cfg.GRPCAddr, "http", cfg.HTTPAddr, "admin", n.AdminAddr(), "data", cfg.DataDir)
 	return n, nil
 }
 
@@ -418,12 +434,19 @@ func (n *Node) Close() {
 	n.mu.replicas = map[uint64]*partition.Replica{}
 	n.mu.Unlock()
 
+	// NOT_SERVING from here on: health checkers stop sending traffic
+	// before the servers go (Shutdown makes healthLoop's updates no-ops).
+	if n.health != nil {
+		n.health.Shutdown()
+	}
 	close(n.stop)
 	n.cancel()
-	if n.httpServer != nil {
-		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-		_ = n.httpServer.Shutdown(ctx)
-		cancel()
+	for _, srv := range []*http.Server{n.httpServer, n.adminServer} {
+		if srv != nil {
+			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+			_ = srv.Shutdown(ctx)
+			cancel()
+		}
 	}
 	// Stop accepting RPCs first so that no handler races the shutdown of
 	// the replicas it would use; give in-flight ones a moment.

@@ -117,6 +117,13 @@ func (s *syncLines) awaitLines(t *testing.T, n int, timeout time.Duration) {
 // when the test ends.
 func startFollowCluster(t *testing.T, size int) ([]*server.Node, []string) {
 	t.Helper()
+	return startFollowClusterConfig(t, size, nil)
+}
+
+// startFollowClusterConfig is startFollowCluster with each node's config
+// changed by mutate (when not nil) before it starts.
+func startFollowClusterConfig(t *testing.T, size int, mutate func(*server.Config)) ([]*server.Node, []string) {
+	t.Helper()
 	peers := map[string]string{}
 	lis := make([]net.Listener, size)
 	for i := range size {
@@ -141,12 +148,16 @@ func startFollowCluster(t *testing.T, size int) ([]*server.Node, []string) {
 		id := fmt.Sprintf("n%d", i+1)
 		httpLis, err := net.Listen("tcp", "127.0.0.1:0")
 		require.NoError(t, err)
-		n, err := server.StartNode(server.Config{
+		cfg := server.Config{
 			NodeID: id, DataDir: filepath.Join(root, id),
 			GRPCAddr: peers[id], HTTPAddr: httpLis.Addr().String(), Peers: peers,
 			GRPCListener: lis[i], HTTPListener: httpLis,
 			Logger: slog.New(slog.DiscardHandler),
-		})
+		}
+		if mutate != nil {
+			mutate(&cfg)
+		}
+		n, err := server.StartNode(cfg)
 		require.NoError(t, err, "start %s", id)
 		nodes[i] = n
 		addrs = append(addrs, peers[id])

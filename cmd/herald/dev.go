@@ -18,7 +18,8 @@ import (
 
 // Limits and delays of `herald dev`.
 const (
-	// devNodesMax keeps HTTP ports (port-base+100+i) clear of gRPC ports.
+	// devNodesMax keeps HTTP ports (port-base+100+i) clear of gRPC ports,
+	// and admin ports (port-base+200+i) clear of HTTP ports.
 	devNodesMax          = 99
 	devRestartDelay      = time.Second
 	devStopTimeout       = 10 * time.Second
@@ -38,11 +39,12 @@ func newDevCommand() *cobra.Command {
 		Use:   "dev",
 		Short: "Run a local cluster: nodes n1..nN as child processes",
 		Long: `Run a local cluster of N nodes, each a child process running this binary's
-"serve". Node i listens for gRPC on 127.0.0.1:<port-base+i> and for HTTP on
-127.0.0.1:<port-base+100+i>, keeps its data in <data>/n<i>, and writes its
-stdout and stderr to <data>/n<i>/node.log.
+"serve". Node i listens for gRPC on 127.0.0.1:<port-base+i>, for HTTP on
+127.0.0.1:<port-base+100+i> and has its admin listener (pprof, the full
+/metrics) on 127.0.0.1:<port-base+200+i>; it keeps its data in <data>/n<i>
+and writes its stdout and stderr to <data>/n<i>/node.log.
 
-Prints one line per node ("n1 pid=... grpc=... http=... data=..."), then
+Prints one line per node ("n1 pid=... grpc=... http=... admin=... data=..."), then
 "ready" once the controller has a leader. A node that dies is reported as
 "n1 exited: <reason>"; with --restart it is started again after 1s. SIGINT
 or SIGTERM stops every node (SIGTERM, then SIGKILL after 10s) and exits 0.
@@ -74,7 +76,7 @@ Running dev again on the same --data resumes the cluster.`,
 	f := cmd.Flags()
 	f.IntVar(&nodes, "nodes", 3, "number of nodes")
 	f.StringVar(&dataDir, "data", "./data", "parent of the nodes' data directories")
-	f.IntVar(&portBase, "port-base", 7700, "node i uses gRPC port port-base+i and HTTP port port-base+100+i")
+	f.IntVar(&portBase, "port-base", 7700, "node i uses gRPC port port-base+i, HTTP port port-base+100+i and admin port port-base+200+i")
 	f.BoolVar(&restart, "restart", false, "restart a node 1s after it exits")
 	// The node limits, passed on to every node's serve.
 	limits.register(f)
@@ -82,15 +84,15 @@ Running dev again on the same --data resumes the cluster.`,
 }
 
 // devLayout places nodes n1..nN: gRPC on 127.0.0.1:<portBase+i>, HTTP on
-// 127.0.0.1:<portBase+100+i>, data in <dataDir>/n<i>, log in
+// 127.0.0.1:<portBase+100+i>, admin on 127.0.0.1:<portBase+200+i>, data in <dataDir>/n<i>, log in
 // <dataDir>/n<i>/node.log.
 func devLayout(nodes int, dataDir string, portBase int) ([]proccluster.Node, error) {
 	var errs []error
 	if nodes < 1 || nodes > devNodesMax {
 		errs = append(errs, fmt.Errorf("--nodes %d: want 1 to %d", nodes, devNodesMax))
 	}
-	if portBase < 1 || portBase+100+nodes > 65535 {
-		errs = append(errs, fmt.Errorf("--port-base %d: ports %d to %d must lie in 1-65535", portBase, portBase+1, portBase+100+nodes))
+	if portBase < 1 || portBase+200+nodes > 65535 {
+		errs = append(errs, fmt.Errorf("--port-base %d: ports %d to %d must lie in 1-65535", portBase, portBase+1, portBase+200+nodes))
 	}
 	if dataDir == "" {
 		errs = append(errs, errors.New("--data is required"))
@@ -106,8 +108,10 @@ func devLayout(nodes int, dataDir string, portBase int) ([]proccluster.Node, err
 			ID:       id,
 			GRPCAddr: fmt.Sprintf("127.0.0.1:%d", portBase+i+1),
 			HTTPAddr: fmt.Sprintf("127.0.0.1:%d", portBase+100+i+1),
-			DataDir:  dir,
-			LogPath:  filepath.Join(dir, "node.log"),
+			// Loopback only: pprof and every tenant's metrics.
+			AdminAddr: fmt.Sprintf("127.0.0.1:%d", portBase+200+i+1),
+			DataDir:   dir,
+			LogPath:   filepath.Join(dir, "node.log"),
 		}
 	}
 	return layout, nil
@@ -187,7 +191,7 @@ func (s *supervisor) run(ctx context.Context) error {
 		p := cluster.Process(i)
 		alive[i] = p
 		n := nodes[i]
-		fmt.Fprintf(s.out, "%s pid=%d grpc=%s http=%s data=%s\n", n.ID, p.Pid(), n.GRPCAddr, n.HTTPAddr, n.DataDir)
+		fmt.Fprintf(s.out, "%s pid=%d grpc=%s http=%s admin=%s data=%s\n", n.ID, p.Pid(), n.GRPCAddr, n.HTTPAddr, n.AdminAddr, n.DataDir)
 		return nil
 	}
 	for i := range nodes {

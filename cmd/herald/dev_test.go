@@ -21,9 +21,9 @@ func TestDevLayout(t *testing.T) {
 	nodes, err := devLayout(3, "data", 7700)
 	require.NoError(t, err)
 	assert.Equal(t, []proccluster.Node{
-		{ID: "n1", GRPCAddr: "127.0.0.1:7701", HTTPAddr: "127.0.0.1:7801", DataDir: filepath.Join("data", "n1"), LogPath: filepath.Join("data", "n1", "node.log")},
-		{ID: "n2", GRPCAddr: "127.0.0.1:7702", HTTPAddr: "127.0.0.1:7802", DataDir: filepath.Join("data", "n2"), LogPath: filepath.Join("data", "n2", "node.log")},
-		{ID: "n3", GRPCAddr: "127.0.0.1:7703", HTTPAddr: "127.0.0.1:7803", DataDir: filepath.Join("data", "n3"), LogPath: filepath.Join("data", "n3", "node.log")},
+		{ID: "n1", GRPCAddr: "127.0.0.1:7701", HTTPAddr: "127.0.0.1:7801", AdminAddr: "127.0.0.1:7901", DataDir: filepath.Join("data", "n1"), LogPath: filepath.Join("data", "n1", "node.log")},
+		{ID: "n2", GRPCAddr: "127.0.0.1:7702", HTTPAddr: "127.0.0.1:7802", AdminAddr: "127.0.0.1:7902", DataDir: filepath.Join("data", "n2"), LogPath: filepath.Join("data", "n2", "node.log")},
+		{ID: "n3", GRPCAddr: "127.0.0.1:7703", HTTPAddr: "127.0.0.1:7803", AdminAddr: "127.0.0.1:7903", DataDir: filepath.Join("data", "n3"), LogPath: filepath.Join("data", "n3", "node.log")},
 	}, nodes)
 	assert.Equal(t, "n1=127.0.0.1:7701,n2=127.0.0.1:7702,n3=127.0.0.1:7703", proccluster.Peers(nodes))
 
@@ -31,11 +31,12 @@ func TestDevLayout(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, "127.0.0.1:9005", five[4].GRPCAddr)
 	assert.Equal(t, "127.0.0.1:9105", five[4].HTTPAddr)
+	assert.Equal(t, "127.0.0.1:9205", five[4].AdminAddr)
 
 	for _, bad := range []struct {
 		nodes, base int
 		data        string
-	}{{0, 7700, "d"}, {devNodesMax + 1, 7700, "d"}, {3, 65500, "d"}, {3, 0, "d"}, {3, 7700, ""}} {
+	}{{0, 7700, "d"}, {devNodesMax + 1, 7700, "d"}, {3, 65500, "d"}, {3, 65333, "d"}, {3, 0, "d"}, {3, 7700, ""}} {
 		_, err := devLayout(bad.nodes, bad.data, bad.base)
 		assert.Equal(t, exitUsage, exitCode(err), "%+v", bad)
 	}
@@ -109,7 +110,7 @@ func TestSupervisor(t *testing.T) {
 	done := make(chan error, 1)
 	go func() { done <- s.run(ctx); _ = outW.Close() }()
 
-	pidLine := regexp.MustCompile(`^(n[12]) pid=(\d+) grpc=127\.0\.0\.1:770[12] http=127\.0\.0\.1:780[12] data=` + regexp.QuoteMeta(dir) + `/n[12]$`)
+	pidLine := regexp.MustCompile(`^(n[12]) pid=(\d+) grpc=127\.0\.0\.1:770[12] http=127\.0\.0\.1:780[12] admin=127\.0\.0\.1:790[12] data=` + regexp.QuoteMeta(dir) + `/n[12]$`)
 	started := map[string]int{}
 	for range 2 {
 		m := pidLine.FindStringSubmatch(lines.next(t))

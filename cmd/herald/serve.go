@@ -66,6 +66,7 @@ state are not affected. See docs/operations.md.`,
 	f.StringVar(&cfg.DataDir, "data", "", "data directory (required)")
 	f.StringVar(&cfg.GRPCAddr, "grpc", "", "gRPC listen and advertised address, host:port (required)")
 	f.StringVar(&cfg.HTTPAddr, "http", "", "HTTP address for /metrics, health and the WebSocket gateway (/v1/ws), host:port (required)")
+	f.StringVar(&cfg.AdminAddr, "admin-addr", "", "admin listener for pprof, the full /metrics (with tenant series), /healthz and /readyz, host:port; plaintext and without credentials: bind it to loopback (default: none)")
 	f.StringVar(&peers, "peers", "", "initial nodes: n1=host:port,n2=host:port,...")
 	f.BoolVar(&cfg.Rejoin, "rejoin", false, "this node's data directory was wiped: rejoin every group without state from its peers, never bootstrap it")
 	f.StringVar(&dialVia, "dial-via", "", "fault injection: dial peer ADDR through PROXY instead, as ADDR=PROXY,...")

@@ -168,9 +168,10 @@ func newTenantDescribeCommand(opts *clientOptions) *cobra.Command {
 	var (
 		asJSON, stale bool
 		window        time.Duration
+		adminFlag     string
 	)
 	cmd := &cobra.Command{
-		Use:   "describe NAME [--usage-window D] [--json]",
+		Use:   "describe NAME [--usage-window D] [--admin ADDRS] [--json]",
 		Short: "Describe a tenant, its quota and its current usage",
 		Long: `Describe a tenant, its quota and its current usage against the quota:
 admitted events/s and bytes/s over --usage-window, and the produce requests
@@ -178,11 +179,18 @@ throttled and refused by limit (tenant_quota, partition_queue, consumer_lag,
 node_limit, deadline), summed over the nodes. The usage is read from every
 node's /metrics (the HTTP address each reports in the cluster status), twice,
 --usage-window apart; "no usage recorded" means no node has admission
-metrics for the tenant (nothing produced since the nodes started).`,
+metrics for the tenant (nothing produced since the nodes started). A
+cluster that requires credentials hides the tenant series on the nodes'
+HTTP port: --admin names the nodes' admin listeners (--admin-addr), read
+instead.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if window < 0 || window > usageWindowMax {
 				return usagef("--usage-window %s: want 0 (no usage) to %s", window, usageWindowMax)
+			}
+			admin, err := parseAdminAddrs(adminFlag)
+			if err != nil {
+				return err
 			}
 			ctx := cmd.Context()
 			c, err := opts.connect(ctx, cmd.ErrOrStderr())
@@ -200,7 +208,7 @@ metrics for the tenant (nothing produced since the nodes started).`,
 				if err != nil {
 					return fmt.Errorf("usage: cluster status: %w", err)
 				}
-				u, err := measureUsage(ctx, st, tenant.GetId(), window)
+				u, err := measureUsage(ctx, st, tenant.GetId(), window, admin)
 				if err != nil {
 					return err
 				}
@@ -220,6 +228,7 @@ metrics for the tenant (nothing produced since the nodes started).`,
 	}
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON instead of text")
 	cmd.Flags().BoolVar(&stale, "stale", false, "answer from the node's own copy of the registry, which may trail the controller leader (no read index round trip)")
+	cmd.Flags().StringVar(&adminFlag, "admin", "", adminFlagUsage)
 	cmd.Flags().DurationVar(&window, "usage-window", defaultUsageWindow, "time between the two reads of the nodes' metrics whose difference gives the usage rates (0: no usage)")
 	return cmd
 }

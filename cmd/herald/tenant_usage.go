@@ -53,6 +53,9 @@ type tenantSample struct {
 	tokens                        map[string]float64 // by kind: events, bytes
 	// seen reports whether the node had any admission series of the tenant.
 	seen bool
+	// hidden reports that the node's /metrics hides every tenant series
+	// (its public port, with credentials required).
+	hidden bool
 }
 
 // parseTenantSample reads a Prometheus text exposition (with the parser
@@ -64,6 +67,7 @@ func parseTenantSample(r io.Reader, tenant string) (tenantSample, error) {
 	if err != nil {
 		return s, fmt.Errorf("parsing /metrics: %w", err)
 	}
+	s.hidden = tenantSeriesHidden(families)
 	for _, name := range []string{metricAdmittedEvents, metricAdmittedBytes, metricThrottled, metricRefused, metricTokens} {
 		for _, m := range families[name].GetMetric() {
 			if label(m, "tenant") != tenant {
@@ -114,7 +118,11 @@ type usageView struct {
 	// Recorded is false when no node had any admission series of the
 	// tenant (no usage recorded: nothing produced since the nodes
 	// started, or nodes without admission control).
-	Recorded             bool                  `json:"recorded"`
+	Recorded bool `json:"recorded"`
+	// TenantSeriesHidden is true when a node read hides its tenant series
+	// (the public port of a cluster that requires credentials: read the
+	// admin listeners instead, --admin).
+	TenantSeriesHidden   bool                  `json:"tenant_series_hidden,omitempty"`
 	Nodes                int                   `json:"nodes"`
 	NodesFailed          []string              `json:"nodes_failed,omitempty"`
 	AdmittedEventsPerSec float64               `json:"admitted_events_per_sec"`
@@ -195,10 +203,26 @@ func scrapeOne(ctx context.Context, hc *http.Client, url, tenant string) (tenant
 	return parseTenantSample(io.LimitReader(resp.Body, usageMetricsBytesMax), tenant)
 }
 
+// adminMetricsURLs returns the /metrics URL of each admin listener, keyed
+// by its address.
+func adminMetricsURLs(admin []string) map[string]string {
+	urls := make(map[string]string, len(admin))
+	for _, a := range admin {
+		urls[a] = "http://" + a + "/metrics"
+	}
+	return urls
+}
+
 // measureUsage scrapes every node twice, window apart, and sums the
-// tenant's usage over the nodes that answered both times.
-func measureUsage(ctx context.Context, st *client.ClusterStatusResponse, tenant string, window time.Duration) (usageView, error) {
+// tenant's usage over the nodes that answered both times. The nodes are
+// read at their HTTP addresses from the cluster status or, when admin is
+// given, at those admin listeners (named by address).
+func measureUsage(ctx context.Context, st *client.ClusterStatusResponse, tenant string, window time.Duration, admin []string) (usageView, error) {
 	urls, unreachable := nodeMetricsURLs(st)
+	total := len(st.GetNodes())
+	if len(admin) > 0 {
+		urls, unreachable, total = adminMetricsURLs(admin), nil, len(admin)
+	}
 	if len(urls) == 0 {
 		// No node reports an HTTP address (nodes older than this version,
 		// or none reachable): nothing to read.
@@ -223,7 +247,7 @@ func measureUsage(ctx context.Context, st *client.ClusterStatusResponse, tenant 
 		}
 	}
 	slices.Sort(failed)
-	if len(failed) == len(st.GetNodes()) {
+	if len(failed) == total {
 		return usageView{}, fmt.Errorf("usage: no node's /metrics answered: %w", errors.Join(joinErrs(errs1), joinErrs(errs2)))
 	}
 	var before, after []tenantSample
@@ -259,6 +283,7 @@ func usageOf(before, after []tenantSample, elapsed time.Duration, failed []strin
 	for i, a := range after {
 		b := before[i]
 		u.Recorded = u.Recorded || a.seen
+		u.TenantSeriesHidden = u.TenantSeriesHidden || a.hidden
 		events += delta(b.admittedEvents, a.admittedEvents)
 		bytes += delta(b.admittedBytes, a.admittedBytes)
 		u.AdmittedEventsTotal += uint64(a.admittedEvents)
@@ -295,7 +320,11 @@ func printUsage(w io.Writer, u usageView, q quotaView) error {
 		nodes += fmt.Sprintf("; not read: %s", strings.Join(u.NodesFailed, ", "))
 	}
 	if !u.Recorded {
-		_, err := fmt.Fprintf(w, "usage over %s (%s): no usage recorded\n", window, nodes)
+		why := "no usage recorded"
+		if u.TenantSeriesHidden {
+			why = tenantSeriesHiddenHint
+		}
+		_, err := fmt.Fprintf(w, "usage over %s (%s): %s\n", window, nodes, why)
 		return err
 	}
 	var b strings.Builder

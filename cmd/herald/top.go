@@ -35,14 +35,18 @@ type topOptions struct {
 	interval time.Duration
 	once     bool
 	limit    int
+	// admin, when set, are the admin listeners to scrape instead of the
+	// nodes' HTTP addresses (--admin).
+	admin []string
 }
 
 // newTopCommand is `herald top`: a live view of the busiest tenants and
 // partitions from every node's admission metrics.
 func newTopCommand(env environment) *cobra.Command {
 	var (
-		conn clientOptions
-		o    = topOptions{interval: topIntervalDefault, limit: topLimitDefault}
+		conn  clientOptions
+		o     = topOptions{interval: topIntervalDefault, limit: topLimitDefault}
+		admin string
 	)
 	cmd := &cobra.Command{
 		Use:   "top",
@@ -55,7 +59,9 @@ cluster and refreshed every --interval.
 The nodes' HTTP addresses come from the cluster status (asked of --server
 every frame); each node's /metrics is read and the herald_admission_*
 series are compared with the previous read. The first frame therefore
-appears after one interval. --once prints one frame without clearing the
+appears after one interval. A cluster that requires credentials hides the
+tenant series on the nodes' HTTP port: --admin names the nodes' admin
+listeners (--admin-addr), read instead. --once prints one frame without clearing the
 screen and exits; otherwise the screen is cleared (ANSI) before each frame
 until Ctrl-C.`,
 		Args: cobra.NoArgs,
@@ -65,6 +71,10 @@ until Ctrl-C.`,
 			}
 			if o.limit < 1 || o.limit > topLimitMax {
 				return usagef("--limit %d: want 1 to %d", o.limit, topLimitMax)
+			}
+			var err error
+			if o.admin, err = parseAdminAddrs(admin); err != nil {
+				return err
 			}
 			c, err := conn.connect(cmd.Context(), cmd.ErrOrStderr())
 			if err != nil {
@@ -79,6 +89,7 @@ until Ctrl-C.`,
 	cmd.Flags().DurationVar(&o.interval, "interval", o.interval, "time between frames (and the window of each frame's rates)")
 	cmd.Flags().BoolVar(&o.once, "once", false, "print one frame (after one interval) and exit")
 	cmd.Flags().IntVar(&o.limit, "limit", o.limit, "rows per table")
+	cmd.Flags().StringVar(&admin, "admin", "", adminFlagUsage)
 	return cmd
 }
 
@@ -139,9 +150,11 @@ func (t *topView) run(ctx context.Context, out io.Writer) error {
 	}
 }
 
-// read asks the cluster status for the nodes and scrapes every node with
-// an HTTP address, concurrently (one goroutine per node, done before read
-// returns). A node that cannot be read is listed in failed, not an error.
+// read asks the cluster status for the nodes and partitions, and scrapes
+// every node with an HTTP address (or, with --admin, every admin
+// listener, named by its address), concurrently (one goroutine per node,
+// done before read returns). A node that cannot be read is listed in
+// failed, not an error.
 func (t *topView) read(ctx context.Context) (topNodes, error) {
 	st, err := t.client.ClusterStatus(ctx)
 	if err != nil {
@@ -156,20 +169,31 @@ func (t *topView) read(ctx context.Context) (topNodes, error) {
 		mu sync.Mutex
 		wg sync.WaitGroup
 	)
-	for _, n := range st.GetNodes() {
-		if n.GetHttpAddr() == "" {
-			nodes.failed = append(nodes.failed, n.GetId()+" (no HTTP address: unreachable)")
-			continue
+	targets := map[string]string{} // name -> host:port
+	if len(t.opts.admin) > 0 {
+		nodes.total = len(t.opts.admin)
+		for _, a := range t.opts.admin {
+			targets[a] = a
 		}
+	} else {
+		for _, n := range st.GetNodes() {
+			if n.GetHttpAddr() == "" {
+				nodes.failed = append(nodes.failed, n.GetId()+" (no HTTP address: unreachable)")
+				continue
+			}
+			targets[n.GetId()] = n.GetHttpAddr()
+		}
+	}
+	for name, addr := range targets {
 		wg.Go(func() {
-			s, err := t.scrape(ctx, n.GetHttpAddr())
+			s, err := t.scrape(ctx, addr)
 			mu.Lock()
 			defer mu.Unlock()
 			if err != nil {
-				nodes.failed = append(nodes.failed, fmt.Sprintf("%s (%v)", n.GetId(), err))
+				nodes.failed = append(nodes.failed, fmt.Sprintf("%s (%v)", name, err))
 				return
 			}
-			nodes.samples[n.GetId()] = s
+			nodes.samples[name] = s
 		})
 	}
 	wg.Wait()
@@ -203,9 +227,13 @@ func renderTop(w io.Writer, f topFrame, nodes topNodes, limit int) {
 	for _, n := range nodes.failed {
 		fmt.Fprintf(w, "  not read: %s\n", n)
 	}
-	anySeries := false
+	anySeries, hidden := false, false
 	for _, s := range nodes.samples {
 		anySeries = anySeries || !s.empty()
+		hidden = hidden || s.tenantsHidden
+	}
+	if hidden {
+		fmt.Fprintf(w, "  %s\n", tenantSeriesHiddenHint)
 	}
 	if len(nodes.samples) > 0 && !anySeries {
 		fmt.Fprintln(w, "  no herald_admission_* metrics on any node read (a version without admission control?)")

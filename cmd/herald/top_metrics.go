@@ -35,6 +35,9 @@ type topSeries struct {
 type topSample struct {
 	counters   map[topSeries]float64
 	queueBytes map[string]float64
+	// tenantsHidden says the node's /metrics hides its tenant series (its
+	// public port, with credentials required).
+	tenantsHidden bool
 }
 
 // parseTopSample reads the admission series from a Prometheus text
@@ -46,7 +49,7 @@ func parseTopSample(r io.Reader) (topSample, error) {
 	if err != nil {
 		return topSample{}, fmt.Errorf("parsing /metrics: %w", err)
 	}
-	s := topSample{counters: map[topSeries]float64{}, queueBytes: map[string]float64{}}
+	s := topSample{counters: map[topSeries]float64{}, queueBytes: map[string]float64{}, tenantsHidden: tenantSeriesHidden(families)}
 	for _, name := range topCounters {
 		mf := families[name]
 		if mf == nil {

@@ -213,6 +213,9 @@ func (c *Cluster) Start(i int, extraArgs ...string) error {
 	defer logFile.Close() // the child holds its own descriptor
 	args := []string{"serve", "--id", n.ID, "--data", n.DataDir,
 		"--grpc", n.GRPCAddr, "--http", n.HTTPAddr, "--peers", Peers(c.cfg.Nodes)}
+	if n.AdminAddr != "" {
+		args = append(args, "--admin-addr", n.AdminAddr)
+	}
 	if c.cfg.NodeArgs != nil {
 		args = append(args, c.cfg.NodeArgs(i)...)
 	}

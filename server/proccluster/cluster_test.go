@@ -41,6 +41,47 @@ func TestLayoutAndValidate(t *testing.T) {
 	}
 }
 
+// WithAdminAddrs gives every node a distinct free loopback admin address
+// (keeping one already set), and a node with one is started with
+// --admin-addr (a stand-in for herald records its arguments).
+func TestAdminAddrs(t *testing.T) {
+	nodes, err := Layout("/d", 2)
+	require.NoError(t, err)
+	nodes[1].AdminAddr = "127.0.0.1:9"
+	with, err := WithAdminAddrs(nodes)
+	require.NoError(t, err)
+	assert.Empty(t, nodes[0].AdminAddr, "the layout given is not changed")
+	assert.Equal(t, "127.0.0.1:9", with[1].AdminAddr)
+	assert.True(t, strings.HasPrefix(with[0].AdminAddr, "127.0.0.1:"), with[0].AdminAddr)
+	assert.NotContains(t, []string{with[0].GRPCAddr, with[0].HTTPAddr, with[1].GRPCAddr, with[1].HTTPAddr}, with[0].AdminAddr)
+
+	dir := t.TempDir()
+	bin := filepath.Join(dir, "fake-herald")
+	require.NoError(t, os.WriteFile(bin, []byte("#!/bin/sh\necho \"$@\"\n"), 0o755))
+	exits := make(chan Exit, 2)
+	c, err := New(Config{Binary: bin, OnExit: func(e Exit) { exits <- e }, Nodes: []Node{
+		{ID: "n1", GRPCAddr: "127.0.0.1:1", HTTPAddr: "127.0.0.1:2", AdminAddr: "127.0.0.1:3", DataDir: filepath.Join(dir, "n1"), LogPath: filepath.Join(dir, "n1.log")},
+		{ID: "n2", GRPCAddr: "127.0.0.1:4", HTTPAddr: "127.0.0.1:5", DataDir: filepath.Join(dir, "n2"), LogPath: filepath.Join(dir, "n2.log")},
+	}})
+	require.NoError(t, err)
+	defer c.Close()
+	require.NoError(t, c.StartAll())
+	for range 2 {
+		select {
+		case e := <-exits:
+			require.NoError(t, e.Err)
+		case <-time.After(10 * time.Second):
+			t.Fatal("fake node did not exit")
+		}
+	}
+	b, err := os.ReadFile(filepath.Join(dir, "n1.log"))
+	require.NoError(t, err)
+	assert.Contains(t, string(b), " --admin-addr 127.0.0.1:3")
+	b, err = os.ReadFile(filepath.Join(dir, "n2.log"))
+	require.NoError(t, err)
+	assert.NotContains(t, string(b), "--admin-addr")
+}
+
 // A stand-in for herald that records its arguments: Wipe keeps the log,
 // removes the data and makes the next start, only that one, pass --rejoin.
 func TestWipeKeepsLogInsideDataDirAndRejoinsOnce(t *testing.T) {

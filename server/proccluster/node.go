@@ -17,6 +17,9 @@ type Node struct {
 	// LogPath receives the process's stdout and stderr, appended across
 	// starts. When it lies inside DataDir, Wipe keeps it.
 	LogPath string
+	// AdminAddr, when set, is the node's admin listener (--admin-addr:
+	// pprof and the full /metrics); empty: none.
+	AdminAddr string
 }
 
 // Layout places n nodes n1..nN under dir on free loopback ports: node i's
@@ -36,6 +39,22 @@ func Layout(dir string, n int) ([]Node, error) {
 		}
 	}
 	return nodes, nil
+}
+
+// WithAdminAddrs returns a copy of nodes in which each node without an
+// admin address has one, on a free loopback port.
+func WithAdminAddrs(nodes []Node) ([]Node, error) {
+	addrs, err := FreeAddrs(len(nodes))
+	if err != nil {
+		return nil, err
+	}
+	out := append([]Node(nil), nodes...)
+	for i := range out {
+		if out[i].AdminAddr == "" {
+			out[i].AdminAddr = addrs[i]
+		}
+	}
+	return out, nil
 }
 
 // Peers renders the --peers flag naming every node: "n1=addr,n2=addr".

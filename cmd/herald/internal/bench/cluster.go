@@ -26,7 +26,8 @@ type LocalCluster struct {
 }
 
 // StartLocalCluster starts n nodes of exe (`exe serve ... --log-level
-// warn`, then nodeArgs) on free 127.0.0.1 ports, each with its data and log under one
+// warn`, then nodeArgs) on free 127.0.0.1 ports, each with an admin
+// listener (pprof, the full /metrics) and its data and log under one
 // new temporary directory, and waits until /readyz answers 200 on every
 // node. On failure every node already started is stopped and the
 // directory removed. log (nil: discarded) gets one line per node.
@@ -46,6 +47,9 @@ func StartLocalCluster(ctx context.Context, exe string, n int, nodeArgs []string
 	if err != nil {
 		return fail(err)
 	}
+	if nodes, err = proccluster.WithAdminAddrs(nodes); err != nil {
+		return fail(err)
+	}
 	c.procs, err = proccluster.New(proccluster.Config{Binary: exe, Nodes: nodes, ServeArgs: append([]string{"--log-level", "warn"}, nodeArgs...)})
 	if err != nil {
 		return fail(err)
@@ -54,7 +58,7 @@ func StartLocalCluster(ctx context.Context, exe string, n int, nodeArgs []string
 		if err := c.procs.Start(i); err != nil {
 			return fail(err)
 		}
-		fmt.Fprintf(log, "bench: started %s pid=%d grpc=%s http=%s\n", node.ID, c.procs.Process(i).Pid(), node.GRPCAddr, node.HTTPAddr)
+		fmt.Fprintf(log, "bench: started %s pid=%d grpc=%s http=%s admin=%s\n", node.ID, c.procs.Process(i).Pid(), node.GRPCAddr, node.HTTPAddr, node.AdminAddr)
 	}
 	rctx, cancel := context.WithTimeout(ctx, clusterReadyTimeout)
 	defer cancel()

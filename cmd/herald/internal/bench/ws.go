@@ -259,7 +259,7 @@ func RunWS(ctx context.Context, exe string, opts WSOptions, progress io.Writer) 
 	}
 	res := &WSResult{Connections: opts.Connections}
 	res.RSSBaseKiB = procRSSKiB(pids[0])
-	base, _, err := liveMemory(ctx, node.HTTPAddr)
+	base, _, err := liveMemory(ctx, node.AdminAddr)
 	if err != nil {
 		return nil, err
 	}
@@ -320,7 +320,7 @@ func RunWS(ctx context.Context, exe string, opts WSOptions, progress io.Writer) 
 	res.RSSKiB = procRSSKiB(pids[0])
 	res.FDs = procFDs(pids[0])
 	res.RSSKiBPerConn = float64(res.RSSKiB) / float64(res.Connected)
-	live, goroutines, err := liveMemory(ctx, node.HTTPAddr)
+	live, goroutines, err := liveMemory(ctx, node.AdminAddr)
 	if err != nil {
 		return nil, err
 	}
@@ -490,10 +490,11 @@ func publishAt(ctx context.Context, cl *client.Client, topic string, rate float6
 
 // liveMemory forces a GC on the node (pprof's heap profile with gc=1) and
 // returns its heap in use plus its goroutine stacks, in bytes, and its
-// goroutine count.
-func liveMemory(ctx context.Context, httpAddr string) (live, goroutines int64, err error) {
+// goroutine count. pprof is served only on a node's admin listener:
+// adminAddr is its address.
+func liveMemory(ctx context.Context, adminAddr string) (live, goroutines int64, err error) {
 	get := func(path string) (string, error) {
-		req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+httpAddr+path, nil)
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+adminAddr+path, nil)
 		if err != nil {
 			return "", err
 		}
@@ -502,6 +503,9 @@ func liveMemory(ctx context.Context, httpAddr string) (live, goroutines int64, e
 			return "", err
 		}
 		defer resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			return "", fmt.Errorf("GET %s on the admin listener %s: %s", path, adminAddr, resp.Status)
+		}
 		b, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
 		return string(b), err
 	}
