@@ -12,6 +12,7 @@ import (
 	"time"
 
 	hraft "github.com/hashicorp/raft"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
@@ -159,6 +160,10 @@ func TestPeerRPCsRefusedWithoutSecret(t *testing.T) {
 	requireRefused(t, "NodeStatus with a wrong secret", in, codes.Unauthenticated, wire.ErrUnauthenticated)
 
 	requireLeaderUnchanged(t, c, c.rawClient(0), leader, term)
+	refused := c.nodes[c.controllerFollower(leader)].peerAuth.refused
+	if m, b := testutil.ToFloat64(refused.WithLabelValues(peerRefusedMissing)), testutil.ToFloat64(refused.WithLabelValues(peerRefusedBadSecret)); m != 2 || b != 2 {
+		t.Fatalf("herald_peer_auth_refused_total: missing %v, bad_secret %v; want 2 and 2", m, b)
+	}
 }
 
 // The same attack on a TLS cluster: plaintext does not get through the
@@ -228,6 +233,10 @@ func TestPeerRPCsRefusedWithoutNodeCertificate(t *testing.T) {
 	}
 
 	requireLeaderUnchanged(t, c, c.rawClientTLS(0, dir), leader, term)
+	refused := c.nodes[c.controllerFollower(leader)].peerAuth.refused
+	if m, n := testutil.ToFloat64(refused.WithLabelValues(peerRefusedMissing)), testutil.ToFloat64(refused.WithLabelValues(peerRefusedNotANode)); m != 2 || n != 2 {
+		t.Fatalf("herald_peer_auth_refused_total: missing %v, not_a_node %v; want 2 and 2", m, n)
+	}
 }
 
 // A node whose certificate is from another CA is refused both ways: its
