@@ -76,9 +76,9 @@ type Config struct {
 	// it when it connects), for a cluster that checks them
 	// (docs/security.md). Empty: none sent.
 	Token string
-	// DialOptions are appended after the SDK's own (insecure transport
-	// credentials, message size limits, connect backoff), so they override
-	// them; TLS is configured here.
+	// DialOptions are appended after the SDK's own (transport credentials
+	// from TLS, or plaintext; message size limits, connect backoff), so
+	// they override them.
 	DialOptions []grpc.DialOption
 }
 

@@ -2,13 +2,16 @@ package jepsen
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
+	"path/filepath"
 	"strings"
 	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/heraldlog/herald/client"
@@ -42,17 +45,25 @@ type Cluster struct {
 }
 
 // NewCluster lays out n nodes under dir (dir/n<i>), on free loopback
-// ports, with the proxy mesh; it starts nothing.
-func NewCluster(binary, dir string, n int, logger *slog.Logger) (*Cluster, error) {
+// ports, with the proxy mesh; it starts nothing. With withTLS every node
+// and every client uses TLS (certificates made in dir/tls); without, the
+// nodes know their peers by a secret (dir/cluster.secret).
+func NewCluster(binary, dir string, n int, withTLS bool, logger *slog.Logger) (*Cluster, error) {
 	nodes, err := proccluster.Layout(dir, n)
 	if err != nil {
 		return nil, err
 	}
 	c := &Cluster{Nodes: nodes}
-	c.procs, err = proccluster.New(proccluster.Config{
+	pc := proccluster.Config{
 		Binary: binary, Nodes: nodes, NodeArgs: c.nodeArgs,
 		StopTimeout: clusterStopTimeout, Logger: logger,
-	})
+		// Peers apart from clients: TLS, or a cluster secret.
+		ClusterSecretFile: filepath.Join(dir, "cluster.secret"),
+	}
+	if withTLS {
+		pc.TLSDir, pc.ClusterSecretFile = filepath.Join(dir, "tls"), ""
+	}
+	c.procs, err = proccluster.New(pc)
 	if err != nil {
 		return nil, err
 	}
@@ -95,6 +106,20 @@ func (c *Cluster) Addrs() []string {
 	return out
 }
 
+// TLS returns the clients' TLS configuration (nil without TLS); callers
+// must not change it.
+func (c *Cluster) TLS() *tls.Config { return c.procs.ClientTLS() }
+
+// dialNode opens a raw gRPC connection to a node: TLS with conf, or
+// plaintext when conf is nil.
+func dialNode(addr string, conf *tls.Config) (*grpc.ClientConn, error) {
+	creds := insecure.NewCredentials()
+	if conf != nil {
+		creds = credentials.NewTLS(conf.Clone())
+	}
+	return grpc.NewClient(addr, grpc.WithTransportCredentials(creds))
+}
+
 // Link returns the proxy carrying node i's connections to node j.
 func (c *Cluster) Link(i, j int) *Proxy { return c.links[i][j] }
 
@@ -133,7 +158,7 @@ func (c *Cluster) awaitServing(ctx context.Context, i int, d time.Duration) erro
 	defer cancel()
 	for {
 		actx, acancel := context.WithTimeout(ctx, time.Second)
-		_, err := askClusterStatus(actx, c.Nodes[i].GRPCAddr)
+		_, err := askClusterStatus(actx, c.Nodes[i].GRPCAddr, c.TLS())
 		acancel()
 		if err == nil {
 			return nil
@@ -151,8 +176,8 @@ func (c *Cluster) awaitServing(ctx context.Context, i int, d time.Duration) erro
 // node's address at bootstrap and sends calls round-robin, so its answer
 // could come from another node. A node that is starting or catching up
 // with the controller refuses (retryable).
-func askClusterStatus(ctx context.Context, addr string) (*client.ClusterStatusResponse, error) {
-	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+func askClusterStatus(ctx context.Context, addr string, conf *tls.Config) (*client.ClusterStatusResponse, error) {
+	conn, err := dialNode(addr, conf)
 	if err != nil {
 		return nil, err
 	}
@@ -257,6 +282,6 @@ func (c *Cluster) newClientMode(ctx context.Context, mode client.Backpressure) (
 	return client.New(ctx, client.Config{
 		Servers: c.Addrs(), DialTimeout: time.Second, RequestTimeout: 2 * time.Second,
 		MaxRetries: 10, BackoffMax: 500 * time.Millisecond, Logger: slog.New(slog.DiscardHandler),
-		Backpressure: mode,
+		Backpressure: mode, TLS: c.TLS(),
 	})
 }

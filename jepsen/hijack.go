@@ -6,9 +6,7 @@ import (
 	"math/rand/v2"
 	"time"
 
-	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 
 	"github.com/heraldlog/herald/client"
@@ -41,7 +39,7 @@ func (w *hijackWorker) run(ctx context.Context, rec *Recorder) {
 
 func (w *hijackWorker) once(ctx context.Context, rec *Recorder, k int) {
 	node := w.cluster.Nodes[w.rng.IntN(len(w.cluster.Nodes))]
-	conn, err := grpc.NewClient(node.GRPCAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	conn, err := dialNode(node.GRPCAddr, w.cluster.TLS())
 	if err != nil {
 		return
 	}

@@ -7,9 +7,7 @@ import (
 	"math/rand/v2"
 	"time"
 
-	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 
 	"github.com/heraldlog/herald/client"
@@ -71,7 +69,7 @@ func (w *mixedWorker) tenantOn(k int, role string, avoid int64) (string, uint32)
 
 func (w *mixedWorker) once(ctx context.Context, rec *Recorder, k int) {
 	node := w.cluster.Nodes[w.rng.IntN(len(w.cluster.Nodes))]
-	conn, err := grpc.NewClient(node.GRPCAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	conn, err := dialNode(node.GRPCAddr, w.cluster.TLS())
 	if err != nil {
 		return
 	}

@@ -414,7 +414,7 @@ func (n *nemesis) membershipSettled(ctx context.Context) error {
 func (n *nemesis) nodeClusterStatus(ctx context.Context, i int) (*client.ClusterStatusResponse, error) {
 	ctx, cancel := context.WithTimeout(ctx, 3*time.Second)
 	defer cancel()
-	return askClusterStatus(ctx, n.cluster.Nodes[i].GRPCAddr)
+	return askClusterStatus(ctx, n.cluster.Nodes[i].GRPCAddr, n.cluster.TLS())
 }
 
 // settledView checks one node's cluster status: it lists exactly the nodes

@@ -93,7 +93,7 @@ func TestClusterWipePassesRejoinOnTheNextStartOnly(t *testing.T) {
 	record := filepath.Join(dir, "args")
 	bin := filepath.Join(dir, "fake-herald")
 	require.NoError(t, os.WriteFile(bin, []byte("#!/bin/sh\necho \"$@\" >> "+record+"\n"), 0o755))
-	c, err := NewCluster(bin, dir, 1, nil)
+	c, err := NewCluster(bin, dir, 1, false, nil)
 	require.NoError(t, err)
 	defer c.Close()
 	start := func() {

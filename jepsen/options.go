@@ -80,6 +80,10 @@ type Options struct {
 	// consumer-groups checker). 0: no group; the CLI passes
 	// DefaultGroupMembers of the mode unless told.
 	GroupMembers int
+	// TLS runs the cluster with TLS (a CA and certificates made in the
+	// output directory) and every client over it; without, the nodes know
+	// their peers by a cluster secret.
+	TLS bool
 	// ConvergeTimeout bounds the wait for the replicas to agree after healing.
 	ConvergeTimeout time.Duration
 	// Progress receives a line per phase and fault; nil discards.

@@ -3,6 +3,7 @@ package jepsen
 import (
 	"bufio"
 	"context"
+	"crypto/tls"
 	"fmt"
 	"io"
 	"net/http"
@@ -65,6 +66,8 @@ type PathCounts map[string]float64
 type pathScraper struct {
 	nodes  []Node
 	client *http.Client
+	// scheme is "https" with TLS, else "http".
+	scheme string
 	mu     struct {
 		sync.Mutex
 		// banked[node][path] is what earlier processes of node counted;
@@ -73,8 +76,12 @@ type pathScraper struct {
 	}
 }
 
-func newPathScraper(nodes []Node) *pathScraper {
-	s := &pathScraper{nodes: nodes, client: &http.Client{Timeout: time.Second}}
+func newPathScraper(nodes []Node, conf *tls.Config) *pathScraper {
+	s := &pathScraper{nodes: nodes, client: &http.Client{Timeout: time.Second}, scheme: "http"}
+	if conf != nil {
+		s.client.Transport = &http.Transport{TLSClientConfig: conf.Clone()}
+		s.scheme = "https"
+	}
 	for range nodes {
 		s.mu.banked = append(s.mu.banked, map[string]float64{})
 		s.mu.last = append(s.mu.last, map[string]float64{})
@@ -117,7 +124,7 @@ func (s *pathScraper) scrapeAll() {
 
 // scrape reads one node's path counters.
 func (s *pathScraper) scrape(addr string) (map[string]float64, error) {
-	resp, err := s.client.Get("http://" + addr + "/metrics")
+	resp, err := s.client.Get(s.scheme + "://" + addr + "/metrics")
 	if err != nil {
 		return nil, err
 	}

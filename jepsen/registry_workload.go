@@ -38,7 +38,7 @@ type registryWorker struct {
 func (w *registryWorker) run(ctx context.Context, rec *Recorder) {
 	clients := make([]*client.Client, len(w.cluster.Nodes))
 	for i, n := range w.cluster.Nodes {
-		cl, err := client.New(ctx, client.Config{
+		cl, err := client.New(ctx, client.Config{TLS: w.cluster.TLS(),
 			Servers: []string{n.GRPCAddr}, DialTimeout: time.Second, RequestTimeout: 3 * time.Second,
 			MaxRetries: 2, BackoffMax: 200 * time.Millisecond, Logger: slog.New(slog.DiscardHandler),
 		})

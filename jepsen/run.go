@@ -2,6 +2,7 @@ package jepsen
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"math/rand/v2"
@@ -64,11 +65,14 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 	}
 	defer hf.Close()
 
-	cluster, err := NewCluster(opts.Binary, dataDir, opts.Nodes, opts.Logger)
+	cluster, err := NewCluster(opts.Binary, dataDir, opts.Nodes, opts.TLS, opts.Logger)
 	if err != nil {
 		return nil, err
 	}
 	defer cluster.Close()
+	if opts.TLS {
+		progress("jepsen: TLS on: every node and client (certificates in %s)", filepath.Join(dataDir, "tls"))
+	}
 	volume := opts.Mode == ModeVolume
 	if volume {
 		cluster.ServeArgs = volumeServeArgs()
@@ -159,13 +163,13 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 	}
 	var readers []Reader
 	for i, n := range cluster.Nodes {
-		r := &FetchReader{Process: opts.Producers + i, Node: n, Topic: topicName, Partitions: uint32(opts.Partitions), Tenants: tenants, Seed: opts.Seed}
+		r := &FetchReader{Process: opts.Producers + i, Node: n, TLS: cluster.TLS(), Topic: topicName, Partitions: uint32(opts.Partitions), Tenants: tenants, Seed: opts.Seed}
 		if volume {
 			r.Interval = volumeReadInterval
 		}
 		readers = append(readers, r)
 		if retainedN > 0 {
-			readers = append(readers, &FetchReader{Process: opts.Producers + opts.Nodes + 8 + i, Node: n, Topic: retainedTopicName,
+			readers = append(readers, &FetchReader{Process: opts.Producers + opts.Nodes + 8 + i, Node: n, TLS: cluster.TLS(), Topic: retainedTopicName,
 				Partitions: uint32(opts.Partitions), Tenants: tenants, Seed: opts.Seed, Interval: retainedReadInterval})
 		}
 	}
@@ -180,8 +184,8 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 	for _, t := range subTopics {
 		catches[t] = newCatchUp()
 	}
-	subs := subscribers(opts, cluster.Nodes, subTopics, catches)
-	scraper := newPathScraper(cluster.Nodes)
+	subs := subscribers(opts, cluster.Nodes, cluster.TLS(), subTopics, catches)
+	scraper := newPathScraper(cluster.Nodes, cluster.TLS())
 	sctx, scancel := context.WithCancel(ctx)
 	defer scancel()
 	scraperDone := make(chan struct{})
@@ -296,7 +300,7 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 	for _, cfg := range topics {
 		fctx, fcancel := context.WithTimeout(ctx, finalReadTimeout)
 		t0 := time.Now()
-		if err := finalRead(fctx, rec, cluster.Nodes, cfg.Name, uint32(opts.Partitions), opts.Subscribers > 0 || opts.GroupMembers > 0); err != nil {
+		if err := finalRead(fctx, rec, cluster.Nodes, cluster.TLS(), cfg.Name, uint32(opts.Partitions), opts.Subscribers > 0 || opts.GroupMembers > 0); err != nil {
 			progress("jepsen: %v", err)
 		}
 		fcancel()
@@ -387,7 +391,7 @@ func pickTenants(n int, partitions uint32) []string {
 // the highest acknowledged one (on the retained topic, often one that
 // retention has removed by then: the out-of-range answer moves them to the
 // low watermark); their first nodes go round the cluster.
-func subscribers(opts Options, nodes []Node, topics []string, catches map[string]*catchUp) []Reader {
+func subscribers(opts Options, nodes []Node, clientTLS *tls.Config, topics []string, catches map[string]*catchUp) []Reader {
 	rng := rand.New(rand.NewPCG(opts.Seed, 1<<24))
 	base := opts.Producers + 2*opts.Nodes + 16 // past every other worker's process number
 	var out []Reader
@@ -395,7 +399,7 @@ func subscribers(opts Options, nodes []Node, topics []string, catches map[string
 		for p := range opts.Partitions {
 			for k := range opts.Subscribers {
 				i := len(out)
-				s := &Subscriber{Process: base + i, Nodes: nodes, Topic: topic, Partition: uint32(p), First: i, Earliest: k%2 == 0,
+				s := &Subscriber{Process: base + i, Nodes: nodes, TLS: clientTLS, Topic: topic, Partition: uint32(p), First: i, Earliest: k%2 == 0,
 					Seed: opts.Seed, catchUp: catches[topic]}
 				if !s.Earliest {
 					s.JoinAfter = time.Duration(rng.Int64N(int64(opts.Duration/2) + 1))
@@ -419,7 +423,7 @@ func awaitSubscribers(ctx context.Context, c *Cluster, opts Options, catches map
 	}
 	for topic, catch := range catches {
 		hctx, hcancel := context.WithTimeout(ctx, setupTimeout)
-		high, err := highWatermarks(hctx, c.Nodes[:1], topic, uint32(opts.Partitions))
+		high, err := highWatermarks(hctx, c.Nodes[:1], c.TLS(), topic, uint32(opts.Partitions))
 		hcancel()
 		if err != nil {
 			progress("jepsen: subscribers of %s not asked to catch up: %v", topic, err)

@@ -2,6 +2,7 @@ package jepsen
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -10,8 +11,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 
@@ -134,8 +133,10 @@ const subscribersMax = 16
 // events and every end (FSubscribeOpen, FSubscribe, FSubscribeEnd);
 // checkSubscriptions judges them.
 type Subscriber struct {
-	Process   int
-	Nodes     []Node
+	Process int
+	Nodes   []Node
+	// TLS is the clients' TLS configuration (nil: plaintext).
+	TLS       *tls.Config
 	Topic     string
 	Partition uint32
 	// First is the index in Nodes of the first stream's node.
@@ -214,7 +215,7 @@ func (s *Subscriber) Run(ctx context.Context, rec *Recorder) error {
 	rng := rand.New(rand.NewPCG(s.Seed, uint64(s.Process)<<8|uint64(s.Partition)))
 	clients := make([]heraldpb.HeraldClient, len(s.Nodes))
 	for i, n := range s.Nodes {
-		conn, err := grpc.NewClient(n.GRPCAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+		conn, err := dialNode(n.GRPCAddr, s.TLS)
 		if err != nil {
 			return fmt.Errorf("jepsen: %s: %w", s.Name(), err)
 		}

@@ -2,6 +2,7 @@ package jepsen
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -10,8 +11,6 @@ import (
 	"sync"
 	"time"
 
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/metadata"
 
 	"github.com/heraldlog/herald/client"
@@ -103,8 +102,10 @@ func (w *producerWorker) run(ctx context.Context, rec *Recorder, topic string, p
 // error; a Reader would route, retry and refuse inconsistent pages, which
 // hides the very answers the checkers judge.
 type FetchReader struct {
-	Process    int
-	Node       Node
+	Process int
+	Node    Node
+	// TLS is the clients' TLS configuration (nil: plaintext).
+	TLS        *tls.Config
 	Topic      string
 	Partitions uint32
 	Tenants    []string
@@ -120,7 +121,7 @@ func (r *FetchReader) Name() string { return "fetch@" + r.Node.ID }
 
 // Run reads until ctx ends.
 func (r *FetchReader) Run(ctx context.Context, rec *Recorder) error {
-	conn, err := grpc.NewClient(r.Node.GRPCAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	conn, err := dialNode(r.Node.GRPCAddr, r.TLS)
 	if err != nil {
 		return fmt.Errorf("jepsen: reader %s: %w", r.Name(), err)
 	}
@@ -267,10 +268,10 @@ func localRead(ctx context.Context) context.Context {
 // digest when digests is set (a run with subscribers, whose events the
 // subscriptions checker compares by content; the digests cost about a
 // quarter more history in the final logs, which dominate a volume run's).
-func finalRead(ctx context.Context, rec *Recorder, nodes []Node, topic string, partitions uint32, digests bool) error {
+func finalRead(ctx context.Context, rec *Recorder, nodes []Node, conf *tls.Config, topic string, partitions uint32, digests bool) error {
 	var errs []error
 	for _, n := range nodes {
-		conn, err := grpc.NewClient(n.GRPCAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+		conn, err := dialNode(n.GRPCAddr, conf)
 		if err != nil {
 			errs = append(errs, err)
 			continue
@@ -346,10 +347,10 @@ func readAll(ctx context.Context, hc heraldpb.HeraldClient, topic string, p uint
 // that node's replica reports it (a Fetch from the earliest retained
 // offset of no events would do, but a page of one event is the cheapest
 // call that returns it).
-func highWatermarks(ctx context.Context, nodes []Node, topic string, partitions uint32) ([][]uint64, error) {
+func highWatermarks(ctx context.Context, nodes []Node, conf *tls.Config, topic string, partitions uint32) ([][]uint64, error) {
 	out := make([][]uint64, len(nodes))
 	for i, n := range nodes {
-		conn, err := grpc.NewClient(n.GRPCAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+		conn, err := dialNode(n.GRPCAddr, conf)
 		if err != nil {
 			return nil, err
 		}
@@ -379,7 +380,7 @@ func awaitConvergence(ctx context.Context, c *Cluster, topic string, partitions 
 	tick := time.NewTicker(500 * time.Millisecond)
 	defer tick.Stop()
 	for {
-		hw, err := highWatermarks(ctx, c.Nodes, topic, partitions)
+		hw, err := highWatermarks(ctx, c.Nodes, c.TLS(), topic, partitions)
 		if err == nil {
 			same := true
 			for i := range hw {

@@ -363,6 +363,9 @@ func (c *Config) Validate() error {
 	if err := c.Limits.Validate(); err != nil {
 		errs = append(errs, err)
 	}
+	if c.TLS.Enabled() && (c.TLS.CertFile == "" || c.TLS.KeyFile == "" || c.TLS.CAFile == "") {
+		errs = append(errs, errors.New("server: TLS needs all three files: the node certificate, its key and the cluster CA"))
+	}
 	return errors.Join(errs...)
 }
 

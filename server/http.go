@@ -1,6 +1,7 @@
 package server
 
 import (
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
@@ -56,6 +57,9 @@ func (n *Node) startHTTP() error {
 		}
 	}
 	n.httpLis = lis
+	if conf := n.peerAuth.httpTLS(); conf != nil {
+		lis = tls.NewListener(lis, conf) // https and wss
+	}
 	n.httpServer = &http.Server{Handler: mux, ReadHeaderTimeout: httpReadHeaderTimeout}
 	n.wg.Add(1)
 	go func() {

@@ -58,6 +58,9 @@ type Node struct {
 
 	peers   *peerPool
 	metrics *nodeMetrics
+	// peerAuth tells peers from clients on the gRPC port and gives this
+	// node's links to its peers their identity (peer_auth.go).
+	peerAuth *peerAuth
 	// ws is the WebSocket gateway (ws_gateway.go), set when the HTTP
 	// server starts.
 	ws *wsGateway
@@ -189,6 +192,13 @@ func StartNodeContext(ctx context.Context, cfg Config) (_ *Node, err error) {
 		}
 	}()
 
+	if n.peerAuth, err = newPeerAuth(&cfg, logger); err != nil {
+		return nil, err
+	}
+	n.registry.MustRegister(n.peerAuth.collectors()...)
+	// Every link to a peer presents this node's identity.
+	peerDial := append(n.peerAuth.dialOptions(), grpc.WithContextDialer(cfg.dialer()))
+
 	if err := os.MkdirAll(filepath.Join(cfg.DataDir, "raft"), 0o755); err != nil {
 		return nil, fmt.Errorf("server: data dir: %w", err)
 	}
@@ -196,12 +206,12 @@ func StartNodeContext(ctx context.Context, cfg Config) (_ *Node, err error) {
 		return nil, err
 	}
 	n.mux, err = heraldraft.NewMux(heraldraft.MuxOptions{LocalAddr: cfg.GRPCAddr, Logger: logger,
-		DialOptions:  []grpc.DialOption{grpc.WithContextDialer(cfg.dialer())},
+		DialOptions:  peerDial,
 		NoCommitPush: cfg.Raft.NoCommitPush})
 	if err != nil {
 		return nil, err
 	}
-	n.peers = newPeerPool(grpc.WithContextDialer(cfg.dialer()))
+	n.peers = newPeerPool(peerDial...)
 	if err := n.prepareWiped(); err != nil {
 		return nil, err
 	}
@@ -210,9 +220,12 @@ func StartNodeContext(ctx context.Context, cfg Config) (_ *Node, err error) {
 		return nil, err
 	}
 
+	// The peer interceptors come first: nothing runs for a caller refused
+	// a peer-only method.
 	opts := append(heraldraft.ServerOptions(grpcMessageBytesMax),
-		grpc.ChainUnaryInterceptor(n.metrics.unaryInterceptor, n.gateUnary, errorInterceptor),
-		grpc.ChainStreamInterceptor(n.gateStream, streamErrorInterceptor))
+		grpc.ChainUnaryInterceptor(n.peerAuth.unary, n.metrics.unaryInterceptor, n.gateUnary, errorInterceptor),
+		grpc.ChainStreamInterceptor(n.peerAuth.stream, n.gateStream, streamErrorInterceptor))
+	opts = append(opts, n.peerAuth.serverOptions()...)
 	n.grpcServer = grpc.NewServer(opts...)
 	n.mux.Register(n.grpcServer)
 	heraldpb.RegisterHeraldServer(n.grpcServer, &heraldService{node: n})

@@ -115,8 +115,10 @@ func (g *wsGateway) groupClient(ctx context.Context) (*client.Client, error) {
 	ctx, cancel := context.WithTimeout(ctx, wsGroupClientTimeout)
 	defer cancel()
 	c, err := client.New(ctx, client.Config{Servers: []string{g.n.Addr()},
-		Logger:      g.n.logger.With("component", "ws_group"),
-		DialOptions: []grpc.DialOption{grpc.WithContextDialer(g.n.cfg.dialer())}})
+		Logger: g.n.logger.With("component", "ws_group"),
+		// A peer's identity (TLS with the node certificate, or the
+		// cluster secret): the gateway's client is this node's own.
+		DialOptions: append(g.n.peerAuth.dialOptions(), grpc.WithContextDialer(g.n.cfg.dialer()))})
 	if err != nil {
 		return nil, err
 	}

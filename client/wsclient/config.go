@@ -1,6 +1,7 @@
 package wsclient
 
 import (
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net/url"
@@ -28,6 +29,11 @@ type Config struct {
 	// (the HTTP port of each node). A subscription that loses its node
 	// goes on with the next one in this list.
 	URLs []string
+	// TLS configures the TLS of wss:// URLs (its RootCAs: the cluster CA;
+	// its Certificates: a client certificate, when the cluster asks for
+	// one). Nil: the system roots, no client certificate. Not used for
+	// ws:// URLs.
+	TLS *tls.Config
 	// Origin, when set, is sent as the handshake's Origin header; services
 	// leave it empty (the gateway then accepts any caller).
 	Origin string

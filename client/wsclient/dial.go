@@ -16,6 +16,9 @@ func dial(ctx context.Context, cfg *Config, url string) (*websocket.Conn, error)
 	ctx, cancel := context.WithTimeout(ctx, cfg.HandshakeTimeout)
 	defer cancel()
 	d := websocket.Dialer{HandshakeTimeout: cfg.HandshakeTimeout, Proxy: http.ProxyFromEnvironment}
+	if cfg.TLS != nil {
+		d.TLSClientConfig = cfg.TLS.Clone()
+	}
 	var h http.Header
 	if cfg.Origin != "" {
 		h = http.Header{"Origin": {cfg.Origin}}

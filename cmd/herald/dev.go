@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -13,6 +14,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/heraldlog/herald/client"
+	"github.com/heraldlog/herald/server/certs"
 	"github.com/heraldlog/herald/server/proccluster"
 )
 
@@ -33,6 +35,7 @@ func newDevCommand() *cobra.Command {
 		nodes, portBase int
 		dataDir         string
 		restart         bool
+		withTLS         bool
 		limits          nodeLimitFlags
 	)
 	cmd := &cobra.Command{
@@ -48,7 +51,15 @@ Prints one line per node ("n1 pid=... grpc=... http=... admin=... data=..."), th
 "ready" once the controller has a leader. A node that dies is reported as
 "n1 exited: <reason>"; with --restart it is started again after 1s. SIGINT
 or SIGTERM stops every node (SIGTERM, then SIGKILL after 10s) and exits 0.
-Running dev again on the same --data resumes the cluster.`,
+Running dev again on the same --data resumes the cluster.
+
+Peers are kept apart from clients: dev makes <data>/cluster.secret once
+(reused on restart) and gives it to every node (--cluster-secret-file), so
+a client cannot reach the Raft transport. With --tls, dev makes <data>/tls/
+once instead (a CA, node certificates and a client certificate "admin",
+see "herald certs") and every node serves gRPC, HTTP and wss over TLS and
+speaks mutual TLS to its peers; dev prints the CA's path ("tls ca=...")
+for clients.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			layout, err := devLayout(nodes, dataDir, portBase)
@@ -63,9 +74,35 @@ Running dev again on the same --data resumes the cluster.`,
 			for i, n := range layout {
 				addrs[i] = n.GRPCAddr
 			}
+			cluster := proccluster.Config{Binary: exe, Nodes: layout, StopTimeout: devStopTimeout, ServeArgs: limits.serveArgs()}
+			var clientTLS *tls.Config
+			if withTLS {
+				tlsDir := filepath.Join(dataDir, "tls")
+				cluster.TLSDir = tlsDir
+				// Made here (proccluster.New keeps what exists) to print
+				// the paths and poll over TLS.
+				ids := make([]string, len(layout))
+				for i, n := range layout {
+					ids[i] = n.ID
+				}
+				if err := certs.EnsureDev(tlsDir, ids); err != nil {
+					return fmt.Errorf("dev: %w", err)
+				}
+				caFile := filepath.Join(tlsDir, certs.CACertFile)
+				certFile, keyFile := certs.ClientFiles(tlsDir, "admin")
+				if clientTLS, err = certs.ClientConfig(caFile, certFile, keyFile); err != nil {
+					return fmt.Errorf("dev: %w", err)
+				}
+				fmt.Fprintf(cmd.OutOrStdout(), "tls ca=%s client-cert=%s client-key=%s\n", caFile, certFile, keyFile)
+			} else {
+				if err := os.MkdirAll(dataDir, 0o755); err != nil {
+					return fmt.Errorf("dev: %w", err)
+				}
+				cluster.ClusterSecretFile = filepath.Join(dataDir, "cluster.secret")
+			}
 			s := &supervisor{
-				cluster:      proccluster.Config{Binary: exe, Nodes: layout, StopTimeout: devStopTimeout, ServeArgs: limits.serveArgs()},
-				ready:        pollReady(addrs, devReadyPollInterval),
+				cluster:      cluster,
+				ready:        pollReady(addrs, clientTLS, devReadyPollInterval),
 				restart:      restart,
 				restartDelay: devRestartDelay,
 				out:          cmd.OutOrStdout(),
@@ -78,6 +115,7 @@ Running dev again on the same --data resumes the cluster.`,
 	f.StringVar(&dataDir, "data", "./data", "parent of the nodes' data directories")
 	f.IntVar(&portBase, "port-base", 7700, "node i uses gRPC port port-base+i, HTTP port port-base+100+i and admin port port-base+200+i")
 	f.BoolVar(&restart, "restart", false, "restart a node 1s after it exits")
+	f.BoolVar(&withTLS, "tls", false, "run every node with TLS, with certificates made once in <data>/tls")
 	// The node limits, passed on to every node's serve.
 	limits.register(f)
 	return cmd
@@ -119,12 +157,13 @@ func devLayout(nodes int, dataDir string, portBase int) ([]proccluster.Node, err
 
 // pollReady returns a readiness check that asks the nodes for metadata
 // every interval until one names a controller leader, or ctx ends.
-func pollReady(addrs []string, interval time.Duration) func(context.Context) error {
+// With conf the nodes are asked over TLS.
+func pollReady(addrs []string, conf *tls.Config, interval time.Duration) func(context.Context) error {
 	return func(ctx context.Context) error {
 		tick := time.NewTicker(interval)
 		defer tick.Stop()
 		for {
-			if controllerLeaderKnown(ctx, addrs) {
+			if controllerLeaderKnown(ctx, addrs, conf) {
 				return nil
 			}
 			select {
@@ -137,9 +176,9 @@ func pollReady(addrs []string, interval time.Duration) func(context.Context) err
 }
 
 // controllerLeaderKnown asks the nodes once whether a controller leader exists.
-func controllerLeaderKnown(ctx context.Context, addrs []string) bool {
+func controllerLeaderKnown(ctx context.Context, addrs []string, conf *tls.Config) bool {
 	c, err := client.New(ctx, client.Config{
-		Servers: addrs, DialTimeout: devReadyProbeTimeout, RequestTimeout: devReadyProbeTimeout,
+		Servers: addrs, TLS: conf, DialTimeout: devReadyProbeTimeout, RequestTimeout: devReadyProbeTimeout,
 		MaxRetries: -1, Logger: slog.New(slog.DiscardHandler),
 	})
 	if err != nil {

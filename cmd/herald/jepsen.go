@@ -92,6 +92,7 @@ passes; otherwise 1, naming the failing checkers. See docs/fault-injection.md.`,
 	f.BoolVar(&opts.Resend, "resend", true, "every 5 s, send an idempotent request of 2,500 events for one tenant over raw gRPC and resend it identically")
 	f.BoolVar(&opts.Hijack, "hijack", true, "every 3 s, a raw-gRPC victim producer and a hijacker sending with its producer id and a guessed epoch; the victim's acknowledged events must stay readable")
 	f.BoolVar(&opts.Mixed, "mixed", true, "every second, a raw-gRPC request mixing valid and refused records, some spanning partitions; a refusal must never hide a write")
+	f.BoolVar(&opts.TLS, "tls", false, "run the nodes with TLS (a CA and certificates made in <out>/data/tls) and every client over TLS; without it the nodes know their peers by a cluster secret")
 	f.BoolVar(&opts.Flood, "flood", false, "a tenant with a quota of 200 events/s produces as fast as it can (unpaced requests of 20 events from 4 goroutines) on a topic of its own; acknowledged events must be in the log exactly once and refused ones never (checked by flood)")
 	// The default depends on --mode (DefaultSubscribers), so the flag's own
 	// default is 0, which cobra does not print; RunE applies the mode's.

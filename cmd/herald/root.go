@@ -63,6 +63,7 @@ func newRootCommand(env environment) *cobra.Command {
 	root.AddCommand(
 		newServeCommand(),
 		newDevCommand(),
+		newCertsCommand(),
 		newTopicCommand(env),
 		newTenantCommand(env),
 		newGroupCommand(env),

@@ -20,6 +20,7 @@ func newServeCommand() *cobra.Command {
 		wsOrigins           string
 		logFormat, logLevel string
 		limits              nodeLimitFlags
+		insecure            bool
 	)
 	cmd := &cobra.Command{
 		Use:   "serve",
@@ -33,7 +34,16 @@ cluster; they are ignored when --data already holds one.
 wiped or replaced: every group without Raft state on this node rejoins from
 its peers (as a non-voter until caught up) instead of being bootstrapped
 with an empty log, which could lose committed events. Groups that have
-state are not affected. See docs/operations.md.`,
+state are not affected. See docs/operations.md.
+
+The Raft transport and the node-internal RPCs share the gRPC port with
+clients and are served only to peers. Peers are known by their TLS
+certificates (--tls-cert, --tls-key, --tls-ca: a node certificate from the
+cluster CA, see "herald certs"; clients then connect over TLS and wss too),
+or, without TLS, by a shared secret (--cluster-secret-file, at least 32
+bytes, the same file on every node). serve refuses to start with neither
+unless --insecure is given, which leaves those RPCs open to anyone who
+reaches --grpc.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			logger, err := newLogger(cmd.ErrOrStderr(), logFormat, logLevel)
@@ -57,6 +67,10 @@ state are not affected. See docs/operations.md.`,
 			limits.apply(&cfg)
 			if err := cfg.Validate(); err != nil {
 				return usageError{err}
+			}
+			if !cfg.TLS.Enabled() && cfg.ClusterSecretFile == "" && !insecure {
+				return usagef("serve: nothing tells peers from clients, so anyone who reaches --grpc could call the Raft transport and move leaders: " +
+					"give --tls-cert, --tls-key and --tls-ca (herald certs), or --cluster-secret-file, or --insecure to run that way anyway")
 			}
 			return server.Run(cmd.Context(), cfg)
 		},
@@ -83,6 +97,11 @@ state are not affected. See docs/operations.md.`,
 	f.DurationVar(&cfg.WebSocket.SlowConsumerTimeout, "ws-slow-consumer-timeout", 0, "how long a WebSocket client's full send queue may go unread before it is closed with 4008 (0: the default, 10s)")
 	f.Int64Var(&cfg.WebSocket.ReadBytesMax, "ws-read-bytes-max", 0, "largest WebSocket frame a client may send; larger closes the connection with 1009 (0: the default, 4 MiB)")
 	f.IntVar(&cfg.WebSocket.SocketSendBufferBytes, "ws-socket-send-buffer", 0, "fix each WebSocket connection's socket send buffer to this many bytes (0: the kernel's autotuning)")
+	f.StringVar(&cfg.TLS.CertFile, "tls-cert", "", "this node's certificate (PEM, from the cluster CA, naming the node: herald certs node); with --tls-key and --tls-ca, gRPC, HTTP (wss) and every peer link use TLS; the files are read again when they change")
+	f.StringVar(&cfg.TLS.KeyFile, "tls-key", "", "the key of --tls-cert (PEM)")
+	f.StringVar(&cfg.TLS.CAFile, "tls-ca", "", "the cluster CA (PEM): peers' and client certificates must chain to it")
+	f.StringVar(&cfg.ClusterSecretFile, "cluster-secret-file", "", "without TLS: a file holding the secret peers present to one another (at least 32 bytes; the same on every node)")
+	f.BoolVar(&insecure, "insecure", false, "start without TLS or a cluster secret: the Raft transport and node-internal RPCs are open to anyone who reaches --grpc")
 	limits.register(f)
 	f.StringVar(&logFormat, "log-format", "text", "log format: text or json")
 	f.StringVar(&logLevel, "log-level", "info", "log level: debug, info, warn or error")

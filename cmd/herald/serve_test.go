@@ -42,3 +42,24 @@ func TestNodeLimitFlags(t *testing.T) {
 		t.Fatalf("serve args %q, want %q", got, want)
 	}
 }
+
+// serve refuses to start when nothing tells peers from clients, naming
+// the flags that would; a cluster secret shorter than 32 bytes is refused
+// by the node.
+func TestServeRefusesOpenPeerRPCs(t *testing.T) {
+	dir := t.TempDir()
+	args := []string{"serve", "--id", "n1", "--data", dir, "--grpc", "127.0.0.1:1", "--http", "127.0.0.1:2"}
+	res := runCLI(t, "", nil, args...)
+	if res.code != exitUsage {
+		t.Fatalf("serve without TLS, secret or --insecure: exit %d, stderr %q; want %d", res.code, res.stderr, exitUsage)
+	}
+	for _, want := range []string{"--tls-cert", "--cluster-secret-file", "--insecure"} {
+		if !strings.Contains(res.stderr, want) {
+			t.Fatalf("the refusal does not name %s: %q", want, res.stderr)
+		}
+	}
+	res = runCLI(t, "", nil, append(args, "--tls-cert", "x.crt")...)
+	if res.code != exitUsage || !strings.Contains(res.stderr, "all three files") {
+		t.Fatalf("--tls-cert alone: exit %d, stderr %q", res.code, res.stderr)
+	}
+}

@@ -3,6 +3,7 @@ package proccluster
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -60,6 +61,17 @@ type Config struct {
 	OnExit func(Exit)
 	// Logger gets a debug line per start and exit; nil discards.
 	Logger *slog.Logger
+	// TLSDir, when set, runs every node with TLS: New makes what is
+	// missing in it (certs.EnsureDev: the CA, a certificate per node, a
+	// client certificate "admin") and each node gets --tls-cert, --tls-key
+	// and --tls-ca. Clients take ClientTLS.
+	TLSDir string
+	// ClusterSecretFile, when set (and TLSDir not), is made if missing
+	// (certs.EnsureSecret) and given to every node as
+	// --cluster-secret-file.
+	ClusterSecretFile string
+	// With neither, the nodes run with --insecure: peer RPCs open to any
+	// caller, as in-process test clusters.
 }
 
 // Validate reports every problem of the configuration.
@@ -139,7 +151,10 @@ func (p *Process) awaitExit(d time.Duration) bool {
 type Cluster struct {
 	cfg    Config
 	logger *slog.Logger
-	mu     struct {
+	// clientTLS is the clients' TLS configuration with TLSDir (the CA
+	// and the client certificate "admin"), nil without; set by New.
+	clientTLS *tls.Config
+	mu        struct {
 		sync.Mutex
 		procs []*Process // the last process started per node; nil: never started
 		// wiped[i]: node i's data was wiped; its next start passes
@@ -159,6 +174,9 @@ func New(cfg Config) (*Cluster, error) {
 	}
 	cfg.Nodes = append([]Node(nil), cfg.Nodes...)
 	c := &Cluster{cfg: cfg, logger: cfg.Logger}
+	if err := c.prepareSecurity(); err != nil {
+		return nil, err
+	}
 	if c.logger == nil {
 		c.logger = slog.New(slog.DiscardHandler)
 	}
@@ -216,6 +234,7 @@ func (c *Cluster) Start(i int, extraArgs ...string) error {
 	if n.AdminAddr != "" {
 		args = append(args, "--admin-addr", n.AdminAddr)
 	}
+	args = append(args, c.securityArgs(n)...)
 	if c.cfg.NodeArgs != nil {
 		args = append(args, c.cfg.NodeArgs(i)...)
 	}
@@ -386,7 +405,7 @@ func (c *Cluster) AwaitReady(ctx context.Context, nodes ...int) error {
 			nodes = append(nodes, i)
 		}
 	}
-	hc := &http.Client{Timeout: readyProbeTimeout}
+	hc := &http.Client{Timeout: readyProbeTimeout, Transport: &http.Transport{TLSClientConfig: c.clientTLS}}
 	defer hc.CloseIdleConnections()
 	tick := time.NewTicker(readyPollInterval)
 	defer tick.Stop()
@@ -400,7 +419,7 @@ func (c *Cluster) AwaitReady(ctx context.Context, nodes ...int) error {
 				}
 				return fmt.Errorf("proccluster: node %s exited before it was ready (%v); its log ends:\n%s", c.cfg.Nodes[i].ID, why, c.LogTail(i))
 			}
-			if probeReady(ctx, hc, c.cfg.Nodes[i].HTTPAddr) {
+			if probeReady(ctx, hc, c.HTTPURL(i)+"/readyz") {
 				ready++
 			}
 		}
@@ -415,9 +434,9 @@ func (c *Cluster) AwaitReady(ctx context.Context, nodes ...int) error {
 	}
 }
 
-// probeReady asks one node's /readyz once.
-func probeReady(ctx context.Context, hc *http.Client, httpAddr string) bool {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+httpAddr+"/readyz", nil)
+// probeReady asks one node's /readyz (url) once.
+func probeReady(ctx context.Context, hc *http.Client, url string) bool {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	if err != nil {
 		return false
 	}

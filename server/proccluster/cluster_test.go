@@ -14,6 +14,8 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/heraldlog/herald/client"
 )
 
 func TestMain(m *testing.M) {
@@ -211,4 +213,62 @@ func TestAwaitReadyFailsWhenANodeExits(t *testing.T) {
 	require.Error(t, err)
 	assert.Contains(t, err.Error(), "exited before it was ready")
 	assert.Contains(t, err.Error(), "broken")
+}
+
+// Three real nodes with TLSDir: the certificates are made, every node
+// serves TLS (AwaitReady probes https), and a client with ClientTLS
+// produces; one with ClusterSecretFile makes the secret once and keeps it.
+func TestRealNodesTLSAndSecret(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts herald processes")
+	}
+	bin := TestBinary(t)
+	for _, mode := range []string{"tls", "secret"} {
+		t.Run(mode, func(t *testing.T) {
+			dir := t.TempDir()
+			nodes, err := Layout(dir, 3)
+			require.NoError(t, err)
+			cfg := Config{Binary: bin, Nodes: nodes, ServeArgs: []string{"--log-level", "warn"}}
+			secretFile := filepath.Join(dir, "cluster.secret")
+			if mode == "tls" {
+				cfg.TLSDir = filepath.Join(dir, "tls")
+			} else {
+				cfg.ClusterSecretFile = secretFile
+			}
+			c, err := New(cfg)
+			require.NoError(t, err)
+			defer func() {
+				_ = c.Close()
+				if t.Failed() {
+					for i := range nodes {
+						t.Logf("--- %s\n%s", nodes[i].ID, c.LogTail(i))
+					}
+				}
+			}()
+			if mode == "tls" {
+				require.NotNil(t, c.ClientTLS())
+				assert.True(t, strings.HasPrefix(c.WebSocketURL(0), "wss://"))
+			} else {
+				require.Nil(t, c.ClientTLS())
+				secret, err := os.ReadFile(secretFile)
+				require.NoError(t, err)
+				require.Len(t, strings.TrimSpace(string(secret)), 64)
+				_, err = New(cfg)
+				require.NoError(t, err)
+				again, _ := os.ReadFile(secretFile)
+				require.Equal(t, secret, again, "the secret is made once")
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+			defer cancel()
+			require.NoError(t, c.StartAll())
+			require.NoError(t, c.AwaitReady(ctx))
+			cl, err := client.New(ctx, client.Config{Servers: c.GRPCAddrs(), TLS: c.ClientTLS(), MaxRetries: 100})
+			require.NoError(t, err)
+			defer cl.Close()
+			_, err = cl.CreateTopic(ctx, &client.TopicConfig{Name: "t", Partitions: 1, ReplicationFactor: 3, AutoTenants: true})
+			require.NoError(t, err)
+			_, err = cl.Produce(ctx, "t", &client.Event{TenantId: "acme", Payload: []byte("x")})
+			require.NoError(t, err)
+		})
+	}
 }
