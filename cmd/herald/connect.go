@@ -6,6 +6,7 @@ import (
 	"crypto/x509"
 	"io"
 	"log/slog"
+	"net/http"
 	"strings"
 	"time"
 
@@ -255,4 +256,36 @@ func (o *clientOptions) connect(ctx context.Context, stderr io.Writer) (*client.
 		Token:          conn.token,
 		Logger:         slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn})),
 	})
+}
+
+// httpScheme is the scheme of the nodes' public HTTP ports: https when
+// the connection uses TLS (nodes with TLS serve their HTTP port over it).
+func (c connection) httpScheme() string {
+	if c.tls != nil {
+		return "https"
+	}
+	return "http"
+}
+
+// httpClient returns a client for the nodes' HTTP ports (metrics), with
+// the connection's TLS configuration.
+func (c connection) httpClient(timeout time.Duration) *http.Client {
+	tr := &http.Transport{DisableKeepAlives: true}
+	if c.tls != nil {
+		tr.TLSClientConfig = c.tls.Clone()
+	}
+	return &http.Client{Timeout: timeout, Transport: tr}
+}
+
+// adminAddrs returns the admin listeners to read metrics from: --admin
+// when given, else the selected context's.
+func (o *clientOptions) adminAddrs(flag string) ([]string, error) {
+	if strings.TrimSpace(flag) == "" {
+		conn, err := o.resolve()
+		if err != nil {
+			return nil, err
+		}
+		flag = conn.admin
+	}
+	return parseAdminAddrs(flag)
 }

@@ -145,16 +145,24 @@ idempotent consumer").`,
 				if err != nil {
 					return err
 				}
+				resolved, err := opts.resolve()
+				if err != nil {
+					return err
+				}
+				scheme := "ws"
+				if resolved.tls != nil {
+					scheme = "wss"
+				}
 				if len(wsURLs) == 0 {
 					st, err := c.ClusterStatus(ctx)
 					if err != nil {
 						return err
 					}
-					if wsURLs, err = wsURLsFromStatus(st); err != nil {
+					if wsURLs, err = wsURLsFromStatus(st, scheme); err != nil {
 						return err
 					}
 				}
-				return consumeWS(ctx, wsclient.Config{URLs: wsURLs}, so, limit, defaultTTLMs, out, cmd.ErrOrStderr())
+				return consumeWS(ctx, wsclient.Config{URLs: wsURLs, TLS: resolved.tls}, so, limit, defaultTTLMs, out, cmd.ErrOrStderr())
 			}
 			if follow {
 				served, err := consumeFollow(ctx, c, topic, client.SubscribeOptions{

@@ -16,7 +16,7 @@ import (
 // the HTTP addresses the nodes report in the cluster status. A node that
 // listens on every interface (":7801", "0.0.0.0:7801") is reached at the
 // host of its gRPC address.
-func wsURLsFromStatus(st *client.ClusterStatusResponse) ([]string, error) {
+func wsURLsFromStatus(st *client.ClusterStatusResponse, scheme string) ([]string, error) {
 	var urls []string
 	for _, n := range st.GetNodes() {
 		addr := n.GetHttpAddr()
@@ -32,7 +32,7 @@ func wsURLsFromStatus(st *client.ClusterStatusResponse) ([]string, error) {
 				host = gh
 			}
 		}
-		urls = append(urls, "ws://"+net.JoinHostPort(host, port)+"/v1/ws")
+		urls = append(urls, scheme+"://"+net.JoinHostPort(host, port)+"/v1/ws")
 	}
 	if len(urls) == 0 {
 		return nil, fmt.Errorf("no node reports an HTTP address in the cluster status (nodes older than this version?): give --ws-url ws://host:http-port/v1/ws,...")

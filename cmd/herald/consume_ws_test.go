@@ -178,9 +178,9 @@ func TestWSURLsFromStatus(t *testing.T) {
 		{Id: "n4", GrpcAddr: "10.0.0.4:7701", HttpAddr: "10.0.0.4:7801", Reachable: false},
 		{Id: "n5", GrpcAddr: "10.0.0.5:7701", Reachable: true},
 	}}
-	urls, err := wsURLsFromStatus(st)
+	urls, err := wsURLsFromStatus(st, "ws")
 	require.NoError(t, err)
 	assert.Equal(t, []string{"ws://10.0.0.1:7801/v1/ws", "ws://10.0.0.2:7801/v1/ws", "ws://[fd00::3]:7801/v1/ws"}, urls)
-	_, err = wsURLsFromStatus(&client.ClusterStatusResponse{Nodes: []*heraldpb.NodeStatusInfo{{Id: "n1", Reachable: true}}})
+	_, err = wsURLsFromStatus(&client.ClusterStatusResponse{Nodes: []*heraldpb.NodeStatusInfo{{Id: "n1", Reachable: true}}}, "ws")
 	assert.ErrorContains(t, err, "--ws-url")
 }

@@ -188,7 +188,7 @@ instead.`,
 			if window < 0 || window > usageWindowMax {
 				return usagef("--usage-window %s: want 0 (no usage) to %s", window, usageWindowMax)
 			}
-			admin, err := parseAdminAddrs(adminFlag)
+			admin, err := opts.adminAddrs(adminFlag)
 			if err != nil {
 				return err
 			}
@@ -208,7 +208,11 @@ instead.`,
 				if err != nil {
 					return fmt.Errorf("usage: cluster status: %w", err)
 				}
-				u, err := measureUsage(ctx, st, tenant.GetId(), window, admin)
+				resolved, err := opts.resolve()
+				if err != nil {
+					return err
+				}
+				u, err := measureUsage(ctx, st, tenant.GetId(), window, admin, resolved)
 				if err != nil {
 					return err
 				}

@@ -140,7 +140,7 @@ type usageView struct {
 // -> URL), from the HTTP addresses the nodes report in the cluster
 // status (a node listening on every interface is reached at the host of
 // its gRPC address), and the ids of the nodes it cannot reach.
-func nodeMetricsURLs(st *client.ClusterStatusResponse) (urls map[string]string, unreachable []string) {
+func nodeMetricsURLs(st *client.ClusterStatusResponse, scheme string) (urls map[string]string, unreachable []string) {
 	urls = map[string]string{}
 	for _, n := range st.GetNodes() {
 		host, port, err := net.SplitHostPort(n.GetHttpAddr())
@@ -153,7 +153,7 @@ func nodeMetricsURLs(st *client.ClusterStatusResponse) (urls map[string]string, 
 				host = gh
 			}
 		}
-		urls[n.GetId()] = "http://" + net.JoinHostPort(host, port) + "/metrics"
+		urls[n.GetId()] = scheme + "://" + net.JoinHostPort(host, port) + "/metrics"
 	}
 	return urls, unreachable
 }
@@ -217,8 +217,8 @@ func adminMetricsURLs(admin []string) map[string]string {
 // tenant's usage over the nodes that answered both times. The nodes are
 // read at their HTTP addresses from the cluster status or, when admin is
 // given, at those admin listeners (named by address).
-func measureUsage(ctx context.Context, st *client.ClusterStatusResponse, tenant string, window time.Duration, admin []string) (usageView, error) {
-	urls, unreachable := nodeMetricsURLs(st)
+func measureUsage(ctx context.Context, st *client.ClusterStatusResponse, tenant string, window time.Duration, admin []string, conn connection) (usageView, error) {
+	urls, unreachable := nodeMetricsURLs(st, conn.httpScheme())
 	total := len(st.GetNodes())
 	if len(admin) > 0 {
 		urls, unreachable, total = adminMetricsURLs(admin), nil, len(admin)
@@ -228,7 +228,7 @@ func measureUsage(ctx context.Context, st *client.ClusterStatusResponse, tenant 
 		// or none reachable): nothing to read.
 		return usageOf(nil, nil, 0, unreachable), nil
 	}
-	hc := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}}
+	hc := conn.httpClient(0) // each GET is bounded by usageScrapeTimeout
 	// The window runs from the start of the first reads to the start of
 	// the second: each node is read at about the same point of both.
 	start := time.Now()

@@ -73,7 +73,7 @@ until Ctrl-C.`,
 				return usagef("--limit %d: want 1 to %d", o.limit, topLimitMax)
 			}
 			var err error
-			if o.admin, err = parseAdminAddrs(admin); err != nil {
+			if o.admin, err = conn.adminAddrs(admin); err != nil {
 				return err
 			}
 			c, err := conn.connect(cmd.Context(), cmd.ErrOrStderr())
@@ -81,7 +81,11 @@ until Ctrl-C.`,
 				return err
 			}
 			defer c.Close()
-			t := &topView{client: c, http: &http.Client{Timeout: conn.timeout}, opts: o}
+			resolved, err := conn.resolve()
+			if err != nil {
+				return err
+			}
+			t := &topView{client: c, http: resolved.httpClient(conn.timeout), scheme: resolved.httpScheme(), opts: o}
 			return t.run(cmd.Context(), cmd.OutOrStdout())
 		},
 	}
@@ -98,6 +102,9 @@ until Ctrl-C.`,
 type topView struct {
 	client *client.Client
 	http   *http.Client
+	// scheme is the public HTTP ports' (https with TLS); the admin
+	// listeners are plaintext.
+	scheme string
 	opts   topOptions
 }
 
@@ -186,7 +193,7 @@ func (t *topView) read(ctx context.Context) (topNodes, error) {
 	}
 	for name, addr := range targets {
 		wg.Go(func() {
-			s, err := t.scrape(ctx, addr)
+			s, err := t.scrape(ctx, t.metricsURL(addr))
 			mu.Lock()
 			defer mu.Unlock()
 			if err != nil {
@@ -202,9 +209,19 @@ func (t *topView) read(ctx context.Context) (topNodes, error) {
 	return nodes, nil
 }
 
+// metricsURL is the /metrics URL of addr: an admin listener (plaintext)
+// with --admin, else a node's public HTTP port.
+func (t *topView) metricsURL(addr string) string {
+	scheme := t.scheme
+	if len(t.opts.admin) > 0 || scheme == "" {
+		scheme = "http"
+	}
+	return scheme + "://" + addr + "/metrics"
+}
+
 // scrape reads one node's admission metrics.
-func (t *topView) scrape(ctx context.Context, addr string) (topSample, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+addr+"/metrics", nil)
+func (t *topView) scrape(ctx context.Context, url string) (topSample, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	if err != nil {
 		return topSample{}, err
 	}
