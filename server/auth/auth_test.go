@@ -97,8 +97,14 @@ func TestVerify(t *testing.T) {
 		}), WhatSignature},
 		{"RS256", forge(t, map[string]any{"alg": "RS256", "kid": kid}, good, func(string) []byte { return []byte("x") }), WhatSignature},
 		{"no kid", forge(t, map[string]any{"alg": "EdDSA"}, good, func(s string) []byte { return ed25519.Sign(priv, []byte(s)) }), WhatSignature},
-		{"expired", sign(with(func(c *Claims) { c.IssuedAt = now.Add(-2 * time.Hour).Unix(); c.ExpiresAt = now.Add(-time.Minute).Unix() })), WhatExpired},
-		{"expired within leeway", sign(with(func(c *Claims) { c.IssuedAt = now.Add(-2 * time.Hour).Unix(); c.ExpiresAt = now.Add(-10 * time.Second).Unix() })), ""},
+		{"expired", sign(with(func(c *Claims) {
+			c.IssuedAt = now.Add(-2 * time.Hour).Unix()
+			c.ExpiresAt = now.Add(-time.Minute).Unix()
+		})), WhatExpired},
+		{"expired within leeway", sign(with(func(c *Claims) {
+			c.IssuedAt = now.Add(-2 * time.Hour).Unix()
+			c.ExpiresAt = now.Add(-10 * time.Second).Unix()
+		})), ""},
 		{"not yet valid", sign(with(func(c *Claims) { c.NotBefore = now.Add(time.Minute).Unix() })), WhatNotYetValid},
 		{"not yet valid within leeway", sign(with(func(c *Claims) { c.NotBefore = now.Add(10 * time.Second).Unix() })), ""},
 		{"no exp", unchecked(with(func(c *Claims) { c.ExpiresAt = 0 })), WhatMalformed},
