@@ -48,6 +48,9 @@ type Node struct {
 
 	peers   *peerPool
 	metrics *nodeMetrics
+	// authz checks client credentials (authz.go); it allows everything
+	// when Config.Auth is not enabled.
+	authz *authorizer
 	// ws is the WebSocket gateway (ws_gateway.go), set when the HTTP
 	// server starts.
 	ws *wsGateway
@@ -169,6 +172,9 @@ func StartNodeContext(ctx context.Context, cfg Config) (_ *Node, err error) {
 		rejoins:            newRejoins(),
 		coordinatorMetrics: newCoordinatorMetrics(),
 	}
+	if n.authz, err = newAuthorizer(cfg.Auth, logger); err != nil {
+		return nil, err
+	}
 	n.coordinator = newCoordinator(n)
 	n.lag = newLagGuards(n)
 	n.ctx, n.cancel = context.WithCancel(context.Background())
@@ -201,8 +207,8 @@ func StartNodeContext(ctx context.Context, cfg Config) (_ *Node, err error) {
 	}
 
 	opts := append(heraldraft.ServerOptions(grpcMessageBytesMax),
-		grpc.ChainUnaryInterceptor(n.metrics.unaryInterceptor, n.gateUnary, errorInterceptor),
-		grpc.ChainStreamInterceptor(n.gateStream, streamErrorInterceptor))
+		grpc.ChainUnaryInterceptor(n.metrics.unaryInterceptor, n.authz.unary, n.gateUnary, errorInterceptor),
+		grpc.ChainStreamInterceptor(n.authz.stream, n.gateStream, streamErrorInterceptor))
 	n.grpcServer = grpc.NewServer(opts...)
 	n.mux.Register(n.grpcServer)
 	heraldpb.RegisterHeraldServer(n.grpcServer, &heraldService{node: n})
