@@ -171,7 +171,17 @@ func startAuthCluster(t *testing.T) (*testCluster, *authTestKeys, heraldpb.Heral
 	keys := newAuthTestKeys(t)
 	c := startClusterConfig(t, 3, keys.configure)
 	admin := clientWithToken(t, c.cfgs[0].GRPCAddr, keys.token("*", []string{auth.ActionAdmin}))
-	createTopic(t, admin, "shared", 1, 3)
+	// Retried while the controller has no leader (an election right after
+	// the start, on a loaded machine); TOPIC_EXISTS after a retry means an
+	// earlier try committed.
+	eventually(t, 20*time.Second, func() error {
+		_, err := admin.CreateTopic(ctxTimeout(t, 10*time.Second), &heraldpb.CreateTopicRequest{Config: &heraldpb.TopicConfig{
+			Name: "shared", Partitions: 1, ReplicationFactor: 3}})
+		if err = wire.FromStatus(err); errors.Is(err, wire.ErrTopicExists) {
+			return nil
+		}
+		return err
+	})
 	createTenant(t, admin, "acme")
 	createTenant(t, admin, "globex")
 	return c, keys, admin

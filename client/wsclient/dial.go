@@ -16,9 +16,12 @@ func dial(ctx context.Context, cfg *Config, url string) (*websocket.Conn, error)
 	ctx, cancel := context.WithTimeout(ctx, cfg.HandshakeTimeout)
 	defer cancel()
 	d := websocket.Dialer{HandshakeTimeout: cfg.HandshakeTimeout, Proxy: http.ProxyFromEnvironment}
-	var h http.Header
+	h := http.Header{}
 	if cfg.Origin != "" {
-		h = http.Header{"Origin": {cfg.Origin}}
+		h.Set("Origin", cfg.Origin)
+	}
+	if cfg.Token != "" {
+		h.Set("Authorization", "Bearer "+cfg.Token)
 	}
 	conn, resp, err := d.DialContext(ctx, url, h)
 	if resp != nil && resp.Body != nil {
