@@ -72,6 +72,7 @@ func newRootCommand(env environment) *cobra.Command {
 		newTopCommand(env),
 		newBenchCmd(),
 		newJepsenCmd(),
+		newTokenCommand(),
 	)
 	return root
 }
