@@ -62,9 +62,9 @@ func TestTokenVerbs(t *testing.T) {
 	require.True(t, c.IsAdmin())
 
 	for _, args := range [][]string{
-		{"token", "create", "--key", key, "--tenant", "acme"},                             // no action
-		{"token", "create", "--key", key, "--tenant", "acme", "--actions", "delete"},      // unknown action
-		{"token", "create", "--tenant", "acme", "--actions", "produce"},                   // no key
+		{"token", "create", "--key", key, "--tenant", "acme"},                        // no action
+		{"token", "create", "--key", key, "--tenant", "acme", "--actions", "delete"}, // unknown action
+		{"token", "create", "--tenant", "acme", "--actions", "produce"},              // no key
 		{"token", "create", "--key", key, "--tenant", "a", "--actions", "produce", "--ttl", "0s"},
 		{"token", "inspect", "not-a-token"},
 		{"token", "keygen"},
