@@ -43,6 +43,9 @@ func TestAuthSDK(t *testing.T) {
 	for _, cfg := range c.cfgs {
 		urls = append(urls, wsURL(cfg.HTTPAddr))
 	}
+	if _, err := wsclient.Dial(ctx, wsclient.Config{URLs: urls}); !errors.Is(err, client.ErrUnauthenticated) {
+		t.Fatalf("wsclient without a token: %v, want ErrUnauthenticated", err)
+	}
 	ws, err := wsclient.Dial(ctx, wsclient.Config{URLs: urls, Token: keys.token("acme", []string{auth.ActionProduce, auth.ActionConsume})})
 	if err != nil {
 		t.Fatal(err)
@@ -63,6 +66,28 @@ func TestAuthSDK(t *testing.T) {
 		}
 		if ev.TenantID != "acme" {
 			t.Fatalf("wsclient subscription got an event of tenant %q", ev.TenantID)
+		}
+	}
+
+	// A subscription whose connection is closed at its token's expiry
+	// (4001) ends with ErrUnauthenticated: its reconnection is refused
+	// (401, expired), and that is final rather than retried.
+	short, err := wsclient.Dial(ctx, wsclient.Config{URLs: urls, BackoffMin: time.Millisecond, BackoffMax: 10 * time.Millisecond,
+		Token: keys.tokenExpiring("acme", time.Now().Add(-auth.Leeway+2*time.Second), []string{auth.ActionConsume})})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer short.Close()
+	sub, err = short.Subscribe(ctx, wsclient.SubscribeOptions{Topic: "shared", Start: wsclient.StartLatest})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for {
+		if _, err := sub.Next(ctx); err != nil {
+			if !errors.Is(err, client.ErrUnauthenticated) {
+				t.Fatalf("a subscription past its token's expiry ended with %v, want ErrUnauthenticated", err)
+			}
+			break
 		}
 	}
 }
