@@ -93,10 +93,12 @@ func isForwarded(ctx context.Context) bool {
 // has none, and is allowed as a peer's.
 func forwardContext(ctx context.Context) context.Context {
 	kv := []string{forwardedKey, "1"}
-	if out, _ := metadata.FromOutgoingContext(ctx); len(out.Get(authorizationKey)) > 0 {
-		// Already carried (the gateway's group client's calls).
-	} else if md, ok := metadata.FromIncomingContext(ctx); ok {
-		for _, v := range md.Get(authorizationKey) {
+	// A context that carries a token out already (the gateway's group
+	// client's calls) keeps it: a second value would be refused.
+	out, _ := metadata.FromOutgoingContext(ctx)
+	in, _ := metadata.FromIncomingContext(ctx)
+	if len(out.Get(authorizationKey)) == 0 {
+		for _, v := range in.Get(authorizationKey) {
 			kv = append(kv, authorizationKey, v)
 		}
 	}
