@@ -73,3 +73,13 @@ func TestTokenVerbs(t *testing.T) {
 		require.Equal(t, exitUsage, res.code, "%v: %s", args, res.stderr)
 	}
 }
+
+// serve --auth-keys without peer authentication is refused before the
+// node starts: tokens would protect nothing while Raft stays open.
+func TestServeAuthKeysNeedPeerAuthentication(t *testing.T) {
+	dir := t.TempDir()
+	res := runCLI(t, "", nil, "serve", "--id", "n1", "--data", filepath.Join(dir, "data"),
+		"--grpc", "127.0.0.1:1", "--http", "127.0.0.1:2", "--auth-keys", filepath.Join(dir, "signing.pub"))
+	require.Equal(t, exitUsage, res.code, res.stderr)
+	require.Contains(t, res.stderr, "cluster secret")
+}
