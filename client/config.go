@@ -74,7 +74,10 @@ type Config struct {
 	// Token is the signed credential sent with every request (gRPC
 	// metadata "authorization: Bearer <token>"; the WebSocket client sends
 	// it when it connects), for a cluster that checks them
-	// (docs/security.md). Empty: none sent.
+	// (docs/security.md). Empty: none sent. It is sent over plaintext
+	// connections too (a development cluster without TLS), where anyone
+	// on the path can read it and use it until it expires: set TLS
+	// wherever the network is not trusted.
 	Token string
 	// DialOptions are appended after the SDK's own (transport credentials
 	// from TLS, or plaintext; message size limits, connect backoff), so

@@ -52,6 +52,9 @@ func newPool(cfg Config) *pool {
 		}),
 		grpc.WithStatsHandler(wire.SentTracker()),
 	}
+	if cfg.Token != "" {
+		options = append(options, grpc.WithPerRPCCredentials(tokenCredentials{token: cfg.Token}))
+	}
 	p := &pool{options: append(options, cfg.DialOptions...)}
 	p.mu.conns = make(map[string]*grpc.ClientConn)
 	return p

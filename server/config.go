@@ -357,6 +357,11 @@ func (c *Config) Validate() error {
 			errs = append(errs, fmt.Errorf("server: raft tuning: %w", err))
 		}
 	}
+	if c.Auth.Enabled() && !c.TLS.Enabled() && c.ClusterSecretFile == "" {
+		// Tokens without peer authentication protect nothing: the Raft
+		// transport and NodeInternal would stay open to any caller.
+		errs = append(errs, errors.New("server: auth keys need TLS or a cluster secret file (peers must authenticate, or Raft stays open)"))
+	}
 	if err := c.WebSocket.Validate(); err != nil {
 		errs = append(errs, err)
 	}

@@ -20,6 +20,7 @@ func (n *Node) startHTTP() error {
 	reg := n.registry
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	reg.MustRegister(n.metrics.collectors()...)
+	reg.MustRegister(n.authz.collectors()...)
 	reg.MustRegister(n.limits.metrics.collectors()...)
 	reg.MustRegister(n.partitionMetrics.Collectors()...)
 	reg.MustRegister(n.mux.Collectors()...)

@@ -87,7 +87,7 @@ func newNodeMetrics() *nodeMetrics {
 		}),
 		wsRefused: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "herald_ws_handshakes_refused_total",
-			Help: "WebSocket upgrades refused, by reason (origin: not an allowed origin; handshake: not a valid WebSocket request; stopping: the node is stopping).",
+			Help: "WebSocket upgrades refused, by reason (origin: not an allowed origin; handshake: not a valid WebSocket request; stopping: the node is stopping; auth: no valid token, on a node that checks credentials).",
 		}, []string{"reason"}),
 		wsPublishPauses: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "herald_ws_publish_pauses_total",

@@ -61,6 +61,9 @@ type Node struct {
 	// peerAuth tells peers from clients on the gRPC port and gives this
 	// node's links to its peers their identity (peer_auth.go).
 	peerAuth *peerAuth
+	// authz checks client credentials (authz.go); it allows everything
+	// when Config.Auth is not enabled.
+	authz *authorizer
 	// ws is the WebSocket gateway (ws_gateway.go), set when the HTTP
 	// server starts.
 	ws *wsGateway
@@ -182,6 +185,9 @@ func StartNodeContext(ctx context.Context, cfg Config) (_ *Node, err error) {
 		rejoins:            newRejoins(),
 		coordinatorMetrics: newCoordinatorMetrics(),
 	}
+	if n.authz, err = newAuthorizer(cfg.Auth, logger); err != nil {
+		return nil, err
+	}
 	n.coordinator = newCoordinator(n)
 	n.lag = newLagGuards(n)
 	n.ctx, n.cancel = context.WithCancel(context.Background())
@@ -223,8 +229,8 @@ func StartNodeContext(ctx context.Context, cfg Config) (_ *Node, err error) {
 	// The peer interceptors come first: nothing runs for a caller refused
 	// a peer-only method.
 	opts := append(heraldraft.ServerOptions(grpcMessageBytesMax),
-		grpc.ChainUnaryInterceptor(n.peerAuth.unary, n.metrics.unaryInterceptor, n.gateUnary, errorInterceptor),
-		grpc.ChainStreamInterceptor(n.peerAuth.stream, n.gateStream, streamErrorInterceptor))
+		grpc.ChainUnaryInterceptor(n.peerAuth.unary, n.metrics.unaryInterceptor, n.authz.unary, n.gateUnary, errorInterceptor),
+		grpc.ChainStreamInterceptor(n.peerAuth.stream, n.authz.stream, n.gateStream, streamErrorInterceptor))
 	opts = append(opts, n.peerAuth.serverOptions()...)
 	n.grpcServer = grpc.NewServer(opts...)
 	n.mux.Register(n.grpcServer)

@@ -86,7 +86,21 @@ func isForwarded(ctx context.Context) bool {
 	return ok && len(md.Get(forwardedKey)) > 0
 }
 
-// forwardContext marks an outgoing request as forwarded.
+// forwardContext marks an outgoing request as forwarded, and carries on
+// the client's credentials (the incoming authorization, authz.go): the
+// node it goes to checks them again, so a forwarded call is allowed
+// exactly what the client's token allows. A call a node makes for itself
+// has none, and is allowed as a peer's.
 func forwardContext(ctx context.Context) context.Context {
-	return metadata.AppendToOutgoingContext(ctx, forwardedKey, "1")
+	kv := []string{forwardedKey, "1"}
+	// A context that carries a token out already (the gateway's group
+	// client's calls) keeps it: a second value would be refused.
+	out, _ := metadata.FromOutgoingContext(ctx)
+	in, _ := metadata.FromIncomingContext(ctx)
+	if len(out.Get(authorizationKey)) == 0 {
+		for _, v := range in.Get(authorizationKey) {
+			kv = append(kv, authorizationKey, v)
+		}
+	}
+	return metadata.AppendToOutgoingContext(ctx, kv...)
 }

@@ -116,6 +116,11 @@ func (g *wsGateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "websocket: origin not allowed", http.StatusForbidden)
 		return
 	}
+	creds, err := g.authenticate(r)
+	if err != nil {
+		g.refuseHandshake(w, r, err)
+		return
+	}
 	// The node waits for the connection when it closes: added before the
 	// upgrade, while http.Server.Shutdown still tracks the request.
 	if !n.track() {
@@ -139,7 +144,7 @@ func (g *wsGateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	// hijacked connection's 4 KiB read and write buffers, which a handler
 	// blocked in serve would keep for the connection's life (about 10 KiB
 	// of every idle connection).
-	c := newWSConn(g, conn, r.RemoteAddr)
+	c := newWSConn(g, conn, r.RemoteAddr, creds)
 	go func() {
 		defer n.wg.Done()
 		c.serve()
@@ -191,6 +196,9 @@ type wsConn struct {
 
 	// groups are the connection's group subscriptions (ws_group.go).
 	groups *wsConnGroups
+	// creds are the connection's token and claims (ws_auth.go), checked
+	// at the handshake; zero when the node does not check credentials.
+	creds wsCredentials
 
 	mu struct {
 		sync.Mutex
@@ -208,13 +216,15 @@ type wsSub struct {
 	release func()
 }
 
-func newWSConn(g *wsGateway, conn *websocket.Conn, remote string) *wsConn {
-	c := &wsConn{g: g, n: g.n, cfg: &g.cfg, conn: conn, opened: time.Now(),
+func newWSConn(g *wsGateway, conn *websocket.Conn, remote string, creds wsCredentials) *wsConn {
+	c := &wsConn{g: g, n: g.n, cfg: &g.cfg, conn: conn, opened: time.Now(), creds: creds,
 		queue:      newWSSendQueue(g.cfg.SendQueueFramesMax, g.cfg.SendQueueBytesMax, g.n.metrics.wsQueueBytes),
 		publishes:  make(chan struct{}, g.cfg.PublishesInflightMax),
 		readerDone: make(chan struct{}), closed: make(chan struct{}), groups: newWSConnGroups()}
 	c.logger = g.n.logger.With("ws_conn", g.conns.Add(1), "remote", remote)
-	c.ctx, c.cancel = context.WithCancelCause(context.Background())
+	// The connection's calls into the node's handlers carry its token
+	// as an incoming call's would (forwarded calls carry it on).
+	c.ctx, c.cancel = context.WithCancelCause(withToken(context.Background(), creds.token))
 	c.mu.subs = make(map[string]*wsSub)
 	return c
 }
@@ -231,6 +241,8 @@ func (c *wsConn) serve() {
 		c.closeWith(&wsCloseCause{code: websocket.CloseGoingAway, reason: "node stopping", send: true})
 	})
 	defer stopWatch()
+	stopExpiry := c.watchExpiry()
+	defer stopExpiry()
 	// Once the context ends, the socket is closed (after the close frame,
 	// when the cause sends one), which also ends a blocked reader.
 	stopClose := context.AfterFunc(c.ctx, c.closeSocket)
@@ -533,6 +545,9 @@ func (c *wsConn) subscribe(msg *wsClientMessage) {
 		c.sendError(wsErrorOf(msg.ID, wsTypeSubscribe, err))
 		return
 	}
+	if !c.authorize("Subscribe", &heraldpb.SubscribeRequest{Msg: &heraldpb.SubscribeRequest_Start{Start: start}}, msg.ID, wsTypeSubscribe) {
+		return
+	}
 	c.mu.Lock()
 	if _, dup := c.mu.subs[msg.ID]; dup {
 		c.mu.Unlock()
@@ -653,6 +668,10 @@ func (c *wsConn) publish(msg *wsClientMessage) {
 		c.sendError(wsErrorOf(msg.ID, wsTypePublish, wire.InvalidArgument("topic", "publish needs a topic")))
 		return
 	}
+	req := &heraldpb.ProduceRequest{Topic: msg.Topic, Events: []*heraldpb.Event{msg.event()}}
+	if !c.authorize("Produce", req, msg.ID, wsTypePublish) {
+		return
+	}
 	select {
 	case c.publishes <- struct{}{}:
 	case <-c.ctx.Done():
@@ -664,8 +683,7 @@ func (c *wsConn) publish(msg *wsClientMessage) {
 		defer func() { <-c.publishes }()
 		ctx, cancel := context.WithTimeout(c.ctx, wsPublishTimeout)
 		defer cancel()
-		resp, err := (&heraldService{node: c.n}).Produce(ctx, &heraldpb.ProduceRequest{Topic: msg.Topic,
-			Events: []*heraldpb.Event{msg.event()}})
+		resp, err := (&heraldService{node: c.n}).Produce(ctx, req)
 		// Pause before answering: a client that waits for the answer to
 		// send again finds the reader paused already.
 		c.pauseReading(publishThrottle(resp, err))

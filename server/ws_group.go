@@ -15,6 +15,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/heraldlog/herald/client"
+	"github.com/heraldlog/herald/client/heraldpb"
 	"github.com/heraldlog/herald/client/wire"
 )
 
@@ -186,6 +187,9 @@ func (c *wsConn) groupSubscribe(msg *wsClientMessage) {
 		c.sendError(wsErrorOf(msg.ID, wsTypeGroupSubscribe, err))
 		return
 	}
+	if !c.authorize("JoinGroup", &heraldpb.JoinGroupRequest{Topic: msg.Topic, Group: msg.Group}, msg.ID, wsTypeGroupSubscribe) {
+		return
+	}
 	groups := c.groups
 	groups.mu.Lock()
 	if _, dup := groups.mu.subs[msg.ID]; dup {
@@ -202,6 +206,7 @@ func (c *wsConn) groupSubscribe(msg *wsClientMessage) {
 	}
 	ctx, cancel := context.WithCancelCause(c.ctx)
 	gs := &wsGroupSub{id: msg.ID, topic: msg.Topic, group: msg.Group, member: opts.MemberID, opts: opts, ctx: ctx, cancel: cancel}
+	c.groupCallContext(gs)
 	gs.mu.delivered = make(map[wsGroupKey]*client.GroupMessage)
 	groups.mu.subs[msg.ID] = gs
 	groups.mu.Unlock()

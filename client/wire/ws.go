@@ -57,6 +57,10 @@ const (
 	// stayed full for the slow-consumer timeout. Resume by reconnecting
 	// from the last position received.
 	WSCloseSlowConsumer = 4008
+	// WSCloseTokenExpired: the connection's token expired (on a cluster
+	// that checks credentials). Reconnect with a new token and resume from
+	// the last position received; the old token is refused (HTTP 401).
+	WSCloseTokenExpired = 4001
 )
 
 // WSIDBytesMax bounds a client-chosen subscription or request id.

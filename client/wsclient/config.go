@@ -37,6 +37,11 @@ type Config struct {
 	// Origin, when set, is sent as the handshake's Origin header; services
 	// leave it empty (the gateway then accepts any caller).
 	Origin string
+	// Token, when set, is sent as the handshake's "Authorization: Bearer"
+	// header, for a cluster that checks credentials (docs/protocol.md,
+	// "Credentials"); the gateway closes the connection with 4001 when it
+	// expires. Over ws:// (not wss://) anyone on the path can read it.
+	Token string
 	// HandshakeTimeout bounds one connection attempt: the TCP and
 	// WebSocket handshakes, and the wait for the answer to subscribe.
 	HandshakeTimeout time.Duration

@@ -4,11 +4,15 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"math/rand/v2"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/gorilla/websocket"
+
+	"github.com/heraldlog/herald/client/wire"
 )
 
 // dial opens one WebSocket connection to url within the handshake timeout.
@@ -19,11 +23,19 @@ func dial(ctx context.Context, cfg *Config, url string) (*websocket.Conn, error)
 	if cfg.TLS != nil {
 		d.TLSClientConfig = cfg.TLS.Clone()
 	}
-	var h http.Header
+	h := http.Header{}
 	if cfg.Origin != "" {
-		h = http.Header{"Origin": {cfg.Origin}}
+		h.Set("Origin", cfg.Origin)
+	}
+	if cfg.Token != "" {
+		h.Set("Authorization", "Bearer "+cfg.Token)
 	}
 	conn, resp, err := d.DialContext(ctx, url, h)
+	if err != nil && resp != nil && resp.StatusCode == http.StatusUnauthorized {
+		// A refused token: final, as the same token would be refused
+		// again (a new one needs a new Client).
+		err = unauthenticated(resp)
+	}
 	if resp != nil && resp.Body != nil {
 		_ = resp.Body.Close()
 	}
@@ -35,6 +47,23 @@ func dial(ctx context.Context, cfg *Config, url string) (*websocket.Conn, error)
 	}
 	conn.SetReadLimit(cfg.ReadBytesMax)
 	return conn, nil
+}
+
+// unauthenticated reads a handshake's 401 answer (its JSON body names
+// why, docs/protocol.md "Credentials") as the gRPC SDK's
+// ErrUnauthenticated.
+func unauthenticated(resp *http.Response) error {
+	var body struct {
+		What    string `json:"what"`
+		Message string `json:"message"`
+	}
+	if resp.Body != nil {
+		_ = json.NewDecoder(io.LimitReader(resp.Body, 4<<10)).Decode(&body)
+	}
+	if body.Message == "" {
+		body.Message = resp.Status
+	}
+	return wire.Unauthenticated(body.What, strings.TrimPrefix(body.Message, "herald: unauthenticated: "))
 }
 
 // writeJSON writes v as one text frame within timeout. The caller is the

@@ -74,6 +74,7 @@ func newRootCommand(env environment) *cobra.Command {
 		newTopCommand(env),
 		newBenchCmd(),
 		newJepsenCmd(),
+		newTokenCommand(),
 	)
 	return root
 }
