@@ -2,6 +2,7 @@ package server
 
 import (
 	"errors"
+	"fmt"
 	"testing"
 	"time"
 
@@ -35,9 +36,22 @@ func TestAuthSDK(t *testing.T) {
 	if err := acme.DeleteTopic(ctx, "shared", true); !errors.Is(err, client.ErrPermissionDenied) {
 		t.Fatalf("delete topic with a tenant token: %v, want ErrPermissionDenied", err)
 	}
-	if n := len(allEvents(t, admin, "shared")); n != 1 {
-		t.Fatalf("%d events written, want 1", n)
+	// A last event fences the check: the node read may trail the leader,
+	// and anything a refused call wrote would come before the fence.
+	if _, err := acme.Produce(ctx, "shared", &client.Event{TenantId: "acme", Payload: []byte("acme")}); err != nil {
+		t.Fatalf("produce with a token: %v", err)
 	}
+	var evs []*heraldpb.Event
+	eventually(t, 10*time.Second, func() error {
+		if evs = allEvents(t, admin, "shared"); len(evs) < 2 {
+			return fmt.Errorf("%d events read, want the 2 acknowledged", len(evs))
+		}
+		return nil
+	})
+	if len(evs) != 2 {
+		t.Fatalf("%d events written, want the 2 acknowledged (refusals must write nothing)", len(evs))
+	}
+	onlyTenant(t, "the log", "acme", evs)
 
 	var urls []string
 	for _, cfg := range c.cfgs {

@@ -7,6 +7,7 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/base64"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"os"
@@ -52,15 +53,18 @@ func newAuthTestKeys(t *testing.T) *authTestKeys {
 	return k
 }
 
-// configure turns auth on in cfg.
+// configure turns auth on in cfg, with the cluster secret every node of
+// the test's cluster shares (written once).
 func (k *authTestKeys) configure(cfg *Config) {
-	secret := make([]byte, 32)
-	if _, err := rand.Read(secret); err != nil {
-		k.t.Fatal(err)
-	}
-	path := filepath.Join(filepath.Dir(k.keysFile), "cluster-secret-"+cfg.NodeID)
-	if err := os.WriteFile(path, secret, 0o600); err != nil {
-		k.t.Fatal(err)
+	path := filepath.Join(filepath.Dir(k.keysFile), "cluster-secret")
+	if _, err := os.Stat(path); err != nil {
+		secret := make([]byte, 32)
+		if _, err := rand.Read(secret); err != nil {
+			k.t.Fatal(err)
+		}
+		if err := os.WriteFile(path, []byte(hex.EncodeToString(secret)), 0o600); err != nil {
+			k.t.Fatal(err)
+		}
 	}
 	cfg.Auth = AuthConfig{KeysFile: k.keysFile}
 	cfg.ClusterSecretFile = path

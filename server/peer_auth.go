@@ -3,8 +3,10 @@ package server
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
 	"crypto/subtle"
 	"crypto/tls"
+	"encoding/hex"
 	"fmt"
 	"log/slog"
 	"os"
@@ -178,7 +180,7 @@ func (a *peerAuth) identify(ctx context.Context) (nodeID string, ok bool, refusa
 		if len(got) == 0 {
 			return "", false, wire.Unauthenticated("missing", "peer methods need the cluster secret"), peerRefusedMissing
 		}
-		if subtle.ConstantTimeCompare([]byte(got[0]), a.secret) != 1 {
+		if subtle.ConstantTimeCompare([]byte(got[0]), []byte(secretProof(a.secret))) != 1 {
 			return "", false, wire.Unauthenticated("signature", "the cluster secret presented is not this cluster's"), peerRefusedBadSecret
 		}
 		// The secret does not say which node presented it.
@@ -272,7 +274,7 @@ func (a *peerAuth) dialOptions() []grpc.DialOption {
 	case peerModeTLS:
 		return []grpc.DialOption{grpc.WithTransportCredentials(credentials.NewTLS(a.reloader.PeerClientConfig()))}
 	case peerModeSecret:
-		return []grpc.DialOption{grpc.WithPerRPCCredentials(secretCredentials{secret: string(a.secret)})}
+		return []grpc.DialOption{grpc.WithPerRPCCredentials(secretCredentials{secret: secretProof(a.secret)})}
 	default:
 		return nil
 	}
@@ -287,7 +289,19 @@ func (a *peerAuth) httpTLS() *tls.Config {
 	return a.reloader.ServerConfig("http/1.1")
 }
 
-// secretCredentials sends the cluster secret with every call.
+// secretProof is what a peer sends for the cluster secret: the hex of a
+// SHA-256 of it (domain-separated). Metadata values must be printable
+// ASCII, and a secret file may hold any bytes; the proof is as good as the
+// secret to whoever reads it off a plaintext link, which is why secret
+// mode is for networks nobody else can watch (docs/security.md).
+func secretProof(secret []byte) string {
+	h := sha256.New()
+	h.Write([]byte("herald peer secret v1\x00"))
+	h.Write(secret)
+	return hex.EncodeToString(h.Sum(nil))
+}
+
+// secretCredentials sends the cluster secret's proof with every call.
 type secretCredentials struct{ secret string }
 
 var _ credentials.PerRPCCredentials = secretCredentials{}
