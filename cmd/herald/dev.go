@@ -36,6 +36,7 @@ func newDevCommand() *cobra.Command {
 		dataDir         string
 		restart         bool
 		withTLS         bool
+		withAuth        bool
 		limits          nodeLimitFlags
 	)
 	cmd := &cobra.Command{
@@ -59,7 +60,15 @@ a client cannot reach the Raft transport. With --tls, dev makes <data>/tls/
 once instead (a CA, node certificates and a client certificate "admin",
 see "herald certs") and every node serves gRPC, HTTP and wss over TLS and
 speaks mutual TLS to its peers; dev prints the CA's path ("tls ca=...")
-for clients.`,
+for clients.
+
+With --auth, every node requires a signed token from its clients: dev
+makes a signing key once in <data>/auth/ (signing.key, signing.pub), signs
+an admin token for a day at each start (<data>/auth/admin.token), and
+prints the line "context export HERALD_CONFIG=<data>/config.json": that
+file holds a context "dev" with the servers, the CA and the admin token,
+so every client verb works with that one variable. --tls --auth is the
+secure setup of docs/security.md on one machine.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			layout, err := devLayout(nodes, dataDir, portBase)
@@ -100,9 +109,25 @@ for clients.`,
 				}
 				cluster.ClusterSecretFile = filepath.Join(dataDir, "cluster.secret")
 			}
+			var token string
+			if withAuth {
+				pubFile, tok, err := ensureDevAuth(filepath.Join(dataDir, "auth"))
+				if err != nil {
+					return fmt.Errorf("dev: %w", err)
+				}
+				token = tok
+				cluster.ServeArgs = append(cluster.ServeArgs, "--auth-keys", pubFile)
+			}
+			if withTLS || withAuth {
+				path, err := writeDevContext(dataDir, layout, withTLS, withAuth)
+				if err != nil {
+					return fmt.Errorf("dev: %w", err)
+				}
+				fmt.Fprintf(cmd.OutOrStdout(), "context export %s=%s\n", configEnv, path)
+			}
 			s := &supervisor{
 				cluster:      cluster,
-				ready:        pollReady(addrs, clientTLS, devReadyPollInterval),
+				ready:        pollReady(addrs, clientTLS, token, devReadyPollInterval),
 				restart:      restart,
 				restartDelay: devRestartDelay,
 				out:          cmd.OutOrStdout(),
@@ -116,6 +141,7 @@ for clients.`,
 	f.IntVar(&portBase, "port-base", 7700, "node i uses gRPC port port-base+i, HTTP port port-base+100+i and admin port port-base+200+i")
 	f.BoolVar(&restart, "restart", false, "restart a node 1s after it exits")
 	f.BoolVar(&withTLS, "tls", false, "run every node with TLS, with certificates made once in <data>/tls")
+	f.BoolVar(&withAuth, "auth", false, "require client tokens; dev signs an admin token and writes <data>/config.json with a context for it")
 	// The node limits, passed on to every node's serve.
 	limits.register(f)
 	return cmd
@@ -158,12 +184,12 @@ func devLayout(nodes int, dataDir string, portBase int) ([]proccluster.Node, err
 // pollReady returns a readiness check that asks the nodes for metadata
 // every interval until one names a controller leader, or ctx ends.
 // With conf the nodes are asked over TLS.
-func pollReady(addrs []string, conf *tls.Config, interval time.Duration) func(context.Context) error {
+func pollReady(addrs []string, conf *tls.Config, token string, interval time.Duration) func(context.Context) error {
 	return func(ctx context.Context) error {
 		tick := time.NewTicker(interval)
 		defer tick.Stop()
 		for {
-			if controllerLeaderKnown(ctx, addrs, conf) {
+			if controllerLeaderKnown(ctx, addrs, conf, token) {
 				return nil
 			}
 			select {
@@ -176,9 +202,9 @@ func pollReady(addrs []string, conf *tls.Config, interval time.Duration) func(co
 }
 
 // controllerLeaderKnown asks the nodes once whether a controller leader exists.
-func controllerLeaderKnown(ctx context.Context, addrs []string, conf *tls.Config) bool {
+func controllerLeaderKnown(ctx context.Context, addrs []string, conf *tls.Config, token string) bool {
 	c, err := client.New(ctx, client.Config{
-		Servers: addrs, TLS: conf, DialTimeout: devReadyProbeTimeout, RequestTimeout: devReadyProbeTimeout,
+		Servers: addrs, TLS: conf, Token: token, DialTimeout: devReadyProbeTimeout, RequestTimeout: devReadyProbeTimeout,
 		MaxRetries: -1, Logger: slog.New(slog.DiscardHandler),
 	})
 	if err != nil {

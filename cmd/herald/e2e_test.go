@@ -262,6 +262,8 @@ type devProcess struct {
 	exited chan struct{} // closed once the process was reaped
 	err    error         // Wait's result; read only after exited is closed
 	pids   map[string]int
+	// contextFile is the context file dev printed (--tls, --auth).
+	contextFile string
 }
 
 var devNodeLine = regexp.MustCompile(`^(n\d+) pid=(\d+) grpc=`)
@@ -269,9 +271,9 @@ var devNodeLine = regexp.MustCompile(`^(n\d+) pid=(\d+) grpc=`)
 // startDev runs `herald dev --nodes 3` on dataDir and portBase and waits
 // for its "ready" line. On error the process is stopped and reaped. Either
 // way a cleanup stops it (and, if it cannot, its nodes) when the test ends.
-func startDev(t *testing.T, bin, dataDir string, portBase int) (*devProcess, error) {
+func startDev(t *testing.T, bin, dataDir string, portBase int, extraArgs ...string) (*devProcess, error) {
 	t.Helper()
-	cmd := exec.Command(bin, "dev", "--nodes", "3", "--data", dataDir, "--port-base", strconv.Itoa(portBase))
+	cmd := exec.Command(bin, append([]string{"dev", "--nodes", "3", "--data", dataDir, "--port-base", strconv.Itoa(portBase)}, extraArgs...)...)
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
 		return nil, err
@@ -325,6 +327,10 @@ func (d *devProcess) awaitReady() error {
 					return fmt.Errorf("line %q: %w", line, err)
 				}
 				d.pids[m[1]] = pid
+				continue
+			}
+			if p, ok := strings.CutPrefix(line, "context export "+configEnv+"="); ok {
+				d.contextFile = p
 				continue
 			}
 			if line == "ready" {
