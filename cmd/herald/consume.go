@@ -162,7 +162,7 @@ idempotent consumer").`,
 						return err
 					}
 				}
-				return consumeWS(ctx, wsclient.Config{URLs: wsURLs, TLS: resolved.tls}, so, limit, defaultTTLMs, out, cmd.ErrOrStderr())
+				return consumeWS(ctx, wsclient.Config{URLs: wsURLs, TLS: resolved.tls, Token: resolved.token}, so, limit, defaultTTLMs, out, cmd.ErrOrStderr())
 			}
 			if follow {
 				served, err := consumeFollow(ctx, c, topic, client.SubscribeOptions{
