@@ -74,5 +74,9 @@ func TestEndToEndSecureDev(t *testing.T) {
 	lines := jsonLines(t, r.stdout)
 	require.Len(t, lines, 2, r.stdout)
 	require.Equal(t, "b", lines[1]["payload"])
+	// And over wss, with the context's CA and token.
+	r = runCLI(t, "", env, "consume", "--ws", "--topic", "orders", "--partition", "0", "--from", "offset:0", "--limit", "2")
+	require.Equal(t, exitOK, r.code, r.stderr)
+	require.Len(t, jsonLines(t, r.stdout), 2, r.stdout)
 	dev.interrupt(t)
 }
