@@ -45,7 +45,13 @@ func FuzzConvert(f *testing.F) {
 		f.Add(byte(i), b)
 	}
 	f.Add(byte(0), []byte{})
-	f.Add(byte(0), []byte{0x22, 0x03, 0x18, 0x80, 0x02}) // an entry of log type 256
+	for _, typ := range []raftpb.LogType{6, 256} { // log types Raft does not know
+		b, err := proto.Marshal(&raftpb.AppendEntriesRequest{Term: 1, Entries: []*raftpb.Log{{Index: 1, Type: typ}}})
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(byte(0), b)
+	}
 
 	f.Fuzz(func(t *testing.T, kind byte, data []byte) {
 		switch kind % 10 {
