@@ -66,6 +66,7 @@ func (n *Node) startHTTP() error {
 			return fmt.Errorf("server: listen http: %w", err)
 		}
 	}
+	lis = n.limits.limitConns(lis, listenerHTTP, n.logger)
 	n.httpLis = lis
 	n.httpServer = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 	n.wg.Add(1)
