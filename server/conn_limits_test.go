@@ -178,7 +178,7 @@ func dialState(t *testing.T, addr string) (net.Conn, bool) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := c.SetReadDeadline(time.Now().Add(300 * time.Millisecond)); err != nil {
+	if err := c.SetReadDeadline(time.Now().Add(time.Second)); err != nil {
 		t.Fatal(err)
 	}
 	var b [64]byte
