@@ -7,7 +7,7 @@ PKGS    := ./...
 # its own), so that the short ones run beside them rather than after.
 TESTPKGS := ./server/ ./client/ ./...
 
-.PHONY: build run test test-short bench proto lint jepsen jepsen-careful clean
+.PHONY: build run test test-short bench fuzz proto lint jepsen jepsen-careful clean
 
 build:
 	$(GO) build -o $(BIN) ./cmd/herald
@@ -23,6 +23,25 @@ run: build
 test: build
 	$(GO) vet $(PKGS)
 	HERALD_BIN=$(CURDIR)/$(BIN) $(GO) test -race -count=1 -timeout 20m $(TESTPKGS)
+	$(MAKE) fuzz
+
+# Every fuzz target for FUZZTIME each, one after another (plain `go test`
+# runs only their seeds). A crash fails the run and leaves the input under
+# the package's testdata/fuzz/FuzzX/: fix the decoder and commit the input
+# as a seed (docs/operations.md, "Fuzz targets").
+FUZZTIME ?= 5s
+FUZZ_TARGETS := \
+	./log/:FuzzParseRecordValue ./log/:FuzzDecodeChunk ./log/:FuzzDecodeGroupValue ./log/:FuzzRestore \
+	./partition/:FuzzDecodeCommand \
+	./server/controller/:FuzzDecodeEntry ./server/controller/:FuzzRestore \
+	./raft/:FuzzConvert \
+	./server/:FuzzProduceRequest ./server/:FuzzSubscribeRequest ./server/:FuzzGroupConsumeRequest ./server/:FuzzWSFrame
+fuzz:
+	@set -e; for t in $(FUZZ_TARGETS); do \
+		pkg=$${t%%:*}; name=$${t##*:}; \
+		echo "fuzz $$pkg $$name ($(FUZZTIME))"; \
+		$(GO) test -run='^$$' -fuzz="^$$name\$$" -fuzztime=$(FUZZTIME) $$pkg; \
+	done
 
 test-short: build
 	HERALD_BIN=$(CURDIR)/$(BIN) $(GO) test -short -count=1 $(PKGS)

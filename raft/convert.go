@@ -1,6 +1,7 @@
 package raft
 
 import (
+	"fmt"
 	"time"
 
 	hraft "github.com/hashicorp/raft"
@@ -51,6 +52,25 @@ func logsToProto(logs []*hraft.Log) []*raftpb.Log {
 		}
 	}
 	return out
+}
+
+// logTypeMax is the highest hraft.LogType this transport carries
+// (LogConfiguration); raftpb.LogType mirrors the same numbers.
+const logTypeMax = raftpb.LogType_LOG_TYPE_CONFIGURATION
+
+// checkLogTypes refuses entries of a type Raft does not know, with
+// ErrProtocol, before they are converted: hraft.LogType is a byte, so
+// type 256 would arrive as LogCommand, and an entry of an unknown type is
+// stored and then panics the node when it commits (hashicorp/raft's
+// prepareLog). FuzzConvert checks that what passes converts both ways
+// without loss (type 256 did not).
+func checkLogTypes(logs []*raftpb.Log) error {
+	for i, l := range logs {
+		if t := l.GetType(); t < 0 || t > logTypeMax {
+			return fmt.Errorf("%w: entry %d (index %d) has unknown log type %d", ErrProtocol, i, l.GetIndex(), t)
+		}
+	}
+	return nil
 }
 
 func logsFromProto(logs []*raftpb.Log) []*hraft.Log {

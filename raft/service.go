@@ -35,6 +35,14 @@ func (s *service) AppendEntries(ctx context.Context, req *raftpb.AppendEntriesRe
 
 // serveAppendEntries serves one append for the unary call or a pipeline.
 func (t *Transport) serveAppendEntries(ctx context.Context, req *raftpb.AppendEntriesRequest, pipelined bool) (*raftpb.AppendEntriesResponse, error) {
+	if err := checkLogTypes(req.GetEntries()); err != nil {
+		rpcType := rpcAppendEntries
+		if pipelined {
+			rpcType = rpcAppendEntriesPipeline
+		}
+		t.mux.metrics.observeReceive(rpcType, err)
+		return nil, err
+	}
 	cmd := appendEntriesRequestFromProto(req)
 	heartbeat := isHeartbeat(cmd)
 	rpcType := rpcAppendEntries

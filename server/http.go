@@ -57,6 +57,7 @@ func (n *Node) startHTTP() error {
 			return fmt.Errorf("server: listen http: %w", err)
 		}
 	}
+	lis = n.limits.limitConns(lis, listenerHTTP, n.logger)
 	n.httpLis = lis
 	if conf := n.peerAuth.httpTLS(); conf != nil {
 		lis = tls.NewListener(lis, conf) // https and wss

@@ -5,6 +5,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
+	"net"
 	"sync"
 	"time"
 
@@ -61,6 +63,9 @@ type nodeLimits struct {
 type nodeLimitMetrics struct {
 	inflight *prometheus.GaugeVec
 	refused  *prometheus.CounterVec
+	// connRefused counts the connections closed at accept for their
+	// address's bound, by listener (conn_limits.go).
+	connRefused *prometheus.CounterVec
 }
 
 func newNodeLimitMetrics() *nodeLimitMetrics {
@@ -73,11 +78,25 @@ func newNodeLimitMetrics() *nodeLimitMetrics {
 			Name: "herald_node_limit_refused_total",
 			Help: "Calls refused THROTTLED (limit node_limit) at one of this node's limits, by what: produce_bytes, fetch_bytes, long_polls, streams.",
 		}, []string{"what"}),
+		connRefused: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "herald_conn_refused_total",
+			Help: "Connections closed as soon as accepted because their remote address had as many open as the listener's per-address limit, by listener: grpc, http.",
+		}, []string{"listener"}),
 	}
 }
 
 func (m *nodeLimitMetrics) collectors() []prometheus.Collector {
-	return []prometheus.Collector{m.inflight, m.refused}
+	return []prometheus.Collector{m.inflight, m.refused, m.connRefused}
+}
+
+// limitConns wraps lis, the raw listener named name (listenerGRPC or
+// listenerHTTP), with the per-address connection bound of cfg.
+func (l *nodeLimits) limitConns(lis net.Listener, name string, logger *slog.Logger) net.Listener {
+	perAddrMax := l.cfg.GRPCConnsPerAddrMax
+	if name == listenerHTTP {
+		perAddrMax = l.cfg.HTTPConnsPerAddrMax
+	}
+	return newAddrConnLimiter(lis, name, perAddrMax, l.metrics.connRefused.WithLabelValues(name), logger)
 }
 
 // newNodeLimits returns the limits of cfg (defaults filled in).
@@ -419,6 +438,12 @@ type NodeLimits struct {
 	// RetryAfter is the retry hint (retry_after_ms) of a refusal at a
 	// node limit: 200 ms.
 	RetryAfter time.Duration
+	// GRPCConnsPerAddrMax and HTTPConnsPerAddrMax bound the concurrent
+	// connections from one remote IP address to the gRPC listener and to
+	// the HTTP listener (WebSocket, metrics, health): 1,024 and 4,096. A
+	// connection past the bound is closed at once (conn_limits.go).
+	GRPCConnsPerAddrMax int
+	HTTPConnsPerAddrMax int
 }
 
 // EnsureDefaults fills the zero fields with the defaults.
@@ -447,6 +472,12 @@ func (l *NodeLimits) EnsureDefaults() {
 	if l.RetryAfter == 0 {
 		l.RetryAfter = 200 * time.Millisecond
 	}
+	if l.GRPCConnsPerAddrMax == 0 {
+		l.GRPCConnsPerAddrMax = 1024
+	}
+	if l.HTTPConnsPerAddrMax == 0 {
+		l.HTTPConnsPerAddrMax = 4096
+	}
 }
 
 // Validate reports every problem with l (zero fields are defaults).
@@ -460,6 +491,7 @@ func (l *NodeLimits) Validate() error {
 		{"long polls", int64(l.LongPollsMax)}, {"long polls per connection", int64(l.LongPollsPerConnectionMax)},
 		{"streams", int64(l.StreamsMax)}, {"streams per connection", int64(l.StreamsPerConnectionMax)},
 		{"wait", int64(l.LimitWait)}, {"retry after", int64(l.RetryAfter)},
+		{"gRPC connections per address", int64(l.GRPCConnsPerAddrMax)}, {"HTTP connections per address", int64(l.HTTPConnsPerAddrMax)},
 	} {
 		if f.v < 0 {
 			errs = append(errs, fmt.Errorf("server: node limit %s is negative", f.name))

@@ -328,16 +328,19 @@ func TestNodeLimitsDefaultsAndValidate(t *testing.T) {
 	}
 	l.EnsureDefaults()
 	if l.ProduceBytesMax != 256<<20 || l.FetchBytesMax != 256<<20 || l.LongPollsMax != 4096 || l.LongPollsPerConnectionMax != 256 ||
-		l.StreamsMax != 4096 || l.StreamsPerConnectionMax != 256 || l.LimitWait != 100*time.Millisecond || l.RetryAfter != 200*time.Millisecond {
+		l.StreamsMax != 4096 || l.StreamsPerConnectionMax != 256 || l.LimitWait != 100*time.Millisecond || l.RetryAfter != 200*time.Millisecond ||
+		l.GRPCConnsPerAddrMax != 1024 || l.HTTPConnsPerAddrMax != 4096 {
 		t.Fatalf("defaults %+v", l)
 	}
-	bad := NodeLimits{FetchBytesMax: -1, LimitWait: -time.Second, StreamsMax: 10, StreamsPerConnectionMax: 11, LongPollsMax: 100}
+	bad := NodeLimits{FetchBytesMax: -1, LimitWait: -time.Second, StreamsMax: 10, StreamsPerConnectionMax: 11, LongPollsMax: 100,
+		GRPCConnsPerAddrMax: -1, HTTPConnsPerAddrMax: -2}
 	err := bad.Validate()
 	if err == nil {
 		t.Fatal("bad limits accepted")
 	}
 	for _, want := range []string{"fetch bytes is negative", "wait is negative", "streams per connection 11 exceeds streams per node 10",
-		"long polls per connection 256 exceeds long polls per node 100"} {
+		"long polls per connection 256 exceeds long polls per node 100",
+		"gRPC connections per address is negative", "HTTP connections per address is negative"} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("%q not reported in: %v", want, err)
 		}

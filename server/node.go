@@ -243,6 +243,7 @@ func StartNodeContext(ctx context.Context, cfg Config) (_ *Node, err error) {
 			return nil, fmt.Errorf("server: listen grpc: %w", err)
 		}
 	}
+	n.grpcLis = n.limits.limitConns(n.grpcLis, listenerGRPC, n.logger)
 	n.wg.Add(1)
 	go func() {
 		defer n.wg.Done()

@@ -27,6 +27,8 @@ func (l *nodeLimitFlags) register(f *pflag.FlagSet) {
 	f.IntVar(&l.limits.StreamsPerConnectionMax, "limit-streams-per-conn", 0, "Subscribe and GroupConsume streams of one client connection (0: the default, 256)")
 	f.DurationVar(&l.limits.LimitWait, "limit-wait", 0, "how long a produce or fetch waits for room under --limit-produce-bytes or --limit-fetch-bytes before it is refused (0: the default, 100ms)")
 	f.DurationVar(&l.limits.RetryAfter, "limit-retry-after", 0, "retry hint (retry_after_ms) of a refusal at a node limit (0: the default, 200ms)")
+	f.IntVar(&l.limits.GRPCConnsPerAddrMax, "limit-conns-per-addr", 0, "concurrent gRPC connections from one remote IP address; more are closed as soon as accepted (0: the default, 1024)")
+	f.IntVar(&l.limits.HTTPConnsPerAddrMax, "limit-ws-conns-per-addr", 0, "concurrent connections from one remote IP address to the HTTP listener (WebSocket, metrics, health); more are closed as soon as accepted (0: the default, 4096)")
 	f.DurationVar(&l.publishPauseMax, "ws-publish-pause-max", 0, "longest pause of a WebSocket connection's reader after a throttled publish (0: the default, 5s)")
 }
 
@@ -46,6 +48,7 @@ func (l *nodeLimitFlags) serveArgs() []string {
 		{"limit-produce-bytes", l.limits.ProduceBytesMax}, {"limit-fetch-bytes", l.limits.FetchBytesMax},
 		{"limit-long-polls", int64(l.limits.LongPollsMax)}, {"limit-long-polls-per-conn", int64(l.limits.LongPollsPerConnectionMax)},
 		{"limit-streams", int64(l.limits.StreamsMax)}, {"limit-streams-per-conn", int64(l.limits.StreamsPerConnectionMax)},
+		{"limit-conns-per-addr", int64(l.limits.GRPCConnsPerAddrMax)}, {"limit-ws-conns-per-addr", int64(l.limits.HTTPConnsPerAddrMax)},
 	} {
 		if f.v != 0 {
 			args = append(args, "--"+f.name+"="+strconv.FormatInt(f.v, 10))

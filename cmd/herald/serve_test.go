@@ -28,7 +28,8 @@ func TestServeRejoinFlag(t *testing.T) {
 // to its nodes' serve.
 func TestNodeLimitFlags(t *testing.T) {
 	res := runCLI(t, "", nil, "serve", "--help")
-	for _, want := range []string{"--limit-produce-bytes", "--limit-fetch-bytes", "--limit-long-polls-per-conn", "--limit-streams", "--ws-publish-pause-max"} {
+	for _, want := range []string{"--limit-produce-bytes", "--limit-fetch-bytes", "--limit-long-polls-per-conn", "--limit-streams", "--ws-publish-pause-max",
+		"--limit-conns-per-addr", "--limit-ws-conns-per-addr"} {
 		if !strings.Contains(res.stdout+res.stderr, want) {
 			t.Fatalf("serve --help does not mention %q", want)
 		}
@@ -36,9 +37,10 @@ func TestNodeLimitFlags(t *testing.T) {
 	var l nodeLimitFlags
 	l.limits.FetchBytesMax = 32 << 20
 	l.limits.StreamsPerConnectionMax = 8
+	l.limits.HTTPConnsPerAddrMax = 20_064
 	l.publishPauseMax = 2 * time.Second
 	got := strings.Join(l.serveArgs(), " ")
-	if want := "--limit-fetch-bytes=33554432 --limit-streams-per-conn=8 --ws-publish-pause-max=2s"; got != want {
+	if want := "--limit-fetch-bytes=33554432 --limit-streams-per-conn=8 --limit-ws-conns-per-addr=20064 --ws-publish-pause-max=2s"; got != want {
 		t.Fatalf("serve args %q, want %q", got, want)
 	}
 }

@@ -14,6 +14,10 @@ var (
 	// short to hold one: this replica's copy is damaged. It comes with
 	// ErrBadEntry.
 	ErrDamagedEntry = errors.New("controller: damaged entry")
+	// ErrBadSnapshot marks a snapshot that decodes but holds a registry
+	// this version cannot serve (a null or misfiled topic or tenant).
+	// Restore returns it and leaves the registry as it was.
+	ErrBadSnapshot = errors.New("controller: bad snapshot")
 )
 
 // Refusals: a command the state machine refused, with the registry left

@@ -37,6 +37,9 @@ func (f *FSM) Restore(rc io.ReadCloser) error {
 	if reg.Version > FormatVersion {
 		return fmt.Errorf("controller: snapshot format %d is newer than this binary's %d", reg.Version, FormatVersion)
 	}
+	if err := reg.checkEntries(); err != nil {
+		return fmt.Errorf("controller: restore: %w", err)
+	}
 	if reg.Topics == nil {
 		reg.Topics = map[string]*Topic{}
 	}
@@ -58,6 +61,24 @@ func (f *FSM) Restore(rc io.ReadCloser) error {
 	// next applied entry sets the index right.
 	f.setApplied(applied)
 	f.signal()
+	return nil
+}
+
+// checkEntries refuses a decoded snapshot whose topics or tenants are
+// null or filed under another name than their own: every read of the
+// registry dereferences them (a null topic made Topics panic, as
+// FuzzRestore's seed shows), and the node looks them up by name.
+func (reg *registry) checkEntries() error {
+	for name, t := range reg.Topics {
+		if t == nil || t.Name != name {
+			return fmt.Errorf("%w: topic entry %q is null or names another topic", ErrBadSnapshot, name)
+		}
+	}
+	for id, t := range reg.Tenants {
+		if t == nil || t.ID != id {
+			return fmt.Errorf("%w: tenant entry %q is null or names another tenant", ErrBadSnapshot, id)
+		}
+	}
 	return nil
 }
 

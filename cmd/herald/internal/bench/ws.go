@@ -67,6 +67,11 @@ type WSOptions struct {
 	HeartbeatMs int
 }
 
+// wsConnsPerAddrMargin is what the local nodes' per-address connection
+// bound leaves above the scenario's connections: the metrics scrapes and
+// readiness checks of the run come from the same address.
+const wsConnsPerAddrMargin = 64
+
 // DefaultWSOptions are the anchor's sizes at 1,000 connections.
 func DefaultWSOptions() WSOptions {
 	return WSOptions{Connections: 1000, DialConcurrency: 200, BroadcastRate: 20, BroadcastDuration: 20 * time.Second,
@@ -232,7 +237,10 @@ func RunWS(ctx context.Context, exe string, opts WSOptions, progress io.Writer) 
 		return nil, err
 	}
 	logf := func(format string, args ...any) { fmt.Fprintf(progress, "bench ws: "+format+"\n", args...) }
-	cluster, err := StartLocalCluster(ctx, exe, localNodes, opts.NodeArgs, progress)
+	// Every connection comes from 127.0.0.1: raise node 0's per-address
+	// bound above them (a --node-arg given after it still wins).
+	nodeArgs := append([]string{fmt.Sprintf("--limit-ws-conns-per-addr=%d", opts.Connections+wsConnsPerAddrMargin)}, opts.NodeArgs...)
+	cluster, err := StartLocalCluster(ctx, exe, localNodes, nodeArgs, progress)
 	if err != nil {
 		return nil, err
 	}
