@@ -56,11 +56,7 @@ func newContextAddCommand(env environment) *cobra.Command {
 				}
 				*p = abs
 			}
-			path, err := configPath(env)
-			if err != nil {
-				return err
-			}
-			f, err := loadContexts(path)
+			path, f, err := openContexts(env)
 			if err != nil {
 				return err
 			}
@@ -102,11 +98,7 @@ func newContextUseCommand(env environment) *cobra.Command {
 		Short: "Make a context the current one",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			path, err := configPath(env)
-			if err != nil {
-				return err
-			}
-			f, err := loadContexts(path)
+			path, f, err := openContexts(env)
 			if err != nil {
 				return err
 			}
@@ -129,11 +121,7 @@ func newContextListCommand(env environment) *cobra.Command {
 		Short: "List the contexts (* marks the current one)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			path, err := configPath(env)
-			if err != nil {
-				return err
-			}
-			f, err := loadContexts(path)
+			_, f, err := openContexts(env)
 			if err != nil {
 				return err
 			}
@@ -158,11 +146,7 @@ func newContextShowCommand(env environment) *cobra.Command {
 		Short: "Print a context as JSON (the current one by default); a stored token is shown redacted",
 		Args:  cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			path, err := configPath(env)
-			if err != nil {
-				return err
-			}
-			f, err := loadContexts(path)
+			path, f, err := openContexts(env)
 			if err != nil {
 				return err
 			}
@@ -192,11 +176,7 @@ func newContextRemoveCommand(env environment) *cobra.Command {
 		Short: "Delete a context",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			path, err := configPath(env)
-			if err != nil {
-				return err
-			}
-			f, err := loadContexts(path)
+			path, f, err := openContexts(env)
 			if err != nil {
 				return err
 			}
@@ -214,6 +194,16 @@ func newContextRemoveCommand(env environment) *cobra.Command {
 			return nil
 		},
 	}
+}
+
+// openContexts reads the context file (configPath), returning its path.
+func openContexts(env environment) (string, *contextFile, error) {
+	path, err := configPath(env)
+	if err != nil {
+		return "", nil, err
+	}
+	f, err := loadContexts(path)
+	return path, f, err
 }
 
 func tlsSummary(c *clusterContext) string {

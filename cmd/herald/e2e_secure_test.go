@@ -3,11 +3,8 @@
 package main
 
 import (
-	"math/rand/v2"
-	"os"
 	"path/filepath"
 	"testing"
-	"time"
 
 	"github.com/stretchr/testify/require"
 
@@ -26,19 +23,7 @@ func TestEndToEndSecureDev(t *testing.T) {
 	}
 	bin := proccluster.TestBinary(t)
 	dataDir := t.TempDir()
-	seed := time.Now().UnixNano()
-	t.Logf("port base seed %d", seed)
-	rng := rand.New(rand.NewPCG(uint64(seed), 0))
-	var dev *devProcess
-	for attempt := 1; ; attempt++ {
-		var err error
-		if dev, err = startDev(t, bin, dataDir, freePortBase(t, rng), "--tls", "--auth"); err == nil {
-			break
-		}
-		require.Less(t, attempt, e2eStartAttempts, "herald dev --tls --auth did not become ready: %v", err)
-		require.NoError(t, os.RemoveAll(dataDir))
-		require.NoError(t, os.MkdirAll(dataDir, 0o755))
-	}
+	dev, _ := startDevOnFreePorts(t, bin, dataDir, "--tls", "--auth")
 	require.NotEmpty(t, dev.contextFile, "dev --auth prints its context file")
 	env := map[string]string{configEnv: dev.contextFile}
 

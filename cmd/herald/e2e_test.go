@@ -60,27 +60,7 @@ func TestEndToEnd(t *testing.T) {
 	}
 	bin := proccluster.TestBinary(t)
 	dataDir := t.TempDir()
-
-	seed := time.Now().UnixNano()
-	t.Logf("port base seed %d", seed)
-	rng := rand.New(rand.NewPCG(uint64(seed), 0))
-
-	var (
-		dev      *devProcess
-		portBase int
-	)
-	for attempt := 1; ; attempt++ {
-		portBase = freePortBase(t, rng)
-		var err error
-		dev, err = startDev(t, bin, dataDir, portBase)
-		if err == nil {
-			break
-		}
-		require.Less(t, attempt, e2eStartAttempts, "herald dev did not become ready: %v", err)
-		t.Logf("herald dev on port base %d: %v; trying another base", portBase, err)
-		require.NoError(t, os.RemoveAll(dataDir))
-		require.NoError(t, os.MkdirAll(dataDir, 0o755))
-	}
+	dev, portBase := startDevOnFreePorts(t, bin, dataDir)
 	t.Logf("herald dev ready: port base %d, nodes %v", portBase, dev.pids)
 	servers := fmt.Sprintf("127.0.0.1:%d,127.0.0.1:%d,127.0.0.1:%d", portBase+1, portBase+2, portBase+3)
 	cli := func(stdin string, args ...string) cliResult {
@@ -267,6 +247,27 @@ type devProcess struct {
 }
 
 var devNodeLine = regexp.MustCompile(`^(n\d+) pid=(\d+) grpc=`)
+
+// startDevOnFreePorts runs startDev on a random free port base (seeded,
+// the seed logged), trying another base, on an emptied dataDir, when the
+// start fails (a port taken between the check and the nodes' listen).
+func startDevOnFreePorts(t *testing.T, bin, dataDir string, extraArgs ...string) (*devProcess, int) {
+	t.Helper()
+	seed := time.Now().UnixNano()
+	t.Logf("port base seed %d", seed)
+	rng := rand.New(rand.NewPCG(uint64(seed), 0))
+	for attempt := 1; ; attempt++ {
+		portBase := freePortBase(t, rng)
+		dev, err := startDev(t, bin, dataDir, portBase, extraArgs...)
+		if err == nil {
+			return dev, portBase
+		}
+		require.Less(t, attempt, e2eStartAttempts, "herald dev %v did not become ready: %v", extraArgs, err)
+		t.Logf("herald dev on port base %d: %v; trying another base", portBase, err)
+		require.NoError(t, os.RemoveAll(dataDir))
+		require.NoError(t, os.MkdirAll(dataDir, 0o755))
+	}
+}
 
 // startDev runs `herald dev --nodes 3` on dataDir and portBase and waits
 // for its "ready" line. On error the process is stopped and reaped. Either
