@@ -108,7 +108,12 @@ func (c *Cluster) Addrs() []string {
 
 // TLS returns the clients' TLS configuration (nil without TLS); callers
 // must not change it.
-func (c *Cluster) TLS() *tls.Config { return c.procs.ClientTLS() }
+func (c *Cluster) TLS() *tls.Config {
+	if c.procs == nil {
+		return nil // a cluster the tests lay out by hand, without processes
+	}
+	return c.procs.ClientTLS()
+}
 
 // dialNode opens a raw gRPC connection to a node: TLS with conf, or
 // plaintext when conf is nil.

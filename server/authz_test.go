@@ -10,6 +10,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -204,16 +205,28 @@ func TestAuthGRPC(t *testing.T) {
 	globex := clientWithToken(t, addr, keys.token("globex", []string{auth.ActionProduce, auth.ActionConsume}))
 	produceRetry(t, acme, "shared", tenantEvents("acme", 3)...)
 	produceRetry(t, globex, "shared", tenantEvents("globex", 4)...)
-	written := len(allEvents(t, admin, "shared"))
-	if written != 7 {
-		t.Fatalf("%d events written, want 7", written)
-	}
+	// Counting what is in the partition: n1 may trail the leader, so each
+	// count waits for a fence event (tenant "fence", produced last, after
+	// the calls checked); anything a refused call wrote would come before.
+	createTenant(t, admin, "fence")
+	written := 7
 	nothingWritten := func(what string) {
 		t.Helper()
-		if n := len(allEvents(t, admin, "shared")); n != written {
-			t.Fatalf("%s: %d events in the partition, want %d: the refused call wrote", what, n, written)
+		produceRetry(t, admin, "shared", tenantEvents("fence", 1)...)
+		written++
+		var n int
+		eventually(t, 10*time.Second, func() error {
+			evs := allEvents(t, admin, "shared")
+			if n = len(evs); n == 0 || evs[n-1].GetTenantId() != "fence" || n < written {
+				return fmt.Errorf("%d events read, the fence not among them yet", n)
+			}
+			return nil
+		})
+		if n != written {
+			t.Fatalf("%s: %d events in the partition, want %d: a refused call wrote", what, n, written)
 		}
 	}
+	nothingWritten("the acknowledged produces")
 
 	t.Run("unauthenticated", func(t *testing.T) {
 		_, err := clientWithToken(t, addr, "").Produce(ctxTimeout(t, 10*time.Second), &heraldpb.ProduceRequest{Topic: "shared", Events: tenantEvents("acme", 1)})

@@ -158,6 +158,27 @@ type addrLimitedConn struct {
 	release func()
 }
 
+// NetConn returns the connection under the slot (as *tls.Conn's NetConn
+// does), so that socket options reach the TCP connection (tcpConnOf).
+func (c *addrLimitedConn) NetConn() net.Conn { return c.Conn }
+
+// tcpConnOf returns the TCP connection under c, through the wrappers that
+// expose theirs with NetConn (TLS, the per-address slot), if there is one.
+// Bounded: a wrapper chain is a few deep.
+func tcpConnOf(c net.Conn) (*net.TCPConn, bool) {
+	for range 8 {
+		if tc, ok := c.(*net.TCPConn); ok {
+			return tc, true
+		}
+		w, ok := c.(interface{ NetConn() net.Conn })
+		if !ok {
+			return nil, false
+		}
+		c = w.NetConn()
+	}
+	return nil, false
+}
+
 // CloseWrite half-closes a TCP connection (net/http uses it, when the
 // connection has it, to end a response cleanly).
 func (c *addrLimitedConn) CloseWrite() error {

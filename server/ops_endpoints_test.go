@@ -5,8 +5,6 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -18,6 +16,7 @@ import (
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
 	"github.com/heraldlog/herald/client"
+	"github.com/heraldlog/herald/server/auth"
 )
 
 // withAdmin gives each node an admin listener on a free loopback port.
@@ -29,12 +28,11 @@ func withAdmin(t *testing.T) func(*Config) {
 	}
 }
 
-// withAuthKeysFile sets Config.Auth.KeysFile to a file (its content is
-// not read here: only Enabled() matters to what the public port shows).
-func withAuthKeysFile(t *testing.T) func(*Config) {
-	path := filepath.Join(t.TempDir(), "keys.pem")
-	require.NoError(t, os.WriteFile(path, []byte("placeholder\n"), 0o600))
-	return func(cfg *Config) { cfg.Auth.KeysFile = path }
+// withAuth turns client credentials on (a real key, and the cluster
+// secret auth needs) and returns an admin token of that key.
+func withAuth(t *testing.T) (func(*Config), string) {
+	keys := newAuthTestKeys(t)
+	return keys.configure, keys.token("*", []string{auth.ActionAdmin})
 }
 
 // httpGetStatus GETs http://addr+path and returns the status and body.
@@ -52,10 +50,10 @@ func httpGetStatus(t *testing.T, addr, path string) (int, string) {
 
 // produceAsTenant creates a one-partition topic and produces events of
 // tenant, so that the admission controller has series labelled with it.
-func produceAsTenant(t *testing.T, addrs []string, topic, tenant string) {
+func produceAsTenant(t *testing.T, addrs []string, token, topic, tenant string) {
 	t.Helper()
 	ctx := ctxTimeout(t, 30*time.Second)
-	c, err := client.New(ctx, client.Config{Servers: addrs})
+	c, err := client.New(ctx, client.Config{Servers: addrs, Token: token})
 	require.NoError(t, err)
 	defer c.Close()
 	_, err = c.CreateTenant(ctx, &client.Tenant{Id: tenant})
@@ -119,9 +117,10 @@ func (e *statusError) Error() string { return http.StatusText(e.code) + ": " + e
 // credentials the public /metrics carries them, as before.
 func TestPublicMetricsHideTenantSeriesWithAuth(t *testing.T) {
 	t.Run("auth", func(t *testing.T) {
-		admin, auth := withAdmin(t), withAuthKeysFile(t)
-		c := startClusterConfig(t, 1, func(cfg *Config) { admin(cfg); auth(cfg) })
-		produceAsTenant(t, c.addrs(), "orders", "acme")
+		admin := withAdmin(t)
+		withCredentials, token := withAuth(t)
+		c := startClusterConfig(t, 1, func(cfg *Config) { admin(cfg); withCredentials(cfg) })
+		produceAsTenant(t, c.addrs(), token, "orders", "acme")
 		n := c.nodes[0]
 		code, body := httpGetStatus(t, n.AdminAddr(), "/metrics")
 		require.Equal(t, http.StatusOK, code)
@@ -139,7 +138,7 @@ func TestPublicMetricsHideTenantSeriesWithAuth(t *testing.T) {
 	})
 	t.Run("no auth", func(t *testing.T) {
 		c := startClusterConfig(t, 1, nil)
-		produceAsTenant(t, c.addrs(), "orders", "acme")
+		produceAsTenant(t, c.addrs(), "", "orders", "acme")
 		code, body := httpGetStatus(t, c.nodes[0].HTTPAddr(), "/metrics")
 		require.Equal(t, http.StatusOK, code)
 		assert.Contains(t, body, `herald_admission_admitted_events_total{tenant="acme"} 1`)

@@ -134,7 +134,7 @@ func (g *wsGateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		n.metrics.wsRefused.WithLabelValues("handshake").Inc()
 		return // the upgrader answered the request
 	}
-	if tc, ok := conn.NetConn().(*net.TCPConn); ok && g.cfg.SocketSendBufferBytes > 0 {
+	if tc, ok := tcpConnOf(conn.NetConn()); ok && g.cfg.SocketSendBufferBytes > 0 {
 		if err := tc.SetWriteBuffer(g.cfg.SocketSendBufferBytes); err != nil {
 			n.logger.Warn("websocket: cannot set the socket send buffer", "err", err)
 		}

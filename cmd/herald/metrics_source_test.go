@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"net"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -16,6 +15,7 @@ import (
 
 	"github.com/heraldlog/herald/client"
 	"github.com/heraldlog/herald/server"
+	"github.com/heraldlog/herald/server/certs"
 )
 
 func TestParseAdminAddrs(t *testing.T) {
@@ -59,20 +59,31 @@ func TestTenantSeriesHiddenHint(t *testing.T) {
 	assert.Equal(t, "usage over 1s (1 node(s)): "+tenantSeriesHiddenHint+"\n", out.String())
 }
 
+// testCredentials makes a signing key's public keys file, a cluster
+// secret file and an admin token of the key, for nodes that require
+// credentials.
+func testCredentials(t *testing.T) (keysFile, secretFile, adminToken string) {
+	t.Helper()
+	dir := t.TempDir()
+	require.NoError(t, certs.EnsureSecret(filepath.Join(dir, "cluster.secret")))
+	pubFile, token, err := ensureDevAuth(filepath.Join(dir, "auth"))
+	require.NoError(t, err)
+	return pubFile, filepath.Join(dir, "cluster.secret"), token
+}
+
 // TestUsageAndTopThroughTheAdminListeners: against real nodes that require
-// credentials (Auth.KeysFile set: only its being set matters to /metrics),
+// credentials (a key, the cluster secret, an admin token),
 // `tenant describe` and `top` read from the nodes' HTTP addresses find no
 // tenant series and say to use --admin; with --admin naming the admin
 // listeners they read the tenant's usage.
 func TestUsageAndTopThroughTheAdminListeners(t *testing.T) {
-	keys := filepath.Join(t.TempDir(), "keys.pem")
-	require.NoError(t, os.WriteFile(keys, []byte("placeholder\n"), 0o600))
+	keys, secret, token := testCredentials(t)
 	var admin []string
 	nodes, addrs := startFollowClusterConfig(t, 3, func(cfg *server.Config) {
 		l, err := net.Listen("tcp", "127.0.0.1:0")
 		require.NoError(t, err)
 		cfg.AdminListener, cfg.AdminAddr = l, l.Addr().String()
-		cfg.Auth.KeysFile = keys
+		cfg.Auth.KeysFile, cfg.ClusterSecretFile = keys, secret
 		admin = append(admin, l.Addr().String())
 	})
 	for i, n := range nodes {
@@ -80,7 +91,7 @@ func TestUsageAndTopThroughTheAdminListeners(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	c, err := client.New(ctx, client.Config{Servers: addrs})
+	c, err := client.New(ctx, client.Config{Servers: addrs, Token: token})
 	require.NoError(t, err)
 	defer c.Close()
 	_, err = c.CreateTenant(ctx, &client.Tenant{Id: "acme"})
@@ -92,7 +103,7 @@ func TestUsageAndTopThroughTheAdminListeners(t *testing.T) {
 		_, err := c.Produce(ctx, "orders", &client.Event{TenantId: "acme", Payload: []byte("x")})
 		require.NoError(t, err)
 	}
-	env := map[string]string{serverEnv: strings.Join(addrs, ",")}
+	env := map[string]string{serverEnv: strings.Join(addrs, ","), tokenEnv: token}
 	adminFlag := strings.Join(admin, ",")
 
 	res := runCLI(t, "", env, "tenant", "describe", "acme", "--usage-window", "100ms")

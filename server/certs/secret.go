@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+	"path/filepath"
 )
 
 // SecretBytes is the randomness of a cluster secret EnsureSecret makes:
@@ -19,6 +20,9 @@ const SecretBytes = 32
 // already there, which is kept: `herald dev` makes its secret once and
 // reuses it on restart.
 func EnsureSecret(path string) error {
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return fmt.Errorf("certs: cluster secret: %w", err)
+	}
 	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
 	if errors.Is(err, fs.ErrExist) {
 		return nil
