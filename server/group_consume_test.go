@@ -661,10 +661,16 @@ func TestGroupConsumeDeadLetterWriteRetried(t *testing.T) {
 	if p := f.describe(t); p.GetFloor() != 0 || p.GetPending() != 1 || p.GetDeadLettered() != 0 {
 		t.Fatalf("after a refused dead-letter write: floor %d, pending %d, dead lettered %d; want 0, 1, 0", p.GetFloor(), p.GetPending(), p.GetDeadLettered())
 	}
-	if _, err := f.hc.AlterTopic(ctxTimeout(t, 20*time.Second), &heraldpb.AlterTopicRequest{
-		Config: &heraldpb.TopicConfig{Name: "orders-dlq"}, Fields: []string{"schema_versions"}}); err != nil {
-		t.Fatalf("alter the dead-letter topic: %v", err)
-	}
+	// Retried while the controller has no leader (an election on a loaded
+	// machine); the alter is idempotent.
+	eventually(t, 20*time.Second, func() error {
+		_, err := f.hc.AlterTopic(ctxTimeout(t, 10*time.Second), &heraldpb.AlterTopicRequest{
+			Config: &heraldpb.TopicConfig{Name: "orders-dlq"}, Fields: []string{"schema_versions"}})
+		if err != nil {
+			return fmt.Errorf("alter the dead-letter topic: %w", err)
+		}
+		return nil
+	})
 	eventually(t, 20*time.Second, func() error {
 		if p := f.describe(t); p.GetFloor() != 1 || p.GetDeadLettered() != 1 {
 			return fmt.Errorf("floor %d, dead lettered %d", p.GetFloor(), p.GetDeadLettered())

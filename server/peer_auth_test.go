@@ -264,7 +264,18 @@ func TestPeerFromAnotherCARefused(t *testing.T) {
 	c.stop(2)
 	c.cfgs[2].TLS = TLSFiles{CertFile: certFile(other, "n3"), KeyFile: keyFile(other, "n3"), CAFile: filepath.Join(other, certs.CACertFile)}
 	c.restart(2)
-	createTopic(t, c.rawClientTLS(0, dir), "while-n3-is-foreign", 1, 1)
+	// n1 may still name n3 the controller leader for a moment, and its
+	// forward to n3 then fails the handshake: retried until n1 or n2
+	// leads (a retry after an unknown outcome may find the topic there).
+	n1 := c.rawClientTLS(0, dir)
+	eventually(t, 20*time.Second, func() error {
+		_, err := n1.CreateTopic(ctxTimeout(t, 10*time.Second), &heraldpb.CreateTopicRequest{Config: &heraldpb.TopicConfig{
+			Name: "while-n3-is-foreign", Partitions: 1, ReplicationFactor: 1}})
+		if err = wire.FromStatus(err); errors.Is(err, wire.ErrTopicExists) {
+			return nil
+		}
+		return err
+	})
 	for _, i := range []int{0, 1} {
 		eventually(t, 10*time.Second, func() error {
 			if _, ok := c.nodes[i].controllerFSM.Topic("while-n3-is-foreign"); !ok {
