@@ -86,8 +86,29 @@
 // A mark value is crc32c(4) | version(1)=1 | sequence(8) | offset(8): the
 // highest tenant sequence processed under the key and that event's offset.
 // The 'o' keys list a group's marks in offset order, for eviction of the
-// lowest offsets beyond [GroupMarksMax]. A snapshot holding marks is
-// stream version 5.
+// lowest offsets beyond [GroupMarksMax]. A snapshot holding marks was
+// stream version 5 (version 6 since key layout version 7).
+//
+// Version 7 stores a group's pending deliveries as runs (group_runs.go):
+// the 'q' key's offset is the first of a run of consecutive pending
+// offsets that share their delivery count, times and member, and its value
+// (pending value version 2) names the run's last offset; the run has one
+// due key ('r') at its not-before, keyed by its first offset:
+//
+//	group pending:   'p' | pid(8) | 'q' | len(group)(1) | group | first(8) -> pending value (run)
+//	group due:       'p' | pid(8) | 'r' | len(group)(1) | group | not_before(8) | first(8) -> empty
+//
+// A delivery of N new offsets writes one run (two keys) instead of N
+// pending and N due keys, and a cumulative acknowledgement deletes whole
+// runs and trims at most one. A command that names offsets one by one
+// splits the runs holding them (see group_runs.go for the bounds). A run
+// of one offset is still written as pending value version 1, which is
+// exactly what version 5 wrote for every offset: a data directory or a
+// snapshot written before version 7 is read as it is, its per-offset keys
+// being runs of one offset, with no conversion; they are rewritten as
+// runs only as commands touch them. A snapshot of a partition with a
+// consumer group is stream version 6, so a node that predates runs refuses
+// it by its version.
 //
 // Meta names: "applied" (last applied Raft index, 8 bytes), "next_offset"
 // (high watermark, 8 bytes), "low_watermark" (first retained offset, 8
@@ -187,12 +208,14 @@
 //	entry:   'E' | key_len(4) | key | value_len(4) | value     (repeated, key order)
 //	trailer: 'T' | entry count(8) | crc32c(4)
 //
-// Versions 3 and 4 are written; versions 1 to 4 are read. They frame
+// Versions 3 and 6 are written; versions 1 to 6 are read. They frame
 // entries the same way; version 2 may hold the version-2 kinds, meta and
 // records, version 3 also chunks and sparse index entries, version 4 also
-// consumer group keys (an older node refuses a newer stream by its
-// version). Version 4 is written only for a partition that has a consumer
-// group, so a node that predates groups still takes the others. Keys in the stream are
+// consumer group keys, version 5 also processed marks, version 6 also
+// pending runs (an older node refuses a newer stream by its version).
+// Version 6 is written only for a partition that has a consumer group
+// (versions 4 and 5 were, before runs), so a node that predates groups
+// still takes the others. Keys in the stream are
 // partition-relative (the kind byte onwards), so a snapshot can be
 // restored under another partition id. The trailer CRC (Castagnoli) covers
 // every byte of the stream before it. Key and value lengths are bounded;

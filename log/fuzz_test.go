@@ -130,8 +130,13 @@ func FuzzDecodeChunk(f *testing.F) {
 	})
 }
 
-// FuzzDecodeGroupValue: a consumer group header or pending value decodes
-// to one that encodes back to the same bytes, or names its problem.
+// fuzzRunFirst is the key offset FuzzDecodeGroupValue decodes pending
+// values under.
+const fuzzRunFirst = 1000
+
+// FuzzDecodeGroupValue: a consumer group header or pending value (a run
+// of one offset, version 1, or of more, version 2) decodes to one that
+// encodes back to the same bytes, or names its problem.
 func FuzzDecodeGroupValue(f *testing.F) {
 	headers := []groupHeader{
 		{config: testGroupConfig},
@@ -142,9 +147,12 @@ func FuzzDecodeGroupValue(f *testing.F) {
 		require.Empty(f, h.check(), "seed header %+v", h)
 		f.Add(false, h.encode(), false)
 	}
-	pendings := []pendingValue{
-		{deliveries: 1, lastDeliveredUnixNano: 10, notBeforeUnixNano: 20, member: "m1"},
-		{deliveries: 1 << 31, lastDeliveredUnixNano: -1, member: string(bytes.Repeat([]byte("m"), 255))},
+	pendings := []pendingRun{
+		{first: fuzzRunFirst, last: fuzzRunFirst, v: pendingValue{deliveries: 1, lastDeliveredUnixNano: 10, notBeforeUnixNano: 20, member: "m1"}},
+		{first: fuzzRunFirst, last: fuzzRunFirst, v: pendingValue{deliveries: 1 << 31, lastDeliveredUnixNano: -1, member: string(bytes.Repeat([]byte("m"), 255))}},
+		// Runs (version 2).
+		{first: fuzzRunFirst, last: fuzzRunFirst + 1, v: pendingValue{deliveries: 2, lastDeliveredUnixNano: 10, notBeforeUnixNano: 20, member: "m1"}},
+		{first: fuzzRunFirst, last: fuzzRunFirst + GroupPendingMax - 1, v: pendingValue{deliveries: 1, notBeforeUnixNano: -5, member: string(bytes.Repeat([]byte("m"), 255))}},
 	}
 	for _, p := range pendings {
 		f.Add(true, p.encode(), false)
@@ -153,15 +161,20 @@ func FuzzDecodeGroupValue(f *testing.F) {
 	f.Add(true, []byte{}, false)
 	f.Add(false, make([]byte, groupHeaderFixedBytes+1), true)
 	f.Add(true, make([]byte, groupPendingFixedBytes), true)
+	run := make([]byte, groupPendingFixedBytes+8)
+	run[4] = groupValueVersion2 // a run ending at or below its first offset
+	f.Add(true, run, true)
 
 	f.Fuzz(func(t *testing.T, pending bool, value []byte, fixCRC bool) {
 		if fixCRC {
 			value = fixLeadingCRC(value)
 		}
 		if pending {
-			v, problem := decodePendingValue(value)
+			r, problem := decodePendingRun(fuzzRunFirst, value)
 			if problem == "" {
-				require.Equal(t, value, v.encode(), "decode(encode) of a pending value differs")
+				require.Equal(t, uint64(fuzzRunFirst), r.first)
+				require.GreaterOrEqual(t, r.last, r.first)
+				require.Equal(t, value, r.encode(), "decode(encode) of a pending value differs")
 			}
 			return
 		}

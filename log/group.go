@@ -18,7 +18,8 @@ import (
 //     in [floor, delivered) that is not pending is done: the acknowledged
 //     offsets above the floor are the gaps between pending ones, so they
 //     cost no storage, and the floor is the lowest pending offset (the
-//     cursor when none is pending);
+//     cursor when none is pending). They are stored as runs of
+//     consecutive offsets that share their state (group_runs.go);
 //   - the assignment: a generation and the member that owns the
 //     partition for the group under it;
 //   - the config fixed at creation (ack wait, max deliveries, max pending).

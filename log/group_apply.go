@@ -251,39 +251,26 @@ func (b *Batch) GroupDeliver(req GroupDeliverRequest) (GroupResult, error) {
 	}
 
 	// Nothing is refused as a whole from here on.
-	store := b.groupStoreLocked()
 	notBefore := addSaturated(req.NowUnixNano, h.config.AckWait)
-	result := GroupResult{Outcomes: make([]OffsetOutcome, len(req.Redeliver))}
-	for i, offset := range req.Redeliver {
-		if offset >= h.delivered {
-			result.Outcomes[i] = OffsetNotDelivered
-			continue
-		}
-		v, found, err := store.pending(name, offset)
-		if err != nil {
-			return GroupResult{}, b.fail(err)
-		}
-		switch {
-		case !found:
-			result.Outcomes[i] = OffsetAlreadyDone
-			continue
-		case v.deliveries == math.MaxUint32 || (h.config.MaxDeliveries > 0 && v.deliveries >= h.config.MaxDeliveries):
-			result.Outcomes[i] = OffsetMaxDeliveries
-			continue
-		}
-		next := pendingValue{deliveries: v.deliveries + 1, lastDeliveredUnixNano: req.NowUnixNano, notBeforeUnixNano: notBefore, member: req.Member}
-		if err := b.putPending(name, offset, next, v, true); err != nil {
-			return GroupResult{}, err
-		}
-		result.Outcomes[i] = OffsetApplied
-	}
 	fresh := pendingValue{deliveries: 1, lastDeliveredUnixNano: req.NowUnixNano, notBeforeUnixNano: notBefore, member: req.Member}
-	for offset := req.NewFrom; offset < req.NewFrom+req.NewCount; offset++ {
-		if err := b.putPending(name, offset, fresh, pendingValue{}, false); err != nil {
+	outcomes, _, err := b.editRunsLocked(name, h, req.Redeliver, func(r pendingRun) (OffsetOutcome, pendingValue, bool) {
+		if r.v.deliveries == math.MaxUint32 || (h.config.MaxDeliveries > 0 && r.v.deliveries >= h.config.MaxDeliveries) {
+			return OffsetMaxDeliveries, pendingValue{}, false
+		}
+		next := fresh
+		next.deliveries = r.v.deliveries + 1
+		return OffsetApplied, next, false
+	})
+	if err != nil {
+		return GroupResult{}, err
+	}
+	result := GroupResult{Outcomes: outcomes}
+	if req.NewCount > 0 {
+		// The new offsets are one run: nothing is pending at or above the cursor.
+		run := pendingRun{first: req.NewFrom, last: req.NewFrom + req.NewCount - 1, v: fresh}
+		if err := b.putRun(name, run, pendingRun{}, false); err != nil {
 			return GroupResult{}, err
 		}
-	}
-	if req.NewCount > 0 {
 		// With nothing pending the floor was the cursor, the first new offset.
 		h.pending += req.NewCount
 		h.delivered += req.NewCount
@@ -399,29 +386,9 @@ func (b *Batch) GroupDeadLetter(name string, offsets []uint64) (GroupResult, err
 // group's header before) and returns each offset's outcome and how many
 // were pending. db.lifecycle must be read-held. Failures are sticky.
 func (b *Batch) finishPendingLocked(name string, h groupHeader, offsets []uint64) ([]OffsetOutcome, uint64, error) {
-	store := b.groupStoreLocked()
-	outcomes := make([]OffsetOutcome, len(offsets))
-	var done uint64
-	for i, offset := range offsets {
-		if offset >= h.delivered {
-			outcomes[i] = OffsetNotDelivered
-			continue
-		}
-		v, found, err := store.pending(name, offset)
-		if err != nil {
-			return nil, 0, b.fail(err)
-		}
-		if !found {
-			outcomes[i] = OffsetAlreadyDone
-			continue
-		}
-		if err := b.deletePending(name, offset, v); err != nil {
-			return nil, 0, err
-		}
-		outcomes[i] = OffsetApplied
-		done++
-	}
-	return outcomes, done, nil
+	return b.editRunsLocked(name, h, offsets, func(pendingRun) (OffsetOutcome, pendingValue, bool) {
+		return OffsetApplied, pendingValue{}, true
+	})
 }
 
 // settleGroupLocked writes group's header after done of its pending
@@ -494,28 +461,14 @@ func (b *Batch) GroupNack(req GroupNackRequest) (GroupResult, error) {
 	if err := fenced(name, h, req.Generation, req.Member); err != nil {
 		return GroupResult{}, err
 	}
-	store := b.groupStoreLocked()
 	notBefore := addSaturated(req.NowUnixNano, req.Delay)
-	result := GroupResult{State: h.state(name), Outcomes: make([]OffsetOutcome, len(req.Offsets))}
-	for i, offset := range req.Offsets {
-		if offset >= h.delivered {
-			result.Outcomes[i] = OffsetNotDelivered
-			continue
-		}
-		v, found, err := store.pending(name, offset)
-		if err != nil {
-			return GroupResult{}, b.fail(err)
-		}
-		if !found {
-			result.Outcomes[i] = OffsetAlreadyDone
-			continue
-		}
-		next := v
+	outcomes, _, err := b.editRunsLocked(name, h, req.Offsets, func(r pendingRun) (OffsetOutcome, pendingValue, bool) {
+		next := r.v
 		next.notBeforeUnixNano = notBefore
-		if err := b.putPending(name, offset, next, v, true); err != nil {
-			return GroupResult{}, err
-		}
-		result.Outcomes[i] = OffsetApplied
+		return OffsetApplied, next, false
+	})
+	if err != nil {
+		return GroupResult{}, err
 	}
-	return result, nil
+	return GroupResult{State: h.state(name), Outcomes: outcomes}, nil
 }

@@ -188,7 +188,7 @@ func TestGroupMarksSnapshotAndRestore(t *testing.T) {
 	_, err = snap.WriteTo(&stream)
 	require.NoError(t, err)
 	require.NoError(t, snap.Close())
-	require.Equal(t, snapshotVersion5, stream.Bytes()[len(snapshotMagic)], "a partition with marks streams version 5")
+	require.Equal(t, snapshotVersion6, stream.Bytes()[len(snapshotMagic)], "a partition with groups streams version 6")
 
 	q := partition(t, openMemDB(t), 9)
 	require.NoError(t, q.Restore(bytes.NewReader(stream.Bytes())))

@@ -13,7 +13,7 @@ import (
 )
 
 // The groups survive a restart of the DB and come along in a snapshot,
-// whose stream is version 4 only when there is a group; a drop of the
+// whose stream is version 6 only when there is a group; a drop of the
 // partition removes them.
 func TestGroupStateSurvivesRestartSnapshotAndDrop(t *testing.T) {
 	fs := vfs.NewMem()
@@ -59,7 +59,7 @@ func TestGroupStateSurvivesRestartSnapshotAndDrop(t *testing.T) {
 	_, err = snap.WriteTo(&stream)
 	require.NoError(t, err)
 	require.NoError(t, snap.Close())
-	require.Equal(t, snapshotVersion4, stream.Bytes()[len(snapshotMagic)])
+	require.Equal(t, snapshotVersion6, stream.Bytes()[len(snapshotMagic)], "a partition with groups streams version 6")
 
 	// Restored under another partition id, in another DB.
 	other := openMemDB(t)
@@ -106,7 +106,7 @@ func TestGroupDamagedValueIsCorruption(t *testing.T) {
 	h.create("g", testGroupConfig)
 	_, err := h.deliver("g", 0, 2, nil, 1)
 	require.NoError(t, err)
-	for _, key := range [][]byte{appendGroupKey(nil, 1, "g"), appendGroupPendingKey(nil, 1, "g", 1)} {
+	for _, key := range [][]byte{appendGroupKey(nil, 1, "g"), appendGroupPendingKey(nil, 1, "g", 0)} {
 		value, closer, err := h.db.Pebble().Get(key)
 		require.NoError(t, err)
 		damaged := bytes.Clone(value)
@@ -131,11 +131,12 @@ func TestGroupRestoreChecksHeadersAgainstPendingDeliveries(t *testing.T) {
 	applied := streamEntry{key: relative(appendMetaKey(nil, 0, metaApplied)), value: string(encodeUint64(7))}
 	header := groupHeader{floor: 0, delivered: 2, generation: 1, member: "m", pending: 2, config: testGroupConfig}
 	pending := pendingValue{deliveries: 1, lastDeliveredUnixNano: 5, notBeforeUnixNano: 9, member: "m"}
+	// Per-offset pending keys, as key layout version 5 wrote them.
 	entries := func(h groupHeader, offsets []uint64, due []uint64) []streamEntry {
 		es := []streamEntry{{key: relative(appendGroupKey(nil, 0, "g")), value: string(h.encode())}}
 		es = append(es, applied)
 		for _, o := range offsets {
-			es = append(es, streamEntry{key: relative(appendGroupPendingKey(nil, 0, "g", o)), value: string(pending.encode())})
+			es = append(es, streamEntry{key: relative(appendGroupPendingKey(nil, 0, "g", o)), value: string(pendingRun{first: o, last: o, v: pending}.encode())})
 		}
 		for _, o := range due {
 			es = append(es, streamEntry{key: relative(appendGroupDueKey(nil, 0, "g", pending.notBeforeUnixNano, o))})

@@ -59,55 +59,72 @@ func (s groupStore) header(group string) (h groupHeader, found bool, err error) 
 	return h, true, nil
 }
 
-// pending reads and checks group's pending delivery of offset; found is
-// false when the offset is not pending.
-func (s groupStore) pending(group string, offset uint64) (v pendingValue, found bool, err error) {
-	value, found, err := s.get(appendGroupPendingKey(nil, s.partition, group, offset), "consumer group pending delivery")
-	if err != nil || !found {
-		return v, found, err
+// runFromIter decodes and checks the run under iter's key, a pending key
+// of group.
+func (s groupStore) runFromIter(group string, iter *pebble.Iterator) (pendingRun, error) {
+	name, first, ok := parseGroupPendingKey(s.partition, iter.Key())
+	if !ok || string(name) != group {
+		return pendingRun{}, s.corrupt(s.nearOffset, "consumer group %q: malformed pending key %x", group, iter.Key())
 	}
-	v, problem := decodePendingValue(value)
+	value, err := iter.ValueAndErr()
+	if err != nil {
+		return pendingRun{}, fmt.Errorf("log: partition %d: read consumer group pending delivery: %w", s.partition, err)
+	}
+	r, problem := decodePendingRun(first, value)
 	if problem != "" {
-		return v, false, s.corrupt(offset, "consumer group %q: offset %d: %s", group, offset, problem)
+		return pendingRun{}, s.corrupt(first, "consumer group %q: offset %d: %s", group, first, problem)
 	}
-	return v, true, nil
+	return r, nil
 }
 
-// scanPending calls fn with group's pending deliveries of offsets in
-// [from, before) in offset order, until fn returns false or limit entries
-// were passed (limit <= 0: no limit beyond the range).
-func (s groupStore) scanPending(group string, from, before uint64, limit int, fn func(PendingDelivery) bool) error {
+// run reads and checks group's run that starts at first; found is false
+// when no run starts there.
+func (s groupStore) run(group string, first uint64) (r pendingRun, found bool, err error) {
+	value, found, err := s.get(appendGroupPendingKey(nil, s.partition, group, first), "consumer group pending delivery")
+	if err != nil || !found {
+		return r, found, err
+	}
+	r, problem := decodePendingRun(first, value)
+	if problem != "" {
+		return r, false, s.corrupt(first, "consumer group %q: offset %d: %s", group, first, problem)
+	}
+	return r, true, nil
+}
+
+// scanRuns calls fn with group's runs that hold an offset in [from,
+// before), in offset order, until fn returns false. The first may start
+// below from.
+func (s groupStore) scanRuns(group string, from, before uint64, fn func(pendingRun) bool) error {
 	if from >= before {
 		return nil
 	}
-	lower := appendGroupPendingKey(nil, s.partition, group, from)
-	var upper []byte
-	if before == math.MaxUint64 {
-		upper = prefixSuccessor(appendGroupPendingPrefix(nil, s.partition, group))
-	} else {
+	prefix := appendGroupPendingPrefix(nil, s.partition, group)
+	upper := prefixSuccessor(prefix)
+	if before != math.MaxUint64 {
 		upper = appendGroupPendingKey(nil, s.partition, group, before)
 	}
-	iter, err := s.r.NewIter(&pebble.IterOptions{LowerBound: lower, UpperBound: upper})
+	iter, err := s.r.NewIter(&pebble.IterOptions{LowerBound: prefix, UpperBound: upper})
 	if err != nil {
 		return fmt.Errorf("log: partition %d: consumer group iterator: %w", s.partition, err)
 	}
 	defer iter.Close()
-	n := 0
-	for valid := iter.First(); valid; valid = iter.Next() {
-		name, offset, ok := parseGroupPendingKey(s.partition, iter.Key())
-		if !ok || string(name) != group {
-			return s.corrupt(s.nearOffset, "consumer group %q: malformed pending key %x", group, iter.Key())
-		}
-		value, err := iter.ValueAndErr()
+	start := appendGroupPendingKey(nil, s.partition, group, from)
+	// A run that starts below from may hold it.
+	if iter.SeekLT(start) {
+		r, err := s.runFromIter(group, iter)
 		if err != nil {
-			return fmt.Errorf("log: partition %d: read consumer group pending delivery: %w", s.partition, err)
+			return err
 		}
-		v, problem := decodePendingValue(value)
-		if problem != "" {
-			return s.corrupt(offset, "consumer group %q: offset %d: %s", group, offset, problem)
+		if r.last >= from && !fn(r) {
+			return nil
 		}
-		n++
-		if !fn(v.delivery(offset)) || (limit > 0 && n >= limit) {
+	}
+	for valid := iter.SeekGE(start); valid; valid = iter.Next() {
+		r, err := s.runFromIter(group, iter)
+		if err != nil {
+			return err
+		}
+		if !fn(r) {
 			break
 		}
 	}
@@ -117,21 +134,36 @@ func (s groupStore) scanPending(group string, from, before uint64, limit int, fn
 	return nil
 }
 
+// scanPending calls fn with group's pending deliveries of offsets in
+// [from, before) in offset order, until fn returns false or limit entries
+// were passed (limit <= 0: no limit beyond the range).
+func (s groupStore) scanPending(group string, from, before uint64, limit int, fn func(PendingDelivery) bool) error {
+	n := 0
+	return s.scanRuns(group, from, before, func(r pendingRun) bool {
+		for offset := max(r.first, from); offset <= r.last && offset < before; offset++ {
+			n++
+			if !fn(r.v.delivery(offset)) || (limit > 0 && n >= limit) {
+				return false
+			}
+		}
+		return true
+	})
+}
+
 // firstPending returns group's lowest pending offset at or above from;
 // found is false when there is none.
 func (s groupStore) firstPending(group string, from uint64) (offset uint64, found bool, err error) {
-	err = s.scanPending(group, from, math.MaxUint64, 1, func(d PendingDelivery) bool {
-		offset, found = d.Offset, true
+	err = s.scanRuns(group, from, math.MaxUint64, func(r pendingRun) bool {
+		offset, found = max(r.first, from), true
 		return false
 	})
 	return offset, found, err
 }
 
-// scanDue calls fn with group's pending deliveries whose not-before is at
-// or before nowUnixNano, in not-before then offset order, until fn
-// returns false. Each due key must have its pending delivery, with the
-// same not-before.
-func (s groupStore) scanDue(group string, nowUnixNano int64, fn func(PendingDelivery) bool) error {
+// scanDueRuns calls fn with group's runs whose not-before is at or before
+// nowUnixNano, in not-before then first offset order, until fn returns
+// false. Each due key must have its run, with the same not-before.
+func (s groupStore) scanDueRuns(group string, nowUnixNano int64, fn func(pendingRun) bool) error {
 	prefix := appendGroupDuePrefix(nil, s.partition, group)
 	iter, err := s.r.NewIter(&pebble.IterOptions{LowerBound: prefix, UpperBound: prefixSuccessor(prefix)})
 	if err != nil {
@@ -139,22 +171,22 @@ func (s groupStore) scanDue(group string, nowUnixNano int64, fn func(PendingDeli
 	}
 	defer iter.Close()
 	for valid := iter.First(); valid; valid = iter.Next() {
-		name, notBefore, offset, ok := parseGroupDueKey(s.partition, iter.Key())
+		name, notBefore, first, ok := parseGroupDueKey(s.partition, iter.Key())
 		if !ok || string(name) != group {
 			return s.corrupt(s.nearOffset, "consumer group %q: malformed due key %x", group, iter.Key())
 		}
 		if notBefore > nowUnixNano {
 			break
 		}
-		v, found, err := s.pending(group, offset)
+		r, found, err := s.run(group, first)
 		if err != nil {
 			return err
 		}
-		if !found || v.notBeforeUnixNano != notBefore {
-			return s.corrupt(offset, "consumer group %q: due key of offset %d at %d, pending delivery found %v with not-before %d",
-				group, offset, notBefore, found, v.notBeforeUnixNano)
+		if !found || r.v.notBeforeUnixNano != notBefore {
+			return s.corrupt(first, "consumer group %q: due key of offset %d at %d, pending delivery found %v with not-before %d",
+				group, first, notBefore, found, r.v.notBeforeUnixNano)
 		}
-		if !fn(v.delivery(offset)) {
+		if !fn(r) {
 			break
 		}
 	}
@@ -162,6 +194,23 @@ func (s groupStore) scanDue(group string, nowUnixNano int64, fn func(PendingDeli
 		return fmt.Errorf("log: partition %d: consumer group scan: %w", s.partition, err)
 	}
 	return nil
+}
+
+// scanDue calls fn with group's pending deliveries whose not-before is at
+// or before nowUnixNano, in not-before then offset order, until fn
+// returns false.
+func (s groupStore) scanDue(group string, nowUnixNano int64, fn func(PendingDelivery) bool) error {
+	return s.scanDueRuns(group, nowUnixNano, func(r pendingRun) bool {
+		for offset := r.first; offset <= r.last; offset++ {
+			if !fn(r.v.delivery(offset)) {
+				return false
+			}
+			if offset == math.MaxUint64 {
+				break
+			}
+		}
+		return true
+	})
 }
 
 // groups calls fn with every group's name and header in name order (by
@@ -211,30 +260,32 @@ func (b *Batch) putGroupLocked(group string, h groupHeader) error {
 	return b.set(appendGroupKey(nil, b.partition.id, group), h.encode(), "consumer group header")
 }
 
-// putPending writes group's pending delivery of offset with its due key,
-// replacing the due key of previous (found: the offset was pending).
-// Failures are sticky.
-func (b *Batch) putPending(group string, offset uint64, v pendingValue, previous pendingValue, found bool) error {
+// putRun writes group's run r with its due key. previous is the run
+// that started at r.first before (found: there was one): its due key is
+// replaced when the not-before changed. Failures are sticky.
+func (b *Batch) putRun(group string, r pendingRun, previous pendingRun, found bool) error {
 	p := b.partition.id
-	if found && previous.notBeforeUnixNano != v.notBeforeUnixNano {
-		if err := b.delete(appendGroupDueKey(nil, p, group, previous.notBeforeUnixNano, offset), "consumer group due key"); err != nil {
+	if found && previous.v.notBeforeUnixNano != r.v.notBeforeUnixNano {
+		if err := b.delete(appendGroupDueKey(nil, p, group, previous.v.notBeforeUnixNano, r.first), "consumer group due key"); err != nil {
 			return err
 		}
 	}
-	if err := b.set(appendGroupPendingKey(nil, p, group, offset), v.encode(), "consumer group pending delivery"); err != nil {
+	if err := b.set(appendGroupPendingKey(nil, p, group, r.first), r.encode(), "consumer group pending delivery"); err != nil {
 		return err
 	}
-	return b.set(appendGroupDueKey(nil, p, group, v.notBeforeUnixNano, offset), nil, "consumer group due key")
+	if found && previous.v.notBeforeUnixNano == r.v.notBeforeUnixNano {
+		return nil
+	}
+	return b.set(appendGroupDueKey(nil, p, group, r.v.notBeforeUnixNano, r.first), nil, "consumer group due key")
 }
 
-// deletePending deletes group's pending delivery of offset and its due
-// key. Failures are sticky.
-func (b *Batch) deletePending(group string, offset uint64, v pendingValue) error {
+// deleteRun deletes group's run r and its due key. Failures are sticky.
+func (b *Batch) deleteRun(group string, r pendingRun) error {
 	p := b.partition.id
-	if err := b.delete(appendGroupPendingKey(nil, p, group, offset), "consumer group pending delivery"); err != nil {
+	if err := b.delete(appendGroupPendingKey(nil, p, group, r.first), "consumer group pending delivery"); err != nil {
 		return err
 	}
-	return b.delete(appendGroupDueKey(nil, p, group, v.notBeforeUnixNano, offset), "consumer group due key")
+	return b.delete(appendGroupDueKey(nil, p, group, r.v.notBeforeUnixNano, r.first), "consumer group due key")
 }
 
 // deleteGroupEntries deletes every pending delivery and due key of group
@@ -249,36 +300,47 @@ func (b *Batch) deleteGroupEntries(group string) error {
 	return b.deleteRange(due, prefixSuccessor(due), "consumer group due keys")
 }
 
-// groupDeleteChunk is how many pending deliveries a cumulative
-// acknowledgement reads before it deletes them: it bounds the memory of
-// one acknowledgement whatever the group's max pending.
+// groupDeleteChunk is how many runs a cumulative acknowledgement reads
+// before it deletes them: it bounds the memory of one acknowledgement
+// whatever the group's max pending.
 const groupDeleteChunk = 1024
 
 // deletePendingBelowLocked deletes group's pending deliveries of offsets in
-// [from, before) and returns how many it deleted. db.lifecycle must be
-// read-held. Failures are sticky.
+// [from, before) and returns how many it deleted: the runs wholly below
+// before go, and the run that holds before is trimmed to start there (one
+// run rewritten). db.lifecycle must be read-held. Failures are sticky.
 func (b *Batch) deletePendingBelowLocked(group string, from, before uint64) (uint64, error) {
 	var deleted uint64
-	chunk := make([]PendingDelivery, 0, groupDeleteChunk)
+	chunk := make([]pendingRun, 0, groupDeleteChunk)
 	for from < before {
 		chunk = chunk[:0]
-		err := b.groupStoreLocked().scanPending(group, from, before, groupDeleteChunk, func(d PendingDelivery) bool {
-			chunk = append(chunk, d)
-			return true
+		err := b.groupStoreLocked().scanRuns(group, from, before, func(r pendingRun) bool {
+			chunk = append(chunk, r)
+			return len(chunk) < groupDeleteChunk
 		})
 		if err != nil {
 			return deleted, b.fail(err)
 		}
-		for _, d := range chunk {
-			if err := b.deletePending(group, d.Offset, pendingValue{notBeforeUnixNano: d.NotBeforeUnixNano}); err != nil {
+		for _, r := range chunk {
+			if err := b.deleteRun(group, r); err != nil {
 				return deleted, err
 			}
+			if r.last < before {
+				deleted += r.offsets()
+				continue
+			}
+			// r holds before: its offsets from before stay pending.
+			deleted += before - r.first
+			rest := pendingRun{first: before, last: r.last, v: r.v}
+			if err := b.putRun(group, rest, pendingRun{}, false); err != nil {
+				return deleted, err
+			}
+			return deleted, nil
 		}
-		deleted += uint64(len(chunk))
 		if len(chunk) < groupDeleteChunk {
 			break
 		}
-		from = chunk[len(chunk)-1].Offset + 1
+		from = chunk[len(chunk)-1].last + 1
 	}
 	return deleted, nil
 }
@@ -305,7 +367,7 @@ func (p *Partition) checkGroupEntry(key, value []byte) error {
 		if !ok {
 			return s.corrupt(s.nearOffset, "malformed consumer group pending key %x", key)
 		}
-		if _, problem := decodePendingValue(value); problem != "" {
+		if _, problem := decodePendingRun(offset, value); problem != "" {
 			return s.corrupt(offset, "consumer group %q: offset %d: %s", name, offset, problem)
 		}
 	case kindGroupDue:
@@ -320,25 +382,31 @@ func (p *Partition) checkGroupEntry(key, value []byte) error {
 }
 
 // check verifies the groups' keys against each other: each group's pending
-// count is its number of pending keys, its floor the lowest of them (its
-// cursor when there is none), each below its cursor with one due key at
-// its not-before, and no pending or due key belongs to a group that does
-// not exist. It reads every group key once. A failure is a
-// *CorruptionError.
+// count is the number of offsets of its runs, its floor the first offset
+// of the lowest run (its cursor when there is none), the runs apart from
+// each other and below its cursor, each with one due key at its
+// not-before, and no pending or due key belongs to a group that does not
+// exist. It reads every group key once. A failure is a *CorruptionError.
 func (s groupStore) check() error {
-	var pendingTotal uint64
+	var runsTotal uint64
 	var failure error
 	err := s.groups(func(name string, h groupHeader) bool {
-		var count uint64
+		var count, runs uint64
 		first := h.delivered
-		err := s.scanPending(name, 0, math.MaxUint64, 0, func(d PendingDelivery) bool {
-			if count == 0 {
-				first = d.Offset
+		var next uint64 // the lowest offset the next run may start at
+		err := s.scanRuns(name, 0, math.MaxUint64, func(r pendingRun) bool {
+			if runs == 0 {
+				first = r.first
 			}
-			count++
-			if d.Offset >= h.delivered {
-				failure = s.corrupt(d.Offset, "consumer group %q: offset %d pending at or above the cursor %d", name, d.Offset, h.delivered)
+			switch {
+			case r.first < next:
+				failure = s.corrupt(r.first, "consumer group %q: run from %d overlaps the one before it", name, r.first)
+			case r.last >= h.delivered:
+				failure = s.corrupt(r.last, "consumer group %q: offset %d pending at or above the cursor %d", name, r.last, h.delivered)
 			}
+			runs++
+			count += r.offsets()
+			next = r.last + 1
 			return failure == nil
 		})
 		if err != nil || failure != nil {
@@ -346,16 +414,16 @@ func (s groupStore) check() error {
 			return false
 		}
 		var due uint64
-		if err := s.scanDue(name, math.MaxInt64, func(PendingDelivery) bool { due++; return true }); err != nil {
+		if err := s.scanDueRuns(name, math.MaxInt64, func(pendingRun) bool { due++; return true }); err != nil {
 			failure = err
 			return false
 		}
-		if count != h.pending || due != h.pending || first != h.floor {
-			failure = s.corrupt(h.floor, "consumer group %q: header says %d pending from floor %d; %d pending keys from %d, %d due keys",
-				name, h.pending, h.floor, count, first, due)
+		if count != h.pending || due != runs || first != h.floor {
+			failure = s.corrupt(h.floor, "consumer group %q: header says %d pending from floor %d; %d pending in %d runs from %d, %d due keys",
+				name, h.pending, h.floor, count, runs, first, due)
 			return false
 		}
-		pendingTotal += count
+		runsTotal += runs
 		return true
 	})
 	if err := cmp.Or(failure, err); err != nil {
@@ -378,8 +446,8 @@ func (s groupStore) check() error {
 		if err != nil {
 			return fmt.Errorf("log: partition %d: consumer group scan: %w", s.partition, err)
 		}
-		if n != pendingTotal {
-			return s.corrupt(s.nearOffset, "%d keys of kind %q, the groups have %d pending deliveries", n, kind, pendingTotal)
+		if n != runsTotal {
+			return s.corrupt(s.nearOffset, "%d keys of kind %q, the groups have %d pending runs", n, kind, runsTotal)
 		}
 	}
 	return nil

@@ -111,22 +111,31 @@ func kindEntries(t testing.TB, db *DB, id uint64, kinds ...byte) [][2][]byte {
 }
 
 // checkGroupInvariants checks, from the raw keys, every group of p: its
-// pending count is its pending keys, its floor the lowest of them (the
-// cursor when none), all of them below the cursor, each with exactly one
-// due key at its not-before, and no key of a group that does not exist.
+// pending count is the offsets of its runs, its floor the lowest of them
+// (the cursor when none), the runs apart and all below the cursor, each
+// with exactly one due key at its not-before, and no key of a group that
+// does not exist.
 func checkGroupInvariants(t testing.TB, p *Partition) {
 	t.Helper()
 	states, err := p.Groups()
 	require.NoError(t, err)
 	store := groupStore{partition: p.id, r: p.db.pebble}
-	var pendingTotal uint64
+	var runsTotal uint64
 	for _, s := range states {
 		var offsets []uint64
-		require.NoError(t, store.scanPending(s.Name, 0, math.MaxUint64, 0, func(d PendingDelivery) bool {
-			offsets = append(offsets, d.Offset)
-			require.Less(t, d.Offset, s.Delivered, "group %q: pending offset at or above the cursor", s.Name)
-			due, closer, err := p.db.pebble.Get(appendGroupDueKey(nil, p.id, s.Name, d.NotBeforeUnixNano, d.Offset))
-			require.NoError(t, err, "group %q: offset %d has no due key", s.Name, d.Offset)
+		var runs uint64
+		require.NoError(t, store.scanRuns(s.Name, 0, math.MaxUint64, func(r pendingRun) bool {
+			runs++
+			require.LessOrEqual(t, r.first, r.last)
+			require.Less(t, r.last, s.Delivered, "group %q: pending offset at or above the cursor", s.Name)
+			if len(offsets) > 0 {
+				require.Greater(t, r.first, offsets[len(offsets)-1], "group %q: runs overlap", s.Name)
+			}
+			for o := r.first; o <= r.last; o++ {
+				offsets = append(offsets, o)
+			}
+			due, closer, err := p.db.pebble.Get(appendGroupDueKey(nil, p.id, s.Name, r.v.notBeforeUnixNano, r.first))
+			require.NoError(t, err, "group %q: run from %d has no due key", s.Name, r.first)
 			require.Empty(t, due)
 			require.NoError(t, closer.Close())
 			return true
@@ -139,8 +148,8 @@ func checkGroupInvariants(t testing.TB, p *Partition) {
 		}
 		var due uint64
 		require.NoError(t, store.scanDue(s.Name, math.MaxInt64, func(PendingDelivery) bool { due++; return true }))
-		require.Equal(t, s.Pending, due, "group %q: due keys", s.Name)
-		pendingTotal += s.Pending
+		require.Equal(t, s.Pending, due, "group %q: due offsets", s.Name)
+		runsTotal += runs
 	}
 	for _, kind := range []byte{kindGroupPending, kindGroupDue} {
 		lower, upper := kindBounds(p.id, kind)
@@ -151,7 +160,7 @@ func checkGroupInvariants(t testing.TB, p *Partition) {
 			n++
 		}
 		require.NoError(t, iter.Close())
-		require.Equal(t, pendingTotal, n, "keys of kind %q beyond the groups' pending deliveries", kind)
+		require.Equal(t, runsTotal, n, "keys of kind %q beyond the groups' pending runs", kind)
 	}
 }
 

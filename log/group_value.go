@@ -26,10 +26,20 @@ import (
 //	pending(8) | dead_lettered(8) | ack_wait_ns(8) | max_deliveries(4) |
 //	max_pending(4) | flags(1) | len(member)(1) | member
 //
-// Pending delivery ('q'), version 1:
+// Pending delivery ('q'), version 1: the pending delivery of the key's
+// offset alone (a run of one offset):
 //
 //	crc32c(4) | version(1)=1 | deliveries(4) | last_delivered_unix_nano(8) |
 //	not_before_unix_nano(8) | len(member)(1) | member
+//
+// Version 2 (key layout version 7): a run, the pending deliveries of the
+// offsets from the key's offset (the run's first) to last, all with the
+// same delivery count, times and member. A run of one offset is still
+// written as version 1, so version 2 always has last above first and one
+// run has one encoding.
+//
+//	crc32c(4) | version(1)=2 | last(8) | deliveries(4) |
+//	last_delivered_unix_nano(8) | not_before_unix_nano(8) | len(member)(1) | member
 //
 // The CRC (Castagnoli) covers every byte after it. A due key ('r') has an
 // empty value.
@@ -40,7 +50,7 @@ const (
 	groupHeaderFixedBytes   = 4 + 1 + 8*6 + 4 + 4 + 1
 	groupHeaderBytesMax     = groupHeaderFixedBytes + 1 + groupMemberBytesMax
 	groupPendingFixedBytes  = 4 + 1 + 4 + 8 + 8 + 1
-	groupPendingValueMax    = groupPendingFixedBytes + groupMemberBytesMax
+	groupPendingValueMax    = groupPendingFixedBytes + 8 + groupMemberBytesMax
 	groupChecksumBytes      = 4
 	groupDueValueBytes      = 0
 	groupHeaderMemberOffset = groupHeaderFixedBytes - 1
@@ -165,7 +175,7 @@ func decodeGroupHeader(value []byte) (h groupHeader, problem string) {
 	return h, h.check()
 }
 
-// pendingValue is a stored pending delivery (its offset is in the key).
+// pendingValue is what the offsets of one pending run share.
 type pendingValue struct {
 	deliveries            uint32
 	lastDeliveredUnixNano int64
@@ -173,39 +183,73 @@ type pendingValue struct {
 	member                string
 }
 
-func (v pendingValue) encode() []byte {
-	b := make([]byte, groupChecksumBytes, groupPendingFixedBytes+len(v.member))
-	b = append(b, groupValueVersion1)
-	b = binary.BigEndian.AppendUint32(b, v.deliveries)
-	b = binary.BigEndian.AppendUint64(b, uint64(v.lastDeliveredUnixNano))
-	b = binary.BigEndian.AppendUint64(b, uint64(v.notBeforeUnixNano))
-	b = append(b, byte(len(v.member)))
-	b = append(b, v.member...)
+// pendingRun is a stored run of pending deliveries: the offsets first..last
+// (inclusive; first is in the key), each pending with v.
+type pendingRun struct {
+	first, last uint64
+	v           pendingValue
+}
+
+// offsets returns how many offsets r holds.
+func (r pendingRun) offsets() uint64 { return r.last - r.first + 1 }
+
+// encode returns r's value: version 1 for a run of one offset, else
+// version 2.
+func (r pendingRun) encode() []byte {
+	b := make([]byte, groupChecksumBytes, groupPendingFixedBytes+8+len(r.v.member))
+	if r.first == r.last {
+		b = append(b, groupValueVersion1)
+	} else {
+		b = append(b, groupValueVersion2)
+		b = binary.BigEndian.AppendUint64(b, r.last)
+	}
+	b = binary.BigEndian.AppendUint32(b, r.v.deliveries)
+	b = binary.BigEndian.AppendUint64(b, uint64(r.v.lastDeliveredUnixNano))
+	b = binary.BigEndian.AppendUint64(b, uint64(r.v.notBeforeUnixNano))
+	b = append(b, byte(len(r.v.member)))
+	b = append(b, r.v.member...)
 	binary.BigEndian.PutUint32(b, crc32.Checksum(b[groupChecksumBytes:], castagnoli))
 	return b
 }
 
-// decodePendingValue decodes and checks a pending value: a delivery has
-// been made at least once, by a member. problem is "" when it is sound.
-func decodePendingValue(value []byte) (v pendingValue, problem string) {
+// decodePendingRun decodes and checks the pending value of the key's
+// offset first: a version-1 value is the run of first alone, a version-2
+// one runs to a last above first. Every delivery has been made at least
+// once, by a member. problem is "" when it is sound.
+func decodePendingRun(first uint64, value []byte) (r pendingRun, problem string) {
+	r.first, r.last = first, first
 	if len(value) < groupPendingFixedBytes || len(value) > groupPendingValueMax {
-		return v, fmt.Sprintf("pending value of %d bytes", len(value))
+		return r, fmt.Sprintf("pending value of %d bytes", len(value))
 	}
 	if stored, computed := binary.BigEndian.Uint32(value), crc32.Checksum(value[groupChecksumBytes:], castagnoli); stored != computed {
-		return v, fmt.Sprintf("pending value checksum mismatch: stored %08x, computed %08x", stored, computed)
+		return r, fmt.Sprintf("pending value checksum mismatch: stored %08x, computed %08x", stored, computed)
 	}
-	if value[4] != groupValueVersion1 {
-		return v, fmt.Sprintf("pending value version %d", value[4])
+	v := value[5:]
+	fixed := groupPendingFixedBytes
+	switch value[4] {
+	case groupValueVersion1:
+	case groupValueVersion2:
+		fixed += 8
+		if len(value) < fixed {
+			return r, fmt.Sprintf("version 2 pending value of %d bytes", len(value))
+		}
+		r.last = binary.BigEndian.Uint64(v)
+		if r.last <= first {
+			return r, fmt.Sprintf("pending run from %d to %d", first, r.last)
+		}
+		v = v[8:]
+	default:
+		return r, fmt.Sprintf("pending value version %d", value[4])
 	}
-	v.deliveries = binary.BigEndian.Uint32(value[5:])
-	v.lastDeliveredUnixNano = int64(binary.BigEndian.Uint64(value[9:]))
-	v.notBeforeUnixNano = int64(binary.BigEndian.Uint64(value[17:]))
-	if n := int(value[25]); len(value) != groupPendingFixedBytes+n {
-		return v, fmt.Sprintf("pending value of %d bytes with a member of %d", len(value), n)
+	r.v.deliveries = binary.BigEndian.Uint32(v)
+	r.v.lastDeliveredUnixNano = int64(binary.BigEndian.Uint64(v[4:]))
+	r.v.notBeforeUnixNano = int64(binary.BigEndian.Uint64(v[12:]))
+	if n := int(value[fixed-1]); len(value) != fixed+n {
+		return r, fmt.Sprintf("pending value of %d bytes with a member of %d", len(value), n)
 	}
-	v.member = string(value[groupPendingFixedBytes:])
-	if v.deliveries == 0 || v.member == "" {
-		return v, fmt.Sprintf("pending value with %d deliveries by member %q", v.deliveries, v.member)
+	r.v.member = string(value[fixed:])
+	if r.v.deliveries == 0 || r.v.member == "" {
+		return r, fmt.Sprintf("pending value with %d deliveries by member %q", r.v.deliveries, r.v.member)
 	}
-	return v, ""
+	return r, ""
 }

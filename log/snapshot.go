@@ -27,12 +27,19 @@ const (
 	// group, so that a node that knows no groups still takes them.
 	snapshotVersion3 byte = 3
 	// snapshotVersion4 streams may also hold consumer group keys ('g', 'q',
-	// 'r'); they are written for a partition with at least one group.
+	// 'r'); they were written for a partition with at least one group
+	// (read, no longer written since version 6).
 	snapshotVersion4 byte = 4
 	// snapshotVersion5 streams may also hold consumer group processed
-	// marks ('k', 'o', 'u'); they are written for a partition where a
-	// group holds at least one mark.
-	snapshotVersion5    byte = 5
+	// marks ('k', 'o', 'u'); they were written for a partition where a
+	// group holds at least one mark (read, no longer written since
+	// version 6).
+	snapshotVersion5 byte = 5
+	// snapshotVersion6 streams may also hold pending runs (version-2 'q'
+	// values, key layout version 7); they are written for a partition
+	// with at least one group, so that a node that predates runs refuses
+	// the stream by its version rather than by a value it cannot decode.
+	snapshotVersion6    byte = 6
 	snapshotHeaderBytes      = len(snapshotMagic) + 1 + 8
 	snapshotTagEntry    byte = 'E'
 	snapshotTagTrailer  byte = 'T'
@@ -214,23 +221,16 @@ func (sw *snapshotWriter) write(b []byte) {
 	_, sw.err = sw.buf.Write(b)
 }
 
-// streamVersion is the version the image is written with: 5 when a
-// consumer group of the partition holds processed marks, 4 when it has a
-// group, else 3 (so an older node takes every image it can read).
+// streamVersion is the version the image is written with: 6 when the
+// partition has a consumer group (its pending deliveries may be runs),
+// else 3 (so an older node takes every image it can read).
 func (s *Snapshot) streamVersion() (byte, error) {
-	hasMarks, err := s.hasKind(kindGroupMarkCount)
-	if err != nil {
-		return 0, err
-	}
-	if hasMarks {
-		return snapshotVersion5, nil
-	}
 	hasGroups, err := s.hasKind(kindGroup)
 	if err != nil {
 		return 0, err
 	}
 	if hasGroups {
-		return snapshotVersion4, nil
+		return snapshotVersion6, nil
 	}
 	return snapshotVersion3, nil
 }
@@ -266,7 +266,7 @@ func parseSnapshotHeader(header [snapshotHeaderBytes]byte) (appliedIndex uint64,
 	if string(header[:len(snapshotMagic)]) != snapshotMagic {
 		return 0, fmt.Sprintf("bad magic %q", header[:len(snapshotMagic)])
 	}
-	if version := header[len(snapshotMagic)]; version < snapshotVersion1 || version > snapshotVersion5 {
+	if version := header[len(snapshotMagic)]; version < snapshotVersion1 || version > snapshotVersion6 {
 		return 0, fmt.Sprintf("unknown version %d", version)
 	}
 	return binary.BigEndian.Uint64(header[len(snapshotMagic)+1:]), ""
