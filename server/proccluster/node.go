@@ -44,15 +44,29 @@ func Layout(dir string, n int) ([]Node, error) {
 // WithAdminAddrs returns a copy of nodes in which each node without an
 // admin address has one, on a free loopback port.
 func WithAdminAddrs(nodes []Node) ([]Node, error) {
-	addrs, err := FreeAddrs(len(nodes))
+	// The layout's own ports were free when chosen and are closed now:
+	// the kernel may hand one out again, so those are skipped (a node
+	// whose admin address is another's HTTP address cannot start).
+	taken := map[string]bool{}
+	for _, n := range nodes {
+		taken[n.GRPCAddr], taken[n.HTTPAddr], taken[n.AdminAddr] = true, true, true
+	}
+	addrs, err := FreeAddrs(len(nodes) + len(taken))
 	if err != nil {
 		return nil, err
 	}
 	out := append([]Node(nil), nodes...)
 	for i := range out {
-		if out[i].AdminAddr == "" {
-			out[i].AdminAddr = addrs[i]
+		if out[i].AdminAddr != "" {
+			continue
 		}
+		for len(addrs) > 0 && taken[addrs[0]] {
+			addrs = addrs[1:]
+		}
+		if len(addrs) == 0 {
+			return nil, fmt.Errorf("proccluster: no free admin port apart from the layout's")
+		}
+		out[i].AdminAddr, addrs = addrs[0], addrs[1:]
 	}
 	return out, nil
 }
