@@ -35,6 +35,8 @@ type groupAck struct {
 	process    int
 	generation uint64
 	seen       int // the member's FGroupDeliver ops recorded before the completion
+	// deliveries is the delivery count of the copy the ack acknowledged.
+	deliveries uint32
 }
 
 // checkGroups judges the consumer-group workload (group.go) over the
@@ -48,7 +50,12 @@ type groupAck struct {
 //	    order, so such a copy was sent before the ack was applied, and it
 //	    is among the acking member's next groupBufferedMessagesMax (by
 //	    the batch size the member ran with)
-//	    deliveries, under the same generation;
+//	    deliveries, under the same generation; and any copy with a lower
+//	    delivery count than the copy the ack acknowledged, whoever
+//	    records it: counts are replicated in order before a copy is sent,
+//	    so it was sent before the acknowledged copy, hence before the ack
+//	    (another member's consumer still held it, its generation since
+//	    fenced);
 //	(b) no event skipped: every offset below a partition's final floor
 //	    was delivered at least once (the group starts at the earliest
 //	    offset of a topic without retention, and with no bound on
@@ -116,7 +123,8 @@ func checkGroups(ix *index, h History) Verdict {
 				}
 			}
 			if a, ok := firstOK[k]; ok {
-				stale := a.process == op.Process && a.generation == op.Generation && perMember[op.Process]-a.seen < groupBufferedMessagesMax(max(partitions, 1), op.Mode == GroupDrain)
+				stale := a.process == op.Process && a.generation == op.Generation && perMember[op.Process]-a.seen < groupBufferedMessagesMax(max(partitions, 1), op.Mode == GroupDrain) ||
+					op.Deliveries < a.deliveries
 				if !stale {
 					v.add("%s: op %d delivers offset %d of partition %d again (count %d) after its ack returned ok (op %d)", who, op.Index, op.Offset, op.Partition, op.Deliveries, a.op)
 				}
@@ -159,7 +167,7 @@ func checkGroups(ix *index, h History) Verdict {
 			k := groupKey{op.Partition, op.Offset}
 			okAcked[k] = true
 			if _, ok := firstOK[k]; !ok {
-				firstOK[k] = groupAck{op: op.Index, process: op.Process, generation: op.Generation, seen: perMember[op.Process]}
+				firstOK[k] = groupAck{op: op.Index, process: op.Process, generation: op.Generation, seen: perMember[op.Process], deliveries: op.Deliveries}
 			}
 		case FGroupState:
 			if op.Type != TypeOK {

@@ -170,3 +170,35 @@ func TestGroupsCheckerDrainBuffersItsBatchSize(t *testing.T) {
 	require.Equal(t, StatusFail, v.Status, "%+v", v)
 	require.Contains(t, v.Counterexamples[0], "delivers offset 3 of partition 0 again")
 }
+
+// A copy with a lower delivery count than the copy an ok ack acknowledged
+// was sent before that copy, so before the ack: another member's consumer
+// that still held it (its generation fenced since) may record it after
+// the ack, and rule (a) allows it. A copy with a higher count after the
+// ok ack is a redelivery of an acknowledged offset. (A 5-minute jepsen run
+// failed on the first case: member 65537 of generation 74 recorded count 3
+// after member 65536 of generation 75 acked count 4.)
+func TestGroupsCheckerOlderCopyAfterAckOfANewerOne(t *testing.T) {
+	build := func(late uint32) History {
+		h := clean()
+		h.gdeliver(301, 2, 0, 2, "e0")
+		ack := Op{Type: TypeInvoke, F: FGroupAck, Process: 301, Name: "m", Offset: 0, Generation: 2, Mode: GroupAckMode, Deliveries: 2}
+		h.ops = append(h.ops, ack)
+		ack.Type = TypeOK
+		h.ops = append(h.ops, ack)
+		// Member 300 (generation 1) records a copy of offset 0 after the ack.
+		h.gdeliver(300, 1, 0, late, "e0")
+		for o, id := range []string{"e1", "e2", "e4"} {
+			h.gdeliver(301, 2, uint64(o+1), 1, id)
+			h.gsettle(301, 2, uint64(o+1), GroupAckMode, TypeOK)
+		}
+		h.gstate(4)
+		return h.history()
+	}
+	v := verdictOf(t, build(1), CheckGroups)
+	require.Equal(t, StatusPass, v.Status, "%+v", v)
+
+	v = verdictOf(t, build(3), CheckGroups)
+	require.Equal(t, StatusFail, v.Status, "%+v", v)
+	require.Contains(t, strings.Join(v.Counterexamples, "\n"), "delivers offset 0 of partition 0 again (count 3) after its ack returned ok")
+}
