@@ -85,8 +85,9 @@ func (l *addrConnLimiter) Accept() (net.Conn, error) {
 		if l.admit(addr) {
 			return &addrLimitedConn{Conn: c, release: sync.OnceFunc(func() { l.release(addr) })}, nil
 		}
-		_ = c.Close()
+		// Counted before the close: whoever sees the close sees the count.
 		l.refused.Inc()
+		_ = c.Close()
 		l.warn(addr)
 	}
 }

@@ -248,10 +248,13 @@ func TestConnLimitsPerAddressOnNode(t *testing.T) {
 			})
 		})
 	}
-	// The HTTP listener serves again: /healthz answers.
-	resp, err := http.Get("http://" + n.httpLis.Addr().String() + "/healthz")
-	if err != nil {
-		t.Fatal(err)
-	}
-	_ = resp.Body.Close()
+	// The HTTP listener serves again: /healthz answers (once the node has
+	// seen the test's connections close and given their slots back).
+	eventually(t, 10*time.Second, func() error {
+		resp, err := http.Get("http://" + n.httpLis.Addr().String() + "/healthz")
+		if err != nil {
+			return err
+		}
+		return resp.Body.Close()
+	})
 }
