@@ -83,8 +83,10 @@ func isPeerOnly(fullMethod string) bool {
 // built once at start and read-only after, apart from its reloader (safe
 // for concurrent use) and its log limiter (under its mutex).
 type peerAuth struct {
-	mode     peerMode
-	secret   []byte
+	mode peerMode
+	// proof is the cluster secret's digest peers send (secretProof),
+	// computed once: every Raft call of a peer is checked against it.
+	proof    []byte
 	reloader *certs.Reloader
 	logger   *slog.Logger
 	refused  *prometheus.CounterVec
@@ -130,7 +132,7 @@ func newPeerAuth(cfg *Config, logger *slog.Logger) (*peerAuth, error) {
 		if err != nil {
 			return nil, err
 		}
-		a.mode, a.secret = peerModeSecret, secret
+		a.mode, a.proof = peerModeSecret, []byte(secretProof(secret))
 	default:
 		logger.Warn("PEER RPCS ARE OPEN: neither TLS nor a cluster secret is configured, so any program that reaches the gRPC port can call the Raft transport and NodeInternal (move leaders, append entries); set TLS files or a cluster secret file")
 	}
@@ -180,7 +182,7 @@ func (a *peerAuth) identify(ctx context.Context) (nodeID string, ok bool, refusa
 		if len(got) == 0 {
 			return "", false, wire.Unauthenticated("missing", "peer methods need the cluster secret"), peerRefusedMissing
 		}
-		if subtle.ConstantTimeCompare([]byte(got[0]), []byte(secretProof(a.secret))) != 1 {
+		if subtle.ConstantTimeCompare([]byte(got[0]), a.proof) != 1 {
 			return "", false, wire.Unauthenticated("signature", "the cluster secret presented is not this cluster's"), peerRefusedBadSecret
 		}
 		// The secret does not say which node presented it.
@@ -274,7 +276,7 @@ func (a *peerAuth) dialOptions() []grpc.DialOption {
 	case peerModeTLS:
 		return []grpc.DialOption{grpc.WithTransportCredentials(credentials.NewTLS(a.reloader.PeerClientConfig()))}
 	case peerModeSecret:
-		return []grpc.DialOption{grpc.WithPerRPCCredentials(secretCredentials{secret: secretProof(a.secret)})}
+		return []grpc.DialOption{grpc.WithPerRPCCredentials(secretCredentials{secret: string(a.proof)})}
 	default:
 		return nil
 	}
