@@ -29,6 +29,10 @@ const (
 	// tail cut off ("raft-truncate"), the raft.db of one or more of its
 	// groups, the controller's included; the node must find the damage and
 	// rejoin those groups from its peers (see docs/fault-injection.md).
+	// "raft-flip-stopped" flips bits after a clean stop (SIGTERM) instead of
+	// kill -9: a group closed cleanly is opened without its full check when
+	// its files are unchanged (raft/clean_shutdown.go), and the damage must
+	// still be found.
 	NemesisCorrupt = "corrupt"
 	// NemesisMembership kills one node, deletes its whole data directory
 	// and, at the end of the window, restarts it with --rejoin (a replaced
@@ -80,7 +84,7 @@ type Fault struct {
 	// kill: "one", "majority"; pause: "one", "leader";
 	// partition: "leader", "halves", "bridge", "one-way";
 	// slow: "all"; transfer: "leader"; corrupt: "wal", "marked",
-	// "raft-flip", "raft-truncate"; membership: "wipe".
+	// "raft-flip", "raft-flip-stopped", "raft-truncate"; membership: "wipe".
 	Kind, Variant string
 	// Nodes are the node indexes the variant picked (a random node, the
 	// minority side, the bridge ...); for leader variants, filled in at
@@ -141,7 +145,7 @@ func Schedule(seed uint64, n int, nemeses []string, d time.Duration) []Fault {
 			f.Variant, f.For = "leader", between(1500*time.Millisecond, 2500*time.Millisecond)
 		case NemesisCorrupt:
 			f.Nodes = perm[:1]
-			f.Variant = []string{"wal", "marked", "raft-flip", "raft-truncate"}[rng.IntN(4)]
+			f.Variant = []string{"wal", "marked", "raft-flip", "raft-truncate", "raft-flip-stopped"}[rng.IntN(5)]
 		case NemesisMembership:
 			f.Variant, f.Nodes = "wipe", perm[:1]
 		case NemesisRestart:
@@ -290,16 +294,20 @@ func (n *nemesis) inject(ctx context.Context, f Fault) (string, func() error, er
 	case "partition:one-way":
 		c.Cut(f.Nodes[0], f.Nodes[1])
 		return fmt.Sprintf("%s -/-> %s", c.Nodes[f.Nodes[0]].ID, c.Nodes[f.Nodes[1]].ID), func() error { c.HealLinks(); return nil }, nil
-	case "corrupt:wal", "corrupt:marked", "corrupt:raft-flip", "corrupt:raft-truncate":
+	case "corrupt:wal", "corrupt:marked", "corrupt:raft-flip", "corrupt:raft-truncate", "corrupt:raft-flip-stopped":
 		i := f.Nodes[0]
-		if f.Variant == "raft-flip" || f.Variant == "raft-truncate" {
+		if strings.HasPrefix(f.Variant, "raft-") {
 			// The fault damages a minority of every group: refused while
 			// another replica of some group is still rejoining.
 			if err := n.membershipSettled(ctx); err != nil {
 				return names(f.Nodes), nil, err
 			}
 		}
-		_ = c.Kill(i)
+		if f.Variant == "raft-flip-stopped" {
+			_ = c.Stop(i) // clean: every group leaves its clean-shutdown record
+		} else {
+			_ = c.Kill(i)
+		}
 		var err error
 		desc := names(f.Nodes)
 		switch f.Variant {

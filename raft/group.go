@@ -157,8 +157,10 @@ func dropEntriesBelowHole(path string, snapshotIndex uint64, logger *slog.Logger
 	if err != nil {
 		return fmt.Errorf("open %s: %w", raftDBFile, err)
 	}
+	// The scan reads only; the common case (no hole) ends there, without
+	// the write and fsyncs of an update transaction on every start.
 	var stale [][]byte
-	err = db.Update(func(tx *bbolt.Tx) error {
+	err = db.View(func(tx *bbolt.Tx) error {
 		logs := tx.Bucket(bucketLogs)
 		if logs == nil {
 			return nil
@@ -181,13 +183,19 @@ func dropEntriesBelowHole(path string, snapshotIndex uint64, logger *slog.Logger
 		for k, _ := c.First(); k != nil && len(k) == 8 && binary.BigEndian.Uint64(k) < tailFirst; k, _ = c.Next() {
 			stale = append(stale, append([]byte(nil), k...))
 		}
-		for _, k := range stale {
-			if err := logs.Delete(k); err != nil {
-				return err
-			}
-		}
 		return nil
 	})
+	if err == nil && len(stale) > 0 {
+		err = db.Update(func(tx *bbolt.Tx) error {
+			logs := tx.Bucket(bucketLogs)
+			for _, k := range stale {
+				if err := logs.Delete(k); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+	}
 	if cerr := db.Close(); err == nil {
 		err = cerr
 	}
@@ -211,6 +219,7 @@ type Group struct {
 	raft      *hraft.Raft
 	transport *Transport
 	store     *raftboltdb.BoltStore
+	dir       string
 	logs      hraft.LogStore
 	snapshots hraft.SnapshotStore
 	logger    *slog.Logger
@@ -304,6 +313,7 @@ func OpenGroup(cfg GroupConfig) (g *Group, err error) {
 		raft:      r,
 		transport: cfg.Transport,
 		store:     store,
+		dir:       cfg.Dir,
 		logs:      logs,
 		snapshots: snapshots,
 		logger:    logger,
@@ -422,7 +432,10 @@ func (g *Group) Voter() (bool, error) {
 }
 
 // Close shuts Raft down (waiting for it), closes the transport and the
-// raft-boltdb store. Idempotent: later calls return the first result.
+// raft-boltdb store, and then, when all of that succeeded, records the
+// group's files so that the next start can skip reading them whole (see
+// cleanShutdownFile; a failure to record only costs that start the full
+// check). Idempotent: later calls return the first result.
 func (g *Group) Close() error {
 	g.closeOnce.Do(func() {
 		var errs []error
@@ -434,6 +447,11 @@ func (g *Group) Close() error {
 			errs = append(errs, fmt.Errorf("raft: group %d: close %s: %w", g.id, raftDBFile, err))
 		}
 		g.closeErr = errors.Join(errs...)
+		if g.closeErr == nil {
+			if err := recordCleanShutdown(g.dir, g.id); err != nil {
+				g.logger.Warn("raft: the next start will verify this group's files whole", "err", err)
+			}
+		}
 	})
 	return g.closeErr
 }

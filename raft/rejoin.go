@@ -149,13 +149,23 @@ func MarkDamaged(dir string, group uint64, reason string) error {
 //
 // Errors other than damage (I/O, a locked file) are returned as they are:
 // the caller should retry later rather than rejoin.
-func PrepareRejoin(dir string, group uint64, check EntryChecker) (*RejoinMarker, error) {
+//
+// A group whose files are unchanged since it was last closed cleanly is not
+// read whole again (see cleanShutdownFile) unless opts.VerifyFull.
+func PrepareRejoin(dir string, group uint64, check EntryChecker, opts PrepareOptions) (*RejoinMarker, error) {
 	m, err := ReadRejoinMarker(dir, group)
 	if err != nil {
 		return nil, err
 	}
 	if m == nil || m.Stage == RejoinDemoted {
-		verr := VerifyStore(dir, check)
+		var verr error
+		clean := unchangedSinceCleanShutdown(dir, group) && !opts.VerifyFull
+		if !clean {
+			verr = VerifyStore(dir, check)
+		}
+		if opts.Checked != nil {
+			opts.Checked(!clean)
+		}
 		if verr == nil {
 			return m, nil
 		}
@@ -184,6 +194,17 @@ func PrepareRejoin(dir string, group uint64, check EntryChecker) (*RejoinMarker,
 		}
 	}
 	return m, nil
+}
+
+// PrepareOptions tunes PrepareRejoin.
+type PrepareOptions struct {
+	// VerifyFull runs VerifyStore even on a group unchanged since its last
+	// clean shutdown (after a suspected disk fault).
+	VerifyFull bool
+	// Checked, when set, is told whether the stored state was read whole
+	// (full) or found unchanged since a clean shutdown. It is not called for
+	// a group already marked damaged.
+	Checked func(full bool)
 }
 
 // QuarantineGroup moves the group directory dir aside, to

@@ -66,7 +66,7 @@ func TestPrepareRejoinResumesFromEveryStage(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			dir := writeStore(t, 200, 0)
 			tc.setup(t, dir)
-			m, err := PrepareRejoin(dir, 7, checkPayload)
+			m, err := PrepareRejoin(dir, 7, checkPayload, PrepareOptions{})
 			require.NoError(t, err)
 			if tc.want.marker == "" {
 				require.Nil(t, m)
@@ -87,7 +87,7 @@ func TestPrepareRejoinResumesFromEveryStage(t *testing.T) {
 			require.Equal(t, tc.want.dirKept, err == nil)
 
 			// Preparing again (a crash right after) changes nothing more.
-			again, err := PrepareRejoin(dir, 7, checkPayload)
+			again, err := PrepareRejoin(dir, 7, checkPayload, PrepareOptions{})
 			require.NoError(t, err)
 			if m == nil {
 				require.Nil(t, again)
@@ -114,7 +114,7 @@ func TestRejoinDemotesCatchesUpAndPromotes(t *testing.T) {
 	require.NoError(t, groups[victim].Close())
 	dir := filepath.Join(nodes[victim].dir, "group-1")
 	damageStore(t, dir)
-	m, err := PrepareRejoin(dir, 1, nil)
+	m, err := PrepareRejoin(dir, 1, nil, PrepareOptions{})
 	require.NoError(t, err)
 	require.Equal(t, RejoinDamaged, m.Stage)
 

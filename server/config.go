@@ -270,6 +270,12 @@ type RaftTuning struct {
 	// learn them with the next append, up to CommitTimeout (50–100 ms)
 	// later. For measuring the push; off by default.
 	NoCommitPush bool
+	// VerifyFull makes every start read each group's stored Raft state
+	// whole (raft.VerifyStore), even a group whose files are unchanged
+	// since its last clean shutdown, which is otherwise only compared with
+	// the record that shutdown left (raft/clean_shutdown.go). For after a
+	// suspected disk fault; off by default.
+	VerifyFull bool
 }
 
 // raftConfig returns the Raft configuration of this node's groups: nil
@@ -277,6 +283,7 @@ type RaftTuning struct {
 func (c *Config) raftConfig() *hraft.Config {
 	t := c.Raft
 	t.NoCommitPush = false // a transport setting, not Raft's
+	t.VerifyFull = false   // a start-up setting, not Raft's
 	if t == (RaftTuning{}) {
 		return nil
 	}

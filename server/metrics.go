@@ -23,6 +23,7 @@ type nodeMetrics struct {
 	logRebuilds     prometheus.Counter
 	rejoins         *prometheus.CounterVec
 	rejoining       prometheus.Gauge
+	startupChecks   *prometheus.CounterVec
 	reconciles      prometheus.Counter
 	refusedStarting prometheus.Counter
 	fetchBehind     prometheus.Counter
@@ -150,6 +151,10 @@ func newNodeMetrics() *nodeMetrics {
 			Name: "herald_raft_rejoining_groups",
 			Help: "Group replicas on this node rejoining from their peers (waiting for demotion, or catching up as non-voters).",
 		}),
+		startupChecks: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "herald_raft_startup_checks_total",
+			Help: "Group replicas checked before opening, by check: full (the stored Raft state read whole: after a crash, a change, or --raft-verify-full) or unchanged (files matched the record of their last clean shutdown).",
+		}, []string{"check"}),
 		refusedStarting: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "herald_rpcs_refused_starting_total",
 			Help: "Public and node-internal calls refused (UNAVAILABLE, retryable) because the node was still starting.",
@@ -187,7 +192,7 @@ func newNodeMetrics() *nodeMetrics {
 
 func (m *nodeMetrics) collectors() []prometheus.Collector {
 	return append(append(append(m.groupConsume.collectors(), m.wsGroup.collectors()...), m.groupMarks.collectors()...), m.rpcs, m.rpcSeconds, m.producedEvents, m.fetchedEvents, m.forwarded,
-		m.retainedTrims, m.retainedRecords, m.duplicates, m.logRebuilds, m.rejoins, m.rejoining, m.reconciles, m.groupsRemoved, m.refusedStarting, m.fetchBehind, m.fetchCatchUps,
+		m.retainedTrims, m.retainedRecords, m.duplicates, m.logRebuilds, m.rejoins, m.rejoining, m.startupChecks, m.reconciles, m.groupsRemoved, m.refusedStarting, m.fetchBehind, m.fetchCatchUps,
 		m.contractRechecks, m.contractFences,
 		m.subscriptions, m.subscribeEvents, m.subscribeReads, m.subscribeHeartbeats,
 		m.wsConnections, m.wsMessages, m.wsCloses, m.wsQueueBytes, m.wsQueueDrops, m.wsRefused, m.wsHubSubscriptions, m.wsPublishPauses)

@@ -85,6 +85,14 @@ func (pc *procCluster) kill(i int) {
 	}
 }
 
+// stop stops node i's process cleanly (SIGTERM, then waits for it).
+func (pc *procCluster) stop(i int) {
+	pc.t.Helper()
+	if err := pc.c.Stop(i); err != nil {
+		pc.t.Fatal(err)
+	}
+}
+
 func (pc *procCluster) stopAll() {
 	if err := pc.c.Close(); err != nil {
 		pc.t.Error(err)

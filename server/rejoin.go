@@ -159,7 +159,16 @@ func (n *Node) groupDir(gid uint64) string {
 // prepareGroup runs raft.PrepareRejoin for gid and tracks a rejoin it
 // reports. nil: open the group normally.
 func (n *Node) prepareGroup(gid uint64, check heraldraft.EntryChecker) (*heraldraft.RejoinMarker, error) {
-	m, err := heraldraft.PrepareRejoin(n.groupDir(gid), gid, check)
+	m, err := heraldraft.PrepareRejoin(n.groupDir(gid), gid, check, heraldraft.PrepareOptions{
+		VerifyFull: n.cfg.Raft.VerifyFull,
+		Checked: func(full bool) {
+			check := "unchanged"
+			if full {
+				check = "full"
+			}
+			n.metrics.startupChecks.WithLabelValues(check).Inc()
+		},
+	})
 	if err != nil || m == nil {
 		return nil, err
 	}

@@ -63,19 +63,33 @@ func TestProcessesDamagedRaftLogRejoinsFromPeers(t *testing.T) {
 	for _, phase := range []struct {
 		name   string
 		damage func(t *testing.T, dataDir string)
-		groups int // rejoins it causes
+		groups int  // rejoins it causes
+		clean  bool // stop the node cleanly (SIGTERM) rather than kill -9 it
 	}{
 		{"bytes flipped in every partition entry found in raft.db", func(t *testing.T, dataDir string) {
 			flipLiveEntry(t, filepath.Join(dataDir, "raft", fmt.Sprintf("g%d", gid), "raft.db"))
-		}, 1},
+		}, 1, false},
 		{"partition and controller raft.db truncated", func(t *testing.T, dataDir string) {
 			truncateHalf(t, filepath.Join(dataDir, "raft", fmt.Sprintf("g%d", gid), "raft.db"))
 			truncateHalf(t, filepath.Join(dataDir, "raft", "g0", "raft.db"))
-		}, 2},
+		}, 2, false},
+		// A clean stop leaves each group a record of its files, and an
+		// unchanged group skips the full check at the next start
+		// (raft/clean_shutdown.go): the flip must still be found.
+		{"stopped cleanly, then bytes flipped in every partition entry found", func(t *testing.T, dataDir string) {
+			flipLiveEntry(t, filepath.Join(dataDir, "raft", fmt.Sprintf("g%d", gid), "raft.db"))
+		}, 1, true},
 	} {
 		t.Logf("%s on %s", phase.name, pc.ids[victim])
 		before := w.ackedCount()
-		pc.kill(victim)
+		if phase.clean {
+			pc.stop(victim)
+			if _, err := os.Stat(filepath.Join(pc.dirs[victim], "raft", fmt.Sprintf("g%d", gid), "clean-shutdown.json")); err != nil {
+				t.Fatalf("a clean stop leaves the group's record: %v", err)
+			}
+		} else {
+			pc.kill(victim)
+		}
 		phase.damage(t, pc.dirs[victim])
 		w.waitAcked(t, before+100) // the other two keep committing
 		pc.start(victim)
