@@ -30,7 +30,13 @@ type scaleRun struct {
 	prefix string
 	// topics are the topics created so far; partitions their partitions
 	// together (= replicas per node, replication 3 on three nodes).
-	topics     []string
+	topics     []scaleTopic
+	partitions int
+}
+
+// scaleTopic is one topic the run created.
+type scaleTopic struct {
+	name       string
 	partitions int
 }
 
@@ -55,6 +61,7 @@ func (s *scaleRun) measure(ctx context.Context, base *ScaleStep) (ScaleStep, err
 		}
 		cpu0[i] = v
 	}
+	machine0, self0 := machineBusySeconds(), selfCPUSeconds()
 	start := time.Now()
 	rssSum := make([]int64, len(pids))
 	var samples int64
@@ -81,6 +88,7 @@ wait:
 		}
 	}
 	elapsed := time.Since(start).Seconds()
+	machine1, self1 := machineBusySeconds(), selfCPUSeconds()
 	if err := s.cluster.Exited(); err != nil {
 		return step, err
 	}
@@ -105,6 +113,14 @@ wait:
 		step.Nodes = append(step.Nodes, n)
 	}
 	step.ClusterCPUPercent = round(100*cpuTotal/elapsed, 2)
+	step.MachineCPUPercent, step.BenchCPUPercent = -1, -1
+	if machine0 >= 0 && machine1 >= 0 {
+		step.MachineCPUPercent = round(100*(machine1-machine0)/elapsed, 2)
+	}
+	if self0 >= 0 && self1 >= 0 {
+		step.BenchCPUPercent = round(100*(self1-self0)/elapsed, 2)
+	}
+	step.LoadAverage1m = loadAverage1m()
 	if base != nil {
 		perReplica(&step, base)
 	}
@@ -168,4 +184,50 @@ func scrapeGoroutines(ctx context.Context, hc *http.Client, addr string) (int, e
 		return 0, fmt.Errorf("metrics of %s: %w", addr, err)
 	}
 	return int(v), nil
+}
+
+// machineBusySeconds returns the CPU time every process of the machine has
+// used since boot, all cores together (the "cpu" line of /proc/stat:
+// user, nice, system, irq, softirq and steal), or -1.
+func machineBusySeconds() float64 {
+	b, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return -1
+	}
+	return parseMachineBusy(string(b))
+}
+
+// parseMachineBusy reads the busy ticks of /proc/stat's first line, in
+// seconds (-1: malformed).
+func parseMachineBusy(stat string) float64 {
+	line, _, _ := strings.Cut(stat, "\n")
+	fields := strings.Fields(line)
+	if len(fields) < 9 || fields[0] != "cpu" {
+		return -1
+	}
+	var busy uint64
+	// user nice system idle iowait irq softirq steal: all but idle and
+	// iowait.
+	for _, i := range []int{1, 2, 3, 6, 7, 8} {
+		v, err := strconv.ParseUint(fields[i], 10, 64)
+		if err != nil {
+			return -1
+		}
+		busy += v
+	}
+	return float64(busy) / clockTicksPerSecond
+}
+
+// loadAverage1m returns the machine's one-minute load average, or -1.
+func loadAverage1m() float64 {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return -1
+	}
+	first, _, _ := strings.Cut(string(b), " ")
+	v, err := strconv.ParseFloat(first, 64)
+	if err != nil {
+		return -1
+	}
+	return v
 }

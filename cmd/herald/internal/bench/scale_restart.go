@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -24,14 +25,21 @@ const (
 	scaleRestartPollInterval = 100 * time.Millisecond
 	// scaleFillTenant is the tenant of the fill's events.
 	scaleFillTenant = "scale-fill"
+	// fillFailedRequestsMax bounds the failed requests a fill goes on
+	// after.
+	fillFailedRequestsMax = 100
 )
 
-// fill produces opts.FillBytes of payload over the run's topics (ordering
-// none: each request's events spread over its topic's partitions by event
-// id), round robin over the topics, opts.FillProducers senders with one
-// SDK client each, for at most opts.FillTimeout. A failed request ends the
-// fill (its events' outcome is not needed: the fill only gives the restart
-// data to open); what was acknowledged is reported either way.
+// fill produces opts.FillBytes of payload over every partition of the
+// run's topics, round robin, each request to one partition (ordering per
+// key, one key per partition: one large Raft entry per request rather
+// than a few events for each of the topic's partitions), with
+// opts.FillProducers senders of one SDK client each, for at most
+// opts.FillTimeout. A failed request (an unknown outcome while a leader
+// moves, say) is counted and the fill goes on: its events' outcome is not
+// needed, the fill only gives the restart data to open, and only the
+// acknowledged bytes are reported; after fillFailedRequestsMax failures
+// the fill stops.
 func (s *scaleRun) fill(ctx context.Context) (*ScaleFill, error) {
 	o := s.opts
 	f := &ScaleFill{TargetBytes: o.FillBytes, EventBytes: o.FillEventBytes}
@@ -39,11 +47,22 @@ func (s *scaleRun) fill(ctx context.Context) (*ScaleFill, error) {
 	if _, err := rand.Read(payload); err != nil { // incompressible, like the payloads
 		return nil, fmt.Errorf("bench: payload: %w", err)
 	}
+	type target struct {
+		topic string
+		key   []byte
+	}
+	var targets []target
+	for _, t := range s.topics {
+		for _, key := range partitionKeys(t.partitions) {
+			targets = append(targets, target{topic: t.name, key: key})
+		}
+	}
 	events := (o.FillBytes + int64(o.FillEventBytes) - 1) / int64(o.FillEventBytes)
 	fctx, cancel := context.WithTimeout(ctx, o.FillTimeout)
 	defer cancel()
 	failure := &firstFailure{cancel: cancel}
-	var claimed, acked atomic.Int64
+	var claimed, acked, failed atomic.Int64
+	var firstErr sync.Once
 	prog := startProgress(s.log, "bench: scale: fill", events)
 	start := time.Now()
 	var wg sync.WaitGroup
@@ -62,16 +81,17 @@ func (s *scaleRun) fill(ctx context.Context) (*ScaleFill, error) {
 			defer cl.Close()
 			for fctx.Err() == nil {
 				end := claimed.Add(int64(o.FillBatch))
-				n := min(int64(o.FillBatch), events-(end-int64(o.FillBatch)))
+				first := end - int64(o.FillBatch)
+				n := min(int64(o.FillBatch), events-first)
 				if n <= 0 {
 					return
 				}
+				to := targets[int((first/int64(o.FillBatch))%int64(len(targets)))]
 				batch := make([]*client.Event, n)
 				for i := range batch {
-					batch[i] = &client.Event{TenantId: scaleFillTenant, Payload: payload}
+					batch[i] = &client.Event{TenantId: scaleFillTenant, Key: to.key, Payload: payload}
 				}
-				topic := s.topics[int(end/int64(o.FillBatch))%len(s.topics)]
-				results, err := cl.Produce(fctx, topic, batch...)
+				results, err := cl.Produce(fctx, to.topic, batch...)
 				var ok int64
 				for _, r := range results {
 					if r != nil {
@@ -80,9 +100,13 @@ func (s *scaleRun) fill(ctx context.Context) (*ScaleFill, error) {
 				}
 				acked.Add(ok)
 				prog.add(ok)
-				if err != nil {
-					failure.set(fmt.Errorf("produce to %s: %w", topic, err))
-					return
+				if err != nil && fctx.Err() == nil {
+					err = fmt.Errorf("produce to %s: %w", to.topic, err)
+					firstErr.Do(func() { f.FirstError = err.Error() })
+					if failed.Add(1) >= fillFailedRequestsMax {
+						failure.set(fmt.Errorf("%d requests failed, the last: %w", fillFailedRequestsMax, err))
+						return
+					}
 				}
 			}
 		})
@@ -90,7 +114,7 @@ func (s *scaleRun) fill(ctx context.Context) (*ScaleFill, error) {
 	wg.Wait()
 	prog.stop()
 	elapsed := time.Since(start).Seconds()
-	f.Events = acked.Load()
+	f.Events, f.FailedRequests = acked.Load(), failed.Load()
 	f.Bytes = f.Events * int64(o.FillEventBytes)
 	f.DurationS = round(elapsed, 3)
 	if elapsed > 0 {
@@ -106,6 +130,27 @@ func (s *scaleRun) fill(ctx context.Context) (*ScaleFill, error) {
 		f.Problem = fmt.Sprintf("fill stopped by --fill-timeout %s", o.FillTimeout)
 	}
 	return f, nil
+}
+
+// partitionKeysTriesMax bounds partitionKeys' search (a topic of 1,024
+// partitions needs about 7,500 keys: n ln n).
+const partitionKeysTriesMax = 1 << 20
+
+// partitionKeys returns a key for each partition of a topic of n
+// partitions under per-key ordering: keys[p] routes to partition p (the
+// first of "k0", "k1", ... that does). A partition no key was found for
+// within partitionKeysTriesMax tries is left out.
+func partitionKeys(n int) [][]byte {
+	keys := make([][]byte, n)
+	found := 0
+	for i := 0; found < n && i < partitionKeysTriesMax; i++ {
+		k := []byte("k" + strconv.Itoa(i))
+		if p := client.PartitionFor(client.OrderingPerKey, scaleFillTenant, k, "", uint32(n)); keys[p] == nil {
+			keys[p] = k
+			found++
+		}
+	}
+	return slices.DeleteFunc(keys, func(k []byte) bool { return k == nil })
 }
 
 // restart optionally fills the cluster, then stops one node that does not

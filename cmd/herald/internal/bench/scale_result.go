@@ -62,6 +62,14 @@ type ScaleStep struct {
 	// second.
 	ClusterCPUPercent   float64 `json:"cluster_cpu_percent"`
 	CPUPerReplicaMsPerS float64 `json:"cpu_per_replica_ms_per_s"`
+	// MachineCPUPercent is every process of the machine over the window
+	// (/proc/stat), BenchCPUPercent this process's, both in % of one
+	// core (-1: unknown), and LoadAverage1m the machine's at its end: what
+	// else ran beside the nodes, which slows them (late heartbeats cost
+	// elections) and so can raise their figures.
+	MachineCPUPercent float64 `json:"machine_cpu_percent"`
+	BenchCPUPercent   float64 `json:"bench_cpu_percent"`
+	LoadAverage1m     float64 `json:"load_average_1m"`
 	// The nodes' mean of their per-replica figures (ScaleNode).
 	RSSPerReplicaKiB     float64     `json:"rss_per_replica_kib"`
 	FilesPerReplica      float64     `json:"files_per_replica"`
@@ -78,7 +86,12 @@ type ScaleFill struct {
 	Bytes     int64   `json:"bytes"`
 	DurationS float64 `json:"duration_s"`
 	MBPerSec  float64 `json:"mb_per_sec"`
-	Problem   string  `json:"problem,omitempty"`
+	// FailedRequests counts the produce requests that failed (their
+	// events may or may not be written; not counted in Bytes), FirstError
+	// says why the first did.
+	FailedRequests int64  `json:"failed_requests"`
+	FirstError     string `json:"first_error,omitempty"`
+	Problem        string `json:"problem,omitempty"`
 }
 
 // ScaleRestart is one node's restart on its data.
@@ -141,7 +154,7 @@ func (r *ScaleResult) WriteSummary(w io.Writer) error {
 	fmt.Fprintf(&b, "herald bench scale: %s cluster of 3 nodes, topics of at most %d partitions x%d (one replica per node each), settle %gs, idle window %gs, this machine has %d cores\n\n",
 		r.Cluster, r.TopicPartitions, r.Replication, r.SettleS, r.IdleS, runtime.NumCPU())
 	tw := tabwriter.NewWriter(&b, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "REPLICAS/NODE\tTOPICS\tLED\tCREATE\tLEADERS\tCPU(cluster)\tCPU/REPLICA\tRSS/REPLICA\tFILES/REPLICA\tGOROUTINES/REPLICA\tSTATUS")
+	fmt.Fprintln(tw, "REPLICAS/NODE\tTOPICS\tLED\tCREATE\tLEADERS\tCPU(cluster)\tCPU/REPLICA\tRSS/REPLICA\tFILES/REPLICA\tGOROUTINES/REPLICA\tCPU(machine)\tLOAD\tSTATUS")
 	rows := append([]ScaleStep{r.Baseline}, r.Steps...)
 	for i, s := range rows {
 		status, perCPU, perRSS, perFiles, perG := "reached", "-", "-", "-", "-"
@@ -158,13 +171,14 @@ func (r *ScaleResult) WriteSummary(w io.Writer) error {
 				status = "NOT REACHED"
 			}
 		}
-		fmt.Fprintf(tw, "%d\t%d\t%d/%d\t%.1fs\t%.1fs\t%.1f%%\t%s\t%s\t%s\t%s\t%s\n", s.ReplicasPerNode, s.Topics, s.Led, s.Partitions,
-			s.CreateS, s.LeadersS, s.ClusterCPUPercent, perCPU, perRSS, perFiles, perG, status)
+		fmt.Fprintf(tw, "%d\t%d\t%d/%d\t%.1fs\t%.1fs\t%.1f%%\t%s\t%s\t%s\t%s\t%.0f%%\t%.1f\t%s\n", s.ReplicasPerNode, s.Topics, s.Led, s.Partitions,
+			s.CreateS, s.LeadersS, s.ClusterCPUPercent, perCPU, perRSS, perFiles, perG, s.MachineCPUPercent, s.LoadAverage1m, status)
 	}
 	if err := tw.Flush(); err != nil {
 		return err
 	}
 	fmt.Fprintf(&b, "\n  CPU: %% of one core over the idle window, all three nodes; per replica: above the baseline, in ms of CPU per second, per replica of the cluster (3 per partition)\n")
+	fmt.Fprintf(&b, "  CPU(machine): every process of this machine over the window, %% of one core (the nodes, the bench, and anything else); LOAD: 1-minute load average\n")
 	fmt.Fprintf(&b, "  RSS, files, goroutines per replica: each node's delta from the baseline over its replicas, mean of the nodes\n")
 	fmt.Fprintf(&b, "  goals (issue 15, at 1,000 replicas per node): idle cluster under 10%% of one core; under 256 KiB per idle replica\n\n")
 	tw = tabwriter.NewWriter(&b, 0, 4, 2, ' ', 0)
@@ -188,6 +202,9 @@ func (r *ScaleResult) WriteSummary(w io.Writer) error {
 		if f := x.Fill; f != nil {
 			fmt.Fprintf(&b, "  fill: %s events of %d B (%.1f MB of %.1f MB asked) in %.1fs, %.1f MB/s\n",
 				formatCount(f.Events), f.EventBytes, float64(f.Bytes)/1e6, float64(f.TargetBytes)/1e6, f.DurationS, f.MBPerSec)
+			if f.FailedRequests > 0 {
+				fmt.Fprintf(&b, "  fill: %d requests failed (not counted; the fill went on), the first: %s\n", f.FailedRequests, f.FirstError)
+			}
 			if f.Problem != "" {
 				fmt.Fprintf(&b, "  fill: %s\n", f.Problem)
 			}

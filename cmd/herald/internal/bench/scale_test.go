@@ -106,6 +106,22 @@ herald_partition_commit_index{group="2"} 40
 	assert.Equal(t, 2, applied, "group 2 trails its target")
 }
 
+func TestParseMachineBusy(t *testing.T) {
+	stat := "cpu  100 20 30 4000 50 6 7 8 9 10\ncpu0 1 2 3 4 5 6 7 8 9 10\n"
+	assert.InDelta(t, 1.71, parseMachineBusy(stat), 1e-9, "user+nice+system+irq+softirq+steal ticks / 100")
+	assert.InDelta(t, -1.0, parseMachineBusy("intr 1 2 3\n"), 0)
+}
+
+func TestPartitionKeysRouteToEachPartition(t *testing.T) {
+	for _, n := range []int{1, 2, 50, 1024} {
+		keys := partitionKeys(n)
+		require.Len(t, keys, n)
+		for p, k := range keys {
+			assert.EqualValues(t, p, client.PartitionFor(client.OrderingPerKey, scaleFillTenant, k, "", uint32(n)), "n=%d key %s", n, k)
+		}
+	}
+}
+
 func TestPerReplicaAgainstTheBaseline(t *testing.T) {
 	base := ScaleStep{ClusterCPUPercent: 3, Nodes: []ScaleNode{
 		{RSSKiB: 10_000, OpenFiles: 40, Goroutines: 100},
@@ -209,6 +225,8 @@ func TestRunScaleOnLocalCluster(t *testing.T) {
 		assert.Equal(t, want.replicas, s.Listed)
 		assert.Equal(t, want.replicas, s.Led, "every partition has a leader")
 		assert.InDelta(t, 1.0, s.IdleS, 0.5)
+		assert.GreaterOrEqual(t, s.MachineCPUPercent, 0.0)
+		assert.GreaterOrEqual(t, s.BenchCPUPercent, 0.0)
 		require.Len(t, s.Nodes, localNodes)
 		for j, n := range s.Nodes {
 			assert.Equal(t, res.Baseline.Nodes[j].Node, n.Node)
@@ -230,8 +248,8 @@ func TestRunScaleOnLocalCluster(t *testing.T) {
 	assert.Positive(t, r.RSSKiB)
 	require.NotNil(t, r.Fill)
 	assert.Empty(t, r.Fill.Problem)
-	assert.EqualValues(t, 64, r.Fill.Events)
-	assert.EqualValues(t, 64<<10, r.Fill.Bytes)
+	assert.EqualValues(t, 64-16*r.Fill.FailedRequests, r.Fill.Events, "requests of 16 events: acknowledged or failed")
+	assert.Equal(t, r.Fill.Events*1024, r.Fill.Bytes)
 
 	svg, err := os.ReadFile(o.PlotPath)
 	require.NoError(t, err)

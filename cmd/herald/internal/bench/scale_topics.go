@@ -99,7 +99,7 @@ func (s *scaleRun) createTopics(ctx context.Context, partitions int) error {
 					continue
 				}
 				mu.Lock()
-				s.topics = append(s.topics, j.name)
+				s.topics = append(s.topics, scaleTopic{name: j.name, partitions: j.partitions})
 				s.partitions += j.partitions
 				mu.Unlock()
 			}
@@ -121,8 +121,8 @@ feed:
 	return ctx.Err()
 }
 
-// createTopic creates topic name (replication 3, ordering none, auto
-// tenants). A create whose outcome is unknown (ErrUnknownOutcome: it may
+// createTopic creates topic name (replication 3, ordering per key, auto
+// tenants: the fill picks each request's partition by its key). A create whose outcome is unknown (ErrUnknownOutcome: it may
 // or may not have been applied) is sent again, at most
 // scaleCreateAttemptsMax times in all. That is safe because a create of a
 // name that exists changes nothing: the controller refuses it with
@@ -133,7 +133,7 @@ feed:
 func (s *scaleRun) createTopic(ctx context.Context, name string, partitions int) error {
 	cfg := &client.TopicConfig{
 		Name: name, Partitions: uint32(partitions), ReplicationFactor: scaleReplication,
-		AutoTenants: true, Ordering: client.OrderingNone,
+		AutoTenants: true, Ordering: client.OrderingPerKey,
 	}
 	for attempt := 1; ; attempt++ {
 		_, err := s.admin.CreateTopic(ctx, cfg)
