@@ -57,7 +57,7 @@ func renderScaleSVG(res *ScaleResult) []byte {
 	for _, s := range res.Steps {
 		xMax = max(xMax, s.ReplicasPerNode)
 		cpu = append(cpu, scalePoint{replicas: s.ReplicasPerNode, value: s.ClusterCPUPercent,
-			label: fmt.Sprintf("%.3f ms/s per replica", s.CPUPerReplicaMsPerS), reached: s.Reached})
+			label: fmt.Sprintf("%.2f ms/s per replica", s.CPUPerReplicaMsPerS), reached: s.Reached})
 		rss = append(rss, scalePoint{replicas: s.ReplicasPerNode, value: s.RSSPerReplicaKiB,
 			label: fmt.Sprintf("%.0f KiB", s.RSSPerReplicaKiB), reached: s.Reached})
 	}
@@ -106,7 +106,11 @@ func renderScaleSVG(res *ScaleResult) []byte {
 				fill = "white" // hollow: the step was not reached
 			}
 			fmt.Fprintf(&b, `<circle cx="%.1f" cy="%.1f" r="4" fill="%s" stroke="%s" stroke-width="2"/>`+"\n", x, y, fill, p.color)
-			text(x+6, y-8, "start", `fill="#333" font-size="11"`, pt.label)
+			if x > svgWidth-svgRight-200 { // near the right edge: the label goes left of the point
+				text(x-6, y-8, "end", `fill="#333" font-size="11"`, pt.label)
+			} else {
+				text(x+6, y-8, "start", `fill="#333" font-size="11"`, pt.label)
+			}
 		}
 		legend(&b, svgWidth-svgRight-170, p.panel.top+14, "#d62728", `stroke-dasharray="6 4"`, "goal at 1,000/node")
 		for i := 0; i <= 4; i++ {

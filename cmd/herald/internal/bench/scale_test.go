@@ -267,3 +267,19 @@ func TestRunScaleOnLocalCluster(t *testing.T) {
 	assert.Equal(t, *res.Restart, *back.Restart)
 	assert.Equal(t, 1, strings.Count(out.String(), "\n"), "one line")
 }
+
+func TestRenderScaleSVGMarksAStepNotReached(t *testing.T) {
+	res := &ScaleResult{Cluster: "local", TopicPartitions: 50, Replication: 3, IdleS: 20, SettleS: 10,
+		Baseline: ScaleStep{ClusterCPUPercent: 5},
+		Steps: []ScaleStep{
+			{ReplicasPerNode: 50, ClusterCPUPercent: 40, RSSPerReplicaKiB: 230, Reached: true},
+			{ReplicasPerNode: 80, TargetReplicasPerNode: 100, ClusterCPUPercent: 90, RSSPerReplicaKiB: 200, Problem: "timed out"},
+		},
+		Restart: &ScaleRestart{Node: "n2", Replicas: 80, ReadyzS: 3.2, CaughtUpS: -1},
+	}
+	svg := renderScaleSVG(res)
+	assertWellFormedXML(t, svg)
+	assert.Equal(t, 2, bytes.Count(svg, []byte("<polyline")), "one line per panel")
+	assert.Equal(t, 2, bytes.Count(svg, []byte(`fill="white" stroke=`)), "the step not reached is hollow in both panels")
+	assert.Contains(t, string(svg), "caught up not reached")
+}
