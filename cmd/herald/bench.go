@@ -176,8 +176,9 @@ measured as it stands, reported as not reached, and ends the growth;
 --max-replicas drops the steps above it.
 
 Then (unless --no-restart) with --fill-bytes, produce that much payload
-over every partition (async, --fill-batch events of --fill-size bytes per
-request, --fill-producers senders), and restart one node that does not
+over every partition (--fill-batch events of --fill-size bytes per request,
+each request to one partition, round robin, --fill-producers senders), and
+restart one node that does not
 lead the controller: SIGTERM, wait for its exit, start it on the same data
 and time start to /readyz 200 (controller leader known, registry caught
 up, every assigned replica open) and start to caught up (every replica
