@@ -119,6 +119,10 @@ type ScaleOptions struct {
 	NoRestart bool
 	// PlotPath is where the SVG goes; empty: no plot.
 	PlotPath string
+
+	// stepTimeout, when positive, replaces StepTimeout past Validate's
+	// bounds (tests of a step not reached).
+	stepTimeout time.Duration
 }
 
 // DefaultScaleOptions returns the scenario's defaults.

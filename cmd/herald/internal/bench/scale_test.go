@@ -283,3 +283,39 @@ func TestRenderScaleSVGMarksAStepNotReached(t *testing.T) {
 	assert.Equal(t, 2, bytes.Count(svg, []byte(`fill="white" stroke=`)), "the step not reached is hollow in both panels")
 	assert.Contains(t, string(svg), "caught up not reached")
 }
+
+// TestRunScaleStepNotReachedEndsTheGrowth: a step whose topics cannot be
+// created in time (here a step timeout of a nanosecond) is measured as
+// it stands and reported as not reached, the steps after it are not
+// tried, and with no partition there is no restart. The run is no error.
+func TestRunScaleStepNotReachedEndsTheGrowth(t *testing.T) {
+	if testing.Short() {
+		t.Skip("smoke: builds herald and runs a 3-node cluster of processes")
+	}
+	if runtime.GOOS != "linux" {
+		t.Skip("scale reads the nodes' figures from /proc")
+	}
+	bin := proccluster.TestBinary(t)
+	t.Setenv("TMPDIR", t.TempDir())
+	o := DefaultScaleOptions()
+	o.Executable = bin
+	o.Steps = []int{3, 6}
+	o.Idle, o.Settle = 200*time.Millisecond, 0
+	o.stepTimeout = time.Nanosecond
+	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
+	defer cancel()
+	res, err := RunScale(ctx, o, nil)
+	require.NoError(t, err)
+	require.Len(t, res.Steps, 1, "the growth ends at the step not reached")
+	s := res.Steps[0]
+	assert.False(t, s.Reached)
+	assert.Contains(t, s.Problem, "deadline exceeded")
+	assert.Equal(t, 3, s.TargetReplicasPerNode)
+	assert.Zero(t, s.ReplicasPerNode)
+	assert.Len(t, s.Nodes, localNodes, "measured as it stands")
+	assert.Nil(t, res.Restart, "no partition to restart with")
+	var out bytes.Buffer
+	require.NoError(t, res.WriteSummary(&out))
+	assert.Contains(t, out.String(), "NOT REACHED")
+	assert.Contains(t, out.String(), "step 3 replicas per node not reached")
+}

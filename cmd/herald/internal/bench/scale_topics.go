@@ -30,7 +30,11 @@ const (
 // Problem set, and measured as it stands. An error means the run cannot
 // go on (ctx ended, a node died).
 func (s *scaleRun) grow(ctx context.Context, target int, base *ScaleStep) (ScaleStep, error) {
-	sctx, cancel := context.WithTimeout(ctx, s.opts.StepTimeout)
+	timeout := s.opts.StepTimeout
+	if s.opts.stepTimeout > 0 {
+		timeout = s.opts.stepTimeout
+	}
+	sctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	fmt.Fprintf(s.log, "bench: scale: growing to %d replicas per node (%d partitions to create)\n", target, target-s.partitions)
 	var problem error
