@@ -181,10 +181,10 @@ each request to one partition, round robin, --fill-producers senders), and
 restart one node that does not
 lead the controller: SIGTERM, wait for its exit, start it on the same data
 and time start to /readyz 200 (controller leader known, registry caught
-up, every assigned replica open) and start to caught up (every replica
-open and applied to at least the commit index its partition's leader had
-before the stop, from the node's admin /metrics), within
---restart-timeout.
+up, every assigned replica open) and start to caught up (ready, and every
+replica applied to at least the commit index its partition's leader had
+before the stop, from the node's admin /metrics, looked at only once
+/readyz answers so as not to slow the start), within --restart-timeout.
 
 Prints a table per step and per node; --plot writes an SVG of idle CPU and
 memory per replica against replicas per node. The nodes share this

@@ -39,9 +39,9 @@ import (
 //     large batches), then SIGTERM one node that does not lead the
 //     controller, start it again on the same data and time start to
 //     /readyz 200 (controller leader known, registry caught up, every
-//     assigned replica open) and start to caught up (every replica open
-//     and applied to at least the commit index its partition's leader had
-//     before the stop, read from the node's admin /metrics);
+//     assigned replica open) and start to caught up (ready, and every
+//     replica applied to at least the commit index its partition's leader
+//     had before the stop, read from the node's admin /metrics);
 //  5. write the table, the JSON and, with PlotPath, an SVG of idle CPU and
 //     memory per replica against replicas per node.
 //

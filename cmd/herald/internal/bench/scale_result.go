@@ -107,7 +107,7 @@ type ScaleRestart struct {
 	StopS float64 `json:"stop_s"`
 	// ReadyzS is start (fork) to the first /readyz 200: controller leader
 	// known, registry caught up, every assigned replica open. CaughtUpS
-	// is start to every replica open and applied to at least the commit
+	// is start to ready and every replica applied to at least the commit
 	// index its partition's leader had before the stop. -1: not reached
 	// within --restart-timeout.
 	ReadyzS   float64 `json:"readyz_s"`
