@@ -57,6 +57,10 @@ func (s *scaleRun) fill(ctx context.Context) (*ScaleFill, error) {
 			targets = append(targets, target{topic: t.name, key: key})
 		}
 	}
+	if len(targets) == 0 {
+		f.Problem = "no partition to fill"
+		return f, nil
+	}
 	events := (o.FillBytes + int64(o.FillEventBytes) - 1) / int64(o.FillEventBytes)
 	fctx, cancel := context.WithTimeout(ctx, o.FillTimeout)
 	defer cancel()
