@@ -25,7 +25,7 @@ func newBenchCmd() *cobra.Command {
 	)
 	cmd := &cobra.Command{
 		Use:   "bench",
-		Short: "Measure throughput, latency and CPU: produce, replay, e2e, group, ws, noisy-tenant",
+		Short: "Measure throughput, latency and CPU: produce, replay, e2e, group, ws, noisy-tenant, scale",
 		Long: `Run a load scenario and print events/s, MB/s (payload, 10^6 bytes), latency
 percentiles (HDR histogram) and the CPU the node processes used per event.
 
@@ -86,6 +86,7 @@ and the summary goes to stderr.`,
 	}
 	cmd.AddCommand(newBenchWSCmd(&nodeArgs))
 	cmd.AddCommand(newBenchNoisyCmd(&flags, &conn, &httpAddrs, &nodeArgs))
+	cmd.AddCommand(newBenchScaleCmd(&flags, &conn, &nodeArgs))
 	return cmd
 }
 
@@ -143,6 +144,87 @@ to --svg.`,
 	f.IntVar(&o.FloodBatch, "flood-batch", o.FloodBatch, "events per request A sends")
 	f.DurationVar(&o.FloodPause, "flood-pause", o.FloodPause, "A's pause after a refused or failed request (0: none)")
 	f.StringVar(&o.SVGPath, "svg", o.SVGPath, "where to write the plot (empty: none)")
+	return cmd
+}
+
+// newBenchScaleCmd is `herald bench scale` (issue 15): idle cost per
+// partition replica and restart time as the replicas per node grow. It
+// always starts its own cluster; of bench's shared flags it takes
+// --timeout, --node-arg and --json (--server is refused).
+func newBenchScaleCmd(flags *benchFlags, conn *clientOptions, nodeArgs *[]string) *cobra.Command {
+	o := bench.DefaultScaleOptions()
+	var steps string
+	cmd := &cobra.Command{
+		Use:   "scale",
+		Short: "Grow partition replicas per node in steps: idle CPU, memory, files and goroutines per replica, and a node's restart time",
+		Long: `Start a local three-node cluster, measure it empty (the baseline), then
+grow it to each of --steps partition replicas per node: create topics of at
+most --topic-partitions partitions (replication 3, so a partition is one
+replica on every node; --create-concurrency creates in flight; a create
+whose outcome is unknown is sent again, and a topic that then exists with
+the same partitions and replication counts as created), wait for a leader
+on every partition (ListTopics), wait --settle, and measure each node over
+an idle window of --idle with no requests from the bench: CPU
+(utime+stime from /proc/<pid>/stat), RSS (VmRSS sampled every second,
+averaged), open files (/proc/<pid>/fd) and goroutines (go_goroutines on the
+node's admin /metrics). Per replica: the cluster's CPU above the baseline
+in ms of CPU per second per replica of the cluster, and each node's RSS,
+files and goroutines above the baseline divided by its replicas.
+
+A step whose topics or leaders are not all there within --step-timeout is
+measured as it stands, reported as not reached, and ends the growth;
+--max-replicas drops the steps above it.
+
+Then (unless --no-restart) with --fill-bytes, produce that much payload
+over every partition (--fill-batch events of --fill-size bytes per request,
+each request to one partition, round robin, --fill-producers senders), and
+restart one node that does not
+lead the controller: SIGTERM, wait for its exit, start it on the same data
+and time start to /readyz 200 (controller leader known, registry caught
+up, every assigned replica open) and start to caught up (ready, and every
+replica applied to at least the commit index its partition's leader had
+before the stop, from the node's admin /metrics, looked at only once
+/readyz answers so as not to slow the start), within --restart-timeout.
+
+Prints a table per step and per node; --plot writes an SVG of idle CPU and
+memory per replica against replicas per node. The nodes share this
+machine with the bench: on a machine running other work the CPU figures
+carry that noise.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if strings.TrimSpace(conn.servers) != "" {
+				return usageError{fmt.Errorf("%w: scale starts its own cluster (it restarts a node): --server is not supported", bench.ErrInvalidOptions)}
+			}
+			parsed, err := bench.ParseScaleSteps(steps)
+			if err != nil {
+				return usageError{err}
+			}
+			o.Steps = parsed
+			o.Timeout = conn.timeout
+			o.NodeArgs = *nodeArgs
+			if err := o.Validate(); err != nil {
+				return usageError{err}
+			}
+			res, err := bench.RunScale(cmd.Context(), o, cmd.ErrOrStderr())
+			return writeBenchResult(cmd, flags.asJSON, res, err)
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&steps, "steps", bench.DefaultScaleSteps, "partition replicas per node to grow to, comma-separated, increasing")
+	f.IntVar(&o.MaxReplicas, "max-replicas", o.MaxReplicas, "drop the steps above this many replicas per node (0: none)")
+	f.IntVar(&o.TopicPartitions, "topic-partitions", o.TopicPartitions, "most partitions per topic")
+	f.DurationVar(&o.Idle, "idle", o.Idle, "idle measurement window of each step")
+	f.DurationVar(&o.Settle, "settle", o.Settle, "wait after every partition has a leader, before the window (and after the fill)")
+	f.DurationVar(&o.StepTimeout, "step-timeout", o.StepTimeout, "bound on creating a step's topics and waiting for their leaders")
+	f.IntVar(&o.CreateConcurrency, "create-concurrency", o.CreateConcurrency, "topic creates in flight")
+	f.BoolVar(&o.NoRestart, "no-restart", false, "skip the restart measurement")
+	f.DurationVar(&o.RestartTimeout, "restart-timeout", o.RestartTimeout, "bound on the restarted node's wait for ready and caught up")
+	f.Int64Var(&o.FillBytes, "fill-bytes", o.FillBytes, "payload bytes to produce over every partition before the restart (0: none)")
+	f.IntVar(&o.FillEventBytes, "fill-size", o.FillEventBytes, "payload bytes per fill event")
+	f.IntVar(&o.FillBatch, "fill-batch", o.FillBatch, "fill events per produce request")
+	f.IntVar(&o.FillProducers, "fill-producers", o.FillProducers, "concurrent fill senders")
+	f.DurationVar(&o.FillTimeout, "fill-timeout", o.FillTimeout, "bound on the fill; the restart then opens what was written")
+	f.StringVar(&o.PlotPath, "plot", "", "where to write the SVG plot (empty: none)")
 	return cmd
 }
 

@@ -14,7 +14,10 @@
 //
 // The WebSocket scenario (RunWS, ws.go) and the noisy-tenant scenario
 // (RunNoisy, noisy.go: one tenant flooding over its quota beside four
-// steady ones, with a plot) have options and results of their own.
+// steady ones, with a plot) have options and results of their own, and
+// so has the scale scenario (RunScale, scale.go: partition replicas per
+// node grown in steps on its own cluster, each node's idle CPU, memory,
+// files and goroutines per replica, and a node's restart time).
 //
 // Scenarios never assert anything about speed: they report figures.
 package bench

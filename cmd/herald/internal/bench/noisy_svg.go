@@ -31,16 +31,17 @@ func writeNoisySVG(path string, res *NoisyResult) error {
 	return nil
 }
 
-// svgPanel maps a run's seconds and a value range onto one panel.
+// svgPanel maps x from 0 to xMax (seconds of the noisy-tenant run,
+// replicas per node in the scale plot) and a value range onto one panel.
 type svgPanel struct {
 	top, height float64
-	seconds     int
+	xMax        int
 	lo, hi      float64 // value range (log10 of it when log)
 	log         bool
 }
 
-func (p svgPanel) x(second float64) float64 {
-	return svgLeft + second/float64(max(p.seconds, 1))*(svgWidth-svgLeft-svgRight)
+func (p svgPanel) x(v float64) float64 {
+	return svgLeft + v/float64(max(p.xMax, 1))*(svgWidth-svgLeft-svgRight)
 }
 
 func (p svgPanel) y(v float64) float64 {
@@ -86,7 +87,7 @@ func renderNoisySVG(res *NoisyResult) []byte {
 	if hiMs == 0 {
 		loMs, hiMs = 1, 10
 	}
-	lat := svgPanel{top: svgTopPanelY, height: svgPanelHeight, seconds: n, log: true,
+	lat := svgPanel{top: svgTopPanelY, height: svgPanelHeight, xMax: n, log: true,
 		lo: math.Floor(math.Log10(max(loMs, 0.001))), hi: math.Ceil(math.Log10(max(hiMs, 0.001)))}
 	if lat.hi <= lat.lo {
 		lat.hi = lat.lo + 1
@@ -112,7 +113,7 @@ func renderNoisySVG(res *NoisyResult) []byte {
 	for _, s := range res.Seconds {
 		peak = max(peak, float64(s.AAdmitted))
 	}
-	rate := svgPanel{top: svgTopPanelY + svgPanelHeight + svgPanelGap, height: svgPanelHeight, seconds: n, lo: 0, hi: niceCeil(peak * 1.15)}
+	rate := svgPanel{top: svgTopPanelY + svgPanelHeight + svgPanelGap, height: svgPanelHeight, xMax: n, lo: 0, hi: niceCeil(peak * 1.15)}
 	frame(&b, rate, "A: admitted events per second (attempted: see the JSON), and its quota")
 	for i := 0; i <= 4; i++ {
 		v := rate.hi * float64(i) / 4
