@@ -126,7 +126,10 @@ func TestCutOffLeaderIsReplacedAndCannotVerify(t *testing.T) {
 		waitLeader(t, all[g]...)
 	}
 	require.NoError(t, all[0][oldLeader].Raft().VerifyLeader().Error())
-	require.Positive(t, counterValue(nodes[oldLeader].mux.metrics.heartbeatsCoalesced.WithLabelValues(sideSend)))
+	// (VerifyLeader may be answered by appends alone: wait for heartbeats.)
+	require.Eventually(t, func() bool {
+		return counterValue(nodes[oldLeader].mux.metrics.heartbeatsCoalesced.WithLabelValues(sideSend)) > 0
+	}, 10*time.Second, 10*time.Millisecond, "the leader sent no coalesced heartbeats")
 
 	network.isolate(nodes[oldLeader].addr)
 	verify := all[0][oldLeader].Raft().VerifyLeader()
