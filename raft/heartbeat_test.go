@@ -2,6 +2,7 @@ package raft
 
 import (
 	"context"
+	"errors"
 	"net"
 	"testing"
 	"time"
@@ -132,7 +133,6 @@ func TestCutOffLeaderIsReplacedAndCannotVerify(t *testing.T) {
 	}, 10*time.Second, 10*time.Millisecond, "the leader sent no coalesced heartbeats")
 
 	network.isolate(nodes[oldLeader].addr)
-	verify := all[0][oldLeader].Raft().VerifyLeader()
 	for g := range all {
 		var majority []*Group
 		for i, grp := range all[g] {
@@ -142,10 +142,15 @@ func TestCutOffLeaderIsReplacedAndCannotVerify(t *testing.T) {
 		}
 		waitLeader(t, majority...)
 	}
-	err := verify.Error()
-	require.Error(t, err, "an isolated leader verified its leadership")
-	require.True(t, err == hraft.ErrNotLeader || err == hraft.ErrLeadershipLost, "VerifyLeader: %v", err)
-	require.Error(t, all[0][oldLeader].Raft().VerifyLeader().Error())
+	// Asked only now: hashicorp/raft counts for a VerifyLeader any
+	// successful heartbeat or append whose answer it handles after the
+	// call, even one sent before it, so a call made right at the cut may
+	// succeed (it does, now and then, with per-group heartbeats too).
+	err := all[0][oldLeader].Raft().VerifyLeader().Error()
+	require.Error(t, err, "an isolated leader verified its leadership after its followers elected another")
+	require.True(t, errors.Is(err, hraft.ErrNotLeader) || errors.Is(err, hraft.ErrLeadershipLost), "VerifyLeader: %v", err)
+	require.Eventually(t, func() bool { return all[0][oldLeader].Raft().State() != hraft.Leader },
+		10*time.Second, 10*time.Millisecond, "the isolated leader did not step down")
 }
 
 // heartbeatFor is a heartbeat of group groupID in term 7 from "leader".
