@@ -49,40 +49,110 @@ import (
 // to get commit pushes.
 const appendsFresh = 5 * time.Second
 
-// pushingFSM wraps a batching FSM (partition groups) so that the group's
-// transport learns each applied batch.
+// The FSM wrappers below report each applied entry (or batch) to the
+// group's transport. hashicorp/raft finds a BatchingFSM and a
+// ConfigurationStore by type assertion, so each wrapper has exactly the
+// optional interfaces of the FSM it wraps (withCommitPush picks it): a
+// wrapper with more would change how Raft drives the FSM, one with fewer
+// would hide StoreConfiguration or ApplyBatch.
+
+// pushingFSM wraps a plain FSM.
 type pushingFSM struct {
+	hraft.FSM
+	t *Transport
+}
+
+// pushingBatchingFSM wraps a BatchingFSM (partition groups).
+type pushingBatchingFSM struct {
 	hraft.BatchingFSM
 	t *Transport
 }
 
-// withCommitPush wraps fsm when it is a BatchingFSM that is not also a
-// ConfigurationStore (the wrapper would hide StoreConfiguration); other
-// FSMs are returned as they are, and their followers learn commits the
-// usual way.
+// pushingConfigFSM wraps a ConfigurationStore (the controller group). A
+// configuration entry is not pushed: StoreConfiguration is not told its
+// term, and followers learn its commit with the next append or push.
+type pushingConfigFSM struct {
+	hraft.ConfigurationStore
+	t *Transport
+}
+
+// pushingBatchingConfigFSM wraps an FSM that is both.
+type pushingBatchingConfigFSM struct {
+	batchingConfigFSM
+	t *Transport
+}
+
+// batchingConfigFSM is an FSM that is a BatchingFSM and a ConfigurationStore.
+type batchingConfigFSM interface {
+	hraft.BatchingFSM
+	StoreConfiguration(index uint64, configuration hraft.Configuration)
+}
+
+var (
+	_ hraft.BatchingFSM        = (*pushingBatchingFSM)(nil)
+	_ hraft.ConfigurationStore = (*pushingConfigFSM)(nil)
+	_ hraft.BatchingFSM        = (*pushingBatchingConfigFSM)(nil)
+	_ hraft.ConfigurationStore = (*pushingBatchingConfigFSM)(nil)
+)
+
+// withCommitPush wraps fsm so that its leader pushes each applied index to
+// the followers; the wrapper has the same optional interfaces as fsm.
 func withCommitPush(fsm hraft.FSM, t *Transport) hraft.FSM {
-	b, ok := fsm.(hraft.BatchingFSM)
-	if !ok {
-		return fsm
+	b, batching := fsm.(hraft.BatchingFSM)
+	_, configStore := fsm.(hraft.ConfigurationStore)
+	switch {
+	case batching && configStore:
+		return &pushingBatchingConfigFSM{batchingConfigFSM: fsm.(batchingConfigFSM), t: t}
+	case batching:
+		return &pushingBatchingFSM{BatchingFSM: b, t: t}
+	case configStore:
+		return &pushingConfigFSM{ConfigurationStore: fsm.(hraft.ConfigurationStore), t: t}
+	default:
+		return &pushingFSM{FSM: fsm, t: t}
 	}
-	if _, cs := fsm.(hraft.ConfigurationStore); cs {
-		return fsm
-	}
-	return &pushingFSM{BatchingFSM: b, t: t}
 }
 
 func (f *pushingFSM) Apply(l *hraft.Log) interface{} {
+	out := f.FSM.Apply(l)
+	f.t.applied(l.Index, l.Term)
+	return out
+}
+
+func (f *pushingBatchingFSM) Apply(l *hraft.Log) interface{} {
 	out := f.BatchingFSM.Apply(l)
 	f.t.applied(l.Index, l.Term)
 	return out
 }
 
-func (f *pushingFSM) ApplyBatch(logs []*hraft.Log) []interface{} {
+func (f *pushingBatchingFSM) ApplyBatch(logs []*hraft.Log) []interface{} {
 	out := f.BatchingFSM.ApplyBatch(logs)
-	if n := len(logs); n > 0 {
-		f.t.applied(logs[n-1].Index, logs[n-1].Term)
-	}
+	appliedBatch(f.t, logs)
 	return out
+}
+
+func (f *pushingConfigFSM) Apply(l *hraft.Log) interface{} {
+	out := f.ConfigurationStore.Apply(l)
+	f.t.applied(l.Index, l.Term)
+	return out
+}
+
+func (f *pushingBatchingConfigFSM) Apply(l *hraft.Log) interface{} {
+	out := f.batchingConfigFSM.Apply(l)
+	f.t.applied(l.Index, l.Term)
+	return out
+}
+
+func (f *pushingBatchingConfigFSM) ApplyBatch(logs []*hraft.Log) []interface{} {
+	out := f.batchingConfigFSM.ApplyBatch(logs)
+	appliedBatch(f.t, logs)
+	return out
+}
+
+// appliedBatch reports the last entry of an applied batch.
+func appliedBatch(t *Transport, logs []*hraft.Log) {
+	if n := len(logs); n > 0 {
+		t.applied(logs[n-1].Index, logs[n-1].Term)
+	}
 }
 
 // sentAppends is what a transport knows of the appends its Raft sent as

@@ -131,3 +131,61 @@ func TestCommitPushIsCheckedByRaft(t *testing.T) {
 	require.Equal(t, index+5, fr.CommitIndex())
 	require.Equal(t, float64(2), counterValue(metrics.WithLabelValues(pushApplied)))
 }
+
+// configStoreTestFSM is a testFSM that is also a ConfigurationStore, like
+// the controller's FSM.
+type configStoreTestFSM struct{ testFSM }
+
+func (f *configStoreTestFSM) StoreConfiguration(uint64, hraft.Configuration) {}
+
+// batchingConfigStoreTestFSM is both a BatchingFSM and a ConfigurationStore.
+type batchingConfigStoreTestFSM struct{ batchingTestFSM }
+
+func (f *batchingConfigStoreTestFSM) StoreConfiguration(uint64, hraft.Configuration) {}
+
+// Every kind of FSM gets commit pushes, through a wrapper with exactly its
+// optional interfaces (Raft drives the FSM by them), and the followers
+// apply the last entry of a burst with CommitTimeout at an hour. Before
+// the push covered ConfigurationStores (the controller), their followers
+// waited for CommitTimeout: this failed for both "config store" kinds.
+func TestCommitPushReachesEveryKindOfFSM(t *testing.T) {
+	kinds := []struct {
+		name                  string
+		fsm                   func() (hraft.FSM, *testFSM)
+		batching, configStore bool
+	}{
+		{"plain", func() (hraft.FSM, *testFSM) { f := &testFSM{}; return f, f }, false, false},
+		{"batching", func() (hraft.FSM, *testFSM) { f := &batchingTestFSM{}; return f, &f.testFSM }, true, false},
+		{"config store", func() (hraft.FSM, *testFSM) { f := &configStoreTestFSM{}; return f, &f.testFSM }, false, true},
+		{"batching config store", func() (hraft.FSM, *testFSM) {
+			f := &batchingConfigStoreTestFSM{}
+			return f, &f.testFSM
+		}, true, true},
+	}
+	for _, k := range kinds {
+		t.Run(k.name, func(t *testing.T) {
+			inner, _ := k.fsm()
+			wrapped := withCommitPush(inner, nil)
+			_, batching := wrapped.(hraft.BatchingFSM)
+			_, configStore := wrapped.(hraft.ConfigurationStore)
+			require.Equal(t, k.batching, batching, "BatchingFSM")
+			require.Equal(t, k.configStore, configStore, "ConfigurationStore")
+
+			_, nodes := threeNodes(t)
+			groups := make([]*Group, len(nodes))
+			fsms := make([]*testFSM, len(nodes))
+			for i, n := range nodes {
+				var f hraft.FSM
+				f, fsms[i] = k.fsm()
+				groups[i] = openTestGroup(t, n, 9, f, slowCommitConfig(n.id))
+			}
+			for _, g := range groups {
+				require.NoError(t, g.BootstrapIfNew(servers(nodes...)))
+			}
+			leader := waitLeader(t, groups...)
+			applyAll(t, groups[leader], "a", "b")
+			applyAll(t, groups[leader], "c")
+			requireConverged(t, []string{"a", "b", "c"}, fsms...)
+		})
+	}
+}

@@ -17,8 +17,20 @@ import (
 //     also turn fsync and GC stalls on a loaded small machine into spurious
 //     elections. Tests that want faster elections lower them.
 //   - LeaderLeaseTimeout 500 ms: below HeartbeatTimeout, as required.
-//   - CommitTimeout 50 ms: followers learn the commit index (and apply) at
-//     most this late when no new entries flow.
+//   - CommitTimeout 1 s (hraft's default is 50 ms): hashicorp/raft's
+//     replication loop sends each follower an append every CommitTimeout
+//     to 2×CommitTimeout (randomised) when nothing else flows, so that it
+//     learns the commit index. Leaders push the commit index as they
+//     apply (commit_push.go, every group), so this tick is only the
+//     fallback: a follower whose push was lost (its Commit message failed)
+//     learns the commit, and applies, at most 2 s later; a push that
+//     overtook its entry waits for the entry's append and needs no tick.
+//     The tick is also when an idle group's leader retries a follower
+//     whose append failed (a peer down, a broken pipeline): that waits
+//     CommitTimeout to 2×CommitTimeout plus hraft's failure backoff (10 ms
+//     doubling up to 10 s), where new entries retry at once. At 50 ms the
+//     tick was the largest idle cost: about 13 empty appends a second per
+//     follower per group, more than the heartbeats.
 //   - MaxAppendEntries 64 and BatchApplyCh: the leader-side batcher gives
 //     Raft few large commands (up to 4 MiB each by default, a single large
 //     produce call up to Transport.EntryBytesMax); up to 64 go in one append
@@ -36,7 +48,7 @@ func DefaultConfig(nodeID string) *hraft.Config {
 	c.HeartbeatTimeout = 1000 * time.Millisecond
 	c.ElectionTimeout = 1000 * time.Millisecond
 	c.LeaderLeaseTimeout = 500 * time.Millisecond
-	c.CommitTimeout = 50 * time.Millisecond
+	c.CommitTimeout = 1000 * time.Millisecond
 	c.MaxAppendEntries = 64
 	c.BatchApplyCh = true
 	c.SnapshotInterval = 120 * time.Second

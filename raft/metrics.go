@@ -18,6 +18,7 @@ const (
 	rpcInstallSnapshot       = "install_snapshot"
 	rpcRejoinReplica         = "rejoin_replica"
 	rpcCommit                = "commit"
+	rpcHeartbeatBatch        = "heartbeat_batch"
 )
 
 // Values of the "outcome" label of herald_raft_commit_pushes_total.
@@ -45,6 +46,11 @@ type transportMetrics struct {
 	duration      *prometheus.HistogramVec
 	snapshotBytes *prometheus.CounterVec
 	commitPushes  *prometheus.CounterVec
+	// heartbeatsCoalesced counts group heartbeats carried in Heartbeat
+	// messages (rpcs_sent_total{type="heartbeat_batch"} counts the
+	// messages); heartbeatBatchSize is the heartbeats per message.
+	heartbeatsCoalesced *prometheus.CounterVec
+	heartbeatBatchSize  *prometheus.HistogramVec
 }
 
 func newTransportMetrics() *transportMetrics {
@@ -78,11 +84,21 @@ func newTransportMetrics() *transportMetrics {
 			Namespace: "herald", Subsystem: "raft", Name: "commit_pushes_total",
 			Help: "Group commits pushed to followers as leaders apply (sent), and as received: of no use (skipped), waiting for their entry's append (deferred), accepted (applied), refused by Raft (refused).",
 		}, []string{"outcome"}),
+		heartbeatsCoalesced: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "herald", Subsystem: "raft", Name: "heartbeats_coalesced_total",
+			Help: "Group heartbeats carried in coalesced Heartbeat messages, by side (send, receive); the messages are rpcs_sent_total and rpcs_received_total of type heartbeat_batch.",
+		}, []string{"side"}),
+		heartbeatBatchSize: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Namespace: "herald", Subsystem: "raft", Name: "heartbeat_batch_size",
+			Help:    "Group heartbeats per coalesced Heartbeat message, by side (send, receive).",
+			Buckets: prometheus.ExponentialBuckets(1, 2, 11), // 1 .. 1024 (heartbeatBatchMax)
+		}, []string{"side"}),
 	}
 }
 
 func (m *transportMetrics) collectors() []prometheus.Collector {
-	return []prometheus.Collector{m.sent, m.received, m.errors, m.unknownGroup, m.duration, m.snapshotBytes, m.commitPushes}
+	return []prometheus.Collector{m.sent, m.received, m.errors, m.unknownGroup, m.duration, m.snapshotBytes, m.commitPushes,
+		m.heartbeatsCoalesced, m.heartbeatBatchSize}
 }
 
 // observeSend records one finished outgoing RPC.

@@ -57,6 +57,14 @@ type Mux struct {
 		pushers map[hraft.ServerAddress]*commitPusher
 	}
 	pushersWG sync.WaitGroup
+	// beat holds the heartbeaters, one per peer (heartbeat.go); beatersWG
+	// counts their goroutines, which Close waits for.
+	beat struct {
+		sync.Mutex
+		closed bool
+		peers  map[hraft.ServerAddress]*heartbeater
+	}
+	beatersWG sync.WaitGroup
 }
 
 // peerConn is the one client connection to a peer address.
@@ -82,6 +90,7 @@ func NewMux(opts MuxOptions) (*Mux, error) {
 	m.mu.groups = make(map[uint64]*Transport)
 	m.mu.peers = make(map[hraft.ServerAddress]*peerConn)
 	m.push.pushers = make(map[hraft.ServerAddress]*commitPusher)
+	m.beat.peers = make(map[hraft.ServerAddress]*heartbeater)
 	m.ctx, m.cancel = context.WithCancel(context.Background())
 	// Caller options come last so that they override these defaults
 	// (credentials in particular).
@@ -165,7 +174,8 @@ func (m *Mux) Transport(groupID uint64) (*Transport, error) {
 }
 
 // Close closes every open Transport (failing their pending RPCs) and every
-// peer connection, and waits for the commit pushers to stop. Later calls
+// peer connection, and waits for the commit pushers and heartbeaters to
+// stop. Later calls
 // return nil. It does not stop the grpc.Server.
 func (m *Mux) Close() error {
 	m.mu.Lock()
@@ -180,8 +190,10 @@ func (m *Mux) Close() error {
 	m.push.Lock()
 	m.push.closed = true
 	m.push.Unlock()
+	m.closeHeartbeaters()
 	m.cancel()
 	defer m.pushersWG.Wait()
+	defer m.beatersWG.Wait()
 
 	var errs []error
 	for _, t := range groups {

@@ -43,6 +43,13 @@ const (
 	// link is used again within about this long (gRPC's own default is 120 s,
 	// far longer than a Raft election).
 	DefaultReconnectDelayMax = 2 * time.Second
+	// DefaultHeartbeatLinger is how long a peer's heartbeater waits for
+	// more groups' heartbeats before it sends a Heartbeat message: each
+	// group heartbeats every 100–200 ms (DefaultConfig), so 10 ms delays a
+	// heartbeat by a tenth of its interval at most, well inside the leader
+	// lease, and caps a peer's Heartbeat messages at about 100 a second
+	// whatever the number of groups.
+	DefaultHeartbeatLinger = 10 * time.Millisecond
 
 	// keepaliveTimeMin is the smallest client ping interval the servers
 	// configured by ServerOptions accept; a faster client would be sent
@@ -100,6 +107,14 @@ type MuxOptions struct {
 	// append, up to CommitTimeout later. Pushes received are still used.
 	// For measuring what the push gives; off by default.
 	NoCommitPush bool
+	// HeartbeatLinger is how long heartbeats wait for others to the same
+	// peer to share their message (heartbeat.go). Default
+	// DefaultHeartbeatLinger; below RPCTimeout.
+	HeartbeatLinger time.Duration
+	// NoHeartbeatCoalescing makes this node send one AppendEntries per
+	// heartbeat, as nodes without the Heartbeat method do. Coalesced
+	// heartbeats received are still served. For measuring; off by default.
+	NoHeartbeatCoalescing bool
 }
 
 // EnsureDefaults fills zero fields with their defaults and returns o.
@@ -133,6 +148,9 @@ func (o *MuxOptions) EnsureDefaults() *MuxOptions {
 	}
 	if o.ReconnectDelayMax == 0 {
 		o.ReconnectDelayMax = DefaultReconnectDelayMax
+	}
+	if o.HeartbeatLinger == 0 {
+		o.HeartbeatLinger = DefaultHeartbeatLinger
 	}
 	return o
 }
@@ -176,6 +194,9 @@ func (o *MuxOptions) Validate() error {
 	}
 	if o.ReconnectDelayMax <= 0 {
 		bad("ReconnectDelayMax %s must be positive", o.ReconnectDelayMax)
+	}
+	if o.HeartbeatLinger <= 0 || o.HeartbeatLinger >= o.RPCTimeout {
+		bad("HeartbeatLinger %s must be positive and below RPCTimeout %s", o.HeartbeatLinger, o.RPCTimeout)
 	}
 	return errors.Join(errs...)
 }

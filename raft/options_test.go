@@ -23,6 +23,7 @@ func TestMuxOptionsDefaultsAreValid(t *testing.T) {
 	require.NoError(t, o.Validate())
 	require.Equal(t, DefaultMaxMessageBytes, o.MaxMessageBytes)
 	require.Equal(t, DefaultPipelineInFlightMax, o.PipelineInFlightMax)
+	require.Equal(t, DefaultHeartbeatLinger, o.HeartbeatLinger)
 	require.NotNil(t, o.Logger)
 }
 
@@ -35,11 +36,12 @@ func TestMuxOptionsValidateReportsEveryProblem(t *testing.T) {
 		SnapshotRestoreTimeout: time.Second, // below RPCTimeout
 		PipelineInFlightMax:    1,
 		KeepaliveTime:          time.Second, // below the servers' policy
+		HeartbeatLinger:        time.Hour,   // above RPCTimeout
 	}
 	o.EnsureDefaults()
 	err := o.Validate()
 	require.ErrorIs(t, err, ErrInvalidOptions)
-	for _, want := range []string{"LocalAddr", "SnapshotChunkBytes", "SnapshotTimeout", "SnapshotRestoreTimeout", "PipelineInFlightMax", "KeepaliveTime"} {
+	for _, want := range []string{"LocalAddr", "SnapshotChunkBytes", "SnapshotTimeout", "SnapshotRestoreTimeout", "PipelineInFlightMax", "KeepaliveTime", "HeartbeatLinger"} {
 		require.ErrorContains(t, err, want)
 	}
 	_, err = NewMux(o)
@@ -99,7 +101,12 @@ func TestCollectorsRegisterAndReportTraffic(t *testing.T) {
 	}
 	require.True(t, names["herald_raft_rpcs_sent_total"], "%v", names)
 	require.True(t, names["herald_raft_rpc_duration_seconds"], "%v", names)
-	require.Equal(t, 1.0, counterValue(p.senderNode.mux.metrics.sent.WithLabelValues(rpcHeartbeat)))
+	require.True(t, names["herald_raft_heartbeats_coalesced_total"], "%v", names)
+	require.True(t, names["herald_raft_heartbeat_batch_size"], "%v", names)
+	// The heartbeat went in a coalesced Heartbeat message.
+	require.Equal(t, 1.0, counterValue(p.senderNode.mux.metrics.sent.WithLabelValues(rpcHeartbeatBatch)))
+	require.Equal(t, 1.0, counterValue(p.senderNode.mux.metrics.heartbeatsCoalesced.WithLabelValues(sideSend)))
+	require.Zero(t, counterValue(p.senderNode.mux.metrics.sent.WithLabelValues(rpcHeartbeat)))
 }
 
 func TestNewHCLoggerDefaultsToInfo(t *testing.T) {

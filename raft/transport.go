@@ -2,6 +2,7 @@ package raft
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"sync"
@@ -146,7 +147,9 @@ func (t *Transport) Close() error {
 }
 
 // AppendEntries sends one AppendEntries (or heartbeat) and waits for the
-// answer. When args's entries do not fit in one message, it sends the
+// answer. A heartbeat goes in the target's next coalesced Heartbeat
+// message (heartbeat.go) unless MuxOptions.NoHeartbeatCoalescing is set or
+// the target does not serve them. When args's entries do not fit in one message, it sends the
 // longest prefix that does and cuts args.Entries to it (see
 // appendEntriesMessage).
 func (t *Transport) AppendEntries(_ hraft.ServerID, target hraft.ServerAddress, args *hraft.AppendEntriesRequest, resp *hraft.AppendEntriesResponse) error {
@@ -160,6 +163,12 @@ func (t *Transport) AppendEntries(_ hraft.ServerID, target hraft.ServerAddress, 
 		return err
 	}
 	t.recordAppend(target, args)
+	if rpcType == rpcHeartbeat && !t.mux.opts.NoHeartbeatCoalescing {
+		err := t.sendHeartbeat(target, msg, resp)
+		if !errors.Is(err, errHeartbeatUnsupported) {
+			return err
+		}
+	}
 	return t.unary(rpcType, "AppendEntries", target, func(ctx context.Context, c raftpb.RaftTransportClient) error {
 		out, err := c.AppendEntries(ctx, msg)
 		if err == nil {

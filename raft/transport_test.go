@@ -164,8 +164,10 @@ func TestRaftErrorReachesSender(t *testing.T) {
 	require.Contains(t, remote.Message, "disk on fire")
 }
 
+// The per-group heartbeat (one AppendEntries each, as nodes without
+// coalesced heartbeats send them) still takes the fast path.
 func TestHeartbeatFastPath(t *testing.T) {
-	p := newTransportPair(t, 4, nil)
+	p := newTransportPair(t, 4, func(o *MuxOptions) { o.NoHeartbeatCoalescing = true })
 	handled := make(chan *hraft.AppendEntriesRequest, 1)
 	p.receiver.SetHeartbeatHandler(func(rpc hraft.RPC) {
 		req := rpc.Command.(*hraft.AppendEntriesRequest)

@@ -1420,6 +1420,157 @@ func (*CommitResponse) Descriptor() ([]byte, []int) {
 	return file_raft_raftpb_raft_proto_rawDescGZIP(), []int{17}
 }
 
+type HeartbeatRequest struct {
+	state         protoimpl.MessageState  `protogen:"open.v1"`
+	Heartbeats    []*AppendEntriesRequest `protobuf:"bytes,1,rep,name=heartbeats,proto3" json:"heartbeats,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *HeartbeatRequest) Reset() {
+	*x = HeartbeatRequest{}
+	mi := &file_raft_raftpb_raft_proto_msgTypes[18]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *HeartbeatRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*HeartbeatRequest) ProtoMessage() {}
+
+func (x *HeartbeatRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_raft_raftpb_raft_proto_msgTypes[18]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use HeartbeatRequest.ProtoReflect.Descriptor instead.
+func (*HeartbeatRequest) Descriptor() ([]byte, []int) {
+	return file_raft_raftpb_raft_proto_rawDescGZIP(), []int{18}
+}
+
+func (x *HeartbeatRequest) GetHeartbeats() []*AppendEntriesRequest {
+	if x != nil {
+		return x.Heartbeats
+	}
+	return nil
+}
+
+type HeartbeatResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// results[i] answers heartbeats[i].
+	Results       []*HeartbeatResult `protobuf:"bytes,1,rep,name=results,proto3" json:"results,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *HeartbeatResponse) Reset() {
+	*x = HeartbeatResponse{}
+	mi := &file_raft_raftpb_raft_proto_msgTypes[19]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *HeartbeatResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*HeartbeatResponse) ProtoMessage() {}
+
+func (x *HeartbeatResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_raft_raftpb_raft_proto_msgTypes[19]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use HeartbeatResponse.ProtoReflect.Descriptor instead.
+func (*HeartbeatResponse) Descriptor() ([]byte, []int) {
+	return file_raft_raftpb_raft_proto_rawDescGZIP(), []int{19}
+}
+
+func (x *HeartbeatResponse) GetResults() []*HeartbeatResult {
+	if x != nil {
+		return x.Results
+	}
+	return nil
+}
+
+// HeartbeatResult is one group's answer: response when code is OK (0),
+// otherwise the gRPC status code and message it failed with.
+type HeartbeatResult struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Response      *AppendEntriesResponse `protobuf:"bytes,1,opt,name=response,proto3" json:"response,omitempty"`
+	Code          uint32                 `protobuf:"varint,2,opt,name=code,proto3" json:"code,omitempty"`
+	Message       string                 `protobuf:"bytes,3,opt,name=message,proto3" json:"message,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *HeartbeatResult) Reset() {
+	*x = HeartbeatResult{}
+	mi := &file_raft_raftpb_raft_proto_msgTypes[20]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *HeartbeatResult) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*HeartbeatResult) ProtoMessage() {}
+
+func (x *HeartbeatResult) ProtoReflect() protoreflect.Message {
+	mi := &file_raft_raftpb_raft_proto_msgTypes[20]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use HeartbeatResult.ProtoReflect.Descriptor instead.
+func (*HeartbeatResult) Descriptor() ([]byte, []int) {
+	return file_raft_raftpb_raft_proto_rawDescGZIP(), []int{20}
+}
+
+func (x *HeartbeatResult) GetResponse() *AppendEntriesResponse {
+	if x != nil {
+		return x.Response
+	}
+	return nil
+}
+
+func (x *HeartbeatResult) GetCode() uint32 {
+	if x != nil {
+		return x.Code
+	}
+	return 0
+}
+
+func (x *HeartbeatResult) GetMessage() string {
+	if x != nil {
+		return x.Message
+	}
+	return ""
+}
+
 var File_raft_raftpb_raft_proto protoreflect.FileDescriptor
 
 const file_raft_raftpb_raft_proto_rawDesc = "" +
@@ -1520,7 +1671,17 @@ const file_raft_raftpb_raft_proto_rawDesc = "" +
 	"\x05index\x18\x05 \x01(\x04R\x05index\x12\x1d\n" +
 	"\n" +
 	"index_term\x18\x06 \x01(\x04R\tindexTerm\"\x10\n" +
-	"\x0eCommitResponse*\xab\x01\n" +
+	"\x0eCommitResponse\"X\n" +
+	"\x10HeartbeatRequest\x12D\n" +
+	"\n" +
+	"heartbeats\x18\x01 \x03(\v2$.herald.raft.v1.AppendEntriesRequestR\n" +
+	"heartbeats\"N\n" +
+	"\x11HeartbeatResponse\x129\n" +
+	"\aresults\x18\x01 \x03(\v2\x1f.herald.raft.v1.HeartbeatResultR\aresults\"\x82\x01\n" +
+	"\x0fHeartbeatResult\x12A\n" +
+	"\bresponse\x18\x01 \x01(\v2%.herald.raft.v1.AppendEntriesResponseR\bresponse\x12\x12\n" +
+	"\x04code\x18\x02 \x01(\rR\x04code\x12\x18\n" +
+	"\amessage\x18\x03 \x01(\tR\amessage*\xab\x01\n" +
 	"\aLogType\x12\x14\n" +
 	"\x10LOG_TYPE_COMMAND\x10\x00\x12\x11\n" +
 	"\rLOG_TYPE_NOOP\x10\x01\x12 \n" +
@@ -1532,7 +1693,7 @@ const file_raft_raftpb_raft_proto_rawDesc = "" +
 	"RejoinStep\x12\x1b\n" +
 	"\x17REJOIN_STEP_UNSPECIFIED\x10\x00\x12\x16\n" +
 	"\x12REJOIN_STEP_DEMOTE\x10\x01\x12\x17\n" +
-	"\x13REJOIN_STEP_PROMOTE\x10\x022\xf0\x05\n" +
+	"\x13REJOIN_STEP_PROMOTE\x10\x022\xc2\x06\n" +
 	"\rRaftTransport\x12\\\n" +
 	"\rAppendEntries\x12$.herald.raft.v1.AppendEntriesRequest\x1a%.herald.raft.v1.AppendEntriesResponse\x12h\n" +
 	"\x15AppendEntriesPipeline\x12$.herald.raft.v1.AppendEntriesRequest\x1a%.herald.raft.v1.AppendEntriesResponse(\x010\x01\x12V\n" +
@@ -1542,7 +1703,8 @@ const file_raft_raftpb_raft_proto_rawDesc = "" +
 	"TimeoutNow\x12!.herald.raft.v1.TimeoutNowRequest\x1a\".herald.raft.v1.TimeoutNowResponse\x12b\n" +
 	"\x0fInstallSnapshot\x12$.herald.raft.v1.InstallSnapshotChunk\x1a'.herald.raft.v1.InstallSnapshotResponse(\x01\x12\\\n" +
 	"\rRejoinReplica\x12$.herald.raft.v1.RejoinReplicaRequest\x1a%.herald.raft.v1.RejoinReplicaResponse\x12G\n" +
-	"\x06Commit\x12\x1d.herald.raft.v1.CommitRequest\x1a\x1e.herald.raft.v1.CommitResponseB0Z.github.com/heraldlog/herald/raft/raftpb;raftpbb\x06proto3"
+	"\x06Commit\x12\x1d.herald.raft.v1.CommitRequest\x1a\x1e.herald.raft.v1.CommitResponse\x12P\n" +
+	"\tHeartbeat\x12 .herald.raft.v1.HeartbeatRequest\x1a!.herald.raft.v1.HeartbeatResponseB0Z.github.com/heraldlog/herald/raft/raftpb;raftpbb\x06proto3"
 
 var (
 	file_raft_raftpb_raft_proto_rawDescOnce sync.Once
@@ -1557,7 +1719,7 @@ func file_raft_raftpb_raft_proto_rawDescGZIP() []byte {
 }
 
 var file_raft_raftpb_raft_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_raft_raftpb_raft_proto_msgTypes = make([]protoimpl.MessageInfo, 18)
+var file_raft_raftpb_raft_proto_msgTypes = make([]protoimpl.MessageInfo, 21)
 var file_raft_raftpb_raft_proto_goTypes = []any{
 	(LogType)(0),                    // 0: herald.raft.v1.LogType
 	(RejoinStep)(0),                 // 1: herald.raft.v1.RejoinStep
@@ -1579,6 +1741,9 @@ var file_raft_raftpb_raft_proto_goTypes = []any{
 	(*CommitRequest)(nil),           // 17: herald.raft.v1.CommitRequest
 	(*GroupCommit)(nil),             // 18: herald.raft.v1.GroupCommit
 	(*CommitResponse)(nil),          // 19: herald.raft.v1.CommitResponse
+	(*HeartbeatRequest)(nil),        // 20: herald.raft.v1.HeartbeatRequest
+	(*HeartbeatResponse)(nil),       // 21: herald.raft.v1.HeartbeatResponse
+	(*HeartbeatResult)(nil),         // 22: herald.raft.v1.HeartbeatResult
 }
 var file_raft_raftpb_raft_proto_depIdxs = []int32{
 	0,  // 0: herald.raft.v1.Log.type:type_name -> herald.raft.v1.LogType
@@ -1597,27 +1762,32 @@ var file_raft_raftpb_raft_proto_depIdxs = []int32{
 	1,  // 13: herald.raft.v1.RejoinReplicaRequest.step:type_name -> herald.raft.v1.RejoinStep
 	18, // 14: herald.raft.v1.CommitRequest.commits:type_name -> herald.raft.v1.GroupCommit
 	2,  // 15: herald.raft.v1.GroupCommit.header:type_name -> herald.raft.v1.RPCHeader
-	4,  // 16: herald.raft.v1.RaftTransport.AppendEntries:input_type -> herald.raft.v1.AppendEntriesRequest
-	4,  // 17: herald.raft.v1.RaftTransport.AppendEntriesPipeline:input_type -> herald.raft.v1.AppendEntriesRequest
-	6,  // 18: herald.raft.v1.RaftTransport.RequestVote:input_type -> herald.raft.v1.RequestVoteRequest
-	8,  // 19: herald.raft.v1.RaftTransport.RequestPreVote:input_type -> herald.raft.v1.RequestPreVoteRequest
-	10, // 20: herald.raft.v1.RaftTransport.TimeoutNow:input_type -> herald.raft.v1.TimeoutNowRequest
-	13, // 21: herald.raft.v1.RaftTransport.InstallSnapshot:input_type -> herald.raft.v1.InstallSnapshotChunk
-	15, // 22: herald.raft.v1.RaftTransport.RejoinReplica:input_type -> herald.raft.v1.RejoinReplicaRequest
-	17, // 23: herald.raft.v1.RaftTransport.Commit:input_type -> herald.raft.v1.CommitRequest
-	5,  // 24: herald.raft.v1.RaftTransport.AppendEntries:output_type -> herald.raft.v1.AppendEntriesResponse
-	5,  // 25: herald.raft.v1.RaftTransport.AppendEntriesPipeline:output_type -> herald.raft.v1.AppendEntriesResponse
-	7,  // 26: herald.raft.v1.RaftTransport.RequestVote:output_type -> herald.raft.v1.RequestVoteResponse
-	9,  // 27: herald.raft.v1.RaftTransport.RequestPreVote:output_type -> herald.raft.v1.RequestPreVoteResponse
-	11, // 28: herald.raft.v1.RaftTransport.TimeoutNow:output_type -> herald.raft.v1.TimeoutNowResponse
-	14, // 29: herald.raft.v1.RaftTransport.InstallSnapshot:output_type -> herald.raft.v1.InstallSnapshotResponse
-	16, // 30: herald.raft.v1.RaftTransport.RejoinReplica:output_type -> herald.raft.v1.RejoinReplicaResponse
-	19, // 31: herald.raft.v1.RaftTransport.Commit:output_type -> herald.raft.v1.CommitResponse
-	24, // [24:32] is the sub-list for method output_type
-	16, // [16:24] is the sub-list for method input_type
-	16, // [16:16] is the sub-list for extension type_name
-	16, // [16:16] is the sub-list for extension extendee
-	0,  // [0:16] is the sub-list for field type_name
+	4,  // 16: herald.raft.v1.HeartbeatRequest.heartbeats:type_name -> herald.raft.v1.AppendEntriesRequest
+	22, // 17: herald.raft.v1.HeartbeatResponse.results:type_name -> herald.raft.v1.HeartbeatResult
+	5,  // 18: herald.raft.v1.HeartbeatResult.response:type_name -> herald.raft.v1.AppendEntriesResponse
+	4,  // 19: herald.raft.v1.RaftTransport.AppendEntries:input_type -> herald.raft.v1.AppendEntriesRequest
+	4,  // 20: herald.raft.v1.RaftTransport.AppendEntriesPipeline:input_type -> herald.raft.v1.AppendEntriesRequest
+	6,  // 21: herald.raft.v1.RaftTransport.RequestVote:input_type -> herald.raft.v1.RequestVoteRequest
+	8,  // 22: herald.raft.v1.RaftTransport.RequestPreVote:input_type -> herald.raft.v1.RequestPreVoteRequest
+	10, // 23: herald.raft.v1.RaftTransport.TimeoutNow:input_type -> herald.raft.v1.TimeoutNowRequest
+	13, // 24: herald.raft.v1.RaftTransport.InstallSnapshot:input_type -> herald.raft.v1.InstallSnapshotChunk
+	15, // 25: herald.raft.v1.RaftTransport.RejoinReplica:input_type -> herald.raft.v1.RejoinReplicaRequest
+	17, // 26: herald.raft.v1.RaftTransport.Commit:input_type -> herald.raft.v1.CommitRequest
+	20, // 27: herald.raft.v1.RaftTransport.Heartbeat:input_type -> herald.raft.v1.HeartbeatRequest
+	5,  // 28: herald.raft.v1.RaftTransport.AppendEntries:output_type -> herald.raft.v1.AppendEntriesResponse
+	5,  // 29: herald.raft.v1.RaftTransport.AppendEntriesPipeline:output_type -> herald.raft.v1.AppendEntriesResponse
+	7,  // 30: herald.raft.v1.RaftTransport.RequestVote:output_type -> herald.raft.v1.RequestVoteResponse
+	9,  // 31: herald.raft.v1.RaftTransport.RequestPreVote:output_type -> herald.raft.v1.RequestPreVoteResponse
+	11, // 32: herald.raft.v1.RaftTransport.TimeoutNow:output_type -> herald.raft.v1.TimeoutNowResponse
+	14, // 33: herald.raft.v1.RaftTransport.InstallSnapshot:output_type -> herald.raft.v1.InstallSnapshotResponse
+	16, // 34: herald.raft.v1.RaftTransport.RejoinReplica:output_type -> herald.raft.v1.RejoinReplicaResponse
+	19, // 35: herald.raft.v1.RaftTransport.Commit:output_type -> herald.raft.v1.CommitResponse
+	21, // 36: herald.raft.v1.RaftTransport.Heartbeat:output_type -> herald.raft.v1.HeartbeatResponse
+	28, // [28:37] is the sub-list for method output_type
+	19, // [19:28] is the sub-list for method input_type
+	19, // [19:19] is the sub-list for extension type_name
+	19, // [19:19] is the sub-list for extension extendee
+	0,  // [0:19] is the sub-list for field type_name
 }
 
 func init() { file_raft_raftpb_raft_proto_init() }
@@ -1635,7 +1805,7 @@ func file_raft_raftpb_raft_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_raft_raftpb_raft_proto_rawDesc), len(file_raft_raftpb_raft_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   18,
+			NumMessages:   21,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

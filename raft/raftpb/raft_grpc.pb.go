@@ -34,6 +34,7 @@ const (
 	RaftTransport_InstallSnapshot_FullMethodName       = "/herald.raft.v1.RaftTransport/InstallSnapshot"
 	RaftTransport_RejoinReplica_FullMethodName         = "/herald.raft.v1.RaftTransport/RejoinReplica"
 	RaftTransport_Commit_FullMethodName                = "/herald.raft.v1.RaftTransport/Commit"
+	RaftTransport_Heartbeat_FullMethodName             = "/herald.raft.v1.RaftTransport/Heartbeat"
 )
 
 // RaftTransportClient is the client API for RaftTransport service.
@@ -72,6 +73,16 @@ type RaftTransportClient interface {
 	// so Raft's own log-matching check decides. Fire and forget: the answer is
 	// empty, a lost message costs only latency.
 	Commit(ctx context.Context, in *CommitRequest, opts ...grpc.CallOption) (*CommitResponse, error)
+	// Heartbeat carries the heartbeats of many groups from one leader node to
+	// one peer (raft/heartbeat.go): each is an AppendEntriesRequest that
+	// hashicorp/raft's heartbeat sends (no entries, no previous entry, no
+	// commit index; anything else is refused for that group), handed to its
+	// group's Raft. The response holds one result per heartbeat, in request
+	// order, each Raft's own answer or the status it failed with (a group
+	// this node does not host: NOT_FOUND), so one group's failure never fails
+	// the others. A node that does not know this method answers UNIMPLEMENTED
+	// and is sent one AppendEntries per heartbeat instead.
+	Heartbeat(ctx context.Context, in *HeartbeatRequest, opts ...grpc.CallOption) (*HeartbeatResponse, error)
 }
 
 type raftTransportClient struct {
@@ -168,6 +179,16 @@ func (c *raftTransportClient) Commit(ctx context.Context, in *CommitRequest, opt
 	return out, nil
 }
 
+func (c *raftTransportClient) Heartbeat(ctx context.Context, in *HeartbeatRequest, opts ...grpc.CallOption) (*HeartbeatResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(HeartbeatResponse)
+	err := c.cc.Invoke(ctx, RaftTransport_Heartbeat_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // RaftTransportServer is the server API for RaftTransport service.
 // All implementations must embed UnimplementedRaftTransportServer
 // for forward compatibility.
@@ -204,6 +225,16 @@ type RaftTransportServer interface {
 	// so Raft's own log-matching check decides. Fire and forget: the answer is
 	// empty, a lost message costs only latency.
 	Commit(context.Context, *CommitRequest) (*CommitResponse, error)
+	// Heartbeat carries the heartbeats of many groups from one leader node to
+	// one peer (raft/heartbeat.go): each is an AppendEntriesRequest that
+	// hashicorp/raft's heartbeat sends (no entries, no previous entry, no
+	// commit index; anything else is refused for that group), handed to its
+	// group's Raft. The response holds one result per heartbeat, in request
+	// order, each Raft's own answer or the status it failed with (a group
+	// this node does not host: NOT_FOUND), so one group's failure never fails
+	// the others. A node that does not know this method answers UNIMPLEMENTED
+	// and is sent one AppendEntries per heartbeat instead.
+	Heartbeat(context.Context, *HeartbeatRequest) (*HeartbeatResponse, error)
 	mustEmbedUnimplementedRaftTransportServer()
 }
 
@@ -237,6 +268,9 @@ func (UnimplementedRaftTransportServer) RejoinReplica(context.Context, *RejoinRe
 }
 func (UnimplementedRaftTransportServer) Commit(context.Context, *CommitRequest) (*CommitResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method Commit not implemented")
+}
+func (UnimplementedRaftTransportServer) Heartbeat(context.Context, *HeartbeatRequest) (*HeartbeatResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method Heartbeat not implemented")
 }
 func (UnimplementedRaftTransportServer) mustEmbedUnimplementedRaftTransportServer() {}
 func (UnimplementedRaftTransportServer) testEmbeddedByValue()                       {}
@@ -381,6 +415,24 @@ func _RaftTransport_Commit_Handler(srv interface{}, ctx context.Context, dec fun
 	return interceptor(ctx, in, info, handler)
 }
 
+func _RaftTransport_Heartbeat_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(HeartbeatRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(RaftTransportServer).Heartbeat(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: RaftTransport_Heartbeat_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(RaftTransportServer).Heartbeat(ctx, req.(*HeartbeatRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // RaftTransport_ServiceDesc is the grpc.ServiceDesc for RaftTransport service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -411,6 +463,10 @@ var RaftTransport_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "Commit",
 			Handler:    _RaftTransport_Commit_Handler,
+		},
+		{
+			MethodName: "Heartbeat",
+			Handler:    _RaftTransport_Heartbeat_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{
