@@ -267,7 +267,7 @@ type RaftTuning struct {
 	TrailingLogs uint64
 	// NoCommitPush stops this node's leaders from pushing commit indexes
 	// to followers as they apply (raft/commit_push.go); followers then
-	// learn them with the next append, up to CommitTimeout (50–100 ms)
+	// learn them with the next append, up to CommitTimeout (1–2 s)
 	// later. For measuring the push; off by default.
 	NoCommitPush bool
 	// VerifyFull makes every start read each group's stored Raft state

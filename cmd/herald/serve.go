@@ -90,7 +90,7 @@ reaches --grpc.`,
 	f.DurationVar(&cfg.Batching.Linger, "batch-linger", 0, "how long a partition leader's batcher waits for more produce calls before proposing a batch that is not full (0: at once)")
 	f.IntVar(&cfg.Batching.InflightMax, "batch-inflight", 0, "Raft applies in flight per partition leader (0: the default, 4)")
 	f.BoolVar(&cfg.Raft.VerifyFull, "raft-verify-full", false, "read every group's stored Raft state whole before opening it, even one unchanged since its last clean shutdown (after a suspected disk fault)")
-	f.BoolVar(&cfg.Raft.NoCommitPush, "raft-no-commit-push", false, "do not push commit indexes to followers as leaders apply (followers learn them up to 50-100 ms later; for measuring the push)")
+	f.BoolVar(&cfg.Raft.NoCommitPush, "raft-no-commit-push", false, "do not push commit indexes to followers as leaders apply (followers learn them with the next append or up to CommitTimeout, 1-2 s, later; for measuring the push)")
 	f.Uint64Var(&cfg.Raft.TrailingLogs, "raft-trailing-logs", 0, "entries a snapshot leaves in the log for lagging followers (0: the default, 10240)")
 	f.StringVar(&cfg.Auth.KeysFile, "auth-keys", "", "PEM file of the Ed25519 public keys client tokens are checked with (herald token keygen's signing.pub; several for rotation; read again when it changes); empty: no client credentials checked. Needs peer authentication (TLS or a cluster secret)")
 	f.StringVar(&wsOrigins, "ws-allowed-origins", "", "browser origins allowed on the WebSocket gateway besides the node's own, as scheme://host[:port],... or * for any (default: same origin only; clients without an Origin header are always allowed)")
