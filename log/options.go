@@ -40,6 +40,17 @@ type Options struct {
 	// Logger receives the package's and Pebble's log lines; nil selects
 	// slog.Default().
 	Logger *slog.Logger
+	// PebbleWAL keeps Pebble's own write-ahead log. False (the default)
+	// writes without it: every write of the package is either a Batch
+	// committed with its Raft applied index, which the Raft log replays
+	// after a crash (the Raft log is the write-ahead log), or a Restore or
+	// Drop, which flush before they return. What a crash loses is the
+	// memtable: the partitions go back to their state at the last flush,
+	// never below the applied index of a Partition.Snapshot (it flushes),
+	// and Raft replays the rest. It saves the WAL's write and its CPU per
+	// batch (BenchmarkAppend). True is for a caller whose writes are not
+	// replayed from elsewhere.
+	PebbleWAL bool
 }
 
 // Validate reports every problem with o at once (errors.Join); each problem
