@@ -21,16 +21,26 @@ const compactionBenchMemTableBytes = 4 << 20
 // which counts Pebble's background flushes and compactions, unlike ns/op).
 // After the loop it waits for the compactions to finish, so that the
 // figure includes all the work the writes caused. It runs with Pebble's
-// WAL and without it (Options.PebbleWAL); compare them with
-// `benchstat -col /pebble_wal`.
+// WAL and without it (Options.PebbleWAL), and with no block compression
+// and Snappy (Options.Compression); compare them with
+// `benchstat -col /pebble_wal` or `-col /compression`.
 func BenchmarkAppendCompaction(b *testing.B) {
 	for _, wal := range []bool{true, false} {
-		b.Run(fmt.Sprintf("pebble_wal=%t", wal), func(b *testing.B) { benchmarkAppendCompaction(b, wal) })
+		b.Run(fmt.Sprintf("pebble_wal=%t", wal), func(b *testing.B) {
+			for _, compression := range []Compression{CompressionNone, CompressionSnappy} {
+				b.Run(fmt.Sprintf("compression=%s", compression), func(b *testing.B) {
+					benchmarkAppendCompaction(b, Options{PebbleWAL: wal, Compression: compression})
+				})
+			}
+		})
 	}
 }
 
-func benchmarkAppendCompaction(b *testing.B, wal bool) {
-	db, err := Open(Options{Dir: b.TempDir(), MemTableBytes: compactionBenchMemTableBytes, Logger: discardLogger(), PebbleWAL: wal})
+// benchmarkAppendCompaction is BenchmarkAppendCompaction with the
+// PebbleWAL and Compression of opts.
+func benchmarkAppendCompaction(b *testing.B, opts Options) {
+	db, err := Open(Options{Dir: b.TempDir(), MemTableBytes: compactionBenchMemTableBytes, Logger: discardLogger(),
+		PebbleWAL: opts.PebbleWAL, Compression: opts.Compression})
 	require.NoError(b, err)
 	b.Cleanup(func() { require.NoError(b, db.Close()) })
 	p := partition(b, db, 1)

@@ -9,6 +9,7 @@ import (
 
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/cockroachdb/pebble/v2/bloom"
+	"github.com/cockroachdb/pebble/v2/sstable"
 )
 
 // formatMajorVersion is pinned so that a Pebble upgrade never ratchets the
@@ -67,6 +68,17 @@ type partitionSlot struct {
 // false-positive rate.
 const bloomBitsPerKey = 10
 
+// compressionProfile is Pebble's block compression for c (validated).
+func compressionProfile(c Compression) *sstable.CompressionProfile {
+	switch c {
+	case CompressionSnappy:
+		return sstable.SnappyCompression
+	case CompressionZstd:
+		return sstable.ZstdCompression
+	}
+	return sstable.NoCompression
+}
+
 // Open opens (creating if needed) the database described by opts.
 func Open(opts Options) (*DB, error) {
 	if err := opts.Validate(); err != nil {
@@ -89,6 +101,10 @@ func Open(opts Options) (*DB, error) {
 	// a producer's state), and without filters each miss reads a data block
 	// of every level that overlaps the key.
 	popts.Levels[0].FilterPolicy = bloom.FilterPolicy(bloomBitsPerKey)
+	profile := compressionProfile(opts.Compression)
+	for level := range popts.Levels {
+		popts.Levels[level].Compression = func() *sstable.CompressionProfile { return profile }
+	}
 	pdb, err := pebble.Open(opts.Dir, popts)
 	if err != nil {
 		return nil, fmt.Errorf("log: open pebble at %q: %w", opts.Dir, err)
