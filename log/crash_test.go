@@ -3,6 +3,7 @@ package log
 import (
 	"bytes"
 	"fmt"
+	"io"
 	"math/rand/v2"
 	"os"
 	"strconv"
@@ -33,7 +34,7 @@ type crashModel struct {
 	// records are every record committed, by offset.
 	records []Record
 	// syncedApplied is the applied index of the last batch made durable
-	// (DB.Sync or Partition.Snapshot after it).
+	// (DB.Sync, or a Partition.Snapshot streamed, after it).
 	syncedApplied uint64
 }
 
@@ -191,9 +192,12 @@ func testCrashRecovery(t *testing.T, wal bool) {
 					models[id].syncedApplied = parts[id].AppliedIndex()
 				}
 			case 1:
+				// The image is durable once its stream is complete.
 				s, err := p.Snapshot()
 				require.NoError(t, err)
 				require.Equal(t, applied, s.AppliedIndex())
+				_, err = s.WriteTo(io.Discard)
+				require.NoError(t, err)
 				require.NoError(t, s.Close())
 				for _, id := range ids {
 					models[id].syncedApplied = parts[id].AppliedIndex()
@@ -209,7 +213,8 @@ func testCrashRecovery(t *testing.T, wal bool) {
 }
 
 // TestCrashAfterDurablePoints crashes right after each operation that must
-// be durable when it returns (Drop, Restore, Snapshot, Close), keeping none
+// be durable when it returns (a Snapshot's complete stream, Drop, Restore,
+// Close), keeping none
 // of the unsynced writes, with and without Pebble's WAL: each must survive.
 // Without the WAL a write is durable only once flushed, so each of these
 // flushes (a Drop that came back after a crash would resurrect a log its
@@ -240,6 +245,13 @@ func TestCrashAfterDurablePoints(t *testing.T) {
 			_, err = s.WriteTo(&stream)
 			require.NoError(t, err)
 			require.NoError(t, s.Close())
+
+			// Snapshot: the image is durable once its stream is complete.
+			fs = crash(fs, db)
+			db = open(fs)
+			source, dropped = partition(t, db, 1), partition(t, db, 2)
+			require.Equal(t, uint64(5), source.AppliedIndex(), "a streamed snapshot's batches were lost in a crash")
+			require.Equal(t, want, readAll(t, source))
 
 			// Drop.
 			require.NoError(t, dropped.Drop())

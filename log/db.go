@@ -45,6 +45,8 @@ type DB struct {
 	// closing is set by Close before it waits for lifecycle, so that long
 	// streams (Snapshot.WriteTo, Partition.Restore) stop early.
 	closing atomic.Bool
+	// closingCh is closed when closing is set, for waits that select.
+	closingCh chan struct{}
 
 	mu struct {
 		sync.Mutex
@@ -109,7 +111,7 @@ func Open(opts Options) (*DB, error) {
 	if err != nil {
 		return nil, fmt.Errorf("log: open pebble at %q: %w", opts.Dir, err)
 	}
-	db := &DB{pebble: pdb, logger: opts.Logger, walDisabled: !opts.PebbleWAL}
+	db := &DB{pebble: pdb, logger: opts.Logger, walDisabled: !opts.PebbleWAL, closingCh: make(chan struct{})}
 	db.mu.partitions = make(map[uint64]*partitionSlot)
 	db.mu.snapshots = make(map[*Snapshot]struct{})
 	return db, nil
@@ -133,7 +135,9 @@ func (db *DB) release() { db.lifecycle.RUnlock() }
 // clean restart replays no Raft entries (a failing flush is returned, and
 // costs only that replay). A second Close returns nil.
 func (db *DB) Close() error {
-	db.closing.Store(true)
+	if db.closing.CompareAndSwap(false, true) {
+		close(db.closingCh)
+	}
 	db.lifecycle.Lock()
 	defer db.lifecycle.Unlock()
 	if db.closed {
@@ -190,6 +194,33 @@ func (db *DB) syncLocked() error {
 		return fmt.Errorf("log: sync: %w", err)
 	}
 	return nil
+}
+
+// closedChannel is a channel that is always closed.
+var closedChannel = func() chan struct{} {
+	c := make(chan struct{})
+	close(c)
+	return c
+}()
+
+// startSyncLocked starts making every committed batch durable and returns
+// a channel closed once it is: with the WAL it syncs the WAL before it
+// returns (the channel is closed already); without it, it starts a flush
+// of the memtables (a memtable rotation, cheap) and the channel closes when
+// the flush completes, so that the caller does not wait for the flush.
+// lifecycle must be read-held.
+func (db *DB) startSyncLocked() (<-chan struct{}, error) {
+	if !db.walDisabled {
+		if err := db.syncLocked(); err != nil {
+			return nil, err
+		}
+		return closedChannel, nil
+	}
+	flushed, err := db.pebble.AsyncFlush()
+	if err != nil {
+		return nil, fmt.Errorf("log: sync: start a flush: %w", err)
+	}
+	return flushed, nil
 }
 
 // durableWriteOptions returns the WriteOptions of a write that must be
