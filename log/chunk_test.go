@@ -281,7 +281,7 @@ func legacyRecords(t *testing.T, db *DB, id uint64, records []Record) {
 	set(appendMetaKey(nil, id, metaNextOffset), encodeUint64(uint64(len(records))))
 	set(appendMetaKey(nil, id, metaLastTimestamp), encodeUint64(uint64(records[len(records)-1].TimestampUnixNano)))
 	set(appendMetaKey(nil, id, metaBytes), encodeUint64(valueBytes))
-	require.NoError(t, batch.Commit(pebble.Sync))
+	require.NoError(t, batch.Commit(pebble.NoSync))
 }
 
 func TestLegacyAndChunkedRecordsMix(t *testing.T) {
@@ -394,7 +394,7 @@ func TestLegacyAndChunkedRecordsMix(t *testing.T) {
 		key := appendRecordKey(nil, 4, 3)
 		value := rawGet(t, db, key)
 		value[len(value)-1] ^= 1
-		require.NoError(t, db.Pebble().Set(key, value, pebble.Sync))
+		require.NoError(t, db.Pebble().Set(key, value, pebble.NoSync))
 		_, err := p.Read(0, 100, 1<<20)
 		requireCorruption(t, err, 4, 3)
 		_, err = p.ReadTenant("b", 1, 100, 1<<20)

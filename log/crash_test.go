@@ -1,7 +1,9 @@
 package log
 
 import (
+	"bytes"
 	"fmt"
+	"io"
 	"math/rand/v2"
 	"os"
 	"strconv"
@@ -32,7 +34,7 @@ type crashModel struct {
 	// records are every record committed, by offset.
 	records []Record
 	// syncedApplied is the applied index of the last batch made durable
-	// (DB.Sync or Partition.Snapshot after it).
+	// (DB.Sync, or a Partition.Snapshot streamed, after it).
 	syncedApplied uint64
 }
 
@@ -136,7 +138,19 @@ func (m *crashModel) recover(t *testing.T, db *DB, p *Partition, tenants []strin
 	m.records = m.records[:state.high]
 }
 
+// TestCrashRecovery commits random batches to two partitions, crashes the
+// filesystem at random points (keeping what was synced and a random share
+// of the rest) and checks each partition after reopening against its
+// model, with Pebble's WAL (a crash keeps a prefix of the WAL) and without
+// it (a crash loses the memtables not flushed; DB.Sync and
+// Partition.Snapshot flush).
 func TestCrashRecovery(t *testing.T) {
+	for _, wal := range []bool{true, false} {
+		t.Run(fmt.Sprintf("pebble_wal=%t", wal), func(t *testing.T) { testCrashRecovery(t, wal) })
+	}
+}
+
+func testCrashRecovery(t *testing.T, wal bool) {
 	seed := testSeed(t)
 	rng := rand.New(rand.NewPCG(seed, 1))
 	tenants := []string{"acme", "globex", "initech", "umbrella"}
@@ -146,7 +160,7 @@ func TestCrashRecovery(t *testing.T) {
 	fs := vfs.NewCrashableMem()
 	const crashes = 5
 	for cycle := range crashes + 1 {
-		db, err := Open(Options{Dir: "db", FS: fs, CacheBytes: 4 << 20, Logger: discardLogger()})
+		db, err := Open(Options{Dir: "db", FS: fs, CacheBytes: 4 << 20, Logger: discardLogger(), PebbleWAL: wal})
 		require.NoError(t, err, "cycle %d", cycle)
 		parts := map[uint64]*Partition{}
 		for _, id := range ids {
@@ -178,9 +192,12 @@ func TestCrashRecovery(t *testing.T) {
 					models[id].syncedApplied = parts[id].AppliedIndex()
 				}
 			case 1:
+				// The image is durable once its stream is complete.
 				s, err := p.Snapshot()
 				require.NoError(t, err)
 				require.Equal(t, applied, s.AppliedIndex())
+				_, err = s.WriteTo(io.Discard)
+				require.NoError(t, err)
 				require.NoError(t, s.Close())
 				for _, id := range ids {
 					models[id].syncedApplied = parts[id].AppliedIndex()
@@ -193,4 +210,97 @@ func TestCrashRecovery(t *testing.T) {
 		require.NoError(t, db.Close())
 		fs = crashed
 	}
+}
+
+// TestCrashAfterDurablePoints crashes right after each operation that must
+// be durable when it returns (a Snapshot's complete stream, Drop, Restore,
+// Close), keeping none
+// of the unsynced writes, with and without Pebble's WAL: each must survive.
+// Without the WAL a write is durable only once flushed, so each of these
+// flushes (a Drop that came back after a crash would resurrect a log its
+// Raft state no longer backs).
+func TestCrashAfterDurablePoints(t *testing.T) {
+	for _, wal := range []bool{true, false} {
+		t.Run(fmt.Sprintf("pebble_wal=%t", wal), func(t *testing.T) {
+			open := func(fs vfs.FS) *DB {
+				db, err := Open(Options{Dir: "db", FS: fs, CacheBytes: 4 << 20, Logger: discardLogger(), PebbleWAL: wal})
+				require.NoError(t, err)
+				return db
+			}
+			// crash closes db after cloning what fs holds durably.
+			crash := func(fs *vfs.MemFS, db *DB) *vfs.MemFS {
+				crashed := fs.CrashClone(vfs.CrashCloneCfg{UnsyncedDataPercent: 0})
+				require.NoError(t, db.Close())
+				return crashed
+			}
+
+			fs := vfs.NewCrashableMem()
+			db := open(fs)
+			source, dropped := partition(t, db, 1), partition(t, db, 2)
+			want := commitBatch(t, source, 5, entries(30, "acme", "globex"))
+			commitBatch(t, dropped, 7, entries(10, "acme"))
+			s, err := source.Snapshot()
+			require.NoError(t, err)
+			var stream bytes.Buffer
+			_, err = s.WriteTo(&stream)
+			require.NoError(t, err)
+			require.NoError(t, s.Close())
+
+			// Snapshot: the image is durable once its stream is complete.
+			fs = crash(fs, db)
+			db = open(fs)
+			source, dropped = partition(t, db, 1), partition(t, db, 2)
+			require.Equal(t, uint64(5), source.AppliedIndex(), "a streamed snapshot's batches were lost in a crash")
+			require.Equal(t, want, readAll(t, source))
+
+			// Drop.
+			require.NoError(t, dropped.Drop())
+			fs = crash(fs, db)
+			db = open(fs)
+			dropped = partition(t, db, 2)
+			require.Zero(t, dropped.AppliedIndex(), "a dropped partition came back after a crash")
+			require.Empty(t, readAll(t, dropped))
+			require.Equal(t, want, readAll(t, partition(t, db, 1)), "a snapshotted partition lost records")
+
+			// Restore.
+			restored := partition(t, db, 3)
+			commitBatch(t, restored, 2, entries(3, "initech"))
+			require.NoError(t, restored.Restore(bytes.NewReader(stream.Bytes())))
+			fs = crash(fs, db)
+			db = open(fs)
+			restored = partition(t, db, 3)
+			require.Equal(t, uint64(5), restored.AppliedIndex(), "a restore was lost in a crash")
+			require.Equal(t, want, readAll(t, restored))
+
+			// Close: a clean close keeps everything committed.
+			more := commitBatch(t, restored, 6, entries(4, "acme"))
+			require.NoError(t, db.Close())
+			fs = fs.CrashClone(vfs.CrashCloneCfg{UnsyncedDataPercent: 0})
+			db = open(fs)
+			restored = partition(t, db, 3)
+			require.Equal(t, uint64(6), restored.AppliedIndex(), "a clean close lost a batch")
+			require.Equal(t, append(want, more...), readAll(t, restored))
+			require.NoError(t, db.Close())
+		})
+	}
+}
+
+// A log written with Pebble's WAL (before the node ran without one) and
+// left by a crash is reopened without the WAL: Pebble still replays the WAL
+// it finds, so the synced batches are there.
+func TestOpenWithoutWALReplaysAnOldWAL(t *testing.T) {
+	fs := vfs.NewCrashableMem()
+	db, err := Open(Options{Dir: "db", FS: fs, CacheBytes: 4 << 20, Logger: discardLogger(), PebbleWAL: true})
+	require.NoError(t, err)
+	want := commitBatch(t, partition(t, db, 1), 3, entries(20, "acme", "globex"))
+	require.NoError(t, db.Sync())
+	crashed := fs.CrashClone(vfs.CrashCloneCfg{UnsyncedDataPercent: 0})
+	require.NoError(t, db.Close())
+
+	db, err = Open(Options{Dir: "db", FS: crashed, CacheBytes: 4 << 20, Logger: discardLogger()})
+	require.NoError(t, err)
+	p := partition(t, db, 1)
+	require.Equal(t, uint64(3), p.AppliedIndex())
+	require.Equal(t, want, readAll(t, p))
+	require.NoError(t, db.Close())
 }

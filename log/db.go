@@ -9,6 +9,7 @@ import (
 
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/cockroachdb/pebble/v2/bloom"
+	"github.com/cockroachdb/pebble/v2/sstable"
 )
 
 // formatMajorVersion is pinned so that a Pebble upgrade never ratchets the
@@ -27,6 +28,9 @@ const formatMajorVersion = pebble.FormatValueSeparation
 type DB struct {
 	pebble *pebble.DB
 	logger *slog.Logger
+	// walDisabled is !Options.PebbleWAL: durability points flush the
+	// memtables instead of syncing the WAL (see makeDurableLocked).
+	walDisabled bool
 
 	// lifecycle is read-held for the duration of every operation that
 	// touches pebble and write-held by Close, so that Close never frees
@@ -41,6 +45,8 @@ type DB struct {
 	// closing is set by Close before it waits for lifecycle, so that long
 	// streams (Snapshot.WriteTo, Partition.Restore) stop early.
 	closing atomic.Bool
+	// closingCh is closed when closing is set, for waits that select.
+	closingCh chan struct{}
 
 	mu struct {
 		sync.Mutex
@@ -64,6 +70,17 @@ type partitionSlot struct {
 // false-positive rate.
 const bloomBitsPerKey = 10
 
+// compressionProfile is Pebble's block compression for c (validated).
+func compressionProfile(c Compression) *sstable.CompressionProfile {
+	switch c {
+	case CompressionSnappy:
+		return sstable.SnappyCompression
+	case CompressionZstd:
+		return sstable.ZstdCompression
+	}
+	return sstable.NoCompression
+}
+
 // Open opens (creating if needed) the database described by opts.
 func Open(opts Options) (*DB, error) {
 	if err := opts.Validate(); err != nil {
@@ -78,6 +95,7 @@ func Open(opts Options) (*DB, error) {
 		Cache:              cache,
 		MemTableSize:       uint64(opts.MemTableBytes),
 		FormatMajorVersion: formatMajorVersion,
+		DisableWAL:         !opts.PebbleWAL,
 		Logger:             pebbleLogger{logger: opts.Logger.With(slog.String("component", "pebble"))},
 	}
 	// Bloom filters on every level (later levels inherit L0's policy): the
@@ -85,11 +103,15 @@ func Open(opts Options) (*DB, error) {
 	// a producer's state), and without filters each miss reads a data block
 	// of every level that overlaps the key.
 	popts.Levels[0].FilterPolicy = bloom.FilterPolicy(bloomBitsPerKey)
+	profile := compressionProfile(opts.Compression)
+	for level := range popts.Levels {
+		popts.Levels[level].Compression = func() *sstable.CompressionProfile { return profile }
+	}
 	pdb, err := pebble.Open(opts.Dir, popts)
 	if err != nil {
 		return nil, fmt.Errorf("log: open pebble at %q: %w", opts.Dir, err)
 	}
-	db := &DB{pebble: pdb, logger: opts.Logger}
+	db := &DB{pebble: pdb, logger: opts.Logger, walDisabled: !opts.PebbleWAL, closingCh: make(chan struct{})}
 	db.mu.partitions = make(map[uint64]*partitionSlot)
 	db.mu.snapshots = make(map[*Snapshot]struct{})
 	return db, nil
@@ -109,9 +131,13 @@ func (db *DB) acquire() error {
 func (db *DB) release() { db.lifecycle.RUnlock() }
 
 // Close releases open snapshots and closes Pebble. It waits for operations
-// in progress. A second Close returns nil.
+// in progress. Without the WAL it flushes the memtables first, so that a
+// clean restart replays no Raft entries (a failing flush is returned, and
+// costs only that replay). A second Close returns nil.
 func (db *DB) Close() error {
-	db.closing.Store(true)
+	if db.closing.CompareAndSwap(false, true) {
+		close(db.closingCh)
+	}
 	db.lifecycle.Lock()
 	defer db.lifecycle.Unlock()
 	if db.closed {
@@ -124,6 +150,11 @@ func (db *DB) Close() error {
 	db.mu.snapshots = nil
 	db.mu.Unlock()
 	var errs []error
+	if db.walDisabled {
+		if err := db.pebble.Flush(); err != nil {
+			errs = append(errs, fmt.Errorf("log: flush before close: %w", err))
+		}
+	}
 	for s := range snapshots {
 		if err := s.pebbleSnapshot.Close(); err != nil {
 			errs = append(errs, fmt.Errorf("log: close snapshot of partition %d: %w", s.partition.id, err))
@@ -135,8 +166,9 @@ func (db *DB) Close() error {
 	return errors.Join(errs...)
 }
 
-// Sync makes every committed batch durable by syncing the WAL. Safe for
-// concurrent use.
+// Sync makes every committed batch durable: it syncs the WAL, or without
+// the WAL (Options.PebbleWAL false) flushes the memtables to sstables. Safe
+// for concurrent use.
 func (db *DB) Sync() error {
 	if err := db.acquire(); err != nil {
 		return err
@@ -147,12 +179,69 @@ func (db *DB) Sync() error {
 
 // syncLocked is Sync; lifecycle must be read-held.
 func (db *DB) syncLocked() error {
+	if db.walDisabled {
+		// Pebble flushes memtables in the order they were filled, so a
+		// flush makes every batch committed before it durable, and a crash
+		// at any time keeps a prefix of the commits.
+		if err := db.pebble.Flush(); err != nil {
+			return fmt.Errorf("log: sync: flush: %w", err)
+		}
+		return nil
+	}
 	// An empty LogData record applied with Sync fsyncs the WAL, and with it
 	// every batch committed before it.
 	if err := db.pebble.LogData(nil, pebble.Sync); err != nil {
 		return fmt.Errorf("log: sync: %w", err)
 	}
 	return nil
+}
+
+// closedChannel is a channel that is always closed.
+var closedChannel = func() chan struct{} {
+	c := make(chan struct{})
+	close(c)
+	return c
+}()
+
+// startSyncLocked starts making every committed batch durable and returns
+// a channel closed once it is: with the WAL it syncs the WAL before it
+// returns (the channel is closed already); without it, it starts a flush
+// of the memtables (a memtable rotation, cheap) and the channel closes when
+// the flush completes, so that the caller does not wait for the flush.
+// lifecycle must be read-held.
+func (db *DB) startSyncLocked() (<-chan struct{}, error) {
+	if !db.walDisabled {
+		if err := db.syncLocked(); err != nil {
+			return nil, err
+		}
+		return closedChannel, nil
+	}
+	flushed, err := db.pebble.AsyncFlush()
+	if err != nil {
+		return nil, fmt.Errorf("log: sync: start a flush: %w", err)
+	}
+	return flushed, nil
+}
+
+// durableWriteOptions returns the WriteOptions of a write that must be
+// durable: pebble.Sync with the WAL; without it pebble.NoSync (Pebble
+// refuses Sync then), and the caller follows the write with
+// makeDurableLocked.
+func (db *DB) durableWriteOptions() *pebble.WriteOptions {
+	if db.walDisabled {
+		return pebble.NoSync
+	}
+	return pebble.Sync
+}
+
+// makeDurableLocked makes the writes committed with durableWriteOptions
+// durable: nothing to do with the WAL (they synced it), a flush without
+// it. lifecycle must be read-held.
+func (db *DB) makeDurableLocked() error {
+	if !db.walDisabled {
+		return nil
+	}
+	return db.syncLocked()
 }
 
 // Pebble returns the underlying database, for metrics and tests. Writing to

@@ -25,7 +25,7 @@ func TestCorruptVersion2StateIsDetected(t *testing.T) {
 	}
 	// rawSet writes behind the package's back.
 	rawSet := func(t *testing.T, db *DB, key, value []byte) {
-		require.NoError(t, db.Pebble().Set(key, value, pebble.Sync))
+		require.NoError(t, db.Pebble().Set(key, value, pebble.NoSync))
 	}
 	tests := []struct {
 		name   string
@@ -54,7 +54,7 @@ func TestCorruptVersion2StateIsDetected(t *testing.T) {
 			rawSet(t, db, append(appendTimeIndexKey(nil, 7, 1<<62, 9), 0), nil)
 		}, func(b *Batch) error { _, _, err := b.Append("a", 0, nil); return err }, 4},
 		{"chunk missing in the truncated range", func(t *testing.T, db *DB) {
-			require.NoError(t, db.Pebble().Delete(appendChunkKey(nil, 7, 0), pebble.Sync))
+			require.NoError(t, db.Pebble().Delete(appendChunkKey(nil, 7, 0), pebble.NoSync))
 		}, func(b *Batch) error { return b.TruncateBefore(3) }, 0},
 	}
 	for _, tt := range tests {

@@ -1,8 +1,8 @@
 // Package log is Herald's Pebble-backed partition log.
 //
 // One Pebble database per node holds the logs of many partitions. Every key
-// starts with a partition prefix, so partitions share the database, its WAL
-// and its block cache but never each other's keys. The package knows nothing
+// starts with a partition prefix, so partitions share the database and its
+// block cache but never each other's keys. The package knows nothing
 // of Raft or gRPC: a record carries an opaque body, and durability comes from
 // the caller (the Raft log is the durability source; see [Batch.Commit] and
 // [Partition.Snapshot]).

@@ -199,6 +199,6 @@ func TestGroupMarksSnapshotAndRestore(t *testing.T) {
 
 	// Marks that disagree with their count or offset entries are
 	// corruption, as a restore checks them.
-	require.NoError(t, q.db.pebble.Delete(appendGroupMarkOffsetKey(nil, 9, "g", 3, "e9"), pebble.Sync))
+	require.NoError(t, q.db.pebble.Delete(appendGroupMarkOffsetKey(nil, 9, "g", 3, "e9"), pebble.NoSync))
 	require.ErrorIs(t, groupStore{partition: q.id, r: q.db.pebble}.checkMarks(), ErrCorruption)
 }

@@ -112,7 +112,7 @@ func TestGroupDamagedValueIsCorruption(t *testing.T) {
 		damaged := bytes.Clone(value)
 		require.NoError(t, closer.Close())
 		damaged[len(damaged)-1] ^= 0x20
-		require.NoError(t, h.db.Pebble().Set(key, damaged, pebble.Sync))
+		require.NoError(t, h.db.Pebble().Set(key, damaged, pebble.NoSync))
 		_, err = h.p.GroupPending("g", 0, 10)
 		require.ErrorIs(t, err, ErrCorruption)
 		b := h.p.NewBatch()
@@ -120,7 +120,7 @@ func TestGroupDamagedValueIsCorruption(t *testing.T) {
 		require.ErrorIs(t, err, ErrCorruption)
 		require.False(t, IsGroupRefusal(err))
 		b.Abort()
-		require.NoError(t, h.db.Pebble().Set(key, value, pebble.Sync))
+		require.NoError(t, h.db.Pebble().Set(key, value, pebble.NoSync))
 	}
 }
 

@@ -201,7 +201,7 @@ func TestGroupPerOffsetKeysReadAsRuns(t *testing.T) {
 	h.create("g", testGroupConfig)
 	rawSet := func(t *testing.T, db *DB, key, value []byte) {
 		t.Helper()
-		require.NoError(t, db.Pebble().Set(key, value, pebble.Sync))
+		require.NoError(t, db.Pebble().Set(key, value, pebble.NoSync))
 	}
 	// The state of offsets 0..3 delivered once at 5 to m1, as version 5
 	// wrote it.

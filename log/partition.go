@@ -353,10 +353,16 @@ func (p *Partition) resetLocked() {
 	p.tenants.reset()
 }
 
-// deleteRangeSynced deletes every key of the partition and syncs.
+// deleteRangeSynced deletes every key of the partition and makes the
+// deletion durable (a WAL sync, or a flush without the WAL): a Drop that
+// came back after a crash would resurrect a log its Raft state no longer
+// backs. db.lifecycle must be read-held.
 func (p *Partition) deleteRangeSynced() error {
 	lower, upper := partitionBounds(p.id)
-	if err := p.db.pebble.DeleteRange(lower, upper, pebble.Sync); err != nil {
+	if err := p.db.pebble.DeleteRange(lower, upper, p.db.durableWriteOptions()); err != nil {
+		return fmt.Errorf("log: partition %d: delete range: %w", p.id, err)
+	}
+	if err := p.db.makeDurableLocked(); err != nil {
 		return fmt.Errorf("log: partition %d: delete range: %w", p.id, err)
 	}
 	return nil

@@ -110,7 +110,7 @@ func TestReadOutOfRange(t *testing.T) {
 
 	// Below the low watermark: simulate a retention cut (low_watermark 2,
 	// inside the one chunk, which therefore stays) through the raw handle.
-	require.NoError(t, db.Pebble().Set(appendMetaKey(nil, 3, metaLowWatermark), encodeUint64(2), pebble.Sync))
+	require.NoError(t, db.Pebble().Set(appendMetaKey(nil, 3, metaLowWatermark), encodeUint64(2), pebble.NoSync))
 	p.low.Store(2) // what the replicated truncate command will publish
 
 	_, err = p.Read(1, 10, 100)
@@ -165,7 +165,7 @@ func TestCorruptionIsDetected(t *testing.T) {
 		key := appendChunkKey(nil, 7, 4)
 		value := rawGet(t, db, key)
 		value[len(value)-2] ^= 0x10
-		require.NoError(t, db.Pebble().Set(key, value, pebble.Sync))
+		require.NoError(t, db.Pebble().Set(key, value, pebble.NoSync))
 
 		// The error names the chunk's base offset.
 		_, err := p.Read(0, 100, 1<<20)
@@ -190,14 +190,14 @@ func TestCorruptionIsDetected(t *testing.T) {
 	t.Run("offset mismatch", func(t *testing.T) {
 		db, p := setup(t)
 		value := rawGet(t, db, appendChunkKey(nil, 7, 0))
-		require.NoError(t, db.Pebble().Set(appendChunkKey(nil, 7, 4), value, pebble.Sync))
+		require.NoError(t, db.Pebble().Set(appendChunkKey(nil, 7, 4), value, pebble.NoSync))
 		_, err := p.Read(0, 100, 1<<20)
 		requireCorruption(t, err, 7, 4)
 	})
 
 	t.Run("missing chunk", func(t *testing.T) {
 		db, p := setup(t)
-		require.NoError(t, db.Pebble().Delete(appendChunkKey(nil, 7, 4), pebble.Sync))
+		require.NoError(t, db.Pebble().Delete(appendChunkKey(nil, 7, 4), pebble.NoSync))
 		_, err := p.Read(2, 100, 1<<20)
 		requireCorruption(t, err, 7, 4)
 		_, err = p.Read(5, 100, 1<<20)
@@ -210,7 +210,7 @@ func TestCorruptionIsDetected(t *testing.T) {
 		db, p := setup(t)
 		// "a" sequences 3..4 are in chunk 4; point their entry at chunk 0,
 		// which holds "a" sequences 1..2 (the first at offset 0).
-		require.NoError(t, db.Pebble().Set(appendTenantChunkKey(nil, 7, "a", 3), append(encodeUint64(0), 0, 0, 0, 2), pebble.Sync))
+		require.NoError(t, db.Pebble().Set(appendTenantChunkKey(nil, 7, "a", 3), append(encodeUint64(0), 0, 0, 0, 2), pebble.NoSync))
 		_, err := p.ReadTenant("a", 1, 100, 1<<20)
 		requireCorruption(t, err, 7, 0)
 		_, _, err = p.OffsetOfSequence("a", 3)
@@ -219,14 +219,14 @@ func TestCorruptionIsDetected(t *testing.T) {
 
 	t.Run("tenant index count disagrees with the chunk", func(t *testing.T) {
 		db, p := setup(t)
-		require.NoError(t, db.Pebble().Set(appendTenantChunkKey(nil, 7, "a", 3), append(encodeUint64(4), 0, 0, 0, 3), pebble.Sync))
+		require.NoError(t, db.Pebble().Set(appendTenantChunkKey(nil, 7, "a", 3), append(encodeUint64(4), 0, 0, 0, 3), pebble.NoSync))
 		_, err := p.ReadTenant("a", 1, 100, 1<<20)
 		requireCorruption(t, err, 7, 4)
 	})
 
 	t.Run("tenant index gap", func(t *testing.T) {
 		db, p := setup(t)
-		require.NoError(t, db.Pebble().Delete(appendTenantChunkKey(nil, 7, "a", 3), pebble.Sync))
+		require.NoError(t, db.Pebble().Delete(appendTenantChunkKey(nil, 7, "a", 3), pebble.NoSync))
 		_, err := p.ReadTenant("a", 1, 100, 1<<20)
 		requireCorruption(t, err, 7, 8)
 		_, err = p.ReadTenant("a", 3, 100, 1<<20)
@@ -262,19 +262,19 @@ func TestCorruptionIsDetected(t *testing.T) {
 			value = append([]byte(nil), value...)
 			require.NoError(t, closer.Close())
 			value[0] ^= 1
-			require.NoError(t, raw.Set(key, value, pebble.Sync))
+			require.NoError(t, raw.Set(key, value, pebble.NoSync))
 		}))
 		requireCorruption(t, reopen(nil), 7, 4)
 
 		// next_offset disagrees with the records.
 		require.NoError(t, reopen(func(raw *pebble.DB) {
-			require.NoError(t, raw.Delete(appendChunkKey(nil, 7, 4), pebble.Sync))
+			require.NoError(t, raw.Delete(appendChunkKey(nil, 7, 4), pebble.NoSync))
 		}))
 		requireCorruption(t, reopen(nil), 7, 3)
 
 		// A malformed meta value.
 		require.NoError(t, reopen(func(raw *pebble.DB) {
-			require.NoError(t, raw.Set(appendMetaKey(nil, 7, metaApplied), []byte{1, 2, 3}, pebble.Sync))
+			require.NoError(t, raw.Set(appendMetaKey(nil, 7, metaApplied), []byte{1, 2, 3}, pebble.NoSync))
 		}))
 		require.ErrorIs(t, reopen(nil), ErrCorruption)
 	})

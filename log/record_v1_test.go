@@ -88,7 +88,7 @@ func TestVersion1RecordsStayReadable(t *testing.T) {
 		for _, e := range entries {
 			require.NoError(t, batch.Set(append(appendPartitionPrefix(nil, 5), e.key...), []byte(e.value), nil))
 		}
-		require.NoError(t, batch.Commit(pebble.Sync))
+		require.NoError(t, batch.Commit(pebble.NoSync))
 		check(t, db, partition(t, db, 5))
 	})
 

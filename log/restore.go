@@ -55,7 +55,10 @@ func (p *Partition) Restore(r io.Reader) error {
 	if err := start.Set(restoringKey, nil, nil); err != nil {
 		return fmt.Errorf("log: partition %d: restore: %w", p.id, err)
 	}
-	if err := start.Commit(pebble.Sync); err != nil {
+	if err := start.Commit(db.durableWriteOptions()); err != nil {
+		return fmt.Errorf("log: partition %d: restore: write marker: %w", p.id, err)
+	}
+	if err := db.makeDurableLocked(); err != nil {
 		return fmt.Errorf("log: partition %d: restore: write marker: %w", p.id, err)
 	}
 
@@ -76,9 +79,12 @@ func (p *Partition) Restore(r io.Reader) error {
 	if err := (groupStore{partition: p.id, r: db.pebble, nearOffset: state.nextOffset}).checkMarks(); err != nil {
 		return fmt.Errorf("log: partition %d: restored consumer group marks are inconsistent: %w", p.id, err)
 	}
-	// The WAL is ordered: syncing the marker's deletion makes the entry
-	// batches before it durable too.
-	if err := db.pebble.Delete(restoringKey, pebble.Sync); err != nil {
+	// The WAL is ordered, and so are flushes: making the marker's deletion
+	// durable makes the entry batches before it durable too.
+	if err := db.pebble.Delete(restoringKey, db.durableWriteOptions()); err != nil {
+		return fmt.Errorf("log: partition %d: restore: delete marker: %w", p.id, err)
+	}
+	if err := db.makeDurableLocked(); err != nil {
 		return fmt.Errorf("log: partition %d: restore: delete marker: %w", p.id, err)
 	}
 	p.publishState(state)

@@ -1,11 +1,17 @@
 package partition
 
 import (
+	"encoding/binary"
 	"errors"
+	"hash/crc32"
 	"log/slog"
+	"math/rand/v2"
+	"slices"
 	"testing"
+	"time"
 
 	hraft "github.com/hashicorp/raft"
+	"github.com/stretchr/testify/require"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/heraldlog/herald/partition/partitionpb"
@@ -81,5 +87,59 @@ func TestDamagedEntryIsReportedAsRaftDamage(t *testing.T) {
 	}
 	if lp.AppliedIndex() != 0 {
 		t.Fatalf("damaged entry applied: applied index %d", lp.AppliedIndex())
+	}
+}
+
+// A flat append entry decodes to the command it encodes, and to the same
+// command as the protobuf entry (type 3) older leaders wrote, which still
+// decodes: it is in Raft logs. Records with every field set, random.
+func TestFlatAppendDecodesLikeProtobuf(t *testing.T) {
+	seed := uint64(time.Now().UnixNano())
+	t.Logf("seed %d", seed)
+	rng := rand.New(rand.NewPCG(seed, seed))
+	for range 200 {
+		cmd := &partitionpb.AppendCommand{ProducedAtUnixNano: rng.Int64() - rng.Int64()}
+		for range rng.IntN(20) {
+			rec := randomRecord(rng)
+			rec.ProducerEpoch = rng.Uint64()
+			rec.RequestRecords = rng.Uint32()
+			rec.ContractVersion = rng.Uint64()
+			rec.TtlMs = -rec.TtlMs
+			cmd.Records = append(cmd.Records, rec)
+		}
+		flat, err := encodeAppend(cmd)
+		require.NoError(t, err)
+		require.Equal(t, commandAppendFlat, flat[0])
+		protobuf, err := encodeChecked(commandAppendChecked, cmd)
+		require.NoError(t, err)
+		for _, data := range [][]byte{flat, protobuf} {
+			got, err := decodeCommand(data)
+			require.NoError(t, err, "seed %d", seed)
+			require.True(t, proto.Equal(cmd, got), "seed %d: type %d: decode(encode(%v)) = %v", seed, data[0], cmd, got)
+		}
+	}
+}
+
+// A flat entry whose checksum matches but whose body does not hold its
+// records exactly is refused, not applied.
+func TestFlatAppendRefusesMalformedBodies(t *testing.T) {
+	good := encodeAppendFlat(&partitionpb.AppendCommand{ProducedAtUnixNano: 7, Records: []*partitionpb.AppendRecord{{TenantId: "acme", Event: []byte("payload")}}})
+	reseal := func(data []byte) []byte {
+		binary.BigEndian.PutUint32(data[1:checkedHeaderBytes], crc32.Checksum(data[checkedHeaderBytes:], castagnoli))
+		return data
+	}
+	for name, data := range map[string][]byte{
+		"truncated record":   reseal(slices.Clone(good[:len(good)-1])),
+		"byte after records": reseal(append(slices.Clone(good), 0)),
+		"count too high":     reseal(func() []byte { d := slices.Clone(good); d[checkedHeaderBytes+1+3] = 2; return d }()),
+		"count huge":         reseal(func() []byte { d := slices.Clone(good); d[checkedHeaderBytes+1] = 0xff; return d }()),
+		"no count":           reseal([]byte{commandAppendFlat, 0, 0, 0, 0, 14}),
+	} {
+		if _, err := decodeCommand(data); !errors.Is(err, ErrBadCommand) {
+			t.Fatalf("%s: %v", name, err)
+		}
+		if err := CheckEntry(&hraft.Log{Type: hraft.LogCommand, Data: data}); err == nil {
+			t.Fatalf("%s: CheckEntry accepts it", name)
+		}
 	}
 }

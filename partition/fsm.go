@@ -233,8 +233,10 @@ func (f *FSM) applyTrim(batch *heraldlog.Batch, index uint64, cmd *partitionpb.T
 }
 
 // Snapshot captures the partition at the current applied index. Pebble is
-// made durable first, so the snapshot never runs ahead of what a restart
-// finds on disk.
+// made durable up to it before Persist completes (a WAL sync here, or a
+// memtable flush that runs while Persist streams; see
+// heraldlog.Partition.Snapshot), so a snapshot in the store never runs
+// ahead of what a restart finds on disk.
 func (f *FSM) Snapshot() (hraft.FSMSnapshot, error) {
 	snap, err := f.log.Snapshot()
 	if err != nil {

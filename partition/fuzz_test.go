@@ -17,7 +17,8 @@ import (
 // back to an entry decoding to the same command, or fails with
 // ErrBadCommand; never a panic. CheckEntry agrees with the decoder. The
 // fixCRC flag rewrites a checked entry's CRC first, so that the fuzzer
-// reaches the protobuf behind it (docs/operations.md, "Fuzz targets").
+// reaches the protobuf or flat body behind it (docs/operations.md, "Fuzz
+// targets").
 func FuzzDecodeCommand(f *testing.F) {
 	seeds := []struct {
 		kind byte
@@ -43,6 +44,14 @@ func FuzzDecodeCommand(f *testing.F) {
 		f.Add(data, false)
 		f.Add(data[:len(data)-1], true)
 	}
+	flat := encodeAppendFlat(seeds[0].cmd.(*partitionpb.AppendCommand))
+	f.Add(flat, false)
+	f.Add(flat[:len(flat)-1], true)
+	f.Add(encodeAppendFlat(&partitionpb.AppendCommand{ProducedAtUnixNano: -1, Records: []*partitionpb.AppendRecord{{
+		TenantId: "t", Event: []byte{0}, ProducerId: "p", ProducerSeq: 1 << 40, EventId: "e", TtlMs: -5,
+		DedupeWindowMs: 1 << 33, ProducerEpoch: 2, RequestRecords: 1<<32 - 1, ContractVersion: 9,
+	}}}), false)
+	f.Add([]byte{commandAppendFlat, 0, 0, 0, 0, 0, 0xff, 0xff, 0xff, 0xff}, true)
 	legacy, _ := proto.Marshal(seeds[0].cmd)
 	f.Add(append([]byte{commandAppend}, legacy...), false)
 	f.Add([]byte{commandTrim, 0x08, 0x03}, false)
@@ -76,7 +85,12 @@ func FuzzDecodeCommand(f *testing.F) {
 			// their checked twins carry the same messages.
 			kind += commandAppendChecked - commandAppend
 		}
-		again, err := encodeChecked(kind, cmd)
+		var again []byte
+		if kind == commandAppendFlat {
+			again = encodeAppendFlat(cmd.(*partitionpb.AppendCommand))
+		} else {
+			again, err = encodeChecked(kind, cmd)
+		}
 		if err != nil {
 			t.Fatalf("encode a decoded command: %v", err)
 		}
