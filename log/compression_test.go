@@ -43,3 +43,15 @@ func TestChangingCompressionKeepsDataReadable(t *testing.T) {
 		}
 	}
 }
+
+func TestParseCompressionRoundTrips(t *testing.T) {
+	for c := range compressionCount {
+		got, err := ParseCompression(c.String())
+		if err != nil || got != c {
+			t.Fatalf("ParseCompression(%q) = %v, %v; want %v", c.String(), got, err, c)
+		}
+	}
+	if _, err := ParseCompression("lz4"); err == nil {
+		t.Fatal("an unknown compression is refused")
+	}
+}

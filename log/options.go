@@ -57,6 +57,16 @@ func (c Compression) String() string {
 	return fmt.Sprintf("Compression(%d)", uint8(c))
 }
 
+// ParseCompression reads a Compression as String spells it.
+func ParseCompression(s string) (Compression, error) {
+	for c := range compressionCount {
+		if c.String() == s {
+			return c, nil
+		}
+	}
+	return 0, fmt.Errorf("log: unknown compression %q (want none, snappy or zstd)", s)
+}
+
 // Options configures [Open]. The zero value of every field except Dir selects
 // its default.
 type Options struct {

@@ -13,6 +13,7 @@ import (
 
 	hraft "github.com/hashicorp/raft"
 
+	heraldlog "github.com/heraldlog/herald/log"
 	"github.com/heraldlog/herald/partition"
 	heraldraft "github.com/heraldlog/herald/raft"
 )
@@ -27,6 +28,10 @@ type Config struct {
 	// DataDir holds everything the node persists: pebble/ (the partition
 	// logs) and raft/ (one raft-boltdb file and snapshot store per group).
 	DataDir string
+	// LogCompression is the block compression of the Pebble log's sstables
+	// (log.Options.Compression): none by default; snappy or zstd for
+	// compressible payloads. Changing it between starts is safe.
+	LogCompression heraldlog.Compression
 	// GRPCAddr is the one gRPC listen address for clients and peers; it is
 	// also the address advertised to peers, so it must be reachable by them.
 	GRPCAddr string

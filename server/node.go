@@ -281,7 +281,7 @@ func StartNodeContext(ctx context.Context, cfg Config) (_ *Node, err error) {
 func (n *Node) openLog() error {
 	dir := filepath.Join(n.cfg.DataDir, "pebble")
 	open := func() (err error) {
-		n.db, err = heraldlog.Open(heraldlog.Options{Dir: dir, Logger: n.logger})
+		n.db, err = heraldlog.Open(heraldlog.Options{Dir: dir, Logger: n.logger, Compression: n.cfg.LogCompression})
 		return err
 	}
 	marked := false

@@ -14,6 +14,7 @@ import (
 	"github.com/heraldlog/herald/client"
 	"github.com/heraldlog/herald/client/heraldpb"
 	"github.com/heraldlog/herald/client/wire"
+	heraldlog "github.com/heraldlog/herald/log"
 )
 
 // Flag values that parse while cobra reads the command line, so that a bad
@@ -263,3 +264,24 @@ func formatProtectedGroups(groups []*heraldpb.ProtectedGroup) string {
 	}
 	return strings.Join(parts, ",")
 }
+
+// compressionFlag is a log.Compression: none, snappy or zstd.
+type compressionFlag struct{ c *heraldlog.Compression }
+
+func (f compressionFlag) String() string {
+	if f.c == nil {
+		return heraldlog.CompressionNone.String()
+	}
+	return f.c.String()
+}
+
+func (f compressionFlag) Set(s string) error {
+	c, err := heraldlog.ParseCompression(s)
+	if err != nil {
+		return errors.New("want none, snappy or zstd")
+	}
+	*f.c = c
+	return nil
+}
+
+func (compressionFlag) Type() string { return "compression" }

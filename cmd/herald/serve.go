@@ -89,6 +89,7 @@ reaches --grpc.`,
 	f.DurationVar(&cfg.Raft.SnapshotInterval, "raft-snapshot-interval", 0, "how often a group checks --raft-snapshot-threshold (0: the default, 120s)")
 	f.DurationVar(&cfg.Batching.Linger, "batch-linger", 0, "how long a partition leader's batcher waits for more produce calls before proposing a batch that is not full (0: at once)")
 	f.IntVar(&cfg.Batching.InflightMax, "batch-inflight", 0, "Raft applies in flight per partition leader (0: the default, 4)")
+	f.Var(compressionFlag{&cfg.LogCompression}, "log-compression", "block compression of the Pebble log: none (default; payloads that are compressed, encrypted or random), snappy or zstd (compressible payloads such as JSON: less disk, more CPU); safe to change between starts")
 	f.BoolVar(&cfg.Raft.VerifyFull, "raft-verify-full", false, "read every group's stored Raft state whole before opening it, even one unchanged since its last clean shutdown (after a suspected disk fault)")
 	f.BoolVar(&cfg.Raft.NoCommitPush, "raft-no-commit-push", false, "do not push commit indexes to followers as leaders apply (followers learn them with the next append or up to CommitTimeout, 1-2 s, later; for measuring the push)")
 	f.Uint64Var(&cfg.Raft.TrailingLogs, "raft-trailing-logs", 0, "entries a snapshot leaves in the log for lagging followers (0: the default, 10240)")

@@ -24,6 +24,19 @@ func TestServeRejoinFlag(t *testing.T) {
 	}
 }
 
+// --log-compression takes none, snappy or zstd, and refuses anything else
+// with a usage error naming the flag.
+func TestServeLogCompressionFlag(t *testing.T) {
+	res := runCLI(t, "", nil, "serve", "--help")
+	if !strings.Contains(res.stdout+res.stderr, "--log-compression") {
+		t.Fatalf("serve --help does not mention --log-compression")
+	}
+	res = runCLI(t, "", nil, "serve", "--log-compression=lz4", "--id", "n1")
+	if res.code != exitUsage || !strings.Contains(res.stderr, "log-compression") {
+		t.Fatalf("--log-compression=lz4: exit %d, stderr %q; want a usage error naming the flag", res.code, res.stderr)
+	}
+}
+
 // serve documents the node-limit flags, and dev passes the ones set on
 // to its nodes' serve.
 func TestNodeLimitFlags(t *testing.T) {
