@@ -1,7 +1,6 @@
 package raft
 
 import (
-	"bytes"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -58,21 +57,7 @@ func TestCleanShutdownSkipsTheFullCheckUntilAFileChanges(t *testing.T) {
 	// A byte changed right after the close, size kept: found.
 	b := (leader + 2) % 3
 	require.NoError(t, groups[b].Close())
-	path := filepath.Join(dirOf(b), raftDBFile)
-	data, err := os.ReadFile(path)
-	require.NoError(t, err)
-	needle := []byte("clean-000020-payload")
-	at := bytes.Index(data, needle)
-	require.Positive(t, at, "entry not found in raft.db")
-	for at >= 0 { // every copy bbolt left, so that the live one is hit
-		data[at+len(needle)/2] ^= 0x20
-		next := bytes.Index(data[at+1:], needle)
-		if next < 0 {
-			break
-		}
-		at += 1 + next
-	}
-	require.NoError(t, os.WriteFile(path, data, 0o600))
+	flipEveryCopy(t, filepath.Join(dirOf(b), raftDBFile), "clean-000020-payload")
 	m, full = prepare(t, dirOf(b), PrepareOptions{})
 	require.True(t, full, "a write after the clean close means the full check")
 	require.NotNil(t, m)

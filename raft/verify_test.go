@@ -84,21 +84,7 @@ func TestVerifyStorePassesACleanStore(t *testing.T) {
 // even though raft-boltdb stores no checksum of its own.
 func TestVerifyStoreFindsAFlippedByteInAnEntry(t *testing.T) {
 	dir := writeStore(t, 500, 0)
-	path := filepath.Join(dir, raftDBFile)
-	b, err := os.ReadFile(path)
-	require.NoError(t, err)
-	needle := []byte("marker-000250-payload")
-	at := bytes.Index(b, needle)
-	require.Positive(t, at, "entry 250 not found in the file")
-	for at >= 0 { // every copy bbolt left, so that the live one is hit
-		b[at+len(needle)/2] ^= 0x20
-		next := bytes.Index(b[at+1:], needle)
-		if next < 0 {
-			break
-		}
-		at += 1 + next
-	}
-	require.NoError(t, os.WriteFile(path, b, 0o600))
+	flipEveryCopy(t, filepath.Join(dir, raftDBFile), "marker-000250-payload")
 	requireDamaged(t, VerifyStore(dir, checkPayload), "entry 250: command checksum mismatch")
 	require.NoError(t, VerifyStore(dir, nil), "without an entry check the damage is invisible")
 }
@@ -246,4 +232,24 @@ func TestStoredAddressesIgnoresEntriesBelowAHole(t *testing.T) {
 	punchHole(t, dir, 200, 300)
 	require.NoError(t, VerifyStore(dir, checkPayload))
 	require.Equal(t, []string{"127.0.0.1:1"}, StoredAddresses(dir), "from the snapshot, not from below the hole")
+}
+
+// flipEveryCopy changes a byte in the middle of every copy of needle in
+// the file at path (bbolt leaves old copies of a page in free pages, so
+// that the live one is hit), keeping its size.
+func flipEveryCopy(t *testing.T, path, needle string) {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	require.NoError(t, err)
+	at := bytes.Index(b, []byte(needle))
+	require.Positive(t, at, "%q not found in %s", needle, path)
+	for at >= 0 {
+		b[at+len(needle)/2] ^= 0x20
+		next := bytes.Index(b[at+1:], []byte(needle))
+		if next < 0 {
+			break
+		}
+		at += 1 + next
+	}
+	require.NoError(t, os.WriteFile(path, b, 0o600))
 }
