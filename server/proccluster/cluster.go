@@ -419,7 +419,7 @@ func (c *Cluster) AwaitReady(ctx context.Context, nodes ...int) error {
 				}
 				return fmt.Errorf("proccluster: node %s exited before it was ready (%v); its log ends:\n%s", c.cfg.Nodes[i].ID, why, c.LogTail(i))
 			}
-			if probeReady(ctx, hc, c.HTTPURL(i)+"/readyz") {
+			if ProbeReady(ctx, hc, c.HTTPURL(i)+"/readyz") {
 				ready++
 			}
 		}
@@ -434,8 +434,9 @@ func (c *Cluster) AwaitReady(ctx context.Context, nodes ...int) error {
 	}
 }
 
-// probeReady asks one node's /readyz (url) once.
-func probeReady(ctx context.Context, hc *http.Client, url string) bool {
+// ProbeReady asks one node's /readyz (url) once with hc: true on 200.
+// A request that fails counts as not ready.
+func ProbeReady(ctx context.Context, hc *http.Client, url string) bool {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	if err != nil {
 		return false

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/heraldlog/herald/client"
+	"github.com/heraldlog/herald/server/proccluster"
 )
 
 // Pacing of the restart measurement.
@@ -221,7 +222,7 @@ func (s *scaleRun) restart(ctx context.Context) (*ScaleRestart, error) {
 	tick := time.NewTicker(scaleRestartPollInterval)
 	defer tick.Stop()
 	for r.ReadyzS < 0 || r.CaughtUpS < 0 {
-		if r.ReadyzS < 0 && probeReadyz(rctx, hc, node.HTTPAddr) {
+		if r.ReadyzS < 0 && proccluster.ProbeReady(rctx, hc, "http://"+node.HTTPAddr+"/readyz") {
 			r.ReadyzS = round(time.Since(start).Seconds(), 3)
 		}
 		// The replicas are looked at only once /readyz answers 200, so
@@ -253,21 +254,6 @@ func (s *scaleRun) restart(ctx context.Context) (*ScaleRestart, error) {
 	r.RSSKiB = procStatusKiB(pid, "VmRSS")
 	r.OpenFiles = countOpenFiles(pid)
 	return r, nil
-}
-
-// probeReadyz asks a node's /readyz once.
-func probeReadyz(ctx context.Context, hc *http.Client, httpAddr string) bool {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+httpAddr+"/readyz", nil)
-	if err != nil {
-		return false
-	}
-	resp, err := hc.Do(req)
-	if err != nil {
-		return false
-	}
-	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 1<<10))
-	resp.Body.Close()
-	return resp.StatusCode == http.StatusOK
 }
 
 // caughtUp scrapes a node's /metrics once and counts the groups of
