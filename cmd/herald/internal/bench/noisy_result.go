@@ -1,7 +1,6 @@
 package bench
 
 import (
-	"encoding/json"
 	"fmt"
 	"io"
 	"maps"
@@ -12,11 +11,7 @@ import (
 )
 
 // WriteJSON writes r as one JSON object on one line.
-func (r *NoisyResult) WriteJSON(w io.Writer) error {
-	enc := json.NewEncoder(w)
-	enc.SetEscapeHTML(false)
-	return enc.Encode(r)
-}
+func (r *NoisyResult) WriteJSON(w io.Writer) error { return writeJSONLine(w, r) }
 
 // formatCores renders a CPU figure in cores, "unknown" when negative.
 func formatCores(v float64) string {

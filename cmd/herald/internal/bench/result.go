@@ -105,10 +105,14 @@ func (r *Result) setCPU(nodeSeconds float64, note string, benchSeconds float64) 
 }
 
 // WriteJSON writes r as one JSON object on one line.
-func (r *Result) WriteJSON(w io.Writer) error {
+func (r *Result) WriteJSON(w io.Writer) error { return writeJSONLine(w, r) }
+
+// writeJSONLine writes v as one JSON object on one line (HTML characters
+// unescaped): the last line of every bench's --json output.
+func writeJSONLine(w io.Writer, v any) error {
 	enc := json.NewEncoder(w)
 	enc.SetEscapeHTML(false)
-	return enc.Encode(r)
+	return enc.Encode(v)
 }
 
 // WriteSummary writes r for people, a few aligned lines.

@@ -1,7 +1,6 @@
 package bench
 
 import (
-	"encoding/json"
 	"fmt"
 	"io"
 	"runtime"
@@ -141,11 +140,7 @@ type ScaleResult struct {
 }
 
 // WriteJSON writes r as one JSON object on one line.
-func (r *ScaleResult) WriteJSON(w io.Writer) error {
-	enc := json.NewEncoder(w)
-	enc.SetEscapeHTML(false)
-	return enc.Encode(r)
-}
+func (r *ScaleResult) WriteJSON(w io.Writer) error { return writeJSONLine(w, r) }
 
 // WriteSummary writes r for people: a table of the steps (cluster
 // figures), a table per step of its nodes, and the restart.
