@@ -175,11 +175,12 @@ func TestScaleCreateTopicResentAfterUnknownOutcome(t *testing.T) {
 	assert.Contains(t, err.Error(), "exists with 2 partitions x3, not 4 x3")
 }
 
-// TestRunScaleOnLocalCluster runs a tiny scale (3 then 6 replicas per
-// node, topics of 2 partitions, 1 s windows, a small fill) on a cluster of
-// three real node processes, and checks every figure is there and the
-// counts agree. Nothing about speed is asserted.
-func TestRunScaleOnLocalCluster(t *testing.T) {
+// localScaleOptions skips t unless it may run a cluster of node processes
+// that scale can read from /proc, and returns the default options with
+// the test binary and steps of 3 then 6 replicas per node (the cluster's
+// data in t's temporary directory).
+func localScaleOptions(t *testing.T) ScaleOptions {
+	t.Helper()
 	if testing.Short() {
 		t.Skip("smoke: builds herald and runs a 3-node cluster of processes")
 	}
@@ -191,6 +192,15 @@ func TestRunScaleOnLocalCluster(t *testing.T) {
 	o := DefaultScaleOptions()
 	o.Executable = bin
 	o.Steps = []int{3, 6}
+	return o
+}
+
+// TestRunScaleOnLocalCluster runs a tiny scale (3 then 6 replicas per
+// node, topics of 2 partitions, 1 s windows, a small fill) on a cluster of
+// three real node processes, and checks every figure is there and the
+// counts agree. Nothing about speed is asserted.
+func TestRunScaleOnLocalCluster(t *testing.T) {
+	o := localScaleOptions(t)
 	o.TopicPartitions = 2
 	o.Idle = time.Second
 	o.Settle = 200 * time.Millisecond
@@ -289,17 +299,7 @@ func TestRenderScaleSVGMarksAStepNotReached(t *testing.T) {
 // it stands and reported as not reached, the steps after it are not
 // tried, and with no partition there is no restart. The run is no error.
 func TestRunScaleStepNotReachedEndsTheGrowth(t *testing.T) {
-	if testing.Short() {
-		t.Skip("smoke: builds herald and runs a 3-node cluster of processes")
-	}
-	if runtime.GOOS != "linux" {
-		t.Skip("scale reads the nodes' figures from /proc")
-	}
-	bin := proccluster.TestBinary(t)
-	t.Setenv("TMPDIR", t.TempDir())
-	o := DefaultScaleOptions()
-	o.Executable = bin
-	o.Steps = []int{3, 6}
+	o := localScaleOptions(t)
 	o.Idle, o.Settle = 200*time.Millisecond, 0
 	o.stepTimeout = time.Nanosecond
 	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
