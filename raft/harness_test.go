@@ -125,6 +125,13 @@ func (w testWriter) Write(p []byte) (int, error) {
 
 func startNode(t testing.TB, network *testNetwork, id string, mutate func(*MuxOptions)) *testNode {
 	t.Helper()
+	return startNodeServing(t, network, id, mutate, func(s *grpc.Server, m *Mux) { m.Register(s) })
+}
+
+// startNodeServing is startNode with the node's Raft service registered
+// on its server by register.
+func startNodeServing(t testing.TB, network *testNetwork, id string, mutate func(*MuxOptions), register func(*grpc.Server, *Mux)) *testNode {
+	t.Helper()
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
 	addr := lis.Addr().String()
@@ -143,7 +150,7 @@ func startNode(t testing.TB, network *testNetwork, id string, mutate func(*MuxOp
 	mux, err := NewMux(opts)
 	require.NoError(t, err)
 	server := grpc.NewServer(ServerOptions(mux.opts.MaxMessageBytes)...)
-	mux.Register(server)
+	register(server, mux)
 	n := &testNode{id: id, addr: addr, server: server, mux: mux, serveDone: make(chan struct{}), dir: t.TempDir()}
 	go func() {
 		defer close(n.serveDone)

@@ -3,7 +3,6 @@ package raft
 import (
 	"context"
 	"errors"
-	"net"
 	"testing"
 	"time"
 
@@ -219,21 +218,8 @@ func (legacyService) Heartbeat(context.Context, *raftpb.HeartbeatRequest) (*raft
 
 // startLegacyNode is startNode for a node whose service lacks Heartbeat.
 func startLegacyNode(t *testing.T, id string) *testNode {
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	addr := lis.Addr().String()
-	mux, err := NewMux(MuxOptions{LocalAddr: addr, Logger: testLogger(t).With("node", id),
-		RPCTimeout: 2 * time.Second, ReconnectDelayMax: 200 * time.Millisecond, NoHeartbeatCoalescing: true})
-	require.NoError(t, err)
-	server := grpc.NewServer(ServerOptions(mux.opts.MaxMessageBytes)...)
-	raftpb.RegisterRaftTransportServer(server, legacyService{&service{mux: mux}})
-	n := &testNode{id: id, addr: addr, server: server, mux: mux, serveDone: make(chan struct{}), dir: t.TempDir()}
-	go func() {
-		defer close(n.serveDone)
-		_ = server.Serve(lis)
-	}()
-	t.Cleanup(n.stop)
-	return n
+	return startNodeServing(t, nil, id, func(o *MuxOptions) { o.NoHeartbeatCoalescing = true },
+		func(s *grpc.Server, m *Mux) { raftpb.RegisterRaftTransportServer(s, legacyService{&service{mux: m}}) })
 }
 
 // Mixed versions: a leader whose follower does not serve Heartbeat sends
