@@ -1,7 +1,6 @@
 package raft
 
 import (
-	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -105,34 +104,10 @@ func stampGroupFiles(dir string) ([]fileStamp, error) {
 	return stamps, nil
 }
 
-// boltTxID returns the newer transaction id of raft.db's two meta pages
-// (bbolt v1.3 layout, see verifyBoltMeta), or an error when they are not
-// both valid.
+// boltTxID returns the newer transaction id of raft.db's two meta pages,
+// or an error when they are not both valid (verifyBoltMeta).
 func boltTxID(path string) (uint64, error) {
-	if err := verifyBoltMeta(path, func(format string, args ...any) error {
-		return fmt.Errorf(format, args...)
-	}); err != nil {
-		return 0, err
-	}
-	f, err := os.Open(path)
-	if err != nil {
-		return 0, err
-	}
-	defer f.Close()
-	buf := make([]byte, boltPageHeaderBytes+boltMetaChecksumAt)
-	if _, err := f.ReadAt(buf, 0); err != nil {
-		return 0, err
-	}
-	pageBytes := int64(binary.LittleEndian.Uint32(buf[boltPageHeaderBytes+8:]))
-	var txid uint64
-	for i := range int64(2) {
-		if _, err := f.ReadAt(buf, i*pageBytes); err != nil {
-			return 0, err
-		}
-		// The meta's transaction id sits right before its checksum.
-		txid = max(txid, binary.LittleEndian.Uint64(buf[boltPageHeaderBytes+boltMetaChecksumAt-8:]))
-	}
-	return txid, nil
+	return verifyBoltMeta(path, func(format string, args ...any) error { return fmt.Errorf(format, args...) })
 }
 
 // recordCleanShutdown writes dir's clean-shutdown record for group. It is

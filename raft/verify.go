@@ -110,7 +110,7 @@ func VerifyStore(dir string, check EntryChecker) (err error) {
 	if st.Size() < 2*boltPageBytesMin {
 		return damaged("%s is %d bytes, too short for its meta pages (truncated)", raftDBFile, st.Size())
 	}
-	if err := verifyBoltMeta(path, damaged); err != nil {
+	if _, err := verifyBoltMeta(path, damaged); err != nil {
 		return err
 	}
 	span, err := verifyBolt(path, st.Size(), check, damaged)
@@ -158,17 +158,20 @@ const (
 // when the damaged one was the newer, that rolls the store back by one
 // transaction, losing the entries of the last append this replica may have
 // acknowledged. So either meta page failing is damage here.
-func verifyBoltMeta(path string, damaged func(string, ...any) error) error {
+//
+// It returns the newer of the two pages' transaction ids (the 8 bytes
+// before the checksum), which the clean-shutdown record compares.
+func verifyBoltMeta(path string, damaged func(string, ...any) error) (txid uint64, err error) {
 	f, err := os.Open(path)
 	if err != nil {
-		return fmt.Errorf("raft: verify %s: %w", path, err)
+		return 0, fmt.Errorf("raft: verify %s: %w", path, err)
 	}
 	defer f.Close()
 	pageBytes := boltDefaultPageBytes
 	for i := range 2 {
 		buf := make([]byte, boltPageHeaderBytes+boltMetaChecksumAt+8)
 		if _, err := f.ReadAt(buf, int64(i*pageBytes)); err != nil {
-			return damaged("meta page %d unreadable: %v", i, err)
+			return 0, damaged("meta page %d unreadable: %v", i, err)
 		}
 		meta := buf[boltPageHeaderBytes:]
 		le := binary.LittleEndian // bbolt writes its structs in host order; Herald runs on little-endian hosts
@@ -176,20 +179,21 @@ func verifyBoltMeta(path string, damaged func(string, ...any) error) error {
 		_, _ = h.Write(meta[:boltMetaChecksumAt])
 		switch {
 		case le.Uint32(meta[0:4]) != boltMagic:
-			return damaged("meta page %d: bad magic", i)
+			return 0, damaged("meta page %d: bad magic", i)
 		case le.Uint32(meta[4:8]) != boltVersion:
-			return damaged("meta page %d: version %d", i, le.Uint32(meta[4:8]))
+			return 0, damaged("meta page %d: version %d", i, le.Uint32(meta[4:8]))
 		case h.Sum64() != le.Uint64(meta[boltMetaChecksumAt:]):
-			return damaged("meta page %d: checksum mismatch (bbolt would silently fall back to the other, possibly older, meta page)", i)
+			return 0, damaged("meta page %d: checksum mismatch (bbolt would silently fall back to the other, possibly older, meta page)", i)
 		}
 		if i == 0 {
 			pageBytes = int(le.Uint32(meta[8:12]))
 			if pageBytes < boltPageBytesMin || pageBytes > 1<<16 {
-				return damaged("meta page 0: page size %d", pageBytes)
+				return 0, damaged("meta page 0: page size %d", pageBytes)
 			}
 		}
+		txid = max(txid, le.Uint64(meta[boltMetaChecksumAt-8:]))
 	}
-	return nil
+	return txid, nil
 }
 
 // verifyBolt checks raft.db and returns where its entries lie.
@@ -424,7 +428,7 @@ func StoredAddresses(dir string) (addrs []string) {
 		return out
 	}
 	path := filepath.Join(dir, raftDBFile)
-	if err := verifyBoltMeta(path, func(string, ...any) error { return ErrDamaged }); err == nil {
+	if _, err := verifyBoltMeta(path, func(string, ...any) error { return ErrDamaged }); err == nil {
 		if db, err := bbolt.Open(path, 0o600, &bbolt.Options{ReadOnly: true, Timeout: time.Second}); err == nil {
 			_ = db.View(func(tx *bbolt.Tx) error {
 				logs := tx.Bucket(bucketLogs)
