@@ -42,7 +42,8 @@ const (
 )
 
 // newCommand returns an empty command of type kind and whether its entries
-// carry a checksum; ok is false for an unknown type.
+// carry a checksum; ok is false for an unknown type. The flat append type
+// has no protobuf command (cmd is nil).
 func newCommand(kind byte) (cmd proto.Message, checked, ok bool) {
 	switch kind {
 	case commandAppend:
@@ -72,8 +73,9 @@ func newCommand(kind byte) (cmd proto.Message, checked, ok bool) {
 	case commandGroupDeadLetter:
 		return &partitionpb.GroupDeadLetterCommand{}, true, true
 	case commandAppendFlat:
-		// Decoded by decodeAppendFlat, not as protobuf.
-		return &partitionpb.AppendCommand{}, true, true
+		// Decoded by decodeAppendFlat, which makes its own command: no
+		// protobuf message to unmarshal into.
+		return nil, true, true
 	}
 	return nil, false, false
 }
